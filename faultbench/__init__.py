@@ -1,0 +1,12 @@
+"""faultbench: measure what the Linux kernel's read fault-around costs and saves.
+
+The measurement plane (this module's imports) uses only the standard library and the compiled
+cffi module, so it also runs quickly inside emulated guests. The analysis plane lives in
+separate modules that import pandas and matplotlib only when called.
+"""
+
+from faultbench._measure import measure, measure_mappers
+from faultbench._spec import Sample, Spec, SpecError
+
+__version__ = "0.1.0"
+__all__ = ["Sample", "Spec", "SpecError", "__version__", "measure", "measure_mappers"]

@@ -1,0 +1,5 @@
+import sys
+
+from faultbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,142 @@
+"""`faultbench measure`: one scenario, N samples, JSON lines or a short line each."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from faultbench._spec import (
+    ACCESSES,
+    BACKINGS,
+    CACHES,
+    MAPPER_KINDS,
+    MAPPER_MODES,
+    MAPS,
+    PATTERN_HELP,
+    UFFD_MAPPERS,
+    UFFD_MODES,
+    Sample,
+    Spec,
+    SpecError,
+    format_size,
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backing", choices=BACKINGS, default="memfd")
+    parser.add_argument("--size", default="64M", help="bytes, with K/M/G suffix (default 64M)")
+    parser.add_argument("--map", choices=MAPS, help="default: shared (private for anon)")
+    parser.add_argument("--access", choices=ACCESSES, default="read")
+    parser.add_argument("--cache", choices=CACHES, help="default: warm (hole for anon)")
+    parser.add_argument("--pattern", default="seq", help=PATTERN_HELP)
+    parser.add_argument("--seed", type=int, default=1, help="seed of the random pattern")
+    parser.add_argument("--uffd", choices=UFFD_MODES, default="none")
+    parser.add_argument("--dir", help="directory of the tmpfs/file backing's file")
+    parser.add_argument("--mappers", type=int, default=1, help="processes/threads mapping it")
+    parser.add_argument("--mapper-mode", choices=MAPPER_MODES, default="sequential")
+    parser.add_argument("--mapper-kind", choices=MAPPER_KINDS, default="process")
+    parser.add_argument(
+        "--uffd-mappers", choices=UFFD_MAPPERS, default="all",
+        help="which mappers register with userfaultfd (default all)",
+    )
+    parser.add_argument("--deadline", type=float, default=10.0, help="seconds per sample")
+    parser.add_argument(
+        "--no-serve", action="store_true",
+        help="leave userfaultfd faults unserved (shows the deadline at work)",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="samples per setting")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KNOB=V1[,V2...]",
+        help="measure with each value of a kernel knob in turn (several --set: cross "
+        "product); originals are restored afterwards",
+    )
+    parser.add_argument(
+        "--kernel", metavar="IMAGE",
+        help="boot IMAGE under QEMU (virtme-ng) and measure there",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per sample")
+
+
+def spec_from_args(args: argparse.Namespace) -> Spec:
+    return Spec(
+        backing=args.backing, size=args.size, map=args.map, access=args.access,
+        cache=args.cache, pattern=args.pattern, seed=args.seed, uffd=args.uffd, dir=args.dir,
+        mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
+        uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
+    ).normalized()
+
+
+def describe(sample: Sample) -> str:
+    spec = sample.spec
+    head = (
+        f"{spec['backing']} {format_size(spec['size'])} {spec['map']} {spec['access']} "
+        f"{spec['cache']} {spec['pattern']} uffd={spec['uffd']}"
+    )
+    if spec["mappers"] > 1:
+        head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
+    head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
+    if sample.status != "ok":
+        return f"{head}: {sample.status}: {sample.error}"
+    return (
+        f"{head}: {sample.pages_touched} pages, {sample.faults_minor} minor + "
+        f"{sample.faults_major} major faults ({sample.faults_per_page:.3f}/page), "
+        f"{sample.ns_per_page:.0f} ns/page, {sample.pages_mapped} pages mapped, "
+        f"munmap {sample.munmap_ns / max(sample.pages_touched, 1):.0f} ns/page"
+        f" [{sample.plane}]"
+    )
+
+
+def _emit(samples: list[Sample], as_json: bool) -> None:
+    for sample in samples:
+        print(json.dumps(sample.to_dict()) if as_json else describe(sample), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faultbench._measure import measure_mappers
+
+    try:
+        spec = spec_from_args(args)
+        if args.repeat < 1:
+            raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
+    except SpecError as exc:
+        print(f"faultbench measure: {exc}", file=sys.stderr)
+        return 2
+    if args.kernel:
+        from faultbench import _guest
+
+        return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
+    if not args.set:
+        for _ in range(args.repeat):
+            _emit(measure_mappers(spec), args.json)
+        return 0
+
+    from faultbench import _knobs
+
+    try:
+        axes = _knobs.parse_set_options(args.set)
+        with _knobs.KnobSession([name for name, _ in axes]) as session:
+            for setting in _knobs.cross_product(axes):
+                knobs = session.apply(setting)
+                for _ in range(args.repeat):
+                    samples = measure_mappers(spec)
+                    for sample in samples:
+                        sample.knobs = dict(knobs)
+                    _emit(samples, args.json)
+    except _knobs.KnobError as exc:
+        print(f"faultbench measure: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _argv_without_kernel(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--kernel":
+            skip = True
+        elif not arg.startswith("--kernel="):
+            out.append(arg)
+    return out

@@ -1,0 +1,182 @@
+"""What to measure (Spec) and what one measurement yields (Sample).
+
+Standard library only: this module is part of the measurement plane, which also runs inside
+emulated guests where importing anything heavy costs seconds.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+BACKINGS = ("anon", "memfd", "tmpfs", "file", "hugetlb")
+MAPS = ("shared", "private")
+ACCESSES = ("read", "write")
+CACHES = ("warm", "cold", "hole")
+UFFD_MODES = ("none", "missing", "wp", "minor")
+MAPPER_MODES = ("sequential", "concurrent")
+MAPPER_KINDS = ("process", "thread")
+UFFD_MAPPERS = ("all", "first", "later")
+PATTERN_HELP = "seq, reverse, random, stride:N (N >= 1) or sparse"
+
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+class SpecError(ValueError):
+    """A spec that cannot be measured as asked; the message names the field and the fix."""
+
+
+def parse_size(text: str | int) -> int:
+    """Bytes from '64M', '4k', '1G' or a plain number (binary units)."""
+    if isinstance(text, int):
+        if text <= 0:
+            raise SpecError(f"size must be positive, got {text}")
+        return text
+    match = _SIZE_RE.match(str(text))
+    if not match:
+        raise SpecError(f"size {text!r} is not a number with an optional K/M/G suffix")
+    value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+    if value <= 0:
+        raise SpecError(f"size must be positive, got {text!r}")
+    return value
+
+
+def format_size(nbytes: int) -> str:
+    for suffix, unit in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if nbytes % unit == 0:
+            return f"{nbytes // unit}{suffix}"
+    return str(nbytes)
+
+
+def parse_pattern(text: str) -> tuple[str, int]:
+    """('stride', N) for 'stride:N'; (name, 1) otherwise."""
+    if text in ("seq", "reverse", "random", "sparse"):
+        return text, 1
+    if text.startswith("stride:"):
+        try:
+            stride = int(text.split(":", 1)[1])
+        except ValueError:
+            stride = 0
+        if stride >= 1:
+            return "stride", stride
+    raise SpecError(f"pattern {text!r} is not one of {PATTERN_HELP}")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise SpecError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One scenario. `None` fields take a default that depends on the backing (see normalized)."""
+
+    backing: str = "memfd"
+    size: int = 64 << 20
+    map: str | None = None  # shared for file-like backings, private for anon
+    access: str = "read"
+    cache: str | None = None  # warm for file-like backings, hole for anon
+    pattern: str = "seq"
+    seed: int = 1
+    uffd: str = "none"
+    dir: str | None = None  # where tmpfs/file backings create their file
+    mappers: int = 1
+    mapper_mode: str = "sequential"
+    mapper_kind: str = "process"
+    uffd_mappers: str = "all"  # which mappers register: all, first, or all but the first
+    deadline_s: float = 10.0
+    uffd_serve: bool = True  # False leaves uffd faults unserved: exercises the deadline
+
+    def normalized(self) -> Spec:
+        """Defaults resolved and every field validated; raises SpecError with a clear message."""
+        _choice("backing", self.backing, BACKINGS)
+        size = parse_size(self.size)
+        anon = self.backing == "anon"
+        map_ = self.map or ("private" if anon else "shared")
+        cache = self.cache or ("hole" if anon else "warm")
+        _choice("map", map_, MAPS)
+        _choice("access", self.access, ACCESSES)
+        _choice("cache", cache, CACHES)
+        _choice("uffd", self.uffd, UFFD_MODES)
+        _choice("mapper_mode", self.mapper_mode, MAPPER_MODES)
+        _choice("mapper_kind", self.mapper_kind, MAPPER_KINDS)
+        _choice("uffd_mappers", self.uffd_mappers, UFFD_MAPPERS)
+        parse_pattern(self.pattern)
+        if anon and cache != "hole":
+            raise SpecError(
+                f"cache {cache!r} needs a page cache; anonymous memory has none (use cache hole)"
+            )
+        if cache == "cold" and self.backing != "file":
+            raise SpecError(
+                "cache 'cold' drops clean file pages; shmem/hugetlb pages cannot be dropped "
+                "without losing them (use 'hole' for never-populated shmem)"
+            )
+        if self.dir is not None and self.backing not in ("tmpfs", "file"):
+            raise SpecError(f"dir applies to the tmpfs and file backings, not {self.backing!r}")
+        if self.mappers < 1:
+            raise SpecError(f"mappers must be at least 1, got {self.mappers}")
+        if self.mappers > 1 and anon and map_ == "private":
+            raise SpecError("several mappers need something shared to map; private anon is not")
+        if self.deadline_s <= 0:
+            raise SpecError(f"deadline_s must be positive, got {self.deadline_s}")
+        if self.seed < 0:
+            raise SpecError(f"seed must be non-negative, got {self.seed}")
+        return dataclasses.replace(self, size=size, map=map_, cache=cache)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Spec:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"unknown spec field(s): {', '.join(unknown)}")
+        return cls(**data)
+
+
+@dataclass
+class Sample:
+    """One mapper's measurement of one spec. Units are in the field names.
+
+    Counts the kernel could not give are None, with the reason in `null_reasons`.
+    `status` is "ok", "unsupported" (the kernel refused the scenario; `error` says why) or
+    "error" (the scenario ran but the sample is not valid, e.g. the deadline expired).
+    """
+
+    spec: dict[str, Any]
+    status: str = "ok"
+    error: str | None = None
+    mapper: int = 0
+    plane: str = "native"
+    page_size: int = 0
+    pages_touched: int = 0
+    touch_ns: int | None = None
+    ns_per_page: float | None = None
+    faults_minor: int | None = None
+    faults_major: int | None = None
+    faults_per_page: float | None = None
+    perf_page_faults: int | None = None
+    pages_mapped: int | None = None
+    resident_before_pages: int | None = None
+    mmap_ns: int | None = None
+    munmap_ns: int | None = None
+    uffd_events: int | None = None
+    uffd_ns: int | None = None
+    uffd_features: int | None = None
+    cycles: int | None = None
+    instructions: int | None = None
+    fs_type: str | None = None
+    knobs: dict[str, Any] = field(default_factory=dict)  # knob values read back, not requested
+    null_reasons: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Sample:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

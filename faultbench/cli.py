@@ -1,0 +1,45 @@
+"""The faultbench command: one sub-command per private module, imported only when chosen.
+
+Keeping the imports lazy keeps `faultbench measure` (and so a guest boot) free of pandas.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "measure": ("faultbench._cmd_measure", "measure one scenario (mmap + touch, timed in C)"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="faultbench",
+        description="Measure what the Linux kernel's read fault-around costs and saves.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, (module, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(command)
+        command.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    args._argv = argv
+    try:
+        return importlib.import_module(args._module).run(args)
+    except KeyboardInterrupt:
+        print("faultbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
