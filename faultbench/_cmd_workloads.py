@@ -1,0 +1,55 @@
+"""`faultbench workloads [NAME]`: the shipped workloads, or one workload's expanded matrix."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from faultbench._workload import Workload
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "workload", nargs="?", metavar="WORKLOAD",
+        help="show this workload's scenarios and skipped combinations (a name or a .toml file)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from faultbench._workload import WorkloadError, load, shipped, workload_dirs
+
+    try:
+        if args.workload:
+            _show(load(args.workload))
+            return 0
+        found = shipped()
+        if not found:
+            print("faultbench workloads: no workloads found (looked in: "
+                  f"{', '.join(map(str, workload_dirs())) or 'no workloads directory'})",
+                  file=sys.stderr)
+            return 2
+        workloads = [load(name) for name in found]
+    except WorkloadError as exc:
+        print(f"faultbench workloads: {exc}", file=sys.stderr)
+        return 2
+    width = max(len(w.name) for w in workloads)
+    for w in workloads:
+        size = f"{len(w.scenarios)} scenarios x {w.rounds} rounds"
+        print(f"{w.name:<{width}}  {size:<26} {w.description}")
+    print(f"\n(from {found[workloads[0].name].parent}; run one with `faultbench run NAME`, "
+          "show its matrix with `faultbench workloads NAME`)")
+    return 0
+
+
+def _show(workload: Workload) -> None:
+    print(f"{workload.name} ({workload.file}): {workload.description}")
+    print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up rounds, "
+          f"seed {workload.seed}; {len(workload.scenarios)} scenarios:")
+    for scenario in workload.scenarios:
+        print(f"  {scenario.name}")
+    if workload.skipped:
+        print(f"skipped {len(workload.skipped)}:")
+        for skipped in workload.skipped:
+            print(f"  {skipped['scenario']}: {skipped['reason']}")

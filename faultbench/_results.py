@@ -1,0 +1,183 @@
+"""A run's results directory (the contract is docs/results.md).
+
+samples.jsonl is appended, flushed and fsynced one sample at a time, so SIGKILL or power loss
+loses at most the sample being written; meta.json and pyperf.json are replaced atomically.
+Standard library only, except pyperf (pure Python), which only the parent imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+FORMAT = "faultbench-run/1"
+META = "meta.json"
+SAMPLES = "samples.jsonl"
+PYPERF = "pyperf.json"
+WORKER_LOG = "worker.log"
+
+
+class ResultsError(ValueError):
+    """A results directory that cannot be written or resumed; the message says why."""
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Readers see the old file or the new one, never half of one, even after power loss."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def sample_key(record: dict[str, Any]) -> tuple[str, int, int]:
+    """What identifies a sample within a run."""
+    return record["scenario"], record["round"], record["mapper"]
+
+
+def benchmark_name(record: dict[str, Any]) -> str:
+    """pyperf benchmark of a sample: the scenario, per mapper when there are several
+    (first and later mappers measure different things)."""
+    if record["spec"]["mappers"] > 1:
+        return f"{record['scenario']},mapper={record['mapper']}"
+    return record["scenario"]
+
+
+class RunDir:
+    """One run's directory: create it, append samples, resume it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._samples: IO[str] | None = None
+
+    @classmethod
+    def create(cls, path: Path) -> RunDir:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ResultsError(
+                f"{path} already exists and is not empty (continue it with --resume {path})"
+            )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ResultsError(f"cannot create {path}: {exc.strerror}") from None
+        return cls(path)
+
+    @classmethod
+    def existing(cls, path: Path) -> RunDir:
+        if not (path / META).is_file():
+            raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
+        for leftover in path.glob(".*.tmp"):
+            leftover.unlink()  # an atomic write the interruption cut short
+        return cls(path)
+
+    def read_meta(self) -> dict[str, Any]:
+        try:
+            meta = json.loads((self.path / META).read_text())
+        except (OSError, ValueError) as exc:
+            raise ResultsError(f"{self.path / META}: unreadable: {exc}") from None
+        if meta.get("format") != FORMAT:
+            raise ResultsError(
+                f"{self.path / META}: format {meta.get('format')!r}, expected {FORMAT!r}"
+            )
+        return meta
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write(self.path / META, json.dumps(meta, indent=1) + "\n")
+
+    def read_samples(self) -> list[dict[str, Any]]:
+        """Every complete line; a last line cut short by a kill is removed from the file,
+        so the sample is measured again and never half-recorded."""
+        path = self.path / SAMPLES
+        if not path.exists():
+            return []
+        data = path.read_bytes()
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            with open(path, "r+b") as fh:
+                fh.truncate(end)
+        records = []
+        for number, line in enumerate(data[:end].splitlines(), 1):
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                raise ResultsError(f"{path}:{number}: not a JSON line") from None
+        return records
+
+    def append(self, record: dict[str, Any]) -> None:
+        if self._samples is None:
+            # kept open across appends; close() ends it
+            self._samples = open(self.path / SAMPLES, "a")  # noqa: SIM115
+        # one write per line, so a kill leaves at most one partial line, at the end
+        self._samples.write(json.dumps(record) + "\n")
+        self._samples.flush()
+        os.fsync(self._samples.fileno())
+
+    def close(self) -> None:
+        if self._samples is not None:
+            self._samples.close()
+            self._samples = None
+
+    def write_pyperf(self, meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> int:
+        """pyperf.json from the ok samples; returns the number of benchmarks."""
+        suite = pyperf_suite(meta, records)
+        if suite is None:
+            return 0
+        tmp = self.path / f".{PYPERF}.tmp"
+        suite.dump(str(tmp), replace=True)
+        os.replace(tmp, self.path / PYPERF)
+        _fsync_dir(self.path)
+        return len(suite)
+
+
+def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any:
+    """A pyperf BenchmarkSuite: one benchmark per scenario (per mapper when several), one run
+    per round with one value, seconds per touched page; warm-ups ride on the first run as
+    pyperf warm-ups. None when no sample succeeded."""
+    import pyperf
+
+    by_bench: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record["status"] == "ok" and record.get("ns_per_page"):
+            by_bench.setdefault(benchmark_name(record), []).append(record)
+    knobs = {s["name"]: s["knobs"] for s in meta["scenarios"]}
+    common = {
+        "unit": "second",
+        "loops": 1,
+        "faultbench_plane": meta["plane"],
+        "faultbench_workload": meta["workload"]["name"],
+    }
+    release = meta.get("provenance", {}).get("kernel", {})
+    if isinstance(release, dict) and release.get("release"):
+        common["platform"] = f"Linux-{release['release']}"
+    benchmarks = []
+    for name, group in by_bench.items():
+        group.sort(key=lambda r: r["round"])
+        warmups = [(1, r["ns_per_page"] * 1e-9) for r in group if r["warmup"]]
+        values = [r["ns_per_page"] * 1e-9 for r in group if not r["warmup"]]
+        if not values:
+            continue
+        first = group[0]
+        metadata: dict[str, Any] = {**common, "name": name, "faultbench_scenario":
+                                    first["scenario"], "faultbench_mapper": first["mapper"]}
+        for knob, value in knobs.get(first["scenario"], {}).items():
+            metadata[f"knob_{knob}"] = value
+        runs = [
+            pyperf.Run([value], warmups=warmups if i == 0 and warmups else None,
+                       metadata=metadata, collect_metadata=False)
+            for i, value in enumerate(values)
+        ]
+        benchmarks.append(pyperf.Benchmark(runs))
+    return pyperf.BenchmarkSuite(benchmarks) if benchmarks else None

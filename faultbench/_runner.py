@@ -1,0 +1,386 @@
+"""Runs a workload: interleaved seeded rounds, one worker process, crash-safe results.
+
+The parent sets knobs (journaled and restored by the knob session), schedules, records; the
+worker (faultbench._worker) only measures. A worker that crashes or misses its deadline is
+killed with its mapper processes, the sample is recorded as an error, and a fresh worker
+takes the next one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from faultbench._results import FORMAT, WORKER_LOG, RunDir, sample_key
+from faultbench._spec import Sample, Spec, SpecError
+from faultbench._workload import Scenario, Workload
+
+# Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
+# the native module) and to set up and tear down the backing.
+GRACE_S = 20.0
+
+
+class RunError(RuntimeError):
+    """A run that cannot start or continue; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One measurement: a scenario in a round (several samples when several mappers)."""
+
+    scenario: Scenario
+    round: int
+    warmup: bool
+
+
+def schedule(scenarios: list[Scenario], warmups: int, repetitions: int, seed: int) -> list[Unit]:
+    """Every scenario once per round, in a seeded shuffled order per round, so drift of the
+    machine during the run hits every configuration alike. Deterministic for a given seed
+    and scenario list, which is what lets --resume find where it stopped."""
+    rng = random.Random(seed)
+    units = []
+    for round_ in range(warmups + repetitions):
+        order = list(scenarios)
+        rng.shuffle(order)
+        units += [Unit(s, round_, round_ < warmups) for s in order]
+    return units
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WorkerLost(RuntimeError):
+    """The worker crashed or missed the deadline; the message is the sample's error."""
+
+
+class Worker:
+    """A persistent measuring subprocess, restarted after a crash or a missed deadline."""
+
+    def __init__(self, log: IO[bytes] | None = None) -> None:
+        self._log = log
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._buffer = b""
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        package_root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (package_root, env.get("PYTHONPATH")) if p
+        )
+        self._buffer = b""
+        return subprocess.Popen(
+            [sys.executable, "-m", "faultbench._worker"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
+            # its own process group: killing it takes its mapper processes along, and a
+            # Ctrl-C at the terminal reaches only the parent, which stops it cleanly
+            start_new_session=True,
+        )
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def measure(self, spec: Spec, timeout_s: float) -> list[dict[str, Any]]:
+        """Sample dicts of one measurement, or WorkerLost."""
+        if self._proc is None:
+            self._proc = self._start()
+        proc = self._proc
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(spec.to_dict()).encode() + b"\n")
+            proc.stdin.flush()
+        except BrokenPipeError:
+            raise WorkerLost(self._lost("the worker exited before the sample")) from None
+        line = self._readline(proc.stdout.fileno(), time.monotonic() + timeout_s)
+        if line is None:
+            if proc.poll() is None:
+                self.close()
+                raise WorkerLost(f"no result within {timeout_s:.0f} s; worker killed")
+            raise WorkerLost(self._lost("the worker died during the sample"))
+        reply = json.loads(line)
+        if "error" in reply:
+            raise WorkerLost(f"the worker failed: {reply['error']}")
+        return list(reply["samples"])
+
+    def _readline(self, fd: int, deadline: float) -> bytes | None:
+        with selectors.DefaultSelector() as selector:
+            selector.register(fd, selectors.EVENT_READ)
+            while b"\n" not in self._buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return None
+                chunk = os.read(fd, 1 << 16)
+                if not chunk:
+                    return None
+                self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return line
+
+    def _lost(self, what: str) -> str:
+        assert self._proc is not None
+        code = self._proc.wait()
+        self.close()
+        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        return f"{what} ({how}); see {WORKER_LOG}"
+
+    def close(self) -> None:
+        """Stop the worker and anything it started; safe to call at any time."""
+        proc, self._proc = self._proc, None
+        if proc is None:
+            return
+        # its own group holds the mappers it forked; a crashed worker may have left some.
+        # Killed before the worker is reaped, so the group id cannot have been reused.
+        with suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with suppress(BrokenPipeError):
+                    stream.close()
+
+
+def every_mapper(samples: list[dict[str, Any]], mappers: int) -> list[dict[str, Any]]:
+    """One sample per mapper: when setup failed the core returns mapper 0's only (so does a
+    lost worker), and the mappers that never ran carry the same status and reason, so every
+    measurement has the same keys, which resuming relies on."""
+    return samples + [{**samples[0], "mapper": m} for m in range(len(samples), mappers)]
+
+
+class Progress:
+    """A bar with counts and ETA on a terminal, one plain line per measurement otherwise."""
+
+    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr):
+        self.total, self.done, self.quiet, self.stream = total, done, quiet, stream
+        self.tty = stream.isatty()
+        self.start = time.monotonic()
+        self.measured = 0
+
+    def update(self, unit: Unit, samples: list[dict[str, Any]]) -> None:
+        self.done += 1
+        self.measured += 1
+        if self.quiet:
+            return
+        elapsed = time.monotonic() - self.start
+        eta = elapsed / self.measured * (self.total - self.done)
+        if self.tty:
+            width = 30
+            filled = width * self.done // max(self.total, 1)
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+                f"ETA {_clock(eta)} "
+            )
+        else:
+            tag = "warm-up " if unit.warmup else ""
+            self.stream.write(
+                f"[{self.done}/{self.total}] {tag}round {unit.round} {unit.scenario.name}: "
+                f"{' | '.join(_brief(s) for s in samples)}\n"
+            )
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.tty and not self.quiet:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _clock(seconds: float) -> str:
+    seconds = int(seconds + 0.5)
+    return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _brief(sample: dict[str, Any]) -> str:
+    if sample["status"] != "ok":
+        return f"{sample['status']}: {sample['error']}"
+    return f"{sample['faults_per_page']:.3f} faults/page {sample['ns_per_page']:.0f} ns/page"
+
+
+def check_resources(workload: Workload) -> list[dict[str, str]]:
+    """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
+    a safe share of memory or disk; scenarios this machine cannot do at all (e.g. no huge
+    pages reserved) are returned as skipped instead."""
+    from faultbench._measure import check_resources as check_spec
+
+    skipped = []
+    for scenario in workload.scenarios:
+        try:
+            check_spec(scenario.spec)
+        except SpecError as exc:
+            if str(exc).startswith("unsupported"):
+                skipped.append({"scenario": scenario.name, "reason": str(exc)})
+            else:
+                raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
+                    from None
+    return skipped
+
+
+def without_scenarios(workload: Workload, skipped: list[dict[str, str]]) -> Workload:
+    names = {s["scenario"] for s in skipped}
+    return Workload(
+        workload.name, workload.file, workload.description, workload.repetitions,
+        workload.warmups, workload.seed, workload.axes,
+        [s for s in workload.scenarios if s.name not in names], workload.skipped + skipped,
+    )
+
+
+def settable_knobs(workload: Workload) -> Workload:
+    """The workload without the knob axes this machine cannot set (recorded as skipped with
+    the knob module's reason, e.g. lockdown). Opening a session checks without writing."""
+    names = workload.knob_names()
+    if not names:
+        return workload
+    from faultbench import _knobs
+
+    try:
+        with _knobs.KnobSession(names):
+            return workload
+    except _knobs.KnobError:
+        pass  # find out which ones
+    for name in names:
+        try:
+            with _knobs.KnobSession([name]):
+                pass
+        except _knobs.KnobError as exc:
+            workload = workload.without_knobs({name}, str(exc))
+    return workload
+
+
+def start(workload: Workload, out: Path) -> RunDir:
+    """A new run directory with meta.json written, ready for execute()."""
+    from faultbench import __version__
+    from faultbench._measure import current_plane
+    from faultbench._provenance import collect
+
+    workload = settable_knobs(workload)
+    workload = without_scenarios(workload, check_resources(workload))
+    if not workload.scenarios:
+        reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
+        raise RunError(f"nothing to run in workload {workload.name}: {reasons}")
+    file_dirs = [s.spec.dir for s in workload.scenarios if s.spec.backing == "file"]
+    run_dir = RunDir.create(out)
+    run_dir.write_meta({
+        "format": FORMAT,
+        "faultbench_version": __version__,
+        "workload": workload.meta(),
+        "scenarios": [s.to_dict() for s in workload.scenarios],
+        "skipped": workload.skipped,
+        "provenance": collect(file_dir=next(iter(file_dirs), None)),
+        "plane": current_plane(),
+        "started_utc": utc_now(),
+        "finished_utc": None,
+    })
+    return run_dir
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so knobs are restored and the worker stopped."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def execute(
+    run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None] | None = None
+) -> dict[str, Any]:
+    """Measure every unit of the run not yet in samples.jsonl; returns the final meta.
+
+    KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after knobs are restored and the worker
+    is stopped; samples already written stay, and execute() on the same directory resumes.
+    """
+    meta = run_dir.read_meta()
+    scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
+    workload = meta["workload"]
+    units = schedule(scenarios, workload["warmups"], workload["repetitions"], workload["seed"])
+    records = run_dir.read_samples()
+    done = {sample_key(r) for r in records}
+    unsupported = _unsupported(records)
+    todo = [
+        u for u in units
+        if u.scenario.name not in unsupported
+        and any((u.scenario.name, u.round, m) not in done
+                for m in range(u.scenario.spec.mappers))
+    ]
+    plane = meta["plane"]
+    knob_names = sorted({name for s in scenarios for name in s.knobs})
+    progress = Progress(len(units), len(units) - len(todo), quiet)
+    session: Any = nullcontext()
+    if knob_names:
+        from faultbench import _knobs
+
+        session = _knobs.KnobSession(knob_names)
+    with ExitStack() as stack:
+        # unwound in reverse: worker stopped, then knobs restored, then files closed
+        stack.enter_context(_sigterm_interrupts())
+        log = stack.enter_context(open(run_dir.path / WORKER_LOG, "ab"))
+        stack.callback(progress.finish)
+        stack.callback(run_dir.close)
+        knobs = stack.enter_context(session)
+        worker = Worker(log)
+        stack.callback(worker.close)
+        applied: dict[str, Any] | None = None
+        readback: dict[str, Any] = {}
+        for unit in todo:
+            if unit.scenario.name in unsupported:
+                continue
+            if knob_names and unit.scenario.knobs != applied:
+                readback = knobs.apply(unit.scenario.knobs)
+                applied = unit.scenario.knobs
+            if on_unit is not None:
+                on_unit(unit)
+            spec = unit.scenario.spec
+            try:
+                samples = worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S)
+            except WorkerLost as exc:
+                samples = [Sample(spec=spec.to_dict(), status="error", error=str(exc),
+                                  plane=plane).to_dict()]
+            samples = every_mapper(samples, spec.mappers)
+            for sample in samples:
+                sample["knobs"] = dict(readback)
+                record = {**sample, "scenario": unit.scenario.name, "round": unit.round,
+                          "warmup": unit.warmup}
+                if sample_key(record) not in done:
+                    run_dir.append(record)
+                    records.append(record)
+            if all(s["status"] == "unsupported" for s in samples):
+                unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
+            progress.update(unit, samples)
+    known = {s["scenario"] for s in meta["skipped"]}
+    meta["skipped"] += [
+        {"scenario": name, "reason": f"the kernel refused it: {reason}"}
+        for name, reason in unsupported.items() if name not in known
+    ]
+    meta["finished_utc"] = utc_now()
+    run_dir.write_pyperf(meta, records)
+    run_dir.write_meta(meta)
+    return meta
+
+
+def _unsupported(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Scenarios the kernel refused in an earlier part of this run: not measured again."""
+    by_measurement: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for record in records:
+        by_measurement.setdefault((record["scenario"], record["round"]), []).append(record)
+    return {
+        name: samples[0]["error"] or "unsupported"
+        for (name, _), samples in by_measurement.items()
+        if all(s["status"] == "unsupported" for s in samples)
+    }

@@ -1,0 +1,50 @@
+"""The runner's worker: measures one spec per request, in its own process.
+
+Protocol: one JSON spec per line on stdin, one JSON line per spec on the protocol fd
+(`{"samples": [...]}` or `{"error": "..."}`); EOF ends the worker. A crash or hang here costs
+the runner one sample, not the run. Imports only the measurement plane.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import sys
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    # A runner killed with SIGKILL cannot stop its worker; the kernel does it for us.
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: EOF on stdin still ends the worker once the sample finishes
+    if os.getppid() == 1:
+        sys.exit(0)  # the parent died before prctl took effect
+
+
+def main() -> int:
+    _die_with_parent()
+    # Native code or a library printing to fd 1 must not corrupt the protocol: keep the
+    # protocol on a private copy of fd 1 and point fd 1 at stderr.
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    from faultbench._measure import measure_mappers
+    from faultbench._spec import Spec
+
+    for line in sys.stdin:
+        try:
+            samples = measure_mappers(Spec.from_dict(json.loads(line)))
+            reply: dict[str, object] = {"samples": [s.to_dict() for s in samples]}
+        except Exception as exc:  # one bad spec must not take the worker down
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        protocol.write(json.dumps(reply) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,408 @@
+"""Workloads: TOML files naming axes and their values, expanded into scenarios.
+
+A workload is data, not code. Validation is strict (every error names the file, the key and
+what is allowed) and finishes before anything runs. Combinations the spec contract rejects
+(Spec.normalized) are dropped with the reason, so a matrix can cross axes freely.
+
+Standard library only: the runner's parent imports this, and so may a guest.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import sys
+import sysconfig
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from faultbench._spec import (
+    ACCESSES,
+    BACKINGS,
+    CACHES,
+    MAPPER_KINDS,
+    MAPPER_MODES,
+    MAPS,
+    PATTERN_HELP,
+    UFFD_MAPPERS,
+    UFFD_MODES,
+    Spec,
+    SpecError,
+    format_size,
+    parse_pattern,
+    parse_size,
+)
+
+SUFFIX = ".toml"
+TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs", "matrix")
+# Spec fields a workload may vary. seed is the workload's; uffd_serve only exists to test
+# the deadline, so a workload cannot switch serving off.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "backing": BACKINGS,
+    "map": MAPS,
+    "access": ACCESSES,
+    "cache": CACHES,
+    "uffd": UFFD_MODES,
+    "mapper_mode": MAPPER_MODES,
+    "mapper_kind": MAPPER_KINDS,
+    "uffd_mappers": UFFD_MAPPERS,
+}
+AXES = (
+    "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "deadline_s",
+)
+MATRIX_KEYS = (*AXES, "knobs")
+
+
+class WorkloadError(ValueError):
+    """A workload that cannot run as written; the message names file, key and the fix."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One normalized spec under one knob setting (knob values as requested)."""
+
+    name: str
+    spec: Spec
+    knobs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "spec": self.spec.to_dict(), "knobs": dict(self.knobs)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Scenario:
+        return cls(data["name"], Spec.from_dict(data["spec"]), dict(data["knobs"]))
+
+
+@dataclass
+class Workload:
+    name: str
+    file: str
+    description: str
+    repetitions: int
+    warmups: int
+    seed: int
+    axes: dict[str, Any]  # the file's content as written, for meta.json
+    scenarios: list[Scenario]
+    skipped: list[dict[str, str]]  # {scenario, reason}
+
+    @property
+    def rounds(self) -> int:
+        return self.warmups + self.repetitions
+
+    def knob_names(self) -> list[str]:
+        return sorted({name for s in self.scenarios for name in s.knobs})
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "file": self.file, "description": self.description,
+            "repetitions": self.repetitions, "warmups": self.warmups, "seed": self.seed,
+            "axes": self.axes,
+        }
+
+    def without_knobs(self, names: set[str], reason: str) -> Workload:
+        """This workload with the knob axes `names` dropped (left at the machine's value).
+
+        Scenarios that differed only in those knobs collapse into one; each dropped axis is
+        recorded once in `skipped`.
+        """
+        scenarios: dict[str, Scenario] = {}
+        for scenario in self.scenarios:
+            knobs = {k: v for k, v in scenario.knobs.items() if k not in names}
+            name = scenario_name(scenario.spec, knobs)
+            scenarios.setdefault(name, Scenario(name, scenario.spec, knobs))
+        skipped = self.skipped + [
+            {"scenario": f"knob axis {name}", "reason": reason} for name in sorted(names)
+        ]
+        return Workload(
+            self.name, self.file, self.description, self.repetitions, self.warmups,
+            self.seed, self.axes, list(scenarios.values()), skipped,
+        )
+
+
+def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
+    """A stable, readable name: the same spec and knobs always give the same name.
+
+    Every field that changes the measurement is in it, whichever axes the workload varied,
+    so runs of different workloads compare by name. Fields that cannot matter for this spec
+    (mapper details of one mapper, uffd_mappers without uffd) are left out.
+    """
+    size = format_size(spec.size) if isinstance(spec.size, int) else str(spec.size)
+    parts = [spec.backing, size]
+    parts += [str(v) for v in (spec.map, spec.access, spec.cache) if v is not None]
+    parts += [spec.pattern, f"uffd={spec.uffd}"]
+    if spec.mappers > 1:
+        mappers = f"{spec.mappers}x{spec.mapper_kind}-{spec.mapper_mode}"
+        if spec.uffd != "none" and spec.uffd_mappers != "all":
+            mappers += f"-uffd@{spec.uffd_mappers}"
+        parts.append(mappers)
+    if spec.dir is not None:
+        parts.append(f"dir={spec.dir}")
+    parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
+    return ",".join(parts)
+
+
+def workload_dirs() -> list[Path]:
+    """Where shipped workloads live: the checkout (editable install, or running from the
+    repository), then the data files a normal install puts under <prefix>/share."""
+    here = Path(__file__).resolve().parent
+    dirs = [here.parent / "workloads"]
+    for prefix in (sysconfig.get_path("data"), sys.prefix):
+        dirs.append(Path(prefix) / "share" / "faultbench" / "workloads")
+    return [d for d in dict.fromkeys(dirs) if d.is_dir()]
+
+
+def shipped() -> dict[str, Path]:
+    """Name -> file of every shipped workload (the first directory wins)."""
+    found: dict[str, Path] = {}
+    for directory in workload_dirs():
+        for path in sorted(directory.glob(f"*{SUFFIX}")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def find(name_or_path: str) -> Path:
+    """A shipped workload by name, or a path to a .toml file."""
+    path = Path(name_or_path)
+    if name_or_path.endswith(SUFFIX) or "/" in name_or_path:
+        if not path.is_file():
+            raise WorkloadError(f"{name_or_path}: no such workload file")
+        return path
+    available = shipped()
+    if name_or_path not in available:
+        names = ", ".join(available) or "none found"
+        raise WorkloadError(f"no workload named {name_or_path!r}; available: {names}")
+    return available[name_or_path]
+
+
+def load(name_or_path: str) -> Workload:
+    path = find(name_or_path)
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise WorkloadError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise WorkloadError(f"{path}: {exc.strerror}") from None
+    return parse(data, path)
+
+
+def parse(data: dict[str, Any], path: Path) -> Workload:
+    """Validate all of `data` (errors collected, the first reported) and expand it."""
+    errors: list[str] = []
+
+    def fail(where: str, message: str) -> None:
+        errors.append(f"{path}: {where}: {message}")
+
+    _unknown_keys(data, TOP_KEYS, "workload", fail)
+    description = _typed(data, "description", str, "a string", "", fail)
+    repetitions = _typed(data, "repetitions", int, "an integer", 5, fail)
+    warmups = _typed(data, "warmups", int, "an integer", 1, fail)
+    seed = _typed(data, "seed", int, "an integer", 1, fail)
+    if repetitions < 1:
+        fail("repetitions", f"must be at least 1, got {repetitions}")
+    if warmups < 0:
+        fail("warmups", f"must be 0 or more, got {warmups}")
+    if seed < 0:
+        fail("seed", f"must be 0 or more, got {seed}")
+
+    defaults = _table(data, "defaults", "defaults", fail)
+    _unknown_keys(defaults, AXES, "defaults", fail)
+    default_axes = {
+        key: _axis_values(defaults[key], f"defaults.{key}", key, fail)
+        for key in AXES if key in defaults
+    }
+    top_knobs = _knob_table(data, "knobs", "knobs", fail)
+    matrices = data.get("matrix")
+    if not isinstance(matrices, list) or not matrices or not all(
+        isinstance(m, dict) for m in matrices
+    ):
+        fail("matrix", "expected one or more [[matrix]] tables (each a cross product of axes)")
+        matrices = []
+
+    matrix_axes: list[dict[str, list[Any]]] = []
+    matrix_knobs: list[dict[str, list[Any]]] = []
+    for index, matrix in enumerate(matrices, 1):
+        where = f"matrix[{index}]"
+        _unknown_keys(matrix, MATRIX_KEYS, where, fail)
+        axes = dict(default_axes)
+        for key in AXES:
+            if key in matrix:
+                axes[key] = _axis_values(matrix[key], f"{where}.{key}", key, fail)
+        matrix_axes.append(axes)
+        matrix_knobs.append(
+            {**top_knobs, **_knob_table(matrix, "knobs", f"{where}.knobs", fail)}
+        )
+    checked = _check_knobs(matrix_knobs, fail)
+
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise WorkloadError(errors[0] + more)
+
+    scenarios: dict[str, Scenario] = {}
+    skipped: dict[str, str] = {}
+    for axes, knobs in zip(matrix_axes, checked, strict=True):
+        names = list(axes)
+        knob_names = sorted(knobs)
+        for combo in itertools.product(*(axes[n] for n in names)):
+            raw = Spec(seed=seed, **dict(zip(names, combo, strict=True)))
+            for setting in itertools.product(*(knobs[k] for k in knob_names)):
+                knob_values = dict(zip(knob_names, setting, strict=True))
+                try:
+                    spec = raw.normalized()
+                except SpecError as exc:
+                    skipped.setdefault(scenario_name(raw, knob_values), str(exc))
+                    continue
+                name = scenario_name(spec, knob_values)
+                scenarios.setdefault(name, Scenario(name, spec, knob_values))
+    if not scenarios:
+        raise WorkloadError(
+            f"{path}: no valid scenario in the matrix"
+            + (f"; e.g. {next(iter(skipped.values()))}" if skipped else "")
+        )
+    return Workload(
+        name=path.stem, file=str(path), description=description, repetitions=repetitions,
+        warmups=warmups, seed=seed, axes=data, scenarios=list(scenarios.values()),
+        skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()],
+    )
+
+
+def _unknown_keys(
+    table: dict[str, Any], allowed: tuple[str, ...], where: str,
+    fail: Callable[[str, str], None],
+) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            fail(where, f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return f"{kind} ({value!r})"
+
+
+def _typed(
+    data: dict[str, Any], key: str, kind: type, kind_text: str, default: Any,
+    fail: Callable[[str, str], None],
+) -> Any:
+    value = data.get(key, default)
+    # bool is an int subclass; `repetitions = true` is a mistake, not 1
+    if not isinstance(value, kind) or isinstance(value, bool):
+        fail(key, f"expected {kind_text}, got {_describe(value)}")
+        return default
+    return value
+
+
+def _table(
+    data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
+) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        fail(where, f"expected a table, got {_describe(value)}")
+        return {}
+    return value
+
+
+def _knob_table(
+    data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
+) -> dict[str, list[Any]]:
+    """Knob name -> values. Dotted names written unquoted (thp.enabled = ...) arrive as
+    nested tables; they are joined back."""
+    out: dict[str, list[Any]] = {}
+
+    def walk(table: dict[str, Any], prefix: str) -> None:
+        for name, value in table.items():
+            full = f"{prefix}{name}"
+            if isinstance(value, dict):
+                walk(value, f"{full}.")
+                continue
+            values = value if isinstance(value, list) else [value]
+            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | str)]
+            if bad or not values:
+                fail(f"{where}.{full}", "expected a value or a non-empty list of values "
+                     f"(integers or strings), got {_describe(value)}")
+                continue
+            out[full] = values
+
+    walk(_table(data, key, where, fail), "")
+    return out
+
+
+def _check_knobs(
+    matrices: list[dict[str, list[Any]]], fail: Callable[[str, str], None]
+) -> list[dict[str, list[str]]]:
+    """Each matrix's knob axes as the knob module, the one authority on knobs, spells them
+    (canonical name, values as written to the kernel: `64K` becomes `65536`), so the same
+    setting always gets the same scenario name."""
+    if not any(matrices):
+        return [{} for _ in matrices]
+    from faultbench import _knobs
+
+    checked = []
+    for knobs in matrices:
+        axes: dict[str, list[str]] = {}
+        for name, values in knobs.items():
+            try:
+                [(canonical, parsed)] = _knobs.parse_set_options(
+                    [f"{name}={','.join(map(str, values))}"]
+                )
+            except _knobs.KnobError as exc:
+                fail(f"knobs.{name}", str(exc))
+                continue
+            axes[canonical] = parsed
+        checked.append(axes)
+    return checked
+
+
+def _axis_values(
+    value: Any, where: str, key: str, fail: Callable[[str, str], None]
+) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        fail(where, "an axis needs at least one value")
+    good = []
+    for item in values:
+        problem = _check_axis_value(key, item)
+        if problem:
+            fail(where, problem)
+        else:
+            good.append(item)
+    return good
+
+
+def _check_axis_value(key: str, value: Any) -> str | None:
+    """Why `value` cannot be a value of axis `key`, or None if it can."""
+    if key in _CHOICES:
+        allowed = _CHOICES[key]
+        if isinstance(value, str) and value in allowed:
+            return None
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{value!r} is not one of: {', '.join(allowed)}{hint}"
+    if isinstance(value, bool):
+        return f"expected {'a size' if key == 'size' else 'a value'}, got {_describe(value)}"
+    try:
+        if key == "size":
+            if not isinstance(value, int | str):
+                return f"expected a size such as \"64M\" or a byte count, got {_describe(value)}"
+            parse_size(value)
+        elif key == "pattern":
+            if not isinstance(value, str):
+                return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
+            parse_pattern(value)
+        elif key == "mappers":
+            if not isinstance(value, int) or value < 1:
+                return f"expected an integer >= 1, got {_describe(value)}"
+        elif key == "deadline_s":
+            if not isinstance(value, int | float) or value <= 0:
+                return f"expected a positive number of seconds, got {_describe(value)}"
+        elif key == "dir" and not isinstance(value, str):
+            return f"expected a directory path, got {_describe(value)}"
+    except SpecError as exc:
+        return str(exc)
+    return None
