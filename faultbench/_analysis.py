@@ -1,0 +1,312 @@
+"""Load run directories (docs/results.md) into one tidy DataFrame, and the statistics on it.
+
+Analysis plane: imports pandas and scipy, so nothing in the measurement plane may import this
+module; `faultbench.load` reaches it lazily.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from faultbench._spec import (
+    ACCESSES,
+    BACKINGS,
+    CACHES,
+    MAPPER_KINDS,
+    MAPPER_MODES,
+    MAPS,
+    UFFD_MAPPERS,
+    UFFD_MODES,
+    format_size,
+)
+
+# Spec fields in the order labels name them; the rest of the spec only tunes the harness.
+LABEL_FIELDS = (
+    "backing", "size", "map", "access", "cache", "pattern", "uffd",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers",
+)
+# Values that read on their own in a label; the others need their field's name.
+_BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
+# Per-page metrics that statistics and tables offer, with their units.
+METRICS = {
+    "ns_per_page": "ns/page",
+    "faults_per_page": "faults/page",
+    "mapped_per_touched": "pages mapped/page touched",
+    "munmap_ns_per_page": "munmap ns/page",
+}
+FAULT_AROUND_KNOB = "fault_around_bytes"
+# Tables list values in the order the argument goes (fault-around on before off, one mapper
+# before several), not alphabetically.
+_ORDER: dict[str, tuple[str, ...]] = {
+    "backing": BACKINGS, "map": MAPS, "access": ACCESSES, "cache": CACHES,
+    "pattern": ("seq", "reverse", "stride", "random", "sparse"), "uffd": UFFD_MODES,
+    "mapper_mode": MAPPER_MODES, "mapper_kind": MAPPER_KINDS, "uffd_mappers": UFFD_MAPPERS,
+    "role": ("only", "first", "later"),
+}
+EMULATED_PLANES = {"tcg-guest"}
+CI_METHOD = "distribution-free order-statistic 95% CI of the median (needs n >= 6)"
+
+
+class AnalysisError(ValueError):
+    """Input that cannot be analysed; the message is one line naming the path and the problem."""
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What titles and headers say about where a run was measured."""
+
+    kernel: str
+    host: str
+    plane: str
+    workload: str
+
+    @property
+    def emulated(self) -> bool:
+        return self.plane in EMULATED_PLANES
+
+    def plane_label(self) -> str:
+        return f"{self.plane} (emulated timings)" if self.emulated else self.plane
+
+
+def _read_samples(path: Path) -> tuple[list[dict[str, Any]], int]:
+    """Records of samples.jsonl and how many lines were unreadable.
+
+    A run killed mid-write can leave a partial last line; it is counted, not fatal.
+    """
+    records: list[dict[str, Any]] = []
+    bad = 0
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                bad += 1
+    return records, bad
+
+
+def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
+    if not run_dir.is_dir():
+        raise AnalysisError(f"{run_dir}: not a directory (expected a faultbench run directory)")
+    samples_path = run_dir / "samples.jsonl"
+    if not samples_path.is_file():
+        raise AnalysisError(f"{run_dir}: not a faultbench run directory (no samples.jsonl)")
+    meta: dict[str, Any] = {}
+    meta_path = run_dir / "meta.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise AnalysisError(f"{meta_path}: not valid JSON ({exc})") from None
+    records, bad = _read_samples(samples_path)
+    if not records:
+        raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
+    frame = pd.DataFrame.from_records(records)
+    if "spec" not in frame:
+        raise AnalysisError(f"{samples_path}: lines have no 'spec'; not faultbench samples")
+    spec = pd.DataFrame(frame.pop("spec").tolist(), index=frame.index)
+    knob_dicts = frame.pop("knobs") if "knobs" in frame else pd.Series([{}] * len(frame))
+    knobs = pd.DataFrame(knob_dicts.map(lambda d: d or {}).tolist(), index=frame.index)
+    knobs = knobs.drop(columns=[c for c in knobs if c in frame or c in spec])
+    frame = pd.concat([frame, spec, knobs], axis=1)
+    frame.attrs["knob_columns"] = list(knobs.columns)
+    return frame, meta, bad
+
+
+def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
+    for name in ("warmup",):
+        df[name] = df[name].fillna(False).astype(bool) if name in df else False
+    for name in ("round", "mapper"):
+        if name not in df:
+            df[name] = 0
+    for name in (*METRICS, "munmap_ns", "pages_mapped", "pages_touched"):
+        if name not in df:
+            df[name] = np.nan
+    touched = df["pages_touched"].astype(float).where(df["pages_touched"] > 0)
+    df["munmap_ns_per_page"] = df["munmap_ns"].astype(float) / touched
+    df["mapped_per_touched"] = df["pages_mapped"].astype(float) / touched
+    df["ns_per_page"] = df["ns_per_page"].astype(float)
+    df["faults_per_page"] = df["faults_per_page"].astype(float)
+    multi = df["mappers"] > 1
+    df["role"] = np.where(multi, np.where(df["mapper"] == 0, "first", "later"), "only")
+    # A mapper is registered with userfaultfd according to uffd_mappers; WP and MINOR
+    # registrations switch fault-around off (uffd_disable_fault_around), MISSING does not.
+    registered = (df["uffd"] != "none") & (
+        (df["uffd_mappers"] == "all")
+        | ((df["uffd_mappers"] == "first") & (df["mapper"] == 0))
+        | ((df["uffd_mappers"] == "later") & (df["mapper"] > 0))
+    )
+    off = registered & df["uffd"].isin(["wp", "minor"])
+    if FAULT_AROUND_KNOB in knob_columns:
+        knob = pd.to_numeric(df[FAULT_AROUND_KNOB], errors="coerce")
+        off |= knob <= df["page_size"]
+    never = df["backing"].isin(["anon", "hugetlb"]) | (df["access"] == "write")
+    df["fault_around"] = np.where(never, "n/a", np.where(off, "off", "on"))
+    df["emulated"] = df["plane"].isin(EMULATED_PLANES)
+    df["ok"] = (df["status"] == "ok") & ~df["warmup"]
+    return df
+
+
+def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+    """One row per sample of one or several run directories (docs/results.md).
+
+    Columns: every Sample field, the spec's fields, one column per knob, and derived ones:
+    `role` (only/first/later mapper), `fault_around` (on/off/n/a for that mapper),
+    `munmap_ns_per_page`, `mapped_per_touched`, `emulated`, and `ok` (valid and not a
+    warm-up: what statistics use). Several runs add a `run` column (the directory name).
+    `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run.
+    """
+    paths = [Path(runs)] if isinstance(runs, str | Path) else [Path(p) for p in runs]
+    if not paths:
+        raise AnalysisError("no run directory given")
+    frames: list[pd.DataFrame] = []
+    metas: dict[str, dict[str, Any]] = {}
+    bad_lines: dict[str, int] = {}
+    knob_columns: list[str] = []
+    for path in paths:
+        frame, meta, bad = _read_run(path)
+        name = _unique_name(path, metas)
+        frame["run"] = name
+        metas[name] = meta
+        bad_lines[name] = bad
+        knob_columns += [c for c in frame.attrs["knob_columns"] if c not in knob_columns]
+        frames.append(frame)
+    df = pd.concat(frames, ignore_index=True)
+    if len(paths) == 1:
+        df = df.drop(columns="run")
+    df = _derive(df, knob_columns)
+    df.attrs = {"meta": metas, "knob_columns": knob_columns, "bad_lines": bad_lines}
+    return df
+
+
+def _unique_name(path: Path, taken: dict[str, Any]) -> str:
+    name = path.resolve().name or str(path)
+    suffix = 2
+    unique = name
+    while unique in taken:
+        unique = f"{name}#{suffix}"
+        suffix += 1
+    return unique
+
+
+def run_info(meta: dict[str, Any], df: pd.DataFrame | None = None) -> RunInfo:
+    """Kernel release, host and plane from meta.json, falling back to what samples say."""
+    prov = meta.get("provenance") or {}
+    kernel = _first_str(
+        prov, ("kernel.release", "kernel_release", "release", "kernel", "uname.release")
+    )
+    host = _first_str(prov, ("host.name", "hostname", "host", "node", "uname.nodename"))
+    plane = meta.get("plane")
+    if not plane and df is not None and len(df):
+        plane = str(df["plane"].iloc[0])
+    workload = meta.get("workload") or {}
+    name = workload.get("name") if isinstance(workload, dict) else str(workload)
+    return RunInfo(
+        kernel=kernel or "unknown kernel",
+        host=host or "unknown host",
+        plane=plane or "unknown plane",
+        workload=name or "unknown workload",
+    )
+
+
+def _first_str(data: dict[str, Any], dotted: Iterable[str]) -> str | None:
+    for key in dotted:
+        value: Any = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
+    """The spec and knob columns that vary among valid rows: what tells rows apart."""
+    candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
+    valid = df[df["ok"]] if "ok" in df else df
+    return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
+
+
+def format_value(column: str, value: Any) -> str:
+    """One label word for a column's value; empty when the value says nothing (unset knob)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float) and value > 0:
+        text = format_size(int(value))
+    else:
+        text = str(value)
+    if column in _BARE_FIELDS:
+        return text
+    if column == "role":
+        return f"[{text}]" if text in ("first", "later") else ""
+    if column == "mappers":
+        return f"x{text}" if text != "1" else ""
+    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg"}.get(column, column)
+    return f"{short}={text}"
+
+
+def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """One short human label per row from the given columns.
+
+    Fields that only matter with several mappers (their mode, kind, which ones register with
+    userfaultfd) are left out for single-mapper rows, and `reg=all` is the default, left out.
+    """
+    if not columns:
+        return pd.Series("all", index=df.index)
+    multi = df["mappers"] > 1 if "mappers" in df else pd.Series(False, index=df.index)
+    parts = []
+    for column in columns:
+        words = df[column].map(lambda v, c=column: format_value(c, v))
+        if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
+            words = words.where(multi, "")
+        if column == "uffd_mappers":
+            words = words.where((df[column] != "all") & (df["uffd"] != "none"), "")
+        parts.append(words)
+    joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
+    return joined.str.split().str.join(" ").replace("", "all")
+
+
+def spec_order(column: pd.Series) -> pd.Series:
+    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
+    order = _ORDER.get(str(column.name))
+    if order is not None:
+        text = column.astype(str).str.split(":").str[0]
+        return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+    numeric = pd.to_numeric(column, errors="coerce")
+    return numeric if numeric.notna().any() else column.astype(str)
+
+
+def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFrame:
+    """Per group of `keys`: n, median, 95% CI (order statistics), mean and std of `metric`.
+
+    The CI is [x_(l+1), x_(n-l)] with l the largest count such that P(Bin(n, 1/2) <= l) <=
+    0.025: exact coverage >= 95% whatever the distribution. It needs n >= 6; below, NaN.
+    """
+    data = df.loc[df["ok"] & df[metric].notna(), [*keys, metric]]
+    keys = list(keys)
+    grouped = data.groupby(keys, sort=False, dropna=False)[metric]
+    out = grouped.agg(n="count", median="median", mean="mean", std="std")
+    n = out["n"].to_numpy()
+    low = stats.binom.ppf(0.025, n, 0.5)
+    low = np.where(stats.binom.cdf(low, n, 0.5) <= 0.025, low, low - 1)
+    ranked = data.sort_values([*keys, metric]).assign(
+        _rank=lambda d: d.groupby(keys, sort=False, dropna=False).cumcount()
+    )
+    out["_lo_rank"] = low
+    out["_hi_rank"] = n - 1 - low
+    out = out.reset_index()
+    for side in ("lo", "hi"):
+        picked = ranked.merge(out[[*keys, f"_{side}_rank"]], on=keys, how="inner")
+        picked = picked[picked["_rank"] == picked[f"_{side}_rank"]]
+        out = out.merge(
+            picked[[*keys, metric]].rename(columns={metric: f"ci_{side}"}), on=keys, how="left"
+        )
+    return out.drop(columns=["_lo_rank", "_hi_rank"])

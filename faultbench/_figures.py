@@ -1,0 +1,232 @@
+"""Figures of a run, PNG and SVG, sized and lettered to be read in a cover letter.
+
+The Agg backend is selected before pyplot is imported: reports are made on headless machines.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # after use("Agg"): pyplot picks its backend on import
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FuncFormatter
+
+from faultbench._analysis import (
+    FAULT_AROUND_KNOB,
+    label_columns,
+    labels,
+    median_ci,
+)
+from faultbench._spec import format_size
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from faultbench._analysis import RunInfo
+
+STYLE = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "legend.fontsize": 9,
+    "figure.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+}
+SIZE = (9.0, 4.8)  # inches; at 150 dpi 1350 px wide, legible when scaled to a page column
+UFFD_ORDER = ["none", "missing", "wp", "minor"]
+
+
+def _title(fig: Figure, what: str, info: RunInfo) -> None:
+    line = f"{what} - Linux {info.kernel}, {info.host}"
+    if info.emulated:
+        line += "\nTIMINGS TCG-EMULATED (not native; fault counts exact)"
+    fig.suptitle(line, fontsize=12, color="darkred" if info.emulated else "black")
+
+
+def _ns_label(info: RunInfo) -> str:
+    return "ns per page touched" + (" (emulated)" if info.emulated else "")
+
+
+def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
+    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _errbars(table: pd.DataFrame) -> np.ndarray:
+    """Asymmetric error bars from the CI; zero length where the CI is unknown (n < 6)."""
+    low = (table["median"] - table["ci_lo"]).fillna(0).clip(lower=0)
+    high = (table["ci_hi"] - table["median"]).fillna(0).clip(lower=0)
+    return np.vstack([low.to_numpy(), high.to_numpy()])
+
+
+def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Path]:
+    """ns/page and faults/page against the knob (log2 axis), one line per scenario."""
+    data = df[df["ok"] & df[knob].notna()]
+    cols = [c for c in label_columns(data) if c != knob]
+    data = data.assign(
+        line=labels(data, [*cols, "role"]), x=pd.to_numeric(data[knob], errors="coerce")
+    )
+    data = data[data["x"].notna()]
+    if data["x"].nunique() < 2:
+        return []
+    ns = median_ci(data, ["line", "x"], "ns_per_page")
+    faults = data.groupby(["line", "x"])["faults_per_page"].median().rename("faults")
+    table = ns.merge(faults, left_on=["line", "x"], right_index=True).sort_values(["line", "x"])
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
+    for line, part in table.groupby("line", sort=False):
+        left.errorbar(part["x"], part["median"], yerr=_errbars(part), marker="o", capsize=3,
+                      label=line)
+        right.plot(part["x"], part["faults"], marker="o", label=line)
+    name = "fault_around_bytes" if knob == FAULT_AROUND_KNOB else knob
+    for ax in (left, right):
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(sorted(table["x"].unique()))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
+        ax.set_xlabel(f"{name} (bytes, log2)")
+    left.set_ylabel(_ns_label(info))
+    left.set_ylim(bottom=0)
+    right.set_yscale("log", base=2)
+    right.set_ylabel("faults per page touched (log2)")
+    left.set_title("time (median, 95% CI)")
+    right.set_title("faults (median)")
+    right.legend(loc="upper right", fontsize=8)
+    _title(fig, f"Read faults vs {name}", info)
+    return _save(fig, out_dir, f"sweep-{knob}")
+
+
+def _grouped_bars(
+    ax: Axes, table: pd.DataFrame, group: str, series: str, order: list[str], value: str
+) -> None:
+    groups = list(dict.fromkeys(table[group]))
+    present = [s for s in order if (table[series] == s).any()]
+    width = 0.8 / max(len(present), 1)
+    x = np.arange(len(groups))
+    for i, name in enumerate(present):
+        part = table[table[series] == name].set_index(group).reindex(groups)
+        yerr = _errbars(part) if value == "median" else None
+        ax.bar(x + (i - (len(present) - 1) / 2) * width, part[value], width, yerr=yerr,
+               capsize=3, label=name)
+    ax.set_xticks(x, groups, rotation=20, ha="right")
+
+
+def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+    """Each uffd registration mode side by side, per backing and pattern (single mappers)."""
+    data = df[df["ok"] & (df["mappers"] == 1)]
+    cols = [c for c in label_columns(data) if c != "uffd"]
+    data = data.assign(group=labels(data, cols), mode="uffd " + data["uffd"])
+    # only scenarios measured in several modes say anything about the modes
+    data = data[data.groupby("group")["uffd"].transform("nunique") > 1]
+    if data.empty:
+        return []
+    ns = median_ci(data, ["group", "mode"], "ns_per_page")
+    faults = data.groupby(["group", "mode"])["faults_per_page"].median().rename("faults")
+    table = ns.merge(faults, left_on=["group", "mode"], right_index=True)
+    order = [f"uffd {m}" for m in UFFD_ORDER]
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
+    _grouped_bars(left, table, "group", "mode", order, "median")
+    _grouped_bars(right, table, "group", "mode", order, "faults")
+    left.set_ylabel(_ns_label(info))
+    left.set_title("time (median, 95% CI)")
+    right.set_ylabel("faults per page touched")
+    right.set_title("faults (median)")
+    left.legend(fontsize=8)
+    _title(fig, "userfaultfd modes: WP/MINOR switch fault-around off", info)
+    return _save(fig, out_dir, "uffd-modes")
+
+
+def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+    """First vs later mappers of one file: who pays the faults the page cache already saved."""
+    data = df[df["ok"] & (df["mappers"] > 1)]
+    if data.empty:
+        return []
+    cols = label_columns(df[df["mappers"] > 1])
+    cols = [c for c in dict.fromkeys([*cols, "uffd", "uffd_mappers"]) if c != "role"]
+    data = data.assign(group=labels(data, cols), who=data["role"] + " mapper")
+    ns = median_ci(data, ["group", "who"], "ns_per_page")
+    faults = data.groupby(["group", "who"])["faults_per_page"].median().rename("faults")
+    table = ns.merge(faults, left_on=["group", "who"], right_index=True)
+    order = ["first mapper", "later mapper"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
+    _grouped_bars(left, table, "group", "who", order, "median")
+    _grouped_bars(right, table, "group", "who", order, "faults")
+    left.set_ylabel(_ns_label(info))
+    left.set_title("time (median, 95% CI)")
+    right.set_ylabel("faults per page touched")
+    right.set_title("faults (median)")
+    left.legend(fontsize=8)
+    _title(fig, "Several processes mapping one file: first vs later mappers", info)
+    return _save(fig, out_dir, "mappers")
+
+
+def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+    """The worst case: one page touched per fault-around window, the rest mapped for nothing."""
+    data = df[df["ok"] & (df["pattern"] == "sparse")]
+    if data.empty:
+        return []
+    cols = [c for c in label_columns(data) if c != "pattern"]
+    data = data.assign(line=labels(data, [*cols, "role"]))
+    ns = median_ci(data, ["line", "fault_around"], "ns_per_page")
+    mapped = data.groupby(["line", "fault_around"])["mapped_per_touched"].median()
+    table = ns.merge(mapped.rename("mapped"), left_on=["line", "fault_around"], right_index=True)
+    table = table.sort_values("median")
+    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
+    colors = table["fault_around"].map({"on": "tab:red", "off": "tab:blue"}).fillna("tab:gray")
+    y = np.arange(len(table))
+    left.barh(y, table["median"], xerr=_errbars(table), capsize=3, color=colors)
+    right.barh(y, table["mapped"], color=colors)
+    left.set_yticks(y, table["line"] + " (fa " + table["fault_around"] + ")")
+    right.set_yticks(y, [""] * len(y))
+    left.set_xlabel(_ns_label(info))
+    left.set_title("time (median, 95% CI)")
+    right.set_xlabel("pages mapped per page touched")
+    right.set_title("mapped but untouched cost memory")
+    _title(fig, "Sparse access: the fault-around worst case", info)
+    return _save(fig, out_dir, "sparse")
+
+
+def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+    """Every valid sample of every scenario: spread, outliers and drift at a glance."""
+    data = df[df["ok"] & df["ns_per_page"].notna()]
+    data = data.assign(line=labels(data, [*label_columns(df), "role"]))
+    groups = list(dict.fromkeys(data["line"]))
+    position = {name: i for i, name in enumerate(groups)}
+    y = data["line"].map(position).to_numpy(dtype=float)
+    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(y))
+    height = max(SIZE[1], 0.28 * len(groups) + 1.5)
+    fig, ax = plt.subplots(figsize=(SIZE[0], height), layout="constrained")
+    samples = [data.loc[data["line"] == g, "ns_per_page"].to_numpy() for g in groups]
+    ax.boxplot(samples, positions=range(len(groups)), orientation="horizontal", widths=0.6,
+               showfliers=False)
+    ax.scatter(data["ns_per_page"], y + jitter, s=8, alpha=0.6, color="tab:blue")
+    ax.set_yticks(range(len(groups)), groups, fontsize=9)
+    ax.set_xscale("log")
+    ax.set_xlabel(_ns_label(info) + ", log scale")
+    ax.invert_yaxis()
+    _title(fig, "Per-sample distributions", info)
+    return _save(fig, out_dir, "distributions")
+
+
+def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+    """Every figure the run's axes allow; a figure whose axis the run lacks is not drawn."""
+    made: list[Path] = []
+    with plt.rc_context(STYLE):
+        for knob in df.attrs.get("knob_columns", []):
+            if knob in label_columns(df) or knob == FAULT_AROUND_KNOB:
+                made += sweep(df, info, out_dir, knob)
+        made += uffd_modes(df, info, out_dir)
+        made += mappers(df, info, out_dir)
+        made += sparse(df, info, out_dir)
+        made += distributions(df, info, out_dir)
+    return made

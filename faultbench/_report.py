@@ -1,0 +1,290 @@
+"""`faultbench report RUN_DIR`: per-scenario statistics, knob sweeps, figures; and `summary`.
+
+Every text table fits in 72 columns (commit messages wrap there) and says when timings were
+emulated. pandas and matplotlib are imported only when a report is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from faultbench._analysis import RunInfo
+
+WIDTH = 72
+# Sample fields the report's tables are made of: why any of them is null goes in the footer.
+SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "pages_touched")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by faultbench run")
+    parser.add_argument(
+        "--baseline", metavar="VALUE",
+        help="knob value that sweep tables compare against (default: 4096 for "
+        "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs)",
+    )
+    parser.add_argument("--no-figures", action="store_true", help="write report.txt only")
+
+
+def run(args: argparse.Namespace) -> int:
+    from faultbench._analysis import AnalysisError
+
+    try:
+        text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
+    except AnalysisError as exc:
+        print(f"faultbench report: {exc}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    where = Path(args.run_dir) / "report.txt"
+    print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"
+                                if figures else ""))
+    return 0
+
+
+def fmt(value: Any) -> str:
+    """A number in as few characters as keep its precision meaningful; '-' when missing."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "-" if value is None else str(value)
+    if number != number:  # NaN: a null from the kernel or too few samples
+        return "-"
+    magnitude = abs(number)
+    if magnitude >= 100 or number == int(number):
+        return f"{number:.0f}"
+    if magnitude >= 10:
+        return f"{number:.1f}"
+    if magnitude >= 1:
+        return f"{number:.2f}"
+    return f"{number:.3g}"
+
+
+def fmt_pct(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if number != number else f"{number:+.1f}%"
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH) -> str:
+    """Left-aligned first column, right-aligned others, at most `width` columns.
+
+    A label too long for the room left by the numbers goes on its own line, numbers below.
+    """
+    numeric = [
+        max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
+        for i in range(1, len(headers))
+    ]
+    room = width - sum(numeric) - len(numeric)
+    longest = max([len(headers[0]), *(len(r[0]) for r in rows)])
+    label_width = max(min(longest, room), 1)
+
+    def line(label: str, cells: Sequence[str]) -> str:
+        right = " ".join(c.rjust(w) for c, w in zip(cells, numeric, strict=True))
+        return f"{label.ljust(label_width)} {right}".rstrip()
+
+    rule = "-" * min(width, label_width + sum(numeric) + len(numeric))
+    out = [line(headers[0][:label_width], headers[1:]), rule]
+    for row in rows:
+        if len(row[0]) > label_width:
+            out.extend(textwrap.wrap(row[0], width))
+            out.append(line("", row[1:]))
+        else:
+            out.append(line(row[0], row[1:]))
+    return "\n".join(out) + "\n"
+
+
+def wrap(text: str) -> str:
+    return textwrap.fill(text, WIDTH, subsequent_indent="  ") + "\n"
+
+
+def header(info: RunInfo, title: str) -> str:
+    lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
+                 f"plane {info.plane_label()}")
+    if info.emulated:
+        lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
+                      "with other emulated runs. Fault counts are the kernel's own.")
+    return lines
+
+
+def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
+    """Per scenario and mapper role: median ns/page with its CI, and medians per page."""
+    import pandas as pd
+
+    from faultbench._analysis import labels, median_ci, spec_order
+
+    keys = [*label_cols, "role"]
+    data = df[df["ok"]].assign(label=lambda d: labels(d, keys))
+    ns = median_ci(data, [*keys, "label"], "ns_per_page")
+    per_page = data.groupby("label", sort=False)[
+        ["faults_per_page", "mapped_per_touched", "munmap_ns_per_page"]
+    ].median()
+    table = ns.merge(per_page, left_on="label", right_index=True, how="left")
+    table = table.sort_values(keys, key=spec_order, kind="stable")
+    rows = pd.DataFrame({
+        "label": table["label"],
+        "ns": table["median"].map(fmt),
+        "ci": table["ci_lo"].map(fmt) + ".." + table["ci_hi"].map(fmt),
+        "flt": table["faults_per_page"].map(fmt),
+        "map": table["mapped_per_touched"].map(fmt),
+        "unmap": table["munmap_ns_per_page"].map(fmt),
+        "n": table["n"].map(str),
+    })
+    rows["ci"] = rows["ci"].where(table["ci_lo"].notna(), "-")
+    headers = ["scenario", "ns/page", "95% CI", "flt/pg", "map/pg", "unmap", "n"]
+    return text_table(headers, rows.to_numpy().tolist())
+
+
+def default_baseline(knob: str, values: pd.Series) -> Any:
+    from faultbench._analysis import FAULT_AROUND_KNOB
+
+    if knob == FAULT_AROUND_KNOB and (values == 4096).any():
+        return 4096
+    return values.min()
+
+
+def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: Any) -> str:
+    """One table per scenario (all but `knob` fixed): each knob value against the baseline."""
+    import pandas as pd
+
+    from faultbench._analysis import format_value, labels, median_ci
+
+    data = df[df["ok"] & df[knob].notna()]
+    data = data.assign(
+        group=labels(data, [c for c in label_cols if c != knob] + ["role"]),
+        value=pd.to_numeric(data[knob], errors="coerce").fillna(data[knob]),
+    )
+    if baseline is None:
+        baseline = default_baseline(knob, data["value"])
+    else:
+        baseline = pd.to_numeric(pd.Series([baseline]), errors="coerce").fillna(baseline)[0]
+    ns = median_ci(data, ["group", "value"], "ns_per_page")
+    faults = data.groupby(["group", "value"], sort=False)["faults_per_page"].median()
+    table = ns.merge(faults.rename("faults"), left_on=["group", "value"], right_index=True)
+    base = table[table["value"] == baseline].set_index("group")[["median", "faults"]]
+    table = table.join(base, on="group", rsuffix="_base").sort_values(["group", "value"])
+    table["d_ns"] = 100 * (table["median"] / table["median_base"] - 1)
+    table["d_flt"] = 100 * (table["faults"] / table["faults_base"] - 1)
+    table["shown"] = table["value"].map(lambda v: format_value(knob, v).split("=")[-1])
+    table["ci"] = (table["ci_lo"].map(fmt) + ".." + table["ci_hi"].map(fmt)).where(
+        table["ci_lo"].notna(), "-"
+    )
+    headers = [knob, "ns/page", "95% CI", "vs base", "flt/pg", "vs base", "n"]
+    out = [wrap(f"Sweep of {knob}; 'vs base' is the change of the median against "
+                f"{knob}={format_value(knob, baseline).split('=')[-1]}.")]
+    for group, part in table.groupby("group", sort=True):
+        rows = pd.DataFrame({
+            "v": part["shown"], "ns": part["median"].map(fmt), "ci": part["ci"],
+            "dns": part["d_ns"].map(fmt_pct), "flt": part["faults"].map(fmt),
+            "dflt": part["d_flt"].map(fmt_pct), "n": part["n"].map(str),
+        })
+        out.append(f"\n{group}\n" + text_table(headers, rows.to_numpy().tolist()))
+    return "".join(out)
+
+
+def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
+    import pandas as pd
+
+    from faultbench._analysis import CI_METHOD
+
+    notes = [
+        f"95% CI: {CI_METHOD}. Medians over valid samples; {int(df['warmup'].sum())} "
+        f"warm-up samples excluded. flt/pg: faults per page touched; map/pg: pages mapped "
+        f"per page touched; unmap: munmap ns per page touched; '-': not measured.",
+    ]
+    bad = df[(df["status"] != "ok") & ~df["warmup"]]
+    if len(bad):
+        counts = bad.groupby(["status", "error"], dropna=False).size()
+        notes += [f"{n} {status} sample(s): {error}" for (status, error), n in counts.items()]
+    reasons = pd.DataFrame(df["null_reasons"].map(lambda d: d or {}).tolist())
+    reasons = reasons[[c for c in SHOWN_FIELDS if c in reasons]]
+    if not reasons.empty:
+        melted = reasons.melt(var_name="field", value_name="reason").dropna().drop_duplicates()
+        notes += [f"{f} not measured: {r}" for f, r in melted.itertuples(index=False)]
+    notes += [f"skipped {s.get('scenario')}: {s.get('reason')}" for s in skipped]
+    return "\n" + "".join(wrap(note) for note in notes)
+
+
+def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
+    """The fields every row shares, so the table labels need only say what differs."""
+    from faultbench._analysis import LABEL_FIELDS, labels
+
+    ok = df[df["ok"]]
+    if ok.empty:
+        return ""
+    fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols and c != "mappers"]
+    return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")
+
+
+def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) -> str:
+    from faultbench._analysis import AnalysisError, label_columns, run_info
+
+    if not df["ok"].any():
+        raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
+    info = run_info(meta, df)
+    label_cols = label_columns(df)
+    parts = [header(info, "faultbench report"), constants_line(df, label_cols), "\n",
+             scenario_table(df, label_cols)]
+    for knob in df.attrs.get("knob_columns", []):
+        if knob in label_cols:
+            parts += ["\n", sweep_tables(df, knob, label_cols, baseline)]
+    parts.append(footer(df, meta.get("skipped") or []))
+    return "".join(parts)
+
+
+def write_report(
+    run_dir: Path, baseline: Any = None, figures: bool = True
+) -> tuple[str, list[Path]]:
+    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg."""
+    from faultbench._analysis import load, run_info
+
+    df = load(run_dir)
+    meta = next(iter(df.attrs["meta"].values()))
+    text = report_text(df, meta, baseline)
+    (run_dir / "report.txt").write_text(text, encoding="utf-8")
+    made: list[Path] = []
+    if figures:
+        from faultbench._figures import make_figures
+
+        made = make_figures(df, run_info(meta, df), run_dir / "figures")
+    return text, made
+
+
+def summary(run_dir: Path) -> str:
+    """The argument in one short table: faults/page and ns/page with fault-around on or off.
+
+    Printed by `faultbench run` at its end; `faultbench report` has the full statistics.
+    """
+    import pandas as pd
+
+    from faultbench._analysis import label_columns, labels, load, run_info, spec_order
+
+    df = load(run_dir)
+    ok = df[df["ok"]]
+    if ok.empty:
+        return "no valid samples to summarise\n"
+    label_cols = label_columns(df)
+    keys = [*label_cols, "role"]
+    data = ok.assign(label=labels(ok, keys))
+    table = data.groupby([*keys, "label", "fault_around"], sort=False, dropna=False).agg(
+        flt=("faults_per_page", "median"), ns=("ns_per_page", "median"), n=("ns_per_page", "size")
+    ).reset_index().sort_values(keys, key=spec_order, kind="stable")
+    rows = pd.DataFrame({
+        "label": table["label"], "fa": table["fault_around"], "flt": table["flt"].map(fmt),
+        "ns": table["ns"].map(fmt), "n": table["n"].map(str),
+    })
+    meta = next(iter(df.attrs["meta"].values()))
+    run = run_info(meta, df)
+    head = (f"Summary ({run.plane_label()}; medians). fa: fault-around, off with a uffd "
+            f"wp/minor registration or fault_around_bytes <= page size.")
+    return wrap(head) + text_table(
+        ["scenario", "fa", "faults/pg", "ns/page", "n"], rows.to_numpy().tolist()
+    )
