@@ -1,0 +1,185 @@
+"""`faultbench doctor [--json]`: what this machine can measure, and why not.
+
+Every line comes from probing the running kernel (reading knobs, tiny real measurements),
+never from guesses; what could not be probed says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+UFFD_PROBES = (("memfd", "missing"), ("memfd", "wp"), ("memfd", "minor"),
+               ("hugetlb", "missing"), ("hugetlb", "minor"))
+MARK = {True: "ok  ", False: "NO  ", None: "info"}
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool | None  # None: a fact, neither good nor bad
+    detail: str
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="one JSON object: checks, summary and provenance")
+
+
+def _knob_check(name: str) -> Check:
+    from faultbench import _knobs
+
+    try:
+        knob = _knobs.resolve(name)
+        _knobs.check_settable(knob)
+        return Check(name, True, f"{knob.path} = {_knobs.read_value(knob)}, settable")
+    except _knobs.KnobError as exc:
+        return Check(name, False, f"not settable: {exc}")
+    except OSError as exc:
+        return Check(name, False, f"not readable: {exc}")
+
+
+def knob_checks() -> list[Check]:
+    from faultbench import _knobs, _measure
+
+    mode = _knobs.lockdown()
+    out = [
+        Check("root", os.geteuid() == 0, f"uid {os.geteuid()}"
+              + ("" if os.geteuid() == 0 else ": knobs and debugfs need root")),
+        Check("lockdown", mode == "none" if mode else None,
+              f"lockdown={mode}" if mode else "unknown (securityfs not readable)"),
+    ]
+    with _knobs.mounted("debugfs", _knobs.DEBUGFS) as have_debugfs:
+        if not have_debugfs:
+            out.append(Check("debugfs", False, "not mounted and cannot be mounted here"))
+        out.append(_knob_check("fault_around_bytes"))
+    out += [_knob_check("vm.swappiness"), _knob_check("thp.enabled"),
+            _knob_check("thp.shmem_enabled")]
+    try:
+        _knobs.resolve("read_ahead_kb")
+        out.append(_knob_check("read_ahead_kb"))
+    except _knobs.KnobError as exc:
+        out.append(Check("read_ahead_kb", False,
+                         f"file backing's default dir {_measure.DEFAULT_DIRS['file']}: {exc}"))
+    return out
+
+
+def measurement_checks() -> list[Check]:
+    """Tiny real measurements: which userfaultfd modes and counters work here."""
+    from faultbench._measure import measure
+    from faultbench._provenance import meminfo_kb
+    from faultbench._spec import Spec, SpecError
+
+    out = []
+    try:
+        base = measure(Spec(backing="memfd", size=1 << 20, deadline_s=5.0))
+    except SpecError as exc:
+        return [Check("measure", False, f"a 1 MiB memfd read cannot be measured: {exc}")]
+    out.append(Check("measure", base.status == "ok",
+                     f"1 MiB memfd read: {base.faults_minor} faults ({base.status})"))
+    for counter in ("perf_page_faults", "cycles"):
+        value = getattr(base, counter)
+        reason = base.null_reasons.get(counter, "")
+        out.append(Check(f"perf {counter}", value is not None,
+                         "works" if value is not None else f"unavailable: {reason}"))
+    huge = meminfo_kb().get("Hugepagesize", 2048) * 1024
+    features = None
+    if not os.path.exists("/dev/userfaultfd"):
+        out.append(Check("/dev/userfaultfd", None, "absent: userfaultfd(2) syscall only"))
+    for backing, mode in UFFD_PROBES:
+        size = huge if backing == "hugetlb" else 1 << 20
+        try:
+            sample = measure(Spec(backing=backing, size=size, uffd=mode, deadline_s=5.0))
+            ok, detail = sample.status == "ok", sample.error or "works"
+            features = features or sample.uffd_features
+        except SpecError as exc:
+            ok, detail = False, str(exc)
+        out.append(Check(f"uffd {mode} on {backing}", ok, detail))
+    out.append(Check("uffd features", None,
+                     f"0x{features:x}" if features is not None else "not probed (no uffd)"))
+    return out
+
+
+def machine_checks() -> list[Check]:
+    from faultbench import _guest, _knobs
+    from faultbench._provenance import meminfo_kb
+
+    mem = meminfo_kb()
+    out = [
+        Check("memory", None, f"{mem.get('MemAvailable', 0) / 2**20:.1f} GiB available of "
+                              f"{mem.get('MemTotal', 0) / 2**20:.1f} GiB"),
+        Check("hugetlb pages", (mem.get("HugePages_Free") or 0) > 0,
+              f"{mem.get('HugePages_Free')} free of {mem.get('HugePages_Total')} "
+              f"({mem.get('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
+    ]
+    images = _knobs.boot_images()
+    out.append(Check("kernel images", bool(images), ", ".join(images) or
+                     "none in /boot: apt-get install linux-image-amd64, or pass your bzImage"))
+    for tool, found, how in (
+        (_guest.qemu_binary(), shutil.which(_guest.qemu_binary()),
+         "apt-get install qemu-system-x86"),
+        ("virtme-ng", _guest.find_vng(), "pip install virtme-ng"),
+        ("busybox", shutil.which("busybox"), "apt-get install busybox-static"),
+    ):
+        out.append(Check(tool, bool(found), found or f"missing: {how}"))
+    kvm, why = _guest.kvm_state()
+    out.append(Check("kvm", kvm, why))
+    return out
+
+
+def summary(checks: list[Check]) -> list[str]:
+    """The answers a user came for: can the knob be swept, here or in a booted image."""
+    from faultbench import _guest, _knobs
+
+    by_name = {c.name: c for c in checks}
+    knob = by_name["fault_around_bytes"]
+    lines = []
+    if knob.ok:
+        lines.append("fault_around_bytes sweeps: possible natively (--set fault_around_bytes=...)")
+    else:
+        lines.append(f"fault_around_bytes sweeps: not natively; {knob.detail}")
+    images = _knobs.boot_images()
+    missing = _guest.requirements(images[-1]) if images else ["no kernel image in /boot"]
+    kvm, why = _guest.kvm_state()
+    if missing:
+        lines.append(f"booted kernel images (--kernel IMAGE): not possible: {'; '.join(missing)}")
+    elif kvm:
+        lines.append(f"booted kernel images (--kernel {images[-1]}): possible under KVM "
+                     "(near-native timings)")
+    else:
+        lines.append(
+            f"booted kernel images (--kernel {images[-1]}): possible under TCG (emulated; "
+            f"fault counts exact, timings ~3-4x slower, labeled tcg-guest); KVM not usable: {why}"
+        )
+    settable = [c.name for c in checks if c.name.startswith(("vm.", "thp.")) and c.ok]
+    if settable:
+        lines.append("sysctl/THP sweeps natively: possible (e.g. --set thp.shmem_enabled=never,"
+                     "always); originals are restored afterwards")
+    return lines
+
+
+def diagnose() -> dict[str, Any]:
+    from faultbench._provenance import collect
+
+    checks = knob_checks() + measurement_checks() + machine_checks()
+    return {"checks": [asdict(c) for c in checks], "summary": summary(checks),
+            "provenance": collect()}
+
+
+def run(args: argparse.Namespace) -> int:
+    report = diagnose()
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    for check in report["checks"]:
+        print(f"{MARK[check['ok']]} {check['name']}: {check['detail']}")
+    print()
+    for line in report["summary"]:
+        print(f"=> {line}")
+    sys.stdout.flush()
+    return 0

@@ -1,0 +1,249 @@
+"""Run a command inside a booted kernel image (virtme-ng + QEMU) with the host's files.
+
+The guest sees the host's root filesystem read-only over 9p, so the host's Python, venv and
+checkout run unchanged inside it. KVM is used when it can boot a stock kernel (real VMX/SVM
+and an openable /dev/kvm), TCG otherwise; the choice is put on the guest's kernel command line
+as `faultbench.plane=kvm-guest|tcg-guest`, which every sample measured inside records.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import selectors
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import FrameType
+
+from faultbench._provenance import cpu_flags
+
+DEFAULT_TIMEOUT_S = 1800.0
+TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
+# Drivers a measurement guest never needs; skipping them halves a TCG boot (~28 s -> ~14 s).
+MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
+                    "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
+KILL_GRACE_S = 5.0
+_PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
+
+
+class GuestError(Exception):
+    """The guest could not be started or did not finish; one line: why, and what to do."""
+
+
+def venv_bin() -> str:
+    """The bin directory of the running Python (the venv's, where pip put vng)."""
+    return os.path.dirname(sys.executable)
+
+
+def find_vng() -> str | None:
+    candidate = os.path.join(venv_bin(), "vng")
+    if os.access(candidate, os.X_OK):
+        return candidate
+    return shutil.which("vng")
+
+
+def qemu_binary() -> str:
+    return f"qemu-system-{platform.machine()}"
+
+
+def kvm_state() -> tuple[bool, str]:
+    """Whether QEMU can use KVM for a stock kernel here, and why (not)."""
+    if not os.path.exists("/dev/kvm"):
+        return False, "no /dev/kvm (KVM module not loaded, or not exposed to this machine)"
+    try:
+        os.close(os.open("/dev/kvm", os.O_RDWR))
+    except OSError as exc:
+        return False, f"cannot open /dev/kvm: {exc.strerror}"
+    if not cpu_flags() & {"vmx", "svm"}:
+        pvm = " it is PVM (kvm_pvm), which boots only PVM guest kernels;" if os.path.isdir(
+            "/sys/module/kvm_pvm") else ""
+        return False, (f"/dev/kvm opens but the CPU has no vmx/svm flag:{pvm} a stock kernel "
+                       "needs hardware virtualization")
+    return True, "vmx/svm present and /dev/kvm opens"
+
+
+def requirements(kernel: str) -> list[str]:
+    """What is missing to boot `kernel`, each with its install command."""
+    missing = []
+    if not os.path.isfile(kernel):
+        images = sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
+        have = f"images here: {', '.join(images)}" if images else (
+            "install one: apt-get install linux-image-amd64")
+        missing.append(f"kernel image {kernel} not found ({have})")
+    if not shutil.which(qemu_binary()):
+        missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
+    if not find_vng():
+        missing.append("virtme-ng (vng) not found: pip install virtme-ng")
+    if not any(shutil.which(b) for b in ("busybox-static", "busybox.static", "busybox")):
+        missing.append("busybox not found (virtme-ng builds its initramfs with it): "
+                       "apt-get install busybox-static")
+    return missing
+
+
+def plane_for(kvm: bool) -> str:
+    return "kvm-guest" if kvm else "tcg-guest"
+
+
+def _script(argv: list[str], status_file: str, env: dict[str, str]) -> str:
+    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+    return (
+        "#!/bin/sh\n"
+        f"{exports}"
+        f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /\n"
+        f"{shlex.join(argv)}\n"
+        f"echo $? > {shlex.quote(status_file)}\n"
+    )
+
+
+def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment the command sees in the guest (the guest resets PATH otherwise)."""
+    env = {k: v for k, v in os.environ.items()
+           if k in _PASSED_ENV or k.startswith("FAULTBENCH_")}
+    env["PATH"] = f"{venv_bin()}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    env.update(extra or {})
+    return env
+
+
+def run_in_guest(
+    kernel: str,
+    argv: list[str],
+    rwdir: str | None = None,
+    timeout_s: float | None = None,
+    memory: str = "1G",
+    cpus: int = 1,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
+
+    `rwdir` is a host directory the guest may write (same path inside). Raises GuestError
+    when something needed is missing, the guest never ran the command, or it outlived
+    `timeout_s` (default $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
+    """
+    kernel = os.path.abspath(kernel)
+    missing = requirements(kernel)
+    if missing:
+        raise GuestError("; ".join(missing))
+    if timeout_s is None:
+        timeout_s = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+    kvm, _ = kvm_state()
+    with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
+        status_file = os.path.join(scratch, "status")
+        script = os.path.join(scratch, "run.sh")
+        Path(script).write_text(_script(argv, status_file, guest_env(env)))
+        command = [
+            find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
+            "--cpus", str(cpus),
+            "--append", f"faultbench.plane={plane_for(kvm)} "
+                        f"module_blacklist={','.join(MODULE_BLACKLIST)}",
+            "--rwdir", scratch, "--exec", f"sh {shlex.quote(script)}",
+        ]
+        if not kvm:
+            command.insert(2, "--disable-kvm")
+        if rwdir:
+            command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
+        vng_status = _run_streaming(command, timeout_s)
+        try:
+            return int(Path(status_file).read_text())
+        except (OSError, ValueError):
+            raise GuestError(
+                f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
+                f"it may not boot {kernel} (see the messages above)"
+            ) from None
+
+
+def _run_streaming(command: list[str], timeout_s: float) -> int:
+    """Run vng in its own process group; copy its output as it comes; kill it on timeout."""
+    host_env = dict(os.environ)
+    host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
+    # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=host_env, start_new_session=True)
+    deadline = time.monotonic() + timeout_s
+    late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
+                      f"(raise {TIMEOUT_ENV} if it needs longer)")
+    try:
+        with _terminating_signals_raise():
+            _copy_until_exit(proc, deadline, late)
+            try:
+                return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                raise late from None
+    finally:
+        _kill_group(proc)
+
+
+def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError) -> None:
+    assert proc.stdout is not None and proc.stderr is not None
+    sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
+    with selectors.DefaultSelector() as selector:
+        for fd in sinks:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise late
+            for key, _ in selector.select(timeout=min(remaining, 1.0)):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                sink = sinks[key.fd]
+                sink.flush()
+                sink.buffer.write(chunk)
+                sink.buffer.flush()
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """vng, virtme-run and qemu all go: nothing of the guest outlives the call."""
+    for signum, wait_s in ((signal.SIGTERM, KILL_GRACE_S), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signum)
+        try:
+            proc.wait(timeout=wait_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group whose leader is gone
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe:
+            pipe.close()
+
+
+@contextlib.contextmanager
+def _terminating_signals_raise() -> Iterator[None]:
+    """SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+
+def run_cli_in_guest(kernel: str, argv: list[str]) -> int:
+    """`faultbench <argv>` inside `kernel`; its output becomes ours, its status our status."""
+    try:
+        return run_in_guest(kernel, [sys.executable, "-m", "faultbench", *argv])
+    except GuestError as exc:
+        print(f"faultbench: --kernel {kernel}: {exc}", file=sys.stderr)
+        return 2

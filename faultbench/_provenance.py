@@ -1,0 +1,220 @@
+"""Where a sample set was measured: kernel, CPU, virtualization, knobs, memory, faultbench.
+
+Standard library only (it is collected inside booted guests too). A value that cannot be read
+is None, with the reason under `null_reasons` (dotted key), never a made-up default.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from faultbench import _knobs
+
+CPU_DIR = "/sys/devices/system/cpu"
+DMI_DIR = "/sys/devices/virtual/dmi/id"
+
+
+class _Facts:
+    """A dict under construction plus the reasons for its None values."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+        self.null_reasons: dict[str, str] = {}
+
+    def put(self, key: str, value: Any, reason: str = "") -> None:
+        """Set dotted `key`; a None value needs its reason."""
+        *parents, leaf = key.split(".")
+        node = self.data
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+        if value is None:
+            self.null_reasons[key] = reason or "not readable"
+
+    def read(self, key: str, path: str, reason: str = "") -> None:
+        try:
+            self.put(key, Path(path).read_text().strip())
+        except OSError as exc:
+            self.put(key, None, reason or f"{path}: {exc.strerror}")
+
+
+def cpuinfo_fields() -> dict[str, str]:
+    """The first processor's /proc/cpuinfo fields."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.split("\n\n", 1)[0].splitlines():
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    return set(cpuinfo_fields().get("flags", "").split())
+
+
+def meminfo_kb() -> dict[str, int]:
+    out = {}
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            words = rest.split()
+            if words and words[0].isdigit():
+                out[name] = int(words[0])
+    except OSError:
+        pass
+    return out
+
+
+def mount_of(path: str) -> dict[str, str] | None:
+    """The mount holding `path`: {'mount_point', 'fs_type', 'source'} from mountinfo."""
+    try:
+        dev = os.stat(path).st_dev
+        lines = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    best: dict[str, str] | None = None
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 2 or fields[2] != want:
+            continue
+        point = fields[4].replace("\\040", " ")
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best["mount_point"])):
+            best = {"mount_point": point, "fs_type": tail[0], "source": tail[1]}
+    return best
+
+
+def thp_settings() -> dict[str, Any]:
+    """Selected value of every THP setting faultbench may change, by knob name."""
+    out: dict[str, Any] = {}
+    names = [f"thp.{n}" for n in ("enabled", "shmem_enabled", "defrag")]
+    names += sorted(
+        f"thp.{p.parent.name}.{p.name}"
+        for p in Path(_knobs.THP_DIR).glob("hugepages-*kB/*enabled")
+    )
+    for name in names:
+        try:
+            out[name] = _knobs.read_value(_knobs.resolve(name))
+        except (OSError, _knobs.KnobError):
+            continue
+    return out
+
+
+def fault_around_bytes() -> tuple[int | None, str]:
+    """The knob's value, or None and why it cannot be read here."""
+    with _knobs.mounted("debugfs", _knobs.DEBUGFS) as ok:
+        if not ok:
+            why = ("debugfs needs root to mount" if os.geteuid() != 0
+                   else "this kernel has no debugfs")
+            return None, why
+        try:
+            return int(Path(_knobs.FAULT_AROUND_PATH).read_text()), ""
+        except PermissionError:
+            return None, f"debugfs is locked down (lockdown={_knobs.lockdown() or 'unknown'})"
+        except (OSError, ValueError) as exc:
+            return None, f"{_knobs.FAULT_AROUND_PATH}: {exc}"
+
+
+def detect_virt() -> str | None:
+    tool = shutil.which("systemd-detect-virt")
+    if not tool:
+        return None
+    done = subprocess.run([tool], capture_output=True, text=True, check=False, timeout=10)
+    return done.stdout.strip() or None
+
+
+def git_revision() -> tuple[str | None, str]:
+    """`git describe --always --dirty` of the checkout faultbench runs from."""
+    here = Path(__file__).resolve().parent.parent
+    if not (here / ".git").exists():
+        return None, "not running from a git checkout"
+    if not shutil.which("git"):
+        return None, "git is not installed"
+    done = subprocess.run(
+        ["git", "-C", str(here), "-c", f"safe.directory={here}", "describe", "--always",
+         "--dirty", "--abbrev=40"],
+        capture_output=True, text=True, check=False, timeout=30,
+    )
+    if done.returncode != 0:
+        return None, done.stderr.strip() or "git describe failed"
+    return done.stdout.strip(), ""
+
+
+def collect(file_dir: str | None = None) -> dict[str, Any]:
+    """Everything that tells this machine and its settings apart (see module doc)."""
+    from faultbench import __version__
+    from faultbench._measure import current_plane
+
+    facts = _Facts()
+    uname = os.uname()
+    facts.put("collected_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    facts.put("plane", current_plane())
+    facts.put("host.name", uname.nodename)
+    facts.put("kernel.release", uname.release)
+    facts.put("kernel.version", uname.version)
+    facts.put("kernel.machine", uname.machine)
+    facts.read("kernel.cmdline", "/proc/cmdline")
+    facts.put("kernel.lockdown", _knobs.lockdown(), "securityfs not readable (needs root)")
+    facts.put("page_size", _knobs.page_size())
+    facts.put("ptrs_per_pte", _knobs.ptrs_per_pte())
+    facts.put("fault_around_max_bytes", _knobs.fault_around_max())
+
+    cpu = cpuinfo_fields()
+    facts.put("cpu.model", cpu.get("model name"), "no 'model name' in /proc/cpuinfo")
+    facts.put("cpu.count", os.cpu_count())
+    facts.put("cpu.usable", len(os.sched_getaffinity(0)))
+    facts.read("cpu.governor", f"{CPU_DIR}/cpu0/cpufreq/scaling_governor",
+               "no cpufreq for cpu0 (a virtual machine, or no driver)")
+    boost = next((p for p in (f"{CPU_DIR}/cpufreq/boost", f"{CPU_DIR}/intel_pstate/no_turbo")
+                  if os.path.exists(p)), None)
+    if boost:
+        facts.read(f"cpu.{Path(boost).name}", boost)
+    else:
+        facts.put("cpu.boost", None, "no cpufreq boost or intel_pstate no_turbo file")
+
+    flags = cpu_flags()
+    facts.put("virtualization.hypervisor_flag", "hypervisor" in flags)
+    facts.put("virtualization.systemd_detect_virt", detect_virt(),
+              "systemd-detect-virt not installed or silent")
+    for field in ("sys_vendor", "product_name"):
+        facts.read(f"virtualization.dmi_{field}", f"{DMI_DIR}/{field}", "no DMI tables")
+    facts.put("python", platform.python_version())
+
+    facts.put("thp", thp_settings())
+    value, why = fault_around_bytes()
+    facts.put("knobs.fault_around_bytes", value, why)
+
+    if file_dir is not None:
+        facts.put("file.dir", file_dir)
+        where = mount_of(file_dir)
+        facts.put("file.fs_type", where and where["fs_type"], f"{file_dir} not found in mountinfo")
+        facts.put("file.source", where and where["source"], f"{file_dir} not found in mountinfo")
+        try:
+            knob = _knobs.resolve("read_ahead_kb", file_dir)
+            facts.put("knobs.read_ahead_kb", _knobs.read_value(knob))
+        except (OSError, _knobs.KnobError) as exc:
+            facts.put("knobs.read_ahead_kb", None, str(exc))
+
+    mem = meminfo_kb()
+    for key, field in (("total_kb", "MemTotal"), ("available_kb", "MemAvailable"),
+                       ("hugepagesize_kb", "Hugepagesize"), ("hugepages_total", "HugePages_Total"),
+                       ("hugepages_free", "HugePages_Free")):
+        facts.put(f"memory.{key}", mem.get(field), f"no {field} in /proc/meminfo")
+    facts.put("load_average", list(os.getloadavg()))
+    facts.put("faultbench.version", __version__)
+    revision, why = git_revision()
+    facts.put("faultbench.git_revision", revision, why)
+    facts.data["null_reasons"] = facts.null_reasons
+    return facts.data
