@@ -5,10 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from faultbench._spec import Spec
 
 DEFAULT_WORKLOAD = "quick"
 # Boot, start-up and slack on top of the samples' own deadlines when running in a guest.
 GUEST_OVERHEAD_S = 300.0
+GUEST_MIN_MEMORY_MIB = 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench._results import ResultsError, RunDir
     from faultbench._runner import RunError, execute, start, utc_now
+    from faultbench._spec import Spec
     from faultbench._workload import WorkloadError, load
 
     run_dir: RunDir | None = None
@@ -45,15 +51,17 @@ def run(args: argparse.Namespace) -> int:
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if args.kernel:
-                return _in_guest(args, None, run_dir.path, _units(meta))
+                rounds = meta["workload"]["warmups"] + meta["workload"]["repetitions"]
+                specs = [Spec.from_dict(s["spec"]) for s in meta["scenarios"]]
+                return _in_guest(args, None, run_dir.path, specs, rounds)
+            _restore_knobs(meta)
         else:
             workload = load(args.workload or DEFAULT_WORKLOAD)
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if args.kernel:
-                deadlines = sum(s.spec.deadline_s * s.spec.mappers for s in workload.scenarios)
                 return _in_guest(args, workload.file, RunDir.create(out).path,
-                                 deadlines * workload.rounds)
+                                 [s.spec for s in workload.scenarios], workload.rounds)
             run_dir = start(workload, out)
         execute(run_dir, quiet=args.quiet)
     except (WorkloadError, RunError, ResultsError) as exc:
@@ -68,6 +76,22 @@ def run(args: argparse.Namespace) -> int:
     return _report(run_dir.path)
 
 
+def _restore_knobs(meta: dict[str, Any]) -> None:
+    """A run killed with SIGKILL left its knobs changed and journaled: put them back before
+    resuming (the knob module refuses to start over a stale journal)."""
+    if not any(s["knobs"] for s in meta["scenarios"]):
+        return
+    from faultbench import _knobs
+    from faultbench._runner import RunError
+
+    try:
+        restored = _knobs.restore_journal()
+    except _knobs.KnobError as exc:
+        raise RunError(str(exc)) from None
+    for line in restored:
+        print(f"faultbench run: restored {line} (left by the interrupted run)", file=sys.stderr)
+
+
 def _report(path: Path) -> int:
     from faultbench._report import summary
 
@@ -76,28 +100,31 @@ def _report(path: Path) -> int:
     return 0
 
 
-def _units(meta: dict[str, object]) -> float:
-    """Seconds the run's samples may take at most: their deadlines, all rounds."""
-    workload = meta["workload"]
-    assert isinstance(workload, dict) and isinstance(meta["scenarios"], list)
-    deadlines = sum(s["spec"]["deadline_s"] * s["spec"]["mappers"] for s in meta["scenarios"])
-    return deadlines * (workload["warmups"] + workload["repetitions"])
-
-
 def _in_guest(
-    args: argparse.Namespace, workload_file: str | None, out: Path, deadlines_s: float
+    args: argparse.Namespace, workload_file: str | None, out: Path, specs: list[Spec],
+    rounds: int,
 ) -> int:
-    """The same command inside one boot of IMAGE, writing into `out` on the host; the boot
-    is given the samples' deadlines plus start-up time before it is stopped."""
+    """The same command inside one boot of IMAGE, writing into `out` on the host. The boot
+    gets room for the largest scenario, and the samples' deadlines plus start-up time
+    before it is stopped."""
     from faultbench import _guest
 
     out = out.resolve()
-    argv = ["run", "--resume", str(out)] if workload_file is None else [
-        "run", str(Path(workload_file).resolve()), "--out", str(out)]
+    argv = [sys.executable, "-m", "faultbench", "run"]
+    argv += ["--resume", str(out)] if workload_file is None else [
+        str(Path(workload_file).resolve()), "--out", str(out)]
     if args.quiet:
         argv.append("-q")
-    status = _guest.run_in_guest(args.kernel, argv, rwdir=out,
-                                 timeout_s=GUEST_OVERHEAD_S + deadlines_s)
+    deadlines = sum(s.deadline_s * s.mappers for s in specs) * rounds
+    memory_mib = max(GUEST_MIN_MEMORY_MIB, 3 * max(s.size for s in specs) // 2**20 + 512)
+    try:
+        status = _guest.run_in_guest(
+            args.kernel, argv, rwdir=str(out), timeout_s=GUEST_OVERHEAD_S + deadlines,
+            memory=f"{memory_mib}M",
+        )
+    except _guest.GuestError as exc:
+        print(f"faultbench run: --kernel {args.kernel}: {exc}", file=sys.stderr)
+        return 2
     if status != 0:
         return status
     return _report(out)

@@ -159,9 +159,12 @@ def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any
         "faultbench_plane": meta["plane"],
         "faultbench_workload": meta["workload"]["name"],
     }
-    release = meta.get("provenance", {}).get("kernel", {})
-    if isinstance(release, dict) and release.get("release"):
-        common["platform"] = f"Linux-{release['release']}"
+    provenance = meta.get("provenance", {})
+    release = provenance.get("kernel", {}).get("release")
+    if release:
+        common["platform"] = f"Linux-{release}"
+    if provenance.get("host", {}).get("name"):
+        common["hostname"] = provenance["host"]["name"]
     benchmarks = []
     for name, group in by_bench.items():
         group.sort(key=lambda r: r["round"])
