@@ -215,8 +215,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             break
         except subprocess.TimeoutExpired:
             continue
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # stragglers of the group whose leader is gone
+    # Stragglers of the group (QEMU outliving vng) get SIGKILL until the group is gone.
+    deadline = time.monotonic() + KILL_GRACE_S
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
     for pipe in (proc.stdout, proc.stderr):
         if pipe:
             pipe.close()

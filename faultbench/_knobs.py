@@ -424,8 +424,10 @@ def _load_journal(path: str) -> dict | None:
 
 def _owner_alive(data: dict) -> bool:
     pid = data.get("pid")
-    return isinstance(pid, int) and pid != os.getpid() and \
-        _process_start(pid) == data.get("pid_start")
+    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
+        return False
+    start = _process_start(pid)
+    return start is not None and start == data.get("pid_start")
 
 
 def _refuse_if_journal(path: str) -> None:
