@@ -1,0 +1,90 @@
+"""Runs INSIDE a booted kernel image (see test_guest.py): one boot, every knob scenario.
+
+Usage: python guest_knob_scenarios.py OUT.json
+Writes what it saw to OUT.json (a host directory shared with --rwdir); the host test asserts.
+Standard library only, like everything that runs in the guest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+KNOB = "/sys/kernel/debug/fault_around_bytes"
+SWEEP = (4096, 16384, 65536, 2097152)
+SIZE = "64M"
+FAULTBENCH = [sys.executable, "-m", "faultbench"]
+JOURNAL = os.environ["FAULTBENCH_JOURNAL"]
+
+
+def knob() -> int:
+    with open(KNOB) as f:
+        return int(f.read())
+
+
+def run(argv: list[str], *extra: str) -> dict[str, object]:
+    done = subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=300)
+    return {"rc": done.returncode, "stdout": done.stdout, "stderr": done.stderr}
+
+
+def start_loop(original: int) -> tuple[subprocess.Popen[str], int | None]:
+    """A long knob sweep in the background, once it has changed the knob."""
+    proc = subprocess.Popen(
+        [*FAULTBENCH, "measure", "--size", SIZE, "--repeat", "100000",
+         "--set", "fault_around_bytes=4096,8192"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if knob() != original:
+            return proc, knob()
+        time.sleep(0.05)
+    return proc, None
+
+
+def main() -> int:
+    original = knob()
+    out: dict[str, object] = {"original": original}
+    sweep = run([sys.executable, "-X", "importtime", "-m", "faultbench"], "measure",
+                "--backing", "memfd", "--size", SIZE, "--json",
+                "--set", "fault_around_bytes=" + ",".join(map(str, SWEEP)))
+    out["sweep"] = {
+        "rc": sweep["rc"],
+        "samples": [json.loads(line) for line in str(sweep["stdout"]).splitlines() if line],
+        "imported": sorted({line.split("|")[-1].strip().split(".")[0]
+                            for line in str(sweep["stderr"]).splitlines()
+                            if line.startswith("import time:")}),
+        "errors": [line for line in str(sweep["stderr"]).splitlines()
+                   if not line.startswith("import time:")],
+    }
+    out["after_sweep"] = knob()
+
+    proc, during = start_loop(original)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    out["sigint"] = {"during": during, "rc": proc.returncode, "after": knob(),
+                     "journal_left": os.path.exists(JOURNAL), "stderr": err}
+
+    proc, during = start_loop(original)
+    proc.kill()
+    proc.communicate(timeout=120)
+    out["sigkill"] = {
+        "during": during, "rc": proc.returncode, "after_kill": knob(),
+        "journal_left": os.path.exists(JOURNAL),
+        "next_run": run(FAULTBENCH, "measure", "--size", "1M", "--set", "fault_around_bytes=4096"),
+        "after_refusal": knob(),
+        "restore": run(FAULTBENCH, "restore"),
+        "after_restore": knob(),
+        "journal_after_restore": os.path.exists(JOURNAL),
+    }
+    with open(sys.argv[1], "w") as f:
+        json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Booted kernel images: fault_around_bytes swept for real inside the Debian kernel under QEMU.
+
+Two boots in all: one runs every knob scenario (tests/guest_knob_scenarios.py), one runs
+`faultbench measure --kernel` end to end from the host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from faultbench import _guest
+from faultbench._spec import parse_size
+
+HERE = Path(__file__).parent
+SIZE = "64M"
+FAULTBENCH = [sys.executable, "-m", "faultbench"]
+GUEST_JOURNAL = "/run/faultbench/journal.json"  # the guest's /run is its own tmpfs
+
+
+def _image() -> str:
+    images = sorted(Path("/boot").glob("vmlinuz-*"))
+    missing = _guest.requirements(str(images[-1]) if images else "/boot/vmlinuz-missing")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to boot a kernel image: {'; '.join(missing)}")
+        pytest.skip(f"cannot boot a kernel image here: {'; '.join(missing)}")
+    return str(images[-1])
+
+
+def _expected_plane() -> str:
+    return _guest.plane_for(_guest.kvm_state()[0])
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    return _image()
+
+
+@pytest.fixture(scope="session")
+def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """One boot: the sweep, a SIGINT-ed run, a SIGKILL-ed run and `faultbench restore`."""
+    out = tmp_path_factory.mktemp("guest")
+    started = time.monotonic()
+    status = _guest.run_in_guest(
+        image, [sys.executable, str(HERE / "guest_knob_scenarios.py"), str(out / "out.json")],
+        rwdir=str(out), timeout_s=900, env={"FAULTBENCH_JOURNAL": GUEST_JOURNAL},
+    )
+    assert status == 0
+    data = json.loads((out / "out.json").read_text())
+    data["boot_s"] = time.monotonic() - started
+    print(f"guest scenarios took {data['boot_s']:.1f} s")
+    return data
+
+
+def _qemu_with_scratch() -> set[int]:
+    """Our QEMUs: their command line names a faultbench-guest- scratch directory."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"qemu-system" in cmdline and b"faultbench-guest-" in cmdline:
+            found.add(int(entry.name))
+    return found
+
+
+def test_sweep_takes_size_over_fault_around_bytes_faults(scenarios: dict) -> None:
+    sweep = scenarios["sweep"]
+    assert sweep["rc"] == 0, sweep["errors"]
+    samples = sweep["samples"]
+    read_back = [s["knobs"]["fault_around_bytes"] for s in samples]
+    assert read_back == [4096, 16384, 65536, 2097152]
+    size = parse_size(SIZE)
+    for sample in samples:
+        fab = sample["knobs"]["fault_around_bytes"]
+        assert sample["status"] == "ok", sample["error"]
+        assert sample["plane"] == _expected_plane()
+        print(f"fault_around_bytes={fab}: {sample['faults_minor']} faults, "
+              f"{sample['ns_per_page']:.0f} ns/page [{sample['plane']}]")
+        assert abs(sample["faults_minor"] - size // fab) <= 4, (fab, sample["faults_minor"])
+
+
+def test_knob_is_back_after_the_sweep(scenarios: dict) -> None:
+    assert scenarios["after_sweep"] == scenarios["original"]
+
+
+def test_guest_never_imports_numpy_or_pandas(scenarios: dict) -> None:
+    imported = set(scenarios["sweep"]["imported"])
+    assert "faultbench" in imported  # the import log was really read
+    assert not imported & {"numpy", "pandas", "matplotlib", "scipy"}
+
+
+def test_sigint_restores_the_knob(scenarios: dict) -> None:
+    run = scenarios["sigint"]
+    assert run["during"] is not None and run["during"] != scenarios["original"]
+    assert run["rc"] == 130, run["stderr"]
+    assert run["after"] == scenarios["original"]
+    assert not run["journal_left"]
+    assert "restored" in run["stderr"]
+
+
+def test_sigkill_leaves_a_journal_that_restore_replays(scenarios: dict) -> None:
+    run = scenarios["sigkill"]
+    assert run["rc"] == -signal.SIGKILL
+    assert run["during"] is not None and run["after_kill"] == run["during"]
+    assert run["journal_left"]
+    refused = run["next_run"]
+    assert refused["rc"] == 2
+    assert "faultbench restore" in refused["stderr"]
+    assert len(refused["stderr"].strip().splitlines()) == 1
+    assert run["after_refusal"] == run["during"]
+    assert run["restore"]["rc"] == 0, run["restore"]["stderr"]
+    assert f"-> {scenarios['original']}" in run["restore"]["stdout"]
+    assert run["after_restore"] == scenarios["original"]
+    assert not run["journal_after_restore"]
+
+
+def test_measure_with_kernel_streams_guest_samples(image: str) -> None:
+    """Second boot: the user's command line, end to end, through a pipe like a user's."""
+    done = subprocess.run(
+        [*FAULTBENCH, "measure", "--kernel", image, "--size", "16M", "--json",
+         "--set", "fault_around_bytes=4096,65536"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    samples = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [s["knobs"]["fault_around_bytes"] for s in samples] == [4096, 65536]
+    assert {s["plane"] for s in samples} == {_expected_plane()}
+    for sample in samples:
+        expected = parse_size("16M") // sample["knobs"]["fault_around_bytes"]
+        assert abs(sample["faults_minor"] - expected) <= 4
+
+
+def test_missing_image_is_one_clear_line(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [*FAULTBENCH, "measure", "--kernel", str(tmp_path / "bzImage"), "--size", "1M"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not found" in lines[0] and "Traceback" not in done.stderr
+
+
+def test_hung_guest_is_killed_after_the_timeout(image: str) -> None:
+    before = _qemu_with_scratch()
+    started = time.monotonic()
+    with pytest.raises(_guest.GuestError, match="did not finish within 3 s"):
+        _guest.run_in_guest(image, ["sleep", "600"], timeout_s=3)
+    assert time.monotonic() - started < 3 + 2 * _guest.KILL_GRACE_S
+    assert not _qemu_with_scratch() - before
+
+
+def test_sigterm_to_the_host_kills_the_guest(image: str) -> None:
+    before = _qemu_with_scratch()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from faultbench import _guest; "
+         f"sys.exit(_guest.run_in_guest({image!r}, ['sleep', '600']))"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not _qemu_with_scratch() - before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _qemu_with_scratch() - before, "QEMU never started"
+    proc.terminate()
+    assert proc.wait(timeout=30) == 128 + signal.SIGTERM
+    assert not _qemu_with_scratch() - before
