@@ -71,8 +71,7 @@ def knob_checks() -> list[Check]:
 
 def measurement_checks() -> list[Check]:
     """Tiny real measurements: which userfaultfd modes and counters work here."""
-    from faultbench._measure import measure
-    from faultbench._provenance import meminfo_kb
+    from faultbench._measure import _meminfo, measure
     from faultbench._spec import Spec, SpecError
 
     out = []
@@ -87,7 +86,7 @@ def measurement_checks() -> list[Check]:
         reason = base.null_reasons.get(counter, "")
         out.append(Check(f"perf {counter}", value is not None,
                          "works" if value is not None else f"unavailable: {reason}"))
-    huge = meminfo_kb().get("Hugepagesize", 2048) * 1024
+    huge = (_meminfo("Hugepagesize") or 2048) * 1024
     features = None
     if not os.path.exists("/dev/userfaultfd"):
         out.append(Check("/dev/userfaultfd", None, "absent: userfaultfd(2) syscall only"))
@@ -107,15 +106,14 @@ def measurement_checks() -> list[Check]:
 
 def machine_checks() -> list[Check]:
     from faultbench import _guest, _knobs
-    from faultbench._provenance import meminfo_kb
+    from faultbench._measure import _meminfo
 
-    mem = meminfo_kb()
     out = [
-        Check("memory", None, f"{mem.get('MemAvailable', 0) / 2**20:.1f} GiB available of "
-                              f"{mem.get('MemTotal', 0) / 2**20:.1f} GiB"),
-        Check("hugetlb pages", (mem.get("HugePages_Free") or 0) > 0,
-              f"{mem.get('HugePages_Free')} free of {mem.get('HugePages_Total')} "
-              f"({mem.get('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
+        Check("memory", None, f"{(_meminfo('MemAvailable') or 0) / 2**20:.1f} GiB available "
+                              f"of {(_meminfo('MemTotal') or 0) / 2**20:.1f} GiB"),
+        Check("hugetlb pages", (_meminfo("HugePages_Free") or 0) > 0,
+              f"{_meminfo('HugePages_Free')} free of {_meminfo('HugePages_Total')} "
+              f"({_meminfo('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
     ]
     images = _knobs.boot_images()
     out.append(Check("kernel images", bool(images), ", ".join(images) or
@@ -124,7 +122,7 @@ def machine_checks() -> list[Check]:
         (_guest.qemu_binary(), shutil.which(_guest.qemu_binary()),
          "apt-get install qemu-system-x86"),
         ("virtme-ng", _guest.find_vng(), "pip install virtme-ng"),
-        ("busybox", shutil.which("busybox"), "apt-get install busybox-static"),
+        ("busybox", _guest.find_busybox(), "apt-get install busybox-static"),
     ):
         out.append(Check(tool, bool(found), found or f"missing: {how}"))
     kvm, why = _guest.kvm_state()

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
+from faultbench._knobs import boot_images
 from faultbench._provenance import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -52,6 +53,12 @@ def find_vng() -> str | None:
     return shutil.which("vng")
 
 
+def find_busybox() -> str | None:
+    """The busybox virtme-ng would use (it looks for these names, in this order)."""
+    return next(filter(None, map(shutil.which, ("busybox-static", "busybox.static", "busybox"))),
+                None)
+
+
 def qemu_binary() -> str:
     return f"qemu-system-{platform.machine()}"
 
@@ -76,7 +83,7 @@ def requirements(kernel: str) -> list[str]:
     """What is missing to boot `kernel`, each with its install command."""
     missing = []
     if not os.path.isfile(kernel):
-        images = sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
+        images = boot_images()
         have = f"images here: {', '.join(images)}" if images else (
             "install one: apt-get install linux-image-amd64")
         missing.append(f"kernel image {kernel} not found ({have})")
@@ -84,7 +91,7 @@ def requirements(kernel: str) -> list[str]:
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
     if not find_vng():
         missing.append("virtme-ng (vng) not found: pip install virtme-ng")
-    if not any(shutil.which(b) for b in ("busybox-static", "busybox.static", "busybox")):
+    if not find_busybox():
         missing.append("busybox not found (virtme-ng builds its initramfs with it): "
                        "apt-get install busybox-static")
     return missing

@@ -61,19 +61,6 @@ def cpu_flags() -> set[str]:
     return set(cpuinfo_fields().get("flags", "").split())
 
 
-def meminfo_kb() -> dict[str, int]:
-    out = {}
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            name, _, rest = line.partition(":")
-            words = rest.split()
-            if words and words[0].isdigit():
-                out[name] = int(words[0])
-    except OSError:
-        pass
-    return out
-
-
 def mount_of(path: str) -> dict[str, str] | None:
     """The mount holding `path`: {'mount_point', 'fs_type', 'source'} from mountinfo."""
     try:
@@ -155,7 +142,7 @@ def git_revision() -> tuple[str | None, str]:
 def collect(file_dir: str | None = None) -> dict[str, Any]:
     """Everything that tells this machine and its settings apart (see module doc)."""
     from faultbench import __version__
-    from faultbench._measure import current_plane
+    from faultbench._measure import _meminfo, current_plane
 
     facts = _Facts()
     uname = os.uname()
@@ -207,11 +194,10 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
         except (OSError, _knobs.KnobError) as exc:
             facts.put("knobs.read_ahead_kb", None, str(exc))
 
-    mem = meminfo_kb()
     for key, field in (("total_kb", "MemTotal"), ("available_kb", "MemAvailable"),
                        ("hugepagesize_kb", "Hugepagesize"), ("hugepages_total", "HugePages_Total"),
                        ("hugepages_free", "HugePages_Free")):
-        facts.put(f"memory.{key}", mem.get(field), f"no {field} in /proc/meminfo")
+        facts.put(f"memory.{key}", _meminfo(field), f"no {field} in /proc/meminfo")
     facts.put("load_average", list(os.getloadavg()))
     facts.put("faultbench.version", __version__)
     revision, why = git_revision()

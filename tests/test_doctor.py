@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,11 +15,6 @@ import pytest
 from faultbench import _provenance
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
-
-
-def _mounts() -> list[str]:
-    return sorted(line for line in Path("/proc/mounts").read_text().splitlines()
-                  if line.split()[2] in ("debugfs", "securityfs"))
 
 
 def _debugfs_knob_errno() -> int | None:
@@ -45,13 +41,13 @@ def _cpu_has_virtualization() -> bool:
 
 
 @pytest.fixture(scope="module")
-def doctor() -> tuple[str, dict]:
-    mounts = _mounts()
+def doctor(special_mounts: Callable[[], list[str]]) -> tuple[str, dict]:
+    mounts = special_mounts()
     text = subprocess.run([*FAULTBENCH, "doctor"], capture_output=True, text=True,
                           check=True, timeout=120).stdout
     report = json.loads(subprocess.run([*FAULTBENCH, "doctor", "--json"], capture_output=True,
                                        text=True, check=True, timeout=120).stdout)
-    assert _mounts() == mounts  # debugfs/securityfs mounted for probing are gone again
+    assert special_mounts() == mounts  # debugfs/securityfs mounted for probing are gone again
     return text, report
 
 

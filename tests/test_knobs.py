@@ -14,7 +14,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,11 +37,6 @@ def _selected(path: str) -> str:
 
 def _state() -> tuple[str, str]:
     return Path(SWAPPINESS).read_text().strip(), _selected(DEFRAG)
-
-
-def _mounts() -> list[str]:
-    return sorted(line for line in Path("/proc/mounts").read_text().splitlines()
-                  if line.split()[2] in ("debugfs", "securityfs"))
 
 
 @pytest.fixture
@@ -150,11 +145,13 @@ def _lockdown_mode() -> str | None:
 
 
 @needs_root
-def test_native_fault_around_sweep_fails_fast_under_lockdown(journal: Path) -> None:
+def test_native_fault_around_sweep_fails_fast_under_lockdown(
+    journal: Path, special_mounts: Callable[[], list[str]]
+) -> None:
     mode = _lockdown_mode()
     if mode in (None, "none"):
         pytest.skip(f"kernel not locked down (lockdown={mode}): the knob is settable here")
-    mounts = _mounts()
+    mounts = special_mounts()
     started = time.monotonic()
     done = _cli("measure", "--size", "1M", "--set", "fault_around_bytes=4096,65536")
     assert time.monotonic() - started < 10
@@ -163,7 +160,7 @@ def test_native_fault_around_sweep_fails_fast_under_lockdown(journal: Path) -> N
     assert f"locked down (lockdown={mode})" in line
     assert "--kernel /boot/vmlinuz-" in line or "--kernel " in line
     assert done.stdout == ""
-    assert _mounts() == mounts
+    assert special_mounts() == mounts
     assert not journal.exists()
 
 
