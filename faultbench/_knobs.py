@@ -536,8 +536,9 @@ class KnobSession:
     with KnobSession(["fault_around_bytes"]) as session:
         session.apply({"fault_around_bytes": "4096"})  # -> {"fault_around_bytes": 4096}
 
-    Signals SIGINT/SIGTERM/SIGHUP restore first, then raise KeyboardInterrupt (SIGINT) or
-    SystemExit(128 + signal), so callers unwind normally.
+    Signals SIGINT/SIGTERM/SIGHUP restore first, then go to the handler that was installed
+    before the session if it is a Python one (KeyboardInterrupt for SIGINT by default), else
+    raise SystemExit(128 + signal), so callers unwind normally.
     """
 
     def __init__(self, names: list[str], file_dir: str | None = None) -> None:
@@ -645,7 +646,13 @@ class KnobSession:
                   "`faultbench restore`", file=sys.stderr)
         else:
             print(f"faultbench: {name}: kernel knobs restored", file=sys.stderr)
+        previous = self._previous.get(signum)
         self._uninstall_handlers()
+        if callable(previous):
+            # The handler we displaced (Python's for SIGINT, a runner's for SIGTERM) decides
+            # how the program unwinds, as if we had never been there.
+            previous(signum, frame)
+            return
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise SystemExit(128 + signum)

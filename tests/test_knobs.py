@@ -270,3 +270,30 @@ def test_restore_refuses_a_journal_pointing_outside_the_allowed_knobs(journal: P
     assert "outside what faultbench may change" in _one_line(done.stderr)
     assert target.read_bytes() == before
     assert journal.exists()
+
+
+class _Stop(Exception):
+    pass
+
+
+@needs_root
+def test_a_signal_goes_on_to_the_handler_the_session_displaced(
+    real_knobs: dict[str, str], journal: Path
+) -> None:
+    """A caller's own SIGTERM handler (the workload runner's) still decides how to unwind."""
+    original = _state()
+
+    def callers_handler(signum: int, frame: object) -> None:
+        raise _Stop
+
+    previous = signal.signal(signal.SIGTERM, callers_handler)
+    try:
+        with pytest.raises(_Stop), _knobs.KnobSession(list(real_knobs)) as session:
+            session.apply(real_knobs)
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the handler raises long before this ends
+        assert _state() == original
+        assert not journal.exists()
+        assert signal.getsignal(signal.SIGTERM) is callers_handler
+    finally:
+        signal.signal(signal.SIGTERM, previous)
