@@ -447,26 +447,44 @@ def _refuse_if_journal(path: str) -> None:
 
 
 def _write_journal(path: str, data: dict) -> None:
-    """Atomically, and durably: the journal must exist before the first knob is written."""
+    """Atomically, durably and exclusively: the journal must exist before the first knob is
+    written, and two runs starting together must not both think they own the knobs."""
     directory = os.path.dirname(path) or "."
+    tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        tmp = f"{path}.{os.getpid()}.tmp"
         with open(tmp, "w") as f:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.link(tmp, path)  # fails if another run created its journal meanwhile
+        except FileExistsError:
+            _refuse_if_journal(path)
+            raise
+        finally:
+            os.unlink(tmp)
         fd = os.open(directory, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
     except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
         raise KnobError(
             f"cannot write the restore journal {path}: {exc.strerror}; set FAULTBENCH_JOURNAL "
             "to a writable path"
         ) from exc
+
+
+def _drop_journal(path: str) -> None:
+    """The journal, and the default journal's directory once empty, are gone."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    if path == DEFAULT_JOURNAL:
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
 
 
 def _journal_knob(entry: dict) -> Knob:
@@ -526,7 +544,7 @@ def restore_journal(path: str | None = None) -> list[str]:
             umount(target)
     if problems:
         raise KnobError(f"could not restore from {path}: {'; '.join(problems)}")
-    os.unlink(path)
+    _drop_journal(path)
     return done
 
 
@@ -613,8 +631,7 @@ class KnobSession:
             problems = _put_back(self._originals)
             self._unmount_ours()
             if not problems:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self.path)
+                _drop_journal(self.path)
         return problems
 
     def _unmount_ours(self) -> None:
