@@ -31,7 +31,7 @@ from faultbench._spec import (
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
 LABEL_FIELDS = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
@@ -241,6 +241,8 @@ def format_value(column: str, value: Any) -> str:
         return ""
     if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float) and value > 0:
         text = format_size(int(value))
+    elif column == "dir":
+        text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row
     else:
         text = str(value)
     if column in _BARE_FIELDS:

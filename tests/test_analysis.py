@@ -1,0 +1,90 @@
+"""faultbench.load and the statistics, on real runs of `faultbench run`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from analysis_runs import Runs, native_runs
+from scipy import stats
+
+import faultbench
+from faultbench._analysis import AnalysisError, median_ci
+
+
+@pytest.fixture(scope="session")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
+    return native_runs(tmp_path_factory)
+
+
+def test_one_row_per_sample_with_spec_flattened(runs: Runs) -> None:
+    lines = (runs.tiny / "samples.jsonl").read_text().splitlines()
+    meta = json.loads((runs.tiny / "meta.json").read_text())
+    df = faultbench.load(runs.tiny)
+    assert len(df) == len(lines)
+    assert {"backing", "pattern", "uffd", "mappers", "scenario", "round", "warmup"} <= set(df)
+    assert "run" not in df
+    # one warm-up round: each scenario's mappers once
+    mappers = sum(s["spec"]["mappers"] for s in meta["scenarios"])
+    assert df["warmup"].sum() == mappers * meta["workload"]["warmups"]
+    assert not df.loc[df["warmup"], "ok"].any()
+    assert df.attrs["meta"]["tiny"]["provenance"]["kernel"]["release"] == os.uname().release
+
+
+def test_fault_around_column_follows_the_kernel_rules(runs: Runs) -> None:
+    df = faultbench.load(runs.tiny)
+    ok = df[df["ok"]]
+    wp = ok[ok["uffd"] == "wp"]
+    assert (wp["fault_around"] == "off").all()
+    # fault-around off: one fault per page touched, as uffd_disable_fault_around() says
+    assert (wp["faults_per_page"] >= 0.99).all()
+    on = ok[(ok["backing"] == "memfd") & (ok["uffd"] != "wp") & (ok["pattern"] == "seq")]
+    assert (on["fault_around"] == "on").all()
+    assert (on["faults_per_page"] < 0.5).all()
+    assert set(ok.loc[ok["mappers"] == 2, "role"]) == {"first", "later"}
+    assert set(ok.loc[ok["mappers"] == 1, "role"]) == {"only"}
+
+
+def test_several_runs_get_a_run_column(runs: Runs) -> None:
+    df = faultbench.load([runs.tiny, runs.tiny2])
+    assert set(df["run"]) == {"tiny", "tiny2"}
+    assert len(df) == len(faultbench.load(runs.tiny)) + len(faultbench.load(runs.tiny2))
+    assert set(df.attrs["meta"]) == {"tiny", "tiny2"}
+
+
+def test_median_ci_is_the_order_statistic_interval(runs: Runs) -> None:
+    df = faultbench.load(runs.tiny)
+    table = median_ci(df, ["scenario", "mapper"], "ns_per_page")
+    valid = df[df["ok"]]
+    for row in table.itertuples():
+        values = np.sort(valid.loc[(valid["scenario"] == row.scenario)
+                                   & (valid["mapper"] == row.mapper), "ns_per_page"])
+        n = len(values)
+        assert row.n == n and row.median == pytest.approx(np.median(values))
+        # l = largest count with P(Bin(n, 1/2) <= l) <= 2.5 %, computed independently
+        low = max(k for k in range(-1, n) if k < 0 or stats.binom.cdf(k, n, 0.5) <= 0.025)
+        if low < 0:
+            assert np.isnan(row.ci_lo)
+        else:
+            assert (row.ci_lo, row.ci_hi) == (values[low], values[n - 1 - low])
+            assert row.ci_lo <= row.median <= row.ci_hi
+
+
+def test_import_faultbench_does_not_import_pandas() -> None:
+    code = "import sys, faultbench; assert 'pandas' not in sys.modules; faultbench.load"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(AnalysisError, match="not a faultbench run directory"):
+        faultbench.load(tmp_path)
+    (tmp_path / "samples.jsonl").write_text("")
+    with pytest.raises(AnalysisError, match="no samples"):
+        faultbench.load(tmp_path)
+    with pytest.raises(AnalysisError, match="not a directory"):
+        faultbench.load(tmp_path / "missing")
