@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from faultbench._results import ResultsError, RunDir
     from faultbench._runner import RunError, execute, start, utc_now
     from faultbench._spec import Spec
-    from faultbench._workload import WorkloadError, load
+    from faultbench._workload import KNOB_AXIS, WorkloadError, load
 
     run_dir: RunDir | None = None
     try:
@@ -63,6 +63,10 @@ def run(args: argparse.Namespace) -> int:
                 return _in_guest(args, workload.file, RunDir.create(out).path,
                                  [s.spec for s in workload.scenarios], workload.rounds)
             run_dir = start(workload, out)
+            for skipped in run_dir.read_meta()["skipped"]:
+                if skipped["scenario"].startswith(KNOB_AXIS):
+                    print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
+                          file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
     except (WorkloadError, RunError, ResultsError) as exc:
         print(f"faultbench run: {exc}", file=sys.stderr)

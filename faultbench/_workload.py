@@ -55,6 +55,7 @@ AXES = (
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "deadline_s",
 )
 MATRIX_KEYS = (*AXES, "knobs")
+KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
 
 
 class WorkloadError(ValueError):
@@ -115,7 +116,7 @@ class Workload:
             name = scenario_name(scenario.spec, knobs)
             scenarios.setdefault(name, Scenario(name, scenario.spec, knobs))
         skipped = self.skipped + [
-            {"scenario": f"knob axis {name}", "reason": reason} for name in sorted(names)
+            {"scenario": f"{KNOB_AXIS}{name}", "reason": reason} for name in sorted(names)
         ]
         return Workload(
             self.name, self.file, self.description, self.repetitions, self.warmups,
