@@ -17,10 +17,17 @@ _PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
-    # A runner killed with SIGKILL cannot stop its worker; the kernel does it for us.
+    """A runner killed with SIGKILL cannot stop its worker: the kernel signals us instead.
+
+    SIGTERM rather than SIGKILL, so the measurement in progress (bounded by its deadline)
+    reaps its mapper processes first; the handler then kills what is left of our process
+    group (mappers included) and us.
+    """
+    if os.getpgid(0) == os.getpid():  # our own group (the runner starts us so): safe to kill
+        signal.signal(signal.SIGTERM, lambda signum, frame: os.killpg(0, signal.SIGKILL))
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
     except (OSError, AttributeError):
         pass  # not Linux: EOF on stdin still ends the worker once the sample finishes
     if os.getppid() == 1:
