@@ -93,12 +93,14 @@ def _emit(samples: list[Sample], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench._measure import measure_mappers
+    from faultbench._measure import check_resources, measure_mappers
 
     try:
         spec = spec_from_args(args)
         if args.repeat < 1:
             raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
+        if not args.kernel:
+            check_resources(spec)  # before any knob is touched
     except SpecError as exc:
         print(f"faultbench measure: {exc}", file=sys.stderr)
         return 2
@@ -106,14 +108,13 @@ def run(args: argparse.Namespace) -> int:
         from faultbench import _guest
 
         return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
-    if not args.set:
-        for _ in range(args.repeat):
-            _emit(measure_mappers(spec), args.json)
-        return 0
-
     from faultbench import _knobs
 
     try:
+        if not args.set:
+            for _ in range(args.repeat):
+                _emit(measure_mappers(spec), args.json)
+            return 0
         axes = _knobs.parse_set_options(args.set)
         with _knobs.KnobSession([name for name, _ in axes]) as session:
             for setting in _knobs.cross_product(axes):
@@ -123,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                     for sample in samples:
                         sample.knobs = dict(knobs)
                     _emit(samples, args.json)
-    except _knobs.KnobError as exc:
+    except (SpecError, _knobs.KnobError) as exc:
         print(f"faultbench measure: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -7,6 +7,7 @@ emulated guests where importing anything heavy costs seconds.
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -94,6 +95,9 @@ class Spec:
         """Defaults resolved and every field validated; raises SpecError with a clear message."""
         _choice("backing", self.backing, BACKINGS)
         size = parse_size(self.size)
+        page_size = os.sysconf("SC_PAGESIZE")
+        if size % page_size:
+            raise SpecError(f"size {self.size} is not a multiple of the {page_size}-byte page")
         anon = self.backing == "anon"
         map_ = self.map or ("private" if anon else "shared")
         cache = self.cache or ("hole" if anon else "warm")
@@ -118,8 +122,8 @@ class Spec:
             raise SpecError(f"dir applies to the tmpfs and file backings, not {self.backing!r}")
         if self.mappers < 1:
             raise SpecError(f"mappers must be at least 1, got {self.mappers}")
-        if self.mappers > 1 and anon and map_ == "private":
-            raise SpecError("several mappers need something shared to map; private anon is not")
+        if self.mappers > 1 and anon:
+            raise SpecError("several mappers need a file to map: use memfd, tmpfs, file or hugetlb")
         if self.deadline_s <= 0:
             raise SpecError(f"deadline_s must be positive, got {self.deadline_s}")
         if self.seed < 0:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -45,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("faultbench: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader (e.g. `| head`) has gone; say nothing more on a closed pipe
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must outlive this frame
+        return 141
 
 
 if __name__ == "__main__":

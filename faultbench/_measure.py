@@ -1,0 +1,178 @@
+"""Spec -> native fb_run() -> Samples. Standard library and the cffi module only."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from faultbench._spec import Sample, Spec, SpecError, format_size, parse_pattern
+
+try:
+    from faultbench._native import ffi, lib
+except ImportError as exc:  # pragma: no cover - depends on the install
+    raise ImportError(
+        "faultbench's native module is not built: install the package with "
+        "`pip install .` (or `pip install -e .`) from the faultbench checkout"
+    ) from exc
+
+DEFAULT_DIRS = {"tmpfs": "/dev/shm", "file": "/var/tmp"}
+MEMORY_SHARE = 0.8  # refuse a sample needing more than this share of MemAvailable
+DISK_SHARE = 0.9
+
+_ENUMS = {
+    "backing": {"anon": lib.FB_ANON, "memfd": lib.FB_MEMFD, "tmpfs": lib.FB_TMPFS,
+                "file": lib.FB_FILE, "hugetlb": lib.FB_HUGETLB},
+    "cache": {"warm": lib.FB_WARM, "cold": lib.FB_COLD, "hole": lib.FB_HOLE},
+    "pattern": {"seq": lib.FB_SEQ, "reverse": lib.FB_REVERSE, "random": lib.FB_RANDOM,
+                "stride": lib.FB_STRIDE, "sparse": lib.FB_SPARSE},
+    "uffd": {"none": lib.FB_UFFD_NONE, "missing": lib.FB_UFFD_MISSING,
+             "wp": lib.FB_UFFD_WP, "minor": lib.FB_UFFD_MINOR},
+    "uffd_mappers": {"all": lib.FB_REG_ALL, "first": lib.FB_REG_FIRST,
+                     "later": lib.FB_REG_LATER},
+}
+_STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "error"}
+_COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
+           "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
+           "uffd_events", "uffd_ns")
+
+
+def current_plane() -> str:
+    """native, kvm-guest or tcg-guest: a booted guest says so on its kernel command line."""
+    try:
+        tokens = Path("/proc/cmdline").read_text().split()
+    except OSError:
+        return "native"
+    for token in tokens:
+        if token.startswith("faultbench.plane="):
+            return token.split("=", 1)[1]
+    return "native"
+
+
+def _meminfo(field: str) -> int | None:
+    """The number after 'field:' in /proc/meminfo (kB for sizes, a count for HugePages_*)."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            name, _, value = line.partition(":")
+            if name == field:
+                return int(value.split()[0])
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def hugetlb_shortfall(spec: Spec) -> str | None:
+    """Why this machine cannot back spec with huge pages, or None if it can."""
+    pages = _meminfo("HugePages_Free") or 0
+    huge_kb = _meminfo("Hugepagesize") or 0
+    if pages * huge_kb * 1024 * spec.mappers >= spec.size:
+        return None
+    return (
+        f"hugetlb needs {format_size(spec.size)} of free huge pages, {pages} of "
+        f"{huge_kb} kB free here (reserve them with sysctl vm.nr_hugepages)"
+    )
+
+
+def check_resources(spec: Spec) -> None:
+    """Refuse, before anything is created, a sample this machine cannot hold."""
+    copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
+    in_page_cache = 0 if spec.backing in ("file", "hugetlb") else spec.size
+    in_memory = spec.size * copies + in_page_cache
+    available_kb = _meminfo("MemAvailable")
+    if available_kb is not None and in_memory > MEMORY_SHARE * available_kb * 1024:
+        raise SpecError(
+            f"size {format_size(spec.size)} needs {in_memory / 2**30:.1f} GiB of memory but "
+            f"only {available_kb / 2**20:.1f} GiB is available (refusing above "
+            f"{MEMORY_SHARE:.0%})"
+        )
+    if spec.backing == "file":
+        directory = spec.dir or DEFAULT_DIRS["file"]
+        try:
+            stat = os.statvfs(directory)
+        except OSError as exc:
+            raise SpecError(f"dir {directory}: {exc.strerror}") from exc
+        free_disk = stat.f_bavail * stat.f_frsize
+        if spec.size > DISK_SHARE * free_disk:
+            raise SpecError(
+                f"size {format_size(spec.size)} needs that much disk in {directory}, which has "
+                f"{free_disk / 2**30:.1f} GiB free (refusing above {DISK_SHARE:.0%})"
+            )
+
+
+def _c_spec(spec: Spec, keep: list[object]) -> object:
+    pattern, stride = parse_pattern(spec.pattern)
+    directory = spec.dir or DEFAULT_DIRS.get(spec.backing, "")
+    dir_c = ffi.new("char[]", directory.encode())
+    keep.append(dir_c)
+    c = ffi.new("struct fb_spec *")
+    c.backing = _ENUMS["backing"][spec.backing]
+    c.shared = spec.map == "shared"
+    c.write = spec.access == "write"
+    c.cache = _ENUMS["cache"][spec.cache]
+    c.pattern = _ENUMS["pattern"][pattern]
+    c.uffd = _ENUMS["uffd"][spec.uffd]
+    c.size = spec.size
+    c.stride = stride
+    c.seed = spec.seed
+    c.dir = dir_c
+    c.mappers = spec.mappers
+    c.concurrent = spec.mapper_mode == "concurrent"
+    c.threads = spec.mapper_kind == "thread"
+    c.registered = _ENUMS["uffd_mappers"][spec.uffd_mappers]
+    c.deadline_ns = int(spec.deadline_s * 1e9)
+    c.uffd_serve = spec.uffd_serve
+    return c
+
+
+def _text(chars: object) -> str:
+    return ffi.string(chars).decode(errors="replace")
+
+
+def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
+    sample = Sample(
+        spec=spec.to_dict(), status=_STATUS[result.status], error=_text(result.error) or None,
+        mapper=mapper, plane=plane, page_size=result.page_size,
+        pages_touched=result.pages_touched, fs_type=_text(result.fs_type) or None,
+    )
+    reasons = {
+        "perf_page_faults": _text(result.perf_reason),
+        "cycles": _text(result.hw_reason),
+        "instructions": _text(result.hw_reason),
+        "uffd_events": _text(result.uffd_reason),
+        "uffd_ns": _text(result.uffd_reason),
+        "resident_before_pages": _text(result.resident_reason),
+    }
+    for name in _COUNTS:
+        value = getattr(result, name)
+        if value >= 0:
+            setattr(sample, name, value)
+        elif sample.status == "ok":
+            sample.null_reasons[name] = reasons.get(name) or "not measured"
+    if sample.uffd_events is not None:
+        sample.uffd_features = result.uffd_features
+    if sample.status == "ok" and sample.pages_touched:
+        sample.ns_per_page = sample.touch_ns / sample.pages_touched
+        sample.faults_per_page = (sample.faults_minor + sample.faults_major) / sample.pages_touched
+    return sample
+
+
+def measure_mappers(spec: Spec) -> list[Sample]:
+    """Measure spec once; one Sample per mapper (mapper 0 first)."""
+    spec = spec.normalized()
+    check_resources(spec)
+    plane = current_plane()
+    if spec.backing == "hugetlb" and (why := hugetlb_shortfall(spec)):
+        return [Sample(spec=spec.to_dict(), status="unsupported", error=why, plane=plane,
+                       page_size=os.sysconf("SC_PAGESIZE"))]
+    keep: list[object] = []
+    c_spec = _c_spec(spec, keep)
+    results = ffi.new("struct fb_result[]", spec.mappers)
+    if lib.fb_run(c_spec, results) != 0:
+        return [_sample(spec, results[0], 0, plane)]
+    return [_sample(spec, results[i], i, plane) for i in range(spec.mappers)]
+
+
+def measure(spec: Spec) -> Sample:
+    """Measure a single-mapper spec once."""
+    if spec.mappers != 1:
+        raise SpecError("measure() takes one mapper; use measure_mappers() for several")
+    return measure_mappers(spec)[0]

@@ -1,0 +1,123 @@
+/*
+ * faultbench's C contract: one sample = map a region, touch it, count what the kernel did.
+ *
+ * Python fills a struct fb_spec, calls fb_run() once, and reads one struct fb_result per
+ * mapper. Everything between the two clock reads is C, so no interpreter work is timed.
+ * Counts that could not be taken are -1 with the reason in the matching *_reason string.
+ */
+#ifndef FAULTBENCH_H
+#define FAULTBENCH_H
+
+#include <stdint.h>
+
+enum fb_backing { FB_ANON, FB_MEMFD, FB_TMPFS, FB_FILE, FB_HUGETLB };
+enum fb_cache { FB_WARM, FB_COLD, FB_HOLE };
+enum fb_pattern { FB_SEQ, FB_REVERSE, FB_RANDOM, FB_STRIDE, FB_SPARSE };
+enum fb_uffd_mode { FB_UFFD_NONE, FB_UFFD_MISSING, FB_UFFD_WP, FB_UFFD_MINOR };
+enum fb_registered { FB_REG_ALL, FB_REG_FIRST, FB_REG_LATER };
+enum fb_status { FB_OK, FB_UNSUPPORTED, FB_ERROR };
+
+#define FB_TEXT 256
+
+struct fb_spec {
+	int backing;		/* enum fb_backing */
+	int shared;		/* MAP_SHARED, else MAP_PRIVATE */
+	int write;		/* store a byte per touched page, else load one */
+	int cache;		/* enum fb_cache */
+	int pattern;		/* enum fb_pattern */
+	int uffd;		/* enum fb_uffd_mode */
+	uint64_t size;		/* bytes, a multiple of the page (huge page for hugetlb) size */
+	uint64_t stride;	/* pages between touches for FB_STRIDE */
+	uint64_t seed;		/* FB_RANDOM permutation seed */
+	const char *dir;	/* directory of the tmpfs/file backing's (unlinked) file */
+	int mappers;		/* processes or threads mapping the same backing, >= 1 */
+	int concurrent;		/* mappers start together at a barrier, else one after another */
+	int threads;		/* mappers are threads of this process, else forked processes */
+	int registered;		/* enum fb_registered: which mappers use the uffd mode */
+	int64_t deadline_ns;	/* per mapper; unserved uffd faults are released after it */
+	int uffd_serve;		/* 0 leaves uffd faults unserved (to exercise the deadline) */
+};
+
+struct fb_result {
+	int status;		/* enum fb_status */
+	char error[FB_TEXT];
+	int64_t page_size;
+	int64_t pages_touched;
+	int64_t touch_ns;
+	int64_t faults_minor;	/* getrusage(RUSAGE_THREAD) across the touch loop */
+	int64_t faults_major;
+	int64_t perf_page_faults;	/* perf software event, same thread, same window */
+	int64_t cycles;
+	int64_t instructions;
+	int64_t pages_mapped;	/* present in this process's page table after the loop */
+	int64_t resident_before_pages;	/* page cache residency (mincore) before the loop */
+	int64_t mmap_ns;
+	int64_t munmap_ns;
+	int64_t uffd_events;
+	int64_t uffd_ns;
+	uint64_t uffd_features;
+	char fs_type[32];
+	char perf_reason[FB_TEXT];
+	char hw_reason[FB_TEXT];
+	char uffd_reason[FB_TEXT];
+	char resident_reason[FB_TEXT];
+};
+
+/* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
+ * (then results[0] says why). */
+int fb_run(const struct fb_spec *spec, struct fb_result *results);
+
+/* ---- internal interfaces between the native/ files ---- */
+#ifdef FB_INTERNAL
+#include <stddef.h>
+
+struct fb_backing_file {
+	int fd;			/* -1 for anonymous memory */
+	uint64_t size;
+	uint64_t unit;		/* the mapping's page size: the huge page size for hugetlb */
+	char fs_type[32];
+};
+
+/* region.c: create and populate the backing, map it, measure residency */
+int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r);
+void fb_backing_destroy(struct fb_backing_file *bf);
+void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf);
+int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
+
+/* touch.c: the timed loop's plan and the loop itself */
+struct fb_plan {
+	uint64_t first;		/* byte offsets */
+	int64_t step;
+	uint64_t count;
+	uint32_t *order;	/* FB_RANDOM: page numbers, else NULL */
+	int64_t page_size;
+};
+int fb_plan_build(const struct fb_spec *spec, int64_t page_size, struct fb_plan *plan);
+void fb_plan_free(struct fb_plan *plan);
+void fb_touch(char *base, const struct fb_plan *plan, int write);
+
+/* uffd.c: registration and the serving thread */
+struct fb_uffd;
+/* unit: the page size of the mapping (the huge page size for hugetlb) */
+struct fb_uffd *fb_uffd_start(const struct fb_spec *spec, void *addr, uint64_t size,
+			      uint64_t unit, int64_t deadline_at, struct fb_result *r);
+/* Stops and joins the server; returns 1 if the deadline expired (faults were unserved). */
+int fb_uffd_stop(struct fb_uffd *u, struct fb_result *r);
+
+/* counters.c */
+int64_t fb_now_ns(void);
+struct fb_counters {
+	int sw_fd, cycles_fd, instructions_fd;
+	int64_t minflt, majflt;
+};
+void fb_counters_open(struct fb_counters *c, struct fb_result *r);
+void fb_counters_start(struct fb_counters *c);
+void fb_counters_stop(struct fb_counters *c, struct fb_result *r);
+void fb_counters_close(struct fb_counters *c);
+int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size);
+
+void fb_fail(struct fb_result *r, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+#endif
+
+#endif

@@ -1,0 +1,186 @@
+/*
+ * region: the backing under test (anon, memfd, tmpfs file, disk file, hugetlb memfd), its
+ * page cache state before the measurement (warm, cold, hole), and the mapping itself.
+ * Files are unlinked as soon as they exist, so nothing is left behind on any exit path.
+ */
+#define _GNU_SOURCE
+#define FB_INTERNAL
+#include "faultbench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/statfs.h>
+#include <unistd.h>
+
+#ifndef HUGETLBFS_MAGIC
+#define HUGETLBFS_MAGIC 0x958458f6
+#endif
+#define FILL_CHUNK (1 << 20)
+
+static const char *fs_name(long magic)
+{
+	switch ((unsigned long)magic) {
+	case EXT4_SUPER_MAGIC: return "ext4";	/* also ext2/ext3 */
+	case TMPFS_MAGIC: return "tmpfs";
+	case XFS_SUPER_MAGIC: return "xfs";
+	case BTRFS_SUPER_MAGIC: return "btrfs";
+	case HUGETLBFS_MAGIC: return "hugetlbfs";
+	case OVERLAYFS_SUPER_MAGIC: return "overlayfs";
+	case V9FS_MAGIC: return "9p";
+	case NFS_SUPER_MAGIC: return "nfs";
+	case 0x65735546: return "fuse";
+	case 0xf2f52010: return "f2fs";
+	case 0x2fc12fc1: return "zfs";
+	default: return "unknown";
+	}
+}
+
+static int create_file(const struct fb_spec *spec, struct fb_result *r)
+{
+	char path[4096];
+	int fd;
+
+	if (spec->backing == FB_MEMFD)
+		return memfd_create("faultbench", MFD_CLOEXEC);
+	if (spec->backing == FB_HUGETLB)
+		return memfd_create("faultbench", MFD_CLOEXEC | MFD_HUGETLB);
+	snprintf(path, sizeof(path), "%s/faultbench.XXXXXX", spec->dir);
+	fd = mkostemp(path, O_CLOEXEC);
+	if (fd >= 0)
+		unlink(path);
+	else
+		fb_fail(r, FB_ERROR, "cannot create a file in %s: %s", spec->dir, strerror(errno));
+	return fd;
+}
+
+/* Pages enter the page cache through write(2), never through the mapping under test. */
+static int fill_by_write(int fd, uint64_t size)
+{
+	char *chunk = malloc(FILL_CHUNK);
+	uint64_t done = 0;
+
+	if (!chunk)
+		return -1;
+	memset(chunk, 0x5a, FILL_CHUNK);
+	while (done < size) {
+		size_t want = size - done < FILL_CHUNK ? (size_t)(size - done) : FILL_CHUNK;
+		ssize_t put = pwrite(fd, chunk, want, (off_t)done);
+
+		if (put <= 0) {
+			free(chunk);
+			return -1;
+		}
+		done += (uint64_t)put;
+	}
+	free(chunk);
+	return 0;
+}
+
+/* hugetlbfs has no write(2): populate through a separate, short-lived mapping. */
+static int fill_by_mapping(int fd, uint64_t size)
+{
+	char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED)
+		return -1;
+	memset(p, 0x5a, size);
+	munmap(p, size);
+	return 0;
+}
+
+int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r)
+{
+	struct statfs sfs;
+
+	bf->fd = -1;
+	bf->size = spec->size;
+	bf->unit = (uint64_t)sysconf(_SC_PAGESIZE);
+	snprintf(bf->fs_type, sizeof(bf->fs_type), "%s", spec->backing == FB_ANON ? "anon" : "");
+	if (spec->backing == FB_ANON)
+		return 0;
+	bf->fd = create_file(spec, r);
+	if (bf->fd < 0) {
+		if (spec->backing == FB_HUGETLB)
+			fb_fail(r, FB_UNSUPPORTED, "hugetlb memfd: %s",
+				strerror(errno));
+		else
+			fb_fail(r, FB_ERROR, "cannot create the backing: %s", strerror(errno));
+		return -1;
+	}
+	if (fstatfs(bf->fd, &sfs) == 0) {
+		snprintf(bf->fs_type, sizeof(bf->fs_type), "%s", fs_name(sfs.f_type));
+		if (spec->backing == FB_HUGETLB)
+			bf->unit = (uint64_t)sfs.f_bsize;
+	}
+	if (spec->backing == FB_TMPFS && strcmp(bf->fs_type, "tmpfs") != 0) {
+		fb_fail(r, FB_ERROR, "%s is %s, not tmpfs (use backing 'file' for disk filesystems)",
+			spec->dir, bf->fs_type);
+		return -1;
+	}
+	if (spec->backing == FB_FILE && strcmp(bf->fs_type, "tmpfs") == 0) {
+		fb_fail(r, FB_ERROR, "%s is tmpfs (use backing 'tmpfs', or a dir on a disk filesystem)",
+			spec->dir);
+		return -1;
+	}
+	if (ftruncate(bf->fd, (off_t)spec->size) != 0) {
+		fb_fail(r, spec->backing == FB_HUGETLB ? FB_UNSUPPORTED : FB_ERROR,
+			"cannot size the backing to %llu bytes: %s",
+			(unsigned long long)spec->size, strerror(errno));
+		return -1;
+	}
+	if (spec->cache == FB_HOLE)
+		return 0;
+	if ((spec->backing == FB_HUGETLB ? fill_by_mapping : fill_by_write)(bf->fd, spec->size)) {
+		fb_fail(r, FB_ERROR, "cannot populate the backing: %s", strerror(errno));
+		return -1;
+	}
+	if (spec->backing == FB_FILE) {
+		/* clean pages: writeback must not run during the measurement */
+		if (fsync(bf->fd) != 0) {
+			fb_fail(r, FB_ERROR, "fsync: %s", strerror(errno));
+			return -1;
+		}
+		if (spec->cache == FB_COLD)
+			posix_fadvise(bf->fd, 0, (off_t)spec->size, POSIX_FADV_DONTNEED);
+	}
+	return 0;
+}
+
+void fb_backing_destroy(struct fb_backing_file *bf)
+{
+	if (bf->fd >= 0)
+		close(bf->fd);
+	bf->fd = -1;
+}
+
+void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf)
+{
+	int flags = spec->shared ? MAP_SHARED : MAP_PRIVATE;
+
+	if (bf->fd < 0)
+		return mmap(NULL, spec->size, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
+	return mmap(NULL, spec->size, PROT_READ | PROT_WRITE, flags, bf->fd, 0);
+}
+
+int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size)
+{
+	uint64_t pages = size / (uint64_t)page_size;
+	unsigned char *vec = malloc(pages);
+	int64_t resident = 0;
+
+	if (!vec)
+		return -1;
+	if (mincore(addr, size, vec) != 0) {
+		free(vec);
+		return -1;
+	}
+	for (uint64_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	free(vec);
+	return resident;
+}
