@@ -15,13 +15,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): pyplot picks its backend on import
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from faultbench._analysis import (
     FAULT_AROUND_KNOB,
     label_columns,
     labels,
     median_ci,
+    spec_order,
 )
 from faultbench._spec import format_size
 
@@ -65,6 +66,13 @@ def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     return paths
 
 
+def _ordered(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Rows in the argument's order (uffd none, missing, wp; first mapper before later), so
+    that groupby(sort=False) and the bars follow it."""
+    present = [c for c in columns if c in data]
+    return data.sort_values(present, key=spec_order, kind="stable") if present else data
+
+
 def _errbars(table: pd.DataFrame) -> np.ndarray:
     """Asymmetric error bars from the CI; zero length where the CI is unknown (n < 6)."""
     low = (table["median"] - table["ci_lo"]).fillna(0).clip(lower=0)
@@ -76,8 +84,8 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
     """ns/page and faults/page against the knob (log2 axis), one line per scenario."""
     data = df[df["ok"] & df[knob].notna()]
     cols = [c for c in label_columns(data) if c != knob]
-    data = data.assign(
-        line=labels(data, [*cols, "role"]), x=pd.to_numeric(data[knob], errors="coerce")
+    data = _ordered(data, [*cols, "role"]).assign(
+        line=lambda d: labels(d, [*cols, "role"]), x=pd.to_numeric(data[knob], errors="coerce")
     )
     data = data[data["x"].notna()]
     if data["x"].nunique() < 2:
@@ -97,7 +105,15 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
         ax.set_xlabel(f"{name} (bytes, log2)")
     left.set_ylabel(_ns_label(info))
-    left.set_ylim(bottom=0)
+    positive = table["median"][table["median"] > 0]
+    if len(positive) and positive.max() > 20 * positive.min():
+        # patterns differ by orders of magnitude (sparse touches few pages): on a linear axis
+        # all but the slowest line would lie flat on zero
+        left.set_yscale("log")
+        left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        left.set_ylabel(_ns_label(info) + ", log scale")
+    else:
+        left.set_ylim(bottom=0)
     right.set_yscale("log", base=2)
     right.set_ylabel("faults per page touched (log2)")
     left.set_title("time (median, 95% CI)")
@@ -126,6 +142,7 @@ def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     """Each uffd registration mode side by side, per backing and pattern (single mappers)."""
     data = df[df["ok"] & (df["mappers"] == 1)]
     cols = [c for c in label_columns(data) if c != "uffd"]
+    data = _ordered(data, [*cols, "uffd"])
     data = data.assign(group=labels(data, cols), mode="uffd " + data["uffd"])
     # only scenarios measured in several modes say anything about the modes
     data = data[data.groupby("group")["uffd"].transform("nunique") > 1]
@@ -154,6 +171,7 @@ def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
         return []
     cols = label_columns(df[df["mappers"] > 1])
     cols = [c for c in dict.fromkeys([*cols, "uffd", "uffd_mappers"]) if c != "role"]
+    data = _ordered(data, [*cols, "role"])
     data = data.assign(group=labels(data, cols), who=data["role"] + " mapper")
     ns = median_ci(data, ["group", "who"], "ns_per_page")
     faults = data.groupby(["group", "who"])["faults_per_page"].median().rename("faults")
@@ -177,11 +195,11 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     if data.empty:
         return []
     cols = [c for c in label_columns(data) if c != "pattern"]
+    data = _ordered(data, [*cols, "role"])
     data = data.assign(line=labels(data, [*cols, "role"]))
     ns = median_ci(data, ["line", "fault_around"], "ns_per_page")
     mapped = data.groupby(["line", "fault_around"])["mapped_per_touched"].median()
     table = ns.merge(mapped.rename("mapped"), left_on=["line", "fault_around"], right_index=True)
-    table = table.sort_values("median")
     fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
     colors = table["fault_around"].map({"on": "tab:red", "off": "tab:blue"}).fillna("tab:gray")
     y = np.arange(len(table))
@@ -193,14 +211,17 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     left.set_title("time (median, 95% CI)")
     right.set_xlabel("pages mapped per page touched")
     right.set_title("mapped but untouched cost memory")
+    for ax in (left, right):
+        ax.invert_yaxis()
     _title(fig, "Sparse access: the fault-around worst case", info)
     return _save(fig, out_dir, "sparse")
 
 
 def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     """Every valid sample of every scenario: spread, outliers and drift at a glance."""
-    data = df[df["ok"] & df["ns_per_page"].notna()]
-    data = data.assign(line=labels(data, [*label_columns(df), "role"]))
+    cols = [*label_columns(df), "role"]
+    data = _ordered(df[df["ok"] & df["ns_per_page"].notna()], cols)
+    data = data.assign(line=labels(data, cols))
     groups = list(dict.fromkeys(data["line"]))
     position = {name: i for i, name in enumerate(groups)}
     y = data["line"].map(position).to_numpy(dtype=float)
@@ -213,6 +234,9 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     ax.scatter(data["ns_per_page"], y + jitter, s=8, alpha=0.6, color="tab:blue")
     ax.set_yticks(range(len(groups)), groups, fontsize=9)
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(_ns_label(info) + ", log scale")
     ax.invert_yaxis()
     _title(fig, "Per-sample distributions", info)
