@@ -22,8 +22,8 @@ MAPPER_KINDS = ("process", "thread")
 UFFD_MAPPERS = ("all", "first", "later")
 PATTERN_HELP = "seq, reverse, random, stride:N (N >= 1) or sparse"
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgG]?)(i?[bB])?\s*$")
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 class SpecError(ValueError):
@@ -38,7 +38,7 @@ def parse_size(text: str | int) -> int:
         return text
     match = _SIZE_RE.match(str(text))
     if not match:
-        raise SpecError(f"size {text!r} is not a number with an optional K/M/G suffix")
+        raise SpecError(f"size {text!r} is not a number with an optional K/M/G/T suffix")
     value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
     if value <= 0:
         raise SpecError(f"size must be positive, got {text!r}")

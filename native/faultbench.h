@@ -94,7 +94,9 @@ struct fb_plan {
 };
 int fb_plan_build(const struct fb_spec *spec, int64_t page_size, struct fb_plan *plan);
 void fb_plan_free(struct fb_plan *plan);
-void fb_touch(char *base, const struct fb_plan *plan, int write);
+/* Returns the sum of the bytes read; the caller stores it only after the counters stop,
+ * since a first store to a page (copy-on-write after fork) would be a fault of its own. */
+uint8_t fb_touch(char *base, const struct fb_plan *plan, int write);
 
 /* uffd.c: registration and the serving thread */
 struct fb_uffd;

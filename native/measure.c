@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #define KILL_GRACE_NS 2000000000LL
+
+static volatile uint8_t fb_sink;
 #define REAP_POLL_NS 1000000L
 
 struct mapper_job {
@@ -47,6 +49,7 @@ static void measure_mapper(const struct mapper_job *job)
 	struct fb_uffd *uffd = NULL;
 	struct fb_plan plan;
 	int64_t t0, t1, deadline_at;
+	uint8_t sum;
 	char *addr;
 
 	if (job->start)
@@ -74,16 +77,22 @@ static void measure_mapper(const struct mapper_job *job)
 			 "not registered with userfaultfd" :
 			 "this mapper is not registered with userfaultfd");
 	}
-	if (job->bf->fd >= 0)
-		r->resident_before_pages = fb_resident_pages(addr, spec->size, r->page_size);
-	else
+	if (job->bf->fd < 0)
 		snprintf(r->resident_reason, FB_TEXT, "anonymous memory has no page cache");
+	else if (spec->cache != FB_COLD)
+		/* mincore walks the page cache and would warm the CPU caches the faults use */
+		snprintf(r->resident_reason, FB_TEXT, "measured for cold caches only (%s)",
+			 spec->cache == FB_WARM ? "warm: every page populated" :
+			 "hole: nothing populated");
+	else
+		r->resident_before_pages = fb_resident_pages(addr, spec->size, r->page_size);
 	fb_counters_open(&counters, r);
 	fb_counters_start(&counters);
 	t0 = fb_now_ns();
-	fb_touch(addr, &plan, spec->write);
+	sum = fb_touch(addr, &plan, spec->write);
 	t1 = fb_now_ns();
 	fb_counters_stop(&counters, r);
+	fb_sink = sum;
 	fb_counters_close(&counters);
 	r->touch_ns = t1 - t0;
 	r->pages_touched = (int64_t)plan.count;
