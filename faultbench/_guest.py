@@ -87,6 +87,9 @@ def requirements(kernel: str) -> list[str]:
         have = f"images here: {', '.join(images)}" if images else (
             "install one: apt-get install linux-image-amd64")
         missing.append(f"kernel image {kernel} not found ({have})")
+    elif not os.access(kernel, os.R_OK):
+        missing.append(f"kernel image {kernel} is not readable by uid {os.geteuid()} (Debian "
+                       "installs images root-only: run as root, or pass a readable copy)")
     if not shutil.which(qemu_binary()):
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
     if not find_vng():
