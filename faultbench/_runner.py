@@ -17,12 +17,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, nullcontext, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from faultbench import _knobs
 from faultbench._results import FORMAT, WORKER_LOG, RunDir, sample_key
 from faultbench._spec import Sample, Spec, SpecError
 from faultbench._workload import Scenario, Workload
@@ -237,23 +238,16 @@ def without_scenarios(workload: Workload, skipped: list[dict[str, str]]) -> Work
 
 def settable_knobs(workload: Workload) -> Workload:
     """The workload without the knob axes this machine cannot set (recorded as skipped with
-    the knob module's reason, e.g. lockdown). Opening a session checks without writing."""
+    the knob module's reason, e.g. lockdown). Checked without writing anything."""
     names = workload.knob_names()
     if not names:
         return workload
-    from faultbench import _knobs
-
-    try:
-        with _knobs.KnobSession(names):
-            return workload
-    except _knobs.KnobError:
-        pass  # find out which ones
-    for name in names:
-        try:
-            with _knobs.KnobSession([name]):
-                pass
-        except _knobs.KnobError as exc:
-            workload = workload.without_knobs({name}, str(exc))
+    with _knobs.mounted("debugfs", _knobs.DEBUGFS):
+        for name in names:
+            try:
+                _knobs.check_settable(_knobs.resolve(name))
+            except _knobs.KnobError as exc:
+                workload = workload.without_knobs({name}, str(exc))
     return workload
 
 
@@ -305,6 +299,7 @@ def execute(
 
     KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after knobs are restored and the worker
     is stopped; samples already written stay, and execute() on the same directory resumes.
+    `on_unit` is called before each measurement.
     """
     meta = run_dir.read_meta()
     scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
@@ -322,47 +317,46 @@ def execute(
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
     progress = Progress(len(units), len(units) - len(todo), quiet)
-    session: Any = nullcontext()
-    if knob_names:
-        from faultbench import _knobs
-
-        session = _knobs.KnobSession(knob_names)
-    with ExitStack() as stack:
-        # unwound in reverse: worker stopped, then knobs restored, then files closed
-        stack.enter_context(_sigterm_interrupts())
-        log = stack.enter_context(open(run_dir.path / WORKER_LOG, "ab"))
-        stack.callback(progress.finish)
-        stack.callback(run_dir.close)
-        knobs = stack.enter_context(session)
-        worker = Worker(log)
-        stack.callback(worker.close)
-        applied: dict[str, Any] | None = None
-        readback: dict[str, Any] = {}
-        for unit in todo:
-            if unit.scenario.name in unsupported:
-                continue
-            if knob_names and unit.scenario.knobs != applied:
-                readback = knobs.apply(unit.scenario.knobs)
-                applied = unit.scenario.knobs
-            if on_unit is not None:
-                on_unit(unit)
-            spec = unit.scenario.spec
-            try:
-                samples = worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S)
-            except WorkerLost as exc:
-                samples = [Sample(spec=spec.to_dict(), status="error", error=str(exc),
-                                  plane=plane).to_dict()]
-            samples = every_mapper(samples, spec.mappers)
-            for sample in samples:
-                sample["knobs"] = dict(readback)
-                record = {**sample, "scenario": unit.scenario.name, "round": unit.round,
-                          "warmup": unit.warmup}
-                if sample_key(record) not in done:
-                    run_dir.append(record)
-                    records.append(record)
-            if all(s["status"] == "unsupported" for s in samples):
-                unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
-            progress.update(unit, samples)
+    try:
+        with ExitStack() as stack:
+            # unwound in reverse: worker stopped, then knobs restored, then files closed
+            stack.enter_context(_sigterm_interrupts())
+            log = stack.enter_context(open(run_dir.path / WORKER_LOG, "ab"))
+            stack.callback(progress.finish)
+            stack.callback(run_dir.close)
+            knobs = stack.enter_context(_knobs.KnobSession(knob_names)) if knob_names else None
+            worker = Worker(log)
+            stack.callback(worker.close)
+            applied: dict[str, Any] | None = None
+            readback: dict[str, Any] = {}
+            for unit in todo:
+                if unit.scenario.name in unsupported:
+                    continue
+                if knobs is not None and unit.scenario.knobs != applied:
+                    readback = knobs.apply(unit.scenario.knobs)
+                    applied = unit.scenario.knobs
+                if on_unit is not None:
+                    on_unit(unit)
+                spec = unit.scenario.spec
+                try:
+                    samples = worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S)
+                except WorkerLost as exc:
+                    samples = [Sample(spec=spec.to_dict(), status="error", error=str(exc),
+                                      plane=plane).to_dict()]
+                samples = every_mapper(samples, spec.mappers)
+                for sample in samples:
+                    sample["knobs"] = dict(readback)
+                    record = {**sample, "scenario": unit.scenario.name, "round": unit.round,
+                              "warmup": unit.warmup}
+                    if sample_key(record) not in done:
+                        run_dir.append(record)
+                        records.append(record)
+                if all(s["status"] == "unsupported" for s in samples):
+                    unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
+                progress.update(unit, samples)
+    except _knobs.KnobError as exc:
+        raise RunError(f"{exc}; the samples so far are kept: continue with "
+                       f"faultbench run --resume {run_dir.path}") from None
     known = {s["scenario"] for s in meta["skipped"]}
     meta["skipped"] += [
         {"scenario": name, "reason": f"the kernel refused it: {reason}"}
