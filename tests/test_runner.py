@@ -17,7 +17,7 @@ import pyperf
 import pytest
 from analysis_runs import faultbench, tcg_run
 
-from faultbench._knobs import THP_DIR, read_value, resolve
+from faultbench._knobs import THP_DIR, read_value, resolve, thp_choices
 from faultbench._results import PYPERF, SAMPLES, RunDir, sample_key
 from faultbench._runner import Worker, WorkerLost, execute, start
 from faultbench._spec import Spec
@@ -213,6 +213,33 @@ def test_kill_9_then_resume_gives_the_uninterrupted_sample_set(
     assert all(r["status"] == "ok" for r in records(resumed))
     assert meta(resumed)["finished_utc"] and (resumed / PYPERF).exists()
     assert not list(resumed.glob(".*.tmp"))
+
+
+def test_resume_after_kill_9_puts_the_journaled_knob_back_first(tmp_path: Path) -> None:
+    choices, current = thp_choices(Path(THP_SHMEM).read_text())
+    values = [c for c in ("advise", "always", "never") if c in choices and c != current][:2]
+    (tmp_path / "knob.toml").write_text(
+        'repetitions = 40\n[[matrix]]\nbacking = "memfd"\nsize = "8M"\nuffd = "wp"\n'
+        f'knobs."thp.shmem_enabled" = {json.dumps(values)}\n')
+    env = {**os.environ, "FAULTBENCH_JOURNAL": str(tmp_path / "journal.json")}
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(tmp_path / "knob.toml"),
+                             "--out", str(run), "-q"], stdout=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 60
+    while not ((run / SAMPLES).exists() and (run / SAMPLES).read_text().count("\n") >= 3):
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert (tmp_path / "journal.json").exists()
+    assert read_value(resolve("thp.shmem_enabled")) in values  # left changed by the kill
+    done = subprocess.run([sys.executable, "-m", "faultbench", "run", "--resume", str(run), "-q"],
+                          capture_output=True, text=True, env=env, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "restored thp.shmem_enabled" in done.stderr
+    assert read_value(resolve("thp.shmem_enabled")) == current
+    assert not (tmp_path / "journal.json").exists()
+    assert len(records(run)) == 2 * 41
 
 
 def test_progress_is_one_plain_line_per_measurement_off_a_terminal(
