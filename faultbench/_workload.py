@@ -247,17 +247,19 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     for axes, knobs in zip(matrix_axes, checked, strict=True):
         names = list(axes)
         knob_names = sorted(knobs)
+        settings = [dict(zip(knob_names, values, strict=True))
+                    for values in itertools.product(*(knobs[k] for k in knob_names))]
         for combo in itertools.product(*(axes[n] for n in names)):
             raw = Spec(seed=seed, **dict(zip(names, combo, strict=True)))
-            for setting in itertools.product(*(knobs[k] for k in knob_names)):
-                knob_values = dict(zip(knob_names, setting, strict=True))
-                try:
-                    spec = raw.normalized()
-                except SpecError as exc:
-                    skipped.setdefault(scenario_name(raw, knob_values), str(exc))
-                    continue
-                name = scenario_name(spec, knob_values)
-                scenarios.setdefault(name, Scenario(name, spec, knob_values))
+            try:
+                spec = raw.normalized()
+            except SpecError as exc:
+                for setting in settings:
+                    skipped.setdefault(scenario_name(raw, setting), str(exc))
+                continue
+            for setting in settings:
+                name = scenario_name(spec, setting)
+                scenarios.setdefault(name, Scenario(name, spec, setting))
     if not scenarios:
         raise WorkloadError(
             f"{path}: no valid scenario in the matrix"
