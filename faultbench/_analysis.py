@@ -270,7 +270,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
         if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
             words = words.where(multi, "")
         if column == "uffd_mappers":
-            words = words.where((df[column] != "all") & (df["uffd"] != "none"), "")
+            registers = df["uffd"] != "none" if "uffd" in df else True
+            words = words.where((df[column] != "all") & registers, "")
         parts.append(words)
     joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
     return joined.str.split().str.join(" ").replace("", "all")

@@ -209,7 +209,7 @@ def footer(table: pd.DataFrame, metric: str) -> str:
 def render(table: pd.DataFrame, fmt_name: str, metric: str, title: str) -> str:
     import pandas as pd
 
-    from faultbench._report import fmt, fmt_pct, text_table, wrap
+    from faultbench._report import constants_line, fmt, fmt_pct, text_table, wrap
 
     if fmt_name == "csv":
         columns = ["label", *table.attrs["label_columns"], "base_n", "base_median",
@@ -226,11 +226,13 @@ def render(table: pd.DataFrame, fmt_name: str, metric: str, title: str) -> str:
         "sig": table["mark"],
     })
     headers = ["scenario", "base", "\u00b1", "new", "\u00b1", "change", ""]
+    common = constants_line(table, table.attrs["label_columns"])
     if fmt_name == "markdown":
         head = "| " + " | ".join(headers) + " |\n" + "|---" * len(headers) + "|\n"
         body = "".join("| " + " | ".join(row) + " |\n" for row in cells.to_numpy().tolist())
-        return f"{title}\n\n{head}{body}\n{footer(table, metric)}"
-    return wrap(title) + text_table(headers, cells.to_numpy().tolist()) + footer(table, metric)
+        return f"{title}\n{common}\n{head}{body}\n{footer(table, metric)}"
+    return (wrap(title) + common + text_table(headers, cells.to_numpy().tolist())
+            + footer(table, metric))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-# memfd: fault-around on/off via userfaultfd and two mappers. file: the same configurations
+# memfd: fault-around on/off via userfaultfd, and two mappers of which only the second
+# registers. file: the same configurations
 # in two directories of one filesystem, interleaved round by round: an A/A pair.
 TINY = """
 description = "analysis tests"
@@ -32,9 +33,9 @@ uffd = ["none", "missing", "wp"]
 
 [[matrix]]
 backing = "memfd"
-uffd = "missing"
+uffd = ["none", "missing", "wp"]
 mappers = 2
-uffd_mappers = ["all", "later"]
+uffd_mappers = "later"
 
 [[matrix]]
 backing = "file"
