@@ -231,8 +231,15 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     info = run_info(meta, df)
     label_cols = label_columns(df)
-    parts = [header(info, "faultbench report"), constants_line(df, label_cols), "\n",
-             scenario_table(df, label_cols)]
+    parts = [header(info, "faultbench report")]
+    if meta and not meta.get("finished_utc"):
+        parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
+                          "faultbench run --resume DIR); these are the samples so far."))
+    bad = sum(df.attrs.get("bad_lines", {}).values())
+    if bad:
+        parts.append(wrap(f"NOTE: {bad} unreadable line(s) in samples.jsonl were skipped "
+                          "(a run killed mid-write leaves one)."))
+    parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
     for knob in df.attrs.get("knob_columns", []):
         if knob in label_cols:
             parts += ["\n", sweep_tables(df, knob, label_cols, baseline)]

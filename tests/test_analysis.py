@@ -92,3 +92,21 @@ def test_bad_input_is_one_clear_error(tmp_path: Path) -> None:
         faultbench.load(tmp_path)
     with pytest.raises(AnalysisError, match="not a directory"):
         faultbench.load(tmp_path / "missing")
+
+
+def test_a_partial_last_line_is_counted_not_fatal(runs: Runs, tmp_path: Path) -> None:
+    """A run killed mid-write leaves half a line; load keeps the rest and says so."""
+    copy = tmp_path / "killed"
+    copy.mkdir()
+    for name in ("meta.json", "samples.jsonl"):
+        (copy / name).write_bytes((runs.tiny / name).read_bytes())
+    with (copy / "samples.jsonl").open("a") as handle:
+        handle.write('{"spec": {"backing": "mem')
+    df = faultbench.load(copy)
+    assert len(df) == len(faultbench.load(runs.tiny))
+    assert df.attrs["bad_lines"] == {"killed": 1}
+    report = subprocess.run(
+        [sys.executable, "-m", "faultbench", "report", str(copy), "--no-figures"],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    assert "1 unreadable line(s)" in " ".join(report.split())
