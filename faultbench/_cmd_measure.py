@@ -93,30 +93,25 @@ def _emit(samples: list[Sample], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from faultbench import _knobs
     from faultbench._measure import check_resources, measure_mappers
 
     try:
         spec = spec_from_args(args)
         if args.repeat < 1:
             raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
-        if not args.kernel:
-            check_resources(spec)  # before any knob is touched
-    except SpecError as exc:
-        print(f"faultbench measure: {exc}", file=sys.stderr)
-        return 2
-    if args.kernel:
-        from faultbench import _guest
+        # checked here too with --kernel, so that a typo costs no boot
+        axes = _knobs.parse_set_options(args.set, file_dir=spec.dir)
+        if args.kernel:
+            from faultbench import _guest
 
-        return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
-    from faultbench import _knobs
-
-    try:
-        if not args.set:
+            return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
+        check_resources(spec)  # before any knob is touched
+        if not axes:
             for _ in range(args.repeat):
                 _emit(measure_mappers(spec), args.json)
             return 0
-        axes = _knobs.parse_set_options(args.set)
-        with _knobs.KnobSession([name for name, _ in axes]) as session:
+        with _knobs.KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
             for setting in _knobs.cross_product(axes):
                 knobs = session.apply(setting)
                 for _ in range(args.repeat):
