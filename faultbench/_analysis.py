@@ -239,7 +239,8 @@ def format_value(column: str, value: Any) -> str:
     """One label word for a column's value; empty when the value says nothing (unset knob)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float) and value > 0:
+    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float | np.number) \
+            and value > 0:
         text = format_size(int(value))
     elif column == "dir":
         text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row

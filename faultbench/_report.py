@@ -151,6 +151,21 @@ def default_baseline(knob: str, values: pd.Series) -> Any:
     return values.min()
 
 
+def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
+    """The --baseline value as the knob's values are stored: sizes may be written 64K."""
+    from faultbench._analysis import AnalysisError, format_value
+    from faultbench._spec import SpecError, parse_size
+
+    try:
+        value: Any = parse_size(text)
+    except SpecError:
+        value = text
+    if not (values == value).any():
+        shown = ", ".join(format_value(knob, v).split("=")[-1] for v in sorted(values.unique()))
+        raise AnalysisError(f"--baseline {text} is not a value of {knob} in this run: {shown}")
+    return value
+
+
 def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: Any) -> str:
     """One table per scenario (all but `knob` fixed): each knob value against the baseline."""
     import pandas as pd
@@ -165,7 +180,7 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
     if baseline is None:
         baseline = default_baseline(knob, data["value"])
     else:
-        baseline = pd.to_numeric(pd.Series([baseline]), errors="coerce").fillna(baseline)[0]
+        baseline = parse_baseline(knob, baseline, data["value"])
     ns = median_ci(data, ["group", "value"], "ns_per_page")
     faults = data.groupby(["group", "value"], sort=False)["faults_per_page"].median()
     table = ns.merge(faults.rename("faults"), left_on=["group", "value"], right_index=True)
@@ -240,9 +255,11 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         parts.append(wrap(f"NOTE: {bad} unreadable line(s) in samples.jsonl were skipped "
                           "(a run killed mid-write leaves one)."))
     parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
-    for knob in df.attrs.get("knob_columns", []):
-        if knob in label_cols:
-            parts += ["\n", sweep_tables(df, knob, label_cols, baseline)]
+    swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols]
+    if baseline is not None and not swept:
+        raise AnalysisError("--baseline applies to knob sweeps; this run sweeps no knob")
+    for knob in swept:
+        parts += ["\n", sweep_tables(df, knob, label_cols, baseline)]
     parts.append(footer(df, meta.get("skipped") or []))
     return "".join(parts)
 

@@ -68,6 +68,11 @@ def test_sweep_report_in_a_booted_kernel(sweep: Path) -> None:
     assert faults[65536] == pytest.approx(1 / 16, rel=0.05)
     seq_4k = [line for line in text.splitlines() if line.startswith("4K ")]
     assert seq_4k and all("+0.0%" in line for line in seq_4k)
+    against_16k = faultbench("report", sweep, "--no-figures", "--baseline", "16K").stdout
+    assert "against fault_around_bytes=16K" in " ".join(against_16k.split())
+    assert all("+0.0%" in line for line in against_16k.splitlines() if line.startswith("16K "))
+    wrong = faultbench("report", sweep, "--baseline", "3K", check=False)
+    assert wrong.returncode == 2 and "not a value of fault_around_bytes" in wrong.stderr
     svg = (sweep / "figures" / "sweep-fault_around_bytes.svg").read_text()
     assert "EMULATED" in svg and "fault_around_bytes (bytes, log2)" in svg
 
