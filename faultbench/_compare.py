@@ -109,8 +109,8 @@ def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
     if planes_base != planes_new and not force:
         raise AnalysisError(
             f"BASE was measured on {'/'.join(sorted(planes_base))} and NEW on "
-            f"{'/'.join(sorted(planes_new))}: emulated and native timings are not comparable "
-            "(--force compares anyway)"
+            f"{'/'.join(sorted(planes_new))}: timings from different planes (native, KVM "
+            "guest, TCG emulation) are not comparable (--force compares anyway)"
         )
 
 
@@ -189,7 +189,7 @@ def _spread(value: float) -> str:
     return f"\u00b1{value:.0f}%" if value >= 10 else f"\u00b1{value:.1f}%"
 
 
-def footer(table: pd.DataFrame, metric: str) -> str:
+def footer(table: pd.DataFrame, metric: str, two_runs: bool) -> str:
     from faultbench._report import wrap
 
     def span(column: str) -> str:
@@ -203,10 +203,18 @@ def footer(table: pd.DataFrame, metric: str) -> str:
         f"{len(table)} rows, {int(table['significant'].sum())} significant; samples per row: "
         f"base {span('base_n')}, new {span('new_n')}."
     )
+    if two_runs:
+        # Measured on the development VM: two runs minutes apart differed by 2-10% in many
+        # rows, far beyond their within-run spread; only interleaving cancels that.
+        text += (" Two separate runs: the test knows only the spread within each run, not "
+                 "the drift between runs; small changes marked * may be that drift. An "
+                 "A/A pair of runs shows its size.")
     return wrap(text)
 
 
-def render(table: pd.DataFrame, fmt_name: str, metric: str, title: str) -> str:
+def render(
+    table: pd.DataFrame, fmt_name: str, metric: str, title: str, two_runs: bool = True
+) -> str:
     import pandas as pd
 
     from faultbench._report import constants_line, fmt, fmt_pct, text_table, wrap
@@ -230,9 +238,9 @@ def render(table: pd.DataFrame, fmt_name: str, metric: str, title: str) -> str:
     if fmt_name == "markdown":
         head = "| " + " | ".join(headers) + " |\n" + "|---" * len(headers) + "|\n"
         body = "".join("| " + " | ".join(row) + " |\n" for row in cells.to_numpy().tolist())
-        return f"{title}\n{common}\n{head}{body}\n{footer(table, metric)}"
+        return f"{title}\n{common}\n{head}{body}\n{footer(table, metric, two_runs)}"
     return (wrap(title) + common + text_table(headers, cells.to_numpy().tolist())
-            + footer(table, metric))
+            + footer(table, metric, two_runs))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -246,7 +254,8 @@ def run(args: argparse.Namespace) -> int:
         base_side = parse_side(args.base, args.by, "BASE")
         new_side = parse_side(args.new, args.by, "NEW")
         base_df = load(base_side.path)
-        new_df = base_df if new_side.path == base_side.path else load(new_side.path)
+        same = new_side.path.resolve() == base_side.path.resolve()
+        new_df = base_df if same else load(new_side.path)
         base = select(base_df, base_side, args.by, "BASE")
         new = select(new_df, new_side, args.by, "NEW")
         check_planes(base, new, args.force)
@@ -262,5 +271,5 @@ def run(args: argparse.Namespace) -> int:
         title += f" (Linux {infos[0].kernel})"
     planes = {i.plane_label() for i in infos}
     title += "; plane " + " vs ".join(sorted(planes))
-    print(render(table, args.format, args.metric, title), end="")
+    print(render(table, args.format, args.metric, title, not same), end="")
     return 0

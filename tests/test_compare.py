@@ -28,6 +28,7 @@ def test_two_runs_text_fits_72_columns(runs: Runs) -> None:
     words = " ".join(text.split())
     assert "Mann-Whitney U, two-sided" in words
     assert "samples per row: base 8, new 8" in words
+    assert "Two separate runs: the test knows only the spread within each run" in words
     assert "seq uffd=wp" in text
 
 
@@ -51,6 +52,8 @@ def test_marks_come_from_mann_whitney_on_the_samples(runs: Runs) -> None:
 
 
 def test_by_spec_field_within_one_run(runs: Runs) -> None:
+    text = faultbench("compare", f"{runs.tiny}:none", f"{runs.tiny}:wp", "--by", "uffd").stdout
+    assert not width_ok(text) and "Two separate runs" not in " ".join(text.split())
     rows = _csv(f"{runs.tiny}:none", f"{runs.tiny}:wp", "--by", "uffd")
     by_pattern = {row["label"]: row for row in rows}
     # without fault-around (uffd-wp) sequential reads fault on every page: slower, surely
