@@ -27,7 +27,6 @@ from faultbench._analysis import (
 from faultbench._spec import format_size
 
 if TYPE_CHECKING:
-    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
     from faultbench._analysis import RunInfo
@@ -123,19 +122,45 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
     return _save(fig, out_dir, f"sweep-{knob}")
 
 
-def _grouped_bars(
-    ax: Axes, table: pd.DataFrame, group: str, series: str, order: list[str], value: str
-) -> None:
-    groups = list(dict.fromkeys(table[group]))
+def _bars_side_by_side(
+    table: pd.DataFrame, series: str, order: list[str], info: RunInfo, what: str,
+    out_dir: Path, name: str,
+) -> list[Path]:
+    """Time (median, CI) and faults per page, one bar per series within each group.
+
+    Horizontal, so that scenario labels of any length stay readable and many groups just
+    make a taller figure.
+    """
+    groups = list(dict.fromkeys(table["group"]))
     present = [s for s in order if (table[series] == s).any()]
-    width = 0.8 / max(len(present), 1)
-    x = np.arange(len(groups))
-    for i, name in enumerate(present):
-        part = table[table[series] == name].set_index(group).reindex(groups)
-        yerr = _errbars(part) if value == "median" else None
-        ax.bar(x + (i - (len(present) - 1) / 2) * width, part[value], width, yerr=yerr,
-               capsize=3, label=name)
-    ax.set_xticks(x, groups, rotation=20, ha="right")
+    height = 0.8 / max(len(present), 1)
+    y = np.arange(len(groups))
+    tall = max(SIZE[1], 0.3 * len(groups) * max(len(present), 1) + 1.6)
+    wide = max(SIZE[0], 6 + 0.09 * max(len(g) for g in groups))  # room for the labels
+    fig, (left, right) = plt.subplots(1, 2, figsize=(wide, tall), layout="constrained",
+                                      sharey=True)
+    for i, label in enumerate(present):
+        part = table[table[series] == label].set_index("group").reindex(groups)
+        offset = y + (i - (len(present) - 1) / 2) * height
+        left.barh(offset, part["median"], height, xerr=_errbars(part), capsize=2, label=label)
+        right.barh(offset, part["faults"], height, label=label)
+    left.set_yticks(y, groups)
+    left.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, no empty margins
+    left.set_xlabel(_ns_label(info))
+    left.set_title("time (median, 95% CI)")
+    right.set_xlabel("faults per page touched")
+    right.set_title("faults (median)")
+    handles, names = right.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=len(present), fontsize=10)
+    _title(fig, what, info)
+    return _save(fig, out_dir, name)
+
+
+def _table(data: pd.DataFrame, series: str) -> pd.DataFrame:
+    """Per group and series: median ns/page with its CI, and median faults/page."""
+    ns = median_ci(data, ["group", series], "ns_per_page")
+    faults = data.groupby(["group", series])["faults_per_page"].median().rename("faults")
+    return ns.merge(faults, left_on=["group", series], right_index=True)
 
 
 def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
@@ -148,20 +173,10 @@ def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     data = data[data.groupby("group")["uffd"].transform("nunique") > 1]
     if data.empty:
         return []
-    ns = median_ci(data, ["group", "mode"], "ns_per_page")
-    faults = data.groupby(["group", "mode"])["faults_per_page"].median().rename("faults")
-    table = ns.merge(faults, left_on=["group", "mode"], right_index=True)
-    order = [f"uffd {m}" for m in UFFD_ORDER]
-    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
-    _grouped_bars(left, table, "group", "mode", order, "median")
-    _grouped_bars(right, table, "group", "mode", order, "faults")
-    left.set_ylabel(_ns_label(info))
-    left.set_title("time (median, 95% CI)")
-    right.set_ylabel("faults per page touched")
-    right.set_title("faults (median)")
-    left.legend(fontsize=8)
-    _title(fig, "userfaultfd modes: WP/MINOR switch fault-around off", info)
-    return _save(fig, out_dir, "uffd-modes")
+    return _bars_side_by_side(
+        _table(data, "mode"), "mode", [f"uffd {m}" for m in UFFD_ORDER], info,
+        "userfaultfd modes: WP/MINOR switch fault-around off", out_dir, "uffd-modes",
+    )
 
 
 def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
@@ -169,24 +184,14 @@ def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     data = df[df["ok"] & (df["mappers"] > 1)]
     if data.empty:
         return []
-    cols = label_columns(df[df["mappers"] > 1])
+    cols = label_columns(data)
     cols = [c for c in dict.fromkeys([*cols, "uffd", "uffd_mappers"]) if c != "role"]
     data = _ordered(data, [*cols, "role"])
     data = data.assign(group=labels(data, cols), who=data["role"] + " mapper")
-    ns = median_ci(data, ["group", "who"], "ns_per_page")
-    faults = data.groupby(["group", "who"])["faults_per_page"].median().rename("faults")
-    table = ns.merge(faults, left_on=["group", "who"], right_index=True)
-    order = ["first mapper", "later mapper"]
-    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
-    _grouped_bars(left, table, "group", "who", order, "median")
-    _grouped_bars(right, table, "group", "who", order, "faults")
-    left.set_ylabel(_ns_label(info))
-    left.set_title("time (median, 95% CI)")
-    right.set_ylabel("faults per page touched")
-    right.set_title("faults (median)")
-    left.legend(fontsize=8)
-    _title(fig, "Several processes mapping one file: first vs later mappers", info)
-    return _save(fig, out_dir, "mappers")
+    return _bars_side_by_side(
+        _table(data, "who"), "who", ["first mapper", "later mapper"], info,
+        "Several mappers of one file: first vs later", out_dir, "mappers",
+    )
 
 
 def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
