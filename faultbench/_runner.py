@@ -109,7 +109,7 @@ class Worker:
         if line is None:
             if proc.poll() is None:
                 self.close()
-                raise WorkerLost(f"no result within {timeout_s:.0f} s; worker killed")
+                raise WorkerLost(f"no result within {timeout_s:g} s; worker killed")
             raise WorkerLost(self._lost("the worker died during the sample"))
         reply = json.loads(line)
         if "error" in reply:
