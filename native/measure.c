@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -163,11 +164,15 @@ static void reap(pid_t pid, int64_t kill_at, struct fb_result *r)
 
 static void run_processes(struct mapper_job *jobs, int n, int concurrent, int64_t deadline_ns)
 {
-	pid_t pids[n];
+	pid_t pids[n], parent = getpid();
 
 	for (int i = 0; i < n; i++) {
 		pids[i] = fork();
 		if (pids[i] == 0) {
+			/* a mapper must not outlive a killed parent (and its uffd server with it) */
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != parent)
+				_exit(1);
 			measure_mapper(&jobs[i]);
 			_exit(0);
 		}
