@@ -118,12 +118,13 @@ int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, st
 			bf->unit = (uint64_t)sfs.f_bsize;
 	}
 	if (spec->backing == FB_TMPFS && strcmp(bf->fs_type, "tmpfs") != 0) {
-		fb_fail(r, FB_ERROR, "%s is %s, not tmpfs (use backing 'file' for disk filesystems)",
+		fb_fail(r, FB_UNSUPPORTED, "%s is %s, not tmpfs (use backing 'file' for disk filesystems)",
 			spec->dir, bf->fs_type);
 		return -1;
 	}
 	if (spec->backing == FB_FILE && strcmp(bf->fs_type, "tmpfs") == 0) {
-		fb_fail(r, FB_ERROR, "%s is tmpfs (use backing 'tmpfs', or a dir on a disk filesystem)",
+		fb_fail(r, FB_UNSUPPORTED, "%s is tmpfs here (use backing 'tmpfs', or a dir on a disk "
+			"filesystem)",
 			spec->dir);
 		return -1;
 	}
