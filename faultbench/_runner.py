@@ -82,13 +82,32 @@ class Worker:
             p for p in (package_root, env.get("PYTHONPATH")) if p
         )
         self._buffer = b""
-        return subprocess.Popen(
-            [sys.executable, "-m", "faultbench._worker"],
+        self._proc = subprocess.Popen(
+            # -P: the faultbench this runner imported, not one in the working directory
+            [sys.executable, "-P", "-m", "faultbench._worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
             # its own process group: killing it takes its mapper processes along, and a
             # Ctrl-C at the terminal reaches only the parent, which stops it cleanly
             start_new_session=True,
         )
+        assert self._proc.stdout is not None
+        # A worker that cannot even start would otherwise cost every sample of the run.
+        try:
+            ready = self._readline(self._proc.stdout.fileno(), time.monotonic() + GRACE_S)
+        except WorkerLost as exc:
+            raise RunError(f"the measuring worker cannot start: {exc}: "
+                           f"{self._log_tail()}") from None
+        if ready is None:
+            self.close()
+            raise RunError(f"the measuring worker did not start within {GRACE_S:g} s")
+        return self._proc
+
+    def _log_tail(self) -> str:
+        if self._log is None:
+            return "its error is on stderr above"
+        self._log.flush()
+        lines = Path(self._log.name).read_text(errors="replace").strip().splitlines()
+        return lines[-1] if lines else "(nothing logged)"
 
     @property
     def pid(self) -> int | None:
@@ -97,7 +116,7 @@ class Worker:
     def measure(self, spec: Spec, timeout_s: float) -> list[dict[str, Any]]:
         """Sample dicts of one measurement, or WorkerLost."""
         if self._proc is None:
-            self._proc = self._start()
+            self._start()
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
         try:
@@ -107,16 +126,16 @@ class Worker:
             raise WorkerLost(self._lost("the worker exited before the sample")) from None
         line = self._readline(proc.stdout.fileno(), time.monotonic() + timeout_s)
         if line is None:
-            if proc.poll() is None:
-                self.close()
-                raise WorkerLost(f"no result within {timeout_s:g} s; worker killed")
-            raise WorkerLost(self._lost("the worker died during the sample"))
+            self.close()
+            raise WorkerLost(f"no result within {timeout_s:g} s; worker killed")
         reply = json.loads(line)
         if "error" in reply:
             raise WorkerLost(f"the worker failed: {reply['error']}")
         return list(reply["samples"])
 
     def _readline(self, fd: int, deadline: float) -> bytes | None:
+        """The next line; None at the deadline; WorkerLost at end of file (the worker died,
+        whether or not it can be reaped yet)."""
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while b"\n" not in self._buffer:
@@ -125,7 +144,7 @@ class Worker:
                     return None
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
-                    return None
+                    raise WorkerLost(self._lost("the worker died during the sample"))
                 self._buffer += chunk
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line

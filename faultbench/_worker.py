@@ -1,7 +1,8 @@
 """The runner's worker: measures one spec per request, in its own process.
 
-Protocol: one JSON spec per line on stdin, one JSON line per spec on the protocol fd
-(`{"samples": [...]}` or `{"error": "..."}`); EOF ends the worker. A crash or hang here costs
+Protocol: `{"ready": PID}` once the measurement plane is imported, then one JSON spec per
+line on stdin, one JSON line per spec on the protocol fd (`{"samples": [...]}` or
+`{"error": "..."}`); EOF ends the worker. A crash or hang here costs
 the runner one sample, not the run. Imports only the measurement plane.
 """
 
@@ -43,6 +44,7 @@ def main() -> int:
     from faultbench._measure import measure_mappers
     from faultbench._spec import Spec
 
+    protocol.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:
         try:
             samples = measure_mappers(Spec.from_dict(json.loads(line)))
