@@ -27,7 +27,7 @@ struct fb_spec {
     int backing; int shared; int write; int cache; int pattern; int uffd;
     uint64_t size; uint64_t stride; uint64_t seed; const char *dir;
     int mappers; int concurrent; int threads; int registered;
-    int64_t deadline_ns; int uffd_serve;
+    int64_t deadline_ns; int uffd_serve; int perf;
 };
 struct fb_result {
     int status; char error[256]; int64_t page_size; int64_t pages_touched; int64_t touch_ns;

@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--no-serve", action="store_true",
         help="leave userfaultfd faults unserved (shows the deadline at work)",
     )
+    parser.add_argument(
+        "--perf", action="store_true",
+        help="also count with perf events (page faults, cycles, instructions); they slow "
+        "each fault by a few percent",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="samples per setting")
     parser.add_argument(
         "--set", action="append", default=[], metavar="KNOB=V1[,V2...]",
@@ -64,6 +69,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         cache=args.cache, pattern=args.pattern, seed=args.seed, uffd=args.uffd, dir=args.dir,
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
+        perf=args.perf,
     ).normalized()
 
 

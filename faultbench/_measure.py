@@ -120,6 +120,7 @@ def _c_spec(spec: Spec, keep: list[object]) -> object:
     c.registered = _ENUMS["uffd_mappers"][spec.uffd_mappers]
     c.deadline_ns = int(spec.deadline_s * 1e9)
     c.uffd_serve = spec.uffd_serve
+    c.perf = spec.perf
     return c
 
 

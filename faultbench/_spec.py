@@ -90,6 +90,7 @@ class Spec:
     uffd_mappers: str = "all"  # which mappers register: all, first, or all but the first
     deadline_s: float = 10.0
     uffd_serve: bool = True  # False leaves uffd faults unserved: exercises the deadline
+    perf: bool = False  # perf events too: an independent fault count, cycles, instructions
 
     def normalized(self) -> Spec:
         """Defaults resolved and every field validated; raises SpecError with a clear message."""

@@ -62,8 +62,16 @@ static int perf_open(uint32_t type, uint64_t config, char *reason)
 	return fd;
 }
 
-void fb_counters_open(struct fb_counters *c, struct fb_result *r)
+void fb_counters_open(struct fb_counters *c, int perf, struct fb_result *r)
 {
+	if (!perf) {
+		/* an active page-fault event adds a few percent to every fault it counts */
+		c->sw_fd = c->cycles_fd = c->instructions_fd = -1;
+		snprintf(r->perf_reason, FB_TEXT, "perf counters off (they slow each fault by a "
+			 "few percent); ask for them with --perf");
+		snprintf(r->hw_reason, FB_TEXT, "%s", r->perf_reason);
+		return;
+	}
 	c->sw_fd = perf_open(PERF_TYPE_SOFTWARE, PERF_COUNT_SW_PAGE_FAULTS, r->perf_reason);
 	c->cycles_fd = perf_open(PERF_TYPE_HARDWARE, PERF_COUNT_HW_CPU_CYCLES, r->hw_reason);
 	c->instructions_fd = perf_open(PERF_TYPE_HARDWARE, PERF_COUNT_HW_INSTRUCTIONS,

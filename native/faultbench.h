@@ -36,6 +36,7 @@ struct fb_spec {
 	int registered;		/* enum fb_registered: which mappers use the uffd mode */
 	int64_t deadline_ns;	/* per mapper; unserved uffd faults are released after it */
 	int uffd_serve;		/* 0 leaves uffd faults unserved (to exercise the deadline) */
+	int perf;		/* also count with perf events (page faults, cycles, instructions) */
 };
 
 struct fb_result {
@@ -112,7 +113,7 @@ struct fb_counters {
 	int sw_fd, cycles_fd, instructions_fd;
 	int64_t minflt, majflt;
 };
-void fb_counters_open(struct fb_counters *c, struct fb_result *r);
+void fb_counters_open(struct fb_counters *c, int perf, struct fb_result *r);
 void fb_counters_start(struct fb_counters *c);
 void fb_counters_stop(struct fb_counters *c, struct fb_result *r);
 void fb_counters_close(struct fb_counters *c);

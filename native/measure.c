@@ -87,7 +87,7 @@ static void measure_mapper(const struct mapper_job *job)
 			 "hole: nothing populated");
 	else
 		r->resident_before_pages = fb_resident_pages(addr, spec->size, r->page_size);
-	fb_counters_open(&counters, r);
+	fb_counters_open(&counters, spec->perf, r);
 	fb_counters_start(&counters);
 	t0 = fb_now_ns();
 	sum = fb_touch(addr, &plan, spec->write);

@@ -126,15 +126,22 @@ def test_unserved_fault_hits_the_deadline_and_leaves_no_thread():
 @needs_root
 def test_perf_event_agrees_with_getrusage():
     for uffd in ("none", "wp"):
-        sample = measure(Spec(backing="memfd", size=SIZE, uffd=uffd))
+        sample = measure(Spec(backing="memfd", size=SIZE, uffd=uffd, perf=True))
         assert sample.perf_page_faults == faults(sample)
 
 
 def test_hardware_counters_are_null_with_a_reason_or_counted():
-    sample = measure(Spec(backing="memfd", size=SIZE))
+    sample = measure(Spec(backing="memfd", size=SIZE, perf=True))
     for name in ("cycles", "instructions"):
         value = getattr(sample, name)
         assert (value is None and sample.null_reasons[name]) or value > 0
+
+
+def test_perf_counters_are_off_unless_asked_and_say_so():
+    sample = measure(Spec(backing="memfd", size=SIZE))
+    for name in ("perf_page_faults", "cycles", "instructions"):
+        assert getattr(sample, name) is None
+        assert "--perf" in sample.null_reasons[name]
 
 
 @needs_root
