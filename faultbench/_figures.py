@@ -102,6 +102,7 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(table["x"].unique()))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
+        ax.tick_params(axis="x", labelrotation=45)  # ten powers of two do not fit flat
         ax.set_xlabel(f"{name} (bytes, log2)")
     left.set_ylabel(_ns_label(info))
     positive = table["median"][table["median"] > 0]
@@ -117,7 +118,7 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
     right.set_ylabel("faults per page touched (log2)")
     left.set_title("time (median, 95% CI)")
     right.set_title("faults (median)")
-    right.legend(loc="upper right", fontsize=8)
+    right.legend(loc="lower left", fontsize=8)  # faults fall with the knob: that corner is free
     _title(fig, f"Read faults vs {name}", info)
     return _save(fig, out_dir, f"sweep-{knob}")
 
