@@ -16,29 +16,7 @@ SOURCES = ["counters.c", "measure.c", "region.c", "touch.c", "uffd.c"]
 REQUIRED_HEADERS = ["linux/userfaultfd.h", "linux/perf_event.h", "sys/mman.h", "Python.h"]
 INSTALL_HINT = "apt-get install gcc libc6-dev linux-libc-dev python3-dev"
 
-CDEF = """
-enum fb_backing { FB_ANON, FB_MEMFD, FB_TMPFS, FB_FILE, FB_HUGETLB };
-enum fb_cache { FB_WARM, FB_COLD, FB_HOLE };
-enum fb_pattern { FB_SEQ, FB_REVERSE, FB_RANDOM, FB_STRIDE, FB_SPARSE };
-enum fb_uffd_mode { FB_UFFD_NONE, FB_UFFD_MISSING, FB_UFFD_WP, FB_UFFD_MINOR };
-enum fb_registered { FB_REG_ALL, FB_REG_FIRST, FB_REG_LATER };
-enum fb_status { FB_OK, FB_UNSUPPORTED, FB_ERROR };
-struct fb_spec {
-    int backing; int shared; int write; int cache; int pattern; int uffd;
-    uint64_t size; uint64_t stride; uint64_t seed; const char *dir;
-    int mappers; int concurrent; int threads; int registered;
-    int64_t deadline_ns; int uffd_serve; int perf;
-};
-struct fb_result {
-    int status; char error[256]; int64_t page_size; int64_t pages_touched; int64_t touch_ns;
-    int64_t faults_minor; int64_t faults_major; int64_t perf_page_faults; int64_t cycles;
-    int64_t instructions; int64_t pages_mapped; int64_t resident_before_pages;
-    int64_t mmap_ns; int64_t munmap_ns; int64_t uffd_events; int64_t uffd_ns;
-    uint64_t uffd_features; char fs_type[32]; char perf_reason[256]; char hw_reason[256];
-    char uffd_reason[256]; char resident_reason[256];
-};
-int fb_run(const struct fb_spec *spec, struct fb_result *results);
-"""
+CDEF_BEGIN, CDEF_END = "/* cdef begin", "/* cdef end */"
 
 
 class NativeBuildError(SystemExit):
@@ -69,7 +47,9 @@ def _check_toolchain() -> None:
 
 _check_toolchain()
 ffibuilder = FFI()
-ffibuilder.cdef(CDEF)
+header = (NATIVE / "faultbench.h").read_text()
+# the public declarations, from the comment that opens them to the one that closes them
+ffibuilder.cdef(header[header.index(CDEF_BEGIN):header.index(CDEF_END)])
 ffibuilder.set_source(
     "faultbench._native",
     '#include "faultbench.h"',

@@ -10,6 +10,8 @@
 
 #include <stdint.h>
 
+/* cdef begin: faultbench/_build.py gives cffi this part verbatim, so it must stay plain C
+ * declarations (no #if, no #include) */
 enum fb_backing { FB_ANON, FB_MEMFD, FB_TMPFS, FB_FILE, FB_HUGETLB };
 enum fb_cache { FB_WARM, FB_COLD, FB_HOLE };
 enum fb_pattern { FB_SEQ, FB_REVERSE, FB_RANDOM, FB_STRIDE, FB_SPARSE };
@@ -67,6 +69,7 @@ struct fb_result {
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
  * (then results[0] says why). */
 int fb_run(const struct fb_spec *spec, struct fb_result *results);
+/* cdef end */
 
 /* ---- internal interfaces between the native/ files ---- */
 #ifdef FB_INTERNAL
