@@ -52,6 +52,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--repeat", type=int, default=1, help="samples per setting")
     parser.add_argument(
+        "--warmups", type=int, default=1,
+        help="samples taken and discarded before each setting's first (default 1): the "
+        "first sample in a process is slower, its page tables and caches cold",
+    )
+    parser.add_argument(
         "--set", action="append", default=[], metavar="KNOB=V1[,V2...]",
         help="measure with each value of a kernel knob in turn (several --set: cross "
         "product); originals are restored afterwards",
@@ -106,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         spec = spec_from_args(args)
         if args.repeat < 1:
             raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
+        if args.warmups < 0:
+            raise SpecError(f"--warmups must be 0 or more, got {args.warmups}")
         # checked here too with --kernel, so that a typo costs no boot
         axes = _knobs.parse_set_options(args.set, file_dir=spec.dir)
         if args.kernel:
@@ -114,12 +121,16 @@ def run(args: argparse.Namespace) -> int:
             return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
         check_resources(spec)  # before any knob is touched
         if not axes:
+            for _ in range(args.warmups):
+                measure_mappers(spec)
             for _ in range(args.repeat):
                 _emit(measure_mappers(spec), args.json)
             return 0
         with _knobs.KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
             for setting in _knobs.cross_product(axes):
                 knobs = session.apply(setting)
+                for _ in range(args.warmups):
+                    measure_mappers(spec)
                 for _ in range(args.repeat):
                     samples = measure_mappers(spec)
                     for sample in samples:
