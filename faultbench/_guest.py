@@ -34,6 +34,11 @@ TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
 KILL_GRACE_S = 5.0
+# The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
+# of its own the `file` backing would have no disk filesystem to measure. A sparse ext4 image
+# (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
+SCRATCH_DISK_BYTES = 2 << 30
+SCRATCH_MOUNT = "/var/tmp"
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
 
@@ -104,10 +109,27 @@ def plane_for(kvm: bool) -> str:
     return "kvm-guest" if kvm else "tcg-guest"
 
 
-def _script(argv: list[str], status_file: str, env: dict[str, str]) -> str:
+def scratch_disk(directory: str) -> str | None:
+    """A sparse ext4 image in `directory` for the guest, or None without mkfs.ext4."""
+    mkfs = shutil.which("mkfs.ext4") or shutil.which("mkfs.ext4", path="/usr/sbin:/sbin")
+    if mkfs is None:
+        return None
+    image = os.path.join(directory, "scratch.img")
+    with open(image, "wb") as f:
+        f.truncate(SCRATCH_DISK_BYTES)
+    done = subprocess.run([mkfs, "-q", "-F", image], capture_output=True, check=False)
+    return image if done.returncode == 0 else None
+
+
+def _script(argv: list[str], status_file: str, env: dict[str, str], disk: bool) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+    mount = (
+        "for dev in /dev/vd? /dev/sd?; do "
+        f"mount -t ext4 \"$dev\" {SCRATCH_MOUNT} 2>/dev/null && break; done\n"
+    ) if disk else ""
     return (
         "#!/bin/sh\n"
+        f"{mount}"
         f"{exports}"
         f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /\n"
         f"{shlex.join(argv)}\n"
@@ -151,7 +173,8 @@ def run_in_guest(
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         status_file = os.path.join(scratch, "status")
         script = os.path.join(scratch, "run.sh")
-        Path(script).write_text(_script(argv, status_file, guest_env(env)))
+        disk = scratch_disk(scratch)
+        Path(script).write_text(_script(argv, status_file, guest_env(env), disk is not None))
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
@@ -161,6 +184,9 @@ def run_in_guest(
         ]
         if not kvm:
             command.insert(2, "--disable-kvm")
+        if disk:
+            # "=": the value starts with a dash; format given, or QEMU warns it guessed raw
+            command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
         vng_status = _run_streaming(command, timeout_s)
