@@ -71,7 +71,7 @@ def knob_checks() -> list[Check]:
 
 def measurement_checks() -> list[Check]:
     """Tiny real measurements: which userfaultfd modes and counters work here."""
-    from faultbench._measure import _meminfo, measure
+    from faultbench._measure import measure, meminfo
     from faultbench._spec import Spec, SpecError
 
     out = []
@@ -86,7 +86,7 @@ def measurement_checks() -> list[Check]:
         reason = base.null_reasons.get(counter, "")
         out.append(Check(f"perf {counter}", value is not None,
                          "works" if value is not None else f"unavailable: {reason}"))
-    huge = (_meminfo("Hugepagesize") or 2048) * 1024
+    huge = meminfo().get("Hugepagesize", 2048) * 1024
     features = None
     if not os.path.exists("/dev/userfaultfd"):
         out.append(Check("/dev/userfaultfd", None, "absent: userfaultfd(2) syscall only"))
@@ -106,14 +106,15 @@ def measurement_checks() -> list[Check]:
 
 def machine_checks() -> list[Check]:
     from faultbench import _guest, _knobs
-    from faultbench._measure import _meminfo
+    from faultbench._measure import meminfo
 
+    info = meminfo()
     out = [
-        Check("memory", None, f"{(_meminfo('MemAvailable') or 0) / 2**20:.1f} GiB available "
-                              f"of {(_meminfo('MemTotal') or 0) / 2**20:.1f} GiB"),
-        Check("hugetlb pages", (_meminfo("HugePages_Free") or 0) > 0,
-              f"{_meminfo('HugePages_Free')} free of {_meminfo('HugePages_Total')} "
-              f"({_meminfo('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
+        Check("memory", None, f"{info.get('MemAvailable', 0) / 2**20:.1f} GiB available "
+                              f"of {info.get('MemTotal', 0) / 2**20:.1f} GiB"),
+        Check("hugetlb pages", info.get("HugePages_Free", 0) > 0,
+              f"{info.get('HugePages_Free')} free of {info.get('HugePages_Total')} "
+              f"({info.get('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
     ]
     images = _knobs.boot_images()
     out.append(Check("kernel images", bool(images), ", ".join(images) or

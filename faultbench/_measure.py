@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -48,23 +49,26 @@ def current_plane() -> str:
     return "native"
 
 
-def _meminfo(field: str) -> int | None:
-    """The number after 'field:' in /proc/meminfo (kB for sizes, a count for HugePages_*)."""
+def meminfo() -> dict[str, int]:
+    """/proc/meminfo read once: field -> number (kB for sizes, a count for HugePages_*)."""
+    fields: dict[str, int] = {}
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            name, _, value = line.partition(":")
-            if name == field:
-                return int(value.split()[0])
-    except (OSError, ValueError):
-        pass
-    return None
+        text = Path("/proc/meminfo").read_text()
+    except OSError:
+        return fields
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        with contextlib.suppress(ValueError, IndexError):
+            fields[name] = int(value.split()[0])
+    return fields
 
 
 def hugetlb_shortfall(spec: Spec) -> str | None:
     """Why this machine cannot back spec with huge pages, or None if it can."""
-    pages = _meminfo("HugePages_Free") or 0
-    huge_kb = _meminfo("Hugepagesize") or 0
-    if pages * huge_kb * 1024 * spec.mappers >= spec.size:
+    info = meminfo()
+    pages = info.get("HugePages_Free", 0)
+    huge_kb = info.get("Hugepagesize", 0)
+    if pages * huge_kb * 1024 >= spec.size:  # mappers share the one file
         return None
     return (
         f"hugetlb needs {format_size(spec.size)} of free huge pages, {pages} of "
@@ -77,7 +81,7 @@ def check_resources(spec: Spec) -> None:
     copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
     in_page_cache = 0 if spec.backing in ("file", "hugetlb") else spec.size
     in_memory = spec.size * copies + in_page_cache
-    available_kb = _meminfo("MemAvailable")
+    available_kb = meminfo().get("MemAvailable")
     if available_kb is not None and in_memory > MEMORY_SHARE * available_kb * 1024:
         raise SpecError(
             f"size {format_size(spec.size)} needs {in_memory / 2**30:.1f} GiB of memory but "

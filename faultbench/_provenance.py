@@ -142,7 +142,7 @@ def git_revision() -> tuple[str | None, str]:
 def collect(file_dir: str | None = None) -> dict[str, Any]:
     """Everything that tells this machine and its settings apart (see module doc)."""
     from faultbench import __version__
-    from faultbench._measure import _meminfo, current_plane
+    from faultbench._measure import current_plane, meminfo
 
     facts = _Facts()
     uname = os.uname()
@@ -194,10 +194,11 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
         except (OSError, _knobs.KnobError) as exc:
             facts.put("knobs.read_ahead_kb", None, str(exc))
 
+    info = meminfo()
     for key, field in (("total_kb", "MemTotal"), ("available_kb", "MemAvailable"),
                        ("hugepagesize_kb", "Hugepagesize"), ("hugepages_total", "HugePages_Total"),
                        ("hugepages_free", "HugePages_Free")):
-        facts.put(f"memory.{key}", _meminfo(field), f"no {field} in /proc/meminfo")
+        facts.put(f"memory.{key}", info.get(field), f"no {field} in /proc/meminfo")
     facts.put("load_average", list(os.getloadavg()))
     facts.put("faultbench.version", __version__)
     revision, why = git_revision()
