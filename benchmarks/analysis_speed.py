@@ -22,10 +22,10 @@ def main() -> int:
     start = time.perf_counter()
     import pandas  # noqa: F401  (the import is part of what a user waits for)
 
-    from faultbench._analysis import label_columns, load, median_ci, run_info
-    from faultbench._compare import compare
-    from faultbench._figures import make_figures
-    from faultbench._report import report_text
+    from faultbench.analysis.compare import compare
+    from faultbench.analysis.figures import make_figures
+    from faultbench.analysis.frame import label_columns, load, median_ci, run_info
+    from faultbench.analysis.report import report_text
 
     steps = [("import pandas/scipy/matplotlib", time.perf_counter() - start)]
 

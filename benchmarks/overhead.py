@@ -53,7 +53,7 @@ def main() -> int:
     parser.add_argument("--size", default="64M")
     parser.add_argument("--per-process", type=int, default=5)
     args = parser.parse_args()
-    from faultbench._spec import parse_size
+    from faultbench.measurement.spec import parse_size
 
     size = parse_size(args.size)
     with tempfile.TemporaryDirectory() as tmp:

@@ -15,8 +15,8 @@ import time
 from pathlib import Path
 
 from faultbench import measure_mappers
-from faultbench._runner import execute, start
-from faultbench._workload import load
+from faultbench.measurement.runner import execute, start
+from faultbench.measurement.workload import load
 
 WORKLOAD = """
 description = "runner overhead"

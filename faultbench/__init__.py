@@ -7,8 +7,8 @@ separate modules that import pandas and matplotlib only when called.
 
 from typing import Any
 
-from faultbench._measure import measure, measure_mappers
-from faultbench._spec import Sample, Spec, SpecError
+from faultbench.measurement.measure import measure, measure_mappers
+from faultbench.measurement.spec import Sample, Spec, SpecError
 
 __version__ = "0.1.0"
 __all__ = ["Sample", "Spec", "SpecError", "__version__", "load", "measure", "measure_mappers"]
@@ -17,7 +17,7 @@ __all__ = ["Sample", "Spec", "SpecError", "__version__", "load", "measure", "mea
 def __getattr__(name: str) -> Any:
     # `load` needs pandas (seconds to import in a guest), so it is imported on first use only.
     if name == "load":
-        from faultbench._analysis import load
+        from faultbench.analysis.frame import load
 
         return load
     raise AttributeError(f"module 'faultbench' has no attribute {name!r}")

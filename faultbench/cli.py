@@ -12,13 +12,15 @@ import sys
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "measure": ("faultbench._cmd_measure", "measure one scenario (mmap + touch, timed in C)"),
-    "run": ("faultbench._cmd_run", "run a workload (default: quick) into a results directory"),
-    "workloads": ("faultbench._cmd_workloads", "list the shipped workloads, or show one"),
-    "doctor": ("faultbench._doctor", "what this machine can measure, and why not"),
-    "restore": ("faultbench._cmd_restore", "put back kernel knobs a killed run left changed"),
-    "report": ("faultbench._report", "tables (report.txt) and figures for a run directory"),
-    "compare": ("faultbench._compare", "compare two runs, or two values of a knob, per scenario"),
+    "measure": ("faultbench.commands.measure", "measure one scenario (mmap + touch, timed in C)"),
+    "run": ("faultbench.commands.run", "run a workload (default: quick) into a results directory"),
+    "workloads": ("faultbench.commands.workloads", "list the shipped workloads, or show one"),
+    "doctor": ("faultbench.measurement.doctor", "what this machine can measure, and why not"),
+    "restore": ("faultbench.commands.restore", "put back kernel knobs a killed run left changed"),
+    "report": ("faultbench.analysis.report", "tables (report.txt) and figures for a run directory"),
+    "compare": (
+        "faultbench.analysis.compare", "compare two runs, or two values of a knob, per scenario"
+    ),
 }
 
 

@@ -14,7 +14,7 @@ from analysis_runs import Runs, native_runs
 from scipy import stats
 
 import faultbench
-from faultbench._analysis import AnalysisError, median_ci
+from faultbench.analysis.frame import AnalysisError, median_ci
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faultbench import _provenance
+from faultbench.measurement import provenance as _provenance
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 

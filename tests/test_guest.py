@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from faultbench import _guest
-from faultbench._spec import parse_size
+from faultbench.measurement import guest as _guest
+from faultbench.measurement.spec import parse_size
 
 HERE = Path(__file__).parent
 SIZE = "64M"
@@ -166,7 +166,7 @@ def test_hung_guest_is_killed_after_the_timeout(image: str) -> None:
 def test_sigterm_to_the_host_kills_the_guest(image: str) -> None:
     before = _qemu_with_scratch()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from faultbench import _guest; "
+        [sys.executable, "-c", "import sys; from faultbench.measurement import guest as _guest; "
          f"sys.exit(_guest.run_in_guest({image!r}, ['sleep', '600']))"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from faultbench import _knobs
+from faultbench.measurement import knobs as _knobs
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 SWAPPINESS = "/proc/sys/vm/swappiness"

@@ -10,7 +10,7 @@ import pytest
 from analysis_runs import Runs, faultbench, native_runs, tcg_run, width_ok
 
 import faultbench as fb
-from faultbench._report import summary
+from faultbench.analysis.report import summary
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,11 @@ import pyperf
 import pytest
 from analysis_runs import faultbench, tcg_run
 
-from faultbench._knobs import THP_DIR, read_value, resolve, thp_choices
-from faultbench._results import PYPERF, SAMPLES, RunDir, sample_key
-from faultbench._runner import Worker, WorkerLost, execute, start
-from faultbench._spec import Spec
-from faultbench._workload import KNOB_AXIS, load
+from faultbench.measurement.knobs import THP_DIR, read_value, resolve, thp_choices
+from faultbench.measurement.results import PYPERF, SAMPLES, RunDir, sample_key
+from faultbench.measurement.runner import Worker, WorkerLost, execute, start
+from faultbench.measurement.spec import Spec
+from faultbench.measurement.workload import KNOB_AXIS, load
 
 THP_SHMEM = f"{THP_DIR}/shmem_enabled"
 

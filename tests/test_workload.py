@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from analysis_runs import faultbench
 
-from faultbench import _knobs
-from faultbench._spec import UFFD_MODES
-from faultbench._workload import WorkloadError, load, scenario_name, shipped
+from faultbench.measurement import knobs as _knobs
+from faultbench.measurement.spec import UFFD_MODES
+from faultbench.measurement.workload import WorkloadError, load, scenario_name, shipped
 
 SHIPPED = ("quick", "fault-around-sweep", "uffd-modes", "multi-mapper", "shutemov-2014")
 

@@ -52,7 +52,7 @@ class Side:
 
 
 def parse_side(text: str, by: str | None, role: str) -> Side:
-    from faultbench._analysis import AnalysisError
+    from faultbench.analysis.frame import AnalysisError
 
     if by is None:
         return Side(Path(text), None, text)
@@ -64,7 +64,7 @@ def parse_side(text: str, by: str | None, role: str) -> Side:
 
 def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFrame:
     """Valid samples of one operand; with --by, only those at the chosen knob value."""
-    from faultbench._analysis import LABEL_FIELDS, AnalysisError
+    from faultbench.analysis.frame import LABEL_FIELDS, AnalysisError
 
     ok = df[df["ok"]]
     if ok.empty:
@@ -102,7 +102,7 @@ def _knob_text(value: Any) -> str:
 
 
 def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
-    from faultbench._analysis import AnalysisError
+    from faultbench.analysis.frame import AnalysisError
 
     planes_base = set(base["plane"].unique())
     planes_new = set(new["plane"].unique())
@@ -127,7 +127,7 @@ def compare(
     from scipy import stats
     from scipy.special import comb
 
-    from faultbench._analysis import (
+    from faultbench.analysis.frame import (
         LABEL_FIELDS,
         AnalysisError,
         label_columns,
@@ -190,7 +190,7 @@ def _spread(value: float) -> str:
 
 
 def footer(table: pd.DataFrame, metric: str, two_runs: bool) -> str:
-    from faultbench._report import wrap
+    from faultbench.analysis.report import wrap
 
     def span(column: str) -> str:
         low, high = int(table[column].min()), int(table[column].max())
@@ -217,7 +217,7 @@ def render(
 ) -> str:
     import pandas as pd
 
-    from faultbench._report import constants_line, fmt, fmt_pct, text_table, wrap
+    from faultbench.analysis.report import constants_line, fmt, fmt_pct, text_table, wrap
 
     if fmt_name == "csv":
         columns = ["label", *table.attrs["label_columns"], "base_n", "base_median",
@@ -244,7 +244,7 @@ def render(
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench._analysis import METRICS, AnalysisError, load, run_info
+    from faultbench.analysis.frame import METRICS, AnalysisError, load, run_info
 
     try:
         if args.metric not in METRICS:

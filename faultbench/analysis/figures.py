@@ -17,19 +17,19 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from faultbench._analysis import (
+from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     label_columns,
     labels,
     median_ci,
     spec_order,
 )
-from faultbench._spec import format_size
+from faultbench.measurement.spec import format_size
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from faultbench._analysis import RunInfo
+    from faultbench.analysis.frame import RunInfo
 
 STYLE = {
     "font.size": 11,

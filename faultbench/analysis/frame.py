@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from faultbench._spec import (
+from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
     CACHES,

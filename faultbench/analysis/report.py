@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import pandas as pd
 
-    from faultbench._analysis import RunInfo
+    from faultbench.analysis.frame import RunInfo
 
 WIDTH = 72
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.
@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench._analysis import AnalysisError
+    from faultbench.analysis.frame import AnalysisError
 
     try:
         text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
@@ -119,7 +119,7 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
     """Per scenario and mapper role: median ns/page with its CI, and medians per page."""
     import pandas as pd
 
-    from faultbench._analysis import labels, median_ci, spec_order
+    from faultbench.analysis.frame import labels, median_ci, spec_order
 
     keys = [*label_cols, "role"]
     data = df[df["ok"]].assign(label=lambda d: labels(d, keys))
@@ -144,7 +144,7 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
 
 
 def default_baseline(knob: str, values: pd.Series) -> Any:
-    from faultbench._analysis import FAULT_AROUND_KNOB
+    from faultbench.analysis.frame import FAULT_AROUND_KNOB
 
     if knob == FAULT_AROUND_KNOB and (values == 4096).any():
         return 4096
@@ -153,8 +153,8 @@ def default_baseline(knob: str, values: pd.Series) -> Any:
 
 def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
     """The --baseline value as the knob's values are stored: sizes may be written 64K."""
-    from faultbench._analysis import AnalysisError, format_value
-    from faultbench._spec import SpecError, parse_size
+    from faultbench.analysis.frame import AnalysisError, format_value
+    from faultbench.measurement.spec import SpecError, parse_size
 
     try:
         value: Any = parse_size(text)
@@ -170,7 +170,7 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
     """One table per scenario (all but `knob` fixed): each knob value against the baseline."""
     import pandas as pd
 
-    from faultbench._analysis import format_value, labels, median_ci
+    from faultbench.analysis.frame import format_value, labels, median_ci
 
     data = df[df["ok"] & df[knob].notna()]
     data = data.assign(
@@ -208,7 +208,7 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
 def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
     import pandas as pd
 
-    from faultbench._analysis import CI_METHOD
+    from faultbench.analysis.frame import CI_METHOD
 
     notes = [
         f"95% CI: {CI_METHOD}. Medians over valid samples; {int(df['warmup'].sum())} "
@@ -230,7 +230,7 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
 
 def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
     """The fields every row shares, so the table labels need only say what differs."""
-    from faultbench._analysis import LABEL_FIELDS, labels
+    from faultbench.analysis.frame import LABEL_FIELDS, labels
 
     ok = df[df["ok"]]
     if ok.empty:
@@ -240,7 +240,7 @@ def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
 
 
 def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) -> str:
-    from faultbench._analysis import AnalysisError, label_columns, run_info
+    from faultbench.analysis.frame import AnalysisError, label_columns, run_info
 
     if not df["ok"].any():
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
@@ -268,7 +268,7 @@ def write_report(
     run_dir: Path, baseline: Any = None, figures: bool = True
 ) -> tuple[str, list[Path]]:
     """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg."""
-    from faultbench._analysis import load, run_info
+    from faultbench.analysis.frame import load, run_info
 
     df = load(run_dir)
     meta = next(iter(df.attrs["meta"].values()))
@@ -276,7 +276,7 @@ def write_report(
     (run_dir / "report.txt").write_text(text, encoding="utf-8")
     made: list[Path] = []
     if figures:
-        from faultbench._figures import make_figures
+        from faultbench.analysis.figures import make_figures
 
         made = make_figures(df, run_info(meta, df), run_dir / "figures")
     return text, made
@@ -289,7 +289,7 @@ def summary(run_dir: Path) -> str:
     """
     import pandas as pd
 
-    from faultbench._analysis import label_columns, labels, load, run_info, spec_order
+    from faultbench.analysis.frame import label_columns, labels, load, run_info, spec_order
 
     df = load(run_dir)
     ok = df[df["ok"]]

@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from faultbench._spec import (
+from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
     CACHES,
@@ -104,8 +104,8 @@ def _emit(samples: list[Sample], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench import _knobs
-    from faultbench._measure import check_resources, measure_mappers
+    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement.measure import check_resources, measure_mappers
 
     try:
         spec = spec_from_args(args)
@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
         # checked here too with --kernel, so that a typo costs no boot
         axes = _knobs.parse_set_options(args.set, file_dir=spec.dir)
         if args.kernel:
-            from faultbench import _guest
+            from faultbench.measurement import guest as _guest
 
             return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
         check_resources(spec)  # before any knob is touched

@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench import _knobs
+    from faultbench.measurement import knobs as _knobs
 
     path = args.journal or _knobs.journal_path()
     try:

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from faultbench._spec import Spec
+    from faultbench.measurement.spec import Spec
 
 DEFAULT_WORKLOAD = "quick"
 # Boot, start-up and slack on top of the samples' own deadlines when running in a guest.
@@ -37,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench._results import ResultsError, RunDir
-    from faultbench._runner import RunError, execute, start, utc_now
-    from faultbench._spec import Spec
-    from faultbench._workload import KNOB_AXIS, WorkloadError, load
+    from faultbench.measurement.results import ResultsError, RunDir
+    from faultbench.measurement.runner import RunError, execute, start, utc_now
+    from faultbench.measurement.spec import Spec
+    from faultbench.measurement.workload import KNOB_AXIS, WorkloadError, load
 
     run_dir: RunDir | None = None
     try:
@@ -85,8 +85,8 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
     resuming (the knob module refuses to start over a stale journal)."""
     if not any(s["knobs"] for s in meta["scenarios"]):
         return
-    from faultbench import _knobs
-    from faultbench._runner import RunError
+    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement.runner import RunError
 
     try:
         restored = _knobs.restore_journal()
@@ -97,7 +97,7 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
 
 
 def _report(path: Path) -> int:
-    from faultbench._report import summary
+    from faultbench.analysis.report import summary
 
     print(f"results in {path}/ (samples.jsonl, meta.json, pyperf.json)")
     print(summary(path), end="")
@@ -111,7 +111,7 @@ def _in_guest(
     """The same command inside one boot of IMAGE, writing into `out` on the host. The boot
     gets room for the largest scenario, and the samples' deadlines plus start-up time
     before it is stopped."""
-    from faultbench import _guest
+    from faultbench.measurement import guest as _guest
 
     out = out.resolve()
     argv = [sys.executable, "-m", "faultbench", "run"]

@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from faultbench._workload import Workload
+    from faultbench.measurement.workload import Workload
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench._workload import WorkloadError, load, shipped, workload_dirs
+    from faultbench.measurement.workload import WorkloadError, load, shipped, workload_dirs
 
     try:
         if args.workload:

@@ -32,7 +32,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _knob_check(name: str) -> Check:
-    from faultbench import _knobs
+    from faultbench.measurement import knobs as _knobs
 
     try:
         knob = _knobs.resolve(name)
@@ -45,7 +45,8 @@ def _knob_check(name: str) -> Check:
 
 
 def knob_checks() -> list[Check]:
-    from faultbench import _knobs, _measure
+    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement import measure as _measure
 
     mode = _knobs.lockdown()
     out = [
@@ -71,8 +72,8 @@ def knob_checks() -> list[Check]:
 
 def measurement_checks() -> list[Check]:
     """Tiny real measurements: which userfaultfd modes and counters work here."""
-    from faultbench._measure import measure, meminfo
-    from faultbench._spec import Spec, SpecError
+    from faultbench.measurement.measure import measure, meminfo
+    from faultbench.measurement.spec import Spec, SpecError
 
     out = []
     try:
@@ -105,8 +106,9 @@ def measurement_checks() -> list[Check]:
 
 
 def machine_checks() -> list[Check]:
-    from faultbench import _guest, _knobs
-    from faultbench._measure import meminfo
+    from faultbench.measurement import guest as _guest
+    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement.measure import meminfo
 
     info = meminfo()
     out = [
@@ -133,7 +135,8 @@ def machine_checks() -> list[Check]:
 
 def summary(checks: list[Check]) -> list[str]:
     """The answers a user came for: can the knob be swept, here or in a booted image."""
-    from faultbench import _guest, _knobs
+    from faultbench.measurement import guest as _guest
+    from faultbench.measurement import knobs as _knobs
 
     by_name = {c.name: c for c in checks}
     knob = by_name["fault_around_bytes"]
@@ -163,7 +166,7 @@ def summary(checks: list[Check]) -> list[str]:
 
 
 def diagnose() -> dict[str, Any]:
-    from faultbench._provenance import collect
+    from faultbench.measurement.provenance import collect
 
     checks = knob_checks() + measurement_checks() + machine_checks()
     return {"checks": [asdict(c) for c in checks], "summary": summary(checks),

@@ -25,8 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
 
-from faultbench._knobs import boot_images
-from faultbench._provenance import cpu_flags
+from faultbench.measurement.knobs import boot_images
+from faultbench.measurement.provenance import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
 TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType, TracebackType
 
-from faultbench._spec import SpecError, parse_size
+from faultbench.measurement.spec import SpecError, parse_size
 
 DEBUGFS = "/sys/kernel/debug"
 SECURITYFS = "/sys/kernel/security"
@@ -192,7 +192,7 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
     if name == "fault_around_bytes":
         return Knob(name, FAULT_AROUND_PATH, "fault_around")
     if name == "read_ahead_kb":
-        from faultbench._measure import DEFAULT_DIRS
+        from faultbench.measurement.measure import DEFAULT_DIRS
 
         return Knob(name, read_ahead_path(file_dir or DEFAULT_DIRS["file"]), "read_ahead")
     if name.startswith("vm."):

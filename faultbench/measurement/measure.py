@@ -6,7 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from faultbench._spec import Sample, Spec, SpecError, format_size, parse_pattern
+from faultbench.measurement.spec import Sample, Spec, SpecError, format_size, parse_pattern
 
 try:
     from faultbench._native import ffi, lib

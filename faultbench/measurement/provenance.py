@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faultbench import _knobs
+from faultbench.measurement import knobs as _knobs
 
 CPU_DIR = "/sys/devices/system/cpu"
 DMI_DIR = "/sys/devices/virtual/dmi/id"
@@ -124,7 +124,7 @@ def detect_virt() -> str | None:
 
 def git_revision() -> tuple[str | None, str]:
     """`git describe --always --dirty` of the checkout faultbench runs from."""
-    here = Path(__file__).resolve().parent.parent
+    here = Path(__file__).resolve().parents[2]
     if not (here / ".git").exists():
         return None, "not running from a git checkout"
     if not shutil.which("git"):
@@ -142,7 +142,7 @@ def git_revision() -> tuple[str | None, str]:
 def collect(file_dir: str | None = None) -> dict[str, Any]:
     """Everything that tells this machine and its settings apart (see module doc)."""
     from faultbench import __version__
-    from faultbench._measure import current_plane, meminfo
+    from faultbench.measurement.measure import current_plane, meminfo
 
     facts = _Facts()
     uname = os.uname()

@@ -1,9 +1,9 @@
 """Runs a workload: interleaved seeded rounds, one worker process, crash-safe results.
 
 The parent sets knobs (journaled and restored by the knob session), schedules, records; the
-worker (faultbench._worker) only measures. A worker that crashes or misses its deadline is
-killed with its mapper processes, the sample is recorded as an error, and a fresh worker
-takes the next one.
+worker (faultbench.measurement.worker) only measures. A worker that crashes or misses its
+deadline is killed with its mapper processes, the sample is recorded as an error, and a fresh
+worker takes the next one.
 """
 
 from __future__ import annotations
@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench import _knobs
-from faultbench._results import FORMAT, WORKER_LOG, RunDir, sample_key
-from faultbench._spec import Sample, Spec, SpecError
-from faultbench._workload import Scenario, Workload
+from faultbench.measurement import knobs as _knobs
+from faultbench.measurement.results import FORMAT, WORKER_LOG, RunDir, sample_key
+from faultbench.measurement.spec import Sample, Spec, SpecError
+from faultbench.measurement.workload import Scenario, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
 # the native module) and to set up and tear down the backing.
@@ -76,7 +76,7 @@ class Worker:
         self._buffer = b""
 
     def _start(self) -> subprocess.Popen[bytes]:
-        package_root = str(Path(__file__).resolve().parent.parent)
+        package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(
             p for p in (package_root, env.get("PYTHONPATH")) if p
@@ -84,7 +84,7 @@ class Worker:
         self._buffer = b""
         self._proc = subprocess.Popen(
             # -P: the faultbench this runner imported, not one in the working directory
-            [sys.executable, "-P", "-m", "faultbench._worker"],
+            [sys.executable, "-P", "-m", "faultbench.measurement.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
             # its own process group: killing it takes its mapper processes along, and a
             # Ctrl-C at the terminal reaches only the parent, which stops it cleanly
@@ -231,7 +231,7 @@ def check_resources(workload: Workload) -> list[dict[str, str]]:
     """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
     a safe share of memory or disk; scenarios this machine cannot do at all (e.g. no huge
     pages reserved) are returned as skipped instead."""
-    from faultbench._measure import check_resources as check_spec
+    from faultbench.measurement.measure import check_resources as check_spec
 
     skipped = []
     for scenario in workload.scenarios:
@@ -273,8 +273,8 @@ def settable_knobs(workload: Workload) -> Workload:
 def start(workload: Workload, out: Path) -> RunDir:
     """A new run directory with meta.json written, ready for execute()."""
     from faultbench import __version__
-    from faultbench._measure import current_plane
-    from faultbench._provenance import collect
+    from faultbench.measurement.measure import current_plane
+    from faultbench.measurement.provenance import collect
 
     workload = settable_knobs(workload)
     workload = without_scenarios(workload, check_resources(workload))

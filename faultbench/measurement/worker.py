@@ -41,8 +41,8 @@ def main() -> int:
     # protocol on a private copy of fd 1 and point fd 1 at stderr.
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
-    from faultbench._measure import measure_mappers
-    from faultbench._spec import Spec
+    from faultbench.measurement.measure import measure_mappers
+    from faultbench.measurement.spec import Spec
 
     protocol.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:

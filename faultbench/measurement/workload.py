@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faultbench._spec import (
+from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
     CACHES,
@@ -149,8 +149,7 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
 def workload_dirs() -> list[Path]:
     """Where shipped workloads live: the checkout (editable install, or running from the
     repository), then the data files a normal install puts under <prefix>/share."""
-    here = Path(__file__).resolve().parent
-    dirs = [here.parent / "workloads"]
+    dirs = [Path(__file__).resolve().parents[2] / "workloads"]
     for prefix in (sysconfig.get_path("data"), sys.prefix):
         dirs.append(Path(prefix) / "share" / "faultbench" / "workloads")
     return [d for d in dict.fromkeys(dirs) if d.is_dir()]
@@ -344,7 +343,7 @@ def _check_knobs(
     setting always gets the same scenario name."""
     if not any(matrices):
         return [{} for _ in matrices]
-    from faultbench import _knobs
+    from faultbench.measurement import knobs as _knobs
 
     checked = []
     for knobs in matrices:
