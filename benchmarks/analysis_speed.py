@@ -24,8 +24,10 @@ def main() -> int:
 
     from faultbench.analysis.compare import compare
     from faultbench.analysis.figures import make_figures
-    from faultbench.analysis.frame import label_columns, load, median_ci, run_info
+    from faultbench.analysis.frame import load, run_info
+    from faultbench.analysis.labels import label_columns
     from faultbench.analysis.report import report_text
+    from faultbench.analysis.stats import median_ci
 
     steps = [("import pandas/scipy/matplotlib", time.perf_counter() - start)]
 

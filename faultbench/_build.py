@@ -20,7 +20,8 @@ CDEF_BEGIN, CDEF_END = "/* cdef begin", "/* cdef end */"
 
 
 class NativeBuildError(SystemExit):
-    pass
+    """Stops `pip install` with one line. Raised while the package is being built, before
+    faultbench can be imported, so it is a SystemExit and not a FaultbenchError."""
 
 
 def _check_toolchain() -> None:

@@ -1,6 +1,8 @@
-"""The faultbench command: one sub-command per private module, imported only when chosen.
+"""The faultbench command: one module per sub-command in faultbench.commands.
 
-Keeping the imports lazy keeps `faultbench measure` (and so a guest boot) free of pandas.
+Command modules import the planes only when run, which keeps `faultbench measure` (and so a
+guest boot) free of pandas. Every FaultbenchError ends as `faultbench COMMAND: message` and
+exit status 2; any other exception is a bug and shows its traceback.
 """
 
 from __future__ import annotations
@@ -10,17 +12,18 @@ import importlib
 import os
 import sys
 
+from faultbench.errors import FaultbenchError
+
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
     "measure": ("faultbench.commands.measure", "measure one scenario (mmap + touch, timed in C)"),
     "run": ("faultbench.commands.run", "run a workload (default: quick) into a results directory"),
     "workloads": ("faultbench.commands.workloads", "list the shipped workloads, or show one"),
-    "doctor": ("faultbench.measurement.doctor", "what this machine can measure, and why not"),
+    "doctor": ("faultbench.commands.doctor", "what this machine can measure, and why not"),
     "restore": ("faultbench.commands.restore", "put back kernel knobs a killed run left changed"),
-    "report": ("faultbench.analysis.report", "tables (report.txt) and figures for a run directory"),
-    "compare": (
-        "faultbench.analysis.compare", "compare two runs, or two values of a knob, per scenario"
-    ),
+    "report": ("faultbench.commands.report", "tables (report.txt) and figures for a run directory"),
+    "compare": ("faultbench.commands.compare",
+                "compare two runs, or two values of a knob, per scenario"),
 }
 
 
@@ -45,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     args._argv = argv
     try:
         return importlib.import_module(args._module).run(args)
+    except FaultbenchError as exc:
+        print(f"faultbench {args.command}: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("faultbench: interrupted", file=sys.stderr)
         return 130

@@ -14,7 +14,8 @@ from analysis_runs import Runs, native_runs
 from scipy import stats
 
 import faultbench
-from faultbench.analysis.frame import AnalysisError, median_ci
+from faultbench.analysis.frame import AnalysisError
+from faultbench.analysis.stats import median_ci
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.measurement import provenance as _provenance
+from faultbench.measurement.provenance import collect
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 
@@ -129,4 +129,4 @@ def test_provenance_fs_type_of_the_file_dir(directory: str) -> None:
     expected = subprocess.run(["findmnt", "-n", "-o", "FSTYPE", "-T", directory],
                               capture_output=True, text=True, check=True).stdout.split()[-1]
     # the last line is the mount on top, the one a new file lands on
-    assert _provenance.collect(directory)["file"]["fs_type"] == expected
+    assert collect(directory)["file"]["fs_type"] == expected

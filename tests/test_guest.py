@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.measurement import guest as _guest
+from faultbench.measurement import guest
 from faultbench.measurement.spec import parse_size
 
 HERE = Path(__file__).parent
@@ -27,7 +27,7 @@ GUEST_JOURNAL = "/run/faultbench/journal.json"  # the guest's /run is its own tm
 
 def _image() -> str:
     images = sorted(Path("/boot").glob("vmlinuz-*"))
-    missing = _guest.requirements(str(images[-1]) if images else "/boot/vmlinuz-missing")
+    missing = guest.requirements(str(images[-1]) if images else "/boot/vmlinuz-missing")
     if missing:
         if os.environ.get("CI"):
             pytest.fail(f"CI must be able to boot a kernel image: {'; '.join(missing)}")
@@ -36,7 +36,7 @@ def _image() -> str:
 
 
 def _expected_plane() -> str:
-    return _guest.plane_for(_guest.kvm_state()[0])
+    return guest.plane_for(guest.kvm_state()[0])
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +49,7 @@ def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One boot: the sweep, a SIGINT-ed run, a SIGKILL-ed run and `faultbench restore`."""
     out = tmp_path_factory.mktemp("guest")
     started = time.monotonic()
-    status = _guest.run_in_guest(
+    status = guest.run_in_guest(
         image, [sys.executable, str(HERE / "guest_knob_scenarios.py"), str(out / "out.json")],
         rwdir=str(out), timeout_s=900, env={"FAULTBENCH_JOURNAL": GUEST_JOURNAL},
     )
@@ -157,17 +157,17 @@ def test_missing_image_is_one_clear_line(tmp_path: Path) -> None:
 def test_hung_guest_is_killed_after_the_timeout(image: str) -> None:
     before = _qemu_with_scratch()
     started = time.monotonic()
-    with pytest.raises(_guest.GuestError, match="did not finish within 3 s"):
-        _guest.run_in_guest(image, ["sleep", "600"], timeout_s=3)
-    assert time.monotonic() - started < 3 + 2 * _guest.KILL_GRACE_S
+    with pytest.raises(guest.GuestError, match="did not finish within 3 s"):
+        guest.run_in_guest(image, ["sleep", "600"], timeout_s=3)
+    assert time.monotonic() - started < 3 + 2 * guest.KILL_GRACE_S
     assert not _qemu_with_scratch() - before
 
 
 def test_sigterm_to_the_host_kills_the_guest(image: str) -> None:
     before = _qemu_with_scratch()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from faultbench.measurement import guest as _guest; "
-         f"sys.exit(_guest.run_in_guest({image!r}, ['sleep', '600']))"],
+        [sys.executable, "-c", "import sys; from faultbench.measurement import guest; "
+         f"sys.exit(guest.run_in_guest({image!r}, ['sleep', '600']))"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 30

@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.measurement import knobs as _knobs
+from faultbench.measurement.journal import JOURNAL_FORMAT
+from faultbench.measurement.knobs import KnobError, cross_product, parse_set_options
+from faultbench.measurement.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 SWAPPINESS = "/proc/sys/vm/swappiness"
@@ -109,25 +111,25 @@ def test_bad_input_is_refused_before_anything_is_written(
 
 
 def test_set_values_are_normalized_and_crossed() -> None:
-    axes = _knobs.parse_set_options(["fault_around_bytes=4096,16K,2M", "thp.defrag=never,defer"])
+    axes = parse_set_options(["fault_around_bytes=4096,16K,2M", "thp.defrag=never,defer"])
     assert axes == [("fault_around_bytes", ["4096", "16384", "2097152"]),
                     ("thp.defrag", ["never", "defer"])]
-    settings = _knobs.cross_product(axes)
+    settings = cross_product(axes)
     assert len(settings) == 6
     assert settings[0] == {"fault_around_bytes": "4096", "thp.defrag": "never"}
     assert settings[-1] == {"fault_around_bytes": "2097152", "thp.defrag": "defer"}
 
 
 def test_the_same_knob_twice_is_refused() -> None:
-    with pytest.raises(_knobs.KnobError, match="given twice"):
-        _knobs.parse_set_options(["vm.swappiness=1", "/proc/sys/vm/swappiness=2"])
+    with pytest.raises(KnobError, match="given twice"):
+        parse_set_options(["vm.swappiness=1", "/proc/sys/vm/swappiness=2"])
 
 
 def test_read_ahead_needs_a_block_device() -> None:
     if not os.path.isdir("/dev/shm"):
         pytest.skip("no /dev/shm")
-    with pytest.raises(_knobs.KnobError, match="not on a block device"):
-        _knobs.parse_set_options(["read_ahead_kb=128"], file_dir="/dev/shm")
+    with pytest.raises(KnobError, match="not on a block device"):
+        parse_set_options(["read_ahead_kb=128"], file_dir="/dev/shm")
 
 
 def _lockdown_mode() -> str | None:
@@ -169,7 +171,7 @@ def test_session_journals_first_reads_back_and_restores(
     real_knobs: dict[str, str], journal: Path
 ) -> None:
     original = _state()
-    with _knobs.KnobSession(list(real_knobs)) as session:
+    with KnobSession(list(real_knobs)) as session:
         entries = json.loads(journal.read_text())["knobs"]
         assert [(e["name"], e["original"]) for e in entries] == [
             ("vm.swappiness", original[0]), ("thp.defrag", original[1])]
@@ -187,7 +189,7 @@ def test_an_exception_inside_the_session_restores(
     real_knobs: dict[str, str], journal: Path
 ) -> None:
     original = _state()
-    with pytest.raises(RuntimeError, match="boom"), _knobs.KnobSession(list(real_knobs)) as s:
+    with pytest.raises(RuntimeError, match="boom"), KnobSession(list(real_knobs)) as s:
         s.apply(real_knobs)
         raise RuntimeError("boom")
     assert _state() == original
@@ -262,7 +264,7 @@ def test_restore_refuses_a_journal_pointing_outside_the_allowed_knobs(journal: P
     target = Path("/etc/hostname")
     before = target.read_bytes()
     journal.write_text(json.dumps({
-        "format": _knobs.JOURNAL_FORMAT, "pid": 0, "pid_start": None, "unmount": [],
+        "format": JOURNAL_FORMAT, "pid": 0, "pid_start": None, "unmount": [],
         "knobs": [{"name": "x", "path": str(target), "original": "pwned"}],
     }))
     done = _cli("restore")
@@ -288,7 +290,7 @@ def test_a_signal_goes_on_to_the_handler_the_session_displaced(
 
     previous = signal.signal(signal.SIGTERM, callers_handler)
     try:
-        with pytest.raises(_Stop), _knobs.KnobSession(list(real_knobs)) as session:
+        with pytest.raises(_Stop), KnobSession(list(real_knobs)) as session:
             session.apply(real_knobs)
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)  # the handler raises long before this ends

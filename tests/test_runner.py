@@ -17,10 +17,11 @@ import pyperf
 import pytest
 from analysis_runs import faultbench, tcg_run
 
-from faultbench.measurement.knobs import THP_DIR, read_value, resolve, thp_choices
+from faultbench.measurement.knobs import THP_DIR, read_value, resolve
 from faultbench.measurement.results import PYPERF, SAMPLES, RunDir, sample_key
 from faultbench.measurement.runner import Worker, WorkerLost, execute, start
 from faultbench.measurement.spec import Spec
+from faultbench.measurement.sysfs import bracket_choices
 from faultbench.measurement.workload import KNOB_AXIS, load
 
 THP_SHMEM = f"{THP_DIR}/shmem_enabled"
@@ -216,7 +217,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_sample_set(
 
 
 def test_resume_after_kill_9_puts_the_journaled_knob_back_first(tmp_path: Path) -> None:
-    choices, current = thp_choices(Path(THP_SHMEM).read_text())
+    choices, current = bracket_choices(Path(THP_SHMEM).read_text())
     values = [c for c in ("advise", "always", "never") if c in choices and c != current][:2]
     (tmp_path / "knob.toml").write_text(
         'repetitions = 40\n[[matrix]]\nbacking = "memfd"\nsize = "8M"\nuffd = "wp"\n'

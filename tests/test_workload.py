@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import faultbench
 
-from faultbench.measurement import knobs as _knobs
+from faultbench.measurement.knobs import fault_around_max, page_size
 from faultbench.measurement.spec import UFFD_MODES
 from faultbench.measurement.workload import WorkloadError, load, scenario_name, shipped
 
@@ -153,8 +153,8 @@ def test_shipped_workloads_cover_what_they_promise() -> None:
     assert {s.spec.mappers for s in quick.scenarios} >= {1} and max(
         s.spec.mappers for s in quick.scenarios) > 1
     sweep = load("fault-around-sweep")
-    powers = {str(_knobs.page_size() << k) for k in range(32)
-              if _knobs.page_size() << k <= _knobs.fault_around_max()}
+    powers = {str(page_size() << k) for k in range(32)
+              if page_size() << k <= fault_around_max()}
     assert {s.knobs["fault_around_bytes"] for s in sweep.scenarios} == powers
     assert {s.spec.backing for s in sweep.scenarios} == {"memfd", "file"}
     assert {s.spec.pattern for s in sweep.scenarios} == {"seq", "random", "sparse"}

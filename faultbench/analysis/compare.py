@@ -1,4 +1,4 @@
-"""`faultbench compare BASE NEW`: two runs, or two values of a knob, scenario by scenario.
+"""Two runs, or two values of a knob, scenario by scenario (`faultbench compare`).
 
 Significance: Mann-Whitney U, two-sided, per row: it assumes neither normality nor equal
 sample counts, only independent samples, which the runner's interleaved rounds provide.
@@ -6,54 +6,38 @@ sample counts, only independent samples, which the runner's interleaved rounds p
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+import numpy as np
+import pandas as pd
+from scipy import stats
+from scipy.special import comb
+
+from faultbench.analysis.frame import METRICS, AnalysisError, load, run_info
+from faultbench.analysis.labels import (
+    LABEL_FIELDS,
+    constants_line,
+    label_columns,
+    labels,
+    spec_order,
+)
+from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
 ALPHA = 0.05
-FORMATS = ("text", "markdown", "csv")
 METHOD = "Mann-Whitney U, two-sided (scipy.stats.mannwhitneyu)"
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "base", metavar="BASE",
-        help="run directory; with --by KNOB, RUN_DIR:VALUE (the knob's value to select)",
-    )
-    parser.add_argument("new", metavar="NEW", help="like BASE")
-    parser.add_argument(
-        "--by", metavar="KNOB",
-        help="compare two values of KNOB (e.g. fault_around_bytes) or of a spec field (e.g. "
-        "uffd): rows match on everything else; BASE and NEW may be the same run directory",
-    )
-    parser.add_argument(
-        "--metric", default="ns_per_page",
-        help="ns_per_page (default), faults_per_page, mapped_per_touched, munmap_ns_per_page",
-    )
-    parser.add_argument("--format", choices=FORMATS, default="text")
-    parser.add_argument(
-        "--force", action="store_true",
-        help="compare rows measured on different planes (native vs emulated timings)",
-    )
 
 
 @dataclass
 class Side:
     """One operand: the run directory and, with --by, the knob value it selects."""
-
     path: Path
     value: str | None
     name: str
 
 
 def parse_side(text: str, by: str | None, role: str) -> Side:
-    from faultbench.analysis.frame import AnalysisError
-
     if by is None:
         return Side(Path(text), None, text)
     path, sep, value = text.rpartition(":")
@@ -64,8 +48,6 @@ def parse_side(text: str, by: str | None, role: str) -> Side:
 
 def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFrame:
     """Valid samples of one operand; with --by, only those at the chosen knob value."""
-    from faultbench.analysis.frame import LABEL_FIELDS, AnalysisError
-
     ok = df[df["ok"]]
     if ok.empty:
         raise AnalysisError(f"{role} {side.path}: no valid samples (all warm-ups or errors)")
@@ -102,8 +84,6 @@ def _knob_text(value: Any) -> str:
 
 
 def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
-    from faultbench.analysis.frame import AnalysisError
-
     planes_base = set(base["plane"].unique())
     planes_new = set(new["plane"].unique())
     if planes_base != planes_new and not force:
@@ -122,19 +102,6 @@ def compare(
     base/new are valid samples (see `select`). Rows match on the spec's fields and every
     knob but `by`.
     """
-    import numpy as np
-    import pandas as pd
-    from scipy import stats
-    from scipy.special import comb
-
-    from faultbench.analysis.frame import (
-        LABEL_FIELDS,
-        AnalysisError,
-        label_columns,
-        labels,
-        spec_order,
-    )
-
     knobs = [*base.attrs.get("knob_columns", []), *new.attrs.get("knob_columns", [])]
     keys = [c for c in dict.fromkeys([*LABEL_FIELDS, "seed", *knobs]) if c != by]
     both = pd.concat([base.assign(side="base"), new.assign(side="new")], ignore_index=True)
@@ -190,8 +157,6 @@ def _spread(value: float) -> str:
 
 
 def footer(table: pd.DataFrame, metric: str, two_runs: bool) -> str:
-    from faultbench.analysis.report import wrap
-
     def span(column: str) -> str:
         low, high = int(table[column].min()), int(table[column].max())
         return str(low) if low == high else f"{low}-{high}"
@@ -215,9 +180,7 @@ def footer(table: pd.DataFrame, metric: str, two_runs: bool) -> str:
 def render(
     table: pd.DataFrame, fmt_name: str, metric: str, title: str, two_runs: bool = True
 ) -> str:
-    import pandas as pd
 
-    from faultbench.analysis.report import constants_line, fmt, fmt_pct, text_table, wrap
 
     if fmt_name == "csv":
         columns = ["label", *table.attrs["label_columns"], "base_n", "base_median",
@@ -243,33 +206,29 @@ def render(
             + footer(table, metric, two_runs))
 
 
-def run(args: argparse.Namespace) -> int:
-    from faultbench.analysis.frame import METRICS, AnalysisError, load, run_info
-
-    try:
-        if args.metric not in METRICS:
-            raise AnalysisError(
-                f"unknown --metric {args.metric!r}: one of {', '.join(METRICS)}"
-            )
-        base_side = parse_side(args.base, args.by, "BASE")
-        new_side = parse_side(args.new, args.by, "NEW")
-        base_df = load(base_side.path)
-        same = new_side.path.resolve() == base_side.path.resolve()
-        new_df = base_df if same else load(new_side.path)
-        base = select(base_df, base_side, args.by, "BASE")
-        new = select(new_df, new_side, args.by, "NEW")
-        check_planes(base, new, args.force)
-        table = compare(base, new, args.metric, args.by)
-    except AnalysisError as exc:
-        print(f"faultbench compare: {exc}", file=sys.stderr)
-        return 2
+def compare_runs(
+    base_arg: str, new_arg: str, by: str | None = None, metric: str = "ns_per_page",
+    fmt_name: str = "text", force: bool = False,
+) -> str:
+    """The comparison `faultbench compare BASE NEW` prints (see its --help for the
+    arguments); AnalysisError when the runs cannot be compared as asked."""
+    if metric not in METRICS:
+        raise AnalysisError(f"unknown --metric {metric!r}: one of {', '.join(METRICS)}")
+    base_side = parse_side(base_arg, by, "BASE")
+    new_side = parse_side(new_arg, by, "NEW")
+    base_df = load(base_side.path)
+    same = new_side.path.resolve() == base_side.path.resolve()
+    new_df = base_df if same else load(new_side.path)
+    base = select(base_df, base_side, by, "BASE")
+    new = select(new_df, new_side, by, "NEW")
+    check_planes(base, new, force)
+    table = compare(base, new, metric, by)
     infos = [run_info(next(iter(d.attrs["meta"].values())), d) for d in (base_df, new_df)]
-    title = f"{METRICS[args.metric]}: base {base_side.name}, new {new_side.name}"
+    title = f"{METRICS[metric]}: base {base_side.name}, new {new_side.name}"
     if infos[0].kernel != infos[1].kernel:
         title += f" (Linux {infos[0].kernel} vs {infos[1].kernel})"
     else:
         title += f" (Linux {infos[0].kernel})"
     planes = {i.plane_label() for i in infos}
     title += "; plane " + " vs ".join(sorted(planes))
-    print(render(table, args.format, args.metric, title, not same), end="")
-    return 0
+    return render(table, fmt_name, metric, title, not same)

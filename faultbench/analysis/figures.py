@@ -17,19 +17,13 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from faultbench.analysis.frame import (
-    FAULT_AROUND_KNOB,
-    label_columns,
-    labels,
-    median_ci,
-    spec_order,
-)
+from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
+from faultbench.analysis.labels import label_columns, labels, spec_order
+from faultbench.analysis.stats import median_ci
 from faultbench.measurement.spec import format_size
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from faultbench.analysis.frame import RunInfo
 
 STYLE = {
     "font.size": 11,

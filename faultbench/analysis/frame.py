@@ -1,7 +1,8 @@
-"""Load run directories (docs/results.md) into one tidy DataFrame, and the statistics on it.
+"""Load run directories (docs/results.md) into one tidy DataFrame.
 
-Analysis plane: imports pandas and scipy, so nothing in the measurement plane may import this
-module; `faultbench.load` reaches it lazily.
+Analysis plane: imports pandas, so nothing in the measurement plane may import this module;
+`faultbench.load` reaches it lazily. samples.jsonl is read by the results module's reader
+(bad lines skipped and counted), the same one `faultbench run --resume` uses strictly.
 """
 
 from __future__ import annotations
@@ -14,28 +15,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from faultbench.measurement.spec import (
-    ACCESSES,
-    BACKINGS,
-    CACHES,
-    MAPPER_KINDS,
-    MAPPER_MODES,
-    MAPS,
-    UFFD_MAPPERS,
-    UFFD_MODES,
-    format_size,
-)
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.results import read_samples
 
-# Spec fields in the order labels name them; the rest of the spec only tunes the harness.
-LABEL_FIELDS = (
-    "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "dir",
-)
-# Values that read on their own in a label; the others need their field's name.
-_BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
-# Per-page metrics that statistics and tables offer, with their units.
 METRICS = {
     "ns_per_page": "ns/page",
     "faults_per_page": "faults/page",
@@ -43,26 +26,16 @@ METRICS = {
     "munmap_ns_per_page": "munmap ns/page",
 }
 FAULT_AROUND_KNOB = "fault_around_bytes"
-# Tables list values in the order the argument goes (fault-around on before off, one mapper
-# before several), not alphabetically.
-_ORDER: dict[str, tuple[str, ...]] = {
-    "backing": BACKINGS, "map": MAPS, "access": ACCESSES, "cache": CACHES,
-    "pattern": ("seq", "reverse", "stride", "random", "sparse"), "uffd": UFFD_MODES,
-    "mapper_mode": MAPPER_MODES, "mapper_kind": MAPPER_KINDS, "uffd_mappers": UFFD_MAPPERS,
-    "role": ("only", "first", "later"),
-}
 EMULATED_PLANES = {"tcg-guest"}
-CI_METHOD = "distribution-free order-statistic 95% CI of the median (needs n >= 6)"
 
 
-class AnalysisError(ValueError):
+class AnalysisError(FaultbenchError, ValueError):
     """Input that cannot be analysed; the message is one line naming the path and the problem."""
 
 
 @dataclass(frozen=True)
 class RunInfo:
     """What titles and headers say about where a run was measured."""
-
     kernel: str
     host: str
     plane: str
@@ -74,24 +47,6 @@ class RunInfo:
 
     def plane_label(self) -> str:
         return f"{self.plane} (emulated timings)" if self.emulated else self.plane
-
-
-def _read_samples(path: Path) -> tuple[list[dict[str, Any]], int]:
-    """Records of samples.jsonl and how many lines were unreadable.
-
-    A run killed mid-write can leave a partial last line; it is counted, not fatal.
-    """
-    records: list[dict[str, Any]] = []
-    bad = 0
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
-                bad += 1
-    return records, bad
 
 
 def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
@@ -107,7 +62,8 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise AnalysisError(f"{meta_path}: not valid JSON ({exc})") from None
-    records, bad = _read_samples(samples_path)
+
+    records, bad = read_samples(samples_path, strict=False)
     if not records:
         raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
     frame = pd.DataFrame.from_records(records)
@@ -123,8 +79,7 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
 
 
 def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
-    for name in ("warmup",):
-        df[name] = df[name].fillna(False).astype(bool) if name in df else False
+    df["warmup"] = df["warmup"].fillna(False).astype(bool) if "warmup" in df else False
     for name in ("round", "mapper"):
         if name not in df:
             df[name] = 0
@@ -226,91 +181,3 @@ def _first_str(data: dict[str, Any], dotted: Iterable[str]) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
-
-
-def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
-    """The spec and knob columns that vary among valid rows: what tells rows apart."""
-    candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
-    valid = df[df["ok"]] if "ok" in df else df
-    return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
-
-
-def format_value(column: str, value: Any) -> str:
-    """One label word for a column's value; empty when the value says nothing (unset knob)."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float | np.number) \
-            and value > 0:
-        text = format_size(int(value))
-    elif column == "dir":
-        text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row
-    else:
-        text = str(value)
-    if column in _BARE_FIELDS:
-        return text
-    if column == "role":
-        return f"[{text}]" if text in ("first", "later") else ""
-    if column == "mappers":
-        return f"x{text}" if text != "1" else ""
-    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg"}.get(column, column)
-    return f"{short}={text}"
-
-
-def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
-    """One short human label per row from the given columns.
-
-    Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows, and `reg=all` is the default, left out.
-    """
-    if not columns:
-        return pd.Series("all", index=df.index)
-    multi = df["mappers"] > 1 if "mappers" in df else pd.Series(False, index=df.index)
-    parts = []
-    for column in columns:
-        words = df[column].map(lambda v, c=column: format_value(c, v))
-        if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
-            words = words.where(multi, "")
-        if column == "uffd_mappers":
-            registers = df["uffd"] != "none" if "uffd" in df else True
-            words = words.where((df[column] != "all") & registers, "")
-        parts.append(words)
-    joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
-    return joined.str.split().str.join(" ").replace("", "all")
-
-
-def spec_order(column: pd.Series) -> pd.Series:
-    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
-    order = _ORDER.get(str(column.name))
-    if order is not None:
-        text = column.astype(str).str.split(":").str[0]
-        return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
-    numeric = pd.to_numeric(column, errors="coerce")
-    return numeric if numeric.notna().any() else column.astype(str)
-
-
-def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFrame:
-    """Per group of `keys`: n, median, 95% CI (order statistics), mean and std of `metric`.
-
-    The CI is [x_(l+1), x_(n-l)] with l the largest count such that P(Bin(n, 1/2) <= l) <=
-    0.025: exact coverage >= 95% whatever the distribution. It needs n >= 6; below, NaN.
-    """
-    data = df.loc[df["ok"] & df[metric].notna(), [*keys, metric]]
-    keys = list(keys)
-    grouped = data.groupby(keys, sort=False, dropna=False)[metric]
-    out = grouped.agg(n="count", median="median", mean="mean", std="std")
-    n = out["n"].to_numpy()
-    low = stats.binom.ppf(0.025, n, 0.5)
-    low = np.where(stats.binom.cdf(low, n, 0.5) <= 0.025, low, low - 1)
-    ranked = data.sort_values([*keys, metric]).assign(
-        _rank=lambda d: d.groupby(keys, sort=False, dropna=False).cumcount()
-    )
-    out["_lo_rank"] = low
-    out["_hi_rank"] = n - 1 - low
-    out = out.reset_index()
-    for side in ("lo", "hi"):
-        picked = ranked.merge(out[[*keys, f"_{side}_rank"]], on=keys, how="inner")
-        picked = picked[picked["_rank"] == picked[f"_{side}_rank"]]
-        out = out.merge(
-            picked[[*keys, metric]].rename(columns={metric: f"ci_{side}"}), on=keys, how="left"
-        )
-    return out.drop(columns=["_lo_rank", "_hi_rank"])

@@ -1,109 +1,31 @@
-"""`faultbench report RUN_DIR`: per-scenario statistics, knob sweeps, figures; and `summary`.
+"""Reports of a run: per-scenario statistics, knob sweeps and figures (`faultbench report`),
+and the short summary `faultbench run` prints at its end.
 
 Every text table fits in 72 columns (commit messages wrap there) and says when timings were
-emulated. pandas and matplotlib are imported only when a report is made.
+emulated.
 """
 
 from __future__ import annotations
 
-import argparse
-import sys
-import textwrap
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pandas as pd
+import pandas as pd
 
-    from faultbench.analysis.frame import RunInfo
+from faultbench.analysis.frame import FAULT_AROUND_KNOB, AnalysisError, RunInfo, load, run_info
+from faultbench.analysis.labels import (
+    constants_line,
+    format_value,
+    label_columns,
+    labels,
+    spec_order,
+)
+from faultbench.analysis.stats import CI_METHOD, median_ci
+from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
+from faultbench.measurement.spec import SpecError, parse_size
 
-WIDTH = 72
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.
 SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "pages_touched")
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by faultbench run")
-    parser.add_argument(
-        "--baseline", metavar="VALUE",
-        help="knob value that sweep tables compare against (default: 4096 for "
-        "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs)",
-    )
-    parser.add_argument("--no-figures", action="store_true", help="write report.txt only")
-
-
-def run(args: argparse.Namespace) -> int:
-    from faultbench.analysis.frame import AnalysisError
-
-    try:
-        text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
-    except AnalysisError as exc:
-        print(f"faultbench report: {exc}", file=sys.stderr)
-        return 2
-    print(text, end="")
-    where = Path(args.run_dir) / "report.txt"
-    print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"
-                                if figures else ""))
-    return 0
-
-
-def fmt(value: Any) -> str:
-    """A number in as few characters as keep its precision meaningful; '-' when missing."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "-" if value is None else str(value)
-    if number != number:  # NaN: a null from the kernel or too few samples
-        return "-"
-    magnitude = abs(number)
-    if magnitude >= 100 or number == int(number):
-        return f"{number:.0f}"
-    if magnitude >= 10:
-        return f"{number:.1f}"
-    if magnitude >= 1:
-        return f"{number:.2f}"
-    return f"{number:.3g}"
-
-
-def fmt_pct(value: Any) -> str:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return "-"
-    return "-" if number != number else f"{number:+.1f}%"
-
-
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH) -> str:
-    """Left-aligned first column, right-aligned others, at most `width` columns.
-
-    A label too long for the room left by the numbers goes on its own line, numbers below.
-    """
-    numeric = [
-        max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
-        for i in range(1, len(headers))
-    ]
-    room = width - sum(numeric) - len(numeric)
-    longest = max([len(headers[0]), *(len(r[0]) for r in rows)])
-    label_width = max(min(longest, room), 1)
-
-    def line(label: str, cells: Sequence[str]) -> str:
-        right = " ".join(c.rjust(w) for c, w in zip(cells, numeric, strict=True))
-        return f"{label.ljust(label_width)} {right}".rstrip()
-
-    rule = "-" * min(width, label_width + sum(numeric) + len(numeric))
-    out = [line(headers[0][:label_width], headers[1:]), rule]
-    for row in rows:
-        if len(row[0]) > label_width:
-            out.extend(textwrap.wrap(row[0], width))
-            out.append(line("", row[1:]))
-        else:
-            out.append(line(row[0], row[1:]))
-    return "\n".join(out) + "\n"
-
-
-def wrap(text: str) -> str:
-    return textwrap.fill(text, WIDTH, subsequent_indent="  ") + "\n"
 
 
 def header(info: RunInfo, title: str) -> str:
@@ -117,10 +39,6 @@ def header(info: RunInfo, title: str) -> str:
 
 def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
     """Per scenario and mapper role: median ns/page with its CI, and medians per page."""
-    import pandas as pd
-
-    from faultbench.analysis.frame import labels, median_ci, spec_order
-
     keys = [*label_cols, "role"]
     data = df[df["ok"]].assign(label=lambda d: labels(d, keys))
     ns = median_ci(data, [*keys, "label"], "ns_per_page")
@@ -144,8 +62,6 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
 
 
 def default_baseline(knob: str, values: pd.Series) -> Any:
-    from faultbench.analysis.frame import FAULT_AROUND_KNOB
-
     if knob == FAULT_AROUND_KNOB and (values == 4096).any():
         return 4096
     return values.min()
@@ -153,9 +69,6 @@ def default_baseline(knob: str, values: pd.Series) -> Any:
 
 def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
     """The --baseline value as the knob's values are stored: sizes may be written 64K."""
-    from faultbench.analysis.frame import AnalysisError, format_value
-    from faultbench.measurement.spec import SpecError, parse_size
-
     try:
         value: Any = parse_size(text)
     except SpecError:
@@ -168,10 +81,6 @@ def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
 
 def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: Any) -> str:
     """One table per scenario (all but `knob` fixed): each knob value against the baseline."""
-    import pandas as pd
-
-    from faultbench.analysis.frame import format_value, labels, median_ci
-
     data = df[df["ok"] & df[knob].notna()]
     data = data.assign(
         group=labels(data, [c for c in label_cols if c != knob] + ["role"]),
@@ -206,10 +115,6 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
 
 
 def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
-    import pandas as pd
-
-    from faultbench.analysis.frame import CI_METHOD
-
     notes = [
         f"95% CI: {CI_METHOD}. Medians over valid samples; {int(df['warmup'].sum())} "
         f"warm-up samples excluded. flt/pg: faults per page touched; map/pg: pages mapped "
@@ -228,20 +133,7 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
     return "\n" + "".join(wrap(note) for note in notes)
 
 
-def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
-    """The fields every row shares, so the table labels need only say what differs."""
-    from faultbench.analysis.frame import LABEL_FIELDS, labels
-
-    ok = df[df["ok"]]
-    if ok.empty:
-        return ""
-    fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols and c != "mappers"]
-    return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")
-
-
 def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) -> str:
-    from faultbench.analysis.frame import AnalysisError, label_columns, run_info
-
     if not df["ok"].any():
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     info = run_info(meta, df)
@@ -268,14 +160,13 @@ def write_report(
     run_dir: Path, baseline: Any = None, figures: bool = True
 ) -> tuple[str, list[Path]]:
     """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg."""
-    from faultbench.analysis.frame import load, run_info
-
     df = load(run_dir)
     meta = next(iter(df.attrs["meta"].values()))
     text = report_text(df, meta, baseline)
     (run_dir / "report.txt").write_text(text, encoding="utf-8")
     made: list[Path] = []
     if figures:
+        # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
 
         made = make_figures(df, run_info(meta, df), run_dir / "figures")
@@ -287,10 +178,6 @@ def summary(run_dir: Path) -> str:
 
     Printed by `faultbench run` at its end; `faultbench report` has the full statistics.
     """
-    import pandas as pd
-
-    from faultbench.analysis.frame import label_columns, labels, load, run_info, spec_order
-
     df = load(run_dir)
     ok = df[df["ok"]]
     if ok.empty:

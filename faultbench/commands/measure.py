@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from faultbench.measurement.spec import (
     ACCESSES,
@@ -104,41 +103,38 @@ def _emit(samples: list[Sample], as_json: bool) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement import knobs
     from faultbench.measurement.measure import check_resources, measure_mappers
+    from faultbench.measurement.session import KnobSession
 
-    try:
-        spec = spec_from_args(args)
-        if args.repeat < 1:
-            raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
-        if args.warmups < 0:
-            raise SpecError(f"--warmups must be 0 or more, got {args.warmups}")
-        # checked here too with --kernel, so that a typo costs no boot
-        axes = _knobs.parse_set_options(args.set, file_dir=spec.dir)
-        if args.kernel:
-            from faultbench.measurement import guest as _guest
+    spec = spec_from_args(args)
+    if args.repeat < 1:
+        raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
+    if args.warmups < 0:
+        raise SpecError(f"--warmups must be 0 or more, got {args.warmups}")
+    # checked here too with --kernel, so that a typo costs no boot
+    axes = knobs.parse_set_options(args.set, file_dir=spec.dir)
+    if args.kernel:
+        from faultbench.measurement.guest import run_cli_in_guest
 
-            return _guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
-        check_resources(spec)  # before any knob is touched
-        if not axes:
+        return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
+    check_resources(spec)  # before any knob is touched
+    if not axes:
+        for _ in range(args.warmups):
+            measure_mappers(spec)
+        for _ in range(args.repeat):
+            _emit(measure_mappers(spec), args.json)
+        return 0
+    with KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
+        for setting in knobs.cross_product(axes):
+            applied = session.apply(setting)
             for _ in range(args.warmups):
                 measure_mappers(spec)
             for _ in range(args.repeat):
-                _emit(measure_mappers(spec), args.json)
-            return 0
-        with _knobs.KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
-            for setting in _knobs.cross_product(axes):
-                knobs = session.apply(setting)
-                for _ in range(args.warmups):
-                    measure_mappers(spec)
-                for _ in range(args.repeat):
-                    samples = measure_mappers(spec)
-                    for sample in samples:
-                        sample.knobs = dict(knobs)
-                    _emit(samples, args.json)
-    except (SpecError, _knobs.KnobError) as exc:
-        print(f"faultbench measure: {exc}", file=sys.stderr)
-        return 2
+                samples = measure_mappers(spec)
+                for sample in samples:
+                    sample.knobs = dict(applied)
+                _emit(samples, args.json)
     return 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -14,14 +13,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement.journal import journal_path, restore_journal
 
-    path = args.journal or _knobs.journal_path()
-    try:
-        restored = _knobs.restore_journal(path)
-    except _knobs.KnobError as exc:
-        print(f"faultbench restore: {exc}", file=sys.stderr)
-        return 2
+    path = args.journal or journal_path()
+    restored = restore_journal(path)
     if not restored:
         print(f"faultbench restore: nothing to restore (no journal at {path})")
         return 0

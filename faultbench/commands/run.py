@@ -37,10 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement.results import ResultsError, RunDir
+    from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.spec import Spec
-    from faultbench.measurement.workload import KNOB_AXIS, WorkloadError, load
+    from faultbench.measurement.workload import KNOB_AXIS, load
 
     run_dir: RunDir | None = None
     try:
@@ -68,9 +68,6 @@ def run(args: argparse.Namespace) -> int:
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
-    except (WorkloadError, RunError, ResultsError) as exc:
-        print(f"faultbench run: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         where = "" if run_dir is None else (
             f"; samples so far are in {run_dir.path}; continue with: "
@@ -82,17 +79,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _restore_knobs(meta: dict[str, Any]) -> None:
     """A run killed with SIGKILL left its knobs changed and journaled: put them back before
-    resuming (the knob module refuses to start over a stale journal)."""
+    resuming (the knob session refuses to start over a stale journal)."""
     if not any(s["knobs"] for s in meta["scenarios"]):
         return
-    from faultbench.measurement import knobs as _knobs
-    from faultbench.measurement.runner import RunError
+    from faultbench.measurement.journal import restore_journal
 
-    try:
-        restored = _knobs.restore_journal()
-    except _knobs.KnobError as exc:
-        raise RunError(str(exc)) from None
-    for line in restored:
+    for line in restore_journal():
         print(f"faultbench run: restored {line} (left by the interrupted run)", file=sys.stderr)
 
 
@@ -111,22 +103,16 @@ def _in_guest(
     """The same command inside one boot of IMAGE, writing into `out` on the host. The boot
     gets room for the largest scenario, and the samples' deadlines plus start-up time
     before it is stopped."""
-    from faultbench.measurement import guest as _guest
+    from faultbench.measurement.guest import run_cli_in_guest
 
     out = out.resolve()
-    argv = [sys.executable, "-m", "faultbench", "run"]
+    argv = ["run"]
     argv += ["--resume", str(out)] if workload_file is None else [
         str(Path(workload_file).resolve()), "--out", str(out)]
     if args.quiet:
         argv.append("-q")
     deadlines = sum(s.deadline_s * s.mappers for s in specs) * rounds
     memory_mib = max(GUEST_MIN_MEMORY_MIB, 3 * max(s.size for s in specs) // 2**20 + 512)
-    try:
-        status = _guest.run_in_guest(
-            args.kernel, argv, rwdir=str(out), timeout_s=GUEST_OVERHEAD_S + deadlines,
-            memory=f"{memory_mib}M",
-        )
-    except _guest.GuestError as exc:
-        print(f"faultbench run: --kernel {args.kernel}: {exc}", file=sys.stderr)
-        return 2
-    return status  # the guest's run has printed where results went and the summary
+    # the guest's run prints where results went and the summary
+    return run_cli_in_guest(args.kernel, argv, rwdir=str(out),
+                            timeout_s=GUEST_OVERHEAD_S + deadlines, memory=f"{memory_mib}M")

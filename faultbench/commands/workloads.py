@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,20 +19,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.workload import WorkloadError, load, shipped, workload_dirs
 
-    try:
-        if args.workload:
-            _show(load(args.workload))
-            return 0
-        found = shipped()
-        if not found:
-            print("faultbench workloads: no workloads found (looked in: "
-                  f"{', '.join(map(str, workload_dirs())) or 'no workloads directory'})",
-                  file=sys.stderr)
-            return 2
-        workloads = [load(name) for name in found]
-    except WorkloadError as exc:
-        print(f"faultbench workloads: {exc}", file=sys.stderr)
-        return 2
+    if args.workload:
+        _show(load(args.workload))
+        return 0
+    found = shipped()
+    if not found:
+        raise WorkloadError("no workloads found (looked in: "
+                            f"{', '.join(map(str, workload_dirs())) or 'no workloads directory'})")
+    workloads = [load(name) for name in found]
     width = max(len(w.name) for w in workloads)
     for w in workloads:
         size = f"{len(w.scenarios)} scenarios x {w.rounds} rounds"

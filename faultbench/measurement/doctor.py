@@ -1,22 +1,25 @@
-"""`faultbench doctor [--json]`: what this machine can measure, and why not.
+"""What this machine can measure, and why not (`faultbench doctor`).
 
 Every line comes from probing the running kernel (reading knobs, tiny real measurements),
-never from guesses; what could not be probed says so.
+never from guesses; what could not be probed says so. Standard library and the cffi module
+only.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from faultbench.measurement import guest, knobs
+from faultbench.measurement.measure import DEFAULT_DIRS, measure, meminfo
+from faultbench.measurement.provenance import collect
+from faultbench.measurement.spec import Spec, SpecError
+from faultbench.measurement.sysfs import DEBUGFS, lockdown, mounted
+
 UFFD_PROBES = (("memfd", "missing"), ("memfd", "wp"), ("memfd", "minor"),
                ("hugetlb", "missing"), ("hugetlb", "minor"))
-MARK = {True: "ok  ", False: "NO  ", None: "info"}
 
 
 @dataclass
@@ -26,55 +29,42 @@ class Check:
     detail: str
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help="one JSON object: checks, summary and provenance")
-
-
 def _knob_check(name: str) -> Check:
-    from faultbench.measurement import knobs as _knobs
-
     try:
-        knob = _knobs.resolve(name)
-        _knobs.check_settable(knob)
-        return Check(name, True, f"{knob.path} = {_knobs.read_value(knob)}, settable")
-    except _knobs.KnobError as exc:
+        knob = knobs.resolve(name)
+        knobs.check_settable(knob)
+        return Check(name, True, f"{knob.path} = {knobs.read_value(knob)}, settable")
+    except knobs.KnobError as exc:
         return Check(name, False, f"not settable: {exc}")
     except OSError as exc:
         return Check(name, False, f"not readable: {exc}")
 
 
 def knob_checks() -> list[Check]:
-    from faultbench.measurement import knobs as _knobs
-    from faultbench.measurement import measure as _measure
-
-    mode = _knobs.lockdown()
+    mode = lockdown()
     out = [
         Check("root", os.geteuid() == 0, f"uid {os.geteuid()}"
               + ("" if os.geteuid() == 0 else ": knobs and debugfs need root")),
         Check("lockdown", mode == "none" if mode else None,
               f"lockdown={mode}" if mode else "unknown (securityfs not readable)"),
     ]
-    with _knobs.mounted("debugfs", _knobs.DEBUGFS) as have_debugfs:
+    with mounted("debugfs", DEBUGFS) as have_debugfs:
         if not have_debugfs:
             out.append(Check("debugfs", False, "not mounted and cannot be mounted here"))
         out.append(_knob_check("fault_around_bytes"))
     out += [_knob_check("vm.swappiness"), _knob_check("thp.enabled"),
             _knob_check("thp.shmem_enabled")]
     try:
-        _knobs.resolve("read_ahead_kb")
+        knobs.resolve("read_ahead_kb")
         out.append(_knob_check("read_ahead_kb"))
-    except _knobs.KnobError as exc:
+    except knobs.KnobError as exc:
         out.append(Check("read_ahead_kb", False,
-                         f"file backing's default dir {_measure.DEFAULT_DIRS['file']}: {exc}"))
+                         f"file backing's default dir {DEFAULT_DIRS['file']}: {exc}"))
     return out
 
 
 def measurement_checks() -> list[Check]:
     """Tiny real measurements: which userfaultfd modes and counters work here."""
-    from faultbench.measurement.measure import measure, meminfo
-    from faultbench.measurement.spec import Spec, SpecError
-
     out = []
     try:
         base = measure(Spec(backing="memfd", size=1 << 20, deadline_s=5.0, perf=True))
@@ -106,10 +96,6 @@ def measurement_checks() -> list[Check]:
 
 
 def machine_checks() -> list[Check]:
-    from faultbench.measurement import guest as _guest
-    from faultbench.measurement import knobs as _knobs
-    from faultbench.measurement.measure import meminfo
-
     info = meminfo()
     out = [
         Check("memory", None, f"{info.get('MemAvailable', 0) / 2**20:.1f} GiB available "
@@ -118,26 +104,23 @@ def machine_checks() -> list[Check]:
               f"{info.get('HugePages_Free')} free of {info.get('HugePages_Total')} "
               f"({info.get('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
     ]
-    images = _knobs.boot_images()
+    images = guest.boot_images()
     out.append(Check("kernel images", bool(images), ", ".join(images) or
                      "none in /boot: apt-get install linux-image-amd64, or pass your bzImage"))
     for tool, found, how in (
-        (_guest.qemu_binary(), shutil.which(_guest.qemu_binary()),
+        (guest.qemu_binary(), shutil.which(guest.qemu_binary()),
          "apt-get install qemu-system-x86"),
-        ("virtme-ng", _guest.find_vng(), "pip install virtme-ng"),
-        ("busybox", _guest.find_busybox(), "apt-get install busybox-static"),
+        ("virtme-ng", guest.find_vng(), "pip install virtme-ng"),
+        ("busybox", guest.find_busybox(), "apt-get install busybox-static"),
     ):
         out.append(Check(tool, bool(found), found or f"missing: {how}"))
-    kvm, why = _guest.kvm_state()
+    kvm, why = guest.kvm_state()
     out.append(Check("kvm", kvm, why))
     return out
 
 
 def summary(checks: list[Check]) -> list[str]:
     """The answers a user came for: can the knob be swept, here or in a booted image."""
-    from faultbench.measurement import guest as _guest
-    from faultbench.measurement import knobs as _knobs
-
     by_name = {c.name: c for c in checks}
     knob = by_name["fault_around_bytes"]
     lines = []
@@ -145,9 +128,9 @@ def summary(checks: list[Check]) -> list[str]:
         lines.append("fault_around_bytes sweeps: possible natively (--set fault_around_bytes=...)")
     else:
         lines.append(f"fault_around_bytes sweeps: not natively; {knob.detail}")
-    images = _knobs.boot_images()
-    missing = _guest.requirements(images[-1]) if images else ["no kernel image in /boot"]
-    kvm, why = _guest.kvm_state()
+    images = guest.boot_images()
+    missing = guest.requirements(images[-1]) if images else ["no kernel image in /boot"]
+    kvm, why = guest.kvm_state()
     if missing:
         lines.append(f"booted kernel images (--kernel IMAGE): not possible: {'; '.join(missing)}")
     elif kvm:
@@ -166,22 +149,6 @@ def summary(checks: list[Check]) -> list[str]:
 
 
 def diagnose() -> dict[str, Any]:
-    from faultbench.measurement.provenance import collect
-
     checks = knob_checks() + measurement_checks() + machine_checks()
     return {"checks": [asdict(c) for c in checks], "summary": summary(checks),
             "provenance": collect()}
-
-
-def run(args: argparse.Namespace) -> int:
-    report = diagnose()
-    if args.json:
-        print(json.dumps(report, indent=1))
-        return 0
-    for check in report["checks"]:
-        print(f"{MARK[check['ok']]} {check['name']}: {check['detail']}")
-    print()
-    for line in report["summary"]:
-        print(f"=> {line}")
-    sys.stdout.flush()
-    return 0

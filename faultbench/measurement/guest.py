@@ -19,14 +19,12 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from types import FrameType
 
-from faultbench.measurement.knobs import boot_images
-from faultbench.measurement.provenance import cpu_flags
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.signals import signals_raise
+from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
 TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
@@ -42,8 +40,18 @@ SCRATCH_MOUNT = "/var/tmp"
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
 
-class GuestError(Exception):
+class GuestError(FaultbenchError):
     """The guest could not be started or did not finish; one line: why, and what to do."""
+
+
+def boot_images() -> list[str]:
+    """Kernel images a user could pass to --kernel."""
+    return sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
+
+
+def kernel_hint() -> str:
+    images = boot_images()
+    return f"--kernel {images[-1] if images else '/boot/vmlinuz-<version>'}"
 
 
 def venv_bin() -> str:
@@ -210,7 +218,8 @@ def _run_streaming(command: list[str], timeout_s: float) -> int:
     late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
                       f"(raise {TIMEOUT_ENV} if it needs longer)")
     try:
-        with _terminating_signals_raise():
+        # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
+        with signals_raise((signal.SIGTERM, signal.SIGHUP)):
             _copy_until_exit(proc, deadline, late)
             try:
                 return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
@@ -264,28 +273,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             pipe.close()
 
 
-@contextlib.contextmanager
-def _terminating_signals_raise() -> Iterator[None]:
-    """SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+def run_cli_in_guest(
+    kernel: str, argv: list[str], rwdir: str | None = None, timeout_s: float | None = None,
+    memory: str = "1G",
+) -> int:
+    """`faultbench <argv>` inside `kernel` (the options as for run_in_guest); its output
+    becomes ours, its status our status."""
     try:
-        yield
-    finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
-
-
-def run_cli_in_guest(kernel: str, argv: list[str]) -> int:
-    """`faultbench <argv>` inside `kernel`; its output becomes ours, its status our status."""
-    try:
-        return run_in_guest(kernel, [sys.executable, "-m", "faultbench", *argv])
+        return run_in_guest(kernel, [sys.executable, "-m", "faultbench", *argv], rwdir=rwdir,
+                            timeout_s=timeout_s, memory=memory)
     except GuestError as exc:
-        print(f"faultbench: --kernel {kernel}: {exc}", file=sys.stderr)
-        return 2
+        raise GuestError(f"--kernel {kernel}: {exc}") from None

@@ -1,4 +1,4 @@
-"""Kernel knobs faultbench may change, and the journal that guarantees they are put back.
+"""Kernel knobs faultbench may change: their names, where they live, and validation.
 
 Knob names (the `--set NAME=V1,V2` and workload `knobs` vocabulary):
 
@@ -8,39 +8,26 @@ Knob names (the `--set NAME=V1,V2` and workload `knobs` vocabulary):
   `thp.hugepages-<N>kB.shmem_enabled`: /sys/kernel/mm/transparent_hugepage/...
 - `read_ahead_kb`: the block device holding the `file` backing's directory.
 
-An absolute path to one of those files is accepted too; any other path is refused.
-
-Originals are journaled (JSON, atomically) before the first write and restored on every exit
-path; after a SIGKILL, `faultbench restore` replays the journal. Standard library only: this
-runs inside emulated guests too.
+An absolute path to one of those files is accepted too; any other path is refused. Changing
+them goes through measurement.session (journaled first, restored on every exit path).
+Standard library only: this runs inside emulated guests too.
 """
 
 from __future__ import annotations
 
-import contextlib
 import itertools
-import json
 import os
 import re
-import signal
-import subprocess
-import sys
-import threading
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from types import FrameType, TracebackType
 
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.guest import kernel_hint
 from faultbench.measurement.spec import SpecError, parse_size
+from faultbench.measurement.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 
-DEBUGFS = "/sys/kernel/debug"
-SECURITYFS = "/sys/kernel/security"
 FAULT_AROUND_PATH = f"{DEBUGFS}/fault_around_bytes"
 SYSCTL_VM = "/proc/sys/vm"
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
-DEFAULT_JOURNAL = "/run/faultbench/journal.json"
-JOURNAL_FORMAT = "faultbench-journal/1"
 PTE_BYTES = 8  # sizeof(pte_t) on every 64-bit architecture Linux supports
 KNOB_HELP = "fault_around_bytes, vm.<sysctl>, thp.<setting> or read_ahead_kb"
 
@@ -49,10 +36,9 @@ _THP_SIZED = ("enabled", "shmem_enabled")
 _THP_SIZED_RE = re.compile(r"^hugepages-\d+kB$")
 _SYSCTL_RE = re.compile(r"^[a-z0-9_-]+$")
 _ZERO_RE = re.compile(r"^0+\s*[kKmMgG]?(i?[bB])?$")
-_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class KnobError(Exception):
+class KnobError(FaultbenchError):
     """A knob that cannot be set as asked; the message is one line: why, and what to do."""
 
 
@@ -74,89 +60,6 @@ def rounded_fault_around(value: int) -> int:
     if value <= page_size():
         return page_size()
     return 1 << (value.bit_length() - 1)
-
-
-def thp_choices(text: str) -> tuple[list[str], str | None]:
-    """('always madvise [never]') -> (['always', 'madvise', 'never'], 'never')."""
-    choices, selected = [], None
-    for token in text.split():
-        if token.startswith("[") and token.endswith("]"):
-            token = token[1:-1]
-            selected = token
-        choices.append(token)
-    return choices, selected
-
-
-def _read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
-
-
-def is_mounted(target: str, fstype: str) -> bool:
-    try:
-        lines = Path("/proc/self/mounts").read_text().splitlines()
-    except OSError:
-        return False
-    return any(line.split()[1:3] == [target, fstype] for line in lines if len(line.split()) > 2)
-
-
-def kernel_has_fs(fstype: str) -> bool:
-    try:
-        return any(line.split()[-1] == fstype
-                   for line in Path("/proc/filesystems").read_text().splitlines() if line)
-    except OSError:
-        return False
-
-
-def mount(fstype: str, target: str) -> None:
-    done = subprocess.run(["mount", "-t", fstype, fstype, target],
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise KnobError(f"cannot mount {fstype} on {target}: {done.stderr.strip()}")
-
-
-def umount(target: str) -> None:
-    subprocess.run(["umount", target], capture_output=True, check=False)
-
-
-@contextlib.contextmanager
-def mounted(fstype: str, target: str) -> Iterator[bool]:
-    """`fstype` mounted at `target` for the block; unmounted again if we mounted it.
-
-    Yields whether it is mounted. Without root or kernel support it yields False.
-    """
-    if is_mounted(target, fstype):
-        yield True
-        return
-    if os.geteuid() != 0 or not kernel_has_fs(fstype) or not os.path.isdir(target):
-        yield False
-        return
-    mount(fstype, target)
-    try:
-        yield True
-    finally:
-        umount(target)
-
-
-def lockdown() -> str | None:
-    """'none', 'integrity' or 'confidentiality'; None when securityfs cannot tell."""
-    path = f"{SECURITYFS}/lockdown"
-    with mounted("securityfs", SECURITYFS):
-        try:
-            _, selected = thp_choices(_read(path))
-        except OSError:
-            return None
-    return selected
-
-
-def boot_images() -> list[str]:
-    """Kernel images a user could pass to --kernel."""
-    return sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
-
-
-def kernel_hint() -> str:
-    images = boot_images()
-    return f"--kernel {images[-1] if images else '/boot/vmlinuz-<version>'}"
 
 
 @dataclass(frozen=True)
@@ -188,7 +91,7 @@ def read_ahead_path(file_dir: str) -> str:
 def resolve(name: str, file_dir: str | None = None) -> Knob:
     """The knob called `name` (or at path `name`); KnobError if it is not one we may write."""
     if name.startswith("/"):
-        return _resolve_path(name, file_dir)
+        return resolve_path(name, file_dir)
     if name == "fault_around_bytes":
         return Knob(name, FAULT_AROUND_PATH, "fault_around")
     if name == "read_ahead_kb":
@@ -220,7 +123,7 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
     raise KnobError(f"unknown knob {name!r}: use {KNOB_HELP}")
 
 
-def _resolve_path(path: str, file_dir: str | None) -> Knob:
+def resolve_path(path: str, file_dir: str | None) -> Knob:
     real = os.path.realpath(path)
     if real == FAULT_AROUND_PATH:
         return resolve("fault_around_bytes")
@@ -261,7 +164,7 @@ def _validate(knob: Knob, text: str) -> str:
     if knob.kind == "fault_around":
         return str(_fault_around_value(text))
     if knob.kind == "thp":
-        choices, _ = thp_choices(_read(knob.path))
+        choices, _ = bracket_choices(read_text(knob.path))
         if text not in choices:
             raise KnobError(f"{knob.name}={text!r} is not one of: {', '.join(choices)}")
         return text
@@ -270,7 +173,7 @@ def _validate(knob: Knob, text: str) -> str:
         if len(numbers) != 1:
             raise KnobError(f"{knob.name} takes one number, got {text!r}")
         return str(numbers[0])
-    current = _read(knob.path).split()
+    current = read_text(knob.path).split()
     if current and all(re.fullmatch(r"-?\d+", t) for t in current):
         numbers = _integers(knob, text)
         if len(numbers) != len(current):
@@ -344,24 +247,24 @@ def cross_product(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
 
 def read_value(knob: Knob) -> int | str:
     """The value the kernel uses now: a number, or the selected THP choice, or the text."""
-    text = _read(knob.path)
+    text = read_text(knob.path)
     if knob.kind == "thp":
-        _, selected = thp_choices(text)
+        _, selected = bracket_choices(text)
         return selected or text
     return int(text) if re.fullmatch(r"-?\d+", text) else text
 
 
-def _restorable_text(knob: Knob) -> str:
+def restorable_text(knob: Knob) -> str:
     value = read_value(knob)
     return value if isinstance(value, str) else str(value)
 
 
-def _same(knob: Knob, want: str) -> bool:
+def reads_as(knob: Knob, want: str) -> bool:
     now = read_value(knob)
     return (now.split() if isinstance(now, str) else [str(now)]) == want.split()
 
 
-def _write(knob: Knob, value: str) -> None:
+def write(knob: Knob, value: str) -> None:
     try:
         with open(knob.path, "w") as f:
             f.write(value)
@@ -380,7 +283,7 @@ def check_settable(knob: Knob) -> None:
                 f"{kernel_hint()}"
             )
         try:
-            _read(knob.path)
+            read_text(knob.path)
         except PermissionError:
             mode = lockdown() or "unknown mode"
             raise KnobError(
@@ -393,293 +296,3 @@ def check_settable(knob: Knob) -> None:
         raise KnobError(f"{knob.path} is read-only in this kernel")
     if os.statvfs(knob.path).f_flag & os.ST_RDONLY:
         raise KnobError(f"{knob.path} is on a read-only mount (a container?); run on the host")
-
-
-def journal_path() -> str:
-    return os.environ.get("FAULTBENCH_JOURNAL") or DEFAULT_JOURNAL
-
-
-def _process_start(pid: int) -> str | None:
-    """The start time of `pid` (clock ticks since boot), which tells a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def _load_journal(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise KnobError(f"journal {path} is unreadable ({exc}); inspect it, then delete it") \
-            from None
-    if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
-        raise KnobError(f"{path} is not a faultbench journal; inspect it, then delete it")
-    return data
-
-
-def _owner_alive(data: dict) -> bool:
-    pid = data.get("pid")
-    if not isinstance(pid, int) or pid <= 0 or pid == os.getpid():
-        return False
-    start = _process_start(pid)
-    return start is not None and start == data.get("pid_start")
-
-
-def _refuse_if_journal(path: str) -> None:
-    data = _load_journal(path)
-    if data is None:
-        return
-    if _owner_alive(data):
-        raise KnobError(
-            f"another faultbench run (pid {data['pid']}) is changing kernel knobs (journal "
-            f"{path}); wait for it to finish"
-        )
-    names = ", ".join(k.get("name", "?") for k in data.get("knobs", []))
-    raise KnobError(
-        f"a previous run (pid {data.get('pid')}) did not restore {names or 'its knobs'} "
-        f"(journal {path}); run `faultbench restore` first"
-    )
-
-
-def _write_journal(path: str, data: dict) -> None:
-    """Atomically, durably and exclusively: the journal must exist before the first knob is
-    written, and two runs starting together must not both think they own the knobs."""
-    directory = os.path.dirname(path) or "."
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            os.link(tmp, path)  # fails if another run created its journal meanwhile
-        except FileExistsError:
-            _refuse_if_journal(path)
-            raise
-        finally:
-            os.unlink(tmp)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise KnobError(
-            f"cannot write the restore journal {path}: {exc.strerror}; set FAULTBENCH_JOURNAL "
-            "to a writable path"
-        ) from exc
-
-
-def _drop_journal(path: str) -> None:
-    """The journal, and the default journal's directory once empty, are gone."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    if path == DEFAULT_JOURNAL:
-        with contextlib.suppress(OSError):
-            os.rmdir(os.path.dirname(path))
-
-
-def _journal_knob(entry: dict) -> Knob:
-    """The knob of a journal entry, re-checked: a journal must not write outside our roots."""
-    path = entry.get("path")
-    if not isinstance(path, str) or not isinstance(entry.get("original"), str):
-        raise KnobError(f"journal entry {entry!r} is malformed")
-    name = entry.get("name")
-    if name == "read_ahead_kb":
-        if os.path.basename(path) != "read_ahead_kb" or not os.path.realpath(path).startswith(
-            "/sys/devices/"
-        ):
-            raise KnobError(f"journal entry {path} is outside what faultbench may change")
-        return Knob(name, path, "read_ahead")
-    return _resolve_path(path, None)
-
-
-def _put_back(knobs: list[tuple[Knob, str]]) -> list[str]:
-    """Write every original back (last set first), verify; the problems, one line each."""
-    problems = []
-    for knob, original in reversed(knobs):
-        try:
-            _write(knob, original)
-            if not _same(knob, original):
-                problems.append(f"{knob.name} reads {read_value(knob)!r}, not {original!r}")
-        except (KnobError, OSError) as exc:
-            problems.append(f"{knob.name}: {exc}")
-    return problems
-
-
-def restore_journal(path: str | None = None) -> list[str]:
-    """Replay a stale journal: the restored knobs as 'name: now -> original' lines.
-
-    Raises KnobError if the run that wrote it is alive or something could not be restored
-    (the journal is kept then, so the restore can be retried).
-    """
-    path = path or journal_path()
-    data = _load_journal(path)
-    if data is None:
-        return []
-    if _owner_alive(data):
-        raise KnobError(
-            f"faultbench run pid {data['pid']} is still running and restores its knobs itself "
-            f"when it ends; stop it (kill {data['pid']}) instead"
-        )
-    entries = [(_journal_knob(e), e["original"]) for e in data.get("knobs", [])]
-    done = []
-    with contextlib.ExitStack() as stack:
-        if any(k.kind == "fault_around" for k, _ in entries):
-            stack.enter_context(mounted("debugfs", DEBUGFS))
-        for knob, original in entries:
-            with contextlib.suppress(OSError):
-                done.append(f"{knob.name}: {read_value(knob)} -> {original}")
-        problems = _put_back(entries)
-    for target in data.get("unmount", []):
-        if target == DEBUGFS:
-            umount(target)
-    if problems:
-        raise KnobError(f"could not restore from {path}: {'; '.join(problems)}")
-    _drop_journal(path)
-    return done
-
-
-class KnobSession:
-    """Change knobs for a while; originals come back on every exit path.
-
-    with KnobSession(["fault_around_bytes"]) as session:
-        session.apply({"fault_around_bytes": "4096"})  # -> {"fault_around_bytes": 4096}
-
-    Signals SIGINT/SIGTERM/SIGHUP restore first, then go to the handler that was installed
-    before the session if it is a Python one (KeyboardInterrupt for SIGINT by default), else
-    raise SystemExit(128 + signal), so callers unwind normally.
-    """
-
-    def __init__(self, names: list[str], file_dir: str | None = None) -> None:
-        self.knobs = [resolve(name, file_dir) for name in names]
-        self.path = journal_path()
-        self._originals: list[tuple[Knob, str]] = []
-        self._unmount: list[str] = []
-        self._previous: dict[int, object] = {}
-        self._owner = os.getpid()
-        self._active = False
-
-    def __enter__(self) -> KnobSession:
-        _refuse_if_journal(self.path)
-        try:
-            if any(k.kind == "fault_around" for k in self.knobs) and not is_mounted(
-                DEBUGFS, "debugfs"
-            ) and os.geteuid() == 0 and kernel_has_fs("debugfs"):
-                mount("debugfs", DEBUGFS)
-                self._unmount.append(DEBUGFS)
-            for knob in self.knobs:
-                check_settable(knob)
-            self._originals = [(k, _restorable_text(k)) for k in self.knobs]
-            _write_journal(self.path, {
-                "format": JOURNAL_FORMAT,
-                "pid": os.getpid(),
-                "pid_start": _process_start(os.getpid()),
-                "argv": sys.argv,
-                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "unmount": self._unmount,
-                "knobs": [{"name": k.name, "path": k.path, "original": v}
-                          for k, v in self._originals],
-            })
-        except BaseException:
-            self._unmount_ours()
-            raise
-        self._active = True
-        self._install_handlers()
-        return self
-
-    def apply(self, setting: dict[str, str]) -> dict[str, int | str]:
-        """Write each value; return what the kernel reads back (not what was asked)."""
-        if not self._active:
-            raise KnobError("KnobSession.apply() outside its `with` block")
-        by_name = {k.name: k for k in self.knobs}
-        unknown = [name for name in setting if name not in by_name]
-        if unknown:
-            raise KnobError(f"knob(s) {', '.join(unknown)} not part of this session")
-        with _signals_blocked():
-            for name, value in setting.items():
-                _write(by_name[name], validate(by_name[name], str(value)))
-            return {name: read_value(by_name[name]) for name in setting}
-
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        problems = self.restore()
-        self._uninstall_handlers()
-        if problems:
-            message = (f"could not restore {'; '.join(problems)}; the journal {self.path} "
-                       "is kept: run `faultbench restore`")
-            if exc is None:
-                raise KnobError(message)
-            print(f"faultbench: {message}", file=sys.stderr)
-
-    def restore(self) -> list[str]:
-        """Put originals back (once), verify, drop the journal; the problems, if any."""
-        if not self._active:
-            return []
-        with _signals_blocked():
-            self._active = False
-            problems = _put_back(self._originals)
-            self._unmount_ours()
-            if not problems:
-                _drop_journal(self.path)
-        return problems
-
-    def _unmount_ours(self) -> None:
-        for target in self._unmount:
-            umount(target)
-        self._unmount = []
-
-    def _install_handlers(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may handle signals; __exit__ still restores
-        for signum in _SIGNALS:
-            self._previous[signum] = signal.signal(signum, self._on_signal)
-
-    def _uninstall_handlers(self) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)  # type: ignore[arg-type]
-        self._previous = {}
-
-    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != self._owner:
-            # A forked child inherited this handler: it owns no knobs, so die as by default.
-            signal.signal(signum, signal.SIG_DFL)
-            os.kill(os.getpid(), signum)
-            return
-        problems = self.restore()
-        name = signal.Signals(signum).name
-        if problems:
-            print(f"faultbench: {name}: could not restore {'; '.join(problems)}; run "
-                  "`faultbench restore`", file=sys.stderr)
-        else:
-            print(f"faultbench: {name}: kernel knobs restored", file=sys.stderr)
-        previous = self._previous.get(signum)
-        self._uninstall_handlers()
-        if callable(previous):
-            # The handler we displaced (Python's for SIGINT, a runner's for SIGTERM) decides
-            # how the program unwinds, as if we had never been there.
-            previous(signum, frame)
-            return
-        if signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        raise SystemExit(128 + signum)
-
-
-@contextlib.contextmanager
-def _signals_blocked() -> Iterator[None]:
-    """Writes and restores are not torn by a signal arriving half-way."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)

@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement import knobs as _knobs
+from faultbench.measurement import knobs
+from faultbench.measurement.sysfs import (
+    DEBUGFS,
+    cpu_flags,
+    cpuinfo_fields,
+    lockdown,
+    mount_of,
+    mounted,
+)
 
 CPU_DIR = "/sys/devices/system/cpu"
 DMI_DIR = "/sys/devices/virtual/dmi/id"
@@ -22,7 +30,6 @@ DMI_DIR = "/sys/devices/virtual/dmi/id"
 
 class _Facts:
     """A dict under construction plus the reasons for its None values."""
-
     def __init__(self) -> None:
         self.data: dict[str, Any] = {}
         self.null_reasons: dict[str, str] = {}
@@ -44,74 +51,35 @@ class _Facts:
             self.put(key, None, reason or f"{path}: {exc.strerror}")
 
 
-def cpuinfo_fields() -> dict[str, str]:
-    """The first processor's /proc/cpuinfo fields."""
-    fields: dict[str, str] = {}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return fields
-    for line in text.split("\n\n", 1)[0].splitlines():
-        name, _, value = line.partition(":")
-        fields[name.strip()] = value.strip()
-    return fields
-
-
-def cpu_flags() -> set[str]:
-    return set(cpuinfo_fields().get("flags", "").split())
-
-
-def mount_of(path: str) -> dict[str, str] | None:
-    """The mount holding `path`: {'mount_point', 'fs_type', 'source'} from mountinfo."""
-    try:
-        dev = os.stat(path).st_dev
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    real = os.path.realpath(path)
-    want = f"{os.major(dev)}:{os.minor(dev)}"
-    best: dict[str, str] | None = None
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or len(tail) < 2 or fields[2] != want:
-            continue
-        point = fields[4].replace("\\040", " ")
-        inside = real == point or real.startswith(point.rstrip("/") + "/")
-        if inside and (best is None or len(point) >= len(best["mount_point"])):
-            best = {"mount_point": point, "fs_type": tail[0], "source": tail[1]}
-    return best
-
-
 def thp_settings() -> dict[str, Any]:
     """Selected value of every THP setting faultbench may change, by knob name."""
     out: dict[str, Any] = {}
     names = [f"thp.{n}" for n in ("enabled", "shmem_enabled", "defrag")]
     names += sorted(
         f"thp.{p.parent.name}.{p.name}"
-        for p in Path(_knobs.THP_DIR).glob("hugepages-*kB/*enabled")
+        for p in Path(knobs.THP_DIR).glob("hugepages-*kB/*enabled")
     )
     for name in names:
         try:
-            out[name] = _knobs.read_value(_knobs.resolve(name))
-        except (OSError, _knobs.KnobError):
+            out[name] = knobs.read_value(knobs.resolve(name))
+        except (OSError, knobs.KnobError):
             continue
     return out
 
 
 def fault_around_bytes() -> tuple[int | None, str]:
     """The knob's value, or None and why it cannot be read here."""
-    with _knobs.mounted("debugfs", _knobs.DEBUGFS) as ok:
+    with mounted("debugfs", DEBUGFS) as ok:
         if not ok:
             why = ("debugfs needs root to mount" if os.geteuid() != 0
                    else "this kernel has no debugfs")
             return None, why
         try:
-            return int(Path(_knobs.FAULT_AROUND_PATH).read_text()), ""
+            return int(Path(knobs.FAULT_AROUND_PATH).read_text()), ""
         except PermissionError:
-            return None, f"debugfs is locked down (lockdown={_knobs.lockdown() or 'unknown'})"
+            return None, f"debugfs is locked down (lockdown={lockdown() or 'unknown'})"
         except (OSError, ValueError) as exc:
-            return None, f"{_knobs.FAULT_AROUND_PATH}: {exc}"
+            return None, f"{knobs.FAULT_AROUND_PATH}: {exc}"
 
 
 def detect_virt() -> str | None:
@@ -153,10 +121,10 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
     facts.put("kernel.version", uname.version)
     facts.put("kernel.machine", uname.machine)
     facts.read("kernel.cmdline", "/proc/cmdline")
-    facts.put("kernel.lockdown", _knobs.lockdown(), "securityfs not readable (needs root)")
-    facts.put("page_size", _knobs.page_size())
-    facts.put("ptrs_per_pte", _knobs.ptrs_per_pte())
-    facts.put("fault_around_max_bytes", _knobs.fault_around_max())
+    facts.put("kernel.lockdown", lockdown(), "securityfs not readable (needs root)")
+    facts.put("page_size", knobs.page_size())
+    facts.put("ptrs_per_pte", knobs.ptrs_per_pte())
+    facts.put("fault_around_max_bytes", knobs.fault_around_max())
 
     cpu = cpuinfo_fields()
     facts.put("cpu.model", cpu.get("model name"), "no 'model name' in /proc/cpuinfo")
@@ -186,12 +154,12 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
     if file_dir is not None:
         facts.put("file.dir", file_dir)
         where = mount_of(file_dir)
-        facts.put("file.fs_type", where and where["fs_type"], f"{file_dir} not found in mountinfo")
-        facts.put("file.source", where and where["source"], f"{file_dir} not found in mountinfo")
+        facts.put("file.fs_type", where and where.fs_type, f"{file_dir} not found in mountinfo")
+        facts.put("file.source", where and where.source, f"{file_dir} not found in mountinfo")
         try:
-            knob = _knobs.resolve("read_ahead_kb", file_dir)
-            facts.put("knobs.read_ahead_kb", _knobs.read_value(knob))
-        except (OSError, _knobs.KnobError) as exc:
+            knob = knobs.resolve("read_ahead_kb", file_dir)
+            facts.put("knobs.read_ahead_kb", knobs.read_value(knob))
+        except (OSError, knobs.KnobError) as exc:
             facts.put("knobs.read_ahead_kb", None, str(exc))
 
     info = meminfo()

@@ -13,6 +13,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from faultbench.errors import FaultbenchError
+
 FORMAT = "faultbench-run/1"
 META = "meta.json"
 SAMPLES = "samples.jsonl"
@@ -20,7 +22,7 @@ PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
 
 
-class ResultsError(ValueError):
+class ResultsError(FaultbenchError, ValueError):
     """A results directory that cannot be written or resumed; the message says why."""
 
 
@@ -43,6 +45,34 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+def read_samples(path: Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
+    """The samples of a samples.jsonl (one JSON object per line; blank lines are ignored)
+    and how many lines were not one.
+
+    strict: a bad line raises ResultsError naming it (resuming must not build on a file it
+    does not understand). Otherwise bad lines are skipped and counted: a run killed
+    mid-write leaves a partial last line, and the rest is still worth reading.
+    """
+    records: list[dict[str, Any]] = []
+    bad = 0
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+
+                continue
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if isinstance(record, dict):
+                records.append(record)
+            elif strict:
+                raise ResultsError(f"{path}:{number}: not a JSON object")
+            else:
+                bad += 1
+    return records, bad
+
+
 def sample_key(record: dict[str, Any]) -> tuple[str, int, int]:
     """What identifies a sample within a run."""
     return record["scenario"], record["round"], record["mapper"]
@@ -58,7 +88,6 @@ def benchmark_name(record: dict[str, Any]) -> str:
 
 class RunDir:
     """One run's directory: create it, append samples, resume it."""
-
     def __init__(self, path: Path) -> None:
         self.path = path
         self._samples: IO[str] | None = None
@@ -98,8 +127,8 @@ class RunDir:
         atomic_write(self.path / META, json.dumps(meta, indent=1) + "\n")
 
     def read_samples(self) -> list[dict[str, Any]]:
-        """Every complete line; a last line cut short by a kill is removed from the file,
-        so the sample is measured again and never half-recorded."""
+        """Every complete line, strictly (for resuming); a last line cut short by a kill is
+        removed from the file, so the sample is measured again and never half-recorded."""
         path = self.path / SAMPLES
         if not path.exists():
             return []
@@ -108,12 +137,7 @@ class RunDir:
         if end < len(data):
             with open(path, "r+b") as fh:
                 fh.truncate(end)
-        records = []
-        for number, line in enumerate(data[:end].splitlines(), 1):
-            try:
-                records.append(json.loads(line))
-            except ValueError:
-                raise ResultsError(f"{path}:{number}: not a JSON line") from None
+        records, _ = read_samples(path, strict=True)
         return records
 
     def append(self, record: dict[str, Any]) -> None:

@@ -16,16 +16,21 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.measurement import knobs as _knobs
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.knobs import KnobError, check_settable, resolve
+from faultbench.measurement.progress import Progress
 from faultbench.measurement.results import FORMAT, WORKER_LOG, RunDir, sample_key
+from faultbench.measurement.session import KnobSession
+from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import Sample, Spec, SpecError
+from faultbench.measurement.sysfs import DEBUGFS, mounted
 from faultbench.measurement.workload import Scenario, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
@@ -33,14 +38,14 @@ from faultbench.measurement.workload import Scenario, Workload
 GRACE_S = 20.0
 
 
-class RunError(RuntimeError):
+class RunError(FaultbenchError, RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
+
 
 
 @dataclass(frozen=True)
 class Unit:
     """One measurement: a scenario in a round (several samples when several mappers)."""
-
     scenario: Scenario
     round: int
     warmup: bool
@@ -63,13 +68,13 @@ def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class WorkerLost(RuntimeError):
+class WorkerLost(FaultbenchError, RuntimeError):
+
     """The worker crashed or missed the deadline; the message is the sample's error."""
 
 
 class Worker:
     """A persistent measuring subprocess, restarted after a crash or a missed deadline."""
-
     def __init__(self, log: IO[bytes] | None = None) -> None:
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
@@ -179,80 +184,18 @@ def every_mapper(samples: list[dict[str, Any]], mappers: int) -> list[dict[str, 
     return samples + [{**samples[0], "mapper": m} for m in range(len(samples), mappers)]
 
 
-class Progress:
-    """A bar with counts and ETA on a terminal, one plain line per measurement otherwise."""
-
-    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr):
-        self.total, self.done, self.quiet, self.stream = total, done, quiet, stream
-        self.tty = stream.isatty()
-        self.start = time.monotonic()
-        self.measured = 0
-
-    def update(self, unit: Unit, samples: list[dict[str, Any]]) -> None:
-        self.done += 1
-        self.measured += 1
-        if self.quiet:
-            return
-        elapsed = time.monotonic() - self.start
-        eta = elapsed / self.measured * (self.total - self.done)
-        if self.tty:
-            width = 30
-            filled = width * self.done // max(self.total, 1)
-            self.stream.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"ETA {_clock(eta)} "
-            )
-        else:
-            tag = "warm-up " if unit.warmup else ""
-            self.stream.write(
-                f"[{self.done}/{self.total}] {tag}round {unit.round} {unit.scenario.name}: "
-                f"{' | '.join(_brief(s) for s in samples)}\n"
-            )
-        self.stream.flush()
-
-    def finish(self) -> None:
-        if self.tty and not self.quiet:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(seconds + 0.5)
-    return f"{seconds // 60}:{seconds % 60:02d}"
-
-
-def _brief(sample: dict[str, Any]) -> str:
-    if sample["status"] != "ok":
-        return f"{sample['status']}: {sample['error']}"
-    return f"{sample['faults_per_page']:.3f} faults/page {sample['ns_per_page']:.0f} ns/page"
-
-
-def check_resources(workload: Workload) -> list[dict[str, str]]:
+def check_resources(workload: Workload) -> None:
     """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
-    a safe share of memory or disk; scenarios this machine cannot do at all (e.g. no huge
-    pages reserved) are returned as skipped instead."""
+    a safe share of memory or disk. (Scenarios the kernel cannot do at all, e.g. hugetlb
+    without reserved pages, are measured as `unsupported` and recorded as skipped.)"""
     from faultbench.measurement.measure import check_resources as check_spec
 
-    skipped = []
     for scenario in workload.scenarios:
         try:
             check_spec(scenario.spec)
         except SpecError as exc:
-            if str(exc).startswith("unsupported"):
-                skipped.append({"scenario": scenario.name, "reason": str(exc)})
-            else:
-                raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
-                    from None
-    return skipped
-
-
-def without_scenarios(workload: Workload, skipped: list[dict[str, str]]) -> Workload:
-    names = {s["scenario"] for s in skipped}
-    return Workload(
-        workload.name, workload.file, workload.description, workload.repetitions,
-        workload.warmups, workload.seed, workload.axes,
-        [s for s in workload.scenarios if s.name not in names], workload.skipped + skipped,
-    )
+            raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
+                from None
 
 
 def settable_knobs(workload: Workload) -> Workload:
@@ -261,11 +204,11 @@ def settable_knobs(workload: Workload) -> Workload:
     names = workload.knob_names()
     if not names:
         return workload
-    with _knobs.mounted("debugfs", _knobs.DEBUGFS):
+    with mounted("debugfs", DEBUGFS):
         for name in names:
             try:
-                _knobs.check_settable(_knobs.resolve(name))
-            except _knobs.KnobError as exc:
+                check_settable(resolve(name))
+            except KnobError as exc:
                 workload = workload.without_knobs({name}, str(exc))
     return workload
 
@@ -277,7 +220,7 @@ def start(workload: Workload, out: Path) -> RunDir:
     from faultbench.measurement.provenance import collect
 
     workload = settable_knobs(workload)
-    workload = without_scenarios(workload, check_resources(workload))
+    check_resources(workload)
     if not workload.scenarios:
         reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
         raise RunError(f"nothing to run in workload {workload.name}: {reasons}")
@@ -295,20 +238,6 @@ def start(workload: Workload, out: Path) -> RunDir:
         "finished_utc": None,
     })
     return run_dir
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so knobs are restored and the worker stopped."""
-
-    def handler(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def execute(
@@ -339,11 +268,13 @@ def execute(
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
-            stack.enter_context(_sigterm_interrupts())
+            # SIGTERM unwinds like Ctrl-C, so knobs are restored and the worker stopped
+            stack.enter_context(signals_raise((signal.SIGTERM,),
+                                              exception=lambda _: KeyboardInterrupt()))
             log = stack.enter_context(open(run_dir.path / WORKER_LOG, "ab"))
             stack.callback(progress.finish)
             stack.callback(run_dir.close)
-            knobs = stack.enter_context(_knobs.KnobSession(knob_names)) if knob_names else None
+            knobs = stack.enter_context(KnobSession(knob_names)) if knob_names else None
             worker = Worker(log)
             stack.callback(worker.close)
             applied: dict[str, Any] | None = None
@@ -373,7 +304,7 @@ def execute(
                 if all(s["status"] == "unsupported" for s in samples):
                     unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
                 progress.update(unit, samples)
-    except _knobs.KnobError as exc:
+    except KnobError as exc:
         raise RunError(f"{exc}; the samples so far are kept: continue with "
                        f"faultbench run --resume {run_dir.path}") from None
     known = {s["scenario"] for s in meta["skipped"]}

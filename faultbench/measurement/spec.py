@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from faultbench.errors import FaultbenchError
+
 BACKINGS = ("anon", "memfd", "tmpfs", "file", "hugetlb")
 MAPS = ("shared", "private")
 ACCESSES = ("read", "write")
@@ -26,7 +28,7 @@ _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
-class SpecError(ValueError):
+class SpecError(FaultbenchError, ValueError):
     """A spec that cannot be measured as asked; the message names the field and the fix."""
 
 
@@ -72,9 +74,9 @@ def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
 
 
 @dataclass(frozen=True)
+
 class Spec:
     """One scenario. `None` fields take a default that depends on the backing (see normalized)."""
-
     backing: str = "memfd"
     size: int = 64 << 20
     map: str | None = None  # shared for file-like backings, private for anon

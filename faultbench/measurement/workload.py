@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from faultbench.errors import FaultbenchError
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -58,14 +59,14 @@ MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
 
 
-class WorkloadError(ValueError):
+class WorkloadError(FaultbenchError, ValueError):
     """A workload that cannot run as written; the message names file, key and the fix."""
 
 
 @dataclass(frozen=True)
 class Scenario:
-    """One normalized spec under one knob setting (knob values as requested)."""
 
+    """One normalized spec under one knob setting (knob values as requested)."""
     name: str
     spec: Spec
     knobs: dict[str, Any] = field(default_factory=dict)
@@ -343,17 +344,17 @@ def _check_knobs(
     setting always gets the same scenario name."""
     if not any(matrices):
         return [{} for _ in matrices]
-    from faultbench.measurement import knobs as _knobs
+    from faultbench.measurement.knobs import KnobError, parse_set_options
 
     checked = []
     for knobs in matrices:
         axes: dict[str, list[str]] = {}
         for name, values in knobs.items():
             try:
-                [(canonical, parsed)] = _knobs.parse_set_options(
+                [(canonical, parsed)] = parse_set_options(
                     [f"{name}={','.join(map(str, values))}"]
                 )
-            except _knobs.KnobError as exc:
+            except KnobError as exc:
                 fail(f"knobs.{name}", str(exc))
                 continue
             axes[canonical] = parsed

@@ -1,0 +1,111 @@
+"""Row labels: which spec and knob columns tell rows apart, one short word per value, and
+the order tables list values in. Shared by reports, comparisons and figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from faultbench.analysis.frame import FAULT_AROUND_KNOB
+from faultbench.analysis.text import wrap
+from faultbench.measurement.spec import (
+    ACCESSES,
+    BACKINGS,
+    CACHES,
+    MAPPER_KINDS,
+    MAPPER_MODES,
+    MAPS,
+    UFFD_MAPPERS,
+    UFFD_MODES,
+    format_size,
+)
+
+# Spec fields in the order labels name them; the rest of the spec only tunes the harness.
+LABEL_FIELDS = (
+    "backing", "size", "map", "access", "cache", "pattern", "uffd",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "dir",
+)
+# Values that read on their own in a label; the others need their field's name.
+_BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
+# Per-page metrics that statistics and tables offer, with their units.
+# Tables list values in the order the argument goes (fault-around on before off, one mapper
+# before several), not alphabetically.
+_ORDER: dict[str, tuple[str, ...]] = {
+    "backing": BACKINGS, "map": MAPS, "access": ACCESSES, "cache": CACHES,
+    "pattern": ("seq", "reverse", "stride", "random", "sparse"), "uffd": UFFD_MODES,
+    "mapper_mode": MAPPER_MODES, "mapper_kind": MAPPER_KINDS, "uffd_mappers": UFFD_MAPPERS,
+    "role": ("only", "first", "later"),
+}
+
+def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
+    """The spec and knob columns that vary among valid rows: what tells rows apart."""
+    candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
+    valid = df[df["ok"]] if "ok" in df else df
+    return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
+
+
+def format_value(column: str, value: Any) -> str:
+    """One label word for a column's value; empty when the value says nothing (unset knob)."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float | np.number) \
+            and value > 0:
+        text = format_size(int(value))
+    elif column == "dir":
+        text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row
+    else:
+        text = str(value)
+    if column in _BARE_FIELDS:
+        return text
+    if column == "role":
+        return f"[{text}]" if text in ("first", "later") else ""
+    if column == "mappers":
+        return f"x{text}" if text != "1" else ""
+    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg"}.get(column, column)
+    return f"{short}={text}"
+
+
+def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
+    """One short human label per row from the given columns.
+
+    Fields that only matter with several mappers (their mode, kind, which ones register with
+    userfaultfd) are left out for single-mapper rows, and `reg=all` is the default, left out.
+    """
+    if not columns:
+        return pd.Series("all", index=df.index)
+    multi = df["mappers"] > 1 if "mappers" in df else pd.Series(False, index=df.index)
+    parts = []
+    for column in columns:
+        words = df[column].map(lambda v, c=column: format_value(c, v))
+        if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
+            words = words.where(multi, "")
+        if column == "uffd_mappers":
+            registers = df["uffd"] != "none" if "uffd" in df else True
+            words = words.where((df[column] != "all") & registers, "")
+        parts.append(words)
+    joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
+    return joined.str.split().str.join(" ").replace("", "all")
+
+
+def spec_order(column: pd.Series) -> pd.Series:
+    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
+    order = _ORDER.get(str(column.name))
+    if order is not None:
+        text = column.astype(str).str.split(":").str[0]
+        return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+    numeric = pd.to_numeric(column, errors="coerce")
+    return numeric if numeric.notna().any() else column.astype(str)
+
+
+def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
+    """The fields every row shares, so the table labels need only say what differs."""
+    ok = df[df["ok"]]
+    if ok.empty:
+        return ""
+    fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols and c != "mappers"]
+    return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")

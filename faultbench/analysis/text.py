@@ -1,0 +1,67 @@
+"""Text tables and numbers as they go into commit messages: at most 72 columns."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+from typing import Any
+
+WIDTH = 72
+
+
+def fmt(value: Any) -> str:
+    """A number in as few characters as keep its precision meaningful; '-' when missing."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "-" if value is None else str(value)
+    if number != number:  # NaN: a null from the kernel or too few samples
+        return "-"
+    magnitude = abs(number)
+    if magnitude >= 100 or number == int(number):
+        return f"{number:.0f}"
+    if magnitude >= 10:
+        return f"{number:.1f}"
+    if magnitude >= 1:
+        return f"{number:.2f}"
+    return f"{number:.3g}"
+
+
+def fmt_pct(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "-"
+    return "-" if number != number else f"{number:+.1f}%"
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH) -> str:
+    """Left-aligned first column, right-aligned others, at most `width` columns.
+
+    A label too long for the room left by the numbers goes on its own line, numbers below.
+    """
+    numeric = [
+        max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
+        for i in range(1, len(headers))
+    ]
+    room = width - sum(numeric) - len(numeric)
+    longest = max([len(headers[0]), *(len(r[0]) for r in rows)])
+    label_width = max(min(longest, room), 1)
+
+    def line(label: str, cells: Sequence[str]) -> str:
+        right = " ".join(c.rjust(w) for c, w in zip(cells, numeric, strict=True))
+        return f"{label.ljust(label_width)} {right}".rstrip()
+
+    rule = "-" * min(width, label_width + sum(numeric) + len(numeric))
+    out = [line(headers[0][:label_width], headers[1:]), rule]
+    for row in rows:
+        if len(row[0]) > label_width:
+            out.extend(textwrap.wrap(row[0], width))
+            out.append(line("", row[1:]))
+        else:
+            out.append(line(row[0], row[1:]))
+    return "\n".join(out) + "\n"
+
+
+def wrap(text: str) -> str:
+    return textwrap.fill(text, WIDTH, subsequent_indent="  ") + "\n"

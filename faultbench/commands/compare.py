@@ -1,0 +1,37 @@
+"""`faultbench compare BASE NEW`: two runs, or two values of a knob, scenario by scenario."""
+
+from __future__ import annotations
+
+import argparse
+
+FORMATS = ("text", "markdown", "csv")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "base", metavar="BASE",
+        help="run directory; with --by KNOB, RUN_DIR:VALUE (the knob's value to select)",
+    )
+    parser.add_argument("new", metavar="NEW", help="like BASE")
+    parser.add_argument(
+        "--by", metavar="KNOB",
+        help="compare two values of KNOB (e.g. fault_around_bytes) or of a spec field (e.g. "
+        "uffd): rows match on everything else; BASE and NEW may be the same run directory",
+    )
+    parser.add_argument(
+        "--metric", default="ns_per_page",
+        help="ns_per_page (default), faults_per_page, mapped_per_touched, munmap_ns_per_page",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument(
+        "--force", action="store_true",
+        help="compare rows measured on different planes (native vs emulated timings)",
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    from faultbench.analysis.compare import compare_runs
+
+    print(compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force),
+          end="")
+    return 0

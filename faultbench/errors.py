@@ -1,0 +1,11 @@
+"""FaultbenchError: the base of every error faultbench reports to its user.
+
+`cli.main` prints any FaultbenchError as `faultbench COMMAND: message` and exits with status 2;
+any other exception is a bug and keeps its traceback. The subclasses live with the code that
+raises them and say which part refused. Standard library only.
+"""
+
+
+class FaultbenchError(Exception):
+    """A request faultbench refuses or cannot carry out; the message is one line: why, and
+    what to do."""

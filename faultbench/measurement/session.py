@@ -1,0 +1,135 @@
+"""KnobSession: knobs changed for a while, their originals back on every exit path.
+
+Standard library only: this runs inside emulated guests too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+from types import TracebackType
+
+from faultbench.measurement.journal import (
+    JOURNAL_FORMAT,
+    drop_journal,
+    journal_path,
+    process_start,
+    put_back,
+    refuse_if_journal,
+    write_journal,
+)
+from faultbench.measurement.knobs import (
+    Knob,
+    KnobError,
+    check_settable,
+    read_value,
+    resolve,
+    restorable_text,
+    validate,
+    write,
+)
+from faultbench.measurement.signals import TERMINATING, blocked, signals_raise
+from faultbench.measurement.sysfs import DEBUGFS, is_mounted, kernel_has_fs, mount, umount
+
+
+class KnobSession:
+    """Change knobs for a while; originals come back on every exit path.
+
+    with KnobSession(["fault_around_bytes"]) as session:
+        session.apply({"fault_around_bytes": "4096"})  # -> {"fault_around_bytes": 4096}
+
+    Signals SIGINT/SIGTERM/SIGHUP restore first, then go to the handler that was installed
+    before the session if it is a Python one (KeyboardInterrupt for SIGINT by default), else
+    raise SystemExit(128 + signal), so callers unwind normally.
+    """
+
+    def __init__(self, names: list[str], file_dir: str | None = None) -> None:
+        self.knobs = [resolve(name, file_dir) for name in names]
+        self.path = journal_path()
+        self._originals: list[tuple[Knob, str]] = []
+        self._unmount: list[str] = []
+        self._signals = contextlib.ExitStack()
+        self._active = False
+
+    def __enter__(self) -> KnobSession:
+        refuse_if_journal(self.path)
+        try:
+            if any(k.kind == "fault_around" for k in self.knobs) and not is_mounted(
+                DEBUGFS, "debugfs"
+            ) and os.geteuid() == 0 and kernel_has_fs("debugfs"):
+                mount("debugfs", DEBUGFS)
+                self._unmount.append(DEBUGFS)
+            for knob in self.knobs:
+                check_settable(knob)
+            self._originals = [(k, restorable_text(k)) for k in self.knobs]
+            write_journal(self.path, {
+                "format": JOURNAL_FORMAT,
+                "pid": os.getpid(),
+                "pid_start": process_start(os.getpid()),
+                "argv": sys.argv,
+                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "unmount": self._unmount,
+                "knobs": [{"name": k.name, "path": k.path, "original": v}
+                          for k, v in self._originals],
+            })
+        except BaseException:
+            self._unmount_ours()
+            raise
+        self._active = True
+        self._signals.enter_context(signals_raise(TERMINATING, first=self._on_signal))
+        return self
+
+    def apply(self, setting: dict[str, str]) -> dict[str, int | str]:
+        """Write each value; return what the kernel reads back (not what was asked)."""
+        if not self._active:
+            raise KnobError("KnobSession.apply() outside its `with` block")
+        by_name = {k.name: k for k in self.knobs}
+        unknown = [name for name in setting if name not in by_name]
+        if unknown:
+            raise KnobError(f"knob(s) {', '.join(unknown)} not part of this session")
+        with blocked():
+            for name, value in setting.items():
+                write(by_name[name], validate(by_name[name], str(value)))
+            return {name: read_value(by_name[name]) for name in setting}
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        problems = self.restore()
+        self._signals.close()
+        if problems:
+            message = (f"could not restore {'; '.join(problems)}; the journal {self.path} "
+                       "is kept: run `faultbench restore`")
+            if exc is None:
+                raise KnobError(message)
+            print(f"faultbench: {message}", file=sys.stderr)
+
+    def restore(self) -> list[str]:
+        """Put originals back (once), verify, drop the journal; the problems, if any."""
+        if not self._active:
+            return []
+        with blocked():
+            self._active = False
+            problems = put_back(self._originals)
+            self._unmount_ours()
+            if not problems:
+                drop_journal(self.path)
+        return problems
+
+    def _unmount_ours(self) -> None:
+        for target in self._unmount:
+            umount(target)
+        self._unmount = []
+
+    def _on_signal(self, signum: int) -> None:
+        problems = self.restore()
+        name = signal.Signals(signum).name
+        if problems:
+            print(f"faultbench: {name}: could not restore {'; '.join(problems)}; run "
+                  "`faultbench restore`", file=sys.stderr)
+        else:
+            print(f"faultbench: {name}: kernel knobs restored", file=sys.stderr)

@@ -1,0 +1,156 @@
+"""The kernel's pseudo-filesystems: the mount table, mounting debugfs/securityfs for a while,
+lockdown, CPU flags, and the `[selected]` choice files of /sys.
+
+Standard library only: this runs inside emulated guests too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from faultbench.errors import FaultbenchError
+
+DEBUGFS = "/sys/kernel/debug"
+SECURITYFS = "/sys/kernel/security"
+MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def read_text(path: str) -> str:
+    with open(path) as f:
+        return f.read().strip()
+
+
+def bracket_choices(text: str) -> tuple[list[str], str | None]:
+    """('always madvise [never]') -> (['always', 'madvise', 'never'], 'never')."""
+    choices, selected = [], None
+    for token in text.split():
+        if token.startswith("[") and token.endswith("]"):
+            token = token[1:-1]
+            selected = token
+        choices.append(token)
+    return choices, selected
+
+
+@dataclass(frozen=True)
+class Mount:
+    device: str  # major:minor
+    mount_point: str
+    fs_type: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash as \\ooo."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), field)
+
+
+def mounts() -> list[Mount]:
+    """This process's mount table (/proc/self/mountinfo); empty when it cannot be read."""
+    try:
+        lines = Path(MOUNTINFO).read_text().splitlines()
+    except OSError:
+        return []
+    table = []
+    for line in lines:
+        left, _, right = line.partition(" - ")
+        fields, tail = left.split(), right.split()
+        if len(fields) < 5 or len(tail) < 2:
+            continue
+        table.append(Mount(fields[2], _unescape(fields[4]), tail[0], _unescape(tail[1])))
+    return table
+
+
+def is_mounted(target: str, fstype: str) -> bool:
+    return any(m.mount_point == target and m.fs_type == fstype for m in mounts())
+
+
+def mount_of(path: str) -> Mount | None:
+    """The mount holding `path` (the innermost one of its device)."""
+    try:
+        dev = os.stat(path).st_dev
+    except OSError:
+        return None
+    real = os.path.realpath(path)
+    want = f"{os.major(dev)}:{os.minor(dev)}"
+    best: Mount | None = None
+    for entry in mounts():
+        point = entry.mount_point
+        inside = real == point or real.startswith(point.rstrip("/") + "/")
+        if entry.device == want and inside and (
+            best is None or len(point) >= len(best.mount_point)
+        ):
+            best = entry
+    return best
+
+
+def kernel_has_fs(fstype: str) -> bool:
+    try:
+        return any(line.split()[-1] == fstype
+                   for line in Path("/proc/filesystems").read_text().splitlines() if line)
+    except OSError:
+        return False
+
+
+def mount(fstype: str, target: str) -> None:
+    done = subprocess.run(["mount", "-t", fstype, fstype, target],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise FaultbenchError(f"cannot mount {fstype} on {target}: {done.stderr.strip()}")
+
+
+def umount(target: str) -> None:
+    subprocess.run(["umount", target], capture_output=True, check=False)
+
+
+@contextlib.contextmanager
+def mounted(fstype: str, target: str) -> Iterator[bool]:
+    """`fstype` mounted at `target` for the block; unmounted again if we mounted it.
+
+    Yields whether it is mounted. Without root or kernel support it yields False.
+    """
+    if is_mounted(target, fstype):
+        yield True
+        return
+    if os.geteuid() != 0 or not kernel_has_fs(fstype) or not os.path.isdir(target):
+        yield False
+        return
+    mount(fstype, target)
+    try:
+        yield True
+    finally:
+        umount(target)
+
+
+def lockdown() -> str | None:
+    """'none', 'integrity' or 'confidentiality'; None when securityfs cannot tell."""
+    path = f"{SECURITYFS}/lockdown"
+    with mounted("securityfs", SECURITYFS):
+        try:
+            _, selected = bracket_choices(read_text(path))
+        except OSError:
+            return None
+    return selected
+
+
+def cpuinfo_fields() -> dict[str, str]:
+    """The first processor's /proc/cpuinfo fields."""
+    fields: dict[str, str] = {}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return fields
+    for line in text.split("\n\n", 1)[0].splitlines():
+        name, _, value = line.partition(":")
+        fields[name.strip()] = value.strip()
+    return fields
+
+
+def cpu_flags() -> set[str]:
+    return set(cpuinfo_fields().get("flags", "").split())
