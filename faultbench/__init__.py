@@ -1,17 +1,20 @@
 """faultbench: measure what the Linux kernel's read fault-around costs and saves.
 
-The measurement plane (this module's imports) uses only the standard library and the compiled
-cffi module, so it also runs quickly inside emulated guests. The analysis plane lives in
-separate modules that import pandas and matplotlib only when called.
+The public API: measure, measure_mappers, Spec, Sample, SpecError, FaultbenchError, load.
+Importing faultbench loads only the measurement plane (the standard library and the compiled
+cffi module), so it also runs quickly inside emulated guests; `load` brings in the analysis
+plane (pandas) on first use. docs/architecture.md maps the modules.
 """
 
 from typing import Any
 
+from faultbench.errors import FaultbenchError
 from faultbench.measurement.measure import measure, measure_mappers
 from faultbench.measurement.spec import Sample, Spec, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["Sample", "Spec", "SpecError", "__version__", "load", "measure", "measure_mappers"]
+__all__ = ["FaultbenchError", "Sample", "Spec", "SpecError", "__version__", "load", "measure",
+           "measure_mappers"]
 
 
 def __getattr__(name: str) -> Any:

@@ -9,48 +9,29 @@ Standard library only: the runner's parent imports this, and so may a guest.
 
 from __future__ import annotations
 
-import difflib
 import itertools
 import sys
 import sysconfig
 import tomllib
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.spec import (
-    ACCESSES,
-    BACKINGS,
-    CACHES,
-    MAPPER_KINDS,
-    MAPPER_MODES,
-    MAPS,
-    PATTERN_HELP,
-    UFFD_MAPPERS,
-    UFFD_MODES,
-    Spec,
-    SpecError,
-    format_size,
-    parse_pattern,
-    parse_size,
+from faultbench.measurement.spec import Spec, SpecError, format_size
+from faultbench.measurement.workload_checks import (
+    axis_values,
+    check_knobs,
+    knob_table,
+    subtable,
+    typed,
+    unknown_keys,
 )
 
 SUFFIX = ".toml"
 TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs", "matrix")
 # Spec fields a workload may vary. seed is the workload's; uffd_serve only exists to test
 # the deadline, so a workload cannot switch serving off.
-_CHOICES: dict[str, tuple[str, ...]] = {
-    "backing": BACKINGS,
-    "map": MAPS,
-    "access": ACCESSES,
-    "cache": CACHES,
-    "uffd": UFFD_MODES,
-    "mapper_mode": MAPPER_MODES,
-    "mapper_kind": MAPPER_KINDS,
-    "uffd_mappers": UFFD_MAPPERS,
-}
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "deadline_s",
@@ -197,11 +178,11 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     def fail(where: str, message: str) -> None:
         errors.append(f"{path}: {where}: {message}")
 
-    _unknown_keys(data, TOP_KEYS, "workload", fail)
-    description = _typed(data, "description", str, "a string", "", fail)
-    repetitions = _typed(data, "repetitions", int, "an integer", 5, fail)
-    warmups = _typed(data, "warmups", int, "an integer", 1, fail)
-    seed = _typed(data, "seed", int, "an integer", 1, fail)
+    unknown_keys(data, TOP_KEYS, "workload", fail)
+    description = typed(data, "description", str, "a string", "", fail)
+    repetitions = typed(data, "repetitions", int, "an integer", 5, fail)
+    warmups = typed(data, "warmups", int, "an integer", 1, fail)
+    seed = typed(data, "seed", int, "an integer", 1, fail)
     if repetitions < 1:
         fail("repetitions", f"must be at least 1, got {repetitions}")
     if warmups < 0:
@@ -209,13 +190,13 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     if seed < 0:
         fail("seed", f"must be 0 or more, got {seed}")
 
-    defaults = _table(data, "defaults", "defaults", fail)
-    _unknown_keys(defaults, AXES, "defaults", fail)
+    defaults = subtable(data, "defaults", "defaults", fail)
+    unknown_keys(defaults, AXES, "defaults", fail)
     default_axes = {
-        key: _axis_values(defaults[key], f"defaults.{key}", key, fail)
+        key: axis_values(defaults[key], f"defaults.{key}", key, fail)
         for key in AXES if key in defaults
     }
-    top_knobs = _knob_table(data, "knobs", "knobs", fail)
+    top_knobs = knob_table(data, "knobs", "knobs", fail)
     matrices = data.get("matrix")
     if not isinstance(matrices, list) or not matrices or not all(
         isinstance(m, dict) for m in matrices
@@ -227,16 +208,16 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     matrix_knobs: list[dict[str, list[Any]]] = []
     for index, matrix in enumerate(matrices, 1):
         where = f"matrix[{index}]"
-        _unknown_keys(matrix, MATRIX_KEYS, where, fail)
+        unknown_keys(matrix, MATRIX_KEYS, where, fail)
         axes = dict(default_axes)
         for key in AXES:
             if key in matrix:
-                axes[key] = _axis_values(matrix[key], f"{where}.{key}", key, fail)
+                axes[key] = axis_values(matrix[key], f"{where}.{key}", key, fail)
         matrix_axes.append(axes)
         matrix_knobs.append(
-            {**top_knobs, **_knob_table(matrix, "knobs", f"{where}.knobs", fail)}
+            {**top_knobs, **knob_table(matrix, "knobs", f"{where}.knobs", fail)}
         )
-    checked = _check_knobs(matrix_knobs, fail)
+    checked = check_knobs(matrix_knobs, fail)
 
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
@@ -270,142 +251,3 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
         warmups=warmups, seed=seed, axes=data, scenarios=list(scenarios.values()),
         skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()],
     )
-
-
-def _unknown_keys(
-    table: dict[str, Any], allowed: tuple[str, ...], where: str,
-    fail: Callable[[str, str], None],
-) -> None:
-    for key in table:
-        if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            fail(where, f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
-
-
-def _describe(value: Any) -> str:
-    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
-    return f"{kind} ({value!r})"
-
-
-def _typed(
-    data: dict[str, Any], key: str, kind: type, kind_text: str, default: Any,
-    fail: Callable[[str, str], None],
-) -> Any:
-    value = data.get(key, default)
-    # bool is an int subclass; `repetitions = true` is a mistake, not 1
-    if not isinstance(value, kind) or isinstance(value, bool):
-        fail(key, f"expected {kind_text}, got {_describe(value)}")
-        return default
-    return value
-
-
-def _table(
-    data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
-) -> dict[str, Any]:
-    value = data.get(key, {})
-    if not isinstance(value, dict):
-        fail(where, f"expected a table, got {_describe(value)}")
-        return {}
-    return value
-
-
-def _knob_table(
-    data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
-) -> dict[str, list[Any]]:
-    """Knob name -> values. Dotted names written unquoted (thp.enabled = ...) arrive as
-    nested tables; they are joined back."""
-    out: dict[str, list[Any]] = {}
-
-    def walk(table: dict[str, Any], prefix: str) -> None:
-        for name, value in table.items():
-            full = f"{prefix}{name}"
-            if isinstance(value, dict):
-                walk(value, f"{full}.")
-                continue
-            values = value if isinstance(value, list) else [value]
-            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | str)]
-            if bad or not values:
-                fail(f"{where}.{full}", "expected a value or a non-empty list of values "
-                     f"(integers or strings), got {_describe(value)}")
-                continue
-            out[full] = values
-
-    walk(_table(data, key, where, fail), "")
-    return out
-
-
-def _check_knobs(
-    matrices: list[dict[str, list[Any]]], fail: Callable[[str, str], None]
-) -> list[dict[str, list[str]]]:
-    """Each matrix's knob axes as the knob module, the one authority on knobs, spells them
-    (canonical name, values as written to the kernel: `64K` becomes `65536`), so the same
-    setting always gets the same scenario name."""
-    if not any(matrices):
-        return [{} for _ in matrices]
-    from faultbench.measurement.knobs import KnobError, parse_set_options
-
-    checked = []
-    for knobs in matrices:
-        axes: dict[str, list[str]] = {}
-        for name, values in knobs.items():
-            try:
-                [(canonical, parsed)] = parse_set_options(
-                    [f"{name}={','.join(map(str, values))}"]
-                )
-            except KnobError as exc:
-                fail(f"knobs.{name}", str(exc))
-                continue
-            axes[canonical] = parsed
-        checked.append(axes)
-    return checked
-
-
-def _axis_values(
-    value: Any, where: str, key: str, fail: Callable[[str, str], None]
-) -> list[Any]:
-    values = value if isinstance(value, list) else [value]
-    if not values:
-        fail(where, "an axis needs at least one value")
-    good = []
-    for item in values:
-        problem = _check_axis_value(key, item)
-        if problem:
-            fail(where, problem)
-        else:
-            good.append(item)
-    return good
-
-
-def _check_axis_value(key: str, value: Any) -> str | None:
-    """Why `value` cannot be a value of axis `key`, or None if it can."""
-    if key in _CHOICES:
-        allowed = _CHOICES[key]
-        if isinstance(value, str) and value in allowed:
-            return None
-        close = difflib.get_close_matches(str(value), allowed, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{value!r} is not one of: {', '.join(allowed)}{hint}"
-    if isinstance(value, bool):
-        return f"expected {'a size' if key == 'size' else 'a value'}, got {_describe(value)}"
-    try:
-        if key == "size":
-            if not isinstance(value, int | str):
-                return f"expected a size such as \"64M\" or a byte count, got {_describe(value)}"
-            parse_size(value)
-        elif key == "pattern":
-            if not isinstance(value, str):
-                return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
-            parse_pattern(value)
-        elif key == "mappers":
-            if not isinstance(value, int) or value < 1:
-                return f"expected an integer >= 1, got {_describe(value)}"
-        elif key == "deadline_s":
-            if not isinstance(value, int | float) or value <= 0:
-                return f"expected a positive number of seconds, got {_describe(value)}"
-        elif key == "dir" and not isinstance(value, str):
-            return f"expected a directory path, got {_describe(value)}"
-    except SpecError as exc:
-        return str(exc)
-    return None

@@ -1,0 +1,177 @@
+"""Checks of a workload file's values, each failure reported through `fail(where, message)`
+so that parse() can collect them all and name the file and key of the first.
+
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from faultbench.measurement.spec import (
+    ACCESSES,
+    BACKINGS,
+    CACHES,
+    MAPPER_KINDS,
+    MAPPER_MODES,
+    MAPS,
+    PATTERN_HELP,
+    UFFD_MAPPERS,
+    UFFD_MODES,
+    SpecError,
+    parse_pattern,
+    parse_size,
+)
+
+# The axes whose values are one of a fixed list.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "backing": BACKINGS,
+    "map": MAPS,
+    "access": ACCESSES,
+    "cache": CACHES,
+    "uffd": UFFD_MODES,
+    "mapper_mode": MAPPER_MODES,
+    "mapper_kind": MAPPER_KINDS,
+    "uffd_mappers": UFFD_MAPPERS,
+}
+
+
+def unknown_keys(
+    table: dict[str, Any], allowed: tuple[str, ...], where: str,
+    fail: Callable[[str, str], None],
+) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            fail(where, f"unknown key {key!r}{hint}; allowed: {', '.join(allowed)}")
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+    return f"{kind} ({value!r})"
+
+
+def typed(
+    data: dict[str, Any], key: str, kind: type, kind_text: str, default: Any,
+    fail: Callable[[str, str], None],
+) -> Any:
+    value = data.get(key, default)
+    # bool is an int subclass; `repetitions = true` is a mistake, not 1
+    if not isinstance(value, kind) or isinstance(value, bool):
+        fail(key, f"expected {kind_text}, got {_describe(value)}")
+        return default
+    return value
+
+
+def subtable(
+    data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
+) -> dict[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, dict):
+        fail(where, f"expected a table, got {_describe(value)}")
+        return {}
+    return value
+
+
+def knob_table(
+    data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
+) -> dict[str, list[Any]]:
+    """Knob name -> values. Dotted names written unquoted (thp.enabled = ...) arrive as
+    nested tables; they are joined back."""
+    out: dict[str, list[Any]] = {}
+
+    def walk(table: dict[str, Any], prefix: str) -> None:
+        for name, value in table.items():
+            full = f"{prefix}{name}"
+            if isinstance(value, dict):
+                walk(value, f"{full}.")
+                continue
+            values = value if isinstance(value, list) else [value]
+            bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | str)]
+            if bad or not values:
+                fail(f"{where}.{full}", "expected a value or a non-empty list of values "
+                     f"(integers or strings), got {_describe(value)}")
+                continue
+            out[full] = values
+
+    walk(subtable(data, key, where, fail), "")
+    return out
+
+
+def check_knobs(
+    matrices: list[dict[str, list[Any]]], fail: Callable[[str, str], None]
+) -> list[dict[str, list[str]]]:
+    """Each matrix's knob axes as the knob module, the one authority on knobs, spells them
+    (canonical name, values as written to the kernel: `64K` becomes `65536`), so the same
+    setting always gets the same scenario name."""
+    if not any(matrices):
+        return [{} for _ in matrices]
+    from faultbench.measurement.knobs import KnobError, parse_set_options
+
+    checked = []
+    for knobs in matrices:
+        axes: dict[str, list[str]] = {}
+        for name, values in knobs.items():
+            try:
+                [(canonical, parsed)] = parse_set_options(
+                    [f"{name}={','.join(map(str, values))}"]
+                )
+            except KnobError as exc:
+                fail(f"knobs.{name}", str(exc))
+                continue
+            axes[canonical] = parsed
+        checked.append(axes)
+    return checked
+
+
+def axis_values(
+    value: Any, where: str, key: str, fail: Callable[[str, str], None]
+) -> list[Any]:
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        fail(where, "an axis needs at least one value")
+    good = []
+    for item in values:
+        problem = _check_axis_value(key, item)
+        if problem:
+            fail(where, problem)
+        else:
+            good.append(item)
+    return good
+
+
+def _check_axis_value(key: str, value: Any) -> str | None:
+    """Why `value` cannot be a value of axis `key`, or None if it can."""
+    if key in _CHOICES:
+        allowed = _CHOICES[key]
+        if isinstance(value, str) and value in allowed:
+            return None
+        close = difflib.get_close_matches(str(value), allowed, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return f"{value!r} is not one of: {', '.join(allowed)}{hint}"
+    if isinstance(value, bool):
+        return f"expected {'a size' if key == 'size' else 'a value'}, got {_describe(value)}"
+    try:
+        if key == "size":
+            if not isinstance(value, int | str):
+                return f"expected a size such as \"64M\" or a byte count, got {_describe(value)}"
+            parse_size(value)
+        elif key == "pattern":
+            if not isinstance(value, str):
+                return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
+            parse_pattern(value)
+        elif key == "mappers":
+            if not isinstance(value, int) or value < 1:
+                return f"expected an integer >= 1, got {_describe(value)}"
+        elif key == "deadline_s":
+            if not isinstance(value, int | float) or value <= 0:
+                return f"expected a positive number of seconds, got {_describe(value)}"
+        elif key == "dir" and not isinstance(value, str):
+            return f"expected a directory path, got {_describe(value)}"
+    except SpecError as exc:
+        return str(exc)
+    return None
