@@ -31,7 +31,7 @@ from faultbench._spec import (
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
 LABEL_FIELDS = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "dir",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
@@ -128,6 +128,8 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     for name in ("round", "mapper"):
         if name not in df:
             df[name] = 0
+    # runs from before the populate step had none
+    df["populate"] = df["populate"].fillna("none") if "populate" in df else "none"
     for name in (*METRICS, "munmap_ns", "pages_mapped", "pages_touched"):
         if name not in df:
             df[name] = np.nan
@@ -138,14 +140,9 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     df["faults_per_page"] = df["faults_per_page"].astype(float)
     multi = df["mappers"] > 1
     df["role"] = np.where(multi, np.where(df["mapper"] == 0, "first", "later"), "only")
-    # A mapper is registered with userfaultfd according to uffd_mappers; WP and MINOR
-    # registrations switch fault-around off (uffd_disable_fault_around), MISSING does not.
-    registered = (df["uffd"] != "none") & (
-        (df["uffd_mappers"] == "all")
-        | ((df["uffd_mappers"] == "first") & (df["mapper"] == 0))
-        | ((df["uffd_mappers"] == "later") & (df["mapper"] > 0))
-    )
-    off = registered & df["uffd"].isin(["wp", "minor"])
+    # WP and MINOR registrations switch fault-around off (uffd_disable_fault_around), MISSING
+    # does not; each sample says whether its mapper registered.
+    off = _registered(df) & df["uffd"].isin(["wp", "minor"])
     if FAULT_AROUND_KNOB in knob_columns:
         knob = pd.to_numeric(df[FAULT_AROUND_KNOB], errors="coerce")
         off |= knob <= df["page_size"]
@@ -154,6 +151,21 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     df["emulated"] = df["plane"].isin(EMULATED_PLANES)
     df["ok"] = (df["status"] == "ok") & ~df["warmup"]
     return df
+
+
+def _registered(df: pd.DataFrame) -> pd.Series:
+    """Whether each sample's mapper registered with userfaultfd, as the sample records it.
+
+    Samples written before faultbench recorded it (the reference runs under results/ until
+    they are regenerated) lack the field; for them it follows from uffd_mappers.
+    """
+    recorded = df["registered"] if "registered" in df else pd.Series(np.nan, index=df.index)
+    derived = (df["uffd"] != "none") & (
+        (df["uffd_mappers"] == "all")
+        | ((df["uffd_mappers"] == "first") & (df["mapper"] == 0))
+        | ((df["uffd_mappers"] == "later") & (df["mapper"] > 0))
+    )
+    return recorded.where(recorded.notna(), derived).astype(bool)
 
 
 def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
@@ -260,7 +272,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
     Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows, and `reg=all` is the default, left out.
+    userfaultfd) are left out for single-mapper rows; `reg=all` and `populate=none` are the
+    defaults, left out.
     """
     if not columns:
         return pd.Series("all", index=df.index)
@@ -273,6 +286,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
         if column == "uffd_mappers":
             registers = df["uffd"] != "none" if "uffd" in df else True
             words = words.where((df[column] != "all") & registers, "")
+        if column == "populate":  # no populate step is the default, left out
+            words = words.where(df[column] != "none", "")
         parts.append(words)
     joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
     return joined.str.split().str.join(" ").replace("", "all")
