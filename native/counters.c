@@ -1,7 +1,9 @@
 /*
  * counters: what the kernel says happened during the touch loop.
  * getrusage(RUSAGE_THREAD) and per-thread perf events both exclude the uffd server thread,
- * so the counts belong to the touching thread alone.
+ * so the counts belong to the touching thread alone. Interference is counted too:
+ * involuntary context switches of the touching thread (preempted by another task) and steal
+ * time (the hypervisor ran someone else on our vCPU), read around the loop, never inside it.
  */
 #define _GNU_SOURCE
 #define FB_INTERNAL
@@ -20,8 +22,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAGEMAP_PRESENT (1ULL << 63)
-#define PAGEMAP_CHUNK 65536
+/* the aggregate line's 8th value; older kernels lack it */
+#define STEAL_FIELD 8
 
 void fb_fail(struct fb_result *r, int status, const char *fmt, ...)
 {
@@ -54,6 +56,8 @@ static int perf_open(uint32_t type, uint64_t config, char *reason)
 	attr.config = config;
 	attr.disabled = 1;
 	attr.exclude_hv = 1;
+	/* hardware counters may be multiplexed: scale by the time the event really ran */
+	attr.read_format = PERF_FORMAT_TOTAL_TIME_ENABLED | PERF_FORMAT_TOTAL_TIME_RUNNING;
 	fd = (int)syscall(SYS_perf_event_open, &attr, 0, -1, -1, PERF_FLAG_FD_CLOEXEC);
 	if (fd < 0 && reason[0] == '\0')
 		snprintf(reason, FB_TEXT, "perf_event_open: %s%s", strerror(errno),
@@ -62,8 +66,39 @@ static int perf_open(uint32_t type, uint64_t config, char *reason)
 	return fd;
 }
 
+/* Steal time of all CPUs in USER_HZ ticks: the thread may migrate, and the aggregate line
+ * cannot miss steal from a CPU it ran on (it may include steal it did not suffer). */
+static int64_t steal_ticks(int fd)
+{
+	char line[512];
+	ssize_t got = pread(fd, line, sizeof(line) - 1, 0);
+	long long value = -1;
+	char *p = line;
+
+	if (got <= 0)
+		return -1;
+	line[got] = '\0';
+	if (strncmp(line, "cpu ", 4) != 0)
+		return -1;
+	p += 4;
+	for (int field = 1; field <= STEAL_FIELD; field++) {
+		char *end;
+
+		value = strtoll(p, &end, 10);
+		if (end == p || value < 0)
+			return -1;
+		p = end;
+	}
+	return value;
+}
+
 void fb_counters_open(struct fb_counters *c, int perf, struct fb_result *r)
 {
+	c->stat_fd = open("/proc/stat", O_RDONLY | O_CLOEXEC);
+	if (c->stat_fd < 0)
+		snprintf(r->steal_reason, FB_TEXT, "/proc/stat: %s", strerror(errno));
+	else if (steal_ticks(c->stat_fd) < 0)
+		snprintf(r->steal_reason, FB_TEXT, "/proc/stat has no steal column here");
 	if (!perf) {
 		/* an active page-fault event adds a few percent to every fault it counts */
 		c->sw_fd = c->cycles_fd = c->instructions_fd = -1;
@@ -84,22 +119,49 @@ static void perf_control(int fd, unsigned long request)
 		ioctl(fd, request, 0);
 }
 
-static int64_t perf_value(int fd)
+/* The count, scaled to the whole window if the event was multiplexed (hardware counters)
+ * or -1 with the reason when it is not exact (software) or never ran. */
+static int64_t perf_value(int fd, int scale, char *reason)
 {
-	uint64_t value;
+	uint64_t value[3];	/* count, time enabled, time running */
 
-	if (fd < 0 || read(fd, &value, sizeof(value)) != sizeof(value))
+	if (fd < 0)
 		return -1;
-	return (int64_t)value;
+	if (read(fd, value, sizeof(value)) != sizeof(value)) {
+		snprintf(reason, FB_TEXT, "reading the perf event: %s", strerror(errno));
+		return -1;
+	}
+	if (value[2] == value[1])
+		return (int64_t)value[0];
+	if (value[2] == 0) {
+		snprintf(reason, FB_TEXT, "multiplexed: the event never ran in the window");
+		return -1;
+	}
+	if (!scale) {
+		snprintf(reason, FB_TEXT, "multiplexed: ran %llu of %llu ns, not an exact count",
+			 (unsigned long long)value[2], (unsigned long long)value[1]);
+		return -1;
+	}
+	return (int64_t)((double)value[0] * (double)value[1] / (double)value[2]);
+}
+
+int64_t fb_thread_faults(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	return ru.ru_minflt + ru.ru_majflt;
 }
 
 void fb_counters_start(struct fb_counters *c)
 {
 	struct rusage ru;
 
+	c->steal_ticks = c->stat_fd >= 0 ? steal_ticks(c->stat_fd) : -1;
 	getrusage(RUSAGE_THREAD, &ru);
 	c->minflt = ru.ru_minflt;
 	c->majflt = ru.ru_majflt;
+	c->nivcsw = ru.ru_nivcsw;
 	perf_control(c->sw_fd, PERF_EVENT_IOC_RESET);
 	perf_control(c->cycles_fd, PERF_EVENT_IOC_RESET);
 	perf_control(c->instructions_fd, PERF_EVENT_IOC_RESET);
@@ -111,57 +173,33 @@ void fb_counters_start(struct fb_counters *c)
 void fb_counters_stop(struct fb_counters *c, struct fb_result *r)
 {
 	struct rusage ru;
+	int64_t steal;
 
 	perf_control(c->sw_fd, PERF_EVENT_IOC_DISABLE);
 	perf_control(c->cycles_fd, PERF_EVENT_IOC_DISABLE);
 	perf_control(c->instructions_fd, PERF_EVENT_IOC_DISABLE);
 	getrusage(RUSAGE_THREAD, &ru);
+	steal = c->steal_ticks >= 0 ? steal_ticks(c->stat_fd) : -1;
 	r->faults_minor = ru.ru_minflt - c->minflt;
 	r->faults_major = ru.ru_majflt - c->majflt;
-	r->perf_page_faults = perf_value(c->sw_fd);
-	r->cycles = perf_value(c->cycles_fd);
-	r->instructions = perf_value(c->instructions_fd);
+	r->nivcsw = ru.ru_nivcsw - c->nivcsw;
+	if (steal >= c->steal_ticks && c->steal_ticks >= 0)
+		r->steal_ns = (steal - c->steal_ticks) * (1000000000 / sysconf(_SC_CLK_TCK));
+	else if (c->stat_fd >= 0 && r->steal_reason[0] == '\0')
+		snprintf(r->steal_reason, FB_TEXT, "/proc/stat could not be read around the loop");
+	r->perf_page_faults = perf_value(c->sw_fd, 0, r->perf_reason);
+	r->cycles = perf_value(c->cycles_fd, 1, r->hw_reason);
+	r->instructions = perf_value(c->instructions_fd, 1, r->hw_reason);
 }
 
 void fb_counters_close(struct fb_counters *c)
 {
+	if (c->stat_fd >= 0)
+		close(c->stat_fd);
 	if (c->sw_fd >= 0)
 		close(c->sw_fd);
 	if (c->cycles_fd >= 0)
 		close(c->cycles_fd);
 	if (c->instructions_fd >= 0)
 		close(c->instructions_fd);
-}
-
-int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size)
-{
-	uint64_t first = (uint64_t)(uintptr_t)addr / (uint64_t)page_size;
-	uint64_t pages = size / (uint64_t)page_size, done = 0;
-	int64_t present = 0;
-	uint64_t *entries;
-	int fd;
-
-	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -1;
-	entries = malloc(PAGEMAP_CHUNK * sizeof(*entries));
-	if (!entries) {
-		close(fd);
-		return -1;
-	}
-	while (done < pages) {
-		uint64_t want = pages - done < PAGEMAP_CHUNK ? pages - done : PAGEMAP_CHUNK;
-		ssize_t got = pread(fd, entries, want * sizeof(*entries),
-				    (off_t)((first + done) * sizeof(*entries)));
-		if (got != (ssize_t)(want * sizeof(*entries))) {
-			present = -1;
-			break;
-		}
-		for (uint64_t i = 0; i < want; i++)
-			present += (entries[i] & PAGEMAP_PRESENT) != 0;
-		done += want;
-	}
-	free(entries);
-	close(fd);
-	return present;
 }

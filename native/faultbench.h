@@ -18,6 +18,7 @@ enum fb_pattern { FB_SEQ, FB_REVERSE, FB_RANDOM, FB_STRIDE, FB_SPARSE };
 enum fb_uffd_mode { FB_UFFD_NONE, FB_UFFD_MISSING, FB_UFFD_WP, FB_UFFD_MINOR };
 enum fb_registered { FB_REG_ALL, FB_REG_FIRST, FB_REG_LATER };
 enum fb_status { FB_OK, FB_UNSUPPORTED, FB_ERROR };
+enum fb_populate { FB_POPULATE_NONE, FB_POPULATE_MADVISE, FB_POPULATE_MAP };
 
 #define FB_TEXT 256
 
@@ -39,6 +40,7 @@ struct fb_spec {
 	int64_t deadline_ns;	/* per mapper; unserved uffd faults are released after it */
 	int uffd_serve;		/* 0 leaves uffd faults unserved (to exercise the deadline) */
 	int perf;		/* also count with perf events (page faults, cycles, instructions) */
+	int populate;		/* enum fb_populate: make the range present before the loop */
 };
 
 struct fb_result {
@@ -56,6 +58,11 @@ struct fb_result {
 	int64_t resident_before_pages;	/* page cache residency (mincore) before the loop */
 	int64_t mmap_ns;
 	int64_t munmap_ns;
+	int64_t populate_ns;	/* the populate step (MAP_POPULATE: the whole mmap call) */
+	int64_t populate_faults;	/* getrusage(RUSAGE_THREAD) across the populate step */
+	int64_t nivcsw;		/* involuntary context switches of the touching thread, loop only */
+	int64_t steal_ns;	/* machine-wide steal time across the loop, USER_HZ resolution */
+	int registered;		/* this mapper's range was registered with userfaultfd */
 	int64_t uffd_events;
 	int64_t uffd_ns;
 	uint64_t uffd_features;
@@ -64,15 +71,20 @@ struct fb_result {
 	char hw_reason[FB_TEXT];
 	char uffd_reason[FB_TEXT];
 	char resident_reason[FB_TEXT];
+	char mapped_reason[FB_TEXT];
+	char steal_reason[FB_TEXT];
+	char populate_reason[FB_TEXT];
 };
 
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
- * (then results[0] says why). */
+ * (then results[0] says why). SIGINT, SIGTERM and SIGHUP arriving meanwhile release any
+ * blocked fault and end the sample as an error; the previous handlers still see them. */
 int fb_run(const struct fb_spec *spec, struct fb_result *results);
 /* cdef end */
 
 /* ---- internal interfaces between the native/ files ---- */
 #ifdef FB_INTERNAL
+#include <pthread.h>
 #include <stddef.h>
 
 struct fb_backing_file {
@@ -82,11 +94,15 @@ struct fb_backing_file {
 	char fs_type[32];
 };
 
-/* region.c: create and populate the backing, map it, measure residency */
+/* region.c: create and populate the backing, map it */
 int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r);
 void fb_backing_destroy(struct fb_backing_file *bf);
-void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf);
+void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf, int extra_flags);
+
+/* present.c: what is present in the page cache (mincore) and in the page table (pagemap) */
 int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
+/* -1 with the reason in reason[FB_TEXT] if the page table could not be read */
+int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reason);
 
 /* touch.c: the timed loop's plan and the loop itself */
 struct fb_plan {
@@ -102,25 +118,53 @@ void fb_plan_free(struct fb_plan *plan);
  * since a first store to a page (copy-on-write after fork) would be a fault of its own. */
 uint8_t fb_touch(char *base, const struct fb_plan *plan, int write);
 
+/* measure.c: one mapper's sample */
+struct fb_mapper_job {
+	const struct fb_spec *spec;
+	const struct fb_backing_file *bf;
+	struct fb_result *result;
+	int index;
+	pthread_barrier_t *start;	/* concurrent mappers wait here; NULL otherwise */
+};
+void fb_measure_mapper(const struct fb_mapper_job *job);
+
+/* interrupt.c: SIGINT/SIGTERM/SIGHUP during fb_run */
+void fb_interrupt_begin(void);
+void fb_interrupt_end(void);	/* may raise a held-back default-action signal */
+int fb_interrupted(void);	/* the signal received since fb_interrupt_begin, else 0 */
+const char *fb_signal_name(int sig);
+
 /* uffd.c: registration and the serving thread */
 struct fb_uffd;
 /* unit: the page size of the mapping (the huge page size for hugetlb) */
 struct fb_uffd *fb_uffd_start(const struct fb_spec *spec, void *addr, uint64_t size,
 			      uint64_t unit, int64_t deadline_at, struct fb_result *r);
-/* Stops and joins the server; returns 1 if the deadline expired (faults were unserved). */
+/* Stops and joins the server; returns 1 if the faults had to be released (deadline or
+ * signal). */
 int fb_uffd_stop(struct fb_uffd *u, struct fb_result *r);
+
+/* uffd_ops.c: the userfaultfd descriptor and its ioctls */
+int fb_uffd_open(void);
+uint64_t fb_uffd_offered_features(void);
+uint64_t fb_uffd_wanted_features(const struct fb_spec *spec);
+/* resolves one page fault message's unit; source: UFFDIO_COPY's source, one unit */
+int fb_uffd_serve_fault(int fd, uint64_t flags, uint64_t address, uint64_t unit, int hugetlb,
+			const char *source);
+/* unregisters the range and wakes every thread blocked in it */
+void fb_uffd_release(int fd, void *addr, uint64_t size);
 
 /* counters.c */
 int64_t fb_now_ns(void);
 struct fb_counters {
-	int sw_fd, cycles_fd, instructions_fd;
-	int64_t minflt, majflt;
+	int sw_fd, cycles_fd, instructions_fd, stat_fd;
+	int64_t minflt, majflt, nivcsw, steal_ticks;
 };
 void fb_counters_open(struct fb_counters *c, int perf, struct fb_result *r);
 void fb_counters_start(struct fb_counters *c);
 void fb_counters_stop(struct fb_counters *c, struct fb_result *r);
 void fb_counters_close(struct fb_counters *c);
-int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size);
+/* minor + major faults of the calling thread so far */
+int64_t fb_thread_faults(void);
 
 void fb_fail(struct fb_result *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -159,29 +159,11 @@ void fb_backing_destroy(struct fb_backing_file *bf)
 	bf->fd = -1;
 }
 
-void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf)
+void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf, int extra_flags)
 {
-	int flags = spec->shared ? MAP_SHARED : MAP_PRIVATE;
+	int flags = (spec->shared ? MAP_SHARED : MAP_PRIVATE) | extra_flags;
 
 	if (bf->fd < 0)
 		return mmap(NULL, spec->size, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
 	return mmap(NULL, spec->size, PROT_READ | PROT_WRITE, flags, bf->fd, 0);
-}
-
-int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size)
-{
-	uint64_t pages = size / (uint64_t)page_size;
-	unsigned char *vec = malloc(pages);
-	int64_t resident = 0;
-
-	if (!vec)
-		return -1;
-	if (mincore(addr, size, vec) != 0) {
-		free(vec);
-		return -1;
-	}
-	for (uint64_t i = 0; i < pages; i++)
-		resident += vec[i] & 1;
-	free(vec);
-	return resident;
 }

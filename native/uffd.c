@@ -1,15 +1,14 @@
 /*
- * uffd: register the mapping under test with userfaultfd and serve its faults from a thread:
- * MISSING with UFFDIO_ZEROPAGE (reads) or UFFDIO_COPY (writes, hugetlb), MINOR with
- * UFFDIO_CONTINUE, WP by removing the protection. Nothing may hang: at the deadline the
- * server unregisters the range, which wakes any blocked faulting thread, and reports it.
+ * uffd: register the mapping under test with userfaultfd and serve its faults from a thread
+ * (uffd_ops.c resolves each one). Nothing may hang: at the deadline, or when fb_run is
+ * interrupted by a signal, the server unregisters the range, which wakes any blocked
+ * faulting thread, and reports it.
  */
 #define _GNU_SOURCE
 #define FB_INTERNAL
 #include "faultbench.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
 #include <pthread.h>
@@ -19,18 +18,8 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
-#ifndef UFFD_USER_MODE_ONLY
-#define UFFD_USER_MODE_ONLY 1
-#endif
-#ifndef USERFAULTFD_IOC_NEW
-#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
-#endif
-#ifndef UFFD_FEATURE_WP_UNPOPULATED
-#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
-#endif
 #define POLL_SLICE_MS 50
 #define MSG_BATCH 64
 
@@ -44,104 +33,9 @@ struct fb_uffd {
 	int serve, hugetlb;
 	int64_t deadline_at;
 	int64_t events, serve_ns, unserved;
-	int timed_out;
+	int timed_out, interrupted;
 	char failure[FB_TEXT];
 };
-
-/* Prefer the mode an unprivileged user may have; fall back to /dev/userfaultfd (its file
- * permission is the gate there), then to the plain syscall (root). */
-static int uffd_open(void)
-{
-	int fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-	int dev;
-
-	if (fd >= 0)
-		return fd;
-	dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-	if (dev >= 0) {
-		fd = ioctl(dev, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-		close(dev);
-		if (fd >= 0)
-			return fd;
-	}
-	return (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-}
-
-/* UFFDIO_API may be called once per descriptor, so ask a throwaway one what is offered. */
-static uint64_t uffd_offered_features(void)
-{
-	struct uffdio_api api = { .api = UFFD_API, .features = 0 };
-	int fd = uffd_open();
-	uint64_t features = 0;
-
-	if (fd < 0)
-		return 0;
-	if (ioctl(fd, UFFDIO_API, &api) == 0)
-		features = api.features;
-	close(fd);
-	return features;
-}
-
-static uint64_t wanted_features(const struct fb_spec *spec)
-{
-	int shmem = spec->backing == FB_MEMFD || spec->backing == FB_TMPFS ||
-		    (spec->backing == FB_ANON && spec->shared);
-	int hugetlb = spec->backing == FB_HUGETLB;
-
-	switch (spec->uffd) {
-	case FB_UFFD_MISSING:
-		return (shmem ? UFFD_FEATURE_MISSING_SHMEM : 0) |
-		       (hugetlb ? UFFD_FEATURE_MISSING_HUGETLBFS : 0);
-	case FB_UFFD_WP:
-		return UFFD_FEATURE_PAGEFAULT_FLAG_WP | UFFD_FEATURE_WP_UNPOPULATED |
-		       (shmem || hugetlb ? UFFD_FEATURE_WP_HUGETLBFS_SHMEM : 0);
-	case FB_UFFD_MINOR:
-		return (shmem ? UFFD_FEATURE_MINOR_SHMEM : 0) |
-		       (hugetlb ? UFFD_FEATURE_MINOR_HUGETLBFS : 0);
-	default:
-		return 0;
-	}
-}
-
-static int serve_one(struct fb_uffd *u, const struct uffd_msg *msg)
-{
-	uint64_t flags = msg->arg.pagefault.flags;
-	uint64_t start = msg->arg.pagefault.address & ~(u->unit - 1);
-	struct uffdio_range range = { .start = start, .len = u->unit };
-	int rc;
-
-	if (flags & UFFD_PAGEFAULT_FLAG_WP) {
-		struct uffdio_writeprotect wp = { .range = range, .mode = 0 };
-
-		rc = ioctl(u->fd, UFFDIO_WRITEPROTECT, &wp);
-	} else if (flags & UFFD_PAGEFAULT_FLAG_MINOR) {
-		struct uffdio_continue cont = { .range = range, .mode = 0 };
-
-		rc = ioctl(u->fd, UFFDIO_CONTINUE, &cont);
-	} else if ((flags & UFFD_PAGEFAULT_FLAG_WRITE) || u->hugetlb) {
-		struct uffdio_copy copy = { .dst = start, .src = (uint64_t)(uintptr_t)u->source,
-					    .len = u->unit, .mode = 0 };
-
-		rc = ioctl(u->fd, UFFDIO_COPY, &copy);
-	} else {
-		struct uffdio_zeropage zero = { .range = range, .mode = 0 };
-
-		rc = ioctl(u->fd, UFFDIO_ZEROPAGE, &zero);
-	}
-	if (rc != 0 && errno == EEXIST)	/* resolved meanwhile; the faulting thread needs a wake */
-		rc = ioctl(u->fd, UFFDIO_WAKE, &range);
-	return rc;
-}
-
-static void release_faulters(struct fb_uffd *u)
-{
-	struct uffdio_range range = { .start = (uint64_t)(uintptr_t)u->addr, .len = u->size };
-
-	/* unregister first so that woken faults resolve as if the range had never been
-	 * registered; the kernel wakes MISSING waiters on unregister, but not WP/MINOR ones */
-	ioctl(u->fd, UFFDIO_UNREGISTER, &range);
-	ioctl(u->fd, UFFDIO_WAKE, &range);
-}
 
 static void *serve(void *arg)
 {
@@ -154,9 +48,10 @@ static void *serve(void *arg)
 		int64_t left = u->deadline_at - fb_now_ns();
 		ssize_t got;
 
-		if (left <= 0) {
-			u->timed_out = 1;
-			release_faulters(u);
+		if (left <= 0 || fb_interrupted()) {
+			u->interrupted = fb_interrupted();
+			u->timed_out = !u->interrupted;
+			fb_uffd_release(u->fd, u->addr, u->size);
 			while (poll(&fds[1], 1, -1) < 0)	/* the released toucher says stop */
 				;
 			break;
@@ -182,7 +77,9 @@ static void *serve(void *arg)
 				continue;
 			}
 			t0 = fb_now_ns();
-			if (serve_one(u, &msgs[i]) != 0 && u->failure[0] == '\0')
+			if (fb_uffd_serve_fault(u->fd, msgs[i].arg.pagefault.flags,
+						msgs[i].arg.pagefault.address, u->unit, u->hugetlb,
+						u->source) != 0 && u->failure[0] == '\0')
 				snprintf(u->failure, sizeof(u->failure), "serving a fault at %#llx: %s",
 					 (unsigned long long)msgs[i].arg.pagefault.address,
 					 strerror(errno));
@@ -212,7 +109,7 @@ struct fb_uffd *fb_uffd_start(const struct fb_spec *spec, void *addr, uint64_t s
 			      uint64_t unit, int64_t deadline_at, struct fb_result *r)
 {
 	struct fb_uffd *u = calloc(1, sizeof(*u));
-	uint64_t offered = uffd_offered_features();
+	uint64_t offered = fb_uffd_offered_features();
 	struct uffdio_api api = { .api = UFFD_API };
 	struct uffdio_register reg = { .range = { .start = (uint64_t)(uintptr_t)addr,
 						  .len = size } };
@@ -221,7 +118,7 @@ struct fb_uffd *fb_uffd_start(const struct fb_spec *spec, void *addr, uint64_t s
 		fb_fail(r, FB_ERROR, "out of memory");
 		return NULL;
 	}
-	u->fd = uffd_open();
+	u->fd = fb_uffd_open();
 	u->stop_fd = eventfd(0, EFD_CLOEXEC);
 	u->addr = addr;
 	u->size = size;
@@ -233,7 +130,7 @@ struct fb_uffd *fb_uffd_start(const struct fb_spec *spec, void *addr, uint64_t s
 		fb_fail(r, FB_UNSUPPORTED, "userfaultfd: %s", strerror(errno));
 		goto fail;
 	}
-	api.features = wanted_features(spec) & offered;
+	api.features = fb_uffd_wanted_features(spec) & offered;
 	if (ioctl(u->fd, UFFDIO_API, &api) != 0) {
 		fb_fail(r, FB_UNSUPPORTED, "UFFDIO_API: %s", strerror(errno));
 		goto fail;
@@ -279,20 +176,25 @@ fail:
 int fb_uffd_stop(struct fb_uffd *u, struct fb_result *r)
 {
 	uint64_t one = 1;
-	int timed_out;
+	int released;
 
 	if (write(u->stop_fd, &one, sizeof(one)) != sizeof(one))
 		pthread_cancel(u->thread);	/* cannot happen with an eventfd; never leak it */
 	pthread_join(u->thread, NULL);
 	r->uffd_events = u->events;
 	r->uffd_ns = u->serve_ns;
-	timed_out = u->timed_out;
-	if (timed_out)
+	released = u->timed_out || u->interrupted;
+	if (u->interrupted)
+		fb_fail(r, FB_ERROR, "interrupted by %s with %lld of %lld userfaultfd fault(s) "
+			"unserved; the range was unregistered to release the faulting thread",
+			fb_signal_name(u->interrupted), (long long)u->unserved,
+			(long long)u->events);
+	else if (u->timed_out)
 		fb_fail(r, FB_ERROR, "deadline exceeded with %lld of %lld userfaultfd fault(s) "
 			"left unserved; the range was unregistered to release the faulting thread",
 			(long long)u->unserved, (long long)u->events);
 	else if (u->failure[0])
 		fb_fail(r, FB_ERROR, "%s", u->failure);
 	uffd_free(u);
-	return timed_out;
+	return released;
 }

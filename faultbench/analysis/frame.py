@@ -83,6 +83,8 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     for name in ("round", "mapper"):
         if name not in df:
             df[name] = 0
+    # runs from before the populate step had none
+    df["populate"] = df["populate"].fillna("none") if "populate" in df else "none"
     for name in (*METRICS, "munmap_ns", "pages_mapped", "pages_touched"):
         if name not in df:
             df[name] = np.nan
@@ -93,14 +95,9 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     df["faults_per_page"] = df["faults_per_page"].astype(float)
     multi = df["mappers"] > 1
     df["role"] = np.where(multi, np.where(df["mapper"] == 0, "first", "later"), "only")
-    # A mapper is registered with userfaultfd according to uffd_mappers; WP and MINOR
-    # registrations switch fault-around off (uffd_disable_fault_around), MISSING does not.
-    registered = (df["uffd"] != "none") & (
-        (df["uffd_mappers"] == "all")
-        | ((df["uffd_mappers"] == "first") & (df["mapper"] == 0))
-        | ((df["uffd_mappers"] == "later") & (df["mapper"] > 0))
-    )
-    off = registered & df["uffd"].isin(["wp", "minor"])
+    # WP and MINOR registrations switch fault-around off (uffd_disable_fault_around), MISSING
+    # does not; each sample says whether its mapper registered.
+    off = _registered(df) & df["uffd"].isin(["wp", "minor"])
     if FAULT_AROUND_KNOB in knob_columns:
         knob = pd.to_numeric(df[FAULT_AROUND_KNOB], errors="coerce")
         off |= knob <= df["page_size"]
@@ -109,6 +106,21 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     df["emulated"] = df["plane"].isin(EMULATED_PLANES)
     df["ok"] = (df["status"] == "ok") & ~df["warmup"]
     return df
+
+
+def _registered(df: pd.DataFrame) -> pd.Series:
+    """Whether each sample's mapper registered with userfaultfd, as the sample records it.
+
+    Samples written before faultbench recorded it (the reference runs under results/ until
+    they are regenerated) lack the field; for them it follows from uffd_mappers.
+    """
+    recorded = df["registered"] if "registered" in df else pd.Series(np.nan, index=df.index)
+    derived = (df["uffd"] != "none") & (
+        (df["uffd_mappers"] == "all")
+        | ((df["uffd_mappers"] == "first") & (df["mapper"] == 0))
+        | ((df["uffd_mappers"] == "later") & (df["mapper"] > 0))
+    )
+    return recorded.where(recorded.notna(), derived).astype(bool)
 
 
 def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:

@@ -28,7 +28,7 @@ from faultbench.measurement.spec import (
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
 LABEL_FIELDS = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "dir",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
@@ -74,7 +74,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
     Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows, and `reg=all` is the default, left out.
+    userfaultfd) are left out for single-mapper rows; `reg=all` and `populate=none` are the
+    defaults, left out.
     """
     if not columns:
         return pd.Series("all", index=df.index)
@@ -87,6 +88,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
         if column == "uffd_mappers":
             registers = df["uffd"] != "none" if "uffd" in df else True
             words = words.where((df[column] != "all") & registers, "")
+        if column == "populate":  # no populate step is the default, left out
+            words = words.where(df[column] != "none", "")
         parts.append(words)
     joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
     return joined.str.split().str.join(" ").replace("", "all")

@@ -13,6 +13,7 @@ from faultbench.measurement.spec import (
     MAPPER_MODES,
     MAPS,
     PATTERN_HELP,
+    POPULATES,
     UFFD_MAPPERS,
     UFFD_MODES,
     Sample,
@@ -39,7 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--uffd-mappers", choices=UFFD_MAPPERS, default="all",
         help="which mappers register with userfaultfd (default all)",
     )
-    parser.add_argument("--deadline", type=float, default=10.0, help="seconds per sample")
+    parser.add_argument(
+        "--populate", choices=POPULATES, default="none",
+        help="make the range present before the timed loop, timed apart: madvise "
+        "(MADV_POPULATE_READ/WRITE, Linux >= 5.14) or map (MAP_POPULATE); the ideal prefault",
+    )
+    parser.add_argument("--deadline", type=float, default=10.0,
+                        help="seconds per sample (at most 3600)")
     parser.add_argument(
         "--no-serve", action="store_true",
         help="leave userfaultfd faults unserved (shows the deadline at work)",
@@ -73,7 +80,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         cache=args.cache, pattern=args.pattern, seed=args.seed, uffd=args.uffd, dir=args.dir,
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
-        perf=args.perf,
+        perf=args.perf, populate=args.populate,
     ).normalized()
 
 

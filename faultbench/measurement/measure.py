@@ -30,11 +30,13 @@ _ENUMS = {
              "wp": lib.FB_UFFD_WP, "minor": lib.FB_UFFD_MINOR},
     "uffd_mappers": {"all": lib.FB_REG_ALL, "first": lib.FB_REG_FIRST,
                      "later": lib.FB_REG_LATER},
+    "populate": {"none": lib.FB_POPULATE_NONE, "madvise": lib.FB_POPULATE_MADVISE,
+                 "map": lib.FB_POPULATE_MAP},
 }
 _STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "error"}
 _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
            "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
-           "uffd_events", "uffd_ns")
+           "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns")
 
 
 def current_plane() -> str:
@@ -125,6 +127,7 @@ def _c_spec(spec: Spec, keep: list[object]) -> object:
     c.deadline_ns = int(spec.deadline_s * 1e9)
     c.uffd_serve = spec.uffd_serve
     c.perf = spec.perf
+    c.populate = _ENUMS["populate"][spec.populate]
     return c
 
 
@@ -145,6 +148,10 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
         "uffd_events": _text(result.uffd_reason),
         "uffd_ns": _text(result.uffd_reason),
         "resident_before_pages": _text(result.resident_reason),
+        "pages_mapped": _text(result.mapped_reason),
+        "steal_ns": _text(result.steal_reason),
+        "populate_ns": _text(result.populate_reason),
+        "populate_faults": _text(result.populate_reason),
     }
     for name in _COUNTS:
         value = getattr(result, name)
@@ -154,6 +161,7 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
             sample.null_reasons[name] = reasons.get(name) or "not measured"
     if sample.uffd_events is not None:
         sample.uffd_features = result.uffd_features
+    sample.registered = bool(result.registered)
     if sample.status == "ok" and sample.pages_touched:
         sample.ns_per_page = sample.touch_ns / sample.pages_touched
         sample.faults_per_page = (sample.faults_minor + sample.faults_major) / sample.pages_touched

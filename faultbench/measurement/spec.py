@@ -22,6 +22,8 @@ UFFD_MODES = ("none", "missing", "wp", "minor")
 MAPPER_MODES = ("sequential", "concurrent")
 MAPPER_KINDS = ("process", "thread")
 UFFD_MAPPERS = ("all", "first", "later")
+POPULATES = ("none", "madvise", "map")
+MAX_DEADLINE_S = 3600.0
 PATTERN_HELP = "seq, reverse, random, stride:N (N >= 1) or sparse"
 
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
@@ -93,6 +95,7 @@ class Spec:
     deadline_s: float = 10.0
     uffd_serve: bool = True  # False leaves uffd faults unserved: exercises the deadline
     perf: bool = False  # perf events too: an independent fault count, cycles, instructions
+    populate: str = "none"  # make the range present before the loop: MADV_POPULATE_*, MAP_POPULATE
 
     def normalized(self) -> Spec:
         """Defaults resolved and every field validated; raises SpecError with a clear message."""
@@ -111,6 +114,7 @@ class Spec:
         _choice("mapper_mode", self.mapper_mode, MAPPER_MODES)
         _choice("mapper_kind", self.mapper_kind, MAPPER_KINDS)
         _choice("uffd_mappers", self.uffd_mappers, UFFD_MAPPERS)
+        _choice("populate", self.populate, POPULATES)
         parse_pattern(self.pattern)
         if anon and cache != "hole":
             raise SpecError(
@@ -127,8 +131,11 @@ class Spec:
             raise SpecError(f"mappers must be at least 1, got {self.mappers}")
         if self.mappers > 1 and anon:
             raise SpecError("several mappers need a file to map: use memfd, tmpfs, file or hugetlb")
-        if self.deadline_s <= 0:
-            raise SpecError(f"deadline_s must be positive, got {self.deadline_s}")
+        if not 0 < self.deadline_s <= MAX_DEADLINE_S:
+            raise SpecError(
+                f"deadline_s must be more than 0 and at most {MAX_DEADLINE_S:.0f} seconds "
+                f"(the longest a blocked fault is kept waiting), got {self.deadline_s}"
+            )
         if self.seed < 0:
             raise SpecError(f"seed must be non-negative, got {self.seed}")
         return dataclasses.replace(self, size=size, map=map_, cache=cache)
@@ -171,6 +178,11 @@ class Sample:
     resident_before_pages: int | None = None
     mmap_ns: int | None = None
     munmap_ns: int | None = None
+    populate_ns: int | None = None  # the populate step, outside touch_ns
+    populate_faults: int | None = None  # faults of the populate step, outside faults_*
+    nivcsw: int | None = None  # involuntary context switches of the touching thread in the loop
+    steal_ns: int | None = None  # steal time of all CPUs across the loop (10 ms resolution)
+    registered: bool | None = None  # this mapper's range was registered with userfaultfd
     uffd_events: int | None = None
     uffd_ns: int | None = None
     uffd_features: int | None = None

@@ -34,7 +34,7 @@ TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs"
 # the deadline, so a workload cannot switch serving off.
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "deadline_s",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "deadline_s",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set

@@ -17,7 +17,9 @@ from faultbench.measurement.spec import (
     MAPPER_KINDS,
     MAPPER_MODES,
     MAPS,
+    MAX_DEADLINE_S,
     PATTERN_HELP,
+    POPULATES,
     UFFD_MAPPERS,
     UFFD_MODES,
     SpecError,
@@ -35,6 +37,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mapper_mode": MAPPER_MODES,
     "mapper_kind": MAPPER_KINDS,
     "uffd_mappers": UFFD_MAPPERS,
+    "populate": POPULATES,
 }
 
 
@@ -168,8 +171,9 @@ def _check_axis_value(key: str, value: Any) -> str | None:
             if not isinstance(value, int) or value < 1:
                 return f"expected an integer >= 1, got {_describe(value)}"
         elif key == "deadline_s":
-            if not isinstance(value, int | float) or value <= 0:
-                return f"expected a positive number of seconds, got {_describe(value)}"
+            if not isinstance(value, int | float) or not 0 < value <= MAX_DEADLINE_S:
+                return (f"expected a number of seconds above 0 and at most "
+                        f"{MAX_DEADLINE_S:.0f}, got {_describe(value)}")
         elif key == "dir" and not isinstance(value, str):
             return f"expected a directory path, got {_describe(value)}"
     except SpecError as exc:

@@ -1,0 +1,89 @@
+/*
+ * present: what is present before and after the loop. mincore gives page cache residency of
+ * a file mapping; /proc/self/pagemap gives this process's page table entries.
+ */
+#define _GNU_SOURCE
+#define FB_INTERNAL
+#include "faultbench.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#define PAGEMAP_PRESENT (1ULL << 63)
+#define PAGEMAP_CHUNK 65536
+
+int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size)
+{
+	uint64_t pages = size / (uint64_t)page_size;
+	unsigned char *vec = malloc(pages);
+	int64_t resident = 0;
+
+	if (!vec)
+		return -1;
+	if (mincore(addr, size, vec) != 0) {
+		free(vec);
+		return -1;
+	}
+	for (uint64_t i = 0; i < pages; i++)
+		resident += vec[i] & 1;
+	free(vec);
+	return resident;
+}
+
+/* Reads count entries from byte offset at, retrying what a signal or a short read left. */
+static int read_entries(int fd, uint64_t *entries, uint64_t count, off_t at)
+{
+	size_t want = count * sizeof(*entries), done = 0;
+
+	while (done < want) {
+		ssize_t got = pread(fd, (char *)entries + done, want - done, at + (off_t)done);
+
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0)
+			return got < 0 ? -1 : (errno = EIO, -1);
+		done += (size_t)got;
+	}
+	return 0;
+}
+
+int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reason)
+{
+	uint64_t first = (uint64_t)(uintptr_t)addr / (uint64_t)page_size;
+	uint64_t pages = size / (uint64_t)page_size, done = 0;
+	int64_t present = 0;
+	uint64_t *entries;
+	int fd;
+
+	fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(reason, FB_TEXT, "/proc/self/pagemap: %s", strerror(errno));
+		return -1;
+	}
+	entries = malloc(PAGEMAP_CHUNK * sizeof(*entries));
+	if (!entries) {
+		snprintf(reason, FB_TEXT, "out of memory for the pagemap walk");
+		close(fd);
+		return -1;
+	}
+	while (done < pages) {
+		uint64_t want = pages - done < PAGEMAP_CHUNK ? pages - done : PAGEMAP_CHUNK;
+
+		if (read_entries(fd, entries, want, (off_t)((first + done) * sizeof(*entries)))) {
+			snprintf(reason, FB_TEXT, "reading /proc/self/pagemap: %s", strerror(errno));
+			present = -1;
+			break;
+		}
+		for (uint64_t i = 0; i < want; i++)
+			present += (entries[i] & PAGEMAP_PRESENT) != 0;
+		done += want;
+	}
+	free(entries);
+	close(fd);
+	return present;
+}
