@@ -120,15 +120,17 @@ def compare_rows(
 
     Why Welch on per-boot log medians: a boot comparison has few units (3 vs 3 by default).
     An exact permutation test over boot labels has only C(6,3) = 20 arrangements, so its
-    smallest two-sided p is 0.1 and it can never find anything; a bootstrap over 3 boots
-    resamples from at most 10 distinct sets and underestimates their spread. Collapsing each
+    smallest two-sided p is 0.1 and it can never find anything; a hierarchical bootstrap
+    (Saravanan et al. 2020, Neurons Behav Data Anal Theory 3:5) draws its top level from 3
+    boots, at most 10 distinct multisets, and underestimates their spread. Collapsing each
     boot to one summary and applying a t-test to the summaries is the summary-statistics
     approach to nested data (Aarts et al. 2014, Nat Neurosci 17:491): valid whatever the
-    within-boot structure, since only boot-level values enter, and exact under normality of
-    the per-boot values, which medians of several rounds approach. The log makes the test and
-    its CI about the ratio (timings vary multiplicatively); Welch's form allows the kernels
-    different boot-to-boot spreads. Rounds within one boot are not independent of the boot,
-    so they are never the unit when several boots exist.
+    within-boot structure, since only boot-level values enter, and close to its nominal error
+    rate when the per-boot values are roughly normal, which medians of several rounds
+    approach. The log makes the test and its CI about the ratio (timings vary
+    multiplicatively); Welch's form allows the kernels different boot-to-boot spreads. Rounds
+    within one boot are not independent of the boot, so they are never the unit when several
+    boots exist.
 
     Deterministic metrics (every unit of a side has the same value, with >= 2 units a side):
     equal sides give p 1, different sides p 0, `exact` True, without a test.
@@ -137,7 +139,8 @@ def compare_rows(
     the rows of this table; `significant` is `p_adj < alpha`. Holm bounds the chance that an
     A/A comparison marks any row at all by alpha.
 
-    Returns one row per compared group, sorted as found, with columns:
+    Returns one row per group on both sides (none when no group is), in base's order, with
+    columns:
       *keys;
       unit: "boot" or "round";
       base_boots, base_units, base_samples, base_median, base_spread_pct (and new_*):
