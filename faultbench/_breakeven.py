@@ -37,6 +37,8 @@ from faultbench._analysis import FAULT_AROUND_KNOB, LABEL_FIELDS, format_value, 
 DEFAULT_WINDOW_BYTES = 65536
 REPLICATES = 2000
 MIN_ROUNDS_FOR_CI = 5
+MIN_STRIDES = 3  # to bracket a crossing with a stride on each side of it and one more
+MIN_SCENARIOS = 4  # three constants and at least one degree of freedom for the residual
 # Residual (RMS of relative errors over scenario medians) above which constants mean nothing.
 MAX_RESIDUAL = 0.10
 # Scaled-column condition number above which faults and pages mapped cannot be told apart.
@@ -63,6 +65,9 @@ FIT_WHICH = (
     "only skips fault-around; these rows are what tell a per-fault cost from a per-page "
     "one); missing, minor, random, sparse and wider strides left out"
 )
+
+
+SPARSE_NOTE = "page_size/8 (512 with 4K pages) is the sparse pattern, one page per page table"
 
 
 def stride_of(pattern: str, page_size: int) -> int | None:
@@ -118,7 +123,7 @@ class BreakEven:
     curve: list[CurvePoint] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _json_safe(asdict(self))
 
 
 @dataclass(frozen=True)
@@ -150,7 +155,19 @@ class CostModel:
     which: str = FIT_WHICH
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _json_safe(asdict(self))
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN (a stride some setting lacks, a null munmap_ns) as None: json.dumps would write
+    NaN, which is not JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return value
 
 
 # ---------------------------------------------------------------------------------------
@@ -172,8 +189,10 @@ def _prepared(df: pd.DataFrame, teardown: bool = False) -> pd.DataFrame:
     """Valid single-mapper reads with their stride, window, fault count and chosen metric."""
     rows = df[df["ok"] & (df["access"] == "read") & (df["mappers"] == 1)].copy()
     rows.attrs = df.attrs
-    rows["stride"] = [stride_of(str(p), int(s)) for p, s in
-                      zip(rows["pattern"], rows["page_size"], strict=True)]
+    rows["stride"] = pd.Series(  # NaN for reverse and random
+        [stride_of(str(p), int(s)) for p, s in zip(rows["pattern"], rows["page_size"],
+                                                    strict=True)],
+        index=rows.index, dtype=float)
     rows["faults"] = rows["faults_minor"].astype(float) + rows["faults_major"].astype(float)
     touched = rows["pages_touched"].astype(float).where(rows["pages_touched"] > 0)
     spent = rows["touch_ns"].astype(float)
@@ -323,10 +342,11 @@ def _one_break_even(contrast: _Contrast, teardown: bool, replicates: int,
         )
         for i, s in enumerate(strides)
     ]
-    if len(strides) < 3:
+    if len(strides) < MIN_STRIDES:
         return BreakEven(**common, stride=None, pages_per_window=None, ci=None, bracket=None,
                          crossings=0, curve=curve,
-                         reason=f"{len(strides)} stride(s) measured both ways; need 3 or more")
+                         reason=f"{len(strides)} stride(s) measured both ways; need "
+                                f"{MIN_STRIDES} or more")
     value, low, crossings = _crossing(strides, on_med, off_med)
     if not np.isfinite(value):
         side = ("fault-around on is slower even at the densest stride"
@@ -412,10 +432,11 @@ def _one_cost_model(part: pd.DataFrame, group: str, backing: str, knob: int | No
     design = np.column_stack([medians["_fpp"], medians["_mpp"], np.ones(len(y))])
     # per touched page, relative: every scenario counts alike whether it costs 100 ns or 10 us
     weighted = design / y[:, None]
-    if len(y) < 4:
+    if len(y) < MIN_SCENARIOS:
         return CostModel(**common, fits=False, ns_per_fault=None, ns_per_page_mapped=None,
                          ns_per_touch=None, residual=None,
-                         reason=f"{len(y)} scenarios; 3 constants need 4 or more")
+                         reason=f"{len(y)} scenario(s); 3 constants need {MIN_SCENARIOS} or "
+                                "more")
     scaled = weighted / np.linalg.norm(weighted, axis=0)
     singular = np.linalg.svd(scaled, compute_uv=False)
     if singular[-1] == 0 or singular[0] / singular[-1] > MAX_CONDITION:
@@ -463,7 +484,7 @@ def cost_models(df: pd.DataFrame, replicates: int = REPLICATES, seed: int = 0) -
         rows = rows.assign(_knob=pd.to_numeric(rows[FAULT_AROUND_KNOB], errors="coerce"))
         keys.append("_knob")
     out = []
-    for index, (key, part) in enumerate(rows.groupby(keys, sort=False, dropna=False)):
+    for index, (key, part) in enumerate(rows.groupby(keys, dropna=False)):
         knob = key[2] if len(key) > 2 and key[2] == key[2] else None
         rng = np.random.default_rng([seed, index])
         out.append(_one_cost_model(part, str(key[0]), str(key[1]),
@@ -526,13 +547,17 @@ def report_section(
     df: pd.DataFrame, results: Sequence[BreakEven] | None = None,
     models: Sequence[CostModel] | None = None,
 ) -> str:
-    """The break-even and cost-model tables, 72 columns; empty when the run has neither
-    (no stride sweep measured both ways, no rows to fit). Pass precomputed `results` and
-    `models` to avoid computing them twice when `report_json` is also made."""
+    """The break-even and cost-model tables, 72 columns. Contrasts measured at fewer than
+    MIN_STRIDES strides and fits over fewer than MIN_SCENARIOS scenarios (a run without a
+    stride sweep) are left to --json, so the section is empty for such runs. Pass
+    precomputed `results` and `models` to avoid computing them twice when `report_json` is
+    also made."""
     from faultbench._report import fmt, text_table, wrap
 
     results = break_even(df) if results is None else results
     models = cost_models(df) if models is None else models
+    results = [r for r in results if len(r.curve) >= MIN_STRIDES]
+    models = [m for m in models if len(m.scenarios) >= MIN_SCENARIOS]
     parts: list[str] = []
     if results:
         parts.append(wrap("Break-even access density: where time per touched page with "
@@ -570,7 +595,8 @@ def report_section(
             f"on/off: ns per touched page, medians over rounds ({rounds}); pg/win: pages "
             f"touched per fault-around window. Crossing: interpolated in log(stride) between "
             f"the bracketing strides; [95% CI]: percentile bootstrap over rounds "
-            f"({REPLICATES} replicates). {HEADLINE_WHY}."))
+            f"({REPLICATES} replicates); an end beyond the strides measured is shown as "
+            f"<first or >last. Stride {SPARSE_NOTE}. {HEADLINE_WHY}."))
     if models:
         parts.append("\n" + wrap("Cost model: touch_ns = a*faults + b*pages_mapped + "
                                  "c*pages_touched."))

@@ -298,3 +298,13 @@ def test_stand_alone_loop_builds_clean_and_switches_fault_around(tmp_path: Path)
     assert faults(32, "wp") == [32, 32]
     bad = subprocess.run([str(binary), "4096", "0", "none"], capture_output=True, text=True)
     assert bad.returncode == 2 and "STRIDE >= 1" in bad.stderr
+
+
+def test_runs_without_a_stride_sweep_report_nothing_but_say_why_in_json() -> None:
+    curves = {("none", s): 100.0 * s for s in (1, 512)} | {("wp", s): 500.0 for s in (1, 512)}
+    df = _frame(curves)
+    assert report_section(df) == ""
+    data = report_json(df)
+    assert [e["reason"] for e in data["break_even"]] == [
+        "2 stride(s) measured both ways; need 3 or more"] * 2
+    assert "need 4 or more" in data["cost_model"][0]["reason"]
