@@ -27,13 +27,14 @@ from faultbench._breakeven import (
 )
 from faultbench._breakeven_figure import breakeven_figure
 
-# The shipped break-even workload reduced: 4M instead of 64M keeps each sample's loop short
-# (a busy shared machine preempts long loops, and only the slow side of each pair), and
-# more rounds let medians ride out the preemptions that remain. Sparse is left out: in 4M
-# it touches 2 pages.
+# The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a
+# millisecond: on the shared 2-CPU development VMs a loop of 1.4 ms (4M, uffd wp, stride 1)
+# lost a whole 4 ms time slice in 10 of 21 rounds, and only that scenario, enough to drag
+# its median; more rounds let medians ride out the preemptions that remain. Sparse is left
+# out: in 2M it is a single touch.
 REDUCED = """
 description = "break-even, reduced for the tests"
-repetitions = 21
+repetitions = 25
 warmups = 1
 seed = 1664
 
@@ -42,7 +43,7 @@ seed = 1664
 
 [defaults]
 backing = "memfd"
-size = "4M"
+size = "2M"
 access = "read"
 cache = "warm"
 
@@ -65,15 +66,17 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_the_sweep_switches_fault_around_as_intended(sweep: Path) -> None:
     df = fb.load(sweep)
     ok = df[df["ok"]]
-    assert len(ok) == 14 * 21
+    assert len(ok) == 14 * 25
     faults = ok["faults_minor"] + ok["faults_major"]
     wp, none = ok["uffd"] == "wp", ok["uffd"] == "none"
     # off: exactly one fault per touched page; on: each fault maps a 16-page window
     assert (faults[wp] == ok.loc[wp, "pages_touched"]).all()
     assert (ok.loc[wp, "pages_mapped"] == ok.loc[wp, "pages_touched"]).all()
     dense = none & ok["pattern"].isin(["stride:1", "stride:2", "stride:4", "stride:8"])
-    assert faults[dense].median() == pytest.approx(1024 / 16, abs=2)
-    assert (ok.loc[dense, "pages_mapped"] == 1024).all()
+    assert (abs(faults[dense] - 512 / 16) <= 2).all()
+    # windows are aligned on virtual addresses: with the mapping not 64K-aligned, a stride
+    # can skip the tail of the last window, never more
+    assert (ok.loc[dense, "pages_mapped"] >= 512 - 15).all()
 
 
 def test_crossover_lies_inside_the_window(sweep: Path) -> None:
