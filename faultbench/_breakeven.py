@@ -187,7 +187,10 @@ def _group_columns(rows: pd.DataFrame, drop: Sequence[str]) -> list[str]:
 
 def _prepared(df: pd.DataFrame, teardown: bool = False) -> pd.DataFrame:
     """Valid single-mapper reads with their stride, window, fault count and chosen metric."""
-    rows = df[df["ok"] & (df["access"] == "read") & (df["mappers"] == 1)].copy()
+    rows = df[df["ok"] & (df["access"] == "read") & (df["mappers"] == 1)]
+    if "populate" in rows:  # prefaulted rows are the floor, neither on nor off
+        rows = rows[rows["populate"].fillna("none") == "none"]
+    rows = rows.copy()
     rows.attrs = df.attrs
     rows["stride"] = pd.Series(  # NaN for reverse and random
         [stride_of(str(p), int(s)) for p, s in zip(rows["pattern"], rows["page_size"],

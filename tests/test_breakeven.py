@@ -311,3 +311,13 @@ def test_runs_without_a_stride_sweep_report_nothing_but_say_why_in_json() -> Non
     assert [e["reason"] for e in data["break_even"]] == [
         "2 stride(s) measured both ways; need 3 or more"] * 2
     assert "need 4 or more" in data["cost_model"][0]["reason"]
+
+
+def test_prefaulted_rows_stay_out_of_the_curves() -> None:
+    curves = {("none", s): 100.0 * s for s in STRIDES} | {("wp", s): 500.0 for s in STRIDES}
+    plain = _frame(curves).assign(populate="none")
+    prefaulted = _frame({("none", s): 50.0 for s in STRIDES}).assign(populate="madvise")
+    df = pd.concat([plain, prefaulted], ignore_index=True)
+    df.attrs["knob_columns"] = []
+    [head] = break_even(df, teardown=False)
+    assert head.stride == pytest.approx(5)
