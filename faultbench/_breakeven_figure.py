@@ -1,0 +1,161 @@
+"""The break-even figure: ns per touched page against access density, fault-around on vs off.
+
+Analysis plane (matplotlib, via faultbench._figures, which selects the Agg backend).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+from faultbench._breakeven import BreakEven, break_even
+from faultbench._figures import SIZE, STYLE, _ns_label, _save, _title, plt
+from faultbench._spec import format_size
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+    from faultbench._analysis import RunInfo
+
+
+def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndarray:
+    """Asymmetric error bars from [low, high] intervals; zero where there is none."""
+    low = [v - ci[0] if ci and ci[0] is not None else 0.0 for v, ci in zip(values, cis,
+                                                                             strict=True)]
+    high = [ci[1] - v if ci and ci[1] is not None else 0.0 for v, ci in zip(values, cis,
+                                                                              strict=True)]
+    return np.clip(np.vstack([low, high]), 0, None)
+
+
+def _mark_crossing(ax: Axes, item: BreakEven, color: str) -> None:
+    """A cross where the curves meet, a dotted line down to the axis, its interval shaded."""
+    assert item.stride is not None
+    strides = [p.stride for p in item.curve]
+    on = [p.on_ns for p in item.curve]
+    # the curves are interpolated in log-log, so the meeting point is too
+    y = float(np.exp(np.interp(np.log(item.stride), np.log(strides), np.log(on))))
+    window = format_size(item.window_bytes)
+    ax.axvline(item.stride, color=color, linestyle=":", linewidth=1.2)
+    ax.plot([item.stride], [y], marker="X", markersize=11, color=color, zorder=5,
+            linestyle="none",
+            label=f"break-even ({item.contrast}): stride {item.stride:.1f}, "
+                  f"{item.pages_per_window:.2f} pages per {window} window")
+    if item.ci:
+        low, high = item.ci["stride"]
+        ax.axvspan(low if low is not None else strides[0], high if high is not None
+                   else strides[-1], color=color, alpha=0.12, linewidth=0)
+
+
+def breakeven_figure(
+    df: pd.DataFrame, info: RunInfo, out_dir: Path, floor: pd.DataFrame | None = None,
+    results: Sequence[BreakEven] | None = None,
+) -> list[Path]:
+    """`break-even.png|svg` (one per group, `break-even-<group>` when there are several):
+    ns per touched page (touch loop; log y) against stride (log2 x; pages touched per window
+    on the top axis when every contrast has the same window), each fault-around-on series
+    (uffd none, or each fault_around_bytes value) and each off series, medians with 95%
+    bootstrap intervals, the crossings marked with their intervals shaded.
+
+    `floor`: optional samples of an ideal-prefault series drawn as the limit a fault path
+    could reach: a DataFrame with columns `stride`, `ns_per_page` (one row per sample;
+    medians are drawn) and optionally `label` (one line per label, default "prefaulted")
+    and `group` (matching a BreakEven.group; rows without it go on every figure).
+    `results`: precomputed `break_even(df, teardown=False)`. Returns the files written;
+    none when the run has no contrast.
+    """
+    results = [r for r in (results if results is not None else break_even(df, teardown=False))
+               if not r.teardown_counted]
+    groups = list(dict.fromkeys(r.group for r in results))
+    made: list[Path] = []
+    with plt.rc_context(STYLE):
+        for group in groups:
+            items = [r for r in results if r.group == group]
+            name = "break-even" if len(groups) == 1 else \
+                "break-even-" + re.sub(r"[^A-Za-z0-9_.=-]+", "_", group)
+            made += _one_figure(items, info, out_dir, name, _floor_of(floor, group))
+    return made
+
+
+def _floor_of(floor: pd.DataFrame | None, group: str) -> pd.DataFrame | None:
+    if floor is None or floor.empty:
+        return None
+    if "group" in floor:
+        floor = floor[floor["group"].isna() | (floor["group"] == group)]
+    return floor if len(floor) else None
+
+
+def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
+                floor: pd.DataFrame | None) -> list[Path]:
+    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
+    drawn_off: set[str] = set()
+    strides: set[int] = set()
+    for item in items:
+        x = [p.stride for p in item.curve]
+        strides.update(x)
+        color = next(colors)
+        ax.errorbar(x, [p.on_ns for p in item.curve], marker="o", capsize=3, color=color,
+                    yerr=_yerr([p.on_ns for p in item.curve], [p.on_ci for p in item.curve]),
+                    label=f"fault-around on ({item.on})")
+        if item.off not in drawn_off:
+            drawn_off.add(item.off)
+            ax.errorbar(x, [p.off_ns for p in item.curve], marker="s", capsize=3,
+                        color="dimgray", linestyle="--",
+                        yerr=_yerr([p.off_ns for p in item.curve],
+                                   [p.off_ci for p in item.curve]),
+                        label=f"fault-around off ({item.off})")
+        if item.stride is not None:
+            _mark_crossing(ax, item, color)
+    if floor is not None:
+        for label, part in floor.groupby(floor["label"] if "label" in floor else
+                                         pd.Series("prefaulted", index=floor.index)):
+            medians = part.groupby("stride")["ns_per_page"].median().sort_index()
+            ax.plot(medians.index, medians.to_numpy(), color="black", marker="v",
+                    linestyle="-.", label=f"floor: {label}")
+            strides.update(int(s) for s in medians.index)
+    ticks = sorted(strides)
+    page = _page_of(items)
+    sparse = page / 8 if page else None  # native/touch.c: one page per page table
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}" + ("\nsparse" if v == sparse else "")))
+    ax.xaxis.set_minor_locator(FixedLocator([]))
+    ax.set_xlabel("stride: one page touched every N pages (log2)")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel(_ns_label(info) + ", log scale")
+    windows = {item.window_bytes for item in items}
+    if len(windows) == 1 and page:
+        pages = next(iter(windows)) / page
+        top = ax.secondary_xaxis("top", functions=(lambda s: pages / np.maximum(s, 1e-9),
+                                                   lambda d: pages / np.maximum(d, 1e-9)))
+        top.xaxis.set_major_locator(FixedLocator([pages / s for s in ticks]))
+        top.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+        top.xaxis.set_minor_locator(FixedLocator([]))
+        top.set_xlabel(f"pages touched per {format_size(next(iter(windows)))} "
+                       "fault-around window")
+    handles, names = ax.get_legend_handles_labels()
+    # curves first, then the floor, then the crossings
+    first = sorted(range(len(names)), key=lambda i: (names[i].startswith("break-even"),
+                                                      names[i].startswith("floor")))
+    fig.legend([handles[i] for i in first], [names[i] for i in first],
+               loc="outside lower center", ncol=2, fontsize=9)  # off the curves
+    _title(fig, f"Break-even access density, {items[0].group}", info)
+    return _save(fig, out_dir, name)
+
+
+def _page_of(items: list[BreakEven]) -> float | None:
+    """Page size from a curve point: window pages / stride = pages_per_window."""
+    point = items[0].curve[0] if items and items[0].curve else None
+    if point is None or not point.pages_per_window:
+        return None
+    return items[0].window_bytes / (point.pages_per_window * point.stride)
