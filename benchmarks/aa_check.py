@@ -8,7 +8,7 @@ is on the same filesystem, so the measurement is the same. Then:
 - within a run: dir A against dir B of the same run (interleaved, same rounds);
 - across runs: run i against run i+1, each directory with itself (drift between runs).
 
-Each is counted with `faultbench._replicates.compare_rows` (units: rounds, mappers pooled per
+Each is counted with `analysis.replicates.compare_rows` (units: rounds, mappers pooled per
 round; Holm across the rows of one table) and, for contrast, with today's `faultbench compare`
 (per-sample Mann-Whitney, no adjustment), through its CSV output. Prints numbers, asserts
 nothing. Needs root (like `faultbench run`); sets no knob. ~25 s per run on 2 CPUs.
@@ -31,7 +31,7 @@ from pathlib import Path
 import pandas as pd
 
 import faultbench
-from faultbench._replicates import compare_rows
+from faultbench.analysis.replicates import compare_rows
 
 METRIC = "ns_per_page"
 # The axes the workload varies (besides dir): what tells rows apart.

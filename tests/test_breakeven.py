@@ -14,8 +14,7 @@ import pytest
 from analysis_runs import faultbench, width_ok
 
 import faultbench as fb
-from faultbench._analysis import run_info
-from faultbench._breakeven import (
+from faultbench.analysis.breakeven import (
     CostModel,
     Estimate,
     break_even,
@@ -25,7 +24,8 @@ from faultbench._breakeven import (
     report_section,
     stride_of,
 )
-from faultbench._breakeven_figure import breakeven_figure
+from faultbench.analysis.breakeven_figure import breakeven_figure
+from faultbench.analysis.frame import run_info
 
 # The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a
 # millisecond: on the shared 2-CPU development VMs a loop of 1.4 ms (4M, uffd wp, stride 1)

@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 
 import faultbench
-from faultbench._boot_order import BootPlanError, boot_order, split_rounds
-from faultbench._replicates import (
+from faultbench.analysis.replicates import (
     BOOT_METHOD,
     EXACT_METHOD,
     FEW_BOOTS_METHOD,
@@ -26,6 +25,7 @@ from faultbench._replicates import (
     holm,
     replicate_values,
 )
+from faultbench.measurement.boot_order import BootPlanError, boot_order, split_rounds
 
 pytestmark = pytest.mark.filterwarnings("error")  # no RuntimeWarning from zero variance etc.
 

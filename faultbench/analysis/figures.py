@@ -39,18 +39,18 @@ SIZE = (9.0, 4.8)  # inches; at 150 dpi 1350 px wide, legible when scaled to a p
 UFFD_ORDER = ["none", "missing", "wp", "minor"]
 
 
-def _title(fig: Figure, what: str, info: RunInfo) -> None:
+def title(fig: Figure, what: str, info: RunInfo) -> None:
     line = f"{what} - Linux {info.kernel}, {info.host}"
     if info.emulated:
         line += "\nTIMINGS TCG-EMULATED (not native; fault counts exact)"
     fig.suptitle(line, fontsize=12, color="darkred" if info.emulated else "black")
 
 
-def _ns_label(info: RunInfo) -> str:
+def ns_label(info: RunInfo) -> str:
     return "ns per page touched" + (" (emulated)" if info.emulated else "")
 
 
-def _save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
+def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
     fig.savefig(paths[0], dpi=150, bbox_inches="tight")
@@ -98,14 +98,14 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
         ax.tick_params(axis="x", labelrotation=45)  # ten powers of two do not fit flat
         ax.set_xlabel(f"{name} (bytes, log2)")
-    left.set_ylabel(_ns_label(info))
+    left.set_ylabel(ns_label(info))
     positive = table["median"][table["median"] > 0]
     if len(positive) and positive.max() > 20 * positive.min():
         # patterns differ by orders of magnitude (sparse touches few pages): on a linear axis
         # all but the slowest line would lie flat on zero
         left.set_yscale("log")
         left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        left.set_ylabel(_ns_label(info) + ", log scale")
+        left.set_ylabel(ns_label(info) + ", log scale")
     else:
         left.set_ylim(bottom=0)
     right.set_yscale("log", base=2)
@@ -113,8 +113,8 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
     left.set_title("time (median, 95% CI)")
     right.set_title("faults (median)")
     right.legend(loc="lower left", fontsize=8)  # faults fall with the knob: that corner is free
-    _title(fig, f"Read faults vs {name}", info)
-    return _save(fig, out_dir, f"sweep-{knob}")
+    title(fig, f"Read faults vs {name}", info)
+    return save(fig, out_dir, f"sweep-{knob}")
 
 
 def _bars_side_by_side(
@@ -141,14 +141,14 @@ def _bars_side_by_side(
         right.barh(offset, part["faults"], height, label=label)
     left.set_yticks(y, groups)
     left.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, no empty margins
-    left.set_xlabel(_ns_label(info))
+    left.set_xlabel(ns_label(info))
     left.set_title("time (median, 95% CI)")
     right.set_xlabel("faults per page touched")
     right.set_title("faults (median)")
     handles, names = right.get_legend_handles_labels()
     fig.legend(handles, names, loc="outside lower center", ncol=len(present), fontsize=10)
-    _title(fig, what, info)
-    return _save(fig, out_dir, name)
+    title(fig, what, info)
+    return save(fig, out_dir, name)
 
 
 def _table(data: pd.DataFrame, series: str) -> pd.DataFrame:
@@ -207,14 +207,14 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     right.barh(y, table["mapped"], color=colors)
     left.set_yticks(y, table["line"] + " (fa " + table["fault_around"] + ")")
     right.set_yticks(y, [""] * len(y))
-    left.set_xlabel(_ns_label(info))
+    left.set_xlabel(ns_label(info))
     left.set_title("time (median, 95% CI)")
     right.set_xlabel("pages mapped per page touched")
     right.set_title("mapped but untouched cost memory")
     for ax in (left, right):
         ax.invert_yaxis()
-    _title(fig, "Sparse access: the fault-around worst case", info)
-    return _save(fig, out_dir, "sparse")
+    title(fig, "Sparse access: the fault-around worst case", info)
+    return save(fig, out_dir, "sparse")
 
 
 def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
@@ -237,10 +237,10 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(_ns_label(info) + ", log scale")
+    ax.set_xlabel(ns_label(info) + ", log scale")
     ax.invert_yaxis()
-    _title(fig, "Per-sample distributions", info)
-    return _save(fig, out_dir, "distributions")
+    title(fig, "Per-sample distributions", info)
+    return save(fig, out_dir, "distributions")
 
 
 def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:

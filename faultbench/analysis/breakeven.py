@@ -31,7 +31,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faultbench._analysis import FAULT_AROUND_KNOB, LABEL_FIELDS, format_value, labels
+from faultbench.analysis.frame import FAULT_AROUND_KNOB
+from faultbench.analysis.labels import LABEL_FIELDS, format_value, labels
+from faultbench.analysis.text import fmt, text_table, wrap
 
 # The kernel's fault_around_bytes default; natively the knob is often unreadable (lockdown).
 DEFAULT_WINDOW_BYTES = 65536
@@ -537,7 +539,6 @@ def report_json(df: pd.DataFrame) -> dict[str, Any]:
 
 def _ci_text(ci: list[float | None] | None, below: str = "<", above: str = ">",
              ends: tuple[float, float] | None = None) -> str:
-    from faultbench._report import fmt
 
     if ci is None:
         return "-"
@@ -555,7 +556,6 @@ def report_section(
     stride sweep) are left to --json, so the section is empty for such runs. Pass
     precomputed `results` and `models` to avoid computing them twice when `report_json` is
     also made."""
-    from faultbench._report import fmt, text_table, wrap
 
     results = break_even(df) if results is None else results
     models = cost_models(df) if models is None else models

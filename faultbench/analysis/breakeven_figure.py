@@ -1,6 +1,6 @@
 """The break-even figure: ns per touched page against access density, fault-around on vs off.
 
-Analysis plane (matplotlib, via faultbench._figures, which selects the Agg backend).
+Analysis plane (matplotlib, via analysis.figures, which selects the Agg backend).
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
-from faultbench._breakeven import BreakEven, break_even
-from faultbench._figures import SIZE, STYLE, _ns_label, _save, _title, plt
-from faultbench._spec import format_size
+from faultbench.analysis.breakeven import BreakEven, break_even
+from faultbench.analysis.figures import SIZE, STYLE, ns_label, plt, save, title
+from faultbench.measurement.spec import format_size
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-    from faultbench._analysis import RunInfo
+    from faultbench.analysis.frame import RunInfo
 
 
 def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndarray:
@@ -132,7 +132,7 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylabel(_ns_label(info) + ", log scale")
+    ax.set_ylabel(ns_label(info) + ", log scale")
     windows = {item.window_bytes for item in items}
     if len(windows) == 1 and page:
         pages = next(iter(windows)) / page
@@ -149,8 +149,8 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
                                                       names[i].startswith("floor")))
     fig.legend([handles[i] for i in first], [names[i] for i in first],
                loc="outside lower center", ncol=2, fontsize=9)  # off the curves
-    _title(fig, f"Break-even access density, {items[0].group}", info)
-    return _save(fig, out_dir, name)
+    title(fig, f"Break-even access density, {items[0].group}", info)
+    return save(fig, out_dir, name)
 
 
 def _page_of(items: list[BreakEven]) -> float | None:
