@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from faultbench import _guest
-from faultbench._boot_order import boot_order, split_rounds
-from faultbench._results import BOOTS_DIR, DISCARDED, RunDir, sample_key
+from faultbench._boot_order import BootPlanError, boot_order, split_rounds
+from faultbench._results import BOOTS_DIR, DISCARDED, RunDir
 from faultbench._runner import RunError, utc_now
 
 # Boot, start-up and slack on top of the samples' own deadlines, per boot.
@@ -117,29 +117,18 @@ def parse_kernel(text: str) -> Kernel:
     return Kernel(label, image, tree, _sha256(image), release, version, _build_record(image))
 
 
-def parse_kernels(texts: list[str]) -> list[Kernel]:
-    kernels = [parse_kernel(t) for t in texts]
-    labels = [k.label for k in kernels]
-    twice = sorted({x for x in labels if labels.count(x) > 1})
-    if twice:
-        raise RunError(f"--kernel: label {twice[0]!r} names two kernels: label them, "
-                       f"e.g. --kernel base=IMAGE --kernel patched=IMAGE")
-    return kernels
-
-
 def plan(kernels: list[Kernel], boots: int, repetitions: int) -> list[dict[str, Any]]:
     """The boots of a run, in the order they run, each with its share of measured rounds."""
-    if boots < 1:
-        raise RunError(f"--boots must be at least 1, got {boots}")
     try:
+        order = boot_order([k.label for k in kernels], boots)
         shares = split_rounds(repetitions, boots)
-    except ValueError as exc:
-        raise RunError(f"--boots {boots}: {exc}") from None
+    except BootPlanError as exc:
+        raise RunError(str(exc)) from None
     return [
         {"index": index, "kernel": label, "kernel_boot": nth,
          "rounds": [shares[nth].start, shares[nth].stop], "status": "pending",
          "attempts": 0, "started_utc": None, "finished_utc": None, "reason": None}
-        for index, (label, nth) in enumerate(boot_order([k.label for k in kernels], boots))
+        for index, (label, nth) in enumerate(order)
     ]
 
 
@@ -257,12 +246,3 @@ def _merge_unsupported(meta: dict[str, Any], label: str, unsupported: Any) -> No
         if (name, label) not in known:
             meta["skipped"].append({"scenario": name, "kernel": label,
                                     "reason": f"kernel {label} refused it: {reason}"})
-
-
-def missing_work(run_dir: RunDir, meta: dict[str, Any]) -> list[int]:
-    """Boots still to run, for the resume message."""
-    return [b["index"] for b in meta["boots"] if b["status"] != "ok"]
-
-
-def boot_keys(records: list[dict[str, Any]], boot: int) -> set[tuple[Any, ...]]:
-    return {sample_key(r) for r in records if r.get("boot") == boot}

@@ -89,9 +89,9 @@ def _resume_hint(run_dir: Any) -> str:
 
 
 def _parse_kernels(texts: list[str]) -> list[Any]:
-    from faultbench._boots import parse_kernels
+    from faultbench._boots import parse_kernel
 
-    return parse_kernels(texts)
+    return [parse_kernel(t) for t in texts]
 
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None) -> Any:

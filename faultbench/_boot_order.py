@@ -1,0 +1,73 @@
+"""The order in which a run boots several kernels, and each boot's share of the rounds.
+
+Measurement plane: standard library only (the runner plans boots before anything is booted).
+Boots of different kernels are interleaved so that drift over the run (a host getting busier,
+caches warming, thermal state) and boot-to-boot variation hit every kernel alike instead of
+masquerading as a difference between kernels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+class BootPlanError(ValueError):
+    """A boot plan that cannot be made; the message says how to fix the request."""
+
+
+def boot_order(labels: Sequence[str], boots: int) -> list[tuple[str, int]]:
+    """Every boot of every kernel as (label, that label's boot index), in the order to run them.
+
+    The run is `boots` blocks of one boot per label; blocks alternate the label order forward
+    and reversed (two kernels, three boots: A B B A A B). Within any two consecutive blocks a
+    label's positions are i and 2k-1-i (k labels), the same sum for every label, so a drift
+    that grows linearly over the run costs every kernel the same when `boots` is even; with an
+    odd count only the last block is unpaired. With three or more labels the middle ones never
+    take a block's first or last slot; edge effects of that kind are not balanced.
+
+    Raises BootPlanError for no labels, a repeated label or boots < 1.
+    """
+    if not labels:
+        raise BootPlanError("no kernels to boot: give at least one --kernel")
+    repeated = sorted({label for label in labels if list(labels).count(label) > 1})
+    if repeated:
+        raise BootPlanError(
+            f"kernel label(s) {', '.join(repeated)} given twice: give each --kernel its own "
+            "LABEL= (the same image may appear under two labels)"
+        )
+    if boots < 1:
+        raise BootPlanError(f"--boots must be at least 1, got {boots}")
+    order: list[tuple[str, int]] = []
+    for block in range(boots):
+        sequence = labels if block % 2 == 0 else list(reversed(labels))
+        order += [(label, block) for label in sequence]
+    return order
+
+
+def split_rounds(total_rounds: int, boots: int) -> list[range]:
+    """The measured rounds each boot of one kernel runs: `boots` equal, consecutive shares.
+
+    Every boot then rests on the same number of rounds, so boots weigh alike in boot-level
+    statistics. Warm-up rounds are not part of `total_rounds`: each boot runs them anew.
+    Raises BootPlanError when the rounds cannot be shared equally (fewer rounds than boots, or
+    not a multiple), naming the nearest counts that work.
+    """
+    if boots < 1:
+        raise BootPlanError(f"--boots must be at least 1, got {boots}")
+    if total_rounds < boots:
+        raise BootPlanError(
+            f"{total_rounds} measured round(s) cannot be shared by {boots} boots (each boot "
+            f"needs at least one): set the workload's repetitions to at least {boots}, or use "
+            f"--boots {max(total_rounds, 1)} or fewer"
+        )
+    if total_rounds % boots:
+        lower = total_rounds - total_rounds % boots
+        fewer = max(b for b in range(1, boots) if total_rounds % b == 0)
+        more = min(b for b in range(boots + 1, total_rounds + 1) if total_rounds % b == 0)
+        raise BootPlanError(
+            f"{total_rounds} measured rounds do not divide into {boots} equal boots: set the "
+            f"workload's repetitions to a multiple of {boots} (e.g. {lower} or "
+            f"{lower + boots}), or use --boots {fewer} or --boots {more}"
+        )
+    share = total_rounds // boots
+    return [range(boot * share, (boot + 1) * share) for boot in range(boots)]
