@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from faultbench.measurement.spec import Spec
+    from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
-# Boot, start-up and slack on top of the samples' own deadlines when running in a guest.
-GUEST_OVERHEAD_S = 300.0
-GUEST_MIN_MEMORY_MIB = 1024
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +27,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue the interrupted run in DIR, measuring only what is missing",
     )
     parser.add_argument(
-        "--kernel", metavar="IMAGE",
-        help="boot IMAGE under QEMU (virtme-ng) and run the whole workload in that one boot",
+        "--kernel", metavar="[LABEL=]IMAGE", action="append",
+        help="boot IMAGE (a bzImage/vmlinuz file or a kernel build tree) under QEMU "
+        "(virtme-ng) and run the workload there; give it twice or more to compare kernels in "
+        "one run (LABEL defaults to the image's release)",
+    )
+    parser.add_argument(
+        "--boots", metavar="N", type=int,
+        help="boots of each kernel, in a balanced interleaved order, each running an equal "
+        "share of the rounds (default: 3 with several kernels, else 1)",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -39,29 +43,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
-    from faultbench.measurement.spec import Spec
     from faultbench.measurement.workload import KNOB_AXIS, load
 
     run_dir: RunDir | None = None
     try:
+        if args.boots is not None and not args.kernel:
+            raise RunError("--boots counts boots of --kernel images; give --kernel too")
         if args.resume:
-            if args.workload or args.out:
-                raise RunError("--resume DIR takes the workload and directory from DIR; "
-                               "give no WORKLOAD or --out with it")
+            if args.workload or args.out or args.kernel or args.boots is not None:
+                raise RunError("--resume DIR takes the workload, kernels and directory from "
+                               "DIR; give no WORKLOAD, --out, --kernel or --boots with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
-            if args.kernel:
-                rounds = meta["workload"]["warmups"] + meta["workload"]["repetitions"]
-                specs = [Spec.from_dict(s["spec"]) for s in meta["scenarios"]]
-                return _in_guest(args, None, run_dir.path, specs, rounds)
+            if meta.get("kernels"):
+                return _booted(run_dir, args.quiet)
             _restore_knobs(meta)
         else:
+            kernels = _parse_kernels(args.kernel) if args.kernel else None
             workload = load(args.workload or DEFAULT_WORKLOAD)
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
-            if args.kernel:
-                return _in_guest(args, workload.file, RunDir.create(out).path,
-                                 [s.spec for s in workload.scenarios], workload.rounds)
+            if kernels:
+                run_dir = _start_booted(workload, out, kernels, args.boots)
+                return _booted(run_dir, args.quiet)
             run_dir = start(workload, out)
             for skipped in run_dir.read_meta()["skipped"]:
                 if skipped["scenario"].startswith(KNOB_AXIS):
@@ -69,12 +73,59 @@ def run(args: argparse.Namespace) -> int:
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
     except KeyboardInterrupt:
-        where = "" if run_dir is None else (
-            f"; samples so far are in {run_dir.path}; continue with: "
-            f"faultbench run --resume {run_dir.path}")
-        print(f"\nfaultbench run: interrupted{where}", file=sys.stderr)
+        print(f"\nfaultbench run: interrupted{_resume_hint(run_dir)}", file=sys.stderr)
         return 130
     return _report(run_dir.path)
+
+
+def _resume_hint(run_dir: Any) -> str:
+    if run_dir is None:
+        return ""
+    return (f"; samples so far are in {run_dir.path}; continue with: "
+            f"faultbench run --resume {run_dir.path}")
+
+
+def _parse_kernels(texts: list[str]) -> list[Any]:
+    from faultbench.measurement.boots import parse_kernel
+
+    return [parse_kernel(t) for t in texts]
+
+
+def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None) -> Any:
+    from faultbench.measurement import boots as booting
+    from faultbench.measurement import guest
+    from faultbench.measurement.runner import RunError, start
+
+    missing = guest.requirements(kernels[0].image)
+    if missing:
+        raise RunError("; ".join(missing))
+    boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
+    plan = booting.plan(kernels, boots, workload.repetitions)
+    return start(workload, out, plane=guest.plane_for(guest.kvm_state()[0]), extra={
+        "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
+    })
+
+
+def _booted(run_dir: Any, quiet: bool) -> int:
+    """Every boot of the run's plan not yet done; pyperf.json and the summary on the host."""
+    from faultbench.measurement.boots import run_boots
+    from faultbench.measurement.runner import utc_now
+
+    meta = run_boots(run_dir, quiet=quiet)
+    failed = [b for b in meta["boots"] if b["status"] != "ok"]
+    if not failed:
+        meta["finished_utc"] = utc_now()
+    run_dir.write_pyperf(meta, run_dir.read_samples())
+    run_dir.write_meta(meta)
+    status = _report(run_dir.path)
+    if failed:
+        for boot in failed:
+            print(f"faultbench run: boot {boot['index']} ({boot['kernel']}) failed: "
+                  f"{boot['reason']}", file=sys.stderr)
+        print(f"faultbench run: {len(failed)} of {len(meta['boots'])} boots failed; redo "
+              f"them with: faultbench run --resume {run_dir.path}", file=sys.stderr)
+        return 1
+    return status
 
 
 def _restore_knobs(meta: dict[str, Any]) -> None:
@@ -94,25 +145,3 @@ def _report(path: Path) -> int:
     print(f"results in {path}/ (samples.jsonl, meta.json, pyperf.json)")
     print(summary(path), end="")
     return 0
-
-
-def _in_guest(
-    args: argparse.Namespace, workload_file: str | None, out: Path, specs: list[Spec],
-    rounds: int,
-) -> int:
-    """The same command inside one boot of IMAGE, writing into `out` on the host. The boot
-    gets room for the largest scenario, and the samples' deadlines plus start-up time
-    before it is stopped."""
-    from faultbench.measurement.guest import run_cli_in_guest
-
-    out = out.resolve()
-    argv = ["run"]
-    argv += ["--resume", str(out)] if workload_file is None else [
-        str(Path(workload_file).resolve()), "--out", str(out)]
-    if args.quiet:
-        argv.append("-q")
-    deadlines = sum(s.deadline_s * s.mappers for s in specs) * rounds
-    memory_mib = max(GUEST_MIN_MEMORY_MIB, 3 * max(s.size for s in specs) // 2**20 + 512)
-    # the guest's run prints where results went and the summary
-    return run_cli_in_guest(args.kernel, argv, rwdir=str(out),
-                            timeout_s=GUEST_OVERHEAD_S + deadlines, memory=f"{memory_mib}M")

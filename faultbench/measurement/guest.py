@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement import watchdog
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.sysfs import cpu_flags
 
@@ -197,7 +198,7 @@ def run_in_guest(
             command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s)
+        vng_status = _run_streaming(command, timeout_s, scratch)
         try:
             return int(Path(status_file).read_text())
         except (OSError, ValueError):
@@ -207,13 +208,15 @@ def run_in_guest(
             ) from None
 
 
-def _run_streaming(command: list[str], timeout_s: float) -> int:
-    """Run vng in its own process group; copy its output as it comes; kill it on timeout."""
+def _run_streaming(command: list[str], timeout_s: float, scratch: str) -> int:
+    """Run vng in its own process group; copy its output as it comes; kill it on timeout.
+    A watchdog kills the group and removes `scratch` should we die without doing so."""
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=host_env, start_new_session=True)
+    watchdog_end = _start_watchdog(proc.pid, scratch)
     deadline = time.monotonic() + timeout_s
     late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
                       f"(raise {TIMEOUT_ENV} if it needs longer)")
@@ -227,6 +230,26 @@ def _run_streaming(command: list[str], timeout_s: float) -> int:
                 raise late from None
     finally:
         _kill_group(proc)
+        with contextlib.suppress(OSError):
+            os.write(watchdog_end, watchdog.DONE)
+        os.close(watchdog_end)
+
+
+def _start_watchdog(group: int, scratch: str) -> int:
+    """The write end of the watchdog's stdin: closing it without `done` (our death) makes
+    the watchdog kill `group` and remove `scratch`."""
+    read_end, write_end = os.pipe()
+    try:
+        subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.watchdog",
+                          str(group), scratch], stdin=read_end, stdout=subprocess.DEVNULL,
+                         start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
+    finally:
+        os.close(read_end)
+    return write_end
+
+
+def _package_root() -> str:
+    return str(Path(__file__).resolve().parent.parent)
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError) -> None:
@@ -280,7 +303,7 @@ def run_cli_in_guest(
     """`faultbench <argv>` inside `kernel` (the options as for run_in_guest); its output
     becomes ours, its status our status."""
     try:
-        return run_in_guest(kernel, [sys.executable, "-m", "faultbench", *argv], rwdir=rwdir,
-                            timeout_s=timeout_s, memory=memory)
+        return run_in_guest(kernel, [sys.executable, "-P", "-m", "faultbench", *argv],
+                            rwdir=rwdir, timeout_s=timeout_s, memory=memory)
     except GuestError as exc:
         raise GuestError(f"--kernel {kernel}: {exc}") from None

@@ -20,6 +20,8 @@ META = "meta.json"
 SAMPLES = "samples.jsonl"
 PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
+BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
+DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
 
 class ResultsError(FaultbenchError, ValueError):
@@ -73,9 +75,9 @@ def read_samples(path: Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
     return records, bad
 
 
-def sample_key(record: dict[str, Any]) -> tuple[str, int, int]:
-    """What identifies a sample within a run."""
-    return record["scenario"], record["round"], record["mapper"]
+def sample_key(record: dict[str, Any]) -> tuple[str, int | None, int, int]:
+    """What identifies a sample within a run (a booted run repeats warm-up rounds per boot)."""
+    return record["scenario"], record.get("boot"), record["round"], record["mapper"]
 
 
 def benchmark_name(record: dict[str, Any]) -> str:
@@ -139,6 +141,11 @@ class RunDir:
                 fh.truncate(end)
         records, _ = read_samples(path, strict=True)
         return records
+
+    def rewrite_samples(self, records: list[dict[str, Any]]) -> None:
+        """samples.jsonl replaced, atomically, by `records`."""
+        self.close()
+        atomic_write(self.path / SAMPLES, "".join(json.dumps(r) + "\n" for r in records))
 
     def append(self, record: dict[str, Any]) -> None:
         if self._samples is None:

@@ -213,13 +213,19 @@ def settable_knobs(workload: Workload) -> Workload:
     return workload
 
 
-def start(workload: Workload, out: Path) -> RunDir:
-    """A new run directory with meta.json written, ready for execute()."""
+def start(
+    workload: Workload, out: Path, plane: str | None = None, extra: dict[str, Any] | None = None
+) -> RunDir:
+    """A new run directory with meta.json written, ready for execute().
+
+    `plane` is where the samples will be measured when that is not here (booted kernels,
+    whose knobs are then checked in the guest); `extra` goes into meta.json as it is."""
     from faultbench import __version__
     from faultbench.measurement.measure import current_plane
     from faultbench.measurement.provenance import collect
 
-    workload = settable_knobs(workload)
+    if plane is None:
+        workload = settable_knobs(workload)
     check_resources(workload)
     if not workload.scenarios:
         reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
@@ -233,33 +239,54 @@ def start(workload: Workload, out: Path) -> RunDir:
         "scenarios": [s.to_dict() for s in workload.scenarios],
         "skipped": workload.skipped,
         "provenance": collect(file_dir=next(iter(file_dirs), None)),
-        "plane": current_plane(),
+        "plane": plane or current_plane(),
         "started_utc": utc_now(),
         "finished_utc": None,
+        **(extra or {}),
     })
     return run_dir
 
 
+@dataclass(frozen=True)
+class BootShare:
+    """What one boot of a booted run measures: every warm-up round, then measured rounds
+    [first, stop) (counted from 0 after the warm-ups); its samples carry `tags`."""
+
+    index: int
+    first: int
+    stop: int
+    tags: dict[str, Any]
+
+
 def execute(
-    run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None] | None = None
+    run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None] | None = None,
+    boot: BootShare | None = None,
 ) -> dict[str, Any]:
     """Measure every unit of the run not yet in samples.jsonl; returns the final meta.
 
     KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after knobs are restored and the worker
     is stopped; samples already written stay, and execute() on the same directory resumes.
-    `on_unit` is called before each measurement.
+    `on_unit` is called before each measurement. With `boot`, only that boot's share is
+    measured and meta.json and pyperf.json are left to the host; the meta returned then has
+    the kernel's refusals in `unsupported`.
     """
     meta = run_dir.read_meta()
     scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
     workload = meta["workload"]
     units = schedule(scenarios, workload["warmups"], workload["repetitions"], workload["seed"])
     records = run_dir.read_samples()
+    if boot is not None:
+        warmups = workload["warmups"]
+        units = [u for u in units
+                 if u.warmup or warmups + boot.first <= u.round < warmups + boot.stop]
+        records = [r for r in records if r.get("boot") == boot.index]
+    boot_index = None if boot is None else boot.index
     done = {sample_key(r) for r in records}
     unsupported = _unsupported(records)
     todo = [
         u for u in units
         if u.scenario.name not in unsupported
-        and any((u.scenario.name, u.round, m) not in done
+        and any((u.scenario.name, boot_index, u.round, m) not in done
                 for m in range(u.scenario.spec.mappers))
     ]
     plane = meta["plane"]
@@ -297,7 +324,7 @@ def execute(
                 for sample in samples:
                     sample["knobs"] = dict(readback)
                     record = {**sample, "scenario": unit.scenario.name, "round": unit.round,
-                              "warmup": unit.warmup}
+                              "warmup": unit.warmup, **(boot.tags if boot else {})}
                     if sample_key(record) not in done:
                         run_dir.append(record)
                         records.append(record)
@@ -307,6 +334,8 @@ def execute(
     except KnobError as exc:
         raise RunError(f"{exc}; the samples so far are kept: continue with "
                        f"faultbench run --resume {run_dir.path}") from None
+    if boot is not None:
+        return {**meta, "unsupported": unsupported}
     known = {s["scenario"] for s in meta["skipped"]}
     meta["skipped"] += [
         {"scenario": name, "reason": f"the kernel refused it: {reason}"}

@@ -1,0 +1,61 @@
+"""One boot of a booted run, inside the guest.
+
+`python -P -m faultbench.measurement.boot_guest RUN N`
+
+Measures boot N's share of the run in RUN (written by the host, shared read-write with the
+guest), tags every sample with the kernel, the boot and what this kernel says it is, and
+writes boots/N.json: the guest's provenance and whether the share was completed. The host
+reads that file back and records the boot's outcome; nothing else here touches meta.json.
+Measurement plane: standard library and the compiled module only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.provenance import collect
+from faultbench.measurement.results import BOOTS_DIR, RunDir, atomic_write
+from faultbench.measurement.runner import BootShare, execute
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="faultbench.measurement.boot_guest")
+    parser.add_argument("run", type=Path)
+    parser.add_argument("boot", type=int)
+    parser.add_argument("-q", "--quiet", action="store_true")
+    args = parser.parse_args(argv)
+    try:
+        run_dir = RunDir.existing(args.run)
+        meta = run_dir.read_meta()
+        boot = meta["boots"][args.boot]
+        kernel = next(k for k in meta["kernels"] if k["label"] == boot["kernel"])
+        uname = os.uname()
+        share = BootShare(args.boot, boot["rounds"][0], boot["rounds"][1], {
+            "kernel": kernel["label"], "boot": args.boot, "kernel_release": uname.release,
+            "kernel_version": uname.version, "kernel_sha256": kernel["sha256"],
+        })
+        report_path = run_dir.path / BOOTS_DIR / f"{args.boot}.json"
+        report_path.parent.mkdir(exist_ok=True)
+        file_dirs = [s["spec"]["dir"] for s in meta["scenarios"]
+                     if s["spec"]["backing"] == "file"]
+        report = {"boot": args.boot, "kernel": kernel["label"], "complete": False,
+                  "guest": collect(file_dir=next(iter(file_dirs), None))}
+        atomic_write(report_path, json.dumps(report, indent=1) + "\n")
+        done = execute(run_dir, quiet=args.quiet, boot=share)
+    except FaultbenchError as exc:
+        print(f"faultbench run: boot {args.boot}: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    report.update(complete=True, unsupported=done["unsupported"])
+    atomic_write(report_path, json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

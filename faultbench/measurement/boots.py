@@ -1,0 +1,248 @@
+"""Kernels booted from the host: one run, one or more kernels, several boots of each.
+
+The host owns the results directory's meta.json: the kernels (image, sha256, the release and
+version string read from the bzImage header, the build record `kernels/build` leaves beside
+an image), and the boot plan, a balanced interleaved order (A B B A A B) in which every boot
+runs the workload's warm-up rounds and an equal share of its measured rounds. Each boot runs
+`measurement.boot_guest` inside the guest, which appends its samples (tagged with kernel and
+boot) and writes `boots/<index>.json`; the host then records the boot's outcome and goes on,
+whatever it was. `--resume` redoes exactly the boots that did not finish; the samples of an
+unfinished boot are set aside in discarded.jsonl (a boot is the unit: half of one is not
+mixed with another). Standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from faultbench.measurement import guest
+from faultbench.measurement.boot_order import BootPlanError, boot_order, split_rounds
+from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
+from faultbench.measurement.runner import RunError, utc_now
+
+# Boot, start-up and slack on top of the samples' own deadlines, per boot.
+BOOT_OVERHEAD_S = 300.0
+GUEST_MIN_MEMORY_MIB = 1024
+TREE_IMAGE = "arch/x86/boot/bzImage"
+BUILD_RECORD = "build.json"  # what kernels/build writes beside the images it caches
+_HEADER_MAGIC_AT = 0x202
+_VERSION_POINTER_AT = 0x20E
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel of a run, as `--kernel [LABEL=]IMAGE_OR_TREE` named it."""
+
+    label: str
+    image: str
+    tree: str | None
+    sha256: str
+    release: str | None
+    version: str | None
+    build: dict[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def image_version(image: str) -> str | None:
+    """The version string an x86 bzImage carries in its setup header (what `file` shows):
+    release, builder, build number and date. None for anything else."""
+    try:
+        with open(image, "rb") as fh:
+            head = fh.read(0x10000)
+    except OSError:
+        return None
+    if head[_HEADER_MAGIC_AT:_HEADER_MAGIC_AT + 4] != b"HdrS":
+        return None
+    (pointer,) = struct.unpack_from("<H", head, _VERSION_POINTER_AT)
+    start = pointer + 0x200
+    text = head[start:start + 256].split(b"\0", 1)[0]
+    return text.decode("ascii", "replace") or None
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _build_record(image: str) -> dict[str, Any] | None:
+    """kernels/build's record beside the image (patches and their hashes), if there is one."""
+    path = Path(image).with_name(BUILD_RECORD)
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def parse_kernel(text: str) -> Kernel:
+    """`[LABEL=]IMAGE_OR_TREE`: a bzImage/vmlinuz file, or a kernel build tree whose
+    arch/x86/boot/bzImage exists. The label defaults to the image's release."""
+    label, sep, target = text.partition("=")
+    if not sep or "/" in label:
+        label, target = "", text
+    if not target:
+        raise RunError(f"--kernel {text!r}: give a kernel image or build tree")
+    path = Path(target).expanduser()
+    tree = None
+    if path.is_dir():
+        tree = str(path.resolve())
+        path = path / TREE_IMAGE
+        if not path.is_file():
+            raise RunError(f"--kernel {text}: {tree} is a directory but has no {TREE_IMAGE}: "
+                           "build it (make bzImage) or name the image file")
+    if not path.is_file():
+        raise RunError(f"--kernel {text}: no such kernel image or build tree")
+    image = str(path.resolve())
+    if not os.access(image, os.R_OK):
+        raise RunError(f"--kernel {text}: {image} is not readable (Debian's /boot images are "
+                       "root's only)")
+    version = image_version(image)
+    release = version.split()[0] if version else None
+    label = label or release or ""
+    if not label:
+        raise RunError(f"--kernel {text}: no version in the image header to label it with: "
+                       "give a label, --kernel LABEL=IMAGE")
+    return Kernel(label, image, tree, _sha256(image), release, version, _build_record(image))
+
+
+def plan(kernels: list[Kernel], boots: int, repetitions: int) -> list[dict[str, Any]]:
+    """The boots of a run, in the order they run, each with its share of measured rounds."""
+    try:
+        order = boot_order([k.label for k in kernels], boots)
+        shares = split_rounds(repetitions, boots)
+    except BootPlanError as exc:
+        raise RunError(str(exc)) from None
+    return [
+        {"index": index, "kernel": label, "kernel_boot": nth,
+         "rounds": [shares[nth].start, shares[nth].stop], "status": "pending",
+         "attempts": 0, "started_utc": None, "finished_utc": None, "reason": None}
+        for index, (label, nth) in enumerate(order)
+    ]
+
+
+def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
+    """The samples' deadlines for this boot's rounds plus boot and start-up time."""
+    rounds = meta["workload"]["warmups"] + boot["rounds"][1] - boot["rounds"][0]
+    per_round = sum(s["spec"]["deadline_s"] * s["spec"]["mappers"] for s in meta["scenarios"])
+    return BOOT_OVERHEAD_S + per_round * rounds
+
+
+def guest_memory(meta: dict[str, Any]) -> str:
+    largest = max(s["spec"]["size"] for s in meta["scenarios"])
+    return f"{max(GUEST_MIN_MEMORY_MIB, 3 * largest // 2**20 + 512)}M"
+
+
+def _check_unchanged(kernel: dict[str, Any]) -> None:
+    """A resumed run boots the very images it started with, or its boots are not comparable."""
+    image = kernel["image"]
+    try:
+        now = _sha256(image)
+    except OSError as exc:
+        raise RunError(f"kernel {kernel['label']}: {image}: {exc.strerror}") from None
+    if now != kernel["sha256"]:
+        raise RunError(f"kernel {kernel['label']}: {image} changed since the run started "
+                       f"(sha256 {now[:12]}, was {kernel['sha256'][:12]}): start a new run")
+
+
+def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
+    """Move an unfinished boot's samples to discarded.jsonl; returns how many."""
+    records = run_dir.read_samples()
+    keep = [r for r in records if r.get("boot") != boot]
+    gone = [r for r in records if r.get("boot") == boot]
+    if gone:
+        with open(run_dir.path / DISCARDED, "a") as fh:
+            for record in gone:
+                fh.write(json.dumps({**record, "discarded": reason}) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        run_dir.rewrite_samples(keep)
+    return len(gone)
+
+
+def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
+    """boots/<index>.json as the guest left it, if it is well formed."""
+    try:
+        data = json.loads((run_dir.path / BOOTS_DIR / f"{index}.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
+    """Boot every boot of the plan not yet done, in order; returns the final meta.
+
+    A boot that fails is recorded with its reason and the next one runs. KeyboardInterrupt
+    (Ctrl-C, SIGTERM, SIGHUP) stops the guest, records the boot as interrupted and propagates.
+    """
+    meta = run_dir.read_meta()
+    kernels = {k["label"]: k for k in meta["kernels"]}
+    for kernel in kernels.values():
+        _check_unchanged(kernel)
+    total = len(meta["boots"])
+    for boot in meta["boots"]:
+        if boot["status"] == "ok":
+            continue
+        index = boot["index"]
+        if boot["attempts"]:
+            dropped = set_aside(run_dir, index, f"boot {index} attempt {boot['attempts']} "
+                                                f"did not finish: {boot['reason']}")
+            if dropped and not quiet:
+                print(f"faultbench run: boot {index}: set aside {dropped} samples of its "
+                      f"unfinished attempt (discarded.jsonl)", file=sys.stderr)
+        kernel = kernels[boot["kernel"]]
+        boot.update(status="running", attempts=boot["attempts"] + 1, started_utc=utc_now(),
+                    finished_utc=None, reason=None)
+        run_dir.write_meta(meta)
+        first, stop = boot["rounds"]
+        if not quiet:
+            print(f"faultbench run: boot {index + 1}/{total}: {kernel['label']} "
+                  f"(boot {boot['kernel_boot'] + 1}), rounds {first}-{stop - 1}",
+                  file=sys.stderr, flush=True)
+        argv = [sys.executable, "-P", "-m", "faultbench.measurement.boot_guest",
+                str(run_dir.path), str(index)] + (["-q"] if quiet else [])
+        try:
+            status = guest.run_in_guest(kernel["image"], argv, rwdir=str(run_dir.path),
+                                         timeout_s=boot_timeout(meta, boot),
+                                         memory=guest_memory(meta))
+            reason = None if status == 0 else f"the guest's run exited with status {status}"
+        except guest.GuestError as exc:
+            reason = str(exc)
+        except KeyboardInterrupt:
+            boot.update(status="interrupted", finished_utc=utc_now(), reason="interrupted")
+            run_dir.write_meta(meta)
+            raise
+        report = _boot_report(run_dir, index)
+        if reason is None and (report is None or not report.get("complete")):
+            reason = "the guest ended without recording the boot as complete"
+        boot["guest"] = report.get("guest") if report else None
+        boot.update(status="ok" if reason is None else "failed", finished_utc=utc_now(),
+                    reason=reason)
+        if report:
+            _merge_unsupported(meta, boot["kernel"], report.get("unsupported"))
+        run_dir.write_meta(meta)
+        if reason and not quiet:
+            print(f"faultbench run: boot {index + 1}/{total} failed: {reason}",
+                  file=sys.stderr, flush=True)
+    return meta
+
+
+def _merge_unsupported(meta: dict[str, Any], label: str, unsupported: Any) -> None:
+    if not isinstance(unsupported, dict):
+        return
+    known = {(s["scenario"], s.get("kernel")) for s in meta["skipped"]}
+    for name, reason in sorted(unsupported.items()):
+        if (name, label) not in known:
+            meta["skipped"].append({"scenario": name, "kernel": label,
+                                    "reason": f"kernel {label} refused it: {reason}"})

@@ -1,0 +1,200 @@
+"""Several kernels in one run: real boots under QEMU, interleaved, killed and resumed.
+
+One A/A run (the Debian image under two labels, --boots 2) is killed with SIGKILL while its
+second boot is running and resumed; a run of images that cannot boot shows a failed boot is
+recorded and the run goes on. Option errors are checked without booting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from faultbench import _guest
+
+FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
+WORKLOAD = """\
+description = "A/A structure test: two scenarios, a shared-file later mapper"
+repetitions = 2
+warmups = 1
+seed = 11
+
+[knobs]
+"thp.shmem_enabled" = "never"
+
+[defaults]
+backing = "memfd"
+size = "4M"
+access = "read"
+cache = "warm"
+
+[[matrix]]
+pattern = ["seq", "sparse"]
+uffd = ["none", "wp"]
+mappers = 2
+mapper_kind = "thread"
+"""
+
+
+def _image() -> str:
+    images = sorted(Path("/boot").glob("vmlinuz-*"))
+    missing = _guest.requirements(str(images[-1]) if images else "/boot/vmlinuz-missing")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to boot a kernel image: {'; '.join(missing)}")
+        pytest.skip(f"cannot boot a kernel image here: {'; '.join(missing)}")
+    return str(images[-1])
+
+
+def faultbench(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run([*FAULTBENCH, *map(str, args)], capture_output=True, text=True,
+                          check=False, timeout=1800)
+    if check:
+        assert done.returncode == 0, done.stderr
+    return done
+
+
+def samples(run: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+
+
+def _guest_processes(marker: str) -> list[str]:
+    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
+    return [line for line in listing.splitlines()
+            if marker in line and "ps -eo" not in line and "pytest" not in line]
+
+
+@pytest.fixture(scope="module")
+def aa_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, Any]]:
+    """Started, SIGKILLed during the second boot, resumed to the end."""
+    image = _image()
+    tmp = tmp_path_factory.mktemp("boots")
+    (tmp / "aa.toml").write_text(WORKLOAD)
+    run = tmp / "run"
+    scratch_before = set(Path(tempfile.gettempdir()).glob("faultbench-guest-*"))
+    proc = subprocess.Popen(
+        [*FAULTBENCH, "run", tmp / "aa.toml", "--kernel", f"a={image}", "--kernel",
+         f"b={image}", "--boots", "2", "--out", run],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "boot 2/4" in line:
+            break
+    time.sleep(8)  # inside the second boot: QEMU running, perhaps samples written
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while _guest_processes(str(run)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    left = _guest_processes(str(run))
+    scratch_left = set(Path(tempfile.gettempdir()).glob("faultbench-guest-*")) - scratch_before
+    killed_meta = json.loads((run / "meta.json").read_text())
+    resumed = faultbench("run", "--resume", run)
+    return run, resumed.stderr, {"left": left, "scratch_left": scratch_left,
+                                   "killed_meta": killed_meta}
+
+
+def test_boots_interleave_and_every_sample_says_which(aa_run: tuple[Path, str, dict]) -> None:
+    run, _, _ = aa_run
+    meta = json.loads((run / "meta.json").read_text())
+    assert [(b["kernel"], b["kernel_boot"]) for b in meta["boots"]] == [
+        ("a", 0), ("b", 0), ("b", 1), ("a", 1)]
+    assert [b["rounds"] for b in meta["boots"]] == [[0, 1], [0, 1], [1, 2], [1, 2]]
+    assert all(b["status"] == "ok" and b["guest"]["kernel"]["release"] for b in meta["boots"])
+    assert meta["finished_utc"] and [k["label"] for k in meta["kernels"]] == ["a", "b"]
+    assert meta["kernels"][0]["sha256"] == meta["kernels"][1]["sha256"]
+    rows = samples(run)
+    for r in rows:
+        boot = meta["boots"][r["boot"]]
+        assert r["kernel"] == boot["kernel"] and r["status"] == "ok", r
+        assert r["kernel_release"] == boot["guest"]["kernel"]["release"]
+        assert r["kernel_sha256"] == meta["kernels"][0]["sha256"]
+        assert r["plane"] == meta["plane"] != "native"
+    # every boot: 4 scenarios x 2 mappers x (1 warm-up + 1 measured round)
+    assert Counter(r["boot"] for r in rows) == {0: 16, 1: 16, 2: 16, 3: 16}
+    measured = Counter((r["kernel"], r["scenario"], r["round"], r["mapper"])
+                       for r in rows if not r["warmup"])
+    assert set(measured.values()) == {1} and len(measured) == 2 * 4 * 2 * 2
+
+
+def test_kill_9_mid_boot_leaves_no_guest_and_resume_redoes_that_boot(
+    aa_run: tuple[Path, str, dict],
+) -> None:
+    run, resumed_stderr, seen = aa_run
+    assert seen["left"] == [], "QEMU/vng outlived the killed host"
+    assert not seen["scratch_left"], "the guest's scratch disk outlived the killed host"
+    assert [b["status"] for b in seen["killed_meta"]["boots"]][:2] == ["ok", "running"]
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["boots"][1]["attempts"] == 2 and meta["boots"][0]["attempts"] == 1
+    discarded = run / "discarded.jsonl"
+    if discarded.exists():  # samples of the killed attempt, never mixed into the results
+        assert all(json.loads(x)["boot"] == 1 for x in discarded.read_text().splitlines())
+        assert "set aside" in resumed_stderr
+
+
+def test_report_compares_the_kernels_per_boot(aa_run: tuple[Path, str, dict]) -> None:
+    run, _, _ = aa_run
+    done = faultbench("compare", f"{run}:a", f"{run}:b", "--by", "kernel")
+    assert "boots" in done.stdout
+
+
+def test_a_kernel_that_does_not_boot_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
+    _image()
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\0" * 4096)
+    (tmp_path / "w.toml").write_text(WORKLOAD)
+    done = faultbench("run", tmp_path / "w.toml", "--kernel", f"x={junk}", "--kernel",
+                      f"y={junk}", "--boots", "1", "--out", tmp_path / "run", check=False)
+    assert done.returncode == 1, done.stderr
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert [b["status"] for b in meta["boots"]] == ["failed", "failed"]
+    assert all(b["reason"] for b in meta["boots"])
+    assert "redo them with: faultbench run --resume" in done.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--kernel", ""], "give a kernel image or build tree"),
+    (["--kernel", "/nonexistent/bzImage"], "no such kernel image or build tree"),
+    (["--kernel", "{tmp}"], "has no arch/x86/boot/bzImage"),
+    (["--kernel", "a={junk}", "--kernel", "a={junk}"], "given twice"),
+    (["--kernel", "a={junk}", "--kernel", "b={junk}", "--boots", "4"], "do not divide"),
+    (["--kernel", "{junk}"], "no version in the image header"),
+    (["--boots", "2"], "give --kernel too"),
+])
+def test_bad_kernel_options_are_one_line_and_leave_no_directory(
+    tmp_path: Path, args: list[str], message: str,
+) -> None:
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"\0" * 4096)
+    (tmp_path / "w.toml").write_text(WORKLOAD)
+    argv = [a.format(tmp=tmp_path, junk=junk) for a in args]
+    done = faultbench("run", tmp_path / "w.toml", *argv, "--out", tmp_path / "out", check=False)
+    assert done.returncode == 2
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_guest_runs_the_installed_package_not_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """`-P`: a `faultbench` directory in the working directory (a checkout after a plain
+    `pip install .`, which has no compiled module) must not shadow the installed package."""
+    image = _image()
+    shadow = tmp_path / "faultbench"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise SystemExit('the shadow was imported')\n")
+    done = subprocess.run([*FAULTBENCH, "measure", "--kernel", image, "--size", "1M"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+    assert "shadow" not in done.stderr
