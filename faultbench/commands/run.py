@@ -115,9 +115,10 @@ def _booted(run_dir: Any, quiet: bool) -> int:
     failed = [b for b in meta["boots"] if b["status"] != "ok"]
     if not failed:
         meta["finished_utc"] = utc_now()
-    run_dir.write_pyperf(meta, run_dir.read_samples())
+    records = run_dir.read_samples()
+    run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
-    status = _report(run_dir.path)
+    status = _report(run_dir.path) if records else 1
     if failed:
         for boot in failed:
             print(f"faultbench run: boot {boot['index']} ({boot['kernel']}) failed: "

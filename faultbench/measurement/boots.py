@@ -54,7 +54,8 @@ class Kernel:
 
 def image_version(image: str) -> str | None:
     """The version string an x86 bzImage carries in its setup header (what `file` shows):
-    release, builder, build number and date. None for anything else."""
+    release, builder, build number and date. None for anything else: QEMU given such a file
+    waits for ever instead of failing."""
     try:
         with open(image, "rb") as fh:
             head = fh.read(0x10000)
@@ -109,11 +110,11 @@ def parse_kernel(text: str) -> Kernel:
         raise RunError(f"--kernel {text}: {image} is not readable (Debian's /boot images are "
                        "root's only)")
     version = image_version(image)
-    release = version.split()[0] if version else None
-    label = label or release or ""
-    if not label:
-        raise RunError(f"--kernel {text}: no version in the image header to label it with: "
-                       "give a label, --kernel LABEL=IMAGE")
+    if version is None:
+        raise RunError(f"--kernel {text}: {image} is not a bootable x86 kernel image (no "
+                       "bzImage setup header with a version string)")
+    release = version.split()[0]
+    label = label or release
     return Kernel(label, image, tree, _sha256(image), release, version, _build_record(image))
 
 
@@ -133,7 +134,10 @@ def plan(kernels: list[Kernel], boots: int, repetitions: int) -> list[dict[str, 
 
 
 def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
-    """The samples' deadlines for this boot's rounds plus boot and start-up time."""
+    """The samples' deadlines for this boot's rounds plus boot and start-up time, or
+    $FAULTBENCH_GUEST_TIMEOUT_S when that is set (a boot that hangs costs no more)."""
+    if os.environ.get(guest.TIMEOUT_ENV):
+        return guest.timeout_from_env()
     rounds = meta["workload"]["warmups"] + boot["rounds"][1] - boot["rounds"][0]
     per_round = sum(s["spec"]["deadline_s"] * s["spec"]["mappers"] for s in meta["scenarios"])
     return BOOT_OVERHEAD_S + per_round * rounds
@@ -208,8 +212,8 @@ def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
         first, stop = boot["rounds"]
         if not quiet:
             print(f"faultbench run: boot {index + 1}/{total}: {kernel['label']} "
-                  f"(boot {boot['kernel_boot'] + 1}), rounds {first}-{stop - 1}",
-                  file=sys.stderr, flush=True)
+                  f"(its boot {boot['kernel_boot'] + 1}), measured rounds {first + 1}-{stop} "
+                  f"of {meta['workload']['repetitions']}", file=sys.stderr, flush=True)
         argv = [sys.executable, "-P", "-m", "faultbench.measurement.boot_guest",
                 str(run_dir.path), str(index)] + (["-q"] if quiet else [])
         try:

@@ -10,6 +10,7 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import platform
 import selectors
@@ -28,6 +29,7 @@ from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
+MAX_TIMEOUT_S = 7 * 24 * 3600.0
 TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
 # Drivers a measurement guest never needs; skipping them halves a TCG boot (~28 s -> ~14 s).
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
@@ -157,6 +159,21 @@ def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def timeout_from_env() -> float:
+    """$FAULTBENCH_GUEST_TIMEOUT_S in seconds, or the default when it is not set."""
+    text = os.environ.get(TIMEOUT_ENV)
+    if text is None:
+        return DEFAULT_TIMEOUT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= MAX_TIMEOUT_S:
+        raise GuestError(f"{TIMEOUT_ENV}={text!r}: give seconds above 0 and at most "
+                         f"{MAX_TIMEOUT_S:.0f}")
+    return value
+
+
 def run_in_guest(
     kernel: str,
     argv: list[str],
@@ -177,7 +194,7 @@ def run_in_guest(
     if missing:
         raise GuestError("; ".join(missing))
     if timeout_s is None:
-        timeout_s = float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
+        timeout_s = timeout_from_env()
     kvm, _ = kvm_state()
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         status_file = os.path.join(scratch, "status")
