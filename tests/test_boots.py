@@ -170,7 +170,7 @@ def test_a_boot_that_fails_is_recorded_and_the_run_goes_on(tmp_path: Path) -> No
     (["--kernel", "/nonexistent/bzImage"], "no such kernel image or build tree"),
     (["--kernel", "{tmp}"], "has no arch/x86/boot/bzImage"),
     (["--kernel", "a={image}", "--kernel", "a={image}"], "given twice"),
-    (["--kernel", "a={image}", "--kernel", "b={image}", "--boots", "4"], "do not divide"),
+    (["--kernel", "a={image}", "--kernel", "b={image}", "--boots", "4"], "cannot be shared by 4 boots"),
     (["--kernel", "{junk}"], "not a bootable x86 kernel image"),
     (["--boots", "2"], "give --kernel too"),
 ])
