@@ -198,3 +198,23 @@ def test_the_2020_patch_applies_to_6_1_and_disables_fault_around_for_missing(use
     # only the CONFIG_USERFAULTFD variant changes; the stub stays false
     assert after.count("static inline bool uffd_disable_fault_around") == 2
     assert "uffd_disable_fault_around(struct vm_area_struct *vma)\n{\n\treturn false;" in after
+
+
+def test_a_copied_tree_has_its_dependency_records_moved_and_timestamps_kept(tmp_path):
+    old, new = tmp_path / "base" / "tree", tmp_path / "patched" / "tree"
+    copy = tmp_path / "patched" / "tree.partial"
+    (copy / "tools/objtool").mkdir(parents=True)
+    record = copy / "tools/objtool/.check.o.cmd"
+    record.write_text(f"cmd_{old}/tools/objtool/check.o := gcc -c {old}/tools/objtool/check.c\n")
+    depfile = copy / "tools/objtool/.fixdep.o.d"
+    depfile.write_text(f"{old}/tools/objtool/fixdep.o: {old}/tools/build/fixdep.c\n")
+    source = copy / "tools/objtool/check.c"
+    source.write_text(f"/* {old} */\n")
+    for path in (record, depfile, source):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    assert build.relocate_build_records(copy, old, new) == 2
+    assert record.read_text() == (
+        f"cmd_{new}/tools/objtool/check.o := gcc -c {new}/tools/objtool/check.c\n")
+    assert str(old) not in depfile.read_text()
+    assert source.read_text() == f"/* {old} */\n"  # sources are not build records
+    assert {p.stat().st_mtime_ns for p in (record, depfile, source)} == {1_000_000_000}
