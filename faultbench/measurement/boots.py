@@ -31,7 +31,7 @@ from faultbench.measurement.runner import RunError, utc_now
 BOOT_OVERHEAD_S = 300.0
 GUEST_MIN_MEMORY_MIB = 1024
 TREE_IMAGE = "arch/x86/boot/bzImage"
-BUILD_RECORD = "build.json"  # what kernels/build writes beside the images it caches
+BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
 _HEADER_MAGIC_AT = 0x202
 _VERSION_POINTER_AT = 0x20E
 
@@ -84,7 +84,9 @@ def _build_record(image: str) -> dict[str, Any] | None:
         record = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return record if isinstance(record, dict) else None
+    if not isinstance(record, dict) or "source_package" not in record:
+        return None  # some other meta.json beside the image
+    return record
 
 
 def parse_kernel(text: str) -> Kernel:
