@@ -212,7 +212,7 @@ def test_runs_without_a_stride_sweep_report_no_break_even() -> None:
 def test_shipped_workload_has_distinct_populate_scenarios() -> None:
     workload = load_workload("break-even")
     names = [s.name for s in workload.scenarios]
-    assert len(names) == len(set(names)) == 32
+    assert len(names) == len(set(names)) == 28
     populated = [s for s in workload.scenarios if s.spec.populate != "none"]
     assert {s.spec.populate for s in populated} == {"madvise", "map"}
     assert all(s.spec.uffd == "none" for s in populated)
@@ -407,3 +407,15 @@ def test_prefaulted_rows_stay_out_of_the_curves() -> None:
     df.attrs["knob_columns"] = []
     [head] = break_even(df, teardown=False)
     assert head.stride == pytest.approx(5)
+
+
+def test_compare_prints_the_cost_sentence_when_both_sides_fit(sweep: Path) -> None:
+    out = " ".join(faultbench("compare", sweep, sweep).stdout.split())  # unwrapped
+    assert "Cost model, touch_ns = a*faults" in out
+    assert ("per-fault cost unchanged, per-page map cost unchanged, per-touch cost "
+            "unchanged.") in out
+    # one side without fault-around off rows: no model to compare, no section
+    out = faultbench("compare", f"{sweep}:none", f"{sweep}:wp", "--by", "uffd").stdout
+    assert "Cost model" not in out
+    csv = faultbench("compare", sweep, sweep, "--format", "csv").stdout
+    assert "Cost model" not in csv

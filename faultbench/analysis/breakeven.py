@@ -435,6 +435,7 @@ class FloorPoint:
     backing: str
     populate: str
     call: str
+    fault_around_bytes: int | None
     stride: int
     ns_per_page: float
     ci: list[float] | None
@@ -455,14 +456,20 @@ def prefault_floor(df: pd.DataFrame) -> pd.DataFrame:
     `breakeven_figure(floor=...)` draws; empty when the run has none."""
     rows = _prepared(df, prefaulted=True)
     if rows.empty or "populate_ns" not in rows:
-        return pd.DataFrame(columns=["group", "label", "populate", "backing", "stride",
-                                     "ns_per_page"])
+        return pd.DataFrame(columns=["group", "label", "fault_around_bytes", "populate",
+                                     "backing", "stride", "ns_per_page"])
     rows = rows[rows["stride"].notna() & rows["populate_ns"].notna()
                 & rows["pages_touched"].gt(0)]
     spent = rows["populate_ns"].astype(float) + rows["touch_ns"].astype(float)
+    label = rows["populate"].map(lambda p: POPULATE_CALLS.get(p, p))
+    # the populate call faults through do_read_fault too: fault-around batches it
+    knob = (pd.to_numeric(rows[FAULT_AROUND_KNOB], errors="coerce") if FAULT_AROUND_KNOB in rows
+            else pd.Series(np.nan, index=rows.index))
+    label = label.where(knob.isna(), label + " " + knob.map(
+        lambda v: format_value(FAULT_AROUND_KNOB, v)))
     return pd.DataFrame({
         "group": _group_label(rows, _curve_columns(_prepared(df))),
-        "label": rows["populate"].map(lambda p: POPULATE_CALLS.get(p, p)),
+        "label": label, "fault_around_bytes": knob,
         "populate": rows["populate"], "backing": rows["backing"],
         "stride": rows["stride"].astype(int),
         "ns_per_page": spent / rows["pages_touched"].astype(float),
@@ -475,14 +482,18 @@ def floor_points(floor: pd.DataFrame) -> list[FloorPoint]:
     """`prefault_floor(df)` summarised per group, populate call and stride."""
     if floor.empty:
         return []
-    keys = ["group", "backing", "populate", "label", "stride"]
+    keys = ["group", "backing", "populate", "label", "fault_around_bytes", "stride"]
     table = median_ci(floor, keys, "ns_per_page")
-    counts = floor.groupby(keys)[["touch_faults", "populate_faults", "pages_mapped"]].median()
-    table = table.join(counts, on=keys).sort_values(["group", "populate", "stride"])
+    counts = floor.groupby(keys, dropna=False)[
+        ["touch_faults", "populate_faults", "pages_mapped"]].median()
+    table = table.join(counts, on=keys).sort_values(
+        ["group", "populate", "fault_around_bytes", "stride"])
     return [
         FloorPoint(
             group=str(r.group), backing=str(r.backing), populate=str(r.populate),
             call=str(r.label), stride=int(r.stride), ns_per_page=float(r.median),
+            fault_around_bytes=None if r.fault_around_bytes != r.fault_around_bytes
+            else int(r.fault_around_bytes),
             ci=None if r.ci_lo != r.ci_lo else [float(r.ci_lo), float(r.ci_hi)], n=int(r.n),
             touch_faults=float(r.touch_faults), populate_faults=float(r.populate_faults),
             pages_mapped=float(r.pages_mapped),

@@ -19,7 +19,8 @@ from faultbench.analysis.breakeven import BreakEven, break_even
 from faultbench.analysis.figures import SIZE, STYLE, ns_label, plt, save, title
 from faultbench.measurement.spec import format_size
 
-FLOOR_STYLES = (("v", "-."), ("^", ":"))  # black, told apart by marker and dash
+# black, told apart by marker and dash (a knob sweep has one per populate call and value)
+FLOOR_STYLES = (("v", "-."), ("^", ":"), ("D", (0, (5, 2, 1, 2))), ("P", (0, (1, 3))))
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
