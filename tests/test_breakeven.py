@@ -20,12 +20,14 @@ from faultbench.analysis.breakeven import (
     break_even,
     compare_cost_models,
     cost_models,
+    prefault_floor,
     report_json,
     report_section,
     stride_of,
 )
 from faultbench.analysis.breakeven_figure import breakeven_figure
 from faultbench.analysis.frame import run_info
+from faultbench.measurement.workload import load as load_workload
 
 # The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a
 # millisecond: on the shared 2-CPU development VMs a loop of 1.4 ms (4M, uffd wp, stride 1)
@@ -50,6 +52,10 @@ cache = "warm"
 [[matrix]]
 pattern = ["stride:1", "stride:2", "stride:4", "stride:8", "stride:16", "stride:32", "stride:64"]
 uffd = ["none", "wp"]
+
+[[matrix]]
+pattern = ["stride:1", "stride:4", "stride:16"]
+populate = ["madvise", "map"]
 """
 
 
@@ -65,7 +71,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_the_sweep_switches_fault_around_as_intended(sweep: Path) -> None:
     df = fb.load(sweep)
-    ok = df[df["ok"]]
+    ok = df[df["ok"] & (df["populate"] == "none")]
     assert len(ok) == 14 * 25
     faults = ok["faults_minor"] + ok["faults_major"]
     wp, none = ok["uffd"] == "wp", ok["uffd"] == "none"
@@ -117,7 +123,7 @@ def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
     assert "crossing (touch, headline): stride" in text
     assert "a, ns per fault" in text
     data = json.loads(json.dumps(report_json(df)))
-    assert set(data) == {"break_even", "cost_model"}
+    assert set(data) == {"break_even", "cost_model", "prefault_floor"}
     entry = data["break_even"][0]
     assert {"stride", "pages_per_window", "ci", "teardown_counted"} <= set(entry)
     assert {"ns_per_fault", "ns_per_page_mapped", "ns_per_touch", "residual"} <= set(
@@ -130,6 +136,86 @@ def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
     svg = paths[1].read_text()
     assert "pages touched per 64K fault-around window" in svg and "floor: prefaulted" in svg
     assert os.uname().release in svg
+
+
+def test_populate_maps_every_page_and_faults_no_more_than_fault_around(sweep: Path) -> None:
+    df = fb.load(sweep)
+    ok = df[df["ok"]]
+    plain = ok[(ok["populate"] == "none") & (ok["uffd"] == "none")]
+    faults = (ok["faults_minor"] + ok["faults_major"]).groupby(
+        [ok["pattern"], ok["populate"]]).max()
+    for populate in ("madvise", "map"):
+        rows = ok[ok["populate"] == populate]
+        assert len(rows) == 3 * 25
+        # 2M of 4K pages, every one present after the populate step, before any touch
+        assert (rows["pages_mapped"] == 512).all()
+        assert (rows["populate_ns"] > 0).all() and (rows["populate_faults"] > 0).all()
+        for pattern in ("stride:1", "stride:4", "stride:16"):
+            fewest_on = (plain["faults_minor"] + plain["faults_major"])[
+                plain["pattern"] == pattern].min()
+            assert faults[pattern, populate] <= fewest_on
+    floor = prefault_floor(df)
+    assert set(floor["label"]) == {"MADV_POPULATE_READ", "MAP_POPULATE"}
+    assert set(floor["group"]) == {r.group for r in break_even(df)}
+    expected = (ok["populate_ns"] + ok["touch_ns"]) / ok["pages_touched"]
+    assert np.allclose(floor["ns_per_page"], expected[floor.index])
+
+
+def test_report_prints_the_section_and_the_figure(sweep: Path) -> None:
+    out = faultbench("report", sweep).stdout
+    assert "Break-even access density" in out and "Ideal-prefault floor" in out
+    assert (sweep / "figures" / "break-even.png").stat().st_size > 10_000
+    assert "floor: MAP_POPULATE of the whole range" in (
+        sweep / "figures" / "break-even.svg").read_text()
+
+
+def _strict_json(text: str) -> dict:
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_report_json_is_one_valid_object_with_the_keys(sweep: Path) -> None:
+    data = _strict_json(faultbench("report", sweep, "--json").stdout)
+    assert data["plane"] == "native" and data["workload"] == "reduced"
+    assert len(data["scenarios"]) == 14 + 6
+    row = data["scenarios"][0]
+    assert set(row) == {"label", "n", "median", "ci"} and row["n"] == 25
+    [head, total] = data["break_even"]
+    for entry in (head, total):
+        assert {"backing", "contrast", "stride", "pages_per_window", "ci",
+                "teardown_counted"} <= set(entry)
+    assert head["teardown_counted"] is False and total["teardown_counted"] is True
+    assert 1 < head["pages_per_window"] < 16
+    assert set(head["ci"]) == {"stride", "pages_per_window"}
+    [model] = data["cost_model"]
+    assert model["fits"] and model["residual"] <= 0.10
+    for key in ("ns_per_fault", "ns_per_page_mapped", "ns_per_touch"):
+        assert set(model[key]) == {"value", "ci"} and len(model[key]["ci"]) == 2
+    floor = data["prefault_floor"]
+    assert {(p["populate"], p["stride"]) for p in floor} == {
+        (m, s) for m in ("madvise", "map") for s in (1, 4, 16)}
+    assert all(p["touch_faults"] == 0 and p["pages_mapped"] == 512 for p in floor)
+    # --json writes nothing: report.txt is the text report's
+    assert not (sweep / "report.json").exists()
+
+
+def test_runs_without_a_stride_sweep_report_no_break_even() -> None:
+    run = Path(__file__).resolve().parent.parent / "results" / "native-quick"
+    out = faultbench("report", run, "--no-figures").stdout
+    assert "Break-even" not in out and "Cost model" not in out
+    data = _strict_json(faultbench("report", run, "--json").stdout)
+    assert data["scenarios"] and all(e["stride"] is None for e in data["break_even"])
+
+
+def test_shipped_workload_has_distinct_populate_scenarios() -> None:
+    workload = load_workload("break-even")
+    names = [s.name for s in workload.scenarios]
+    assert len(names) == len(set(names)) == 28
+    populated = [s for s in workload.scenarios if s.spec.populate != "none"]
+    assert {s.spec.populate for s in populated} == {"madvise", "map"}
+    assert all(s.spec.uffd == "none" for s in populated)
 
 
 # ---- synthetic frames: the arithmetic only -----------------------------------------------
@@ -321,3 +407,15 @@ def test_prefaulted_rows_stay_out_of_the_curves() -> None:
     df.attrs["knob_columns"] = []
     [head] = break_even(df, teardown=False)
     assert head.stride == pytest.approx(5)
+
+
+def test_compare_prints_the_cost_sentence_when_both_sides_fit(sweep: Path) -> None:
+    out = " ".join(faultbench("compare", sweep, sweep).stdout.split())  # unwrapped
+    assert "Cost model, touch_ns = a*faults" in out
+    assert ("per-fault cost unchanged, per-page map cost unchanged, per-touch cost "
+            "unchanged.") in out
+    # one side without fault-around off rows: no model to compare, no section
+    out = faultbench("compare", f"{sweep}:none", f"{sweep}:wp", "--by", "uffd").stdout
+    assert "Cost model" not in out
+    csv = faultbench("compare", sweep, sweep, "--format", "csv").stdout
+    assert "Cost model" not in csv

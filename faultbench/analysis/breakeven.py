@@ -33,6 +33,7 @@ import pandas as pd
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB
 from faultbench.analysis.labels import LABEL_FIELDS, format_value, labels
+from faultbench.analysis.stats import CI_METHOD, median_ci
 from faultbench.analysis.text import fmt, text_table, wrap
 
 # The kernel's fault_around_bytes default; natively the knob is often unreadable (lockdown).
@@ -187,12 +188,15 @@ def _group_columns(rows: pd.DataFrame, drop: Sequence[str]) -> list[str]:
     return [*(["run"] if "run" in rows else []), "backing", *varying]
 
 
-def _prepared(df: pd.DataFrame, teardown: bool = False) -> pd.DataFrame:
-    """Valid single-mapper reads with their stride, window, fault count and chosen metric."""
+def _prepared(df: pd.DataFrame, teardown: bool = False, prefaulted: bool = False
+              ) -> pd.DataFrame:
+    """Valid single-mapper reads with their stride, window, fault count and chosen metric;
+    without a populate step, or (prefaulted) only those with one."""
     rows = df[df["ok"] & (df["access"] == "read") & (df["mappers"] == 1)]
-    if "populate" in rows:  # prefaulted rows are the floor, neither on nor off
-        rows = rows[rows["populate"].fillna("none") == "none"]
-    rows = rows.copy()
+    # prefaulted rows are the floor, neither on nor off
+    populated = (rows["populate"].fillna("none") != "none" if "populate" in rows
+                 else pd.Series(False, index=rows.index))
+    rows = rows[populated if prefaulted else ~populated].copy()
     rows.attrs = df.attrs
     rows["stride"] = pd.Series(  # NaN for reverse and random
         [stride_of(str(p), int(s)) for p, s in zip(rows["pattern"], rows["page_size"],
@@ -261,11 +265,16 @@ class _Contrast:
     off: pd.DataFrame
 
 
+def _curve_columns(rows: pd.DataFrame) -> list[str]:
+    """The columns naming a break-even group (BreakEven.group) among rows with a stride."""
+    return _group_columns(rows[rows["stride"].notna()], ("pattern", "uffd", FAULT_AROUND_KNOB))
+
+
 def _contrasts(rows: pd.DataFrame) -> Iterator[_Contrast]:
     """Natively uffd none (on) vs wp (off) where no fault_around_bytes was set; with the knob,
     each value above one page (uffd none) vs one page (uffd none)."""
+    columns = _curve_columns(rows)
     rows = rows[rows["stride"].notna()]
-    columns = _group_columns(rows, ("pattern", "uffd", FAULT_AROUND_KNOB))
     rows = rows.assign(_group=_group_label(rows, columns))
     has_knob = FAULT_AROUND_KNOB in rows
     for (group, backing), part in rows.groupby(["_group", "backing"], sort=False):
@@ -407,6 +416,93 @@ def break_even(
 
 
 # ---------------------------------------------------------------------------------------
+# The ideal-prefault floor
+
+POPULATE_CALLS = {"madvise": "MADV_POPULATE_READ", "map": "MAP_POPULATE"}
+FLOOR_WHY = (
+    "floor: populate_ns + touch_ns per touched page, the whole range made present by one "
+    "call before the loop (MADV_POPULATE_READ, or mmap with MAP_POPULATE), then the same "
+    "touches; flt: faults in the touch loop, pop flt: faults in the populate call"
+)
+
+
+@dataclass(frozen=True)
+class FloorPoint:
+    """The ideal-prefault cost at one stride: medians over samples, 95% CI of the median
+    (order statistics; None below 6 samples)."""
+
+    group: str
+    backing: str
+    populate: str
+    call: str
+    fault_around_bytes: int | None
+    stride: int
+    ns_per_page: float
+    ci: list[float] | None
+    n: int
+    touch_faults: float
+    populate_faults: float | None
+    pages_mapped: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+def prefault_floor(df: pd.DataFrame) -> pd.DataFrame:
+    """Samples of the ideal-prefault rows (single-mapper reads with a populate step and a
+    stride): `group` (as BreakEven.group, so each lands on its figure), `label` (the call),
+    `populate`, `backing`, `stride`, `ns_per_page` = (populate_ns + touch_ns) /
+    pages_touched, `touch_faults`, `populate_faults`, `pages_mapped`, `round`, `ok`. What
+    `breakeven_figure(floor=...)` draws; empty when the run has none."""
+    rows = _prepared(df, prefaulted=True)
+    if rows.empty or "populate_ns" not in rows:
+        return pd.DataFrame(columns=["group", "label", "fault_around_bytes", "populate",
+                                     "backing", "stride", "ns_per_page"])
+    rows = rows[rows["stride"].notna() & rows["populate_ns"].notna()
+                & rows["pages_touched"].gt(0)]
+    spent = rows["populate_ns"].astype(float) + rows["touch_ns"].astype(float)
+    label = rows["populate"].map(lambda p: POPULATE_CALLS.get(p, p))
+    # the populate call faults through do_read_fault too: fault-around batches it
+    knob = (pd.to_numeric(rows[FAULT_AROUND_KNOB], errors="coerce") if FAULT_AROUND_KNOB in rows
+            else pd.Series(np.nan, index=rows.index))
+    label = label.where(knob.isna(), label + " " + knob.map(
+        lambda v: format_value(FAULT_AROUND_KNOB, v)))
+    return pd.DataFrame({
+        "group": _group_label(rows, _curve_columns(_prepared(df))),
+        "label": label, "fault_around_bytes": knob,
+        "populate": rows["populate"], "backing": rows["backing"],
+        "stride": rows["stride"].astype(int),
+        "ns_per_page": spent / rows["pages_touched"].astype(float),
+        "touch_faults": rows["faults"], "populate_faults": rows["populate_faults"],
+        "pages_mapped": rows["pages_mapped"], "round": rows["round"], "ok": True,
+    }, index=rows.index)
+
+
+def floor_points(floor: pd.DataFrame) -> list[FloorPoint]:
+    """`prefault_floor(df)` summarised per group, populate call and stride."""
+    if floor.empty:
+        return []
+    keys = ["group", "backing", "populate", "label", "fault_around_bytes", "stride"]
+    table = median_ci(floor, keys, "ns_per_page")
+    counts = floor.groupby(keys, dropna=False)[
+        ["touch_faults", "populate_faults", "pages_mapped"]].median()
+    table = table.join(counts, on=keys).sort_values(
+        ["group", "populate", "fault_around_bytes", "stride"])
+    return [
+        FloorPoint(
+            group=str(r.group), backing=str(r.backing), populate=str(r.populate),
+            call=str(r.label), stride=int(r.stride), ns_per_page=float(r.median),
+            fault_around_bytes=None if r.fault_around_bytes != r.fault_around_bytes
+            else int(r.fault_around_bytes),
+            ci=None if r.ci_lo != r.ci_lo else [float(r.ci_lo), float(r.ci_hi)], n=int(r.n),
+            touch_faults=float(r.touch_faults), populate_faults=float(r.populate_faults),
+            pages_mapped=float(r.pages_mapped),
+        )
+        for r in table.itertuples(index=False)
+    ]
+
+
+# ---------------------------------------------------------------------------------------
 # Cost model
 
 
@@ -530,10 +626,12 @@ def _signed(value: float, unit: str) -> str:
 
 
 def report_json(df: pd.DataFrame) -> dict[str, Any]:
-    """`break_even` and `cost_model` for `faultbench report --json`: lists of plain dicts."""
+    """`break_even`, `cost_model` and `prefault_floor` for `faultbench report --json`: lists
+    of plain dicts."""
     return {
         "break_even": [b.to_dict() for b in break_even(df)],
         "cost_model": [m.to_dict() for m in cost_models(df)],
+        "prefault_floor": [p.to_dict() for p in floor_points(prefault_floor(df))],
     }
 
 
@@ -551,16 +649,18 @@ def report_section(
     df: pd.DataFrame, results: Sequence[BreakEven] | None = None,
     models: Sequence[CostModel] | None = None,
 ) -> str:
-    """The break-even and cost-model tables, 72 columns. Contrasts measured at fewer than
-    MIN_STRIDES strides and fits over fewer than MIN_SCENARIOS scenarios (a run without a
-    stride sweep) are left to --json, so the section is empty for such runs. Pass
-    precomputed `results` and `models` to avoid computing them twice when `report_json` is
-    also made."""
+    """The break-even, prefault-floor and cost-model tables, 72 columns. Contrasts measured
+    at fewer than MIN_STRIDES strides and fits over fewer than MIN_SCENARIOS scenarios (a
+    run without a stride sweep) are left to --json, so the section is empty for such runs;
+    the floor is shown for the groups whose break-even is. Pass precomputed `results` and
+    `models` to avoid computing them twice when `report_json` is also made."""
 
     results = break_even(df) if results is None else results
     models = cost_models(df) if models is None else models
     results = [r for r in results if len(r.curve) >= MIN_STRIDES]
     models = [m for m in models if len(m.scenarios) >= MIN_SCENARIOS]
+    shown = {r.group for r in results}
+    floor = [p for p in floor_points(prefault_floor(df)) if p.group in shown]
     parts: list[str] = []
     if results:
         parts.append(wrap("Break-even access density: where time per touched page with "
@@ -600,6 +700,8 @@ def report_section(
             f"the bracketing strides; [95% CI]: percentile bootstrap over rounds "
             f"({REPLICATES} replicates); an end beyond the strides measured is shown as "
             f"<first or >last. Stride {SPARSE_NOTE}. {HEADLINE_WHY}."))
+    if floor:
+        parts.append(_floor_section(floor))
     if models:
         parts.append("\n" + wrap("Cost model: touch_ns = a*faults + b*pages_mapped + "
                                  "c*pages_touched."))
@@ -632,3 +734,55 @@ def _grouped(results: Sequence[BreakEven]) -> list[tuple[tuple[str, str], list[B
     for item in results:
         grouped.setdefault((item.group, item.contrast), []).append(item)
     return list(grouped.items())
+
+
+def _floor_section(points: Sequence[FloorPoint]) -> str:
+    parts = ["\n" + wrap("Ideal-prefault floor: what a fault path that made the range "
+                         "present at once could reach.")]
+    for group in dict.fromkeys(p.group for p in points):
+        rows = [[str(p.stride), p.call, fmt(p.ns_per_page), _ci_text(p.ci),
+                 fmt(p.touch_faults), fmt(p.populate_faults), str(p.n)]
+                for p in points if p.group == group]
+        parts.append(f"\n{group}:\n")
+        parts.append(text_table(["stride", "call", "ns/pg", "95% CI", "flt", "pop flt", "n"],
+                                rows))
+    parts.append("\n" + wrap(f"{FLOOR_WHY}. 95% CI: {CI_METHOD}."))
+    return "".join(parts)
+
+
+def compare_section(base: pd.DataFrame, new: pd.DataFrame, by: str | None = None) -> str:
+    """For `faultbench compare`: per group with a cost model on both sides, the constants
+    and the changelog sentence (`compare_cost_models`). Models that cannot be identified
+    from a side's rows (too few scenarios, fault-around only on or only off) are left out,
+    so the section is empty unless both sides ran a stride sweep on and off. With --by
+    fault_around_bytes the knob value is what differs, so it does not pair models."""
+
+    def keyed(df: pd.DataFrame) -> dict[tuple[str, str, int | None], CostModel]:
+        return {
+            (m.group, m.backing, None if by == FAULT_AROUND_KNOB else m.fault_around_bytes): m
+            for m in cost_models(df)
+            if len(m.scenarios) >= MIN_SCENARIOS and m.residual is not None
+        }
+
+    bases, news = keyed(base), keyed(new)
+    parts = []
+    for key in (k for k in bases if k in news):
+        old, now = bases[key], news[key]
+        knob = "" if key[2] is None else " " + format_value(FAULT_AROUND_KNOB, key[2])
+        parts.append(f"\n{key[0]}{knob}:\n")
+        if old.fits and now.fits:
+            parts.append(text_table(["constant", "base", "95% CI", "new", "95% CI"], [
+                [name, fmt(a.value), _ci_text(a.ci), fmt(b.value), _ci_text(b.ci)]
+                for name, a, b in (
+                    ("a, ns/fault", old.ns_per_fault, now.ns_per_fault),
+                    ("b, ns/page mapped", old.ns_per_page_mapped, now.ns_per_page_mapped),
+                    ("c, ns/page touched", old.ns_per_touch, now.ns_per_touch),
+                ) if a is not None and b is not None
+            ]))
+        parts.append(wrap(compare_cost_models(old, now) + "."))
+    if not parts:
+        return ""
+    return "\n" + wrap(
+        "Cost model, touch_ns = a*faults + b*pages_mapped + c*pages_touched, new against "
+        "base; a constant is unchanged when the two 95% bootstrap intervals overlap.") + \
+        "".join(parts)

@@ -5,6 +5,7 @@ Analysis plane (matplotlib, via analysis.figures, which selects the Agg backend)
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,9 @@ from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullForma
 from faultbench.analysis.breakeven import BreakEven, break_even
 from faultbench.analysis.figures import SIZE, STYLE, ns_label, plt, save, title
 from faultbench.measurement.spec import format_size
+
+# black, told apart by marker and dash (a knob sweep has one per populate call and value)
+FLOOR_STYLES = (("v", "-."), ("^", ":"), ("D", (0, (5, 2, 1, 2))), ("P", (0, (1, 3))))
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -113,12 +117,8 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
         if item.stride is not None:
             _mark_crossing(ax, item, color)
     if floor is not None:
-        for label, part in floor.groupby(floor["label"] if "label" in floor else
-                                         pd.Series("prefaulted", index=floor.index)):
-            medians = part.groupby("stride")["ns_per_page"].median().sort_index()
-            ax.plot(medians.index, medians.to_numpy(), color="black", marker="v",
-                    linestyle="-.", label=f"floor: {label}")
-            strides.update(int(s) for s in medians.index)
+        _draw_floor(ax, floor, items)
+        strides.update(int(s) for s in floor["stride"])
     ticks = sorted(strides)
     page = _page_of(items)
     sparse = page / 8 if page else None  # native/touch.c: one page per page table
@@ -151,6 +151,31 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
                loc="outside lower center", ncol=2, fontsize=9)  # off the curves
     title(fig, f"Break-even access density, {items[0].group}", info)
     return save(fig, out_dir, name)
+
+
+def _draw_floor(ax: Axes, floor: pd.DataFrame, items: list[BreakEven]) -> None:
+    """One line per populate call, medians per stride. The floor populates the whole range
+    whatever the stride, so its cost per touched page grows with the stride: where it
+    rises past twice the curves' highest point the axis stops there rather than squash the
+    curves, and the legend says so."""
+    points = [p for item in items for p in item.curve]
+    top = max(max(p.on_ns, p.off_ns, *(ci[1] for ci in (p.on_ci, p.off_ci)
+                                       if ci and ci[1] is not None)) for p in points)
+    bottom = min(min(p.on_ns, p.off_ns, *(ci[0] for ci in (p.on_ci, p.off_ci)
+                                          if ci and ci[0] is not None)) for p in points)
+    names = floor["label"] if "label" in floor else pd.Series("prefaulted", index=floor.index)
+    clipped = False
+    for (label, part), (marker, style) in zip(floor.groupby(names),
+                                              itertools.cycle(FLOOR_STYLES)):
+        medians = part.groupby("stride")["ns_per_page"].median().sort_index()
+        beyond = bool((medians > 2 * top).any())
+        clipped |= beyond
+        bottom = min(bottom, float(medians.min()))
+        ax.plot(medians.index, medians.to_numpy(), color="black", marker=marker,
+                linestyle=style, label=f"floor: {label} of the whole range"
+                                       f"{', off the chart above' if beyond else ''}")
+    if clipped:
+        ax.set_ylim(bottom / 1.5, 2 * top)
 
 
 def _page_of(items: list[BreakEven]) -> float | None:

@@ -15,6 +15,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import comb
 
+from faultbench.analysis.breakeven import compare_section
 from faultbench.analysis.frame import METRICS, AnalysisError, load, run_info
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
@@ -231,4 +232,7 @@ def compare_runs(
         title += f" (Linux {infos[0].kernel})"
     planes = {i.plane_label() for i in infos}
     title += "; plane " + " vs ".join(sorted(planes))
-    return render(table, fmt_name, metric, title, not same)
+    text = render(table, fmt_name, metric, title, not same)
+    if fmt_name == "csv":  # rows only; the cost model is prose
+        return text
+    return text + compare_section(base, new, by)  # empty unless both sides have a model

@@ -12,6 +12,13 @@ from typing import Any
 
 import pandas as pd
 
+from faultbench.analysis.breakeven import (
+    MIN_STRIDES,
+    break_even,
+    prefault_floor,
+    report_json,
+    report_section,
+)
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, AnalysisError, RunInfo, load, run_info
 from faultbench.analysis.labels import (
     constants_line,
@@ -152,6 +159,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         raise AnalysisError("--baseline applies to knob sweeps; this run sweeps no knob")
     for knob in swept:
         parts += ["\n", sweep_tables(df, knob, label_cols, baseline)]
+    breakeven = report_section(df)  # empty for a run without a stride sweep
+    if breakeven:
+        parts += ["\n", breakeven]
     parts.append(footer(df, meta.get("skipped") or []))
     return "".join(parts)
 
@@ -170,7 +180,45 @@ def write_report(
         from faultbench.analysis.figures import make_figures
 
         made = make_figures(df, run_info(meta, df), run_dir / "figures")
+        made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
     return text, made
+
+
+def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+    """The break-even figure with the prefault floor, for runs with a stride sweep."""
+    results = [r for r in break_even(df, teardown=False) if len(r.curve) >= MIN_STRIDES]
+    if not results:
+        return []
+    from faultbench.analysis.breakeven_figure import breakeven_figure
+
+    return breakeven_figure(df, info, out_dir, floor=prefault_floor(df), results=results)
+
+
+def report_data(run_dir: Path) -> dict[str, Any]:
+    """What the report computes as plain JSON types (`faultbench report --json`): the run,
+    the scenario table's medians of ns_per_page with their CI, and the break-even, cost
+    model and prefault floor (analysis.breakeven.report_json). Unknown values are None."""
+    df = load(run_dir)
+    if not df["ok"].any():
+        raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
+    meta = next(iter(df.attrs["meta"].values()))
+    info = run_info(meta, df)
+    keys = [*label_columns(df), "role"]
+    data = df[df["ok"]].assign(label=lambda d: labels(d, keys))
+    table = median_ci(data, [*keys, "label"], "ns_per_page")
+    table = table.sort_values(keys, key=spec_order, kind="stable")
+    return {
+        "run": str(run_dir), "workload": info.workload, "kernel": info.kernel,
+        "host": info.host, "plane": info.plane, "emulated": info.emulated,
+        "finished": bool(meta.get("finished_utc")), "metric": "ns_per_page",
+        "ci_method": CI_METHOD,
+        "scenarios": [
+            {"label": str(r.label), "n": int(r.n), "median": float(r.median),
+             "ci": None if r.ci_lo != r.ci_lo else [float(r.ci_lo), float(r.ci_hi)]}
+            for r in table.itertuples(index=False)
+        ],
+        **report_json(df),
+    }
 
 
 def summary(run_dir: Path) -> str:

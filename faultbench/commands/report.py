@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 
@@ -14,9 +15,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs)",
     )
     parser.add_argument("--no-figures", action="store_true", help="write report.txt only")
+    parser.add_argument(
+        "--json", action="store_true",
+        help="print what the report computes as one JSON object (scenario medians and CIs, "
+        "break_even, cost_model, prefault_floor; null where unknown) and write nothing",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.json:
+        from faultbench.analysis.report import report_data
+
+        print(json.dumps(report_data(Path(args.run_dir)), indent=2, allow_nan=False))
+        return 0
     from faultbench.analysis.report import write_report
 
     text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)

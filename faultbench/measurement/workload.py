@@ -124,6 +124,8 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
         parts.append(mappers)
     if spec.dir is not None:
         parts.append(f"dir={spec.dir}")
+    if spec.populate != "none":
+        parts.append(f"populate={spec.populate}")
     parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
     return ",".join(parts)
 
