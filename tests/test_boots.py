@@ -68,8 +68,17 @@ def samples(run: Path) -> list[dict[str, Any]]:
 
 
 def _guest_processes(marker: str) -> list[str]:
-    listing = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True).stdout
-    return [line for line in listing.splitlines() if marker in line and "ps -eo" not in line]
+    """Command lines (read from /proc: `ps` cuts them at 80 columns in a pipe) naming marker."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        line = " ".join(w.decode(errors="replace") for w in words)
+        if marker in line:
+            found.append(line)
+    return found
 
 
 @pytest.fixture(scope="module")
