@@ -4,8 +4,10 @@
 faultbench counts pages_mapped by walking /proc/self/pagemap, then times munmap, so teardown
 runs after a walk that read every page table entry and page of the range. This runs the same
 64 MiB warm memfd seq read in one C process with the two orders interleaved — walk then
-munmap (what fb_run does) and munmap straight after the loop — and prints the medians, plus
-faultbench's own munmap_ns for the scenario.
+munmap (fb_run with pagemap on) and munmap straight after the loop — and prints the
+medians; then faultbench's munmap_ns for the scenario with and without the walk (spec
+`pagemap`), for a freshly written backing (cache warm) and for one mapped and unmapped just
+before (cache hot), all four interleaved.
 
     python benchmarks/munmap_order.py [--samples 16] [--size 64M]
 """
@@ -42,14 +44,20 @@ def main() -> None:
     for line in out.splitlines():
         walk, ns, _present, _ = line.split()
         times[names[int(walk)]].append(int(ns))
+    specs = {f"faultbench {cache}, pagemap {'walked' if walk else 'off'}":
+             Spec(backing="memfd", size=size, cache=cache, pagemap=walk)
+             for cache in ("warm", "hot") for walk in (True, False)}
     measure(Spec(backing="memfd", size=size))  # the process's first sample is discarded
-    faultbench = [measure(Spec(backing="memfd", size=size)).munmap_ns
-                  for _ in range(args.samples)]
-    times["faultbench munmap_ns"] = faultbench
-    print(f"memfd {args.size} warm seq read, {args.samples} samples each (native)")
+    for name in specs:
+        times[name] = []
+    for _ in range(args.samples):
+        for name, spec in specs.items():
+            times[name].append(measure(spec).munmap_ns)
+    print(f"memfd {args.size} seq read, {args.samples} samples each, munmap (native)")
     for name, values in times.items():
-        print(f"  {name:32} median {statistics.median(values) / 1e3:8.1f} us   "
-              f"min {min(values) / 1e3:8.1f} us   max {max(values) / 1e3:8.1f} us")
+        q1, q2, q3 = statistics.quantiles(values, n=4)
+        print(f"  {name:32} median {q2 / 1e3:7.0f} us   IQR {q1 / 1e3:5.0f}-{q3 / 1e3:5.0f} us"
+              f"   min {min(values) / 1e3:5.0f} us")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@
 /* cdef begin: faultbench/_build.py gives cffi this part verbatim, so it must stay plain C
  * declarations (no #if, no #include) */
 enum fb_backing { FB_ANON, FB_MEMFD, FB_TMPFS, FB_FILE, FB_HUGETLB };
-enum fb_cache { FB_WARM, FB_COLD, FB_HOLE };
+enum fb_cache { FB_WARM, FB_COLD, FB_HOLE, FB_HOT };
 enum fb_pattern { FB_SEQ, FB_REVERSE, FB_RANDOM, FB_STRIDE, FB_SPARSE };
 enum fb_uffd_mode { FB_UFFD_NONE, FB_UFFD_MISSING, FB_UFFD_WP, FB_UFFD_MINOR };
 enum fb_registered { FB_REG_ALL, FB_REG_FIRST, FB_REG_LATER };
@@ -41,6 +41,8 @@ struct fb_spec {
 	int uffd_serve;		/* 0 leaves uffd faults unserved (to exercise the deadline) */
 	int perf;		/* also count with perf events (page faults, cycles, instructions) */
 	int populate;		/* enum fb_populate: make the range present before the loop */
+	int pagemap;		/* count pages_mapped by walking pagemap before munmap, which
+				 * leaves for munmap the page tables and pages the walk read */
 };
 
 struct fb_result {

@@ -1,7 +1,8 @@
 /*
- * mappers: one sample's orchestration. The backing is set up once; each mapper (this
- * thread, forked processes, or threads) measures it (measure.c), one after another or
- * together from a barrier. Every mapper is waited for, and killed if it overstays its
+ * mappers: one sample's orchestration. The backing is set up once; each mapper (a forked
+ * process or a new thread) measures it (measure.c), one after another or together from a
+ * barrier. A single mapper runs in a new process or thread too, so that rows with one and
+ * with several mappers time their first mapper in the same kind of context. Every mapper is waited for, and killed if it overstays its
  * deadline; a signal to fb_run ends the sample early (interrupt.c).
  */
 #define _GNU_SOURCE
@@ -147,7 +148,7 @@ static void result_init(struct fb_result *r, int64_t page_size, const char *fs_t
 static void run_mappers(const struct fb_spec *spec, const struct fb_backing_file *bf,
 			struct fb_result *shared, pthread_barrier_t *barrier, int64_t page_size)
 {
-	int n = spec->mappers, forked = n > 1 && !spec->threads;
+	int n = spec->mappers, forked = !spec->threads;
 	struct fb_mapper_job jobs[n];
 	pthread_barrierattr_t attr;
 
@@ -163,9 +164,7 @@ static void run_mappers(const struct fb_spec *spec, const struct fb_backing_file
 		pthread_barrier_init(barrier, &attr, (unsigned)n);
 		pthread_barrierattr_destroy(&attr);
 	}
-	if (n == 1)
-		fb_measure_mapper(&jobs[0]);
-	else if (spec->threads)
+	if (spec->threads)
 		run_threads(jobs, n, spec->concurrent);
 	else
 		run_processes(jobs, n, spec->concurrent, spec->deadline_ns);
@@ -175,7 +174,7 @@ static void run_mappers(const struct fb_spec *spec, const struct fb_backing_file
 
 static int run(const struct fb_spec *spec, struct fb_result *results, int64_t page_size)
 {
-	int n = spec->mappers, forked = n > 1 && !spec->threads;
+	int n = spec->mappers, forked = !spec->threads;
 	struct fb_backing_file bf;
 	struct fb_result *shared = results;
 	pthread_barrier_t *barrier = NULL;

@@ -38,8 +38,8 @@ static void note_residency(const struct fb_spec *spec, const struct fb_backing_f
 	else if (spec->cache != FB_COLD)
 		/* mincore walks the page cache and would warm the CPU caches the faults use */
 		snprintf(r->resident_reason, FB_TEXT, "measured for cold caches only (%s)",
-			 spec->cache == FB_WARM ? "warm: every page populated" :
-			 "hole: nothing populated");
+			 spec->cache == FB_HOLE ? "hole: nothing populated" :
+			 "warm or hot: every page populated");
 	else
 		r->resident_before_pages = fb_resident_pages(addr, spec->size, r->page_size);
 }
@@ -125,7 +125,11 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 stop:
 	if (uffd)
 		fb_uffd_stop(uffd, r);
-	r->pages_mapped = fb_pages_mapped(addr, spec->size, r->page_size, r->mapped_reason);
+	if (spec->pagemap)
+		r->pages_mapped = fb_pages_mapped(addr, spec->size, r->page_size, r->mapped_reason);
+	else
+		snprintf(r->mapped_reason, FB_TEXT,
+			 "not walked (pagemap off): munmap_ns timed straight after the loop");
 unmap:
 	t0 = fb_now_ns();
 	munmap(addr, spec->size);

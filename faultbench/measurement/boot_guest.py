@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.provenance import collect
+from faultbench.measurement.provenance import collect, file_dir
 from faultbench.measurement.results import BOOTS_DIR, RunDir, atomic_write
 from faultbench.measurement.runner import BootShare, execute
+from faultbench.measurement.spec import Spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,10 +42,8 @@ def main(argv: list[str] | None = None) -> int:
         })
         report_path = run_dir.path / BOOTS_DIR / f"{args.boot}.json"
         report_path.parent.mkdir(exist_ok=True)
-        file_dirs = [s["spec"]["dir"] for s in meta["scenarios"]
-                     if s["spec"]["backing"] == "file"]
         report = {"boot": args.boot, "kernel": kernel["label"], "complete": False,
-                  "guest": collect(file_dir=next(iter(file_dirs), None))}
+                  "guest": collect(file_dir(Spec.from_dict(s["spec"]) for s in meta["scenarios"]))}
         atomic_write(report_path, json.dumps(report, indent=1) + "\n")
         done = execute(run_dir, quiet=args.quiet, boot=share)
     except FaultbenchError as exc:

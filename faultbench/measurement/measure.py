@@ -23,7 +23,8 @@ DISK_SHARE = 0.9
 _ENUMS = {
     "backing": {"anon": lib.FB_ANON, "memfd": lib.FB_MEMFD, "tmpfs": lib.FB_TMPFS,
                 "file": lib.FB_FILE, "hugetlb": lib.FB_HUGETLB},
-    "cache": {"warm": lib.FB_WARM, "cold": lib.FB_COLD, "hole": lib.FB_HOLE},
+    "cache": {"warm": lib.FB_WARM, "cold": lib.FB_COLD, "hole": lib.FB_HOLE,
+              "hot": lib.FB_HOT},
     "pattern": {"seq": lib.FB_SEQ, "reverse": lib.FB_REVERSE, "random": lib.FB_RANDOM,
                 "stride": lib.FB_STRIDE, "sparse": lib.FB_SPARSE},
     "uffd": {"none": lib.FB_UFFD_NONE, "missing": lib.FB_UFFD_MISSING,
@@ -78,6 +79,11 @@ def hugetlb_shortfall(spec: Spec) -> str | None:
     )
 
 
+def backing_dir(spec: Spec) -> str:
+    """The directory a tmpfs or file backing creates its file in ("" for the others)."""
+    return spec.dir or DEFAULT_DIRS.get(spec.backing, "")
+
+
 def check_resources(spec: Spec) -> None:
     """Refuse, before anything is created, a sample this machine cannot hold."""
     copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
@@ -91,7 +97,7 @@ def check_resources(spec: Spec) -> None:
             f"{MEMORY_SHARE:.0%})"
         )
     if spec.backing == "file":
-        directory = spec.dir or DEFAULT_DIRS["file"]
+        directory = backing_dir(spec)
         try:
             stat = os.statvfs(directory)
         except OSError as exc:
@@ -106,8 +112,7 @@ def check_resources(spec: Spec) -> None:
 
 def _c_spec(spec: Spec, keep: list[object]) -> object:
     pattern, stride = parse_pattern(spec.pattern)
-    directory = spec.dir or DEFAULT_DIRS.get(spec.backing, "")
-    dir_c = ffi.new("char[]", directory.encode())
+    dir_c = ffi.new("char[]", backing_dir(spec).encode())
     keep.append(dir_c)
     c = ffi.new("struct fb_spec *")
     c.backing = _ENUMS["backing"][spec.backing]
@@ -128,6 +133,7 @@ def _c_spec(spec: Spec, keep: list[object]) -> object:
     c.uffd_serve = spec.uffd_serve
     c.perf = spec.perf
     c.populate = _ENUMS["populate"][spec.populate]
+    c.pagemap = spec.pagemap
     return c
 
 

@@ -11,10 +11,12 @@ import platform
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from faultbench.measurement import knobs
+from faultbench.measurement.spec import Spec
 from faultbench.measurement.sysfs import (
     DEBUGFS,
     cpu_flags,
@@ -105,6 +107,14 @@ def git_revision() -> tuple[str | None, str]:
     if done.returncode != 0:
         return None, done.stderr.strip() or "git describe failed"
     return done.stdout.strip(), ""
+
+
+def file_dir(specs: Iterable[Spec]) -> str | None:
+    """Where the first `file` backing among specs creates its file (its --dir, else the
+    default), or None when no spec uses that backing."""
+    from faultbench.measurement.measure import backing_dir
+
+    return next((backing_dir(s) for s in specs if s.backing == "file"), None)
 
 
 def collect(file_dir: str | None = None) -> dict[str, Any]:

@@ -231,7 +231,7 @@ def start(
     whose knobs are then checked in the guest); `extra` goes into meta.json as it is."""
     from faultbench import __version__
     from faultbench.measurement.measure import current_plane
-    from faultbench.measurement.provenance import collect
+    from faultbench.measurement.provenance import collect, file_dir
 
     if plane is None:
         workload = settable_knobs(workload)
@@ -239,7 +239,6 @@ def start(
     if not workload.scenarios:
         reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
         raise RunError(f"nothing to run in workload {workload.name}: {reasons}")
-    file_dirs = [s.spec.dir for s in workload.scenarios if s.spec.backing == "file"]
     run_dir = RunDir.create(out)
     run_dir.write_meta({
         "format": FORMAT,
@@ -247,7 +246,7 @@ def start(
         "workload": workload.meta(),
         "scenarios": [s.to_dict() for s in workload.scenarios],
         "skipped": workload.skipped,
-        "provenance": collect(file_dir=next(iter(file_dirs), None)),
+        "provenance": collect(file_dir(s.spec for s in workload.scenarios)),
         "plane": plane or current_plane(),
         "started_utc": utc_now(),
         "finished_utc": None,

@@ -17,7 +17,7 @@ from faultbench.errors import FaultbenchError
 BACKINGS = ("anon", "memfd", "tmpfs", "file", "hugetlb")
 MAPS = ("shared", "private")
 ACCESSES = ("read", "write")
-CACHES = ("warm", "cold", "hole")
+CACHES = ("warm", "cold", "hole", "hot")
 UFFD_MODES = ("none", "missing", "wp", "minor")
 MAPPER_MODES = ("sequential", "concurrent")
 MAPPER_KINDS = ("process", "thread")
@@ -96,6 +96,10 @@ class Spec:
     uffd_serve: bool = True  # False leaves uffd faults unserved: exercises the deadline
     perf: bool = False  # perf events too: an independent fault count, cycles, instructions
     populate: str = "none"  # make the range present before the loop: MADV_POPULATE_*, MAP_POPULATE
+    # Count pages_mapped by walking /proc/self/pagemap before munmap. The walk reads every
+    # page table entry and page that munmap then tears down, so munmap_ns is that of hot page
+    # tables; False leaves pages_mapped null and times munmap straight after the loop.
+    pagemap: bool = True
 
     def normalized(self) -> Spec:
         """Defaults resolved and every field validated; raises SpecError with a clear message."""
