@@ -85,6 +85,7 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
             df[name] = 0
     # runs from before the populate step had none
     df["populate"] = df["populate"].fillna("none") if "populate" in df else "none"
+    df["pagemap"] = df["pagemap"].fillna(True).astype(bool) if "pagemap" in df else True
     for name in (*METRICS, "munmap_ns", "pages_mapped", "pages_touched"):
         if name not in df:
             df[name] = np.nan

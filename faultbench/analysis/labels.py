@@ -28,7 +28,7 @@ from faultbench.measurement.spec import (
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
 LABEL_FIELDS = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "dir",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
@@ -90,6 +90,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
             words = words.where((df[column] != "all") & registers, "")
         if column == "populate":  # no populate step is the default, left out
             words = words.where(df[column] != "none", "")
+        if column == "pagemap":  # walking pagemap is the default, left out
+            words = df[column].map(lambda walked: "" if walked else "no-pagemap")
         parts.append(words)
     joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
     return joined.str.split().str.join(" ").replace("", "all")

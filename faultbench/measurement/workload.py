@@ -34,7 +34,8 @@ TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs"
 # the deadline, so a workload cannot switch serving off.
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "deadline_s",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
+    "deadline_s",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -126,6 +127,8 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
         parts.append(f"dir={spec.dir}")
     if spec.populate != "none":
         parts.append(f"populate={spec.populate}")
+    if not spec.pagemap:
+        parts.append("pagemap=off")
     parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
     return ",".join(parts)
 

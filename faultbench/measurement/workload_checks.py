@@ -156,6 +156,9 @@ def _check_axis_value(key: str, value: Any) -> str | None:
         close = difflib.get_close_matches(str(value), allowed, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{value!r} is not one of: {', '.join(allowed)}{hint}"
+    if key == "pagemap":
+        return None if isinstance(value, bool) else \
+            f"expected true or false, got {_describe(value)}"
     if isinstance(value, bool):
         return f"expected {'a size' if key == 'size' else 'a value'}, got {_describe(value)}"
     try:
