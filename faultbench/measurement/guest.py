@@ -159,6 +159,10 @@ def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def _under(path: str, directory: str) -> bool:
+    return os.path.commonpath([os.path.realpath(path), directory]) == directory
+
+
 def timeout_from_env() -> float:
     """$FAULTBENCH_GUEST_TIMEOUT_S in seconds, or the default when it is not set."""
     text = os.environ.get(TIMEOUT_ENV)
@@ -190,6 +194,10 @@ def run_in_guest(
     `timeout_s` (default $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
     """
     kernel = os.path.abspath(kernel)
+    if rwdir and _under(os.path.abspath(rwdir), SCRATCH_MOUNT):
+        raise GuestError(f"{rwdir} is under {SCRATCH_MOUNT}, where the guest mounts its scratch "
+                         "disk: what it writes there would never reach the host; choose "
+                         "another directory")
     missing = requirements(kernel)
     if missing:
         raise GuestError("; ".join(missing))
