@@ -99,6 +99,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     missing = guest.requirements(kernels[0].image)
     if missing:
         raise RunError("; ".join(missing))
+    guest.check_shared_dir(str(out))
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
     return start(workload, out, plane=guest.plane_for(guest.kvm_state()[0]), extra={

@@ -159,8 +159,14 @@ def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def _under(path: str, directory: str) -> bool:
-    return os.path.commonpath([os.path.realpath(path), directory]) == directory
+def check_shared_dir(path: str) -> None:
+    """Refuse a host directory the guest could not write back: its scratch disk is mounted
+    over SCRATCH_MOUNT, hiding whatever the host shares beneath it."""
+    real = os.path.realpath(path)
+    if os.path.commonpath([real, SCRATCH_MOUNT]) == SCRATCH_MOUNT:
+        raise GuestError(f"{path} is under {SCRATCH_MOUNT}, where the guest mounts its scratch "
+                         "disk: what it writes there would never reach the host; choose "
+                         "another directory")
 
 
 def timeout_from_env() -> float:
@@ -194,10 +200,8 @@ def run_in_guest(
     `timeout_s` (default $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
     """
     kernel = os.path.abspath(kernel)
-    if rwdir and _under(os.path.abspath(rwdir), SCRATCH_MOUNT):
-        raise GuestError(f"{rwdir} is under {SCRATCH_MOUNT}, where the guest mounts its scratch "
-                         "disk: what it writes there would never reach the host; choose "
-                         "another directory")
+    if rwdir:
+        check_shared_dir(rwdir)
     missing = requirements(kernel)
     if missing:
         raise GuestError("; ".join(missing))
