@@ -214,3 +214,12 @@ def test_the_guest_runs_the_installed_package_not_the_working_directory(
                           check=False)
     assert done.returncode == 0, done.stderr
     assert "shadow" not in done.stderr
+
+
+def test_an_out_directory_the_scratch_disk_would_hide_is_refused(tmp_path: Path) -> None:
+    image = _image()
+    (tmp_path / "w.toml").write_text(WORKLOAD)
+    out = Path("/var/tmp") / f"faultbench-hidden-{os.getpid()}"
+    done = faultbench("run", tmp_path / "w.toml", "--kernel", image, "--out", out, check=False)
+    assert done.returncode == 2 and "would never reach the host" in done.stderr
+    assert not out.exists()
