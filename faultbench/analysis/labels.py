@@ -26,8 +26,9 @@ from faultbench.measurement.spec import (
 )
 
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
+# `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together.
 LABEL_FIELDS = (
-    "backing", "size", "map", "access", "cache", "pattern", "uffd",
+    "kernel", "backing", "size", "map", "access", "cache", "pattern", "uffd",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
@@ -62,6 +63,8 @@ def format_value(column: str, value: Any) -> str:
         text = str(value)
     if column in _BARE_FIELDS:
         return text
+    if column == "kernel":
+        return f"{text}:"
     if column == "role":
         return f"[{text}]" if text in ("first", "later") else ""
     if column == "mappers":
@@ -98,6 +101,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 def spec_order(column: pd.Series) -> pd.Series:
     """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
     order = _ORDER.get(str(column.name))
+    if column.name == "kernel":  # as the run booted them: its first boot is its first kernel
+        order = tuple(str(v) for v in pd.unique(column))
     if order is not None:
         text = column.astype(str).str.split(":").str[0]
         return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
@@ -110,5 +115,7 @@ def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
     ok = df[df["ok"]]
     if ok.empty:
         return ""
-    fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols and c != "mappers"]
+    # the header names the kernels
+    fixed = [c for c in LABEL_FIELDS
+             if c in ok and c not in label_cols and c not in ("mappers", "kernel")]
     return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")

@@ -14,12 +14,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs)",
     )
     parser.add_argument("--no-figures", action="store_true", help="write report.txt only")
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="leave out samples whose timed loop was preempted or saw steal time (by "
+        "default they are counted and flagged in the 'hit' column)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.analysis.report import write_report
 
-    text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
+    text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures,
+                                   args.strict)
     print(text, end="")
     where = Path(args.run_dir) / "report.txt"
     print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"
