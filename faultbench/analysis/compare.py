@@ -118,7 +118,9 @@ def compare(
     keys.append("role")
     table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
-        raise AnalysisError("BASE and NEW have no scenario in common")
+        strict = not (base["ok"].all() and new["ok"].all())
+        why = " once --strict left out the samples preempted or stolen from" if strict else ""
+        raise AnalysisError(f"BASE and NEW have no scenario in common{why}")
     hits = pd.concat(sides).groupby(keys, sort=False, dropna=False)["interfered"].sum()
     table["interfered"] = table.join(hits, on=keys)["interfered"].fillna(0).astype(int)
     for column, ratio in (("change_pct", "ratio"), ("ci_lo_pct", "ci_lo"),

@@ -44,9 +44,10 @@ _ORDER: dict[str, tuple[str, ...]] = {
 }
 
 def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
-    """The spec and knob columns that vary among valid rows: what tells rows apart."""
+    """The spec and knob columns that vary among valid rows (with those --strict left out,
+    so that rows keep their labels): what tells rows apart."""
     candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
-    valid = df[df["ok"]] if "ok" in df else df
+    valid = df[df["ok"] | df.get("interfered", False)] if "ok" in df else df
     return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
 
 

@@ -68,7 +68,8 @@ def interference_note(df: pd.DataFrame) -> str:
     note = (f"hit: samples whose timed loop was preempted (nivcsw > 0) or saw steal time: "
             f"{hit} of {valid} valid samples. ")
     if "excluded" in df.attrs:
-        return note + "--strict: they are excluded from every number above."
+        return note + ("--strict: they are excluded from every number above (a row "
+                       "left with no sample is not shown).")
     return note + "They are included; --strict excludes them."
 
 
