@@ -133,7 +133,9 @@ def compare(
     attrs = dict(table.attrs)
     table.attrs["knob_columns"] = [k for k in dict.fromkeys(knobs) if k != by]
     table["ok"] = True
-    table.attrs["label_columns"] = [*label_columns(table), "role"]
+    # what varies among the rows, or did before --strict left some out: labels stay stable
+    varying = label_columns(pd.concat([table, *(side.loc[~side["ok"]] for side in sides)]))
+    table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
     table = table.sort_values(table.attrs["label_columns"], key=spec_order, kind="stable")
     table.attrs.update(attrs)

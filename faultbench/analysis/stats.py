@@ -26,9 +26,13 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
     The CI is [x_(l+1), x_(n-l)] with l the largest count such that P(Bin(n, 1/2) <= l) <=
     0.025: exact coverage >= 95% whatever the distribution. It needs n >= 6; below, NaN.
     """
-    keys = list(keys)
-    valid = df[df["ok"] & df[metric].notna()]
-    rounds = replicate_values(valid, keys, metric, "round")
+    # private key names: a key called like a column replicate_values adds ("value") or
+    # groups by ("round", "boot") must not collide with it
+    names = {key: f"_key{i}" for i, key in enumerate(keys)}
+    keys = list(names.values())
+    valid = df.loc[df["ok"] & df[metric].notna(), [*names, *boot_columns(df), "round", metric]]
+    rounds = replicate_values(valid.set_axis(
+        [names.get(c, c) for c in valid.columns], axis=1), keys, metric, "round")
     boots = [column for column in boot_columns(rounds) if column not in keys]
     grouped = rounds.groupby(keys, sort=False, dropna=False)
     out = grouped["value"].agg(n="count", median="median", mean="mean", std="std")
@@ -50,7 +54,8 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
         out = out.merge(
             picked[[*keys, "value"]].rename(columns={"value": f"ci_{side}"}), on=keys, how="left"
         )
-    return out.drop(columns=["_lo_rank", "_hi_rank"])
+    return out.drop(columns=["_lo_rank", "_hi_rank"]).rename(
+        columns={new: old for old, new in names.items()})
 
 
 def unit_count(table: pd.DataFrame) -> pd.Series:
