@@ -1,6 +1,7 @@
 """Real runs made once per test session by `faultbench run`, shared by the analysis tests.
 
-Native runs take seconds; the TCG run boots a kernel once (about a minute) for the knob sweep.
+Native runs take seconds (the hogged one shares its CPU with a busy loop); the TCG runs boot
+kernels: once (about a minute) for the knob sweep, four times for the two-kernel run.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-# memfd: fault-around on/off via userfaultfd, and two mappers of which only the second
-# registers. file: the same configurations
+# memfd: fault-around on/off via userfaultfd, two mappers of which only the second
+# registers, and three (two later mappers per round: n counts rounds). file: the same
+# configurations
 # in two directories of one filesystem, interleaved round by round: an A/A pair.
 TINY = """
 description = "analysis tests"
@@ -36,6 +38,10 @@ backing = "memfd"
 uffd = ["none", "missing", "wp"]
 mappers = 2
 uffd_mappers = "later"
+
+[[matrix]]
+backing = "memfd"
+mappers = 3
 
 [[matrix]]
 backing = "file"
@@ -70,22 +76,57 @@ knobs.fault_around_bytes = [4096, 16384, 65536]
 """
 
 
-def faultbench(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+# Two labels for one image, two boots each (A B B A): the structure of a kernel comparison.
+KERNELS = """
+description = "two kernels, booted"
+repetitions = 4
+warmups = 1
+seed = 3
+
+[defaults]
+backing = "memfd"
+size = "4M"
+
+[[matrix]]
+pattern = ["seq", "sparse"]
+uffd = ["none", "wp"]
+"""
+
+# Loops of a few milliseconds (32M), long enough that a CPU hog sharing the CPU preempts
+# them, and of a tenth of one (1M), which it mostly does not.
+HOGGED = """
+description = "a CPU hog on the worker's CPU"
+repetitions = 4
+warmups = 1
+
+[defaults]
+backing = "memfd"
+
+[[matrix]]
+size = ["1M", "32M"]
+uffd = ["none", "wp"]
+"""
+
+
+def faultbench(*args: str | Path, check: bool = True,
+               pin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """`faultbench ARGS`; pin: a CPU list the whole process tree is confined to (taskset)."""
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
+    command = [sys.executable, "-m", "faultbench", *map(str, args)]
     return subprocess.run(
-        [sys.executable, "-m", "faultbench", *map(str, args)],
-        capture_output=True, text=True, check=check, env=env, timeout=600,
+        ["taskset", "-c", pin, *command] if pin else command,
+        capture_output=True, text=True, check=check, env=env, timeout=900,
     )
 
 
-def make_run(base: Path, name: str, workload: str, *extra: str) -> Path:
+def make_run(base: Path, name: str, workload: str, *extra: str, pin: str | None = None) -> Path:
     toml = base / f"{name}.toml"
     toml.write_text(workload.format(a=base / "a", b=base / "b"))
     (base / "a").mkdir(exist_ok=True)
     (base / "b").mkdir(exist_ok=True)
     out = base / name
-    faultbench("run", toml, "--out", out, "-q", *extra)
+    faultbench("run", toml, "--out", out, "-q", *extra, pin=pin)
     return out
 
 
@@ -112,13 +153,51 @@ def native_runs(factory: pytest.TempPathFactory) -> Runs:
     return _made["native"]  # type: ignore[return-value]
 
 
+def _boot_image() -> str:
+    kernels = sorted(glob.glob("/boot/vmlinuz-*"))
+    if not kernels:
+        pytest.skip("no kernel image in /boot to boot under QEMU (linux-image-amd64)")
+    return kernels[-1]
+
+
 def tcg_run(factory: pytest.TempPathFactory) -> Path:
     if "tcg" not in _made:
-        kernels = sorted(glob.glob("/boot/vmlinuz-*"))
-        if not kernels:
-            pytest.skip("no kernel image in /boot to boot under QEMU (linux-image-amd64)")
-        _made["tcg"] = make_run(factory.mktemp("tcg"), "sweep", SWEEP, "--kernel", kernels[-1])
+        _made["tcg"] = make_run(factory.mktemp("tcg"), "sweep", SWEEP, "--kernel", _boot_image())
     return _made["tcg"]  # type: ignore[return-value]
+
+
+def kernels_run(factory: pytest.TempPathFactory) -> Path:
+    """One booted run of two kernels (the same image labelled a and b), two boots each."""
+    if "kernels" not in _made:
+        image = _boot_image()
+        _made["kernels"] = make_run(factory.mktemp("kernels"), "kernels", KERNELS,
+                                    "--kernel", f"a={image}", "--kernel", f"b={image}",
+                                    "--boots", "2")
+    return _made["kernels"]  # type: ignore[return-value]
+
+
+def hogged_run(factory: pytest.TempPathFactory) -> Path:
+    """A native run confined to CPU 0 while a busy loop spins on CPU 0 too."""
+    if "hogged" not in _made:
+        hog = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
+        try:
+            _made["hogged"] = make_run(factory.mktemp("hogged"), "hogged", HOGGED, pin="0")
+        finally:
+            hog.kill()
+            hog.wait()
+    return _made["hogged"]  # type: ignore[return-value]
+
+
+def table_row(text: str, label: str) -> list[str]:
+    """The cells right of `label` in a text table, whether they share its line or, for a
+    label too long for that, stand on the line below it."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line == label:
+            return lines[i + 1].split()
+        if line.startswith(label + " "):
+            return line[len(label):].split()
+    raise AssertionError(f"no row {label!r} in:\n{text}")
 
 
 def width_ok(text: str, width: int = 72) -> list[str]:

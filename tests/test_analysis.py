@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from analysis_runs import Runs, native_runs
+from analysis_runs import Runs, kernels_run, native_runs
 from scipy import stats
 
 import faultbench
-from faultbench.analysis.frame import AnalysisError
+from faultbench.analysis.frame import AnalysisError, run_info
+from faultbench.analysis.labels import label_columns
 from faultbench.analysis.stats import median_ci
 
 
@@ -78,6 +79,45 @@ def test_median_ci_is_the_order_statistic_interval(runs: Runs) -> None:
         else:
             assert (row.ci_lo, row.ci_hi) == (values[low], values[n - 1 - low])
             assert row.ci_lo <= row.median <= row.ci_hi
+
+
+def test_median_ci_counts_rounds_not_mappers(runs: Runs) -> None:
+    """Two later mappers of one round share its machine state: one value, their median."""
+    df = faultbench.load(runs.tiny)
+    table = median_ci(df, ["scenario", "role"], "ns_per_page").set_index(["scenario", "role"])
+    valid = df[df["ok"]]
+    three = valid[valid["mappers"] == 3]
+    later = three[three["role"] == "later"]
+    assert len(later) == 2 * later["round"].nunique() == 16
+    per_round = np.sort(later.groupby("round")["ns_per_page"].median().to_numpy())
+    row = table.loc[(later["scenario"].iloc[0], "later")]
+    assert (row["n"], row["n_samples"], row["n_boots"]) == (8, 16, 1)
+    assert row["median"] == pytest.approx(np.median(per_round))
+    # n = 8: l = 0 (P(Bin(8, 1/2) <= 0) = 0.4% <= 2.5% < P(<= 1) = 3.5%)
+    assert (row["ci_lo"], row["ci_hi"]) == (per_round[0], per_round[-1])
+
+
+def test_native_runs_are_one_kernel_one_boot(runs: Runs) -> None:
+    df = faultbench.load(runs.tiny)
+    assert df["kernel"].isna().all() and df["boot"].isna().all()
+    assert "kernel" not in label_columns(df)
+
+
+def test_booted_run_carries_kernel_and_boot(tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = kernels_run(tmp_path_factory)
+    df = faultbench.load(run)
+    meta = df.attrs["meta"]["kernels"]
+    assert [k["label"] for k in meta["kernels"]] == ["a", "b"]
+    plan = {b["index"]: b["kernel"] for b in meta["boots"]}
+    assert sorted(plan.values()) == ["a", "a", "b", "b"]
+    # every sample's kernel is the one its boot booted
+    assert (df["boot"].map(plan) == df["kernel"]).all()
+    assert label_columns(df)[0] == "kernel"
+    info = run_info(meta, df)
+    release = meta["kernels"][0]["release"]
+    assert info.kernel == release and info.boots_per_kernel == 2
+    assert info.kernels == ", ".join(f"{k['label']} ({release}, sha {k['sha256'][:8]})"
+                                     for k in meta["kernels"])
 
 
 def test_import_faultbench_does_not_import_pandas() -> None:

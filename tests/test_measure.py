@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
@@ -119,7 +118,6 @@ def test_unserved_fault_hits_the_deadline_and_leaves_no_thread():
     assert sample.status == "error"
     assert "deadline" in sample.error
     assert len(os.listdir("/proc/self/task")) == threads_before
-    assert threading.active_count() >= 1
     assert measure(Spec(backing="memfd", size=SIZE)).status == "ok"
 
 
@@ -131,10 +129,17 @@ def test_perf_event_agrees_with_getrusage():
 
 
 def test_hardware_counters_are_null_with_a_reason_or_counted():
+    """With a CPU PMU (it appears in sysfs as `cpu`, or `cpu_core` on hybrid parts) cycles and
+    instructions are counted; without one (this VM) they are null with the kernel's reason."""
+    devices = Path("/sys/bus/event_source/devices")
+    has_pmu = any((devices / name).exists() for name in ("cpu", "cpu_core", "armv8_pmuv3"))
     sample = measure(Spec(backing="memfd", size=SIZE, perf=True))
     for name in ("cycles", "instructions"):
         value = getattr(sample, name)
-        assert (value is None and sample.null_reasons[name]) or value > 0
+        if has_pmu:
+            assert value is not None and value > 0, sample.null_reasons.get(name)
+        else:
+            assert value is None and "perf_event_open" in sample.null_reasons[name]
 
 
 def test_perf_counters_are_off_unless_asked_and_say_so():

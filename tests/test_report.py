@@ -7,7 +7,16 @@ import re
 from pathlib import Path
 
 import pytest
-from analysis_runs import Runs, faultbench, native_runs, tcg_run, width_ok
+from analysis_runs import (
+    Runs,
+    faultbench,
+    hogged_run,
+    kernels_run,
+    native_runs,
+    table_row,
+    tcg_run,
+    width_ok,
+)
 
 import faultbench as fb
 from faultbench.analysis.report import summary
@@ -16,6 +25,11 @@ from faultbench.analysis.report import summary
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     return native_runs(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kernels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return kernels_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
@@ -30,6 +44,10 @@ def test_report_writes_tables_and_figures(runs: Runs) -> None:
     assert not width_ok(text)
     assert os.uname().release in text and "plane native" in " ".join(text.split())
     assert "95% CI: distribution-free order-statistic" in text
+    # n counts rounds: the two later mappers of a 3-mapper round are one value, not two
+    meta = fb.load(runs.tiny).attrs["meta"]["tiny"]
+    later = table_row(text, "memfd shared seq uffd=none x3 [later]")
+    assert later[-1] == str(meta["workload"]["repetitions"]) == "8"
     # every valid scenario is a row: the wp rows show one fault per page
     wp_rows = [line for line in text.splitlines()
                if re.match(r"(memfd shared \w+ uffd=wp) +\d", line)]
@@ -84,3 +102,58 @@ def test_report_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     (tmp_path / "samples.jsonl").write_text("")
     result = faultbench("report", tmp_path, check=False)
     assert result.returncode == 2 and "no samples" in result.stderr
+
+
+def test_booted_run_rows_per_kernel_with_boots_and_rounds(kernels: Path) -> None:
+    meta = fb.load(kernels).attrs["meta"]["kernels"]
+    sha = meta["kernels"][0]["sha256"][:8]
+    release = meta["kernels"][0]["release"]
+    faultbench("report", kernels)
+    text = (kernels / "report.txt").read_text()
+    assert not width_ok(text)
+    words = " ".join(text.split())
+    assert f"kernels: a ({release}, sha {sha}), b ({release}, sha {sha}); 2 boot(s) per " \
+           "kernel" in words
+    assert "n: boots (b) / rounds (r)" in words and "boot-to-boot variation" in words
+    rows = [line.split() for line in text.splitlines() if re.match(r"[ab]: (seq|sparse) ", line)]
+    # 4 scenarios per kernel; 2 boots x 2 rounds each (4 repetitions split over 2 boots)
+    assert sorted(row[0] for row in rows) == ["a:"] * 4 + ["b:"] * 4
+    assert all("2b/4r" in row for row in rows)
+    # `faultbench run --kernel a=.. --kernel b=..` ends with this summary: kernels apart
+    short = summary(kernels)
+    assert len([line for line in short.splitlines() if line.startswith(("a: ", "b: "))]) == 8
+    assert all(line.split()[-1] == "2b/4r" for line in short.splitlines()
+               if line.startswith(("a: ", "b: ")))
+    # 4 rounds per row: the CI is unknown, and the figure draws no bar and says why
+    svg = (kernels / "figures" / "uffd-modes.svg").read_text()
+    assert "no error bar: 95% CI unknown (n &lt; 6 rounds)" in svg
+
+
+def test_known_cis_need_no_legend_note(runs: Runs) -> None:
+    faultbench("report", runs.tiny)
+    for name in ("uffd-modes", "mappers", "sparse"):
+        assert "CI unknown" not in (runs.tiny / "figures" / f"{name}.svg").read_text()
+
+
+def test_a_cpu_hog_on_the_workers_cpu_is_flagged(tmp_path_factory: pytest.TempPathFactory
+                                                 ) -> None:
+    run = hogged_run(tmp_path_factory)
+    df = fb.load(run)
+    hit = df[df["interfered"]]
+    # the hog shares CPU 0 with the worker: the scheduler preempts loops of milliseconds
+    assert len(hit) and (hit["nivcsw"] > 0).all()
+    assert not df.loc[df["ok"] & ~df["interfered"], "nivcsw"].gt(0).any()
+    text = faultbench("report", run, "--no-figures").stdout
+    words = " ".join(text.split())
+    assert f"{len(hit)} of {int(df['ok'].sum())} valid samples" in words
+    assert "They are included; --strict excludes them" in words
+    rows = [line.split() for line in text.splitlines() if line.startswith("size=")]
+    assert len(rows) == 4
+    # the hit column: the row's interfered samples, blank for none
+    assert sum(int(row[8]) for row in rows if len(row) == 9) == len(hit)
+    strict = faultbench("report", run, "--no-figures", "--strict").stdout
+    assert "--strict: they are excluded from every number above" in " ".join(strict.split())
+    kept = df[df["ok"] & ~df["interfered"]]
+    # one mapper: a round is one sample, so the n column sums to the samples kept
+    assert sum(int(line.split()[7]) for line in strict.splitlines()
+               if line.startswith("size=")) == len(kept)

@@ -1,7 +1,9 @@
-"""Two runs, or two values of a knob, scenario by scenario (`faultbench compare`).
+"""Two runs, two values of a knob, or two kernels of one run, scenario by scenario
+(`faultbench compare`).
 
-Significance: Mann-Whitney U, two-sided, per row: it assumes neither normality nor equal
-sample counts, only independent samples, which the runner's interleaved rounds provide.
+Significance: `replicates.compare_rows` per row, on the unit that varies independently: the
+boot when both sides have several (Welch's t on per-boot log medians), the round otherwise
+(Mann-Whitney U on per-round medians, mappers of a round pooled); Holm-adjusted over the rows.
 """
 
 from __future__ import annotations
@@ -12,11 +14,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.special import comb
 
 from faultbench.analysis.breakeven import compare_section
-from faultbench.analysis.frame import METRICS, AnalysisError, load, run_info
+from faultbench.analysis.frame import (
+    METRICS,
+    AnalysisError,
+    booted_kernels,
+    exclude_interfered,
+    load,
+    run_info,
+)
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
     constants_line,
@@ -24,10 +31,9 @@ from faultbench.analysis.labels import (
     labels,
     spec_order,
 )
+from faultbench.analysis.replicates import compare_rows, footer_note
+from faultbench.analysis.report import hit_cells, interference_note
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
-
-ALPHA = 0.05
-METHOD = "Mann-Whitney U, two-sided (scipy.stats.mannwhitneyu)"
 
 
 @dataclass
@@ -48,9 +54,10 @@ def parse_side(text: str, by: str | None, role: str) -> Side:
 
 
 def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFrame:
-    """Valid samples of one operand; with --by, only those at the chosen knob value."""
-    ok = df[df["ok"]]
-    if ok.empty:
+    """Valid samples of one operand (with those --strict excluded, for the hit counts);
+    with --by, only those at the chosen knob value."""
+    ok = df[df["ok"] | df["interfered"]]
+    if not df["ok"].any():
         raise AnalysisError(f"{role} {side.path}: no valid samples (all warm-ups or errors)")
     if by is None:
         return ok
@@ -98,57 +105,57 @@ def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
 def compare(
     base: pd.DataFrame, new: pd.DataFrame, metric: str = "ns_per_page", by: str | None = None
 ) -> pd.DataFrame:
-    """One row per scenario (and mapper role) present in both: medians, change, p-value.
+    """One row per scenario (and mapper role) present in both: `replicates.compare_rows`'
+    columns, `change_pct` and its CI (`ci_lo_pct`, `ci_hi_pct`), `interfered` (samples of
+    both sides preempted or stolen from), `label`.
 
-    base/new are valid samples (see `select`). Rows match on the spec's fields and every
-    knob but `by`.
+    base/new are valid samples (see `select`); those not `ok` (--strict) only count as
+    interfered. Rows match on the spec's fields, the kernel and every knob but `by`.
     """
     knobs = [*base.attrs.get("knob_columns", []), *new.attrs.get("knob_columns", [])]
     keys = [c for c in dict.fromkeys([*LABEL_FIELDS, "seed", *knobs]) if c != by]
-    both = pd.concat([base.assign(side="base"), new.assign(side="new")], ignore_index=True)
-    both = both[both[metric].notna()]
-    for key in keys:
-        both[key] = both[key].map(_knob_text) if key in both else ""
+    sides = [side.assign(**{key: side[key].map(_knob_text) if key in side else ""
+                            for key in keys}) for side in (base, new)]
     keys.append("role")
-    grouped = both.groupby([*keys, "side"], sort=False)[metric]
-    agg = grouped.agg(n="count", median="median")
-    quartiles = grouped.quantile([0.25, 0.75]).unstack()
-    agg["spread"] = (quartiles[0.75] - quartiles[0.25]) / 2
-    agg = agg.unstack("side")
-    agg.columns = [f"{side}_{stat}" for stat, side in agg.columns]
-    if not {"base_n", "new_n"} <= set(agg.columns):
-        raise AnalysisError("BASE and NEW have no scenario in common")
-    table = agg.dropna(subset=["base_n", "new_n"]).reset_index()
+    table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
-        raise AnalysisError("BASE and NEW have no scenario in common")
-
-    def test(group: pd.DataFrame) -> float:
-        values = group.groupby("side")[metric]
-        sides = dict(list(values))
-        if len(sides) < 2:
-            return np.nan
-        return float(stats.mannwhitneyu(sides["base"], sides["new"], alternative="two-sided")
-                     .pvalue)
-
-    pvalues = both.groupby(keys, sort=False)[["side", metric]].apply(test).rename("p")
-    table = table.merge(pvalues, left_on=keys, right_index=True, how="left")
-    table["change_pct"] = 100 * (table["new_median"] / table["base_median"] - 1)
-    table["base_spread_pct"] = 100 * table["base_spread"] / table["base_median"]
-    table["new_spread_pct"] = 100 * table["new_spread"] / table["new_median"]
-    # The smallest two-sided p the exact test can give: 2 / C(n1 + n2, n1). Rows that cannot
-    # reach ALPHA are marked '?' rather than passed as 'no change'.
-    table["min_p"] = np.minimum(1.0, 2 / comb(table["base_n"] + table["new_n"], table["base_n"]))
-    table["significant"] = table["p"] < ALPHA
-    table["mark"] = np.where(table["significant"], "*", np.where(table["min_p"] >= ALPHA, "?", ""))
+        strict = not (base["ok"].all() and new["ok"].all())
+        why = " once --strict left out the samples preempted or stolen from" if strict else ""
+        raise AnalysisError(f"BASE and NEW have no scenario in common{why}")
+    hits = pd.concat(sides).groupby(keys, sort=False, dropna=False)["interfered"].sum()
+    table["interfered"] = table.join(hits, on=keys)["interfered"].fillna(0).astype(int)
+    for column, ratio in (("change_pct", "ratio"), ("ci_lo_pct", "ci_lo"),
+                          ("ci_hi_pct", "ci_hi")):
+        table[column] = 100 * (table[ratio] - 1)
     for column in keys[:-1]:
         table[column] = pd.to_numeric(table[column], errors="coerce").fillna(
             table[column].replace("", np.nan)
         )
+    attrs = dict(table.attrs)
     table.attrs["knob_columns"] = [k for k in dict.fromkeys(knobs) if k != by]
     table["ok"] = True
-    table.attrs["label_columns"] = [*label_columns(table), "role"]
+    # what varies among the rows, or did before --strict left some out: labels stay stable
+    varying = label_columns(pd.concat([table, *(side.loc[~side["ok"]] for side in sides)]))
+    table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
-    return table.sort_values(table.attrs["label_columns"], key=spec_order, kind="stable")
+    table = table.sort_values(table.attrs["label_columns"], key=spec_order, kind="stable")
+    table.attrs.update(attrs)
+    return table
+
+
+def _units(table: pd.DataFrame) -> pd.Series:
+    """Per row: what it rests on, "2b/16" (boots / valid samples) or "10r/20" (rounds /
+    samples), one side when both are equal, else base,new."""
+    letter = table["unit"].str[0]
+    base = table["base_units"].map(str) + letter + "/" + table["base_samples"].map(str)
+    new = table["new_units"].map(str) + letter + "/" + table["new_samples"].map(str)
+    return base.where(base == new, base + "," + new)
+
+
+def _ci(table: pd.DataFrame) -> pd.Series:
+    cells = table["ci_lo_pct"].map(lambda v: f"{v:+.1f}") + ".." + table["ci_hi_pct"].map(
+        fmt_pct)
+    return cells.where(table["ci_lo_pct"].notna() & ~table["exact"], "-")
 
 
 def _spread(value: float) -> str:
@@ -157,18 +164,19 @@ def _spread(value: float) -> str:
     return f"\u00b1{value:.0f}%" if value >= 10 else f"\u00b1{value:.1f}%"
 
 
-def footer(table: pd.DataFrame, metric: str, two_runs: bool) -> str:
-    def span(column: str) -> str:
-        low, high = int(table[column].min()), int(table[column].max())
-        return str(low) if low == high else f"{low}-{high}"
+def footer(table: pd.DataFrame, metric: str, two_runs: bool, samples: pd.DataFrame) -> str:
+    """Units and method with references, Holm, interference, and the drift of two runs.
 
+    samples: both sides' valid samples (for the interference count)."""
     text = (
-        f"{metric}: medians of valid samples; change: new/base - 1; \u00b1: half the "
-        f"interquartile range, % of the median. *: p < {ALPHA} by {METHOD}; ?: too few "
-        f"samples to reach p < {ALPHA}. "
-        f"{len(table)} rows, {int(table['significant'].sum())} significant; samples per row: "
-        f"base {span('base_n')}, new {span('new_n')}."
+        f"{metric}: base, new: medians of the units' values; change: new/base - 1 with its "
+        f"95% CI; n: boots (b) or rounds (r) / valid samples (base,new when they differ). "
+        f"{footer_note(table)} {len(table)} rows, "
+        f"{int(table['significant'].sum())} significant."
     )
+    interference = interference_note(samples)
+    if interference:
+        text += " " + interference
     if two_runs:
         # Measured on the development VM: two runs minutes apart differed by 2-10% in many
         # rows, far beyond their within-run spread; only interleaving cancels that.
@@ -179,60 +187,92 @@ def footer(table: pd.DataFrame, metric: str, two_runs: bool) -> str:
 
 
 def render(
-    table: pd.DataFrame, fmt_name: str, metric: str, title: str, two_runs: bool = True
+    table: pd.DataFrame, fmt_name: str, metric: str, title: str, samples: pd.DataFrame,
+    two_runs: bool = True,
 ) -> str:
-
-
     if fmt_name == "csv":
-        columns = ["label", *table.attrs["label_columns"], "base_n", "base_median",
-                   "base_spread_pct", "new_n", "new_median", "new_spread_pct", "change_pct", "p",
-                   "significant"]
+        columns = ["label", *table.attrs["label_columns"], "unit", "base_boots", "base_units",
+                   "base_samples", "base_median", "base_spread_pct", "new_boots", "new_units",
+                   "new_samples", "new_median", "new_spread_pct", "change_pct", "ci_lo_pct",
+                   "ci_hi_pct", "p", "p_adj", "significant", "mark", "method", "interfered"]
         return table[columns].to_csv(index=False)
     cells = pd.DataFrame({
         "label": table["label"],
         "base": table["base_median"].map(fmt),
-        "bsd": table["base_spread_pct"].map(_spread),
         "new": table["new_median"].map(fmt),
-        "nsd": table["new_spread_pct"].map(_spread),
         "chg": table["change_pct"].map(fmt_pct),
-        "sig": table["mark"],
+        "ci": _ci(table),
+        "n": _units(table),
     })
-    headers = ["scenario", "base", "\u00b1", "new", "\u00b1", "change", ""]
+    headers = ["scenario", "base", "new", "change", "95% CI", "n"]
+    if table["interfered"].any():
+        cells["hit"] = hit_cells(table["interfered"])
+        headers.append("hit")
+    cells["sig"] = table["mark"]
+    headers.append("")
     common = constants_line(table, table.attrs["label_columns"])
+    note = footer(table, metric, two_runs, samples)
     if fmt_name == "markdown":
         head = "| " + " | ".join(headers) + " |\n" + "|---" * len(headers) + "|\n"
         body = "".join("| " + " | ".join(row) + " |\n" for row in cells.to_numpy().tolist())
-        return f"{title}\n{common}\n{head}{body}\n{footer(table, metric, two_runs)}"
-    return (wrap(title) + common + text_table(headers, cells.to_numpy().tolist())
-            + footer(table, metric, two_runs))
+        return f"{title}\n{common}\n{head}{body}\n{note}"
+    return wrap(title) + common + text_table(headers, cells.to_numpy().tolist()) + note
+
+
+def implied_kernels(run: str) -> tuple[str, str]:
+    """`compare RUN --by kernel`: RUN:first and RUN:second of a run of exactly two kernels."""
+    df = load(Path(run))
+    labels_ = list(booted_kernels(next(iter(df.attrs["meta"].values()))))
+    if len(labels_) != 2:
+        shown = ", ".join(labels_) or "none"
+        raise AnalysisError(f"{run}: compare RUN --by kernel needs a run of two kernels "
+                            f"(this one has: {shown}); give BASE and NEW as RUN:LABEL")
+    return f"{run}:{labels_[0]}", f"{run}:{labels_[1]}"
 
 
 def compare_runs(
-    base_arg: str, new_arg: str, by: str | None = None, metric: str = "ns_per_page",
-    fmt_name: str = "text", force: bool = False,
+    base_arg: str, new_arg: str | None, by: str | None = None, metric: str = "ns_per_page",
+    fmt_name: str = "text", force: bool = False, strict: bool = False,
 ) -> str:
-    """The comparison `faultbench compare BASE NEW` prints (see its --help for the
+    """The comparison `faultbench compare BASE [NEW]` prints (see its --help for the
     arguments); AnalysisError when the runs cannot be compared as asked."""
     if metric not in METRICS:
         raise AnalysisError(f"unknown --metric {metric!r}: one of {', '.join(METRICS)}")
+    if new_arg is None:
+        if by != "kernel":
+            raise AnalysisError("give BASE and NEW (only --by kernel on a run of two kernels "
+                                "implies them)")
+        base_arg, new_arg = implied_kernels(base_arg)
     base_side = parse_side(base_arg, by, "BASE")
     new_side = parse_side(new_arg, by, "NEW")
     base_df = load(base_side.path)
     same = new_side.path.resolve() == base_side.path.resolve()
     new_df = base_df if same else load(new_side.path)
+    if strict:
+        base_df = exclude_interfered(base_df)
+        new_df = base_df if same else exclude_interfered(new_df)
     base = select(base_df, base_side, by, "BASE")
     new = select(new_df, new_side, by, "NEW")
     check_planes(base, new, force)
     table = compare(base, new, metric, by)
-    infos = [run_info(next(iter(d.attrs["meta"].values())), d) for d in (base_df, new_df)]
+    metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
+    infos = [run_info(meta, d) for meta, d in zip(metas, (base_df, new_df), strict=True)]
     title = f"{METRICS[metric]}: base {base_side.name}, new {new_side.name}"
-    if infos[0].kernel != infos[1].kernel:
+    if by == "kernel":
+        kernels = [booted_kernels(meta).get(str(side.value)) for meta, side in
+                   zip(metas, (base_side, new_side), strict=True)]
+        title += " (" + " vs ".join(f"Linux {k[0]}, sha {k[1]}" if k else "unknown kernel"
+                                    for k in kernels) + ")"
+    elif infos[0].kernel != infos[1].kernel:
         title += f" (Linux {infos[0].kernel} vs {infos[1].kernel})"
     else:
         title += f" (Linux {infos[0].kernel})"
     planes = {i.plane_label() for i in infos}
     title += "; plane " + " vs ".join(sorted(planes))
-    text = render(table, fmt_name, metric, title, not same)
+    samples = pd.concat([base, new])
+    if strict:
+        samples.attrs["excluded"] = int(samples["interfered"].sum())
+    text = render(table, fmt_name, metric, title, samples, not same)
     if fmt_name == "csv":  # rows only; the cost model is prose
         return text
     return text + compare_section(base, new, by)  # empty unless both sides have a model

@@ -15,6 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # after use("Agg"): pyplot picks its backend on import
 import numpy as np
 import pandas as pd
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
@@ -67,10 +68,21 @@ def _ordered(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
 
 
 def _errbars(table: pd.DataFrame) -> np.ndarray:
-    """Asymmetric error bars from the CI; zero length where the CI is unknown (n < 6)."""
-    low = (table["median"] - table["ci_lo"]).fillna(0).clip(lower=0)
-    high = (table["ci_hi"] - table["median"]).fillna(0).clip(lower=0)
+    """Asymmetric error bars from the CI; NaN (matplotlib draws no bar) where the CI is
+    unknown (n < 6 rounds): a zero-length bar would claim a certain median."""
+    low = (table["median"] - table["ci_lo"]).clip(lower=0)
+    high = (table["ci_hi"] - table["median"]).clip(lower=0)
     return np.vstack([low.to_numpy(), high.to_numpy()])
+
+
+NO_CI = "no error bar: 95% CI unknown (n < 6 rounds)"
+
+
+def _no_ci_handles(table: pd.DataFrame) -> list[Line2D]:
+    """A legend entry saying why some values have no error bar; none when all have one."""
+    if table["ci_lo"].notna().all():
+        return []
+    return [Line2D([], [], linestyle="none", marker="", label=NO_CI)]
 
 
 def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Path]:
@@ -112,6 +124,8 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
     right.set_ylabel("faults per page touched (log2)")
     left.set_title("time (median, 95% CI)")
     right.set_title("faults (median)")
+    if _no_ci_handles(table):
+        left.legend(handles=_no_ci_handles(table), loc="best", fontsize=8)
     right.legend(loc="lower left", fontsize=8)  # faults fall with the knob: that corner is free
     title(fig, f"Read faults vs {name}", info)
     return save(fig, out_dir, f"sweep-{knob}")
@@ -146,7 +160,9 @@ def _bars_side_by_side(
     right.set_xlabel("faults per page touched")
     right.set_title("faults (median)")
     handles, names = right.get_legend_handles_labels()
-    fig.legend(handles, names, loc="outside lower center", ncol=len(present), fontsize=10)
+    note = _no_ci_handles(table)
+    fig.legend([*handles, *note], [*names, *(h.get_label() for h in note)],
+               loc="outside lower center", ncol=len(present) + len(note), fontsize=10)
     title(fig, what, info)
     return save(fig, out_dir, name)
 
@@ -211,6 +227,8 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     left.set_title("time (median, 95% CI)")
     right.set_xlabel("pages mapped per page touched")
     right.set_title("mapped but untouched cost memory")
+    if _no_ci_handles(table):
+        left.legend(handles=_no_ci_handles(table), loc="best", fontsize=8)
     for ax in (left, right):
         ax.invert_yaxis()
     title(fig, "Sparse access: the fault-around worst case", info)

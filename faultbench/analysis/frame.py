@@ -27,6 +27,9 @@ METRICS = {
 }
 FAULT_AROUND_KNOB = "fault_around_bytes"
 EMULATED_PLANES = {"tcg-guest"}
+# Sample fields that say the timed loop was disturbed: involuntary context switches of the
+# touching thread, steal time.
+INTERFERENCE_FIELDS = ("nivcsw", "steal_ns")
 
 
 class AnalysisError(FaultbenchError, ValueError):
@@ -40,6 +43,9 @@ class RunInfo:
     host: str
     plane: str
     workload: str
+    # booted runs: "LABEL (release, sha 1234abcd), ..." and the boots of each kernel
+    kernels: str | None = None
+    boots_per_kernel: int | None = None
 
     @property
     def emulated(self) -> bool:
@@ -106,7 +112,25 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     df["fault_around"] = np.where(never, "n/a", np.where(off, "off", "on"))
     df["emulated"] = df["plane"].isin(EMULATED_PLANES)
     df["ok"] = (df["status"] == "ok") & ~df["warmup"]
+    for name in ("kernel", "boot"):  # runs without booted kernels: one kernel, one boot
+        if name not in df:
+            df[name] = None
+    # Something else ran on the touching thread's CPU (it was preempted) or the hypervisor
+    # took time from the guest during the timed loop; runs from before these were recorded
+    # have neither, and count as undisturbed.
+    hit = pd.Series(False, index=df.index)
+    for name in INTERFERENCE_FIELDS:
+        if name in df:
+            hit |= pd.to_numeric(df[name], errors="coerce").fillna(0) > 0
+    df["interfered"] = df["ok"] & hit
     return df
+
+
+def exclude_interfered(df: pd.DataFrame) -> pd.DataFrame:
+    """`df` with interfered samples no longer `ok` (--strict); `.attrs["excluded"]`: how many."""
+    strict = df.assign(ok=df["ok"] & ~df["interfered"])
+    strict.attrs = {**df.attrs, "excluded": int(df["interfered"].sum())}
+    return strict
 
 
 def _registered(df: pd.DataFrame) -> pd.Series:
@@ -129,8 +153,10 @@ def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
 
     Columns: every Sample field, the spec's fields, one column per knob, and derived ones:
     `role` (only/first/later mapper), `fault_around` (on/off/n/a for that mapper),
-    `munmap_ns_per_page`, `mapped_per_touched`, `emulated`, and `ok` (valid and not a
-    warm-up: what statistics use). Several runs add a `run` column (the directory name).
+    `munmap_ns_per_page`, `mapped_per_touched`, `emulated`, `ok` (valid and not a warm-up:
+    what statistics use), `interfered` (an ok sample preempted or stolen from in its loop),
+    and `kernel`, `boot` (None for runs without booted kernels). Several runs add a `run`
+    column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run.
     """
     paths = [Path(runs)] if isinstance(runs, str | Path) else [Path(p) for p in runs]
@@ -167,11 +193,21 @@ def _unique_name(path: Path, taken: dict[str, Any]) -> str:
 
 
 def run_info(meta: dict[str, Any], df: pd.DataFrame | None = None) -> RunInfo:
-    """Kernel release, host and plane from meta.json, falling back to what samples say."""
+    """Kernel release, host and plane from meta.json, falling back to what samples say.
+
+    A booted run's provenance is the host's: its kernels are those meta.json lists (each
+    with the release read from its image), not the host's.
+    """
     prov = meta.get("provenance") or {}
     kernel = _first_str(
         prov, ("kernel.release", "kernel_release", "release", "kernel", "uname.release")
     )
+    booted = booted_kernels(meta)
+    kernels = None
+    if booted:
+        kernel = " / ".join(dict.fromkeys(release for release, _ in booted.values()))
+        kernels = ", ".join(f"{label} ({release}, sha {sha})"
+                            for label, (release, sha) in booted.items())
     host = _first_str(prov, ("host.name", "hostname", "host", "node", "uname.nodename"))
     plane = meta.get("plane")
     if not plane and df is not None and len(df):
@@ -183,7 +219,16 @@ def run_info(meta: dict[str, Any], df: pd.DataFrame | None = None) -> RunInfo:
         host=host or "unknown host",
         plane=plane or "unknown plane",
         workload=name or "unknown workload",
+        kernels=kernels,
+        boots_per_kernel=meta.get("boots_per_kernel") if booted else None,
     )
+
+
+def booted_kernels(meta: dict[str, Any]) -> dict[str, tuple[str, str]]:
+    """A booted run's kernels in --kernel order: label -> (release, first 8 of the sha256)."""
+    kernels = [k for k in meta.get("kernels") or [] if isinstance(k, dict)]
+    return {str(k.get("label")): (str(k.get("release") or "unknown release"),
+                                  str(k.get("sha256") or "?")[:8]) for k in kernels}
 
 
 def _first_str(data: dict[str, Any], dotted: Iterable[str]) -> str | None:

@@ -26,8 +26,9 @@ from faultbench.measurement.spec import (
 )
 
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
+# `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together.
 LABEL_FIELDS = (
-    "backing", "size", "map", "access", "cache", "pattern", "uffd",
+    "kernel", "backing", "size", "map", "access", "cache", "pattern", "uffd",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
@@ -43,9 +44,10 @@ _ORDER: dict[str, tuple[str, ...]] = {
 }
 
 def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
-    """The spec and knob columns that vary among valid rows: what tells rows apart."""
+    """The spec and knob columns that vary among valid rows (with those --strict left out,
+    so that rows keep their labels): what tells rows apart."""
     candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
-    valid = df[df["ok"]] if "ok" in df else df
+    valid = df[df["ok"] | df.get("interfered", False)] if "ok" in df else df
     return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
 
 
@@ -62,6 +64,8 @@ def format_value(column: str, value: Any) -> str:
         text = str(value)
     if column in _BARE_FIELDS:
         return text
+    if column == "kernel":
+        return f"{text}:"
     if column == "role":
         return f"[{text}]" if text in ("first", "later") else ""
     if column == "mappers":
@@ -100,6 +104,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 def spec_order(column: pd.Series) -> pd.Series:
     """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
     order = _ORDER.get(str(column.name))
+    if column.name == "kernel":  # as the run booted them: its first boot is its first kernel
+        order = tuple(str(v) for v in pd.unique(column))
     if order is not None:
         text = column.astype(str).str.split(":").str[0]
         return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
@@ -112,5 +118,7 @@ def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
     ok = df[df["ok"]]
     if ok.empty:
         return ""
-    fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols and c != "mappers"]
+    # the header names the kernels
+    fixed = [c for c in LABEL_FIELDS
+             if c in ok and c not in label_cols and c not in ("mappers", "kernel")]
     return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")

@@ -82,7 +82,7 @@ def replicate_values(
     if unit not in ("round", "boot"):
         raise ValueError(f"unit must be 'round' or 'boot', not {unit!r}")
     keys = list(keys)
-    boots = boot_columns(df)
+    boots = [column for column in boot_columns(df) if column not in keys]
     valid = df[df[metric].notna()]
     if "ok" in valid:
         valid = valid[valid["ok"].astype(bool)]

@@ -19,7 +19,14 @@ from faultbench.analysis.breakeven import (
     report_json,
     report_section,
 )
-from faultbench.analysis.frame import FAULT_AROUND_KNOB, AnalysisError, RunInfo, load, run_info
+from faultbench.analysis.frame import (
+    FAULT_AROUND_KNOB,
+    AnalysisError,
+    RunInfo,
+    exclude_interfered,
+    load,
+    run_info,
+)
 from faultbench.analysis.labels import (
     constants_line,
     format_value,
@@ -27,21 +34,50 @@ from faultbench.analysis.labels import (
     labels,
     spec_order,
 )
-from faultbench.analysis.stats import CI_METHOD, median_ci
+from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.spec import SpecError, parse_size
 
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.
-SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "pages_touched")
+SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "pages_touched",
+                "nivcsw", "steal_ns")
 
 
 def header(info: RunInfo, title: str) -> str:
-    lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
-                 f"plane {info.plane_label()}")
+    if info.kernels:
+        where = (f"kernels: {info.kernels}; {info.boots_per_kernel} boot(s) per kernel on "
+                 f"{info.host};")
+    else:
+        where = f"Linux {info.kernel} on {info.host},"
+    lines = wrap(f"{title}: workload {info.workload}, {where} plane {info.plane_label()}")
     if info.emulated:
         lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
                       "with other emulated runs. Fault counts are the kernel's own.")
     return lines
+
+
+def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Per group of `keys`: how many valid samples were interfered with (excluded or not)."""
+    valid = df[df["ok"] | df["interfered"]]
+    return valid.groupby(keys, sort=False, dropna=False)["interfered"].sum().astype(int)
+
+
+def hit_cells(counts: pd.Series) -> pd.Series:
+    return counts.map(lambda n: str(n) if n else "")
+
+
+def interference_note(df: pd.DataFrame) -> str:
+    """The footer's word on samples preempted or stolen from; empty when there were none."""
+    hit = int(df["interfered"].sum())
+    if not hit:
+        return ""
+    valid = int((df["ok"] | df["interfered"]).sum())
+    note = (f"hit: samples whose timed loop was preempted (nivcsw > 0) or saw steal time: "
+            f"{hit} of {valid} valid samples. ")
+    if "excluded" in df.attrs:
+        return note + ("--strict: they are excluded from every number above (a row "
+                       "left with no sample is not shown).")
+    return note + "They are included; --strict excludes them."
 
 
 def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
@@ -61,10 +97,14 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
         "flt": table["faults_per_page"].map(fmt),
         "map": table["mapped_per_touched"].map(fmt),
         "unmap": table["munmap_ns_per_page"].map(fmt),
-        "n": table["n"].map(str),
+        "n": unit_count(table),
     })
     rows["ci"] = rows["ci"].where(table["ci_lo"].notna(), "-")
     headers = ["scenario", "ns/page", "95% CI", "flt/pg", "map/pg", "unmap", "n"]
+    if df["interfered"].any():
+        hits = interfered_counts(df.assign(label=labels(df, keys)), ["label"])
+        rows["hit"] = hit_cells(table["label"].map(hits).fillna(0).astype(int))
+        headers.append("hit")
     return text_table(headers, rows.to_numpy().tolist())
 
 
@@ -115,18 +155,36 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
         rows = pd.DataFrame({
             "v": part["shown"], "ns": part["median"].map(fmt), "ci": part["ci"],
             "dns": part["d_ns"].map(fmt_pct), "flt": part["faults"].map(fmt),
-            "dflt": part["d_flt"].map(fmt_pct), "n": part["n"].map(str),
+            "dflt": part["d_flt"].map(fmt_pct), "n": unit_count(part),
         })
         out.append(f"\n{group}\n" + text_table(headers, rows.to_numpy().tolist()))
     return "".join(out)
 
 
+def several_boots(df: pd.DataFrame) -> bool:
+    return bool(df.groupby("kernel", dropna=False)["boot"].nunique().max() > 1)
+
+
+def unit_legend(df: pd.DataFrame) -> str:
+    """What the n column counts (see `stats.unit_count`)."""
+    return "boots (b) / rounds (r)" if several_boots(df) else "rounds"
+
+
 def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
+    several = several_boots(df)
+    unit = unit_legend(df)
     notes = [
-        f"95% CI: {CI_METHOD}. Medians over valid samples; {int(df['warmup'].sum())} "
-        f"warm-up samples excluded. flt/pg: faults per page touched; map/pg: pages mapped "
-        f"per page touched; unmap: munmap ns per page touched; '-': not measured.",
+        f"95% CI: {CI_METHOD}. ns/page: median of the per-round medians; n: {unit}. "
+        f"{int(df['warmup'].sum())} warm-up samples excluded. flt/pg: faults per page "
+        f"touched; map/pg: pages mapped per page touched; unmap: munmap ns per page "
+        f"touched (medians of valid samples); '-': not measured.",
     ]
+    if several:
+        notes.append("The CI pools the rounds of every boot: it does not include "
+                     "boot-to-boot variation (compare --by kernel tests at the boot level).")
+    interference = interference_note(df)
+    if interference:
+        notes.append(interference)
     bad = df[(df["status"] != "ok") & ~df["warmup"]]
     if len(bad):
         counts = bad.groupby(["status", "error"], dropna=False).size()
@@ -167,10 +225,14 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
 
 
 def write_report(
-    run_dir: Path, baseline: Any = None, figures: bool = True
+    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False
 ) -> tuple[str, list[Path]]:
-    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg."""
+    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
+
+    strict: interfered samples (preempted or stolen from) are left out of everything."""
     df = load(run_dir)
+    if strict:
+        df = exclude_interfered(df)
     meta = next(iter(df.attrs["meta"].values()))
     text = report_text(df, meta, baseline)
     (run_dir / "report.txt").write_text(text, encoding="utf-8")
@@ -231,19 +293,22 @@ def summary(run_dir: Path) -> str:
     if ok.empty:
         return "no valid samples to summarise\n"
     label_cols = label_columns(df)
-    keys = [*label_cols, "role"]
-    data = ok.assign(label=labels(ok, keys))
-    table = data.groupby([*keys, "label", "fault_around"], sort=False, dropna=False).agg(
-        flt=("faults_per_page", "median"), ns=("ns_per_page", "median"), n=("ns_per_page", "size")
-    ).reset_index().sort_values(keys, key=spec_order, kind="stable")
+    keys = [*label_cols, "role", "label", "fault_around"]
+    data = ok.assign(label=labels(ok, keys[:-2]))
+    flt = data.groupby(keys, sort=False, dropna=False)["faults_per_page"].median()
+    table = median_ci(data, keys, "ns_per_page").join(flt.rename("flt"), on=keys)
+    table = table.sort_values(keys[:-2], key=spec_order, kind="stable")
     rows = pd.DataFrame({
         "label": table["label"], "fa": table["fault_around"], "flt": table["flt"].map(fmt),
-        "ns": table["ns"].map(fmt), "n": table["n"].map(str),
+        "ns": table["median"].map(fmt), "n": unit_count(table),
     })
     meta = next(iter(df.attrs["meta"].values()))
     run = run_info(meta, df)
-    head = (f"Summary ({run.plane_label()}; medians). fa: fault-around, off with a uffd "
-            f"wp/minor registration or fault_around_bytes <= page size.")
-    return wrap(head) + text_table(
+    head = (f"Summary ({run.plane_label()}; medians; n: {unit_legend(df)}). fa: "
+            f"fault-around, off with a uffd wp/minor registration or fault_around_bytes <= "
+            f"page size.")
+    text = wrap(head) + text_table(
         ["scenario", "fa", "faults/pg", "ns/page", "n"], rows.to_numpy().tolist()
     )
+    interference = interference_note(df)
+    return text + wrap(interference) if interference else text

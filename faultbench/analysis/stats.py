@@ -8,23 +8,41 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-CI_METHOD = "distribution-free order-statistic 95% CI of the median (needs n >= 6)"
+from faultbench.analysis.replicates import boot_columns, replicate_values
+
+CI_METHOD = ("distribution-free order-statistic 95% CI of the median of per-round values "
+             "(mappers of a round pooled by their median; needs n >= 6 rounds)")
 
 
 def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFrame:
-    """Per group of `keys`: n, median, 95% CI (order statistics), mean and std of `metric`.
+    """Per group of `keys`: n, median, 95% CI (order statistics), mean and std of `metric`,
+    over the group's rounds.
+
+    The mappers of one round share its machine state, so a round is one value, their median
+    (`replicates.replicate_values`); n counts rounds, `n_samples` the valid samples and
+    `n_boots` the boots they came from (1 without booted kernels). Rounds of several boots
+    are pooled here; only `compare` tests at the boot level.
 
     The CI is [x_(l+1), x_(n-l)] with l the largest count such that P(Bin(n, 1/2) <= l) <=
     0.025: exact coverage >= 95% whatever the distribution. It needs n >= 6; below, NaN.
     """
-    data = df.loc[df["ok"] & df[metric].notna(), [*keys, metric]]
-    keys = list(keys)
-    grouped = data.groupby(keys, sort=False, dropna=False)[metric]
-    out = grouped.agg(n="count", median="median", mean="mean", std="std")
+    # private key names: a key called like a column replicate_values adds ("value") or
+    # groups by ("round", "boot") must not collide with it
+    names = {key: f"_key{i}" for i, key in enumerate(keys)}
+    keys = list(names.values())
+    valid = df.loc[df["ok"] & df[metric].notna(), [*names, *boot_columns(df), "round", metric]]
+    rounds = replicate_values(valid.set_axis(
+        [names.get(c, c) for c in valid.columns], axis=1), keys, metric, "round")
+    boots = [column for column in boot_columns(rounds) if column not in keys]
+    grouped = rounds.groupby(keys, sort=False, dropna=False)
+    out = grouped["value"].agg(n="count", median="median", mean="mean", std="std")
+    out["n_samples"] = grouped["n_samples"].sum()
+    out["n_boots"] = (grouped[boots].apply(lambda g: len(g.drop_duplicates())) if boots
+                      else 1)
     n = out["n"].to_numpy()
     low = stats.binom.ppf(0.025, n, 0.5)
     low = np.where(stats.binom.cdf(low, n, 0.5) <= 0.025, low, low - 1)
-    ranked = data.sort_values([*keys, metric]).assign(
+    ranked = rounds.sort_values([*keys, "value"]).assign(
         _rank=lambda d: d.groupby(keys, sort=False, dropna=False).cumcount()
     )
     out["_lo_rank"] = low
@@ -34,6 +52,15 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
         picked = ranked.merge(out[[*keys, f"_{side}_rank"]], on=keys, how="inner")
         picked = picked[picked["_rank"] == picked[f"_{side}_rank"]]
         out = out.merge(
-            picked[[*keys, metric]].rename(columns={metric: f"ci_{side}"}), on=keys, how="left"
+            picked[[*keys, "value"]].rename(columns={"value": f"ci_{side}"}), on=keys, how="left"
         )
-    return out.drop(columns=["_lo_rank", "_hi_rank"])
+    return out.drop(columns=["_lo_rank", "_hi_rank"]).rename(
+        columns={new: old for old, new in names.items()})
+
+
+def unit_count(table: pd.DataFrame) -> pd.Series:
+    """The n column tables show: rounds, or boots/rounds ("3b/6r") when a row has several
+    boots (then the boot, not the round, is what varies independently)."""
+    if (table["n_boots"] > 1).any():
+        return table["n_boots"].map(str) + "b/" + table["n"].map(str) + "r"
+    return table["n"].map(str)

@@ -1,4 +1,5 @@
-"""`faultbench compare BASE NEW`: two runs, or two values of a knob, scenario by scenario."""
+"""`faultbench compare BASE [NEW]`: two runs, two values of a knob, or two kernels of one run,
+scenario by scenario."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "base", metavar="BASE",
         help="run directory; with --by KNOB, RUN_DIR:VALUE (the knob's value to select)",
     )
-    parser.add_argument("new", metavar="NEW", help="like BASE")
+    parser.add_argument(
+        "new", metavar="NEW", nargs="?",
+        help="like BASE; may be left out with --by kernel on a run of two kernels (BASE is "
+        "then the run, compared as RUN:first-kernel RUN:second-kernel)",
+    )
     parser.add_argument(
         "--by", metavar="KNOB",
-        help="compare two values of KNOB (e.g. fault_around_bytes) or of a spec field (e.g. "
-        "uffd): rows match on everything else; BASE and NEW may be the same run directory",
+        help="compare two values of KNOB (e.g. fault_around_bytes), of a spec field (e.g. "
+        "uffd) or the kernels of a booted run (kernel): rows match on everything else; BASE "
+        "and NEW may be the same run directory",
     )
     parser.add_argument(
         "--metric", default="ns_per_page",
@@ -27,11 +33,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--force", action="store_true",
         help="compare rows measured on different planes (native vs emulated timings)",
     )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="leave out samples whose timed loop was preempted or saw steal time (by "
+        "default they are counted and flagged in the 'hit' column)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.analysis.compare import compare_runs
 
-    print(compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force),
-          end="")
+    print(compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force,
+                       args.strict), end="")
     return 0

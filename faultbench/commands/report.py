@@ -20,6 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="print what the report computes as one JSON object (scenario medians and CIs, "
         "break_even, cost_model, prefault_floor; null where unknown) and write nothing",
     )
+    parser.add_argument(
+        "--strict", action="store_true",
+        help="leave out samples whose timed loop was preempted or saw steal time (by "
+        "default they are counted and flagged in the 'hit' column)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from faultbench.analysis.report import write_report
 
-    text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
+    text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures,
+                                   args.strict)
     print(text, end="")
     where = Path(args.run_dir) / "report.txt"
     print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"
