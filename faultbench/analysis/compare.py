@@ -15,7 +15,7 @@ import pandas as pd
 from scipy import stats
 from scipy.special import comb
 
-from faultbench.analysis.frame import METRICS, AnalysisError, load, run_info
+from faultbench.analysis.frame import METRICS, AnalysisError, dropped_notes, load, run_info
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
     constants_line,
@@ -231,4 +231,7 @@ def compare_runs(
         title += f" (Linux {infos[0].kernel})"
     planes = {i.plane_label() for i in infos}
     title += "; plane " + " vs ".join(sorted(planes))
-    return render(table, fmt_name, metric, title, not same)
+    notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
+    notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
+    text = render(table, fmt_name, metric, title, not same)
+    return text if fmt_name == "csv" else text + "".join(wrap(note) for note in notes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from faultbench.commands import check_count, check_text
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -18,7 +19,6 @@ from faultbench.measurement.spec import (
     UFFD_MODES,
     Sample,
     Spec,
-    SpecError,
     format_size,
 )
 
@@ -113,12 +113,15 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
+    from faultbench.measurement.workload import MAX_MEASUREMENTS
 
+    check_text(args.dir, "--dir")
+    check_text(args.kernel, "--kernel")
+    for option in args.set:
+        check_text(option, "--set")
+    check_count(args.repeat, "--repeat", 1, MAX_MEASUREMENTS)
+    check_count(args.warmups, "--warmups", 0, MAX_MEASUREMENTS)
     spec = spec_from_args(args)
-    if args.repeat < 1:
-        raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
-    if args.warmups < 0:
-        raise SpecError(f"--warmups must be 0 or more, got {args.warmups}")
     # checked here too with --kernel, so that a typo costs no boot
     axes = knobs.parse_set_options(args.set, file_dir=spec.dir)
     if args.kernel:

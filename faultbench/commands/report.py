@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from faultbench.commands import check_text, filesystem_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by faultbench run")
@@ -19,7 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.analysis.report import write_report
 
-    text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
+    check_text(args.run_dir, "RUN_DIR")
+    with filesystem_errors():
+        text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
     print(text, end="")
     where = Path(args.run_dir) / "report.txt"
     print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"
