@@ -94,10 +94,11 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     records, unreadable = read_samples(samples_path, strict=False)
     records, dropped = _valid(records)
     dropped.unreadable = unreadable
+    if not records and not (dropped.unreadable or dropped.invalid):
+        raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
     if not records:
-        raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)"
-                            if not (dropped.unreadable or dropped.invalid) else
-                            f"{run_dir}: the run has no valid samples: {dropped.notes()[0]}")
+        why = dropped.notes()[0].removeprefix("NOTE: ")
+        raise AnalysisError(f"{run_dir}: the run has no valid samples: {why}")
     if meta:
         check_samples_match(meta, records, samples_path)
     frame = pd.DataFrame.from_records(records)

@@ -30,11 +30,13 @@ class FilesystemError(FaultbenchError, OSError):
     """A file faultbench had to read or write and could not; the message names it."""
 
 
-def check_text(value: str | None, option: str) -> str | None:
+def check_text(value: str | None, option: str, empty: bool = False) -> str | None:
     """`value` when a path or name may be made of it: no NUL byte (the kernel takes paths as
-    C strings), not empty."""
-    if value is not None and ("\0" in value or not value):
-        raise ArgumentError(f"{option} {value!r}: give a non-empty path without NUL bytes")
+    C strings) and, unless `empty`, not empty."""
+    if value is not None and "\0" in value:
+        raise ArgumentError(f"{option} {value!r}: a path, name or value has no NUL bytes")
+    if value is not None and not value and not empty:
+        raise ArgumentError(f"{option} '': give a path or name")
     return value
 
 
@@ -47,13 +49,12 @@ def check_count(value: int | None, option: str, low: int, high: int) -> None:
 
 
 @contextmanager
-def filesystem_errors(hint: str = "") -> Iterator[None]:
+def filesystem_errors(where: str) -> Iterator[None]:
     """An OSError of the filesystem (disk full, read-only, ...) as one FilesystemError line
-    naming the file; `hint` is appended (e.g. how to resume)."""
+    naming the file, or `where` when the error does not (a failed write names no file)."""
     try:
         yield
     except OSError as exc:
         if exc.errno not in FILESYSTEM_ERRNOS:
             raise
-        where = f"{exc.filename}: " if exc.filename else ""
-        raise FilesystemError(f"{where}{exc.strerror}{hint}") from None
+        raise FilesystemError(f"{exc.filename or where}: {exc.strerror}") from None

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     for value, name in ((args.base, "BASE"), (args.new, "NEW"), (args.by, "--by")):
         check_text(value, name)
-    with filesystem_errors():
+    with filesystem_errors(f"reading {args.base} and {args.new}"):
         text = compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force)
     print(text, end="")
     return 0

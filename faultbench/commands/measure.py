@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
-from faultbench.commands import check_count, check_text
+from faultbench.commands import ArgumentError, check_count, check_text
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -115,10 +116,11 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.session import KnobSession
     from faultbench.measurement.workload import MAX_MEASUREMENTS
 
-    check_text(args.dir, "--dir")
+    if check_text(args.dir, "--dir") is not None and not Path(args.dir).is_dir():
+        raise ArgumentError(f"--dir {args.dir}: no such directory")
     check_text(args.kernel, "--kernel")
     for option in args.set:
-        check_text(option, "--set")
+        check_text(option, "--set", empty=True)
     check_count(args.repeat, "--repeat", 1, MAX_MEASUREMENTS)
     check_count(args.warmups, "--warmups", 0, MAX_MEASUREMENTS)
     spec = spec_from_args(args)

@@ -22,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.analysis.report import write_report
 
     check_text(args.run_dir, "RUN_DIR")
-    with filesystem_errors():
+    with filesystem_errors(f"writing the report in {args.run_dir}"):
         text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures)
     print(text, end="")
     where = Path(args.run_dir) / "report.txt"

@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
                           *((k, "--kernel") for k in args.kernel or ())):
         check_text(value, option)
     try:
-        with filesystem_errors():
+        with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
             return _run(args)
     except FilesystemError as exc:
         raise FilesystemError(f"{exc}{_resume_hint(_started(args))}") from None
@@ -81,10 +81,10 @@ def _run(args: argparse.Namespace) -> int:
                 return _booted(run_dir, args.quiet)
             _restore_knobs(meta)
         else:
-            kernels = _parse_kernels(args.kernel) if args.kernel else None
             workload = load(args.workload or DEFAULT_WORKLOAD)
             # each boot runs at least one measured round; checked before a plan is built
             check_count(args.boots, "--boots", 1, workload.repetitions)
+            kernels = _parse_kernels(args.kernel) if args.kernel else None
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if kernels:

@@ -84,7 +84,7 @@ def read_samples(
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:  # RecursionError is one, and so is a 5000-digit number
+            except (ValueError, RecursionError):  # a 5000-digit number; [[[[... nested
                 record = None
             problem = "not a JSON object" if not isinstance(record, dict) else (
                 sample_problem(record) if validate else None)
@@ -230,7 +230,7 @@ def read_meta(path: Path) -> dict[str, Any]:
         raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise ResultsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-    except ValueError as exc:  # RecursionError too: JSON nested thousands deep
+    except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested deep
         raise ResultsError(f"{path}: not valid JSON ({exc})") from None
     return check_meta(meta, path)
 
