@@ -26,7 +26,7 @@ import pytest
 from analysis_runs import faultbench as run_faultbench
 
 from faultbench import cli
-from faultbench.measurement.results import read_samples, sample_key
+from faultbench.measurement.results import read_samples, sample_key, sample_problem
 from faultbench.measurement.runner import schedule
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_SCENARIOS, load
 
@@ -434,6 +434,16 @@ def _(tmp: Path, runs: Runs) -> list[str | Path]:
     return [run, "--no-figures"]
 
 
+@case("resume-worker-log-is-a-directory", "run", "worker.log: Is a directory")
+def _(tmp: Path, runs: Runs) -> list[str | Path]:
+    run = copy_run(runs.small, tmp)
+    lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)
+    (run / "samples.jsonl").write_text("".join(lines[:2]))
+    (run / "worker.log").unlink()
+    (run / "worker.log").mkdir()
+    return ["--resume", run, "-q"]
+
+
 @case("report-baseline-without-sweep", "report", "--baseline applies to knob sweeps")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     return [copy_run(runs.small, tmp), "--no-figures", "--baseline", BIG]
@@ -696,3 +706,23 @@ def test_resume_of_a_valid_run_still_works(runs: Runs, tmp_path: Path) -> None:
     records, bad = read_samples(run / "samples.jsonl", strict=True, validate=True)
     assert bad == 0 and len(records) == len(lines)
     assert len({sample_key(r) for r in records}) == len(lines)
+
+
+def test_a_spec_is_checked_by_value_and_type() -> None:
+    """Specs are checked once per distinct spec; `true` is not the valid 1 it equals."""
+    records = [json.loads(line) for line in
+               (Path(__file__).parents[1] / "results/example/samples.jsonl").open()][:1]
+    good = records[0]
+    assert sample_problem(good) is None
+    assert "mappers must be" in sample_problem({**good, "spec": {**good["spec"], "mappers": True}})
+    assert "a spec is an object" in sample_problem({**good, "spec": [good["spec"]]})
+    assert "backing" in sample_problem({**good, "spec": {**good["spec"], "backing": ["memfd"]}})
+
+
+def test_figures_where_a_file_is(runs: Runs, tmp_path: Path) -> None:
+    run = copy_run(runs.small, tmp_path)
+    shutil.rmtree(run / "figures", ignore_errors=True)
+    (run / "figures").write_text("")
+    result = faultbench("report", run)
+    assert_refused(result, "report", "figures")
+    assert (run / "figures").read_text() == ""

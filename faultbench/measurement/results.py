@@ -8,6 +8,7 @@ Standard library only, except pyperf (pure Python), which only the parent import
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -128,10 +129,9 @@ def sample_problem(record: dict[str, Any]) -> str | None:
         value = record.get(key)
         if not isinstance(value, kind) and not (value is None and key not in ("status",)):
             return f"{where}: {key} is {value!r}, not {kind.__name__}"
-    try:
-        Spec.from_dict(record.get("spec")).normalized()
-    except SpecError as exc:
-        return f"{where}: spec: {exc}"
+    problem = _spec_problem(record.get("spec"))
+    if problem is not None:
+        return f"{where}: spec: {problem}"
     for key in _INT_FIELDS:
         value = record.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -143,6 +143,29 @@ def sample_problem(record: dict[str, Any]) -> str | None:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not 0 <= value <= high):
             return f"{where}: {key} is {_short(value)}, not a number from 0 to {high:g}"
+    return None
+
+
+def _spec_problem(spec: Any) -> str | None:
+    """Why `spec` is not a valid spec, or None; a run's samples share a few specs, so each
+    distinct one is checked once."""
+    try:
+        # with each value's type: 1, 1.0 and true are equal keys but not equally valid
+        return _checked_spec(tuple((k, type(v), v) for k, v in sorted(spec.items())))
+    except (AttributeError, TypeError):  # not an object, or a value that is a list or object
+        try:
+            Spec.from_dict(spec).normalized()
+        except SpecError as exc:
+            return str(exc)
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_spec(items: tuple[tuple[str, type, Any], ...]) -> str | None:
+    try:
+        Spec.from_dict({k: v for k, _, v in items}).normalized()
+    except SpecError as exc:
+        return str(exc)
     return None
 
 
