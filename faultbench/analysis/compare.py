@@ -20,6 +20,7 @@ from faultbench.analysis.frame import (
     METRICS,
     AnalysisError,
     booted_kernels,
+    dropped_notes,
     exclude_interfered,
     load,
     run_info,
@@ -273,6 +274,9 @@ def compare_runs(
     if strict:
         samples.attrs["excluded"] = int(samples["interfered"].sum())
     text = render(table, fmt_name, metric, title, samples, not same)
-    if fmt_name == "csv":  # rows only; the cost model is prose
+    if fmt_name == "csv":  # rows only; the cost model and the notes are prose
         return text
-    return text + compare_section(base, new, by)  # empty unless both sides have a model
+    notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
+    notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
+    # the cost-model section is empty unless both sides have a model
+    return text + "".join(wrap(note) for note in notes) + compare_section(base, new, by)

@@ -7,9 +7,8 @@ Analysis plane: imports pandas, so nothing in the measurement plane may import t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,13 @@ import numpy as np
 import pandas as pd
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.results import read_samples
+from faultbench.measurement.results import (
+    check_samples_match,
+    read_meta,
+    read_samples,
+    sample_key,
+    sample_problem,
+)
 
 METRICS = {
     "ns_per_page": "ns/page",
@@ -55,7 +60,33 @@ class RunInfo:
         return f"{self.plane} (emulated timings)" if self.emulated else self.plane
 
 
-def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
+@dataclass
+class Dropped:
+    """Lines of one run's samples.jsonl that are not in its frame, and why."""
+    unreadable: int = 0  # not a JSON object (a run killed mid-write leaves one)
+    invalid: dict[str, int] = field(default_factory=dict)  # problem -> lines
+    duplicates: int = 0  # a (scenario, boot, round, mapper) already read
+
+    def notes(self, run: str | None = None) -> list[str]:
+        where = f" of {run}" if run else ""
+        notes = []
+        if self.unreadable:
+            notes.append(f"NOTE: {self.unreadable} unreadable line(s) in samples.jsonl{where} "
+                         "were skipped (a run killed mid-write leaves one).")
+        if self.invalid:
+            total = sum(self.invalid.values())
+            problem, count = max(self.invalid.items(), key=lambda item: item[1])
+            notes.append(f"NOTE: {total} invalid sample(s) in samples.jsonl{where} were "
+                         f"dropped, e.g. {count} with {problem}.")
+        if self.duplicates:
+            notes.append(f"NOTE: {self.duplicates} duplicate sample line(s){where} (same "
+                         "scenario, boot, round and mapper) were ignored; the first counts.")
+        return notes
+
+
+def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+    if "\0" in str(run_dir):
+        raise AnalysisError(f"{str(run_dir)!r}: a path has no NUL bytes")
     if not run_dir.is_dir():
         raise AnalysisError(f"{run_dir}: not a directory (expected a faultbench run directory)")
     samples_path = run_dir / "samples.jsonl"
@@ -63,15 +94,19 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
         raise AnalysisError(f"{run_dir}: not a faultbench run directory (no samples.jsonl)")
     meta: dict[str, Any] = {}
     meta_path = run_dir / "meta.json"
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise AnalysisError(f"{meta_path}: not valid JSON ({exc})") from None
+    if meta_path.exists() or meta_path.is_symlink():
+        meta = read_meta(meta_path)
 
-    records, bad = read_samples(samples_path, strict=False)
-    if not records:
+    records, unreadable = read_samples(samples_path, strict=False)
+    records, dropped = _valid(records)
+    dropped.unreadable = unreadable
+    if not records and not (dropped.unreadable or dropped.invalid):
         raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
+    if not records:
+        why = dropped.notes()[0].removeprefix("NOTE: ")
+        raise AnalysisError(f"{run_dir}: the run has no valid samples: {why}")
+    if meta:
+        check_samples_match(meta, records, samples_path)
     frame = pd.DataFrame.from_records(records)
     if "spec" not in frame:
         raise AnalysisError(f"{samples_path}: lines have no 'spec'; not faultbench samples")
@@ -81,7 +116,28 @@ def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], int]:
     knobs = knobs.drop(columns=[c for c in knobs if c in frame or c in spec])
     frame = pd.concat([frame, spec, knobs], axis=1)
     frame.attrs["knob_columns"] = list(knobs.columns)
-    return frame, meta, bad
+    return frame, meta, dropped
+
+
+def _valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Dropped]:
+    """The records that are valid samples, each (scenario, boot, round, mapper) once."""
+    dropped = Dropped()
+    seen: set[tuple[Any, ...]] = set()
+    valid = []
+    for record in records:
+        problem = sample_problem(record)
+        if problem is not None:
+            # the kind of problem, without the scenario it was found in
+            kind = problem.split(": ", 1)[-1] if problem.startswith("scenario ") else problem
+            dropped.invalid[kind] = dropped.invalid.get(kind, 0) + 1
+            continue
+        key = sample_key(record)
+        if key in seen:
+            dropped.duplicates += 1
+            continue
+        seen.add(key)
+        valid.append(record)
+    return valid, dropped
 
 
 def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
@@ -157,7 +213,8 @@ def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     what statistics use), `interfered` (an ok sample preempted or stolen from in its loop),
     and `kernel`, `boot` (None for runs without booted kernels). Several runs add a `run`
     column (the directory name).
-    `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run.
+    `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
+    (per run, the lines not loaded and why: unreadable, invalid, duplicate).
     """
     paths = [Path(runs)] if isinstance(runs, str | Path) else [Path(p) for p in runs]
     if not paths:
@@ -165,21 +222,32 @@ def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     frames: list[pd.DataFrame] = []
     metas: dict[str, dict[str, Any]] = {}
     bad_lines: dict[str, int] = {}
+    dropped: dict[str, Dropped] = {}
     knob_columns: list[str] = []
     for path in paths:
-        frame, meta, bad = _read_run(path)
+        frame, meta, lost = _read_run(path)
         name = _unique_name(path, metas)
         frame["run"] = name
         metas[name] = meta
-        bad_lines[name] = bad
+        bad_lines[name] = lost.unreadable
+        dropped[name] = lost
         knob_columns += [c for c in frame.attrs["knob_columns"] if c not in knob_columns]
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
     if len(paths) == 1:
         df = df.drop(columns="run")
     df = _derive(df, knob_columns)
-    df.attrs = {"meta": metas, "knob_columns": knob_columns, "bad_lines": bad_lines}
+    df.attrs = {"meta": metas, "knob_columns": knob_columns, "bad_lines": bad_lines,
+                "dropped": dropped}
     return df
+
+
+def dropped_notes(df: pd.DataFrame) -> list[str]:
+    """One sentence per kind of samples.jsonl line a load left out, naming the run when
+    several were loaded: what report and compare footers say."""
+    dropped: dict[str, Dropped] = df.attrs.get("dropped", {})
+    several = len(dropped) > 1
+    return [note for run, lost in dropped.items() for note in lost.notes(run if several else None)]
 
 
 def _unique_name(path: Path, taken: dict[str, Any]) -> str:

@@ -23,6 +23,7 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     AnalysisError,
     RunInfo,
+    dropped_notes,
     exclude_interfered,
     load,
     run_info,
@@ -195,6 +196,7 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
         melted = reasons.melt(var_name="field", value_name="reason").dropna().drop_duplicates()
         notes += [f"{f} not measured: {r}" for f, r in melted.itertuples(index=False)]
     notes += [f"skipped {s.get('scenario')}: {s.get('reason')}" for s in skipped]
+    notes += dropped_notes(df)
     return "\n" + "".join(wrap(note) for note in notes)
 
 
@@ -207,10 +209,6 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
-    bad = sum(df.attrs.get("bad_lines", {}).values())
-    if bad:
-        parts.append(wrap(f"NOTE: {bad} unreadable line(s) in samples.jsonl were skipped "
-                          "(a run killed mid-write leaves one)."))
     parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
     swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols]
     if baseline is not None and not swept:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import textwrap
 from collections.abc import Sequence
 from typing import Any
@@ -9,15 +10,25 @@ from typing import Any
 WIDTH = 72
 
 
+# Above this a number is written 1.2e+09: a count that wide says more as a magnitude, and
+# a 300-digit value (from a corrupt file) must not push a table past 72 columns.
+PLAIN_MAX = 1e7
+
+
 def fmt(value: Any) -> str:
-    """A number in as few characters as keep its precision meaningful; '-' when missing."""
+    """A number in as few characters as keep its precision meaningful; '-' when missing or
+    not finite (NaN: a null from the kernel or too few samples; inf: a ratio over zero)."""
     try:
         number = float(value)
+    except OverflowError:  # an integer beyond any float: not a measurement
+        return "-"
     except (TypeError, ValueError):
         return "-" if value is None else str(value)
-    if number != number:  # NaN: a null from the kernel or too few samples
+    if not math.isfinite(number):
         return "-"
     magnitude = abs(number)
+    if magnitude >= PLAIN_MAX:
+        return f"{number:.2g}" if magnitude < 1e100 else f"{number:.1e}"
     if magnitude >= 100 or number == int(number):
         return f"{number:.0f}"
     if magnitude >= 10:
@@ -30,9 +41,11 @@ def fmt(value: Any) -> str:
 def fmt_pct(value: Any) -> str:
     try:
         number = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return "-"
-    return "-" if number != number else f"{number:+.1f}%"
+    if not math.isfinite(number):
+        return "-"
+    return f"{number:+.1f}%" if abs(number) < PLAIN_MAX else f"{number:+.1e}%"
 
 
 def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH) -> str:

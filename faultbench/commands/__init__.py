@@ -1,5 +1,60 @@
 """One module per `faultbench` command: `add_arguments(parser)` and `run(args) -> int`.
 
 Commands parse arguments and call the planes; cli.py imports every one of them to build its
-parser, so they import nothing heavy at module top.
+parser, so they import nothing heavy at module top. What arrives here is validated here, and
+so is what the filesystem answers: both are the user's input, refused in one line.
 """
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from faultbench.errors import FaultbenchError
+
+# What a filesystem the user chose can answer to a write or a read: full, read-only, not
+# ours, a directory where a file belongs, gone. Anything else is a bug and keeps its traceback.
+FILESYSTEM_ERRNOS = frozenset({
+    errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
+    errno.ENOTDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EFBIG,
+    errno.EIO, errno.EMLINK, errno.ETXTBSY, errno.ESTALE,
+})
+
+
+class ArgumentError(FaultbenchError, ValueError):
+    """A command-line value that cannot be used; the message names the option."""
+
+
+class FilesystemError(FaultbenchError, OSError):
+    """A file faultbench had to read or write and could not; the message names it."""
+
+
+def check_text(value: str | None, option: str, empty: bool = False) -> str | None:
+    """`value` when a path or name may be made of it: no NUL byte (the kernel takes paths as
+    C strings) and, unless `empty`, not empty."""
+    if value is not None and "\0" in value:
+        raise ArgumentError(f"{option} {value!r}: a path, name or value has no NUL bytes")
+    if value is not None and not value and not empty:
+        raise ArgumentError(f"{option} '': give a path or name")
+    return value
+
+
+def check_count(value: int | None, option: str, low: int, high: int) -> None:
+    if value is not None and not low <= value <= high:
+        raise ArgumentError(f"{option} must be from {low} to {high:,}, got {value:,}"
+                            if abs(value) < 10**30 else
+                            f"{option} must be from {low} to {high:,}, got a {len(str(value))}"
+                            "-digit number")
+
+
+@contextmanager
+def filesystem_errors(where: str) -> Iterator[None]:
+    """An OSError of the filesystem (disk full, read-only, ...) as one FilesystemError line
+    naming the file, or `where` when the error does not (a failed write names no file)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno not in FILESYSTEM_ERRNOS:
+            raise
+        raise FilesystemError(f"{exc.filename or where}: {exc.strerror}") from None

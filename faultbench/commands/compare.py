@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from faultbench.commands import check_text, filesystem_errors
+
 FORMATS = ("text", "markdown", "csv")
 
 
@@ -43,6 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.analysis.compare import compare_runs
 
-    print(compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force,
-                       args.strict), end="")
+    for value, name in ((args.base, "BASE"), (args.new, "NEW"), (args.by, "--by")):
+        check_text(value, name)
+    with filesystem_errors(f"reading {args.base} and {args.new}"):
+        text = compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force,
+                            args.strict)
+    print(text, end="")
     return 0

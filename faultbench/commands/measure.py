@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
+from faultbench.commands import ArgumentError, check_count, check_text
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -18,7 +20,6 @@ from faultbench.measurement.spec import (
     UFFD_MODES,
     Sample,
     Spec,
-    SpecError,
     format_size,
 )
 
@@ -120,12 +121,16 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
+    from faultbench.measurement.workload import MAX_MEASUREMENTS
 
+    if check_text(args.dir, "--dir") is not None and not Path(args.dir).is_dir():
+        raise ArgumentError(f"--dir {args.dir}: no such directory")
+    check_text(args.kernel, "--kernel")
+    for option in args.set:
+        check_text(option, "--set", empty=True)
+    check_count(args.repeat, "--repeat", 1, MAX_MEASUREMENTS)
+    check_count(args.warmups, "--warmups", 0, MAX_MEASUREMENTS)
     spec = spec_from_args(args)
-    if args.repeat < 1:
-        raise SpecError(f"--repeat must be at least 1, got {args.repeat}")
-    if args.warmups < 0:
-        raise SpecError(f"--warmups must be 0 or more, got {args.warmups}")
     # checked here too with --kernel, so that a typo costs no boot
     axes = knobs.parse_set_options(args.set, file_dir=spec.dir)
     if args.kernel:

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from faultbench.commands import check_text, filesystem_errors
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by faultbench run")
@@ -28,6 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_text(args.run_dir, "RUN_DIR")
     if args.json:
         from faultbench.analysis.report import report_data
 
@@ -35,8 +38,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from faultbench.analysis.report import write_report
 
-    text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures,
-                                   args.strict)
+    with filesystem_errors(f"writing the report in {args.run_dir}"):
+        text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures,
+                                     args.strict)
     print(text, end="")
     where = Path(args.run_dir) / "report.txt"
     print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"

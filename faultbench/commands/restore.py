@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from faultbench.commands import check_text
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -15,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.journal import journal_path, restore_journal
 
-    path = args.journal or journal_path()
+    path = check_text(args.journal, "--journal") or journal_path()
     restored = restore_journal(path)
     if not restored:
         print(f"faultbench restore: nothing to restore (no journal at {path})")

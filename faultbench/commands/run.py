@@ -7,7 +7,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from faultbench.commands import FilesystemError, check_count, check_text, filesystem_errors
+
 if TYPE_CHECKING:
+    from faultbench.measurement.results import RunDir
     from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
@@ -41,6 +44,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    for value, option in ((args.out, "--out"), (args.resume, "--resume"),
+                          *((k, "--kernel") for k in args.kernel or ())):
+        check_text(value, option)
+    try:
+        with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
+            return _run(args)
+    except FilesystemError as exc:
+        raise FilesystemError(f"{exc}{_resume_hint(_started(args))}") from None
+
+
+def _started(args: argparse.Namespace) -> Any:
+    """The run directory a failed run leaves, when it can be resumed (its meta.json exists)."""
+    from faultbench.measurement.results import META, RunDir
+
+    path = args.resume or args.out
+    return RunDir(Path(path)) if path and (Path(path) / META).is_file() else None
+
+
+def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.workload import KNOB_AXIS, load
@@ -59,8 +81,10 @@ def run(args: argparse.Namespace) -> int:
                 return _booted(run_dir, args.quiet)
             _restore_knobs(meta)
         else:
-            kernels = _parse_kernels(args.kernel) if args.kernel else None
             workload = load(args.workload or DEFAULT_WORKLOAD)
+            # each boot runs at least one measured round; checked before a plan is built
+            check_count(args.boots, "--boots", 1, workload.repetitions)
+            kernels = _parse_kernels(args.kernel) if args.kernel else None
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if kernels:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
+from faultbench.commands import check_text
+
 if TYPE_CHECKING:
     from faultbench.measurement.workload import Workload
 
@@ -20,7 +22,7 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.workload import WorkloadError, load, shipped, workload_dirs
 
     if args.workload:
-        _show(load(args.workload))
+        _show(load(check_text(args.workload, "WORKLOAD")))
         return 0
     found = shipped()
     if not found:

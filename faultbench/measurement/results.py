@@ -7,6 +7,8 @@ Standard library only, except pyperf (pure Python), which only the parent import
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import os
 from collections.abc import Iterable
@@ -14,6 +16,15 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.spec import (
+    MAX_DEADLINE_S,
+    MAX_MAPPERS,
+    MAX_SEED,
+    Sample,
+    Spec,
+    SpecError,
+)
+from faultbench.measurement.workload import MAX_MEASUREMENTS
 
 FORMAT = "faultbench-run/1"
 META = "meta.json"
@@ -47,32 +58,204 @@ def _fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
-def read_samples(path: Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
+def read_samples(
+    path: Path, strict: bool, validate: bool = False
+) -> tuple[list[dict[str, Any]], int]:
     """The samples of a samples.jsonl (one JSON object per line; blank lines are ignored)
     and how many lines were not one.
 
     strict: a bad line raises ResultsError naming it (resuming must not build on a file it
     does not understand). Otherwise bad lines are skipped and counted: a run killed
     mid-write leaves a partial last line, and the rest is still worth reading.
+    validate: a line is bad too when `sample_problem` finds one (the message says which).
     """
     records: list[dict[str, Any]] = []
     bad = 0
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    try:
+        handle = path.open("rb")
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
+    with handle:
+        for number, raw in enumerate(handle, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                line = "\0"  # not JSON either: counted, or refused, below
             if not line.strip():
-
                 continue
             try:
                 record = json.loads(line)
-            except ValueError:
+            except (ValueError, RecursionError):  # a 5000-digit number; [[[[... nested
                 record = None
-            if isinstance(record, dict):
+            problem = "not a JSON object" if not isinstance(record, dict) else (
+                sample_problem(record) if validate else None)
+            if problem is None:
                 records.append(record)
             elif strict:
-                raise ResultsError(f"{path}:{number}: not a JSON object")
+                raise ResultsError(f"{path}:{number}: {problem}")
             else:
                 bad += 1
     return records, bad
+
+
+# Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
+_INT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type in ("int", "int | None"))
+_FLOAT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type == "float | None")
+_INT64_MAX = (1 << 63) - 1
+# A sample ends at its deadline, so no page took longer; more faults than this per page
+# touched is not a measurement either. Bounds for plausibility, and to keep tables narrow.
+_FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
+
+
+def sample_problem(record: dict[str, Any]) -> str | None:
+    """Why a samples.jsonl record is not a sample faultbench can use, or None.
+
+    Checks what resuming and analysis rely on: the keys that identify it (scenario, boot,
+    round, mapper) and its spec, and that every number is of its field's type, finite and
+    in range (a NaN or a 300-digit value is refused, not shown)."""
+    scenario = record.get("scenario")
+    if not isinstance(scenario, str) or not scenario:
+        return f"scenario is {scenario!r}, not a scenario name"
+    where = f"scenario {scenario}"
+    for key, low, high in (("round", 0, 10**9), ("mapper", 0, MAX_MAPPERS - 1),
+                           ("boot", 0, 10**6)):
+        value = record.get(key)
+        if value is None and key == "boot":
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
+    for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
+                      ("null_reasons", dict), ("error", str)):
+        value = record.get(key)
+        if not isinstance(value, kind) and not (value is None and key not in ("status",)):
+            return f"{where}: {key} is {value!r}, not {kind.__name__}"
+    problem = _spec_problem(record.get("spec"))
+    if problem is not None:
+        return f"{where}: spec: {problem}"
+    for key in _INT_FIELDS:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= _INT64_MAX):
+            return f"{where}: {key} is {_short(value)}, not a count from 0 to 2^63-1"
+    for key in _FLOAT_FIELDS:
+        value = record.get(key)
+        high = _FLOAT_MAX.get(key, float(_INT64_MAX))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= high):
+            return f"{where}: {key} is {_short(value)}, not a number from 0 to {high:g}"
+    return None
+
+
+def _spec_problem(spec: Any) -> str | None:
+    """Why `spec` is not a valid spec, or None; a run's samples share a few specs, so each
+    distinct one is checked once."""
+    try:
+        # with each value's type: 1, 1.0 and true are equal keys but not equally valid
+        return _checked_spec(tuple((k, type(v), v) for k, v in sorted(spec.items())))
+    except (AttributeError, TypeError):  # not an object, or a value that is a list or object
+        try:
+            Spec.from_dict(spec).normalized()
+        except SpecError as exc:
+            return str(exc)
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_spec(items: tuple[tuple[str, type, Any], ...]) -> str | None:
+    try:
+        Spec.from_dict({k: v for k, _, v in items}).normalized()
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:20]}..."
+
+
+def check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """meta.json's content, validated as untrusted input: what resuming, reporting and
+    comparing read from it has the type and range they rely on (ResultsError otherwise)."""
+    def refuse(problem: str) -> ResultsError:
+        return ResultsError(f"{path}: {problem}")
+
+    if not isinstance(meta, dict):
+        raise refuse(f"not a faultbench meta.json (a JSON {type(meta).__name__}, not an object)")
+    if meta.get("format") != FORMAT:
+        raise refuse(f"format {_short(meta.get('format'))}, expected {FORMAT!r} (written by "
+                     "another faultbench version, or not by faultbench)")
+    workload = meta.get("workload")
+    if not isinstance(workload, dict):
+        raise refuse("workload is not an object")
+    for key, low, high in (("repetitions", 1, MAX_MEASUREMENTS), ("warmups", 0, MAX_MEASUREMENTS),
+                           ("seed", 0, MAX_SEED)):
+        value = workload.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise refuse(f"workload.{key} is {_short(value)}, not an integer from {low} to "
+                         f"{high}")
+    for key in ("name", "plane"):
+        value = workload.get(key) if key == "name" else meta.get(key)
+        if not isinstance(value, str):
+            raise refuse(f"{key} is {_short(value)}, not a string")
+    scenarios = meta.get("scenarios")
+    if not isinstance(scenarios, list) or not scenarios:
+        raise refuse("scenarios is not a non-empty list")
+    rounds = workload["warmups"] + workload["repetitions"]
+    if len(scenarios) * rounds > MAX_MEASUREMENTS:
+        raise refuse(f"{len(scenarios):,} scenarios x {rounds:,} rounds are more than the "
+                     f"{MAX_MEASUREMENTS:,} measurements a run may make")
+    names = set()
+    for index, scenario in enumerate(scenarios):
+        if not (isinstance(scenario, dict) and isinstance(scenario.get("name"), str)
+                and isinstance(scenario.get("knobs"), dict)):
+            raise refuse(f"scenarios[{index}] is not an object with a name, spec and knobs")
+        try:
+            Spec.from_dict(scenario.get("spec")).normalized()
+        except SpecError as exc:
+            raise refuse(f"scenario {scenario['name']}: {exc}") from None
+        if scenario["name"] in names:
+            raise refuse(f"scenario {scenario['name']} is listed twice")
+        names.add(scenario["name"])
+    for key in ("skipped", "kernels", "boots"):
+        value = meta.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise refuse(f"{key} is not a list of objects")
+    if not all(isinstance(s.get("scenario"), str) for s in meta.get("skipped", [])):
+        raise refuse("skipped has an entry without a scenario name")
+    if not isinstance(meta.get("finished_utc"), str | None):
+        raise refuse("finished_utc is not a time or null")
+    return meta
+
+
+def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:
+    """Refuse samples that are not of this meta.json's scenarios (another run's meta.json,
+    or another workload's samples): mixing them would label one scenario's numbers with
+    another's name. `records` are valid samples (sample_problem found nothing)."""
+    specs = {s["name"]: s["spec"] for s in meta["scenarios"]}
+    for record in records:
+        name = record["scenario"]
+        if name not in specs:
+            raise ResultsError(f"{path}: has samples of scenario {name}, which its {META} "
+                               f"(workload {meta['workload']['name']}) does not list: the "
+                               "two files are from different runs")
+        if record["spec"] != specs[name]:
+            raise ResultsError(f"{path}: the samples of scenario {name} were measured with "
+                               f"another spec than its {META} gives: the two files are from "
+                               "different runs")
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    """A meta.json, checked (check_meta); ResultsError when unreadable or not one."""
+    try:
+        meta = json.loads(path.read_bytes().decode("utf-8"))
+    except OSError as exc:
+        raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested deep
+        raise ResultsError(f"{path}: not valid JSON ({exc})") from None
+    return check_meta(meta, path)
 
 
 def sample_key(record: dict[str, Any]) -> tuple[str, int | None, int, int]:
@@ -115,15 +298,7 @@ class RunDir:
         return cls(path)
 
     def read_meta(self) -> dict[str, Any]:
-        try:
-            meta = json.loads((self.path / META).read_text())
-        except (OSError, ValueError) as exc:
-            raise ResultsError(f"{self.path / META}: unreadable: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise ResultsError(
-                f"{self.path / META}: format {meta.get('format')!r}, expected {FORMAT!r}"
-            )
-        return meta
+        return read_meta(self.path / META)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         atomic_write(self.path / META, json.dumps(meta, indent=1) + "\n")
@@ -139,7 +314,8 @@ class RunDir:
         if end < len(data):
             with open(path, "r+b") as fh:
                 fh.truncate(end)
-        records, _ = read_samples(path, strict=True)
+        records, _ = read_samples(path, strict=True, validate=True)
+        check_samples_match(self.read_meta(), records, path)
         return records
 
     def rewrite_samples(self, records: list[dict[str, Any]]) -> None:

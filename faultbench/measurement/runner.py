@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -53,17 +53,18 @@ class Unit:
     warmup: bool
 
 
-def schedule(scenarios: list[Scenario], warmups: int, repetitions: int, seed: int) -> list[Unit]:
+def schedule(
+    scenarios: list[Scenario], warmups: int, repetitions: int, seed: int
+) -> Iterator[Unit]:
     """Every scenario once per round, in a seeded shuffled order per round, so drift of the
     machine during the run hits every configuration alike. Deterministic for a given seed
-    and scenario list, which is what lets --resume find where it stopped."""
+    and scenario list, which is what lets --resume find where it stopped. Made one round at
+    a time: a run holds one round's order, never the whole run's."""
     rng = random.Random(seed)
-    units = []
     for round_ in range(warmups + repetitions):
         order = list(scenarios)
         rng.shuffle(order)
-        units += [Unit(s, round_, round_ < warmups) for s in order]
-    return units
+        yield from (Unit(s, round_, round_ < warmups) for s in order)
 
 
 def start_grace() -> float:
@@ -281,25 +282,32 @@ def execute(
     meta = run_dir.read_meta()
     scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
     workload = meta["workload"]
-    units = schedule(scenarios, workload["warmups"], workload["repetitions"], workload["seed"])
     records = run_dir.read_samples()
     if boot is not None:
-        warmups = workload["warmups"]
-        units = [u for u in units
-                 if u.warmup or warmups + boot.first <= u.round < warmups + boot.stop]
         records = [r for r in records if r.get("boot") == boot.index]
     boot_index = None if boot is None else boot.index
     done = {sample_key(r) for r in records}
     unsupported = _unsupported(records)
-    todo = [
-        u for u in units
-        if u.scenario.name not in unsupported
-        and any((u.scenario.name, boot_index, u.round, m) not in done
-                for m in range(u.scenario.spec.mappers))
-    ]
+    warmups = workload["warmups"]
+
+    def units() -> Iterator[Unit]:
+        """This run's (or boot's) units, made lazily, each time in the same order."""
+        for u in schedule(scenarios, warmups, workload["repetitions"], workload["seed"]):
+            if boot is None or u.warmup or warmups + boot.first <= u.round < warmups + boot.stop:
+                yield u
+
+    def pending(u: Unit) -> bool:
+        return u.scenario.name not in unsupported and any(
+            (u.scenario.name, boot_index, u.round, m) not in done
+            for m in range(u.scenario.spec.mappers))
+
+    total = todo = 0
+    for u in units():
+        total += 1
+        todo += pending(u)
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
-    progress = Progress(len(units), len(units) - len(todo), quiet)
+    progress = Progress(total, total - todo, quiet)
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
@@ -314,8 +322,8 @@ def execute(
             stack.callback(worker.close)
             applied: dict[str, Any] | None = None
             readback: dict[str, Any] = {}
-            for unit in todo:
-                if unit.scenario.name in unsupported:
+            for unit in units():
+                if not pending(unit):
                     continue
                 if knobs is not None and unit.scenario.knobs != applied:
                     readback = knobs.apply(unit.scenario.knobs)

@@ -24,10 +24,18 @@ MAPPER_KINDS = ("process", "thread")
 UFFD_MAPPERS = ("all", "first", "later")
 POPULATES = ("none", "madvise", "map")
 MAX_DEADLINE_S = 3600.0
-PATTERN_HELP = "seq, reverse, random, stride:N (N >= 1) or sparse"
+# Bounds that keep every value inside the C contract's types (uint64 seed and stride, int
+# mappers) and a sample's setup in proportion: one fb_result per mapper is allocated up front.
+MAX_SIZE = 1 << 50  # 1 PiB: beyond any machine's memory or disk, far below uint64
+MAX_SIZE_TEXT = "1P (2^50 bytes)"
+MAX_MAPPERS = 256
+MAX_SEED = (1 << 64) - 1
+MAX_STRIDE = 1 << 32
+PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*([kKmMgGtT]?)(i?[bB])?\s*$")
-_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+# at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
+_SIZE_RE = re.compile(r"^\s*(\d{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 class SpecError(FaultbenchError, ValueError):
@@ -36,16 +44,19 @@ class SpecError(FaultbenchError, ValueError):
 
 def parse_size(text: str | int) -> int:
     """Bytes from '64M', '4k', '1G' or a plain number (binary units)."""
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise SpecError(f"size must be a byte count or a text such as '64M', got {text!r}")
     if isinstance(text, int):
-        if text <= 0:
-            raise SpecError(f"size must be positive, got {text}")
-        return text
-    match = _SIZE_RE.match(str(text))
-    if not match:
-        raise SpecError(f"size {text!r} is not a number with an optional K/M/G/T suffix")
-    value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
+        value = text
+    else:
+        match = _SIZE_RE.match(text)
+        if not match:
+            raise SpecError(f"size {text!r} is not a number with an optional K/M/G/T/P suffix")
+        value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
     if value <= 0:
         raise SpecError(f"size must be positive, got {text!r}")
+    if value > MAX_SIZE:
+        raise SpecError(f"size {text!r} is above the maximum {MAX_SIZE_TEXT}")
     return value
 
 
@@ -58,20 +69,21 @@ def format_size(nbytes: int) -> str:
 
 def parse_pattern(text: str) -> tuple[str, int]:
     """('stride', N) for 'stride:N'; (name, 1) otherwise."""
+    if not isinstance(text, str):
+        raise SpecError(f"pattern must be a string ({PATTERN_HELP}), got {text!r}")
     if text in ("seq", "reverse", "random", "sparse"):
         return text, 1
-    if text.startswith("stride:"):
-        try:
-            stride = int(text.split(":", 1)[1])
-        except ValueError:
-            stride = 0
-        if stride >= 1:
+    number = text.removeprefix("stride:")
+    # a bounded digit string first: int() of thousands of digits is slow or refused
+    if number != text and number.isascii() and number.isdigit() and len(number) <= 20:
+        stride = int(number)
+        if 1 <= stride <= MAX_STRIDE:
             return "stride", stride
     raise SpecError(f"pattern {text!r} is not one of {PATTERN_HELP}")
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise SpecError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
 
 
@@ -102,8 +114,21 @@ class Spec:
     pagemap: bool = True
 
     def normalized(self) -> Spec:
-        """Defaults resolved and every field validated; raises SpecError with a clear message."""
+        """Defaults resolved and every field validated; raises SpecError with a clear message.
+
+        Every field is checked for its type too: specs also come from meta.json files, which
+        are read as untrusted input."""
         _choice("backing", self.backing, BACKINGS)
+        _check_int("seed", self.seed, 0, MAX_SEED)
+        _check_int("mappers", self.mappers, 1, MAX_MAPPERS)
+        for name in ("uffd_serve", "perf"):
+            if not isinstance(getattr(self, name), bool):
+                raise SpecError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        if self.dir is not None and (not isinstance(self.dir, str) or not self.dir
+                                     or "\0" in self.dir):
+            raise SpecError(f"dir must be a directory path without NUL bytes, got {self.dir!r}")
+        if isinstance(self.deadline_s, bool) or not isinstance(self.deadline_s, int | float):
+            raise SpecError(f"deadline_s must be a number of seconds, got {self.deadline_s!r}")
         size = parse_size(self.size)
         page_size = os.sysconf("SC_PAGESIZE")
         if size % page_size:
@@ -131,8 +156,6 @@ class Spec:
             )
         if self.dir is not None and self.backing not in ("tmpfs", "file"):
             raise SpecError(f"dir applies to the tmpfs and file backings, not {self.backing!r}")
-        if self.mappers < 1:
-            raise SpecError(f"mappers must be at least 1, got {self.mappers}")
         if self.mappers > 1 and anon:
             raise SpecError("several mappers need a file to map: use memfd, tmpfs, file or hugetlb")
         if not 0 < self.deadline_s <= MAX_DEADLINE_S:
@@ -140,8 +163,6 @@ class Spec:
                 f"deadline_s must be more than 0 and at most {MAX_DEADLINE_S:.0f} seconds "
                 f"(the longest a blocked fault is kept waiting), got {self.deadline_s}"
             )
-        if self.seed < 0:
-            raise SpecError(f"seed must be non-negative, got {self.seed}")
         return dataclasses.replace(self, size=size, map=map_, cache=cache)
 
     def to_dict(self) -> dict[str, Any]:
@@ -149,11 +170,20 @@ class Spec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Spec:
+        """The fields as written (validate with normalized())."""
+        if not isinstance(data, dict):
+            raise SpecError(f"a spec is an object of spec fields, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(map(str, set(data) - known))
         if unknown:
             raise SpecError(f"unknown spec field(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    # bool is an int subclass, and `mappers = true` is a mistake, not 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise SpecError(f"{name} must be an integer from {low} to {high}, got {value!r}")
 
 
 @dataclass

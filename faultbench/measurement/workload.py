@@ -10,6 +10,7 @@ Standard library only: the runner's parent imports this, and so may a guest.
 from __future__ import annotations
 
 import itertools
+import math
 import sys
 import sysconfig
 import tomllib
@@ -18,9 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.spec import Spec, SpecError, format_size
+from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, format_size
 from faultbench.measurement.workload_checks import (
     axis_values,
+    bounded,
     check_knobs,
     knob_table,
     subtable,
@@ -39,6 +41,12 @@ AXES = (
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
+# What one workload may ask for, checked before anything is expanded or scheduled. A run keeps
+# its samples in memory to resume and report; 100 000 measurements of the smallest scenario
+# take hours. Larger studies are several workloads (or runs) compared with `faultbench compare`.
+MAX_SCENARIOS = 10_000
+MAX_MEASUREMENTS = 100_000
+SPLIT_HINT = "split it into several workload files (e.g. one per [[matrix]] or per backing)"
 
 
 class WorkloadError(FaultbenchError, ValueError):
@@ -133,6 +141,32 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
     return ",".join(parts)
 
 
+def check_size(
+    path: Path | str, matrix_axes: list[dict[str, list[Any]]],
+    matrix_knobs: list[dict[str, list[Any]]], rounds: int,
+) -> None:
+    """Refuse, from the axis lengths alone, a workload too large to expand or to run."""
+    combinations = sum(
+        math.prod(len(v) for v in axes.values()) * math.prod(len(v) for v in knobs.values())
+        for axes, knobs in zip(matrix_axes, matrix_knobs, strict=True)
+    )
+    if combinations > MAX_SCENARIOS:
+        raise WorkloadError(
+            f"{path}: the matrix crosses into {combinations:,} combinations, more than the "
+            f"{MAX_SCENARIOS:,} scenarios a workload may have; {SPLIT_HINT}"
+        )
+    check_measurements(path, 1, rounds)
+
+
+def check_measurements(path: Path | str, scenarios: int, rounds: int) -> None:
+    if scenarios * rounds > MAX_MEASUREMENTS:
+        raise WorkloadError(
+            f"{path}: {scenarios:,} scenario(s) x {rounds:,} rounds (warm-ups included) are "
+            f"{scenarios * rounds:,} measurements, more than the {MAX_MEASUREMENTS:,} a run "
+            f"may make; lower repetitions or {SPLIT_HINT}"
+        )
+
+
 def workload_dirs() -> list[Path]:
     """Where shipped workloads live: the checkout (editable install, or running from the
     repository), then the data files a normal install puts under <prefix>/share."""
@@ -153,6 +187,8 @@ def shipped() -> dict[str, Path]:
 
 def find(name_or_path: str) -> Path:
     """A shipped workload by name, or a path to a .toml file."""
+    if "\0" in name_or_path:
+        raise WorkloadError(f"workload {name_or_path!r}: a name or path has no NUL bytes")
     path = Path(name_or_path)
     if name_or_path.endswith(SUFFIX) or "/" in name_or_path:
         if not path.is_file():
@@ -168,9 +204,12 @@ def find(name_or_path: str) -> Path:
 def load(name_or_path: str) -> Workload:
     path = find(name_or_path)
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise WorkloadError(f"{path}: not valid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise WorkloadError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are "
+                            "UTF-8") from None
     except OSError as exc:
         raise WorkloadError(f"{path}: {exc.strerror}") from None
     return parse(data, path)
@@ -185,15 +224,9 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
 
     unknown_keys(data, TOP_KEYS, "workload", fail)
     description = typed(data, "description", str, "a string", "", fail)
-    repetitions = typed(data, "repetitions", int, "an integer", 5, fail)
-    warmups = typed(data, "warmups", int, "an integer", 1, fail)
-    seed = typed(data, "seed", int, "an integer", 1, fail)
-    if repetitions < 1:
-        fail("repetitions", f"must be at least 1, got {repetitions}")
-    if warmups < 0:
-        fail("warmups", f"must be 0 or more, got {warmups}")
-    if seed < 0:
-        fail("seed", f"must be 0 or more, got {seed}")
+    repetitions = bounded(data, "repetitions", 1, MAX_MEASUREMENTS, 5, fail)
+    warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
+    seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
 
     defaults = subtable(data, "defaults", "defaults", fail)
     unknown_keys(defaults, AXES, "defaults", fail)
@@ -227,6 +260,7 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise WorkloadError(errors[0] + more)
+    check_size(path, matrix_axes, checked, warmups + repetitions)
 
     scenarios: dict[str, Scenario] = {}
     skipped: dict[str, str] = {}
@@ -251,6 +285,7 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
             f"{path}: no valid scenario in the matrix"
             + (f"; e.g. {next(iter(skipped.values()))}" if skipped else "")
         )
+    check_measurements(path, len(scenarios), warmups + repetitions)
     return Workload(
         name=path.stem, file=str(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=data, scenarios=list(scenarios.values()),

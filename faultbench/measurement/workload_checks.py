@@ -18,6 +18,7 @@ from faultbench.measurement.spec import (
     MAPPER_MODES,
     MAPS,
     MAX_DEADLINE_S,
+    MAX_MAPPERS,
     PATTERN_HELP,
     POPULATES,
     UFFD_MAPPERS,
@@ -66,6 +67,18 @@ def typed(
     # bool is an int subclass; `repetitions = true` is a mistake, not 1
     if not isinstance(value, kind) or isinstance(value, bool):
         fail(key, f"expected {kind_text}, got {_describe(value)}")
+        return default
+    return value
+
+
+def bounded(
+    data: dict[str, Any], key: str, low: int, high: int, default: int,
+    fail: Callable[[str, str], None],
+) -> int:
+    """An integer field from low to high; the default (after a failure) when it is not."""
+    value = typed(data, key, int, "an integer", default, fail)
+    if not low <= value <= high:
+        fail(key, f"must be an integer from {low} to {high}, got {value}")
         return default
     return value
 
@@ -171,14 +184,14 @@ def _check_axis_value(key: str, value: Any) -> str | None:
                 return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
             parse_pattern(value)
         elif key == "mappers":
-            if not isinstance(value, int) or value < 1:
-                return f"expected an integer >= 1, got {_describe(value)}"
+            if not isinstance(value, int) or not 1 <= value <= MAX_MAPPERS:
+                return f"expected an integer from 1 to {MAX_MAPPERS}, got {_describe(value)}"
         elif key == "deadline_s":
             if not isinstance(value, int | float) or not 0 < value <= MAX_DEADLINE_S:
                 return (f"expected a number of seconds above 0 and at most "
                         f"{MAX_DEADLINE_S:.0f}, got {_describe(value)}")
-        elif key == "dir" and not isinstance(value, str):
-            return f"expected a directory path, got {_describe(value)}"
+        elif key == "dir" and (not isinstance(value, str) or not value or "\0" in value):
+            return f"expected a directory path (without NUL bytes), got {_describe(value)}"
     except SpecError as exc:
         return str(exc)
     return None
