@@ -72,9 +72,11 @@ def run(args: argparse.Namespace) -> int:
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
+        from faultbench.measurement.signals import exit_status
+
         print(f"\nfaultbench run: interrupted{_resume_hint(run_dir)}", file=sys.stderr)
-        return 130
+        return exit_status(exc)
     return _report(run_dir.path)
 
 

@@ -162,11 +162,7 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     keep = [r for r in records if r.get("boot") != boot]
     gone = [r for r in records if r.get("boot") == boot]
     if gone:
-        with open(run_dir.path / DISCARDED, "a") as fh:
-            for record in gone:
-                fh.write(json.dumps({**record, "discarded": reason}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        run_dir.append_lines(DISCARDED, ({**record, "discarded": reason} for record in gone))
         run_dir.rewrite_samples(keep)
     return len(gone)
 

@@ -2,6 +2,7 @@
 
 samples.jsonl is appended, flushed and fsynced one sample at a time, so SIGKILL or power loss
 loses at most the sample being written; meta.json and pyperf.json are replaced atomically.
+Every file is written through measurement.safefile (no planted link is followed).
 Standard library only, except pyperf (pure Python), which only the parent imports.
 """
 
@@ -13,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.measurement.safefile import ResultsError, SafeDir
 
 FORMAT = "faultbench-run/1"
 META = "meta.json"
@@ -24,29 +25,6 @@ BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
 
-class ResultsError(FaultbenchError, ValueError):
-    """A results directory that cannot be written or resumed; the message says why."""
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one, even after power loss."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_samples(path: Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
     """The samples of a samples.jsonl (one JSON object per line; blank lines are ignored)
     and how many lines were not one.
@@ -55,23 +33,29 @@ def read_samples(path: Path, strict: bool) -> tuple[list[dict[str, Any]], int]:
     does not understand). Otherwise bad lines are skipped and counted: a run killed
     mid-write leaves a partial last line, and the rest is still worth reading.
     """
+    with path.open(encoding="utf-8") as handle:
+        return parse_samples(handle, path, strict)
+
+
+def parse_samples(
+    lines: Iterable[str], path: Path, strict: bool
+) -> tuple[list[dict[str, Any]], int]:
+    """read_samples() of lines already read from `path`."""
     records: list[dict[str, Any]] = []
     bad = 0
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if isinstance(record, dict):
-                records.append(record)
-            elif strict:
-                raise ResultsError(f"{path}:{number}: not a JSON object")
-            else:
-                bad += 1
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            records.append(record)
+        elif strict:
+            raise ResultsError(f"{path}:{number}: not a JSON object")
+        else:
+            bad += 1
     return records, bad
 
 
@@ -89,9 +73,14 @@ def benchmark_name(record: dict[str, Any]) -> str:
 
 
 class RunDir:
-    """One run's directory: create it, append samples, resume it."""
-    def __init__(self, path: Path) -> None:
+    """One run's directory: create it, append samples, resume it.
+
+    `any_owner`: the guest side of a booted run writes the host's directory, which the host
+    checked; its owner as seen over 9p is the host user's."""
+    def __init__(self, path: Path, directory: SafeDir | None = None,
+                 any_owner: bool = False) -> None:
         self.path = path
+        self.dir = directory or SafeDir.open(path, any_owner=any_owner)
         self._samples: IO[str] | None = None
 
     @classmethod
@@ -100,61 +89,77 @@ class RunDir:
             raise ResultsError(
                 f"{path} already exists and is not empty (continue it with --resume {path})"
             )
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ResultsError(f"cannot create {path}: {exc.strerror}") from None
-        return cls(path)
+        return cls(path, SafeDir.open(path, create=True))
 
     @classmethod
-    def existing(cls, path: Path) -> RunDir:
+    def existing(cls, path: Path, any_owner: bool = False) -> RunDir:
         if not (path / META).is_file():
             raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
-        for leftover in path.glob(".*.tmp"):
-            leftover.unlink()  # an atomic write the interruption cut short
-        return cls(path)
+        run_dir = cls(path, any_owner=any_owner)
+        run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
+        return run_dir
 
     def read_meta(self) -> dict[str, Any]:
+        data = self.dir.read_bytes(META)
         try:
-            meta = json.loads((self.path / META).read_text())
-        except (OSError, ValueError) as exc:
+            meta = json.loads(data if data is not None else b"")
+        except ValueError as exc:
             raise ResultsError(f"{self.path / META}: unreadable: {exc}") from None
-        if meta.get("format") != FORMAT:
-            raise ResultsError(
-                f"{self.path / META}: format {meta.get('format')!r}, expected {FORMAT!r}"
-            )
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            found = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+            raise ResultsError(f"{self.path / META}: format {found!r}, expected {FORMAT!r}")
         return meta
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        atomic_write(self.path / META, json.dumps(meta, indent=1) + "\n")
+        self.dir.replace(META, json.dumps(meta, indent=1) + "\n")
 
     def read_samples(self) -> list[dict[str, Any]]:
         """Every complete line, strictly (for resuming); a last line cut short by a kill is
         removed from the file, so the sample is measured again and never half-recorded."""
-        path = self.path / SAMPLES
-        if not path.exists():
+        data = self.dir.read_bytes(SAMPLES)
+        if data is None:
             return []
-        data = path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            with open(path, "r+b") as fh:
-                fh.truncate(end)
-        records, _ = read_samples(path, strict=True)
+            self.dir.truncate(SAMPLES, end)
+        try:
+            text = data[:end].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ResultsError(f"{self.path / SAMPLES}: not UTF-8 text ({exc.reason} at "
+                               f"byte {exc.start})") from None
+        records, _ = parse_samples(text.splitlines(), self.path / SAMPLES, strict=True)
         return records
 
     def rewrite_samples(self, records: list[dict[str, Any]]) -> None:
         """samples.jsonl replaced, atomically, by `records`."""
         self.close()
-        atomic_write(self.path / SAMPLES, "".join(json.dumps(r) + "\n" for r in records))
+        self.dir.replace(SAMPLES, "".join(json.dumps(r) + "\n" for r in records))
 
     def append(self, record: dict[str, Any]) -> None:
         if self._samples is None:
             # kept open across appends; close() ends it
-            self._samples = open(self.path / SAMPLES, "a")  # noqa: SIM115
+            self._samples = self.dir.appending(SAMPLES)
         # one write per line, so a kill leaves at most one partial line, at the end
         self._samples.write(json.dumps(record) + "\n")
         self._samples.flush()
         os.fsync(self._samples.fileno())
+
+    def append_lines(self, name: str, records: Iterable[dict[str, Any]]) -> None:
+        """Records appended to the JSON-lines file `name` (e.g. discarded.jsonl), durably."""
+        with self.dir.appending(name) as fh:
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def open_log(self) -> IO[bytes]:
+        """worker.log, for appending; the caller closes it."""
+        return self.dir.appending(WORKER_LOG, binary=True)
+
+    def write_boot_report(self, index: int, report: dict[str, Any]) -> None:
+        """boots/<index>.json, replaced atomically."""
+        with self.dir.sub(BOOTS_DIR) as boots:
+            boots.replace(f"{index}.json", json.dumps(report, indent=1) + "\n")
 
     def close(self) -> None:
         if self._samples is not None:
@@ -166,10 +171,8 @@ class RunDir:
         suite = pyperf_suite(meta, records)
         if suite is None:
             return 0
-        tmp = self.path / f".{PYPERF}.tmp"
-        suite.dump(str(tmp), replace=True)
-        os.replace(tmp, self.path / PYPERF)
-        _fsync_dir(self.path)
+        with self.dir.replacing(PYPERF) as fh:
+            suite.dump(fh, replace=True)
         return len(suite)
 
 
