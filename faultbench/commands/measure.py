@@ -145,23 +145,25 @@ def run(args: argparse.Namespace) -> int:
             failed += _emit(measure_mappers(spec), args.json)
         return _status(failed)
     drifted = 0
-    with KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
-        for setting in knobs.cross_product(axes):
-            applied = session.apply(setting)
-            for _ in range(args.warmups):
-                measure_mappers(spec)
-            for _ in range(args.repeat):
-                samples = measure_mappers(spec)
-                for sample in samples:
-                    sample.knobs = dict(applied)
-                drift = session.drift()
-                if drift:
-                    drifted += 1
-                    applied = session.apply(setting)  # the next sample as asked again
-                failed += _emit(samples, args.json, drift)
-    if drifted:
-        print(f"faultbench measure: {drifted} sample(s) were measured with a knob someone "
-              "else had changed (marked knob_drift)", file=sys.stderr)
+    try:
+        with KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
+            for setting in knobs.cross_product(axes):
+                applied = session.apply(setting)
+                for _ in range(args.warmups):
+                    measure_mappers(spec)
+                for _ in range(args.repeat):
+                    samples = measure_mappers(spec)
+                    for sample in samples:
+                        sample.knobs = dict(applied)
+                    drift = session.drift()
+                    if drift:
+                        drifted += 1
+                        applied = session.apply(setting)  # the next sample as asked again
+                    failed += _emit(samples, args.json, drift)
+    finally:
+        if drifted:  # said on every way out, Ctrl-C included
+            print(f"faultbench measure: {drifted} sample(s) were measured with a knob "
+                  "someone else had changed (marked knob_drift)", file=sys.stderr)
     return _status(failed)
 
 

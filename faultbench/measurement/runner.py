@@ -313,6 +313,7 @@ def execute(
             applied: dict[str, Any] | None = None
             readback: dict[str, Any] = {}
             drifted: dict[str, int] = {}
+            stack.callback(_say_drift, drifted)  # on every way out, Ctrl-C included
             for unit in todo:
                 if unit.scenario.name in unsupported:
                     continue
@@ -350,10 +351,6 @@ def execute(
             raise RunError(str(exc)) from None
         raise RunError(f"{exc}; the samples so far are kept: continue with "
                        f"faultbench run --resume {run_dir.path}") from None
-    if drifted:
-        print("faultbench run: someone else changed kernel knobs during the run ("
-              + ", ".join(f"{name}: {n} measurements" for name, n in sorted(drifted.items()))
-              + "); those samples have `knob_drift` in samples.jsonl", file=sys.stderr)
     if boot is not None:
         return {**meta, "unsupported": unsupported}
     known = {s["scenario"] for s in meta["skipped"]}
@@ -365,6 +362,13 @@ def execute(
     run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
     return meta
+
+
+def _say_drift(drifted: dict[str, int]) -> None:
+    if drifted:
+        print("faultbench run: someone else changed kernel knobs during the run ("
+              + ", ".join(f"{name}: {n} measurements" for name, n in sorted(drifted.items()))
+              + "); those samples have `knob_drift` in samples.jsonl", file=sys.stderr)
 
 
 def _unsupported(records: list[dict[str, Any]]) -> dict[str, str]:
