@@ -551,3 +551,20 @@ def test_sigkill_during_kernel_leaves_no_scratch_image_and_no_qemu(
     while _guest_leftovers(scratch_root) != ([], []) and time.monotonic() < deadline:
         time.sleep(0.2)
     assert _guest_leftovers(scratch_root) == ([], [])
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject a signal")
+def test_a_journal_temp_file_left_by_sigkill_is_removed_by_the_next_run(
+    journal: Path, other_defrag: str
+) -> None:
+    killed = subprocess.run(
+        ["strace", "-f", "-qq", "-o", "/dev/null", "-e", "trace=fsync",
+         "-e", "inject=fsync:signal=SIGKILL:when=1",
+         *FAULTBENCH, "measure", "--size", "1M", "--set", f"thp.defrag={other_defrag}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert killed.returncode in (-signal.SIGKILL, 128 + signal.SIGKILL), killed.stderr
+    assert [p.name.endswith(".tmp") for p in journal.parent.iterdir()] == [True]
+    again = _cli("measure", "--size", "1M", "--set", f"thp.defrag={other_defrag}")
+    assert again.returncode == 0, again.stderr
+    assert list(journal.parent.iterdir()) == []

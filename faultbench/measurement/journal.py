@@ -23,6 +23,7 @@ from faultbench.measurement.knobs import (
     write,
 )
 from faultbench.measurement.safefile import (
+    TEMP_SUFFIX,
     ResultsError,
     check_owner,
     create_exclusive,
@@ -186,6 +187,7 @@ def write_journal(path: str, data: dict) -> None:
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        _remove_dead_temp_files(dir_fd, name)
         with os.fdopen(create_exclusive(dir_fd, tmp, 0o600), "w") as f:
             json.dump(data, f, indent=1)
             f.flush()
@@ -210,6 +212,16 @@ def write_journal(path: str, data: dict) -> None:
     finally:
         if dir_fd >= 0:
             os.close(dir_fd)
+
+
+def _remove_dead_temp_files(dir_fd: int, name: str) -> None:
+    """Temp journals of runs killed while writing them (their pid is in the name)."""
+    for entry in os.listdir(dir_fd):
+        parts = entry.split(".")
+        if entry.startswith(f".{name}.") and entry.endswith(TEMP_SUFFIX) and len(parts) > 3 \
+                and parts[-3].isdigit() and process_start(int(parts[-3])) is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=dir_fd)
 
 
 def drop_journal(path: str) -> None:
