@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except FaultbenchError as exc:
         print(f"faultbench {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except signals.INTERRUPTED as exc:
         print("faultbench: interrupted", file=sys.stderr)
         return signals.exit_status(exc)
     except BrokenPipeError:

@@ -43,6 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
+    from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import KNOB_AXIS, load
 
     run_dir: RunDir | None = None
@@ -72,9 +73,7 @@ def run(args: argparse.Namespace) -> int:
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
-    except KeyboardInterrupt as exc:
-        from faultbench.measurement.signals import exit_status
-
+    except INTERRUPTED as exc:
         print(f"\nfaultbench run: interrupted{_resume_hint(run_dir)}", file=sys.stderr)
         return exit_status(exc)
     return _report(run_dir.path)

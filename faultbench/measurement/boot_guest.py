@@ -20,7 +20,7 @@ from faultbench.errors import FaultbenchError
 from faultbench.measurement.provenance import collect
 from faultbench.measurement.results import RunDir
 from faultbench.measurement.runner import BootShare, execute
-from faultbench.measurement.signals import exit_status
+from faultbench.measurement.signals import INTERRUPTED, exit_status
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except FaultbenchError as exc:
         print(f"faultbench run: boot {args.boot}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:
+    except INTERRUPTED as exc:
         return exit_status(exc)
     report.update(complete=True, unsupported=done["unsupported"])
     try:

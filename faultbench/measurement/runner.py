@@ -270,7 +270,7 @@ def execute(
 ) -> dict[str, Any]:
     """Measure every unit of the run not yet in samples.jsonl; returns the final meta.
 
-    KeyboardInterrupt (Ctrl-C; Terminated for SIGTERM) propagates after knobs are restored
+    KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM) propagates after knobs are restored
     and the worker is stopped; samples already written stay, and execute() on the same
     directory resumes. `on_unit` is called before each measurement. With `boot`, only that
     boot's share is measured and meta.json and pyperf.json are left to the host; the meta

@@ -40,17 +40,21 @@ def _exit_quietly(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP, unwinding like Ctrl-C (everything that stops cleanly on Ctrl-C
-    does on these too), with the status a shell gives a process they killed."""
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP: unwinds, and left uncaught ends the process with the status a
+    shell gives a process they killed (128 + signal), without a traceback."""
 
     def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.status = 128 + signum
+        super().__init__(128 + signum)
+        self.signum = signum
 
 
-def exit_status(exc: KeyboardInterrupt) -> int:
-    return exc.status if isinstance(exc, Terminated) else 128 + signal.SIGINT
+# What a terminating signal raises: `except INTERRUPTED` stops cleanly on any of them.
+INTERRUPTED = (KeyboardInterrupt, Terminated)
+
+
+def exit_status(exc: BaseException) -> int:
+    return int(exc.code) if isinstance(exc, Terminated) else 128 + signal.SIGINT
 
 
 # Set by the first terminating signal that unwinds: later ones (INT+TERM+HUP in a burst) are
@@ -73,9 +77,9 @@ def started() -> None:
 
 
 def finished() -> None:
-    """The command returns: a signal that came after the first one must not kill the
-    interpreter as it shuts down (Python puts the default actions back then)."""
-    if _state["command"] and _state["stopping"]:
+    """The command returns, its status decided: a signal now must not kill the interpreter
+    as it shuts down (Python puts the default actions back then) and change that status."""
+    if _state["command"]:
         for signum in TERMINATING:
             signal.signal(signum, signal.SIG_IGN)
 
@@ -85,7 +89,7 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
         raise _stop(signum)
 
 
-def exit_exception(signum: int) -> KeyboardInterrupt:
+def exit_exception(signum: int) -> BaseException:
     """Ctrl-C unwinds as KeyboardInterrupt; other signals as Terminated."""
     if signum == signal.SIGINT:
         return KeyboardInterrupt()
