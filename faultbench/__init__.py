@@ -8,6 +8,11 @@ plane (pandas) on first use. docs/architecture.md maps the modules.
 
 from typing import Any
 
+from faultbench.measurement import signals
+
+if signals.is_the_command():
+    signals.exit_quietly_until_started()  # before the imports below, which take a while
+
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.measure import measure, measure_mappers
 from faultbench.measurement.spec import Sample, Spec, SpecError

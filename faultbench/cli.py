@@ -13,6 +13,7 @@ import os
 import sys
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement import signals
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -47,17 +48,21 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args._argv = argv
     try:
+        if signals.is_the_command():
+            signals.started()
         return importlib.import_module(args._module).run(args)
     except FaultbenchError as exc:
         print(f"faultbench {args.command}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except signals.INTERRUPTED as exc:
         print("faultbench: interrupted", file=sys.stderr)
-        return 130
+        return signals.exit_status(exc)
     except BrokenPipeError:
         # the reader (e.g. `| head`) has gone; say nothing more on a closed pipe
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must outlive this frame
         return 141
+    finally:
+        signals.finished()
 
 
 if __name__ == "__main__":

@@ -225,7 +225,7 @@ def test_a_signal_restores_the_knobs(
     assert journal.exists()
     refused = _cli("measure", "--size", "1M", "--set", "vm.swappiness=20")
     assert refused.returncode == 2
-    assert f"another faultbench run (pid {proc.pid})" in _one_line(refused.stderr)
+    assert f"another faultbench run (pid {proc.pid}:" in _one_line(refused.stderr)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err

@@ -21,6 +21,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
 from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
+from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import format_size
 
 if TYPE_CHECKING:
@@ -52,11 +53,16 @@ def ns_label(info: RunInfo) -> str:
 
 
 def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.png", out_dir / f"{name}.svg"]
-    fig.savefig(paths[0], dpi=150, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    plt.close(fig)
+    """NAME.png and NAME.svg in out_dir (made if missing), never through a planted link."""
+    paths = []
+    try:
+        with SafeDir.open(out_dir, create=True) as directory:
+            for kind, dpi in (("png", 150), ("svg", None)):
+                with directory.replacing(f"{name}.{kind}", binary=True) as fh:
+                    fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight")
+                paths.append(out_dir / f"{name}.{kind}")
+    finally:
+        plt.close(fig)
     return paths
 
 

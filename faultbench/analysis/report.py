@@ -37,6 +37,7 @@ from faultbench.analysis.labels import (
 )
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
+from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
 
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.
@@ -233,7 +234,8 @@ def write_report(
         df = exclude_interfered(df)
     meta = next(iter(df.attrs["meta"].values()))
     text = report_text(df, meta, baseline)
-    (run_dir / "report.txt").write_text(text, encoding="utf-8")
+    with SafeDir.open(run_dir) as directory:
+        directory.replace("report.txt", text)
     made: list[Path] = []
     if figures:
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too

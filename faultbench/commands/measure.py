@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import Any
 
 from faultbench.commands import ArgumentError, check_count, check_text
 from faultbench.measurement.spec import (
@@ -112,9 +114,18 @@ def describe(sample: Sample) -> str:
     )
 
 
-def _emit(samples: list[Sample], as_json: bool) -> None:
+def _emit(samples: list[Sample], as_json: bool, drift: dict[str, Any] | None = None) -> int:
+    """Print the samples; returns how many failed (status other than ok)."""
     for sample in samples:
-        print(json.dumps(sample.to_dict()) if as_json else describe(sample), flush=True)
+        if as_json:
+            record = sample.to_dict()
+            if drift:
+                record["knob_drift"] = drift
+            print(json.dumps(record), flush=True)
+        else:
+            print(describe(sample) + (f" [knob changed by someone else: {drift}]"
+                                      if drift else ""), flush=True)
+    return sum(sample.status != "ok" for sample in samples)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,23 +149,42 @@ def run(args: argparse.Namespace) -> int:
 
         return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
     check_resources(spec)  # before any knob is touched
+    failed = 0
     if not axes:
         for _ in range(args.warmups):
             measure_mappers(spec)
         for _ in range(args.repeat):
-            _emit(measure_mappers(spec), args.json)
-        return 0
-    with KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
-        for setting in knobs.cross_product(axes):
-            applied = session.apply(setting)
-            for _ in range(args.warmups):
-                measure_mappers(spec)
-            for _ in range(args.repeat):
-                samples = measure_mappers(spec)
-                for sample in samples:
-                    sample.knobs = dict(applied)
-                _emit(samples, args.json)
-    return 0
+            failed += _emit(measure_mappers(spec), args.json)
+        return _status(failed)
+    drifted = 0
+    try:
+        with KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
+            for setting in knobs.cross_product(axes):
+                applied = session.apply(setting)
+                for _ in range(args.warmups):
+                    measure_mappers(spec)
+                for _ in range(args.repeat):
+                    samples = measure_mappers(spec)
+                    for sample in samples:
+                        sample.knobs = dict(applied)
+                    drift = session.drift()
+                    if drift:
+                        drifted += 1
+                        applied = session.apply(setting)  # the next sample as asked again
+                    failed += _emit(samples, args.json, drift)
+    finally:
+        if drifted:  # said on every way out, Ctrl-C included
+            print(f"faultbench measure: {drifted} sample(s) were measured with a knob "
+                  "someone else had changed (marked knob_drift)", file=sys.stderr)
+    return _status(failed)
+
+
+def _status(failed: int) -> int:
+    """1 when a sample failed: scripts must not take an error line for a measurement."""
+    if failed:
+        print(f"faultbench measure: {failed} sample(s) failed (status shown above)",
+              file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _argv_without_kernel(argv: list[str]) -> list[str]:

@@ -65,6 +65,7 @@ def _started(args: argparse.Namespace) -> Any:
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
+    from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import KNOB_AXIS, load
 
     run_dir: RunDir | None = None
@@ -96,9 +97,9 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
-    except KeyboardInterrupt:
+    except INTERRUPTED as exc:
         print(f"\nfaultbench run: interrupted{_resume_hint(run_dir)}", file=sys.stderr)
-        return 130
+        return exit_status(exc)
     return _report(run_dir.path)
 
 

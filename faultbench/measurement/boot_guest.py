@@ -12,15 +12,15 @@ Measurement plane: standard library and the compiled module only.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.provenance import collect, file_dir
-from faultbench.measurement.results import BOOTS_DIR, RunDir, atomic_write
+from faultbench.measurement.results import RunDir
 from faultbench.measurement.runner import BootShare, execute
+from faultbench.measurement.signals import INTERRUPTED, exit_status
 from faultbench.measurement.spec import Spec
 
 
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
     try:
-        run_dir = RunDir.existing(args.run)
+        # the host checked the directory; over 9p its owner is the host user
+        run_dir = RunDir.existing(args.run, any_owner=True)
         meta = run_dir.read_meta()
         boot = meta["boots"][args.boot]
         kernel = next(k for k in meta["kernels"] if k["label"] == boot["kernel"])
@@ -40,19 +41,22 @@ def main(argv: list[str] | None = None) -> int:
             "kernel": kernel["label"], "boot": args.boot, "kernel_release": uname.release,
             "kernel_version": uname.version, "kernel_sha256": kernel["sha256"],
         })
-        report_path = run_dir.path / BOOTS_DIR / f"{args.boot}.json"
-        report_path.parent.mkdir(exist_ok=True)
+        specs = (Spec.from_dict(s["spec"]) for s in meta["scenarios"])
         report = {"boot": args.boot, "kernel": kernel["label"], "complete": False,
-                  "guest": collect(file_dir(Spec.from_dict(s["spec"]) for s in meta["scenarios"]))}
-        atomic_write(report_path, json.dumps(report, indent=1) + "\n")
+                  "guest": collect(file_dir(specs))}
+        run_dir.write_boot_report(args.boot, report)
         done = execute(run_dir, quiet=args.quiet, boot=share)
     except FaultbenchError as exc:
         print(f"faultbench run: boot {args.boot}: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 130
+    except INTERRUPTED as exc:
+        return exit_status(exc)
     report.update(complete=True, unsupported=done["unsupported"])
-    atomic_write(report_path, json.dumps(report, indent=1) + "\n")
+    try:
+        run_dir.write_boot_report(args.boot, report)
+    except FaultbenchError as exc:
+        print(f"faultbench run: boot {args.boot}: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

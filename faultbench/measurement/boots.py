@@ -26,6 +26,7 @@ from faultbench.measurement import guest
 from faultbench.measurement.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
 from faultbench.measurement.runner import RunError, utc_now
+from faultbench.measurement.signals import INTERRUPTED
 
 # Boot, start-up and slack on top of the samples' own deadlines, per boot.
 BOOT_OVERHEAD_S = 300.0
@@ -168,11 +169,7 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     keep = [r for r in records if r.get("boot") != boot]
     gone = [r for r in records if r.get("boot") == boot]
     if gone:
-        with open(run_dir.path / DISCARDED, "a") as fh:
-            for record in gone:
-                fh.write(json.dumps({**record, "discarded": reason}) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        run_dir.append_lines(DISCARDED, ({**record, "discarded": reason} for record in gone))
         run_dir.rewrite_samples(keep)
     return len(gone)
 
@@ -189,7 +186,7 @@ def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
 def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
     """Boot every boot of the plan not yet done, in order; returns the final meta.
 
-    A boot that fails is recorded with its reason and the next one runs. KeyboardInterrupt
+    A boot that fails is recorded with its reason and the next one runs. An interruption
     (Ctrl-C, SIGTERM, SIGHUP) stops the guest, records the boot as interrupted and propagates.
     """
     meta = run_dir.read_meta()
@@ -225,7 +222,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
             reason = None if status == 0 else f"the guest's run exited with status {status}"
         except guest.GuestError as exc:
             reason = str(exc)
-        except KeyboardInterrupt:
+        except INTERRUPTED:
             boot.update(status="interrupted", finished_utc=utc_now(), reason="interrupted")
             run_dir.write_meta(meta)
             raise

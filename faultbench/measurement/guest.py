@@ -208,7 +208,19 @@ def run_in_guest(
     if timeout_s is None:
         timeout_s = timeout_from_env()
     kvm, _ = kvm_state()
+    watchdog_end = _start_watchdog()
+    try:
+        return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, watchdog_end)
+    finally:
+        with contextlib.suppress(OSError):
+            os.write(watchdog_end, watchdog.DONE + b"\n")
+        os.close(watchdog_end)
+
+
+def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
+          cpus: int, env: dict[str, str] | None, kvm: bool, watchdog_end: int) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
+        os.write(watchdog_end, f"scratch {scratch}\n".encode())
         status_file = os.path.join(scratch, "status")
         script = os.path.join(scratch, "run.sh")
         disk = scratch_disk(scratch)
@@ -227,7 +239,7 @@ def run_in_guest(
             command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s, scratch)
+        vng_status = _run_streaming(command, timeout_s, watchdog_end)
         try:
             return int(Path(status_file).read_text())
         except (OSError, ValueError):
@@ -237,15 +249,15 @@ def run_in_guest(
             ) from None
 
 
-def _run_streaming(command: list[str], timeout_s: float, scratch: str) -> int:
+def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> int:
     """Run vng in its own process group; copy its output as it comes; kill it on timeout.
-    A watchdog kills the group and removes `scratch` should we die without doing so."""
+    The watchdog is told the group, to kill it should we die without doing so."""
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=host_env, start_new_session=True)
-    watchdog_end = _start_watchdog(proc.pid, scratch)
+    os.write(watchdog_end, f"group {proc.pid}\n".encode())
     deadline = time.monotonic() + timeout_s
     late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
                       f"(raise {TIMEOUT_ENV} if it needs longer)")
@@ -259,18 +271,15 @@ def _run_streaming(command: list[str], timeout_s: float, scratch: str) -> int:
                 raise late from None
     finally:
         _kill_group(proc)
-        with contextlib.suppress(OSError):
-            os.write(watchdog_end, watchdog.DONE)
-        os.close(watchdog_end)
 
 
-def _start_watchdog(group: int, scratch: str) -> int:
+def _start_watchdog() -> int:
     """The write end of the watchdog's stdin: closing it without `done` (our death) makes
-    the watchdog kill `group` and remove `scratch`."""
+    the watchdog kill the group and remove the scratch directory it was told about."""
     read_end, write_end = os.pipe()
     try:
-        subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.watchdog",
-                          str(group), scratch], stdin=read_end, stdout=subprocess.DEVNULL,
+        subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.watchdog"],
+                         stdin=read_end, stdout=subprocess.DEVNULL,
                          start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
     finally:
         os.close(read_end)

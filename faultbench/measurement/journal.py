@@ -6,8 +6,11 @@ guest). Standard library only.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import sys
+import time
 from pathlib import Path
 
 from faultbench.measurement.knobs import (
@@ -16,12 +19,23 @@ from faultbench.measurement.knobs import (
     read_value,
     reads_as,
     resolve_path,
+    validate,
     write,
+)
+from faultbench.measurement.safefile import (
+    TEMP_SUFFIX,
+    ResultsError,
+    check_owner,
+    create_exclusive,
+    temp_name,
 )
 from faultbench.measurement.sysfs import DEBUGFS, mounted, umount
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"
 JOURNAL_FORMAT = "faultbench-journal/1"
+# One per machine (a booted guest has its own /run), wherever the journal is.
+LOCK_PATH = "/run/faultbench/lock"
+_LOCK_ATTEMPTS = 5
 
 
 def journal_path() -> str:
@@ -59,6 +73,91 @@ def _owner_alive(data: dict) -> bool:
     return start is not None and start == data.get("pid_start")
 
 
+class KnobLock:
+    """The machine-wide lock every command that writes kernel knobs holds while it does
+    (flock on LOCK_PATH), so runs with different journals cannot change knobs under each
+    other. The holder writes who it is into the file, for the refusal to name it; it
+    removes the file when done (a later locker re-checks it locked the file still there)."""
+
+    def __init__(self) -> None:
+        self._dir_fd = -1
+        self._fd = -1
+
+    def __enter__(self) -> KnobLock:
+        directory, name = os.path.split(LOCK_PATH)
+        for _ in range(_LOCK_ATTEMPTS):
+            try:
+                self._open(directory, name)
+            except FileNotFoundError:
+                continue  # the last holder removed the directory as we opened it
+            except ResultsError:
+                self._close()
+                raise
+            except OSError as exc:
+                self._close()
+                if os.geteuid() != 0:
+                    raise KnobError(f"changing kernel knobs needs root (running as uid "
+                                    f"{os.geteuid()})") from None
+                raise KnobError(f"cannot take the knob lock {LOCK_PATH}: {exc.strerror}") \
+                    from None
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(self._fd, 4096, 0)
+                self._close()  # not ours to remove
+                raise KnobError(f"another faultbench run ({_holder(holder)}) is changing "
+                                "kernel knobs; wait for it to finish") from None
+            try:
+                same = os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False).st_ino == \
+                    os.fstat(self._fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                os.ftruncate(self._fd, 0)
+                os.pwrite(self._fd, json.dumps({
+                    "pid": os.getpid(), "argv": sys.argv,
+                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                }).encode(), 0)
+                return self
+            self._close()  # the holder removed it after we opened it: take the new one
+        raise KnobError(f"cannot take the knob lock {LOCK_PATH}: it keeps changing")
+
+    def _open(self, directory: str, name: str) -> None:
+        self._close()
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                               os.O_CLOEXEC)
+        check_owner(self._dir_fd, directory)
+        self._fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                           dir_fd=self._dir_fd)
+
+    def _close(self) -> None:
+        for fd in (self._fd, self._dir_fd):
+            if fd >= 0:
+                os.close(fd)
+        self._fd = self._dir_fd = -1
+
+    def __exit__(self, *exc: object) -> None:
+        """Released; the file removed while still locked, then its directory if empty."""
+        if self._fd >= 0:
+            directory, name = os.path.split(LOCK_PATH)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name, dir_fd=self._dir_fd)
+            self._close()
+            with contextlib.suppress(OSError):
+                os.rmdir(directory)
+        self._close()
+
+
+def _holder(text: bytes) -> str:
+    try:
+        data = json.loads(text)
+        command = " ".join(map(str, data["argv"]))
+        return f"pid {int(data['pid'])}: `{command}`, since {data['since']}"
+    except (ValueError, KeyError, TypeError):
+        return f"see {LOCK_PATH}"  # the holder is between taking the lock and saying who
+
+
 def refuse_if_journal(path: str) -> None:
     data = _load_journal(path)
     if data is None:
@@ -68,7 +167,9 @@ def refuse_if_journal(path: str) -> None:
             f"another faultbench run (pid {data['pid']}) is changing kernel knobs (journal "
             f"{path}); wait for it to finish"
         )
-    names = ", ".join(k.get("name", "?") for k in data.get("knobs", []))
+    knobs = data.get("knobs")
+    names = ", ".join(str(k.get("name", "?")) if isinstance(k, dict) else "?"
+                      for k in (knobs if isinstance(knobs, list) else []))
     raise KnobError(
         f"a previous run (pid {data.get('pid')}) did not restore {names or 'its knobs'} "
         f"(journal {path}); run `faultbench restore` first"
@@ -77,34 +178,50 @@ def refuse_if_journal(path: str) -> None:
 
 def write_journal(path: str, data: dict) -> None:
     """Atomically, durably and exclusively: the journal must exist before the first knob is
-    written, and two runs starting together must not both think they own the knobs."""
+    written, and two runs starting together must not both think they own the knobs. The temp
+    file is new (O_EXCL, unguessable name): a link planted beside the journal is not followed."""
     directory = os.path.dirname(path) or "."
-    tmp = f"{path}.{os.getpid()}.tmp"
+    name = os.path.basename(path)
+    tmp = temp_name(name)
+    dir_fd = -1
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        with open(tmp, "w") as f:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        _remove_dead_temp_files(dir_fd, name)
+        with os.fdopen(create_exclusive(dir_fd, tmp, 0o600), "w") as f:
             json.dump(data, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         try:
-            os.link(tmp, path)  # fails if another run created its journal meanwhile
+            # fails if another run created its journal meanwhile; never follows a link
+            os.link(tmp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
         except FileExistsError:
             refuse_if_journal(path)
             raise
         finally:
-            os.unlink(tmp)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            os.unlink(tmp, dir_fd=dir_fd)
+        os.fsync(dir_fd)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if dir_fd >= 0:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dir_fd)
         raise KnobError(
             f"cannot write the restore journal {path}: {exc.strerror}; set FAULTBENCH_JOURNAL "
             "to a writable path"
         ) from exc
+    finally:
+        if dir_fd >= 0:
+            os.close(dir_fd)
+
+
+def _remove_dead_temp_files(dir_fd: int, name: str) -> None:
+    """Temp journals of runs killed while writing them (their pid is in the name)."""
+    for entry in os.listdir(dir_fd):
+        parts = entry.split(".")
+        if entry.startswith(f".{name}.") and entry.endswith(TEMP_SUFFIX) and len(parts) > 3 \
+                and parts[-3].isdigit() and process_start(int(parts[-3])) is None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry, dir_fd=dir_fd)
 
 
 def drop_journal(path: str) -> None:
@@ -116,19 +233,42 @@ def drop_journal(path: str) -> None:
             os.rmdir(os.path.dirname(path))
 
 
-def _journal_knob(entry: dict) -> Knob:
-    """The knob of a journal entry, re-checked: a journal must not write outside our roots."""
-    path = entry.get("path")
-    if not isinstance(path, str) or not isinstance(entry.get("original"), str):
-        raise KnobError(f"journal entry {entry!r} is malformed")
-    name = entry.get("name")
+def _block_read_ahead_paths() -> set[str]:
+    """read_ahead_kb of every whole block device: the only ones faultbench changes."""
+    try:
+        devices = os.listdir("/sys/block")
+    except OSError:
+        return set()
+    return {os.path.realpath(f"/sys/block/{d}/queue/read_ahead_kb") for d in devices}
+
+
+def _journal_entry(entry: object, path: str) -> tuple[Knob, str]:
+    """A journal entry's knob and original, re-checked by the knob rules: the journal is a
+    file on disk, and it must not make `restore` write anything a run could not have set."""
+    if not isinstance(entry, dict) or not all(
+        isinstance(entry.get(key), str) for key in ("name", "path", "original")
+    ):
+        raise KnobError(f"journal {path}: entry {str(entry)[:80]} is malformed (wants name, "
+                        "path and original as strings); nothing was restored")
+    name, knob_path, original = entry["name"], entry["path"], entry["original"]
     if name == "read_ahead_kb":
-        if os.path.basename(path) != "read_ahead_kb" or not os.path.realpath(path).startswith(
-            "/sys/devices/"
-        ):
-            raise KnobError(f"journal entry {path} is outside what faultbench may change")
-        return Knob(name, path, "read_ahead")
-    return resolve_path(path, None)
+        if os.path.realpath(knob_path) not in _block_read_ahead_paths():
+            raise KnobError(f"journal {path}: {knob_path} is outside what faultbench may "
+                            "change (read_ahead_kb of a whole block device); nothing was "
+                            "restored")
+        knob = Knob(name, knob_path, "read_ahead")
+    else:
+        try:
+            knob = resolve_path(knob_path, None)
+        except KnobError as exc:
+            raise KnobError(f"journal {path}: {exc}; nothing was restored") from None
+        if knob.name != name:
+            raise KnobError(f"journal {path}: entry {name} names {knob_path}, which is "
+                            f"{knob.name}; nothing was restored")
+    try:
+        return knob, validate(knob, original)
+    except KnobError as exc:
+        raise KnobError(f"journal {path}: original {exc}; nothing was restored") from None
 
 
 def put_back(knobs: list[tuple[Knob, str]]) -> list[str]:
@@ -159,16 +299,21 @@ def restore_journal(path: str | None = None) -> list[str]:
             f"faultbench run pid {data['pid']} is still running and restores its knobs itself "
             f"when it ends; stop it (kill {data['pid']}) instead"
         )
-    entries = [(_journal_knob(e), e["original"]) for e in data.get("knobs", [])]
+    knobs, unmount = data.get("knobs"), data.get("unmount", [])
+    if not isinstance(knobs, list) or not isinstance(unmount, list):
+        raise KnobError(f"journal {path}: `knobs` and `unmount` must be lists; nothing was "
+                        "restored")
+    entries = [_journal_entry(e, path) for e in knobs]
     done = []
     with contextlib.ExitStack() as stack:
+        stack.enter_context(KnobLock())
         if any(k.kind == "fault_around" for k, _ in entries):
             stack.enter_context(mounted("debugfs", DEBUGFS))
         for knob, original in entries:
             with contextlib.suppress(OSError):
                 done.append(f"{knob.name}: {read_value(knob)} -> {original}")
         problems = put_back(entries)
-    for target in data.get("unmount", []):
+    for target in unmount:
         if target == DEBUGFS:
             umount(target)
     if problems:

@@ -36,6 +36,25 @@ _THP_SIZED = ("enabled", "shmem_enabled")
 _THP_SIZED_RE = re.compile(r"^hugepages-\d+kB$")
 _SYSCTL_RE = re.compile(r"^[a-z0-9_-]+$")
 _ZERO_RE = re.compile(r"^0+\s*[kKmMgG]?(i?[bB])?$")
+_ULONG_MAX = 2**64 - 1  # no sysctl number can be larger
+_INT_MAX = 2**31 - 1
+# What the kernel (6.x: mm/*.c, kernel/sysctl.c extra1/extra2) accepts for /proc/sys/vm
+# sysctls with a bounded range; checked before the journal is written, so that a value the
+# kernel would refuse changes nothing. Others are bounded only by the kernel's own parsing.
+SYSCTL_RANGES: dict[str, tuple[int, int]] = {
+    "swappiness": (0, 200), "overcommit_memory": (0, 2), "panic_on_oom": (0, 2),
+    "dirty_ratio": (0, 100), "dirty_background_ratio": (0, 100),
+    "compaction_proactiveness": (0, 100), "extfrag_threshold": (0, 1000),
+    "compact_unevictable_allowed": (0, 1), "watermark_scale_factor": (1, 3000),
+    "unprivileged_userfaultfd": (0, 1), "min_unmapped_ratio": (0, 100),
+    "min_slab_ratio": (0, 100), "numa_stat": (0, 1), "page-cluster": (0, 31),
+    "memory_failure_early_kill": (0, 1), "memory_failure_recovery": (0, 1),
+    "hugetlb_optimize_vmemmap": (0, 1), "defrag_mode": (0, 1), "memfd_noexec": (0, 2),
+    "max_map_count": (0, _INT_MAX), "min_free_kbytes": (0, _INT_MAX),
+    "dirty_expire_centisecs": (0, _INT_MAX), "overcommit_ratio": (0, _INT_MAX),
+    "vfs_cache_pressure": (0, _INT_MAX), "watermark_boost_factor": (0, _INT_MAX),
+    "zone_reclaim_mode": (0, _INT_MAX), "percpu_pagelist_high_fraction": (0, _INT_MAX),
+}
 
 
 class KnobError(FaultbenchError):
@@ -145,10 +164,17 @@ def resolve_path(path: str, file_dir: str | None) -> Knob:
 def _integers(knob: Knob, text: str) -> list[int]:
     tokens = text.split()
     if not tokens or not all(re.fullmatch(r"-?\d+", t) for t in tokens):
-        raise KnobError(f"{knob.name}={text!r} is not a number")
-    numbers = [int(t) for t in tokens]
+        raise KnobError(f"{knob.name}={text[:40]!r} is not a number")
+    # a digit string too long for int() is larger than any knob anyway
+    numbers = [int(t[:25]) * 10 ** max(0, len(t) - 25) for t in tokens]
     if any(n < 0 for n in numbers):
         raise KnobError(f"{knob.name}={text}: negative values are not allowed")
+    if any(n > _ULONG_MAX for n in numbers):
+        raise KnobError(f"{knob.name}={text[:40]}: above {_ULONG_MAX}, the largest number a "
+                        "kernel knob holds")
+    bounds = SYSCTL_RANGES.get(knob.name[3:]) if knob.kind == "sysctl" else None
+    if bounds and len(numbers) == 1 and not bounds[0] <= numbers[0] <= bounds[1]:
+        raise KnobError(f"{knob.name}={text}: the kernel accepts {bounds[0]}..{bounds[1]}")
     return numbers
 
 

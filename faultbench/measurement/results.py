@@ -2,6 +2,7 @@
 
 samples.jsonl is appended, flushed and fsynced one sample at a time, so SIGKILL or power loss
 loses at most the sample being written; meta.json and pyperf.json are replaced atomically.
+Every file is written through measurement.safefile (no planted link is followed).
 Standard library only, except pyperf (pure Python), which only the parent imports.
 """
 
@@ -15,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.measurement.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import (
     MAX_DEADLINE_S,
     MAX_MAPPERS,
@@ -35,29 +36,6 @@ BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
 
-class ResultsError(FaultbenchError, ValueError):
-    """A results directory that cannot be written or resumed; the message says why."""
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one, even after power loss."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_samples(
     path: Path, strict: bool, validate: bool = False
 ) -> tuple[list[dict[str, Any]], int]:
@@ -69,32 +47,39 @@ def read_samples(
     mid-write leaves a partial last line, and the rest is still worth reading.
     validate: a line is bad too when `sample_problem` finds one (the message says which).
     """
-    records: list[dict[str, Any]] = []
-    bad = 0
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
     with handle:
-        for number, raw in enumerate(handle, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                line = "\0"  # not JSON either: counted, or refused, below
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):  # a 5000-digit number; [[[[... nested
-                record = None
-            problem = "not a JSON object" if not isinstance(record, dict) else (
-                sample_problem(record) if validate else None)
-            if problem is None:
-                records.append(record)
-            elif strict:
-                raise ResultsError(f"{path}:{number}: {problem}")
-            else:
-                bad += 1
+        return parse_samples(handle, path, strict, validate)
+
+
+def parse_samples(
+    lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False
+) -> tuple[list[dict[str, Any]], int]:
+    """read_samples() of lines already read from `path`."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    for number, raw in enumerate(lines, 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = "\0"  # not JSON either: counted, or refused, below
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):  # a 5000-digit number; [[[[... nested
+            record = None
+        problem = "not a JSON object" if not isinstance(record, dict) else (
+            sample_problem(record) if validate else None)
+        if problem is None:
+            records.append(record)
+        elif strict:
+            raise ResultsError(f"{path}:{number}: {problem}")
+        else:
+            bad += 1
     return records, bad
 
 
@@ -248,9 +233,16 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
 def read_meta(path: Path) -> dict[str, Any]:
     """A meta.json, checked (check_meta); ResultsError when unreadable or not one."""
     try:
-        meta = json.loads(path.read_bytes().decode("utf-8"))
+        data = path.read_bytes()
     except OSError as exc:
         raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_meta(data, path)
+
+
+def parse_meta(data: bytes, path: Path) -> dict[str, Any]:
+    """read_meta() of bytes already read from `path`."""
+    try:
+        meta = json.loads(data.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ResultsError(f"{path}: not UTF-8 text (byte {exc.start})") from None
     except (ValueError, RecursionError) as exc:  # RecursionError: [[[[... nested deep
@@ -272,9 +264,14 @@ def benchmark_name(record: dict[str, Any]) -> str:
 
 
 class RunDir:
-    """One run's directory: create it, append samples, resume it."""
-    def __init__(self, path: Path) -> None:
+    """One run's directory: create it, append samples, resume it.
+
+    `any_owner`: the guest side of a booted run writes the host's directory, which the host
+    checked; its owner as seen over 9p is the host user's."""
+    def __init__(self, path: Path, directory: SafeDir | None = None,
+                 any_owner: bool = False) -> None:
         self.path = path
+        self.dir = directory or SafeDir.open(path, any_owner=any_owner)
         self._samples: IO[str] | None = None
 
     @classmethod
@@ -283,54 +280,67 @@ class RunDir:
             raise ResultsError(
                 f"{path} already exists and is not empty (continue it with --resume {path})"
             )
-        try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise ResultsError(f"cannot create {path}: {exc.strerror}") from None
-        return cls(path)
+        return cls(path, SafeDir.open(path, create=True))
 
     @classmethod
-    def existing(cls, path: Path) -> RunDir:
+    def existing(cls, path: Path, any_owner: bool = False) -> RunDir:
         if not (path / META).is_file():
             raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
-        for leftover in path.glob(".*.tmp"):
-            leftover.unlink()  # an atomic write the interruption cut short
-        return cls(path)
+        run_dir = cls(path, any_owner=any_owner)
+        run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
+        return run_dir
 
     def read_meta(self) -> dict[str, Any]:
-        return read_meta(self.path / META)
+        data = self.dir.read_bytes(META)  # refuses a planted link
+        return parse_meta(data if data is not None else b"", self.path / META)
 
     def write_meta(self, meta: dict[str, Any]) -> None:
-        atomic_write(self.path / META, json.dumps(meta, indent=1) + "\n")
+        self.dir.replace(META, json.dumps(meta, indent=1) + "\n")
 
     def read_samples(self) -> list[dict[str, Any]]:
         """Every complete line, strictly (for resuming); a last line cut short by a kill is
         removed from the file, so the sample is measured again and never half-recorded."""
-        path = self.path / SAMPLES
-        if not path.exists():
+        data = self.dir.read_bytes(SAMPLES)
+        if data is None:
             return []
-        data = path.read_bytes()
         end = data.rfind(b"\n") + 1
         if end < len(data):
-            with open(path, "r+b") as fh:
-                fh.truncate(end)
-        records, _ = read_samples(path, strict=True, validate=True)
+            self.dir.truncate(SAMPLES, end)
+        path = self.path / SAMPLES
+        records, _ = parse_samples(data[:end].splitlines(), path, strict=True, validate=True)
         check_samples_match(self.read_meta(), records, path)
         return records
 
     def rewrite_samples(self, records: list[dict[str, Any]]) -> None:
         """samples.jsonl replaced, atomically, by `records`."""
         self.close()
-        atomic_write(self.path / SAMPLES, "".join(json.dumps(r) + "\n" for r in records))
+        self.dir.replace(SAMPLES, "".join(json.dumps(r) + "\n" for r in records))
 
     def append(self, record: dict[str, Any]) -> None:
         if self._samples is None:
             # kept open across appends; close() ends it
-            self._samples = open(self.path / SAMPLES, "a")  # noqa: SIM115
+            self._samples = self.dir.appending(SAMPLES)
         # one write per line, so a kill leaves at most one partial line, at the end
         self._samples.write(json.dumps(record) + "\n")
         self._samples.flush()
         os.fsync(self._samples.fileno())
+
+    def append_lines(self, name: str, records: Iterable[dict[str, Any]]) -> None:
+        """Records appended to the JSON-lines file `name` (e.g. discarded.jsonl), durably."""
+        with self.dir.appending(name) as fh:
+            for record in records:
+                fh.write(json.dumps(record) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def open_log(self) -> IO[bytes]:
+        """worker.log, for appending; the caller closes it."""
+        return self.dir.appending(WORKER_LOG, binary=True)
+
+    def write_boot_report(self, index: int, report: dict[str, Any]) -> None:
+        """boots/<index>.json, replaced atomically."""
+        with self.dir.sub(BOOTS_DIR) as boots:
+            boots.replace(f"{index}.json", json.dumps(report, indent=1) + "\n")
 
     def close(self) -> None:
         if self._samples is not None:
@@ -342,10 +352,8 @@ class RunDir:
         suite = pyperf_suite(meta, records)
         if suite is None:
             return 0
-        tmp = self.path / f".{PYPERF}.tmp"
-        suite.dump(str(tmp), replace=True)
-        os.replace(tmp, self.path / PYPERF)
-        _fsync_dir(self.path)
+        with self.dir.replacing(PYPERF) as fh:
+            suite.dump(fh, replace=True)
         return len(suite)
 
 

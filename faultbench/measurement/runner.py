@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.journal import KnobLock, journal_path, refuse_if_journal
 from faultbench.measurement.knobs import KnobError, check_settable, resolve
 from faultbench.measurement.progress import Progress
 from faultbench.measurement.results import FORMAT, WORKER_LOG, RunDir, sample_key
@@ -240,6 +241,11 @@ def start(
     if not workload.scenarios:
         reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
         raise RunError(f"nothing to run in workload {workload.name}: {reasons}")
+    if plane is None and workload.knob_names():
+        # refused now, not after the directory exists (a run that never measured anything
+        # must leave nothing to --resume)
+        with KnobLock():
+            refuse_if_journal(journal_path())
     run_dir = RunDir.create(out)
     run_dir.write_meta({
         "format": FORMAT,
@@ -273,11 +279,11 @@ def execute(
 ) -> dict[str, Any]:
     """Measure every unit of the run not yet in samples.jsonl; returns the final meta.
 
-    KeyboardInterrupt (Ctrl-C, SIGTERM) propagates after knobs are restored and the worker
-    is stopped; samples already written stay, and execute() on the same directory resumes.
-    `on_unit` is called before each measurement. With `boot`, only that boot's share is
-    measured and meta.json and pyperf.json are left to the host; the meta returned then has
-    the kernel's refusals in `unsupported`.
+    KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM) propagates after knobs are restored
+    and the worker is stopped; samples already written stay, and execute() on the same
+    directory resumes. `on_unit` is called before each measurement. With `boot`, only that
+    boot's share is measured and meta.json and pyperf.json are left to the host; the meta
+    returned then has the kernel's refusals in `unsupported`.
     """
     meta = run_dir.read_meta()
     scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
@@ -311,10 +317,10 @@ def execute(
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
-            # SIGTERM unwinds like Ctrl-C, so knobs are restored and the worker stopped
-            stack.enter_context(signals_raise((signal.SIGTERM,),
-                                              exception=lambda _: KeyboardInterrupt()))
-            log = stack.enter_context(open(run_dir.path / WORKER_LOG, "ab"))
+            # SIGTERM unwinds like Ctrl-C (as Terminated), so knobs are restored and the
+            # worker stopped
+            stack.enter_context(signals_raise((signal.SIGTERM,)))
+            log = stack.enter_context(run_dir.open_log())
             stack.callback(progress.finish)
             stack.callback(run_dir.close)
             knobs = stack.enter_context(KnobSession(knob_names)) if knob_names else None
@@ -322,6 +328,8 @@ def execute(
             stack.callback(worker.close)
             applied: dict[str, Any] | None = None
             readback: dict[str, Any] = {}
+            drifted: dict[str, int] = {}
+            stack.callback(_say_drift, drifted)  # on every way out, Ctrl-C included
             for unit in units():
                 if not pending(unit):
                     continue
@@ -337,8 +345,15 @@ def execute(
                     samples = [Sample(spec=spec.to_dict(), status="error", error=str(exc),
                                       plane=plane).to_dict()]
                 samples = every_mapper(samples, spec.mappers)
+                drift = knobs.drift() if knobs is not None else {}
+                if drift:
+                    applied = None  # the next measurement sets them again
+                    for name in drift:
+                        drifted[name] = drifted.get(name, 0) + 1
                 for sample in samples:
                     sample["knobs"] = dict(readback)
+                    if drift:
+                        sample["knob_drift"] = drift
                     record = {**sample, "scenario": unit.scenario.name, "round": unit.round,
                               "warmup": unit.warmup, **(boot.tags if boot else {})}
                     if sample_key(record) not in done:
@@ -348,6 +363,8 @@ def execute(
                     unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
                 progress.update(unit, samples)
     except KnobError as exc:
+        if not records:
+            raise RunError(str(exc)) from None
         raise RunError(f"{exc}; the samples so far are kept: continue with "
                        f"faultbench run --resume {run_dir.path}") from None
     if boot is not None:
@@ -361,6 +378,13 @@ def execute(
     run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
     return meta
+
+
+def _say_drift(drifted: dict[str, int]) -> None:
+    if drifted:
+        print("faultbench run: someone else changed kernel knobs during the run ("
+              + ", ".join(f"{name}: {n} measurements" for name, n in sorted(drifted.items()))
+              + "); those samples have `knob_drift` in samples.jsonl", file=sys.stderr)
 
 
 def _unsupported(records: list[dict[str, Any]]) -> dict[str, str]:

@@ -14,6 +14,7 @@ from types import TracebackType
 
 from faultbench.measurement.journal import (
     JOURNAL_FORMAT,
+    KnobLock,
     drop_journal,
     journal_path,
     process_start,
@@ -50,36 +51,45 @@ class KnobSession:
         self.knobs = [resolve(name, file_dir) for name in names]
         self.path = journal_path()
         self._originals: list[tuple[Knob, str]] = []
+        # what each knob should read now (its original until set): drift is measured from it
+        self._expected: dict[str, int | str] = {}
         self._unmount: list[str] = []
+        self._lock = KnobLock()
         self._signals = contextlib.ExitStack()
         self._active = False
 
     def __enter__(self) -> KnobSession:
-        refuse_if_journal(self.path)
-        try:
-            if any(k.kind == "fault_around" for k in self.knobs) and not is_mounted(
-                DEBUGFS, "debugfs"
-            ) and os.geteuid() == 0 and kernel_has_fs("debugfs"):
-                mount("debugfs", DEBUGFS)
-                self._unmount.append(DEBUGFS)
-            for knob in self.knobs:
-                check_settable(knob)
-            self._originals = [(k, restorable_text(k)) for k in self.knobs]
-            write_journal(self.path, {
-                "format": JOURNAL_FORMAT,
-                "pid": os.getpid(),
-                "pid_start": process_start(os.getpid()),
-                "argv": sys.argv,
-                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "unmount": self._unmount,
-                "knobs": [{"name": k.name, "path": k.path, "original": v}
-                          for k, v in self._originals],
-            })
-        except BaseException:
-            self._unmount_ours()
-            raise
-        self._active = True
-        self._signals.enter_context(signals_raise(TERMINATING, first=self._on_signal))
+        # Signals wait until the handlers are in place: a SIGTERM half-way through would
+        # otherwise leave a journal (or its temp file) that blocks every later run.
+        with blocked():
+            try:
+                self._lock.__enter__()
+                refuse_if_journal(self.path)
+                if any(k.kind == "fault_around" for k in self.knobs) and not is_mounted(
+                    DEBUGFS, "debugfs"
+                ) and os.geteuid() == 0 and kernel_has_fs("debugfs"):
+                    mount("debugfs", DEBUGFS)
+                    self._unmount.append(DEBUGFS)
+                for knob in self.knobs:
+                    check_settable(knob)
+                self._originals = [(k, restorable_text(k)) for k in self.knobs]
+                self._expected = {k.name: read_value(k) for k in self.knobs}
+                write_journal(self.path, {
+                    "format": JOURNAL_FORMAT,
+                    "pid": os.getpid(),
+                    "pid_start": process_start(os.getpid()),
+                    "argv": sys.argv,
+                    "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                    "unmount": self._unmount,
+                    "knobs": [{"name": k.name, "path": k.path, "original": v}
+                              for k, v in self._originals],
+                })
+            except BaseException:
+                self._unmount_ours()
+                self._lock.__exit__()
+                raise
+            self._active = True
+            self._signals.enter_context(signals_raise(TERMINATING, first=self._on_signal))
         return self
 
     def apply(self, setting: dict[str, str]) -> dict[str, int | str]:
@@ -93,7 +103,16 @@ class KnobSession:
         with blocked():
             for name, value in setting.items():
                 write(by_name[name], validate(by_name[name], str(value)))
-            return {name: read_value(by_name[name]) for name in setting}
+            readback = {name: read_value(by_name[name]) for name in setting}
+            self._expected.update(readback)
+            return readback
+
+    def drift(self) -> dict[str, list[int | str]]:
+        """Knobs someone else changed since the session last set them (or since it began,
+        for those not set yet): {name: [expected, found]}."""
+        found = {k.name: read_value(k) for k in self.knobs}
+        return {name: [self._expected[name], now] for name, now in found.items()
+                if now != self._expected[name]}
 
     def __exit__(
         self, kind: type[BaseException] | None, exc: BaseException | None,
@@ -114,10 +133,17 @@ class KnobSession:
             return []
         with blocked():
             self._active = False
+            with contextlib.suppress(OSError, KnobError):
+                for name, (expected, found) in self.drift().items():
+                    # still put back: the original is what the machine had before the run
+                    print(f"faultbench: {name} had been changed to {found!r} by someone else "
+                          f"(faultbench had set {expected!r}); restoring its original",
+                          file=sys.stderr)
             problems = put_back(self._originals)
             self._unmount_ours()
             if not problems:
                 drop_journal(self.path)
+            self._lock.__exit__()  # a kept journal is for `faultbench restore`, which locks
         return problems
 
     def _unmount_ours(self) -> None:

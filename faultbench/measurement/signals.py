@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
@@ -16,12 +17,83 @@ from types import FrameType
 TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
+def is_the_command() -> bool:
+    """Whether this process is the faultbench command (not a worker, guest side or
+    library user, which are started as other modules or import the package)."""
+    argv = sys.orig_argv
+    if "-m" in argv[:-1] and argv[argv.index("-m") + 1] == "faultbench":
+        return True
+    return os.path.basename(sys.argv[0]) == "faultbench" if sys.argv else False
+
+
+def exit_quietly_until_started() -> None:
+    """A terminating signal while the command is still importing ends it at once, with one
+    line and the status a shell expects: nothing has been changed yet, and unwinding an
+    import half done could only end in a traceback. `started()` ends this."""
+    for signum in TERMINATING:
+        signal.signal(signum, _exit_quietly)
+
+
+def _exit_quietly(signum: int, frame: FrameType | None) -> None:
+    os.write(2, f"faultbench: {signal.Signals(signum).name} while starting; nothing was "
+                "changed\n".encode())
+    os._exit(128 + signum)
+
+
+class Terminated(SystemExit):
+    """SIGTERM or SIGHUP: unwinds, and left uncaught ends the process with the status a
+    shell gives a process they killed (128 + signal), without a traceback."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(128 + signum)
+        self.signum = signum
+
+
+# What a terminating signal raises: `except INTERRUPTED` stops cleanly on any of them.
+INTERRUPTED = (KeyboardInterrupt, Terminated)
+
+
+def exit_status(exc: BaseException) -> int:
+    return int(exc.code) if isinstance(exc, Terminated) else 128 + signal.SIGINT
+
+
+# Set by the first terminating signal that unwinds: later ones (INT+TERM+HUP in a burst) are
+# ignored, so they cannot cut the cleanup short or end it in a traceback. A command stops
+# for good; a library caller (a test) gets them back when its outermost block has unwound.
+_state = {"stopping": False, "command": False, "depth": 0}
+
+
+def _stop(signum: int) -> BaseException:
+    _state["stopping"] = True
+    return exit_exception(signum)
+
+
+def started() -> None:
+    """The command begins: from here a signal unwinds (Ctrl-C as KeyboardInterrupt, SIGTERM
+    and SIGHUP as Terminated), once."""
+    _state["command"] = True
+    for signum in TERMINATING:
+        signal.signal(signum, _raise_exit)
+
+
+def finished() -> None:
+    """The command returns, its status decided: a signal now must not kill the interpreter
+    as it shuts down (Python puts the default actions back then) and change that status."""
+    if _state["command"]:
+        for signum in TERMINATING:
+            signal.signal(signum, signal.SIG_IGN)
+
+
+def _raise_exit(signum: int, frame: FrameType | None) -> None:
+    if not _state["stopping"]:
+        raise _stop(signum)
+
+
 def exit_exception(signum: int) -> BaseException:
-    """Ctrl-C unwinds as KeyboardInterrupt; other signals as the status a shell gives a
-    process they killed (128 + signal number)."""
+    """Ctrl-C unwinds as KeyboardInterrupt; other signals as Terminated."""
     if signum == signal.SIGINT:
         return KeyboardInterrupt()
-    return SystemExit(128 + signum)
+    return Terminated(signum)
 
 
 @contextlib.contextmanager
@@ -35,8 +107,9 @@ def signals_raise(
     How it unwinds: the handler installed before the block, if it is a Python one, decides
     (as if this block were not there; Python's own SIGINT handler raises KeyboardInterrupt),
     otherwise `exception(signum)` is raised. The previous handlers are back once a signal
-    arrives, and after the block. Outside the main thread, which alone may handle signals,
-    nothing is installed: the block's cleanup still runs on normal exit and exceptions.
+    arrives, and after the block. Once a signal unwinds, further ones are ignored (see
+    `_state`). Outside the main thread, which alone may handle signals, nothing is
+    installed: the block's cleanup still runs on normal exit and exceptions.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -55,6 +128,8 @@ def signals_raise(
             signal.signal(signum, signal.SIG_DFL)
             os.kill(os.getpid(), signum)
             return
+        if _state["stopping"]:
+            return
         if first is not None:
             first(signum)
         earlier = previous.get(signum)
@@ -62,14 +137,19 @@ def signals_raise(
         if callable(earlier):
             earlier(signum, frame)
             return
+        _state["stopping"] = True
         raise exception(signum)
 
-    for signum in signums:
-        previous[signum] = signal.signal(signum, handler)
+    _state["depth"] += 1
     try:
+        for signum in signums:
+            previous[signum] = signal.signal(signum, handler)
         yield
     finally:
         put_back()
+        _state["depth"] -= 1
+        if not _state["depth"] and not _state["command"]:
+            _state["stopping"] = False
 
 
 @contextlib.contextmanager

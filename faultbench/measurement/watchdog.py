@@ -1,11 +1,14 @@
 """Cleans up after a guest whose host process died.
 
-`python -P -m faultbench.measurement.watchdog PGID DIR`:
+`python -P -m faultbench.measurement.watchdog`:
 
-The host keeps the write end of our stdin. If it closes without the host saying `done` —
-the host was killed, even with SIGKILL, which no handler sees — we kill the guest's process
-group (vng, virtme-run and QEMU, which would otherwise run on and keep writing into the
-results directory) and remove the guest's scratch directory (its 2 GiB disk image).
+The host keeps the write end of our stdin and tells us, one line each, `scratch DIR` (the
+guest's scratch directory, as soon as it exists) and `group PGID` (vng's process group, as
+soon as it starts). If the pipe closes without the host saying `done` — the host was
+killed, even with SIGKILL, which no handler sees — we kill the guest's process group (vng,
+virtme-run and QEMU, which would otherwise run on and keep writing into the results
+directory) and remove the scratch directory (its 2 GiB disk image). Started before either
+exists, so no moment of the host's life leaves them behind.
 Runs in its own session, so a Ctrl-C at the terminal does not end it first. Standard library.
 """
 
@@ -33,11 +36,22 @@ def kill_group(group: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    group, scratch = int(argv[1]), argv[2]
-    said = sys.stdin.buffer.read()  # until the host closes its end, or dies
-    if said != DONE:  # the host cleans up after itself when it can
-        kill_group(group)
-        shutil.rmtree(scratch, ignore_errors=True)
+    scratch: str | None = None
+    group: int | None = None
+    done = False
+    for line in sys.stdin.buffer:  # until the host closes its end, or dies
+        word, _, value = line.strip().partition(b" ")
+        if word == b"scratch":
+            scratch = value.decode()
+        elif word == b"group":
+            group = int(value)
+        elif word == DONE:
+            done = True
+    if not done:  # the host cleans up after itself when it can
+        if group is not None:
+            kill_group(group)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
