@@ -199,6 +199,8 @@ simple("measure-size-not-page", "measure", "multiple of the", "--size", "4097")
 simple("measure-stride-huge", "measure", "pattern", "--pattern", f"stride:{BIG}")
 simple("measure-stride-zero", "measure", "pattern", "--pattern", "stride:0")
 simple("measure-repeat-zero", "measure", "--repeat must be from 1", "--repeat", "0")
+simple("measure-repeat-above-1e9", "measure", "--repeat must be from 1 to 1,000,000,000",
+       "--repeat", "1000000001")
 simple("measure-repeat-huge", "measure", "--repeat must be from 1", "--repeat", BIG)
 simple("measure-warmups-negative", "measure", "--warmups must be", "--warmups", "-1")
 simple("measure-warmups-huge", "measure", "--warmups must be", "--warmups", "10000000000")

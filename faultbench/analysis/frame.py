@@ -125,17 +125,18 @@ def _valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Dropped
     seen: set[tuple[Any, ...]] = set()
     valid = []
     for record in records:
-        problem = sample_problem(record)
+        problem = sample_problem(record, in_run=False)
         if problem is not None:
             # the kind of problem, without the scenario it was found in
             kind = problem.split(": ", 1)[-1] if problem.startswith("scenario ") else problem
             dropped.invalid[kind] = dropped.invalid.get(kind, 0) + 1
             continue
-        key = sample_key(record)
-        if key in seen:
-            dropped.duplicates += 1
-            continue
-        seen.add(key)
+        if "scenario" in record:  # bare samples (measure --json) are each their own
+            key = sample_key(record)
+            if key in seen:
+                dropped.duplicates += 1
+                continue
+            seen.add(key)
         valid.append(record)
     return valid, dropped
 

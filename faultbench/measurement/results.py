@@ -92,20 +92,22 @@ _INT64_MAX = (1 << 63) - 1
 _FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
 
 
-def sample_problem(record: dict[str, Any]) -> str | None:
+def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
     """Why a samples.jsonl record is not a sample faultbench can use, or None.
 
     Checks what resuming and analysis rely on: the keys that identify it (scenario, boot,
     round, mapper) and its spec, and that every number is of its field's type, finite and
-    in range (a NaN or a 300-digit value is refused, not shown)."""
+    in range (a NaN or a 300-digit value is refused, not shown). Without `in_run` a bare
+    sample (`faultbench measure --json`) passes too: it has no scenario or round."""
     scenario = record.get("scenario")
-    if not isinstance(scenario, str) or not scenario:
+    bare = not in_run and "scenario" not in record and "round" not in record
+    if not bare and (not isinstance(scenario, str) or not scenario):
         return f"scenario is {scenario!r}, not a scenario name"
-    where = f"scenario {scenario}"
+    where = f"scenario {scenario}" if scenario else "sample"
     for key, low, high in (("round", 0, 10**9), ("mapper", 0, MAX_MAPPERS - 1),
                            ("boot", 0, 10**6)):
         value = record.get(key)
-        if value is None and key == "boot":
+        if value is None and (key == "boot" or (bare and key == "round")):
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
@@ -219,7 +221,7 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
     another's name. `records` are valid samples (sample_problem found nothing)."""
     specs = {s["name"]: s["spec"] for s in meta["scenarios"]}
     for record in records:
-        name = record["scenario"]
+        name = record.get("scenario")
         if name not in specs:
             raise ResultsError(f"{path}: has samples of scenario {name}, which its {META} "
                                f"(workload {meta['workload']['name']}) does not list: the "
