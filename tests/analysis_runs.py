@@ -167,12 +167,20 @@ def tcg_run(factory: pytest.TempPathFactory) -> Path:
 
 
 def kernels_run(factory: pytest.TempPathFactory) -> Path:
-    """One booted run of two kernels (the same image labelled a and b), two boots each."""
+    """One booted run of two kernels (the same image labelled a and b), two boots each.
+
+    Four boots take minutes: a failed run fails every test that asks, without a retry."""
     if "kernels" not in _made:
         image = _boot_image()
-        _made["kernels"] = make_run(factory.mktemp("kernels"), "kernels", KERNELS,
-                                    "--kernel", f"a={image}", "--kernel", f"b={image}",
-                                    "--boots", "2")
+        try:
+            _made["kernels"] = make_run(factory.mktemp("kernels"), "kernels", KERNELS,
+                                        "--kernel", f"a={image}", "--kernel", f"b={image}",
+                                        "--boots", "2")
+        except subprocess.CalledProcessError as exc:
+            _made["kernels"] = exc
+    if isinstance(_made["kernels"], subprocess.CalledProcessError):
+        error = _made["kernels"]
+        pytest.fail(f"the two-kernel run failed ({error.returncode}): {error.stderr}")
     return _made["kernels"]  # type: ignore[return-value]
 
 

@@ -47,11 +47,12 @@ SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "
 
 def header(info: RunInfo, title: str) -> str:
     if info.kernels:
-        where = (f"kernels: {info.kernels}; {info.boots_per_kernel} boot(s) per kernel on "
-                 f"{info.host};")
+        lines = wrap(f"{title}: workload {info.workload}, plane {info.plane_label()}; "
+                     f"kernels: {info.kernels}; {info.boots_per_kernel} boot(s) per kernel "
+                     f"on {info.host}")
     else:
-        where = f"Linux {info.kernel} on {info.host},"
-    lines = wrap(f"{title}: workload {info.workload}, {where} plane {info.plane_label()}")
+        lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
+                     f"plane {info.plane_label()}")
     if info.emulated:
         lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
                       "with other emulated runs. Fault counts are the kernel's own.")

@@ -30,7 +30,8 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
     # groups by ("round", "boot") must not collide with it
     names = {key: f"_key{i}" for i, key in enumerate(keys)}
     keys = list(names.values())
-    valid = df.loc[df["ok"] & df[metric].notna(), [*names, *boot_columns(df), "round", metric]]
+    columns = dict.fromkeys([*names, *boot_columns(df), "round", metric])
+    valid = df.loc[df["ok"] & df[metric].notna(), list(columns)]
     rounds = replicate_values(valid.set_axis(
         [names.get(c, c) for c in valid.columns], axis=1), keys, metric, "round")
     boots = [column for column in boot_columns(rounds) if column not in keys]
