@@ -429,14 +429,14 @@ def _(tmp: Path, runs: Runs) -> list[str | Path]:
     return [tmp / "f"]
 
 
-@case("report-report-txt-is-a-directory", "report", "Is a directory")
+@case("report-report-txt-is-a-directory", "report", "report.txt is a directory")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     run = copy_run(runs.small, tmp)
     (run / "report.txt").mkdir()
     return [run, "--no-figures"]
 
 
-@case("resume-worker-log-is-a-directory", "run", "worker.log: Is a directory")
+@case("resume-worker-log-is-a-directory", "run", "worker.log is a directory")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     run = copy_run(runs.small, tmp)
     lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)

@@ -137,6 +137,13 @@ class SafeDir:
         """A file object whose content replaces `name` when the block ends without error:
         atomically and durably (readers see the old file or the new one, even after power
         loss). Written to a fresh temp file, so nothing planted at `name` is opened."""
+        try:
+            if stat.S_ISDIR(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # refused before anything is created in the directory
+            raise ResultsError(_why(exc, self.path / name)) from None
         tmp = temp_name(name)
         try:
             fd = create_exclusive(self.fd, tmp)
