@@ -177,11 +177,11 @@ def test_a_boot_that_fails_is_recorded_and_the_run_goes_on(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["--kernel", ""], "give a kernel image or build tree"),
+    (["--kernel", ""], "give a path or name"),
     (["--kernel", "/nonexistent/bzImage"], "no such kernel image or build tree"),
     (["--kernel", "{tmp}"], "has no arch/x86/boot/bzImage"),
     (["--kernel", "a={image}", "--kernel", "a={image}"], "given twice"),
-    (["--kernel", "a={image}", "--kernel", "b={image}", "--boots", "4"], "shared by 4 boots"),
+    (["--kernel", "a={image}", "--kernel", "b={image}", "--boots", "4"], "from 1 to 2, got 4"),
     (["--kernel", "{junk}"], "not a bootable x86 kernel image"),
     (["--boots", "2"], "give --kernel too"),
 ])
