@@ -31,7 +31,9 @@ METRICS = {
     "munmap_ns_per_page": "munmap ns/page",
 }
 FAULT_AROUND_KNOB = "fault_around_bytes"
-EMULATED_PLANES = {"tcg-guest"}
+EMULATED_PLANES = {"tcg-guest", "tcg-icount"}
+# Planes whose *_ns fields count guest instructions (QEMU -icount shift=0), not time.
+INSTRUCTION_CLOCK_PLANES = {"tcg-icount"}
 # Sample fields that say the timed loop was disturbed: involuntary context switches of the
 # touching thread, steal time.
 INTERFERENCE_FIELDS = ("nivcsw", "steal_ns")
@@ -57,6 +59,8 @@ class RunInfo:
         return self.plane in EMULATED_PLANES
 
     def plane_label(self) -> str:
+        if self.plane in INSTRUCTION_CLOCK_PLANES:
+            return f"{self.plane} (instruction clock: 1 virtual ns = 1 guest instruction)"
         return f"{self.plane} (emulated timings)" if self.emulated else self.plane
 
 
