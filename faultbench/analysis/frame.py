@@ -58,8 +58,12 @@ class RunInfo:
     def emulated(self) -> bool:
         return self.plane in EMULATED_PLANES
 
+    @property
+    def instruction_clock(self) -> bool:
+        return self.plane in INSTRUCTION_CLOCK_PLANES
+
     def plane_label(self) -> str:
-        if self.plane in INSTRUCTION_CLOCK_PLANES:
+        if self.instruction_clock:
             return f"{self.plane} (instruction clock: 1 virtual ns = 1 guest instruction)"
         return f"{self.plane} (emulated timings)" if self.emulated else self.plane
 
