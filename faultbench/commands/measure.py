@@ -57,6 +57,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="skip the pagemap walk that counts pages_mapped (null then), so munmap_ns is "
         "timed straight after the loop rather than with page tables the walk made hot",
     )
+    parser.add_argument(
+        "--map-offset", default="0", metavar="BYTES",
+        help="start the mapping this far (e.g. 4K) past a page-table boundary, a multiple of "
+        "the page below 2M (default 0: aligned, so fault-around windows fall the same way "
+        "in every sample)",
+    )
     parser.add_argument("--deadline", type=float, default=10.0,
                         help="seconds per sample (at most 3600)")
     parser.add_argument(
@@ -93,7 +99,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 CONCURRENT_ON_ICOUNT = (
-    "concurrent mappers need two CPUs, and an instruction-clock guest has one (QEMU hangs "
+    "concurrent mappers need two CPUs, and an instruction-clock guest has one (Debian 6.1 hangs "
     "bringing up a second vCPU under -icount; docs/icount.md): use --mapper-mode sequential, "
     "or --clock wall")
 
@@ -105,6 +111,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,
+        map_offset=args.map_offset,
     ).normalized()
 
 
@@ -114,6 +121,8 @@ def describe(sample: Sample) -> str:
         f"{spec['backing']} {format_size(spec['size'])} {spec['map']} {spec['access']} "
         f"{spec['cache']} {spec['pattern']} uffd={spec['uffd']}"
     )
+    if spec.get("map_offset"):
+        head += f" offset={format_size(spec['map_offset'])}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())

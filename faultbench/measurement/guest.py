@@ -44,7 +44,7 @@ SCRATCH_DISK_BYTES = 2 << 30
 SCRATCH_MOUNT = "/var/tmp"
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
 # sleep=off: an idle guest's clock jumps to the next timer instead of waiting in real time.
-# QEMU 7.2 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
+# Debian 6.1 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
 ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=on"
 CLOCKS = ("icount", "wall")
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
@@ -259,7 +259,7 @@ def run_in_guest(
     kvm, clock = resolve_clock(clock)
     if clock == "icount" and cpus != 1:
         raise GuestError(f"{cpus} vCPUs under the instruction clock: QEMU hangs bringing up a "
-                         "second vCPU with -icount (docs/icount.md); use one, or --clock wall")
+                         "second vCPU of Debian 6.1 under -icount (docs/icount.md); use one, or --clock wall")
     watchdog_end = _start_watchdog()
     try:
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,

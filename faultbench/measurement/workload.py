@@ -37,7 +37,7 @@ TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs"
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "deadline_s",
+    "deadline_s", "map_offset",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -137,6 +137,9 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
         parts.append(f"populate={spec.populate}")
     if not spec.pagemap:
         parts.append("pagemap=off")
+    if spec.map_offset:
+        offset = spec.map_offset
+        parts.append(f"offset={format_size(offset) if isinstance(offset, int) else offset}")
     parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
     return ",".join(parts)
 
