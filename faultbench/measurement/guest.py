@@ -258,8 +258,9 @@ def run_in_guest(
         timeout_s = timeout_from_env()
     kvm, clock = resolve_clock(clock)
     if clock == "icount" and cpus != 1:
-        raise GuestError(f"{cpus} vCPUs under the instruction clock: QEMU hangs bringing up a "
-                         "second vCPU of Debian 6.1 under -icount (docs/icount.md); use one, or --clock wall")
+        raise GuestError(f"{cpus} vCPUs under the instruction clock: Debian 6.1 hangs bringing "
+                         "up a second vCPU under -icount (docs/icount.md); use one, or --clock "
+                         "wall")
     watchdog_end = _start_watchdog()
     try:
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
