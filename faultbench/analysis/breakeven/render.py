@@ -1,0 +1,156 @@
+"""The break-even, floor and cost-model tables for `faultbench report`, and their JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pandas as pd
+
+from faultbench.analysis.breakeven.costmodel import (
+    FIT_WHICH,
+    MAX_RESIDUAL,
+    MIN_SCENARIOS,
+    CostModel,
+    cost_models,
+)
+from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, break_even
+from faultbench.analysis.breakeven.floor import FLOOR_WHY, FloorPoint, floor_points, prefault_floor
+from faultbench.analysis.breakeven.rows import REPLICATES
+from faultbench.analysis.frame import FAULT_AROUND_KNOB
+from faultbench.analysis.labels import format_value
+from faultbench.analysis.stats import CI_METHOD
+from faultbench.analysis.text import fmt, text_table, wrap
+
+HEADLINE_WHY = (
+    "headline: touch only, the fault path itself and what the issue's anchors measure; "
+    "'+munmap' also counts the teardown of every mapped page (munmap_ns), paid at munmap or "
+    "exit"
+)
+
+SPARSE_NOTE = "page_size/8 (512 with 4K pages) is the sparse pattern, one page per page table"
+
+def report_json(df: pd.DataFrame) -> dict[str, Any]:
+    """`break_even`, `cost_model` and `prefault_floor` for `faultbench report --json`: lists
+    of plain dicts."""
+    return {
+        "break_even": [b.to_dict() for b in break_even(df)],
+        "cost_model": [m.to_dict() for m in cost_models(df)],
+        "prefault_floor": [p.to_dict() for p in floor_points(prefault_floor(df))],
+    }
+
+
+def ci_text(ci: list[float | None] | None, below: str = "<", above: str = ">",
+             ends: tuple[float, float] | None = None) -> str:
+
+    if ci is None:
+        return "-"
+    low = fmt(ci[0]) if ci[0] is not None else (f"{below}{fmt(ends[0])}" if ends else "?")
+    high = fmt(ci[1]) if ci[1] is not None else (f"{above}{fmt(ends[1])}" if ends else "?")
+    return f"{low}..{high}"
+
+
+def report_section(
+    df: pd.DataFrame, results: Sequence[BreakEven] | None = None,
+    models: Sequence[CostModel] | None = None,
+) -> str:
+    """The break-even, prefault-floor and cost-model tables, 72 columns. Contrasts measured
+    at fewer than MIN_STRIDES strides and fits over fewer than MIN_SCENARIOS scenarios (a
+    run without a stride sweep) are left to --json, so the section is empty for such runs;
+    the floor is shown for the groups whose break-even is. Pass precomputed `results` and
+    `models` to avoid computing them twice when `report_json` is also made."""
+
+    results = break_even(df) if results is None else results
+    models = cost_models(df) if models is None else models
+    results = [r for r in results if len(r.curve) >= MIN_STRIDES]
+    models = [m for m in models if len(m.scenarios) >= MIN_SCENARIOS]
+    shown = {r.group for r in results}
+    floor = [p for p in floor_points(prefault_floor(df)) if p.group in shown]
+    parts: list[str] = []
+    if results:
+        parts.append(wrap("Break-even access density: where time per touched page with "
+                          "fault-around on equals the time with it off."))
+        for (group, contrast), items in _grouped(results):
+            first = items[0]
+            window = format_value(FAULT_AROUND_KNOB, first.window_bytes).split("=")[-1]
+            source = "the kernel's default" if first.window_source == "default" else "knob"
+            parts.append(f"\n{group}, {contrast} (window {window}, {source}):\n")
+            rows = [[str(p.stride), fmt(p.pages_per_window), fmt(p.on_ns), fmt(p.off_ns),
+                     fmt(p.on_ns / p.off_ns)] for p in first.curve]
+            parts.append(text_table(["stride", "pg/win", "on ns/pg", "off ns/pg", "on/off"],
+                                    rows))
+            for item in items:
+                what = "touch" if not item.teardown_counted else "touch+munmap"
+                head = f"crossing ({what}{', headline' if item.headline else ''}): "
+                if item.stride is None:
+                    parts.append(wrap(head + str(item.reason)))
+                    continue
+                ends = (first.curve[0].stride, first.curve[-1].stride)
+                win_ends = (first.curve[-1].pages_per_window, first.curve[0].pages_per_window)
+                ci = item.ci or {}
+                bracket = item.bracket or []
+                text = (f"stride {fmt(item.stride)} [{ci_text(ci.get('stride'), ends=ends)}]"
+                        f", {fmt(item.pages_per_window)} pages per window "
+                        f"[{ci_text(ci.get('pages_per_window'), ends=win_ends)}]; between "
+                        f"strides {' and '.join(map(str, bracket))}")
+                if item.crossings > 1:
+                    text += f"; the curves cross {item.crossings} times, the first is shown"
+                if item.reason:
+                    text += f" ({item.reason})"
+                parts.append(wrap(head + text))
+        rounds = max(r.rounds for r in results)
+        parts.append("\n" + wrap(
+            f"on/off: ns per touched page, medians over rounds ({rounds}); pg/win: pages "
+            f"touched per fault-around window. Crossing: interpolated in log(stride) between "
+            f"the bracketing strides; [95% CI]: percentile bootstrap over rounds "
+            f"({REPLICATES} replicates); an end beyond the strides measured is shown as "
+            f"<first or >last. Stride {SPARSE_NOTE}. {HEADLINE_WHY}."))
+    if floor:
+        parts.append(_floor_section(floor))
+    if models:
+        parts.append("\n" + wrap("Cost model: touch_ns = a*faults + b*pages_mapped + "
+                                 "c*pages_touched."))
+        for model in models:
+            knob = "" if model.fault_around_bytes is None else \
+                " " + format_value(FAULT_AROUND_KNOB, model.fault_around_bytes)
+            parts.append(f"\n{model.group}{knob} ({len(model.scenarios)} scenarios, "
+                         f"{model.rounds} rounds):\n")
+            if not model.fits:
+                parts.append(wrap(f"no constants: {model.reason}"))
+                continue
+            rows = [[name, fmt(est.value), ci_text(est.ci)] for name, est in (
+                ("a, ns per fault", model.ns_per_fault),
+                ("b, ns per page mapped", model.ns_per_page_mapped),
+                ("c, ns per page touched", model.ns_per_touch),
+            ) if est is not None]
+            parts.append(text_table(["constant", "value", "95% CI"], rows))
+            parts.append(wrap(f"residual {100 * (model.residual or 0):.1f}% (RMS of relative "
+                              f"errors over scenario medians)"
+                              + (f"; {model.reason}" if model.reason else "")))
+        parts.append("\n" + wrap(f"Fitted to scenario medians of ns per touched page, least "
+                                 f"squares on relative errors; rows: {FIT_WHICH}. 95% CI: "
+                                 f"percentile bootstrap over rounds. A residual above "
+                                 f"{100 * MAX_RESIDUAL:.0f}% prints no constants."))
+    return "".join(parts)
+
+
+def _grouped(results: Sequence[BreakEven]) -> list[tuple[tuple[str, str], list[BreakEven]]]:
+    grouped: dict[tuple[str, str], list[BreakEven]] = {}
+    for item in results:
+        grouped.setdefault((item.group, item.contrast), []).append(item)
+    return list(grouped.items())
+
+
+def _floor_section(points: Sequence[FloorPoint]) -> str:
+    parts = ["\n" + wrap("Ideal-prefault floor: what a fault path that made the range "
+                         "present at once could reach.")]
+    for group in dict.fromkeys(p.group for p in points):
+        rows = [[str(p.stride), p.call, fmt(p.ns_per_page), ci_text(p.ci),
+                 fmt(p.touch_faults), fmt(p.populate_faults), str(p.n)]
+                for p in points if p.group == group]
+        parts.append(f"\n{group}:\n")
+        parts.append(text_table(["stride", "call", "ns/pg", "95% CI", "flt", "pop flt", "n"],
+                                rows))
+    parts.append("\n" + wrap(f"{FLOOR_WHY}. 95% CI: {CI_METHOD}."))
+    return "".join(parts)
+
