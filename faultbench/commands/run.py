@@ -40,6 +40,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="boots of each kernel, in a balanced interleaved order, each running an equal "
         "share of the rounds (default: 3 with several kernels, else 1)",
     )
+    parser.add_argument(
+        "--clock", choices=("icount", "wall"),
+        help="with --kernel under TCG: the guests' clock, QEMU's instruction counter (icount, "
+        "the default: 1 virtual ns = 1 guest instruction, repeatable across boots) or the "
+        "host's real time (wall); KVM guests always use the wall clock",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -72,10 +78,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.boots is not None and not args.kernel:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
+        if args.clock and not args.kernel:
+            raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
+                           "running kernel is timed on the wall clock)")
         if args.resume:
-            if args.workload or args.out or args.kernel or args.boots is not None:
-                raise RunError("--resume DIR takes the workload, kernels and directory from "
-                               "DIR; give no WORKLOAD, --out, --kernel or --boots with it")
+            if (args.workload or args.out or args.kernel or args.boots is not None
+                    or args.clock):
+                raise RunError("--resume DIR takes the workload, kernels, clock and directory "
+                               "from DIR; give no WORKLOAD, --out, --kernel, --boots or --clock "
+                               "with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -89,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock)
                 return _booted(run_dir, args.quiet)
             run_dir = start(workload, out)
             for skipped in run_dir.read_meta()["skipped"]:
@@ -116,7 +127,8 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
     return [parse_kernel(t) for t in texts]
 
 
-def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None) -> Any:
+def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
+                  clock: str | None) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -125,10 +137,14 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     if missing:
         raise RunError("; ".join(missing))
     guest.check_shared_dir(str(out))
+    kvm, clock = guest.resolve_clock(clock)
+    if clock == "icount":
+        workload = booting.without_concurrent_mappers(workload)
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
-    return start(workload, out, plane=guest.plane_for(guest.kvm_state()[0]), extra={
+    return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
+        "clock": guest.clock_record(clock, kvm),
     })
 
 
