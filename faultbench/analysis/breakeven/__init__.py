@@ -18,12 +18,12 @@ Analysis plane: numpy, pandas; never touches the kernel.
 from faultbench.analysis.breakeven.compare import compare_cost_models, compare_section
 from faultbench.analysis.breakeven.costmodel import CostModel, Estimate, cost_models
 from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, break_even
-from faultbench.analysis.breakeven.floor import floor_points, prefault_floor
+from faultbench.analysis.breakeven.floor import floor_points, populate_rows
 from faultbench.analysis.breakeven.render import report_json, report_section
 from faultbench.analysis.breakeven.rows import stride_of
 
 __all__ = [
     "MIN_STRIDES", "BreakEven", "CostModel", "Estimate", "break_even", "compare_cost_models",
-    "compare_section", "cost_models", "floor_points", "prefault_floor", "report_json",
+    "compare_section", "cost_models", "floor_points", "populate_rows", "report_json",
     "report_section", "stride_of",
 ]

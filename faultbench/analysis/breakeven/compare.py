@@ -8,8 +8,6 @@ import pandas as pd
 
 from faultbench.analysis.breakeven.costmodel import MIN_SCENARIOS, CostModel, cost_models
 from faultbench.analysis.breakeven.render import ci_text
-from faultbench.analysis.frame import FAULT_AROUND_KNOB
-from faultbench.analysis.labels import format_value
 from faultbench.analysis.text import fmt, text_table, wrap
 
 MINUS = "\u2212"  # the sign a changelog sentence prints, not a hyphen
@@ -17,12 +15,13 @@ MINUS = "\u2212"  # the sign a changelog sentence prints, not a hyphen
 def compare_cost_models(base: CostModel | dict[str, Any], new: CostModel | dict[str, Any]) -> str:
     """The changelog sentence: "per-fault cost \u221240 ns (\u22125%), per-page map cost
     unchanged, per-touch cost unchanged" (a minus sign, U+2212). A constant is unchanged
-    when the two 95% intervals overlap (or either has none); a model that does not fit gives
-    the reason instead."""
+    when the two 95% intervals overlap (or either has none); a model whose constants are
+    not identified or that does not fit gives the reason instead: its numbers are not
+    constants to compare."""
     sides = [m.to_dict() if isinstance(m, CostModel) else m for m in (base, new)]
     for name, side in zip(("base", "new"), sides, strict=True):
         if not side.get("fits"):
-            return f"no cost comparison: the {name} model {side.get('reason')}"
+            return f"no cost comparison: the {name} model: {side.get('reason')}"
     words = []
     for key, what in (("ns_per_fault", "per-fault cost"), ("ns_per_page_mapped",
                       "per-page map cost"), ("ns_per_touch", "per-touch cost")):
@@ -46,22 +45,19 @@ def compare_section(base: pd.DataFrame, new: pd.DataFrame, by: str | None = None
     """For `faultbench compare`: per group with a cost model on both sides, the constants
     and the changelog sentence (`compare_cost_models`). Models that cannot be identified
     from a side's rows (too few scenarios, fault-around only on or only off) are left out,
-    so the section is empty unless both sides ran a stride sweep on and off. With --by
-    fault_around_bytes the knob value is what differs, so it does not pair models."""
+    so the section is empty unless both sides ran a stride sweep. `by`: the field the two
+    sides differ in (compare --by), named in each group's heading; with --by
+    fault_around_bytes each side has one window, so neither identifies a and b."""
 
-    def keyed(df: pd.DataFrame) -> dict[tuple[str, str, int | None], CostModel]:
-        return {
-            (m.group, m.backing, None if by == FAULT_AROUND_KNOB else m.fault_around_bytes): m
-            for m in cost_models(df)
-            if len(m.scenarios) >= MIN_SCENARIOS and m.residual is not None
-        }
+    def keyed(df: pd.DataFrame) -> dict[tuple[str, str], CostModel]:
+        return {(m.group, m.backing): m for m in cost_models(df)
+                if len(m.scenarios) >= MIN_SCENARIOS and m.residual is not None}
 
     bases, news = keyed(base), keyed(new)
     parts = []
     for key in (k for k in bases if k in news):
         old, now = bases[key], news[key]
-        knob = "" if key[2] is None else " " + format_value(FAULT_AROUND_KNOB, key[2])
-        parts.append(f"\n{key[0]}{knob}:\n")
+        parts.append(f"\n{key[0]}{f' (by {by})' if by else ''}:\n")
         if old.fits and now.fits:
             parts.append(text_table(["constant", "base", "95% CI", "new", "95% CI"], [
                 [name, fmt(a.value), ci_text(a.ci), fmt(b.value), ci_text(b.ci)]

@@ -21,6 +21,7 @@ from faultbench.analysis.breakeven.rows import (
     quiet_nan_warnings,
     resampled_medians,
     round_matrix,
+    unit_of,
 )
 from faultbench.analysis.frame import FAULT_AROUND_KNOB
 from faultbench.analysis.labels import format_value
@@ -66,6 +67,10 @@ class BreakEven:
     rounds: int
     reason: str | None
     curve: list[CurvePoint] = field(default_factory=list)
+    # strides measured (or attempted) with no valid value on one side: never bridged
+    missing_strides: list[int] = field(default_factory=list)
+    unit: str = "round"
+    kernel: str | None = None  # a booted run's kernel label, when the group has one
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -119,12 +124,16 @@ def _contrasts(rows: pd.DataFrame) -> Iterator[_Contrast]:
 
 def _crossing(strides: np.ndarray, on: np.ndarray, off: np.ndarray) -> tuple[float, int, int]:
     """The first stride where on stops being cheaper than off, interpolated linearly in
-    log(stride) on log(on/off); (value, index of the lower bracketing stride, crossings).
+    log(stride) on log(on/off); (value, index into the strides with a value on both sides
+    of the lower bracketing stride, crossings).
 
     The value is -inf when on is not cheaper even at the densest stride, +inf when it is
-    cheaper at every stride: the crossing lies outside the measured range.
+    cheaper at every stride: the crossing lies outside the measured range. It is NaN when
+    the bracketing strides are not neighbours among `strides` (a stride between them has
+    no value on one side): the curves are not interpolated across a gap.
     """
     keep = np.isfinite(on) & np.isfinite(off) & (on > 0) & (off > 0)
+    position = np.flatnonzero(keep)
     strides, diff = strides[keep], np.log(on[keep]) - np.log(off[keep])
     if len(diff) == 0:
         return np.nan, -1, 0
@@ -136,6 +145,8 @@ def _crossing(strides: np.ndarray, on: np.ndarray, off: np.ndarray) -> tuple[flo
     if len(ups) == 0:
         return np.inf, -1, crossings
     i = int(ups[0])
+    if position[i + 1] != position[i] + 1:
+        return np.nan, i, crossings
     x0, x1 = np.log(strides[i]), np.log(strides[i + 1])
     x = x0 + diff[i] / (diff[i] - diff[i + 1]) * (x1 - x0)
     return float(np.exp(x)), i, crossings
@@ -144,9 +155,11 @@ def _crossing(strides: np.ndarray, on: np.ndarray, off: np.ndarray) -> tuple[flo
 def _one_break_even(contrast: _Contrast, teardown: bool, replicates: int,
                     rng: np.random.Generator) -> BreakEven:
     both = pd.concat([contrast.on, contrast.off])
-    strides = np.array(sorted(set(contrast.on["stride"]) & set(contrast.off["stride"])),
-                       dtype=float)
-    rounds = np.array(sorted(both["round"].unique()))
+    # every stride attempted on either side, failed samples included: the ones without a
+    # value on both sides are gaps the crossing must not bridge
+    measured = np.array(sorted(set(both["stride"])), dtype=float)
+    unit = unit_of(both)
+    rounds = np.array(sorted(both[unit].dropna().unique()))
     window = int(contrast.on["window_bytes"].iloc[0])
     source = str(contrast.on["window_source"].iloc[0])
     window_pages = window / int(both["page_size"].iloc[0])
@@ -154,12 +167,17 @@ def _one_break_even(contrast: _Contrast, teardown: bool, replicates: int,
         "group": contrast.group, "backing": contrast.backing, "contrast": contrast.name,
         "on": contrast.on_name, "off": contrast.off_name, "teardown_counted": teardown,
         "headline": not teardown, "window_bytes": window, "window_source": source,
-        "rounds": len(rounds),
+        "rounds": len(rounds), "unit": unit,
+        "kernel": (str(both["kernel"].dropna().iloc[0]) if "kernel" in both
+                   and both["kernel"].dropna().nunique() == 1 else None),
     }
-    on_m = round_matrix(contrast.on, "metric", list(strides), "stride", rounds)
-    off_m = round_matrix(contrast.off, "metric", list(strides), "stride", rounds)
+    on_m = round_matrix(contrast.on, "metric", list(measured), "stride", rounds, unit)
+    off_m = round_matrix(contrast.off, "metric", list(measured), "stride", rounds, unit)
     with quiet_nan_warnings():
         on_med, off_med = np.nanmedian(on_m, axis=0), np.nanmedian(off_m, axis=0)
+    present = np.isfinite(on_med) & np.isfinite(off_med)
+    strides = measured[present]
+    common["missing_strides"] = [int(s) for s in measured[~present]]
     bootstrap = len(rounds) >= MIN_ROUNDS_FOR_CI
     if bootstrap:
         picks = rng.integers(0, len(rounds), size=(replicates, len(rounds)))
@@ -171,14 +189,23 @@ def _one_break_even(contrast: _Contrast, teardown: bool, replicates: int,
             on_ci=interval(on_b[:, i]) if bootstrap else None,
             off_ci=interval(off_b[:, i]) if bootstrap else None,
         )
-        for i, s in enumerate(strides)
+        for i, s in enumerate(measured) if present[i]
     ]
     if len(strides) < MIN_STRIDES:
         return BreakEven(**common, stride=None, pages_per_window=None, ci=None, bracket=None,
                          crossings=0, curve=curve,
                          reason=f"{len(strides)} stride(s) measured both ways; need "
                                 f"{MIN_STRIDES} or more")
-    value, low, crossings = _crossing(strides, on_med, off_med)
+    value, low, crossings = _crossing(measured, on_med, off_med)
+    if np.isnan(value):
+        gap = [s for s in common["missing_strides"] if strides[low] < s < strides[low + 1]]
+        return BreakEven(**common, stride=None, pages_per_window=None, ci=None,
+                         bracket=[int(strides[low]), int(strides[low + 1])],
+                         crossings=crossings, curve=curve,
+                         reason=f"the curves cross between strides {int(strides[low])} and "
+                                f"{int(strides[low + 1])}, but stride "
+                                f"{', '.join(map(str, gap))} between them has no valid "
+                                f"value on one side: not interpolated across the gap")
     if not np.isfinite(value):
         side = ("fault-around on is slower even at the densest stride"
                 if value < 0 else "fault-around on is faster at every stride measured")
@@ -188,10 +215,16 @@ def _one_break_even(contrast: _Contrast, teardown: bool, replicates: int,
                                 f"{int(strides[-1])}: {side}")
     ci = None
     reason = None if bootstrap else (
-        f"{len(rounds)} rounds: too few for a bootstrap interval (need {MIN_ROUNDS_FOR_CI})")
+        f"{len(rounds)} {unit}s: too few for a bootstrap interval (need {MIN_ROUNDS_FOR_CI})")
     if bootstrap:
-        values = np.array([_crossing(strides, on_b[j], off_b[j])[0] for j in range(replicates)])
+        values = np.array([_crossing(measured, on_b[j], off_b[j])[0]
+                           for j in range(replicates)])
+        bridged = int(np.count_nonzero(np.isnan(values)))
         values = values[~np.isnan(values)]
+        if bridged:
+            # a replicate that drew no valid round of a stride next to the crossing
+            reason = f"{bridged} of {replicates} bootstrap replicates crossed over a stride " \
+                     f"they had no value for and were left out"
         stride_ci = interval(values)
         ci = {
             "stride": stride_ci,
@@ -211,7 +244,9 @@ def break_even(
     """Break-even access density per group (run, backing, ...) and contrast.
 
     `df` is `faultbench.load(...)` output; rows used: valid single-mapper reads with patterns
-    seq (stride 1), stride:N and sparse (stride page_size/8). teardown=False: time per
+    seq (stride 1), stride:N and sparse (stride page_size/8); a stride attempted but without
+    a valid value on one side is listed in `missing_strides`, and a crossing next to it is
+    not interpolated over it. teardown=False: time per
     touched page is touch_ns / pages_touched (the headline); True: (touch_ns + munmap_ns) /
     pages_touched; None (default): both, headline first for each contrast. The window is the
     sample's fault_around_bytes read back, else the kernel default 64K (`window_source`
@@ -219,7 +254,7 @@ def break_even(
     """
     variants = [False, True] if teardown is None else [teardown]
     out: list[BreakEven] = []
-    prepared = {t: prepare_rows(df, t) for t in variants}
+    prepared = {t: prepare_rows(df, t, valid=False) for t in variants}
     for index, contrast in enumerate(_contrasts(prepared[variants[0]])):
         for variant in variants:
             rows = prepared[variant]

@@ -8,14 +8,16 @@ from typing import Any
 import pandas as pd
 
 from faultbench.analysis.breakeven.costmodel import (
+    CI_ASSUMES,
     FIT_WHICH,
     MAX_RESIDUAL,
     MIN_SCENARIOS,
+    MIN_WINDOWS,
     CostModel,
     cost_models,
 )
 from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, break_even
-from faultbench.analysis.breakeven.floor import FLOOR_WHY, FloorPoint, floor_points, prefault_floor
+from faultbench.analysis.breakeven.floor import FLOOR_WHY, FloorPoint, floor_points, populate_rows
 from faultbench.analysis.breakeven.rows import REPLICATES
 from faultbench.analysis.frame import FAULT_AROUND_KNOB
 from faultbench.analysis.labels import format_value
@@ -31,12 +33,12 @@ HEADLINE_WHY = (
 SPARSE_NOTE = "page_size/8 (512 with 4K pages) is the sparse pattern, one page per page table"
 
 def report_json(df: pd.DataFrame) -> dict[str, Any]:
-    """`break_even`, `cost_model` and `prefault_floor` for `faultbench report --json`: lists
-    of plain dicts."""
+    """`break_even`, `cost_model` and `floor` for `faultbench report --json`: lists of plain
+    dicts (docs/results.md)."""
     return {
         "break_even": [b.to_dict() for b in break_even(df)],
         "cost_model": [m.to_dict() for m in cost_models(df)],
-        "prefault_floor": [p.to_dict() for p in floor_points(prefault_floor(df))],
+        "floor": [p.to_dict() for p in floor_points(populate_rows(df))],
     }
 
 
@@ -54,7 +56,7 @@ def report_section(
     df: pd.DataFrame, results: Sequence[BreakEven] | None = None,
     models: Sequence[CostModel] | None = None,
 ) -> str:
-    """The break-even, prefault-floor and cost-model tables, 72 columns. Contrasts measured
+    """The break-even, floor and cost-model tables, 72 columns. Contrasts measured
     at fewer than MIN_STRIDES strides and fits over fewer than MIN_SCENARIOS scenarios (a
     run without a stride sweep) are left to --json, so the section is empty for such runs;
     the floor is shown for the groups whose break-even is. Pass precomputed `results` and
@@ -65,13 +67,17 @@ def report_section(
     results = [r for r in results if len(r.curve) >= MIN_STRIDES]
     models = [m for m in models if len(m.scenarios) >= MIN_SCENARIOS]
     shown = {r.group for r in results}
-    floor = [p for p in floor_points(prefault_floor(df)) if p.group in shown]
+    floor = [p for p in floor_points(populate_rows(df)) if p.group in shown]
     parts: list[str] = []
     if results:
         parts.append(wrap("Break-even access density: where time per touched page with "
                           "fault-around on equals the time with it off."))
         for (group, contrast), items in _grouped(results):
             first = items[0]
+            if first.missing_strides:
+                parts.append(wrap(f"\n{group}, {contrast}: no valid value on one side at "
+                                  f"stride {', '.join(map(str, first.missing_strides))}; "
+                                  f"the crossing is not interpolated over it.").lstrip("\n"))
             window = format_value(FAULT_AROUND_KNOB, first.window_bytes).split("=")[-1]
             source = "the kernel's default" if first.window_source == "default" else "knob"
             parts.append(f"\n{group}, {contrast} (window {window}, {source}):\n")
@@ -106,31 +112,9 @@ def report_section(
             f"({REPLICATES} replicates); an end beyond the strides measured is shown as "
             f"<first or >last. Stride {SPARSE_NOTE}. {HEADLINE_WHY}."))
     if floor:
-        parts.append(_floor_section(floor))
+        parts.append(_floor_section(floor, results))
     if models:
-        parts.append("\n" + wrap("Cost model: touch_ns = a*faults + b*pages_mapped + "
-                                 "c*pages_touched."))
-        for model in models:
-            knob = "" if model.fault_around_bytes is None else \
-                " " + format_value(FAULT_AROUND_KNOB, model.fault_around_bytes)
-            parts.append(f"\n{model.group}{knob} ({len(model.scenarios)} scenarios, "
-                         f"{model.rounds} rounds):\n")
-            if not model.fits:
-                parts.append(wrap(f"no constants: {model.reason}"))
-                continue
-            rows = [[name, fmt(est.value), ci_text(est.ci)] for name, est in (
-                ("a, ns per fault", model.ns_per_fault),
-                ("b, ns per page mapped", model.ns_per_page_mapped),
-                ("c, ns per page touched", model.ns_per_touch),
-            ) if est is not None]
-            parts.append(text_table(["constant", "value", "95% CI"], rows))
-            parts.append(wrap(f"residual {100 * (model.residual or 0):.1f}% (RMS of relative "
-                              f"errors over scenario medians)"
-                              + (f"; {model.reason}" if model.reason else "")))
-        parts.append("\n" + wrap(f"Fitted to scenario medians of ns per touched page, least "
-                                 f"squares on relative errors; rows: {FIT_WHICH}. 95% CI: "
-                                 f"percentile bootstrap over rounds. A residual above "
-                                 f"{100 * MAX_RESIDUAL:.0f}% prints no constants."))
+        parts.append(model_section(models))
     return "".join(parts)
 
 
@@ -141,16 +125,74 @@ def _grouped(results: Sequence[BreakEven]) -> list[tuple[tuple[str, str], list[B
     return list(grouped.items())
 
 
-def _floor_section(points: Sequence[FloorPoint]) -> str:
-    parts = ["\n" + wrap("Ideal-prefault floor: what a fault path that made the range "
-                         "present at once could reach.")]
+def _floor_section(points: Sequence[FloorPoint], results: Sequence[BreakEven]) -> str:
+    parts = ["\n" + wrap("Floor: the touch loop alone with every page already mapped, ns "
+                         "per touched page, against the same touches through faults.")]
     for group in dict.fromkeys(p.group for p in points):
-        rows = [[str(p.stride), p.call, fmt(p.ns_per_page), ci_text(p.ci),
-                 fmt(p.touch_faults), fmt(p.populate_faults), str(p.n)]
-                for p in points if p.group == group]
-        parts.append(f"\n{group}:\n")
-        parts.append(text_table(["stride", "call", "ns/pg", "95% CI", "flt", "pop flt", "n"],
-                                rows))
+        # the headline curve of the group's first contrast: on and off at each stride
+        curve = next(({c.stride: c for c in r.curve} for r in results
+                      if r.group == group and r.headline), {})
+        rows = []
+        for p in (p for p in points if p.group == group):
+            point = curve.get(p.stride)
+            rows.append([
+                str(p.stride), p.populate, fmt(p.ns_per_page), ci_text(p.ci),
+                fmt(point.on_ns) if point else "-", fmt(point.off_ns) if point else "-",
+                fmt(p.with_populate_ns_per_page) if p.whole_range_touched else "-",
+                fmt(p.touch_faults), fmt(p.populate_faults), str(p.n)])
+        contrast = next((r.contrast for r in results if r.group == group), "")
+        parts.append(f"\n{group}{f' (on/off: {contrast})' if contrast else ''}:\n")
+        parts.append(text_table(["stride", "call", "floor", "95% CI", "on", "off",
+                                 "+populate", "flt", "pop flt", "n"], rows))
     parts.append("\n" + wrap(f"{FLOOR_WHY}. 95% CI: {CI_METHOD}."))
+    return "".join(parts)
+
+
+def model_section(models: Sequence[CostModel]) -> str:
+    """The cost model of each group: the constants the rows identify, and why not the
+    others."""
+    parts = ["\n" + wrap("Cost model: touch_ns = a*faults + b*pages_mapped + "
+                         "c*pages_touched.")]
+    for model in models:
+        parts.append(f"\n{model.group} ({len(model.scenarios)} scenarios, {model.rounds} "
+                     f"{model.unit}s):\n")
+        within = (f" ({fmt(model.condition_within_window)} within one window)"
+                  if model.condition_within_window is not None else "")
+        parts.append(wrap(
+            f"design: {model.design_rows} distinct rows, {len(model.pages_per_fault)} "
+            f"pages-per-fault value(s) ({', '.join(fmt(p) for p in model.pages_per_fault)}), "
+            f"condition number {fmt(model.condition)}{within}"))
+        if model.fits:
+            rows = [[name, fmt(est.value), ci_text(est.ci)] for name, est in (
+                ("a, ns per fault", model.ns_per_fault),
+                ("b, ns per page mapped", model.ns_per_page_mapped),
+                ("c, ns per page touched", model.ns_per_touch),
+            ) if est is not None]
+            parts.append(text_table(["constant", "value", "95% CI"], rows))
+        else:
+            parts.append(wrap(f"no a and b: {model.reason}"))
+        if model.touch_ns_by_stride and model.ns_per_touch is not None:
+            (first, _), (last, c_last) = model.touch_ns_by_stride[0], \
+                model.touch_ns_by_stride[-1]
+            parts.append(wrap(
+                f"c pinned from the populate rows' touch-only time: "
+                f"{fmt(model.ns_per_touch.value)} [{ci_text(model.ns_per_touch.ci)}] ns at "
+                f"stride {fmt(first)}, {fmt(c_last)} at stride {fmt(last)}"))
+        if model.per_fault:
+            parts.append(text_table(["pages/fault", "ns per fault", "95% CI", "rows"], [
+                [fmt(f.pages_per_fault), fmt(f.ns), ci_text(f.ci), str(f.scenarios)]
+                for f in model.per_fault]))
+        if model.residual is not None:
+            parts.append(wrap(f"residual {100 * model.residual:.1f}% (RMS of relative errors "
+                              f"over scenario medians)"
+                              + (f"; {model.reason}" if model.fits and model.reason else "")))
+    unit = models[0].unit
+    parts.append("\n" + wrap(
+        f"Fitted to scenario medians of ns per touched page, least squares on relative "
+        f"errors, c per stride from populate rows where the run has them; rows: {FIT_WHICH}. "
+        f"A fault mapping P pages costs a + b*P: a and b need {MIN_WINDOWS} or more "
+        f"pages-per-fault values (fault_around_bytes values), else the cost of one fault "
+        f"per value is given. {CI_ASSUMES.format(unit=unit)}. A residual above "
+        f"{100 * MAX_RESIDUAL:.0f}% prints no constants."))
     return "".join(parts)
 

@@ -58,15 +58,19 @@ def group_columns(rows: pd.DataFrame, drop: Sequence[str]) -> list[str]:
     return [*(["run"] if "run" in rows else []), "backing", *varying]
 
 
-def prepare_rows(df: pd.DataFrame, teardown: bool = False, prefaulted: bool = False
-              ) -> pd.DataFrame:
-    """Valid single-mapper reads with their stride, window, fault count and chosen metric;
-    without a populate step, or (prefaulted) only those with one."""
-    rows = df[df["ok"] & (df["access"] == "read") & (df["mappers"] == 1)]
-    # prefaulted rows are the floor, neither on nor off
-    populated = (rows["populate"].fillna("none") != "none" if "populate" in rows
-                 else pd.Series(False, index=rows.index))
-    rows = rows[populated if prefaulted else ~populated].copy()
+def prepare_rows(df: pd.DataFrame, teardown: bool = False, populated: bool | None = False,
+                 valid: bool = True) -> pd.DataFrame:
+    """Single-mapper reads with their stride, window, fault count and chosen metric: without
+    a populate step (populated False), only those with one (True) or both (None); only
+    valid samples, or (valid False) every measured one, failed ones included."""
+    rows = df[~df["warmup"] if not valid else df["ok"]]
+    rows = rows[(rows["access"] == "read") & (rows["mappers"] == 1)]
+    # populated rows are neither fault-around on nor off
+    has_populate = (rows["populate"].fillna("none") != "none" if "populate" in rows
+                    else pd.Series(False, index=rows.index))
+    if populated is not None:
+        rows = rows[has_populate if populated else ~has_populate]
+    rows = rows.copy()
     rows.attrs = df.attrs
     rows["stride"] = pd.Series(  # NaN for reverse and random
         [stride_of(str(p), int(s)) for p, s in zip(rows["pattern"], rows["page_size"],
@@ -92,15 +96,23 @@ def group_label(rows: pd.DataFrame, columns: list[str]) -> pd.Series:
     return labels(rows, columns) if len(rows) else pd.Series(dtype=str)
 
 
+def unit_of(rows: pd.DataFrame) -> str:
+    """The independent unit to resample: the boot when the rows come from several boots of
+    a kernel (rounds of one boot share its machine state), else the round."""
+    if "boot" in rows and rows["boot"].dropna().nunique() > 1:
+        return "boot"
+    return "round"
+
+
 def round_matrix(rows: pd.DataFrame, column: str, keys: list[Any], key: str,
-                  rounds: np.ndarray) -> np.ndarray:
-    """rounds x keys matrix of the per-(round, key) median of `column`; NaN where missing."""
-    table = rows.groupby(["round", key])[column].median().unstack(key)
-    return table.reindex(index=rounds, columns=keys).to_numpy(dtype=float)
+                 units: np.ndarray, unit: str = "round") -> np.ndarray:
+    """units x keys matrix of the per-(unit, key) median of `column`; NaN where missing."""
+    table = rows.groupby([unit, key])[column].median().unstack(key)
+    return table.reindex(index=units, columns=keys).to_numpy(dtype=float)
 
 
 def resampled_medians(matrix: np.ndarray, picks: np.ndarray) -> np.ndarray:
-    """Per replicate (row of picks: round indices drawn with replacement), column medians."""
+    """Per replicate (row of picks: unit indices drawn with replacement), column medians."""
     with np.errstate(all="ignore"), quiet_nan_warnings():
         return np.nanmedian(matrix[picks], axis=1)
 
