@@ -25,7 +25,7 @@ from faultbench.analysis.breakeven import (
     report_section,
     stride_of,
 )
-from faultbench.analysis.breakeven.costmodel import PhaseCosts, check_against
+from faultbench.analysis.breakeven.phases import PhaseCosts, check_against
 from faultbench.analysis.breakeven_figure import breakeven_figure
 from faultbench.analysis.frame import RunInfo, run_info
 from faultbench.measurement.workload import load as load_workload
@@ -131,6 +131,7 @@ def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
     df = fb.load(sweep)
     text = report_section(df)
     assert not width_ok(text)
+    text = " ".join(text.split())  # unwrapped
     assert "crossing (touch, headline): stride" in text
     assert "a, ns per fault" not in text and "no a and b: a and b not identified" in text
     assert "c pinned from the populate rows' touch-only time" in text
@@ -383,7 +384,7 @@ def test_two_pages_per_fault_values_do_not_identify_a_and_b() -> None:
     assert [f.ns for f in model.per_fault] == [pytest.approx(1320), pytest.approx(3120)]
     assert model.touch_source == "fitted" and model.ns_per_touch is not None
     assert model.ns_per_touch.value == pytest.approx(30)
-    text = report_section(_frame(_model_curves(1200.0, 120.0, 30.0)))
+    text = " ".join(report_section(_frame(_model_curves(1200.0, 120.0, 30.0))).split())
     assert "no a and b:" in text and "a, ns per fault" not in text
     # strides beyond the 16-page window do not enter
     assert "stride:32 uffd=none" not in model.scenarios and len(model.scenarios) == 10
@@ -400,7 +401,10 @@ def test_a_knob_sweep_identifies_a_and_b() -> None:
     assert model.ns_per_fault.value == pytest.approx(1200)
     assert model.ns_per_page_mapped.value == pytest.approx(120)
     assert model.ns_per_touch.value == pytest.approx(30)
-    text = report_section(df)
+    # each window's own per-fault cost, and the line a + b*P through them
+    assert [(f.ns, f.line_ns) for f in model.per_fault] == [
+        (pytest.approx(1200 + 120 * p), pytest.approx(1200 + 120 * p)) for p in (1, 4, 16, 64)]
+    text = " ".join(report_section(df).split())  # unwrapped
     assert "a, ns per fault" in text and "it assumes the model is right" in text
 
 
@@ -499,7 +503,7 @@ def test_crossing_is_not_interpolated_across_a_missing_stride() -> None:
     assert head.missing_strides == [8]
     assert "not interpolated across the gap" in str(head.reason)
     assert [p.stride for p in head.curve] == [1, 2, 4, 16, 32]
-    assert "no valid value on one side at stride 8" in report_section(df)
+    assert "no valid value on one side at stride 8" in " ".join(report_section(df).split())
     # a gap away from the crossing changes nothing
     df = _frame(curves)
     far = (df["uffd"] == "wp") & (df["pattern"] == "stride:32")

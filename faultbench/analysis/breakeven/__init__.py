@@ -10,7 +10,8 @@ Analyses of a run's DataFrame (`faultbench.load`), each returning dataclasses wh
 - `floor`: the populate rows (the range made present before the timed loop).
 - `render`: the text of `faultbench report` and the keys of `report --json`;
   `compare`: the cost models of two runs for `faultbench compare`.
-- `rows`: what they share (the rows read, their groups, resampling rounds).
+- `phases`: a kernel profile's phase costs checked against a and b.
+- `rows`: what they share (the rows read, their groups, resampling rounds or boots).
 
 Analysis plane: numpy, pandas; never touches the kernel.
 """

@@ -15,8 +15,7 @@ Per touched page: y = a*F + b*M + c, with F faults and M pages mapped per touche
   booted run with several): they cover sampling noise on the assumption that the model is
   right, not the error of a wrong model (the residual says how far off it is).
 
-`check_against(model, phases)` is where a per-phase profile (kernel symbols) checks the
-constants: a against the fault entry/exit cost, b against the per-page cost of mapping.
+`phases.check_against(model, phases)` is where a kernel-symbol profile checks a and b.
 """
 
 from __future__ import annotations
@@ -85,12 +84,14 @@ class Estimate:
 
 @dataclass(frozen=True)
 class FaultCost:
-    """What one fault mapping `pages_per_fault` pages costs (a + b*pages_per_fault): the
-    quantity rows of one window size identify."""
+    """What one fault mapping `pages_per_fault` pages costs, fitted to the rows of that
+    window alone: the quantity rows of one window size identify. `line_ns`: a + b*P from
+    the model, when a and b are identified (the check that the cost is a line in P)."""
 
     pages_per_fault: float
     ns: float
     ci: list[float] | None
+    line_ns: float | None
     scenarios: int
 
 
@@ -209,67 +210,51 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
     fit_strides = sorted(set(strides))
     pinned = set(fit_strides) <= set(touch["stride"])
     separate = len(ppf) >= MIN_WINDOWS and condition is not None and condition <= MAX_CONDITION
-    # Columns: a and b when the windows separate them, else one per-fault cost per window;
-    # plus c when no populate rows pin it.
-    if separate:
-        design = np.column_stack([F, M])
-    else:
-        design = np.column_stack([F * (window == w) for w in range(len(ppf))])
-    if not pinned:
-        design = np.column_stack([design, np.ones(len(y))])
-    weighted = design / y[:, None]  # relative: a 100 ns row counts as much as a 10 us one
-    if np.linalg.matrix_rank(weighted) < design.shape[1] or len(y) <= design.shape[1]:
+    # Two designs: one per-fault cost per window (what every set of rows identifies), and,
+    # when the windows separate them, a and b (the line through those costs); each with a
+    # column for c when no populate rows pin it.
+    extra = [] if pinned else [np.ones(len(y))]
+    per_window = np.column_stack([*(F * (window == w) for w in range(len(ppf))), *extra])
+    line = np.column_stack([F, M, *extra])
+    designs = [per_window, line] if separate else [per_window]
+    if any(np.linalg.matrix_rank(d / y[:, None]) < d.shape[1] or len(y) <= d.shape[1]
+           for d in designs):
         return CostModel(**common, **none, reason=_unidentified(ppf, condition, pinned)
                          + "; and these rows cannot fix c either: add populate rows")
-    solve = np.linalg.pinv(weighted)
-
-    def fit(y_now: np.ndarray, c_now: np.ndarray) -> np.ndarray:
-        return solve @ ((y_now - c_now) / y)
-
     c_matrix = round_matrix(touch, "metric", fit_strides, "stride", units, unit) \
         if pinned else None
     c_by_stride = (np.nanmedian(c_matrix, axis=0) if c_matrix is not None
                    else np.zeros(len(fit_strides)))
-    c_rows = c_by_stride[np.searchsorted(fit_strides, strides)]
-    coef = fit(y, c_rows)
-    fitted = design @ coef + c_rows
-    residual = float(np.sqrt(np.mean((fitted / y - 1) ** 2)))
-
-    boot: np.ndarray | None = None
+    index = np.searchsorted(fit_strides, strides)
+    resampled: np.ndarray | None = None
     c_boot: np.ndarray | None = None
     reason = None
     if len(units) >= MIN_ROUNDS_FOR_CI:
-        matrix = round_matrix(part, "metric", scenarios, "scenario", units, unit)
         picks = rng.integers(0, len(units), size=(replicates, len(units)))
-        resampled = resampled_medians(matrix, picks)
+        resampled = resampled_medians(
+            round_matrix(part, "metric", scenarios, "scenario", units, unit), picks)
         c_boot = (resampled_medians(c_matrix, picks) if c_matrix is not None
                   else np.zeros((replicates, len(fit_strides))))
         usable = np.isfinite(resampled).all(axis=1) & np.isfinite(c_boot).all(axis=1)
-        index = np.searchsorted(fit_strides, strides)
-        boot = np.array([fit(resampled[j], c_boot[j][index]) for j in np.flatnonzero(usable)])
-        c_boot = c_boot[usable]
+        resampled, c_boot = resampled[usable], c_boot[usable]
     else:
         reason = f"{len(units)} {unit}s: too few for bootstrap intervals (need " \
                  f"{MIN_ROUNDS_FOR_CI})"
-
-    def estimate(k: int) -> Estimate:
-        return Estimate(float(coef[k]), None if boot is None else
-                        [float(v) for v in interval(boot[:, k])])
-
+    fits = [_Fit(d, y, c_by_stride[index], resampled,
+                 None if c_boot is None else c_boot[:, index]) for d in designs]
+    chosen = fits[-1]  # the line when a and b are identified, else the per-window costs
+    residual = chosen.residual
     if pinned:
         touch_ns = Estimate(float(c_by_stride[0]), None if c_boot is None else
                             [float(v) for v in interval(c_boot[:, 0])])
         touch_source: str | None = "populate rows"
     else:
-        touch_ns, touch_source = estimate(design.shape[1] - 1), "fitted"
-    if separate:
-        a, b = estimate(0), estimate(1)
-        per_fault = [FaultCost(p, a.value + b.value * p, _line_ci(boot, p), int(np.sum(
-            window == w))) for w, p in enumerate(ppf)]
-    else:
-        a = b = None
-        per_fault = [FaultCost(p, estimate(w).value, estimate(w).ci, int(np.sum(window == w)))
-                     for w, p in enumerate(ppf)]
+        touch_ns, touch_source = chosen.estimate(chosen.columns - 1), "fitted"
+    a = fits[1].estimate(0) if separate else None
+    b = fits[1].estimate(1) if separate else None
+    per_fault = [FaultCost(p, fits[0].estimate(w).value, fits[0].estimate(w).ci,
+                           None if a is None or b is None else a.value + b.value * p,
+                           int(np.sum(window == w))) for w, p in enumerate(ppf)]
     shown = {
         "residual": residual, "per_fault": per_fault, "touch_source": touch_source,
         "touch_ns_by_stride": [[float(s), float(c)] for s, c in
@@ -286,10 +271,23 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
                      ns_per_touch=touch_ns, reason=reason)
 
 
-def _line_ci(boot: np.ndarray | None, pages: float) -> list[float] | None:
-    if boot is None:
-        return None
-    return [float(v) for v in interval(boot[:, 0] + boot[:, 1] * pages)]
+class _Fit:
+    """Least squares on relative errors of (y - c) on `design`, on the medians and on each
+    bootstrap replicate (`resampled` medians, `c_boot` the replicate's c per row)."""
+
+    def __init__(self, design: np.ndarray, y: np.ndarray, c_rows: np.ndarray,
+                 resampled: np.ndarray | None, c_boot: np.ndarray | None) -> None:
+        # relative: a 100 ns row counts as much as a 10 us one
+        solve = np.linalg.pinv(design / y[:, None])
+        self.columns = design.shape[1]
+        self.coef = solve @ ((y - c_rows) / y)
+        self.residual = float(np.sqrt(np.mean(((design @ self.coef + c_rows) / y - 1) ** 2)))
+        self.boot = (None if resampled is None or c_boot is None
+                     else ((resampled - c_boot) / y) @ solve.T)
+
+    def estimate(self, k: int) -> Estimate:
+        return Estimate(float(self.coef[k]), None if self.boot is None else
+                        [float(v) for v in interval(self.boot[:, k])])
 
 
 def _unidentified(ppf: list[float], condition: float | None, pinned: bool) -> str:
@@ -325,45 +323,3 @@ def cost_models(df: pd.DataFrame, replicates: int = REPLICATES, seed: int = 0) -
         mine = touch[(touch["_group"] == group) & (touch["backing"] == backing)]
         out.append(_one_cost_model(part, mine, str(group), str(backing), replicates, rng))
     return out
-
-
-@dataclass(frozen=True)
-class PhaseCosts:
-    """Per-phase costs from a kernel-symbol profile, in the model's units: ns per fault for
-    the fault entry and exit (exception entry, VMA lookup, return), ns per page mapped for
-    installing fault-around PTEs. A profile that gives costs per touched page converts with
-    `per_touched_page`."""
-
-    source: str
-    entry_exit_ns_per_fault: float | None
-    map_ns_per_page: float | None
-
-    @classmethod
-    def per_touched_page(cls, source: str, entry_exit_ns: float | None, map_ns: float | None,
-                         faults_per_touch: float, mapped_per_touch: float) -> PhaseCosts:
-        return cls(source,
-                   None if entry_exit_ns is None else entry_exit_ns / faults_per_touch,
-                   None if map_ns is None else map_ns / mapped_per_touch)
-
-
-@dataclass(frozen=True)
-class PhaseCheck:
-    constant: str
-    model: Estimate
-    phase_ns: float
-    inside_ci: bool | None  # None: the constant has no interval
-
-
-def check_against(model: CostModel, phases: PhaseCosts) -> list[PhaseCheck]:
-    """a against the profile's fault entry/exit cost, b against its per-page mapping cost;
-    empty when a and b are not identified (nothing to check) or the profile lacks the phase.
-    A profile attributes only sampled kernel time to symbols, so a constant above its phase
-    is expected (the model's a also holds the VMA walk); the check says where each lies."""
-    checks = []
-    for name, estimate, phase in (("a", model.ns_per_fault, phases.entry_exit_ns_per_fault),
-                                  ("b", model.ns_per_page_mapped, phases.map_ns_per_page)):
-        if estimate is None or phase is None:
-            continue
-        inside = None if estimate.ci is None else estimate.ci[0] <= phase <= estimate.ci[1]
-        checks.append(PhaseCheck(name, estimate, phase, inside))
-    return checks

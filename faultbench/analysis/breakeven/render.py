@@ -148,6 +148,10 @@ def _floor_section(points: Sequence[FloorPoint], results: Sequence[BreakEven]) -
     return "".join(parts)
 
 
+# A condition number this large is F and M in exact proportion, not a measured collinearity.
+PROPORTIONAL = 1e6
+
+
 def model_section(models: Sequence[CostModel]) -> str:
     """The cost model of each group: the constants the rows identify, and why not the
     others."""
@@ -156,12 +160,14 @@ def model_section(models: Sequence[CostModel]) -> str:
     for model in models:
         parts.append(f"\n{model.group} ({len(model.scenarios)} scenarios, {model.rounds} "
                      f"{model.unit}s):\n")
-        within = (f" ({fmt(model.condition_within_window)} within one window)"
-                  if model.condition_within_window is not None else "")
+        within = model.condition_within_window
+        within_text = "" if within is None else (
+            f" ({fmt(within)} within one window)" if within < PROPORTIONAL
+            else " (faults and pages mapped proportional within one window)")
         parts.append(wrap(
             f"design: {model.design_rows} distinct rows, {len(model.pages_per_fault)} "
             f"pages-per-fault value(s) ({', '.join(fmt(p) for p in model.pages_per_fault)}), "
-            f"condition number {fmt(model.condition)}{within}"))
+            f"condition number {fmt(model.condition)}{within_text}"))
         if model.fits:
             rows = [[name, fmt(est.value), ci_text(est.ci)] for name, est in (
                 ("a, ns per fault", model.ns_per_fault),
@@ -179,9 +185,12 @@ def model_section(models: Sequence[CostModel]) -> str:
                 f"{fmt(model.ns_per_touch.value)} [{ci_text(model.ns_per_touch.ci)}] ns at "
                 f"stride {fmt(first)}, {fmt(c_last)} at stride {fmt(last)}"))
         if model.per_fault:
-            parts.append(text_table(["pages/fault", "ns per fault", "95% CI", "rows"], [
-                [fmt(f.pages_per_fault), fmt(f.ns), ci_text(f.ci), str(f.scenarios)]
-                for f in model.per_fault]))
+            line = model.fits
+            parts.append(text_table(
+                ["pages/fault", "ns per fault", "95% CI", *(["a+b*P"] if line else []), "rows"],
+                [[fmt(f.pages_per_fault), fmt(f.ns), ci_text(f.ci),
+                  *([fmt(f.line_ns)] if line else []), str(f.scenarios)]
+                 for f in model.per_fault]))
         if model.residual is not None:
             parts.append(wrap(f"residual {100 * model.residual:.1f}% (RMS of relative errors "
                               f"over scenario medians)"
@@ -192,7 +201,8 @@ def model_section(models: Sequence[CostModel]) -> str:
         f"errors, c per stride from populate rows where the run has them; rows: {FIT_WHICH}. "
         f"A fault mapping P pages costs a + b*P: a and b need {MIN_WINDOWS} or more "
         f"pages-per-fault values (fault_around_bytes values), else the cost of one fault "
-        f"per value is given. {CI_ASSUMES.format(unit=unit)}. A residual above "
+        f"per value is given; ns per fault: fitted to the rows of one window alone, a+b*P: "
+        f"the model's line through them. {CI_ASSUMES.format(unit=unit)}. A residual above "
         f"{100 * MAX_RESIDUAL:.0f}% prints no constants."))
     return "".join(parts)
 
