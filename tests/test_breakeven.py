@@ -583,3 +583,19 @@ def test_compare_names_why_natively_unidentified_constants_are_not_compared(
     assert "Cost model" not in out
     csv = faultbench("compare", sweep, sweep, "--format", "csv").stdout
     assert "Cost model" not in csv
+
+
+def test_boots_not_rounds_are_resampled_when_a_group_spans_several() -> None:
+    """Rounds of one boot share its machine state: with three boots there are three units,
+    too few for an interval, rather than six rounds that look independent."""
+    curves = {("none", s): 100.0 * s for s in STRIDES} | {("wp", s): 500.0 for s in STRIDES}
+    df = _frame(curves)
+    df["boot"] = df["round"] // 2
+    [head] = break_even(df, teardown=False)
+    assert head.unit == "boot" and head.rounds == 3 and head.ci is None
+    assert head.stride == pytest.approx(5) and "3 boots: too few" in str(head.reason)
+    [model] = cost_models(_frame(_knob_curves(1200.0, 120.0, 30.0), knob="fault_around_bytes")
+                          .assign(boot=lambda d: d["round"] // 2))
+    assert model.unit == "boot" and model.rounds == 3 and model.ns_per_fault is not None
+    assert model.ns_per_fault.ci is None and "3 boots: too few" in str(model.reason)
+    assert "bootstrap over boots" in model.ci_note

@@ -219,8 +219,10 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
     designs = [per_window, line] if separate else [per_window]
     if any(np.linalg.matrix_rank(d / y[:, None]) < d.shape[1] or len(y) <= d.shape[1]
            for d in designs):
-        return CostModel(**common, **none, reason=_unidentified(ppf, condition, pinned)
-                         + "; and these rows cannot fix c either: add populate rows")
+        return CostModel(**common, **none, reason=(
+            f"these rows cannot tell c from the per-fault costs (e.g. every row at one "
+            f"stride, or a single window without populate rows): add populate rows at "
+            f"strides {', '.join(f'{s:g}' for s in fit_strides)} to pin c, or more strides"))
     c_matrix = round_matrix(touch, "metric", fit_strides, "stride", units, unit) \
         if pinned else None
     c_by_stride = (np.nanmedian(c_matrix, axis=0) if c_matrix is not None

@@ -105,10 +105,11 @@ def report_section(
                     text += f" ({item.reason})"
                 parts.append(wrap(head + text))
         rounds = max(r.rounds for r in results)
+        unit = results[0].unit
         parts.append("\n" + wrap(
-            f"on/off: ns per touched page, medians over rounds ({rounds}); pg/win: pages "
+            f"on/off: ns per touched page, medians over {unit}s ({rounds}); pg/win: pages "
             f"touched per fault-around window. Crossing: interpolated in log(stride) between "
-            f"the bracketing strides; [95% CI]: percentile bootstrap over rounds "
+            f"the bracketing strides; [95% CI]: percentile bootstrap over {unit}s "
             f"({REPLICATES} replicates); an end beyond the strides measured is shown as "
             f"<first or >last. Stride {SPARSE_NOTE}. {HEADLINE_WHY}."))
     if floor:
@@ -176,7 +177,8 @@ def model_section(models: Sequence[CostModel]) -> str:
             ) if est is not None]
             parts.append(text_table(["constant", "value", "95% CI"], rows))
         else:
-            parts.append(wrap(f"no a and b: {model.reason}"))
+            nothing = not model.per_fault and model.ns_per_touch is None
+            parts.append(wrap(f"no {'constants' if nothing else 'a and b'}: {model.reason}"))
         if model.touch_ns_by_stride and model.ns_per_touch is not None:
             (first, _), (last, c_last) = model.touch_ns_by_stride[0], \
                 model.touch_ns_by_stride[-1]
@@ -191,7 +193,7 @@ def model_section(models: Sequence[CostModel]) -> str:
                 [[fmt(f.pages_per_fault), fmt(f.ns), ci_text(f.ci),
                   *([fmt(f.line_ns)] if line else []), str(f.scenarios)]
                  for f in model.per_fault]))
-        if model.residual is not None:
+        if model.residual is not None and model.residual <= MAX_RESIDUAL:
             parts.append(wrap(f"residual {100 * model.residual:.1f}% (RMS of relative errors "
                               f"over scenario medians)"
                               + (f"; {model.reason}" if model.fits and model.reason else "")))
