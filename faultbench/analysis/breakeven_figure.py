@@ -98,7 +98,11 @@ def _floor_of(floor: pd.DataFrame | None, group: str) -> pd.DataFrame | None:
 
 def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
                 floor: pd.DataFrame | None) -> list[Path]:
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    # the legend sits below the axes: give each of its rows room rather than squash them
+    calls = 0 if floor is None else (floor["label"].nunique() if "label" in floor else 1)
+    rows = (2 * len(items) + len({i.off for i in items}) + 2 * calls + 1) // 2
+    fig, ax = plt.subplots(figsize=(SIZE[0], SIZE[1] + 0.22 * max(rows - 3, 0)),
+                           layout="constrained")
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     drawn_off: set[str] = set()
     strides: set[int] = set()
@@ -134,7 +138,7 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylabel(ns_label(info) + ", log scale")
+    ax.set_ylabel(ns_label(info) + " (log)")
     windows = {item.window_bytes for item in items}
     if len(windows) == 1 and page:
         pages = next(iter(windows)) / page
