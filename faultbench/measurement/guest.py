@@ -45,7 +45,7 @@ SCRATCH_MOUNT = "/var/tmp"
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
 # sleep=off: an idle guest's clock jumps to the next timer instead of waiting in real time.
 # QEMU 7.2 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
-ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=off"
+ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=on"
 CLOCKS = ("icount", "wall")
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
