@@ -15,7 +15,7 @@ import pandas as pd
 from faultbench.analysis.breakeven import (
     MIN_STRIDES,
     break_even,
-    prefault_floor,
+    populate_rows,
     report_json,
     report_section,
 )
@@ -254,19 +254,19 @@ def write_report(
 
 
 def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
-    """The break-even figure with the prefault floor, for runs with a stride sweep."""
+    """The break-even figure with the floor, for runs with a stride sweep."""
     results = [r for r in break_even(df, teardown=False) if len(r.curve) >= MIN_STRIDES]
     if not results:
         return []
     from faultbench.analysis.breakeven_figure import breakeven_figure
 
-    return breakeven_figure(df, info, out_dir, floor=prefault_floor(df), results=results)
+    return breakeven_figure(df, info, out_dir, floor=populate_rows(df), results=results)
 
 
 def report_data(run_dir: Path) -> dict[str, Any]:
     """What the report computes as plain JSON types (`faultbench report --json`): the run,
     the scenario table's medians of ns_per_page with their CI, and the break-even, cost
-    model and prefault floor (analysis.breakeven.report_json). Unknown values are None."""
+    model and floor (analysis.breakeven.report_json). Unknown values are None."""
     df = load(run_dir)
     if not df["ok"].any():
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")

@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--populate", choices=POPULATES, default="none",
         help="make the range present before the timed loop, timed apart: madvise "
-        "(MADV_POPULATE_READ/WRITE, Linux >= 5.14) or map (MAP_POPULATE); the ideal prefault",
+        "(MADV_POPULATE_READ/WRITE, Linux >= 5.14) or map (MAP_POPULATE); the loop then "
+        "measures the floor, touching pages already mapped",
     )
     parser.add_argument(
         "--no-pagemap", dest="pagemap", action="store_false",

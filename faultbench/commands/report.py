@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--json", action="store_true",
         help="print what the report computes as one JSON object (scenario medians and CIs, "
-        "break_even, cost_model, prefault_floor; null where unknown) and write nothing",
+        "break_even, cost_model, floor; null where unknown) and write nothing",
     )
     parser.add_argument(
         "--strict", action="store_true",
