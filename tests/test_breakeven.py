@@ -27,6 +27,7 @@ from faultbench.analysis.breakeven import (
 )
 from faultbench.analysis.breakeven_figure import breakeven_figure
 from faultbench.analysis.frame import run_info
+from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.workload import load as load_workload
 
 # The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a
@@ -130,7 +131,8 @@ def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
         data["cost_model"][0])
     meta = next(iter(df.attrs["meta"].values()))
     floor = pd.DataFrame({"stride": [1, 2, 4], "ns_per_page": [90.0, 95.0, 99.0]})
-    paths = breakeven_figure(df, run_info(meta, df), tmp_path, floor=floor)
+    with SafeDir.open(tmp_path) as out:
+        paths = breakeven_figure(df, run_info(meta, df), out, floor=floor)
     assert [p.name for p in paths] == ["break-even.png", "break-even.svg"]
     assert all(p.stat().st_size > 10_000 for p in paths)
     svg = paths[1].read_text()

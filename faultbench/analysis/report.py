@@ -229,25 +229,29 @@ def write_report(
 ) -> tuple[str, list[Path]]:
     """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
 
+    The directory is opened once and everything is read and written through that
+    descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
-    df = load(run_dir)
-    if strict:
-        df = exclude_interfered(df)
-    meta = next(iter(df.attrs["meta"].values()))
-    text = report_text(df, meta, baseline)
     with SafeDir.open(run_dir) as directory:
+        df = load(directory)
+        if strict:
+            df = exclude_interfered(df)
+        meta = next(iter(df.attrs["meta"].values()))
+        text = report_text(df, meta, baseline)
         directory.replace("report.txt", text)
-    made: list[Path] = []
-    if figures:
+        if not figures:
+            return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
 
-        made = make_figures(df, run_info(meta, df), run_dir / "figures")
-        made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
+        with directory.sub("figures") as out:
+            out.remove_temp_files()  # of a report killed while saving a figure
+            made = make_figures(df, run_info(meta, df), out)
+            made += _breakeven_figures(df, run_info(meta, df), out)
     return text, made
 
 
-def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """The break-even figure with the prefault floor, for runs with a stride sweep."""
     results = [r for r in break_even(df, teardown=False) if len(r.curve) >= MIN_STRIDES]
     if not results:
