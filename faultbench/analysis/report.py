@@ -288,7 +288,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def summary(run_dir: Path) -> str:
+def summary(run_dir: Path | SafeDir) -> str:
     """The argument in one short table: faults/page and ns/page with fault-around on or off.
 
     Printed by `faultbench run` at its end; `faultbench report` has the full statistics.
@@ -296,7 +296,7 @@ def summary(run_dir: Path) -> str:
     df = load(run_dir)
     ok = df[df["ok"]]
     if ok.empty:
-        return "no valid samples to summarise\n"
+        return "no valid samples to summarise\n" + unmeasured_note(df)
     label_cols = label_columns(df)
     keys = [*label_cols, "role", "label", "fault_around"]
     data = ok.assign(label=labels(ok, keys[:-2]))
@@ -316,4 +316,18 @@ def summary(run_dir: Path) -> str:
         ["scenario", "fa", "faults/pg", "ns/page", "n"], rows.to_numpy().tolist()
     )
     interference = interference_note(df)
-    return text + wrap(interference) if interference else text
+    return (text + wrap(interference) if interference else text) + unmeasured_note(df)
+
+
+def unmeasured_note(df: pd.DataFrame) -> str:
+    """The scenarios measured without one valid sample (they have no row), each with its
+    first error; empty when there are none."""
+    if "scenario" not in df:
+        return ""
+    measured = df[~df["warmup"]]
+    bad = measured[~measured["scenario"].isin(df.loc[df["ok"], "scenario"])]
+    if bad.empty:
+        return ""
+    first = bad.groupby("scenario", sort=True).first()
+    return wrap("No valid sample (so no row) for: " + "; ".join(
+        f"{name}: {row.status}: {str(row.error)[:120]}" for name, row in first.iterrows()))

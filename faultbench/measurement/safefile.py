@@ -106,32 +106,40 @@ def _trusted_link(dir_fd: int, name: str) -> bool:
         not _others_can_write(parent) or bool(parent.st_mode & stat.S_ISVTX))
 
 
-def walk(path: Path, create: bool, follow_links: bool) -> tuple[int, int]:
+def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
     """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
     the working directory; with `create`, missing components are made (never through a
-    link) and the last one is never a link. Unless `follow_links`, a link on the way is
-    followed only if it is _trusted_link (ResultsError names its owner otherwise)."""
+    link) and the last one is never a link. `checked` (root, writing its own results): a
+    link on the way is followed only if it is _trusted_link, nothing is made in a
+    directory another user can change, and the last one's parent is check_parent'ed, all
+    before anything is made (ResultsError naming the owner)."""
     parts = [p for p in path.parts if p != path.anchor and p != "."]
     fd = os.open(path.anchor or ".", _DIR_FLAGS)
     parent = os.dup(fd)
     try:
         for index, name in enumerate(parts):
-            last = index == len(parts) - 1
+            where = Path(path.anchor, *parts[:index + 1])
+            if checked and index == len(parts) - 1:
+                check_parent(fd, where)
             try:
-                if create:
-                    with contextlib.suppress(FileExistsError):
-                        os.mkdir(name, dir_fd=fd)
+                step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                if checked:
+                    check_parent(fd, where)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=fd)
                 step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not stat.S_ISLNK(
                         os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                     raise
-                where = Path(path.anchor, *parts[:index + 1])
-                if last and create:
+                if create and index == len(parts) - 1:
                     raise ResultsError(f"cannot open the directory {where}: it is a symbolic "
                                        "link (faultbench does not follow one it creates)") \
                         from None
-                if not follow_links and not _trusted_link(fd, name):
+                if checked and not _trusted_link(fd, name):
                     uid = os.stat(name, dir_fd=fd, follow_symlinks=False).st_uid
                     raise ResultsError(
                         f"{where} is a symbolic link owned by {owner_name(uid)} (or in a "
@@ -170,21 +178,19 @@ class SafeDir:
         never a link itself. `any_owner` skips the owner checks and follows every link (a
         guest writing the host's directory: the host checked it)."""
         try:
-            parent, fd = walk(path, create, follow_links=any_owner or os.geteuid() != 0)
+            parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0)
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
             raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
+        os.close(parent)
         safe = cls(path, fd)
-        try:
-            if not any_owner:
+        if not any_owner:
+            try:
                 check_owner(fd, path)
-                check_parent(parent, path)
-        except ResultsError:
-            safe.close()
-            raise
-        finally:
-            os.close(parent)
+            except ResultsError:
+                safe.close()
+                raise
         return safe
 
     @classmethod
