@@ -97,20 +97,21 @@ def check_parent(parent_fd: int, path: Path) -> None:
         )
 
 
-def _trusted_link(dir_fd: int, name: str) -> bool:
-    """Whether root may follow the link `name`: root made it and no one else can replace it
-    (its directory is root's and either closed to others or sticky)."""
+def _link_distrust(dir_fd: int, name: str) -> str | None:
+    """Why root may not follow the link `name` (someone else made it, or could replace it),
+    or None."""
     link = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-    parent = os.fstat(dir_fd)
-    return link.st_uid == 0 and parent.st_uid == 0 and (
-        not _others_can_write(parent) or bool(parent.st_mode & stat.S_ISVTX))
+    if link.st_uid != 0:
+        return f"owned by {owner_name(link.st_uid)}"
+    who = who_can_change(os.fstat(dir_fd), sticky_ok=True)
+    return f"in a directory {who}" if who else None
 
 
 def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
     """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
     the working directory; with `create`, missing components are made (never through a
     link) and the last one is never a link. `checked` (root, writing its own results): a
-    link on the way is followed only if it is _trusted_link, nothing is made in a
+    link on the way is followed only if _link_distrust finds nothing, nothing is made in a
     directory another user can change, and the last one's parent is check_parent'ed, all
     before anything is made (ResultsError naming the owner)."""
     parts = [p for p in path.parts if p != path.anchor and p != "."]
@@ -139,12 +140,11 @@ def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
                     raise ResultsError(f"cannot open the directory {where}: it is a symbolic "
                                        "link (faultbench does not follow one it creates)") \
                         from None
-                if checked and not _trusted_link(fd, name):
-                    uid = os.stat(name, dir_fd=fd, follow_symlinks=False).st_uid
-                    raise ResultsError(
-                        f"{where} is a symbolic link owned by {owner_name(uid)} (or in a "
-                        f"directory others can change): root does not follow it; give the "
-                        f"real path") from None
+                distrust = _link_distrust(fd, name) if checked else None
+                if distrust:
+                    raise ResultsError(f"{where} is a symbolic link {distrust}: root does not "
+                                       "follow it (it could lead anywhere); give the real path") \
+                        from None
                 step = os.open(name, _DIR_FLAGS, dir_fd=fd)
             os.close(parent)
             parent, fd = fd, step
