@@ -28,6 +28,7 @@ from faultbench.analysis.breakeven import (
 from faultbench.analysis.breakeven.phases import PhaseCosts, check_against
 from faultbench.analysis.breakeven_figure import breakeven_figure
 from faultbench.analysis.frame import RunInfo, run_info
+from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.workload import load as load_workload
 
 # The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a
@@ -145,7 +146,8 @@ def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
             "design_rows", "condition", "ci_note"} <= set(data["cost_model"][0])
     meta = next(iter(df.attrs["meta"].values()))
     floor = pd.DataFrame({"stride": [1, 2, 4], "ns_per_page": [20.0, 21.0, 23.0]})
-    paths = breakeven_figure(df, run_info(meta, df), tmp_path, floor=floor)
+    with SafeDir.open(tmp_path) as out:
+        paths = breakeven_figure(df, run_info(meta, df), out, floor=floor)
     assert [p.name for p in paths] == ["break-even.png", "break-even.svg"]
     assert all(p.stat().st_size > 10_000 for p in paths)
     svg = paths[1].read_text()
@@ -519,7 +521,8 @@ def test_booted_break_even_figure_titles_name_the_kernel(tmp_path: Path) -> None
     assert [(r.group, r.kernel) for r in results] == [
         ("memfd base:", "base"), ("memfd patched:", "patched")]
     info = RunInfo(kernel="6.1.0", host="vm", plane="tcg-icount", workload="w")
-    paths = breakeven_figure(df, info, tmp_path, results=results)
+    with SafeDir.open(tmp_path) as out:
+        paths = breakeven_figure(df, info, out, results=results)
     svg = next(p for p in paths if p.name == "break-even-memfd_base_.svg").read_text()
     assert "Break-even access density, memfd kernel base - Linux 6.1.0" in svg
     assert "base: -" not in svg

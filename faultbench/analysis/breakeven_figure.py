@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from faultbench.analysis.frame import RunInfo
+    from faultbench.measurement.safefile import SafeDir
 
 
 def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndarray:
@@ -57,7 +58,7 @@ def _mark_crossing(ax: Axes, item: BreakEven, color: str) -> None:
 
 
 def breakeven_figure(
-    df: pd.DataFrame, info: RunInfo, out_dir: Path, floor: pd.DataFrame | None = None,
+    df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, floor: pd.DataFrame | None = None,
     results: Sequence[BreakEven] | None = None,
 ) -> list[Path]:
     """`break-even.png|svg` (one per group, `break-even-<group>` when there are several):
@@ -96,7 +97,7 @@ def _floor_of(floor: pd.DataFrame | None, group: str) -> pd.DataFrame | None:
     return floor if len(floor) else None
 
 
-def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
+def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: SafeDir, name: str,
                 floor: pd.DataFrame | None) -> list[Path]:
     # the legend sits below the axes: give each of its rows room rather than squash them
     calls = 0 if floor is None else (floor["label"].nunique() if "label" in floor else 1)

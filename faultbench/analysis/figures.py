@@ -56,15 +56,14 @@ def ns_label(info: RunInfo) -> str:
     return "ns per page touched" + (" (emulated)" if info.emulated else "")
 
 
-def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    """NAME.png and NAME.svg in out_dir (made if missing), never through a planted link."""
+def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
+    """NAME.png and NAME.svg in the directory opened as out_dir, never through a link."""
     paths = []
     try:
-        with SafeDir.open(out_dir, create=True) as directory:
-            for kind, dpi in (("png", 150), ("svg", None)):
-                with directory.replacing(f"{name}.{kind}", binary=True) as fh:
-                    fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight")
-                paths.append(out_dir / f"{name}.{kind}")
+        for kind, dpi in (("png", 150), ("svg", None)):
+            with out_dir.replacing(f"{name}.{kind}", binary=True) as fh:
+                fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight")
+            paths.append(out_dir.path / f"{name}.{kind}")
     finally:
         plt.close(fig)
     return paths
@@ -95,7 +94,7 @@ def _no_ci_handles(table: pd.DataFrame) -> list[Line2D]:
     return [Line2D([], [], linestyle="none", marker="", label=NO_CI)]
 
 
-def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Path]:
+def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[Path]:
     """ns/page and faults/page against the knob (log2 axis), one line per scenario."""
     data = df[df["ok"] & df[knob].notna()]
     cols = [c for c in label_columns(data) if c != knob]
@@ -143,7 +142,7 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
 
 def _bars_side_by_side(
     table: pd.DataFrame, series: str, order: list[str], info: RunInfo, what: str,
-    out_dir: Path, name: str,
+    out_dir: SafeDir, name: str,
 ) -> list[Path]:
     """Time (median, CI) and faults per page, one bar per series within each group.
 
@@ -184,7 +183,7 @@ def _table(data: pd.DataFrame, series: str) -> pd.DataFrame:
     return ns.merge(faults, left_on=["group", series], right_index=True)
 
 
-def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """Each uffd registration mode side by side, per backing and pattern (single mappers)."""
     data = df[df["ok"] & (df["mappers"] == 1)]
     cols = [c for c in label_columns(data) if c != "uffd"]
@@ -200,7 +199,7 @@ def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     )
 
 
-def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def mappers(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """First vs later mappers of one file: who pays the faults the page cache already saved."""
     data = df[df["ok"] & (df["mappers"] > 1)]
     if data.empty:
@@ -215,7 +214,7 @@ def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     )
 
 
-def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """The worst case: one page touched per fault-around window, the rest mapped for nothing."""
     data = df[df["ok"] & (df["pattern"] == "sparse")]
     if data.empty:
@@ -245,7 +244,7 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "sparse")
 
 
-def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def distributions(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """Every valid sample of every scenario: spread, outliers and drift at a glance."""
     cols = [*label_columns(df), "role"]
     data = _ordered(df[df["ok"] & df["ns_per_page"].notna()], cols)
@@ -271,7 +270,7 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "distributions")
 
 
-def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """Every figure the run's axes allow; a figure whose axis the run lacks is not drawn."""
     made: list[Path] = []
     with plt.rc_context(STYLE):

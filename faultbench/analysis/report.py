@@ -235,25 +235,29 @@ def write_report(
 ) -> tuple[str, list[Path]]:
     """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
 
+    The directory is opened once and everything is read and written through that
+    descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
-    df = load(run_dir)
-    if strict:
-        df = exclude_interfered(df)
-    meta = next(iter(df.attrs["meta"].values()))
-    text = report_text(df, meta, baseline)
     with SafeDir.open(run_dir) as directory:
+        df = load(directory)
+        if strict:
+            df = exclude_interfered(df)
+        meta = next(iter(df.attrs["meta"].values()))
+        text = report_text(df, meta, baseline)
         directory.replace("report.txt", text)
-    made: list[Path] = []
-    if figures:
+        if not figures:
+            return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
 
-        made = make_figures(df, run_info(meta, df), run_dir / "figures")
-        made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
+        with directory.sub("figures") as out:
+            out.remove_temp_files()  # of a report killed while saving a figure
+            made = make_figures(df, run_info(meta, df), out)
+            made += _breakeven_figures(df, run_info(meta, df), out)
     return text, made
 
 
-def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """The break-even figure with the floor, for runs with a stride sweep."""
     results = [r for r in break_even(df, teardown=False) if len(r.curve) >= MIN_STRIDES]
     if not results:
@@ -290,7 +294,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def summary(run_dir: Path) -> str:
+def summary(run_dir: Path | SafeDir) -> str:
     """The argument in one short table: faults/page and ns/page with fault-around on or off.
 
     Printed by `faultbench run` at its end; `faultbench report` has the full statistics.
@@ -298,7 +302,7 @@ def summary(run_dir: Path) -> str:
     df = load(run_dir)
     ok = df[df["ok"]]
     if ok.empty:
-        return "no valid samples to summarise\n"
+        return "no valid samples to summarise\n" + unmeasured_note(df)
     label_cols = label_columns(df)
     keys = [*label_cols, "role", "label", "fault_around"]
     data = ok.assign(label=labels(ok, keys[:-2]))
@@ -318,4 +322,18 @@ def summary(run_dir: Path) -> str:
         ["scenario", "fa", "faults/pg", "ns/page", "n"], rows.to_numpy().tolist()
     )
     interference = interference_note(df)
-    return text + wrap(interference) if interference else text
+    return (text + wrap(interference) if interference else text) + unmeasured_note(df)
+
+
+def unmeasured_note(df: pd.DataFrame) -> str:
+    """The scenarios measured without one valid sample (they have no row), each with its
+    first error; empty when there are none."""
+    if "scenario" not in df:
+        return ""
+    measured = df[~df["warmup"]]
+    bad = measured[~measured["scenario"].isin(df.loc[df["ok"], "scenario"])]
+    if bad.empty:
+        return ""
+    first = bad.groupby("scenario", sort=True).first()
+    return wrap("No valid sample (so no row) for: " + "; ".join(
+        f"{name}: {row.status}: {str(row.error)[:120]}" for name, row in first.iterrows()))

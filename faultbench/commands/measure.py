@@ -156,12 +156,21 @@ def _emit(samples: list[Sample], as_json: bool, drift: dict[str, Any] | None = N
     return sum(sample.status != "ok" for sample in samples)
 
 
+def _check_dir(path: str) -> None:
+    try:
+        found = Path(path).is_dir()
+    except OSError as exc:  # a name too long, ...
+        raise ArgumentError(f"--dir {path}: {exc.strerror}") from None
+    if not found:
+        raise ArgumentError(f"--dir {path}: no such directory")
+
+
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
-    if check_text(args.dir, "--dir") is not None and not Path(args.dir).is_dir():
-        raise ArgumentError(f"--dir {args.dir}: no such directory")
+    if check_text(args.dir, "--dir") is not None:
+        _check_dir(args.dir)
     check_text(args.kernel, "--kernel")
     for option in args.set:
         check_text(option, "--set", empty=True)

@@ -60,12 +60,15 @@ def run(args: argparse.Namespace) -> int:
         raise FilesystemError(f"{exc}{_resume_hint(_started(args))}") from None
 
 
-def _started(args: argparse.Namespace) -> Any:
+def _started(args: argparse.Namespace) -> Path | None:
     """The run directory a failed run leaves, when it can be resumed (its meta.json exists)."""
-    from faultbench.measurement.results import META, RunDir
+    from faultbench.measurement.results import META
 
     path = args.resume or args.out
-    return RunDir(Path(path)) if path and (Path(path) / META).is_file() else None
+    try:
+        return Path(path) if path and (Path(path) / META).is_file() else None
+    except OSError:  # a name too long, ...: nothing to resume there
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -108,17 +111,22 @@ def _run(args: argparse.Namespace) -> int:
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
+        return _report(run_dir)
     except INTERRUPTED as exc:
-        print(f"\nfaultbench run: interrupted{_resume_hint(run_dir)}", file=sys.stderr)
+        print(f"\nfaultbench run: interrupted{_resume_hint(run_dir and run_dir.path)}",
+              file=sys.stderr)
         return exit_status(exc)
-    return _report(run_dir.path)
+    finally:
+        if run_dir is not None:
+            run_dir.unlock()
 
 
-def _resume_hint(run_dir: Any) -> str:
-    if run_dir is None:
+def _resume_hint(path: Path | None) -> str:
+    from faultbench.measurement.results import resume_command
+
+    if path is None:
         return ""
-    return (f"; samples so far are in {run_dir.path}; continue with: "
-            f"faultbench run --resume {run_dir.path}")
+    return f"; samples so far are in {path}; continue with: {resume_command(path)}"
 
 
 def _parse_kernels(texts: list[str]) -> list[Any]:
@@ -136,6 +144,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     missing = guest.requirements(kernels[0].image)
     if missing:
         raise RunError("; ".join(missing))
+    guest.timeout_from_env()  # refused now, not after the run directory exists
     guest.check_shared_dir(str(out))
     kvm, clock = guest.resolve_clock(clock)
     if clock == "icount":
@@ -151,6 +160,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
 def _booted(run_dir: Any, quiet: bool) -> int:
     """Every boot of the run's plan not yet done; pyperf.json and the summary on the host."""
     from faultbench.measurement.boots import run_boots
+    from faultbench.measurement.results import resume_command
     from faultbench.measurement.runner import utc_now
 
     meta = run_boots(run_dir, quiet=quiet)
@@ -160,13 +170,14 @@ def _booted(run_dir: Any, quiet: bool) -> int:
     records = run_dir.read_samples()
     run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
-    status = _report(run_dir.path) if records else 1
+    status = _report(run_dir) if records else 1
     if failed:
+        total = len(meta["boots"])
         for boot in failed:
-            print(f"faultbench run: boot {boot['index']} ({boot['kernel']}) failed: "
-                  f"{boot['reason']}", file=sys.stderr)
-        print(f"faultbench run: {len(failed)} of {len(meta['boots'])} boots failed; redo "
-              f"them with: faultbench run --resume {run_dir.path}", file=sys.stderr)
+            print(f"faultbench run: boot {boot['index'] + 1}/{total} ({boot['kernel']}) "
+                  f"failed: {boot['reason']}", file=sys.stderr)
+        print(f"faultbench run: {len(failed)} of {total} boots failed; redo them with: "
+              f"{resume_command(run_dir.path)}", file=sys.stderr)
         return 1
     return status
 
@@ -182,9 +193,14 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
         print(f"faultbench run: restored {line} (left by the interrupted run)", file=sys.stderr)
 
 
-def _report(path: Path) -> int:
+def _report(run_dir: RunDir) -> int:
+    """The summary; status 1 when no sample of the run is valid (every one an error)."""
     from faultbench.analysis.report import summary
+    from faultbench.measurement.results import META, PYPERF, SAMPLES
 
-    print(f"results in {path}/ (samples.jsonl, meta.json, pyperf.json)")
-    print(summary(path), end="")
-    return 0
+    written = [n for n in (SAMPLES, META, PYPERF) if run_dir.dir.is_file(n)]
+    print(f"results in {run_dir.path}/ ({', '.join(written)})")
+    text = summary(run_dir.dir)
+    print(text, end="")
+    valid = any(r["status"] == "ok" and not r["warmup"] for r in run_dir.read_samples())
+    return 0 if valid else 1

@@ -24,10 +24,21 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.journal import KnobLock, journal_path, refuse_if_journal
+from faultbench.measurement.journal import (
+    KnobLock,
+    check_journal_writable,
+    journal_path,
+    refuse_if_journal,
+)
 from faultbench.measurement.knobs import KnobError, check_settable, resolve
 from faultbench.measurement.progress import Progress
-from faultbench.measurement.results import FORMAT, WORKER_LOG, RunDir, sample_key
+from faultbench.measurement.results import (
+    FORMAT,
+    WORKER_LOG,
+    RunDir,
+    resume_command,
+    sample_key,
+)
 from faultbench.measurement.session import KnobSession
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import Sample, Spec, SpecError
@@ -230,7 +241,8 @@ def start(
     """A new run directory with meta.json written, ready for execute().
 
     `plane` is where the samples will be measured when that is not here (booted kernels,
-    whose knobs are then checked in the guest); `extra` goes into meta.json as it is."""
+    whose knobs are then checked in the guest); `extra` goes into meta.json as it is. The
+    directory is locked for this process (RunDir.lock)."""
     from faultbench import __version__
     from faultbench.measurement.measure import current_plane
     from faultbench.measurement.provenance import collect, file_dir
@@ -246,6 +258,7 @@ def start(
         # must leave nothing to --resume)
         with KnobLock():
             refuse_if_journal(journal_path())
+            check_journal_writable(journal_path())
     run_dir = RunDir.create(out)
     run_dir.write_meta({
         "format": FORMAT,
@@ -366,7 +379,7 @@ def execute(
         if not records:
             raise RunError(str(exc)) from None
         raise RunError(f"{exc}; the samples so far are kept: continue with "
-                       f"faultbench run --resume {run_dir.path}") from None
+                       f"{resume_command(run_dir.path)}") from None
     if boot is not None:
         return {**meta, "unsupported": unsupported}
     known = {s["scenario"] for s in meta["skipped"]}

@@ -34,7 +34,8 @@ MAX_STRIDE = 1 << 32
 PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
-_SIZE_RE = re.compile(r"^\s*(\d{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$")
+# ASCII only: a digit of another script (١٢) is not a number a user meant to give
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -42,22 +43,33 @@ class SpecError(FaultbenchError, ValueError):
     """A spec that cannot be measured as asked; the message names the field and the fix."""
 
 
+def clipped(text: str, limit: int = 200) -> str:
+    """`text` cut to about `limit` characters: a 10 MB value is not echoed whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """repr(value), clipped()."""
+    return clipped(repr(value), limit)
+
+
 def parse_size(text: str | int, name: str = "size", minimum: int = 1) -> int:
     """Bytes from '64M', '4k', '1G' or a plain number (binary units)."""
     if isinstance(text, bool) or not isinstance(text, int | str):
-        raise SpecError(f"{name} must be a byte count or a text such as '64M', got {text!r}")
+        raise SpecError(f"{name} must be a byte count or a text such as '64M', got {shown(text)}")
     if isinstance(text, int):
         value = text
     else:
         match = _SIZE_RE.match(text)
         if not match:
-            raise SpecError(f"{name} {text!r} is not a number with an optional K/M/G/T/P suffix")
+            raise SpecError(f"{name} {shown(text)} is not a number with an optional K/M/G/T/P "
+                            "suffix")
         value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
     if value < minimum:
         bound = "positive" if minimum == 1 else f"at least {minimum}"
-        raise SpecError(f"{name} must be {bound}, got {text!r}")
+        raise SpecError(f"{name} must be {bound}, got {shown(text)}")
     if value > MAX_SIZE:
-        raise SpecError(f"{name} {text!r} is above the maximum {MAX_SIZE_TEXT}")
+        raise SpecError(f"{name} {shown(text)} is above the maximum {MAX_SIZE_TEXT}")
     return value
 
 
@@ -77,7 +89,7 @@ def format_size(nbytes: int) -> str:
 def parse_pattern(text: str) -> tuple[str, int]:
     """('stride', N) for 'stride:N'; (name, 1) otherwise."""
     if not isinstance(text, str):
-        raise SpecError(f"pattern must be a string ({PATTERN_HELP}), got {text!r}")
+        raise SpecError(f"pattern must be a string ({PATTERN_HELP}), got {shown(text)}")
     if text in ("seq", "reverse", "random", "sparse"):
         return text, 1
     number = text.removeprefix("stride:")
@@ -86,7 +98,13 @@ def parse_pattern(text: str) -> tuple[str, int]:
         stride = int(number)
         if 1 <= stride <= MAX_STRIDE:
             return "stride", stride
-    raise SpecError(f"pattern {text!r} is not one of {PATTERN_HELP}")
+    raise SpecError(f"pattern {shown(text)} is not one of {PATTERN_HELP}")
+
+
+def canonical_pattern(text: str) -> str:
+    """The one spelling of a pattern: stride:05 and stride:5 are one scenario."""
+    name, stride = parse_pattern(text)
+    return f"stride:{stride}" if name == "stride" else name
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -163,7 +181,7 @@ class Spec:
         _choice("mapper_kind", self.mapper_kind, MAPPER_KINDS)
         _choice("uffd_mappers", self.uffd_mappers, UFFD_MAPPERS)
         _choice("populate", self.populate, POPULATES)
-        parse_pattern(self.pattern)
+        pattern = canonical_pattern(self.pattern)
         if anon and cache != "hole":
             raise SpecError(
                 f"cache {cache!r} needs a page cache; anonymous memory has none (use cache hole)"
@@ -182,7 +200,8 @@ class Spec:
                 f"deadline_s must be more than 0 and at most {MAX_DEADLINE_S:.0f} seconds "
                 f"(the longest a blocked fault is kept waiting), got {self.deadline_s}"
             )
-        return dataclasses.replace(self, size=size, map=map_, cache=cache, map_offset=offset)
+        return dataclasses.replace(self, size=size, map=map_, cache=cache, pattern=pattern,
+                                   map_offset=offset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, format_size
+from faultbench.measurement.spec import (
+    MAX_SEED,
+    Spec,
+    SpecError,
+    clipped,
+    format_size,
+    shown,
+)
 from faultbench.measurement.workload_checks import (
     axis_values,
     bounded,
@@ -194,13 +201,17 @@ def find(name_or_path: str) -> Path:
         raise WorkloadError(f"workload {name_or_path!r}: a name or path has no NUL bytes")
     path = Path(name_or_path)
     if name_or_path.endswith(SUFFIX) or "/" in name_or_path:
-        if not path.is_file():
-            raise WorkloadError(f"{name_or_path}: no such workload file")
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a name too long, ...
+            raise WorkloadError(f"{clipped(name_or_path)}: {exc.strerror}") from None
+        if not found:
+            raise WorkloadError(f"{clipped(name_or_path)}: no such workload file")
         return path
     available = shipped()
     if name_or_path not in available:
         names = ", ".join(available) or "none found"
-        raise WorkloadError(f"no workload named {name_or_path!r}; available: {names}")
+        raise WorkloadError(f"no workload named {shown(name_or_path)}; available: {names}")
     return available[name_or_path]
 
 
@@ -210,12 +221,17 @@ def load(name_or_path: str) -> Workload:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise WorkloadError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # [[[[... or {a={a={... nested thousands deep
+        raise WorkloadError(f"{path}: nested too deeply to be a workload") from None
     except UnicodeDecodeError as exc:
         raise WorkloadError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are "
                             "UTF-8") from None
     except OSError as exc:
         raise WorkloadError(f"{path}: {exc.strerror}") from None
-    return parse(data, path)
+    try:
+        return parse(data, path)
+    except RecursionError:  # a dotted knob name thousands of parts long
+        raise WorkloadError(f"{path}: nested too deeply to be a workload") from None
 
 
 def parse(data: dict[str, Any], path: Path) -> Workload:

@@ -139,6 +139,8 @@ def check_knobs(
             except KnobError as exc:
                 fail(f"knobs.{name}", str(exc))
                 continue
+            if canonical in axes:  # vm.swappiness and /proc/sys/vm/swappiness
+                fail(f"knobs.{name}", f"names the knob {canonical} again: give each knob once")
             axes[canonical] = parsed
         checked.append(axes)
     return checked
