@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from faultbench.analysis.frame import COUNT_METRICS, METRICS, metric_unit
+from faultbench.analysis.frame import COUNT_METRICS, metric_unit
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, wrap
 
 # LKP prints a side's relative standard deviation only above this many percent.
@@ -103,7 +103,7 @@ def as_json(table: pd.DataFrame, metric: str, title: str, footer: str) -> str:
         })
     planes = table.attrs.get("planes", ("native",))
     return json.dumps({
-        "title": title, "metric": metric, "metric_label": METRICS[metric],
+        "title": title, "metric": metric,
         "unit": metric_unit(metric, planes), "alpha": table.attrs.get("alpha"),
         "tested": table.attrs.get("tested"), "power": table.attrs.get("power"),
         "rows": rows, "footer": " ".join(footer.split()),
