@@ -27,16 +27,36 @@ from faultbench.measurement.results import (
 )
 from faultbench.measurement.safefile import SafeDir
 
-METRICS = {
-    "ns_per_page": "ns/page",
-    "faults_per_page": "faults/page",
-    "mapped_per_touched": "pages mapped/page touched",
-    "munmap_ns_per_page": "munmap ns/page",
-}
 FAULT_AROUND_KNOB = "fault_around_bytes"
 EMULATED_PLANES = {"tcg-guest", "tcg-icount"}
 # Planes whose *_ns fields count guest instructions (QEMU -icount shift=0), not time.
 INSTRUCTION_CLOCK_PLANES = {"tcg-icount"}
+# Per-page metrics: the words after the value ("{t}": the plane's time unit, `time_unit`).
+# Every per-page metric is per page *touched* (pages_touched), whatever was mapped.
+METRICS = {
+    "ns_per_page": "{t}/page",
+    "faults_per_page": "faults/page",
+    "mapped_per_touched": "mapped/page",
+    "munmap_ns_per_page": "munmap {t}/page",
+}
+# Fault counts and pages mapped come from the kernel: preemption cannot change them.
+COUNT_METRICS = ("faults_per_page", "mapped_per_touched")
+
+
+def time_unit(plane: str) -> str:
+    """What a timing counts on a plane: "ns" of the wall clock (native, kvm-guest,
+    tcg-guest) or "insn", guest instructions (tcg-icount: QEMU -icount shift=0 makes one
+    virtual ns one instruction). The one place tables and figures take the unit from."""
+    return "insn" if plane in INSTRUCTION_CLOCK_PLANES else "ns"
+
+
+def metric_unit(metric: str, planes: Iterable[str] = ("native",)) -> str:
+    """The unit a table header prints for a metric, e.g. "ns/page" or "insn/page"; "ns|insn"
+    when the rows mix clocks (compare --force)."""
+    units = "|".join(sorted({time_unit(plane) for plane in planes})) or "ns"
+    return METRICS[metric].format(t=units)
+
+
 # Sample fields that say the timed loop was disturbed: involuntary context switches of the
 # touching thread, steal time.
 INTERFERENCE_FIELDS = ("nivcsw", "steal_ns")

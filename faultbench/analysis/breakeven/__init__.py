@@ -8,15 +8,13 @@ Analyses of a run's DataFrame (`faultbench.load`), each returning dataclasses wh
   fault-around on equals the time with it off, with a bootstrap interval over rounds.
 - `costmodel.cost_models(df)`: touch_ns = a*faults + b*pages_mapped + c*pages_touched.
 - `floor`: the populate rows (the range made present before the timed loop).
-- `render`: the text of `faultbench report` and the keys of `report --json`;
-  `compare`: the cost models of two runs for `faultbench compare`.
+- `render`: the text of `faultbench report` and the keys of `report --json`.
 - `phases`: a kernel profile's phase costs checked against a and b.
 - `rows`: what they share (the rows read, their groups, resampling rounds or boots).
 
 Analysis plane: numpy, pandas; never touches the kernel.
 """
 
-from faultbench.analysis.breakeven.compare import compare_cost_models, compare_section
 from faultbench.analysis.breakeven.costmodel import CostModel, Estimate, cost_models
 from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, break_even
 from faultbench.analysis.breakeven.floor import floor_points, populate_rows
@@ -24,7 +22,6 @@ from faultbench.analysis.breakeven.render import report_json, report_section
 from faultbench.analysis.breakeven.rows import stride_of
 
 __all__ = [
-    "MIN_STRIDES", "BreakEven", "CostModel", "Estimate", "break_even", "compare_cost_models",
-    "compare_section", "cost_models", "floor_points", "populate_rows", "report_json",
-    "report_section", "stride_of",
+    "MIN_STRIDES", "BreakEven", "CostModel", "Estimate", "break_even", "cost_models",
+    "floor_points", "populate_rows", "report_json", "report_section", "stride_of",
 ]
