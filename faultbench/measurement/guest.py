@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import platform
+import re
 import selectors
 import shlex
 import shutil
@@ -59,9 +60,23 @@ def boot_images() -> list[str]:
     return sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
 
 
-def kernel_hint() -> str:
+def default_image() -> str | None:
+    """Debian's default kernel image (what linux-image-amd64 depends on), else the newest in
+    /boot: installing another kernel beside it does not change what hints and tests name."""
+    try:
+        depends = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}", "linux-image-amd64"],
+                                 capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        depends = ""
+    match = re.search(r"linux-image-(\S+?-amd64)\b", depends)
+    if match and os.path.isfile(f"/boot/vmlinuz-{match.group(1)}"):
+        return f"/boot/vmlinuz-{match.group(1)}"
     images = boot_images()
-    return f"--kernel {images[-1] if images else '/boot/vmlinuz-<version>'}"
+    return images[-1] if images else None
+
+
+def kernel_hint() -> str:
+    return f"--kernel {default_image() or '/boot/vmlinuz-<version>'}"
 
 
 def venv_bin() -> str:
