@@ -101,14 +101,25 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return joined.str.split().str.join(" ").replace("", "all")
 
 
+def time_unit(plane: str | None) -> str:
+    """The unit of `ns_per_page` on a plane: under QEMU icount (plane tcg-icount) the guest
+    clock advances 1 ns per guest instruction, so its "ns" count instructions."""
+    return "insn/page" if plane == "tcg-icount" else "ns/page"
+
+
 def spec_order(column: pd.Series) -> pd.Series:
-    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
+    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric.
+    Strides sort by their number (stride:2 before stride:16)."""
     order = _ORDER.get(str(column.name))
     if column.name == "kernel":  # as the run booted them: its first boot is its first kernel
         order = tuple(str(v) for v in pd.unique(column))
     if order is not None:
-        text = column.astype(str).str.split(":").str[0]
-        return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+        text = column.astype(str)
+        key = text.str.split(":").str[0].map({v: i for i, v in enumerate(order)})
+        if column.name == "pattern":  # stride:N (N <= 2^32) between stride and the next
+            number = pd.to_numeric(text.str.split(":").str[1], errors="coerce")
+            key = key + (number / 2.0**33).fillna(0)
+        return key.fillna(len(order))
     numeric = pd.to_numeric(column, errors="coerce")
     return numeric if numeric.notna().any() else column.astype(str)
 

@@ -59,6 +59,18 @@ def header(info: RunInfo, title: str) -> str:
     return lines
 
 
+def machine_line(meta: dict[str, Any]) -> str:
+    """How busy the machine was when the run started (meta.json `machine_state`, written by
+    `faultbench run`), with the warning the run printed; empty for runs without it."""
+    from faultbench.measurement.machine import describe
+
+    described = describe(meta.get("machine_state")) if meta else None
+    if described is None:
+        return ""
+    line, warning = described
+    return wrap(f"At the start, {line}." + (f" {warning}." if warning else ""))
+
+
 def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:
     """Per group of `keys`: how many valid samples were interfered with (excluded or not)."""
     valid = df[df["ok"] | df["interfered"]]
@@ -207,7 +219,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     info = run_info(meta, df)
     label_cols = label_columns(df)
-    parts = [header(info, "faultbench report")]
+    parts = [header(info, "faultbench report"), machine_line(meta)]
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
@@ -225,9 +237,11 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
 
 
 def write_report(
-    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False
+    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False,
+    out: Path | None = None,
 ) -> tuple[str, list[Path]]:
-    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
+    """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;
+    OUT is the run directory unless `out` names another (made if missing).
 
     strict: interfered samples (preempted or stolen from) are left out of everything."""
     df = load(run_dir)
@@ -235,15 +249,18 @@ def write_report(
         df = exclude_interfered(df)
     meta = next(iter(df.attrs["meta"].values()))
     text = report_text(df, meta, baseline)
-    with SafeDir.open(run_dir) as directory:
+    out = run_dir if out is None else out
+    with SafeDir.open(out, create=out != run_dir) as directory:
         directory.replace("report.txt", text)
     made: list[Path] = []
     if figures:
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
+        from faultbench.analysis.kernel_figure import kernels_figure
 
-        made = make_figures(df, run_info(meta, df), run_dir / "figures")
-        made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
+        made = make_figures(df, run_info(meta, df), out / "figures")
+        made += _breakeven_figures(df, run_info(meta, df), out / "figures")
+        made += kernels_figure(df, run_info(meta, df), out / "figures")
     return text, made
 
 

@@ -32,7 +32,7 @@ from faultbench.measurement.session import KnobSession
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import Sample, Spec, SpecError
 from faultbench.measurement.sysfs import DEBUGFS, mounted
-from faultbench.measurement.workload import Scenario, Workload
+from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
 # the native module) and to set up and tear down the backing.
@@ -44,14 +44,6 @@ EMULATED_GRACE_S = 180.0
 class RunError(FaultbenchError, RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
 
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One measurement: a scenario in a round (several samples when several mappers)."""
-    scenario: Scenario
-    round: int
-    warmup: bool
 
 
 def schedule(
@@ -231,7 +223,7 @@ def start(
 
     `plane` is where the samples will be measured when that is not here (booted kernels,
     whose knobs are then checked in the guest); `extra` goes into meta.json as it is."""
-    from faultbench import __version__
+    from faultbench._version import __version__
     from faultbench.measurement.measure import current_plane
     from faultbench.measurement.provenance import collect, file_dir
 
