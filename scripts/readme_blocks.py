@@ -7,9 +7,10 @@ A console block is a ```console fence; in it, a line `# faultbench ...` (root) o
 printed (stdout and stderr together). A command runs in a shell (so `| sed ...` and
 `# comments` work) from a scratch directory holding a copy of results/, so that a command
 writing there (`report`, `run`) leaves the checkout as it was. Timings are masked before
-comparing: `N ns/page`, percentages and ±spreads vary from run to run; counts, names,
-messages and paths must match. A `...` in a shown line stands for the part of the real line
-left out. Commands that boot a kernel (`--kernel`) run only with --slow; a command shown
+comparing: `N ns/page`, percentages and ±spreads vary from run to run, and the lines a busy
+moment adds (the busy-machine warning, the note on preempted samples) are left out; counts,
+names, messages and paths must match. A `...` in a shown line stands for the part of the
+real line left out. Commands that boot a kernel (`--kernel`) run only with --slow; a command shown
 without output is not run. tests/test_docs.py runs the same checks in the test command.
 
     python scripts/readme_blocks.py [--update] [--slow] [FILE.md ...]
@@ -42,6 +43,8 @@ _MASKS = (
     (re.compile(r"\b\d+(\.\d+)? (ns|insn)/(page|pg)"), r"N \2/\3"),
     (re.compile(r"[±+-]?\d+(\.\d+)?%"), "N%"),
 )
+# Lines a busy moment adds (and a quiet one leaves out); not compared.
+MOMENTARY = re.compile(r"faultbench run: WARNING: busy|hit: samples whose timed loop")
 # Absolute paths that only exist on the machine a doc was written on: a home or root home, a
 # development tree under /work, a temporary file. System paths (/boot, /var/tmp, /dev/shm,
 # /sys, /proc) name the same thing on every machine and are allowed.
@@ -142,7 +145,20 @@ def run(command: Command, cwd: Path) -> list[str]:
     return done.stdout.rstrip("\n").splitlines()
 
 
+def steady(lines: list[str]) -> list[str]:
+    """`lines` without what the machine's load at that moment decides: the busy-machine
+    warning and the note on preempted samples (with its wrapped lines)."""
+    out: list[str] = []
+    dropping = False
+    for line in lines:
+        dropping = bool(MOMENTARY.match(line)) or (dropping and line.startswith("  "))
+        if not dropping:
+            out.append(line)
+    return out
+
+
 def matches(shown: list[str], real: list[str]) -> bool:
+    shown, real = steady(shown), steady(real)
     return len(shown) == len(real) and all(map(line_matches, shown, real))
 
 

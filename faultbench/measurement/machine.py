@@ -73,23 +73,28 @@ def busy(state: dict[str, Any]) -> bool:
             or state["others_cpu"] >= BUSY_OTHERS_CPU)
 
 
-WARNING = ("WARNING: the machine is busy enough to bend timings (preempted samples are "
-           "counted in the report's 'hit'); compare only with runs made under the same load")
+LINE = 83
+WARNING = "WARNING: busy enough to bend timings; compare only with runs under a like load"
 
 
 def describe(state: Any) -> tuple[str, str | None] | None:
     """(one line for a human, the warning when busy), or None when `state` (read back from
     a meta.json, so untrusted) is not what collect() writes."""
     try:
-        load = [float(x) for x in state["load"]][:3]
+        load = [float(state["load"][0])]
         cpus, others_cpu = int(state["cpus"]), float(state["others_cpu"])
-        others = [(str(name)[:16], float(share)) for name, share in state["others"]][:3]
+        others = [(str(name)[:16], float(share)) for name, share in state["others"][:2]]
         governor = state["governor"]
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError):
         return None
-    busiest = ", ".join(f"{name} {share:.0%}" for name, share in others)
-    text = (f"machine: load {' '.join(f'{x:.2f}' for x in load)} on {cpus} CPUs; others "
-            f"used {others_cpu:.1f} CPU" + (f" ({busiest})" if busiest else "")
-            + (f"; governor {str(governor)[:20]}" if governor is not None else ""))
+    # the 1-minute load and as many of the busiest as fit: the line stays under 100 columns
+    # after a `faultbench run: ` prefix
+    for shown in range(len(others), -1, -1):
+        busiest = ", ".join(f"{name} {share:.0%}" for name, share in others[:shown])
+        text = (f"machine: load {load[0]:.2f} on {cpus} CPUs; others used {others_cpu:.1f} CPU"
+                + (f" ({busiest})" if busiest else "")
+                + (f"; governor {str(governor)[:20]}" if governor is not None else ""))
+        if len(text) <= LINE:
+            break
     checked = {"load": load, "cpus": cpus, "others_cpu": others_cpu}
     return text, WARNING if busy(checked) else None
