@@ -17,8 +17,12 @@ WIDTH = 99
 class Progress:
     """A bar with counts and ETA on a terminal, one short line per measurement otherwise."""
 
-    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr):
+    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr,
+                 names: list[str] | None = None):
         self.total, self.done, self.quiet, self.stream = total, done, quiet, stream
+        # the name parts every scenario of the run shares say nothing in a progress line
+        parts = [set(name.split(",")) for name in names or []]
+        self.common = set.intersection(*parts) if len(parts) > 1 else set()
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.measured = 0
@@ -38,7 +42,8 @@ class Progress:
                 f"ETA {eta} "
             )
         else:
-            self.stream.write(line(self.done, self.total, eta, unit, samples) + "\n")
+            self.stream.write(line(self.done, self.total, eta, unit, samples, self.common)
+                              + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
@@ -47,12 +52,15 @@ class Progress:
             self.stream.flush()
 
 
-def line(done: int, total: int, eta: str, unit: Unit, samples: list[dict[str, Any]]) -> str:
-    """`[12/165] ETA 3:05 r2 memfd,64M,...,uffd=wp: 0.063 flt/pg 310 ns/pg`, at most WIDTH
-    columns: the scenario name gives way first (its middle elided), then the result."""
+def line(done: int, total: int, eta: str, unit: Unit, samples: list[dict[str, Any]],
+         common: set[str] | frozenset[str] = frozenset()) -> str:
+    """`[12/165] ETA 3:05 r2 seq,uffd=wp: 0.063 flt/pg 310 ns/pg`: the scenario name without
+    the `common` parts, at most WIDTH columns: the name gives way first (its middle elided),
+    then the result."""
     head = f"[{done}/{total}] ETA {eta} {'warm-up ' if unit.warmup else ''}r{unit.round} "
     result = _brief(samples)
-    name = unit.scenario.name
+    name = ",".join(p for p in unit.scenario.name.split(",") if p not in common) \
+        or unit.scenario.name
     room = WIDTH - len(head) - len(result) - 2
     if len(name) > room:
         keep = max(room - 3, 8)

@@ -305,7 +305,7 @@ def execute(
         todo += pending(u)
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
-    progress = Progress(total, total - todo, quiet)
+    progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
