@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
-from faultbench.analysis.labels import label_columns, labels, spec_order, time_unit
+from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
 from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import format_size
@@ -50,16 +50,17 @@ UFFD_ORDER = ["none", "missing", "wp", "minor"]
 
 def title(fig: Figure, what: str, info: RunInfo) -> None:
     line = f"{what} - Linux {info.kernel}, {info.host}"
-    if info.emulated:
+    if info.instruction_clock:
+        line += "\nINSTRUCTION CLOCK (QEMU icount: 1 virtual ns = 1 guest instruction)"
+    elif info.emulated:
         line += "\nTIMINGS TCG-EMULATED (not native; fault counts exact)"
     fig.suptitle(line, fontsize=12, color="darkred" if info.emulated else "black")
 
 
 def ns_label(info: RunInfo) -> str:
-    """The time axis in the plane's unit (instructions under QEMU icount)."""
-    unit = ("guest instructions per page touched" if time_unit(info.plane) == "insn/page"
-            else "ns per page touched")
-    return unit + (" (emulated)" if info.emulated else "")
+    if info.instruction_clock:
+        return "guest instructions per page touched (icount)"
+    return "ns per page touched" + (" (emulated)" if info.emulated else "")
 
 
 def log_if_spread(ax: Axes, values: pd.Series, axis: str = "x") -> bool:

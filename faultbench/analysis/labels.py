@@ -101,12 +101,6 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return joined.str.split().str.join(" ").replace("", "all")
 
 
-def time_unit(plane: str | None) -> str:
-    """The unit of `ns_per_page` on a plane: under QEMU icount (plane tcg-icount) the guest
-    clock advances 1 ns per guest instruction, so its "ns" count instructions."""
-    return "insn/page" if plane == "tcg-icount" else "ns/page"
-
-
 def spec_order(column: pd.Series) -> pd.Series:
     """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric.
     Strides sort by their number (stride:2 before stride:16)."""
