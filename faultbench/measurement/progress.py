@@ -87,5 +87,5 @@ def _brief(samples: list[dict[str, Any]]) -> str:
         return low if low == high else f"{low}-{high}"
 
     # under QEMU icount the clock counts guest instructions, not nanoseconds
-    unit = "insn/pg" if samples[0].get("plane") == "tcg-icount" else "ns/pg"
+    unit = "insn/pg" if samples[0].get("clock") == "icount" else "ns/pg"
     return f"{span('faults_per_page', '.3f')} flt/pg {span('ns_per_page', '.0f')} {unit}"
