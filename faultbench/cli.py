@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Any, TextIO
 
+from faultbench._version import __version__
 from faultbench.errors import FaultbenchError
 from faultbench.measurement import signals
 
@@ -73,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="faultbench",
         description="Measure what the Linux kernel's read fault-around costs and saves.",
     )
+    parser.add_argument("--version", action="version", version=f"faultbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():

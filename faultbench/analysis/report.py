@@ -7,6 +7,7 @@ emulated.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +66,18 @@ def header(info: RunInfo, title: str) -> str:
         lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
                       "with other emulated runs. Fault counts are the kernel's own.")
     return lines
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """How busy the machine was when the run started (meta.json `machine_state`, written by
+    `faultbench run`), with the warning the run printed; empty for runs without it."""
+    from faultbench.measurement.machine import describe
+
+    described = describe(meta.get("machine_state")) if meta else None
+    if described is None:
+        return ""
+    line, warning = described
+    return wrap(f"At the start, {line}." + (f" {warning}." if warning else ""))
 
 
 def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -241,7 +254,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     info = run_info(meta, df)
     label_cols = label_columns(df)
-    parts = [header(info, "faultbench report")]
+    parts = [header(info, "faultbench report"), machine_line(meta)]
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
@@ -259,29 +272,37 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
 
 
 def write_report(
-    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False
+    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False,
+    out: Path | None = None,
 ) -> tuple[str, list[Path]]:
-    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
+    """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;
+    OUT is the run directory unless `out` names another (made if missing).
 
     The directory is opened once and everything is read and written through that
     descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
-    with SafeDir.open(run_dir) as directory:
-        df = load(directory)
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(SafeDir.open(run_dir))
+        df = load(source)
         if strict:
             df = exclude_interfered(df)
         meta = next(iter(df.attrs["meta"].values()))
         text = report_text(df, meta, baseline)
+        directory = source if out is None else stack.enter_context(
+            SafeDir.open(out, create=True))
         directory.replace("report.txt", text)
         if not figures:
             return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
+        from faultbench.analysis.kernel_figure import kernels_figure
 
-        with directory.sub("figures") as out:
-            out.remove_temp_files()  # of a report killed while saving a figure
-            made = make_figures(df, run_info(meta, df), out)
-            made += _breakeven_figures(df, run_info(meta, df), out)
+        with directory.sub("figures") as figures_dir:
+            figures_dir.remove_temp_files()  # of a report killed while saving a figure
+            info = run_info(meta, df)
+            made = make_figures(df, info, figures_dir)
+            made += _breakeven_figures(df, info, figures_dir)
+            made += kernels_figure(df, info, figures_dir)
     return text, made
 
 

@@ -46,12 +46,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the default: 1 virtual ns = 1 guest instruction, repeatable across boots) or the "
         "host's real time (wall); KVM guests always use the wall clock",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KNOB=V1[,V2...]",
+        help="add a knob axis to every scenario of the workload, as `measure --set` does "
+        "(several --set: cross product; replaces the workload's own values of that knob); "
+        "recorded in meta.json",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="FILTER",
+        help="run only the scenarios every FILTER accepts: FIELD=V1[,V2...] on a spec field "
+        "or knob (uffd=none,wp  size=64M  fault_around_bytes=64K), or a pattern on the "
+        "scenario name (a glob with * ? [, else a substring); recorded in meta.json",
+    )
+    parser.add_argument(
+        "--repetitions", metavar="N", type=int,
+        help="measured rounds instead of the workload's own; recorded in meta.json",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def run(args: argparse.Namespace) -> int:
     for value, option in ((args.out, "--out"), (args.resume, "--resume"),
-                          *((k, "--kernel") for k in args.kernel or ())):
+                          *((k, "--kernel") for k in args.kernel or ()),
+                          *((s, "--set") for s in args.set), *((f, "--only") for f in args.only)):
         check_text(value, option)
     try:
         with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
@@ -75,7 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
-    from faultbench.measurement.workload import KNOB_AXIS, load
+    from faultbench.measurement.workload import KNOB_AXIS
 
     run_dir: RunDir | None = None
     try:
@@ -86,26 +103,27 @@ def _run(args: argparse.Namespace) -> int:
                            "running kernel is timed on the wall clock)")
         if args.resume:
             if (args.workload or args.out or args.kernel or args.boots is not None
-                    or args.clock):
+                    or args.clock or args.set or args.only or args.repetitions is not None):
                 raise RunError("--resume DIR takes the workload, kernels, clock and directory "
-                               "from DIR; give no WORKLOAD, --out, --kernel, --boots or --clock "
-                               "with it")
+                               "from DIR; give no WORKLOAD, --out, --kernel, --boots, --clock, "
+                               "--set, --only or --repetitions with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
                 return _booted(run_dir, args.quiet)
             _restore_knobs(meta)
         else:
-            workload = load(args.workload or DEFAULT_WORKLOAD)
+            workload = _workload(args)
             # each boot runs at least one measured round; checked before a plan is built
             check_count(args.boots, "--boots", 1, workload.repetitions)
             kernels = _parse_kernels(args.kernel) if args.kernel else None
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
+            state = _machine_state(args.quiet)
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, state)
                 return _booted(run_dir, args.quiet)
-            run_dir = start(workload, out)
+            run_dir = start(workload, out, extra={"machine_state": state})
             for skipped in run_dir.read_meta()["skipped"]:
                 if skipped["scenario"].startswith(KNOB_AXIS):
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
@@ -119,6 +137,17 @@ def _run(args: argparse.Namespace) -> int:
     finally:
         if run_dir is not None:
             run_dir.unlock()
+
+
+def _workload(args: argparse.Namespace) -> Workload:
+    """The workload with the command line's knob axes, filters and repetitions."""
+    from faultbench.measurement.knobs import parse_set_options
+    from faultbench.measurement.workload import MAX_MEASUREMENTS, load
+
+    check_count(args.repetitions, "--repetitions", 1, MAX_MEASUREMENTS)
+    # the same parser as `measure --set`; names and values as the knob module spells them
+    knobs = dict(parse_set_options(args.set))
+    return load(args.workload or DEFAULT_WORKLOAD, knobs, args.repetitions).select(args.only)
 
 
 def _resume_hint(path: Path | None) -> str:
@@ -135,8 +164,23 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
     return [parse_kernel(t) for t in texts]
 
 
+def _machine_state(quiet: bool) -> dict[str, Any]:
+    """This machine's load right now, said in one line (the warning even when quiet)."""
+    from faultbench.measurement import machine
+
+    state = machine.collect()
+    described = machine.describe(state)
+    assert described is not None  # collect() writes what describe() reads
+    line, warning = described
+    if not quiet:
+        print(f"faultbench run: {line}", file=sys.stderr)
+    if warning:
+        print(f"faultbench run: {warning}", file=sys.stderr)
+    return state
+
+
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
-                  clock: str | None) -> Any:
+                  clock: str | None, state: dict[str, Any]) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -153,7 +197,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     plan = booting.plan(kernels, boots, workload.repetitions)
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
-        "clock": guest.clock_record(clock, kvm),
+        "clock": guest.clock_record(clock, kvm), "machine_state": state,
     })
 
 

@@ -33,8 +33,10 @@ def run(args: argparse.Namespace) -> int:
     for w in workloads:
         size = f"{len(w.scenarios)} scenarios x {w.rounds} rounds"
         print(f"{printable(w.name):<{width}}  {size:<26} {printable(w.description)}")
-    print(f"\n(from {found[workloads[0].name].parent}; run one with `faultbench run NAME`, "
-          "show its matrix with `faultbench workloads NAME`)")
+    # the shipped directory by its place in the package, not this machine's path (the README
+    # shows this output)
+    print("\n(shipped in workloads/; run one with `faultbench run NAME`, show its matrix with "
+          "`faultbench workloads NAME`)")
     return 0
 
 

@@ -43,7 +43,7 @@ from faultbench.measurement.session import KnobSession
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import Sample, Spec, SpecError
 from faultbench.measurement.sysfs import DEBUGFS, mounted
-from faultbench.measurement.workload import Scenario, Workload
+from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
 # the native module) and to set up and tear down the backing.
@@ -55,14 +55,6 @@ EMULATED_GRACE_S = 180.0
 class RunError(FaultbenchError, RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
 
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One measurement: a scenario in a round (several samples when several mappers)."""
-    scenario: Scenario
-    round: int
-    warmup: bool
 
 
 def schedule(
@@ -243,7 +235,7 @@ def start(
     `plane` is where the samples will be measured when that is not here (booted kernels,
     whose knobs are then checked in the guest); `extra` goes into meta.json as it is. The
     directory is locked for this process (RunDir.lock)."""
-    from faultbench import __version__
+    from faultbench._version import __version__
     from faultbench.measurement.measure import current_plane
     from faultbench.measurement.provenance import collect, file_dir
 
@@ -326,7 +318,7 @@ def execute(
         todo += pending(u)
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
-    progress = Progress(total, total - todo, quiet)
+    progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
