@@ -129,7 +129,7 @@ def test_strides_are_listed_in_numeric_order(set_run) -> None:
     run, _ = set_run
     report = faultbench("report", run, "--no-figures").stdout
     rows = [ln.split()[0] for ln in report.splitlines()
-            if re.match(r"(seq|stride:\d+) ", ln)]
+            if re.match(r"(seq|stride:\d+)(\s|$)", ln)]
     patterns = list(dict.fromkeys(rows))
     assert patterns == ["seq", "stride:2", "stride:4", "stride:16"]
     summary = [ln.split()[0] for ln in set_run[1].stdout.splitlines()
