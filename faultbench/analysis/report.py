@@ -151,8 +151,8 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
         if split is not None:
             groups = list(split[0])
             cells = [[label, *row[1:]] for label, row in zip(split[1], cells, strict=True)]
-    return (f"per page touched: {unit}/page (time of the touch loop), flt/pg, map/pg, "
-            f"unmap {unit}\n" + text_table(headers, cells, groups=groups))
+    return wrap(f"per page touched: {unit}/page (time of the touch loop), flt/pg, map/pg, "
+                f"unmap {unit}") + text_table(headers, cells, groups=groups)
 
 
 def default_baseline(knob: str, values: pd.Series) -> Any:
