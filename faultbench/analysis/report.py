@@ -24,6 +24,7 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     AnalysisError,
     RunInfo,
+    check_run_dir,
     dropped_notes,
     exclude_interfered,
     load,
@@ -281,6 +282,7 @@ def write_report(
     The directory is opened once and everything is read and written through that
     descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
+    check_run_dir(run_dir)
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(SafeDir.open(run_dir))
         df = load(source)
