@@ -60,6 +60,10 @@ def test_report_writes_tables_and_figures(runs: Runs) -> None:
         svg = (figures / f"{name}.svg").read_text()
         assert os.uname().release in svg and "ns per page touched" in svg
         assert "EMULATED" not in svg
+    # sparse.png says fault-around on or off from the pages each fault mapped, not settings
+    sparse = (figures / "sparse.svg").read_text()
+    assert "uffd=wp (fa off: 1 mapped/fault)" in sparse
+    assert "uffd=none (fa on: 16 mapped/fault)" in sparse
 
 
 def test_summary_shows_fault_around_as_measured(runs: Runs) -> None:
@@ -104,7 +108,7 @@ def test_sweep_report_in_a_booted_kernel(sweep: Path) -> None:
     text = (sweep / "report.txt").read_text()
     assert not width_ok(text)
     words = " ".join(text.split())  # the header wraps at 72 columns
-    assert "tcg-guest (emulated timings)" in words and "TCG emulation" in words
+    assert "tcg-icount (instruction clock" in words and "QEMU instruction counts" in words
     assert "Sweep of fault_around_bytes" in text and "fault_around_bytes=4K" in text
     df = fb.load(sweep)
     ok = df[df["ok"] & (df["pattern"] == "seq")]
@@ -156,6 +160,12 @@ def test_booted_run_rows_per_kernel_with_boots_and_rounds(kernels: Path) -> None
     # 4 rounds per row: the CI is unknown, and the figure draws no bar and says why
     svg = (kernels / "figures" / "uffd-modes.svg").read_text()
     assert "no error bar: 95% CI unknown (n &lt; 6 rounds)" in svg
+    # the A/B figure: one row per scenario, both kernels on it, log axes
+    svg = (kernels / "figures" / "kernels.svg").read_text()
+    assert "Kernels compared: a vs b" in svg and "%: b against a" in svg
+    rows = re.findall(r">((?:seq|sparse) uffd=\w+)  [+-]\d+%<", svg)  # label, change
+    assert len(rows) == len(set(rows)) == 4
+    assert (kernels / "figures" / "kernels.png").stat().st_size < 300_000  # mail-sized
 
 
 def test_known_cis_need_no_legend_note(runs: Runs) -> None:

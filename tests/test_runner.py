@@ -250,7 +250,10 @@ def test_progress_is_one_plain_line_per_measurement_off_a_terminal(
     total = len(meta(whole)["scenarios"]) * 9
     lines = [ln for ln in stderr.splitlines() if ln.startswith("[")]
     assert len(lines) == total
-    assert lines[-1].startswith(f"[{total}/{total}] round 8 ")
+    assert lines[-1].startswith(f"[{total}/{total}] ETA 0:00 r8 ")
+    assert all(len(ln) < 100 for ln in lines), max(lines, key=len)
+    assert all(" ETA " in ln and ("ns/pg" in ln or "error" in ln) for ln in lines)
+    assert all(ln.split()[0] == f"[{i}/{total}]" for i, ln in enumerate(lines, 1))
 
 
 def test_pyperf_json_is_a_suite_compare_to_accepts(resumable: tuple[Path, Path, str]) -> None:
@@ -338,7 +341,11 @@ def test_kernel_runs_the_whole_workload_in_one_boot_with_the_knob_axis(
     machine's locked-down kernel cannot do natively."""
     run = tcg_run(tmp_path_factory)
     info = meta(run)
-    assert info["plane"] in ("tcg-guest", "kvm-guest") and info["finished_utc"]
+    assert info["plane"] in ("tcg-icount", "kvm-guest") and info["finished_utc"]
+    # under TCG the default clock is QEMU's instruction counter, and meta.json says so
+    clock = info["clock"]
+    assert clock["name"] == ("wall" if info["plane"] == "kvm-guest" else "icount")
+    assert clock["name"] == "wall" or clock["qemu_opts"] == "-icount shift=0,sleep=off"
     assert not [s for s in info["skipped"] if s["scenario"].startswith(KNOB_AXIS)]
     wanted = {s["name"]: s["knobs"]["fault_around_bytes"] for s in info["scenarios"]}
     assert len(set(wanted.values())) > 1

@@ -29,7 +29,8 @@ from faultbench.measurement.spec import (
 # `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together.
 LABEL_FIELDS = (
     "kernel", "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap", "dir",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
+    "map_offset", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
@@ -55,8 +56,8 @@ def format_value(column: str, value: Any) -> str:
     """One label word for a column's value; empty when the value says nothing (unset knob)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float | np.number) \
-            and value > 0:
+    if column in ("size", "map_offset", FAULT_AROUND_KNOB) \
+            and isinstance(value, int | float | np.number) and value > 0:
         text = format_size(int(value))
     elif column == "dir":
         text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row
@@ -70,7 +71,8 @@ def format_value(column: str, value: Any) -> str:
         return f"[{text}]" if text in ("first", "later") else ""
     if column == "mappers":
         return f"x{text}" if text != "1" else ""
-    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg"}.get(column, column)
+    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg", "map_offset": "offset"}.get(
+        column, column)
     return f"{short}={text}"
 
 

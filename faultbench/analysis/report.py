@@ -7,6 +7,7 @@ emulated.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 from faultbench.analysis.breakeven import (
     MIN_STRIDES,
     break_even,
-    prefault_floor,
+    populate_rows,
     report_json,
     report_section,
 )
@@ -55,10 +56,28 @@ def header(info: RunInfo, title: str) -> str:
     else:
         lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
                      f"plane {info.plane_label()}")
-    if info.emulated:
+    if info.instruction_clock:
+        lines += wrap("NOTE: times are QEMU instruction counts (-icount shift=0: one virtual "
+                      "ns per guest instruction, user and kernel). They repeat across boots "
+                      "and count work, not cycles: cache and TLB misses cost nothing here. "
+                      "Compare them only with other instruction-clock runs. Fault counts are "
+                      "the kernel's own.")
+    elif info.emulated:
         lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
                       "with other emulated runs. Fault counts are the kernel's own.")
     return lines
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """How busy the machine was when the run started (meta.json `machine_state`, written by
+    `faultbench run`), with the warning the run printed; empty for runs without it."""
+    from faultbench.measurement.machine import describe
+
+    described = describe(meta.get("machine_state")) if meta else None
+    if described is None:
+        return ""
+    line, warning = described
+    return wrap(f"At the start, {line}." + (f" {warning}." if warning else ""))
 
 
 def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:
@@ -235,7 +254,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     info = run_info(meta, df)
     label_cols = label_columns(df)
-    parts = [header(info, "faultbench report")]
+    parts = [header(info, "faultbench report"), machine_line(meta)]
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
@@ -253,43 +272,55 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
 
 
 def write_report(
-    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False
+    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False,
+    out: Path | None = None,
 ) -> tuple[str, list[Path]]:
-    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
+    """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;
+    OUT is the run directory unless `out` names another (made if missing).
 
+    The directory is opened once and everything is read and written through that
+    descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
-    df = load(run_dir)
-    if strict:
-        df = exclude_interfered(df)
-    meta = next(iter(df.attrs["meta"].values()))
-    text = report_text(df, meta, baseline)
-    with SafeDir.open(run_dir) as directory:
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(SafeDir.open(run_dir))
+        df = load(source)
+        if strict:
+            df = exclude_interfered(df)
+        meta = next(iter(df.attrs["meta"].values()))
+        text = report_text(df, meta, baseline)
+        directory = source if out is None else stack.enter_context(
+            SafeDir.open(out, create=True))
         directory.replace("report.txt", text)
-    made: list[Path] = []
-    if figures:
+        if not figures:
+            return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
+        from faultbench.analysis.kernel_figure import kernels_figure
 
-        made = make_figures(df, run_info(meta, df), run_dir / "figures")
-        made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
+        with directory.sub("figures") as figures_dir:
+            figures_dir.remove_temp_files()  # of a report killed while saving a figure
+            info = run_info(meta, df)
+            made = make_figures(df, info, figures_dir)
+            made += _breakeven_figures(df, info, figures_dir)
+            made += kernels_figure(df, info, figures_dir)
     return text, made
 
 
-def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
-    """The break-even figure with the prefault floor, for runs with a stride sweep."""
+def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
+    """The break-even figure with the floor, for runs with a stride sweep."""
     results = [r for r in break_even(df, teardown=False) if len(r.curve) >= MIN_STRIDES]
     if not results:
         return []
     from faultbench.analysis.breakeven_figure import breakeven_figure
 
-    return breakeven_figure(df, info, out_dir, floor=prefault_floor(df), results=results)
+    return breakeven_figure(df, info, out_dir, floor=populate_rows(df), results=results)
 
 
 def report_data(run_dir: Path) -> dict[str, Any]:
     """What the report computes as plain JSON types (`faultbench report --json`,
     docs/results.md): the run, per scenario the columns of the report's table (median time
     per page touched with its CI, faults, pages mapped and munmap time per page touched,
-    units, hits), and the break-even, cost model and prefault floor
+    units, hits), and the break-even, cost model and floor
     (analysis.breakeven.report_json). Unknown values are None."""
     df = load(run_dir)
     if not df["ok"].any():
@@ -324,7 +355,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     }
 
 
-def summary(run_dir: Path) -> str:
+def summary(run_dir: Path | SafeDir) -> str:
     """The argument in one short table: faults/page and ns/page with fault-around on or off.
 
     Printed by `faultbench run` at its end; `faultbench report` has the full statistics.
@@ -332,7 +363,7 @@ def summary(run_dir: Path) -> str:
     df = load(run_dir)
     ok = df[df["ok"]]
     if ok.empty:
-        return "no valid samples to summarise\n"
+        return "no valid samples to summarise\n" + unmeasured_note(df)
     label_cols = label_columns(df)
     keys = [*label_cols, "role", "label"]
     data = ok.assign(label=labels(ok, keys[:-1]),
@@ -357,4 +388,18 @@ def summary(run_dir: Path) -> str:
         ["scenario", "map/flt", "faults/pg", f"{unit}/page", "n"], rows.to_numpy().tolist()
     )
     interference = interference_note(df)
-    return text + wrap(interference) if interference else text
+    return (text + wrap(interference) if interference else text) + unmeasured_note(df)
+
+
+def unmeasured_note(df: pd.DataFrame) -> str:
+    """The scenarios measured without one valid sample (they have no row), each with its
+    first error; empty when there are none."""
+    if "scenario" not in df:
+        return ""
+    measured = df[~df["warmup"]]
+    bad = measured[~measured["scenario"].isin(df.loc[df["ok"], "scenario"])]
+    if bad.empty:
+        return ""
+    first = bad.groupby("scenario", sort=True).first()
+    return wrap("No valid sample (so no row) for: " + "; ".join(
+        f"{name}: {row.status}: {str(row.error)[:120]}" for name, row in first.iterrows()))

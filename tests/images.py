@@ -1,0 +1,29 @@
+"""The kernel image the tests boot: Debian's default one (guest.default_image), not merely the
+newest in /boot, so that installing another kernel does not change the tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from faultbench.measurement import guest
+
+TEST_KERNEL_ENV = "FAULTBENCH_TEST_KERNEL"
+
+
+def boot_image() -> str | None:
+    """$FAULTBENCH_TEST_KERNEL, else Debian's default image."""
+    return os.environ.get(TEST_KERNEL_ENV) or guest.default_image()
+
+
+def require_boot_image() -> str:
+    """The image, or skip (fail in CI, which must be able to boot one) naming what is missing."""
+    image = boot_image()
+    missing = guest.requirements(image or "/boot/vmlinuz-missing")
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must be able to boot a kernel image: {'; '.join(missing)}")
+        pytest.skip(f"cannot boot a kernel image here: {'; '.join(missing)}")
+    assert image is not None
+    return image
