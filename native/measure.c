@@ -68,17 +68,20 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	const struct fb_spec *spec = job->spec;
 	struct fb_result *r = job->result;
 	struct fb_counters counters;
+	struct fb_profiler profiler;
 	struct fb_uffd *uffd = NULL;
 	struct fb_plan plan;
 	int64_t t0, t1, deadline_at, faults = 0;
 	uint8_t sum;
 	char *addr;
 
+	fb_profile_open(&profiler, spec, r);
 	if (job->start)
 		pthread_barrier_wait(job->start);
 	deadline_at = fb_now_ns() + spec->deadline_ns;
 	if (fb_plan_build(spec, r->page_size, &plan) != 0) {
 		fb_fail(r, FB_ERROR, "cannot build the access plan: out of memory");
+		fb_profile_close(&profiler);
 		return;
 	}
 	if (spec->populate == FB_POPULATE_MAP)
@@ -89,6 +92,7 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	if (addr == MAP_FAILED) {
 		fb_fail(r, FB_ERROR, "mmap: %s", strerror(errno));
 		fb_plan_free(&plan);
+		fb_profile_close(&profiler);
 		return;
 	}
 	r->mmap_ns = t1 - t0;
@@ -114,10 +118,13 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 		goto stop;
 	fb_counters_open(&counters, spec->perf, r);
 	fb_counters_start(&counters);
+	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();
 	sum = fb_touch(addr, &plan, spec->write);
 	t1 = fb_now_ns();
+	fb_profile_enable(&profiler, 0);
 	fb_counters_stop(&counters, r);
+	fb_profile_flush(&profiler, spec, job->index, 0, r);
 	fb_sink = sum;
 	fb_counters_close(&counters);
 	r->touch_ns = t1 - t0;
@@ -131,9 +138,14 @@ stop:
 		snprintf(r->mapped_reason, FB_TEXT,
 			 "not walked (pagemap off): munmap_ns timed straight after the loop");
 unmap:
+	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();
 	munmap(addr, spec->size);
-	r->munmap_ns = fb_now_ns() - t0;
+	t1 = fb_now_ns();
+	fb_profile_enable(&profiler, 0);
+	r->munmap_ns = t1 - t0;
+	fb_profile_flush(&profiler, spec, job->index, 1, r);
+	fb_profile_close(&profiler);
 	fb_plan_free(&plan);
 	if (fb_interrupted())	/* the loop shared its time with a signal handler at least */
 		fb_fail(r, FB_ERROR, "interrupted by %s", fb_signal_name(fb_interrupted()));

@@ -32,6 +32,7 @@ from faultbench.analysis.labels import (
     labels,
     spec_order,
 )
+from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import hit_cells, interference_note
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
@@ -233,7 +234,7 @@ def implied_kernels(run: str) -> tuple[str, str]:
 
 def compare_runs(
     base_arg: str, new_arg: str | None, by: str | None = None, metric: str = "ns_per_page",
-    fmt_name: str = "text", force: bool = False, strict: bool = False,
+    fmt_name: str = "text", force: bool = False, strict: bool = False, profile: bool = False,
 ) -> str:
     """The comparison `faultbench compare BASE [NEW]` prints (see its --help for the
     arguments); AnalysisError when the runs cannot be compared as asked."""
@@ -279,4 +280,14 @@ def compare_runs(
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
     notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
     # the cost-model section is empty unless both sides have a model
-    return text + "".join(wrap(note) for note in notes) + compare_section(base, new, by)
+    text += "".join(wrap(note) for note in notes) + compare_section(base, new, by)
+    if profile:
+        text += "\n" + profile_compare(side_rows(base_df, base_side, by),
+                                       side_rows(new_df, new_side, by), base_side.name,
+                                       new_side.name)
+    return text
+
+
+def side_rows(df: pd.DataFrame, side: Side, by: str | None) -> pd.DataFrame:
+    """Every row of one operand, profiled samples included (select() keeps timing rows)."""
+    return df if by is None else df[df[by].map(_knob_text) == _knob_text(side.value)]

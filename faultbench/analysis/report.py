@@ -7,6 +7,7 @@ emulated.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,8 @@ from faultbench.analysis.labels import (
     labels,
     spec_order,
 )
+from faultbench.analysis.profile import phase_costs
+from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.safefile import SafeDir
@@ -220,6 +223,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     breakeven = report_section(df)  # empty for a run without a stride sweep
     if breakeven:
         parts += ["\n", breakeven]
+    profiles = profile_section(df)  # empty for a run without --profile
+    if profiles:
+        parts += ["\n", profiles]
     parts.append(footer(df, meta.get("skipped") or []))
     return "".join(parts)
 
@@ -281,6 +287,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
             for r in table.itertuples(index=False)
         ],
         **report_json(df),
+        "profiles": [dataclasses.asdict(costs) for costs in phase_costs(df)],
     }
 
 

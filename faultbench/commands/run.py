@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
+PROFILE_ROUNDS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -39,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--boots", metavar="N", type=int,
         help="boots of each kernel, in a balanced interleaved order, each running an equal "
         "share of the rounds (default: 3 with several kernels, else 1)",
+    )
+    parser.add_argument(
+        "--profile", metavar="N", type=int, nargs="?", const=PROFILE_ROUNDS,
+        help=f"after the measured rounds, N more (default {PROFILE_ROUNDS}) whose samples are "
+        "profiled (kernel symbols of the loop and munmap, in profiles.jsonl) and kept out of "
+        "the timings; overrides the workload's `profile`",
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
@@ -66,16 +74,23 @@ def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
-    from faultbench.measurement.workload import KNOB_AXIS, load
+    from faultbench.measurement.workload import (
+        KNOB_AXIS,
+        MAX_PROFILE_ROUNDS,
+        check_measurements,
+        load,
+    )
 
     run_dir: RunDir | None = None
     try:
         if args.boots is not None and not args.kernel:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
         if args.resume:
-            if args.workload or args.out or args.kernel or args.boots is not None:
+            if (args.workload or args.out or args.kernel or args.boots is not None
+                    or args.profile is not None):
                 raise RunError("--resume DIR takes the workload, kernels and directory from "
-                               "DIR; give no WORKLOAD, --out, --kernel or --boots with it")
+                               "DIR; give no WORKLOAD, --out, --kernel, --boots or --profile "
+                               "with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -83,6 +98,10 @@ def _run(args: argparse.Namespace) -> int:
             _restore_knobs(meta)
         else:
             workload = load(args.workload or DEFAULT_WORKLOAD)
+            if args.profile is not None:
+                check_count(args.profile, "--profile", 0, MAX_PROFILE_ROUNDS)
+                workload = dataclasses.replace(workload, profile=args.profile)
+                check_measurements(workload.file, len(workload.scenarios), workload.rounds)
             # each boot runs at least one measured round; checked before a plan is built
             check_count(args.boots, "--boots", 1, workload.repetitions)
             kernels = _parse_kernels(args.kernel) if args.kernel else None

@@ -31,7 +31,10 @@ from faultbench.measurement.workload_checks import (
 )
 
 SUFFIX = ".toml"
-TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs", "matrix")
+TOP_KEYS = ("description", "repetitions", "warmups", "seed", "profile", "defaults", "knobs",
+            "matrix")
+# Profiled rounds a workload may ask for: each is a full round of every scenario.
+MAX_PROFILE_ROUNDS = 100
 # Spec fields a workload may vary. seed is the workload's; uffd_serve only exists to test
 # the deadline, so a workload cannot switch serving off.
 AXES = (
@@ -80,10 +83,12 @@ class Workload:
     axes: dict[str, Any]  # the file's content as written, for meta.json
     scenarios: list[Scenario]
     skipped: list[dict[str, str]]  # {scenario, reason}
+    # rounds after the measured ones whose samples are kernel-profiled (kept out of timings)
+    profile: int = 0
 
     @property
     def rounds(self) -> int:
-        return self.warmups + self.repetitions
+        return self.warmups + self.repetitions + self.profile
 
     def knob_names(self) -> list[str]:
         return sorted({name for s in self.scenarios for name in s.knobs})
@@ -92,7 +97,7 @@ class Workload:
         return {
             "name": self.name, "file": self.file, "description": self.description,
             "repetitions": self.repetitions, "warmups": self.warmups, "seed": self.seed,
-            "axes": self.axes,
+            "profile": self.profile, "axes": self.axes,
         }
 
     def without_knobs(self, names: set[str], reason: str) -> Workload:
@@ -111,7 +116,7 @@ class Workload:
         ]
         return Workload(
             self.name, self.file, self.description, self.repetitions, self.warmups,
-            self.seed, self.axes, list(scenarios.values()), skipped,
+            self.seed, self.axes, list(scenarios.values()), skipped, self.profile,
         )
 
 
@@ -227,6 +232,7 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     repetitions = bounded(data, "repetitions", 1, MAX_MEASUREMENTS, 5, fail)
     warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
     seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
+    profile = bounded(data, "profile", 0, MAX_PROFILE_ROUNDS, 0, fail)
 
     defaults = subtable(data, "defaults", "defaults", fail)
     unknown_keys(defaults, AXES, "defaults", fail)
@@ -260,7 +266,7 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise WorkloadError(errors[0] + more)
-    check_size(path, matrix_axes, checked, warmups + repetitions)
+    check_size(path, matrix_axes, checked, warmups + repetitions + profile)
 
     scenarios: dict[str, Scenario] = {}
     skipped: dict[str, str] = {}
@@ -285,9 +291,9 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
             f"{path}: no valid scenario in the matrix"
             + (f"; e.g. {next(iter(skipped.values()))}" if skipped else "")
         )
-    check_measurements(path, len(scenarios), warmups + repetitions)
+    check_measurements(path, len(scenarios), warmups + repetitions + profile)
     return Workload(
         name=path.stem, file=str(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=data, scenarios=list(scenarios.values()),
-        skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()],
+        skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()], profile=profile,
     )
