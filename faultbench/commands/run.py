@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "share of the rounds (default: 3 with several kernels, else 1)",
     )
     parser.add_argument(
+        "--clock", choices=("icount", "wall"),
+        help="with --kernel under TCG: the guests' clock, QEMU's instruction counter (icount, "
+        "the default: 1 virtual ns = 1 guest instruction, repeatable across boots) or the "
+        "host's real time (wall); KVM guests always use the wall clock",
+    )
+    parser.add_argument(
         "--profile", metavar="N", type=int, nargs="?", const=PROFILE_ROUNDS,
         help=f"after the measured rounds, N more (default {PROFILE_ROUNDS}) whose samples are "
         "profiled (kernel symbols of the loop and munmap, in profiles.jsonl) and kept out of "
@@ -85,12 +91,15 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.boots is not None and not args.kernel:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
+        if args.clock and not args.kernel:
+            raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
+                           "running kernel is timed on the wall clock)")
         if args.resume:
             if (args.workload or args.out or args.kernel or args.boots is not None
-                    or args.profile is not None):
-                raise RunError("--resume DIR takes the workload, kernels and directory from "
-                               "DIR; give no WORKLOAD, --out, --kernel, --boots or --profile "
-                               "with it")
+                    or args.clock or args.profile is not None):
+                raise RunError("--resume DIR takes the workload, kernels, clock and directory "
+                               "from DIR; give no WORKLOAD, --out, --kernel, --boots, --clock "
+                               "or --profile with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -108,7 +117,7 @@ def _run(args: argparse.Namespace) -> int:
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock)
                 return _booted(run_dir, args.quiet)
             run_dir = start(workload, out)
             for skipped in run_dir.read_meta()["skipped"]:
@@ -135,7 +144,8 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
     return [parse_kernel(t) for t in texts]
 
 
-def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None) -> Any:
+def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
+                  clock: str | None) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -144,10 +154,14 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     if missing:
         raise RunError("; ".join(missing))
     guest.check_shared_dir(str(out))
+    kvm, clock = guest.resolve_clock(clock)
+    if clock == "icount":
+        workload = booting.without_concurrent_mappers(workload)
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
-    return start(workload, out, plane=guest.plane_for(guest.kvm_state()[0]), extra={
+    return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
+        "clock": guest.clock_record(clock, kvm),
     })
 
 
