@@ -59,9 +59,9 @@ PHASES: tuple[Phase, ...] = (
     Phase("fault-around", ("do_fault_around", "filemap_map_pages"),
           "fault-around PTE installation: do_fault_around, filemap_map_pages and what it "
           "calls (next_uptodate_*, filemap_map_folio_range, set_pte_range, PTE locks)"),
-    Phase("lookup", ("__do_fault", "shmem_fault", "shmem_get_folio*", "filemap_get_entry",
-                     "filemap_fault", "__filemap_get_folio", "filemap_get_folio*",
-                     "find_get_entry", "pagecache_get_page"),
+    Phase("lookup", ("__do_fault", "shmem_fault", "shmem_get_folio*", "shmem_getpage*",
+                     "filemap_get_entry", "filemap_fault", "__filemap_get_folio",
+                     "filemap_get_folio*", "find_get_entry", "pagecache_get_page"),
           "the page-cache lookup of the faulting page (->fault)"),
     Phase("entry/exit", ("asm_exc_page_fault", "exc_page_fault", "do_user_addr_fault",
                          "handle_mm_fault", "__handle_mm_fault", "irqentry_*",
