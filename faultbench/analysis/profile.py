@@ -152,7 +152,10 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["scenario", "boot", "round", "mapper"]
     rows: list[dict[str, Any]] = []
     for run, path in df.attrs.get("paths", {}).items():
-        for record in read_profiles(Path(path))[0]:
+        # a sample measured again (resumed, or its boot retried) has a later profile line:
+        # the last one is its sample's
+        latest = {tuple(r.get(k) for k in keys): r for r in read_profiles(Path(path))[0]}
+        for record in latest.values():
             for part in ("loop", "munmap"):
                 data = record.get(part)
                 if not data:
