@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from faultbench.analysis.frame import INSTRUCTION_CLOCK_PLANES
 from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
@@ -282,8 +283,11 @@ def section(df: pd.DataFrame) -> str:
     costs = phase_costs(df)
     if not costs:
         return ""
+    icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
     out = [wrap("Kernel profiles (cpu-clock samples of the touching thread; ns/page = share "
-                "x the unprofiled median; phases: faultbench/analysis/profile.py PHASES)")]
+                "x the unprofiled median; phases: faultbench/analysis/profile.py PHASES)"
+                + (". On the instruction clock a sample is every 20,000 guest instructions "
+                   "and ns are instructions." if icount else ""))]
     for c in costs:
         out.append("\n" + wrap(f"{c.label}: {c.samples:,} loop samples ({c.rounds} rounds"
                                 f"{f', {c.boots} boots' if c.boots > 1 else ''}), "
