@@ -40,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _show(workload: Workload) -> None:
     print(f"{workload.name} ({workload.file}): {workload.description}")
-    print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up rounds, "
+    profiled = f" + {workload.profile} profiled" if workload.profile else ""
+    print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up{profiled} rounds, "
           f"seed {workload.seed}; {len(workload.scenarios)} scenarios:")
     for scenario in workload.scenarios:
         print(f"  {scenario.name}")
