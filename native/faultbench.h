@@ -44,6 +44,10 @@ struct fb_spec {
 	int pagemap;		/* count pages_mapped by walking pagemap before munmap, which
 				 * leaves for munmap the page tables and pages the walk read */
 	uint64_t map_offset;	/* bytes past a page-table boundary where the mapping starts */
+	int profile_fd;		/* -1, or an O_APPEND fd that receives each mapper's kernel
+				 * samples of its loop and its munmap (profile.c's blocks) */
+	uint64_t profile_period_ns;	/* one sample per this much of the thread's CPU time
+					 * (the kernel raises it to at least 10 us) */
 };
 
 struct fb_result {
@@ -79,7 +83,17 @@ struct fb_result {
 	char mapped_reason[FB_TEXT];
 	char steal_reason[FB_TEXT];
 	char populate_reason[FB_TEXT];
+	char profile_reason[FB_TEXT];	/* why this mapper was not profiled */
 };
+
+/* profile.c's block on spec->profile_fd: FB_PROFILE_MAGIC, mapper, part (0 the touch loop,
+ * 1 its munmap), samples lost (UINT64_MAX: unknown), n; then n bytes of perf ring records
+ * (PERF_SAMPLE_IP | PERF_SAMPLE_CALLCHAIN), all in host byte order */
+#define FB_PROFILE_MAGIC 0x31656c69666f7270
+
+/* 0 if this kernel lets the caller sample its own thread's kernel stacks, else -1 and why
+ * in reason[FB_TEXT] */
+int fb_profile_probe(uint64_t period_ns, char *reason);
 
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
  * (then results[0] says why). SIGINT, SIGTERM and SIGHUP arriving meanwhile release any
@@ -175,6 +189,20 @@ void fb_counters_stop(struct fb_counters *c, struct fb_result *r);
 void fb_counters_close(struct fb_counters *c);
 /* minor + major faults of the calling thread so far */
 int64_t fb_thread_faults(void);
+
+/* profile.c: cpu-clock samples of the calling thread (spec->profile_fd >= 0 only) */
+struct fb_profiler {
+	int fd;
+	void *ring;
+	size_t ring_len;
+	int lost_known;
+	uint64_t lost_before;
+};
+void fb_profile_open(struct fb_profiler *p, const struct fb_spec *spec, struct fb_result *r);
+void fb_profile_enable(struct fb_profiler *p, int on);
+void fb_profile_flush(struct fb_profiler *p, const struct fb_spec *spec, int mapper, int part,
+		      struct fb_result *r);
+void fb_profile_close(struct fb_profiler *p);
 
 void fb_fail(struct fb_result *r, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

@@ -66,16 +66,19 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	const struct fb_spec *spec = job->spec;
 	struct fb_result *r = job->result;
 	struct fb_counters counters;
+	struct fb_profiler profiler;
 	struct fb_uffd *uffd = NULL;
 	struct fb_plan plan;
 	int64_t t0, t1, deadline_at, faults = 0;
 	char *addr;
 
+	fb_profile_open(&profiler, spec, r);
 	if (job->start)
 		pthread_barrier_wait(job->start);
 	deadline_at = fb_now_ns() + spec->deadline_ns;
 	if (fb_plan_build(spec, r->page_size, &plan) != 0) {
 		fb_fail(r, FB_ERROR, "cannot build the access plan: out of memory");
+		fb_profile_close(&profiler);
 		return;
 	}
 	if (spec->populate == FB_POPULATE_MAP)
@@ -88,6 +91,7 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 			(unsigned long long)fb_window_bytes(r->page_size), strerror(errno));
 		r->mmap_ns = -1;
 		fb_plan_free(&plan);
+		fb_profile_close(&profiler);
 		return;
 	}
 	r->window_offset = (int64_t)((uintptr_t)addr % fb_window_bytes(r->page_size));
@@ -113,10 +117,13 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 		goto stop;
 	fb_counters_open(&counters, spec->perf, r);
 	fb_counters_start(&counters);
+	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();
 	fb_touch(addr, &plan, spec->write);
 	t1 = fb_now_ns();
+	fb_profile_enable(&profiler, 0);
 	fb_counters_stop(&counters, r);
+	fb_profile_flush(&profiler, spec, job->index, 0, r);
 	fb_counters_close(&counters);
 	r->touch_ns = t1 - t0;
 	r->pages_touched = (int64_t)plan.count;
@@ -129,9 +136,14 @@ stop:
 		snprintf(r->mapped_reason, FB_TEXT,
 			 "not walked (pagemap off): munmap_ns timed straight after the loop");
 unmap:
+	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();
 	munmap(addr, spec->size);
-	r->munmap_ns = fb_now_ns() - t0;
+	t1 = fb_now_ns();
+	fb_profile_enable(&profiler, 0);
+	r->munmap_ns = t1 - t0;
+	fb_profile_flush(&profiler, spec, job->index, 1, r);
+	fb_profile_close(&profiler);
 	fb_plan_free(&plan);
 	if (fb_interrupted())	/* the loop shared its time with a signal handler at least */
 		fb_fail(r, FB_ERROR, "interrupted by %s", fb_signal_name(fb_interrupted()));

@@ -139,3 +139,16 @@ def test_provenance_fs_type_of_the_file_dir(directory: str) -> None:
                               capture_output=True, text=True, check=True).stdout.split()[-1]
     # the last line is the mount on top, the one a new file lands on
     assert collect(directory)["file"]["fs_type"] == expected
+
+
+def test_a_git_that_takes_too_long_is_a_reason_not_a_traceback(monkeypatch):
+    import subprocess
+
+    from faultbench.measurement import provenance
+
+    def slow(argv, **kwargs):
+        raise subprocess.TimeoutExpired(argv, kwargs.get("timeout"))
+
+    monkeypatch.setattr(provenance.subprocess, "run", slow)
+    revision, why = provenance.git_revision()
+    assert revision is None and "took over" in why

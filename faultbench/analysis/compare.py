@@ -36,6 +36,7 @@ from faultbench.analysis.labels import (
     spec_order,
     split_labels,
 )
+from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
@@ -356,6 +357,7 @@ def implied_kernels(run: str) -> tuple[str, str]:
 def compare_runs(
     base_arg: str, new_arg: str | None, by: str | None = None, metric: str = "ns_per_page",
     fmt_name: str = "text", force: bool = False, strict: bool = False, brief: bool = False,
+    profile: bool = False,
 ) -> str:
     """The comparison `faultbench compare BASE [NEW]` prints (see its --help for the
     arguments); AnalysisError when the runs cannot be compared as asked."""
@@ -415,8 +417,15 @@ def compare_runs(
         return text
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
     notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
-    if brief:
-        return text
-    # The cost-model comparison is left out: it tested constants by whether bootstrap CIs
-    # over rounds pooled across boots overlap, not with the boot as the unit (issue 18).
-    return text + "".join(wrap(note) for note in notes)
+    if not brief:
+        text += "".join(wrap(note) for note in notes)
+    if profile:
+        text += "\n" + profile_compare(side_rows(base_df, base_side, by),
+                                       side_rows(new_df, new_side, by), base_side.name,
+                                       new_side.name)
+    return text
+
+
+def side_rows(df: pd.DataFrame, side: Side, by: str | None) -> pd.DataFrame:
+    """Every row of one operand, profiled samples included (select() keeps timing rows)."""
+    return df if by is None else df[df[by].map(_knob_text) == _knob_text(side.value)]

@@ -219,7 +219,9 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     never = df["backing"].isin(["anon", "hugetlb"]) | (df["access"] == "write")
     df["fault_around"] = np.where(never, "n/a", np.where(off, "off", "on"))
     df["emulated"] = df["plane"].isin(EMULATED_PLANES)
-    df["ok"] = (df["status"] == "ok") & ~df["warmup"]
+    # a profiled sample ran with the kernel profiler sampling it: slower, so no timing data
+    df["profiled"] = df["profiled"].fillna(False).astype(bool) if "profiled" in df else False
+    df["ok"] = (df["status"] == "ok") & ~df["warmup"] & ~df["profiled"]
     for name in ("kernel", "boot"):  # runs without booted kernels: one kernel, one boot
         if name not in df:
             df[name] = None
@@ -266,7 +268,8 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     and `kernel`, `boot` (None for runs without booted kernels). Several runs add a `run`
     column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
-    (per run, the lines not loaded and why: unreadable, invalid, duplicate).
+    (per run, the lines not loaded and why: unreadable, invalid, duplicate), `paths` (the
+    directory per run name). `profiled` samples (kernel-profiled, slower) are never `ok`.
     A SafeDir (a run directory already opened) is read through its descriptor.
     """
     paths: list[Path | SafeDir] = (
@@ -279,9 +282,12 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     bad_lines: dict[str, int] = {}
     dropped: dict[str, Dropped] = {}
     knob_columns: list[str] = []
+    paths_by_name: dict[str, str] = {}
     for path in paths:
         frame, meta, lost = _read_run(path)
-        name = _unique_name(path.path if isinstance(path, SafeDir) else path, metas)
+        where = path.path if isinstance(path, SafeDir) else path
+        name = _unique_name(where, metas)
+        paths_by_name[name] = str(where)
         frame["run"] = name
         metas[name] = meta
         bad_lines[name] = lost.unreadable
@@ -293,7 +299,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
         df = df.drop(columns="run")
     df = _derive(df, knob_columns)
     df.attrs = {"meta": metas, "knob_columns": knob_columns, "bad_lines": bad_lines,
-                "dropped": dropped}
+                "dropped": dropped, "paths": paths_by_name}
     return df
 
 

@@ -8,6 +8,7 @@ emulated.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ from faultbench.analysis.labels import (
     spec_order,
     split_labels,
 )
+from faultbench.analysis.profile import phase_costs
+from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
 from faultbench.measurement.safefile import SafeDir
@@ -268,6 +271,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     breakeven = report_section(df)  # empty for a run without a stride sweep
     if breakeven:
         parts += ["\n", breakeven]
+    profiles = profile_section(df)  # empty for a run without --profile
+    if profiles:
+        parts += ["\n", profiles]
     parts.append(footer(df, meta.get("skipped") or []))
     return "".join(parts)
 
@@ -354,6 +360,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
             for _, r in table.iterrows()
         ],
         **report_json(df),
+        "profiles": [dataclasses.asdict(costs) for costs in phase_costs(df)],
     }
 
 

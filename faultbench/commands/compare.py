@@ -45,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="compare rows measured on different planes (native vs emulated timings)",
     )
     parser.add_argument(
+        "--profile", action="store_true",
+        help="add the kernel profiles of both sides (runs made with --profile): phase and "
+        "top symbol shares and ns per touched page, side by side",
+    )
+    parser.add_argument(
         "--strict", action="store_true",
         help="leave out samples whose timed loop was preempted or saw steal time (by "
         "default they are counted and flagged in the 'hit' column)",
@@ -58,6 +63,6 @@ def run(args: argparse.Namespace) -> int:
         check_text(value, name)
     with filesystem_errors(f"reading {args.base} and {args.new}"):
         text = compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force,
-                            args.strict, args.brief)
+                            args.strict, args.brief, args.profile)
     print(text, end="")
     return 0

@@ -75,6 +75,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also count with perf events (page faults, cycles, instructions); they slow "
         "each fault by a few percent",
     )
+    parser.add_argument(
+        "--profile", action="store_true",
+        help="sample the kernel stacks of each mapper's loop and munmap (cpu-clock, root); "
+        "the samples are marked profiled (the profiler slows them) and list their top "
+        "kernel symbols (--json: the whole profile)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="samples per setting")
     parser.add_argument(
         "--warmups", type=int, default=1,
@@ -138,8 +144,20 @@ def describe(sample: Sample) -> str:
         f"{'pages mapped not walked' if sample.pages_mapped is None else sample.pages_mapped}"
         f"{'' if sample.pages_mapped is None else ' pages mapped'}, "
         f"munmap {sample.munmap_ns / max(sample.pages_touched, 1):.0f} {unit}/page"
-        f" [{sample.plane}]"
+        f" [{sample.plane}]" + _profile_text(sample)
     )
+
+
+def _profile_text(sample: Sample) -> str:
+    if not sample.profiled:
+        return ""
+    if sample.profile is None or "loop" not in sample.profile:
+        return f" [profiled: no profile: {sample.null_reasons.get('profile', '?')}]"
+    from faultbench.measurement.profile import top_symbols
+
+    loop = sample.profile["loop"]
+    top = ", ".join(f"{name} {share:.0%}" for name, share in top_symbols(loop, 4))
+    return f" [profiled, {loop['samples']} loop samples: {top}]"
 
 
 def _emit(samples: list[Sample], as_json: bool, drift: dict[str, Any] | None = None) -> int:
@@ -190,12 +208,13 @@ def run(args: argparse.Namespace) -> int:
             raise ArgumentError(CONCURRENT_ON_ICOUNT)
         return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
+    profile = args.profile and _can_profile()
     failed = 0
     if not axes:
         for _ in range(args.warmups):
             measure_mappers(spec)
         for _ in range(args.repeat):
-            failed += _emit(measure_mappers(spec), args.json)
+            failed += _emit(measure_mappers(spec, profile), args.json)
         return _status(failed)
     drifted = 0
     try:
@@ -205,7 +224,7 @@ def run(args: argparse.Namespace) -> int:
                 for _ in range(args.warmups):
                     measure_mappers(spec)
                 for _ in range(args.repeat):
-                    samples = measure_mappers(spec)
+                    samples = measure_mappers(spec, profile)
                     for sample in samples:
                         sample.knobs = dict(applied)
                     drift = session.drift()
@@ -218,6 +237,16 @@ def run(args: argparse.Namespace) -> int:
             print(f"faultbench measure: {drifted} sample(s) were measured with a knob "
                   "someone else had changed (marked knob_drift)", file=sys.stderr)
     return _status(failed)
+
+
+def _can_profile() -> bool:
+    """Whether to profile; if not, one line says why and the samples go on unprofiled."""
+    from faultbench.measurement.profile import unavailable
+
+    why = unavailable()
+    if why:
+        print(f"faultbench measure: no kernel profiles: {why}", file=sys.stderr)
+    return why is None
 
 
 def _status(failed: int) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ if TYPE_CHECKING:
     from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
+PROFILE_ROUNDS = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--repetitions", metavar="N", type=int,
         help="measured rounds instead of the workload's own; recorded in meta.json",
     )
+    parser.add_argument(
+        "--profile", metavar="N", type=int, nargs="?", const=PROFILE_ROUNDS,
+        help=f"after the measured rounds, N more (default {PROFILE_ROUNDS}) whose samples are "
+        "profiled (kernel symbols of the loop and munmap, in profiles.jsonl) and kept out of "
+        "the timings; overrides the workload's `profile`",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -92,7 +100,11 @@ def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
-    from faultbench.measurement.workload import KNOB_AXIS
+    from faultbench.measurement.workload import (
+        KNOB_AXIS,
+        MAX_PROFILE_ROUNDS,
+        check_measurements,
+    )
 
     run_dir: RunDir | None = None
     try:
@@ -103,10 +115,11 @@ def _run(args: argparse.Namespace) -> int:
                            "running kernel is timed on the wall clock)")
         if args.resume:
             if (args.workload or args.out or args.kernel or args.boots is not None
-                    or args.clock or args.set or args.only or args.repetitions is not None):
+                    or args.clock or args.set or args.only or args.repetitions is not None
+                    or args.profile is not None):
                 raise RunError("--resume DIR takes the workload, kernels, clock and directory "
                                "from DIR; give no WORKLOAD, --out, --kernel, --boots, --clock, "
-                               "--set, --only or --repetitions with it")
+                               "--set, --only, --repetitions or --profile with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -114,6 +127,10 @@ def _run(args: argparse.Namespace) -> int:
             _restore_knobs(meta)
         else:
             workload = _workload(args)
+            if args.profile is not None:
+                check_count(args.profile, "--profile", 0, MAX_PROFILE_ROUNDS)
+                workload = dataclasses.replace(workload, profile=args.profile)
+                check_measurements(workload.file, len(workload.scenarios), workload.rounds)
             # each boot runs at least one measured round; checked before a plan is built
             check_count(args.boots, "--boots", 1, workload.repetitions)
             kernels = _parse_kernels(args.kernel) if args.kernel else None

@@ -43,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
 def _show(workload: Workload) -> None:
     print(f"{printable(workload.name)} ({printable(workload.file)}): "
           f"{printable(workload.description)}")
-    print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up rounds, "
+    profiled = f" + {workload.profile} profiled" if workload.profile else ""
+    print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up{profiled} rounds, "
           f"seed {workload.seed}; {len(workload.scenarios)} scenarios:")
     for scenario in workload.scenarios:
         print(f"  {scenario.name}")

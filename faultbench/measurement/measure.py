@@ -6,6 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
 from faultbench.measurement.spec import Sample, Spec, SpecError, format_size, parse_pattern
 
 try:
@@ -118,7 +119,7 @@ def check_resources(spec: Spec) -> None:
             )
 
 
-def _c_spec(spec: Spec, keep: list[object]) -> object:
+def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1) -> object:
     pattern, stride = parse_pattern(spec.pattern)
     dir_c = ffi.new("char[]", backing_dir(spec).encode())
     keep.append(dir_c)
@@ -143,6 +144,8 @@ def _c_spec(spec: Spec, keep: list[object]) -> object:
     c.populate = _ENUMS["populate"][spec.populate]
     c.pagemap = spec.pagemap
     c.map_offset = spec.map_offset
+    c.profile_fd = profile_fd
+    c.profile_period_ns = PERIOD_NS
     return c
 
 
@@ -183,8 +186,12 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
     return sample
 
 
-def measure_mappers(spec: Spec) -> list[Sample]:
-    """Measure spec once; one Sample per mapper (mapper 0 first)."""
+def measure_mappers(spec: Spec, profile: bool = False) -> list[Sample]:
+    """Measure spec once; one Sample per mapper (mapper 0 first).
+
+    profile: sample each mapper's loop and munmap with the kernel profiler (its samples are
+    `profiled`, its kernel stacks in `profile`; `null_reasons["profile"]` when it could not);
+    check `profile.unavailable()` first, which says why in one line."""
     spec = spec.normalized()
     check_resources(spec)
     plane = current_plane()
@@ -193,11 +200,31 @@ def measure_mappers(spec: Spec) -> list[Sample]:
                        clock=clock_of(plane),
                        page_size=os.sysconf("SC_PAGESIZE"))]
     keep: list[object] = []
-    c_spec = _c_spec(spec, keep)
-    results = ffi.new("struct fb_result[]", spec.mappers)
-    if lib.fb_run(c_spec, results) != 0:
-        return [_sample(spec, results[0], 0, plane)]
-    return [_sample(spec, results[i], i, plane) for i in range(spec.mappers)]
+    sink = open_sink() if profile else -1
+    try:
+        c_spec = _c_spec(spec, keep, sink)
+        results = ffi.new("struct fb_result[]", spec.mappers)
+        failed = lib.fb_run(c_spec, results) != 0
+        samples = [_sample(spec, results[i], i, plane)
+                   for i in range(1 if failed else spec.mappers)]
+        if profile:
+            _attach_profiles(samples, results, read_sink(sink))
+    finally:
+        if sink >= 0:
+            os.close(sink)
+    return samples
+
+
+def _attach_profiles(samples: list[Sample], results: object, data: bytes) -> None:
+    folded = profiles(data, len(samples))
+    for sample, profile in zip(samples, folded, strict=True):
+        sample.profiled = True
+        reason = _text(results[sample.mapper].profile_reason)
+        if sample.status != "ok":
+            continue
+        if profile is None or reason:
+            sample.null_reasons["profile"] = reason or "no profile was recorded"
+        sample.profile = profile
 
 
 def measure(spec: Spec) -> Sample:

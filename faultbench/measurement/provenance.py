@@ -88,8 +88,14 @@ def detect_virt() -> str | None:
     tool = shutil.which("systemd-detect-virt")
     if not tool:
         return None
-    done = subprocess.run([tool], capture_output=True, text=True, check=False, timeout=10)
+    try:
+        done = subprocess.run([tool], capture_output=True, text=True, check=False, timeout=10)
+    except subprocess.TimeoutExpired:  # a guest on a busy host: unknown, not a traceback
+        return None
     return done.stdout.strip() or None
+
+
+GIT_TIMEOUT_S = 30
 
 
 def git_revision() -> tuple[str | None, str]:
@@ -99,11 +105,15 @@ def git_revision() -> tuple[str | None, str]:
         return None, "not running from a git checkout"
     if not shutil.which("git"):
         return None, "git is not installed"
-    done = subprocess.run(
-        ["git", "-C", str(here), "-c", f"safe.directory={here}", "describe", "--always",
-         "--dirty", "--abbrev=40"],
-        capture_output=True, text=True, check=False, timeout=30,
-    )
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(here), "-c", f"safe.directory={here}", "describe", "--always",
+             "--dirty", "--abbrev=40"],
+            capture_output=True, text=True, check=False, timeout=GIT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        # --dirty stats every tracked file: over 9p in a guest on a busy host, minutes
+        return None, f"git describe took over {GIT_TIMEOUT_S} s"
     if done.returncode != 0:
         return None, done.stderr.strip() or "git describe failed"
     return done.stdout.strip(), ""

@@ -29,13 +29,14 @@ from faultbench.measurement.spec import (
     Spec,
     SpecError,
 )
-from faultbench.measurement.workload import MAX_MEASUREMENTS
+from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
 FORMAT = "faultbench-run/1"
 META = "meta.json"
 SAMPLES = "samples.jsonl"
 PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
+PROFILES = "profiles.jsonl"  # kernel profiles of the profiled samples (docs/results.md)
 BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
@@ -126,7 +127,7 @@ def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
     for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
-                      ("null_reasons", dict), ("error", str)):
+                      ("null_reasons", dict), ("error", str), ("profiled", bool)):
         value = record.get(key)
         if not isinstance(value, kind) and not (value is None and key not in ("status",)):
             return f"{where}: {key} is {value!r}, not {kind.__name__}"
@@ -190,8 +191,8 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     if not isinstance(workload, dict):
         raise refuse("workload is not an object")
     for key, low, high in (("repetitions", 1, MAX_MEASUREMENTS), ("warmups", 0, MAX_MEASUREMENTS),
-                           ("seed", 0, MAX_SEED)):
-        value = workload.get(key)
+                           ("seed", 0, MAX_SEED), ("profile", 0, MAX_PROFILE_ROUNDS)):
+        value = workload.get(key, 0 if key == "profile" else None)  # runs from before it
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise refuse(f"workload.{key} is {_short(value)}, not an integer from {low} to "
                          f"{high}")
@@ -202,7 +203,7 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     scenarios = meta.get("scenarios")
     if not isinstance(scenarios, list) or not scenarios:
         raise refuse("scenarios is not a non-empty list")
-    rounds = workload["warmups"] + workload["repetitions"]
+    rounds = workload["warmups"] + workload["repetitions"] + workload.get("profile", 0)
     if len(scenarios) * rounds > MAX_MEASUREMENTS:
         raise refuse(f"{len(scenarios):,} scenarios x {rounds:,} rounds are more than the "
                      f"{MAX_MEASUREMENTS:,} measurements a run may make")
@@ -272,6 +273,12 @@ def parse_meta(data: bytes, path: Path) -> dict[str, Any]:
 def sample_key(record: dict[str, Any]) -> tuple[str, int | None, int, int]:
     """What identifies a sample within a run (a booted run repeats warm-up rounds per boot)."""
     return record["scenario"], record.get("boot"), record["round"], record["mapper"]
+
+
+def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """A profiles.jsonl line: the sample's identity (and kernel), then its profile parts."""
+    keys = ("scenario", "boot", "round", "mapper", "kernel")
+    return {**{k: sample[k] for k in keys if k in sample}, **profile}
 
 
 def benchmark_name(record: dict[str, Any]) -> str:
@@ -428,7 +435,8 @@ def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any
     for name, group in by_bench.items():
         group.sort(key=lambda r: r["round"])
         warmups = [(1, r["ns_per_page"] * 1e-9) for r in group if r["warmup"]]
-        values = [r["ns_per_page"] * 1e-9 for r in group if not r["warmup"]]
+        values = [r["ns_per_page"] * 1e-9 for r in group
+                  if not r["warmup"] and not r.get("profiled")]
         if not values:
             continue
         first = group[0]

@@ -34,8 +34,10 @@ from faultbench.measurement.knobs import KnobError, check_settable, resolve
 from faultbench.measurement.progress import Progress
 from faultbench.measurement.results import (
     FORMAT,
+    PROFILES,
     WORKER_LOG,
     RunDir,
+    profile_record,
     resume_command,
     sample_key,
 )
@@ -58,17 +60,26 @@ class RunError(FaultbenchError, RuntimeError):
 
 
 def schedule(
-    scenarios: list[Scenario], warmups: int, repetitions: int, seed: int
+    scenarios: list[Scenario], warmups: int, repetitions: int, seed: int, profile: int = 0
 ) -> Iterator[Unit]:
     """Every scenario once per round, in a seeded shuffled order per round, so drift of the
     machine during the run hits every configuration alike. Deterministic for a given seed
     and scenario list, which is what lets --resume find where it stopped. Made one round at
-    a time: a run holds one round's order, never the whole run's."""
+    a time: a run holds one round's order, never the whole run's. The `profile` rounds come
+    last, so the profiler's cost never touches a timed round's machine state."""
     rng = random.Random(seed)
-    for round_ in range(warmups + repetitions):
+    for round_ in range(warmups + repetitions + profile):
         order = list(scenarios)
         rng.shuffle(order)
-        yield from (Unit(s, round_, round_ < warmups) for s in order)
+        yield from (Unit(s, round_, round_ < warmups, round_ >= warmups + repetitions)
+                    for s in order)
+
+
+def profile_unavailable() -> str | None:
+    """Why the kernel profiles cannot be taken here (None if they can)."""
+    from faultbench.measurement.profile import unavailable
+
+    return unavailable()
 
 
 def start_grace() -> float:
@@ -132,14 +143,16 @@ class Worker:
     def pid(self) -> int | None:
         return self._proc.pid if self._proc else None
 
-    def measure(self, spec: Spec, timeout_s: float) -> list[dict[str, Any]]:
+    def measure(self, spec: Spec, timeout_s: float, profile: bool = False
+                ) -> list[dict[str, Any]]:
         """Sample dicts of one measurement, or WorkerLost."""
         if self._proc is None:
             self._start()
         proc = self._proc
         assert proc.stdin is not None and proc.stdout is not None
+        request = {"spec": spec.to_dict(), "profile": profile}
         try:
-            proc.stdin.write(json.dumps(spec.to_dict()).encode() + b"\n")
+            proc.stdin.write(json.dumps(request).encode() + b"\n")
             proc.stdin.flush()
         except BrokenPipeError:
             raise WorkerLost(self._lost("the worker exited before the sample")) from None
@@ -301,10 +314,19 @@ def execute(
     unsupported = _unsupported(records)
     warmups = workload["warmups"]
 
+    profile_rounds = workload.get("profile", 0)
+    if profile_rounds and (why := profile_unavailable()):
+        # one line, and the run goes on: its timings do not need the profiles
+        print(f"faultbench run: no kernel profiles: {why}", file=sys.stderr)
+        profile_rounds = 0
+
     def units() -> Iterator[Unit]:
-        """This run's (or boot's) units, made lazily, each time in the same order."""
-        for u in schedule(scenarios, warmups, workload["repetitions"], workload["seed"]):
-            if boot is None or u.warmup or warmups + boot.first <= u.round < warmups + boot.stop:
+        """This run's (or boot's) units, made lazily, each time in the same order. Every
+        boot takes the warm-up and profiled rounds, and its share of the measured ones."""
+        for u in schedule(scenarios, warmups, workload["repetitions"], workload["seed"],
+                          profile_rounds):
+            if (boot is None or u.warmup or u.profiled
+                    or warmups + boot.first <= u.round < warmups + boot.stop):
                 yield u
 
     def pending(u: Unit) -> bool:
@@ -345,7 +367,8 @@ def execute(
                     on_unit(unit)
                 spec = unit.scenario.spec
                 try:
-                    samples = worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S)
+                    samples = worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S,
+                                             unit.profiled)
                 except WorkerLost as exc:
                     samples = [Sample(spec=spec.to_dict(), status="error", error=str(exc),
                                       plane=plane).to_dict()]
@@ -359,9 +382,13 @@ def execute(
                     sample["knobs"] = dict(readback)
                     if drift:
                         sample["knob_drift"] = drift
+                    profile = sample.pop("profile", None)
                     record = {**sample, "scenario": unit.scenario.name, "round": unit.round,
-                              "warmup": unit.warmup, **(boot.tags if boot else {})}
+                              "warmup": unit.warmup, "profiled": unit.profiled,
+                              **(boot.tags if boot else {})}
                     if sample_key(record) not in done:
+                        if profile is not None:  # first: a sample never lacks its profile
+                            run_dir.append_lines(PROFILES, [profile_record(record, profile)])
                         run_dir.append(record)
                         records.append(record)
                 if all(s["status"] == "unsupported" for s in samples):

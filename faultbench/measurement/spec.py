@@ -265,6 +265,11 @@ class Sample:
     fs_type: str | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # knob values read back, not requested
     null_reasons: dict[str, str] = field(default_factory=dict)
+    # sampled by a kernel profiler during the loop and munmap: slower, so not timing data
+    profiled: bool = False
+    # {"loop": ..., "munmap": ...} (measurement/profile.py fold()); a run moves it to
+    # profiles.jsonl, so samples.jsonl never has it
+    profile: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -1,9 +1,9 @@
 """The runner's worker: measures one spec per request, in its own process.
 
-Protocol: `{"ready": PID}` once the measurement plane is imported, then one JSON spec per
-line on stdin, one JSON line per spec on the protocol fd (`{"samples": [...]}` or
-`{"error": "..."}`); EOF ends the worker. A crash or hang here costs
-the runner one sample, not the run. Imports only the measurement plane.
+Protocol: `{"ready": PID}` once the measurement plane is imported, then one request per
+line on stdin (`{"spec": {...}, "profile": bool}`), one JSON line per request on the
+protocol fd (`{"samples": [...]}` or `{"error": "..."}`); EOF ends the worker. A crash or
+hang here costs the runner one sample, not the run. Imports only the measurement plane.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def main() -> int:
     protocol.write(json.dumps({"ready": os.getpid()}) + "\n")
     for line in sys.stdin:
         try:
-            samples = measure_mappers(Spec.from_dict(json.loads(line)))
+            request = json.loads(line)
+            samples = measure_mappers(Spec.from_dict(request["spec"]), bool(request["profile"]))
             reply: dict[str, object] = {"samples": [s.to_dict() for s in samples]}
         except Exception as exc:  # one bad spec must not take the worker down
             reply = {"error": f"{type(exc).__name__}: {exc}"}

@@ -41,7 +41,10 @@ from faultbench.measurement.workload_checks import (
 )
 
 SUFFIX = ".toml"
-TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs", "matrix")
+TOP_KEYS = ("description", "repetitions", "warmups", "seed", "profile", "defaults", "knobs",
+            "matrix")
+# Profiled rounds a workload may ask for: each is a full round of every scenario.
+MAX_PROFILE_ROUNDS = 100
 # Spec fields a workload may vary. seed is the workload's; uffd_serve only exists to test
 # the deadline, so a workload cannot switch serving off.
 AXES = (
@@ -86,6 +89,7 @@ class Unit:
     scenario: Scenario
     round: int
     warmup: bool
+    profiled: bool = False
 
 
 @dataclass
@@ -101,10 +105,12 @@ class Workload:
     skipped: list[dict[str, str]]  # {scenario, reason}
     # what the command line changed (`faultbench run --set/--only/--repetitions`), as given
     command_line: dict[str, Any] = field(default_factory=dict)
+    # rounds after the measured ones whose samples are kernel-profiled (kept out of timings)
+    profile: int = 0
 
     @property
     def rounds(self) -> int:
-        return self.warmups + self.repetitions
+        return self.warmups + self.repetitions + self.profile
 
     def knob_names(self) -> list[str]:
         return sorted({name for s in self.scenarios for name in s.knobs})
@@ -113,7 +119,7 @@ class Workload:
         return {
             "name": self.name, "file": self.file, "description": self.description,
             "repetitions": self.repetitions, "warmups": self.warmups, "seed": self.seed,
-            "axes": self.axes,
+            "profile": self.profile, "axes": self.axes,
             **({"command_line": self.command_line} if self.command_line else {}),
         }
 
@@ -335,6 +341,7 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
     repetitions = bounded(data, "repetitions", 1, MAX_MEASUREMENTS, 5, fail)
     warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
     seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
+    profile = bounded(data, "profile", 0, MAX_PROFILE_ROUNDS, 0, fail)
 
     defaults = subtable(data, "defaults", "defaults", fail)
     unknown_keys(defaults, AXES, "defaults", fail)
@@ -369,7 +376,7 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
     if errors:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         raise WorkloadError(errors[0] + more)
-    check_size(path, matrix_axes, checked, warmups + repetitions)
+    check_size(path, matrix_axes, checked, warmups + repetitions + profile)
 
     scenarios: dict[str, Scenario] = {}
     skipped: dict[str, str] = {}
@@ -394,9 +401,9 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
             f"{path}: no valid scenario in the matrix"
             + (f"; e.g. {next(iter(skipped.values()))}" if skipped else "")
         )
-    check_measurements(path, len(scenarios), warmups + repetitions)
+    check_measurements(path, len(scenarios), warmups + repetitions + profile)
     return Workload(
         name=path.stem, file=_shown(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=written, scenarios=list(scenarios.values()),
-        skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()],
+        skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()], profile=profile,
     )

@@ -1,0 +1,358 @@
+"""Where the fault cost goes: kernel profiles (profiles.jsonl) grouped into phases.
+
+A profiled sample's loop profile is folded kernel stacks with sample counts (one sample
+per 20 us of the touching thread's CPU time, or of its instructions under QEMU's icount
+clock). A stack belongs to the first phase of PHASES that names any function on it, so
+rmap accounting done inside fault-around counts as rmap, and a timer interrupt taken
+inside a fault as an interrupt. The munmap profile is all teardown. A phase's cost per
+touched page is its share of the loop's samples times the median ns/page of the
+*unprofiled* samples of the same row: the profiler slows what it samples (its cost is
+shown), but not, to first order, the shares.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from faultbench.analysis.frame import INSTRUCTION_CLOCK_PLANES
+from faultbench.analysis.labels import label_columns, labels, spec_order
+from faultbench.analysis.stats import median_ci
+from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
+from faultbench.measurement.profile import USER
+from faultbench.measurement.results import PROFILES
+from faultbench.measurement.safefile import SafeDir
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    functions: tuple[str, ...]  # a trailing * matches a prefix; .isra/.constprop ignored
+    meaning: str
+
+
+# THE phase table (docs/results.md copies it). Order is priority: a stack is the first
+# phase that names a function on it.
+PHASES: tuple[Phase, ...] = (
+    Phase("interrupts", ("asm_sysvec_*", "sysvec_*", "asm_common_interrupt",
+                         "common_interrupt", "handle_softirqs", "__irq_exit_rcu",
+                         "irq_exit_rcu", "__schedule", "preempt_schedule*"),
+          "interrupts, softirqs and scheduling that landed inside the loop"),
+    Phase("userfaultfd", ("handle_userfault", "userfaultfd_*", "uffd_*", "mfill_*"),
+          "the userfaultfd path of the faulting thread"),
+    Phase("page tables", ("__pte_alloc", "pte_alloc_one", "__pmd_alloc", "pmd_alloc_one",
+                          "pmd_install", "__pud_alloc", "__p4d_alloc"),
+          "page-table allocation (with its memcg charge)"),
+    Phase("rmap+memcg", ("folio_add_file_rmap_*", "folio_add_file_rmap", "page_add_file_rmap",
+                         "page_add_file_rmap_range", "__folio_add_file_rmap",
+                         "__folio_add_rmap", "__lruvec_stat_mod_folio",
+                         "lruvec_stat_mod_folio", "__mod_lruvec_page_state",
+                         "__mod_lruvec_state", "mod_memcg_lruvec_state",
+                         "__mod_memcg_lruvec_state", "__mod_node_page_state",
+                         "count_memcg_events", "__count_memcg_events",
+                         "__css_rstat_updated", "css_rstat_updated", "cgroup_rstat_updated",
+                         "mem_cgroup_from_task", "percpu_counter_add_batch",
+                         "add_mm_counter*", "inc_mm_counter*"),
+          "rmap and memcg/RSS accounting of each mapped page, in any phase"),
+    Phase("fault-around", ("do_fault_around", "filemap_map_pages"),
+          "fault-around PTE installation: do_fault_around, filemap_map_pages and what it "
+          "calls (next_uptodate_*, filemap_map_folio_range, set_pte_range, PTE locks)"),
+    Phase("lookup", ("__do_fault", "shmem_fault", "shmem_get_folio*", "shmem_getpage*",
+                     "filemap_get_entry", "filemap_fault", "__filemap_get_folio",
+                     "filemap_get_folio*", "find_get_entry", "pagecache_get_page"),
+          "the page-cache lookup of the faulting page (->fault)"),
+    Phase("entry/exit", ("asm_exc_page_fault", "exc_page_fault", "do_user_addr_fault",
+                         "handle_mm_fault", "__handle_mm_fault", "irqentry_*",
+                         "error_entry", "lock_vma_under_rcu"),
+          "fault entry and exit, VMA lookup, the fault handler's own work (finish_fault "
+          "installing the one faulting PTE)"),
+)
+USER_PHASE = "user"  # the loop's own instructions (and, in a VM, what the guest cannot see)
+OTHER = "other kernel"  # kernel samples no phase names
+TEARDOWN = "teardown"  # the whole munmap profile
+PHASE_NAMES = (*(p.name for p in PHASES), OTHER, USER_PHASE)
+TOP_SYMBOLS = 8
+
+_EXACT = {f: p.name for p in reversed(PHASES) for f in p.functions if not f.endswith("*")}
+_PREFIX = [(f[:-1], p.name) for p in PHASES for f in p.functions if f.endswith("*")]
+_RANK = {p.name: i for i, p in enumerate(PHASES)}
+
+
+def _phase_of_function(name: str) -> str | None:
+    base = name.split(".", 1)[0].split(" ", 1)[0]  # foo.isra.0, foo [module]
+    found = _EXACT.get(base)
+    for prefix, phase in _PREFIX:
+        if base.startswith(prefix) and (found is None or _RANK[phase] < _RANK[found]):
+            found = phase
+    return found
+
+
+def phase_of(stack: str) -> str:
+    """The phase of one folded loop stack (root first, `;`-separated)."""
+    if stack == USER:
+        return USER_PHASE
+    found = [p for p in map(_phase_of_function, stack.split(";")) if p is not None]
+    return min(found, key=_RANK.__getitem__) if found else OTHER
+
+
+def read_profiles(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
+    """profiles.jsonl's valid lines (untrusted: a line without its keys and counts is
+    skipped and counted) and how many were skipped."""
+    with SafeDir.reading(run_dir) as directory:
+        raw = directory.read_bytes(PROFILES)  # never through a link, regular files only
+    if raw is None:
+        return [], 0
+    records, bad = [], 0
+    for line in raw.splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (ValueError, RecursionError):
+            record = None
+        if _valid(record):
+            records.append(record)
+        else:
+            bad += 1
+    return records, bad
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
+
+
+def _valid(record: Any) -> bool:
+    if not isinstance(record, dict) or not isinstance(record.get("scenario"), str):
+        return False
+    if not all(_count(record.get(k)) for k in ("round", "mapper")):
+        return False
+    if record.get("boot") is not None and not _count(record["boot"]):
+        return False
+    for part in ("loop", "munmap"):
+        data = record.get(part)
+        if data is None:
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("stacks"), dict):
+            return False
+        if not all(_count(data.get(k)) for k in ("samples", "unresolved", "user")):
+            return False
+        if not all(isinstance(s, str) and _count(n) for s, n in data["stacks"].items()):
+            return False
+        if sum(data["stacks"].values()) != data["samples"]:
+            return False
+    return True
+
+
+def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per (profiled valid sample, part, stack): the sample's label columns, role,
+    `part`, `stack`, `count`, and per part `samples`, `unresolved`, `lost`. Only profiles
+    whose sample is in `df` (valid, not a warm-up) count: a discarded boot's do not."""
+    keys = ["scenario", "boot", "round", "mapper"]
+    rows: list[dict[str, Any]] = []
+    for run, path in df.attrs.get("paths", {}).items():
+        # a sample measured again (resumed, or its boot retried) has a later profile line:
+        # the last one is its sample's
+        latest = {tuple(r.get(k) for k in keys): r for r in read_profiles(Path(path))[0]}
+        for record in latest.values():
+            for part in ("loop", "munmap"):
+                data = record.get(part)
+                if not data:
+                    continue
+                head = {**{k: record.get(k) for k in keys}, "run": run, "part": part,
+                        "samples": data["samples"], "unresolved": data["unresolved"],
+                        "lost": data.get("lost")}
+                rows += [{**head, "stack": s, "count": n} for s, n in data["stacks"].items()]
+    profiled = df[(df["status"] == "ok") & df["profiled"] & ~df["warmup"]]
+    if not rows or profiled.empty:
+        return pd.DataFrame()
+    stacks = pd.DataFrame(rows)
+    sample_cols = [c for c in df.columns if c not in ("samples", "count", "stack", "part")]
+    joined = profiled[sample_cols].assign(
+        run=profiled["run"] if "run" in profiled else next(iter(df.attrs["paths"])),
+        _boot=profiled["boot"].fillna(-1).astype(int))
+    stacks["_boot"] = stacks["boot"].fillna(-1).astype(int)
+    return stacks.drop(columns="boot").merge(
+        joined, on=["run", "scenario", "_boot", "round", "mapper"], how="inner")
+
+
+@dataclass(frozen=True)
+class PhaseCosts:
+    """One row's profile in numbers (what `phase_costs` returns, per row).
+
+    `phases`: ns per touched page of each loop phase (PHASE_NAMES) and TEARDOWN (munmap),
+    each = its share of the samples x the median of the unprofiled samples (ns_per_page,
+    or munmap_ns_per_page for teardown). `shares`: the loop shares, summing to 1."""
+    label: str
+    scenario: str
+    role: str
+    kernel: str | None
+    ns_per_page: float
+    profiled_ns_per_page: float
+    faults_per_page: float
+    mapped_per_touched: float
+    samples: int
+    unresolved: int
+    lost: int | None
+    rounds: int
+    boots: int
+    shares: dict[str, float]
+    phases: dict[str, float]
+    symbols: list[tuple[str, float]]  # leaf symbols of the loop: (name, share), largest first
+    teardown_symbols: list[tuple[str, float]]
+    boot_shares: dict[str, tuple[float, float]]  # phase -> (min, max) over boots
+
+    def per_fault(self, phase: str) -> float:
+        """ns of `phase` per fault taken (fault entry/exit per fault, for the cost model)."""
+        return self.phases[phase] / self.faults_per_page if self.faults_per_page else float("nan")
+
+    def per_mapped(self, phase: str) -> float:
+        """ns of `phase` per page mapped (the fault-around phase per PTE installed)."""
+        mapped = self.mapped_per_touched
+        return self.phases[phase] / mapped if mapped == mapped and mapped else float("nan")
+
+
+def _leaf_shares(part: pd.DataFrame) -> list[tuple[str, float]]:
+    leaves = part.assign(leaf=part["stack"].str.rsplit(";", n=1).str[-1])
+    counts = leaves.groupby("leaf")["count"].sum().sort_values(ascending=False, kind="stable")
+    total = counts.sum()
+    return [(str(k), float(v / total)) for k, v in counts.items()] if total else []
+
+
+def phase_costs(df: pd.DataFrame) -> list[PhaseCosts]:
+    """Per row of the report's scenario table (label, mapper role, kernel) that has kernel
+    profiles: the phase split of its cost per touched page. `df`: `faultbench.load(RUN)`."""
+    stacks = stack_frame(df)
+    if stacks.empty:
+        return []
+    keys = [*label_columns(df), "role"]
+    stacks = stacks.assign(label=labels(stacks, keys), phase=stacks["stack"].map(phase_of))
+    ok = df[df["ok"]].assign(label=lambda d: labels(d, keys))
+    medians = median_ci(ok, ["label"], "ns_per_page").set_index("label")["median"]
+    unmap = median_ci(ok, ["label"], "munmap_ns_per_page").set_index("label")["median"]
+    per_page = ok.groupby("label")[["faults_per_page", "mapped_per_touched"]].median()
+    out = []
+    order = stacks.drop_duplicates("label").sort_values(keys, key=spec_order, kind="stable")
+    for label in order["label"]:
+        rows = stacks[stacks["label"] == label]
+        loop, munmap = rows[rows["part"] == "loop"], rows[rows["part"] == "munmap"]
+        total = loop["count"].sum()
+        if label not in medians.index or not total:
+            continue
+        counts = loop.groupby("phase")["count"].sum()
+        shares = {p: float(counts.get(p, 0) / total) for p in PHASE_NAMES}
+        phases = {p: s * float(medians[label]) for p, s in shares.items()}
+        phases[TEARDOWN] = float(unmap.get(label, float("nan")))
+        per_sample = loop.drop_duplicates(["run", "_boot", "round", "mapper"])
+        first = rows.iloc[0]
+        out.append(PhaseCosts(
+            label=label, scenario=str(first["scenario"]), role=str(first["role"]),
+            kernel=None if pd.isna(first["kernel"]) else str(first["kernel"]),
+            ns_per_page=float(medians[label]),
+            profiled_ns_per_page=float(per_sample["ns_per_page"].median()),
+            faults_per_page=float(per_page.loc[label, "faults_per_page"]),
+            mapped_per_touched=float(per_page.loc[label, "mapped_per_touched"]),
+            samples=int(total), unresolved=int(per_sample["unresolved"].sum()),
+            lost=None if per_sample["lost"].isna().any() else int(per_sample["lost"].sum()),
+            rounds=int(per_sample["round"].nunique()), boots=int(per_sample["_boot"].nunique()),
+            shares=shares, phases=phases, symbols=_leaf_shares(loop),
+            teardown_symbols=_leaf_shares(munmap), boot_shares=_boot_ranges(loop, total),
+        ))
+    return out
+
+
+def _boot_ranges(loop: pd.DataFrame, total: int) -> dict[str, tuple[float, float]]:
+    """Per phase, its lowest and highest share among the row's boots (several boots only)."""
+    if loop["_boot"].nunique() < 2:
+        return {}
+    by_boot = loop.groupby(["_boot", "phase"])["count"].sum().unstack(fill_value=0)
+    shares = by_boot.div(by_boot.sum(axis=1), axis=0)
+    return {str(p): (float(shares[p].min()), float(shares[p].max())) for p in shares.columns}
+
+
+def _pct(share: float) -> str:
+    return f"{100 * share:.1f}%"
+
+
+def section(df: pd.DataFrame) -> str:
+    """The report's profile section: per row, phases and top symbols with share and ns per
+    touched page, the sampling's completeness and the profiler's cost. Empty without
+    profiles."""
+    costs = phase_costs(df)
+    if not costs:
+        return ""
+    icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
+    out = [wrap("Kernel profiles (cpu-clock samples of the touching thread; ns/page = share "
+                "x the unprofiled median; phases: faultbench/analysis/profile.py PHASES)"
+                + (". On the instruction clock a sample is every 20,000 guest instructions "
+                   "and ns are instructions." if icount else ""))]
+    for c in costs:
+        out.append("\n" + wrap(f"{c.label}: {c.samples:,} loop samples ({c.rounds} rounds"
+                                f"{f', {c.boots} boots' if c.boots > 1 else ''}), "
+                                f"{c.unresolved} unresolved, {fmt(c.lost)} lost; profiled "
+                                f"{fmt(c.profiled_ns_per_page)} vs {fmt(c.ns_per_page)} "
+                                f"ns/page unprofiled "
+                                f"({fmt_pct(100 * (c.profiled_ns_per_page / c.ns_per_page - 1))}"
+                                " profiler cost)."))
+        spread = bool(c.boot_shares)
+        rows = []
+        for phase in PHASE_NAMES:
+            if not c.shares[phase]:
+                continue
+            row = [phase, _pct(c.shares[phase]), fmt(c.phases[phase])]
+            if spread:
+                low, high = c.boot_shares.get(phase, (0.0, 0.0))
+                row.append(f"{100 * low:.1f}-{100 * high:.1f}%")
+            rows.append(row)
+        rows.append([f"{TEARDOWN} (munmap)", "", fmt(c.phases[TEARDOWN])]
+                    + ([""] if spread else []))
+        out.append(text_table(["phase", "share", "ns/page"] + (["boots"] if spread else []),
+                              rows))
+        out.append(text_table(["top symbols (self)", "share", "ns/page"], [
+            [name, _pct(share), fmt(share * c.ns_per_page)]
+            for name, share in c.symbols[:TOP_SYMBOLS]]))
+        if c.teardown_symbols:
+            out.append(wrap("munmap: " + ", ".join(
+                f"{name} {_pct(share)}" for name, share in c.teardown_symbols[:4])))
+    return "".join(out)
+
+
+def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,
+                    new_name: str) -> str:
+    """`compare --profile`: per row both sides have profiles for, the phase and top symbol
+    shares and ns per touched page side by side, with the change of ns/page. `base`, `new`:
+    every row of each side (profiled ones too), so the compared field has one value in each
+    and is in no label."""
+    sides = [{c.label: c for c in phase_costs(d)} for d in (base, new)]
+    common = [label for label in sides[0] if label in sides[1]]
+    if not common:
+        return wrap("No row has kernel profiles on both sides (run with --profile).")
+    out = [wrap(f"Kernel profiles: base {base_name}, new {new_name}; share of the loop's "
+                "samples and ns per touched page (share x unprofiled median).")]
+    for label in common:
+        b, n = sides[0][label], sides[1][label]
+        out.append("\n" + wrap(f"{label}: {b.samples:,} vs {n.samples:,} samples, "
+                               f"{b.unresolved} vs {n.unresolved} unresolved"))
+        rows = [[p, _pct(b.shares[p]), fmt(b.phases[p]), _pct(n.shares[p]), fmt(n.phases[p]),
+                 _change(b.phases[p], n.phases[p])]
+                for p in PHASE_NAMES if b.shares[p] or n.shares[p]]
+        rows.append([TEARDOWN, "", fmt(b.phases[TEARDOWN]), "", fmt(n.phases[TEARDOWN]),
+                     _change(b.phases[TEARDOWN], n.phases[TEARDOWN])])
+        out.append(text_table(["phase", "base", "ns/pg", "new", "ns/pg", "change"], rows))
+        names = list(dict.fromkeys([s for s, _ in b.symbols[:TOP_SYMBOLS]]
+                                   + [s for s, _ in n.symbols[:TOP_SYMBOLS]]))
+        bs, ns_ = dict(b.symbols), dict(n.symbols)
+        out.append(text_table(["symbol (self)", "base", "new", "change"], [
+            [s, _pct(bs.get(s, 0.0)), _pct(ns_.get(s, 0.0)),
+             _change(bs.get(s, 0.0) * b.ns_per_page, ns_.get(s, 0.0) * n.ns_per_page)]
+            for s in names]))
+    out.append(wrap("change: of ns per touched page. A symbol's share is of its own side's "
+                    "samples; base and new may be different kernels, whose functions differ."))
+    return "".join(out)
+
+
+def _change(base: float, new: float) -> str:
+    return fmt_pct(100 * (new / base - 1)) if base and base == base else "-"
