@@ -92,6 +92,9 @@ def detect_virt() -> str | None:
     return done.stdout.strip() or None
 
 
+GIT_TIMEOUT_S = 30
+
+
 def git_revision() -> tuple[str | None, str]:
     """`git describe --always --dirty` of the checkout faultbench runs from."""
     here = Path(__file__).resolve().parents[2]
@@ -99,11 +102,15 @@ def git_revision() -> tuple[str | None, str]:
         return None, "not running from a git checkout"
     if not shutil.which("git"):
         return None, "git is not installed"
-    done = subprocess.run(
-        ["git", "-C", str(here), "-c", f"safe.directory={here}", "describe", "--always",
-         "--dirty", "--abbrev=40"],
-        capture_output=True, text=True, check=False, timeout=30,
-    )
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(here), "-c", f"safe.directory={here}", "describe", "--always",
+             "--dirty", "--abbrev=40"],
+            capture_output=True, text=True, check=False, timeout=GIT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        # --dirty stats every file: over 9p in an emulated guest that can take minutes
+        return None, f"git describe took over {GIT_TIMEOUT_S} s"
     if done.returncode != 0:
         return None, done.stderr.strip() or "git describe failed"
     return done.stdout.strip(), ""
