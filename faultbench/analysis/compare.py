@@ -32,6 +32,7 @@ from faultbench.analysis.labels import (
     labels,
     spec_order,
 )
+from faultbench.analysis.memory import compare_section as memory_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import hit_cells, interference_note
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
@@ -279,4 +280,5 @@ def compare_runs(
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
     notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
     # the cost-model section is empty unless both sides have a model
-    return text + "".join(wrap(note) for note in notes) + compare_section(base, new, by)
+    return (text + "".join(wrap(note) for note in notes) + compare_section(base, new, by)
+            + memory_compare(base, new))

@@ -35,6 +35,7 @@ from faultbench.analysis.labels import (
     labels,
     spec_order,
 )
+from faultbench.analysis.memory import memory_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.safefile import SafeDir
@@ -220,6 +221,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     breakeven = report_section(df)  # empty for a run without a stride sweep
     if breakeven:
         parts += ["\n", breakeven]
+    memory = memory_section(df)  # empty for a run without app-launch sessions
+    if memory:
+        parts += ["\n", memory]
     parts.append(footer(df, meta.get("skipped") or []))
     return "".join(parts)
 
@@ -241,9 +245,11 @@ def write_report(
     if figures:
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
+        from faultbench.analysis.memory_figure import memory_figure
 
         made = make_figures(df, run_info(meta, df), run_dir / "figures")
         made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
+        made += memory_figure(df, run_info(meta, df), run_dir / "figures")
     return text, made
 
 

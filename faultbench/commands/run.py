@@ -40,6 +40,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="boots of each kernel, in a balanced interleaved order, each running an equal "
         "share of the rounds (default: 3 with several kernels, else 1)",
     )
+    parser.add_argument(
+        "--memory", metavar="SIZE",
+        help="the booted guest's memory, e.g. 384M (default: the workload's guest_memory, "
+        "else 1.5x its largest scenario + 512M, at least 1G); recorded in meta.json",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -72,10 +77,14 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.boots is not None and not args.kernel:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
+        if args.memory is not None and not args.kernel:
+            raise RunError("--memory sizes a booted guest; give --kernel too")
         if args.resume:
-            if args.workload or args.out or args.kernel or args.boots is not None:
+            if args.workload or args.out or args.kernel or args.boots is not None \
+                    or args.memory is not None:
                 raise RunError("--resume DIR takes the workload, kernels and directory from "
-                               "DIR; give no WORKLOAD, --out, --kernel or --boots with it")
+                               "DIR; give no WORKLOAD, --out, --kernel, --boots or --memory with "
+                               "it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -89,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.memory)
                 return _booted(run_dir, args.quiet)
             run_dir = start(workload, out)
             for skipped in run_dir.read_meta()["skipped"]:
@@ -116,7 +125,8 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
     return [parse_kernel(t) for t in texts]
 
 
-def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None) -> Any:
+def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
+                  memory: str | None) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -125,10 +135,14 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     if missing:
         raise RunError("; ".join(missing))
     guest.check_shared_dir(str(out))
+    size, source = booting.chosen_memory(memory, workload.guest_memory)
+    if size is None:
+        size = booting.guest_memory({"scenarios": [s.to_dict() for s in workload.scenarios]})
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
     return start(workload, out, plane=guest.plane_for(guest.kvm_state()[0]), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
+        "guest_memory": size, "guest_memory_source": source,
     })
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, format_size
+from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, format_size, parse_size
 from faultbench.measurement.workload_checks import (
     axis_values,
     bounded,
@@ -31,13 +31,14 @@ from faultbench.measurement.workload_checks import (
 )
 
 SUFFIX = ".toml"
-TOP_KEYS = ("description", "repetitions", "warmups", "seed", "defaults", "knobs", "matrix")
+TOP_KEYS = ("description", "repetitions", "warmups", "seed", "guest_memory", "defaults", "knobs",
+            "matrix")
 # Spec fields a workload may vary. seed is the workload's; uffd_serve only exists to test
 # the deadline, so a workload cannot switch serving off.
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "deadline_s",
+    "deadline_s", "apps", "app_files", "launches", "touch_one_in", "app_anon",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -80,6 +81,8 @@ class Workload:
     axes: dict[str, Any]  # the file's content as written, for meta.json
     scenarios: list[Scenario]
     skipped: list[dict[str, str]]  # {scenario, reason}
+    guest_memory: str | None = None  # a booted guest's memory, when the workload needs one
+
 
     @property
     def rounds(self) -> int:
@@ -92,7 +95,7 @@ class Workload:
         return {
             "name": self.name, "file": self.file, "description": self.description,
             "repetitions": self.repetitions, "warmups": self.warmups, "seed": self.seed,
-            "axes": self.axes,
+            "axes": self.axes, "guest_memory": self.guest_memory,
         }
 
     def without_knobs(self, names: set[str], reason: str) -> Workload:
@@ -111,7 +114,7 @@ class Workload:
         ]
         return Workload(
             self.name, self.file, self.description, self.repetitions, self.warmups,
-            self.seed, self.axes, list(scenarios.values()), skipped,
+            self.seed, self.axes, list(scenarios.values()), skipped, self.guest_memory,
         )
 
 
@@ -137,6 +140,13 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
         parts.append(f"populate={spec.populate}")
     if not spec.pagemap:
         parts.append("pagemap=off")
+    if spec.apps:
+        # e.g. apps=6x4files,launches=12,one-in=16[,anon=16M]: the session's shape
+        parts.append(f"apps={spec.apps}x{spec.app_files}files,launches={spec.launches},"
+                     f"one-in={spec.touch_one_in}")
+        if spec.app_anon:
+            anon = spec.app_anon
+            parts.append(f"anon={format_size(anon) if isinstance(anon, int) else anon}")
     parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
     return ",".join(parts)
 
@@ -227,6 +237,13 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
     repetitions = bounded(data, "repetitions", 1, MAX_MEASUREMENTS, 5, fail)
     warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
     seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
+    guest_memory = typed(data, "guest_memory", str, "a size such as \"512M\"", None, fail) \
+        if "guest_memory" in data else None
+    if guest_memory is not None:
+        try:
+            guest_memory = format_size(parse_size(guest_memory))
+        except SpecError as exc:
+            fail("guest_memory", str(exc))
 
     defaults = subtable(data, "defaults", "defaults", fail)
     unknown_keys(defaults, AXES, "defaults", fail)
@@ -290,4 +307,5 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
         name=path.stem, file=str(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=data, scenarios=list(scenarios.values()),
         skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()],
+        guest_memory=guest_memory,
     )
