@@ -6,7 +6,6 @@ kernels: once (about a minute) for the knob sweep, four times for the two-kernel
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
 import sys
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from images import require_boot_image
 
 # memfd: fault-around on/off via userfaultfd, two mappers of which only the second
 # registers, and three (two later mappers per round: n counts rounds). file: the same
@@ -154,10 +154,7 @@ def native_runs(factory: pytest.TempPathFactory) -> Runs:
 
 
 def _boot_image() -> str:
-    kernels = sorted(glob.glob("/boot/vmlinuz-*"))
-    if not kernels:
-        pytest.skip("no kernel image in /boot to boot under QEMU (linux-image-amd64)")
-    return kernels[-1]
+    return require_boot_image()
 
 
 def tcg_run(factory: pytest.TempPathFactory) -> Path:

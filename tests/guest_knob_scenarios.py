@@ -62,6 +62,12 @@ def main() -> int:
                    if not line.startswith("import time:")],
     }
     out["after_sweep"] = knob()
+    # one scenario, four samples in one process: on the instruction clock they must agree
+    repeat = run(FAULTBENCH, "measure", "--backing", "memfd", "--size", "16M", "--uffd", "wp",
+                 "--repeat", "4", "--json")
+    out["repeat"] = {"rc": repeat["rc"], "stderr": repeat["stderr"],
+                     "samples": [json.loads(line) for line in str(repeat["stdout"]).splitlines()
+                                 if line]}
 
     proc, during = start_loop(original)
     proc.send_signal(signal.SIGINT)

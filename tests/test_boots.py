@@ -18,8 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from faultbench.measurement import guest
+from images import require_boot_image
 
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
 WORKLOAD = """\
@@ -46,13 +45,7 @@ mapper_kind = "thread"
 
 
 def _image() -> str:
-    images = sorted(Path("/boot").glob("vmlinuz-*"))
-    missing = guest.requirements(str(images[-1]) if images else "/boot/vmlinuz-missing")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to boot a kernel image: {'; '.join(missing)}")
-        pytest.skip(f"cannot boot a kernel image here: {'; '.join(missing)}")
-    return str(images[-1])
+    return require_boot_image()
 
 
 def faultbench(*args: object, check: bool = True) -> subprocess.CompletedProcess[str]:

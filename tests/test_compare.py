@@ -114,7 +114,7 @@ def test_two_kernels_of_one_run_boots_as_units(tmp_path_factory: pytest.TempPath
     assert implied == faultbench("compare", f"{run}:a", f"{run}:b", "--by", "kernel").stdout
     assert not width_ok(implied)
     words = " ".join(implied.split())
-    assert "base kernel=a, new kernel=b (Linux 6." in words and "plane tcg-guest" in words
+    assert "base kernel=a, new kernel=b (Linux 6." in words and "plane tcg-icount" in words
     assert "Welch t-test on log per-boot medians" in words and "Aarts et al. 2014" in words
     assert "Two separate runs" not in words
     rows = _csv(run, "--by", "kernel")
@@ -188,7 +188,7 @@ def test_planes_are_not_mixed(runs: Runs, tmp_path_factory: pytest.TempPathFacto
     sweep = tcg_run(tmp_path_factory)
     result = faultbench("compare", runs.tiny, sweep, check=False)
     assert result.returncode == 2
-    assert "native" in result.stderr and "tcg-guest" in result.stderr
+    assert "native" in result.stderr and "tcg-icount" in result.stderr
     assert "--force" in result.stderr
     forced = faultbench("compare", runs.tiny, sweep, "--force", check=False)
     assert "not comparable" not in forced.stderr

@@ -7,7 +7,6 @@ Two boots in all: one runs every knob scenario (tests/guest_knob_scenarios.py), 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from images import require_boot_image
 
 from faultbench.measurement import guest
 from faultbench.measurement.spec import parse_size
@@ -26,17 +26,11 @@ GUEST_JOURNAL = "/run/faultbench/journal.json"  # the guest's /run is its own tm
 
 
 def _image() -> str:
-    images = sorted(Path("/boot").glob("vmlinuz-*"))
-    missing = guest.requirements(str(images[-1]) if images else "/boot/vmlinuz-missing")
-    if missing:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must be able to boot a kernel image: {'; '.join(missing)}")
-        pytest.skip(f"cannot boot a kernel image here: {'; '.join(missing)}")
-    return str(images[-1])
+    return require_boot_image()
 
 
 def _expected_plane() -> str:
-    return guest.plane_for(guest.kvm_state()[0])
+    return guest.plane_for(*guest.resolve_clock(None))
 
 
 @pytest.fixture(scope="session")
@@ -89,6 +83,25 @@ def test_sweep_takes_size_over_fault_around_bytes_faults(scenarios: dict) -> Non
         print(f"fault_around_bytes={fab}: {sample['faults_minor']} faults, "
               f"{sample['ns_per_page']:.0f} ns/page [{sample['plane']}]")
         assert abs(sample["faults_minor"] - size // fab) <= 4, (fab, sample["faults_minor"])
+
+
+def test_instruction_clock_repeats_within_a_boot(scenarios: dict) -> None:
+    """Four samples of one scenario in one boot. Under TCG the default clock is QEMU's
+    instruction counter: the samples agree within 1%, where wall-clock TCG varies by tens
+    of percent between samples on a busy host (and ~60% between boots)."""
+    repeat = scenarios["repeat"]
+    assert repeat["rc"] == 0, repeat["stderr"]
+    samples = repeat["samples"]
+    assert len(samples) == 4 and {s["status"] for s in samples} == {"ok"}
+    plane = _expected_plane()
+    assert {s["plane"] for s in samples} == {plane}
+    assert {s["faults_minor"] for s in samples} == {4096}  # uffd-wp: no fault-around
+    if plane != "tcg-icount":
+        pytest.skip(f"this machine boots guests on {plane} (wall clock): nothing to repeat")
+    assert {s["clock"] for s in samples} == {"icount"}
+    touch = [s["touch_ns"] for s in samples]
+    print(f"instruction clock, 16M memfd uffd=wp: {touch} virtual ns")
+    assert (max(touch) - min(touch)) / min(touch) < 0.01, touch
 
 
 def test_knob_is_back_after_the_sweep(scenarios: dict) -> None:

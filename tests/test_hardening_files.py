@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from images import require_boot_image
 
-from faultbench.measurement import guest
 from faultbench.measurement.journal import JOURNAL_FORMAT, LOCK_PATH
 from faultbench.measurement.session import KnobSession
 
@@ -526,13 +526,11 @@ def _guest_leftovers(scratch_root: Path) -> tuple[list[str], list[int]]:
 def test_sigkill_during_kernel_leaves_no_scratch_image_and_no_qemu(
     when: str, tmp_path: Path
 ) -> None:
-    images = sorted(Path("/boot").glob("vmlinuz-*"))
-    if not images or guest.requirements(str(images[-1])):
-        pytest.skip("cannot boot a kernel image here")
+    image = require_boot_image()
     scratch_root = tmp_path / "tmp"
     scratch_root.mkdir()
     proc = subprocess.Popen(
-        [*FAULTBENCH, "measure", "--kernel", str(images[-1]), "--size", "1M"],
+        [*FAULTBENCH, "measure", "--kernel", image, "--size", "1M"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "TMPDIR": str(scratch_root)},
     )

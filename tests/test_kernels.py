@@ -79,6 +79,15 @@ def test_config_check_passes_when_every_option_is_y():
     ]
 
 
+def test_config_check_names_each_unwanted_driver_still_on():
+    text = "".join(f"CONFIG_{name}=y\n" for name in build.CONFIG_FRAGMENT)
+    text += "CONFIG_DRM=y\nCONFIG_SOUND=m\n# CONFIG_USB_SUPPORT is not set\n"
+    assert build.check_config(text) == [
+        "CONFIG_DRM=y (should be off: no guest device uses it)",
+        "CONFIG_SOUND=m (should be off: no guest device uses it)",
+    ]
+
+
 def test_fragment_has_what_faultbench_needs():
     needed = {"USERFAULTFD", "EXT4_FS", "TRANSPARENT_HUGEPAGE", "HUGETLBFS", "DEBUG_FS"}
     assert needed <= set(build.CONFIG_FRAGMENT)

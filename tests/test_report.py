@@ -76,7 +76,7 @@ def test_sweep_report_in_a_booted_kernel(sweep: Path) -> None:
     text = (sweep / "report.txt").read_text()
     assert not width_ok(text)
     words = " ".join(text.split())  # the header wraps at 72 columns
-    assert "tcg-guest (emulated timings)" in words and "TCG emulation" in words
+    assert "tcg-icount (instruction clock" in words and "QEMU instruction counts" in words
     assert "Sweep of fault_around_bytes" in text and "fault_around_bytes=4K" in text
     df = fb.load(sweep)
     ok = df[df["ok"] & (df["pattern"] == "seq")]

@@ -43,12 +43,16 @@ UFFD_ORDER = ["none", "missing", "wp", "minor"]
 
 def title(fig: Figure, what: str, info: RunInfo) -> None:
     line = f"{what} - Linux {info.kernel}, {info.host}"
-    if info.emulated:
+    if info.instruction_clock:
+        line += "\nINSTRUCTION CLOCK (QEMU icount: 1 virtual ns = 1 guest instruction)"
+    elif info.emulated:
         line += "\nTIMINGS TCG-EMULATED (not native; fault counts exact)"
     fig.suptitle(line, fontsize=12, color="darkred" if info.emulated else "black")
 
 
 def ns_label(info: RunInfo) -> str:
+    if info.instruction_clock:
+        return "guest instructions per page touched (icount)"
     return "ns per page touched" + (" (emulated)" if info.emulated else "")
 
 

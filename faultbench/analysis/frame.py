@@ -31,7 +31,9 @@ METRICS = {
     "munmap_ns_per_page": "munmap ns/page",
 }
 FAULT_AROUND_KNOB = "fault_around_bytes"
-EMULATED_PLANES = {"tcg-guest"}
+EMULATED_PLANES = {"tcg-guest", "tcg-icount"}
+# Planes whose *_ns fields count guest instructions (QEMU -icount shift=0), not time.
+INSTRUCTION_CLOCK_PLANES = {"tcg-icount"}
 # Sample fields that say the timed loop was disturbed: involuntary context switches of the
 # touching thread, steal time.
 INTERFERENCE_FIELDS = ("nivcsw", "steal_ns")
@@ -56,7 +58,13 @@ class RunInfo:
     def emulated(self) -> bool:
         return self.plane in EMULATED_PLANES
 
+    @property
+    def instruction_clock(self) -> bool:
+        return self.plane in INSTRUCTION_CLOCK_PLANES
+
     def plane_label(self) -> str:
+        if self.instruction_clock:
+            return f"{self.plane} (instruction clock: 1 virtual ns = 1 guest instruction)"
         return f"{self.plane} (emulated timings)" if self.emulated else self.plane
 
 

@@ -54,7 +54,13 @@ def header(info: RunInfo, title: str) -> str:
     else:
         lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
                      f"plane {info.plane_label()}")
-    if info.emulated:
+    if info.instruction_clock:
+        lines += wrap("NOTE: times are QEMU instruction counts (-icount shift=0: one virtual "
+                      "ns per guest instruction, user and kernel). They repeat across boots "
+                      "and count work, not cycles: cache and TLB misses cost nothing here. "
+                      "Compare them only with other instruction-clock runs. Fault counts are "
+                      "the kernel's own.")
+    elif info.emulated:
         lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
                       "with other emulated runs. Fault counts are the kernel's own.")
     return lines

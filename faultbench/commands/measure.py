@@ -83,7 +83,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--kernel", metavar="IMAGE",
         help="boot IMAGE under QEMU (virtme-ng) and measure there",
     )
+    parser.add_argument(
+        "--clock", choices=("icount", "wall"),
+        help="with --kernel under TCG: the guest's clock, QEMU's instruction counter "
+        "(icount, the default: 1 virtual ns = 1 guest instruction, repeatable) or the host's "
+        "real time (wall); a KVM guest always uses the wall clock",
+    )
     parser.add_argument("--json", action="store_true", help="one JSON object per sample")
+
+
+CONCURRENT_ON_ICOUNT = (
+    "concurrent mappers need two CPUs, and an instruction-clock guest has one (QEMU hangs "
+    "bringing up a second vCPU under -icount; docs/icount.md): use --mapper-mode sequential, "
+    "or --clock wall")
 
 
 def spec_from_args(args: argparse.Namespace) -> Spec:
@@ -107,13 +119,15 @@ def describe(sample: Sample) -> str:
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
         return f"{head}: {sample.status}: {sample.error}"
+    # on the instruction clock a virtual ns is one guest instruction: say so in the unit
+    unit = "insn" if sample.clock == "icount" else "ns"
     return (
         f"{head}: {sample.pages_touched} pages, {sample.faults_minor} minor + "
         f"{sample.faults_major} major faults ({sample.faults_per_page:.3f}/page), "
-        f"{sample.ns_per_page:.0f} ns/page, "
+        f"{sample.ns_per_page:.0f} {unit}/page touched, "
         f"{'pages mapped not walked' if sample.pages_mapped is None else sample.pages_mapped}"
         f"{'' if sample.pages_mapped is None else ' pages mapped'}, "
-        f"munmap {sample.munmap_ns / max(sample.pages_touched, 1):.0f} ns/page"
+        f"munmap {sample.munmap_ns / max(sample.pages_touched, 1):.0f} {unit}/page"
         f" [{sample.plane}]"
     )
 
@@ -146,10 +160,16 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     # checked here too with --kernel, so that a typo costs no boot
     axes = knobs.parse_set_options(args.set, file_dir=spec.dir)
+    if args.clock and not args.kernel:
+        raise ArgumentError("--clock chooses a booted guest's clock; give --kernel too (the "
+                            "running kernel is timed on the wall clock)")
     if args.kernel:
-        from faultbench.measurement.guest import run_cli_in_guest
+        from faultbench.measurement.guest import resolve_clock, run_cli_in_guest
 
-        return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv))
+        _, clock = resolve_clock(args.clock)
+        if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
+            raise ArgumentError(CONCURRENT_ON_ICOUNT)
+        return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
     failed = 0
     if not axes:
@@ -190,13 +210,14 @@ def _status(failed: int) -> int:
 
 
 def _argv_without_kernel(argv: list[str]) -> list[str]:
+    """The options the guest's `measure` gets: the host's own (--kernel, --clock) removed."""
     out: list[str] = []
     skip = False
     for arg in argv:
         if skip:
             skip = False
-        elif arg == "--kernel":
+        elif arg in ("--kernel", "--clock"):
             skip = True
-        elif not arg.startswith("--kernel="):
+        elif not arg.startswith(("--kernel=", "--clock=")):
             out.append(arg)
     return out

@@ -45,6 +45,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the booted guest's memory, e.g. 384M (default: the workload's guest_memory, "
         "else 1.5x its largest scenario + 512M, at least 1G); recorded in meta.json",
     )
+    parser.add_argument(
+        "--clock", choices=("icount", "wall"),
+        help="with --kernel under TCG: the guests' clock, QEMU's instruction counter (icount, "
+        "the default: 1 virtual ns = 1 guest instruction, repeatable across boots) or the "
+        "host's real time (wall); KVM guests always use the wall clock",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
@@ -79,12 +85,15 @@ def _run(args: argparse.Namespace) -> int:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
         if args.memory is not None and not args.kernel:
             raise RunError("--memory sizes a booted guest; give --kernel too")
+        if args.clock and not args.kernel:
+            raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
+                           "running kernel is timed on the wall clock)")
         if args.resume:
-            if args.workload or args.out or args.kernel or args.boots is not None \
-                    or args.memory is not None:
-                raise RunError("--resume DIR takes the workload, kernels and directory from "
-                               "DIR; give no WORKLOAD, --out, --kernel, --boots or --memory with "
-                               "it")
+            if (args.workload or args.out or args.kernel or args.boots is not None
+                    or args.clock or args.memory is not None):
+                raise RunError("--resume DIR takes the workload, kernels, clock, memory and "
+                               "directory from DIR; give no WORKLOAD, --out, --kernel, --boots, "
+                               "--clock or --memory with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -98,7 +107,8 @@ def _run(args: argparse.Namespace) -> int:
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.memory)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock,
+                                        args.memory)
                 return _booted(run_dir, args.quiet)
             run_dir = start(workload, out)
             for skipped in run_dir.read_meta()["skipped"]:
@@ -126,7 +136,7 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
 
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
-                  memory: str | None) -> Any:
+                  clock: str | None, memory: str | None = None) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -138,10 +148,14 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     size, source = booting.chosen_memory(memory, workload.guest_memory)
     if size is None:
         size = booting.guest_memory({"scenarios": [s.to_dict() for s in workload.scenarios]})
+    kvm, clock = guest.resolve_clock(clock)
+    if clock == "icount":
+        workload = booting.without_concurrent_mappers(workload)
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
-    return start(workload, out, plane=guest.plane_for(guest.kvm_state()[0]), extra={
+    return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
+        "clock": guest.clock_record(clock, kvm),
         "guest_memory": size, "guest_memory_source": source,
     })
 

@@ -13,6 +13,7 @@ mixed with another). Standard library only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.signals import INTERRUPTED
 from faultbench.measurement.spec import SpecError, format_size, parse_size
+from faultbench.measurement.workload import Workload
 
 # Boot, start-up and slack on top of the samples' own deadlines, per boot.
 BOOT_OVERHEAD_S = 300.0
@@ -148,6 +150,25 @@ def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
     return BOOT_OVERHEAD_S + per_round * rounds
 
 
+def run_clock(meta: dict[str, Any]) -> str:
+    """The clock the run's guests boot with (runs from before clocks existed: the wall)."""
+    clock = meta.get("clock")
+    return clock["name"] if isinstance(clock, dict) and clock.get("name") in guest.CLOCKS \
+        else "wall"
+
+
+def without_concurrent_mappers(workload: Workload) -> Workload:
+    """The workload without scenarios whose mappers run at once: they need two CPUs, and an
+    instruction-clock guest has one. Each is recorded in `skipped` with the reason."""
+    keep = [s for s in workload.scenarios
+            if not (s.spec.mappers > 1 and s.spec.mapper_mode == "concurrent")]
+    dropped = [s for s in workload.scenarios if s not in keep]
+    skipped = workload.skipped + [
+        {"scenario": s.name, "reason": "concurrent mappers need two CPUs; an instruction-clock "
+                                       "guest has one (docs/icount.md)"} for s in dropped]
+    return dataclasses.replace(workload, scenarios=keep, skipped=skipped)
+
+
 def guest_memory(meta: dict[str, Any]) -> str:
     """The memory the run's guests boot with: as the run recorded it (`--memory`, or the
     workload's `guest_memory`), else enough for the largest scenario."""
@@ -240,7 +261,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
         try:
             status = guest.run_in_guest(kernel["image"], argv, rwdir=str(run_dir.path),
                                          timeout_s=boot_timeout(meta, boot),
-                                         memory=guest_memory(meta))
+                                         memory=guest_memory(meta), clock=run_clock(meta))
             reason = None if status == 0 else f"the guest's run exited with status {status}"
         except guest.GuestError as exc:
             reason = str(exc)

@@ -2,9 +2,11 @@
 
 The guest sees the host's root filesystem read-only over 9p, so the host's Python, venv and
 checkout run unchanged inside it. KVM is used when it can boot a stock kernel (real VMX/SVM
-and an openable /dev/kvm), TCG otherwise; the choice is put on the guest's kernel command line
-as `faultbench.plane=kvm-guest|tcg-guest`, which every sample measured inside records.
-Standard library only.
+and an openable /dev/kvm), TCG otherwise. Under TCG the guest's clock is, by default, QEMU's
+instruction counter (`-icount shift=0,sleep=off`: one virtual nanosecond per guest
+instruction), which makes emulated timings repeatable; `clock="wall"` keeps the host's clock.
+The plane (`kvm-guest`, `tcg-icount`, `tcg-guest`) goes on the guest's kernel command line
+as `faultbench.plane=...`, which every sample measured inside records. Standard library only.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ KILL_GRACE_S = 5.0
 # (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
 SCRATCH_DISK_BYTES = 2 << 30
 SCRATCH_MOUNT = "/var/tmp"
+# The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
+# sleep=off: an idle guest's clock jumps to the next timer instead of waiting in real time.
+# QEMU 7.2 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
+ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=off"
+CLOCKS = ("icount", "wall")
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
 
@@ -116,8 +123,48 @@ def requirements(kernel: str) -> list[str]:
     return missing
 
 
-def plane_for(kvm: bool) -> str:
-    return "kvm-guest" if kvm else "tcg-guest"
+def plane_for(kvm: bool, clock: str = "wall") -> str:
+    if kvm:
+        return "kvm-guest"
+    return "tcg-icount" if clock == "icount" else "tcg-guest"
+
+
+def resolve_clock(requested: str | None) -> tuple[bool, str]:
+    """(use KVM, clock) for a boot: KVM where it works keeps the wall clock (near-native
+    timings); TCG defaults to the instruction clock, since its wall-clock timings vary ~60%
+    from boot to boot. An explicit `icount` forces TCG even where KVM works."""
+    if requested is not None and requested not in CLOCKS:
+        raise GuestError(f"--clock {requested!r}: choose one of {', '.join(CLOCKS)}")
+    kvm, _ = kvm_state()
+    if requested == "icount":
+        return False, "icount"
+    if kvm:
+        return True, "wall"
+    return False, requested or "icount"
+
+
+def clock_record(clock: str, kvm: bool) -> dict[str, object]:
+    """What meta.json says of the clock the guest's timings were taken on."""
+    if clock == "icount":
+        return {"name": "icount", "qemu_opts": ICOUNT_QEMU_OPTS, "vcpus": 1,
+                "unit": "virtual ns; at shift=0 one virtual ns is one guest instruction "
+                        "(user and kernel), not a cycle",
+                "qemu": qemu_version()}
+    return {"name": "wall", "source": "KVM guest clock" if kvm else
+            "TCG guest clock, driven by the host's real time", "qemu": qemu_version()}
+
+
+def qemu_version() -> str | None:
+    binary = shutil.which(qemu_binary())
+    if binary is None:
+        return None
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True,
+                              timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    first = done.stdout.splitlines()[:1]
+    return first[0].strip() if first else None
 
 
 def scratch_disk(directory: str) -> str | None:
@@ -192,12 +239,14 @@ def run_in_guest(
     memory: str = "1G",
     cpus: int = 1,
     env: dict[str, str] | None = None,
+    clock: str | None = None,
 ) -> int:
     """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
 
-    `rwdir` is a host directory the guest may write (same path inside). Raises GuestError
-    when something needed is missing, the guest never ran the command, or it outlived
-    `timeout_s` (default $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
+    `rwdir` is a host directory the guest may write (same path inside). `clock` is `icount`
+    or `wall` (None: see resolve_clock). Raises GuestError when something needed is missing,
+    the guest never ran the command, or it outlived `timeout_s` (default
+    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
     """
     kernel = os.path.abspath(kernel)
     if rwdir:
@@ -207,10 +256,14 @@ def run_in_guest(
         raise GuestError("; ".join(missing))
     if timeout_s is None:
         timeout_s = timeout_from_env()
-    kvm, _ = kvm_state()
+    kvm, clock = resolve_clock(clock)
+    if clock == "icount" and cpus != 1:
+        raise GuestError(f"{cpus} vCPUs under the instruction clock: QEMU hangs bringing up a "
+                         "second vCPU with -icount (docs/icount.md); use one, or --clock wall")
     watchdog_end = _start_watchdog()
     try:
-        return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, watchdog_end)
+        return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
+                     watchdog_end)
     finally:
         with contextlib.suppress(OSError):
             os.write(watchdog_end, watchdog.DONE + b"\n")
@@ -218,7 +271,8 @@ def run_in_guest(
 
 
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
-          cpus: int, env: dict[str, str] | None, kvm: bool, watchdog_end: int) -> int:
+          cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
+          watchdog_end: int) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
         status_file = os.path.join(scratch, "status")
@@ -228,12 +282,14 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
-            "--append", f"faultbench.plane={plane_for(kvm)} "
+            "--append", f"faultbench.plane={plane_for(kvm, clock)} "
                         f"module_blacklist={','.join(MODULE_BLACKLIST)}",
             "--rwdir", scratch, "--exec", f"sh {shlex.quote(script)}",
         ]
         if not kvm:
             command.insert(2, "--disable-kvm")
+        if clock == "icount":
+            command[-2:-2] = [f"--qemu-opts={ICOUNT_QEMU_OPTS}"]
         if disk:
             # "=": the value starts with a dash; format given, or QEMU warns it guessed raw
             command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
@@ -336,12 +392,12 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 def run_cli_in_guest(
     kernel: str, argv: list[str], rwdir: str | None = None, timeout_s: float | None = None,
-    memory: str = "1G",
+    memory: str = "1G", clock: str | None = None,
 ) -> int:
     """`faultbench <argv>` inside `kernel` (the options as for run_in_guest); its output
     becomes ours, its status our status."""
     try:
         return run_in_guest(kernel, [sys.executable, "-P", "-m", "faultbench", *argv],
-                            rwdir=rwdir, timeout_s=timeout_s, memory=memory)
+                            rwdir=rwdir, timeout_s=timeout_s, memory=memory, clock=clock)
     except GuestError as exc:
         raise GuestError(f"--kernel {kernel}: {exc}") from None

@@ -41,7 +41,8 @@ _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycl
 
 
 def current_plane() -> str:
-    """native, kvm-guest or tcg-guest: a booted guest says so on its kernel command line."""
+    """native, kvm-guest, tcg-icount or tcg-guest: a booted guest says so on its kernel
+    command line."""
     try:
         tokens = Path("/proc/cmdline").read_text().split()
     except OSError:
@@ -50,6 +51,12 @@ def current_plane() -> str:
         if token.startswith("faultbench.plane="):
             return token.split("=", 1)[1]
     return "native"
+
+
+def clock_of(plane: str) -> str:
+    """The clock a plane's *_ns fields are read from: QEMU's instruction counter on
+    tcg-icount (one virtual ns per guest instruction), real time everywhere else."""
+    return "icount" if plane == "tcg-icount" else "wall"
 
 
 def meminfo() -> dict[str, int]:
@@ -151,7 +158,7 @@ def _text(chars: object) -> str:
 def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
     sample = Sample(
         spec=spec.to_dict(), status=_STATUS[result.status], error=_text(result.error) or None,
-        mapper=mapper, plane=plane, page_size=result.page_size,
+        mapper=mapper, plane=plane, clock=clock_of(plane), page_size=result.page_size,
         pages_touched=result.pages_touched, fs_type=_text(result.fs_type) or None,
     )
     reasons = {
@@ -188,6 +195,7 @@ def measure_mappers(spec: Spec) -> list[Sample]:
     plane = current_plane()
     if spec.backing == "hugetlb" and (why := hugetlb_shortfall(spec)):
         return [Sample(spec=spec.to_dict(), status="unsupported", error=why, plane=plane,
+                       clock=clock_of(plane),
                        page_size=os.sysconf("SC_PAGESIZE"))]
     if spec.apps:
         from faultbench.measurement.launch import measure_session

@@ -242,6 +242,7 @@ class Sample:
     error: str | None = None
     mapper: int = 0
     plane: str = "native"
+    clock: str = "wall"  # what *_ns count: real ns (wall), or guest instructions (icount)
     page_size: int = 0
     pages_touched: int = 0
     touch_ns: int | None = None
