@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_guest import _image
+from tests.images import require_boot_image
 
 WORKLOAD = """
 description = "test: sessions under pressure, one forced OOM, one forced deadline"
@@ -47,7 +47,7 @@ knobs.fault_around_bytes = [65536]
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict], dict]:
-    image = _image()
+    image = require_boot_image()
     tmp = tmp_path_factory.mktemp("memory-guest")
     (tmp / "pressure.toml").write_text(WORKLOAD)
     out = tmp / "run"

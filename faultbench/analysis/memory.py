@@ -16,7 +16,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from faultbench.analysis.frame import FAULT_AROUND_KNOB
+from faultbench.analysis.frame import (
+    EMULATED_PLANES,
+    FAULT_AROUND_KNOB,
+    INSTRUCTION_CLOCK_PLANES,
+)
 from faultbench.analysis.labels import format_value
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
@@ -125,28 +129,53 @@ def memory_section(df: pd.DataFrame) -> str:
         return ""
     keys = _keys(apps)
     table = per_launch(apps, keys)
-    setting = keys[-1]
-    parts = [wrap(f"Memory cost per app launch ({', '.join(keys)}): medians over sessions "
-                  "with 95% CIs; one session = one round, its counts divided by its launches.")]
-    for name, (what, _) in PER_LAUNCH.items():
-        rows = [[_key_label(r, keys), fmt(r.median), _ci(r.ci_lo, r.ci_hi), str(int(r.n))]
-                for r in table[table["metric"] == name].itertuples(index=False)]
-        parts.append(f"\n{name} per launch: {what}\n")
-        parts.append(text_table([setting, "median", "95% CI", "n"], rows))
-    outcome_cols = [c for c in ("ok", "oom", "deadline", "error") if c in table]
-    firsts = table.drop_duplicates(keys)
-    parts.append("\nsessions by outcome\n")
-    parts.append(text_table([setting, *outcome_cols], [
-        [_key_label(r, keys), *(str(int(r[c])) for c in outcome_cols)]
-        for r in firsts.to_dict("records")]))
-    emulated = bool(apps["emulated"].any())
-    parts.append(wrap(
-        "Counts are the kernel's (vmstat deltas across the launches, getrusage of each "
-        "launch); vmstat counts the whole machine, so kswapd and the measuring worker are in "
-        "them. " + ("launch ms are TCG-emulated wall-clock times: compare them only with "
-                    "runs on the same plane and clock. " if emulated else "")
-        + "Anchor: " + ANCHOR))
-    return "".join(parts)
+    rows = table.drop_duplicates(keys)
+    outcome_cols = [c for c in ("oom", "deadline", "error") if c in table]
+
+    def cell(row: Any, metric: str, ci: bool = False) -> str:
+        found = table[(table["metric"] == metric)
+                      & (table[keys] == pd.Series({k: row[k] for k in keys})).all(axis=1)]
+        if found.empty:
+            return "-"
+        one = found.iloc[0]
+        return _ci(one["ci_lo"], one["ci_hi"]) if ci else fmt(one["median"])
+
+    labels_ = [_key_label(r, keys) for r in rows.to_dict("records")]
+    first = "setting" if len(keys) > 1 or keys[0] != FAULT_AROUND_KNOB else "fa"
+    medians = [[label, *(cell(r, m) for m in PER_LAUNCH), str(int(r.get("ok", 0))),
+                *(str(int(r[c])) for c in outcome_cols)]
+               for label, r in zip(labels_, rows.to_dict("records"), strict=True)]
+    cis = [[label, *(cell(r, m, ci=True) for m in ("allocstall", "refault", "faults",
+                                                     "launch_ms"))]
+           for label, r in zip(labels_, rows.to_dict("records"), strict=True)]
+    return "".join([
+        wrap(f"App launches, per launch ({' '.join(keys)}): medians over sessions (one "
+             "session = one round: its counts divided by its launches); n: valid sessions, "
+             "then sessions that ended in OOM, past the deadline or in error."),
+        text_table([first, *(SHORT[m] for m in PER_LAUNCH), "n", *outcome_cols],
+                   medians),
+        "\n95% CIs of the medians (order statistics; '-' below 6 sessions):\n",
+        text_table([first, "stalls", "refaults", "faults", "ms"], cis),
+        "\n",
+        wrap("stalls: allocstall_* (direct reclaim); refaults: workingset_refault_*; "
+             "scanned/stolen: pgscan/pgsteal by kswapd and direct reclaim; majflt, faults: "
+             "the launches' own (getrusage); mapped: file pages in the launch's page table "
+             "at its end; ms: mmap + reads. vmstat counts the whole machine, so kswapd and the "
+             "measuring worker are in the vmstat columns. " + _clock_note(apps)
+             + "Anchor: " + ANCHOR),
+    ])
+
+
+def _clock_note(apps: pd.DataFrame) -> str:
+    planes = set(apps["plane"].dropna())
+    if planes & INSTRUCTION_CLOCK_PLANES:
+        return ("launch ms are QEMU instruction-clock milliseconds (1 virtual ns = 1 guest "
+                "instruction; repeatable, but instructions are not cycles, and disk I/O "
+                "costs what QEMU's emulation does). ")
+    if planes & EMULATED_PLANES:
+        return ("launch ms are TCG-emulated wall-clock times on a shared host: not "
+                "comparable with anything but the same run's rows. ")
+    return ""
 
 
 def compare_section(base: pd.DataFrame, new: pd.DataFrame) -> str:

@@ -47,9 +47,33 @@ def memory_figure(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
             ax.set_xlabel("fault_around_bytes (log2)")
             ax.set_ylim(bottom=0)
-            emulated = metric == "launch_ms" and info.emulated
-            ax.set_title(label + (" (emulated)" if emulated else ""), fontsize=10)
+            clock = ""
+            if metric == "launch_ms" and info.emulated:
+                clock = " (icount)" if info.instruction_clock else " (emulated wall clock)"
+            ax.set_title(label + clock, fontsize=10)
         axes.flat[0].legend(fontsize=8, title=NO_CI if missing_ci else None,
                             title_fontsize=7)
         title(fig, "Memory cost of fault-around: app launches (median, 95% CI)", info)
         return save(fig, out_dir, "memory-cost")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m faultbench.analysis.memory_figure OUT_DIR RUN...`: one figure of several
+    runs (e.g. the same workload at two guest memories), one line per guest memory."""
+    import argparse
+
+    from faultbench.analysis.frame import load, run_info
+
+    parser = argparse.ArgumentParser(prog="python -m faultbench.analysis.memory_figure")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("runs", nargs="+", type=Path)
+    args = parser.parse_args(argv)
+    df = load(args.runs)
+    info = run_info(next(iter(df.attrs["meta"].values())), df)
+    for path in memory_figure(df, info, args.out_dir):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
