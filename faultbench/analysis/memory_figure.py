@@ -61,6 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m faultbench.analysis.memory_figure OUT_DIR RUN...`: one figure of several
     runs (e.g. the same workload at two guest memories), one line per guest memory."""
     import argparse
+    import sys
+
+    from faultbench.errors import FaultbenchError
 
     from faultbench.analysis.frame import load, run_info
 
@@ -68,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("runs", nargs="+", type=Path)
     args = parser.parse_args(argv)
-    df = load(args.runs)
-    info = run_info(next(iter(df.attrs["meta"].values())), df)
-    for path in memory_figure(df, info, args.out_dir):
+    try:
+        df = load(args.runs)
+        info = run_info(next(iter(df.attrs["meta"].values())), df)
+        made = memory_figure(df, info, args.out_dir)
+    except FaultbenchError as exc:
+        print(f"{parser.prog}: {exc}", file=sys.stderr)
+        return 2
+    for path in made:
         print(path)
     return 0
 
