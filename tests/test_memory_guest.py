@@ -1,8 +1,9 @@
 """App launches under real memory pressure: one boot of the Debian kernel with 256M (set
 with `run --memory`), where fault_around_bytes is writable, on the wall clock (these
-sessions wait on the disk, and the instruction clock warps over every wait: docs/memory.md). A session whose heap the guest
-cannot hold is ended by the OOM killer and recorded as "oom", one past its deadline as
-"deadline", and the run goes on to measure the others."""
+sessions wait on the disk, and the instruction clock warps over every wait:
+docs/memory.md). A session whose heaps the guest cannot hold ends in the OOM killer
+("oom") or thrashing past its deadline ("deadline"), one that cannot write its files in
+time as "deadline", and the run goes on to measure the others."""
 
 from __future__ import annotations
 
