@@ -63,9 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    from faultbench.errors import FaultbenchError
-
     from faultbench.analysis.frame import load, run_info
+    from faultbench.errors import FaultbenchError
 
     parser = argparse.ArgumentParser(prog="python -m faultbench.analysis.memory_figure")
     parser.add_argument("out_dir", type=Path)
