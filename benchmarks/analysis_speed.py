@@ -28,6 +28,7 @@ def main() -> int:
     from faultbench.analysis.labels import label_columns
     from faultbench.analysis.report import report_text
     from faultbench.analysis.stats import median_ci
+    from faultbench.measurement.safefile import SafeDir
 
     steps = [("import pandas/scipy/matplotlib", time.perf_counter() - start)]
 
@@ -44,9 +45,8 @@ def main() -> int:
     ok = df[df["ok"]]
     timed("compare (run against itself)", lambda: compare(ok, ok))
     timed("report text", lambda: report_text(df, meta))
-    with tempfile.TemporaryDirectory() as tmp:
-        made = timed("figures (PNG + SVG)",
-                     lambda: make_figures(df, run_info(meta, df), Path(tmp)))
+    with tempfile.TemporaryDirectory() as tmp, SafeDir.open(Path(tmp)) as out:
+        made = timed("figures (PNG + SVG)", lambda: make_figures(df, run_info(meta, df), out))
     print(f"{run}: {len(df)} samples, {len(made)} figure files")
     for name, seconds in steps:
         print(f"{name:32s} {seconds:8.3f} s")

@@ -1,20 +1,28 @@
 #!/usr/bin/env python3
 """What faultbench adds to the timed region: `faultbench measure` vs a bare C loop.
 
-Both time the same mmap + touch with CLOCK_MONOTONIC_RAW around the touch loop. Each side
-takes --per-process samples in one process and drops the first: the first sample in any
-process is slower (page tables, allocator and caches are cold), in the C loop as much as in
-faultbench, and the runner discards it too (persistent worker, warm-up rounds). Pairs run
-interleaved (order alternating) so drift hits both alike. Prints the median of per-pair
-ratios faultbench/reference for each scenario. Goal: <= 1.01.
+Both sides map the same backing at the same place (a page-table boundary), touch one byte per
+page in the same pattern with the same loop instructions, and read CLOCK_MONOTONIC_RAW around
+the loop (benchmarks/reference_loop.c). Each side takes --samples samples after one it
+discards (the first in a process is slower: page tables, allocator and caches are cold).
 
-    python benchmarks/overhead.py [--pairs 15] [--size 64M] [--per-process 5]
+--clock icount boots ONE guest (QEMU -icount shift=0, 1 vCPU; plane tcg-icount) and runs
+both sides of every backing and pattern there: a virtual ns is one guest instruction, so the
+ratio is a ratio of instructions executed in the timed region, the same on every run.
+--clock wall (the default) runs here in pairs alternating which side goes first, in
+--blocks independent blocks, and prints how much the median ratio varies between blocks: on a
+shared VM, a lot.
+
+    python benchmarks/overhead.py --clock icount [--kernel IMAGE] [--size 16M] [--samples 5]
+    python benchmarks/overhead.py [--blocks 3] [--pairs 5] [--size 64M] [--samples 5]
+    python benchmarks/overhead.py --short [--clock icount]  # seconds natively (for tests)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,58 +30,159 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCENARIOS = {  # name: (reference loop backing, faultbench measure arguments)
-    "memfd warm seq read": ("memfd", ["--backing", "memfd"]),
-    "anon seq read": ("anon", ["--backing", "anon"]),
-}
+BACKINGS = ("anon", "memfd", "tmpfs", "file")
+PATTERNS = ("seq", "random", "sparse")
+RESULT = "overhead.json"
 
 
-def reference_ns(binary: Path, backing: str, size: int, per_process: int) -> float:
-    out = subprocess.run([str(binary), backing, str(size), "1", "read"],
-                         env={"REFERENCE_REPEAT": str(per_process)},
-                         capture_output=True, text=True, check=True)
-    return statistics.median(int(line) for line in out.stdout.split()[1:])
+def reference_arg(pattern: str, page_size: int) -> str:
+    """reference_loop's STEP_PAGES for a faultbench pattern."""
+    if pattern == "random":
+        return "random"
+    return str(page_size // 8 if pattern == "sparse" else 1)
 
 
-def faultbench_ns(args: list[str], size: int, per_process: int) -> float:
+def reference_ns(binary: Path, backing: str, pattern: str, size: int, samples: int) -> list[int]:
+    out = subprocess.run(
+        [str(binary), backing, str(size), reference_arg(pattern, os.sysconf("SC_PAGESIZE")),
+         "read"],
+        env={"REFERENCE_REPEAT": str(samples + 1)}, capture_output=True, text=True, check=True)
+    return [int(line) for line in out.stdout.split()[1:]]
+
+
+def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> list[int]:
     out = subprocess.run(
         [sys.executable, "-m", "faultbench", "measure", "--json", "--size", str(size),
-         "--repeat", str(per_process), *args],
-        capture_output=True, text=True, check=True,
-    )
-    samples = [json.loads(line) for line in out.stdout.splitlines()]
-    if any(sample["status"] != "ok" for sample in samples):
-        raise SystemExit(f"faultbench measure failed: {samples[0]['error']}")
-    return statistics.median(sample["touch_ns"] for sample in samples[1:])
+         "--backing", backing, "--pattern", pattern, "--repeat", str(samples),
+         "--warmups", "1"],
+        capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"faultbench measure failed: {out.stderr.strip()}")
+    return [json.loads(line)["touch_ns"] for line in out.stdout.splitlines()]
+
+
+def build_reference(directory: Path) -> Path:
+    binary = directory / "reference_loop"
+    subprocess.run(["cc", "-O2", "-std=gnu99", "-o", str(binary),
+                    str(HERE / "reference_loop.c")], check=True)
+    return binary
+
+
+def spread(values: list[int]) -> float:
+    """(max - min) / median"""
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ...], size: int,
+                samples: int) -> list[dict[str, object]]:
+    """Both sides of every backing and pattern, reference first (icount: order is moot)."""
+    rows = []
+    for backing in backings:
+        for pattern in patterns:
+            rows.append({"backing": backing, "pattern": pattern,
+                         "reference": reference_ns(binary, backing, pattern, size, samples),
+                         "faultbench": faultbench_ns(backing, pattern, size, samples)})
+    return rows
+
+
+def print_rows(rows: list[dict[str, list[int]]], unit: str) -> None:
+    print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} "
+          f"{'faultbench ' + unit:>17} {'spread':>7} {'ratio':>6}")
+    for row in rows:
+        ref, fb = row["reference"], row["faultbench"]
+        ratio = statistics.median(fb) / statistics.median(ref)
+        print(f"{row['backing']:8} {row['pattern']:8} {statistics.median(ref):16,.0f} "
+              f"{spread(ref):7.2%} {statistics.median(fb):17,.0f} {spread(fb):7.2%} "
+              f"{ratio:6.3f}")
+
+
+def icount(args: argparse.Namespace, size: int) -> int:
+    """Boot one guest on the instruction clock; it runs `--inside`, the host prints."""
+    from faultbench.measurement.guest import boot_images, run_in_guest
+
+    kernel = args.kernel or boot_images()[0]
+    with tempfile.TemporaryDirectory(prefix="faultbench-overhead-") as tmp:
+        build_reference(Path(tmp))
+        inside = [sys.executable, "-P", str(Path(__file__).resolve()), "--inside", tmp,
+                  "--size", str(size), "--samples", str(args.samples),
+                  *(["--short"] if args.short else [])]
+        status = run_in_guest(kernel, inside, rwdir=tmp, clock="icount")
+        if status:
+            raise SystemExit(f"the guest run failed with status {status}")
+        result = json.loads((Path(tmp) / RESULT).read_text())
+    print(f"plane tcg-icount (QEMU -icount shift=0,sleep=off, 1 vCPU): 1 virtual ns = 1 guest "
+          f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
+          f"{args.samples} samples a side, all from one boot")
+    print_rows(result["rows"], "insn")
+    return 0
+
+
+def inside(args: argparse.Namespace, size: int) -> int:
+    """In the guest: both sides of every scenario, the result into the shared directory."""
+    directory = Path(args.inside)
+    backings, patterns = (("anon", "memfd"), ("seq",)) if args.short else (BACKINGS, PATTERNS)
+    rows = measure_all(directory / "reference_loop", backings, patterns, size, args.samples)
+    (directory / RESULT).write_text(json.dumps({"release": os.uname().release, "rows": rows}))
+    return 0
+
+
+def wall_pair(binary: Path, backing: str, pattern: str, size: int, samples: int,
+              reference_first: bool) -> float:
+    """faultbench/reference of the median samples of one pair of processes."""
+    if reference_first:
+        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples))
+        fb = statistics.median(faultbench_ns(backing, pattern, size, samples))
+    else:
+        fb = statistics.median(faultbench_ns(backing, pattern, size, samples))
+        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples))
+    return fb / ref
+
+
+def wall(args: argparse.Namespace, size: int) -> int:
+    backings, patterns = (("anon", "memfd"), ("seq",)) if args.short else (BACKINGS, PATTERNS)
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = build_reference(Path(tmp))
+        print(f"plane native, clock wall (CLOCK_MONOTONIC_RAW); kernel {os.uname().release}; "
+              f"{args.size}, read one byte per page; {args.blocks} blocks of {args.pairs} "
+              f"pairs, {args.samples} samples a side per pair")
+        print(f"{'backing':8} {'pattern':8} median faultbench/reference per block "
+              f"(median of pairs), and range across blocks")
+        for backing in backings:
+            for pattern in patterns:
+                medians = []
+                for _ in range(args.blocks):
+                    ratios = [wall_pair(binary, backing, pattern, size, args.samples,
+                                        reference_first=pair % 2 == 0)
+                              for pair in range(args.pairs)]
+                    medians.append(statistics.median(ratios))
+                print(f"{backing:8} {pattern:8} "
+                      f"{' '.join(f'{m:.3f}' for m in medians)}   between blocks "
+                      f"{min(medians):.3f}-{max(medians):.3f}")
+    return 0
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=15)
-    parser.add_argument("--size", default="64M")
-    parser.add_argument("--per-process", type=int, default=5)
+    parser.add_argument("--clock", choices=("wall", "icount"), default="wall")
+    parser.add_argument("--kernel", help="--clock icount: the image to boot "
+                        "(default: the oldest /boot/vmlinuz-*)")
+    parser.add_argument("--size", default=None, help="default 16M (icount), 64M (wall)")
+    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--blocks", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--short", action="store_true",
+                        help="anon and memfd, seq only, 1M, 2 samples, 1 block of 1 pair")
+    parser.add_argument("--inside", help=argparse.SUPPRESS)
     args = parser.parse_args()
     from faultbench.measurement.spec import parse_size
 
+    if args.short:
+        args.size, args.samples, args.blocks, args.pairs = "1M", 2, 1, 1
+    args.size = args.size or ("16M" if args.clock == "icount" or args.inside else "64M")
     size = parse_size(args.size)
-    with tempfile.TemporaryDirectory() as tmp:
-        binary = Path(tmp) / "reference_loop"
-        subprocess.run(["cc", "-O2", "-std=gnu99", "-o", str(binary),
-                        str(HERE / "reference_loop.c")], check=True)
-        for name, (backing, fb_args) in SCENARIOS.items():
-            ratios = []
-            for pair in range(args.pairs):
-                if pair % 2:
-                    fb = faultbench_ns(fb_args, size, args.per_process)
-                    ref = reference_ns(binary, backing, size, args.per_process)
-                else:
-                    ref = reference_ns(binary, backing, size, args.per_process)
-                    fb = faultbench_ns(fb_args, size, args.per_process)
-                ratios.append(fb / ref)
-            print(f"{name} ({args.size}, {args.pairs} pairs): median faultbench/reference "
-                  f"touch time = {statistics.median(ratios):.3f} "
-                  f"(min {min(ratios):.3f}, max {max(ratios):.3f})")
-    return 0
+    if args.inside:
+        return inside(args, size)
+    return icount(args, size) if args.clock == "icount" else wall(args, size)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 /*
- * reference_loop: the smallest program that does what one faultbench sample does for a warm
- * memfd (or private anon) read/write touch, with none of faultbench's machinery. It is the
- * yardstick for benchmarks/overhead and, run under `perf stat --control`, the independent
- * fault count the tests compare faultbench's counts against.
+ * reference_loop: the smallest program that does what one faultbench sample does (map a
+ * backing, touch one byte per page in a pattern, unmap), with none of faultbench's
+ * machinery. It is the yardstick for benchmarks/overhead and, run under `perf stat
+ * --control`, the independent fault count the tests compare faultbench's counts against.
  *
- *   reference_loop memfd|anon SIZE_BYTES STEP_PAGES read|write [CTL_FIFO ACK_FIFO]
+ *   reference_loop anon|memfd|tmpfs|file SIZE_BYTES STEP_PAGES|random read|write [CTL ACK]
  *
  * Prints the touch loop's CLOCK_MONOTONIC_RAW nanoseconds (REFERENCE_REPEAT=N: N samples,
- * one per line). With the two fifos (perf stat --delay=-1 --control fifo:CTL,ACK) perf
- * counts exactly the touch loops.
+ * one per line). tmpfs and file create an unlinked file in REFERENCE_DIR (default /dev/shm,
+ * /var/tmp), written with pwrite first like memfd (warm); anon is a private hole. random
+ * touches every page in the order faultbench's random pattern does (REFERENCE_SEED, default
+ * 1). The mapping starts on a page-table boundary, as faultbench's do by default. With the
+ * two fifos (perf stat --delay=-1 --control fifo:CTL,ACK) perf counts exactly the loops.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -19,6 +22,10 @@
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifndef MAP_FIXED_NOREPLACE
+#define MAP_FIXED_NOREPLACE 0x100000
+#endif
 
 static int64_t now_ns(void)
 {
@@ -40,65 +47,130 @@ static void perf_say(int ctl, int ack, const char *what)
 	}
 }
 
-static int64_t sample(const char *backing, uint64_t size, uint64_t step, int write_access,
-		      int ctl, int ack)
+/* faultbench's random pattern (native/touch.c): a seeded Fisher-Yates shuffle */
+static uint32_t *permutation(uint64_t pages, uint64_t seed)
+{
+	uint32_t *order = malloc(pages * sizeof(*order));
+
+	if (!order)
+		exit(1);
+	for (uint64_t i = 0; i < pages; i++)
+		order[i] = (uint32_t)i;
+	for (uint64_t i = pages - 1; i > 0; i--) {
+		uint64_t z = (seed += 0x9e3779b97f4a7c15ULL), j;
+		uint32_t t;
+
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+		z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+		j = (z ^ (z >> 31)) % (i + 1);
+		t = order[i];
+		order[i] = order[j];
+		order[j] = t;
+	}
+	return order;
+}
+
+static int backing(const char *kind, uint64_t size)
 {
 	static char chunk[1 << 20];
-	volatile uint8_t *p;
-	uint64_t off;
-	uint8_t sum = 0;
-	int64_t t0, t1;
-	int fd = -1;
+	const char *dir = getenv("REFERENCE_DIR");
+	char path[4096];
+	int fd;
 
-	if (strcmp(backing, "memfd") == 0) {
+	if (strcmp(kind, "anon") == 0)
+		return -1;
+	if (strcmp(kind, "memfd") == 0) {
 		fd = memfd_create("reference", MFD_CLOEXEC);
-		memset(chunk, 0x5a, sizeof(chunk));
-		for (off = 0; off < size; off += sizeof(chunk))
-			if (pwrite(fd, chunk, size - off < sizeof(chunk) ? size - off : sizeof(chunk),
-				   (off_t)off) < 0)
-				exit(1);
-		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	} else {
-		p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		snprintf(path, sizeof(path), "%s/reference.XXXXXX",
+			 dir ? dir : strcmp(kind, "tmpfs") == 0 ? "/dev/shm" : "/var/tmp");
+		fd = mkostemp(path, O_CLOEXEC);
+		unlink(path);
 	}
-	if (p == MAP_FAILED)
+	if (fd < 0)
 		exit(1);
+	memset(chunk, 0x5a, sizeof(chunk));
+	for (uint64_t off = 0; off < size; off += sizeof(chunk))
+		if (pwrite(fd, chunk, size - off < sizeof(chunk) ? size - off : sizeof(chunk),
+			   (off_t)off) < 0)
+			exit(1);
+	if (strcmp(kind, "file") == 0 && fsync(fd) != 0)
+		exit(1);
+	return fd;
+}
+
+/* at the first page-table (2 MiB) boundary of an address range mmap would hand out */
+static volatile uint8_t *map_aligned(int fd, uint64_t size)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), align = page / 8 * page;
+	char *area = mmap(NULL, size + 2 * align, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *want, *got;
+
+	if (area == MAP_FAILED)
+		exit(1);
+	munmap(area, size + 2 * align);
+	want = (char *)(((uintptr_t)area + align - 1) & ~(uintptr_t)(align - 1));
+	got = mmap(want, size, PROT_READ | PROT_WRITE, MAP_FIXED_NOREPLACE |
+		   (fd < 0 ? MAP_PRIVATE | MAP_ANONYMOUS : MAP_SHARED), fd, 0);
+	if (got != want)
+		exit(1);
+	return (volatile uint8_t *)got;
+}
+
+static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint32_t *order,
+		      int write_access, int ctl, int ack)
+{
+	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), pages = size / page;
+	int fd = backing(kind, size);
+	volatile uint8_t *p = map_aligned(fd, size), *q, *end = p + size;
+	int64_t t0, t1;
+
 	now_ns();	/* the first vDSO call faults its pages in: keep that out of the count */
 	perf_say(ctl, ack, "enable\n");
 	t0 = now_ns();
-	if (write_access)
-		for (off = 0; off < size; off += step)
-			p[off] = (uint8_t)off;
+	if (order && write_access)
+		for (uint64_t i = 0; i < pages; i++)
+			p[order[i] * page] = 1;
+	else if (order)
+		for (uint64_t i = 0; i < pages; i++)
+			(void)p[order[i] * page];
+	else if (write_access)
+		for (q = p; q < end; q += step)
+			*q = 1;
 	else
-		for (off = 0; off < size; off += step)
-			sum += p[off];
+		for (q = p; q < end; q += step)
+			(void)*q;
 	t1 = now_ns();
 	perf_say(ctl, ack, "disable\n");
 	munmap((void *)p, size);
 	if (fd >= 0)
 		close(fd);
-	return t1 - t0 + (sum & 0);
+	return t1 - t0;
 }
 
 int main(int argc, char **argv)
 {
-	const char *repeat = getenv("REFERENCE_REPEAT");
+	const char *repeat = getenv("REFERENCE_REPEAT"), *seed = getenv("REFERENCE_SEED");
 	int ctl = -1, ack = -1, n = repeat ? atoi(repeat) : 1;
-	uint64_t size, step;
+	uint64_t size, step, page = (uint64_t)sysconf(_SC_PAGESIZE);
+	uint32_t *order = NULL;
 
 	if (argc != 5 && argc != 7) {
-		fprintf(stderr, "usage: %s memfd|anon SIZE STEP_PAGES read|write [CTL ACK]\n",
-			argv[0]);
+		fprintf(stderr, "usage: %s anon|memfd|tmpfs|file SIZE STEP_PAGES|random "
+			"read|write [CTL ACK]\n", argv[0]);
 		return 2;
 	}
 	size = strtoull(argv[2], NULL, 0);
-	step = strtoull(argv[3], NULL, 0) * (uint64_t)sysconf(_SC_PAGESIZE);
+	step = strtoull(argv[3], NULL, 0) * page;
+	if (strcmp(argv[3], "random") == 0)
+		order = permutation(size / page, seed ? strtoull(seed, NULL, 0) : 1);
 	if (argc == 7) {
 		ctl = open(argv[5], O_WRONLY);
 		ack = open(argv[6], O_RDONLY);
 	}
 	for (int i = 0; i < n; i++)
-		printf("%lld\n", (long long)sample(argv[1], size, step,
+		printf("%lld\n", (long long)sample(argv[1], size, step, order,
 						   strcmp(argv[4], "write") == 0, ctl, ack));
+	free(order);
 	return 0;
 }

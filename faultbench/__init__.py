@@ -1,9 +1,12 @@
 """faultbench: measure what the Linux kernel's read fault-around costs and saves.
 
-The public API: measure, measure_mappers, Spec, Sample, SpecError, FaultbenchError, load.
-Importing faultbench loads only the measurement plane (the standard library and the compiled
-cffi module), so it also runs quickly inside emulated guests; `load` brings in the analysis
-plane (pandas) on first use. docs/architecture.md maps the modules.
+The public API. Measurement: measure, measure_mappers, Spec, Sample, SpecError,
+FaultbenchError. Analysis: load (run directories -> one DataFrame), run_info (where a run
+was measured, for titles), median_ci (medians with their 95% CI per group), make_figures (a
+run's figures), report_text (a run's report.txt). Importing faultbench loads only the
+measurement plane (the standard library and the compiled cffi module), so it also runs
+quickly inside emulated guests; the analysis names bring in pandas and matplotlib on first
+use. docs/architecture.md maps the modules; anything not named here may change.
 """
 
 from typing import Any
@@ -13,19 +16,27 @@ from faultbench.measurement import signals
 if signals.is_the_command():
     signals.exit_quietly_until_started()  # before the imports below, which take a while
 
+from faultbench._version import __version__
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.measure import measure, measure_mappers
 from faultbench.measurement.spec import Sample, Spec, SpecError
 
-__version__ = "0.1.0"
-__all__ = ["FaultbenchError", "Sample", "Spec", "SpecError", "__version__", "load", "measure",
-           "measure_mappers"]
+# The analysis plane's public names, imported on first use: pandas and matplotlib take
+# seconds to import in a guest, where only the measurement plane is needed.
+_ANALYSIS = {
+    "load": "faultbench.analysis.frame",
+    "run_info": "faultbench.analysis.frame",
+    "median_ci": "faultbench.analysis.stats",
+    "make_figures": "faultbench.analysis.figures",
+    "report_text": "faultbench.analysis.report",
+}
+__all__ = ["FaultbenchError", "Sample", "Spec", "SpecError", "__version__", "measure",
+           "measure_mappers", *_ANALYSIS]
 
 
 def __getattr__(name: str) -> Any:
-    # `load` needs pandas (seconds to import in a guest), so it is imported on first use only.
-    if name == "load":
-        from faultbench.analysis.frame import load
+    if name in _ANALYSIS:
+        import importlib
 
-        return load
+        return getattr(importlib.import_module(_ANALYSIS[name]), name)
     raise AttributeError(f"module 'faultbench' has no attribute {name!r}")

@@ -8,10 +8,14 @@ exit status 2; any other exception is a bug and shows its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import io
 import os
 import sys
+from typing import Any, TextIO
 
+from faultbench._version import __version__
 from faultbench.errors import FaultbenchError
 from faultbench.measurement import signals
 
@@ -28,11 +32,49 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class OutputError(FaultbenchError):
+    """Standard output cannot be written (a full device, a failing disk): the command's
+    output is lost, which is said in one line rather than a traceback."""
+
+
+class _Stdout:
+    """sys.stdout, with a failed write or flush raised as OutputError. A closed pipe stays
+    BrokenPipeError: main() ends quietly then."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, name)(*args)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(f"cannot write standard output: {exc.strerror}") from None
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _discard_output(stream: TextIO) -> None:
+    """What is still buffered for `stream` goes to /dev/null at exit, not to an error."""
+    # no file descriptor (a test's capture): nothing is flushed at exit then
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="faultbench",
         description="Measure what the Linux kernel's read fault-around costs and saves.",
     )
+    parser.add_argument("--version", action="version", version=f"faultbench {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
@@ -47,11 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:]
     args = build_parser().parse_args(argv)
     args._argv = argv
+    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)  # type: ignore[assignment]
     try:
         if signals.is_the_command():
             signals.started()
-        return importlib.import_module(args._module).run(args)
+        status = importlib.import_module(args._module).run(args)
+        sys.stdout.flush()
+        return status
     except FaultbenchError as exc:
+        if isinstance(exc, OutputError):
+            _discard_output(stdout)
         print(f"faultbench {args.command}: {exc}", file=sys.stderr)
         return 2
     except signals.INTERRUPTED as exc:
@@ -62,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must outlive this frame
         return 141
     finally:
+        if isinstance(sys.stdout, _Stdout):
+            sys.stdout = stdout
         signals.finished()
 
 

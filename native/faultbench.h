@@ -43,6 +43,7 @@ struct fb_spec {
 	int populate;		/* enum fb_populate: make the range present before the loop */
 	int pagemap;		/* count pages_mapped by walking pagemap before munmap, which
 				 * leaves for munmap the page tables and pages the walk read */
+	uint64_t map_offset;	/* bytes past a page-table boundary where the mapping starts */
 };
 
 struct fb_result {
@@ -64,6 +65,8 @@ struct fb_result {
 	int64_t populate_faults;	/* getrusage(RUSAGE_THREAD) across the populate step */
 	int64_t nivcsw;		/* involuntary context switches of the touching thread, loop only */
 	int64_t steal_ns;	/* machine-wide steal time across the loop, USER_HZ resolution */
+	int64_t window_offset;	/* where the mapping started: its address modulo the page-table
+				 * span (fb_window_bytes), the largest fault-around window */
 	int registered;		/* this mapper's range was registered with userfaultfd */
 	int64_t uffd_events;
 	int64_t uffd_ns;
@@ -133,7 +136,12 @@ struct fb_backing_file {
 /* region.c: create and populate the backing, map it */
 int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r);
 void fb_backing_destroy(struct fb_backing_file *bf);
-void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf, int extra_flags);
+/* PTRS_PER_PTE * page size: one page table's span, the largest fault-around window */
+uint64_t fb_window_bytes(int64_t page_size);
+/* Maps the backing at spec->map_offset past a boundary of that window (of the huge page for
+ * hugetlb); *mmap_ns: the mmap call that made the mapping, alone. MAP_FAILED and errno. */
+void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf, int extra_flags,
+	     int64_t *mmap_ns);
 
 /* present.c: what is present in the page cache (mincore) and in the page table (pagemap) */
 int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
@@ -150,9 +158,9 @@ struct fb_plan {
 };
 int fb_plan_build(const struct fb_spec *spec, int64_t page_size, struct fb_plan *plan);
 void fb_plan_free(struct fb_plan *plan);
-/* Returns the sum of the bytes read; the caller stores it only after the counters stop,
- * since a first store to a page (copy-on-write after fork) would be a fault of its own. */
-uint8_t fb_touch(char *base, const struct fb_plan *plan, int write);
+/* Loads (or stores 1 to) one byte per planned page; nothing else is stored: a first store
+ * to a page of the mapper (copy-on-write after fork) would be a fault of its own. */
+void fb_touch(char *base, const struct fb_plan *plan, int write);
 
 /* measure.c: one mapper's sample */
 struct fb_mapper_job {

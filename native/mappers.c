@@ -141,7 +141,7 @@ static void result_init(struct fb_result *r, int64_t page_size, const char *fs_t
 	r->touch_ns = r->faults_minor = r->faults_major = r->perf_page_faults = -1;
 	r->cycles = r->instructions = r->pages_mapped = r->resident_before_pages = -1;
 	r->mmap_ns = r->munmap_ns = r->uffd_events = r->uffd_ns = -1;
-	r->populate_ns = r->populate_faults = r->nivcsw = r->steal_ns = -1;
+	r->populate_ns = r->populate_faults = r->nivcsw = r->steal_ns = r->window_offset = -1;
 	snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs_type);
 }
 

@@ -17,8 +17,6 @@
 #define MADV_POPULATE_WRITE 23
 #endif
 
-static volatile uint8_t fb_sink;
-
 static int registers(const struct fb_spec *spec, int index)
 {
 	if (spec->uffd == FB_UFFD_NONE)
@@ -71,7 +69,6 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	struct fb_uffd *uffd = NULL;
 	struct fb_plan plan;
 	int64_t t0, t1, deadline_at, faults = 0;
-	uint8_t sum;
 	char *addr;
 
 	if (job->start)
@@ -83,15 +80,17 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	}
 	if (spec->populate == FB_POPULATE_MAP)
 		faults = fb_thread_faults();
-	t0 = fb_now_ns();
-	addr = fb_map(spec, job->bf, spec->populate == FB_POPULATE_MAP ? MAP_POPULATE : 0);
-	t1 = fb_now_ns();
+	addr = fb_map(spec, job->bf, spec->populate == FB_POPULATE_MAP ? MAP_POPULATE : 0,
+		      &r->mmap_ns);
 	if (addr == MAP_FAILED) {
-		fb_fail(r, FB_ERROR, "mmap: %s", strerror(errno));
+		fb_fail(r, FB_ERROR, "mmap at offset %llu of a %llu-byte window: %s",
+			(unsigned long long)spec->map_offset,
+			(unsigned long long)fb_window_bytes(r->page_size), strerror(errno));
+		r->mmap_ns = -1;
 		fb_plan_free(&plan);
 		return;
 	}
-	r->mmap_ns = t1 - t0;
+	r->window_offset = (int64_t)((uintptr_t)addr % fb_window_bytes(r->page_size));
 	if (spec->populate == FB_POPULATE_MAP) {
 		r->populate_ns = r->mmap_ns;
 		r->populate_faults = fb_thread_faults() - faults;
@@ -115,10 +114,9 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	fb_counters_open(&counters, spec->perf, r);
 	fb_counters_start(&counters);
 	t0 = fb_now_ns();
-	sum = fb_touch(addr, &plan, spec->write);
+	fb_touch(addr, &plan, spec->write);
 	t1 = fb_now_ns();
 	fb_counters_stop(&counters, r);
-	fb_sink = sum;
 	fb_counters_close(&counters);
 	r->touch_ns = t1 - t0;
 	r->pages_touched = (int64_t)plan.count;

@@ -194,14 +194,22 @@ def hogged_run(factory: pytest.TempPathFactory) -> Path:
 
 
 def table_row(text: str, label: str) -> list[str]:
-    """The cells right of `label` in a text table, whether they share its line or, for a
-    label too long for that, stand on the line below it."""
+    """The cells right of `label` in a text table, whether they share its line, stand on
+    the line below it (a label too long for that), or the label is split into a heading
+    line and an indented row under it (rows grouped to fit one line each)."""
     lines = text.splitlines()
     for i, line in enumerate(lines):
         if line == label:
             return lines[i + 1].split()
         if line.startswith(label + " "):
             return line[len(label):].split()
+        if line and label.startswith(line + " "):
+            rest = "  " + label[len(line) + 1:] + " "
+            for below in lines[i + 1:]:
+                if not below.startswith("  "):
+                    break
+                if below.startswith(rest):
+                    return below[len(rest):].split()
     raise AssertionError(f"no row {label!r} in:\n{text}")
 
 

@@ -18,15 +18,16 @@ from faultbench.analysis.breakeven import (
     CostModel,
     Estimate,
     break_even,
-    compare_cost_models,
     cost_models,
-    prefault_floor,
+    populate_rows,
     report_json,
     report_section,
     stride_of,
 )
+from faultbench.analysis.breakeven.phases import PhaseCosts, check_against
 from faultbench.analysis.breakeven_figure import breakeven_figure
-from faultbench.analysis.frame import run_info
+from faultbench.analysis.frame import RunInfo, run_info
+from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.workload import load as load_workload
 
 # The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a
@@ -54,7 +55,7 @@ pattern = ["stride:1", "stride:2", "stride:4", "stride:8", "stride:16", "stride:
 uffd = ["none", "wp"]
 
 [[matrix]]
-pattern = ["stride:1", "stride:4", "stride:16"]
+pattern = ["stride:1", "stride:2", "stride:4", "stride:8", "stride:16"]
 populate = ["madvise", "map"]
 """
 
@@ -103,38 +104,54 @@ def test_crossover_lies_inside_the_window(sweep: Path) -> None:
     assert all(p.on_ns > p.off_ns for p in beyond)
 
 
-def test_cost_model_orders_fault_map_touch(sweep: Path) -> None:
+def test_cost_model_gives_what_on_and_off_identify(sweep: Path) -> None:
+    """Natively only two pages-per-fault values exist (off: 1, on: 16): a and b are not
+    separately identified and are not printed; the cost of one fault at each value is, and
+    c comes from the populate rows' touch-only time."""
     [model] = cost_models(fb.load(sweep))
-    assert model.fits, model.reason
     assert model.residual is not None and model.residual <= 0.10
     # only strides inside the 16-page window enter: 5 strides, on and off
     assert len(model.scenarios) == 10 and "stride:32 uffd=none" not in model.scenarios
-    a, b, c = model.ns_per_fault, model.ns_per_page_mapped, model.ns_per_touch
-    assert a is not None and b is not None and c is not None
-    assert a.value > b.value > c.value > 0
-    for estimate in (a, b, c):
-        assert estimate.ci is not None and estimate.ci[0] <= estimate.value <= estimate.ci[1]
+    assert not model.fits and model.ns_per_fault is None and model.ns_per_page_mapped is None
+    assert "not identified separately: 2 distinct pages per fault" in str(model.reason)
+    assert model.design_rows == 6 and model.pages_per_fault[0] == 1
+    assert 14 <= model.pages_per_fault[1] <= 16
+    # within the on rows faults and pages mapped move together
+    assert model.condition_within_window is not None and model.condition_within_window > 30
+    off, on = model.per_fault
+    assert on.ns > off.ns > 0
+    c = model.ns_per_touch
+    assert model.touch_source == "populate rows" and c is not None and 0 < c.value < off.ns
+    assert [s for s, _ in model.touch_ns_by_stride] == [1, 2, 4, 8, 16]
+    for value, ci in ((c.value, c.ci), (off.ns, off.ci), (on.ns, on.ci)):
+        assert ci is not None and ci[0] <= value <= ci[1]
 
 
 def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
     df = fb.load(sweep)
     text = report_section(df)
     assert not width_ok(text)
+    text = " ".join(text.split())  # unwrapped
     assert "crossing (touch, headline): stride" in text
-    assert "a, ns per fault" in text
+    assert "a, ns per fault" not in text and "no a and b: a and b not identified" in text
+    assert "c pinned from the populate rows' touch-only time" in text
+    assert "it assumes the model is right" in text
     data = json.loads(json.dumps(report_json(df)))
-    assert set(data) == {"break_even", "cost_model", "prefault_floor"}
+    assert set(data) == {"break_even", "cost_model", "floor"}
     entry = data["break_even"][0]
-    assert {"stride", "pages_per_window", "ci", "teardown_counted"} <= set(entry)
-    assert {"ns_per_fault", "ns_per_page_mapped", "ns_per_touch", "residual"} <= set(
-        data["cost_model"][0])
+    assert {"stride", "pages_per_window", "ci", "teardown_counted", "missing_strides"} <= set(
+        entry)
+    assert {"ns_per_fault", "ns_per_page_mapped", "ns_per_touch", "residual", "per_fault",
+            "design_rows", "condition", "ci_note"} <= set(data["cost_model"][0])
     meta = next(iter(df.attrs["meta"].values()))
-    floor = pd.DataFrame({"stride": [1, 2, 4], "ns_per_page": [90.0, 95.0, 99.0]})
-    paths = breakeven_figure(df, run_info(meta, df), tmp_path, floor=floor)
+    floor = pd.DataFrame({"stride": [1, 2, 4], "ns_per_page": [20.0, 21.0, 23.0]})
+    with SafeDir.open(tmp_path) as out:
+        paths = breakeven_figure(df, run_info(meta, df), out, floor=floor)
     assert [p.name for p in paths] == ["break-even.png", "break-even.svg"]
     assert all(p.stat().st_size > 10_000 for p in paths)
     svg = paths[1].read_text()
-    assert "pages touched per 64K fault-around window" in svg and "floor: prefaulted" in svg
+    assert "pages touched per 64K fault-around window" in svg
+    assert "floor: touch only, every page mapped (populated)" in svg
     assert os.uname().release in svg
 
 
@@ -146,7 +163,7 @@ def test_populate_maps_every_page_and_faults_no_more_than_fault_around(sweep: Pa
         [ok["pattern"], ok["populate"]]).max()
     for populate in ("madvise", "map"):
         rows = ok[ok["populate"] == populate]
-        assert len(rows) == 3 * 25
+        assert len(rows) == 5 * 25
         # 2M of 4K pages, every one present after the populate step, before any touch
         assert (rows["pages_mapped"] == 512).all()
         assert (rows["populate_ns"] > 0).all() and (rows["populate_faults"] > 0).all()
@@ -154,19 +171,24 @@ def test_populate_maps_every_page_and_faults_no_more_than_fault_around(sweep: Pa
             fewest_on = (plain["faults_minor"] + plain["faults_major"])[
                 plain["pattern"] == pattern].min()
             assert faults[pattern, populate] <= fewest_on
-    floor = prefault_floor(df)
+    floor = populate_rows(df)
     assert set(floor["label"]) == {"MADV_POPULATE_READ", "MAP_POPULATE"}
     assert set(floor["group"]) == {r.group for r in break_even(df)}
-    expected = (ok["populate_ns"] + ok["touch_ns"]) / ok["pages_touched"]
-    assert np.allclose(floor["ns_per_page"], expected[floor.index])
+    # the floor is the touch loop alone; populate + touch is kept apart
+    touched = ok["pages_touched"]
+    assert np.allclose(floor["ns_per_page"], (ok["touch_ns"] / touched)[floor.index])
+    assert np.allclose(floor["with_populate_ns_per_page"],
+                       ((ok["populate_ns"] + ok["touch_ns"]) / touched)[floor.index])
 
 
 def test_report_prints_the_section_and_the_figure(sweep: Path) -> None:
     out = faultbench("report", sweep).stdout
-    assert "Break-even access density" in out and "Ideal-prefault floor" in out
+    assert "Break-even access density" in out and "Ideal-prefault" not in out
+    assert "Floor: the touch loop alone with every page already mapped" in out
     assert (sweep / "figures" / "break-even.png").stat().st_size > 10_000
-    assert "floor: MAP_POPULATE of the whole range" in (
-        sweep / "figures" / "break-even.svg").read_text()
+    svg = (sweep / "figures" / "break-even.svg").read_text()
+    assert "floor: touch only, every page mapped (MAP_POPULATE)" in svg
+    assert "MAP_POPULATE + touch, stride 1" in svg and "of the whole range" not in svg
 
 
 def _strict_json(text: str) -> dict:
@@ -179,9 +201,10 @@ def _strict_json(text: str) -> dict:
 def test_report_json_is_one_valid_object_with_the_keys(sweep: Path) -> None:
     data = _strict_json(faultbench("report", sweep, "--json").stdout)
     assert data["plane"] == "native" and data["workload"] == "reduced"
-    assert len(data["scenarios"]) == 14 + 6
+    assert len(data["scenarios"]) == 14 + 10
     row = data["scenarios"][0]
-    assert set(row) == {"label", "n", "median", "ci"} and row["n"] == 25
+    assert {"label", "role", "n", "median", "ci", "faults_per_page", "mapped_per_touched",
+            "munmap_ns_per_page"} <= set(row) and row["n"] == 25
     [head, total] = data["break_even"]
     for entry in (head, total):
         assert {"backing", "contrast", "stride", "pages_per_window", "ci",
@@ -190,13 +213,16 @@ def test_report_json_is_one_valid_object_with_the_keys(sweep: Path) -> None:
     assert 1 < head["pages_per_window"] < 16
     assert set(head["ci"]) == {"stride", "pages_per_window"}
     [model] = data["cost_model"]
-    assert model["fits"] and model["residual"] <= 0.10
-    for key in ("ns_per_fault", "ns_per_page_mapped", "ns_per_touch"):
-        assert set(model[key]) == {"value", "ci"} and len(model[key]["ci"]) == 2
-    floor = data["prefault_floor"]
+    assert not model["fits"] and model["residual"] <= 0.10
+    assert model["ns_per_fault"] is None and model["ns_per_page_mapped"] is None
+    assert set(model["ns_per_touch"]) == {"value", "ci"} and len(model["ns_per_touch"]["ci"]) == 2
+    assert [len(f["ci"]) for f in model["per_fault"]] == [2, 2]
+    floor = data["floor"]
     assert {(p["populate"], p["stride"]) for p in floor} == {
-        (m, s) for m in ("madvise", "map") for s in (1, 4, 16)}
+        (m, s) for m in ("madvise", "map") for s in (1, 2, 4, 8, 16)}
     assert all(p["touch_faults"] == 0 and p["pages_mapped"] == 512 for p in floor)
+    assert [p["whole_range_touched"] for p in floor] == [p["stride"] == 1 for p in floor]
+    assert all(p["ns_per_page"] < p["with_populate_ns_per_page"] for p in floor)
     # --json writes nothing: report.txt is the text report's
     assert not (sweep / "report.json").exists()
 
@@ -306,60 +332,186 @@ def test_knob_values_are_contrasted_with_one_page() -> None:
     assert head.pages_per_window == pytest.approx(4 / 3)
 
 
+def _per_touch(a: float, b: float, c: float, window: int, stride: int) -> float:
+    faults_per_touch = stride / window if stride <= window else 1.0
+    return a * faults_per_touch + b * faults_per_touch * window + c
+
+
 def _model_curves(a: float, b: float, c: float) -> dict[tuple[str, int], float]:
-    def per_touch(window: int, stride: int) -> float:
-        faults_per_touch = stride / window if stride <= window else 1.0
-        return a * faults_per_touch + b * faults_per_touch * window + c
-
-    return {("none", s): per_touch(WINDOW, s) for s in STRIDES} | {
-        ("wp", s): per_touch(1, s) for s in STRIDES}
+    """On (uffd none, 16-page window) and off (uffd wp, one page): two pages-per-fault."""
+    return {("none", s): _per_touch(a, b, c, WINDOW, s) for s in STRIDES} | {
+        ("wp", s): _per_touch(a, b, c, 1, s) for s in STRIDES}
 
 
-def test_cost_model_recovers_the_constants() -> None:
+KNOB_STRIDES = (1, 2, 4, 8, 16)
+
+
+def _knob_curves(a: float, b: float, c: float, windows: tuple[int, ...] = (1, 4, 16, 64)
+                 ) -> dict[tuple[str, int], float]:
+    """A fault_around_bytes sweep: one pages-per-fault value per window, same touches."""
+    return {(str(w * 4096), s): _per_touch(a, b, c, w, s) for w in windows
+            for s in KNOB_STRIDES}
+
+
+def _with_populate(df: pd.DataFrame, touch_ns: dict[int, float]) -> pd.DataFrame:
+    """Populate rows at the given strides: every page mapped before the loop, no fault in
+    it, touch_ns per touched page as given."""
+    rows = []
+    for stride, ns in touch_ns.items():
+        touched = PAGES // stride
+        for r in sorted(df["round"].unique()):
+            rows.append({
+                **df.iloc[0].to_dict(), "pattern": f"stride:{stride}", "uffd": "none",
+                "populate": "madvise", "round": r, "scenario": f"populate-{stride}",
+                "pages_touched": touched, "touch_ns": ns * touched, "faults_minor": 0,
+                "pages_mapped": PAGES, "populate_ns": 100.0 * PAGES, "populate_faults": 1,
+                "uffd_events": np.nan,
+            })
+    out = pd.concat([df.assign(populate="none"), pd.DataFrame(rows)], ignore_index=True)
+    out.attrs = df.attrs
+    return out
+
+
+def test_two_pages_per_fault_values_do_not_identify_a_and_b() -> None:
+    """The old model printed a, b and c from on and off rows as if identified: two values
+    of pages per fault only fix a line through two points. Now a and b are withheld and
+    the two per-fault costs (a + b*P) are what is given."""
     [model] = cost_models(_frame(_model_curves(1200.0, 120.0, 30.0)))
-    assert model.fits and model.residual == pytest.approx(0, abs=1e-9)
+    assert not model.fits
+    assert model.ns_per_fault is None and model.ns_per_page_mapped is None
+    assert "not identified separately: 2 distinct pages per fault (1, 16)" in str(model.reason)
+    assert "c fitted (no populate rows" in str(model.reason)
+    assert model.design_rows == 6 and model.pages_per_fault == [1, 16]
+    assert [f.pages_per_fault for f in model.per_fault] == [1, 16]
+    assert [f.ns for f in model.per_fault] == [pytest.approx(1320), pytest.approx(3120)]
+    assert model.touch_source == "fitted" and model.ns_per_touch is not None
+    assert model.ns_per_touch.value == pytest.approx(30)
+    text = " ".join(report_section(_frame(_model_curves(1200.0, 120.0, 30.0))).split())
+    assert "no a and b:" in text and "a, ns per fault" not in text
+    # strides beyond the 16-page window do not enter
+    assert "stride:32 uffd=none" not in model.scenarios and len(model.scenarios) == 10
+
+
+def test_a_knob_sweep_identifies_a_and_b() -> None:
+    df = _frame(_knob_curves(1200.0, 120.0, 30.0), knob="fault_around_bytes")
+    [model] = cost_models(df)
+    assert model.fits and model.residual == pytest.approx(0, abs=1e-9), model.reason
+    assert model.pages_per_fault == [1, 4, 16, 64]
+    assert model.condition is not None and model.condition <= 30
     assert model.ns_per_fault is not None and model.ns_per_page_mapped is not None
-    assert model.ns_per_touch is not None
+    assert model.ns_per_touch is not None and model.touch_source == "fitted"
     assert model.ns_per_fault.value == pytest.approx(1200)
     assert model.ns_per_page_mapped.value == pytest.approx(120)
     assert model.ns_per_touch.value == pytest.approx(30)
-    # strides beyond the 16-page window do not enter
-    assert "stride:32 uffd=none" not in model.scenarios and len(model.scenarios) == 10
+    # each window's own per-fault cost, and the line a + b*P through them
+    assert [(f.ns, f.line_ns) for f in model.per_fault] == [
+        (pytest.approx(1200 + 120 * p), pytest.approx(1200 + 120 * p)) for p in (1, 4, 16, 64)]
+    text = " ".join(report_section(df).split())  # unwrapped
+    assert "a, ns per fault" in text and "it assumes the model is right" in text
+
+
+def test_populate_rows_pin_c_per_stride() -> None:
+    """c measured per stride from the populate rows' touch loop: a touch cost that grows
+    with the stride (TLB and page-table cache misses) is subtracted, not fitted away."""
+    touch = {1: 20.0, 2: 22.0, 4: 25.0, 8: 30.0, 16: 40.0}
+    curves = {key: ns - 30.0 + touch[key[1]]
+              for key, ns in _knob_curves(1200.0, 120.0, 30.0).items()}
+    df = _with_populate(_frame(curves, knob="fault_around_bytes"), touch)
+    [model] = cost_models(df)
+    assert model.fits and model.touch_source == "populate rows", model.reason
+    assert model.touch_ns_by_stride == [[s, pytest.approx(ns)] for s, ns in touch.items()]
+    assert model.ns_per_touch is not None and model.ns_per_touch.value == pytest.approx(20)
+    assert model.ns_per_fault is not None and model.ns_per_fault.value == pytest.approx(1200)
+    assert model.ns_per_page_mapped is not None
+    assert model.ns_per_page_mapped.value == pytest.approx(120)
+    assert model.residual == pytest.approx(0, abs=1e-9)
+    # populate rows are neither on nor off, and not fitted
+    assert not any("populate" in name for name in model.scenarios)
 
 
 def test_cost_model_refuses_collinear_rows_and_bad_fits() -> None:
     only_on = {k: v for k, v in _model_curves(1200.0, 120.0, 30.0).items() if k[0] == "none"}
     [model] = cost_models(_frame(only_on))
-    assert not model.fits and "move together" in str(model.reason)
+    assert not model.fits and "1 distinct pages per fault (16)" in str(model.reason)
     assert model.ns_per_fault is None
-    bent = _model_curves(1200.0, 120.0, 30.0)
-    bent[("wp", 1)] *= 3  # a cost the three constants cannot make
-    [model] = cost_models(_frame(bent))
+    bent = _knob_curves(1200.0, 120.0, 30.0)
+    bent[("4096", 1)] *= 3  # a cost the three constants cannot make
+    [model] = cost_models(_frame(bent, knob="fault_around_bytes"))
     assert not model.fits and model.residual is not None and model.residual > 0.10
     assert "does not fit" in str(model.reason) and model.ns_per_touch is None
+    assert model.per_fault == []
+
+
+def test_bootstrap_intervals_cover_the_constants_and_say_what_they_assume() -> None:
+    df = _frame(_knob_curves(1200.0, 120.0, 30.0), knob="fault_around_bytes", rounds=10,
+                noise=0.03)
+    [model] = cost_models(df)
+    assert model.fits and model.unit == "round" and model.rounds == 10
+    for estimate in (model.ns_per_fault, model.ns_per_page_mapped):
+        assert estimate is not None and estimate.ci is not None
+        assert estimate.ci[0] <= estimate.value <= estimate.ci[1]
+    assert "assumes the model is right" in model.ci_note
 
 
 def _model(a: float, a_ci: list[float]) -> CostModel:
     return CostModel(
-        group="memfd", backing="memfd", fault_around_bytes=None, fits=True,
-        ns_per_fault=Estimate(a, a_ci), ns_per_page_mapped=Estimate(100.0, [90.0, 110.0]),
-        ns_per_touch=Estimate(20.0, [15.0, 25.0]), residual=0.03, scenarios=[], rounds=10,
-        reason=None,
+        group="memfd", backing="memfd", fits=True, ns_per_fault=Estimate(a, a_ci),
+        ns_per_page_mapped=Estimate(100.0, [90.0, 110.0]),
+        ns_per_touch=Estimate(20.0, [15.0, 25.0]), touch_source="populate rows",
+        touch_ns_by_stride=[[1, 20.0]], per_fault=[], design_rows=20,
+        pages_per_fault=[1, 4, 16], condition=3.0, condition_within_window=None,
+        residual=0.03, scenarios=[], unit="round", rounds=10, reason=None,
     )
 
 
-def test_compare_sentence() -> None:
-    base, new = _model(800.0, [780.0, 820.0]), _model(760.0, [740.0, 775.0])
-    assert compare_cost_models(base, new) == (
-        "per-fault cost \u221240 ns (\u22125%), per-page map cost unchanged, "
-        "per-touch cost unchanged")
-    overlapping = _model(790.0, [770.0, 810.0])
-    assert compare_cost_models(base.to_dict(), overlapping.to_dict()).startswith(
-        "per-fault cost unchanged")
-    broken = CostModel(**{**base.to_dict(), "fits": False, "reason": "does not fit: residual"
-                          " 14% > 10%", "ns_per_fault": None})
-    assert compare_cost_models(broken, new) == (
-        "no cost comparison: the base model does not fit: residual 14% > 10%")
+def test_check_against_compares_a_and_b_with_profile_phases() -> None:
+    model = _model(800.0, [780.0, 820.0])
+    phases = PhaseCosts.per_touched_page("perf", entry_exit_ns=50.0, map_ns=400.0,
+                                         faults_per_touch=1 / 16, mapped_per_touch=4.0)
+    assert phases.entry_exit_ns_per_fault == pytest.approx(800)
+    assert phases.map_ns_per_page == pytest.approx(100)
+    checks = check_against(model, phases)
+    assert [(c.constant, c.phase_ns, c.inside_ci) for c in checks] == [
+        ("a", pytest.approx(800), True), ("b", pytest.approx(100), True)]
+    unidentified = CostModel(**{**model.__dict__, "fits": False, "ns_per_fault": None,
+                                "ns_per_page_mapped": None})
+    assert check_against(unidentified, phases) == []
+
+
+def test_crossing_is_not_interpolated_across_a_missing_stride() -> None:
+    """Stride 8 measured only with fault-around off (its on samples failed): the curves
+    cross between 4 and 16, and the old code interpolated across the gap."""
+    curves = {("none", s): 100.0 * s for s in STRIDES} | {("wp", s): 500.0 for s in STRIDES}
+    df = _frame(curves)
+    failed = (df["uffd"] == "none") & (df["pattern"] == "stride:8")
+    df.loc[failed, ["ok", "status", "touch_ns", "pages_touched"]] = [False, "error", np.nan,
+                                                                       np.nan]
+    [head] = break_even(df, teardown=False)
+    assert head.stride is None and head.ci is None and head.bracket == [4, 16]
+    assert head.missing_strides == [8]
+    assert "not interpolated across the gap" in str(head.reason)
+    assert [p.stride for p in head.curve] == [1, 2, 4, 16, 32]
+    assert "no valid value on one side at stride 8" in " ".join(report_section(df).split())
+    # a gap away from the crossing changes nothing
+    df = _frame(curves)
+    far = (df["uffd"] == "wp") & (df["pattern"] == "stride:32")
+    [head] = break_even(df[~far], teardown=False)
+    assert head.stride == pytest.approx(5) and head.missing_strides == [32]
+
+
+def test_booted_break_even_figure_titles_name_the_kernel(tmp_path: Path) -> None:
+    curves = {("none", s): 100.0 * s for s in STRIDES} | {("wp", s): 500.0 for s in STRIDES}
+    df = pd.concat([_frame(curves).assign(kernel=k) for k in ("base", "patched")],
+                   ignore_index=True)
+    results = break_even(df, teardown=False)
+    assert [(r.group, r.kernel) for r in results] == [
+        ("memfd base:", "base"), ("memfd patched:", "patched")]
+    info = RunInfo(kernel="6.1.0", host="vm", plane="tcg-icount", workload="w")
+    with SafeDir.open(tmp_path) as out:
+        paths = breakeven_figure(df, info, out, results=results)
+    svg = next(p for p in paths if p.name == "break-even-memfd_base_.svg").read_text()
+    assert "Break-even access density, memfd kernel base - Linux 6.1.0" in svg
+    assert "base: -" not in svg
 
 
 def test_stride_of_patterns() -> None:
@@ -409,13 +561,26 @@ def test_prefaulted_rows_stay_out_of_the_curves() -> None:
     assert head.stride == pytest.approx(5)
 
 
-def test_compare_prints_the_cost_sentence_when_both_sides_fit(sweep: Path) -> None:
-    out = " ".join(faultbench("compare", sweep, sweep).stdout.split())  # unwrapped
-    assert "Cost model, touch_ns = a*faults" in out
-    assert ("per-fault cost unchanged, per-page map cost unchanged, per-touch cost "
-            "unchanged.") in out
-    # one side without fault-around off rows: no model to compare, no section
+def test_compare_prints_no_cost_sentence(sweep: Path) -> None:
+    """compare tested the cost constants by overlapping bootstrap intervals over rounds
+    pooled across boots, not with the boot as the unit: the section is gone (issue 18)."""
     out = faultbench("compare", f"{sweep}:none", f"{sweep}:wp", "--by", "uffd").stdout
-    assert "Cost model" not in out
-    csv = faultbench("compare", sweep, sweep, "--format", "csv").stdout
-    assert "Cost model" not in csv
+    assert "Cost model" not in out and "unchanged" not in out
+    same = faultbench("compare", sweep, sweep, check=False)
+    assert same.returncode == 2 and "same samples" in same.stderr
+
+
+def test_boots_not_rounds_are_resampled_when_a_group_spans_several() -> None:
+    """Rounds of one boot share its machine state: with three boots there are three units,
+    too few for an interval, rather than six rounds that look independent."""
+    curves = {("none", s): 100.0 * s for s in STRIDES} | {("wp", s): 500.0 for s in STRIDES}
+    df = _frame(curves)
+    df["boot"] = df["round"] // 2
+    [head] = break_even(df, teardown=False)
+    assert head.unit == "boot" and head.rounds == 3 and head.ci is None
+    assert head.stride == pytest.approx(5) and "3 boots: too few" in str(head.reason)
+    [model] = cost_models(_frame(_knob_curves(1200.0, 120.0, 30.0), knob="fault_around_bytes")
+                          .assign(boot=lambda d: d["round"] // 2))
+    assert model.unit == "boot" and model.rounds == 3 and model.ns_per_fault is not None
+    assert model.ns_per_fault.ci is None and "3 boots: too few" in str(model.reason)
+    assert "bootstrap over boots" in model.ci_note

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from analysis_runs import (
     Runs,
@@ -20,6 +22,11 @@ from analysis_runs import (
 from scipy import stats
 
 import faultbench as fb
+from faultbench.analysis.replicates import aa_tables
+
+# Shipped reference runs (results/): real data, the same on every machine.
+QUICK = Path(__file__).parent.parent / "results" / "native-quick"
+BREAK_EVEN = Path(__file__).parent.parent / "results" / "native-break-even"
 
 
 @pytest.fixture(scope="session")
@@ -40,7 +47,11 @@ def test_two_runs_text_fits_72_columns(runs: Runs) -> None:
     assert "Two separate runs: the test knows only the spread within each run" in words
     assert "seq uffd=wp" in text
     # 8 rounds of 1 mapper, and of 2 later mappers: n counts rounds, samples beside
-    assert "8r/16" in table_row(text, "memfd shared seq uffd=none x3 [later]")
+    # labels too long for one line are grouped under their common part, one row a line
+    lines = text.splitlines()
+    group = lines.index("memfd shared seq uffd=none")
+    later = next(line for line in lines[group:] if line.startswith("  x3 [later] "))
+    assert "8r/16" in later.split()
     assert "8r/8" in table_row(text, "memfd shared seq uffd=wp")
 
 
@@ -92,19 +103,146 @@ def test_by_spec_field_within_one_run(runs: Runs) -> None:
     assert abs(float(first["change_pct"])) < 100
 
 
-def test_a_a_flags_about_five_percent(runs: Runs) -> None:
-    """The same configurations, interleaved in one run (two directories of one filesystem)."""
+def test_a_a_tables_mark_anything_at_most_about_five_percent(runs: Runs) -> None:
+    """Holm bounds the chance that a table marks *any* row: the per-table rate is what an
+    A/A measures, over many tables. Here 40, from one run's two directories of one
+    filesystem, each round's two labels swapped at random (a real difference between the
+    directories cancels)."""
+    df = fb.load(runs.tiny)
+    files = df[df["backing"] == "file"]
+    keys = ["pattern", "map", "mappers", "role"]
+    tables = aa_tables(files, keys, "ns_per_page", tables=40, seed=1, swap="dir")
+    assert all(len(t) == 20 and (t["unit"] == "round").all() for t in tables)
+    assert all((t["base_units"] == 8).all() and (t["new_units"] == 8).all() for t in tables)
+    marked = sum(bool(t["significant"].any()) for t in tables)
+    # a table-level 5% test: implausible only when P(Binomial(40, 0.05) >= marked) < 0.1%
+    assert stats.binom.sf(marked - 1, 40, 0.05) > 0.001, f"{marked} of 40 tables marked"
+    # the raw p-values, before Holm: about 5% below 0.05 (fewer: ties make U conservative)
+    raw = [p for t in tables for p in t["p"]]
+    assert len(raw) == 800 and sum(p < 0.05 for p in raw) / len(raw) < 0.10
+    # and no table is blind: each row could find a change of some size
+    assert all(np_finite(t["detect"]) for t in tables)
+
+
+def np_finite(values) -> bool:
+    return bool(((values > 1) & (values < float("inf"))).all())
+
+
+def test_a_a_of_the_shipped_break_even_run() -> None:
+    """The shipped 25-round run split into 12 vs 13 rounds at random, 40 times."""
+    df = fb.load(BREAK_EVEN)
+    tables = aa_tables(df, ["pattern", "uffd", "populate", "role"], "ns_per_page",
+                       tables=40, seed=2)
+    assert {len(t) for t in tables} == {28}
+    marked = sum(bool(t["significant"].any()) for t in tables)
+    assert stats.binom.sf(marked - 1, 40, 0.05) > 0.001, f"{marked} of 40 tables marked"
+
+
+def test_a_run_compared_with_itself_is_refused(runs: Runs) -> None:
+    for args in ((runs.tiny, runs.tiny), (f"{runs.tiny}:none", f"{runs.tiny}:none", "--by",
+                                          "uffd"),
+                 (runs.tiny, Path(str(runs.tiny) + "/"))):
+        result = faultbench("compare", *args, check=False)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr.count("\n") == 1 and "same samples" in result.stderr
+
+
+def test_change_is_the_estimate_of_its_interval_and_medians_are_labelled() -> None:
+    rows = _csv(f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd")
+    text = faultbench("compare", f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd").stdout
+    words = " ".join(text.split())
+    assert "medians of the per-round values" in words and "Hodges-Lehmann shift" in words
+    for row in rows:
+        low, change, high = (float(row[k]) for k in ("ci_lo_pct", "change_pct", "ci_hi_pct"))
+        assert low <= change <= high
+    # the HL shift is not the ratio of the medians printed beside it
+    assert any(abs(float(r["change_pct"]) - 100 * (float(r["median_ratio"]) - 1)) > 1
+               for r in rows)
+
+
+def test_detect_column_and_the_blind_table_warning(runs: Runs) -> None:
+    text = faultbench("compare", f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd").stdout
+    head = next(line for line in text.splitlines() if line.startswith("scenario"))
+    assert "detect" in head.split() and "NOTE: " not in text
+    for row in _csv(f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd"):
+        assert 0 < float(row["detect_pct"]) < 100
+    # 8 vs 8 rounds over 30 rows of files: the smallest p passes Holm, but barely
+    blind = faultbench("compare", f"{runs.tiny}:{runs.dir_a}", f"{runs.tiny}:{runs.dir_b}",
+                       "--by", "dir").stdout
     rows = _csv(f"{runs.tiny}:{runs.dir_a}", f"{runs.tiny}:{runs.dir_b}", "--by", "dir")
-    flagged = sum(row["significant"] == "True" for row in rows)
-    assert len(rows) == 30 and {row["unit"] for row in rows} == {"round"}
-    # a test at 5% flags Binomial(rows, 0.05) rows when nothing changed; fail only when the
-    # count is implausible for that (p < 0.1%), not on the 1-in-20 run that flags a few
-    assert stats.binom.sf(flagged - 1, len(rows), 0.05) > 0.001, f"{flagged} of {len(rows)}"
+    big = [float(r["detect_pct"]) >= 100 for r in rows]
+    assert ("NOTE: " in blind) == any(big)
+    if all(big):
+        assert "cannot detect a change below 2x in any tested row" in " ".join(blind.split())
+
+
+def test_exact_rows_are_marked_exact_without_a_test() -> None:
+    args = (f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd", "--metric", "faults_per_page")
+    text = faultbench("compare", *args).stdout
+    rows = {row["label"]: row for row in _csv(*args)}
+    # sparse reads fault on every page either way; uffd-wp seq faults on every page
+    assert rows["sparse"]["exact"] == "True" and rows["sparse"]["p"] == ""
+    assert rows["sparse"]["mark"] == "="
+    words = " ".join(text.split())
+    assert "exact" in table_row(text, "sparse") and "exact: every sample" in words
+    # fault counts: no hit column (preemption cannot change them), one precision
+    head = next(line for line in text.splitlines() if line.startswith("scenario"))
+    assert "hit%" not in head and "1.0000" in table_row(text, "sparse")
+
+
+def test_natural_stride_order_and_units() -> None:
+    text = faultbench("compare", f"{BREAK_EVEN}:none", f"{BREAK_EVEN}:wp", "--by",
+                      "uffd").stdout
+    strides = [line.split()[0] for line in text.splitlines() if line.startswith("stride:")]
+    assert strides == [f"stride:{n}" for n in (1, 2, 4, 8, 16, 32, 64)]
+    assert "ns/page: per page touched" in text
+
+
+def test_brief_footer_is_one_line_of_method() -> None:
+    full = faultbench("compare", f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd").stdout
+    brief = faultbench("compare", f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd",
+                       "--brief").stdout
+    after = brief.split("\n")[brief.split("\n").index(next(
+        line for line in brief.split("\n") if line.startswith("sparse"))) + 1:]
+    method = " ".join(line for line in after if line)
+    assert len(method) <= 2 * 72 and "Mann-Whitney U" in method and "Holm" in method
+    assert len(brief.splitlines()) < len(full.splitlines()) - 8
+
+
+def test_lkp_format_shows_every_metric_with_its_spread() -> None:
+    text = faultbench("compare", f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd", "--format",
+                      "lkp").stdout
+    lines = text.splitlines()
+    assert any(line.strip() == "%stddev     %change         %stddev" for line in lines)
+    for metric in ("ns/page", "faults/page", "mapped/page", "munmap_ns/page"):
+        assert any(line.endswith(f"  sparse.{metric}") for line in lines), metric
+    faults = next(line for line in lines if line.endswith("seq.faults/page"))
+    assert "\u00b1" not in faults and "+1498%" in faults  # 1 fault per 16 pages, then each
+    times = next(line for line in lines if line.endswith("seq.ns/page"))
+    assert "\u00b1" in times
+    df = fb.load(QUICK)
+    keep = df["ok"] & (df["pattern"] == "seq") & (df["mappers"] == 1) & (df["uffd"] == "none")
+    rounds = df[keep].groupby("round")["ns_per_page"].median()
+    assert times.split()[0] == f"{np.exp(np.log(rounds).mean()):.0f}"
+
+
+def test_json_has_the_rows_and_footer_of_the_text() -> None:
+    args = (f"{QUICK}:none", f"{QUICK}:wp", "--by", "uffd")
+    data = json.loads(faultbench("compare", *args, "--format", "json").stdout)
+    rows = _csv(*args)
+    assert data["unit"] == "ns/page" and data["tested"] == len(rows) == len(data["rows"])
+    for mine, theirs in zip(data["rows"], rows, strict=True):
+        assert mine["label"] == theirs["label"]
+        assert mine["change_pct"] == pytest.approx(float(theirs["change_pct"]))
+        assert mine["base"]["units"] == int(theirs["base_units"])
+        assert set(mine["base"]) >= {"median", "gmean", "sd_pct", "dropped", "samples"}
+    assert "Hodges-Lehmann" in data["footer"]
 
 
 def test_markdown(runs: Runs) -> None:
     text = faultbench("compare", runs.tiny, runs.tiny2, "--format", "markdown").stdout
-    assert "| scenario | base | new | change | 95% CI | n |" in text and "Mann-Whitney" in text
+    assert "| scenario | base | new | change | 95% CI | detect | n |" in text
+    assert "Mann-Whitney" in text
 
 
 def test_two_kernels_of_one_run_boots_as_units(tmp_path_factory: pytest.TempPathFactory
@@ -148,7 +286,7 @@ def test_hits_are_flagged_and_strict_leaves_them_out(
     assert f"{len(hit)} of {int(df['ok'].sum())} valid samples" in words
     assert "They are included; --strict excludes them" in words
     head = next(line for line in counted.splitlines() if line.startswith("scenario "))
-    assert head.split()[-2:] == ["n", "hit"]
+    assert head.split()[-2:] == ["n", "hit%"]
     assert sum(int(row["interfered"]) for row in _csv(*args)) == len(hit)
     strict = faultbench("compare", *args, "--strict").stdout
     assert "--strict: they are excluded" in " ".join(strict.split())
@@ -192,3 +330,16 @@ def test_planes_are_not_mixed(runs: Runs, tmp_path_factory: pytest.TempPathFacto
     assert "--force" in result.stderr
     forced = faultbench("compare", runs.tiny, sweep, "--force", check=False)
     assert "not comparable" not in forced.stderr
+
+
+def test_by_fault_around_bytes_takes_sizes_and_lists_values_numerically(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    sweep = tcg_run(tmp_path_factory)  # fault_around_bytes 4096, 16384, 65536 in a guest
+    by = ("--by", "fault_around_bytes", "--metric", "faults_per_page")
+    sizes = _csv(f"{sweep}:4K", f"{sweep}:64K", *by)
+    assert sizes == _csv(f"{sweep}:4096", f"{sweep}:65536", *by) and len(sizes) == 2
+    # the knob read back: 64K maps 16 pages a fault where 4K maps one
+    seq = next(row for row in sizes if row["pattern"] == "seq")
+    assert float(seq["change_pct"]) < -90
+    wrong = faultbench("compare", f"{sweep}:4K", f"{sweep}:32K", *by, check=False)
+    assert wrong.returncode == 2 and "(values: 4K, 16K, 64K)" in wrong.stderr

@@ -281,7 +281,7 @@ def test_sigterm_while_the_journal_is_written_leaves_nothing(
     assert done.returncode == 143, done.stderr
     assert "Traceback" not in done.stderr
     assert not journal.exists()
-    assert list(journal.parent.iterdir()) == []
+    assert not journal.parent.exists()  # made for the journal, so removed with it
     assert _state() == before
     again = _cli("measure", "--size", "1M", "--set", f"thp.defrag={other_defrag}")
     assert again.returncode == 0, again.stderr

@@ -398,10 +398,10 @@ BAD_RUNS: dict[str, tuple[Callable[[Path, Runs], Path], str, str]] = {
     "meta-not-json": (write_file("meta.json", b"{"), "not valid JSON", "not valid JSON"),
     "meta-deep-json": (write_file("meta.json", b"[" * 100000), "not valid JSON",
                        "not valid JSON"),
-    "meta-is-a-directory": (make_directory("meta.json"), "cannot read",
+    "meta-is-a-directory": (make_directory("meta.json"), "meta.json is a directory",
                             "not a faultbench run directory"),
-    "samples-is-a-directory": (make_directory("samples.jsonl"), "no samples.jsonl",
-                               "Is a directory"),
+    "samples-is-a-directory": (make_directory("samples.jsonl"), "samples.jsonl is a directory",
+                               "samples.jsonl is a directory"),
     "samples-all-lists": (corrupt_samples(lambda rs: [[r] for r in rs]), "no valid samples",
                           "not a JSON object"),
     "samples-no-scenario": (corrupt_samples(lambda rs: [{k: v for k, v in r.items()
@@ -456,13 +456,13 @@ def _(tmp: Path, runs: Runs) -> list[str | Path]:
     return [f"{runs.small}:none", f"{runs.small}:{BIG}", "--by", "uffd"]
 
 
-@case("resume-not-a-directory", "run", "not a faultbench run directory")
+@case("resume-not-a-directory", "run", "f is not a directory")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     (tmp / "f").write_text("")
     return ["--resume", tmp / "f"]
 
 
-@case("run-out-is-a-file", "run", "already exists")
+@case("run-out-is-a-file", "run", "f is not a directory")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     (tmp / "f").write_text("")
     return [workload_file(tmp, SMALL), "--out", tmp / "f", "-q"]

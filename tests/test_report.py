@@ -60,15 +60,47 @@ def test_report_writes_tables_and_figures(runs: Runs) -> None:
         svg = (figures / f"{name}.svg").read_text()
         assert os.uname().release in svg and "ns per page touched" in svg
         assert "EMULATED" not in svg
+    # sparse.png says fault-around on or off from the pages each fault mapped, not settings
+    sparse = (figures / "sparse.svg").read_text()
+    assert "uffd=wp (fa off: 1 mapped/fault)" in sparse
+    assert "uffd=none (fa on: 16 mapped/fault)" in sparse
 
 
-def test_summary_shows_fault_around_on_and_off(runs: Runs) -> None:
+def test_summary_shows_fault_around_as_measured(runs: Runs) -> None:
+    """Pages mapped per fault, from the samples, not "on/off" from the settings: a kernel
+    that behaves otherwise cannot make the label lie."""
     text = summary(runs.tiny)
     assert not width_ok(text)
-    rows = {" ".join(line.split()[:-4]): line.split()[-4:] for line in text.splitlines()[4:]}
+    lines = text.splitlines()
+    body = lines[lines.index(next(line for line in lines if line.startswith("---"))) + 1:]
+    rows = {" ".join(line.split()[:-4]): line.split()[-4:] for line in body
+            if line.startswith("memfd")}
     wp, none = rows["memfd shared seq uffd=wp"], rows["memfd shared seq uffd=none"]
-    assert wp[0] == "off" and none[0] == "on"
-    assert float(wp[1]) > 10 * float(none[1])
+    assert lines[0].startswith("Summary") and "map/flt" in text and " fa " not in text
+    df = fb.load(runs.tiny)
+    seq = df[df["ok"] & (df["scenario"].str.contains("seq")) & (df["mappers"] == 1)
+             & (df["backing"] == "memfd") & (df["uffd"] == "none")]
+    assert float(none[0]) == pytest.approx(
+        (seq["pages_mapped"] / (seq["faults_per_page"] * seq["pages_touched"])).median(),
+        rel=0.01) and float(none[0]) > 10
+    assert float(wp[0]) == 1 and float(wp[1]) > 10 * float(none[1])
+
+
+def test_report_json_has_every_column_of_the_table(runs: Runs) -> None:
+    import json
+
+    data = json.loads(faultbench("report", runs.tiny, "--json").stdout)
+    text = faultbench("report", runs.tiny, "--no-figures").stdout
+    assert data["time_unit"] == "ns" and data["plane"] == "native"
+    by_label = {s["label"]: s for s in data["scenarios"]}
+    row = by_label["memfd shared seq uffd=wp"]
+    assert row["faults_per_page"] == pytest.approx(1) and row["mapped_per_touched"] == 1
+    assert row["munmap_ns_per_page"] > 0 and row["n"] == 8 and row["valid_samples"] == 8
+    assert 0 <= row["hit_samples"] <= row["valid_samples"]
+    assert row["spec"]["uffd"] == "wp"
+    cells = table_row(text, "memfd shared seq uffd=wp")
+    assert cells[0] == f"{row['median']:.0f}"
+    assert "per page touched: ns/page" in text
 
 
 def test_sweep_report_in_a_booted_kernel(sweep: Path) -> None:
@@ -128,6 +160,12 @@ def test_booted_run_rows_per_kernel_with_boots_and_rounds(kernels: Path) -> None
     # 4 rounds per row: the CI is unknown, and the figure draws no bar and says why
     svg = (kernels / "figures" / "uffd-modes.svg").read_text()
     assert "no error bar: 95% CI unknown (n &lt; 6 rounds)" in svg
+    # the A/B figure: one row per scenario, both kernels on it, log axes
+    svg = (kernels / "figures" / "kernels.svg").read_text()
+    assert "Kernels compared: a vs b" in svg and "%: b against a" in svg
+    rows = re.findall(r">((?:seq|sparse) uffd=\w+)  [+-]\d+%<", svg)  # label, change
+    assert len(rows) == len(set(rows)) == 4
+    assert (kernels / "figures" / "kernels.png").stat().st_size < 300_000  # mail-sized
 
 
 def test_known_cis_need_no_legend_note(runs: Runs) -> None:
@@ -150,8 +188,10 @@ def test_a_cpu_hog_on_the_workers_cpu_is_flagged(tmp_path_factory: pytest.TempPa
     assert "They are included; --strict excludes them" in words
     rows = [line.split() for line in text.splitlines() if line.startswith("size=")]
     assert len(rows) == 4
-    # the hit column: the row's interfered samples, blank for none
-    assert sum(int(row[8]) for row in rows if len(row) == 9) == len(hit)
+    # the hit% column: the share of the row's valid samples interfered with, blank for none
+    shares = [int(row[8]) for row in rows if len(row) == 9]
+    assert shares and all(0 < share <= 100 for share in shares)
+    assert "hit%" in next(line for line in text.splitlines() if line.startswith("scenario"))
     strict = faultbench("report", run, "--no-figures", "--strict").stdout
     assert "--strict: they are excluded from every number above" in " ".join(strict.split())
     kept = df[df["ok"] & ~df["interfered"]]

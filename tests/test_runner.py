@@ -250,7 +250,10 @@ def test_progress_is_one_plain_line_per_measurement_off_a_terminal(
     total = len(meta(whole)["scenarios"]) * 9
     lines = [ln for ln in stderr.splitlines() if ln.startswith("[")]
     assert len(lines) == total
-    assert lines[-1].startswith(f"[{total}/{total}] round 8 ")
+    assert lines[-1].startswith(f"[{total}/{total}] ETA 0:00 r8 ")
+    assert all(len(ln) < 100 for ln in lines), max(lines, key=len)
+    assert all(" ETA " in ln and ("ns/pg" in ln or "error" in ln) for ln in lines)
+    assert all(ln.split()[0] == f"[{i}/{total}]" for i, ln in enumerate(lines, 1))
 
 
 def test_pyperf_json_is_a_suite_compare_to_accepts(resumable: tuple[Path, Path, str]) -> None:

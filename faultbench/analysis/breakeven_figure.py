@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from faultbench.analysis.frame import RunInfo
+    from faultbench.measurement.safefile import SafeDir
 
 
 def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndarray:
@@ -57,7 +58,7 @@ def _mark_crossing(ax: Axes, item: BreakEven, color: str) -> None:
 
 
 def breakeven_figure(
-    df: pd.DataFrame, info: RunInfo, out_dir: Path, floor: pd.DataFrame | None = None,
+    df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, floor: pd.DataFrame | None = None,
     results: Sequence[BreakEven] | None = None,
 ) -> list[Path]:
     """`break-even.png|svg` (one per group, `break-even-<group>` when there are several):
@@ -66,10 +67,12 @@ def breakeven_figure(
     (uffd none, or each fault_around_bytes value) and each off series, medians with 95%
     bootstrap intervals, the crossings marked with their intervals shaded.
 
-    `floor`: optional samples of an ideal-prefault series drawn as the limit a fault path
-    could reach: a DataFrame with columns `stride`, `ns_per_page` (one row per sample;
-    medians are drawn) and optionally `label` (one line per label, default "prefaulted")
-    and `group` (matching a BreakEven.group; rows without it go on every figure).
+    `floor`: optional samples of the floor, the touch loop with every page already mapped
+    (`populate_rows(df)`): a DataFrame with columns `stride`, `ns_per_page` (one row per
+    sample; medians are drawn) and optionally `label` (one line per label, default
+    "populated"), `group` (matching a BreakEven.group; rows without it go on every figure)
+    and `with_populate_ns_per_page` (populate call + touch, drawn at stride 1 only, where
+    the range populated is the range touched).
     `results`: precomputed `break_even(df, teardown=False)`. Returns the files written;
     none when the run has no contrast.
     """
@@ -94,9 +97,13 @@ def _floor_of(floor: pd.DataFrame | None, group: str) -> pd.DataFrame | None:
     return floor if len(floor) else None
 
 
-def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
+def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: SafeDir, name: str,
                 floor: pd.DataFrame | None) -> list[Path]:
-    fig, ax = plt.subplots(figsize=SIZE, layout="constrained")
+    # the legend sits below the axes: give each of its rows room rather than squash them
+    calls = 0 if floor is None else (floor["label"].nunique() if "label" in floor else 1)
+    rows = (2 * len(items) + len({i.off for i in items}) + 2 * calls + 1) // 2
+    fig, ax = plt.subplots(figsize=(SIZE[0], SIZE[1] + 0.22 * max(rows - 3, 0)),
+                           layout="constrained")
     colors = iter(plt.rcParams["axes.prop_cycle"].by_key()["color"])
     drawn_off: set[str] = set()
     strides: set[int] = set()
@@ -117,7 +124,7 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
         if item.stride is not None:
             _mark_crossing(ax, item, color)
     if floor is not None:
-        _draw_floor(ax, floor, items)
+        _draw_floor(ax, floor)
         strides.update(int(s) for s in floor["stride"])
     ticks = sorted(strides)
     page = _page_of(items)
@@ -132,7 +139,7 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
     ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.yaxis.set_minor_formatter(NullFormatter())
-    ax.set_ylabel(ns_label(info) + ", log scale")
+    ax.set_ylabel(ns_label(info) + " (log)")
     windows = {item.window_bytes for item in items}
     if len(windows) == 1 and page:
         pages = next(iter(windows)) / page
@@ -144,38 +151,40 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: Path, name: str,
         top.set_xlabel(f"pages touched per {format_size(next(iter(windows)))} "
                        "fault-around window")
     handles, names = ax.get_legend_handles_labels()
-    # curves first, then the floor, then the crossings
-    first = sorted(range(len(names)), key=lambda i: (names[i].startswith("break-even"),
-                                                      names[i].startswith("floor")))
+    # curves first, then the floor, populate + touch, then the crossings
+    first = sorted(range(len(names)), key=lambda i: (
+        names[i].startswith("break-even"), "+ touch, stride 1" in names[i],
+        names[i].startswith("floor")))
     fig.legend([handles[i] for i in first], [names[i] for i in first],
                loc="outside lower center", ncol=2, fontsize=9)  # off the curves
-    title(fig, f"Break-even access density, {items[0].group}", info)
+    title(fig, f"Break-even access density, {_readable(items[0])}", info)
     return save(fig, out_dir, name)
 
 
-def _draw_floor(ax: Axes, floor: pd.DataFrame, items: list[BreakEven]) -> None:
-    """One line per populate call, medians per stride. The floor populates the whole range
-    whatever the stride, so its cost per touched page grows with the stride: where it
-    rises past twice the curves' highest point the axis stops there rather than squash the
-    curves, and the legend says so."""
-    points = [p for item in items for p in item.curve]
-    top = max(max(p.on_ns, p.off_ns, *(ci[1] for ci in (p.on_ci, p.off_ci)
-                                       if ci and ci[1] is not None)) for p in points)
-    bottom = min(min(p.on_ns, p.off_ns, *(ci[0] for ci in (p.on_ci, p.off_ci)
-                                          if ci and ci[0] is not None)) for p in points)
-    names = floor["label"] if "label" in floor else pd.Series("prefaulted", index=floor.index)
-    clipped = False
+def _readable(item: BreakEven) -> str:
+    """The group as a title says it: a booted run's kernel label is written "LABEL:" in
+    table rows, which in a title followed by " - Linux ..." read as "base: -"."""
+    if item.kernel is None:
+        return item.group
+    return " ".join(f"kernel {item.kernel}" if word == f"{item.kernel}:" else word
+                    for word in item.group.split())
+
+
+def _draw_floor(ax: Axes, floor: pd.DataFrame) -> None:
+    """One line per populate call, medians per stride, of the touch loop alone (every page
+    already mapped); populate + touch only at stride 1: at wider strides the call maps
+    pages nobody touches, which is no floor."""
+    names = floor["label"] if "label" in floor else pd.Series("populated", index=floor.index)
     for (label, part), (marker, style) in zip(floor.groupby(names),
                                               itertools.cycle(FLOOR_STYLES)):
         medians = part.groupby("stride")["ns_per_page"].median().sort_index()
-        beyond = bool((medians > 2 * top).any())
-        clipped |= beyond
-        bottom = min(bottom, float(medians.min()))
         ax.plot(medians.index, medians.to_numpy(), color="black", marker=marker,
-                linestyle=style, label=f"floor: {label} of the whole range"
-                                       f"{', off the chart above' if beyond else ''}")
-    if clipped:
-        ax.set_ylim(bottom / 1.5, 2 * top)
+                linestyle=style, label=f"floor: touch only, every page mapped ({label})")
+        dense = part[part["stride"] == 1]
+        if "with_populate_ns_per_page" in part and len(dense):
+            ax.plot([1], [float(dense["with_populate_ns_per_page"].median())], color="black",
+                    marker=marker, markersize=10, markerfacecolor="none", linestyle="none",
+                    label=f"{label} + touch, stride 1")
 
 
 def _page_of(items: list[BreakEven]) -> float | None:

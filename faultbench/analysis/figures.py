@@ -25,6 +25,7 @@ from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import format_size
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 STYLE = {
@@ -36,7 +37,13 @@ STYLE = {
     "axes.grid": True,
     "grid.alpha": 0.3,
     "svg.fonttype": "none",  # text stays text: searchable, and a tenth of the size
+    # the same data gives the same bytes (committed figures stay unchanged when redrawn):
+    # clip-path and other SVG ids are hashed with this salt instead of a random one
+    "svg.hashsalt": "faultbench",
 }
+# No creation date (SVG dc:date) or matplotlib version (PNG Software) in the files, for the
+# same reason.
+METADATA = {"svg": {"Date": None}, "png": {"Software": None}}
 SIZE = (9.0, 4.8)  # inches; at 150 dpi 1350 px wide, legible when scaled to a page column
 UFFD_ORDER = ["none", "missing", "wp", "minor"]
 
@@ -56,15 +63,27 @@ def ns_label(info: RunInfo) -> str:
     return "ns per page touched" + (" (emulated)" if info.emulated else "")
 
 
-def save(fig: Figure, out_dir: Path, name: str) -> list[Path]:
-    """NAME.png and NAME.svg in out_dir (made if missing), never through a planted link."""
+def log_if_spread(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
+    """A log axis when the positive values span more than 20x: on a linear one a few slow
+    rows (or their error bars) would squash every other bar into a sliver."""
+    positive = values[values > 0]
+    if not len(positive) or positive.max() <= 20 * positive.min():
+        return False
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
+    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(
+        FuncFormatter(lambda v, _: f"{v:g}"))
+    return True
+
+
+def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
+    """NAME.png and NAME.svg in the directory opened as out_dir, never through a link."""
     paths = []
     try:
-        with SafeDir.open(out_dir, create=True) as directory:
-            for kind, dpi in (("png", 150), ("svg", None)):
-                with directory.replacing(f"{name}.{kind}", binary=True) as fh:
-                    fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight")
-                paths.append(out_dir / f"{name}.{kind}")
+        for kind, dpi in (("png", 150), ("svg", None)):
+            with out_dir.replacing(f"{name}.{kind}", binary=True) as fh:
+                fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight",
+                            metadata=METADATA[kind])
+            paths.append(out_dir.path / f"{name}.{kind}")
     finally:
         plt.close(fig)
     return paths
@@ -85,6 +104,8 @@ def _errbars(table: pd.DataFrame) -> np.ndarray:
     return np.vstack([low.to_numpy(), high.to_numpy()])
 
 
+# Pages mapped per fault from which a row counts as fault-around on (off maps exactly 1).
+FAULT_AROUND_SEEN = 1.5
 NO_CI = "no error bar: 95% CI unknown (n < 6 rounds)"
 
 
@@ -95,7 +116,7 @@ def _no_ci_handles(table: pd.DataFrame) -> list[Line2D]:
     return [Line2D([], [], linestyle="none", marker="", label=NO_CI)]
 
 
-def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Path]:
+def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[Path]:
     """ns/page and faults/page against the knob (log2 axis), one line per scenario."""
     data = df[df["ok"] & df[knob].notna()]
     cols = [c for c in label_columns(data) if c != knob]
@@ -121,12 +142,8 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
         ax.tick_params(axis="x", labelrotation=45)  # ten powers of two do not fit flat
         ax.set_xlabel(f"{name} (bytes, log2)")
     left.set_ylabel(ns_label(info))
-    positive = table["median"][table["median"] > 0]
-    if len(positive) and positive.max() > 20 * positive.min():
-        # patterns differ by orders of magnitude (sparse touches few pages): on a linear axis
-        # all but the slowest line would lie flat on zero
-        left.set_yscale("log")
-        left.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    # patterns differ by orders of magnitude (sparse touches few pages)
+    if log_if_spread(left, table["median"], "y"):
         left.set_ylabel(ns_label(info) + ", log scale")
     else:
         left.set_ylim(bottom=0)
@@ -143,7 +160,7 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: Path, knob: str) -> list[Pat
 
 def _bars_side_by_side(
     table: pd.DataFrame, series: str, order: list[str], info: RunInfo, what: str,
-    out_dir: Path, name: str,
+    out_dir: SafeDir, name: str,
 ) -> list[Path]:
     """Time (median, CI) and faults per page, one bar per series within each group.
 
@@ -154,7 +171,7 @@ def _bars_side_by_side(
     present = [s for s in order if (table[series] == s).any()]
     height = 0.8 / max(len(present), 1)
     y = np.arange(len(groups))
-    tall = max(SIZE[1], 0.3 * len(groups) * max(len(present), 1) + 1.6)
+    tall = max(SIZE[1], 0.16 * len(groups) * max(len(present), 1) + 1.6)
     wide = max(SIZE[0], 6 + 0.09 * max(len(g) for g in groups))  # room for the labels
     fig, (left, right) = plt.subplots(1, 2, figsize=(wide, tall), layout="constrained",
                                       sharey=True)
@@ -163,11 +180,13 @@ def _bars_side_by_side(
         offset = y + (i - (len(present) - 1) / 2) * height
         left.barh(offset, part["median"], height, xerr=_errbars(part), capsize=2, label=label)
         right.barh(offset, part["faults"], height, label=label)
-    left.set_yticks(y, groups)
+    left.set_yticks(y, groups, fontsize=9 if len(groups) * len(present) > 20 else None)
     left.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, no empty margins
-    left.set_xlabel(ns_label(info))
+    log = log_if_spread(left, pd.concat([table["median"], table["ci_hi"].dropna()]))
+    left.set_xlabel(ns_label(info) + (", log scale" if log else ""))
     left.set_title("time (median, 95% CI)")
-    right.set_xlabel("faults per page touched")
+    log = log_if_spread(right, table["faults"])
+    right.set_xlabel("faults per page touched" + (", log scale" if log else ""))
     right.set_title("faults (median)")
     handles, names = right.get_legend_handles_labels()
     note = _no_ci_handles(table)
@@ -184,7 +203,7 @@ def _table(data: pd.DataFrame, series: str) -> pd.DataFrame:
     return ns.merge(faults, left_on=["group", series], right_index=True)
 
 
-def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """Each uffd registration mode side by side, per backing and pattern (single mappers)."""
     data = df[df["ok"] & (df["mappers"] == 1)]
     cols = [c for c in label_columns(data) if c != "uffd"]
@@ -200,7 +219,7 @@ def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     )
 
 
-def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def mappers(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """First vs later mappers of one file: who pays the faults the page cache already saved."""
     data = df[df["ok"] & (df["mappers"] > 1)]
     if data.empty:
@@ -215,23 +234,30 @@ def mappers(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     )
 
 
-def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """The worst case: one page touched per fault-around window, the rest mapped for nothing."""
     data = df[df["ok"] & (df["pattern"] == "sparse")]
     if data.empty:
         return []
     cols = [c for c in label_columns(data) if c != "pattern"]
     data = _ordered(data, [*cols, "role"])
-    data = data.assign(line=labels(data, [*cols, "role"]))
-    ns = median_ci(data, ["line", "fault_around"], "ns_per_page")
-    mapped = data.groupby(["line", "fault_around"])["mapped_per_touched"].median()
-    table = ns.merge(mapped.rename("mapped"), left_on=["line", "fault_around"], right_index=True)
+    data = data.assign(line=labels(data, [*cols, "role"]),
+                       per_fault=data["mapped_per_touched"] / data["faults_per_page"])
+    ns = median_ci(data, ["line"], "ns_per_page")
+    measured = data.groupby("line")[["mapped_per_touched", "per_fault"]].median()
+    table = ns.merge(measured, left_on="line", right_index=True)
+    # what the kernel did, not what the settings say it should: more than one page mapped
+    # per fault is fault-around at work (a patched kernel may differ from the rule)
+    around = table["per_fault"].map(
+        lambda v: "" if v != v else "fa on" if v >= FAULT_AROUND_SEEN else "fa off")
     fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
-    colors = table["fault_around"].map({"on": "tab:red", "off": "tab:blue"}).fillna("tab:gray")
+    colors = around.map({"fa on": "tab:red", "fa off": "tab:blue"}).fillna("tab:gray")
     y = np.arange(len(table))
     left.barh(y, table["median"], xerr=_errbars(table), capsize=3, color=colors)
-    right.barh(y, table["mapped"], color=colors)
-    left.set_yticks(y, table["line"] + " (fa " + table["fault_around"] + ")")
+    right.barh(y, table["mapped_per_touched"], color=colors)
+    per_fault = table["per_fault"].map(lambda v: "" if v != v else f"{v:.3g} mapped/fault")
+    left.set_yticks(y, table["line"] + " (" + (around + ": " + per_fault).where(
+        around != "", "pages mapped not walked") + ")")
     right.set_yticks(y, [""] * len(y))
     left.set_xlabel(ns_label(info))
     left.set_title("time (median, 95% CI)")
@@ -245,33 +271,63 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
     return save(fig, out_dir, "sparse")
 
 
-def distributions(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
-    """Every valid sample of every scenario: spread, outliers and drift at a glance."""
-    cols = [*label_columns(df), "role"]
-    data = _ordered(df[df["ok"] & df["ns_per_page"].notna()], cols)
-    data = data.assign(line=labels(data, cols))
-    groups = list(dict.fromkeys(data["line"]))
-    position = {name: i for i, name in enumerate(groups)}
-    y = data["line"].map(position).to_numpy(dtype=float)
-    jitter = np.random.default_rng(0).uniform(-0.25, 0.25, len(y))
-    height = max(SIZE[1], 0.28 * len(groups) + 1.5)
-    fig, ax = plt.subplots(figsize=(SIZE[0], height), layout="constrained")
-    samples = [data.loc[data["line"] == g, "ns_per_page"].to_numpy() for g in groups]
-    ax.boxplot(samples, positions=range(len(groups)), orientation="horizontal", widths=0.6,
-               showfliers=False)
-    ax.scatter(data["ns_per_page"], y + jitter, s=8, alpha=0.6, color="tab:blue")
-    ax.set_yticks(range(len(groups)), groups, fontsize=9)
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+def log_ticks(ax: Axes, values: pd.Series) -> None:
+    """Log x ticks at 1-2-5 over up to two decades, at powers of ten beyond: more would
+    overlap."""
+    positive = values[values > 0]
+    wide = len(positive) and positive.max() > 100 * positive.min()
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel(ns_label(info) + ", log scale")
-    ax.invert_yaxis()
+
+
+ROWS_PER_PANEL = 36  # beyond, rows continue in a panel to the right: a page, not a scroll
+
+
+def distributions(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
+    """Every valid sample of every scenario: spread, outliers and drift at a glance. Several
+    kernels share a row (one colour each), so a booted A/B run has a row per scenario."""
+    cols = [*label_columns(df), "role"]
+    data = _ordered(df[df["ok"] & df["ns_per_page"].notna()], cols)
+    kernels = list(dict.fromkeys(data["kernel"].dropna())) if "kernel" in cols else []
+    cols = [c for c in cols if c != "kernel"] if kernels else cols
+    data = data.assign(line=labels(data, cols),
+                       series=data["kernel"].astype(str) if kernels else "")
+    groups = list(dict.fromkeys(data["line"]))
+    series = list(dict.fromkeys(data["series"]))
+    step = 0.8 / len(series)
+    offsets = {s: (i - (len(series) - 1) / 2) * step for i, s in enumerate(series)}
+    panels = -(-len(groups) // ROWS_PER_PANEL)
+    rows = -(-len(groups) // panels)
+    height = max(SIZE[1], 0.28 * rows + 1.5)
+    fig, axes = plt.subplots(1, panels, figsize=(SIZE[0] * panels, height),
+                             layout="constrained", squeeze=False, sharex=True)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    rng = np.random.default_rng(0)
+    for panel, ax in enumerate(axes[0]):
+        mine = groups[panel * rows:(panel + 1) * rows]
+        position = {name: i for i, name in enumerate(mine)}
+        for k, name in enumerate(series):
+            part = data[data["line"].isin(mine) & (data["series"] == name)]
+            y = part["line"].map(position).to_numpy(dtype=float) + offsets[name]
+            ax.boxplot([part.loc[part["line"] == g, "ns_per_page"].to_numpy() for g in mine],
+                       positions=np.arange(len(mine)) + offsets[name], widths=0.75 * step,
+                       orientation="horizontal", showfliers=False, manage_ticks=False)
+            ax.scatter(part["ns_per_page"], y + rng.uniform(-0.3, 0.3, len(y)) * step, s=8,
+                       alpha=0.6, color=colors[k % len(colors)], label=name or None)
+        ax.set_yticks(range(len(mine)), mine, fontsize=9)
+        ax.set_ylim(len(mine) - 0.5, -0.5)
+        ax.set_xscale("log")
+        log_ticks(ax, data["ns_per_page"])
+        ax.set_xlabel(ns_label(info) + ", log scale")
+    if kernels:
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
+                   ncol=len(series), title="kernel")
     title(fig, "Per-sample distributions", info)
     return save(fig, out_dir, "distributions")
 
 
-def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """Every figure the run's axes allow; a figure whose axis the run lacks is not drawn."""
     made: list[Path] = []
     with plt.rc_context(STYLE):

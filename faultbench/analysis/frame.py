@@ -17,23 +17,46 @@ import pandas as pd
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.results import (
+    META,
+    SAMPLES,
     check_samples_match,
-    read_meta,
-    read_samples,
+    parse_meta,
+    parse_samples,
     sample_key,
     sample_problem,
 )
+from faultbench.measurement.safefile import SafeDir
 
-METRICS = {
-    "ns_per_page": "ns/page",
-    "faults_per_page": "faults/page",
-    "mapped_per_touched": "pages mapped/page touched",
-    "munmap_ns_per_page": "munmap ns/page",
-}
 FAULT_AROUND_KNOB = "fault_around_bytes"
 EMULATED_PLANES = {"tcg-guest", "tcg-icount"}
 # Planes whose *_ns fields count guest instructions (QEMU -icount shift=0), not time.
 INSTRUCTION_CLOCK_PLANES = {"tcg-icount"}
+# Per-page metrics: the words after the value ("{t}": the plane's time unit, `time_unit`).
+# Every per-page metric is per page *touched* (pages_touched), whatever was mapped.
+METRICS = {
+    "ns_per_page": "{t}/page",
+    "faults_per_page": "faults/page",
+    "mapped_per_touched": "mapped/page",
+    "munmap_ns_per_page": "munmap {t}/page",
+}
+# Fault counts and pages mapped come from the kernel: preemption cannot change them.
+COUNT_METRICS = ("faults_per_page", "mapped_per_touched")
+
+
+def time_unit(plane: str) -> str:
+    """What a timing counts on a plane: "ns" of the wall clock (native, kvm-guest,
+    tcg-guest) or "insn", guest instructions (tcg-icount: QEMU -icount shift=0 makes one
+    virtual ns one instruction). The one place tables and figures take the unit from."""
+    return "insn" if plane in INSTRUCTION_CLOCK_PLANES else "ns"
+
+
+def metric_unit(metric: str, planes: Iterable[str] = ("native",)) -> str:
+    """The unit a table header prints for a metric, e.g. "ns/page" or "insn/page"; "ns|insn"
+    when the rows mix clocks (compare --force)."""
+    units = "|".join(sorted({time_unit(plane) for plane in planes})) or "ns"
+    return METRICS[metric].format(t=units)
+
+
 # Sample fields that say the timed loop was disturbed: involuntary context switches of the
 # touching thread, steal time.
 INTERFERENCE_FIELDS = ("nivcsw", "steal_ns")
@@ -92,20 +115,29 @@ class Dropped:
         return notes
 
 
-def _read_run(run_dir: Path) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
-    if "\0" in str(run_dir):
-        raise AnalysisError(f"{str(run_dir)!r}: a path has no NUL bytes")
-    if not run_dir.is_dir():
-        raise AnalysisError(f"{run_dir}: not a directory (expected a faultbench run directory)")
-    samples_path = run_dir / "samples.jsonl"
-    if not samples_path.is_file():
-        raise AnalysisError(f"{run_dir}: not a faultbench run directory (no samples.jsonl)")
-    meta: dict[str, Any] = {}
-    meta_path = run_dir / "meta.json"
-    if meta_path.exists() or meta_path.is_symlink():
-        meta = read_meta(meta_path)
+def _read_run(run: Path | SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+    """One run's frame, its files read through the directory's descriptor (opened here
+    for a path): never through a link, regular files only."""
+    if isinstance(run, SafeDir):
+        return _read_files(run)
+    if "\0" in str(run):
+        raise AnalysisError(f"{str(run)!r}: a path has no NUL bytes")
+    with SafeDir.reading(run) as directory:
+        return _read_files(directory)
 
-    records, unreadable = read_samples(samples_path, strict=False)
+
+def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+    run_dir = directory.path
+    samples_path = run_dir / SAMPLES
+    data = directory.read_bytes(SAMPLES)
+    if data is None:
+        raise AnalysisError(f"{run_dir}: not a faultbench run directory (no {SAMPLES})")
+    meta: dict[str, Any] = {}
+    meta_bytes = directory.read_bytes(META)
+    if meta_bytes is not None:
+        meta = parse_meta(meta_bytes, run_dir / META)
+
+    records, unreadable = parse_samples(data.splitlines(), samples_path, strict=False)
     records, dropped = _valid(records)
     dropped.unreadable = unreadable
     if not records and not (dropped.unreadable or dropped.invalid):
@@ -213,7 +245,7 @@ def _registered(df: pd.DataFrame) -> pd.Series:
     return recorded.where(recorded.notna(), derived).astype(bool)
 
 
-def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
+def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     """One row per sample of one or several run directories (docs/results.md).
 
     Columns: every Sample field, the spec's fields, one column per knob, and derived ones:
@@ -224,8 +256,11 @@ def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
     (per run, the lines not loaded and why: unreadable, invalid, duplicate).
+    A SafeDir (a run directory already opened) is read through its descriptor.
     """
-    paths = [Path(runs)] if isinstance(runs, str | Path) else [Path(p) for p in runs]
+    paths: list[Path | SafeDir] = (
+        [runs] if isinstance(runs, SafeDir) else [Path(runs)] if isinstance(runs, str | Path)
+        else [Path(p) for p in runs])
     if not paths:
         raise AnalysisError("no run directory given")
     frames: list[pd.DataFrame] = []
@@ -235,7 +270,7 @@ def load(runs: str | Path | Sequence[str | Path]) -> pd.DataFrame:
     knob_columns: list[str] = []
     for path in paths:
         frame, meta, lost = _read_run(path)
-        name = _unique_name(path, metas)
+        name = _unique_name(path.path if isinstance(path, SafeDir) else path, metas)
         frame["run"] = name
         metas[name] = meta
         bad_lines[name] = lost.unreadable

@@ -29,7 +29,8 @@ from faultbench.measurement.spec import (
 # `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together.
 LABEL_FIELDS = (
     "kernel", "backing", "size", "map", "access", "cache", "pattern", "uffd",
-    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap", "dir",
+    "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
+    "map_offset", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
@@ -55,8 +56,8 @@ def format_value(column: str, value: Any) -> str:
     """One label word for a column's value; empty when the value says nothing (unset knob)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    if column in ("size", FAULT_AROUND_KNOB) and isinstance(value, int | float | np.number) \
-            and value > 0:
+    if column in ("size", "map_offset", FAULT_AROUND_KNOB) \
+            and isinstance(value, int | float | np.number) and value > 0:
         text = format_size(int(value))
     elif column == "dir":
         text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row
@@ -70,7 +71,8 @@ def format_value(column: str, value: Any) -> str:
         return f"[{text}]" if text in ("first", "later") else ""
     if column == "mappers":
         return f"x{text}" if text != "1" else ""
-    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg"}.get(column, column)
+    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg", "map_offset": "offset"}.get(
+        column, column)
     return f"{short}={text}"
 
 
@@ -102,15 +104,46 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 
 
 def spec_order(column: pd.Series) -> pd.Series:
-    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric."""
+    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric.
+
+    Parametrised values sort by their kind in _ORDER, then by their number, so strides come
+    in natural order (stride:1, stride:2, stride:4 ... stride:64), not as text."""
     order = _ORDER.get(str(column.name))
     if column.name == "kernel":  # as the run booted them: its first boot is its first kernel
         order = tuple(str(v) for v in pd.unique(column))
     if order is not None:
-        text = column.astype(str).str.split(":").str[0]
-        return text.map({v: i for i, v in enumerate(order)}).fillna(len(order))
+        kind, _, parameter = column.astype(str).str.partition(":").T.to_numpy()
+        rank = pd.Series(kind, index=column.index).map(
+            {v: i for i, v in enumerate(order)}).fillna(len(order))
+        number = pd.to_numeric(pd.Series(parameter, index=column.index), errors="coerce")
+        return rank * 1e9 + number.fillna(0).clip(upper=1e9 - 1)
     numeric = pd.to_numeric(column, errors="coerce")
     return numeric if numeric.notna().any() else column.astype(str)
+
+
+def sort_labels(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
+    """`table` with its rows in the order tables list them (`spec_order`)."""
+    present = [c for c in columns if c in table]
+    return table.sort_values(present, key=spec_order, kind="stable") if present else table
+
+
+def split_labels(df: pd.DataFrame, columns: Sequence[str], room: int
+                 ) -> tuple[pd.Series, pd.Series] | None:
+    """Labels too long for a table's `room`, split so that each row fits one line: a heading
+    from the first label columns (rows sharing it are listed under it) and a row label from
+    the rest, for the fewest heading columns that fit; None when no split fits. A row whose
+    rest says nothing stands alone under its full label (heading None) when that fits, else
+    is "x1" (one mapper) or "-" under the heading."""
+    columns = list(columns)
+    full = labels(df, columns)
+    single = df["mappers"] == 1 if "mappers" in columns else False
+    for k in range(1, len(columns)):
+        heading, rest = labels(df, columns[:k]), labels(df, columns[k:])
+        alone = (rest == "all") & (full.str.len() <= room)
+        rest = rest.mask((rest == "all") & single, "x1").replace("all", "-")
+        if rest[~alone].str.len().max() + 2 <= room if (~alone).any() else True:
+            return heading.where(~alone, None), rest.where(~alone, full)
+    return None
 
 
 def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:

@@ -16,6 +16,7 @@ from faultbench.analysis.figures import NO_CI, STYLE, _errbars, plt, save, title
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
 from faultbench.analysis.memory import sessions
 from faultbench.analysis.stats import median_ci
+from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import format_size
 
 PANELS = (("allocstall", "direct reclaims (allocstall) per launch"),
@@ -24,7 +25,7 @@ PANELS = (("allocstall", "direct reclaims (allocstall) per launch"),
           ("launch_ms", "launch time, ms"))
 
 
-def memory_figure(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
+def memory_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """figures/memory-cost.png|svg for runs with app-launch sessions sweeping the knob."""
     apps = sessions(df)
     if apps.empty or FAULT_AROUND_KNOB not in apps:
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         df = load(args.runs)
         info = run_info(next(iter(df.attrs["meta"].values())), df)
-        made = memory_figure(df, info, args.out_dir)
+        with SafeDir.open(args.out_dir, create=True) as out_dir:
+            made = memory_figure(df, info, out_dir)
     except FaultbenchError as exc:
         print(f"{parser.prog}: {exc}", file=sys.stderr)
         return 2

@@ -22,38 +22,53 @@ errors) and null metric values are dropped first.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
-from functools import cache
 from math import comb
 from typing import Literal
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from faultbench.analysis.estimators import (
+    POWER,
+    Prior,
+    detectable,
+    holm,
+    mann_whitney_shift,
+    moderated_t,
+    pooled_log_variance,
+    variance_prior,
+    welch_log,
+)
 
 ALPHA = 0.05
 # What tells one boot from another, outermost first. Absent columns are simply not used.
 BOOT_COLUMNS = ("run", "kernel", "boot")
 ROUND_COLUMN = "round"
-# Up to this many pairs (n1 * n2; 50 vs 50 rounds) U's null distribution is computed exactly.
-EXACT_PAIRS = 2500
 Unit = Literal["round", "boot"]
 
 BOOT_METHOD = "Welch t-test on log per-boot medians"
+MODERATED_METHOD = "moderated t-test on log per-boot medians"
 ROUND_METHOD = "Mann-Whitney U on per-round medians"
 EXACT_METHOD = "exact: no variation within either side"
 FEW_BOOTS_METHOD = "untested: one side has a single boot, the other several"
+NONPOSITIVE_METHOD = "untested: a unit value <= 0"
 # One line per method for compare's footer; `footer_note` picks those a table used.
 REFERENCES = {
     BOOT_METHOD: "boots as units, the summary-statistics approach to nested data (Aarts et "
                  "al. 2014, Nat Neurosci 17:491); 95% CI of the ratio from the same t",
+    MODERATED_METHOD: "boots as units (Aarts et al. 2014, Nat Neurosci 17:491); each row's "
+                      "boot-to-boot variance shrunk towards the distribution of all rows' "
+                      "(empirical Bayes, Smyth 2004, Stat Appl Genet Mol Biol 3:3); 95% CI of "
+                      "the ratio from the same t",
     ROUND_METHOD: "rounds as units, mappers of a round pooled by their median; 95% CI of the "
                   "ratio: Hodges-Lehmann, exact (Hollander & Wolfe 1999)",
-    EXACT_METHOD: "=: the metric did not vary within either side, so equal or different is "
-                  "exact",
+    EXACT_METHOD: "exact: every sample of each side had the same value, so the change is "
+                  "exact and no test is made (=: both sides equal)",
     FEW_BOOTS_METHOD: "?: one side has a single boot, so its boot-to-boot variation is "
-                      "unknown; not tested",
+                      "unknown; not tested, change is the ratio of medians",
+    NONPOSITIVE_METHOD: "?: a unit value is <= 0, where the tests (on logs) do not apply; "
+                        "not tested, change is the ratio of medians",
 }
 HOLM_REFERENCE = "Holm 1979, Scand J Stat 6:65"
 
@@ -132,30 +147,44 @@ def compare_rows(
     within one boot are not independent of the boot, so they are never the unit when several
     boots exist.
 
-    Deterministic metrics (every unit of a side has the same value, with >= 2 units a side):
-    equal sides give p 1, different sides p 0, `exact` True, without a test.
+    Exact rows: when every valid *sample* (not only every unit) of each side has the same
+    value, with >= 2 samples a side (fault counts often are), the change is known exactly:
+    `exact` True, no test (p NaN), CI the ratio itself.
 
-    Significance: p-values of the tested rows (not exact, not NaN) are Holm-adjusted across
-    the rows of this table; `significant` is `p_adj < alpha`. Holm bounds the chance that an
-    A/A comparison marks any row at all by alpha.
+    A row with a unit value <= 0 is not tested (the tests work on logs): NONPOSITIVE_METHOD.
+
+    Significance: p-values of the tested rows are Holm-adjusted across the rows of this
+    table; `significant` is `p_adj < alpha`. Holm bounds the chance that an A/A comparison
+    marks any row at all by alpha.
 
     Returns one row per group on both sides (none when no group is), in base's order, with
     columns:
       *keys;
       unit: "boot" or "round";
-      base_boots, base_units, base_samples, base_median, base_spread_pct (and new_*):
-        boots, units tested, valid samples, median of the unit values, half the
-        interquartile range of the unit values in % of that median;
-      ratio: new_median / base_median (1 when both are equal, NaN when base is 0);
+      base_boots, base_units, base_samples, base_dropped, base_median, base_spread_pct,
+        base_gmean, base_sd_pct (and new_*): boots, units tested, valid samples, samples
+        left out (failed, or a null value of the metric), median of the unit values, half
+        the interquartile range of the unit values in % of that median, their geometric
+        mean, their standard deviation in % of their mean;
+      ratio: the estimate of new/base that the row's test and CI belong to: the ratio of
+        geometric means of the per-boot values (Welch), the Hodges-Lehmann shift of the
+        log per-round values (Mann-Whitney), the exact ratio (exact rows); the ratio of
+        medians for untested rows; NaN when base is 0;
+      median_ratio: new_median / base_median;
       ci_lo, ci_hi: 95% CI of the ratio (Welch for boots, Hodges-Lehmann for rounds; NaN
-        when too few units or values <= 0);
-      p: raw two-sided p; p_adj: Holm-adjusted p (= p for exact rows, NaN when untested);
+        when too few units or untested);
+      p: raw two-sided p (NaN untested or exact); p_adj: Holm-adjusted p;
       min_p: the smallest raw p this row's test could give (2 / C(n1+n2, n1) for rounds,
         0 for boots);
+      detect: the smallest ratio (> 1; a fall to 1/detect alike) this row's test finds with
+        POWER at Holm's first threshold alpha/m (a lone change among the m tested rows),
+        given its units and their spread (see `detectable`); inf when the test cannot reach
+        that threshold at all; NaN for exact and untested rows;
       exact, significant: bools;
       mark: "*" significant, "=" exactly equal, "?" untested or unable to reach alpha even
         as the table's smallest p, "" otherwise;
-      method: one of BOOT_METHOD, ROUND_METHOD, EXACT_METHOD, FEW_BOOTS_METHOD.
+      method: one of BOOT_METHOD, ROUND_METHOD, EXACT_METHOD, FEW_BOOTS_METHOD,
+        NONPOSITIVE_METHOD.
     `.attrs`: `alpha`, `tested` (the Holm family size), `significance` ("p_adj").
     """
     keys = list(keys)
@@ -164,48 +193,44 @@ def compare_rows(
     base = _side_units(base_df, keys, metric)
     new = _side_units(new_df, keys, metric)
     both = base.merge(new, on=keys, how="inner", suffixes=("_base", "_new"))
-    rows = [_compare_one(row._asdict()) for row in both.drop(columns=keys).itertuples(index=False)]
-    columns = ["unit", "base_boots", "base_units", "base_samples", "base_median",
-               "base_spread_pct", "new_boots", "new_units", "new_samples", "new_median",
-               "new_spread_pct", "ratio", "ci_lo", "ci_hi", "p", "min_p", "exact", "method"]
+    records = [_units_of(row._asdict())
+               for row in both.drop(columns=keys).itertuples(index=False)]
+    spreads = [pooled_log_variance(*r[1:3]) for r in records if _boot_test(*r)]
+    prior = variance_prior(*zip(*spreads, strict=True)) if spreads else None
+    rows = [_compare_one(*record, prior) for record in records]
+    sides = [f"{side}_{name}" for side in ("base", "new") for name in (
+        "boots", "units", "samples", "dropped", "median", "spread_pct", "gmean", "sd_pct")]
+    columns = ["unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "min_p",
+               "exact", "method", "_se", "_df"]
     table = pd.concat(
         [both[keys].reset_index(drop=True), pd.DataFrame(rows, columns=columns)], axis=1
     )
-    tested = table["p"].notna() & ~table["exact"].astype(bool)
-    table["p_adj"] = table["p"].where(~tested, holm(table["p"].where(tested)))
+    tested = table["p"].notna()
+    table["p_adj"] = holm(table["p"])
     table["significant"] = (table["p_adj"] < alpha).fillna(False).astype(bool)
     family = int(tested.sum())
-    hopeless = table["p"].isna() | (tested & (table["min_p"] * max(family, 1) >= alpha))
-    table["mark"] = np.select(
-        [table["significant"], table["exact"] & ~table["significant"], hopeless],
-        ["*", "=", "?"], "",
-    )
-    order = [*keys, *columns[:-4], "ci_lo", "ci_hi", "p", "p_adj", "min_p", "exact",
-             "significant", "mark", "method"]
+    level = alpha / max(family, 1)
+    table["detect"] = [
+        detectable(se, df, level, min_p) if ok else np.nan
+        for se, df, min_p, ok in zip(table["_se"], table["_df"], table["min_p"], tested,
+                                     strict=True)
+    ]
+    hopeless = (table["p"].isna() & ~table["exact"]) | (tested & (table["min_p"] >= level))
+    equal = table["exact"] & (table["ratio"] == 1)
+    table["mark"] = np.select([table["significant"], equal, hopeless], ["*", "=", "?"], "")
+    order = [*keys, "unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "p_adj",
+             "min_p", "detect", "exact", "significant", "mark", "method"]
     table = table[list(dict.fromkeys(order))]
-    table.attrs.update(alpha=alpha, tested=family, significance="p_adj")
+    table.attrs.update(alpha=alpha, tested=family, significance="p_adj", power=POWER)
     return table
-
-
-def holm(pvalues: pd.Series | np.ndarray) -> np.ndarray:
-    """Holm's step-down adjusted p-values; NaN entries stay NaN and do not count in m."""
-    p = np.asarray(pvalues, dtype=float)
-    adjusted = np.full_like(p, np.nan)
-    finite = np.flatnonzero(~np.isnan(p))
-    m = len(finite)
-    if not m:
-        return adjusted
-    order = finite[np.argsort(p[finite], kind="stable")]
-    steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
-    adjusted[order] = np.maximum.accumulate(steps)
-    return adjusted
 
 
 def footer_note(table: pd.DataFrame) -> str:
     """One line for compare's footer: the units and methods this table used, with references."""
     used = [method for method in REFERENCES if (table["method"] == method).any()]
     alpha = table.attrs.get("alpha", ALPHA)
-    parts = [f"{method}: {REFERENCES[method]}" if method in (BOOT_METHOD, ROUND_METHOD)
+    parts = [f"{method}: {REFERENCES[method]}"
+             if method in (BOOT_METHOD, MODERATED_METHOD, ROUND_METHOD)
              else REFERENCES[method] for method in used]
     tested = table.attrs.get("tested", 0)
     if tested:
@@ -217,43 +242,88 @@ def footer_note(table: pd.DataFrame) -> str:
 
 
 def _side_units(df: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
-    """Per group of keys: the round values, the boot values and the sample count, as lists."""
+    """Per group of keys: the round values, the boot values, the sample count, whether every
+    valid sample had one value, and how many samples were left out (failed or null)."""
     rounds = replicate_values(df, keys, metric, "round")
     boots = replicate_values(df, keys, metric, "boot")
     per_round = rounds.groupby(keys, sort=False, dropna=False).agg(
         round_values=("value", list), samples=("n_samples", "sum")
     )
     per_boot = boots.groupby(keys, sort=False, dropna=False).agg(boot_values=("value", list))
-    return per_round.join(per_boot).reset_index()
+    ok = df["ok"].astype(bool) if "ok" in df else pd.Series(True, index=df.index)
+    values = df.loc[ok & df[metric].notna(), [*keys, metric]]
+    grouped = values.groupby(keys, sort=False, dropna=False)[metric]
+    constant = (grouped.nunique() == 1) & (grouped.count() >= 2)
+    # failed samples (not warm-ups, nor samples --strict excluded) and null values
+    failed = ~ok
+    for column in ("warmup", "interfered"):
+        if column in df:
+            failed &= ~df[column].astype(bool)
+    lost = (failed | (ok & df[metric].isna())).groupby(
+        [df[k] for k in keys], sort=False, dropna=False).sum()
+    out = per_round.join(per_boot).join(constant.rename("constant"))
+    out["constant"] = out["constant"].astype("boolean").fillna(False).astype(bool)
+    out["dropped"] = lost.reindex(out.index).fillna(0).astype(int).to_numpy()
+    return out.reset_index()
 
 
-def _compare_one(row: dict[str, object]) -> tuple[object, ...]:
+Units = tuple[str, np.ndarray, np.ndarray, dict[str, object]]
+
+
+def _units_of(row: dict[str, object]) -> Units:
+    """The unit of a row (boot with several boots on either side, else round) and the unit
+    values of each side."""
     base_boots = np.asarray(row["boot_values_base"], dtype=float)
     new_boots = np.asarray(row["boot_values_new"], dtype=float)
     if len(base_boots) == len(new_boots) == 1:
-        unit = "round"
-        base = np.asarray(row["round_values_base"], dtype=float)
-        new = np.asarray(row["round_values_new"], dtype=float)
-    else:
-        unit, base, new = "boot", base_boots, new_boots
+        return ("round", np.asarray(row["round_values_base"], dtype=float),
+                np.asarray(row["round_values_new"], dtype=float), row)
+    return "boot", base_boots, new_boots, row
+
+
+def _boot_test(unit: str, base: np.ndarray, new: np.ndarray, row: dict[str, object]) -> bool:
+    """Whether the row is tested at the boot level (its spread then enters the prior)."""
+    return (unit == "boot" and min(len(base), len(new)) >= 2
+            and not (row["constant_base"] and row["constant_new"])
+            and bool((base > 0).all() and (new > 0).all()))
+
+
+def _compare_one(unit: str, base: np.ndarray, new: np.ndarray, row: dict[str, object],
+                 prior: Prior | None) -> tuple[object, ...]:
+    base_boots, new_boots = row["boot_values_base"], row["boot_values_new"]
     base_median, new_median = float(np.median(base)), float(np.median(new))
-    ratio = _ratio(new_median, base_median)
-    if unit == "boot" and min(len(base), len(new)) < 2:
-        p, ci, min_p, exact, method = np.nan, (np.nan, np.nan), np.nan, False, FEW_BOOTS_METHOD
-    elif min(len(base), len(new)) >= 2 and np.ptp(base) == 0 and np.ptp(new) == 0:
-        p = 1.0 if base[0] == new[0] else 0.0
-        ci, min_p, exact, method = (ratio, ratio), 0.0, True, EXACT_METHOD
+    median_ratio = _ratio(new_median, base_median)
+    ratio, p, ci, min_p, se, df = median_ratio, np.nan, (np.nan, np.nan), np.nan, np.nan, np.nan
+    exact = bool(row["constant_base"]) and bool(row["constant_new"])
+    if exact:
+        ci, min_p, method = (ratio, ratio), 0.0, EXACT_METHOD
+    elif unit == "boot" and min(len(base), len(new)) < 2:
+        method = FEW_BOOTS_METHOD
+    elif not ((base > 0).all() and (new > 0).all()):
+        method = NONPOSITIVE_METHOD
+    elif unit == "boot" and prior is not None:
+        ratio, p, ci, se, df = moderated_t(base, new, prior)
+        min_p, method = 0.0, MODERATED_METHOD
     elif unit == "boot":
-        p, ci = _welch_log(base, new)
-        min_p, exact, method = 0.0, False, BOOT_METHOD
+        ratio, p, ci, se, df = welch_log(base, new)
+        min_p, method = 0.0, BOOT_METHOD
     else:
-        p = _mann_whitney(base, new)
-        ci = _hodges_lehmann_ratio_ci(base, new)
+        ratio, p, ci, se, df = mann_whitney_shift(base, new)
         min_p = min(1.0, 2 / comb(len(base) + len(new), len(base)))
-        exact, method = False, ROUND_METHOD
-    return (unit, len(base_boots), len(base), int(row["samples_base"]), base_median,
-            _spread_pct(base), len(new_boots), len(new), int(row["samples_new"]), new_median,
-            _spread_pct(new), ratio, ci[0], ci[1], p, min_p, exact, method)
+        method = ROUND_METHOD
+    return (unit, len(base_boots), len(base), int(row["samples_base"]),
+            int(row["dropped_base"]), base_median, _spread_pct(base), *_mean_sd(base),
+            len(new_boots), len(new), int(row["samples_new"]), int(row["dropped_new"]),
+            new_median, _spread_pct(new), *_mean_sd(new),
+            ratio, median_ratio, ci[0], ci[1], p, min_p, exact, method, se, df)
+
+
+def _mean_sd(values: np.ndarray) -> tuple[float, float]:
+    """The geometric mean of unit values (NaN unless all > 0) and their standard deviation
+    in % of their mean (0 for one unit): what test-robot tables print."""
+    mean = float(np.exp(np.log(values).mean())) if (values > 0).all() else np.nan
+    sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+    return mean, 100 * sd / abs(values.mean()) if values.mean() else np.nan
 
 
 def _ratio(new: float, base: float) -> float:
@@ -271,68 +341,50 @@ def _spread_pct(values: np.ndarray) -> float:
     return float(100 * (high - low) / 2 / abs(median))
 
 
-def _welch_log(base: np.ndarray, new: np.ndarray) -> tuple[float, tuple[float, float]]:
-    """Two-sided p and 95% CI of new/base from Welch's t on logs (raw scale, no CI, if <= 0)."""
-    positive = (base > 0).all() and (new > 0).all()
-    with warnings.catch_warnings():
-        # values equal to within rounding make scipy warn of precision loss; p is then ~1,
-        # which is the right answer for them
-        warnings.simplefilter("ignore", RuntimeWarning)
-        if not positive:
-            result = stats.ttest_ind(new, base, equal_var=False)
-            return float(result.pvalue), (np.nan, np.nan)
-        result = stats.ttest_ind(np.log(new), np.log(base), equal_var=False)
-        low, high = result.confidence_interval(0.95)
-    return float(result.pvalue), (float(np.exp(low)), float(np.exp(high)))
 
 
-def _mann_whitney(base: np.ndarray, new: np.ndarray) -> float:
-    """Two-sided p: exact without ties (scipy's default turns asymptotic above 8 units, where
-    10 vs 10 rounds would lose an order of magnitude), tie-corrected normal otherwise."""
-    no_ties = len(np.unique(np.concatenate([base, new]))) == len(base) + len(new)
-    method = "exact" if no_ties and len(base) * len(new) <= EXACT_PAIRS else "asymptotic"
-    return float(stats.mannwhitneyu(new, base, alternative="two-sided", method=method).pvalue)
+def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 40,
+              seed: int = 0, swap: str | None = None) -> list[pd.DataFrame]:
+    """A/A comparisons of one run: `tables` `compare_rows` tables of two sides drawn from
+    the same measurements, so that whatever they mark is a false positive.
+
+    swap: a column with two values measured side by side in every round (two directories
+    of one filesystem): in each table, each round's two labels are swapped or not at
+    random, so a real difference between the two values cancels. Without swap, the units
+    themselves are split in halves at random: the boots of each kernel when every kernel
+    has >= 4 (2 vs 2 at least), else the rounds of a run of one boot per kernel; ValueError
+    for a booted run with 2 or 3 boots per kernel (its boots cannot be split, and its rounds
+    are not independent of them). `keys` must not include swap."""
+    rng = np.random.default_rng(seed)
+    ok = df[df["ok"]]
+    units = _split_units(ok) if swap is None else None
+    if units is not None:
+        ok, units = ok[units.notna()], units.dropna()
+    out = []
+    for _ in range(tables):
+        if swap is not None:
+            first = sorted(ok[swap].dropna().unique())[0]
+            rounds = ok[ROUND_COLUMN].unique()
+            flipped = dict(zip(rounds, rng.integers(0, 2, len(rounds)).astype(bool),
+                               strict=True))
+            side_a = (ok[swap] == first) ^ ok[ROUND_COLUMN].map(flipped)
+        else:
+            chosen = set(rng.permutation(units.unique())[:units.nunique() // 2])
+            side_a = units.isin(chosen)
+        out.append(compare_rows(ok[side_a], ok[~side_a], keys, metric))
+    return out
 
 
-def _hodges_lehmann_ratio_ci(base: np.ndarray, new: np.ndarray) -> tuple[float, float]:
-    """95% CI of new/base as a shift of logs: order statistics of the pairwise log differences.
-
-    The bounds are the C-th smallest and largest of the n1*n2 differences, C - 1 the largest u
-    with P(U <= u) <= 2.5%: the CI that inverts the two-sided Mann-Whitney test. C comes from
-    the exact null distribution of U up to EXACT_PAIRS pairs, from its normal approximation
-    beyond. NaN when no such C exists (too few rounds) or a value is <= 0.
-    """
-    if not ((base > 0).all() and (new > 0).all()):
-        return np.nan, np.nan
-    pairs = len(base) * len(new)
-    if pairs <= EXACT_PAIRS:
-        cdf = _u_null_cdf(*sorted((len(base), len(new))))
-        rank = int(np.searchsorted(cdf, 0.025, side="right"))
-    else:
-        spread = np.sqrt(pairs * (len(base) + len(new) + 1) / 12)
-        rank = int(np.floor(pairs / 2 - stats.norm.ppf(0.975) * spread))
-    if rank < 1:
-        return np.nan, np.nan
-    differences = np.sort((np.log(new)[:, None] - np.log(base)[None, :]).ravel())
-    return float(np.exp(differences[rank - 1])), float(np.exp(differences[-rank]))
-
-
-@cache
-def _u_null_cdf(n1: int, n2: int) -> np.ndarray:
-    """P(U <= u), u = 0..n1*n2, for the Mann-Whitney U of n1 and n2 exchangeable values.
-
-    The largest of the n1+n2 values is either one of the first group (it beats all n2 of
-    the second: U gains n2) or of the second (U gains 0): f(i, j) = f(i-1, j) shifted by j
-    plus f(i, j-1). Float counts: only additions, so no cancellation.
-    """
-    previous = [np.ones(1)] * (n2 + 1)  # i = 0: U is 0 whatever j
-    for i in range(1, n1 + 1):
-        current = [np.ones(1)]  # j = 0: U is 0
-        for j in range(1, n2 + 1):
-            counts = np.zeros(i * j + 1)
-            counts[j:j + len(previous[j])] += previous[j]
-            counts[:len(current[j - 1])] += current[j - 1]
-            current.append(counts)
-        previous = current
-    counts = previous[n2]
-    return np.cumsum(counts) / counts.sum()
+def _split_units(ok: pd.DataFrame) -> pd.Series:
+    """Per sample, the unit an A/A split draws: its boot (with its kernel) when every
+    kernel has >= 4 boots, else its round."""
+    if "boot" in ok and ok["boot"].notna().any():
+        per_kernel = ok.groupby("kernel", dropna=False)["boot"].nunique()
+        if per_kernel.min() >= 4:
+            boots = ok["kernel"].astype(str) + "/" + ok["boot"].astype(str)
+            # one kernel's boots: an A/A within a kernel, never one kernel against another
+            return boots.where(ok["kernel"] == per_kernel.index[0])
+        if per_kernel.max() > 1:
+            raise ValueError(f"an A/A split of boots needs >= 4 boots per kernel, this run "
+                             f"has {per_kernel.min()}")
+    return ok[ROUND_COLUMN].astype(str)

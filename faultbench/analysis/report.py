@@ -7,6 +7,7 @@ emulated.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import pandas as pd
 from faultbench.analysis.breakeven import (
     MIN_STRIDES,
     break_even,
-    prefault_floor,
+    populate_rows,
     report_json,
     report_section,
 )
@@ -27,6 +28,7 @@ from faultbench.analysis.frame import (
     exclude_interfered,
     load,
     run_info,
+    time_unit,
 )
 from faultbench.analysis.labels import (
     constants_line,
@@ -34,10 +36,11 @@ from faultbench.analysis.labels import (
     label_columns,
     labels,
     spec_order,
+    split_labels,
 )
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
-from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
+from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
 from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
 
@@ -66,14 +69,28 @@ def header(info: RunInfo, title: str) -> str:
     return lines
 
 
+def machine_line(meta: dict[str, Any]) -> str:
+    """How busy the machine was when the run started (meta.json `machine_state`, written by
+    `faultbench run`), with the warning the run printed; empty for runs without it."""
+    from faultbench.measurement.machine import describe
+
+    described = describe(meta.get("machine_state")) if meta else None
+    if described is None:
+        return ""
+    line, warning = described
+    return wrap(f"At the start, {line}." + (f" {warning}." if warning else ""))
+
+
 def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:
     """Per group of `keys`: how many valid samples were interfered with (excluded or not)."""
     valid = df[df["ok"] | df["interfered"]]
     return valid.groupby(keys, sort=False, dropna=False)["interfered"].sum().astype(int)
 
 
-def hit_cells(counts: pd.Series) -> pd.Series:
-    return counts.map(lambda n: str(n) if n else "")
+def hit_cells(hits: pd.Series, valid: pd.Series) -> pd.Series:
+    """hit% cells: the share of a row's valid samples that were hit, blank when none."""
+    share = 100 * hits / valid.where(valid > 0)
+    return share.map(lambda v: f"{v:.0f}" if v > 0 else "")
 
 
 def interference_note(df: pd.DataFrame) -> str:
@@ -90,8 +107,10 @@ def interference_note(df: pd.DataFrame) -> str:
     return note + "They are included; --strict excludes them."
 
 
-def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
-    """Per scenario and mapper role: median ns/page with its CI, and medians per page."""
+def scenario_data(df: pd.DataFrame, label_cols: list[str]) -> pd.DataFrame:
+    """Per scenario and mapper role, in table order: `stats.median_ci` of ns_per_page, the
+    medians of the other per-page metrics over valid samples, and `hits`, `valid` (valid
+    samples, hit or not)."""
     keys = [*label_cols, "role"]
     data = df[df["ok"]].assign(label=lambda d: labels(d, keys))
     ns = median_ci(data, [*keys, "label"], "ns_per_page")
@@ -99,23 +118,42 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
         ["faults_per_page", "mapped_per_touched", "munmap_ns_per_page"]
     ].median()
     table = ns.merge(per_page, left_on="label", right_index=True, how="left")
-    table = table.sort_values(keys, key=spec_order, kind="stable")
+    everything = df.assign(label=labels(df, keys))
+    valid = everything[everything["ok"] | everything["interfered"]]
+    table["hits"] = table["label"].map(interfered_counts(everything, ["label"])).fillna(0)
+    table["valid"] = table["label"].map(valid.groupby("label").size()).fillna(0)
+    return table.sort_values(keys, key=spec_order, kind="stable")
+
+
+def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
+    """Per scenario and mapper role: median time per page touched with its CI, and medians
+    per page touched."""
+    table = scenario_data(df, label_cols)
+    unit = time_unit(str(df["plane"].iloc[0]))
     rows = pd.DataFrame({
         "label": table["label"],
         "ns": table["median"].map(fmt),
         "ci": table["ci_lo"].map(fmt) + ".." + table["ci_hi"].map(fmt),
-        "flt": table["faults_per_page"].map(fmt),
+        "flt": fmt_fixed(list(table["faults_per_page"])),
         "map": table["mapped_per_touched"].map(fmt),
         "unmap": table["munmap_ns_per_page"].map(fmt),
         "n": unit_count(table),
     })
     rows["ci"] = rows["ci"].where(table["ci_lo"].notna(), "-")
-    headers = ["scenario", "ns/page", "95% CI", "flt/pg", "map/pg", "unmap", "n"]
+    headers = ["scenario", f"{unit}/page", "95% CI", "flt/pg", "map/pg", f"unmap {unit}", "n"]
     if df["interfered"].any():
-        hits = interfered_counts(df.assign(label=labels(df, keys)), ["label"])
-        rows["hit"] = hit_cells(table["label"].map(hits).fillna(0).astype(int))
-        headers.append("hit")
-    return text_table(headers, rows.to_numpy().tolist())
+        rows["hit"] = hit_cells(table["hits"], table["valid"]).to_numpy()
+        headers.append("hit%")
+    cells = rows.to_numpy().tolist()
+    groups = None
+    room = label_room(headers, cells)
+    if max(len(row[0]) for row in cells) > room:
+        split = split_labels(table, [*label_cols, "role"], room)
+        if split is not None:
+            groups = list(split[0])
+            cells = [[label, *row[1:]] for label, row in zip(split[1], cells, strict=True)]
+    return (f"per page touched: {unit}/page (time of the touch loop), flt/pg, map/pg, "
+            f"unmap {unit}\n" + text_table(headers, cells, groups=groups))
 
 
 def default_baseline(knob: str, values: pd.Series) -> Any:
@@ -183,18 +221,21 @@ def unit_legend(df: pd.DataFrame) -> str:
 def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
     several = several_boots(df)
     unit = unit_legend(df)
+    clock = time_unit(str(df["plane"].iloc[0]))
     notes = [
-        f"95% CI: {CI_METHOD}. ns/page: median of the per-round medians; n: {unit}. "
-        f"{int(df['warmup'].sum())} warm-up samples excluded. flt/pg: faults per page "
-        f"touched; map/pg: pages mapped per page touched; unmap: munmap ns per page "
-        f"touched (medians of valid samples); '-': not measured.",
+        f"95% CI: {CI_METHOD}. {clock}/page: median of the per-round medians, rounds of "
+        f"all boots pooled (compare's base and new are medians of per-boot medians when "
+        f"there are several boots); n: {unit}. {int(df['warmup'].sum())} warm-up samples "
+        f"excluded. flt/pg: faults per page touched; map/pg: pages mapped per page "
+        f"touched; unmap {clock}: munmap time per page touched (medians of valid samples); "
+        f"'-': not measured.",
     ]
     if several:
         notes.append("The CI pools the rounds of every boot: it does not include "
                      "boot-to-boot variation (compare --by kernel tests at the boot level).")
     interference = interference_note(df)
     if interference:
-        notes.append(interference)
+        notes.append("hit%: share of the row's valid samples that were hit. " + interference)
     bad = df[(df["status"] != "ok") & ~df["warmup"]]
     if len(bad):
         counts = bad.groupby(["status", "error"], dropna=False).size()
@@ -214,7 +255,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     info = run_info(meta, df)
     label_cols = label_columns(df)
-    parts = [header(info, "faultbench report")]
+    parts = [header(info, "faultbench report"), machine_line(meta)]
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
@@ -235,68 +276,92 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
 
 
 def write_report(
-    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False
+    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False,
+    out: Path | None = None,
 ) -> tuple[str, list[Path]]:
-    """report.txt (returned too) and, unless figures is False, RUN_DIR/figures/*.png|svg.
+    """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;
+    OUT is the run directory unless `out` names another (made if missing).
 
+    The directory is opened once and everything is read and written through that
+    descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
-    df = load(run_dir)
-    if strict:
-        df = exclude_interfered(df)
-    meta = next(iter(df.attrs["meta"].values()))
-    text = report_text(df, meta, baseline)
-    with SafeDir.open(run_dir) as directory:
+    with contextlib.ExitStack() as stack:
+        source = stack.enter_context(SafeDir.open(run_dir))
+        df = load(source)
+        if strict:
+            df = exclude_interfered(df)
+        meta = next(iter(df.attrs["meta"].values()))
+        text = report_text(df, meta, baseline)
+        directory = source if out is None else stack.enter_context(
+            SafeDir.open(out, create=True))
         directory.replace("report.txt", text)
-    made: list[Path] = []
-    if figures:
+        if not figures:
+            return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
+        from faultbench.analysis.kernel_figure import kernels_figure
         from faultbench.analysis.memory_figure import memory_figure
 
-        made = make_figures(df, run_info(meta, df), run_dir / "figures")
-        made += _breakeven_figures(df, run_info(meta, df), run_dir / "figures")
-        made += memory_figure(df, run_info(meta, df), run_dir / "figures")
+        with directory.sub("figures") as figures_dir:
+            figures_dir.remove_temp_files()  # of a report killed while saving a figure
+            info = run_info(meta, df)
+            made = make_figures(df, info, figures_dir)
+            made += _breakeven_figures(df, info, figures_dir)
+            made += kernels_figure(df, info, figures_dir)
+            made += memory_figure(df, info, figures_dir)
     return text, made
 
 
-def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: Path) -> list[Path]:
-    """The break-even figure with the prefault floor, for runs with a stride sweep."""
+def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
+    """The break-even figure with the floor, for runs with a stride sweep."""
     results = [r for r in break_even(df, teardown=False) if len(r.curve) >= MIN_STRIDES]
     if not results:
         return []
     from faultbench.analysis.breakeven_figure import breakeven_figure
 
-    return breakeven_figure(df, info, out_dir, floor=prefault_floor(df), results=results)
+    return breakeven_figure(df, info, out_dir, floor=populate_rows(df), results=results)
 
 
 def report_data(run_dir: Path) -> dict[str, Any]:
-    """What the report computes as plain JSON types (`faultbench report --json`): the run,
-    the scenario table's medians of ns_per_page with their CI, and the break-even, cost
-    model and prefault floor (analysis.breakeven.report_json). Unknown values are None."""
+    """What the report computes as plain JSON types (`faultbench report --json`,
+    docs/results.md): the run, per scenario the columns of the report's table (median time
+    per page touched with its CI, faults, pages mapped and munmap time per page touched,
+    units, hits), and the break-even, cost model and floor
+    (analysis.breakeven.report_json). Unknown values are None."""
     df = load(run_dir)
     if not df["ok"].any():
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     meta = next(iter(df.attrs["meta"].values()))
     info = run_info(meta, df)
-    keys = [*label_columns(df), "role"]
-    data = df[df["ok"]].assign(label=lambda d: labels(d, keys))
-    table = median_ci(data, [*keys, "label"], "ns_per_page")
-    table = table.sort_values(keys, key=spec_order, kind="stable")
+    label_cols = label_columns(df)
+    table = scenario_data(df, label_cols)
+
+    def number(value: Any) -> float | None:
+        return None if value != value else float(value)
+
     return {
         "run": str(run_dir), "workload": info.workload, "kernel": info.kernel,
         "host": info.host, "plane": info.plane, "emulated": info.emulated,
-        "finished": bool(meta.get("finished_utc")), "metric": "ns_per_page",
-        "ci_method": CI_METHOD,
+        "time_unit": time_unit(info.plane), "finished": bool(meta.get("finished_utc")),
+        "metric": "ns_per_page", "ci_method": CI_METHOD,
+        "per": "page touched; time: median of per-round medians, rounds of all boots pooled",
         "scenarios": [
-            {"label": str(r.label), "n": int(r.n), "median": float(r.median),
-             "ci": None if r.ci_lo != r.ci_lo else [float(r.ci_lo), float(r.ci_hi)]}
-            for r in table.itertuples(index=False)
+            {"label": str(r["label"]), "role": str(r["role"]),
+             "spec": {c: (r[c].item() if hasattr(r[c], "item") else r[c]) for c in label_cols},
+             "n": int(r["n"]), "n_boots": int(r["n_boots"]), "n_samples": int(r["n_samples"]),
+             "median": number(r["median"]),
+             "ci": None if r["ci_lo"] != r["ci_lo"] else [float(r["ci_lo"]), float(r["ci_hi"])],
+             "faults_per_page": number(r["faults_per_page"]),
+             "mapped_per_touched": number(r["mapped_per_touched"]),
+             "munmap_ns_per_page": number(r["munmap_ns_per_page"]),
+             "valid_samples": int(r["valid"]), "hit_samples": int(r["hits"])}
+            for _, r in table.iterrows()
         ],
         **report_json(df),
     }
 
 
-def summary(run_dir: Path) -> str:
+def summary(run_dir: Path | SafeDir) -> str:
     """The argument in one short table: faults/page and ns/page with fault-around on or off.
 
     Printed by `faultbench run` at its end; `faultbench report` has the full statistics.
@@ -304,24 +369,43 @@ def summary(run_dir: Path) -> str:
     df = load(run_dir)
     ok = df[df["ok"]]
     if ok.empty:
-        return "no valid samples to summarise\n"
+        return "no valid samples to summarise\n" + unmeasured_note(df)
     label_cols = label_columns(df)
-    keys = [*label_cols, "role", "label", "fault_around"]
-    data = ok.assign(label=labels(ok, keys[:-2]))
-    flt = data.groupby(keys, sort=False, dropna=False)["faults_per_page"].median()
-    table = median_ci(data, keys, "ns_per_page").join(flt.rename("flt"), on=keys)
-    table = table.sort_values(keys[:-2], key=spec_order, kind="stable")
+    keys = [*label_cols, "role", "label"]
+    data = ok.assign(label=labels(ok, keys[:-1]),
+                     per_fault=ok["mapped_per_touched"]
+                     / ok["faults_per_page"].where(ok["faults_per_page"] > 0))
+    medians = data.groupby(keys, sort=False, dropna=False)[
+        ["faults_per_page", "per_fault"]].median()
+    table = median_ci(data, keys, "ns_per_page").join(medians, on=keys)
+    table = table.sort_values(keys[:-1], key=spec_order, kind="stable")
     rows = pd.DataFrame({
-        "label": table["label"], "fa": table["fault_around"], "flt": table["flt"].map(fmt),
+        "label": table["label"], "fa": table["per_fault"].map(fmt),
+        "flt": fmt_fixed(list(table["faults_per_page"])),
         "ns": table["median"].map(fmt), "n": unit_count(table),
     })
     meta = next(iter(df.attrs["meta"].values()))
     run = run_info(meta, df)
-    head = (f"Summary ({run.plane_label()}; medians; n: {unit_legend(df)}). fa: "
-            f"fault-around, off with a uffd wp/minor registration or fault_around_bytes <= "
-            f"page size.")
+    unit = time_unit(run.plane)
+    head = (f"Summary ({run.plane_label()}; medians; per page touched; n: "
+            f"{unit_legend(df)}). map/flt: pages mapped per fault, as measured (1: "
+            f"fault-around did not map more).")
     text = wrap(head) + text_table(
-        ["scenario", "fa", "faults/pg", "ns/page", "n"], rows.to_numpy().tolist()
+        ["scenario", "map/flt", "faults/pg", f"{unit}/page", "n"], rows.to_numpy().tolist()
     )
     interference = interference_note(df)
-    return text + wrap(interference) if interference else text
+    return (text + wrap(interference) if interference else text) + unmeasured_note(df)
+
+
+def unmeasured_note(df: pd.DataFrame) -> str:
+    """The scenarios measured without one valid sample (they have no row), each with its
+    first error; empty when there are none."""
+    if "scenario" not in df:
+        return ""
+    measured = df[~df["warmup"]]
+    bad = measured[~measured["scenario"].isin(df.loc[df["ok"], "scenario"])]
+    if bad.empty:
+        return ""
+    first = bad.groupby("scenario", sort=True).first()
+    return wrap("No valid sample (so no row) for: " + "; ".join(
+        f"{name}: {row.status}: {str(row.error)[:120]}" for name, row in first.iterrows()))

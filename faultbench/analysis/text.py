@@ -39,20 +39,50 @@ def fmt(value: Any) -> str:
 
 
 def fmt_pct(value: Any) -> str:
+    """A signed percentage: one decimal below 100%, none above (+1251%, not +1251.2%)."""
     try:
         number = float(value)
     except (TypeError, ValueError, OverflowError):
         return "-"
     if not math.isfinite(number):
         return "-"
-    return f"{number:+.1f}%" if abs(number) < PLAIN_MAX else f"{number:+.1e}%"
+    if abs(number) >= PLAIN_MAX:
+        return f"{number:+.1e}%"
+    return f"{number:+.1f}%" if abs(number) < 100 else f"{number:+.0f}%"
 
 
-def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH) -> str:
+def fmt_fixed(values: Sequence[Any]) -> list[str]:
+    """A column of numbers at one precision: the decimals `fmt` gives its most precise
+    value, for all (so 1 and 0.0626 print as 1.0000 and 0.0626)."""
+    decimals = 0
+    for value in values:
+        text = fmt(value)
+        if "." in text and "e" not in text:
+            decimals = max(decimals, len(text.split(".")[1]))
+    return [fmt(v) if fmt(v) == "-" or "e" in fmt(v) else f"{float(v):.{decimals}f}"
+            for v in values]
+
+
+def label_room(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH
+               ) -> int:
+    """The columns a table's first (label) column has beside its numbers."""
+    numeric = [max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
+               for i in range(1, len(headers))]
+    return width - sum(numeric) - len(numeric)
+
+
+def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH,
+               groups: Sequence[str] | None = None) -> str:
     """Left-aligned first column, right-aligned others, at most `width` columns.
 
-    A label too long for the room left by the numbers goes on its own line, numbers below.
+    groups: per row, a heading the rows below it share (printed on its own line when it
+    changes; the rows' labels are then indented), or None for a row that stands alone. A
+    label too long for the room left by the
+    numbers goes on its own line, numbers below.
     """
+    if groups is not None:
+        rows = [[row[0] if group is None else "  " + row[0], *row[1:]]
+                for row, group in zip(rows, groups, strict=True)]
     numeric = [
         max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
         for i in range(1, len(headers))
@@ -67,7 +97,10 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int
 
     rule = "-" * min(width, label_width + sum(numeric) + len(numeric))
     out = [line(headers[0][:label_width], headers[1:]), rule]
-    for row in rows:
+    for i, row in enumerate(rows):
+        if groups is not None and groups[i] is not None and (
+                i == 0 or groups[i] != groups[i - 1]):
+            out.append(groups[i])
         if len(row[0]) > label_width:
             out.extend(textwrap.wrap(row[0], width))
             out.append(line("", row[1:]))

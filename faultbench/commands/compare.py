@@ -7,7 +7,7 @@ import argparse
 
 from faultbench.commands import check_text, filesystem_errors
 
-FORMATS = ("text", "markdown", "csv")
+FORMATS = ("text", "markdown", "csv", "json", "lkp")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +30,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--metric", default="ns_per_page",
         help="ns_per_page (default), faults_per_page, mapped_per_touched, munmap_ns_per_page",
     )
-    parser.add_argument("--format", choices=FORMATS, default="text")
+    parser.add_argument(
+        "--format", choices=FORMATS, default="text",
+        help="text (default), markdown, csv (rows only), json (rows and footer, "
+        "docs/results.md), lkp (time, faults, pages mapped and munmap per scenario, as the "
+        "kernel test robot prints them)",
+    )
+    parser.add_argument(
+        "--brief", action="store_true",
+        help="one line of method under the table instead of the full footer (for pasting)",
+    )
     parser.add_argument(
         "--force", action="store_true",
         help="compare rows measured on different planes (native vs emulated timings)",
@@ -49,6 +58,6 @@ def run(args: argparse.Namespace) -> int:
         check_text(value, name)
     with filesystem_errors(f"reading {args.base} and {args.new}"):
         text = compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force,
-                            args.strict)
+                            args.strict, args.brief)
     print(text, end="")
     return 0

@@ -50,12 +50,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--populate", choices=POPULATES, default="none",
         help="make the range present before the timed loop, timed apart: madvise "
-        "(MADV_POPULATE_READ/WRITE, Linux >= 5.14) or map (MAP_POPULATE); the ideal prefault",
+        "(MADV_POPULATE_READ/WRITE, Linux >= 5.14) or map (MAP_POPULATE); the loop then "
+        "measures the floor, touching pages already mapped",
     )
     parser.add_argument(
         "--no-pagemap", dest="pagemap", action="store_false",
         help="skip the pagemap walk that counts pages_mapped (null then), so munmap_ns is "
         "timed straight after the loop rather than with page tables the walk made hot",
+    )
+    parser.add_argument(
+        "--map-offset", default="0", metavar="BYTES",
+        help="start the mapping this far (e.g. 4K) past a page-table boundary, a multiple of "
+        "the page below 2M (default 0: aligned, so fault-around windows fall the same way "
+        "in every sample)",
     )
     parser.add_argument("--deadline", type=float, default=10.0,
                         help="seconds per sample (at most 3600)")
@@ -93,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 CONCURRENT_ON_ICOUNT = (
-    "concurrent mappers need two CPUs, and an instruction-clock guest has one (QEMU hangs "
+    "concurrent mappers need two CPUs, and an instruction-clock guest has one (Debian 6.1 hangs "
     "bringing up a second vCPU under -icount; docs/icount.md): use --mapper-mode sequential, "
     "or --clock wall")
 
@@ -105,6 +112,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,
+        map_offset=args.map_offset,
     ).normalized()
 
 
@@ -114,6 +122,8 @@ def describe(sample: Sample) -> str:
         f"{spec['backing']} {format_size(spec['size'])} {spec['map']} {spec['access']} "
         f"{spec['cache']} {spec['pattern']} uffd={spec['uffd']}"
     )
+    if spec.get("map_offset"):
+        head += f" offset={format_size(spec['map_offset'])}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
@@ -146,12 +156,21 @@ def _emit(samples: list[Sample], as_json: bool, drift: dict[str, Any] | None = N
     return sum(sample.status != "ok" for sample in samples)
 
 
+def _check_dir(path: str) -> None:
+    try:
+        found = Path(path).is_dir()
+    except OSError as exc:  # a name too long, ...
+        raise ArgumentError(f"--dir {path}: {exc.strerror}") from None
+    if not found:
+        raise ArgumentError(f"--dir {path}: no such directory")
+
+
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
-    if check_text(args.dir, "--dir") is not None and not Path(args.dir).is_dir():
-        raise ArgumentError(f"--dir {args.dir}: no such directory")
+    if check_text(args.dir, "--dir") is not None:
+        _check_dir(args.dir)
     check_text(args.kernel, "--kernel")
     for option in args.set:
         check_text(option, "--set", empty=True)

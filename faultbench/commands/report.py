@@ -16,11 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="knob value that sweep tables compare against (default: 4096 for "
         "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs)",
     )
+    parser.add_argument(
+        "--out", metavar="DIR",
+        help="write report.txt and figures/ into DIR (made if missing) instead of RUN_DIR",
+    )
     parser.add_argument("--no-figures", action="store_true", help="write report.txt only")
     parser.add_argument(
         "--json", action="store_true",
         help="print what the report computes as one JSON object (scenario medians and CIs, "
-        "break_even, cost_model, prefault_floor; null where unknown) and write nothing",
+        "break_even, cost_model, floor; null where unknown) and write nothing",
     )
     parser.add_argument(
         "--strict", action="store_true",
@@ -31,6 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_text(args.run_dir, "RUN_DIR")
+    check_text(args.out, "--out")
     if args.json:
         from faultbench.analysis.report import report_data
 
@@ -38,11 +43,12 @@ def run(args: argparse.Namespace) -> int:
         return 0
     from faultbench.analysis.report import write_report
 
-    with filesystem_errors(f"writing the report in {args.run_dir}"):
+    out = Path(args.out or args.run_dir)
+    with filesystem_errors(f"writing the report in {out}"):
         text, figures = write_report(Path(args.run_dir), args.baseline, not args.no_figures,
-                                     args.strict)
+                                     args.strict, out=out if args.out else None)
     print(text, end="")
-    where = Path(args.run_dir) / "report.txt"
+    where = out / "report.txt"
     print(f"\nwrote {where}" + (f" and {len(figures)} figures in {figures[0].parent}"
                                 if figures else ""))
     return 0

@@ -51,12 +51,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the default: 1 virtual ns = 1 guest instruction, repeatable across boots) or the "
         "host's real time (wall); KVM guests always use the wall clock",
     )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KNOB=V1[,V2...]",
+        help="add a knob axis to every scenario of the workload, as `measure --set` does "
+        "(several --set: cross product; replaces the workload's own values of that knob); "
+        "recorded in meta.json",
+    )
+    parser.add_argument(
+        "--only", action="append", default=[], metavar="FILTER",
+        help="run only the scenarios every FILTER accepts: FIELD=V1[,V2...] on a spec field "
+        "or knob (uffd=none,wp  size=64M  fault_around_bytes=64K), or a pattern on the "
+        "scenario name (a glob with * ? [, else a substring); recorded in meta.json",
+    )
+    parser.add_argument(
+        "--repetitions", metavar="N", type=int,
+        help="measured rounds instead of the workload's own; recorded in meta.json",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress output")
 
 
 def run(args: argparse.Namespace) -> int:
     for value, option in ((args.out, "--out"), (args.resume, "--resume"),
-                          *((k, "--kernel") for k in args.kernel or ())):
+                          *((k, "--kernel") for k in args.kernel or ()),
+                          *((s, "--set") for s in args.set), *((f, "--only") for f in args.only)):
         check_text(value, option)
     try:
         with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
@@ -65,19 +82,22 @@ def run(args: argparse.Namespace) -> int:
         raise FilesystemError(f"{exc}{_resume_hint(_started(args))}") from None
 
 
-def _started(args: argparse.Namespace) -> Any:
+def _started(args: argparse.Namespace) -> Path | None:
     """The run directory a failed run leaves, when it can be resumed (its meta.json exists)."""
-    from faultbench.measurement.results import META, RunDir
+    from faultbench.measurement.results import META
 
     path = args.resume or args.out
-    return RunDir(Path(path)) if path and (Path(path) / META).is_file() else None
+    try:
+        return Path(path) if path and (Path(path) / META).is_file() else None
+    except OSError:  # a name too long, ...: nothing to resume there
+        return None
 
 
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
-    from faultbench.measurement.workload import KNOB_AXIS, load
+    from faultbench.measurement.workload import KNOB_AXIS
 
     run_dir: RunDir | None = None
     try:
@@ -90,43 +110,61 @@ def _run(args: argparse.Namespace) -> int:
                            "running kernel is timed on the wall clock)")
         if args.resume:
             if (args.workload or args.out or args.kernel or args.boots is not None
-                    or args.clock or args.memory is not None):
+                    or args.clock or args.set or args.only or args.repetitions is not None
+                    or args.memory is not None):
                 raise RunError("--resume DIR takes the workload, kernels, clock, memory and "
                                "directory from DIR; give no WORKLOAD, --out, --kernel, --boots, "
-                               "--clock or --memory with it")
+                               "--clock, --memory, --set, --only or --repetitions with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
                 return _booted(run_dir, args.quiet)
             _restore_knobs(meta)
         else:
-            workload = load(args.workload or DEFAULT_WORKLOAD)
+            workload = _workload(args)
             # each boot runs at least one measured round; checked before a plan is built
             check_count(args.boots, "--boots", 1, workload.repetitions)
             kernels = _parse_kernels(args.kernel) if args.kernel else None
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
+            state = _machine_state(args.quiet)
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock,
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, state,
                                         args.memory)
                 return _booted(run_dir, args.quiet)
-            run_dir = start(workload, out)
+            run_dir = start(workload, out, extra={"machine_state": state})
             for skipped in run_dir.read_meta()["skipped"]:
                 if skipped["scenario"].startswith(KNOB_AXIS):
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
         execute(run_dir, quiet=args.quiet)
+        return _report(run_dir)
     except INTERRUPTED as exc:
-        print(f"\nfaultbench run: interrupted{_resume_hint(run_dir)}", file=sys.stderr)
+        print(f"\nfaultbench run: interrupted{_resume_hint(run_dir and run_dir.path)}",
+              file=sys.stderr)
         return exit_status(exc)
-    return _report(run_dir.path)
+    finally:
+        if run_dir is not None:
+            run_dir.unlock()
 
 
-def _resume_hint(run_dir: Any) -> str:
-    if run_dir is None:
+def _workload(args: argparse.Namespace) -> Workload:
+    """The workload with the command line's knob axes, filters and repetitions."""
+    from faultbench.measurement.knobs import parse_set_options
+    from faultbench.measurement.workload import MAX_MEASUREMENTS, load
+
+    check_count(args.repetitions, "--repetitions", 1, MAX_MEASUREMENTS)
+    # the same parser as `measure --set`; names and values as the knob module spells them
+    knobs = dict(parse_set_options(args.set))
+    return load(args.workload or DEFAULT_WORKLOAD, knobs, args.repetitions).select(args.only)
+
+
+def _resume_hint(path: Path | None) -> str:
+    from faultbench.measurement.results import resume_command
+
+    if path is None:
         return ""
-    return (f"; samples so far are in {run_dir.path}; continue with: "
-            f"faultbench run --resume {run_dir.path}")
+    return f"; samples so far are in {path}; continue with: {resume_command(path)}"
 
 
 def _parse_kernels(texts: list[str]) -> list[Any]:
@@ -135,8 +173,23 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
     return [parse_kernel(t) for t in texts]
 
 
+def _machine_state(quiet: bool) -> dict[str, Any]:
+    """This machine's load right now, said in one line (the warning even when quiet)."""
+    from faultbench.measurement import machine
+
+    state = machine.collect()
+    described = machine.describe(state)
+    assert described is not None  # collect() writes what describe() reads
+    line, warning = described
+    if not quiet:
+        print(f"faultbench run: {line}", file=sys.stderr)
+    if warning:
+        print(f"faultbench run: {warning}", file=sys.stderr)
+    return state
+
+
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
-                  clock: str | None, memory: str | None = None) -> Any:
+                  clock: str | None, state: dict[str, Any], memory: str | None = None) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -144,6 +197,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     missing = guest.requirements(kernels[0].image)
     if missing:
         raise RunError("; ".join(missing))
+    guest.timeout_from_env()  # refused now, not after the run directory exists
     guest.check_shared_dir(str(out))
     size, source = booting.chosen_memory(memory, workload.guest_memory)
     if size is None:
@@ -155,7 +209,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     plan = booting.plan(kernels, boots, workload.repetitions)
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
-        "clock": guest.clock_record(clock, kvm),
+        "clock": guest.clock_record(clock, kvm), "machine_state": state,
         "guest_memory": size, "guest_memory_source": source,
     })
 
@@ -163,6 +217,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
 def _booted(run_dir: Any, quiet: bool) -> int:
     """Every boot of the run's plan not yet done; pyperf.json and the summary on the host."""
     from faultbench.measurement.boots import run_boots
+    from faultbench.measurement.results import resume_command
     from faultbench.measurement.runner import utc_now
 
     meta = run_boots(run_dir, quiet=quiet)
@@ -172,13 +227,14 @@ def _booted(run_dir: Any, quiet: bool) -> int:
     records = run_dir.read_samples()
     run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
-    status = _report(run_dir.path) if records else 1
+    status = _report(run_dir) if records else 1
     if failed:
+        total = len(meta["boots"])
         for boot in failed:
-            print(f"faultbench run: boot {boot['index']} ({boot['kernel']}) failed: "
-                  f"{boot['reason']}", file=sys.stderr)
-        print(f"faultbench run: {len(failed)} of {len(meta['boots'])} boots failed; redo "
-              f"them with: faultbench run --resume {run_dir.path}", file=sys.stderr)
+            print(f"faultbench run: boot {boot['index'] + 1}/{total} ({boot['kernel']}) "
+                  f"failed: {boot['reason']}", file=sys.stderr)
+        print(f"faultbench run: {len(failed)} of {total} boots failed; redo them with: "
+              f"{resume_command(run_dir.path)}", file=sys.stderr)
         return 1
     return status
 
@@ -194,9 +250,14 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
         print(f"faultbench run: restored {line} (left by the interrupted run)", file=sys.stderr)
 
 
-def _report(path: Path) -> int:
+def _report(run_dir: RunDir) -> int:
+    """The summary; status 1 when no sample of the run is valid (every one an error)."""
     from faultbench.analysis.report import summary
+    from faultbench.measurement.results import META, PYPERF, SAMPLES
 
-    print(f"results in {path}/ (samples.jsonl, meta.json, pyperf.json)")
-    print(summary(path), end="")
-    return 0
+    written = [n for n in (SAMPLES, META, PYPERF) if run_dir.dir.is_file(n)]
+    print(f"results in {run_dir.path}/ ({', '.join(written)})")
+    text = summary(run_dir.dir)
+    print(text, end="")
+    valid = any(r["status"] == "ok" and not r["warmup"] for r in run_dir.read_samples())
+    return 0 if valid else 1

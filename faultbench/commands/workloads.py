@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from faultbench.commands import check_text
+from faultbench.commands import check_text, printable
 
 if TYPE_CHECKING:
     from faultbench.measurement.workload import Workload
@@ -32,14 +32,17 @@ def run(args: argparse.Namespace) -> int:
     width = max(len(w.name) for w in workloads)
     for w in workloads:
         size = f"{len(w.scenarios)} scenarios x {w.rounds} rounds"
-        print(f"{w.name:<{width}}  {size:<26} {w.description}")
-    print(f"\n(from {found[workloads[0].name].parent}; run one with `faultbench run NAME`, "
-          "show its matrix with `faultbench workloads NAME`)")
+        print(f"{printable(w.name):<{width}}  {size:<26} {printable(w.description)}")
+    # the shipped directory by its place in the package, not this machine's path (the README
+    # shows this output)
+    print("\n(shipped in workloads/; run one with `faultbench run NAME`, show its matrix with "
+          "`faultbench workloads NAME`)")
     return 0
 
 
 def _show(workload: Workload) -> None:
-    print(f"{workload.name} ({workload.file}): {workload.description}")
+    print(f"{printable(workload.name)} ({printable(workload.file)}): "
+          f"{printable(workload.description)}")
     print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up rounds, "
           f"seed {workload.seed}; {len(workload.scenarios)} scenarios:")
     for scenario in workload.scenarios:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from faultbench.errors import FaultbenchError
 
-class BootPlanError(ValueError):
+
+class BootPlanError(FaultbenchError, ValueError):
     """A boot plan that cannot be made; the message says how to fix the request."""
 
 

@@ -245,8 +245,8 @@ def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
             dropped = set_aside(run_dir, index, f"boot {index} attempt {boot['attempts']} "
                                                 f"did not finish: {boot['reason']}")
             if dropped and not quiet:
-                print(f"faultbench run: boot {index}: set aside {dropped} samples of its "
-                      f"unfinished attempt (discarded.jsonl)", file=sys.stderr)
+                print(f"faultbench run: boot {index + 1}/{total}: set aside {dropped} samples "
+                      "of its unfinished attempt (discarded.jsonl)", file=sys.stderr)
         kernel = kernels[boot["kernel"]]
         boot.update(status="running", attempts=boot["attempts"] + 1, started_utc=utc_now(),
                     finished_utc=None, reason=None)

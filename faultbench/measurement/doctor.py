@@ -128,18 +128,19 @@ def summary(checks: list[Check]) -> list[str]:
         lines.append("fault_around_bytes sweeps: possible natively (--set fault_around_bytes=...)")
     else:
         lines.append(f"fault_around_bytes sweeps: not natively; {knob.detail}")
-    images = guest.boot_images()
-    missing = guest.requirements(images[-1]) if images else ["no kernel image in /boot"]
+    image = guest.default_image()
+    missing = guest.requirements(image) if image else ["no kernel image in /boot"]
     kvm, why = guest.kvm_state()
     if missing:
         lines.append(f"booted kernel images (--kernel IMAGE): not possible: {'; '.join(missing)}")
     elif kvm:
-        lines.append(f"booted kernel images (--kernel {images[-1]}): possible under KVM "
+        lines.append(f"booted kernel images (--kernel {image}): possible under KVM "
                      "(near-native timings)")
     else:
         lines.append(
-            f"booted kernel images (--kernel {images[-1]}): possible under TCG (emulated; "
-            f"fault counts exact, timings ~3-4x slower, labeled tcg-guest); KVM not usable: {why}"
+            f"booted kernel images (--kernel {image}): possible under TCG, timed on QEMU's "
+            f"instruction clock (plane tcg-icount; --clock wall: emulated wall-clock timings, "
+            f"tcg-guest); fault counts exact; KVM not usable: {why}"
         )
     settable = [c.name for c in checks if c.name.startswith(("vm.", "thp.")) and c.ok]
     if settable:

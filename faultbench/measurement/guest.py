@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import platform
+import re
 import selectors
 import shlex
 import shutil
@@ -44,8 +45,8 @@ SCRATCH_DISK_BYTES = 2 << 30
 SCRATCH_MOUNT = "/var/tmp"
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
 # sleep=off: an idle guest's clock jumps to the next timer instead of waiting in real time.
-# QEMU 7.2 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
-ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=off"
+# Debian 6.1 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
+ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=on"
 CLOCKS = ("icount", "wall")
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
@@ -59,9 +60,23 @@ def boot_images() -> list[str]:
     return sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
 
 
-def kernel_hint() -> str:
+def default_image() -> str | None:
+    """Debian's default kernel image (what linux-image-amd64 depends on), else the newest in
+    /boot: installing another kernel beside it does not change what hints and tests name."""
+    try:
+        depends = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}", "linux-image-amd64"],
+                                 capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        depends = ""
+    match = re.search(r"linux-image-(\S+?-amd64)\b", depends)
+    if match and os.path.isfile(f"/boot/vmlinuz-{match.group(1)}"):
+        return f"/boot/vmlinuz-{match.group(1)}"
     images = boot_images()
-    return f"--kernel {images[-1] if images else '/boot/vmlinuz-<version>'}"
+    return images[-1] if images else None
+
+
+def kernel_hint() -> str:
+    return f"--kernel {default_image() or '/boot/vmlinuz-<version>'}"
 
 
 def venv_bin() -> str:
@@ -258,8 +273,9 @@ def run_in_guest(
         timeout_s = timeout_from_env()
     kvm, clock = resolve_clock(clock)
     if clock == "icount" and cpus != 1:
-        raise GuestError(f"{cpus} vCPUs under the instruction clock: QEMU hangs bringing up a "
-                         "second vCPU with -icount (docs/icount.md); use one, or --clock wall")
+        raise GuestError(f"{cpus} vCPUs under the instruction clock: Debian 6.1 hangs bringing "
+                         "up a second vCPU under -icount (docs/icount.md); use one, or --clock "
+                         "wall")
     watchdog_end = _start_watchdog()
     try:
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,

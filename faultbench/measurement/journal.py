@@ -9,8 +9,10 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from faultbench.measurement.knobs import (
@@ -23,15 +25,18 @@ from faultbench.measurement.knobs import (
     write,
 )
 from faultbench.measurement.safefile import (
-    TEMP_SUFFIX,
     ResultsError,
     check_owner,
     create_exclusive,
+    remove_dead_temp_files,
     temp_name,
+    who_can_change,
 )
 from faultbench.measurement.sysfs import DEBUGFS, mounted, umount
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"
+# A real journal names a few knobs; anything larger is not one (and is not read whole).
+JOURNAL_MAX_BYTES = 1 << 20
 JOURNAL_FORMAT = "faultbench-journal/1"
 # One per machine (a booted guest has its own /run), wherever the journal is.
 LOCK_PATH = "/run/faultbench/lock"
@@ -45,24 +50,56 @@ def journal_path() -> str:
 def process_start(pid: int) -> str | None:
     """The start time of `pid` (clock ticks since boot), which tells a reused pid apart."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return stat.rsplit(")", 1)[1].split()[19]
+    return text.rsplit(")", 1)[1].split()[19]
 
 
 def _load_journal(path: str) -> dict | None:
+    """The journal at `path`, None if there is none. Read as untrusted input: as root only
+    a file root owns and only root may write (its content decides what root writes to the
+    kernel), only a regular file (a FIFO or a device is refused before it is opened: it
+    would block or never end), at most JOURNAL_MAX_BYTES."""
     try:
-        with open(path) as f:
-            data = json.load(f)
+        st = os.lstat(path)
+        _check_journal_file(st, path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
-        raise KnobError(f"journal {path} is unreadable ({exc}); inspect it, then delete it") \
-            from None
+    except OSError as exc:
+        raise KnobError(f"journal {path}: cannot read it: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        _check_journal_file(os.fstat(fd), path)  # the file opened is the one checked
+        try:
+            text = f.read(JOURNAL_MAX_BYTES + 1)
+        except OSError as exc:
+            raise KnobError(f"journal {path}: cannot read it: {exc.strerror}") from None
+    not_ours = (f"{path} is not a faultbench journal ({{}}); nothing was restored: check "
+                "--journal or $FAULTBENCH_JOURNAL")
+    if len(text) > JOURNAL_MAX_BYTES:
+        raise KnobError(not_ours.format(f"over {JOURNAL_MAX_BYTES:,} bytes"))
+    try:
+        data = json.loads(text.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise KnobError(not_ours.format("not JSON")) from None
     if not isinstance(data, dict) or data.get("format") != JOURNAL_FORMAT:
-        raise KnobError(f"{path} is not a faultbench journal; inspect it, then delete it")
+        raise KnobError(not_ours.format(f"no \"format\": \"{JOURNAL_FORMAT}\""))
     return data
+
+
+def _check_journal_file(st: os.stat_result, path: str) -> None:
+    if stat.S_ISLNK(st.st_mode):
+        raise KnobError(f"journal {path} is a symbolic link: faultbench reads a journal only "
+                        "from a regular file; give the real path")
+    if not stat.S_ISREG(st.st_mode):
+        raise KnobError(f"journal {path} is not a regular file (a directory, FIFO or "
+                        "device): check --journal or $FAULTBENCH_JOURNAL")
+    who = who_can_change(st)
+    if who:
+        raise KnobError(f"journal {path} is {who}: root does not restore knobs from a file "
+                        "another user can write (it names what root writes to the kernel); "
+                        "nothing was restored")
 
 
 def _owner_alive(data: dict) -> bool:
@@ -176,20 +213,33 @@ def refuse_if_journal(path: str) -> None:
     )
 
 
-def write_journal(path: str, data: dict) -> None:
+def missing_dirs(directory: str) -> list[str]:
+    """The directories (absolute, deepest first) os.makedirs(directory) would create."""
+    missing = []
+    here = os.path.abspath(directory)
+    while not os.path.lexists(here):
+        missing.append(here)
+        here = os.path.dirname(here)
+    return missing
+
+
+def write_journal(path: str, data: dict) -> list[str]:
     """Atomically, durably and exclusively: the journal must exist before the first knob is
     written, and two runs starting together must not both think they own the knobs. The temp
-    file is new (O_EXCL, unguessable name): a link planted beside the journal is not followed."""
+    file is new (O_EXCL, unguessable name): a link planted beside the journal is not followed.
+    Returns the directories it created (also in the journal as `made_dirs`), for
+    drop_journal to remove."""
     directory = os.path.dirname(path) or "."
     name = os.path.basename(path)
     tmp = temp_name(name)
     dir_fd = -1
+    made = missing_dirs(directory)
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
         dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        _remove_dead_temp_files(dir_fd, name)
+        remove_dead_temp_files(dir_fd, name)
         with os.fdopen(create_exclusive(dir_fd, tmp, 0o600), "w") as f:
-            json.dump(data, f, indent=1)
+            json.dump({**data, "made_dirs": made}, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         try:
@@ -205,6 +255,7 @@ def write_journal(path: str, data: dict) -> None:
         if dir_fd >= 0:
             with contextlib.suppress(OSError):
                 os.unlink(tmp, dir_fd=dir_fd)
+        _remove_empty(made)
         raise KnobError(
             f"cannot write the restore journal {path}: {exc.strerror}; set FAULTBENCH_JOURNAL "
             "to a writable path"
@@ -212,25 +263,52 @@ def write_journal(path: str, data: dict) -> None:
     finally:
         if dir_fd >= 0:
             os.close(dir_fd)
+    return made
 
 
-def _remove_dead_temp_files(dir_fd: int, name: str) -> None:
-    """Temp journals of runs killed while writing them (their pid is in the name)."""
-    for entry in os.listdir(dir_fd):
-        parts = entry.split(".")
-        if entry.startswith(f".{name}.") and entry.endswith(TEMP_SUFFIX) and len(parts) > 3 \
-                and parts[-3].isdigit() and process_start(int(parts[-3])) is None:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry, dir_fd=dir_fd)
+def check_journal_writable(path: str) -> None:
+    """KnobError now if the journal could not be written at `path` (before a run makes its
+    directory): a file is created there and removed, with any directory made for it."""
+    made = missing_dirs(os.path.dirname(path) or ".")
+    try:
+        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+        probe = os.path.join(os.path.dirname(path), temp_name(os.path.basename(path)))
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise KnobError(f"cannot write the restore journal {path}: {exc.strerror}; set "
+                        "FAULTBENCH_JOURNAL to a writable path") from None
+    finally:
+        _remove_empty(made)
 
 
-def drop_journal(path: str) -> None:
-    """The journal, and the default journal's directory once empty, are gone."""
+def _remove_empty(dirs: list[str]) -> None:
+    """Each directory (deepest first) removed if empty; a non-empty one stops nothing."""
+    for directory in dirs:
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
+
+
+def drop_journal(path: str, made_dirs: Sequence[str] = ()) -> None:
+    """The journal gone, and the directories made for it (and the default journal's) once
+    empty."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+    _remove_empty(list(made_dirs))
     if path == DEFAULT_JOURNAL:
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(path))
+
+
+def made_dirs(data: dict, path: str) -> list[str]:
+    """The journal's `made_dirs` that are ancestors of its own path (it is untrusted: it
+    must not make restore remove any other directory, even an empty one)."""
+    made = data.get("made_dirs")
+    if not isinstance(made, list):
+        return []
+    here = os.path.abspath(path)
+    return [d for d in made if isinstance(d, str) and os.path.isabs(d)
+            and here.startswith(d.rstrip("/") + "/")]
 
 
 def _block_read_ahead_paths() -> set[str]:
@@ -318,5 +396,5 @@ def restore_journal(path: str | None = None) -> list[str]:
             umount(target)
     if problems:
         raise KnobError(f"could not restore from {path}: {'; '.join(problems)}")
-    drop_journal(path)
+    drop_journal(path, made_dirs(data, path))
     return done

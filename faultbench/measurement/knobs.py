@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.guest import kernel_hint
-from faultbench.measurement.spec import SpecError, parse_size
+from faultbench.measurement.spec import SpecError, parse_size, shown
 from faultbench.measurement.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 
 FAULT_AROUND_PATH = f"{DEBUGFS}/fault_around_bytes"
@@ -33,9 +33,9 @@ KNOB_HELP = "fault_around_bytes, vm.<sysctl>, thp.<setting> or read_ahead_kb"
 
 _THP_TOP = ("enabled", "shmem_enabled", "defrag")
 _THP_SIZED = ("enabled", "shmem_enabled")
-_THP_SIZED_RE = re.compile(r"^hugepages-\d+kB$")
+_THP_SIZED_RE = re.compile(r"^hugepages-[0-9]+kB$")
 _SYSCTL_RE = re.compile(r"^[a-z0-9_-]+$")
-_ZERO_RE = re.compile(r"^0+\s*[kKmMgG]?(i?[bB])?$")
+_ZERO_RE = re.compile(r"^0+\s*[kKmMgG]?(i?[bB])?$", re.ASCII)
 _ULONG_MAX = 2**64 - 1  # no sysctl number can be larger
 _INT_MAX = 2**31 - 1
 # What the kernel (6.x: mm/*.c, kernel/sysctl.c extra1/extra2) accepts for /proc/sys/vm
@@ -163,18 +163,18 @@ def resolve_path(path: str, file_dir: str | None) -> Knob:
 
 def _integers(knob: Knob, text: str) -> list[int]:
     tokens = text.split()
-    if not tokens or not all(re.fullmatch(r"-?\d+", t) for t in tokens):
+    if not tokens or not all(re.fullmatch(r"-?[0-9]+", t) for t in tokens):
         raise KnobError(f"{knob.name}={text[:40]!r} is not a number")
     # a digit string too long for int() is larger than any knob anyway
     numbers = [int(t[:25]) * 10 ** max(0, len(t) - 25) for t in tokens]
     if any(n < 0 for n in numbers):
-        raise KnobError(f"{knob.name}={text}: negative values are not allowed")
+        raise KnobError(f"{knob.name}={text[:40]}: negative values are not allowed")
     if any(n > _ULONG_MAX for n in numbers):
         raise KnobError(f"{knob.name}={text[:40]}: above {_ULONG_MAX}, the largest number a "
                         "kernel knob holds")
     bounds = SYSCTL_RANGES.get(knob.name[3:]) if knob.kind == "sysctl" else None
     if bounds and len(numbers) == 1 and not bounds[0] <= numbers[0] <= bounds[1]:
-        raise KnobError(f"{knob.name}={text}: the kernel accepts {bounds[0]}..{bounds[1]}")
+        raise KnobError(f"{knob.name}={text[:40]}: the kernel accepts {bounds[0]}..{bounds[1]}")
     return numbers
 
 
@@ -192,24 +192,24 @@ def _validate(knob: Knob, text: str) -> str:
     if knob.kind == "thp":
         choices, _ = bracket_choices(read_text(knob.path))
         if text not in choices:
-            raise KnobError(f"{knob.name}={text!r} is not one of: {', '.join(choices)}")
+            raise KnobError(f"{knob.name}={shown(text)} is not one of: {', '.join(choices)}")
         return text
     if knob.kind == "read_ahead":
         numbers = _integers(knob, text)
         if len(numbers) != 1:
-            raise KnobError(f"{knob.name} takes one number, got {text!r}")
+            raise KnobError(f"{knob.name} takes one number, got {shown(text)}")
         return str(numbers[0])
     current = read_text(knob.path).split()
-    if current and all(re.fullmatch(r"-?\d+", t) for t in current):
+    if current and all(re.fullmatch(r"-?[0-9]+", t) for t in current):
         numbers = _integers(knob, text)
         if len(numbers) != len(current):
             raise KnobError(
                 f"{knob.name} takes {len(current)} number(s) (now {' '.join(current)}), "
-                f"got {text!r}"
+                f"got {shown(text)}"
             )
         return " ".join(map(str, numbers))
     if not text or "\n" in text:
-        raise KnobError(f"{knob.name}={text!r}: empty or multi-line values are not allowed")
+        raise KnobError(f"{knob.name}={shown(text)}: empty or multi-line values are not allowed")
     return text
 
 
@@ -217,26 +217,26 @@ def _fault_around_value(text: str) -> int:
     low, high = page_size(), fault_around_max()
     what = f"use a power of two from {low} (fault-around off) to {high}"
     if text.startswith("-"):
-        raise KnobError(f"fault_around_bytes={text} is negative; {what}")
+        raise KnobError(f"fault_around_bytes={shown(text)} is negative; {what}")
     if _ZERO_RE.match(text):
         raise KnobError(
-            f"fault_around_bytes={text} is not allowed: write {low} (one page) to turn "
+            f"fault_around_bytes={shown(text)} is not allowed: write {low} (one page) to turn "
             "fault-around off"
         )
     try:
         value = parse_size(text)
     except SpecError:
         raise KnobError(
-            f"fault_around_bytes={text!r} is not a number (bytes, K/M suffix allowed); {what}"
+            f"fault_around_bytes={shown(text)} is not a number (bytes, K/M suffix allowed); {what}"
         ) from None
     if value > high:
         raise KnobError(
-            f"fault_around_bytes={text} is above the maximum {high} (PTRS_PER_PTE "
+            f"fault_around_bytes={shown(text)} is above the maximum {high} (PTRS_PER_PTE "
             f"{ptrs_per_pte()} x PAGE_SIZE {low}); the kernel refuses it"
         )
     if value != rounded_fault_around(value):
         raise KnobError(
-            f"fault_around_bytes={text} is not a power of two of at least {low}: the kernel "
+            f"fault_around_bytes={shown(text)} is not a power of two of at least {low}: the kernel "
             f"would use {rounded_fault_around(value)}; ask for that"
         )
     return value
@@ -277,7 +277,7 @@ def read_value(knob: Knob) -> int | str:
     if knob.kind == "thp":
         _, selected = bracket_choices(text)
         return selected or text
-    return int(text) if re.fullmatch(r"-?\d+", text) else text
+    return int(text) if re.fullmatch(r"-?[0-9]+", text) else text
 
 
 def restorable_text(knob: Knob) -> str:

@@ -37,7 +37,8 @@ _ENUMS = {
 _STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "error"}
 _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
            "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
-           "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns")
+           "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns",
+           "window_offset")
 
 
 def current_plane() -> str:
@@ -148,6 +149,7 @@ def _c_spec(spec: Spec, keep: list[object]) -> object:
     c.perf = spec.perf
     c.populate = _ENUMS["populate"][spec.populate]
     c.pagemap = spec.pagemap
+    c.map_offset = spec.map_offset
     return c
 
 

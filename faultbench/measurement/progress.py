@@ -1,22 +1,28 @@
 """The runner's progress display: a bar with counts and ETA on a terminal, one plain line per
-measurement otherwise, nothing when quiet. Standard library only.
+measurement otherwise (a log, CI output), nothing when quiet. Standard library only.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, Any
 
-if TYPE_CHECKING:
-    from faultbench.measurement.runner import Unit
+from faultbench.measurement.workload import Unit
+
+# Off a terminal each line stays below this many columns: logs and CI views do not wrap.
+WIDTH = 99
 
 
 class Progress:
-    """A bar with counts and ETA on a terminal, one plain line per measurement otherwise."""
+    """A bar with counts and ETA on a terminal, one short line per measurement otherwise."""
 
-    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr):
+    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr,
+                 names: list[str] | None = None):
         self.total, self.done, self.quiet, self.stream = total, done, quiet, stream
+        # the name parts every scenario of the run shares say nothing in a progress line
+        parts = [set(name.split(",")) for name in names or []]
+        self.common = set.intersection(*parts) if len(parts) > 1 else set()
         self.tty = stream.isatty()
         self.start = time.monotonic()
         self.measured = 0
@@ -27,20 +33,17 @@ class Progress:
         if self.quiet:
             return
         elapsed = time.monotonic() - self.start
-        eta = elapsed / self.measured * (self.total - self.done)
+        eta = _clock(elapsed / self.measured * (self.total - self.done))
         if self.tty:
             width = 30
             filled = width * self.done // max(self.total, 1)
             self.stream.write(
                 f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"ETA {_clock(eta)} "
+                f"ETA {eta} "
             )
         else:
-            tag = "warm-up " if unit.warmup else ""
-            self.stream.write(
-                f"[{self.done}/{self.total}] {tag}round {unit.round} {unit.scenario.name}: "
-                f"{' | '.join(_brief(s) for s in samples)}\n"
-            )
+            self.stream.write(line(self.done, self.total, eta, unit, samples, self.common)
+                              + "\n")
         self.stream.flush()
 
     def finish(self) -> None:
@@ -49,14 +52,40 @@ class Progress:
             self.stream.flush()
 
 
+def line(done: int, total: int, eta: str, unit: Unit, samples: list[dict[str, Any]],
+         common: set[str] | frozenset[str] = frozenset()) -> str:
+    """`[12/165] ETA 3:05 r2 seq,uffd=wp: 0.063 flt/pg 310 ns/pg`: the scenario name without
+    the `common` parts, at most WIDTH columns: the name gives way first (its middle elided),
+    then the result."""
+    head = f"[{done}/{total}] ETA {eta} {'warm-up ' if unit.warmup else ''}r{unit.round} "
+    result = _brief(samples)
+    name = ",".join(p for p in unit.scenario.name.split(",") if p not in common) \
+        or unit.scenario.name
+    room = WIDTH - len(head) - len(result) - 2
+    if len(name) > room:
+        keep = max(room - 3, 8)
+        name = name[: keep - keep // 3] + "..." + name[len(name) - keep // 3:]
+    text = f"{head}{name}: {result}"
+    return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
+
+
 def _clock(seconds: float) -> str:
     seconds = int(seconds + 0.5)
-    return f"{seconds // 60}:{seconds % 60:02d}"
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" \
+        if seconds >= 3600 else f"{seconds // 60}:{seconds % 60:02d}"
 
 
-def _brief(sample: dict[str, Any]) -> str:
-    if sample["status"] != "ok":
-        return f"{sample['status']}: {sample['error']}"
-    return f"{sample['faults_per_page']:.3f} faults/page {sample['ns_per_page']:.0f} ns/page"
+def _brief(samples: list[dict[str, Any]]) -> str:
+    """One measurement's result: faults and ns per page, a range over several mappers."""
+    bad = [s for s in samples if s["status"] != "ok"]
+    if bad:
+        return f"{bad[0]['status']}: {bad[0]['error']}"
 
+    def span(key: str, form: str) -> str:
+        values = sorted(s[key] for s in samples)
+        low, high = format(values[0], form), format(values[-1], form)
+        return low if low == high else f"{low}-{high}"
 
+    # under QEMU icount the clock counts guest instructions, not nanoseconds
+    unit = "insn/pg" if samples[0].get("clock") == "icount" else "ns/pg"
+    return f"{span('faults_per_page', '.3f')} flt/pg {span('ns_per_page', '.0f')} {unit}"

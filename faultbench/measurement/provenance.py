@@ -122,7 +122,7 @@ def file_dir(specs: Iterable[Spec]) -> str | None:
 
 def collect(file_dir: str | None = None) -> dict[str, Any]:
     """Everything that tells this machine and its settings apart (see module doc)."""
-    from faultbench import __version__
+    from faultbench._version import __version__
     from faultbench.measurement.measure import current_plane, meminfo
 
     facts = _Facts()

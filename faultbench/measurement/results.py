@@ -9,13 +9,17 @@ Standard library only, except pyperf (pure Python), which only the parent import
 from __future__ import annotations
 
 import dataclasses
+import errno
 import functools
 import json
 import os
+import shlex
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from faultbench.measurement.meta_checks import booted_problem, provenance_problem
 from faultbench.measurement.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import (
     MAX_DEADLINE_S,
@@ -37,6 +41,11 @@ BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
 
+def resume_command(path: Path | str) -> str:
+    """The command that continues the run in `path`, quoted for a shell."""
+    return f"faultbench run --resume {shlex.quote(str(path))}"
+
+
 def read_samples(
     path: Path, strict: bool, validate: bool = False
 ) -> tuple[list[dict[str, Any]], int]:
@@ -49,10 +58,15 @@ def read_samples(
     validate: a line is bad too when `sample_problem` finds one (the message says which).
     """
     try:
-        handle = path.open("rb")
+        # never through a link, and a FIFO planted there must not block the open
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise ResultsError(f"{path}: cannot read: {exc.strerror}") from None
-    with handle:
+        why = "a symbolic link (faultbench reads no results through one)" \
+            if exc.errno == errno.ELOOP else exc.strerror
+        raise ResultsError(f"{path}: cannot read: {why}") from None
+    with open(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ResultsError(f"{path}: not a regular file")
         return parse_samples(handle, path, strict, validate)
 
 
@@ -218,6 +232,9 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
         raise refuse("skipped has an entry without a scenario name")
     if not isinstance(meta.get("finished_utc"), str | None):
         raise refuse("finished_utc is not a time or null")
+    problem = provenance_problem(meta) or booted_problem(meta, workload["repetitions"])
+    if problem:
+        raise refuse(problem)
     memory = meta.get("guest_memory")
     if memory is not None and not _is_size(memory):
         raise refuse(f"guest_memory is {_short(memory)}, not a size such as '512M'")
@@ -294,19 +311,44 @@ class RunDir:
 
     @classmethod
     def create(cls, path: Path) -> RunDir:
-        if path.exists() and (not path.is_dir() or any(path.iterdir())):
-            raise ResultsError(
-                f"{path} already exists and is not empty (continue it with --resume {path})"
-            )
-        return cls(path, SafeDir.open(path, create=True))
+        """A new run directory (or an empty one), locked for this process."""
+        directory = SafeDir.open(path, create=True)
+        try:
+            if os.listdir(directory.fd):
+                raise ResultsError(
+                    f"{path} already exists and is not empty (continue it with "
+                    f"{resume_command(path)})" if directory.is_file(META) else
+                    f"{path} already exists and is not empty: --out names a new or empty "
+                    "directory")
+            run_dir = cls(path, directory)
+            run_dir.lock()
+        except BaseException:
+            directory.close()
+            raise
+        return run_dir
 
     @classmethod
     def existing(cls, path: Path, any_owner: bool = False) -> RunDir:
-        if not (path / META).is_file():
-            raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
+        """The run in `path`; unless `any_owner` (the guest, whose host holds it), locked
+        for this process first."""
         run_dir = cls(path, any_owner=any_owner)
+        try:
+            if not run_dir.dir.is_file(META):
+                raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
+            if not any_owner:
+                run_dir.lock()
+        except BaseException:
+            run_dir.dir.close()
+            raise
         run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
         return run_dir
+
+    def lock(self) -> None:
+        """One writer per directory: a second is refused, naming the first."""
+        self.dir.lock("being written")
+
+    def unlock(self) -> None:
+        self.dir.unlock()
 
     def read_meta(self) -> dict[str, Any]:
         data = self.dir.read_bytes(META)  # refuses a planted link

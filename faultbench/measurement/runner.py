@@ -24,15 +24,26 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.journal import KnobLock, journal_path, refuse_if_journal
+from faultbench.measurement.journal import (
+    KnobLock,
+    check_journal_writable,
+    journal_path,
+    refuse_if_journal,
+)
 from faultbench.measurement.knobs import KnobError, check_settable, resolve
 from faultbench.measurement.progress import Progress
-from faultbench.measurement.results import FORMAT, WORKER_LOG, RunDir, sample_key
+from faultbench.measurement.results import (
+    FORMAT,
+    WORKER_LOG,
+    RunDir,
+    resume_command,
+    sample_key,
+)
 from faultbench.measurement.session import KnobSession
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import Sample, Spec, SpecError
 from faultbench.measurement.sysfs import DEBUGFS, mounted
-from faultbench.measurement.workload import Scenario, Workload
+from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
 # the native module) and to set up and tear down the backing.
@@ -44,14 +55,6 @@ EMULATED_GRACE_S = 180.0
 class RunError(FaultbenchError, RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
 
-
-
-@dataclass(frozen=True)
-class Unit:
-    """One measurement: a scenario in a round (several samples when several mappers)."""
-    scenario: Scenario
-    round: int
-    warmup: bool
 
 
 def schedule(
@@ -230,8 +233,9 @@ def start(
     """A new run directory with meta.json written, ready for execute().
 
     `plane` is where the samples will be measured when that is not here (booted kernels,
-    whose knobs are then checked in the guest); `extra` goes into meta.json as it is."""
-    from faultbench import __version__
+    whose knobs are then checked in the guest); `extra` goes into meta.json as it is. The
+    directory is locked for this process (RunDir.lock)."""
+    from faultbench._version import __version__
     from faultbench.measurement.measure import current_plane
     from faultbench.measurement.provenance import collect, file_dir
 
@@ -246,6 +250,7 @@ def start(
         # must leave nothing to --resume)
         with KnobLock():
             refuse_if_journal(journal_path())
+            check_journal_writable(journal_path())
     run_dir = RunDir.create(out)
     run_dir.write_meta({
         "format": FORMAT,
@@ -313,7 +318,7 @@ def execute(
         todo += pending(u)
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
-    progress = Progress(total, total - todo, quiet)
+    progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
@@ -366,7 +371,7 @@ def execute(
         if not records:
             raise RunError(str(exc)) from None
         raise RunError(f"{exc}; the samples so far are kept: continue with "
-                       f"faultbench run --resume {run_dir.path}") from None
+                       f"{resume_command(run_dir.path)}") from None
     if boot is not None:
         return {**meta, "unsupported": unsupported}
     known = {s["scenario"] for s in meta["skipped"]}

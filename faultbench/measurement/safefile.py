@@ -7,16 +7,25 @@ opened through a symbolic link (O_NOFOLLOW); new content goes to a fresh temp fi
 (O_EXCL, a random name) renamed over the old one, so neither a planted link nor a hard link
 to someone else's file is ever opened for writing; appends check the file is a regular one
 with a single link. As root, a directory another user owns (or may write) is refused: its
-owner could swap files between our checks and our writes. Standard library only.
+owner could swap files between our checks and our writes; so is one whose parent another user
+can change (they could rename it away and put a link in its place before a later command
+opens it). The path to a directory is walked one component at a time: as root, a symbolic
+link on it is followed only when root owns it and no one else can replace it. Files are read
+the same way: never through a link, regular files only. A writer holds a flock on the
+directory, and a second one is refused with the first one's pid and command. Standard
+library only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import os
+import pwd
 import secrets
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -41,19 +50,109 @@ def _why(exc: OSError, path: Path) -> str:
     return f"cannot write {path}: {exc.strerror}"
 
 
+def owner_name(uid: int) -> str:
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _others_can_write(st: os.stat_result) -> bool:
+    return bool(st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0))
+
+
+def who_can_change(st: os.stat_result, sticky_ok: bool = False) -> str | None:
+    """As root, who other than root may change this file or directory ("owned by uid N
+    (name)", "writable by other users"); None when no one (or not running as root)."""
+    if os.geteuid() != 0:
+        return None
+    if st.st_uid != 0:
+        return f"owned by {owner_name(st.st_uid)}"
+    if _others_can_write(st) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
+        return "writable by other users"
+    return None
+
+
 def check_owner(fd: int, path: Path | str) -> None:
     """As root, refuse a directory someone else can change (see the module's docstring)."""
-    if os.geteuid() != 0:
-        return
-    st = os.fstat(fd)
-    others = st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0)
-    if st.st_uid != 0 or others:
-        who = f"owned by uid {st.st_uid}" if st.st_uid != 0 else "writable by other users"
+    who = who_can_change(os.fstat(fd))
+    if who:
         raise ResultsError(
             f"{path} is {who}: root does not write into a directory another user can change "
             f"(they could redirect the writes); run as its owner, or make it root's first "
             f"(chown -R root: {path}; chmod go-w {path})"
         )
+
+
+def check_parent(parent_fd: int, path: Path) -> None:
+    """As root, refuse a directory whose parent another user can change: they could rename
+    it away and plant a link in its place. A sticky parent (/tmp) is safe: only root may
+    rename root's directory there."""
+    who = who_can_change(os.fstat(parent_fd), sticky_ok=True)
+    if who:
+        raise ResultsError(
+            f"{path}: its parent directory {path.parent} is {who}, who could swap {path} for "
+            f"a link between commands: root does not use a results directory there; choose "
+            f"another, or make the parent root's (chmod go-w {path.parent})"
+        )
+
+
+def _link_distrust(dir_fd: int, name: str) -> str | None:
+    """Why root may not follow the link `name` (someone else made it, or could replace it),
+    or None."""
+    link = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if link.st_uid != 0:
+        return f"owned by {owner_name(link.st_uid)}"
+    who = who_can_change(os.fstat(dir_fd), sticky_ok=True)
+    return f"in a directory {who}" if who else None
+
+
+def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
+    """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
+    the working directory; with `create`, missing components are made (never through a
+    link) and the last one is never a link. `checked` (root, writing its own results): a
+    link on the way is followed only if _link_distrust finds nothing, nothing is made in a
+    directory another user can change, and the last one's parent is check_parent'ed, all
+    before anything is made (ResultsError naming the owner)."""
+    parts = [p for p in path.parts if p != path.anchor and p != "."]
+    fd = os.open(path.anchor or ".", _DIR_FLAGS)
+    parent = os.dup(fd)
+    try:
+        for index, name in enumerate(parts):
+            where = Path(path.anchor, *parts[:index + 1])
+            if checked and index == len(parts) - 1:
+                check_parent(fd, where)
+            try:
+                step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    raise
+                if checked:
+                    check_parent(fd, where)
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, dir_fd=fd)
+                step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not stat.S_ISLNK(
+                        os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise
+                if create and index == len(parts) - 1:
+                    raise ResultsError(f"cannot open the directory {where}: it is a symbolic "
+                                       "link (faultbench does not follow one it creates)") \
+                        from None
+                distrust = _link_distrust(fd, name) if checked else None
+                if distrust:
+                    raise ResultsError(f"{where} is a symbolic link {distrust}: root does not "
+                                       "follow it (it could lead anywhere); give the real path") \
+                        from None
+                step = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            os.close(parent)
+            parent, fd = fd, step
+    except BaseException:
+        os.close(fd)
+        os.close(parent)
+        raise
+    return parent, fd
 
 
 def create_exclusive(dir_fd: int, name: str, mode: int = 0o666) -> int:
@@ -75,23 +174,16 @@ class SafeDir:
 
     @classmethod
     def open(cls, path: Path, create: bool = False, any_owner: bool = False) -> SafeDir:
-        """The directory at `path` (followed as named); with `create`, made if missing and
-        then never a link itself. `any_owner` skips the owner check (a guest writing the
-        host's directory: the host checked it)."""
+        """The directory at `path` (see walk()); with `create`, made if missing and then
+        never a link itself. `any_owner` skips the owner checks and follows every link (a
+        guest writing the host's directory: the host checked it)."""
         try:
-            if create:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with contextlib.suppress(FileExistsError):
-                    path.mkdir()
-            fd = os.open(path, _DIR_FLAGS | (os.O_NOFOLLOW if create else 0))
+            parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0)
         except OSError as exc:
-            if exc.errno == errno.ENOTDIR and not path.is_symlink():
+            if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
-            raise ResultsError(
-                f"cannot open the directory {path}: " + (
-                    "it is a symbolic link (faultbench does not follow one it creates)"
-                    if exc.errno in (errno.ELOOP, errno.ENOTDIR) else str(exc.strerror))
-            ) from None
+            raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
+        os.close(parent)
         safe = cls(path, fd)
         if not any_owner:
             try:
@@ -100,6 +192,16 @@ class SafeDir:
                 safe.close()
                 raise
         return safe
+
+    @classmethod
+    def reading(cls, path: Path) -> SafeDir:
+        """The directory at `path`, to read files from (anyone's; never through a link)."""
+        try:
+            return cls(path, os.open(path, _DIR_FLAGS))
+        except OSError as exc:
+            if exc.errno == errno.ENOTDIR:
+                raise ResultsError(f"{path} is not a directory") from None
+            raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
 
     def __enter__(self) -> SafeDir:
         return self
@@ -187,25 +289,39 @@ class SafeDir:
         fd = self._open_existing(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "ab" if binary else "a", encoding=None if binary else "utf-8")
 
-    def read_bytes(self, name: str) -> bytes | None:
-        """The content of `name`, None if it does not exist; a link is refused."""
+    def read_bytes(self, name: str, limit: int | None = None) -> bytes | None:
+        """The content of `name`, None if it does not exist; a link, anything but a regular
+        file, or (with `limit`) a file over `limit` bytes is refused."""
+        where = self.path / name
         try:
-            fd = os.open(name, os.O_RDONLY | _NOFOLLOW, dir_fd=self.fd)
+            # O_NONBLOCK: a FIFO planted here must not block the open
+            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW, dir_fd=self.fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise ResultsError(f"{self.path / name} is a symbolic link: faultbench does "
-                                   "not read results through one; remove it") from None
-            raise ResultsError(f"cannot read {self.path / name}: {exc.strerror}") from None
+                raise ResultsError(f"{where} is a symbolic link: faultbench does not read "
+                                   "results through one; remove it") from None
+            raise ResultsError(f"cannot read {where}: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
+            os.close(fd)
+            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file" if \
+                not stat.S_ISREG(st.st_mode) else f"{st.st_size:,} bytes, over {limit:,}"
+            raise ResultsError(f"{where} is {what}: faultbench reads only a regular file "
+                               "there")
         with os.fdopen(fd, "rb") as fh:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise ResultsError(f"{self.path / name} is not a regular file")
             try:
-                return fh.read()
+                return fh.read() if limit is None else fh.read(limit + 1)[:limit]
             except OSError as exc:
-                raise ResultsError(f"cannot read {self.path / name}: {exc.strerror}") \
-                    from None
+                raise ResultsError(f"cannot read {where}: {exc.strerror}") from None
+
+    def is_file(self, name: str) -> bool:
+        """Whether `name` is a regular file here (a link is not)."""
+        try:
+            return stat.S_ISREG(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
 
     def truncate(self, name: str, size: int) -> None:
         fd = self._open_existing(name, os.O_WRONLY)
@@ -217,7 +333,59 @@ class SafeDir:
 
     def remove_temp_files(self) -> None:
         """Temp files an interrupted replacement left (unlinking never follows a link)."""
-        for entry in os.listdir(self.fd):
-            if entry.startswith(".") and entry.endswith(TEMP_SUFFIX):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry, dir_fd=self.fd)
+        remove_dead_temp_files(self.fd)
+
+    def lock(self, what: str) -> None:
+        """This process the directory's one holder (flock on the descriptor, released when
+        it is closed or the process ends; nothing is written); ResultsError naming the
+        holder when another process has it."""
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ResultsError(f"{self.path} is {what} by another faultbench process "
+                               f"({flock_holder(self.fd)}); wait for it to finish") from None
+
+    def unlock(self) -> None:
+        if self.fd >= 0:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+
+
+def remove_dead_temp_files(dir_fd: int, name: str = "") -> None:
+    """Temp files (temp_name's, of `name` when given) whose writer is dead: the pid in the
+    name has gone. Only faultbench's own pattern is touched, never through a link."""
+    for entry in os.listdir(dir_fd):
+        parts = entry.split(".")
+        if (entry.startswith(f".{name}.") if name else entry.startswith(".")) and \
+                entry.endswith(TEMP_SUFFIX) and len(parts) >= 5 and parts[-3].isascii() and \
+                parts[-3].isdigit() and _is_token(parts[-2]) and not _alive(int(parts[-3])):
+            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
+                os.unlink(entry, dir_fd=dir_fd)
+
+
+def _is_token(text: str) -> bool:
+    return len(text) == 8 and all(c in "0123456789abcdef" for c in text)
+
+
+def _alive(pid: int) -> bool:
+    return pid == os.getpid() or os.path.exists(f"/proc/{pid}")
+
+
+def flock_holder(fd: int) -> str:
+    """Who holds the flock on `fd`'s file, from /proc/locks: pid, command, since when."""
+    st = os.fstat(fd)
+    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    try:
+        with open("/proc/locks") as locks:
+            pids = [line.split()[4] for line in locks
+                    if line.split()[1:2] == ["FLOCK"] and line.split()[5:6] == [key]]
+        pid = int(pids[0])
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+        with open("/proc/stat") as proc_stat:
+            boot = next(int(line.split()[1]) for line in proc_stat if line.startswith("btime"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return "its pid could not be read from /proc/locks"
+    since = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                          time.gmtime(boot + ticks / os.sysconf("SC_CLK_TCK")))
+    shown = command.decode(errors="replace").strip()[:200]
+    return f"pid {pid}: `{shown}`, running since {since}"

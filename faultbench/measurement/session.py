@@ -54,6 +54,7 @@ class KnobSession:
         # what each knob should read now (its original until set): drift is measured from it
         self._expected: dict[str, int | str] = {}
         self._unmount: list[str] = []
+        self._made_dirs: list[str] = []  # made for the journal; removed with it
         self._lock = KnobLock()
         self._signals = contextlib.ExitStack()
         self._active = False
@@ -74,7 +75,7 @@ class KnobSession:
                     check_settable(knob)
                 self._originals = [(k, restorable_text(k)) for k in self.knobs]
                 self._expected = {k.name: read_value(k) for k in self.knobs}
-                write_journal(self.path, {
+                self._made_dirs = write_journal(self.path, {
                     "format": JOURNAL_FORMAT,
                     "pid": os.getpid(),
                     "pid_start": process_start(os.getpid()),
@@ -142,7 +143,7 @@ class KnobSession:
             problems = put_back(self._originals)
             self._unmount_ours()
             if not problems:
-                drop_journal(self.path)
+                drop_journal(self.path, self._made_dirs)
             self._lock.__exit__()  # a kept journal is for `faultbench restore`, which locks
         return problems
 

@@ -39,7 +39,8 @@ MAX_LAUNCHES = 10_000
 PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
-_SIZE_RE = re.compile(r"^\s*(\d{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$")
+# ASCII only: a digit of another script (١٢) is not a number a user meant to give
+_SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
@@ -47,22 +48,40 @@ class SpecError(FaultbenchError, ValueError):
     """A spec that cannot be measured as asked; the message names the field and the fix."""
 
 
-def parse_size(text: str | int) -> int:
+def clipped(text: str, limit: int = 200) -> str:
+    """`text` cut to about `limit` characters: a 10 MB value is not echoed whole."""
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def shown(value: object, limit: int = 40) -> str:
+    """repr(value), clipped()."""
+    return clipped(repr(value), limit)
+
+
+def parse_size(text: str | int, name: str = "size", minimum: int = 1) -> int:
     """Bytes from '64M', '4k', '1G' or a plain number (binary units)."""
     if isinstance(text, bool) or not isinstance(text, int | str):
-        raise SpecError(f"size must be a byte count or a text such as '64M', got {text!r}")
+        raise SpecError(f"{name} must be a byte count or a text such as '64M', got {shown(text)}")
     if isinstance(text, int):
         value = text
     else:
         match = _SIZE_RE.match(text)
         if not match:
-            raise SpecError(f"size {text!r} is not a number with an optional K/M/G/T/P suffix")
+            raise SpecError(f"{name} {shown(text)} is not a number with an optional K/M/G/T/P "
+                            "suffix")
         value = int(match.group(1)) * _SIZE_UNITS[match.group(2).lower()]
-    if value <= 0:
-        raise SpecError(f"size must be positive, got {text!r}")
+    if value < minimum:
+        bound = "positive" if minimum == 1 else f"at least {minimum}"
+        raise SpecError(f"{name} must be {bound}, got {shown(text)}")
     if value > MAX_SIZE:
-        raise SpecError(f"size {text!r} is above the maximum {MAX_SIZE_TEXT}")
+        raise SpecError(f"{name} {shown(text)} is above the maximum {MAX_SIZE_TEXT}")
     return value
+
+
+def window_bytes(page_size: int) -> int:
+    """One page table's span (PTRS_PER_PTE pages, 2 MiB on x86-64): the largest fault-around
+    window, to whose boundaries mappings are placed (native/region.c, fb_window_bytes)."""
+    return page_size // 8 * page_size
 
 
 def format_size(nbytes: int) -> str:
@@ -75,7 +94,7 @@ def format_size(nbytes: int) -> str:
 def parse_pattern(text: str) -> tuple[str, int]:
     """('stride', N) for 'stride:N'; (name, 1) otherwise."""
     if not isinstance(text, str):
-        raise SpecError(f"pattern must be a string ({PATTERN_HELP}), got {text!r}")
+        raise SpecError(f"pattern must be a string ({PATTERN_HELP}), got {shown(text)}")
     if text in ("seq", "reverse", "random", "sparse"):
         return text, 1
     number = text.removeprefix("stride:")
@@ -84,7 +103,13 @@ def parse_pattern(text: str) -> tuple[str, int]:
         stride = int(number)
         if 1 <= stride <= MAX_STRIDE:
             return "stride", stride
-    raise SpecError(f"pattern {text!r} is not one of {PATTERN_HELP}")
+    raise SpecError(f"pattern {shown(text)} is not one of {PATTERN_HELP}")
+
+
+def canonical_pattern(text: str) -> str:
+    """The one spelling of a pattern: stride:05 and stride:5 are one scenario."""
+    name, stride = parse_pattern(text)
+    return f"stride:{stride}" if name == "stride" else name
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -117,6 +142,10 @@ class Spec:
     # page table entry and page that munmap then tears down, so munmap_ns is that of hot page
     # tables; False leaves pages_mapped null and times munmap straight after the loop.
     pagemap: bool = True
+    # Bytes past a page-table boundary (window_bytes) where the mapping starts. Fault-around
+    # windows are aligned in the address space, so a mapping starting mid-window spans one
+    # more of them: a warm 64M memfd read takes 1024 faults at 0 and 1025 at 4K.
+    map_offset: int | str = 0
     # App-launch sessions (apps > 0): `apps` apps of `size` bytes each, in `app_files` files,
     # launched `launches` times in all (0: twice each); a launch reads each page with
     # probability 1/touch_one_in and first writes `app_anon` bytes of anonymous heap.
@@ -150,6 +179,14 @@ class Spec:
         page_size = os.sysconf("SC_PAGESIZE")
         if size % page_size:
             raise SpecError(f"size {self.size} is not a multiple of the {page_size}-byte page")
+        offset = parse_size(self.map_offset, "map_offset", 0)
+        window = window_bytes(page_size)
+        if offset % page_size or offset >= window:
+            raise SpecError(f"map_offset {self.map_offset!r} must be a multiple of the "
+                            f"{page_size}-byte page below the {format_size(window)} window")
+        if offset and self.backing == "hugetlb":
+            raise SpecError("map_offset applies to small-page backings: a hugetlb mapping "
+                            "starts on a huge page boundary")
         anon = self.backing == "anon"
         map_ = self.map or ("private" if anon else "shared")
         cache = self.cache or ("hole" if anon else "warm")
@@ -161,7 +198,7 @@ class Spec:
         _choice("mapper_kind", self.mapper_kind, MAPPER_KINDS)
         _choice("uffd_mappers", self.uffd_mappers, UFFD_MAPPERS)
         _choice("populate", self.populate, POPULATES)
-        parse_pattern(self.pattern)
+        pattern = canonical_pattern(self.pattern)
         if anon and cache != "hole":
             raise SpecError(
                 f"cache {cache!r} needs a page cache; anonymous memory has none (use cache hole)"
@@ -183,8 +220,10 @@ class Spec:
         if self.app_anon != 0 and not self.apps:
             raise SpecError("app_anon applies to app launches (apps > 0)")
         if self.apps:
-            return _normalized_apps(self, size, cache, page_size)
-        return dataclasses.replace(self, size=size, map=map_, cache=cache)
+            return _normalized_apps(dataclasses.replace(self, map_offset=offset), size, cache,
+                                    page_size)
+        return dataclasses.replace(self, size=size, map=map_, cache=cache, pattern=pattern,
+                                   map_offset=offset)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -259,6 +298,7 @@ class Sample:
     populate_faults: int | None = None  # faults of the populate step, outside faults_*
     nivcsw: int | None = None  # involuntary context switches of the touching thread in the loop
     steal_ns: int | None = None  # steal time of all CPUs across the loop (10 ms resolution)
+    window_offset: int | None = None  # the mapping's start modulo window_bytes(page_size)
     registered: bool | None = None  # this mapper's range was registered with userfaultfd
     uffd_events: int | None = None
     uffd_ns: int | None = None

@@ -9,6 +9,8 @@ Standard library only: the runner's parent imports this, and so may a guest.
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import itertools
 import math
 import sys
@@ -19,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, format_size, parse_size
+from faultbench.measurement.spec import (
+    MAX_SEED,
+    Spec,
+    SpecError,
+    clipped,
+    format_size,
+    parse_size,
+    shown,
+)
 from faultbench.measurement.workload_checks import (
     axis_values,
     bounded,
@@ -38,7 +48,7 @@ TOP_KEYS = ("description", "repetitions", "warmups", "seed", "guest_memory", "de
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "deadline_s", "apps", "app_files", "launches", "touch_one_in", "app_anon",
+    "deadline_s", "map_offset", "apps", "app_files", "launches", "touch_one_in", "app_anon",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -70,6 +80,15 @@ class Scenario:
         return cls(data["name"], Spec.from_dict(data["spec"]), dict(data["knobs"]))
 
 
+@dataclass(frozen=True)
+class Unit:
+    """One measurement: a scenario in a round (several samples when several mappers). Here,
+    beside Scenario, because both the runner and its progress display use it."""
+    scenario: Scenario
+    round: int
+    warmup: bool
+
+
 @dataclass
 class Workload:
     name: str
@@ -81,6 +100,8 @@ class Workload:
     axes: dict[str, Any]  # the file's content as written, for meta.json
     scenarios: list[Scenario]
     skipped: list[dict[str, str]]  # {scenario, reason}
+    # what the command line changed (`faultbench run --set/--only/--repetitions`), as given
+    command_line: dict[str, Any] = field(default_factory=dict)
     guest_memory: str | None = None  # a booted guest's memory, when the workload needs one
 
 
@@ -96,6 +117,7 @@ class Workload:
             "name": self.name, "file": self.file, "description": self.description,
             "repetitions": self.repetitions, "warmups": self.warmups, "seed": self.seed,
             "axes": self.axes, "guest_memory": self.guest_memory,
+            **({"command_line": self.command_line} if self.command_line else {}),
         }
 
     def without_knobs(self, names: set[str], reason: str) -> Workload:
@@ -112,10 +134,60 @@ class Workload:
         skipped = self.skipped + [
             {"scenario": f"{KNOB_AXIS}{name}", "reason": reason} for name in sorted(names)
         ]
-        return Workload(
-            self.name, self.file, self.description, self.repetitions, self.warmups,
-            self.seed, self.axes, list(scenarios.values()), skipped, self.guest_memory,
-        )
+        return dataclasses.replace(self, scenarios=list(scenarios.values()), skipped=skipped)
+
+    def select(self, filters: list[str]) -> Workload:
+        """Only the scenarios every filter accepts (`faultbench run --only`). A filter is
+        `FIELD=V1[,V2...]` on a spec field (an axis) or a knob of the workload, values as a
+        workload file writes them (`size=64M`, `fault_around_bytes=64K`), or else a pattern
+        on the scenario name: a glob when it has * ? or [, a substring otherwise."""
+        if not filters:
+            return self
+        tests = [self._filter(text) for text in filters]
+        kept = [s for s in self.scenarios if all(test(s) for test in tests)]
+        if not kept:
+            raise WorkloadError(
+                f"--only {' --only '.join(filters)}: none of the {len(self.scenarios)} "
+                f"scenarios of {self.name} matches (`faultbench workloads {self.name}` lists "
+                f"them; a filter is FIELD=VALUE[,VALUE] with FIELD one of {', '.join(AXES)} "
+                "or a knob, or a pattern on the name)")
+        return dataclasses.replace(
+            self, scenarios=kept, command_line={**self.command_line, "only": list(filters)})
+
+    def _filter(self, text: str) -> Any:
+        name, sep, rest = text.partition("=")
+        if sep and name in self.knob_names():
+            from faultbench.measurement.knobs import KnobError, parse_set_options
+
+            try:
+                [(_, wanted)] = parse_set_options([text])
+            except KnobError as exc:
+                raise WorkloadError(f"--only {text}: {exc}") from None
+            return lambda s: str(s.knobs.get(name)) in wanted
+        if sep and name in AXES:
+            try:
+                wanted = [_spec_value(name, v.strip()) for v in rest.split(",")]
+            except (SpecError, ValueError) as exc:
+                raise WorkloadError(f"--only {text}: {exc}") from None
+            return lambda s: getattr(s.spec, name) in wanted
+        if any(c in text for c in "*?["):
+            return lambda s: fnmatch.fnmatchcase(s.name, text)
+        return lambda s: text in s.name
+
+
+def _spec_value(name: str, text: str) -> Any:
+    """A filter's value as the normalized spec holds it."""
+    if name == "size":
+        return parse_size(text)
+    if name == "mappers":
+        return int(text)
+    if name == "deadline_s":
+        return float(text)
+    if name == "pagemap":
+        if text not in ("true", "false"):
+            raise ValueError(f"pagemap is true or false, not {text!r}")
+        return text == "true"
+    return text
 
 
 def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
@@ -140,6 +212,9 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
         parts.append(f"populate={spec.populate}")
     if not spec.pagemap:
         parts.append("pagemap=off")
+    if spec.map_offset:
+        offset = spec.map_offset
+        parts.append(f"offset={format_size(offset) if isinstance(offset, int) else offset}")
     if spec.apps:
         # e.g. apps=6x4files,launches=12,one-in=16[,anon=16M]: the session's shape
         parts.append(f"apps={spec.apps}x{spec.app_files}files,launches={spec.launches},"
@@ -201,33 +276,66 @@ def find(name_or_path: str) -> Path:
         raise WorkloadError(f"workload {name_or_path!r}: a name or path has no NUL bytes")
     path = Path(name_or_path)
     if name_or_path.endswith(SUFFIX) or "/" in name_or_path:
-        if not path.is_file():
-            raise WorkloadError(f"{name_or_path}: no such workload file")
+        try:
+            found = path.is_file()
+        except OSError as exc:  # a name too long, ...
+            raise WorkloadError(f"{clipped(name_or_path)}: {exc.strerror}") from None
+        if not found:
+            raise WorkloadError(f"{clipped(name_or_path)}: no such workload file")
         return path
     available = shipped()
     if name_or_path not in available:
         names = ", ".join(available) or "none found"
-        raise WorkloadError(f"no workload named {name_or_path!r}; available: {names}")
+        raise WorkloadError(f"no workload named {shown(name_or_path)}; available: {names}")
     return available[name_or_path]
 
 
-def load(name_or_path: str) -> Workload:
+def _shown(path: Path) -> str:
+    """The file as meta.json and `faultbench workloads` name it: a shipped one relative to
+    the shipped directory (`workloads/quick.toml`), so that no path of the machine that ran
+    it goes into results others read; any other as given."""
+    if path.is_absolute() and path.parent in workload_dirs():
+        return f"workloads/{path.name}"
+    return str(path)
+
+
+def load(name_or_path: str, knobs: dict[str, list[str]] | None = None,
+         repetitions: int | None = None) -> Workload:
+    """The workload, with `knobs` (knob name -> values, as knobs.parse_set_options gives
+    them: `faultbench run --set`) crossed into every matrix over the file's own values of
+    those knobs, and `repetitions` instead of the file's; both recorded in meta.json."""
     path = find(name_or_path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise WorkloadError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:  # [[[[... or {a={a={... nested thousands deep
+        raise WorkloadError(f"{path}: nested too deeply to be a workload") from None
     except UnicodeDecodeError as exc:
         raise WorkloadError(f"{path}: not UTF-8 text (byte {exc.start}); TOML files are "
                             "UTF-8") from None
     except OSError as exc:
         raise WorkloadError(f"{path}: {exc.strerror}") from None
-    return parse(data, path)
+    try:
+        workload = parse(data, path, knobs, repetitions)
+    except RecursionError:  # a dotted knob name thousands of parts long
+        raise WorkloadError(f"{path}: nested too deeply to be a workload") from None
+    command_line: dict[str, Any] = {}
+    if knobs:
+        command_line["set"] = knobs
+    if repetitions is not None:
+        command_line["repetitions"] = repetitions
+    return dataclasses.replace(workload, command_line=command_line)
 
 
-def parse(data: dict[str, Any], path: Path) -> Workload:
-    """Validate all of `data` (errors collected, the first reported) and expand it."""
+def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | None = None,
+          repetitions: int | None = None) -> Workload:
+    """Validate all of `data` (errors collected, the first reported) and expand it;
+    `set_knobs` and `repetitions` as load()'s `knobs` and `repetitions`."""
     errors: list[str] = []
+    written = data
+    if repetitions is not None:
+        data = {**data, "repetitions": repetitions}
 
     def fail(where: str, message: str) -> None:
         errors.append(f"{path}: {where}: {message}")
@@ -270,7 +378,8 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
                 axes[key] = axis_values(matrix[key], f"{where}.{key}", key, fail)
         matrix_axes.append(axes)
         matrix_knobs.append(
-            {**top_knobs, **knob_table(matrix, "knobs", f"{where}.knobs", fail)}
+            {**top_knobs, **knob_table(matrix, "knobs", f"{where}.knobs", fail),
+             **(set_knobs or {})}
         )
     checked = check_knobs(matrix_knobs, fail)
 
@@ -304,8 +413,8 @@ def parse(data: dict[str, Any], path: Path) -> Workload:
         )
     check_measurements(path, len(scenarios), warmups + repetitions)
     return Workload(
-        name=path.stem, file=str(path), description=description, repetitions=repetitions,
-        warmups=warmups, seed=seed, axes=data, scenarios=list(scenarios.values()),
+        name=path.stem, file=_shown(path), description=description, repetitions=repetitions,
+        warmups=warmups, seed=seed, axes=written, scenarios=list(scenarios.values()),
         skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()],
         guest_memory=guest_memory,
     )

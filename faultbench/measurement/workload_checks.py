@@ -152,6 +152,8 @@ def check_knobs(
             except KnobError as exc:
                 fail(f"knobs.{name}", str(exc))
                 continue
+            if canonical in axes:  # vm.swappiness and /proc/sys/vm/swappiness
+                fail(f"knobs.{name}", f"names the knob {canonical} again: give each knob once")
             axes[canonical] = parsed
         checked.append(axes)
     return checked
@@ -186,12 +188,13 @@ def _check_axis_value(key: str, value: Any) -> str | None:
         return None if isinstance(value, bool) else \
             f"expected true or false, got {_describe(value)}"
     if isinstance(value, bool):
-        return f"expected {'a size' if key == 'size' else 'a value'}, got {_describe(value)}"
+        return (f"expected {'a size' if key in ('size', 'map_offset') else 'a value'}, got "
+                f"{_describe(value)}")
     try:
-        if key == "size":
+        if key in ("size", "map_offset"):
             if not isinstance(value, int | str):
                 return f"expected a size such as \"64M\" or a byte count, got {_describe(value)}"
-            parse_size(value)
+            parse_size(value, key, 1 if key == "size" else 0)
         elif key == "pattern":
             if not isinstance(value, str):
                 return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"

@@ -1,0 +1,110 @@
+"""`faultbench compare --format lkp|json`: the comparison as test-robot reports print it, and
+as one JSON object. Rows and statistics come from `compare.compare`."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import pandas as pd
+
+from faultbench.analysis.frame import COUNT_METRICS, metric_unit
+from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, wrap
+
+# LKP prints a side's relative standard deviation only above this many percent.
+LKP_QUIET_PCT = 2
+BACKSLASH = "\\"
+
+
+def _stddev(value: float) -> str:
+    if value != value or value <= LKP_QUIET_PCT:
+        return " " * 5
+    return f"\u00b1{value:3.0f}%" if value < 1000 else f"\u00b1{value:.0e}%"
+
+
+def _column(metric: str, values: list[float]) -> list[str]:
+    """Counts per page at one precision per column; timings as `fmt` writes them."""
+    return fmt_fixed(values) if metric in COUNT_METRICS else [fmt(v) for v in values]
+
+
+def _name(label: str, metric: str, unit: str) -> str:
+    """An LKP row name: the scenario's words joined by dots, then the metric's unit."""
+    return ".".join(label.split()) + "." + unit.replace(" ", "_")
+
+
+def lkp(tables: dict[str, pd.DataFrame], base: str, new: str, title: str, brief: bool) -> str:
+    """Rows of every metric, scenario by scenario: `base ±sd%  %change  new ±sd%  name`, the
+    layout of the Linux kernel test robot's reports: geometric means of the units (boots or
+    rounds), their relative standard deviation shown above 2%, and %change the ratio of the
+    means."""
+    first = next(iter(tables.values()))
+    planes = first.attrs.get("planes", ("native",))
+    head = [wrap(title).rstrip("\n"), "", f"{base[:16]:>16} {new[:27]:>27}",
+            f"{'-' * 16} {'-' * 27}",
+            f"{'%stddev':>16} {'%change':>11} {'%stddev':>15}",
+            " " * 13 + BACKSLASH + " " * 10 + "|" + " " * 15 + BACKSLASH]
+    rows = []
+    order = list(first["label"])
+    by_label = {m: t.set_index("label") for m, t in tables.items()}
+    shown = {m: dict(zip([("base", x) for x in t.index] + [("new", x) for x in t.index],
+                         _column(m, [*t["base_gmean"], *t["new_gmean"]]), strict=True))
+             for m, t in by_label.items()}
+    for label in order:
+        for metric, table in by_label.items():
+            if label not in table.index:
+                continue
+            row = table.loc[label]
+            change = 100 * (row["new_gmean"] / row["base_gmean"] - 1)
+            mark = "*" if row["significant"] else ""
+            rows.append(f"{shown[metric][('base', label)]:>10} {_stddev(row['base_sd_pct'])} "
+                        f"{fmt_pct(change) + mark:>11} {shown[metric][('new', label)]:>10} "
+                        f"{_stddev(row['new_sd_pct'])}  "
+                        f"{_name(label, metric, metric_unit(metric, planes))}")
+    units = first["unit"].iloc[0] + "s"
+    foot = (f"Geometric means of the {units} (the test's units); %stddev: their standard "
+            f"deviation in % of the mean, shown above {LKP_QUIET_PCT}%; %change: the ratio "
+            f"of the means; *: the row's test marks it (Holm, as faultbench compare). Time "
+            f"units: per page touched.")
+    return "\n".join(head + rows) + "\n\n" + wrap(foot if not brief else foot.split(";")[0])
+
+
+def _plain(value: Any) -> Any:
+    """A JSON value: NaN and inf are null, numpy scalars plain numbers."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def as_json(table: pd.DataFrame, metric: str, title: str, footer: str) -> str:
+    """The comparison as one JSON object: the same fields as the text table and its footer
+    (docs/results.md, "compare --format json")."""
+    sides = ("boots", "units", "samples", "dropped", "median", "spread_pct", "gmean", "sd_pct")
+    keys = [c for c in table.attrs["label_columns"] if c != "role"]
+    rows = []
+    for _, row in table.iterrows():
+        rows.append({
+            "label": row["label"], "role": row["role"],
+            "spec": {k: _plain(row[k]) for k in keys},
+            "unit": row["unit"],
+            **{side: {name: _plain(row[f"{side}_{name}"]) for name in sides}
+               for side in ("base", "new")},
+            "change_pct": _plain(row["change_pct"]),
+            "ci_pct": None if row["ci_lo_pct"] != row["ci_lo_pct"] else
+            [_plain(row["ci_lo_pct"]), _plain(row["ci_hi_pct"])],
+            "median_ratio": _plain(row["median_ratio"]),
+            "detect_pct": _plain(row["detect_pct"]),
+            "p": _plain(row["p"]), "p_adj": _plain(row["p_adj"]),
+            "exact": bool(row["exact"]), "significant": bool(row["significant"]),
+            "mark": row["mark"], "method": row["method"],
+            "interfered": int(row["interfered"]), "hit_pct": _plain(row["hit_pct"]),
+        })
+    planes = table.attrs.get("planes", ("native",))
+    return json.dumps({
+        "title": title, "metric": metric,
+        "unit": metric_unit(metric, planes), "alpha": table.attrs.get("alpha"),
+        "tested": table.attrs.get("tested"), "power": table.attrs.get("power"),
+        "rows": rows, "footer": " ".join(footer.split()),
+    }, indent=2, allow_nan=False) + "\n"

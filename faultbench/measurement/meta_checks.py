@@ -1,0 +1,71 @@
+"""meta.json's provenance, kernels and boots checked as untrusted input, for
+results.check_meta (the one place every reader of meta.json goes through). Standard library
+only.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+BOOT_STATUSES = ("pending", "running", "ok", "failed", "interrupted")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _int(value: Any, low: int, high: int) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and low <= value <= high
+
+
+def provenance_problem(meta: dict[str, Any]) -> str | None:
+    """Why meta.json's provenance is not one, or None (it may be absent)."""
+    provenance = meta.get("provenance", {})
+    if not isinstance(provenance, dict):
+        return "provenance is not an object"
+    for part, key in (("kernel", "release"), ("host", "name")):
+        value = provenance.get(part, {})
+        if not isinstance(value, dict):
+            return f"provenance.{part} is not an object"
+        if not isinstance(value.get(key), str | None):
+            return f"provenance.{part}.{key} is not a string"
+    return None
+
+
+def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
+    """Why a booted run's kernels and boots cannot be resumed or reported, or None.
+    `kernels` and `boots` are lists of objects already (check_meta saw to that)."""
+    kernels, boots = meta.get("kernels", []), meta.get("boots", [])
+    labels = set()
+    for index, kernel in enumerate(kernels):
+        if not isinstance(kernel.get("label"), str) or not kernel["label"] \
+                or kernel["label"] in labels:
+            return f"kernels[{index}] has no label of its own"
+        labels.add(kernel["label"])
+        if not isinstance(kernel.get("image"), str) or not kernel["image"]:
+            return f"kernels[{index}] has no image path"
+        if not isinstance(kernel.get("sha256"), str) or not _SHA256.fullmatch(kernel["sha256"]):
+            return f"kernels[{index}] has no sha256 (64 hex digits)"
+        if not all(isinstance(kernel.get(k), str | None) for k in ("release", "tree")):
+            return f"kernels[{index}]: release and tree must be strings or null"
+    if bool(kernels) != bool(boots):
+        return "kernels and boots go together (a booted run has both)"
+    if kernels and not _int(meta.get("boots_per_kernel"), 1, len(boots)):
+        return "boots_per_kernel is not a count of boots"
+    for index, boot in enumerate(boots):
+        rounds = boot.get("rounds")
+        if not (boot.get("index") == index and _int(boot.get("index"), 0, len(boots))):
+            return f"boots[{index}] has index {boot.get('index')!r}, not {index}"
+        if boot.get("kernel") not in labels:
+            return f"boots[{index}] names no kernel of kernels"
+        if boot.get("status") not in BOOT_STATUSES:
+            return f"boots[{index}]: status is not one of {', '.join(BOOT_STATUSES)}"
+        if not (_int(boot.get("kernel_boot"), 0, len(boots)) and _int(boot.get("attempts"),
+                                                                      0, 10**6)):
+            return f"boots[{index}]: kernel_boot and attempts must be counts"
+        if not (isinstance(rounds, list) and len(rounds) == 2
+                and all(_int(r, 0, repetitions) for r in rounds) and rounds[0] <= rounds[1]):
+            return f"boots[{index}]: rounds is not [first, stop] of the {repetitions} rounds"
+        if not all(isinstance(boot.get(k), str | None)
+                   for k in ("reason", "started_utc", "finished_utc")):
+            return f"boots[{index}]: reason and times must be strings or null"
+    return None
+
