@@ -66,7 +66,9 @@ def lkp(tables: dict[str, pd.DataFrame], base: str, new: str, title: str, brief:
             f"deviation in % of the mean, shown above {LKP_QUIET_PCT}%; %change: the ratio "
             f"of the means; *: the row's test marks it (Holm, as faultbench compare). Time "
             f"units: per page touched.")
-    return "\n".join(head + rows) + "\n\n" + wrap(foot if not brief else foot.split(";")[0])
+    short = (f"Geometric means of the {units}, %change their ratio; *: "
+             f"{first['method'].iloc[0].split(' on ')[0]}, Holm p < 0.05 (faultbench compare).")
+    return "\n".join(head + rows) + "\n\n" + wrap(short if brief else foot)
 
 
 def _plain(value: Any) -> Any:

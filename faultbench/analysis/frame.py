@@ -115,13 +115,24 @@ class Dropped:
         return notes
 
 
+def check_run_dir(run: Path) -> None:
+    """AnalysisError unless `run` names a directory (whether a run's is read after)."""
+    if "\0" in str(run):
+        raise AnalysisError(f"{str(run)!r}: a path has no NUL bytes")
+    try:
+        found = run.is_dir()
+    except OSError as exc:  # a name too long, ...
+        raise AnalysisError(f"{run}: {exc.strerror}") from None
+    if not found:
+        raise AnalysisError(f"{run}: not a directory (expected a faultbench run directory)")
+
+
 def _read_run(run: Path | SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     """One run's frame, its files read through the directory's descriptor (opened here
     for a path): never through a link, regular files only."""
     if isinstance(run, SafeDir):
         return _read_files(run)
-    if "\0" in str(run):
-        raise AnalysisError(f"{str(run)!r}: a path has no NUL bytes")
+    check_run_dir(run)
     with SafeDir.reading(run) as directory:
         return _read_files(directory)
 

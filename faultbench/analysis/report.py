@@ -24,6 +24,7 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     AnalysisError,
     RunInfo,
+    check_run_dir,
     dropped_notes,
     exclude_interfered,
     load,
@@ -152,8 +153,8 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
         if split is not None:
             groups = list(split[0])
             cells = [[label, *row[1:]] for label, row in zip(split[1], cells, strict=True)]
-    return (f"per page touched: {unit}/page (time of the touch loop), flt/pg, map/pg, "
-            f"unmap {unit}\n" + text_table(headers, cells, groups=groups))
+    return wrap(f"per page touched: {unit}/page (time of the touch loop), flt/pg, map/pg, "
+                f"unmap {unit}") + text_table(headers, cells, groups=groups)
 
 
 def default_baseline(knob: str, values: pd.Series) -> Any:
@@ -285,6 +286,7 @@ def write_report(
     The directory is opened once and everything is read and written through that
     descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
+    check_run_dir(run_dir)
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(SafeDir.open(run_dir))
         df = load(source)
