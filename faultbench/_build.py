@@ -12,7 +12,8 @@ from pathlib import Path
 from cffi import FFI
 
 NATIVE = Path(__file__).resolve().parent.parent / "native"
-SOURCES = ["counters.c", "interrupt.c", "mappers.c", "measure.c", "present.c", "profile.c",
+SOURCES = ["counters.c", "interrupt.c", "launch.c", "mappers.c", "measure.c", "present.c",
+           "profile.c",
            "region.c", "touch.c", "uffd.c", "uffd_ops.c"]
 REQUIRED_HEADERS = ["linux/userfaultfd.h", "linux/perf_event.h", "sys/mman.h", "Python.h"]
 INSTALL_HINT = "apt-get install gcc libc6-dev linux-libc-dev python3-dev"

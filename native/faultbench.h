@@ -94,6 +94,39 @@ struct fb_result {
 /* 0 if this kernel lets the caller sample its own thread's kernel stacks, else -1 and why
  * in reason[FB_TEXT] */
 int fb_profile_probe(uint64_t period_ns, char *reason);
+/* An app launch (launch.c): a fresh process maps an app's files and reads a sparse, seeded
+ * subset of their pages, then stays alive in the background, as a cached app does, until
+ * fb_launch_end. The counts are the child's own (getrusage(RUSAGE_SELF)) across its launch. */
+struct fb_launch_spec {
+	const int *fds;		/* the app's files, open; the child maps each one whole */
+	int files;
+	uint64_t file_size;	/* bytes of each file, a multiple of the page size */
+	uint64_t one_in;	/* each page is read with probability 1/one_in */
+	uint64_t seed;		/* the app's seed: every launch of an app reads the same pages */
+	uint64_t anon_size;	/* anonymous heap the launch writes first (untimed), kept */
+	int64_t deadline_ns;	/* fb_now_ns() time by which the launch must have reported */
+};
+
+struct fb_launch_result {
+	int status;		/* enum fb_status */
+	char error[FB_TEXT];
+	int64_t pid;		/* the app's process, alive until fb_launch_end; -1 if none */
+	int killed_by;		/* the signal that ended the process during its launch, else 0 */
+	int timed_out;		/* the deadline passed first; the process was killed */
+	int64_t launch_ns;	/* from before the first mmap to after the last read */
+	int64_t pages_touched;
+	int64_t faults_minor;
+	int64_t faults_major;
+	int64_t pages_mapped;	/* file pages present in its page tables after the launch */
+	int64_t rss_pages;	/* its resident set (/proc/self/statm) after the launch */
+	char mapped_reason[FB_TEXT];
+};
+
+/* Launches one app; returns 0 when it reported, -1 otherwise (result says why). */
+int fb_launch(const struct fb_launch_spec *spec, struct fb_launch_result *result);
+/* Kills and reaps a background app; returns the signal that had already ended it (e.g. the
+ * OOM killer's SIGKILL), 0 if it was still running, -1 if it could not be reaped. */
+int fb_launch_end(int64_t pid);
 
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
  * (then results[0] says why). SIGINT, SIGTERM and SIGHUP arriving meanwhile release any

@@ -36,6 +36,7 @@ from faultbench.analysis.labels import (
     spec_order,
     split_labels,
 )
+from faultbench.analysis.memory import compare_section as memory_compare
 from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
@@ -418,7 +419,7 @@ def compare_runs(
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
     notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
     if not brief:
-        text += "".join(wrap(note) for note in notes)
+        text += "".join(wrap(note) for note in notes) + memory_compare(base, new)
     if profile:
         text += "\n" + profile_compare(side_rows(base_df, base_side, by),
                                        side_rows(new_df, new_side, by), base_side.name,

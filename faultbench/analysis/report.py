@@ -40,6 +40,7 @@ from faultbench.analysis.labels import (
     spec_order,
     split_labels,
 )
+from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
@@ -274,6 +275,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     profiles = profile_section(df)  # empty for a run without --profile
     if profiles:
         parts += ["\n", profiles]
+    memory = memory_section(df)  # empty for a run without app-launch sessions
+    if memory:
+        parts += ["\n", memory]
     parts.append(footer(df, meta.get("skipped") or []))
     return "".join(parts)
 
@@ -304,6 +308,7 @@ def write_report(
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
         from faultbench.analysis.figures import make_figures
         from faultbench.analysis.kernel_figure import kernels_figure
+        from faultbench.analysis.memory_figure import memory_figure
 
         with directory.sub("figures") as figures_dir:
             figures_dir.remove_temp_files()  # of a report killed while saving a figure
@@ -311,6 +316,7 @@ def write_report(
             made = make_figures(df, info, figures_dir)
             made += _breakeven_figures(df, info, figures_dir)
             made += kernels_figure(df, info, figures_dir)
+            made += memory_figure(df, info, figures_dir)
     return text, made
 
 

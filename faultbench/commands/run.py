@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "share of the rounds (default: 3 with several kernels, else 1)",
     )
     parser.add_argument(
+        "--memory", metavar="SIZE",
+        help="the booted guest's memory, e.g. 384M (default: the workload's guest_memory, "
+        "else 1.5x its largest scenario + 512M, at least 1G); recorded in meta.json",
+    )
+    parser.add_argument(
         "--clock", choices=("icount", "wall"),
         help="with --kernel under TCG: the guests' clock, QEMU's instruction counter (icount, "
         "the default: 1 virtual ns = 1 guest instruction, repeatable across boots) or the "
@@ -110,16 +115,19 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if args.boots is not None and not args.kernel:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
+        if args.memory is not None and not args.kernel:
+            raise RunError("--memory sizes a booted guest; give --kernel too")
         if args.clock and not args.kernel:
             raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
                            "running kernel is timed on the wall clock)")
         if args.resume:
             if (args.workload or args.out or args.kernel or args.boots is not None
                     or args.clock or args.set or args.only or args.repetitions is not None
-                    or args.profile is not None):
-                raise RunError("--resume DIR takes the workload, kernels, clock and directory "
-                               "from DIR; give no WORKLOAD, --out, --kernel, --boots, --clock, "
-                               "--set, --only, --repetitions or --profile with it")
+                    or args.profile is not None or args.memory is not None):
+                raise RunError("--resume DIR takes the workload, kernels, clock, memory and "
+                               "directory from DIR; give no WORKLOAD, --out, --kernel, --boots, "
+                               "--clock, --memory, --set, --only, --repetitions or --profile "
+                               "with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
@@ -140,7 +148,8 @@ def _run(args: argparse.Namespace) -> int:
 
             state = machine.collect()
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, state)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, state,
+                                        args.memory)
                 _say_machine_state(state, args.quiet, run_dir.read_meta()["plane"])
                 return _booted(run_dir, args.quiet)
             run_dir = start(workload, out, extra={"machine_state": state})
@@ -202,7 +211,7 @@ def _say_machine_state(state: dict[str, Any], quiet: bool, plane: str) -> None:
 
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
-                  clock: str | None, state: dict[str, Any]) -> Any:
+                  clock: str | None, state: dict[str, Any], memory: str | None = None) -> Any:
     from faultbench.measurement import boots as booting
     from faultbench.measurement import guest
     from faultbench.measurement.runner import RunError, start
@@ -212,6 +221,9 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
         raise RunError("; ".join(missing))
     guest.timeout_from_env()  # refused now, not after the run directory exists
     guest.check_shared_dir(str(out))
+    size, source = booting.chosen_memory(memory, workload.guest_memory)
+    if size is None:
+        size = booting.guest_memory({"scenarios": [s.to_dict() for s in workload.scenarios]})
     kvm, clock = guest.resolve_clock(clock)
     if clock == "icount":
         workload = booting.without_concurrent_mappers(workload)
@@ -220,6 +232,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
         "clock": guest.clock_record(clock, kvm), "machine_state": state,
+        "guest_memory": size, "guest_memory_source": source,
     })
 
 

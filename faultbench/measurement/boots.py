@@ -28,11 +28,13 @@ from faultbench.measurement.boot_order import BootPlanError, boot_order, split_r
 from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.signals import INTERRUPTED
+from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload
 
 # Boot, start-up and slack on top of the samples' own deadlines, per boot.
 BOOT_OVERHEAD_S = 300.0
 GUEST_MIN_MEMORY_MIB = 1024
+GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
 _HEADER_MAGIC_AT = 0x202
@@ -168,8 +170,28 @@ def without_concurrent_mappers(workload: Workload) -> Workload:
 
 
 def guest_memory(meta: dict[str, Any]) -> str:
+    """The memory the run's guests boot with: as the run recorded it (`--memory`, or the
+    workload's `guest_memory`), else enough for the largest scenario."""
+    if meta.get("guest_memory"):
+        return str(meta["guest_memory"])
     largest = max(s["spec"]["size"] for s in meta["scenarios"])
     return f"{max(GUEST_MIN_MEMORY_MIB, 3 * largest // 2**20 + 512)}M"
+
+
+def chosen_memory(option: str | None, workload_memory: str | None) -> tuple[str | None, str]:
+    """The guest memory a new run asks for and where it came from; None: sized by
+    guest_memory() from the scenarios. Below GUEST_FLOOR_MIB the guest's Python does not
+    start."""
+    text, source = (option, "--memory") if option else (workload_memory, "workload")
+    if text is None:
+        return None, "default (1.5x the largest scenario + 512M, at least 1G)"
+    try:
+        size = parse_size(text)
+    except SpecError as exc:
+        raise RunError(f"{source}: {exc}") from None
+    if size < GUEST_FLOOR_MIB << 20:
+        raise RunError(f"{source}: a guest needs at least {GUEST_FLOOR_MIB}M, got {text}")
+    return format_size(size), source
 
 
 def _check_unchanged(kernel: dict[str, Any]) -> None:

@@ -95,6 +95,9 @@ def backing_dir(spec: Spec) -> str:
 
 def check_resources(spec: Spec) -> None:
     """Refuse, before anything is created, a sample this machine cannot hold."""
+    if spec.apps:  # short of memory on purpose; only the disk must hold the files
+        _check_disk(spec, spec.size * spec.apps)
+        return
     copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
     in_page_cache = 0 if spec.backing in ("file", "hugetlb") else spec.size
     in_memory = spec.size * copies + in_page_cache
@@ -106,17 +109,21 @@ def check_resources(spec: Spec) -> None:
             f"{MEMORY_SHARE:.0%})"
         )
     if spec.backing == "file":
-        directory = backing_dir(spec)
-        try:
-            stat = os.statvfs(directory)
-        except OSError as exc:
-            raise SpecError(f"dir {directory}: {exc.strerror}") from exc
-        free_disk = stat.f_bavail * stat.f_frsize
-        if spec.size > DISK_SHARE * free_disk:
-            raise SpecError(
-                f"size {format_size(spec.size)} needs that much disk in {directory}, which has "
-                f"{free_disk / 2**30:.1f} GiB free (refusing above {DISK_SHARE:.0%})"
-            )
+        _check_disk(spec, spec.size)
+
+
+def _check_disk(spec: Spec, size: int) -> None:
+    directory = backing_dir(spec)
+    try:
+        stat = os.statvfs(directory)
+    except OSError as exc:
+        raise SpecError(f"dir {directory}: {exc.strerror}") from exc
+    free_disk = stat.f_bavail * stat.f_frsize
+    if size > DISK_SHARE * free_disk:
+        raise SpecError(
+            f"size {format_size(size)} needs that much disk in {directory}, which has "
+            f"{free_disk / 2**30:.1f} GiB free (refusing above {DISK_SHARE:.0%})"
+        )
 
 
 def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1) -> object:
@@ -199,6 +206,10 @@ def measure_mappers(spec: Spec, profile: bool = False) -> list[Sample]:
         return [Sample(spec=spec.to_dict(), status="unsupported", error=why, plane=plane,
                        clock=clock_of(plane),
                        page_size=os.sysconf("SC_PAGESIZE"))]
+    if spec.apps:
+        from faultbench.measurement.launch import measure_session
+
+        return [measure_session(spec, backing_dir(spec), plane)]
     keep: list[object] = []
     sink = open_sink() if profile else -1
     try:

@@ -184,6 +184,7 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
 
     info = meminfo()
     for key, field in (("total_kb", "MemTotal"), ("available_kb", "MemAvailable"),
+                       ("swap_total_kb", "SwapTotal"),
                        ("hugepagesize_kb", "Hugepagesize"), ("hugepages_total", "HugePages_Total"),
                        ("hugepages_free", "HugePages_Free")):
         facts.put(f"memory.{key}", info.get(field), f"no {field} in /proc/meminfo")

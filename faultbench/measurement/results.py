@@ -28,6 +28,7 @@ from faultbench.measurement.spec import (
     Sample,
     Spec,
     SpecError,
+    parse_size,
 )
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
@@ -127,10 +128,16 @@ def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
     for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
-                      ("null_reasons", dict), ("error", str), ("profiled", bool)):
+                      ("null_reasons", dict), ("error", str), ("profiled", bool),
+                      ("launch_outcome", str)):
         value = record.get(key)
         if not isinstance(value, kind) and not (value is None and key not in ("status",)):
             return f"{where}: {key} is {value!r}, not {kind.__name__}"
+    vmstat = record.get("vmstat", {})
+    if not isinstance(vmstat, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
+            for v in vmstat.values()):
+        return f"{where}: vmstat is {_short(vmstat)}, not an object of counter deltas"
     problem = _spec_problem(record.get("spec"))
     if problem is not None:
         return f"{where}: spec: {problem}"
@@ -230,7 +237,17 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     problem = provenance_problem(meta) or booted_problem(meta, workload["repetitions"])
     if problem:
         raise refuse(problem)
+    memory = meta.get("guest_memory")
+    if memory is not None and not _is_size(memory):
+        raise refuse(f"guest_memory is {_short(memory)}, not a size such as '512M'")
     return meta
+
+
+def _is_size(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and parse_size(value) > 0
+    except SpecError:
+        return False
 
 
 def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:

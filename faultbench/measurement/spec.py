@@ -31,6 +31,11 @@ MAX_SIZE_TEXT = "1P (2^50 bytes)"
 MAX_MAPPERS = 256
 MAX_SEED = (1 << 64) - 1
 MAX_STRIDE = 1 << 32
+# An app-launch session (apps > 0; see measurement/launch.py) keeps one process per app
+# alive and each app's files open: bounded so a session's setup stays in proportion.
+MAX_APPS = 64
+MAX_APP_FILES = 64  # native/launch.c's limit
+MAX_LAUNCHES = 10_000
 PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
@@ -141,6 +146,14 @@ class Spec:
     # windows are aligned in the address space, so a mapping starting mid-window spans one
     # more of them: a warm 64M memfd read takes 1024 faults at 0 and 1025 at 4K.
     map_offset: int | str = 0
+    # App-launch sessions (apps > 0): `apps` apps of `size` bytes each, in `app_files` files,
+    # launched `launches` times in all (0: twice each); a launch reads each page with
+    # probability 1/touch_one_in and first writes `app_anon` bytes of anonymous heap.
+    apps: int = 0
+    app_files: int = 4
+    launches: int = 0
+    touch_one_in: int = 16
+    app_anon: int = 0
 
     def normalized(self) -> Spec:
         """Defaults resolved and every field validated; raises SpecError with a clear message.
@@ -150,6 +163,10 @@ class Spec:
         _choice("backing", self.backing, BACKINGS)
         _check_int("seed", self.seed, 0, MAX_SEED)
         _check_int("mappers", self.mappers, 1, MAX_MAPPERS)
+        _check_int("apps", self.apps, 0, MAX_APPS)
+        _check_int("app_files", self.app_files, 1, MAX_APP_FILES)
+        _check_int("launches", self.launches, 0, MAX_LAUNCHES)
+        _check_int("touch_one_in", self.touch_one_in, 1, MAX_STRIDE)
         for name in ("uffd_serve", "perf"):
             if not isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -200,6 +217,11 @@ class Spec:
                 f"deadline_s must be more than 0 and at most {MAX_DEADLINE_S:.0f} seconds "
                 f"(the longest a blocked fault is kept waiting), got {self.deadline_s}"
             )
+        if self.app_anon != 0 and not self.apps:
+            raise SpecError("app_anon applies to app launches (apps > 0)")
+        if self.apps:
+            return _normalized_apps(dataclasses.replace(self, map_offset=offset), size, cache,
+                                    page_size)
         return dataclasses.replace(self, size=size, map=map_, cache=cache, pattern=pattern,
                                    map_offset=offset)
 
@@ -216,6 +238,27 @@ class Spec:
         if unknown:
             raise SpecError(f"unknown spec field(s): {', '.join(unknown)}")
         return cls(**data)
+
+
+def _normalized_apps(spec: Spec, size: int, cache: str, page_size: int) -> Spec:
+    """An app-launch session: apps map their files privately and read them, nothing else."""
+    anon = 0 if spec.app_anon == 0 else parse_size(spec.app_anon)
+    if anon % page_size:
+        raise SpecError(f"app_anon {spec.app_anon} is not a multiple of the {page_size}-byte page")
+    if spec.backing != "file" or cache not in ("warm", "cold"):
+        raise SpecError("app launches read files on a disk filesystem: backing 'file', cache "
+                        "'warm' or 'cold'")
+    if size % (spec.app_files * page_size):
+        raise SpecError(f"size {spec.size} (one app) does not split into {spec.app_files} "
+                        "files of whole pages")
+    fixed = {"map": "private", "access": "read", "pattern": "random", "uffd": "none",
+             "mappers": 1, "populate": "none"}
+    defaults = Spec()
+    for name, value in fixed.items():
+        if getattr(spec, name) not in (value, getattr(defaults, name)):
+            raise SpecError(f"app launches take {name} {value!r}, not {getattr(spec, name)!r}")
+    return dataclasses.replace(spec, size=size, cache=cache, app_anon=anon,
+                               launches=spec.launches or 2 * spec.apps, **fixed)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -264,6 +307,13 @@ class Sample:
     instructions: int | None = None
     fs_type: str | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # knob values read back, not requested
+    # App-launch sessions only (measurement/launch.py): launches that reported, the sum of
+    # their resident sets at their end, /proc/vmstat deltas across the session, and how it
+    # ended: "ok", "oom" (the OOM killer ended an app), "deadline" or "error".
+    launches_done: int | None = None
+    rss_pages: int | None = None
+    vmstat: dict[str, int] = field(default_factory=dict)
+    launch_outcome: str | None = None
     null_reasons: dict[str, str] = field(default_factory=dict)
     # sampled by a kernel profiler during the loop and munmap: slower, so not timing data
     profiled: bool = False

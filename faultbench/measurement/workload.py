@@ -41,8 +41,8 @@ from faultbench.measurement.workload_checks import (
 )
 
 SUFFIX = ".toml"
-TOP_KEYS = ("description", "repetitions", "warmups", "seed", "profile", "defaults", "knobs",
-            "matrix")
+TOP_KEYS = ("description", "repetitions", "warmups", "seed", "profile", "guest_memory",
+            "defaults", "knobs", "matrix")
 # Profiled rounds a workload may ask for: each is a full round of every scenario.
 MAX_PROFILE_ROUNDS = 100
 # Spec fields a workload may vary. seed is the workload's; uffd_serve only exists to test
@@ -50,7 +50,7 @@ MAX_PROFILE_ROUNDS = 100
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "deadline_s", "map_offset",
+    "deadline_s", "map_offset", "apps", "app_files", "launches", "touch_one_in", "app_anon",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -107,6 +107,8 @@ class Workload:
     command_line: dict[str, Any] = field(default_factory=dict)
     # rounds after the measured ones whose samples are kernel-profiled (kept out of timings)
     profile: int = 0
+    guest_memory: str | None = None  # a booted guest's memory, when the workload needs one
+
 
     @property
     def rounds(self) -> int:
@@ -119,7 +121,7 @@ class Workload:
         return {
             "name": self.name, "file": self.file, "description": self.description,
             "repetitions": self.repetitions, "warmups": self.warmups, "seed": self.seed,
-            "profile": self.profile, "axes": self.axes,
+            "profile": self.profile, "axes": self.axes, "guest_memory": self.guest_memory,
             **({"command_line": self.command_line} if self.command_line else {}),
         }
 
@@ -218,6 +220,13 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
     if spec.map_offset:
         offset = spec.map_offset
         parts.append(f"offset={format_size(offset) if isinstance(offset, int) else offset}")
+    if spec.apps:
+        # e.g. apps=6x4files,launches=12,one-in=16[,anon=16M]: the session's shape
+        parts.append(f"apps={spec.apps}x{spec.app_files}files,launches={spec.launches},"
+                     f"one-in={spec.touch_one_in}")
+        if spec.app_anon:
+            anon = spec.app_anon
+            parts.append(f"anon={format_size(anon) if isinstance(anon, int) else anon}")
     parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
     return ",".join(parts)
 
@@ -342,6 +351,13 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
     warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
     seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
     profile = bounded(data, "profile", 0, MAX_PROFILE_ROUNDS, 0, fail)
+    guest_memory = typed(data, "guest_memory", str, "a size such as \"512M\"", None, fail) \
+        if "guest_memory" in data else None
+    if guest_memory is not None:
+        try:
+            guest_memory = format_size(parse_size(guest_memory))
+        except SpecError as exc:
+            fail("guest_memory", str(exc))
 
     defaults = subtable(data, "defaults", "defaults", fail)
     unknown_keys(defaults, AXES, "defaults", fail)
@@ -406,4 +422,5 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
         name=path.stem, file=_shown(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=written, scenarios=list(scenarios.values()),
         skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()], profile=profile,
+        guest_memory=guest_memory,
     )

@@ -17,8 +17,12 @@ from faultbench.measurement.spec import (
     MAPPER_KINDS,
     MAPPER_MODES,
     MAPS,
+    MAX_APP_FILES,
+    MAX_APPS,
     MAX_DEADLINE_S,
+    MAX_LAUNCHES,
     MAX_MAPPERS,
+    MAX_STRIDE,
     PATTERN_HELP,
     POPULATES,
     UFFD_MAPPERS,
@@ -39,6 +43,15 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mapper_kind": MAPPER_KINDS,
     "uffd_mappers": UFFD_MAPPERS,
     "populate": POPULATES,
+}
+
+# Integer axes and their bounds.
+_INT_AXES: dict[str, tuple[int, int]] = {
+    "mappers": (1, MAX_MAPPERS),
+    "apps": (0, MAX_APPS),
+    "app_files": (1, MAX_APP_FILES),
+    "launches": (0, MAX_LAUNCHES),
+    "touch_one_in": (1, MAX_STRIDE),
 }
 
 
@@ -186,9 +199,15 @@ def _check_axis_value(key: str, value: Any) -> str | None:
             if not isinstance(value, str):
                 return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
             parse_pattern(value)
-        elif key == "mappers":
-            if not isinstance(value, int) or not 1 <= value <= MAX_MAPPERS:
-                return f"expected an integer from 1 to {MAX_MAPPERS}, got {_describe(value)}"
+        elif key == "app_anon":
+            if not isinstance(value, int | str):
+                return f"expected a size such as \"64M\" or 0, got {_describe(value)}"
+            if value != 0:
+                parse_size(value)
+        elif key in _INT_AXES:
+            low, high = _INT_AXES[key]
+            if not isinstance(value, int) or not low <= value <= high:
+                return f"expected an integer from {low} to {high}, got {_describe(value)}"
         elif key == "deadline_s":
             if not isinstance(value, int | float) or not 0 < value <= MAX_DEADLINE_S:
                 return (f"expected a number of seconds above 0 and at most "
