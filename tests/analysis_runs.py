@@ -198,18 +198,26 @@ def table_row(text: str, label: str) -> list[str]:
     the line below it (a label too long for that), or the label is split into a heading
     line and an indented row under it (rows grouped to fit one line each)."""
     lines = text.splitlines()
+
+    def cells(line: str, start: str) -> list[str] | None:
+        """The cells after `start` when what follows it is numbers, not a longer label."""
+        if not line.startswith(start):
+            return None
+        after = line[len(start):].split()
+        return after if after and after[0][:1] in "0123456789-+" else None
+
     for i, line in enumerate(lines):
-        if line == label:
-            return lines[i + 1].split()
-        if line.startswith(label + " "):
-            return line[len(label):].split()
+        if line == label:  # numbers below, or a heading with its one-mapper row (x1) below
+            below = lines[i + 1].split()
+            return below[1:] if below and below[0] in ("x1", "-") else below
+        if (found := cells(line, label + " ")) is not None:
+            return found
         if line and label.startswith(line + " "):
-            rest = "  " + label[len(line) + 1:] + " "
             for below in lines[i + 1:]:
                 if not below.startswith("  "):
                     break
-                if below.startswith(rest):
-                    return below[len(rest):].split()
+                if (found := cells(below, "  " + label[len(line) + 1:] + " ")) is not None:
+                    return found
     raise AssertionError(f"no row {label!r} in:\n{text}")
 
 

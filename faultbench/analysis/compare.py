@@ -231,10 +231,13 @@ def blind_line(table: pd.DataFrame) -> str:
 
 def method_line(table: pd.DataFrame) -> str:
     """The method in one line (--brief)."""
-    methods = dict.fromkeys(m.split(":")[0].split(" on ")[0] for m in table["method"])
+    methods = dict.fromkeys(m.split(" on ")[0] for m in table["method"]
+                            if not m.startswith(("exact", "untested")))
     unit = "boots" if (table["unit"] == "boot").any() else "rounds"
     tested = table.attrs.get("tested", 0)
-    return wrap(f"{'; '.join(methods)} on per-{unit[:-1]} values ({unit} are the units); "
+    exact = "; exact: constant samples, no test" if table["exact"].any() else ""
+    return wrap(f"{', '.join(methods) or 'no test'} on per-{unit[:-1]} values ({unit} are "
+                f"the units){exact}; "
                 f"*: Holm p < {table.attrs.get('alpha', 0.05)} over {tested} rows; detect: "
                 f"{100 * table.attrs.get('power', 0.8):.0f}% power; faultbench compare.")
 

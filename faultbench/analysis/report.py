@@ -156,8 +156,8 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
         if split is not None:
             groups = list(split[0])
             cells = [[label, *row[1:]] for label, row in zip(split[1], cells, strict=True)]
-    return wrap(f"per page touched: {unit}/page (time of the touch loop), flt/pg, map/pg, "
-                f"unmap {unit}") + text_table(headers, cells, groups=groups)
+    return wrap(f"per page touched: {unit}/page (the touch loop), flt/pg, map/pg, unmap "
+                f"{unit}") + text_table(headers, cells, groups=groups)
 
 
 def default_baseline(knob: str, values: pd.Series) -> Any:
@@ -347,6 +347,10 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     def number(value: Any) -> float | None:
         return None if value != value else float(value)
 
+    def _plain(value: Any) -> Any:  # a value unset for this scenario is null, not NaN
+        value = value.item() if hasattr(value, "item") else value
+        return None if isinstance(value, float) and value != value else value
+
     return {
         "run": str(run_dir), "workload": info.workload, "kernel": info.kernel,
         "host": info.host, "plane": info.plane, "emulated": info.emulated,
@@ -355,7 +359,7 @@ def report_data(run_dir: Path) -> dict[str, Any]:
         "per": "page touched; time: median of per-round medians, rounds of all boots pooled",
         "scenarios": [
             {"label": str(r["label"]), "role": str(r["role"]),
-             "spec": {c: (r[c].item() if hasattr(r[c], "item") else r[c]) for c in label_cols},
+             "spec": {c: _plain(r[c]) for c in label_cols},
              "n": int(r["n"]), "n_boots": int(r["n_boots"]), "n_samples": int(r["n_samples"]),
              "median": number(r["median"]),
              "ci": None if r["ci_lo"] != r["ci_lo"] else [float(r["ci_lo"]), float(r["ci_hi"])],
