@@ -208,7 +208,7 @@ def test_exactness_is_checked_on_samples_not_unit_medians() -> None:
     constant = compare_rows(base.assign(ns_per_page=129.0), new, ROW_KEYS,
                             "ns_per_page").iloc[0]
     assert constant["exact"] and constant["ratio"] == pytest.approx(2048 / 129)
-    assert np.isnan(constant["p"]) and constant["mark"] == ""
+    assert np.isnan(constant["p"]) and constant["mark"] == "*"
 
 
 def test_the_change_is_the_estimate_its_interval_belongs_to(quick: pd.DataFrame) -> None:
@@ -316,8 +316,9 @@ def test_zero_variance_equal_and_different() -> None:
     equal = compare_rows(one, same, ROW_KEYS, "ns_per_page").iloc[0]
     assert (equal["exact"], equal["significant"], equal["mark"]) == (True, False, "=")
     differ = compare_rows(one, fewer, ROW_KEYS, "ns_per_page").iloc[0]
-    # exact, not "significant": no test was made (3 boots a side could reach p 0.1 at best)
-    assert (differ["exact"], differ["significant"], differ["mark"]) == (True, False, "")
+    # exact, not "significant": no test was made (3 boots a side could reach p 0.1 at best),
+    # yet marked: the change is known without one
+    assert (differ["exact"], differ["significant"], differ["mark"]) == (True, False, "*")
     assert np.isnan(differ["p"]) and np.isnan(differ["p_adj"])
     assert differ["ratio"] == differ["ci_lo"] == differ["ci_hi"] == 0.0625
 

@@ -56,7 +56,7 @@ def lkp(tables: dict[str, pd.DataFrame], base: str, new: str, title: str, brief:
                 continue
             row = table.loc[label]
             change = 100 * (row["new_gmean"] / row["base_gmean"] - 1)
-            mark = "*" if row["significant"] else ""
+            mark = "*" if row["mark"] == "*" else ""
             rows.append(f"{shown[metric][('base', label)]:>10} {_stddev(row['base_sd_pct'])} "
                         f"{fmt_pct(change) + mark:>11} {shown[metric][('new', label)]:>10} "
                         f"{_stddev(row['new_sd_pct'])}  "

@@ -64,7 +64,7 @@ REFERENCES = {
     ROUND_METHOD: "rounds as units, mappers of a round pooled by their median; 95% CI of the "
                   "ratio: Hodges-Lehmann, exact (Hollander & Wolfe 1999)",
     EXACT_METHOD: "exact: every sample of each side had the same value, so the change is "
-                  "exact and no test is made (=: both sides equal)",
+                  "exact and no test is made (*: the sides differ; =: both sides equal)",
     FEW_BOOTS_METHOD: "?: one side has a single boot, so its boot-to-boot variation is "
                       "unknown; not tested, change is the ratio of medians",
     NONPOSITIVE_METHOD: "?: a unit value is <= 0, where the tests (on logs) do not apply; "
@@ -217,7 +217,11 @@ def compare_rows(
     ]
     hopeless = (table["p"].isna() & ~table["exact"]) | (tested & (table["min_p"] >= level))
     equal = table["exact"] & (table["ratio"] == 1)
-    table["mark"] = np.select([table["significant"], equal, hopeless], ["*", "=", "?"], "")
+    # an exact row that changed is marked without a test: no test over boots could reach
+    # significance there (a permutation's smallest p with 3 boots a side is 0.1)
+    changed = table["exact"] & ~equal
+    table["mark"] = np.select([table["significant"] | changed, equal, hopeless],
+                              ["*", "=", "?"], "")
     order = [*keys, "unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "p_adj",
              "min_p", "detect", "exact", "significant", "mark", "method"]
     table = table[list(dict.fromkeys(order))]
@@ -236,8 +240,6 @@ def footer_note(table: pd.DataFrame) -> str:
     if tested:
         parts.append(f"*: Holm-adjusted p < {alpha} over the {tested} tested rows "
                      f"({HOLM_REFERENCE})")
-    if (table["exact"] & table["significant"]).any():
-        parts.append("* on an exact row: the values differ without variation")
     return "; ".join(parts) + "."
 
 
