@@ -327,8 +327,12 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pat
     return save(fig, out_dir, "distributions")
 
 
-def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
-    """Every figure the run's axes allow; a figure whose axis the run lacks is not drawn."""
+def make_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir | Path) -> list[Path]:
+    """Every figure the run's axes allow; a figure whose axis the run lacks is not drawn.
+    `out_dir` is a directory already opened, or a path (made if missing; no link followed)."""
+    if not isinstance(out_dir, SafeDir):
+        with SafeDir.open(Path(out_dir), create=True) as opened:
+            return make_figures(df, info, opened)
     made: list[Path] = []
     with plt.rc_context(STYLE):
         for knob in df.attrs.get("knob_columns", []):
