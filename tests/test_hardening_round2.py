@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from images import require_boot_image
 
 from faultbench import cli as faultbench_cli
 from faultbench.measurement.results import sample_key
@@ -32,7 +33,6 @@ from faultbench.measurement.results import sample_key
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 SWAPPINESS = Path("/proc/sys/vm/swappiness")
 NOBODY = 65534
-IMAGE = "/boot/vmlinuz-6.1.0-57-amd64"
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="root's problems, planted by nobody")
 
@@ -504,9 +504,8 @@ def test_only_ascii_digits_are_numbers(tmp_path: Path, argv: list[str]) -> None:
 def test_a_bad_guest_timeout_is_refused_before_the_run_directory_exists(
     tmp_path: Path
 ) -> None:
-    if not Path(IMAGE).exists():
-        pytest.skip(f"needs {IMAGE}")
-    refused(cli("run", workload(tmp_path), "--kernel", IMAGE, "--out", tmp_path / "run",
+    image = require_boot_image()
+    refused(cli("run", workload(tmp_path), "--kernel", image, "--out", tmp_path / "run",
                 env={"FAULTBENCH_GUEST_TIMEOUT_S": "soon"}), "run",
             "FAULTBENCH_GUEST_TIMEOUT_S='soon'")
     assert not (tmp_path / "run").exists()
