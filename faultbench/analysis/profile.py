@@ -285,16 +285,17 @@ def section(df: pd.DataFrame) -> str:
     if not costs:
         return ""
     icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
-    out = [wrap("Kernel profiles (cpu-clock samples of the touching thread; ns/page = share "
-                "x the unprofiled median; phases: faultbench/analysis/profile.py PHASES)"
-                + (". On the instruction clock a sample is every 20,000 guest instructions "
-                   "and ns are instructions." if icount else ""))]
+    per_page = f"{'insn' if icount else 'ns'}/page"
+    out = [wrap(f"Kernel profiles (cpu-clock samples of the touching thread; {per_page} = "
+                "share x the unprofiled median; phases: faultbench/analysis/profile.py PHASES)"
+                + (". On the instruction clock a sample is every 20,000 guest instructions."
+                   if icount else ""))]
     for c in costs:
         out.append("\n" + wrap(f"{c.label}: {c.samples:,} loop samples ({c.rounds} rounds"
                                 f"{f', {c.boots} boots' if c.boots > 1 else ''}), "
                                 f"{c.unresolved} unresolved, {fmt(c.lost)} lost; profiled "
                                 f"{fmt(c.profiled_ns_per_page)} vs {fmt(c.ns_per_page)} "
-                                f"ns/page unprofiled "
+                                f"{per_page} unprofiled "
                                 f"({fmt_pct(100 * (c.profiled_ns_per_page / c.ns_per_page - 1))}"
                                 " profiler cost)."))
         spread = bool(c.boot_shares)
@@ -309,9 +310,9 @@ def section(df: pd.DataFrame) -> str:
             rows.append(row)
         rows.append([f"{TEARDOWN} (munmap)", "", fmt(c.phases[TEARDOWN])]
                     + ([""] if spread else []))
-        out.append(text_table(["phase", "share", "ns/page"] + (["boots"] if spread else []),
+        out.append(text_table(["phase", "share", per_page] + (["boots"] if spread else []),
                               rows))
-        out.append(text_table(["top symbols (self)", "share", "ns/page"], [
+        out.append(text_table(["top symbols (self)", "share", per_page], [
             [name, _pct(share), fmt(share * c.ns_per_page)]
             for name, share in c.symbols[:TOP_SYMBOLS]]))
         if c.teardown_symbols:
@@ -330,8 +331,10 @@ def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,
     common = [label for label in sides[0] if label in sides[1]]
     if not common:
         return wrap("No row has kernel profiles on both sides (run with --profile).")
+    icount = pd.concat([base, new])["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
+    unit = "insn" if icount else "ns"
     out = [wrap(f"Kernel profiles: base {base_name}, new {new_name}; share of the loop's "
-                "samples and ns per touched page (share x unprofiled median).")]
+                f"samples and {unit} per touched page (share x unprofiled median).")]
     for label in common:
         b, n = sides[0][label], sides[1][label]
         out.append("\n" + wrap(f"{label}: {b.samples:,} vs {n.samples:,} samples, "
@@ -341,7 +344,8 @@ def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,
                 for p in PHASE_NAMES if b.shares[p] or n.shares[p]]
         rows.append([TEARDOWN, "", fmt(b.phases[TEARDOWN]), "", fmt(n.phases[TEARDOWN]),
                      _change(b.phases[TEARDOWN], n.phases[TEARDOWN])])
-        out.append(text_table(["phase", "base", "ns/pg", "new", "ns/pg", "change"], rows))
+        out.append(text_table(["phase", "base", f"{unit}/pg", "new", f"{unit}/pg", "change"],
+                              rows))
         names = list(dict.fromkeys([s for s, _ in b.symbols[:TOP_SYMBOLS]]
                                    + [s for s, _ in n.symbols[:TOP_SYMBOLS]]))
         bs, ns_ = dict(b.symbols), dict(n.symbols)
@@ -349,7 +353,7 @@ def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,
             [s, _pct(bs.get(s, 0.0)), _pct(ns_.get(s, 0.0)),
              _change(bs.get(s, 0.0) * b.ns_per_page, ns_.get(s, 0.0) * n.ns_per_page)]
             for s in names]))
-    out.append(wrap("change: of ns per touched page. A symbol's share is of its own side's "
+    out.append(wrap(f"change: of {unit} per touched page. A symbol's share is of its own side's "
                     "samples; base and new may be different kernels, whose functions differ."))
     return "".join(out)
 

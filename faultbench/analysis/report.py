@@ -82,6 +82,8 @@ def machine_line(meta: dict[str, Any]) -> str:
     if described is None:
         return ""
     line, warning = described
+    if meta.get("plane") == "tcg-icount":
+        warning = None  # the host's load does not change a count of guest instructions
     return wrap(f"At the start, {line}." + (f" {warning}." if warning else ""))
 
 
