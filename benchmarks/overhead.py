@@ -98,7 +98,7 @@ def print_rows(rows: list[dict[str, list[int]]], unit: str) -> None:
 
 def icount(args: argparse.Namespace, size: int) -> int:
     """Boot one guest on the instruction clock; it runs `--inside`, the host prints."""
-    from faultbench.measurement.guest import boot_images, run_in_guest
+    from faultbench.measurement.booted.guest import boot_images, run_in_guest
 
     kernel = args.kernel or boot_images()[0]
     with tempfile.TemporaryDirectory(prefix="faultbench-overhead-") as tmp:

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from faultbench.measurement import guest
+from faultbench.measurement.booted import guest
 
 TEST_KERNEL_ENV = "FAULTBENCH_TEST_KERNEL"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from images import require_boot_image
 
-from faultbench.measurement import guest
+from faultbench.measurement.booted import guest
 from faultbench.measurement.spec import parse_size
 
 HERE = Path(__file__).parent
@@ -179,7 +179,7 @@ def test_hung_guest_is_killed_after_the_timeout(image: str) -> None:
 def test_sigterm_to_the_host_kills_the_guest(image: str) -> None:
     before = _qemu_with_scratch()
     proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from faultbench.measurement import guest; "
+        [sys.executable, "-c", "import sys; from faultbench.measurement.booted import guest; "
          f"sys.exit(guest.run_in_guest({image!r}, ['sleep', '600']))"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from faultbench.analysis.memory import memory_section, per_launch, sessions
-from faultbench.measurement.boots import chosen_memory
+from faultbench.measurement.booted.boots import chosen_memory
 from faultbench.measurement.launch import (
     VMSTAT_NAMES,
     launch_order,

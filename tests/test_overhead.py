@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.measurement.guest import boot_images, requirements
+from faultbench.measurement.booted.guest import boot_images, requirements
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 ROW = re.compile(r"^(anon|memfd) +seq +")

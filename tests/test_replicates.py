@@ -27,7 +27,7 @@ from faultbench.analysis.replicates import (
     holm,
     replicate_values,
 )
-from faultbench.measurement.boot_order import BootPlanError, boot_order, split_rounds
+from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 
 pytestmark = pytest.mark.filterwarnings("error")  # no RuntimeWarning from zero variance etc.
 

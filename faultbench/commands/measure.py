@@ -201,7 +201,7 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError("--clock chooses a booted guest's clock; give --kernel too (the "
                             "running kernel is timed on the wall clock)")
     if args.kernel:
-        from faultbench.measurement.guest import resolve_clock, run_cli_in_guest
+        from faultbench.measurement.booted.guest import resolve_clock, run_cli_in_guest
 
         _, clock = resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":

@@ -190,7 +190,7 @@ def _resume_hint(path: Path | None) -> str:
 
 
 def _parse_kernels(texts: list[str]) -> list[Any]:
-    from faultbench.measurement.boots import parse_kernel
+    from faultbench.measurement.booted.boots import parse_kernel
 
     return [parse_kernel(t) for t in texts]
 
@@ -212,8 +212,8 @@ def _say_machine_state(state: dict[str, Any], quiet: bool, plane: str) -> None:
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
                   clock: str | None, state: dict[str, Any], memory: str | None = None) -> Any:
-    from faultbench.measurement import boots as booting
-    from faultbench.measurement import guest
+    from faultbench.measurement.booted import boots as booting
+    from faultbench.measurement.booted import guest
     from faultbench.measurement.runner import RunError, start
 
     missing = guest.requirements(kernels[0].image)
@@ -238,7 +238,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
 
 def _booted(run_dir: Any, quiet: bool) -> int:
     """Every boot of the run's plan not yet done; pyperf.json and the summary on the host."""
-    from faultbench.measurement.boots import run_boots
+    from faultbench.measurement.booted.boots import run_boots
     from faultbench.measurement.results import resume_command
     from faultbench.measurement.runner import utc_now
 

@@ -12,7 +12,8 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from faultbench.measurement import guest, knobs
+from faultbench.measurement import knobs
+from faultbench.measurement.booted import guest
 from faultbench.measurement.measure import DEFAULT_DIRS, measure, meminfo
 from faultbench.measurement.provenance import collect
 from faultbench.measurement.spec import Spec, SpecError

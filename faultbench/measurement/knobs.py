@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.guest import kernel_hint
+from faultbench.measurement.booted.guest import kernel_hint
 from faultbench.measurement.spec import SpecError, parse_size, shown
 from faultbench.measurement.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement import watchdog
+from faultbench.measurement.booted import watchdog
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.sysfs import cpu_flags
 
@@ -350,7 +350,7 @@ def _start_watchdog() -> int:
     the watchdog kill the group and remove the scratch directory it was told about."""
     read_end, write_end = os.pipe()
     try:
-        subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.watchdog"],
+        subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.booted.watchdog"],
                          stdin=read_end, stdout=subprocess.DEVNULL,
                          start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
     finally:
@@ -359,7 +359,7 @@ def _start_watchdog() -> int:
 
 
 def _package_root() -> str:
-    return str(Path(__file__).resolve().parent.parent)
+    return str(Path(__file__).resolve().parents[2])
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError) -> None:

@@ -4,7 +4,7 @@ The host owns the results directory's meta.json: the kernels (image, sha256, the
 version string read from the bzImage header, the build record `kernels/build` leaves beside
 an image), and the boot plan, a balanced interleaved order (A B B A A B) in which every boot
 runs the workload's warm-up rounds and an equal share of its measured rounds. Each boot runs
-`measurement.boot_guest` inside the guest, which appends its samples (tagged with kernel and
+`measurement.booted.boot_guest` inside the guest, which appends its samples (tagged with kernel and
 boot) and writes `boots/<index>.json`; the host then records the boot's outcome and goes on,
 whatever it was. `--resume` redoes exactly the boots that did not finish; the samples of an
 unfinished boot are set aside in discarded.jsonl (a boot is the unit: half of one is not
@@ -23,8 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement import guest
-from faultbench.measurement.boot_order import BootPlanError, boot_order, split_rounds
+from faultbench.measurement.booted import guest
+from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.signals import INTERRUPTED
@@ -256,7 +256,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
             print(f"faultbench run: boot {index + 1}/{total}: {kernel['label']} "
                   f"(its boot {boot['kernel_boot'] + 1}), measured rounds {first + 1}-{stop} "
                   f"of {meta['workload']['repetitions']}", file=sys.stderr, flush=True)
-        argv = [sys.executable, "-P", "-m", "faultbench.measurement.boot_guest",
+        argv = [sys.executable, "-P", "-m", "faultbench.measurement.booted.boot_guest",
                 str(run_dir.path), str(index)] + (["-q"] if quiet else [])
         try:
             status = guest.run_in_guest(kernel["image"], argv, rwdir=str(run_dir.path),

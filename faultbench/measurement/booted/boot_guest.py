@@ -1,6 +1,6 @@
 """One boot of a booted run, inside the guest.
 
-`python -P -m faultbench.measurement.boot_guest RUN N`
+`python -P -m faultbench.measurement.booted.boot_guest RUN N`
 
 Measures boot N's share of the run in RUN (written by the host, shared read-write with the
 guest), tags every sample with the kernel, the boot and what this kernel says it is, and
@@ -25,7 +25,7 @@ from faultbench.measurement.spec import Spec
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="faultbench.measurement.boot_guest")
+    parser = argparse.ArgumentParser(prog="faultbench.measurement.booted.boot_guest")
     parser.add_argument("run", type=Path)
     parser.add_argument("boot", type=int)
     parser.add_argument("-q", "--quiet", action="store_true")

@@ -1,6 +1,6 @@
 """Cleans up after a guest whose host process died.
 
-`python -P -m faultbench.measurement.watchdog`:
+`python -P -m faultbench.measurement.booted.watchdog`:
 
 The host keeps the write end of our stdin and tells us, one line each, `scratch DIR` (the
 guest's scratch directory, as soon as it exists) and `group PGID` (vng's process group, as
