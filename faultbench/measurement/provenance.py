@@ -10,6 +10,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -141,6 +142,10 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
     facts.put("kernel.version", uname.version)
     facts.put("kernel.machine", uname.machine)
     facts.read("kernel.cmdline", "/proc/cmdline")
+    if facts.data.get("kernel", {}).get("cmdline"):
+        # a booted guest's init lives in this venv: its path names the machine, not the kernel
+        facts.data["kernel"]["cmdline"] = facts.data["kernel"]["cmdline"].replace(
+            sys.prefix, "<venv>")
     facts.put("kernel.lockdown", lockdown(), "securityfs not readable (needs root)")
     facts.put("page_size", knobs.page_size())
     facts.put("ptrs_per_pte", knobs.ptrs_per_pte())
