@@ -30,7 +30,6 @@ from faultbench.analysis.frame import (
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
     constants_line,
-    format_value,
     label_columns,
     labels,
     spec_order,
@@ -41,7 +40,7 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
-from faultbench.measurement.spec import SpecError, parse_size
+from faultbench.measurement.spec import SpecError, format_size, parse_size
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
 LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
@@ -95,7 +94,7 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
 
 def _value_word(by: str, value: Any) -> str:
     if by in SIZE_FIELDS and isinstance(value, int | float | np.number) and value > 0:
-        return format_value(FAULT_AROUND_KNOB, value)
+        return format_size(int(value))  # as a user writes it after RUN:, not a row label
     return _knob_text(value)
 
 
