@@ -202,7 +202,8 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
     table["ci"] = (table["ci_lo"].map(fmt) + ".." + table["ci_hi"].map(fmt)).where(
         table["ci_lo"].notna(), "-"
     )
-    headers = [knob, "ns/page", "95% CI", "vs base", "flt/pg", "vs base", "n"]
+    unit = time_unit(str(data["plane"].iloc[0])) if len(data) else "ns"
+    headers = [knob, f"{unit}/page", "95% CI", "vs base", "flt/pg", "vs base", "n"]
     out = [wrap(f"Sweep of {knob}; 'vs base' is the change of the median against "
                 f"{knob}={format_value(knob, baseline).split('=')[-1]}.")]
     for group, part in table.groupby("group", sort=True):
