@@ -365,7 +365,8 @@ def test_a_name_over_255_bytes_is_one_line(tmp_path: Path, argv: list[str]) -> N
 
 
 @pytest.mark.parametrize("argv", [
-    ["workloads"], ["compare", "{run}", "{run}"], ["report", "--no-figures", "{run}"],
+    ["workloads"], ["compare", "{run}:seq", "{run}:random", "--by", "pattern"],
+    ["report", "--no-figures", "{run}"],
     ["report", "--json", "{run}"], ["measure", "--size", "1M"], ["doctor"], ["restore"],
 ], ids=lambda argv: "-".join(a for a in argv if "{" not in a))
 def test_stdout_on_a_full_device_is_one_line(made_run: Path, tmp_path: Path,
