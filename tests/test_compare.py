@@ -260,7 +260,8 @@ def test_two_kernels_of_one_run_boots_as_units(tmp_path_factory: pytest.TempPath
     valid = df[df["ok"]]
     assert len(rows) == 4
     for row in rows:
-        assert row["unit"] == "boot" and row["method"].startswith("Welch")
+        # on the instruction clock a row can be exactly the same in every sample: no test
+        assert row["unit"] == "boot" and row["method"].startswith(("Welch", "exact"))
         assert (row["base_boots"], row["base_units"], row["new_boots"]) == ("2", "2", "2")
         keep = (valid["pattern"] == row["pattern"]) & (valid["uffd"] == row["uffd"])
         per_kernel = valid[keep].groupby("kernel").size()
