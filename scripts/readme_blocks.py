@@ -48,7 +48,8 @@ MOMENTARY = re.compile(r"faultbench run: WARNING: busy|hit: samples whose timed 
 # Absolute paths that only exist on the machine a doc was written on: a home or root home, a
 # development tree under /work, a temporary file. System paths (/boot, /var/tmp, /dev/shm,
 # /sys, /proc) name the same thing on every machine and are allowed.
-MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|home|root|tmp|scratch|mnt)/[^\s`'\")\];,]+")
+PATH_CHAR = r"[^\s`'\")\];,]"
+MACHINE_PATH = re.compile(r"(?<![\w.~/-])/(?:work|home|root|tmp|scratch|mnt)/" + PATH_CHAR + "+")
 
 
 @dataclass
@@ -118,12 +119,13 @@ def doc_files() -> list[Path]:
 def machine_paths(text: str) -> list[tuple[int, str]]:
     """(line, path) of every absolute path in `text` that names this machine: the checkout,
     the home directory, or a MACHINE_PATH."""
-    own = [str(ROOT), str(Path.home())]
+    own = [re.compile(re.escape(str(p)) + r"(?![\w.-])" + PATH_CHAR + "*")
+           for p in (ROOT, Path.home()) if len(str(p)) > 1]
     found = []
     for number, line in enumerate(text.splitlines(), 1):
         found += [(number, m.group()) for m in MACHINE_PATH.finditer(line)]
-        found += [(number, p) for p in own if len(p) > 1 and not MACHINE_PATH.search(line)
-                  and re.search(re.escape(p) + r"(?![\w.-])", line)]
+        if not MACHINE_PATH.search(line):
+            found += [(number, m.group()) for pattern in own for m in pattern.finditer(line)]
     return found
 
 

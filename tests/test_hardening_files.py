@@ -15,11 +15,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from console import one_line
 from images import require_boot_image
 
 from faultbench.measurement.journal import JOURNAL_FORMAT, LOCK_PATH
@@ -55,13 +57,6 @@ def _selected(path: str) -> str:
 
 def _state() -> tuple[str, str]:
     return Path(SWAPPINESS).read_text().strip(), _selected(DEFRAG)
-
-
-def _one_line(stderr: str) -> str:
-    assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    return lines[0]
 
 
 def _cli(*argv: str, env: dict[str, str] | None = None, timeout: float = 120,
@@ -133,12 +128,12 @@ def test_root_refuses_a_run_directory_nobody_owns_and_writes_through_no_link(
     _as_nobody("ln", "-s", str(shared_dir / "secret"), str(run / "figures"))
     report = _cli("report", str(run))
     assert report.returncode == 2
-    assert f"owned by uid {NOBODY}" in _one_line(report.stderr)
+    assert f"owned by uid {NOBODY}" in one_line(report.stderr)
     _as_nobody("rm", str(run / "samples.jsonl"))
     _as_nobody("ln", "-s", str(target), str(run / "samples.jsonl"))
     resume = _cli("run", "--resume", str(run), "-q")
     assert resume.returncode == 2
-    assert f"owned by uid {NOBODY}" in _one_line(resume.stderr)
+    assert f"owned by uid {NOBODY}" in one_line(resume.stderr)
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["target"]
 
@@ -172,7 +167,7 @@ def test_links_and_hard_links_in_roots_own_directory_are_never_written_through(
     (run / "samples.jsonl").symlink_to(target)
     resume = _cli("run", "--resume", str(run), "-q")
     assert resume.returncode == 2
-    assert "symbolic link" in _one_line(resume.stderr)
+    assert "symbolic link" in one_line(resume.stderr)
     assert target.read_bytes() == before
     assert not list(run.glob(".*.tmp"))
 
@@ -237,14 +232,14 @@ def test_runs_with_different_journals_exclude_each_other(
         other = {"FAULTBENCH_JOURNAL": str(tmp_path / "b.json")}
         second = _cli("measure", "--size", "1M", "--set", "vm.swappiness=21", env=other)
         assert second.returncode == 2
-        line = _one_line(second.stderr)
+        line = one_line(second.stderr)
         assert f"pid {first.pid}:" in line and "measure" in line and "since 20" in line, line
         assert _state()[0] == before[0]
         out = tmp_path / "run"
         refused = _cli("run", str(_workload(tmp_path, knobs='[knobs]\n"vm.swappiness" = "21"')),
                        "--out", str(out), env=other)
         assert refused.returncode == 2
-        assert f"pid {first.pid}:" in _one_line(refused.stderr)
+        assert f"pid {first.pid}:" in one_line(refused.stderr)
         assert "--resume" not in refused.stderr
         assert not out.exists()
         # restore takes the lock too, whatever journal it is given
@@ -252,7 +247,7 @@ def test_runs_with_different_journals_exclude_each_other(
             "format": JOURNAL_FORMAT, "pid": 0, "knobs": [
                 {"name": "vm.swappiness", "path": SWAPPINESS, "original": "22"}]}))
         restore = _cli("restore", env=other)
-        assert restore.returncode == 2 and f"pid {first.pid}:" in _one_line(restore.stderr)
+        assert restore.returncode == 2 and f"pid {first.pid}:" in one_line(restore.stderr)
         assert _state() == (before[0], other_defrag)
     finally:
         err = _stop(first)
@@ -412,6 +407,27 @@ def test_signal_bursts_and_ctrl_c_at_start_up_end_in_a_line_not_a_traceback(
     assert failures == []
 
 
+def test_ctrl_c_inside_code_run_by_exec_keeps_the_status_faultbench_chose(
+    tmp_path: Path,
+) -> None:
+    """scipy's imports run `exec("from numpy import *")`; CPython marks an exact
+    KeyboardInterrupt leaving such code as unhandled, and a program run with -m (as the
+    faultbench command is) is killed by SIGINT at exit (status -2), even though it caught the
+    interruption. A CI run was interrupted there."""
+    (tmp_path / "probe.py").write_text(textwrap.dedent("""
+        import os, signal, sys
+        from faultbench.measurement import signals
+        signals.started()
+        try:
+            exec("os.kill(os.getpid(), signal.SIGINT)\\nfor _ in range(100): pass")
+        except signals.INTERRUPTED as exc:
+            sys.exit(signals.exit_status(exc))
+    """))
+    done = subprocess.run([sys.executable, "-m", "probe"], capture_output=True, text=True,
+                          timeout=60, cwd=tmp_path)
+    assert done.returncode == 128 + signal.SIGINT, done
+
+
 # 7. The journal is untrusted input
 
 
@@ -462,7 +478,7 @@ def test_restore_accepts_only_what_the_knob_rules_allow(
         reads_before[knobs[1]["path"]] = Path(knobs[1]["path"]).read_text()
     done = _cli("restore")
     assert done.returncode == 2
-    assert why in _one_line(done.stderr)
+    assert why in one_line(done.stderr)
     assert {p: Path(p).read_text() for p in reads_before} == reads_before
     assert journal.exists()
 
@@ -491,7 +507,7 @@ def test_out_of_range_sysctls_are_refused_before_the_journal(
     monkeypatch.setenv("FAULTBENCH_JOURNAL", "/proc/no-such-dir/journal.json")
     done = _cli("measure", "--size", "1M", "--set", option)
     assert done.returncode == 2
-    assert why in _one_line(done.stderr)
+    assert why in one_line(done.stderr)
     assert _state() == before
 
 
@@ -504,7 +520,7 @@ def test_a_run_refused_over_a_stale_journal_leaves_no_directory(
     done = _cli("run", str(_workload(tmp_path, knobs='[knobs]\n"vm.swappiness" = "21"')),
                 "--out", str(out))
     assert done.returncode == 2
-    assert "faultbench restore" in _one_line(done.stderr)
+    assert "faultbench restore" in one_line(done.stderr)
     assert "--resume" not in done.stderr
     assert not out.exists()
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 import pytest
+from console import said
 from images import require_boot_image
 
 from faultbench import cli as faultbench_cli
@@ -89,7 +90,7 @@ def in_process(*argv: str | Path, stdout: IO[str] | None = None
 def refused(result: subprocess.CompletedProcess[str], command: str, *words: str) -> str:
     """The one line of a refusal, checked: exit 2, no traceback, containing `words`."""
     assert "Traceback" not in result.stderr, result.stderr
-    lines = result.stderr.strip().splitlines()
+    lines = said(result.stderr)
     assert result.returncode == 2 and len(lines) == 1, result.stderr
     assert lines[0].startswith(f"faultbench {command}: "), lines[0]
     for word in words:

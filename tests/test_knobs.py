@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from console import one_line
 
 from faultbench.measurement.journal import JOURNAL_FORMAT
 from faultbench.measurement.knobs import KnobError, cross_product, parse_set_options
@@ -65,13 +66,6 @@ def _cli(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FAULTBENCH, *argv], capture_output=True, text=True, timeout=timeout)
 
 
-def _one_line(stderr: str) -> str:
-    lines = stderr.strip().splitlines()
-    assert len(lines) == 1, stderr
-    assert "Traceback" not in stderr
-    return lines[0]
-
-
 BAD = [
     ("fault_around_bytes=0", "not allowed"),
     ("fault_around_bytes=-4096", "negative"),
@@ -103,7 +97,7 @@ def test_bad_input_is_refused_before_anything_is_written(
     done = _cli("measure", "--size", "1M",
                 "--set", f"thp.defrag={real_knobs['thp.defrag']}", "--set", option)
     assert done.returncode == 2
-    line = _one_line(done.stderr)
+    line = one_line(done.stderr)
     assert line.startswith("faultbench measure: ") and why in line, line
     assert _state() == before
     assert not journal.exists()
@@ -158,7 +152,7 @@ def test_native_fault_around_sweep_fails_fast_under_lockdown(
     done = _cli("measure", "--size", "1M", "--set", "fault_around_bytes=4096,65536")
     assert time.monotonic() - started < 10
     assert done.returncode == 2
-    line = _one_line(done.stderr)
+    line = one_line(done.stderr)
     assert f"locked down (lockdown={mode})" in line
     assert "--kernel /boot/vmlinuz-" in line or "--kernel " in line
     assert done.stdout == ""
@@ -225,7 +219,7 @@ def test_a_signal_restores_the_knobs(
     assert journal.exists()
     refused = _cli("measure", "--size", "1M", "--set", "vm.swappiness=20")
     assert refused.returncode == 2
-    assert f"another faultbench run (pid {proc.pid}:" in _one_line(refused.stderr)
+    assert f"another faultbench run (pid {proc.pid}:" in one_line(refused.stderr)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err
@@ -246,7 +240,7 @@ def test_sigkill_then_restore(real_knobs: dict[str, str], journal: Path) -> None
 
     refused = _cli("measure", "--size", "1M", "--set", "vm.swappiness=20")
     assert refused.returncode == 2
-    assert "run `faultbench restore` first" in _one_line(refused.stderr)
+    assert "run `faultbench restore` first" in one_line(refused.stderr)
     assert _state() == changed
 
     restored = _cli("restore")
@@ -269,7 +263,7 @@ def test_restore_refuses_a_journal_pointing_outside_the_allowed_knobs(journal: P
     }))
     done = _cli("restore")
     assert done.returncode == 2
-    assert "outside what faultbench may change" in _one_line(done.stderr)
+    assert "outside what faultbench may change" in one_line(done.stderr)
     assert target.read_bytes() == before
     assert journal.exists()
 

@@ -40,6 +40,13 @@ def _exit_quietly(signum: int, frame: FrameType | None) -> None:
     os._exit(128 + signum)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, as faultbench raises it. Not KeyboardInterrupt itself: CPython flags an exact
+    KeyboardInterrupt that leaves code run by exec() of a string (scipy's imports do that)
+    as unhandled, and at exit kills the process by SIGINT even though faultbench caught it
+    and chose its status (-2 instead of 130)."""
+
+
 class Terminated(SystemExit):
     """SIGTERM or SIGHUP: unwinds, and left uncaught ends the process with the status a
     shell gives a process they killed (128 + signal), without a traceback."""
@@ -69,7 +76,7 @@ def _stop(signum: int) -> BaseException:
 
 
 def started() -> None:
-    """The command begins: from here a signal unwinds (Ctrl-C as KeyboardInterrupt, SIGTERM
+    """The command begins: from here a signal unwinds (Ctrl-C as Interrupted, SIGTERM
     and SIGHUP as Terminated), once."""
     _state["command"] = True
     for signum in TERMINATING:
@@ -90,9 +97,9 @@ def _raise_exit(signum: int, frame: FrameType | None) -> None:
 
 
 def exit_exception(signum: int) -> BaseException:
-    """Ctrl-C unwinds as KeyboardInterrupt; other signals as Terminated."""
+    """Ctrl-C unwinds as Interrupted (a KeyboardInterrupt); other signals as Terminated."""
     if signum == signal.SIGINT:
-        return KeyboardInterrupt()
+        return Interrupted()
     return Terminated(signum)
 
 
