@@ -26,7 +26,8 @@ PANELS = (("allocstall", "direct reclaims (allocstall) per launch"),
 
 
 def memory_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
-    """figures/memory-cost.png|svg for runs with app-launch sessions sweeping the knob."""
+    """figures/memory-cost.png|svg for runs with app-launch sessions sweeping the knob;
+    memory-cost-by-memory.png|svg when they come from several guest memories."""
     apps = sessions(df)
     if apps.empty or FAULT_AROUND_KNOB not in apps:
         return []
@@ -55,7 +56,9 @@ def memory_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pat
         axes.flat[0].legend(fontsize=8, title=NO_CI if missing_ci else None,
                             title_fontsize=7)
         title(fig, "Memory cost of fault-around: app launches (median, 95% CI)", info)
-        return save(fig, out_dir, "memory-cost")
+        # several memories (several runs): a name a later `report` of one of them keeps
+        several = apps["guest_memory"].nunique() > 1
+        return save(fig, out_dir, "memory-cost-by-memory" if several else "memory-cost")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,17 +15,19 @@ Per touched page: y = a*F + b*M + c, with F faults and M pages mapped per touche
   booted run with several): they cover sampling noise on the assumption that the model is
   right, not the error of a wrong model (the residual says how far off it is).
 
-`phases.check_against(model, phases)` is where a kernel-symbol profile checks a and b.
+When the run has kernel profiles (`--profile`), each model carries `profile`: a and b as
+the profile measures them (phases.profile_check), beside the regression's.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from faultbench.analysis.breakeven.phases import ProfileCheck, profile_check
 from faultbench.analysis.breakeven.rows import (
     DEFAULT_WINDOW_BYTES,
     MIN_ROUNDS_FOR_CI,
@@ -130,6 +132,7 @@ class CostModel:
     reason: str | None
     ci_note: str = ""
     which: str = FIT_WHICH
+    profile: ProfileCheck | None = None  # a and b from the run's kernel profiles
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -319,9 +322,25 @@ def cost_models(df: pd.DataFrame, replicates: int = REPLICATES, seed: int = 0) -
     columns = group_columns(both, ("pattern", "uffd", "populate", FAULT_AROUND_KNOB))
     named = group_label(both, columns)
     fit, touch = fit.assign(_group=named[fit.index]), touch.assign(_group=named[touch.index])
+    profiled = "profiled" in df and bool(df["profiled"].fillna(False).any())
     out = []
     for index, ((group, backing), part) in enumerate(fit.groupby(["_group", "backing"])):
         rng = np.random.default_rng([seed, index])
         mine = touch[(touch["_group"] == group) & (touch["backing"] == backing)]
-        out.append(_one_cost_model(part, mine, str(group), str(backing), replicates, rng))
+        model = _one_cost_model(part, mine, str(group), str(backing), replicates, rng)
+        if profiled:
+            model = replace(model, profile=_profile(df, part, columns, str(group), model))
+        out.append(model)
     return out
+
+
+def _profile(df: pd.DataFrame, part: pd.DataFrame, columns: list[str], group: str,
+             model: CostModel) -> ProfileCheck | None:
+    """The profile's a and b over the model's scenarios: every sample of them (profiled
+    rounds and the unprofiled ones their costs are scaled by) in the model's group."""
+    rows = df[df["scenario"].isin(part["scenario"].unique())]
+    rows = rows[group_label(rows, columns) == group]
+    rows.attrs = df.attrs
+    a, b = model.ns_per_fault, model.ns_per_page_mapped
+    return profile_check(rows, None if a is None else (a.value, a.ci),
+                         None if b is None else (b.value, b.ci))

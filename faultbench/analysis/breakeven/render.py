@@ -18,8 +18,9 @@ from faultbench.analysis.breakeven.costmodel import (
 )
 from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, break_even
 from faultbench.analysis.breakeven.floor import FLOOR_WHY, FloorPoint, floor_points, populate_rows
+from faultbench.analysis.breakeven.phases import AGREES, MAPS_AHEAD, ProfileCheck
 from faultbench.analysis.breakeven.rows import REPLICATES
-from faultbench.analysis.frame import FAULT_AROUND_KNOB
+from faultbench.analysis.frame import FAULT_AROUND_KNOB, time_unit
 from faultbench.analysis.labels import format_value
 from faultbench.analysis.stats import CI_METHOD
 from faultbench.analysis.text import fmt, text_table, wrap
@@ -64,6 +65,9 @@ def report_section(
 
     results = break_even(df) if results is None else results
     models = cost_models(df) if models is None else models
+    # ns of the wall clock, or guest instructions on the instruction clock
+    planes = df["plane"].dropna().unique() if "plane" in df else []
+    clock = "|".join(sorted({time_unit(p) for p in planes})) or "ns"
     results = [r for r in results if len(r.curve) >= MIN_STRIDES]
     models = [m for m in models if len(m.scenarios) >= MIN_SCENARIOS]
     shown = {r.group for r in results}
@@ -83,8 +87,8 @@ def report_section(
             parts.append(f"\n{group}, {contrast} (window {window}, {source}):\n")
             rows = [[str(p.stride), fmt(p.pages_per_window), fmt(p.on_ns), fmt(p.off_ns),
                      fmt(p.on_ns / p.off_ns)] for p in first.curve]
-            parts.append(text_table(["stride", "pg/win", "on ns/pg", "off ns/pg", "on/off"],
-                                    rows))
+            parts.append(text_table(
+                ["stride", "pg/win", f"on {clock}/pg", f"off {clock}/pg", "on/off"], rows))
             for item in items:
                 what = "touch" if not item.teardown_counted else "touch+munmap"
                 head = f"crossing ({what}{', headline' if item.headline else ''}): "
@@ -107,15 +111,15 @@ def report_section(
         rounds = max(r.rounds for r in results)
         unit = results[0].unit
         parts.append("\n" + wrap(
-            f"on/off: ns per touched page, medians over {unit}s ({rounds}); pg/win: pages "
+            f"on/off: {clock} per touched page, medians over {unit}s ({rounds}); pg/win: pages "
             f"touched per fault-around window. Crossing: interpolated in log(stride) between "
             f"the bracketing strides; [95% CI]: percentile bootstrap over {unit}s "
             f"({REPLICATES} replicates); an end beyond the strides measured is shown as "
             f"<first or >last. Stride {SPARSE_NOTE}. {HEADLINE_WHY}."))
     if floor:
-        parts.append(_floor_section(floor, results))
+        parts.append(_floor_section(floor, results, clock))
     if models:
-        parts.append(model_section(models))
+        parts.append(model_section(models, clock))
     return "".join(parts)
 
 
@@ -126,8 +130,9 @@ def _grouped(results: Sequence[BreakEven]) -> list[tuple[tuple[str, str], list[B
     return list(grouped.items())
 
 
-def _floor_section(points: Sequence[FloorPoint], results: Sequence[BreakEven]) -> str:
-    parts = ["\n" + wrap("Floor: the touch loop alone with every page already mapped, ns "
+def _floor_section(points: Sequence[FloorPoint], results: Sequence[BreakEven],
+                   clock: str) -> str:
+    parts = ["\n" + wrap(f"Floor: the touch loop alone with every page already mapped, {clock} "
                          "per touched page, against the same touches through faults.")]
     for group in dict.fromkeys(p.group for p in points):
         # the headline curve of the group's first contrast: on and off at each stride
@@ -153,7 +158,7 @@ def _floor_section(points: Sequence[FloorPoint], results: Sequence[BreakEven]) -
 PROPORTIONAL = 1e6
 
 
-def model_section(models: Sequence[CostModel]) -> str:
+def model_section(models: Sequence[CostModel], clock: str = "ns") -> str:
     """The cost model of each group: the constants the rows identify, and why not the
     others."""
     parts = ["\n" + wrap("Cost model: touch_ns = a*faults + b*pages_mapped + "
@@ -171,9 +176,9 @@ def model_section(models: Sequence[CostModel]) -> str:
             f"condition number {fmt(model.condition)}{within_text}"))
         if model.fits:
             rows = [[name, fmt(est.value), ci_text(est.ci)] for name, est in (
-                ("a, ns per fault", model.ns_per_fault),
-                ("b, ns per page mapped", model.ns_per_page_mapped),
-                ("c, ns per page touched", model.ns_per_touch),
+                (f"a, {clock} per fault", model.ns_per_fault),
+                (f"b, {clock} per page mapped", model.ns_per_page_mapped),
+                (f"c, {clock} per page touched", model.ns_per_touch),
             ) if est is not None]
             parts.append(text_table(["constant", "value", "95% CI"], rows))
         else:
@@ -184,12 +189,13 @@ def model_section(models: Sequence[CostModel]) -> str:
                 model.touch_ns_by_stride[-1]
             parts.append(wrap(
                 f"c pinned from the populate rows' touch-only time: "
-                f"{fmt(model.ns_per_touch.value)} [{ci_text(model.ns_per_touch.ci)}] ns at "
+                f"{fmt(model.ns_per_touch.value)} [{ci_text(model.ns_per_touch.ci)}] {clock} at "
                 f"stride {fmt(first)}, {fmt(c_last)} at stride {fmt(last)}"))
         if model.per_fault:
             line = model.fits
             parts.append(text_table(
-                ["pages/fault", "ns per fault", "95% CI", *(["a+b*P"] if line else []), "rows"],
+                ["pages/fault", f"{clock} per fault", "95% CI", *(["a+b*P"] if line else []),
+                 "rows"],
                 [[fmt(f.pages_per_fault), fmt(f.ns), ci_text(f.ci),
                   *([fmt(f.line_ns)] if line else []), str(f.scenarios)]
                  for f in model.per_fault]))
@@ -197,14 +203,42 @@ def model_section(models: Sequence[CostModel]) -> str:
             parts.append(wrap(f"residual {100 * model.residual:.1f}% (RMS of relative errors "
                               f"over scenario medians)"
                               + (f"; {model.reason}" if model.fits and model.reason else "")))
+        if model.profile is not None:
+            parts.append(_profile_lines(model.profile))
     unit = models[0].unit
+    profiled = any(m.profile is not None for m in models)
     parts.append("\n" + wrap(
-        f"Fitted to scenario medians of ns per touched page, least squares on relative "
+        f"Fitted to scenario medians of {clock} per touched page, least squares on relative "
         f"errors, c per stride from populate rows where the run has them; rows: {FIT_WHICH}. "
         f"A fault mapping P pages costs a + b*P: a and b need {MIN_WINDOWS} or more "
         f"pages-per-fault values (fault_around_bytes values), else the cost of one fault "
-        f"per value is given; ns per fault: fitted to the rows of one window alone, a+b*P: "
+        f"per value is given; {clock} per fault: fitted to the rows of one window alone, a+b*P: "
         f"the model's line through them. {CI_ASSUMES.format(unit=unit)}. A residual above "
-        f"{100 * MAX_RESIDUAL:.0f}% prints no constants."))
+        f"{100 * MAX_RESIDUAL:.0f}% prints no constants."
+        + (f" {PROFILE_NOTE}" if profiled else "")))
     return "".join(parts)
+
+
+PROFILE_NOTE = (
+    f"Kernel profile: a as the entry/exit phase per fault, b as the fault-around and "
+    f"rmap+memcg phases per page mapped (rows mapping {MAPS_AHEAD:g}+ pages per fault), "
+    f"pooled over the profiled rows (docs/profiles.md). 'agrees': inside the model's CI or "
+    f"within {AGREES:g}x. The model's a also holds what a fault costs outside entry/exit "
+    f"(the page-cache lookup, profiler skid into [user]), so a above the phase is expected")
+
+
+def _profile_lines(check: ProfileCheck) -> str:
+    """The profile's a and b beside the regression's, and where they disagree."""
+    rows = []
+    for c in check.constants:
+        if c.model is None:
+            rows.append([c.constant, fmt(c.profile), "-", "-", "-", "not identified"])
+            continue
+        verdict = "agrees" if c.agrees else "DISAGREES"
+        rows.append([c.constant, fmt(c.profile), fmt(c.model),
+                     ci_text(c.model_ci), f"{fmt(c.ratio)}x" if c.ratio else "-", verdict])
+    head = wrap(f"kernel profile ({check.rows} rows, {check.samples} samples) against the "
+                f"regression:")
+    return head + text_table(["constant", "profile", "model", "95% CI", "model/pr", "check"],
+                             rows)
 
