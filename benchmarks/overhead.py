@@ -6,9 +6,12 @@ page in the same pattern with the same loop instructions, and read CLOCK_MONOTON
 the loop (benchmarks/reference_loop.c). Each side takes --samples samples after one it
 discards (the first in a process is slower: page tables, allocator and caches are cold).
 
---clock icount boots ONE guest (QEMU -icount shift=0, 1 vCPU; plane tcg-icount) and runs
-both sides of every backing and pattern there: a virtual ns is one guest instruction, so the
-ratio is a ratio of instructions executed in the timed region, the same on every run.
+--clock icount boots ONE guest (QEMU -icount, 1 vCPU; plane tcg-icount) and runs both sides
+of every backing and pattern there: a virtual ns is one guest instruction, so the ratio is a
+ratio of instructions executed in the timed region, the same on every run. The reference runs
+twice: bare, and with as many mappings as faultbench's worker has (REFERENCE_VMAS), whose
+mappers fault in that larger address space: the second ratio is what faultbench's own code
+adds.
 --clock wall (the default) runs here in pairs alternating which side goes first, in
 --blocks independent blocks, and prints how much the median ratio varies between blocks: on a
 shared VM, a lot.
@@ -42,12 +45,28 @@ def reference_arg(pattern: str, page_size: int) -> str:
     return str(page_size // 8 if pattern == "sparse" else 1)
 
 
-def reference_ns(binary: Path, backing: str, pattern: str, size: int, samples: int) -> list[int]:
+def reference_ns(binary: Path, backing: str, pattern: str, size: int, samples: int,
+                 vmas: int = 0) -> list[int]:
+    """The bare loop's samples; with `vmas`, in an address space of that many mappings."""
     out = subprocess.run(
         [str(binary), backing, str(size), reference_arg(pattern, os.sysconf("SC_PAGESIZE")),
          "read"],
-        env={"REFERENCE_REPEAT": str(samples + 1)}, capture_output=True, text=True, check=True)
+        env={"REFERENCE_REPEAT": str(samples + 1), "REFERENCE_VMAS": str(vmas)},
+        capture_output=True, text=True, check=True)
     return [int(line) for line in out.stdout.split()[1:]]
+
+
+def worker_vmas() -> int:
+    """The mappings of faultbench's measuring worker once it is ready: its mappers are forked
+    from it, so they fault in an address space at least that large."""
+    worker = subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = json.loads(worker.stdout.readline())["ready"]
+        return len(Path(f"/proc/{pid}/maps").read_text().splitlines())
+    finally:
+        worker.stdin.close()
+        worker.wait(timeout=60)
 
 
 def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> list[int]:
@@ -74,31 +93,36 @@ def spread(values: list[int]) -> float:
 
 
 def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ...], size: int,
-                samples: int) -> list[dict[str, object]]:
-    """Both sides of every backing and pattern, reference first (icount: order is moot)."""
+                samples: int, vmas: int) -> list[dict[str, object]]:
+    """Both sides of every backing and pattern, the reference bare and with `vmas` mappings
+    (icount: the order is moot)."""
     rows = []
     for backing in backings:
         for pattern in patterns:
             rows.append({"backing": backing, "pattern": pattern,
                          "reference": reference_ns(binary, backing, pattern, size, samples),
-                         "faultbench": faultbench_ns(backing, pattern, size, samples)})
+                         "faultbench": faultbench_ns(backing, pattern, size, samples),
+                         "reference_vmas": reference_ns(binary, backing, pattern, size,
+                                                        samples, vmas)})
     return rows
 
 
-def print_rows(rows: list[dict[str, list[int]]], unit: str) -> None:
+def print_rows(rows: list[dict[str, list[int]]], unit: str, vmas: int) -> None:
     print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} "
-          f"{'faultbench ' + unit:>17} {'spread':>7} {'ratio':>6}")
+          f"{'faultbench ' + unit:>17} {'spread':>7} {'ratio':>6} "
+          f"{f'reference@{vmas} ' + unit:>20} {'ratio':>6}")
     for row in rows:
-        ref, fb = row["reference"], row["faultbench"]
-        ratio = statistics.median(fb) / statistics.median(ref)
+        ref, fb, sized = row["reference"], row["faultbench"], row["reference_vmas"]
         print(f"{row['backing']:8} {row['pattern']:8} {statistics.median(ref):16,.0f} "
               f"{spread(ref):7.2%} {statistics.median(fb):17,.0f} {spread(fb):7.2%} "
-              f"{ratio:6.3f}")
+              f"{statistics.median(fb) / statistics.median(ref):6.3f} "
+              f"{statistics.median(sized):20,.0f} "
+              f"{statistics.median(fb) / statistics.median(sized):6.3f}")
 
 
 def icount(args: argparse.Namespace, size: int) -> int:
     """Boot one guest on the instruction clock; it runs `--inside`, the host prints."""
-    from faultbench.measurement.booted.guest import boot_images, run_in_guest
+    from faultbench.measurement.booted.guest import ICOUNT_QEMU_OPTS, boot_images, run_in_guest
 
     kernel = args.kernel or boot_images()[0]
     with tempfile.TemporaryDirectory(prefix="faultbench-overhead-") as tmp:
@@ -110,10 +134,11 @@ def icount(args: argparse.Namespace, size: int) -> int:
         if status:
             raise SystemExit(f"the guest run failed with status {status}")
         result = json.loads((Path(tmp) / RESULT).read_text())
-    print(f"plane tcg-icount (QEMU -icount shift=0,sleep=off, 1 vCPU): 1 virtual ns = 1 guest "
+    print(f"plane tcg-icount (QEMU {ICOUNT_QEMU_OPTS}, 1 vCPU): 1 virtual ns = 1 guest "
           f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
-          f"{args.samples} samples a side, all from one boot")
-    print_rows(result["rows"], "insn")
+          f"{args.samples} samples a side, all from one boot; reference@N: the bare loop in "
+          f"an address space of N mappings, as many as faultbench's worker has")
+    print_rows(result["rows"], "insn", result["vmas"])
     return 0
 
 
@@ -121,8 +146,11 @@ def inside(args: argparse.Namespace, size: int) -> int:
     """In the guest: both sides of every scenario, the result into the shared directory."""
     directory = Path(args.inside)
     backings, patterns = (("anon", "memfd"), ("seq",)) if args.short else (BACKINGS, PATTERNS)
-    rows = measure_all(directory / "reference_loop", backings, patterns, size, args.samples)
-    (directory / RESULT).write_text(json.dumps({"release": os.uname().release, "rows": rows}))
+    vmas = worker_vmas()
+    rows = measure_all(directory / "reference_loop", backings, patterns, size, args.samples,
+                       vmas)
+    (directory / RESULT).write_text(json.dumps({"release": os.uname().release, "rows": rows,
+                                                "vmas": vmas}))
     return 0
 
 

@@ -10,8 +10,11 @@
  * one per line). tmpfs and file create an unlinked file in REFERENCE_DIR (default /dev/shm,
  * /var/tmp), written with pwrite first like memfd (warm); anon is a private hole. random
  * touches every page in the order faultbench's random pattern does (REFERENCE_SEED, default
- * 1). The mapping starts on a page-table boundary, as faultbench's do by default. With the
- * two fifos (perf stat --delay=-1 --control fifo:CTL,ACK) perf counts exactly the loops.
+ * 1). The mapping starts on a page-table boundary, as faultbench's do by default.
+ * REFERENCE_VMAS=N first adds one-page mappings until the process has N, so that the loop
+ * faults in an address space the size of faultbench's mapper's: a fault's VMA lookup walks a
+ * deeper tree in a larger one. With the two fifos (perf stat --delay=-1 --control fifo:CTL,ACK) perf counts
+ * exactly the loops.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -68,6 +71,37 @@ static uint32_t *permutation(uint64_t pages, uint64_t seed)
 		order[j] = t;
 	}
 	return order;
+}
+
+static uint64_t count_vmas(void)
+{
+	FILE *maps = fopen("/proc/self/maps", "r");
+	uint64_t lines = 0;
+	int c;
+
+	if (!maps)
+		exit(1);
+	while ((c = getc(maps)) != EOF)
+		lines += c == '\n';
+	fclose(maps);
+	return lines;
+}
+
+/* Up to `total` mappings: one region whose every other page is readable, so that no page
+ * merges with its neighbours and each is a VMA of its own. */
+static void fill_vmas(uint64_t total, uint64_t page)
+{
+	uint64_t have = count_vmas(), n = total > have ? total - have : 0;
+	char *area;
+
+	if (n == 0)
+		return;
+	area = mmap(NULL, n * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (area == MAP_FAILED)
+		exit(1);
+	for (uint64_t i = 1; i < n; i += 2)
+		if (mprotect(area + i * page, page, PROT_READ) != 0)
+			exit(1);
 }
 
 static int backing(const char *kind, uint64_t size)
@@ -151,6 +185,7 @@ static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint
 int main(int argc, char **argv)
 {
 	const char *repeat = getenv("REFERENCE_REPEAT"), *seed = getenv("REFERENCE_SEED");
+	const char *vmas = getenv("REFERENCE_VMAS");
 	int ctl = -1, ack = -1, n = repeat ? atoi(repeat) : 1;
 	uint64_t size, step, page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint32_t *order = NULL;
@@ -164,6 +199,7 @@ int main(int argc, char **argv)
 	step = strtoull(argv[3], NULL, 0) * page;
 	if (strcmp(argv[3], "random") == 0)
 		order = permutation(size / page, seed ? strtoull(seed, NULL, 0) : 1);
+	fill_vmas(vmas ? strtoull(vmas, NULL, 0) : 0, page);
 	if (argc == 7) {
 		ctl = open(argv[5], O_WRONLY);
 		ack = open(argv[6], O_RDONLY);

@@ -44,7 +44,8 @@ KILL_GRACE_S = 5.0
 SCRATCH_DISK_BYTES = 2 << 30
 SCRATCH_MOUNT = "/var/tmp"
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
-# sleep=off: an idle guest's clock jumps to the next timer instead of waiting in real time.
+# sleep=on: an idle guest's clock waits in real time (with sleep=off it jumps to the next
+# timer, and in-guest timeouts over 9p waits fired in moments; docs/icount.md).
 # Debian 6.1 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
 ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=on"
 CLOCKS = ("icount", "wall")
