@@ -9,9 +9,9 @@ discards (the first in a process is slower: page tables, allocator and caches ar
 --clock icount boots ONE guest (QEMU -icount, 1 vCPU; plane tcg-icount) and runs both sides
 of every backing and pattern there: a virtual ns is one guest instruction, so the ratio is a
 ratio of instructions executed in the timed region, the same on every run. The reference runs
-twice: bare, and with as many mappings as faultbench's worker has (REFERENCE_VMAS), whose
-mappers fault in that larger address space: the second ratio is what faultbench's own code
-adds.
+twice: bare, and with as many mappings as faultbench's mappers fault in (REFERENCE_VMAS: a
+mapper is forked from the Python worker, whose address space is larger): the second ratio is
+what faultbench's own code adds.
 --clock wall (the default) runs here in pairs alternating which side goes first, in
 --blocks independent blocks, and prints how much the median ratio varies between blocks: on a
 shared VM, a lot.
@@ -24,6 +24,7 @@ shared VM, a lot.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -56,17 +57,21 @@ def reference_ns(binary: Path, backing: str, pattern: str, size: int, samples: i
     return [int(line) for line in out.stdout.split()[1:]]
 
 
-def worker_vmas() -> int:
-    """The mappings of faultbench's measuring worker once it is ready: its mappers are forked
-    from it, so they fault in an address space at least that large."""
-    worker = subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.worker"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        pid = json.loads(worker.stdout.readline())["ready"]
-        return len(Path(f"/proc/{pid}/maps").read_text().splitlines())
-    finally:
-        worker.stdin.close()
-        worker.wait(timeout=60)
+def mapper_vmas() -> int:
+    """How many mappings the mappers of `faultbench measure` fault in: each is forked from the
+    measuring Python process mid-sample, so it is read from the mapper of one long sample
+    (the most seen; 0 if none was)."""
+    measure = subprocess.Popen(
+        [sys.executable, "-m", "faultbench", "measure", "--backing", "memfd", "--size", "256M",
+         "--pattern", "random", "--repeat", "1", "--warmups", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children = Path(f"/proc/{measure.pid}/task/{measure.pid}/children")
+    found = 0
+    while measure.poll() is None:
+        with contextlib.suppress(OSError):  # either may be gone meanwhile
+            for child in children.read_text().split():
+                found = max(found, len(Path(f"/proc/{child}/maps").read_text().splitlines()))
+    return found
 
 
 def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> list[int]:
@@ -137,7 +142,7 @@ def icount(args: argparse.Namespace, size: int) -> int:
     print(f"plane tcg-icount (QEMU {ICOUNT_QEMU_OPTS}, 1 vCPU): 1 virtual ns = 1 guest "
           f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
           f"{args.samples} samples a side, all from one boot; reference@N: the bare loop in "
-          f"an address space of N mappings, as many as faultbench's worker has")
+          f"an address space of N mappings, as many as faultbench's mappers have")
     print_rows(result["rows"], "insn", result["vmas"])
     return 0
 
@@ -146,7 +151,7 @@ def inside(args: argparse.Namespace, size: int) -> int:
     """In the guest: both sides of every scenario, the result into the shared directory."""
     directory = Path(args.inside)
     backings, patterns = (("anon", "memfd"), ("seq",)) if args.short else (BACKINGS, PATTERNS)
-    vmas = worker_vmas()
+    vmas = mapper_vmas()
     rows = measure_all(directory / "reference_loop", backings, patterns, size, args.samples,
                        vmas)
     (directory / RESULT).write_text(json.dumps({"release": os.uname().release, "rows": rows,

@@ -49,5 +49,6 @@ def test_icount_mode_runs_both_sides_in_one_boot() -> None:
               for row in rows}
     for reference, _, faultbench, _, _, sized, _ in number.values():
         assert reference > 0 and faultbench > 0 and sized > 0
-    # the bare loop in the worker's larger address space: each fault walks a deeper VMA tree
-    assert number["memfd"][5] > number["memfd"][0]
+    # the mappers' address space was found (a mapper forked from the Python process)
+    [header] = [line for line in result.stdout.splitlines() if line.startswith("backing")]
+    assert int(re.search(r"reference@(\d+)", header).group(1)) > 50
