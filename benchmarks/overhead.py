@@ -10,8 +10,8 @@ discards (the first in a process is slower: page tables, allocator and caches ar
 of every backing and pattern there: a virtual ns is one guest instruction, so the ratio is a
 ratio of instructions executed in the timed region, the same on every run. The reference runs
 twice: bare, and with as many mappings as faultbench's mappers fault in (REFERENCE_VMAS: a
-mapper is forked from the Python worker, whose address space is larger): the second ratio is
-what faultbench's own code adds.
+mapper is forked from the measuring Python process, whose address space is larger): the
+second ratio is what faultbench's own code adds.
 --clock wall (the default) runs here in pairs alternating which side goes first, in
 --blocks independent blocks, and prints how much the median ratio varies between blocks: on a
 shared VM, a lot.

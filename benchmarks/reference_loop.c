@@ -13,8 +13,8 @@
  * 1). The mapping starts on a page-table boundary, as faultbench's do by default.
  * REFERENCE_VMAS=N first adds one-page mappings until the process has N, so that the loop
  * faults in an address space the size of faultbench's mapper's: a fault's VMA lookup walks a
- * deeper tree in a larger one. With the two fifos (perf stat --delay=-1 --control fifo:CTL,ACK) perf counts
- * exactly the loops.
+ * deeper tree in a larger one. With the two fifos (perf stat --delay=-1 --control
+ * fifo:CTL,ACK) perf counts exactly the loops.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
