@@ -115,6 +115,11 @@ def test_boots_interleave_and_every_sample_says_which(aa_run: tuple[Path, str, d
         ("a", 0), ("b", 0), ("b", 1), ("a", 1)]
     assert [b["rounds"] for b in meta["boots"]] == [[0, 1], [0, 1], [1, 2], [1, 2]]
     assert all(b["status"] == "ok" and b["guest"]["kernel"]["release"] for b in meta["boots"])
+    # the guest's command line as provenance, without the paths that name this machine
+    for boot in meta["boots"]:
+        cmdline = boot["guest"]["kernel"]["cmdline"]
+        assert "virtme_chdir=<cwd>" in cmdline and "init=<venv>/" in cmdline, cmdline
+        assert sys.prefix not in cmdline and f"={os.getcwd().lstrip('/')} " not in cmdline
     assert meta["finished_utc"] and [k["label"] for k in meta["kernels"]] == ["a", "b"]
     assert meta["kernels"][0]["sha256"] == meta["kernels"][1]["sha256"]
     rows = samples(run)

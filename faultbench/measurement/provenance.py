@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,13 @@ def file_dir(specs: Iterable[Spec]) -> str | None:
     return next((backing_dir(s) for s in specs if s.backing == "file"), None)
 
 
+def machine_paths_out(cmdline: str) -> str:
+    """A booted guest's command line without the paths that name this machine, not the
+    kernel: its init lives in this venv, and virtme-ng passes the host's working directory."""
+    cmdline = cmdline.replace(sys.prefix, "<venv>")
+    return re.sub(r"\bvirtme_chdir=\S*", "virtme_chdir=<cwd>", cmdline)
+
+
 def collect(file_dir: str | None = None) -> dict[str, Any]:
     """Everything that tells this machine and its settings apart (see module doc)."""
     from faultbench._version import __version__
@@ -143,9 +151,7 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
     facts.put("kernel.machine", uname.machine)
     facts.read("kernel.cmdline", "/proc/cmdline")
     if facts.data.get("kernel", {}).get("cmdline"):
-        # a booted guest's init lives in this venv: its path names the machine, not the kernel
-        facts.data["kernel"]["cmdline"] = facts.data["kernel"]["cmdline"].replace(
-            sys.prefix, "<venv>")
+        facts.data["kernel"]["cmdline"] = machine_paths_out(facts.data["kernel"]["cmdline"])
     facts.put("kernel.lockdown", lockdown(), "securityfs not readable (needs root)")
     facts.put("page_size", knobs.page_size())
     facts.put("ptrs_per_pte", knobs.ptrs_per_pte())
