@@ -50,11 +50,16 @@ def time_unit(plane: str) -> str:
     return "insn" if plane in INSTRUCTION_CLOCK_PLANES else "ns"
 
 
+def clock_unit(planes: Iterable[str]) -> str:
+    """The time unit of rows from these planes: "ns", "insn", or "insn|ns" when they mix
+    clocks (compare --force); "ns" for none."""
+    return "|".join(sorted({time_unit(plane) for plane in planes})) or "ns"
+
+
 def metric_unit(metric: str, planes: Iterable[str] = ("native",)) -> str:
     """The unit a table header prints for a metric, e.g. "ns/page" or "insn/page"; "ns|insn"
     when the rows mix clocks (compare --force)."""
-    units = "|".join(sorted({time_unit(plane) for plane in planes})) or "ns"
-    return METRICS[metric].format(t=units)
+    return METRICS[metric].format(t=clock_unit(planes))
 
 
 # Sample fields that say the timed loop was disturbed: involuntary context switches of the

@@ -20,7 +20,7 @@ from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, brea
 from faultbench.analysis.breakeven.floor import FLOOR_WHY, FloorPoint, floor_points, populate_rows
 from faultbench.analysis.breakeven.phases import AGREES, MAPS_AHEAD, ProfileCheck
 from faultbench.analysis.breakeven.rows import REPLICATES
-from faultbench.analysis.frame import FAULT_AROUND_KNOB, time_unit
+from faultbench.analysis.frame import FAULT_AROUND_KNOB, clock_unit
 from faultbench.analysis.labels import format_value
 from faultbench.analysis.stats import CI_METHOD
 from faultbench.analysis.text import fmt, text_table, wrap
@@ -66,8 +66,7 @@ def report_section(
     results = break_even(df) if results is None else results
     models = cost_models(df) if models is None else models
     # ns of the wall clock, or guest instructions on the instruction clock
-    planes = df["plane"].dropna().unique() if "plane" in df else []
-    clock = "|".join(sorted({time_unit(p) for p in planes})) or "ns"
+    clock = clock_unit(df["plane"].dropna().unique() if "plane" in df else [])
     results = [r for r in results if len(r.curve) >= MIN_STRIDES]
     models = [m for m in models if len(m.scenarios) >= MIN_SCENARIOS]
     shown = {r.group for r in results}
