@@ -1,4 +1,10 @@
-# setuptools reads cffi_modules only from setup(); everything else lives in pyproject.toml.
+# setuptools reads cffi_modules and cmdclass only from setup(); everything else lives in
+# pyproject.toml. The build step comes from faultbench/_build.py by path: importing the
+# package needs the module this builds.
+import runpy
+
 from setuptools import setup
 
-setup(cffi_modules=["faultbench/_build.py:ffibuilder"])
+build = runpy.run_path("faultbench/_build.py")
+setup(cffi_modules=["faultbench/_build.py:ffibuilder"],
+      cmdclass={"build_ext": build["BuildExtWithMapper"]})

@@ -8,10 +8,9 @@ discards (the first in a process is slower: page tables, allocator and caches ar
 
 --clock icount boots ONE guest (QEMU -icount, 1 vCPU; plane tcg-icount) and runs both sides
 of every backing and pattern there: a virtual ns is one guest instruction, so the ratio is a
-ratio of instructions executed in the timed region, the same on every run. The reference runs
-twice: bare, and with as many mappings as faultbench's mappers fault in (REFERENCE_VMAS: a
-mapper is forked from the measuring Python process, whose address space is larger): the
-second ratio is what faultbench's own code adds.
+ratio of instructions executed in the timed region, the same on every run. It also prints how
+many mappings each side faulted in (a fault's VMA lookup walks them): a faultbench mapper
+execs a small program of its own for that reason.
 --clock wall (the default) runs here in pairs alternating which side goes first, in
 --blocks independent blocks, and prints how much the median ratio varies between blocks: on a
 shared VM, a lot.
@@ -24,7 +23,6 @@ shared VM, a lot.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import statistics
@@ -46,35 +44,19 @@ def reference_arg(pattern: str, page_size: int) -> str:
     return str(page_size // 8 if pattern == "sparse" else 1)
 
 
-def reference_ns(binary: Path, backing: str, pattern: str, size: int, samples: int,
-                 vmas: int = 0) -> list[int]:
-    """The bare loop's samples; with `vmas`, in an address space of that many mappings."""
+def reference_ns(binary: Path, backing: str, pattern: str, size: int,
+                 samples: int) -> tuple[list[int], int]:
+    """The bare loop's samples, and how many mappings it had."""
     out = subprocess.run(
         [str(binary), backing, str(size), reference_arg(pattern, os.sysconf("SC_PAGESIZE")),
          "read"],
-        env={"REFERENCE_REPEAT": str(samples + 1), "REFERENCE_VMAS": str(vmas)},
-        capture_output=True, text=True, check=True)
-    return [int(line) for line in out.stdout.split()[1:]]
+        env={"REFERENCE_REPEAT": str(samples + 1)}, capture_output=True, text=True, check=True)
+    mappings = int(out.stderr.split("mappings ")[1].split()[0])
+    return [int(line) for line in out.stdout.split()[1:]], mappings
 
 
-def mapper_vmas() -> int:
-    """How many mappings the mappers of `faultbench measure` fault in: each is forked from the
-    measuring Python process mid-sample, so it is read from the mapper of one long sample
-    (the most seen; 0 if none was)."""
-    measure = subprocess.Popen(
-        [sys.executable, "-m", "faultbench", "measure", "--backing", "memfd", "--size", "256M",
-         "--pattern", "random", "--repeat", "1", "--warmups", "0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children = Path(f"/proc/{measure.pid}/task/{measure.pid}/children")
-    found = 0
-    while measure.poll() is None:
-        with contextlib.suppress(OSError):  # either may be gone meanwhile
-            for child in children.read_text().split():
-                found = max(found, len(Path(f"/proc/{child}/maps").read_text().splitlines()))
-    return found
-
-
-def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> list[int]:
+def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> tuple[list[int], int]:
+    """faultbench's samples, and the most mappings one of its mappers had."""
     out = subprocess.run(
         [sys.executable, "-m", "faultbench", "measure", "--json", "--size", str(size),
          "--backing", backing, "--pattern", pattern, "--repeat", str(samples),
@@ -82,7 +64,8 @@ def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> list[i
         capture_output=True, text=True, check=False)
     if out.returncode:
         raise SystemExit(f"faultbench measure failed: {out.stderr.strip()}")
-    return [json.loads(line)["touch_ns"] for line in out.stdout.splitlines()]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    return [line["touch_ns"] for line in lines], max(line["mappings"] for line in lines)
 
 
 def build_reference(directory: Path) -> Path:
@@ -98,31 +81,28 @@ def spread(values: list[int]) -> float:
 
 
 def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ...], size: int,
-                samples: int, vmas: int) -> list[dict[str, object]]:
-    """Both sides of every backing and pattern, the reference bare and with `vmas` mappings
-    (icount: the order is moot)."""
+                samples: int) -> list[dict[str, object]]:
+    """Both sides of every backing and pattern (icount: the order is moot)."""
     rows = []
     for backing in backings:
         for pattern in patterns:
-            rows.append({"backing": backing, "pattern": pattern,
-                         "reference": reference_ns(binary, backing, pattern, size, samples),
-                         "faultbench": faultbench_ns(backing, pattern, size, samples),
-                         "reference_vmas": reference_ns(binary, backing, pattern, size,
-                                                        samples, vmas)})
+            reference, reference_maps = reference_ns(binary, backing, pattern, size, samples)
+            faultbench, faultbench_maps = faultbench_ns(backing, pattern, size, samples)
+            rows.append({"backing": backing, "pattern": pattern, "reference": reference,
+                         "faultbench": faultbench, "mappings": [reference_maps,
+                                                                faultbench_maps]})
     return rows
 
 
-def print_rows(rows: list[dict[str, list[int]]], unit: str, vmas: int) -> None:
+def print_rows(rows: list[dict[str, list[int]]], unit: str) -> None:
     print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} "
-          f"{'faultbench ' + unit:>17} {'spread':>7} {'ratio':>6} "
-          f"{f'reference@{vmas} ' + unit:>20} {'ratio':>6}")
+          f"{'faultbench ' + unit:>17} {'spread':>7} {'ratio':>6} {'mappings':>9}")
     for row in rows:
-        ref, fb, sized = row["reference"], row["faultbench"], row["reference_vmas"]
+        ref, fb = row["reference"], row["faultbench"]
         print(f"{row['backing']:8} {row['pattern']:8} {statistics.median(ref):16,.0f} "
               f"{spread(ref):7.2%} {statistics.median(fb):17,.0f} {spread(fb):7.2%} "
               f"{statistics.median(fb) / statistics.median(ref):6.3f} "
-              f"{statistics.median(sized):20,.0f} "
-              f"{statistics.median(fb) / statistics.median(sized):6.3f}")
+              f"{'/'.join(str(n) for n in row['mappings']):>9}")
 
 
 def icount(args: argparse.Namespace, size: int) -> int:
@@ -141,9 +121,9 @@ def icount(args: argparse.Namespace, size: int) -> int:
         result = json.loads((Path(tmp) / RESULT).read_text())
     print(f"plane tcg-icount (QEMU {ICOUNT_QEMU_OPTS}, 1 vCPU): 1 virtual ns = 1 guest "
           f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
-          f"{args.samples} samples a side, all from one boot; reference@N: the bare loop in "
-          f"an address space of N mappings, as many as faultbench's mappers have")
-    print_rows(result["rows"], "insn", result["vmas"])
+          f"{args.samples} samples a side, all from one boot; mappings: in the bare loop's "
+          f"process / in faultbench's mapper as the loop starts")
+    print_rows(result["rows"], "insn")
     return 0
 
 
@@ -151,11 +131,8 @@ def inside(args: argparse.Namespace, size: int) -> int:
     """In the guest: both sides of every scenario, the result into the shared directory."""
     directory = Path(args.inside)
     backings, patterns = (("anon", "memfd"), ("seq",)) if args.short else (BACKINGS, PATTERNS)
-    vmas = mapper_vmas()
-    rows = measure_all(directory / "reference_loop", backings, patterns, size, args.samples,
-                       vmas)
-    (directory / RESULT).write_text(json.dumps({"release": os.uname().release, "rows": rows,
-                                                "vmas": vmas}))
+    rows = measure_all(directory / "reference_loop", backings, patterns, size, args.samples)
+    (directory / RESULT).write_text(json.dumps({"release": os.uname().release, "rows": rows}))
     return 0
 
 
@@ -163,11 +140,11 @@ def wall_pair(binary: Path, backing: str, pattern: str, size: int, samples: int,
               reference_first: bool) -> float:
     """faultbench/reference of the median samples of one pair of processes."""
     if reference_first:
-        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples))
-        fb = statistics.median(faultbench_ns(backing, pattern, size, samples))
+        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples)[0])
+        fb = statistics.median(faultbench_ns(backing, pattern, size, samples)[0])
     else:
-        fb = statistics.median(faultbench_ns(backing, pattern, size, samples))
-        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples))
+        fb = statistics.median(faultbench_ns(backing, pattern, size, samples)[0])
+        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples)[0])
     return fb / ref
 
 

@@ -10,11 +10,10 @@
  * one per line). tmpfs and file create an unlinked file in REFERENCE_DIR (default /dev/shm,
  * /var/tmp), written with pwrite first like memfd (warm); anon is a private hole. random
  * touches every page in the order faultbench's random pattern does (REFERENCE_SEED, default
- * 1). The mapping starts on a page-table boundary, as faultbench's do by default.
- * REFERENCE_VMAS=N first adds one-page mappings until the process has N, so that the loop
- * faults in an address space the size of faultbench's mapper's: a fault's VMA lookup walks a
- * deeper tree in a larger one. With the two fifos (perf stat --delay=-1 --control
- * fifo:CTL,ACK) perf counts exactly the loops.
+ * 1). The mapping starts on a page-table boundary, as faultbench's do by default. On stderr:
+ * how many mappings the process had as its first loop started (a fault's VMA lookup walks
+ * them; faultbench's samples record theirs as `mappings`). With the two fifos (perf stat
+ * --delay=-1 --control fifo:CTL,ACK) perf counts exactly the loops.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
@@ -73,7 +72,7 @@ static uint32_t *permutation(uint64_t pages, uint64_t seed)
 	return order;
 }
 
-static uint64_t count_vmas(void)
+static uint64_t count_mappings(void)
 {
 	FILE *maps = fopen("/proc/self/maps", "r");
 	uint64_t lines = 0;
@@ -85,23 +84,6 @@ static uint64_t count_vmas(void)
 		lines += c == '\n';
 	fclose(maps);
 	return lines;
-}
-
-/* Up to `total` mappings: one region whose every other page is readable, so that no page
- * merges with its neighbours and each is a VMA of its own. */
-static void fill_vmas(uint64_t total, uint64_t page)
-{
-	uint64_t have = count_vmas(), n = total > have ? total - have : 0;
-	char *area;
-
-	if (n == 0)
-		return;
-	area = mmap(NULL, n * page, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (area == MAP_FAILED)
-		exit(1);
-	for (uint64_t i = 1; i < n; i += 2)
-		if (mprotect(area + i * page, page, PROT_READ) != 0)
-			exit(1);
 }
 
 static int backing(const char *kind, uint64_t size)
@@ -155,11 +137,16 @@ static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint
 		      int write_access, int ctl, int ack)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), pages = size / page;
+	static int counted;
 	int fd = backing(kind, size);
 	volatile uint8_t *p = map_aligned(fd, size), *q, *end = p + size;
 	int64_t t0, t1;
 
 	now_ns();	/* the first vDSO call faults its pages in: keep that out of the count */
+	if (!counted) {
+		fprintf(stderr, "mappings %llu\n", (unsigned long long)count_mappings());
+		counted = 1;
+	}
 	perf_say(ctl, ack, "enable\n");
 	t0 = now_ns();
 	if (order && write_access)
@@ -185,7 +172,6 @@ static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint
 int main(int argc, char **argv)
 {
 	const char *repeat = getenv("REFERENCE_REPEAT"), *seed = getenv("REFERENCE_SEED");
-	const char *vmas = getenv("REFERENCE_VMAS");
 	int ctl = -1, ack = -1, n = repeat ? atoi(repeat) : 1;
 	uint64_t size, step, page = (uint64_t)sysconf(_SC_PAGESIZE);
 	uint32_t *order = NULL;
@@ -199,7 +185,6 @@ int main(int argc, char **argv)
 	step = strtoull(argv[3], NULL, 0) * page;
 	if (strcmp(argv[3], "random") == 0)
 		order = permutation(size / page, seed ? strtoull(seed, NULL, 0) : 1);
-	fill_vmas(vmas ? strtoull(vmas, NULL, 0) : 0, page);
 	if (argc == 7) {
 		ctl = open(argv[5], O_WRONLY);
 		ack = open(argv[6], O_RDONLY);

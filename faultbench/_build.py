@@ -1,4 +1,5 @@
-"""cffi (API mode) builder for faultbench._native, run by setuptools at install time."""
+"""cffi (API mode) builder for faultbench._native, and the build step that links the mapper
+program beside it (setup.py's build_ext), run by setuptools at install time."""
 
 from __future__ import annotations
 
@@ -10,11 +11,17 @@ import sysconfig
 from pathlib import Path
 
 from cffi import FFI
+from setuptools.command.build_ext import build_ext
 
 NATIVE = Path(__file__).resolve().parent.parent / "native"
 SOURCES = ["counters.c", "interrupt.c", "launch.c", "mappers.c", "measure.c", "present.c",
            "profile.c",
            "region.c", "touch.c", "uffd.c", "uffd_ops.c"]
+# the program a forked mapper execs (native/mapper_main.c): the sources of one mapper
+MAPPER_PROGRAM = "_mapper"
+MAPPER_SOURCES = ["mapper_main.c", "counters.c", "interrupt.c", "measure.c", "present.c",
+                  "profile.c", "region.c", "touch.c", "uffd.c", "uffd_ops.c"]
+COMPILE_ARGS = ["-std=gnu99", "-O2", "-Wall", "-Wextra"]
 REQUIRED_HEADERS = ["linux/userfaultfd.h", "linux/perf_event.h", "sys/mman.h", "Python.h"]
 INSTALL_HINT = "apt-get install gcc libc6-dev linux-libc-dev python3-dev"
 
@@ -59,9 +66,39 @@ ffibuilder.set_source(
     # setuptools insists on paths relative to setup.py, which is the working directory
     sources=[os.path.relpath(NATIVE / name) for name in SOURCES],
     include_dirs=[os.path.relpath(NATIVE)],
-    extra_compile_args=["-std=gnu99", "-O2", "-Wall", "-Wextra"],
+    extra_compile_args=COMPILE_ARGS,
     libraries=["pthread"],
 )
+
+
+
+class BuildExtWithMapper(build_ext):
+    """build_ext that also links the mapper program into the package beside the module (and,
+    for an editable install, copies it into the checkout as setuptools does the module)."""
+
+    def build_extension(self, ext: object) -> None:
+        super().build_extension(ext)
+        objects = self.compiler.compile(
+            [os.path.relpath(NATIVE / name) for name in MAPPER_SOURCES],
+            output_dir=os.path.join(self.build_temp, MAPPER_PROGRAM),
+            include_dirs=[os.path.relpath(NATIVE)], extra_postargs=COMPILE_ARGS)
+        self.compiler.link_executable(objects, MAPPER_PROGRAM, libraries=["pthread"],
+                                      output_dir=os.path.join(self.build_lib, "faultbench"))
+
+    def _in_checkout(self) -> str:
+        package = self.get_finalized_command("build_py").get_package_dir("faultbench")
+        return os.path.join(package, MAPPER_PROGRAM)
+
+    def copy_extensions_to_source(self) -> None:
+        super().copy_extensions_to_source()
+        self.copy_file(os.path.join(self.build_lib, "faultbench", MAPPER_PROGRAM),
+                       self._in_checkout(), level=self.verbose)
+
+    def get_outputs(self) -> list[str]:
+        built = (self._in_checkout() if self.inplace
+                 else os.path.join(self.build_lib, "faultbench", MAPPER_PROGRAM))
+        return [*super().get_outputs(), built]
+
 
 if __name__ == "__main__":
     ffibuilder.compile(verbose=True)

@@ -48,6 +48,8 @@ struct fb_spec {
 				 * samples of its loop and its munmap (profile.c's blocks) */
 	uint64_t profile_period_ns;	/* one sample per this much of the thread's CPU time
 					 * (the kernel raises it to at least 10 us) */
+	const char *mapper_program;	/* what a forked mapper execs (native/mapper_main.c),
+					 * so that it faults in an address space of its own */
 };
 
 struct fb_result {
@@ -71,6 +73,8 @@ struct fb_result {
 	int64_t steal_ns;	/* machine-wide steal time across the loop, USER_HZ resolution */
 	int64_t window_offset;	/* where the mapping started: its address modulo the page-table
 				 * span (fb_window_bytes), the largest fault-around window */
+	int64_t mappings;	/* mappings in the mapper's address space as its loop starts
+				 * (/proc/self/maps lines): each fault's VMA lookup walks them */
 	int registered;		/* this mapper's range was registered with userfaultfd */
 	int64_t uffd_events;
 	int64_t uffd_ns;
@@ -160,6 +164,8 @@ void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf, int e
 int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
 /* -1 with the reason in reason[FB_TEXT] if the page table could not be read */
 int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reason);
+/* how many mappings this process has (-1 if /proc/self/maps could not be read) */
+int64_t fb_mappings(void);
 
 /* touch.c: the timed loop's plan and the loop itself */
 struct fb_plan {
@@ -185,10 +191,26 @@ struct fb_mapper_job {
 };
 void fb_measure_mapper(const struct fb_mapper_job *job);
 
+/* mappers.c -> mapper_main.c: what an exec'd mapper process needs, in a memfd that fb_run
+ * and every mapper process map (MAP_SHARED) */
+#define FB_MAPPER_MAGIC 0x6b636f6c62706d66
+struct fb_mapper_block {
+	uint64_t magic;
+	uint64_t length;		/* bytes, results included */
+	struct fb_spec spec;		/* its pointers are NULL: they do not survive exec */
+	struct fb_backing_file bf;	/* its fd is inherited */
+	int barrier_used;		/* concurrent mappers start together at the barrier */
+	pthread_barrier_t barrier;
+	struct fb_result results[];	/* one per mapper */
+};
+
 /* interrupt.c: SIGINT/SIGTERM/SIGHUP during fb_run */
 void fb_interrupt_begin(void);
 void fb_interrupt_end(void);	/* may raise a held-back default-action signal */
 int fb_interrupted(void);	/* the signal received since fb_interrupt_begin, else 0 */
+/* SIG_BLOCK or SIG_UNBLOCK the three (async-signal-safe): a mapper process holds them from
+ * fork until its handlers are in place */
+void fb_interrupt_mask(int how);
 const char *fb_signal_name(int sig);
 
 /* uffd.c: registration and the serving thread */

@@ -76,6 +76,16 @@ void fb_interrupt_end(void)
 		raise(sig);	/* the default action the signal was held back from */
 }
 
+void fb_interrupt_mask(int how)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	for (size_t i = 0; i < WATCHED; i++)
+		sigaddset(&set, watched[i]);
+	sigprocmask(how, &set, NULL);
+}
+
 int fb_interrupted(void)
 {
 	return pending;

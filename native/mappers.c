@@ -1,15 +1,20 @@
 /*
- * mappers: one sample's orchestration. The backing is set up once; each mapper (a forked
- * process or a new thread) measures it (measure.c), one after another or together from a
- * barrier. A single mapper runs in a new process or thread too, so that rows with one and
- * with several mappers time their first mapper in the same kind of context. Every mapper is waited for, and killed if it overstays its
- * deadline; a signal to fb_run ends the sample early (interrupt.c).
+ * mappers: one sample's orchestration. The backing is set up once; each mapper (a process
+ * or a new thread) measures it (measure.c), one after another or together from a barrier.
+ * A single mapper runs in a new process or thread too, so that rows with one and with several
+ * mappers time their first mapper in the same kind of context. A mapper process is forked
+ * and execs the mapper program (mapper_main.c): a forked copy of the caller would fault in
+ * the caller's address space, and a Python caller's has 90-165 mappings that every fault's
+ * VMA lookup walks past (issue 23: +57 instructions a fault on 6.1 above ~130). Every mapper
+ * is waited for, and killed if it overstays its deadline; a signal to fb_run ends the sample
+ * early (interrupt.c).
  */
 #define _GNU_SOURCE
 #define FB_INTERNAL
 #include "faultbench.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -25,6 +30,7 @@
 #define KILL_GRACE_NS 2000000000LL
 #define REAP_POLL_NS 1000000L
 #define REAP_WAKE_MS 1000
+#define EXEC_FAILED 127	/* the mapper process's status when it could not exec */
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434	/* the same number on every architecture */
 #endif
@@ -126,26 +132,52 @@ static void reap(pid_t pid, int64_t kill_at, struct fb_result *r)
 	if (WIFSIGNALED(status))
 		fb_fail(r, FB_ERROR, "mapper process died: %s (signal %d)",
 			strsignal(WTERMSIG(status)), WTERMSIG(status));
+	else if (WEXITSTATUS(status) == EXEC_FAILED)
+		fb_fail(r, FB_ERROR, "mapper process could not exec the mapper program");
 	else if (WEXITSTATUS(status) != 0)
 		fb_fail(r, FB_ERROR, "mapper process exited with status %d", WEXITSTATUS(status));
 }
 
-static void run_processes(struct fb_mapper_job *jobs, int n, int concurrent, int64_t deadline_ns)
+/* In the forked child: only async-signal-safe calls until exec. The three descriptors the
+ * mapper uses stay open across it; SIGINT, SIGTERM and SIGHUP stay blocked (pending, not
+ * lost) until the mapper program has its handlers, which release its faults (interrupt.c).
+ * The environment is empty: the mapper's stack, and so its layout, does not depend on the
+ * caller's. */
+static void exec_mapper(const struct fb_mapper_block *block, int block_fd, char *const argv[])
+{
+	static char *const no_environment[] = { NULL };
+	const int inherited[] = { block_fd, block->bf.fd, block->spec.profile_fd };
+
+	for (size_t i = 0; i < sizeof(inherited) / sizeof(inherited[0]); i++)
+		if (inherited[i] >= 0 && fcntl(inherited[i], F_SETFD, 0) != 0)
+			_exit(EXEC_FAILED);
+	fb_interrupt_mask(SIG_BLOCK);
+	execve(argv[0], argv, no_environment);
+	_exit(EXEC_FAILED);
+}
+
+static void run_processes(struct fb_mapper_job *jobs, int n, int concurrent, int64_t deadline_ns,
+			  const struct fb_mapper_block *block, int block_fd)
 {
 	pid_t pids[n], parent = getpid();
+	char fd_arg[16], index_args[n][16];
 
+	snprintf(fd_arg, sizeof(fd_arg), "%d", block_fd);
 	for (int i = 0; i < n; i++) {
+		char *argv[] = { (char *)jobs[i].spec->mapper_program, fd_arg, index_args[i], NULL };
+
+		snprintf(index_args[i], sizeof(index_args[i]), "%d", i);
 		pids[i] = 0;
 		if (!concurrent && skipped(jobs[i].result))
 			continue;
 		pids[i] = fork();
 		if (pids[i] == 0) {
-			/* a mapper must not outlive a killed parent (and its uffd server with it) */
+			/* a mapper must not outlive a killed parent (and its uffd server with it);
+			 * this survives exec */
 			prctl(PR_SET_PDEATHSIG, SIGKILL);
 			if (getppid() != parent)
 				_exit(1);
-			fb_measure_mapper(&jobs[i]);
-			_exit(0);
+			exec_mapper(block, block_fd, argv);
 		}
 		if (pids[i] < 0) {
 			fb_fail(jobs[i].result, FB_ERROR, "fork: %s", strerror(errno));
@@ -171,44 +203,75 @@ static void result_init(struct fb_result *r, int64_t page_size, const char *fs_t
 	r->cycles = r->instructions = r->pages_mapped = r->resident_before_pages = -1;
 	r->mmap_ns = r->munmap_ns = r->uffd_events = r->uffd_ns = -1;
 	r->populate_ns = r->populate_faults = r->nivcsw = r->steal_ns = r->window_offset = -1;
+	r->mappings = -1;
 	snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs_type);
 }
 
 static void run_mappers(const struct fb_spec *spec, const struct fb_backing_file *bf,
-			struct fb_result *shared, pthread_barrier_t *barrier, int64_t page_size)
+			struct fb_mapper_block *block, int block_fd)
 {
 	int n = spec->mappers, forked = !spec->threads;
 	struct fb_mapper_job jobs[n];
 	pthread_barrierattr_t attr;
 
-	for (int i = 0; i < n; i++) {
-		result_init(&shared[i], page_size, bf->fs_type);
-		jobs[i] = (struct fb_mapper_job){ spec, bf, &shared[i], i,
-						  spec->concurrent && n > 1 ? barrier : NULL };
-	}
-	if (jobs[0].start) {
+	block->barrier_used = spec->concurrent && n > 1;
+	for (int i = 0; i < n; i++)
+		jobs[i] = (struct fb_mapper_job){ spec, bf, &block->results[i], i,
+						  block->barrier_used ? &block->barrier : NULL };
+	if (block->barrier_used) {
 		pthread_barrierattr_init(&attr);
 		pthread_barrierattr_setpshared(&attr, forked ? PTHREAD_PROCESS_SHARED :
 					       PTHREAD_PROCESS_PRIVATE);
-		pthread_barrier_init(barrier, &attr, (unsigned)n);
+		pthread_barrier_init(&block->barrier, &attr, (unsigned)n);
 		pthread_barrierattr_destroy(&attr);
 	}
 	if (spec->threads)
 		run_threads(jobs, n, spec->concurrent);
 	else
-		run_processes(jobs, n, spec->concurrent, spec->deadline_ns);
-	if (jobs[0].start)
-		pthread_barrier_destroy(barrier);
+		run_processes(jobs, n, spec->concurrent, spec->deadline_ns, block, block_fd);
+	if (block->barrier_used)
+		pthread_barrier_destroy(&block->barrier);
+}
+
+/* The memory every mapper writes its result to, which a mapper process maps after exec. */
+static struct fb_mapper_block *block_create(const struct fb_spec *spec,
+					    const struct fb_backing_file *bf, int64_t page_size,
+					    int *fd, struct fb_result *r)
+{
+	size_t length = sizeof(struct fb_mapper_block) + spec->mappers * sizeof(struct fb_result);
+	struct fb_mapper_block *block = MAP_FAILED;
+
+	*fd = memfd_create("faultbench-mappers", MFD_CLOEXEC);
+	if (*fd >= 0 && ftruncate(*fd, (off_t)length) == 0)
+		block = mmap(NULL, length, PROT_READ | PROT_WRITE, MAP_SHARED, *fd, 0);
+	if (block == MAP_FAILED) {
+		fb_fail(r, FB_ERROR, "memory for the mappers' results: %s", strerror(errno));
+		if (*fd >= 0)
+			close(*fd);
+		return NULL;
+	}
+	block->magic = FB_MAPPER_MAGIC;
+	block->length = length;
+	block->spec = *spec;
+	block->spec.dir = block->spec.mapper_program = NULL;
+	block->bf = *bf;
+	for (int i = 0; i < spec->mappers; i++)
+		result_init(&block->results[i], page_size, bf->fs_type);
+	return block;
 }
 
 static int run(const struct fb_spec *spec, struct fb_result *results, int64_t page_size)
 {
-	int n = spec->mappers, forked = !spec->threads;
 	struct fb_backing_file bf;
-	struct fb_result *shared = results;
-	pthread_barrier_t *barrier = NULL;
-	size_t shared_len = 0;
+	struct fb_mapper_block *block;
+	int block_fd;
 
+	if (!spec->threads && (!spec->mapper_program || access(spec->mapper_program, X_OK) != 0)) {
+		fb_fail(&results[0], FB_ERROR, "cannot run the mapper program %s: %s (reinstall "
+			"faultbench)", spec->mapper_program ? spec->mapper_program : "(none given)",
+			spec->mapper_program ? strerror(errno) : "no path");
+		return -1;
+	}
 	if (fb_backing_create(spec, &bf, &results[0]) != 0) {
 		fb_backing_destroy(&bf);
 		return -1;
@@ -219,23 +282,15 @@ static int run(const struct fb_spec *spec, struct fb_result *results, int64_t pa
 		fb_backing_destroy(&bf);
 		return -1;
 	}
-	if (forked || (n > 1 && spec->concurrent)) {
-		/* results and the barrier must be visible to every mapper process */
-		shared_len = n * sizeof(*results) + sizeof(*barrier);
-		shared = mmap(NULL, shared_len, PROT_READ | PROT_WRITE,
-			      MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-		if (shared == MAP_FAILED) {
-			fb_fail(&results[0], FB_ERROR, "mmap: %s", strerror(errno));
-			fb_backing_destroy(&bf);
-			return -1;
-		}
-		barrier = (pthread_barrier_t *)(shared + n);
+	block = block_create(spec, &bf, page_size, &block_fd, &results[0]);
+	if (!block) {
+		fb_backing_destroy(&bf);
+		return -1;
 	}
-	run_mappers(spec, &bf, shared, barrier, page_size);
-	if (shared != results) {
-		memcpy(results, shared, n * sizeof(*results));
-		munmap(shared, shared_len);
-	}
+	run_mappers(spec, &bf, block, block_fd);
+	memcpy(results, block->results, spec->mappers * sizeof(*results));
+	munmap(block, block->length);
+	close(block_fd);
 	fb_backing_destroy(&bf);
 	return 0;
 }

@@ -111,6 +111,7 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 			 "not registered with userfaultfd" :
 			 "this mapper is not registered with userfaultfd");
 	}
+	r->mappings = fb_mappings();	/* the uffd server's stack included */
 	note_residency(spec, job->bf, addr, r);
 	/* after registration, as a prefaulting program would: uffd faults are served */
 	if (spec->populate == FB_POPULATE_MADVISE && populate_by_madvise(spec, addr, r) != 0)

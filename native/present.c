@@ -1,6 +1,7 @@
 /*
  * present: what is present before and after the loop. mincore gives page cache residency of
- * a file mapping; /proc/self/pagemap gives this process's page table entries.
+ * a file mapping; /proc/self/pagemap gives this process's page table entries, and
+ * /proc/self/maps its mappings.
  */
 #define _GNU_SOURCE
 #define FB_INTERNAL
@@ -86,4 +87,20 @@ int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reas
 	free(entries);
 	close(fd);
 	return present;
+}
+
+int64_t fb_mappings(void)
+{
+	char chunk[4096];
+	int64_t lines = 0;
+	ssize_t got;
+	int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	while ((got = read(fd, chunk, sizeof(chunk))) > 0)
+		for (ssize_t i = 0; i < got; i++)
+			lines += chunk[i] == '\n';
+	close(fd);
+	return got < 0 ? -1 : lines;
 }

@@ -100,8 +100,7 @@ def test_analysis_reads_the_recorded_registration(tmp_path):
 
 @needs_root
 def test_a_mapper_process_killed_by_a_signal_is_an_error():
-    spec = Spec(backing="memfd", size=SIZE, mappers=2, uffd="minor", uffd_serve=False,
-                deadline_s=30)
+    spec = Spec(backing="memfd", size=SIZE, uffd="minor", uffd_serve=False, deadline_s=30)
     code = (
         "import json, os, signal, threading, time\n"
         "from faultbench import Spec, measure_mappers\n"
@@ -123,3 +122,29 @@ def test_a_mapper_process_killed_by_a_signal_is_an_error():
     first = json.loads(result.stdout)[0]
     assert first[0] == "error"
     assert "signal 11" in first[1]
+
+
+def test_a_mapper_process_faults_in_an_address_space_of_its_own():
+    """A mapper process execs the mapper program: its faults' VMA lookups walk its own few
+    mappings, not a copy of this Python process's; a thread mapper shares the caller's."""
+    with open("/proc/self/maps") as maps:
+        callers = len(maps.readlines())
+    process = measure(Spec(backing="memfd", size=SIZE))
+    thread = measure(Spec(backing="memfd", size=SIZE, mapper_kind="thread"))
+    assert process.status == thread.status == "ok", (process.error, thread.error)
+    assert 10 < process.mappings < 60 < callers
+    assert thread.mappings >= callers - 10
+
+
+def test_a_mapper_program_that_cannot_run_is_one_clear_error(tmp_path):
+    from faultbench.measurement.measure import _c_spec, ffi, lib
+
+    keep: list[object] = []
+    c_spec = _c_spec(Spec(backing="memfd", size=SIZE).normalized(), keep)
+    missing = ffi.new("char[]", str(tmp_path / "gone").encode())
+    c_spec.mapper_program = missing
+    results = ffi.new("struct fb_result[]", 1)
+    assert lib.fb_run(c_spec, results) == -1
+    error = ffi.string(results[0].error).decode()
+    assert error == (f"cannot run the mapper program {tmp_path / 'gone'}: No such file or "
+                     "directory (reinstall faultbench)")

@@ -45,10 +45,10 @@ def test_icount_mode_runs_both_sides_in_one_boot() -> None:
     assert "tcg-icount" in result.stdout and "insn" in result.stdout
     rows = [line.split() for line in result.stdout.splitlines() if ROW.match(line)]
     assert len(rows) == 2
-    number = {row[0]: [float(cell.replace(",", "").rstrip("%")) for cell in row[2:]]
-              for row in rows}
-    for reference, _, faultbench, _, _, sized, _ in number.values():
-        assert reference > 0 and faultbench > 0 and sized > 0
-    # the mappers' address space was found (a mapper forked from the Python process)
-    [header] = [line for line in result.stdout.splitlines() if line.startswith("backing")]
-    assert int(re.search(r"reference@(\d+)", header).group(1)) > 50
+    for row in rows:
+        reference, faultbench = float(row[2].replace(",", "")), float(row[4].replace(",", ""))
+        assert reference > 0 and faultbench > 0
+        # a mapper faults in the mapper program's address space, as small as the bare loop's,
+        # not in a copy of the Python process's (90-165 mappings)
+        reference_maps, mapper_maps = (int(n) for n in row[-1].split("/"))
+        assert 0 < mapper_maps <= reference_maps + 10

@@ -10,12 +10,16 @@ from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_
 from faultbench.measurement.spec import Sample, Spec, SpecError, format_size, parse_pattern
 
 try:
+    from faultbench import _native
     from faultbench._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "faultbench's native module is not built: install the package with "
         "`pip install .` (or `pip install -e .`) from the faultbench checkout"
     ) from exc
+
+# what a mapper process execs (native/mapper_main.c), installed beside the module
+_MAPPER_PROGRAM = ffi.new("char[]", os.fsencode(Path(_native.__file__).with_name("_mapper")))
 
 DEFAULT_DIRS = {"tmpfs": "/dev/shm", "file": "/var/tmp"}
 MEMORY_SHARE = 0.8  # refuse a sample needing more than this share of MemAvailable
@@ -39,7 +43,7 @@ _STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "er
 _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
            "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
            "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns",
-           "window_offset")
+           "window_offset", "mappings")
 
 
 def current_plane() -> str:
@@ -153,6 +157,7 @@ def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1) -> object:
     c.map_offset = spec.map_offset
     c.profile_fd = profile_fd
     c.profile_period_ns = PERIOD_NS
+    c.mapper_program = _MAPPER_PROGRAM
     return c
 
 

@@ -299,6 +299,7 @@ class Sample:
     nivcsw: int | None = None  # involuntary context switches of the touching thread in the loop
     steal_ns: int | None = None  # steal time of all CPUs across the loop (10 ms resolution)
     window_offset: int | None = None  # the mapping's start modulo window_bytes(page_size)
+    mappings: int | None = None  # in the touching process as its loop starts (/proc/self/maps)
     registered: bool | None = None  # this mapper's range was registered with userfaultfd
     uffd_events: int | None = None
     uffd_ns: int | None = None
