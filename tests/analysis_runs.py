@@ -1,16 +1,22 @@
 """Real runs made once per test session by `faultbench run`, shared by the analysis tests.
 
 Native runs take seconds (the hogged one shares its CPU with a busy loop); the TCG runs boot
-kernels: once (about a minute) for the knob sweep, four times for the two-kernel run.
+kernels: once (about a minute) for the knob sweep, five times for the two-kernel run, which
+is killed during its second boot and resumed (test_boots checks that; the analysis tests use
+the finished run: one run of the most expensive kind in the suite, not two).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from images import require_boot_image
@@ -163,22 +169,79 @@ def tcg_run(factory: pytest.TempPathFactory) -> Path:
     return _made["tcg"]  # type: ignore[return-value]
 
 
-def kernels_run(factory: pytest.TempPathFactory) -> Path:
-    """One booted run of two kernels (the same image labelled a and b), two boots each.
+@dataclass(frozen=True)
+class KilledRun:
+    """The two-kernel run, SIGKILLed during its second boot and resumed to the end."""
 
-    Four boots take minutes: a failed run fails every test that asks, without a retry."""
+    run: Path
+    resumed_stderr: str
+    left: list[str]  # QEMU/vng command lines still naming the run after the kill
+    scratch: set[Path]  # the guest's scratch directories seen on QEMU's command line
+    scratch_left: set[Path]  # of those, the ones that outlived the kill
+    killed_meta: dict[str, Any]  # meta.json as the kill left it
+
+
+def guest_processes(marker: str) -> list[str]:
+    """Command lines (read from /proc: `ps` cuts them at 80 columns in a pipe) naming marker."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            words = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue  # gone meanwhile
+        line = " ".join(w.decode(errors="replace") for w in words)
+        if marker in line:
+            found.append(line)
+    return found
+
+
+def _killed_and_resumed(base: Path, image: str) -> KilledRun:
+    toml, run = base / "kernels.toml", base / "kernels"
+    toml.write_text(KERNELS)
+    proc = subprocess.Popen(
+        [sys.executable, "-P", "-m", "faultbench", "run", toml, "--kernel", f"a={image}",
+         "--kernel", f"b={image}", "--boots", "2", "--out", run],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.stderr is not None
+    for line in proc.stderr:
+        if "boot 2/4" in line:
+            break
+    time.sleep(8)  # inside the second boot: QEMU running, perhaps samples written
+    scratch = {Path(word) for line in guest_processes(str(run)) for word in line.split()
+               if word.startswith(f"{tempfile.gettempdir()}/faultbench-guest-")}
+    proc.kill()
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while ((guest_processes(str(run)) or any(p.exists() for p in scratch))
+           and time.monotonic() < deadline):
+        time.sleep(0.5)
+    left = guest_processes(str(run))
+    scratch_left = {p for p in scratch if p.exists()}
+    killed_meta = json.loads((run / "meta.json").read_text())
+    resumed = faultbench("run", "--resume", run)
+    return KilledRun(run, resumed.stderr, left, scratch, scratch_left, killed_meta)
+
+
+def killed_kernels_run(factory: pytest.TempPathFactory) -> KilledRun:
+    """One booted run of two kernels (the same image labelled a and b), two boots each (A B B
+    A) on the instruction clock, killed with SIGKILL during its second boot and resumed.
+
+    Five boots take minutes: a failed run fails every test that asks, without a retry."""
     if "kernels" not in _made:
         image = _boot_image()
         try:
-            _made["kernels"] = make_run(factory.mktemp("kernels"), "kernels", KERNELS,
-                                        "--kernel", f"a={image}", "--kernel", f"b={image}",
-                                        "--boots", "2")
+            _made["kernels"] = _killed_and_resumed(factory.mktemp("kernels"), image)
         except subprocess.CalledProcessError as exc:
             _made["kernels"] = exc
     if isinstance(_made["kernels"], subprocess.CalledProcessError):
         error = _made["kernels"]
         pytest.fail(f"the two-kernel run failed ({error.returncode}): {error.stderr}")
     return _made["kernels"]  # type: ignore[return-value]
+
+
+def kernels_run(factory: pytest.TempPathFactory) -> Path:
+    """The finished two-kernel run (killed_kernels_run)."""
+    return killed_kernels_run(factory).run
 
 
 def hogged_run(factory: pytest.TempPathFactory) -> Path:

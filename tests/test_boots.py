@@ -1,8 +1,9 @@
 """Several kernels in one run: real boots under QEMU, interleaved, killed and resumed.
 
-One A/A run (the Debian image under two labels, --boots 2) is killed with SIGKILL while its
-second boot is running and resumed; a run of images that cannot boot shows a failed boot is
-recorded and the run goes on. Option errors are checked without booting.
+The two-kernel run the analysis tests share (the Debian image under two labels, --boots 2,
+analysis_runs.killed_kernels_run) is killed with SIGKILL while its second boot is running and
+resumed; a run of images that cannot boot shows a failed boot is recorded and the run goes
+on. Option errors are checked without booting.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from analysis_runs import kernels_run, killed_kernels_run
 from images import require_boot_image
 
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
@@ -60,60 +60,13 @@ def samples(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
 
 
-def _guest_processes(marker: str) -> list[str]:
-    """Command lines (read from /proc: `ps` cuts them at 80 columns in a pipe) naming marker."""
-    found = []
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            words = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue  # gone meanwhile
-        line = " ".join(w.decode(errors="replace") for w in words)
-        if marker in line:
-            found.append(line)
-    return found
-
-
-@pytest.fixture(scope="module")
-def aa_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, dict[str, Any]]:
-    """Started, SIGKILLed during the second boot, resumed to the end. On the wall clock: what
-    is tested is the boots' order and the resume, and a wall-clock TCG boot takes ~30 s
-    where an instruction-clock one takes ~40 s."""
-    image = _image()
-    tmp = tmp_path_factory.mktemp("boots")
-    (tmp / "aa.toml").write_text(WORKLOAD)
-    run = tmp / "run"
-    proc = subprocess.Popen(
-        [*FAULTBENCH, "run", tmp / "aa.toml", "--kernel", f"a={image}", "--kernel",
-         f"b={image}", "--boots", "2", "--clock", "wall", "--out", run],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if "boot 2/4" in line:
-            break
-    time.sleep(8)  # inside the second boot: QEMU running, perhaps samples written
-    scratch = {Path(word) for line in _guest_processes(str(run)) for word in line.split()
-               if word.startswith(f"{tempfile.gettempdir()}/faultbench-guest-")}
-    proc.kill()
-    proc.wait()
-    deadline = time.monotonic() + 30
-    while ((_guest_processes(str(run)) or any(p.exists() for p in scratch))
-           and time.monotonic() < deadline):
-        time.sleep(0.5)
-    left = _guest_processes(str(run))
-    scratch_left = {p for p in scratch if p.exists()}
-    killed_meta = json.loads((run / "meta.json").read_text())
-    resumed = faultbench("run", "--resume", run)
-    return run, resumed.stderr, {"left": left, "scratch": scratch, "scratch_left": scratch_left,
-                                   "killed_meta": killed_meta}
-
-
-def test_boots_interleave_and_every_sample_says_which(aa_run: tuple[Path, str, dict]) -> None:
-    run, _, _ = aa_run
+def test_boots_interleave_and_every_sample_says_which(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = killed_kernels_run(tmp_path_factory).run
     meta = json.loads((run / "meta.json").read_text())
     assert [(b["kernel"], b["kernel_boot"]) for b in meta["boots"]] == [
         ("a", 0), ("b", 0), ("b", 1), ("a", 1)]
-    assert [b["rounds"] for b in meta["boots"]] == [[0, 1], [0, 1], [1, 2], [1, 2]]
+    assert [b["rounds"] for b in meta["boots"]] == [[0, 2], [0, 2], [2, 4], [2, 4]]
     assert all(b["status"] == "ok" and b["guest"]["kernel"]["release"] for b in meta["boots"])
     # the guest's command line as provenance, without the paths that name this machine
     for boot in meta["boots"]:
@@ -129,21 +82,21 @@ def test_boots_interleave_and_every_sample_says_which(aa_run: tuple[Path, str, d
         assert r["kernel_release"] == boot["guest"]["kernel"]["release"]
         assert r["kernel_sha256"] == meta["kernels"][0]["sha256"]
         assert r["plane"] == meta["plane"] != "native"
-    # every boot: 4 scenarios x 2 mappers x (1 warm-up + 1 measured round)
-    assert Counter(r["boot"] for r in rows) == {0: 16, 1: 16, 2: 16, 3: 16}
+    # every boot: 4 scenarios x 1 mapper x (1 warm-up + 2 measured rounds)
+    assert Counter(r["boot"] for r in rows) == {0: 12, 1: 12, 2: 12, 3: 12}
     measured = Counter((r["kernel"], r["scenario"], r["round"], r["mapper"])
                        for r in rows if not r["warmup"])
-    assert set(measured.values()) == {1} and len(measured) == 2 * 4 * 2 * 2
+    assert set(measured.values()) == {1} and len(measured) == 2 * 4 * 4
 
 
 def test_kill_9_mid_boot_leaves_no_guest_and_resume_redoes_that_boot(
-    aa_run: tuple[Path, str, dict],
-) -> None:
-    run, resumed_stderr, seen = aa_run
-    assert seen["left"] == [], "QEMU/vng outlived the killed host"
-    assert seen["scratch"], "the guest's scratch directory was not seen on its command line"
-    assert not seen["scratch_left"], "the guest's scratch disk outlived the killed host"
-    assert [b["status"] for b in seen["killed_meta"]["boots"]][:2] == ["ok", "running"]
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    seen = killed_kernels_run(tmp_path_factory)
+    run, resumed_stderr = seen.run, seen.resumed_stderr
+    assert seen.left == [], "QEMU/vng outlived the killed host"
+    assert seen.scratch, "the guest's scratch directory was not seen on its command line"
+    assert not seen.scratch_left, "the guest's scratch disk outlived the killed host"
+    assert [b["status"] for b in seen.killed_meta["boots"]][:2] == ["ok", "running"]
     meta = json.loads((run / "meta.json").read_text())
     assert meta["boots"][1]["attempts"] == 2 and meta["boots"][0]["attempts"] == 1
     discarded = run / "discarded.jsonl"
@@ -152,8 +105,9 @@ def test_kill_9_mid_boot_leaves_no_guest_and_resume_redoes_that_boot(
         assert "set aside" in resumed_stderr
 
 
-def test_report_compares_the_kernels_per_boot(aa_run: tuple[Path, str, dict]) -> None:
-    run, _, _ = aa_run
+def test_report_compares_the_kernels_per_boot(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    run = kernels_run(tmp_path_factory)
     done = faultbench("compare", f"{run}:a", f"{run}:b", "--by", "kernel")
     assert "boots" in done.stdout
 
@@ -198,23 +152,6 @@ def test_bad_kernel_options_are_one_line_and_leave_no_directory(
     assert message in done.stderr and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "out").exists()
-
-
-def test_the_guest_runs_the_installed_package_not_the_working_directory(
-    tmp_path: Path,
-) -> None:
-    """`-P`: a `faultbench` directory in the working directory (a checkout after a plain
-    `pip install .`, which has no compiled module) must not shadow the installed package."""
-    image = _image()
-    shadow = tmp_path / "faultbench"
-    shadow.mkdir()
-    (shadow / "__init__.py").write_text("raise SystemExit('the shadow was imported')\n")
-    done = subprocess.run([*FAULTBENCH, "measure", "--kernel", image, "--clock", "wall",
-                           "--size", "1M"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert "shadow" not in done.stderr
 
 
 def test_an_out_directory_the_scratch_disk_would_hide_is_refused(tmp_path: Path) -> None:

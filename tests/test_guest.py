@@ -139,15 +139,22 @@ def test_sigkill_leaves_a_journal_that_restore_replays(scenarios: dict) -> None:
     assert not run["journal_after_restore"]
 
 
-def test_measure_with_kernel_streams_guest_samples(image: str) -> None:
+def test_measure_with_kernel_streams_guest_samples(image: str, tmp_path: Path) -> None:
     """Second boot: the user's command line, end to end, through a pipe like a user's, on a
-    disk file (the guest's scratch ext4 disk: its root is read-only 9p, /var/tmp tmpfs)."""
+    disk file (the guest's scratch ext4 disk: its root is read-only 9p, /var/tmp tmpfs).
+    From a directory with a `faultbench` directory in it (a checkout after a plain `pip
+    install .`, which has no compiled module): with `-P`, the guest runs the installed
+    package, not that one."""
+    shadow = tmp_path / "faultbench"
+    shadow.mkdir()
+    (shadow / "__init__.py").write_text("raise SystemExit('the shadow was imported')\n")
     done = subprocess.run(
-        [*FAULTBENCH, "measure", "--kernel", image, "--backing", "file", "--size", "16M",
-         "--json", "--set", "fault_around_bytes=4096,65536"],
-        capture_output=True, text=True, timeout=600,
+        [sys.executable, "-P", "-m", "faultbench", "measure", "--kernel", image, "--backing",
+         "file", "--size", "16M", "--json", "--set", "fault_around_bytes=4096,65536"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stderr
+    assert "shadow" not in done.stderr
     samples = [json.loads(line) for line in done.stdout.splitlines()]
     assert [s["knobs"]["fault_around_bytes"] for s in samples] == [4096, 65536]
     assert {s["plane"] for s in samples} == {_expected_plane()}
