@@ -7,15 +7,18 @@ the loop (benchmarks/reference_loop.c). Each side takes --samples samples after 
 discards (the first in a process is slower: page tables, allocator and caches are cold).
 
 --clock icount boots ONE guest (QEMU -icount, 1 vCPU; plane tcg-icount) and runs both sides
-of every backing and pattern there: a virtual ns is one guest instruction, so the ratio is a
-ratio of instructions executed in the timed region, the same on every run. It also prints how
-many mappings each side faulted in (a fault's VMA lookup walks them): a faultbench mapper
-execs a small program of its own for that reason.
+of every backing and pattern there: a virtual ns is one guest instruction. Another task that
+preempts a loop (the guest's rcu_preempt kthread, at a timer tick) can only add instructions,
+and both sides count those switches (nivcsw), so each side's fewest instructions is its own
+cost and the ratio of the two is what faultbench adds, the same on every run; the ratio of
+medians, with the preempted samples in, is printed beside it. It also prints how many
+mappings each side faulted in (a fault's VMA lookup walks them): a faultbench mapper execs a
+small program of its own for that reason.
 --clock wall (the default) runs here in pairs alternating which side goes first, in
 --blocks independent blocks, and prints how much the median ratio varies between blocks: on a
 shared VM, a lot.
 
-    python benchmarks/overhead.py --clock icount [--kernel IMAGE] [--size 16M] [--samples 5]
+    python benchmarks/overhead.py --clock icount [--kernel IMAGE] [--size 16M] [--samples 9]
     python benchmarks/overhead.py [--blocks 3] [--pairs 5] [--size 64M] [--samples 5]
     python benchmarks/overhead.py --short [--clock icount]  # seconds natively (for tests)
 """
@@ -45,18 +48,22 @@ def reference_arg(pattern: str, page_size: int) -> str:
 
 
 def reference_ns(binary: Path, backing: str, pattern: str, size: int,
-                 samples: int) -> tuple[list[int], int]:
-    """The bare loop's samples, and how many mappings it had."""
+                 samples: int) -> tuple[list[list[int]], int]:
+    """The bare loop's samples ([ns, involuntary switches] each), and how many mappings it
+    had."""
     out = subprocess.run(
         [str(binary), backing, str(size), reference_arg(pattern, os.sysconf("SC_PAGESIZE")),
          "read"],
         env={"REFERENCE_REPEAT": str(samples + 1)}, capture_output=True, text=True, check=True)
     mappings = int(out.stderr.split("mappings ")[1].split()[0])
-    return [int(line) for line in out.stdout.split()[1:]], mappings
+    lines = out.stdout.splitlines()[1:]
+    return [[int(word) for word in line.split()] for line in lines], mappings
 
 
-def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> tuple[list[int], int]:
-    """faultbench's samples, and the most mappings one of its mappers had."""
+def faultbench_ns(backing: str, pattern: str, size: int,
+                  samples: int) -> tuple[list[list[int]], int]:
+    """faultbench's samples ([touch_ns, nivcsw] each), and the most mappings one of its
+    mappers had."""
     out = subprocess.run(
         [sys.executable, "-m", "faultbench", "measure", "--json", "--size", str(size),
          "--backing", backing, "--pattern", pattern, "--repeat", str(samples),
@@ -65,7 +72,8 @@ def faultbench_ns(backing: str, pattern: str, size: int, samples: int) -> tuple[
     if out.returncode:
         raise SystemExit(f"faultbench measure failed: {out.stderr.strip()}")
     lines = [json.loads(line) for line in out.stdout.splitlines()]
-    return [line["touch_ns"] for line in lines], max(line["mappings"] for line in lines)
+    return ([[line["touch_ns"], line["nivcsw"]] for line in lines],
+            max(line["mappings"] for line in lines))
 
 
 def build_reference(directory: Path) -> Path:
@@ -76,8 +84,21 @@ def build_reference(directory: Path) -> Path:
 
 
 def spread(values: list[int]) -> float:
-    """(max - min) / median"""
-    return (max(values) - min(values)) / statistics.median(values)
+    """(max - min) / min"""
+    return (max(values) - min(values)) / min(values)
+
+
+def median_ns(samples: list[list[int]]) -> float:
+    return statistics.median(ns for ns, _ in samples)
+
+
+def side(samples: list[list[int]]) -> tuple[int, float, str, float]:
+    """One side on the instruction clock: its fewest instructions, the spread of its samples
+    that nothing preempted, how many were preempted, and the median of all."""
+    quiet = [ns for ns, switches in samples if switches == 0] or [ns for ns, _ in samples]
+    preempted = sum(1 for _, switches in samples if switches)
+    return (min(ns for ns, _ in samples), spread(quiet), f"{preempted}/{len(samples)}",
+            median_ns(samples))
 
 
 def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ...], size: int,
@@ -94,14 +115,16 @@ def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ..
     return rows
 
 
-def print_rows(rows: list[dict[str, list[int]]], unit: str) -> None:
-    print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} "
-          f"{'faultbench ' + unit:>17} {'spread':>7} {'ratio':>6} {'mappings':>9}")
+def print_rows(rows: list[dict[str, list]], unit: str) -> None:
+    print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} {'preempt':>7} "
+          f"{'faultbench ' + unit:>17} {'spread':>7} {'preempt':>7} {'ratio':>6} "
+          f"{'median':>7} {'mappings':>9}")
     for row in rows:
-        ref, fb = row["reference"], row["faultbench"]
-        print(f"{row['backing']:8} {row['pattern']:8} {statistics.median(ref):16,.0f} "
-              f"{spread(ref):7.2%} {statistics.median(fb):17,.0f} {spread(fb):7.2%} "
-              f"{statistics.median(fb) / statistics.median(ref):6.3f} "
+        ref_min, ref_spread, ref_preempted, ref_median = side(row["reference"])
+        fb_min, fb_spread, fb_preempted, fb_median = side(row["faultbench"])
+        print(f"{row['backing']:8} {row['pattern']:8} {ref_min:16,} {ref_spread:7.2%} "
+              f"{ref_preempted:>7} {fb_min:17,} {fb_spread:7.2%} {fb_preempted:>7} "
+              f"{fb_min / ref_min:6.3f} {fb_median / ref_median:7.3f} "
               f"{'/'.join(str(n) for n in row['mappings']):>9}")
 
 
@@ -121,8 +144,10 @@ def icount(args: argparse.Namespace, size: int) -> int:
         result = json.loads((Path(tmp) / RESULT).read_text())
     print(f"plane tcg-icount (QEMU {ICOUNT_QEMU_OPTS}, 1 vCPU): 1 virtual ns = 1 guest "
           f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
-          f"{args.samples} samples a side, all from one boot; mappings: in the bare loop's "
-          f"process / in faultbench's mapper as the loop starts")
+          f"{args.samples} samples a side, all from one boot. insn: a side's fewest; spread: "
+          f"of its samples not preempted; preempt: samples another task preempted; ratio: of "
+          f"the fewest; median: ratio of the medians of all samples; mappings: in the bare "
+          f"loop's process / in faultbench's mapper as the loop starts")
     print_rows(result["rows"], "insn")
     return 0
 
@@ -140,11 +165,11 @@ def wall_pair(binary: Path, backing: str, pattern: str, size: int, samples: int,
               reference_first: bool) -> float:
     """faultbench/reference of the median samples of one pair of processes."""
     if reference_first:
-        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples)[0])
-        fb = statistics.median(faultbench_ns(backing, pattern, size, samples)[0])
+        ref = median_ns(reference_ns(binary, backing, pattern, size, samples)[0])
+        fb = median_ns(faultbench_ns(backing, pattern, size, samples)[0])
     else:
-        fb = statistics.median(faultbench_ns(backing, pattern, size, samples)[0])
-        ref = statistics.median(reference_ns(binary, backing, pattern, size, samples)[0])
+        fb = median_ns(faultbench_ns(backing, pattern, size, samples)[0])
+        ref = median_ns(reference_ns(binary, backing, pattern, size, samples)[0])
     return fb / ref
 
 
@@ -177,7 +202,8 @@ def main() -> int:
     parser.add_argument("--kernel", help="--clock icount: the image to boot "
                         "(default: the oldest /boot/vmlinuz-*)")
     parser.add_argument("--size", default=None, help="default 16M (icount), 64M (wall)")
-    parser.add_argument("--samples", type=int, default=5)
+    parser.add_argument("--samples", type=int, default=None,
+                        help="default 9 (icount: about half are preempted), 5 (wall)")
     parser.add_argument("--blocks", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--short", action="store_true",
@@ -189,6 +215,7 @@ def main() -> int:
     if args.short:
         args.size, args.samples, args.blocks, args.pairs = "1M", 2, 1, 1
     args.size = args.size or ("16M" if args.clock == "icount" or args.inside else "64M")
+    args.samples = args.samples or (9 if args.clock == "icount" or args.inside else 5)
     size = parse_size(args.size)
     if args.inside:
         return inside(args, size)

@@ -6,8 +6,9 @@
  *
  *   reference_loop anon|memfd|tmpfs|file SIZE_BYTES STEP_PAGES|random read|write [CTL ACK]
  *
- * Prints the touch loop's CLOCK_MONOTONIC_RAW nanoseconds (REFERENCE_REPEAT=N: N samples,
- * one per line). tmpfs and file create an unlinked file in REFERENCE_DIR (default /dev/shm,
+ * Prints the touch loop's CLOCK_MONOTONIC_RAW nanoseconds and the involuntary context
+ * switches it took (getrusage, as faultbench's nivcsw), a line per sample (REFERENCE_REPEAT=N:
+ * N samples). tmpfs and file create an unlinked file in REFERENCE_DIR (default /dev/shm,
  * /var/tmp), written with pwrite first like memfd (warm); anon is a private hole. random
  * touches every page in the order faultbench's random pattern does (REFERENCE_SEED, default
  * 1). The mapping starts on a page-table boundary, as faultbench's do by default. On stderr:
@@ -22,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -134,12 +136,13 @@ static volatile uint8_t *map_aligned(int fd, uint64_t size)
 }
 
 static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint32_t *order,
-		      int write_access, int ctl, int ack)
+		      int write_access, int ctl, int ack, long *nivcsw)
 {
 	uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE), pages = size / page;
 	static int counted;
 	int fd = backing(kind, size);
 	volatile uint8_t *p = map_aligned(fd, size), *q, *end = p + size;
+	struct rusage before, after;
 	int64_t t0, t1;
 
 	now_ns();	/* the first vDSO call faults its pages in: keep that out of the count */
@@ -148,6 +151,7 @@ static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint
 		counted = 1;
 	}
 	perf_say(ctl, ack, "enable\n");
+	getrusage(RUSAGE_THREAD, &before);
 	t0 = now_ns();
 	if (order && write_access)
 		for (uint64_t i = 0; i < pages; i++)
@@ -162,7 +166,9 @@ static int64_t sample(const char *kind, uint64_t size, uint64_t step, const uint
 		for (q = p; q < end; q += step)
 			(void)*q;
 	t1 = now_ns();
+	getrusage(RUSAGE_THREAD, &after);
 	perf_say(ctl, ack, "disable\n");
+	*nivcsw = after.ru_nivcsw - before.ru_nivcsw;
 	munmap((void *)p, size);
 	if (fd >= 0)
 		close(fd);
@@ -189,9 +195,13 @@ int main(int argc, char **argv)
 		ctl = open(argv[5], O_WRONLY);
 		ack = open(argv[6], O_RDONLY);
 	}
-	for (int i = 0; i < n; i++)
-		printf("%lld\n", (long long)sample(argv[1], size, step, order,
-						   strcmp(argv[4], "write") == 0, ctl, ack));
+	for (int i = 0; i < n; i++) {
+		long nivcsw;
+		int64_t ns = sample(argv[1], size, step, order, strcmp(argv[4], "write") == 0,
+				    ctl, ack, &nivcsw);
+
+		printf("%lld %ld\n", (long long)ns, nivcsw);
+	}
 	free(order);
 	return 0;
 }

@@ -46,8 +46,10 @@ def test_icount_mode_runs_both_sides_in_one_boot() -> None:
     rows = [line.split() for line in result.stdout.splitlines() if ROW.match(line)]
     assert len(rows) == 2
     for row in rows:
-        reference, faultbench = float(row[2].replace(",", "")), float(row[4].replace(",", ""))
+        reference, faultbench = int(row[2].replace(",", "")), int(row[5].replace(",", ""))
         assert reference > 0 and faultbench > 0
+        # both sides count the samples another task preempted
+        assert all(re.fullmatch(r"\d+/2", cell) for cell in (row[4], row[7]))
         # a mapper faults in the mapper program's address space, as small as the bare loop's,
         # not in a copy of the Python process's (90-165 mappings)
         reference_maps, mapper_maps = (int(n) for n in row[-1].split("/"))
