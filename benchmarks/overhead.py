@@ -11,7 +11,9 @@ of every backing and pattern there: a virtual ns is one guest instruction. Anoth
 preempts a loop (the guest's rcu_preempt kthread, at a timer tick) can only add instructions,
 and both sides count those switches (nivcsw), so each side's fewest instructions is its own
 cost and the ratio of the two is what faultbench adds, the same on every run; the ratio of
-medians, with the preempted samples in, is printed beside it. It also prints how many
+medians, with the preempted samples in, is printed beside it, and the ratio to the bare loop
+run once per process (each faultbench sample is a new mapper process, whose first faults
+cost more in some backings than a reused process's). It also prints how many
 mappings each side faulted in (a fault's VMA lookup walks them): a faultbench mapper execs a
 small program of its own for that reason.
 --clock wall (the default) runs here in pairs alternating which side goes first, in
@@ -49,15 +51,27 @@ def reference_arg(pattern: str, page_size: int) -> str:
 
 def reference_ns(binary: Path, backing: str, pattern: str, size: int,
                  samples: int) -> tuple[list[list[int]], int]:
-    """The bare loop's samples ([ns, involuntary switches] each), and how many mappings it
-    had."""
+    """The bare loop's samples ([ns, involuntary switches] each) after the one it discards,
+    and how many mappings it had."""
+    lines, mappings = _reference(binary, backing, pattern, size, samples + 1)
+    return lines[1:], mappings
+
+
+def fresh_reference_ns(binary: Path, backing: str, pattern: str, size: int,
+                       samples: int) -> list[list[int]]:
+    """The bare loop run once in each of `samples` new processes: like a faultbench mapper,
+    each sample faults in an address space that has never faulted before."""
+    return [_reference(binary, backing, pattern, size, 1)[0][0] for _ in range(samples)]
+
+
+def _reference(binary: Path, backing: str, pattern: str, size: int,
+               repeat: int) -> tuple[list[list[int]], int]:
     out = subprocess.run(
         [str(binary), backing, str(size), reference_arg(pattern, os.sysconf("SC_PAGESIZE")),
          "read"],
-        env={"REFERENCE_REPEAT": str(samples + 1)}, capture_output=True, text=True, check=True)
+        env={"REFERENCE_REPEAT": str(repeat)}, capture_output=True, text=True, check=True)
     mappings = int(out.stderr.split("mappings ")[1].split()[0])
-    lines = out.stdout.splitlines()[1:]
-    return [[int(word) for word in line.split()] for line in lines], mappings
+    return [[int(word) for word in line.split()] for line in out.stdout.splitlines()], mappings
 
 
 def faultbench_ns(backing: str, pattern: str, size: int,
@@ -111,20 +125,23 @@ def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ..
             faultbench, faultbench_maps = faultbench_ns(backing, pattern, size, samples)
             rows.append({"backing": backing, "pattern": pattern, "reference": reference,
                          "faultbench": faultbench, "mappings": [reference_maps,
-                                                                faultbench_maps]})
+                                                                faultbench_maps],
+                         "fresh": fresh_reference_ns(binary, backing, pattern, size,
+                                                     samples)})
     return rows
 
 
 def print_rows(rows: list[dict[str, list]], unit: str) -> None:
     print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} {'preempt':>7} "
           f"{'faultbench ' + unit:>17} {'spread':>7} {'preempt':>7} {'ratio':>6} "
-          f"{'median':>7} {'mappings':>9}")
+          f"{'median':>7} {'fresh':>6} {'mappings':>9}")
     for row in rows:
         ref_min, ref_spread, ref_preempted, ref_median = side(row["reference"])
         fb_min, fb_spread, fb_preempted, fb_median = side(row["faultbench"])
         print(f"{row['backing']:8} {row['pattern']:8} {ref_min:16,} {ref_spread:7.2%} "
               f"{ref_preempted:>7} {fb_min:17,} {fb_spread:7.2%} {fb_preempted:>7} "
               f"{fb_min / ref_min:6.3f} {fb_median / ref_median:7.3f} "
+              f"{fb_min / side(row['fresh'])[0]:6.3f} "
               f"{'/'.join(str(n) for n in row['mappings']):>9}")
 
 
@@ -146,8 +163,10 @@ def icount(args: argparse.Namespace, size: int) -> int:
           f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
           f"{args.samples} samples a side, all from one boot. insn: a side's fewest; spread: "
           f"of its samples not preempted; preempt: samples another task preempted; ratio: of "
-          f"the fewest; median: ratio of the medians of all samples; mappings: in the bare "
-          f"loop's process / in faultbench's mapper as the loop starts")
+          f"the fewest; median: ratio of the medians of all samples; fresh: ratio of the "
+          f"fewest to the bare loop's fewest when each of its samples is a new process, as "
+          f"each of faultbench's is; mappings: in the bare loop's process / in faultbench's "
+          f"mapper as the loop starts")
     print_rows(result["rows"], "insn")
     return 0
 
