@@ -3,22 +3,24 @@
 
 Both sides map the same backing at the same place (a page-table boundary), touch one byte per
 page in the same pattern with the same loop instructions, and read CLOCK_MONOTONIC_RAW around
-the loop (benchmarks/reference_loop.c). Each side takes --samples samples after one it
-discards (the first in a process is slower: page tables, allocator and caches are cold).
+the loop (benchmarks/reference_loop.c). faultbench takes --samples samples after one it
+discards (the first of a run finds its backing colder), each in a new mapper process.
 
 --clock icount boots ONE guest (QEMU -icount, 1 vCPU; plane tcg-icount) and runs both sides
-of every backing and pattern there: a virtual ns is one guest instruction. Another task that
-preempts a loop (the guest's rcu_preempt kthread, at a timer tick) can only add instructions,
-and both sides count those switches (nivcsw), so each side's fewest instructions is its own
-cost and the ratio of the two is what faultbench adds, the same on every run; the ratio of
-medians, with the preempted samples in, is printed beside it, and the ratio to the bare loop
-run once per process (each faultbench sample is a new mapper process, whose first faults
-cost more in some backings than a reused process's). It also prints how many
-mappings each side faulted in (a fault's VMA lookup walks them): a faultbench mapper execs a
-small program of its own for that reason.
---clock wall (the default) runs here in pairs alternating which side goes first, in
---blocks independent blocks, and prints how much the median ratio varies between blocks: on a
-shared VM, a lot.
+of every backing and pattern there: a virtual ns is one guest instruction. There the bare
+loop runs as a faultbench mapper does: each sample a new process (whose first faults can cost
+more than a reused process's: page tables above the PTE level), address-space randomization
+off (`setarch -R`; where the mapping lands decides which of those it must allocate). Another
+task that preempts a loop (the guest's rcu_preempt kthread, at a timer tick) can only add
+instructions, and both sides count those switches (nivcsw), so each side's fewest
+instructions is its own cost and the ratio of the two is what faultbench adds, the same on
+every run; the ratio of medians, with the preempted samples in, is printed beside it. It also
+prints how many mappings each side faulted in (a fault's VMA lookup walks them): a faultbench
+mapper execs a small program of its own for that reason.
+--clock wall (the default) runs here, the bare loop's --samples in one process after one it
+discards (natively the first in a process is slower: caches are cold), in pairs alternating
+which side goes first, in --blocks independent blocks, and prints how much the median ratio
+varies between blocks: on a shared VM, a lot.
 
     python benchmarks/overhead.py --clock icount [--kernel IMAGE] [--size 16M] [--samples 9]
     python benchmarks/overhead.py [--blocks 3] [--pairs 5] [--size 64M] [--samples 5]
@@ -58,17 +60,19 @@ def reference_ns(binary: Path, backing: str, pattern: str, size: int,
 
 
 def fresh_reference_ns(binary: Path, backing: str, pattern: str, size: int,
-                       samples: int) -> list[list[int]]:
-    """The bare loop run once in each of `samples` new processes: like a faultbench mapper,
-    each sample faults in an address space that has never faulted before."""
-    return [_reference(binary, backing, pattern, size, 1)[0][0] for _ in range(samples)]
+                       samples: int) -> tuple[list[list[int]], int]:
+    """The bare loop as a faultbench mapper runs: once in each of `samples` new processes,
+    address-space randomization off."""
+    runs = [_reference(binary, backing, pattern, size, 1, setarch=True)
+            for _ in range(samples)]
+    return [lines[0] for lines, _ in runs], max(mappings for _, mappings in runs)
 
 
-def _reference(binary: Path, backing: str, pattern: str, size: int,
-               repeat: int) -> tuple[list[list[int]], int]:
+def _reference(binary: Path, backing: str, pattern: str, size: int, repeat: int,
+               setarch: bool = False) -> tuple[list[list[int]], int]:
     out = subprocess.run(
-        [str(binary), backing, str(size), reference_arg(pattern, os.sysconf("SC_PAGESIZE")),
-         "read"],
+        [*(["setarch", "-R"] if setarch else []), str(binary), backing, str(size),
+         reference_arg(pattern, os.sysconf("SC_PAGESIZE")), "read"],
         env={"REFERENCE_REPEAT": str(repeat)}, capture_output=True, text=True, check=True)
     mappings = int(out.stderr.split("mappings ")[1].split()[0])
     return [[int(word) for word in line.split()] for line in out.stdout.splitlines()], mappings
@@ -117,31 +121,29 @@ def side(samples: list[list[int]]) -> tuple[int, float, str, float]:
 
 def measure_all(binary: Path, backings: tuple[str, ...], patterns: tuple[str, ...], size: int,
                 samples: int) -> list[dict[str, object]]:
-    """Both sides of every backing and pattern (icount: the order is moot)."""
+    """Both sides of every backing and pattern on the instruction clock (the order is moot)."""
     rows = []
     for backing in backings:
         for pattern in patterns:
-            reference, reference_maps = reference_ns(binary, backing, pattern, size, samples)
+            reference, reference_maps = fresh_reference_ns(binary, backing, pattern, size,
+                                                           samples)
             faultbench, faultbench_maps = faultbench_ns(backing, pattern, size, samples)
             rows.append({"backing": backing, "pattern": pattern, "reference": reference,
                          "faultbench": faultbench, "mappings": [reference_maps,
-                                                                faultbench_maps],
-                         "fresh": fresh_reference_ns(binary, backing, pattern, size,
-                                                     samples)})
+                                                                faultbench_maps]})
     return rows
 
 
 def print_rows(rows: list[dict[str, list]], unit: str) -> None:
     print(f"{'backing':8} {'pattern':8} {'reference ' + unit:>16} {'spread':>7} {'preempt':>7} "
           f"{'faultbench ' + unit:>17} {'spread':>7} {'preempt':>7} {'ratio':>6} "
-          f"{'median':>7} {'fresh':>6} {'mappings':>9}")
+          f"{'median':>7} {'mappings':>9}")
     for row in rows:
         ref_min, ref_spread, ref_preempted, ref_median = side(row["reference"])
         fb_min, fb_spread, fb_preempted, fb_median = side(row["faultbench"])
         print(f"{row['backing']:8} {row['pattern']:8} {ref_min:16,} {ref_spread:7.2%} "
               f"{ref_preempted:>7} {fb_min:17,} {fb_spread:7.2%} {fb_preempted:>7} "
               f"{fb_min / ref_min:6.3f} {fb_median / ref_median:7.3f} "
-              f"{fb_min / side(row['fresh'])[0]:6.3f} "
               f"{'/'.join(str(n) for n in row['mappings']):>9}")
 
 
@@ -161,12 +163,11 @@ def icount(args: argparse.Namespace, size: int) -> int:
         result = json.loads((Path(tmp) / RESULT).read_text())
     print(f"plane tcg-icount (QEMU {ICOUNT_QEMU_OPTS}, 1 vCPU): 1 virtual ns = 1 guest "
           f"instruction; kernel {result['release']}; {args.size}, read one byte per page, "
-          f"{args.samples} samples a side, all from one boot. insn: a side's fewest; spread: "
-          f"of its samples not preempted; preempt: samples another task preempted; ratio: of "
-          f"the fewest; median: ratio of the medians of all samples; fresh: ratio of the "
-          f"fewest to the bare loop's fewest when each of its samples is a new process, as "
-          f"each of faultbench's is; mappings: in the bare loop's process / in faultbench's "
-          f"mapper as the loop starts")
+          f"{args.samples} samples a side, all from one boot, each in a new process, "
+          f"address-space randomization off. insn: a side's fewest; spread: of its samples "
+          f"not preempted; preempt: samples another task preempted; ratio: of the fewest; "
+          f"median: ratio of the medians of all samples; mappings: in the bare loop's process "
+          f"/ in faultbench's mapper as the loop starts")
     print_rows(result["rows"], "insn")
     return 0
 

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/personality.h>
 #include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -141,8 +142,10 @@ static void reap(pid_t pid, int64_t kill_at, struct fb_result *r)
 /* In the forked child: only async-signal-safe calls until exec. The three descriptors the
  * mapper uses stay open across it; SIGINT, SIGTERM and SIGHUP stay blocked (pending, not
  * lost) until the mapper program has its handlers, which release its faults (interrupt.c).
- * The environment is empty: the mapper's stack, and so its layout, does not depend on the
- * caller's. */
+ * The environment is empty and address-space randomization off: the mapper's layout does not
+ * depend on the caller's, nor change from sample to sample. (Where a mapping lands decides
+ * whether its first fault must allocate a page table above the PTE level: with randomization,
+ * a 16 MiB sparse read moved by 4% between samples on the instruction clock.) */
 static void exec_mapper(const struct fb_mapper_block *block, int block_fd, char *const argv[])
 {
 	static char *const no_environment[] = { NULL };
@@ -152,6 +155,7 @@ static void exec_mapper(const struct fb_mapper_block *block, int block_fd, char 
 		if (inherited[i] >= 0 && fcntl(inherited[i], F_SETFD, 0) != 0)
 			_exit(EXEC_FAILED);
 	fb_interrupt_mask(SIG_BLOCK);
+	personality((unsigned long)personality(0xffffffff) | ADDR_NO_RANDOMIZE);
 	execve(argv[0], argv, no_environment);
 	_exit(EXEC_FAILED);
 }
