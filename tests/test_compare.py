@@ -252,7 +252,7 @@ def test_two_kernels_of_one_run_boots_as_units(tmp_path_factory: pytest.TempPath
     assert implied == faultbench("compare", f"{run}:a", f"{run}:b", "--by", "kernel").stdout
     assert not width_ok(implied)
     words = " ".join(implied.split())
-    assert "base kernel=a, new kernel=b (Linux 6." in words and "plane tcg-icount" in words
+    assert "base kernel=a, new kernel=b (Linux 6." in words and "plane tcg-guest" in words
     assert "Welch t-test on log per-boot medians" in words and "Aarts et al. 2014" in words
     assert "Two separate runs" not in words
     rows = _csv(run, "--by", "kernel")
