@@ -344,3 +344,20 @@ def test_by_fault_around_bytes_takes_sizes_and_lists_values_numerically(
     assert float(seq["change_pct"]) < -90
     wrong = faultbench("compare", f"{sweep}:4K", f"{sweep}:32K", *by, check=False)
     assert wrong.returncode == 2 and "(values: 4K, 16K, 64K)" in wrong.stderr
+
+
+def test_runs_of_a_forked_and_an_exec_mapper_harness_say_so(runs: Runs, tmp_path: Path) -> None:
+    """A run made before 0.4 (mappers forked from Python) against one made since (mappers
+    exec the mapper program): the note says the harness alone moves counts."""
+    older = tmp_path / "older"
+    older.mkdir()
+    for name in ("samples.jsonl", "meta.json"):
+        (older / name).write_bytes((runs.tiny2 / name).read_bytes())
+    meta = json.loads((older / "meta.json").read_text())
+    meta["faultbench_version"] = "0.3.0"
+    (older / "meta.json").write_text(json.dumps(meta))
+    words = " ".join(faultbench("compare", older, runs.tiny).stdout.split())
+    assert "BASE was measured by faultbench 0.3.0 and NEW by 0.4" in words
+    assert "docs/overhead.md" in words
+    same_harness = " ".join(faultbench("compare", runs.tiny2, runs.tiny).stdout.split())
+    assert "was measured by faultbench" not in same_harness

@@ -164,10 +164,12 @@ def compare(
     for column, ratio in (("change_pct", "ratio"), ("ci_lo_pct", "ci_lo"),
                           ("ci_hi_pct", "ci_hi"), ("detect_pct", "detect")):
         table[column] = 100 * (table[ratio] - 1)
-    for column in keys[:-1]:
-        table[column] = pd.to_numeric(table[column], errors="coerce").fillna(
-            table[column].replace("", np.nan)
-        )
+    for column in keys[:-1]:  # numbers where they are numbers, the other values kept
+        numeric = pd.to_numeric(table[column], errors="coerce")
+        if numeric.isna().any():
+            numeric = numeric.astype(object).where(numeric.notna(),
+                                                   table[column].replace("", np.nan))
+        table[column] = numeric
     table.attrs["knob_columns"] = [k for k in dict.fromkeys(knobs) if k != by]
     table["ok"] = True
     # what varies among the rows, or did before --strict left some out: labels stay stable
@@ -420,6 +422,7 @@ def compare_runs(
         return text
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
     notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
+    notes += harness_notes(*metas)
     if not brief:
         text += "".join(wrap(note) for note in notes) + memory_compare(base, new)
     if profile:
@@ -427,6 +430,33 @@ def compare_runs(
                                        side_rows(new_df, new_side, by), base_side.name,
                                        new_side.name)
     return text
+
+
+# The first version whose mapper processes exec faultbench/_mapper (before: a fork of the
+# measuring Python process, whose mappings each fault's VMA lookup walked; docs/overhead.md).
+EXEC_MAPPER_VERSION = (0, 4)
+
+
+def _version(meta: dict) -> tuple[int, int] | None:
+    """major.minor of the faultbench that measured a run (meta.json is untrusted input)."""
+    words = str(meta.get("faultbench_version", "")).split(".")
+    if len(words) < 2 or not all(w.isascii() and w.isdigit() for w in words[:2]):
+        return None
+    return int(words[0]), int(words[1])
+
+
+def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
+    """A note when one run's mappers ran in a fork of Python and the other's in the mapper
+    program: the harness alone moves instruction counts by up to ~1%."""
+    versions = [_version(meta) for meta in (base_meta, new_meta)]
+    if None in versions or (versions[0] >= EXEC_MAPPER_VERSION) == (
+            versions[1] >= EXEC_MAPPER_VERSION):
+        return []
+    return [f"BASE was measured by faultbench {base_meta['faultbench_version']} and NEW by "
+            f"{new_meta['faultbench_version']}: from 0.4 a mapper process execs the mapper "
+            "program instead of running in a fork of the measuring Python process, which "
+            "alone moves a sample's instructions by up to ~1% (docs/overhead.md); part of "
+            "any change here may be that."]
 
 
 def side_rows(df: pd.DataFrame, side: Side, by: str | None) -> pd.DataFrame:
