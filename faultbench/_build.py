@@ -71,7 +71,6 @@ ffibuilder.set_source(
 )
 
 
-
 class BuildExtWithMapper(build_ext):
     """build_ext that also links the mapper program into the package beside the module (and,
     for an editable install, copies it into the checkout as setuptools does the module)."""
