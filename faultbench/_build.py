@@ -17,10 +17,11 @@ NATIVE = Path(__file__).resolve().parent.parent / "native"
 SOURCES = ["counters.c", "interrupt.c", "launch.c", "mappers.c", "measure.c", "present.c",
            "profile.c",
            "region.c", "touch.c", "uffd.c", "uffd_ops.c"]
-# the program a forked mapper execs (native/mapper_main.c): the sources of one mapper
+# the program a forked mapper execs (native/mapper_main.c): one mapper's sources, without
+# the sample's orchestration (mappers.c) and the app launches (launch.c)
 MAPPER_PROGRAM = "_mapper"
-MAPPER_SOURCES = ["mapper_main.c", "counters.c", "interrupt.c", "measure.c", "present.c",
-                  "profile.c", "region.c", "touch.c", "uffd.c", "uffd_ops.c"]
+MAPPER_SOURCES = ["mapper_main.c",
+                  *(name for name in SOURCES if name not in ("mappers.c", "launch.c"))]
 COMPILE_ARGS = ["-std=gnu99", "-O2", "-Wall", "-Wextra"]
 REQUIRED_HEADERS = ["linux/userfaultfd.h", "linux/perf_event.h", "sys/mman.h", "Python.h"]
 INSTALL_HINT = "apt-get install gcc libc6-dev linux-libc-dev python3-dev"

@@ -22,7 +22,7 @@ from images import require_boot_image
 
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
 WORKLOAD = """\
-description = "A/A structure test: two scenarios, a shared-file later mapper"
+description = "boot tests that never finish a boot: option errors, failed boots"
 repetitions = 2
 warmups = 1
 seed = 11

@@ -8,6 +8,7 @@ boot when both sides have several (Welch's t on per-boot log medians), the round
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -438,11 +439,13 @@ EXEC_MAPPER_VERSION = (0, 4)
 
 
 def _version(meta: dict) -> tuple[int, int] | None:
-    """major.minor of the faultbench that measured a run (meta.json is untrusted input)."""
-    words = str(meta.get("faultbench_version", "")).split(".")
-    if len(words) < 2 or not all(w.isascii() and w.isdigit() for w in words[:2]):
+    """major.minor of the faultbench that measured a run; None unless the version is plain
+    dotted digits (meta.json is untrusted input, and the note prints it)."""
+    text = meta.get("faultbench_version")
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}", text):
         return None
-    return int(words[0]), int(words[1])
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)
 
 
 def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
