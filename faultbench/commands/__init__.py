@@ -40,10 +40,19 @@ def check_text(value: str | None, option: str, empty: bool = False) -> str | Non
     return value
 
 
-def printable(text: str) -> str:
-    """`text` with control characters escaped: a workload's description must not send a
-    terminal escape sequences (it is a file anyone may write)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def integer(text: str) -> int:
+    """argparse `type`: ASCII digits only (spec.parse_int); a refusal reads "invalid integer
+    value"."""
+    from faultbench.measurement.spec import parse_int
+
+    return parse_int(text)
+
+
+def number(text: str) -> float:
+    """argparse `type`: a finite number in ASCII (spec.parse_float)."""
+    from faultbench.measurement.spec import parse_float
+
+    return parse_float(text)
 
 
 def check_count(value: int | None, option: str, low: int, high: int) -> None:

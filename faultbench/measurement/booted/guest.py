@@ -29,6 +29,7 @@ from pathlib import Path
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted import watchdog
 from faultbench.measurement.signals import signals_raise
+from faultbench.measurement.spec import SpecError, parse_float
 from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -238,8 +239,8 @@ def timeout_from_env() -> float:
     if text is None:
         return DEFAULT_TIMEOUT_S
     try:
-        value = float(text)
-    except ValueError:
+        value = parse_float(text)
+    except SpecError:
         value = math.nan
     if not 0 < value <= MAX_TIMEOUT_S:
         raise GuestError(f"{TIMEOUT_ENV}={text!r}: give seconds above 0 and at most "
