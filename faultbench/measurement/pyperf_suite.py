@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from faultbench.errors import printable
+from faultbench.measurement.results import benchmark_name
 
 _EDGE_SPACES = re.compile(r"^ +| +$")
 
@@ -22,14 +23,6 @@ def metadata_text(text: str) -> str:
     control characters and spaces at either end as escapes) so benchmark names stay distinct."""
     escaped = printable(text.replace("\\", "\\\\"))
     return _EDGE_SPACES.sub(lambda m: "\\x20" * len(m.group()), escaped)
-
-
-def benchmark_name(record: dict[str, Any]) -> str:
-    """pyperf benchmark of a sample: the scenario, per mapper when there are several
-    (first and later mappers measure different things)."""
-    if record["spec"]["mappers"] > 1:
-        return f"{record['scenario']},mapper={record['mapper']}"
-    return record["scenario"]
 
 
 def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any:

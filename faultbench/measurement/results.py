@@ -298,6 +298,14 @@ def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str,
     return {**{k: sample[k] for k in keys if k in sample}, **profile}
 
 
+def benchmark_name(record: dict[str, Any]) -> str:
+    """pyperf benchmark of a sample: the scenario, per mapper when there are several
+    (first and later mappers measure different things)."""
+    if record["spec"]["mappers"] > 1:
+        return f"{record['scenario']},mapper={record['mapper']}"
+    return record["scenario"]
+
+
 class RunDir:
     """One run's directory: create it, append samples, resume it.
 
