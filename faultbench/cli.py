@@ -85,14 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    if argv is None:
-        argv = sys.argv[1:]
-    args = build_parser().parse_args(argv)
-    args._argv = argv
     # a path whose bytes are not UTF-8 (argv holds them as surrogates) is printed with
     # escapes, not as a UnicodeEncodeError, where the locale's stdout is strict
     if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
         sys.stdout.reconfigure(errors="backslashreplace")
+    if argv is None:
+        argv = sys.argv[1:]
+    args = build_parser().parse_args(argv)
+    args._argv = argv
     stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)  # type: ignore[assignment]
     try:
         if signals.is_the_command():
