@@ -24,7 +24,8 @@ import pytest
 from console import one_line
 from images import require_boot_image
 
-from faultbench.measurement.journal import JOURNAL_FORMAT, LOCK_PATH
+from faultbench.measurement.journal import JOURNAL_FORMAT
+from faultbench.measurement.knoblock import LOCK_PATH
 from faultbench.measurement.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]

@@ -40,12 +40,6 @@ def check_text(value: str | None, option: str, empty: bool = False) -> str | Non
     return value
 
 
-def printable(text: str) -> str:
-    """`text` with control characters escaped: a workload's description must not send a
-    terminal escape sequences (it is a file anyone may write)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def check_count(value: int | None, option: str, low: int, high: int) -> None:
     if value is not None and not low <= value <= high:
         raise ArgumentError(f"{option} must be from {low} to {high:,}, got {value:,}"

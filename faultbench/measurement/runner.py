@@ -25,11 +25,11 @@ from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.journal import (
-    KnobLock,
     check_journal_writable,
     journal_path,
     refuse_if_journal,
 )
+from faultbench.measurement.knoblock import KnobLock
 from faultbench.measurement.knobs import KnobError, check_settable, resolve
 from faultbench.measurement.progress import Progress
 from faultbench.measurement.results import (
@@ -261,7 +261,7 @@ def start(
     if plane is None and workload.knob_names():
         # refused now, not after the directory exists (a run that never measured anything
         # must leave nothing to --resume)
-        with KnobLock():
+        with KnobLock(journal_path()):
             refuse_if_journal(journal_path())
             check_journal_writable(journal_path())
     run_dir = RunDir.create(out)
