@@ -167,7 +167,7 @@ def _run(args: argparse.Namespace) -> int:
         return exit_status(exc)
     finally:
         if run_dir is not None:
-            run_dir.unlock()
+            run_dir.lock.release()
 
 
 def _workload(args: argparse.Namespace) -> Workload:

@@ -140,11 +140,13 @@ def _journal_dir(path: str) -> SafeDir:
     """The journal's directory, made if missing, walked as a results directory is (as root:
     no link another user made or could replace, no directory another user can change): a
     journal there could be redirected, or deleted mid-run so that a kill leaves knobs no
-    `restore` can find."""
+    `restore` can find. A sticky directory (/tmp) will do: the journal is linked into place
+    and no one else may remove it there."""
     try:
-        return SafeDir.open(Path(os.path.dirname(os.path.abspath(path))), create=True)
+        return SafeDir.open(Path(os.path.dirname(os.path.abspath(path))), create=True,
+                            sticky_ok=True)
     except ResultsError as exc:
-        raise KnobError(f"restore journal {path}: {exc}") from None
+        raise KnobError(f"cannot write the restore journal {path}: {exc}") from None
 
 
 def write_journal(path: str, data: dict) -> list[str]:

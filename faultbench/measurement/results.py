@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from faultbench.measurement.dirlock import DirLock
 from faultbench.measurement.meta_checks import booted_problem, provenance_problem
 from faultbench.measurement.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import (
@@ -315,6 +316,7 @@ class RunDir:
                  any_owner: bool = False) -> None:
         self.path = path
         self.dir = directory or SafeDir.open(path, any_owner=any_owner)
+        self.lock = DirLock(self.dir)  # one writer per directory
         self._samples: IO[str] | None = None
 
     @classmethod
@@ -329,7 +331,7 @@ class RunDir:
                     f"{path} already exists and is not empty: --out names a new or empty "
                     "directory")
             run_dir = cls(path, directory)
-            run_dir.lock()
+            run_dir.lock.acquire("being written")
         except BaseException:
             directory.close()
             raise
@@ -344,19 +346,12 @@ class RunDir:
             if not run_dir.dir.is_file(META):
                 raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
             if not any_owner:
-                run_dir.lock()
+                run_dir.lock.acquire("being written")
         except BaseException:
             run_dir.dir.close()
             raise
         run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
         return run_dir
-
-    def lock(self) -> None:
-        """One writer per directory: a second is refused, naming the first."""
-        self.dir.lock("being written")
-
-    def unlock(self) -> None:
-        self.dir.unlock()
 
     def read_meta(self) -> dict[str, Any]:
         data = self.dir.read_bytes(META)  # refuses a planted link
