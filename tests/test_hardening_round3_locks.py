@@ -299,3 +299,84 @@ def test_a_sticky_directory_further_up_is_accepted(tmp_path: Path, shared: Path)
     (sticky / "mine").mkdir()
     done = cli("run", workload(tmp_path, reps=1), "--out", sticky / "mine" / "run", "-q")
     assert done.returncode == 0, done.stderr
+
+
+# N8. kernels/build's cache: checked like a results directory, images verified (no build)
+
+
+def _inputs():  # kernels/build's Inputs for a fake source: its key is computable by anyone
+    from test_kernels import build
+
+    return build.Inputs("v", "0" * 64, "vng x", build.CONFIG_FRAGMENT, ())
+
+
+def _victim(where: Path) -> Path:
+    victim = where / "victim"
+    victim.write_text("precious root data")
+    victim.chmod(0o600)
+    return victim
+
+
+def _built(entry: Path) -> None:
+    """What a finished build leaves in its entry: the image, and meta.json with its sha256."""
+    from test_kernels import build
+
+    (entry / "bzImage").write_bytes(b"an image")
+    (entry / "meta.json").write_text(
+        json.dumps({"image_sha256": build.sha256_file(entry / "bzImage")}))
+
+
+@needs_root
+def test_kernels_build_refuses_a_cache_another_user_owns(shared: Path) -> None:  # noqa: F811
+    """nobody made the entry of a predictable key, with a bzImage and a .lock link to
+    root's file: nothing is truncated, and nobody's image is not returned as the build."""
+    from test_kernels import build
+
+    cache, victim = shared / "kc", _victim(shared)
+    cache.mkdir()
+    os.chown(cache, NOBODY, NOBODY)
+    entry = cache / _inputs().key()
+    as_nobody("mkdir", str(entry))
+    as_nobody("touch", str(entry / "bzImage"))
+    as_nobody("ln", "-s", str(victim), str(entry / ".lock"))
+    with pytest.raises(build.BuildError, match="owned by uid 65534"):
+        build.build(_inputs(), cache, 1, "/bin/true")
+    assert victim.read_text() == "precious root data"
+
+
+@needs_root
+def test_kernels_build_opens_no_lock_through_a_link(tmp_path: Path) -> None:
+    from test_kernels import build
+
+    victim = _victim(tmp_path)
+    entry = tmp_path / "cache" / _inputs().key()
+    entry.mkdir(parents=True)
+    _built(entry)  # so that not even the code before the fix would build
+    (entry / ".lock").symlink_to(victim)
+    with pytest.raises(build.BuildError, match=r"\.lock: a symbolic link; remove it"):
+        build.build(_inputs(), tmp_path / "cache", 1, "/bin/true")
+    assert victim.read_text() == "precious root data"
+
+
+@pytest.mark.parametrize("meta", ["recorded", "other sha256", "none", "a link"])
+def test_a_cached_image_is_returned_only_with_the_sha256_recorded_for_it(
+    tmp_path: Path, meta: str
+) -> None:
+    from test_kernels import build
+
+    entry = tmp_path / "cache" / _inputs().key()
+    entry.mkdir(parents=True)
+    _built(entry)
+    if meta == "other sha256":
+        (entry / "meta.json").write_text(json.dumps({"image_sha256": "0" * 64}))
+    elif meta == "none":
+        (entry / "meta.json").unlink()
+    elif meta == "a link":
+        (entry / "meta.json").rename(tmp_path / "elsewhere.json")
+        (entry / "meta.json").symlink_to(tmp_path / "elsewhere.json")
+    if meta == "recorded":
+        assert build.build(_inputs(), tmp_path / "cache", 1, "/bin/true") == entry / "bzImage"
+    else:
+        with pytest.raises(build.BuildError, match=r"is not the one its meta\.json records"):
+            build.build(_inputs(), tmp_path / "cache", 1, "/bin/true")
+    assert not (entry / "tree").exists()  # nothing was built
