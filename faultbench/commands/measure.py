@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from faultbench.commands import ArgumentError, check_count, check_text
+from faultbench.commands import ArgumentError, check_count, check_text, printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -134,7 +134,7 @@ def describe(sample: Sample) -> str:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
-        return f"{head}: {sample.status}: {sample.error}"
+        return f"{head}: {sample.status}: {printable(sample.error or '')}"
     # on the instruction clock a virtual ns is one guest instruction: say so in the unit
     unit = "insn" if sample.clock == "icount" else "ns"
     return (
