@@ -289,3 +289,40 @@ def test_fifo_in_a_run_directory_is_refused(small_run: Path, tmp_path: Path,
     line = one_line(result.stderr)
     assert result.returncode == 2 and f"{name} is not a regular file" in line, line
     assert said(result.stderr) == [line]
+
+
+# ---- N7: closed or failing standard streams ----------------------------------------------
+
+def shell(command: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """`command` run by sh in tmp_path, FB standing for this Python's faultbench."""
+    return subprocess.run(["sh", "-c", command], capture_output=True, text=True, cwd=tmp_path,
+                          env={**os.environ, "FB": f"{sys.executable} -m faultbench"},
+                          timeout=TIMEOUT_S, check=False)
+
+
+@pytest.mark.parametrize("command", ["workloads", "doctor", "measure --size 1M",
+                                     "run small.toml --out r -q"])
+def test_closed_stdout_is_an_output_error(tmp_path: Path, command: str) -> None:
+    (tmp_path / "small.toml").write_text(SMALL)
+    result = shell(f"exec >&-; $FB {command}", tmp_path)
+    assert "Traceback" not in result.stderr
+    # a run may warn first (knobs another program changed meanwhile): the error is last
+    line = said(result.stderr)[-1]
+    assert result.returncode == 2 and line.endswith("cannot write standard output: it is "
+                                                    "closed"), result.stderr
+    if command.startswith("run"):  # everything measured, and the run finished
+        assert json.loads((tmp_path / "r/meta.json").read_text())["finished_utc"]
+
+
+@pytest.mark.parametrize("redirect", ["2>&-", "2>/dev/full"], ids=["closed", "full"])
+def test_a_closed_or_full_stderr_loses_only_progress(tmp_path: Path, redirect: str) -> None:
+    """With stderr closed a run died after meta.json; on a full device it measured nothing
+    and blamed the results directory."""
+    (tmp_path / "small.toml").write_text(SMALL)
+    result = shell(f"exec {redirect}; $FB run small.toml --out r", tmp_path)
+    assert result.returncode == 0, result.stdout
+    samples = (tmp_path / "r/samples.jsonl").read_text().splitlines()
+    assert len(samples) == 3 * (2 + 2 * 2)  # rounds x (two 1-mapper + two 2-mapper rows)
+    assert json.loads((tmp_path / "r/meta.json").read_text())["finished_utc"]
+    # nothing faultbench wrote landed on descriptor 2's file
+    assert (tmp_path / "r/meta.json").read_text().startswith("{")
