@@ -326,3 +326,34 @@ def test_a_closed_or_full_stderr_loses_only_progress(tmp_path: Path, redirect: s
     assert json.loads((tmp_path / "r/meta.json").read_text())["finished_utc"]
     # nothing faultbench wrote landed on descriptor 2's file
     assert (tmp_path / "r/meta.json").read_text().startswith("{")
+
+
+# ---- N13: a parent stopped past the deadline ---------------------------------------------
+
+def test_an_answer_waiting_past_the_deadline_is_taken() -> None:
+    """A run stopped (Ctrl-Z) for longer than deadline + grace woke up past the deadline and
+    called the sample lost without looking at the answer the worker had given in time. Here
+    the parent asks, does not read until the worker has answered, then reads with the
+    deadline already gone, as a stopped parent does when it resumes."""
+    import selectors
+    import time
+
+    from faultbench.measurement.runner import Worker
+    from faultbench.measurement.spec import Spec
+
+    worker = Worker()
+    spec = Spec(size=1 << 20).normalized()
+    try:
+        proc = worker._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps({"spec": spec.to_dict(), "profile": False}).encode() + b"\n")
+        proc.stdin.flush()
+        with selectors.DefaultSelector() as selector:  # the answer is there, unread
+            selector.register(proc.stdout.fileno(), selectors.EVENT_READ)
+            assert selector.select(TIMEOUT_S)
+        line = worker._readline(proc.stdout.fileno(), time.monotonic() - 1)
+        assert line is not None
+        [sample] = json.loads(line)["samples"]
+        assert sample["status"] == "ok"
+    finally:
+        worker.close()
