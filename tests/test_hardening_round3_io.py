@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from console import one_line, said
+from images import require_boot_image
 
 import faultbench
 from faultbench.analysis.frame import load
@@ -357,3 +358,67 @@ def test_an_answer_waiting_past_the_deadline_is_taken() -> None:
         assert sample["status"] == "ok"
     finally:
         worker.close()
+
+
+# ---- booting what is not a kernel, and provenance ----------------------------------------
+
+def test_a_file_that_is_not_a_kernel_is_refused_before_qemu(tmp_path: Path) -> None:
+    """`measure --kernel /boot/config-*` started QEMU, printed nothing and spun a CPU."""
+    short = bytearray(0x208)
+    short[0x202:0x206] = b"HdrS"  # the magic, but cut before the header's version pointer
+    (tmp_path / "short").write_bytes(bytes(short))
+    (tmp_path / "config").write_text("CONFIG_MMU=y\n" * 100)
+    for image in (tmp_path / "config", tmp_path / "short"):
+        for command in (["measure", "--size", "1M"], ["run", "quick", "--out", "r"]):
+            result = fb(*command, "--kernel", str(image), cwd=tmp_path, timeout=30)
+            line = one_line(result.stderr)
+            assert result.returncode == 2 and "is not a bootable x86 kernel image" in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_guest_that_does_not_start_is_killed_with_what_it_said(tmp_path: Path) -> None:
+    """A real boot given 3 s to reach its command: killed, in one line, at once (not after
+    the 1800 s guest timeout); and a booted measure says it is booting first."""
+    image = require_boot_image()
+    env = {**os.environ, "FAULTBENCH_GUEST_START_TIMEOUT_S": "3"}
+    result = fb("measure", "--size", "1M", "--kernel", image, env=env, cwd=tmp_path,
+                timeout=60)
+    no_traceback(result)
+    lines = said(result.stderr)
+    assert result.returncode == 2 and len(lines) == 2, result.stderr
+    assert lines[0].startswith(f"faultbench measure: booting {image} (")
+    assert "command had not started 3 s after QEMU started, so it was killed" in lines[1]
+    assert "FAULTBENCH_GUEST_START_TIMEOUT_S" in lines[1]
+
+
+def test_guest_command_lines_name_no_host_path() -> None:
+    from faultbench.measurement.provenance import machine_paths_out
+
+    cmdline = ("console=ttyS0 virtme_initmount0=tmp/faultbench-guest-x1 "
+               "virtme_initmount1=work/kbuild/tree virtme_chdir=work/wt/x quiet")
+    assert machine_paths_out(cmdline) == (
+        "console=ttyS0 virtme_initmount0=<mount 0> virtme_initmount1=<mount 1> "
+        "virtme_chdir=<cwd> quiet")
+
+
+# ---- memory bounds -----------------------------------------------------------------------
+
+def test_guest_memory_beyond_the_host_is_refused_up_front(tmp_path: Path) -> None:
+    image = require_boot_image()
+    result = fb("run", "quick", "--out", "r", "--memory", "1P", "--kernel", image,
+                cwd=tmp_path, timeout=30)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and "1P is more memory than this machine has" in line, line
+    assert not (tmp_path / "r").exists()
+
+
+def test_app_sessions_beyond_memory_and_swap_are_refused(tmp_path: Path) -> None:
+    """apps = 64 with 8G heaps each passed on a 23.5 GiB machine: app sessions had no memory
+    check at all."""
+    (tmp_path / "apps.toml").write_text(
+        'repetitions = 1\nwarmups = 0\n[defaults]\nbacking = "file"\nsize = "64M"\n'
+        'apps = 64\napp_anon = "8G"\n[[matrix]]\npattern = "random"\n')
+    result = fb("run", "apps.toml", "--out", "r", "-q", cwd=tmp_path, timeout=30)
+    line = one_line(result.stderr)
+    assert result.returncode == 2 and "more than this machine's memory and swap" in line, line
+    assert not (tmp_path / "r").exists()
