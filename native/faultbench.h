@@ -204,6 +204,24 @@ struct fb_mapper_block {
 	struct fb_result results[];	/* one per mapper */
 };
 
+/* mappers.c: a mapper that never ran because fb_run was interrupted first (then 1) */
+int fb_mapper_skipped(struct fb_result *r);
+/* mapper_process.c: runs jobs[0 .. n-1] as mapper processes; a job's result gets what the
+ * parent sees (not started, killed, died), the mapper's own report is in the block */
+void fb_run_processes(struct fb_mapper_job *jobs, int n, int concurrent, int64_t deadline_ns,
+		      const struct fb_mapper_block *block, int block_fd);
+/* mapper_block.c: the block's life in fb_run, and what it takes back from mapper processes */
+void fb_result_init(struct fb_result *r, int64_t page_size, const char *fs_type);
+/* a mapper process's slot starts as an error that only its mapper's report replaces */
+struct fb_mapper_block *fb_block_create(const struct fb_spec *spec,
+					const struct fb_backing_file *bf, int64_t page_size,
+					int *fd, struct fb_result *r);
+/* copies each mapper's slot into results[i] unless results[i] already failed; a slot with
+ * an unknown status or counts outside the spec becomes an error */
+void fb_block_collect(const struct fb_mapper_block *block, const struct fb_spec *spec,
+		      int64_t page_size, struct fb_result *results);
+void fb_block_destroy(struct fb_mapper_block *block, const struct fb_spec *spec, int fd);
+
 /* interrupt.c: SIGINT/SIGTERM/SIGHUP during fb_run */
 void fb_interrupt_begin(void);
 void fb_interrupt_end(void);	/* may raise a held-back default-action signal */

@@ -151,6 +151,9 @@ def compare(
     keys.append("role")
     table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
+        for role, side in (("BASE", base), ("NEW", new)):
+            if not side.loc[side["ok"], metric].notna().any():
+                raise AnalysisError(f"{role} has no valid values of {metric}")
         strict = not (base["ok"].all() and new["ok"].all())
         why = " once --strict left out the samples preempted or stolen from" if strict else ""
         raise AnalysisError(f"BASE and NEW have no scenario in common{why}")

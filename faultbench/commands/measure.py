@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from faultbench.commands import ArgumentError, check_count, check_text
+from faultbench.commands import ArgumentError, check_count, check_text, printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -134,7 +135,7 @@ def describe(sample: Sample) -> str:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
-        return f"{head}: {sample.status}: {sample.error}"
+        return f"{head}: {sample.status}: {printable(sample.error or '')}"
     # on the instruction clock a virtual ns is one guest instruction: say so in the unit
     unit = "insn" if sample.clock == "icount" else "ns"
     return (
@@ -201,12 +202,20 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError("--clock chooses a booted guest's clock; give --kernel too (the "
                             "running kernel is timed on the wall clock)")
     if args.kernel:
-        from faultbench.measurement.booted.guest import resolve_clock, run_cli_in_guest
+        from faultbench.measurement.booted import guest
 
-        _, clock = resolve_clock(args.clock)
+        kvm, clock = guest.resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
             raise ArgumentError(CONCURRENT_ON_ICOUNT)
-        return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
+        missing = guest.requirements(os.path.abspath(args.kernel))
+        if missing:  # before saying it boots
+            raise guest.GuestError(f"--kernel {args.kernel}: {'; '.join(missing)}")
+        # a boot prints nothing for a minute or more (under TCG): say what is going on
+        print(f"faultbench measure: booting {printable(args.kernel)} "
+              f"({guest.plane_for(kvm, clock)})"
+              f"{'' if kvm else ', about a minute under emulation'}", file=sys.stderr,
+              flush=True)
+        return guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = 0

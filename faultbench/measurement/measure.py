@@ -99,7 +99,8 @@ def backing_dir(spec: Spec) -> str:
 
 def check_resources(spec: Spec) -> None:
     """Refuse, before anything is created, a sample this machine cannot hold."""
-    if spec.apps:  # short of memory on purpose; only the disk must hold the files
+    if spec.apps:  # short of memory on purpose, but within what the machine has at all
+        _check_app_memory(spec)
         _check_disk(spec, spec.size * spec.apps)
         return
     copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
@@ -114,6 +115,23 @@ def check_resources(spec: Spec) -> None:
         )
     if spec.backing == "file":
         _check_disk(spec, spec.size)
+
+
+def _check_app_memory(spec: Spec) -> None:
+    """Apps' files and heaps may exceed the memory available (reclaim under that pressure is
+    what a session measures), not memory and swap together: then the OOM killer, not
+    reclaim, ends every session."""
+    info = meminfo()
+    if "MemTotal" not in info:
+        return
+    footprint = spec.apps * (spec.size + spec.app_anon)
+    total = (info["MemTotal"] + info.get("SwapTotal", 0)) * 1024
+    if footprint > total:
+        raise SpecError(
+            f"{spec.apps} apps of {format_size(spec.size)} files and {format_size(spec.app_anon)}"
+            f" heap need {footprint / 2**30:.1f} GiB, more than this machine's memory and swap "
+            f"together ({total / 2**30:.1f} GiB)"
+        )
 
 
 def _check_disk(spec: Spec, size: int) -> None:

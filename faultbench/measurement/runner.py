@@ -171,8 +171,9 @@ class Worker:
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while b"\n" not in self._buffer:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
+                # past the deadline still one look: a parent stopped (Ctrl-Z) meanwhile
+                # finds the answer the worker gave in time
+                if not selector.select(max(deadline - time.monotonic(), 0)):
                     return None
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:

@@ -280,9 +280,15 @@ class SafeDir:
     def _open_existing(self, name: str, flags: int, mode: int = 0o666) -> int:
         """`name` opened with `flags`, refused unless a regular file with one link."""
         try:
-            fd = os.open(name, flags | _NOFOLLOW, mode, dir_fd=self.fd)
+            # O_NONBLOCK: a FIFO planted here must not block the open (with no reader it
+            # fails with ENXIO instead, and is refused as not a regular file)
+            fd = os.open(name, flags | os.O_NONBLOCK | _NOFOLLOW, mode, dir_fd=self.fd)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise ResultsError(f"{self.path / name} is not a regular file: faultbench "
+                                   "does not write it; remove it") from None
             raise ResultsError(_why(exc, self.path / name)) from None
+        os.set_blocking(fd, True)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(fd)

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import struct
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,8 @@ from typing import Any
 
 from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
+from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
+from faultbench.measurement.measure import meminfo
 from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.signals import INTERRUPTED
@@ -37,8 +38,6 @@ GUEST_MIN_MEMORY_MIB = 1024
 GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
-_HEADER_MAGIC_AT = 0x202
-_VERSION_POINTER_AT = 0x20E
 
 
 @dataclass(frozen=True)
@@ -55,23 +54,6 @@ class Kernel:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def image_version(image: str) -> str | None:
-    """The version string an x86 bzImage carries in its setup header (what `file` shows):
-    release, builder, build number and date. None for anything else: QEMU given such a file
-    waits for ever instead of failing."""
-    try:
-        with open(image, "rb") as fh:
-            head = fh.read(0x10000)
-    except OSError:
-        return None
-    if head[_HEADER_MAGIC_AT:_HEADER_MAGIC_AT + 4] != b"HdrS":
-        return None
-    (pointer,) = struct.unpack_from("<H", head, _VERSION_POINTER_AT)
-    start = pointer + 0x200
-    text = head[start:start + 256].split(b"\0", 1)[0]
-    return text.decode("ascii", "replace") or None
 
 
 def _sha256(path: str) -> str:
@@ -118,8 +100,7 @@ def parse_kernel(text: str) -> Kernel:
                        "root's only)")
     version = image_version(image)
     if version is None:
-        raise RunError(f"--kernel {text}: {image} is not a bootable x86 kernel image (no "
-                       "bzImage setup header with a version string)")
+        raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
     release = version.split()[0]
     label = label or release
     return Kernel(label, image, tree, _sha256(image), release, version, _build_record(image))
@@ -191,6 +172,10 @@ def chosen_memory(option: str | None, workload_memory: str | None) -> tuple[str 
         raise RunError(f"{source}: {exc}") from None
     if size < GUEST_FLOOR_MIB << 20:
         raise RunError(f"{source}: a guest needs at least {GUEST_FLOOR_MIB}M, got {text}")
+    host_kb = meminfo().get("MemTotal")
+    if host_kb is not None and size > host_kb * 1024:
+        raise RunError(f"{source}: {text} is more memory than this machine has "
+                       f"({host_kb / 2**20:.1f} GiB)")
     return format_size(size), source
 
 

@@ -28,12 +28,19 @@ from pathlib import Path
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted import watchdog
+from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
+# From QEMU's start to the guest's command starting: a TCG boot takes 30-150 s on a loaded
+# two-CPU host. An image that never boots (QEMU waits for ever on one) is killed then.
+DEFAULT_START_TIMEOUT_S = 600.0
+START_TIMEOUT_ENV = "FAULTBENCH_GUEST_START_TIMEOUT_S"
+SHOWN_LINES = 5  # the guest's last lines quoted when it is killed for not starting
+STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
 # Drivers a measurement guest never needs; skipping them halves a TCG boot (~28 s -> ~14 s).
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
@@ -129,6 +136,8 @@ def requirements(kernel: str) -> list[str]:
     elif not os.access(kernel, os.R_OK):
         missing.append(f"kernel image {kernel} is not readable by uid {os.geteuid()} (Debian "
                        "installs images root-only: run as root, or pass a readable copy)")
+    elif image_version(kernel) is None:
+        missing.append(f"{kernel} {NOT_A_KERNEL}")
     if not shutil.which(qemu_binary()):
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
     if not find_vng():
@@ -195,7 +204,7 @@ def scratch_disk(directory: str) -> str | None:
     return image if done.returncode == 0 else None
 
 
-def _script(argv: list[str], status_file: str, env: dict[str, str], disk: bool) -> str:
+def _script(argv: list[str], scratch: str, env: dict[str, str], disk: bool) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
     mount = (
         "for dev in /dev/vd? /dev/sd?; do "
@@ -203,11 +212,12 @@ def _script(argv: list[str], status_file: str, env: dict[str, str], disk: bool) 
     ) if disk else ""
     return (
         "#!/bin/sh\n"
+        f": > {shlex.quote(os.path.join(scratch, STARTED))}\n"
         f"{mount}"
         f"{exports}"
         f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /\n"
         f"{shlex.join(argv)}\n"
-        f"echo $? > {shlex.quote(status_file)}\n"
+        f"echo $? > {shlex.quote(os.path.join(scratch, STATUS))}\n"
     )
 
 
@@ -232,17 +242,17 @@ def check_shared_dir(path: str) -> None:
                          "another directory")
 
 
-def timeout_from_env() -> float:
-    """$FAULTBENCH_GUEST_TIMEOUT_S in seconds, or the default when it is not set."""
-    text = os.environ.get(TIMEOUT_ENV)
+def timeout_from_env(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S) -> float:
+    """$FAULTBENCH_GUEST_TIMEOUT_S (or `name`) in seconds, or `default` when it is not set."""
+    text = os.environ.get(name)
     if text is None:
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not 0 < value <= MAX_TIMEOUT_S:
-        raise GuestError(f"{TIMEOUT_ENV}={text!r}: give seconds above 0 and at most "
+        raise GuestError(f"{name}={text!r}: give seconds above 0 and at most "
                          f"{MAX_TIMEOUT_S:.0f}")
     return value
 
@@ -272,6 +282,7 @@ def run_in_guest(
         raise GuestError("; ".join(missing))
     if timeout_s is None:
         timeout_s = timeout_from_env()
+    timeout_from_env(START_TIMEOUT_ENV)  # refused before QEMU starts
     kvm, clock = resolve_clock(clock)
     if clock == "icount" and cpus != 1:
         raise GuestError(f"{cpus} vCPUs under the instruction clock: Debian 6.1 hangs bringing "
@@ -292,10 +303,9 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
           watchdog_end: int) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
-        status_file = os.path.join(scratch, "status")
         script = os.path.join(scratch, "run.sh")
         disk = scratch_disk(scratch)
-        Path(script).write_text(_script(argv, status_file, guest_env(env), disk is not None))
+        Path(script).write_text(_script(argv, scratch, guest_env(env), disk is not None))
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
@@ -312,9 +322,9 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s, watchdog_end)
+        vng_status = _run_streaming(command, timeout_s, watchdog_end, scratch)
         try:
-            return int(Path(status_file).read_text())
+            return int(Path(scratch, STATUS).read_text())
         except (OSError, ValueError):
             raise GuestError(
                 f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
@@ -322,8 +332,10 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             ) from None
 
 
-def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> int:
-    """Run vng in its own process group; copy its output as it comes; kill it on timeout.
+def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
+                   scratch: str) -> int:
+    """Run vng in its own process group; copy its output as it comes; kill it on timeout,
+    or when the guest's script has not started (left STARTED in `scratch`) in time.
     The watchdog is told the group, to kill it should we die without doing so."""
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
@@ -337,7 +349,7 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> i
     try:
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-            _copy_until_exit(proc, deadline, late)
+            _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED))
             try:
                 return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -363,9 +375,13 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError) -> None:
+def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
+                     started: str) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
+    start_limit = timeout_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
+    start_by: float | None = time.monotonic() + start_limit
+    tail = b""
     with selectors.DefaultSelector() as selector:
         for fd in sinks:
             selector.register(fd, selectors.EVENT_READ)
@@ -373,15 +389,28 @@ def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: Guest
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise late
+            if start_by is not None and time.monotonic() > start_by:
+                if not os.path.exists(started):
+                    raise _not_started(start_limit, tail)
+                start_by = None
             for key, _ in selector.select(timeout=min(remaining, 1.0)):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
                     continue
+                tail = b"\n".join((tail + chunk).splitlines()[-SHOWN_LINES:])
                 sink = sinks[key.fd]
                 sink.flush()
                 sink.buffer.write(chunk)
                 sink.buffer.flush()
+
+
+def _not_started(limit: float, tail: bytes) -> GuestError:
+    lines = [ascii(line.decode(errors="replace"))[1:-1] for line in tail.splitlines()]
+    said = f"its last lines: {' | '.join(lines)}" if lines else "it printed nothing"
+    return GuestError(f"the guest's command had not started {limit:.0f} s after QEMU started, "
+                      f"so it was killed ({said}); is the image a kernel that boots here? "
+                      f"(raise {START_TIMEOUT_ENV} if its boot needs longer)")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
