@@ -138,6 +138,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     _reserve_standard_fds()
+    # a path whose bytes are not UTF-8 (argv holds them as surrogates) is printed with
+    # escapes, not as a UnicodeEncodeError, where the locale's stdout is strict
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="backslashreplace")
     stderr, sys.stderr = sys.stderr, _Stderr(sys.stderr)  # type: ignore[assignment]
     stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)  # type: ignore[assignment]
     try:

@@ -41,7 +41,7 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
-from faultbench.measurement.spec import SpecError, format_size, parse_size
+from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
 LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
@@ -115,8 +115,8 @@ def _knob_text(value: Any) -> str:
     An unset value (knob not part of that scenario) is the empty string, so it still matches.
     """
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = parse_float(value) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):  # SpecError is a ValueError
         return "" if value is None else str(value)
     if number != number:
         return ""

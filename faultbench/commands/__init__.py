@@ -58,3 +58,18 @@ def filesystem_errors(where: str) -> Iterator[None]:
         if exc.errno not in FILESYSTEM_ERRNOS:
             raise
         raise FilesystemError(f"{exc.filename or where}: {exc.strerror}") from None
+
+
+def integer(text: str) -> int:
+    """argparse `type`: ASCII digits only (spec.parse_int); a refusal reads "invalid integer
+    value"."""
+    from faultbench.measurement.spec import parse_int
+
+    return parse_int(text)
+
+
+def number(text: str) -> float:
+    """argparse `type`: a number written in ASCII (spec.parse_float)."""
+    from faultbench.measurement.spec import parse_float
+
+    return parse_float(text)

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from faultbench.commands import ArgumentError, check_count, check_text, printable
+from faultbench.commands import (
+    ArgumentError,
+    check_count,
+    check_text,
+    integer,
+    number,
+    printable,
+)
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -38,10 +45,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access", choices=ACCESSES, default="read")
     parser.add_argument("--cache", choices=CACHES, help="default: warm (hole for anon)")
     parser.add_argument("--pattern", default="seq", help=PATTERN_HELP)
-    parser.add_argument("--seed", type=int, default=1, help="seed of the random pattern")
+    parser.add_argument("--seed", type=integer, default=1, help="seed of the random pattern")
     parser.add_argument("--uffd", choices=UFFD_MODES, default="none")
     parser.add_argument("--dir", help="directory of the tmpfs/file backing's file")
-    parser.add_argument("--mappers", type=int, default=1, help="processes/threads mapping it")
+    parser.add_argument("--mappers", type=integer, default=1, help="processes/threads mapping it")
     parser.add_argument("--mapper-mode", choices=MAPPER_MODES, default="sequential")
     parser.add_argument("--mapper-kind", choices=MAPPER_KINDS, default="process")
     parser.add_argument(
@@ -65,7 +72,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the page below 2M (default 0: aligned, so fault-around windows fall the same way "
         "in every sample)",
     )
-    parser.add_argument("--deadline", type=float, default=10.0,
+    parser.add_argument("--deadline", type=number, default=10.0,
                         help="seconds per sample (at most 3600)")
     parser.add_argument(
         "--no-serve", action="store_true",
@@ -82,9 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the samples are marked profiled (the profiler slows them) and list their top "
         "kernel symbols (--json: the whole profile)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="samples per setting")
+    parser.add_argument("--repeat", type=integer, default=1, help="samples per setting")
     parser.add_argument(
-        "--warmups", type=int, default=1,
+        "--warmups", type=integer, default=1,
         help="samples taken and discarded before each setting's first (default 1): the "
         "first sample in a process is slower, its page tables and caches cold",
     )

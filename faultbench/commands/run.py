@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faultbench.commands import FilesystemError, check_count, check_text, filesystem_errors
+from faultbench.commands import (
+    FilesystemError,
+    check_count,
+    check_text,
+    filesystem_errors,
+    integer,
+)
 
 if TYPE_CHECKING:
     from faultbench.measurement.results import RunDir
@@ -38,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one run (LABEL defaults to the image's release)",
     )
     parser.add_argument(
-        "--boots", metavar="N", type=int,
+        "--boots", metavar="N", type=integer,
         help="boots of each kernel, in a balanced interleaved order, each running an equal "
         "share of the rounds (default: 3 with several kernels, else 1)",
     )
@@ -66,11 +72,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scenario name (a glob with * ? [, else a substring); recorded in meta.json",
     )
     parser.add_argument(
-        "--repetitions", metavar="N", type=int,
+        "--repetitions", metavar="N", type=integer,
         help="measured rounds instead of the workload's own; recorded in meta.json",
     )
     parser.add_argument(
-        "--profile", metavar="N", type=int, nargs="?", const=PROFILE_ROUNDS,
+        "--profile", metavar="N", type=integer, nargs="?", const=PROFILE_ROUNDS,
         help=f"after the measured rounds, N more (default {PROFILE_ROUNDS}) whose samples are "
         "profiled (kernel symbols of the loop and munmap, in profiles.jsonl) and kept out of "
         "the timings; overrides the workload's `profile`",

@@ -150,7 +150,7 @@ def _check_disk(spec: Spec, size: int) -> None:
 
 def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1) -> object:
     pattern, stride = parse_pattern(spec.pattern)
-    dir_c = ffi.new("char[]", backing_dir(spec).encode())
+    dir_c = ffi.new("char[]", os.fsencode(backing_dir(spec)))  # any bytes a path may hold
     keep.append(dir_c)
     c = ffi.new("struct fb_spec *")
     c.backing = _ENUMS["backing"][spec.backing]

@@ -328,54 +328,11 @@ class RunDir:
 
     def write_pyperf(self, meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> int:
         """pyperf.json from the ok samples; returns the number of benchmarks."""
+        from faultbench.measurement.pyperf_suite import pyperf_suite
+
         suite = pyperf_suite(meta, records)
         if suite is None:
             return 0
         with self.dir.replacing(PYPERF) as fh:
             suite.dump(fh, replace=True)
         return len(suite)
-
-
-def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any:
-    """A pyperf BenchmarkSuite: one benchmark per scenario (per mapper when several), one run
-    per round with one value, seconds per touched page; warm-ups ride on the first run as
-    pyperf warm-ups. None when no sample succeeded."""
-    import pyperf
-
-    by_bench: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        if record["status"] == "ok" and record.get("ns_per_page"):
-            by_bench.setdefault(benchmark_name(record), []).append(record)
-    knobs = {s["name"]: s["knobs"] for s in meta["scenarios"]}
-    common = {
-        "unit": "second",
-        "loops": 1,
-        "faultbench_plane": meta["plane"],
-        "faultbench_workload": meta["workload"]["name"],
-    }
-    provenance = meta.get("provenance", {})
-    release = provenance.get("kernel", {}).get("release")
-    if release:
-        common["platform"] = f"Linux-{release}"
-    if provenance.get("host", {}).get("name"):
-        common["hostname"] = provenance["host"]["name"]
-    benchmarks = []
-    for name, group in by_bench.items():
-        group.sort(key=lambda r: r["round"])
-        warmups = [(1, r["ns_per_page"] * 1e-9) for r in group if r["warmup"]]
-        values = [r["ns_per_page"] * 1e-9 for r in group
-                  if not r["warmup"] and not r.get("profiled")]
-        if not values:
-            continue
-        first = group[0]
-        metadata: dict[str, Any] = {**common, "name": name, "faultbench_scenario":
-                                    first["scenario"], "faultbench_mapper": first["mapper"]}
-        for knob, value in knobs.get(first["scenario"], {}).items():
-            metadata[f"knob_{knob}"] = value
-        runs = [
-            pyperf.Run([value], warmups=warmups if i == 0 and warmups else None,
-                       metadata=metadata, collect_metadata=False)
-            for i, value in enumerate(values)
-        ]
-        benchmarks.append(pyperf.Benchmark(runs))
-    return pyperf.BenchmarkSuite(benchmarks) if benchmarks else None

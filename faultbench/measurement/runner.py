@@ -227,16 +227,24 @@ def check_resources(workload: Workload) -> None:
 
 
 def settable_knobs(workload: Workload) -> Workload:
-    """The workload without the knob axes this machine cannot set (recorded as skipped with
-    the knob module's reason, e.g. lockdown). Checked without writing anything."""
+    """The workload without the knob axes of its file this machine cannot set (recorded as
+    skipped with the knob module's reason, e.g. lockdown). An axis the command line asked
+    for (`--set`, or an `--only` on it) is refused instead, as `measure --set` refuses it.
+    Checked without writing anything."""
     names = workload.knob_names()
     if not names:
         return workload
+    asked = [(f"--set {name}", name) for name in workload.command_line.get("set", {})]
+    asked += [(f"--only {text}", text.partition("=")[0])
+              for text in workload.command_line.get("only", [])]
     with mounted("debugfs", DEBUGFS):
         for name in names:
             try:
                 check_settable(resolve(name))
             except KnobError as exc:
+                option = next((option for option, knob in asked if knob == name), None)
+                if option:
+                    raise KnobError(f"{option}: {exc}") from None
                 workload = workload.without_knobs({name}, str(exc))
     return workload
 

@@ -42,6 +42,10 @@ PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 # ASCII only: a digit of another script (١٢) is not a number a user meant to give
 _SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+# int() and float() alone take the digits of every script (Arabic-Indic, fullwidth, ...)
+# and underscores (1_0): numbers a user gives go through parse_int/parse_float instead
+_INT_RE = re.compile(r"^\s*[+-]?[0-9]+\s*$", re.ASCII)
+_MAX_DIGITS = 4000  # int() refuses more than 4300 digits; each caller's range check says why
 
 
 class SpecError(FaultbenchError, ValueError):
@@ -56,6 +60,24 @@ def clipped(text: str, limit: int = 200) -> str:
 def shown(value: object, limit: int = 40) -> str:
     """repr(value), clipped()."""
     return clipped(repr(value), limit)
+
+
+def parse_int(text: str, name: str = "value") -> int:
+    """An integer written in ASCII digits; SpecError otherwise. Its range is the caller's."""
+    if not isinstance(text, str) or not _INT_RE.match(text) or len(text) > _MAX_DIGITS:
+        raise SpecError(f"{name} {shown(text)} is not an integer (ASCII digits)")
+    return int(text)
+
+
+def parse_float(text: str, name: str = "value") -> float:
+    """A number written in ASCII (1.5, 2e3; nan and inf too, for the caller's range check
+    to refuse by name); SpecError otherwise."""
+    try:
+        if isinstance(text, str) and text.isascii() and "_" not in text:
+            return float(text)
+    except ValueError:
+        pass
+    raise SpecError(f"{name} {shown(text)} is not a number (ASCII digits)")
 
 
 def parse_size(text: str | int, name: str = "size", minimum: int = 1) -> int:

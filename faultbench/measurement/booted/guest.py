@@ -30,6 +30,7 @@ from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted import watchdog
 from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.signals import signals_raise
+from faultbench.measurement.spec import SpecError, parse_float
 from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
@@ -248,8 +249,8 @@ def timeout_from_env(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S
     if text is None:
         return default
     try:
-        value = float(text)
-    except ValueError:
+        value = parse_float(text)
+    except SpecError:
         value = math.nan
     if not 0 < value <= MAX_TIMEOUT_S:
         raise GuestError(f"{name}={text!r}: give seconds above 0 and at most "
