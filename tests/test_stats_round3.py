@@ -9,13 +9,23 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 import faultbench
 from faultbench.analysis.breakeven import break_even, cost_models
 from faultbench.analysis.compare import compare_runs
+from faultbench.analysis.estimators import POWER, detectable, state_step
 from faultbench.analysis.frame import dropped_notes
+from faultbench.analysis.replicates import (
+    ICOUNT_STATE_STEP,
+    aa_tables,
+    compare_rows,
+    distinct_halves,
+    footer_note,
+)
 from faultbench.analysis.report import report_text, write_report
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -104,3 +114,51 @@ def test_figures_draw_no_profiled_time(twins: tuple[Path, Path], tmp_path: Path)
         _, paths = write_report(run, out=tmp_path / str(i))
         drawn.append({p.name: p.read_bytes() for p in paths if p.suffix == ".svg"})
     assert "break-even.svg" in drawn[0] and drawn[0] == drawn[1]
+
+
+@pytest.mark.parametrize(("per_side", "tested"), [(3, 10), (3, 40), (5, 1)])
+def test_detect_is_the_change_found_with_80_percent_power(per_side: int, tested: int) -> None:
+    """A seeded simulation of the two-sample t-test on log values at Holm's first threshold:
+    the change `detectable` prints is found in 80% of the draws, within 2 points."""
+    rng = np.random.default_rng([30, per_side, tested])
+    sigma, draws, level = 0.004, 40000, 0.05 / tested
+    df = 2 * per_side - 2
+    se = sigma * np.sqrt(2 / per_side)
+    shift = np.log(detectable(se, df, level))
+    base = rng.normal(0.0, sigma, (draws, per_side))
+    new = rng.normal(shift, sigma, (draws, per_side))
+    found = np.mean(stats.ttest_ind(new, base, axis=1).pvalue < level)
+    assert abs(found - POWER) <= 0.02, found
+
+
+def test_six_boots_split_ten_distinct_ways_each_once() -> None:
+    boots = [f"b{i}" for i in range(6)]
+    halves = distinct_halves(boots)
+    assert len(halves) == 10
+    assert len({frozenset(h) for h in halves} | {frozenset(set(boots) - h) for h in halves}) \
+        == 20  # no split is another's mirror image
+    assert len(distinct_halves(boots[:5])) == 10  # 2 vs 3: C(5,2)
+
+
+def test_the_shipped_icount_aa_is_split_every_distinct_way() -> None:
+    df = faultbench.load(ROOT / "results" / "icount-aa")
+    df = df.assign(boot=df["kernel"].astype(str) + "/" + df["boot"].astype(str), kernel="one")
+    keys = ["pattern", "uffd", "mappers", "role"]
+    tables = aa_tables(df.assign(**{k: df[k].astype(str) for k in keys}), keys,
+                       "ns_per_page", tables=200)
+    assert len(tables) == 10
+    assert all((t["base_units"] == 3).all() and (t["new_units"] == 3).all() for t in tables)
+
+
+def test_boot_states_floor_detect_on_the_instruction_clock() -> None:
+    df = faultbench.load(ROOT / "results" / "icount-aa")
+    keys = ["pattern", "uffd", "mappers", "role"]
+    table = compare_rows(df[df["kernel"] == "a"], df[df["kernel"] == "b"], keys, "ns_per_page")
+    tested = table[table["p"].notna()]
+    assert len(tested) and (tested["detect"] >= ICOUNT_STATE_STEP).all()
+    assert "boot states" in footer_note(table)
+
+
+def test_a_side_in_two_states_cannot_test_below_the_step() -> None:
+    assert state_step(np.array([597.1, 597.3, 599.2])) == pytest.approx(599.2 / 597.3)
+    assert np.isnan(state_step(np.array([597.1, 598.2, 599.2])))  # an even spread
