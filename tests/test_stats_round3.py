@@ -175,3 +175,28 @@ def test_no_phase_takes_a_row_by_misclassification(run: str) -> None:
     for row in costs:
         phase, share = max(row.shares.items(), key=lambda item: item[1])
         assert share <= 0.8, (row.label, row.kernel, phase, share)
+
+
+def test_the_cost_model_verdict_has_intervals_on_both_sides() -> None:
+    [model] = cost_models(faultbench.load(COST_MODEL), replicates=400)
+    assert model.profile is not None
+    for constant in model.profile.constants:
+        low, high = constant.profile_ci
+        assert low < constant.profile < high and constant.model_ci is not None
+        apart = constant.model_ci[1] < low or high < constant.model_ci[0]
+        assert constant.overlap is not apart
+    a, b = model.profile.constants
+    assert "VMA lookup" in a.phases and "lookup" in a.phases  # the fixed cost, like with like
+    assert model.profile.units == 3  # the profiled rounds
+
+
+def test_the_cost_models_misfit_is_reported_per_stride() -> None:
+    df = faultbench.load(COST_MODEL)
+    [model] = cost_models(df, replicates=200)
+    strides = [row[0] for row in model.by_stride]
+    assert strides == sorted(set(df.query("ok")["pattern"].str.removeprefix("stride:")
+                                 .astype(float)))
+    a_values = [row[1] for row in model.by_stride]
+    # a moves with the stride by more than its own CI is wide: the error of the model
+    assert model.ns_per_fault is not None and model.ns_per_fault.ci is not None
+    assert max(a_values) - min(a_values) > np.diff(model.ns_per_fault.ci)[0]
