@@ -66,11 +66,18 @@ PHASES: tuple[Phase, ...] = (
                      "filemap_get_entry", "filemap_fault", "__filemap_get_folio",
                      "filemap_get_folio*", "find_get_entry", "pagecache_get_page"),
           "the page-cache lookup of the faulting page (->fault)"),
+    # 6.1 finds the VMA under mmap_lock (lock_mm_and_find_vma, find_vma, mt_find), 6.4 and
+    # later first under RCU (lock_vma_under_rcu, mas_walk): both named, so that neither
+    # kernel's lookup reads as entry/exit
+    Phase("VMA lookup", ("lock_vma_under_rcu", "lock_mm_and_find_vma", "find_vma",
+                         "find_vma_prev", "find_extend_vma*", "mt_find", "mas_walk",
+                         "mtree_range_walk", "mas_find"),
+          "finding the faulting address's VMA (per-VMA lock under RCU, or mmap_lock)"),
     Phase("entry/exit", ("asm_exc_page_fault", "exc_page_fault", "do_user_addr_fault",
                          "handle_mm_fault", "__handle_mm_fault", "irqentry_*",
-                         "error_entry", "lock_vma_under_rcu"),
-          "fault entry and exit, VMA lookup, the fault handler's own work (finish_fault "
-          "installing the one faulting PTE)"),
+                         "error_entry"),
+          "fault entry and exit, the fault handler's own work (finish_fault installing the "
+          "one faulting PTE)"),
 )
 USER_PHASE = "user"  # the loop's own instructions (and, in a VM, what the guest cannot see)
 OTHER = "other kernel"  # kernel samples no phase names
