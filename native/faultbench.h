@@ -21,6 +21,7 @@ enum fb_status { FB_OK, FB_UNSUPPORTED, FB_ERROR };
 enum fb_populate { FB_POPULATE_NONE, FB_POPULATE_MADVISE, FB_POPULATE_MAP };
 
 #define FB_TEXT 256
+#define FB_FOLIO_ORDERS 20	/* folio orders 0 .. 19 (a 2 GiB folio of 4 KiB pages) */
 
 struct fb_spec {
 	int backing;		/* enum fb_backing */
@@ -80,6 +81,9 @@ struct fb_result {
 	int64_t uffd_ns;
 	uint64_t uffd_features;
 	char fs_type[32];
+	int folios_read;	/* folio_pages was read (folios.c), else why not in folio_reason */
+	int64_t folio_pages[FB_FOLIO_ORDERS];	/* present pages of the range per folio order */
+	char folio_reason[FB_TEXT];
 	char perf_reason[FB_TEXT];
 	char hw_reason[FB_TEXT];
 	char uffd_reason[FB_TEXT];
@@ -131,6 +135,11 @@ int fb_launch(const struct fb_launch_spec *spec, struct fb_launch_result *result
 /* Kills and reaps a background app; returns the signal that had already ended it (e.g. the
  * OOM killer's SIGKILL), 0 if it was still running, -1 if it could not be reaped. */
 int fb_launch_end(int64_t pid);
+
+/* folios.c: fills pages[FB_FOLIO_ORDERS] with the present pages of [addr, addr + size) of the
+ * calling process per order of the folio each belongs to; 0, or -1 with the reason in
+ * reason[FB_TEXT] (not root, no /proc/kpageflags) */
+int fb_folio_orders(void *addr, uint64_t size, int64_t *pages, char *reason);
 
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
  * (then results[0] says why). SIGINT, SIGTERM and SIGHUP arriving meanwhile release any

@@ -192,6 +192,11 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
     if sample.uffd_events is not None:
         sample.uffd_features = result.uffd_features
     sample.registered = bool(result.registered)
+    if result.folios_read:
+        sample.folios = {str(order): pages for order, pages in enumerate(result.folio_pages)
+                         if pages}
+    elif sample.status == "ok":
+        sample.null_reasons["folios"] = _text(result.folio_reason) or "not measured"
     if sample.status == "ok" and sample.pages_touched:
         sample.ns_per_page = sample.touch_ns / sample.pages_touched
         sample.faults_per_page = (sample.faults_minor + sample.faults_major) / sample.pages_touched

@@ -307,6 +307,9 @@ class Sample:
     cycles: int | None = None
     instructions: int | None = None
     fs_type: str | None = None
+    # present pages of the range per order of the folio each belongs to ({"0": 512, "9":
+    # 32256}), read after the loop (native/folios.c); None with null_reasons["folios"]
+    folios: dict[str, int] | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # knob values read back, not requested
     # App-launch sessions only (measurement/launch.py): launches that reported, the sum of
     # their resident sets at their end, /proc/vmstat deltas across the session, and how it

@@ -1,0 +1,135 @@
+"""Folio sizes per sample (native/folios.c), read on this kernel's real mappings and checked
+against an independent Python read of /proc/self/pagemap and /proc/kpageflags."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import subprocess
+import sys
+import tempfile
+from collections import Counter
+
+import pytest
+from faultbench._native import ffi, lib
+
+from faultbench import Spec, measure
+
+ROOT = os.geteuid() == 0
+needs_root = pytest.mark.skipif(not ROOT, reason="page frame numbers need root")
+PRESENT, PFN_MASK = 1 << 63, (1 << 55) - 1
+HEAD, TAIL = 1 << 15, 1 << 16
+# ext4 makes large page-cache folios since 6.16 (XFS since 5.18)
+EXT4_LARGE = tuple(int(part) for part in os.uname().release.split(".")[:2]) >= (6, 16)
+
+
+def python_folios(address: int, size: int) -> dict[str, int]:
+    """Pages per folio order of the present pages of [address, address + size), read
+    independently of native/folios.c: every folio is identified by its head PFN, and every
+    PFN of it remembered."""
+    page = mmap.PAGESIZE
+    count = size // page
+    with open("/proc/self/pagemap", "rb") as pagemap:
+        pagemap.seek(address // page * 8)
+        entries = struct.unpack(f"{count}Q", pagemap.read(count * 8))
+    folio_pages: dict[int, int] = {}  # pfn -> pages of its folio
+    histogram: Counter[str] = Counter()
+    with open("/proc/kpageflags", "rb") as kpageflags:
+        def flags(pfn: int) -> int:
+            kpageflags.seek(pfn * 8)
+            return struct.unpack("Q", kpageflags.read(8))[0]
+
+        for entry in entries:
+            if not entry & PRESENT:
+                continue
+            pfn = entry & PFN_MASK
+            assert pfn, "PFNs hidden: not root?"
+            if pfn not in folio_pages:
+                head = pfn
+                while flags(head) & TAIL:
+                    head -= 1
+                n = 1
+                if flags(head) & HEAD:
+                    while flags(head + n) & TAIL:
+                        n += 1
+                assert n & (n - 1) == 0, f"a folio of {n} pages"
+                folio_pages.update(dict.fromkeys(range(head, head + n), n))
+            histogram[str(folio_pages[pfn].bit_length() - 1)] += 1
+    return dict(histogram)
+
+
+def native_folios(address: int, size: int) -> dict[str, int]:
+    pages = ffi.new("int64_t[]", lib.FB_FOLIO_ORDERS)
+    reason = ffi.new("char[]", lib.FB_TEXT)
+    assert lib.fb_folio_orders(ffi.cast("void *", address), size, pages, reason) == 0, \
+        ffi.string(reason)
+    return {str(order): n for order, n in enumerate(pages) if n}
+
+
+def address_of(mapping: mmap.mmap) -> int:
+    return int(ffi.cast("uintptr_t", ffi.from_buffer(mapping)))
+
+
+def fill(fd: int, sizes: list[int]) -> None:
+    """write()s of these sizes, one after another: the page cache's folios follow them."""
+    for size in sizes:
+        os.write(fd, b"\x5a" * size)
+
+
+@needs_root
+@pytest.mark.parametrize("offset_pages,length_pages", [(0, 4096), (16, 1000)])
+def test_native_read_matches_python_on_an_ext4_file(offset_pages: int,
+                                                    length_pages: int) -> None:
+    """A file on a disk filesystem written in mixed sizes (large folios since 6.16 on ext4,
+    5.18 on XFS); the second mapping starts inside a folio and ends inside another, and its
+    first pages are left untouched (not present)."""
+    with tempfile.TemporaryFile(dir="/var/tmp") as f:
+        fill(f.fileno(), [1 << 20] * 8 + [4096] * 64 + [65536] * 60 + [1 << 21] * 3)
+        os.fsync(f.fileno())
+        page = mmap.PAGESIZE
+        with mmap.mmap(f.fileno(), length_pages * page, offset=offset_pages * page,
+                       prot=mmap.PROT_READ) as m:
+            for at in range(64 * page, len(m), page):
+                m[at]
+            expected = python_folios(address_of(m), len(m))
+            got = native_folios(address_of(m), len(m))
+            assert got == expected
+            assert sum(got.values()) < length_pages or offset_pages == 0
+            if EXT4_LARGE and offset_pages == 0:
+                assert set(got) - {"0"}, "no large folio on ext4 (Linux >= 6.16)"
+
+
+@needs_root
+def test_memfd_sample_is_all_order_0() -> None:
+    sample = measure(Spec(backing="memfd", size=8 << 20))
+    assert sample.status == "ok", sample.error
+    assert sample.folios == {"0": sample.pages_mapped}
+    assert "folios" not in sample.null_reasons
+
+
+@needs_root
+def test_file_sample_counts_every_mapped_page() -> None:
+    sample = measure(Spec(backing="file", dir="/var/tmp", size=32 << 20))
+    assert sample.status == "ok", sample.error
+    assert sum(sample.folios.values()) == sample.pages_mapped
+    if sample.fs_type in ("ext4", "xfs") and EXT4_LARGE:
+        assert max(map(int, sample.folios)) > 0
+
+
+def test_pagemap_off_gives_null_with_reason() -> None:
+    sample = measure(Spec(backing="memfd", size=1 << 20, pagemap=False))
+    assert sample.folios is None
+    assert "pagemap off" in sample.null_reasons["folios"]
+
+
+@needs_root
+def test_without_cap_sys_admin_null_with_reason() -> None:
+    """The same measurement without CAP_SYS_ADMIN: pagemap hides the page frame numbers."""
+    code = ("from faultbench import Spec, measure\n"
+            "s = measure(Spec(backing='memfd', size=1 << 20))\n"
+            "print(s.status, s.folios, s.null_reasons['folios'])")
+    out = subprocess.run(["setpriv", "--inh-caps=-sys_admin", "--bounding-set=-sys_admin",
+                          sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.startswith("ok None /proc/self/pagemap hides page frame numbers"), out
