@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import mmap
 import os
+import signal
 import struct
 import subprocess
 import sys
 import tempfile
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from faultbench._native import ffi, lib
 
-from faultbench import Spec, measure
+from faultbench import Spec, SpecError, measure
+from faultbench.measurement.sysfs import release_own_tmpfs
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="page frame numbers need root")
@@ -133,3 +136,101 @@ def test_without_cap_sys_admin_null_with_reason() -> None:
                           sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("ok None /proc/self/pagemap hides page frame numbers"), out
+
+
+# ---- backings that make large folios on purpose: fill, tmpfs huge=
+
+def own_mounts() -> list[str]:
+    return [line for line in open("/proc/self/mountinfo").read().splitlines()
+            if "faultbench-tmpfs-" in line]
+
+
+@needs_root
+def test_fill_decides_the_folios_of_a_disk_file() -> None:
+    """write(2)s of 4K and 64K make 4 KiB and 64 KiB folios on ext4 (6.16+) or XFS."""
+    folios = {}
+    for fill in ("write:4K", "write:64K"):
+        sample = measure(Spec(backing="file", dir="/var/tmp", size=8 << 20, fill=fill))
+        assert sample.status == "ok", sample.error
+        assert sample.spec["fill"] == fill
+        folios[fill] = sample.folios
+    assert folios["write:4K"] == {"0": 2048}
+    if EXT4_LARGE:
+        assert folios["write:64K"] == {"4": 2048}
+
+
+@pytest.mark.parametrize("fill,canonical", [("write:1M", "write"), ("write:65536", "write:64K"),
+                                            ("hole-read", "hole-read")])
+def test_fill_spellings(fill: str, canonical: str) -> None:
+    assert Spec(backing="file", fill=fill).normalized().fill == canonical
+
+
+@pytest.mark.parametrize("spec,words", [
+    (dict(fill="write:3K"), "not one of write"),
+    (dict(fill="write:128M"), "not one of write"),
+    (dict(fill="fallocate", cache="hole"), "not with cache 'hole'"),
+    (dict(backing="memfd", tmpfs_huge="always"), "for backing 'tmpfs'"),
+    (dict(backing="tmpfs", tmpfs_huge="always", dir="/dev/shm"), "without dir"),
+    (dict(backing="tmpfs", tmpfs_huge="force"), "not one of"),
+])
+def test_bad_fill_and_tmpfs_huge_are_refused(spec: dict, words: str) -> None:
+    with pytest.raises(SpecError, match=words):
+        Spec(**{"backing": "file", **spec}).normalized()
+
+
+@needs_root
+@pytest.mark.parametrize("huge,order", [("never", "0"), ("always", "9"), ("within_size", "9")])
+def test_own_tmpfs_huge_makes_its_folios_and_is_gone_after(huge: str, order: str,
+                                                           tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    monkeypatch.setenv("FAULTBENCH_JOURNAL", str(tmp_path / "journal.json"))
+    sample = measure(Spec(backing="tmpfs", tmpfs_huge=huge, size=8 << 20))
+    assert sample.status == "ok", sample.error
+    assert sample.fs_type == "tmpfs" and sample.spec["tmpfs_huge"] == huge
+    assert sample.folios == {order: 2048}  # 2 MiB folios need THP; this test's host has it
+    assert own_mounts() == [] and list(tmp_path.iterdir()) == []
+
+
+def _kill_in_mount_window(journal: Path) -> subprocess.CompletedProcess[str]:
+    """A process that SIGKILLs itself between mounting its tmpfs and detaching it."""
+    code = ("import os, signal, subprocess\n"
+            "from faultbench.measurement import tmpfs\n"
+            "real = subprocess.run\n"
+            "def run(args, **kw):\n"
+            "    if args[0] == 'umount':\n"
+            "        os.kill(os.getpid(), signal.SIGKILL)\n"
+            "    return real(args, **kw)\n"
+            "tmpfs.subprocess.run = run\n"
+            "from faultbench import Spec, measure\n"
+            "measure(Spec(backing='tmpfs', tmpfs_huge='always', size=1 << 20))\n")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "FAULTBENCH_JOURNAL": str(journal)})
+
+
+@needs_root
+def test_sigkill_while_mounted_then_restore_unmounts(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.json"
+    killed = _kill_in_mount_window(journal)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    try:
+        assert len(own_mounts()) == 1
+        left = sorted(p.name for p in tmp_path.iterdir())
+        assert left[0].startswith("faultbench-tmpfs-") and left[1].startswith("mount-")
+        restored = subprocess.run([sys.executable, "-m", "faultbench", "restore"],
+                                  capture_output=True, text=True, check=True,
+                                  env={**os.environ, "FAULTBENCH_JOURNAL": str(journal)})
+        assert "its tmpfs unmounted" in restored.stdout
+        assert own_mounts() == [] and list(tmp_path.iterdir()) == []
+    finally:
+        for line in own_mounts():  # never leave a mount behind, even when the test fails
+            subprocess.run(["umount", line.split()[4]], check=False)
+
+
+def test_restore_unmounts_only_its_own_tmpfs(tmp_path: Path) -> None:
+    """A journal is untrusted: a target that is not an own tmpfs beside it is left alone."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    release_own_tmpfs(str(other), str(tmp_path / "j" / "mount-1.json"))
+    release_own_tmpfs("/", str(tmp_path / "mount-1.json"))
+    assert other.is_dir()

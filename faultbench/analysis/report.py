@@ -28,6 +28,7 @@ from faultbench.analysis.frame import (
     check_run_dir,
     dropped_notes,
     exclude_interfered,
+    folio_texts,
     load,
     run_info,
     time_unit,
@@ -128,6 +129,7 @@ def scenario_data(df: pd.DataFrame, label_cols: list[str]) -> pd.DataFrame:
     valid = everything[everything["ok"] | everything["interfered"]]
     table["hits"] = table["label"].map(interfered_counts(everything, ["label"])).fillna(0)
     table["valid"] = table["label"].map(valid.groupby("label").size()).fillna(0)
+    table["folios"] = table["label"].map(folio_texts(data, "label")).fillna("")
     return table.sort_values(keys, key=spec_order, kind="stable")
 
 
@@ -150,6 +152,9 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
     if df["interfered"].any():
         rows["hit"] = hit_cells(table["hits"], table["valid"]).to_numpy()
         headers.append("hit%")
+    if table["folios"].nunique() > 1:
+        rows["folios"] = table["folios"].to_numpy()
+        headers.append("folios")
     cells = rows.to_numpy().tolist()
     groups = None
     room = label_room(headers, cells)
@@ -369,7 +374,8 @@ def report_data(run_dir: Path) -> dict[str, Any]:
              "faults_per_page": number(r["faults_per_page"]),
              "mapped_per_touched": number(r["mapped_per_touched"]),
              "munmap_ns_per_page": number(r["munmap_ns_per_page"]),
-             "valid_samples": int(r["valid"]), "hit_samples": int(r["hits"])}
+             "valid_samples": int(r["valid"]), "hit_samples": int(r["hits"]),
+             "folios": r["folios"] or None}
             for _, r in table.iterrows()
         ],
         **report_json(df),

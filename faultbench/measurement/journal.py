@@ -32,7 +32,7 @@ from faultbench.measurement.safefile import (
     temp_name,
     who_can_change,
 )
-from faultbench.measurement.sysfs import DEBUGFS, mounted, umount
+from faultbench.measurement.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"
 # A real journal names a few knobs; anything larger is not one (and is not read whole).
@@ -394,6 +394,8 @@ def restore_journal(path: str | None = None) -> list[str]:
     for target in unmount:
         if target == DEBUGFS:
             umount(target)
+        else:
+            release_own_tmpfs(target, path)
     if problems:
         raise KnobError(f"could not restore from {path}: {'; '.join(problems)}")
     drop_journal(path, made_dirs(data, path))
