@@ -3,6 +3,7 @@ against an independent Python read of /proc/self/pagemap and /proc/kpageflags.""
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import signal
@@ -14,9 +15,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from analysis_runs import faultbench, table_row
 from faultbench._native import ffi, lib
 
-from faultbench import Spec, SpecError, measure
+from faultbench import Spec, SpecError, load, measure
 from faultbench.measurement.sysfs import release_own_tmpfs
 
 ROOT = os.geteuid() == 0
@@ -234,3 +236,56 @@ def test_restore_unmounts_only_its_own_tmpfs(tmp_path: Path) -> None:
     release_own_tmpfs(str(other), str(tmp_path / "j" / "mount-1.json"))
     release_own_tmpfs("/", str(tmp_path / "mount-1.json"))
     assert other.is_dir()
+
+
+# ---- reports and compare: a folios column where the folio sizes differ between rows
+
+FILL_WORKLOAD = """description = "folio sizes by fill"
+repetitions = 2
+warmups = 0
+seed = 1
+[defaults]
+size = "4M"
+backing = "file"
+dir = "{dir}"
+[[matrix]]
+fill = ["write:4K", "write:64K", "write", "hole-read"]
+"""
+
+
+@pytest.fixture(scope="module")
+def fill_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("fill")
+    (base / "w.toml").write_text(FILL_WORKLOAD.format(dir="/var/tmp"))
+    faultbench("run", base / "w.toml", "--out", base / "run")
+    return base / "run"
+
+
+@needs_root
+@pytest.mark.skipif(not EXT4_LARGE, reason="4 KiB folios only on ext4 before 6.16")
+def test_report_shows_folios_where_they_differ(fill_run: Path) -> None:
+    text = faultbench("report", fill_run, "--no-figures").stdout
+    assert "folios" in text.split("per page touched")[1].splitlines()[1]
+    assert table_row(text, "fill=write:4K")[-1:] == ["100%"]
+    assert table_row(text, "fill=write:64K")[-2:] == ["64K", "100%"]
+    samples = load(fill_run)
+    assert samples.loc[samples["fill"] == "write:4K", "folio_pages_4K"].eq(1024).all()
+    data = json.loads(faultbench("report", fill_run, "--json").stdout)
+    assert {s["folios"] for s in data["scenarios"]} >= {"4K 100%", "64K 100%", "1M 100%"}
+
+
+@needs_root
+@pytest.mark.skipif(not EXT4_LARGE, reason="4 KiB folios only on ext4 before 6.16")
+def test_compare_shows_base_and_new_folios(fill_run: Path) -> None:
+    text = faultbench("compare", "--by", "fill", f"{fill_run}:write",
+                      f"{fill_run}:hole-read").stdout
+    assert "folios" in text and "1M 100% -> " in text
+
+
+def test_frame_ignores_a_folios_value_that_is_not_one(tmp_path: Path) -> None:
+    """samples.jsonl is untrusted: a malformed folios object gives NaN, not a column."""
+    sample = measure(Spec(backing="memfd", size=1 << 20)).to_dict()
+    lines = [{**sample, "folios": bad} for bad in ({"x": 1}, {"0": -1}, [1], {"99": 1})]
+    (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    frame = load(tmp_path)
+    assert not [c for c in frame if c.startswith("folio_pages_")]

@@ -316,7 +316,7 @@ def _cells(table: pd.DataFrame, metric: str) -> tuple[list[str], pd.DataFrame]:
     if table["interfered"].any() and metric not in COUNT_METRICS:
         cells["hit"] = table["hit_pct"].map(lambda v: f"{v:.0f}" if v > 0 else "")
         headers.append("hit%")
-    if table["folios"].nunique() > 1:
+    if table["folios"].nunique() > 1 or table["folios"].str.contains(" -> ").any():
         cells["folios"] = table["folios"]
         headers.append("folios")
     cells["sig"] = table["mark"]

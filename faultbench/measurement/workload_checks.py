@@ -25,9 +25,11 @@ from faultbench.measurement.spec import (
     MAX_STRIDE,
     PATTERN_HELP,
     POPULATES,
+    TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
     SpecError,
+    parse_fill,
     parse_pattern,
     parse_size,
 )
@@ -42,6 +44,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mapper_mode": MAPPER_MODES,
     "mapper_kind": MAPPER_KINDS,
     "uffd_mappers": UFFD_MAPPERS,
+    "tmpfs_huge": TMPFS_HUGE,
     "populate": POPULATES,
 }
 
@@ -195,6 +198,8 @@ def _check_axis_value(key: str, value: Any) -> str | None:
             if not isinstance(value, int | str):
                 return f"expected a size such as \"64M\" or a byte count, got {_describe(value)}"
             parse_size(value, key, 1 if key == "size" else 0)
+        elif key == "fill":
+            parse_fill(value)
         elif key == "pattern":
             if not isinstance(value, str):
                 return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
