@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -289,3 +290,73 @@ def test_frame_ignores_a_folios_value_that_is_not_one(tmp_path: Path) -> None:
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     frame = load(tmp_path)
     assert not [c for c in frame if c.startswith("folio_pages_")]
+
+
+# ---- shmem mTHP per size (thp.hugepages-<N>kB.shmem_enabled, Linux 6.11+)
+
+MTHP_64K = "/sys/kernel/mm/transparent_hugepage/hugepages-64kB/shmem_enabled"
+needs_mthp = pytest.mark.skipif(not os.path.exists(MTHP_64K) or not ROOT,
+                                reason="per-size shmem THP knobs: Linux >= 6.11, root")
+
+
+def knob_now() -> str:
+    return open(MTHP_64K).read().split("[")[1].split("]")[0]
+
+
+def measure_cli(journal: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "faultbench", "measure", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "FAULTBENCH_JOURNAL": str(journal)},
+                            start_new_session=True)
+
+
+@needs_mthp
+def test_mthp_shmem_knob_makes_64k_folios_of_anon_shared_memory(tmp_path: Path) -> None:
+    """The per-size knob governs anonymous shared memory (not memfd or tmpfs files, which
+    follow the mount's huge= or the global shmem_enabled); it is set and restored."""
+    before = knob_now()
+    done = measure_cli(tmp_path / "j.json", "--backing", "anon", "--map", "shared",
+                       "--size", "4M", "--json",
+                       "--set", "thp.hugepages-64kB.shmem_enabled=always,never")
+    out, err = done.communicate(timeout=120)
+    assert done.returncode == 0, err
+    folios = {json.loads(line)["knobs"]["thp.hugepages-64kB.shmem_enabled"]:
+              json.loads(line)["folios"] for line in out.splitlines()}
+    assert folios == {"always": {"4": 1024}, "never": {"0": 1024}}
+    assert knob_now() == before
+
+
+@needs_mthp
+def test_mthp_knob_after_sigkill_is_restored_by_restore(tmp_path: Path) -> None:
+    before = knob_now()
+    value = "always" if before != "always" else "within_size"
+    journal = tmp_path / "j.json"
+    run = measure_cli(journal, "--backing", "anon", "--map", "shared", "--size", "1M",
+                      "--repeat", "100000", "--set", f"thp.hugepages-64kB.shmem_enabled={value}")
+    try:
+        for _ in range(600):
+            if knob_now() == value and journal.exists():
+                break
+            time.sleep(0.05)
+        assert knob_now() == value, run.stderr
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=30)
+        assert knob_now() == value and journal.exists()  # nothing ran to restore it
+    finally:
+        restored = subprocess.run([sys.executable, "-m", "faultbench", "restore"],
+                                  capture_output=True, text=True,
+                                  env={**os.environ, "FAULTBENCH_JOURNAL": str(journal)})
+    assert restored.returncode == 0, restored.stderr
+    assert f"thp.hugepages-64kB.shmem_enabled: {value} -> {before}" in restored.stdout
+    assert knob_now() == before and not journal.exists()
+
+
+def test_missing_size_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Path) -> None:
+    """On a kernel before 6.8 there is no hugepages-<N>kB directory at all (a fake THP
+    directory stands in for one: the parsing of the refusal only)."""
+    from faultbench.measurement import knobs
+
+    monkeypatch.setattr(knobs, "THP_DIR", str(tmp_path))
+    with pytest.raises(knobs.KnobError, match=r"need Linux >= 6.8, their shmem_enabled >= 6.11"):
+        knobs.resolve("thp.hugepages-64kB.shmem_enabled")
