@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import mmap
 import os
+import shutil
 import signal
 import struct
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,14 +85,39 @@ def fill(fd: int, sizes: list[int]) -> None:
         os.write(fd, b"\x5a" * size)
 
 
+@pytest.fixture(scope="module")
+def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An XFS filesystem in a loop-mounted image file, unmounted and removed after."""
+    if not ROOT or shutil.which("mkfs.xfs") is None:
+        pytest.skip("an XFS loop mount needs root and mkfs.xfs (xfsprogs)")
+    base = tmp_path_factory.mktemp("xfs")
+    image, mount = base / "xfs.img", base / "mnt"
+    with open(image, "wb") as f:
+        f.truncate(512 << 20)
+    mount.mkdir()
+    subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot loop-mount XFS here: {done.stderr.strip()}")
+    try:
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)  # -o loop: the loop device goes too
+        image.unlink()
+
+
 @needs_root
+@pytest.mark.parametrize("fs", ["ext4", "xfs"])
 @pytest.mark.parametrize("offset_pages,length_pages", [(0, 4096), (16, 1000)])
-def test_native_read_matches_python_on_an_ext4_file(offset_pages: int,
-                                                    length_pages: int) -> None:
+def test_native_read_matches_python_on_a_disk_file(offset_pages: int, length_pages: int,
+                                                   fs: str, request: pytest.FixtureRequest
+                                                   ) -> None:
     """A file on a disk filesystem written in mixed sizes (large folios since 6.16 on ext4,
     5.18 on XFS); the second mapping starts inside a folio and ends inside another, and its
     first pages are left untouched (not present)."""
-    with tempfile.TemporaryFile(dir="/var/tmp") as f:
+    directory = "/var/tmp" if fs == "ext4" else request.getfixturevalue("xfs_dir")
+    with tempfile.TemporaryFile(dir=directory) as f:
         fill(f.fileno(), [1 << 20] * 8 + [4096] * 64 + [65536] * 60 + [1 << 21] * 3)
         os.fsync(f.fileno())
         page = mmap.PAGESIZE
@@ -102,8 +129,8 @@ def test_native_read_matches_python_on_an_ext4_file(offset_pages: int,
             got = native_folios(address_of(m), len(m))
             assert got == expected
             assert sum(got.values()) < length_pages or offset_pages == 0
-            if EXT4_LARGE and offset_pages == 0:
-                assert set(got) - {"0"}, "no large folio on ext4 (Linux >= 6.16)"
+            if (EXT4_LARGE or fs == "xfs") and offset_pages == 0:
+                assert set(got) - {"0"}, f"no large folio on {fs}"
 
 
 @needs_root
@@ -121,6 +148,16 @@ def test_file_sample_counts_every_mapped_page() -> None:
     assert sum(sample.folios.values()) == sample.pages_mapped
     if sample.fs_type in ("ext4", "xfs") and EXT4_LARGE:
         assert max(map(int, sample.folios)) > 0
+
+
+@needs_root
+def test_xfs_dir_records_its_fs_type_and_large_folios(xfs_dir: str) -> None:
+    out = faultbench("measure", "--backing", "file", "--dir", xfs_dir, "--size", "16M",
+                     "--json").stdout
+    sample = json.loads(out)
+    assert sample["status"] == "ok" and sample["fs_type"] == "xfs"
+    assert sum(sample["folios"].values()) == sample["pages_mapped"]
+    assert max(map(int, sample["folios"])) > 0  # XFS makes large folios since 5.18
 
 
 def test_pagemap_off_gives_null_with_reason() -> None:
