@@ -397,9 +397,10 @@ def summary(run_dir: Path | SafeDir) -> str:
     data = ok.assign(label=labels(ok, keys[:-1]),
                      per_fault=ok["mapped_per_touched"]
                      / ok["faults_per_page"].where(ok["faults_per_page"] > 0))
-    medians = data.groupby(keys, sort=False, dropna=False)[
-        ["faults_per_page", "per_fault"]].median()
-    table = median_ci(data, keys, "ns_per_page").join(medians, on=keys)
+    # by label alone: a key that is None for some rows (dir, tmpfs_huge) matches no row in
+    # a join on every key
+    medians = data.groupby("label", sort=False)[["faults_per_page", "per_fault"]].median()
+    table = median_ci(data, keys, "ns_per_page").join(medians, on="label")
     table = table.sort_values(keys[:-1], key=spec_order, kind="stable")
     rows = pd.DataFrame({
         "label": table["label"], "fa": table["per_fault"].map(fmt),

@@ -142,6 +142,10 @@ def describe(sample: Sample) -> str:
     )
     if spec.get("map_offset"):
         head += f" offset={format_size(spec['map_offset'])}"
+    if spec.get("tmpfs_huge"):
+        head += f" huge={spec['tmpfs_huge']}"
+    if spec.get("fill", "write") != "write":
+        head += f" fill={spec['fill']}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
