@@ -22,6 +22,7 @@ from analysis_runs import faultbench, table_row
 from faultbench._native import ffi, lib
 
 from faultbench import Spec, SpecError, load, measure
+from faultbench.analysis.report import summary
 from faultbench.measurement.sysfs import release_own_tmpfs
 
 ROOT = os.geteuid() == 0
@@ -397,3 +398,18 @@ def test_missing_size_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
     monkeypatch.setattr(knobs, "THP_DIR", str(tmp_path))
     with pytest.raises(knobs.KnobError, match=r"need Linux >= 6.8, their shmem_enabled >= 6.11"):
         knobs.resolve("thp.hugepages-64kB.shmem_enabled")
+
+
+@needs_root
+def test_summary_counts_rows_whose_tmpfs_huge_is_unset(tmp_path: Path) -> None:
+    """`run`'s summary: a row whose label fields are unset (a memfd's dir and tmpfs_huge)
+    has its counts."""
+    (tmp_path / "w.toml").write_text(
+        'description = "tmpfs_huge set and unset"\nrepetitions = 2\nwarmups = 0\nseed = 1\n'
+        '[defaults]\nsize = "1M"\n[[matrix]]\nbacking = "memfd"\n'
+        '[[matrix]]\nbacking = "tmpfs"\ntmpfs_huge = ["never", "always"]\n'
+        f'[[matrix]]\nbacking = "file"\ndir = ["/var/tmp", "{tmp_path}"]\n')
+    faultbench("run", tmp_path / "w.toml", "--out", tmp_path / "run", "-q")
+    text = summary(tmp_path / "run")
+    cells = table_row(text, "memfd")
+    assert cells[0] == "16" and float(cells[1]) == 0.0625
