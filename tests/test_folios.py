@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import faultbench, table_row
 from faultbench._native import ffi, lib
+from images import require_boot_image
 
 from faultbench import Spec, SpecError, load, measure
 from faultbench.analysis.report import summary
@@ -413,3 +414,16 @@ def test_summary_counts_rows_whose_tmpfs_huge_is_unset(tmp_path: Path) -> None:
     text = summary(tmp_path / "run")
     cells = table_row(text, "memfd")
     assert cells[0] == "16" and float(cells[1]) == 0.0625
+
+
+def test_booted_kernel_measures_a_file_on_its_xfs_disk() -> None:
+    """`measure --kernel` with `--dir /var/tmp/xfs`: the guest's XFS scratch disk, its type
+    and folios recorded (one boot, 1-3 minutes under TCG)."""
+    image = require_boot_image()
+    out = faultbench("measure", "--kernel", image, "--backing", "file", "--dir",
+                     "/var/tmp/xfs", "--size", "16M", "--fill", "hole-read", "--json").stdout
+    found = json.loads(out.splitlines()[-1])
+    assert found["status"] == "ok", found["error"]
+    assert found["fs_type"] == "xfs" and found["spec"]["fill"] == "hole-read"
+    assert sum(found["folios"].values()) == found["pages_mapped"]
+    print("guest XFS hole-read folios:", found["folios"], "faults", found["faults_minor"])

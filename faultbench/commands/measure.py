@@ -201,9 +201,13 @@ def _check_dir(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
+    from faultbench.measurement.booted.guest import XFS_SCRATCH_MOUNT
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
-    if check_text(args.dir, "--dir") is not None:
+
+    # a guest's XFS scratch disk exists only in the guest
+    if check_text(args.dir, "--dir") is not None and not (
+            args.kernel and args.dir.rstrip("/") == XFS_SCRATCH_MOUNT):
         _check_dir(args.dir)
     check_text(args.kernel, "--kernel")
     for option in args.set:
