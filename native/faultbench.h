@@ -19,8 +19,10 @@ enum fb_uffd_mode { FB_UFFD_NONE, FB_UFFD_MISSING, FB_UFFD_WP, FB_UFFD_MINOR };
 enum fb_registered { FB_REG_ALL, FB_REG_FIRST, FB_REG_LATER };
 enum fb_status { FB_OK, FB_UNSUPPORTED, FB_ERROR };
 enum fb_populate { FB_POPULATE_NONE, FB_POPULATE_MADVISE, FB_POPULATE_MAP };
+enum fb_fill { FB_FILL_WRITE, FB_FILL_FALLOCATE, FB_FILL_HOLE_READ };
 
 #define FB_TEXT 256
+#define FB_FOLIO_ORDERS 20	/* folio orders 0 .. 19 (a 2 GiB folio of 4 KiB pages) */
 
 struct fb_spec {
 	int backing;		/* enum fb_backing */
@@ -50,6 +52,8 @@ struct fb_spec {
 					 * (the kernel raises it to at least 10 us) */
 	const char *mapper_program;	/* what a forked mapper execs (native/mapper_main.c),
 					 * so that it faults in an address space of its own */
+	int fill;		/* enum fb_fill: how a warm, hot or cold backing is populated */
+	uint64_t fill_chunk;	/* FB_FILL_WRITE: bytes per write(2) */
 };
 
 struct fb_result {
@@ -80,6 +84,9 @@ struct fb_result {
 	int64_t uffd_ns;
 	uint64_t uffd_features;
 	char fs_type[32];
+	int folios_read;	/* folio_pages was read (folios.c), else why not in folio_reason */
+	int64_t folio_pages[FB_FOLIO_ORDERS];	/* present pages of the range per folio order */
+	char folio_reason[FB_TEXT];
 	char perf_reason[FB_TEXT];
 	char hw_reason[FB_TEXT];
 	char uffd_reason[FB_TEXT];
@@ -132,6 +139,11 @@ int fb_launch(const struct fb_launch_spec *spec, struct fb_launch_result *result
  * OOM killer's SIGKILL), 0 if it was still running, -1 if it could not be reaped. */
 int fb_launch_end(int64_t pid);
 
+/* folios.c: fills pages[FB_FOLIO_ORDERS] with the present pages of [addr, addr + size) of the
+ * calling process per order of the folio each belongs to; 0, or -1 with the reason in
+ * reason[FB_TEXT] (not root, no /proc/kpageflags) */
+int fb_folio_orders(void *addr, uint64_t size, int64_t *pages, char *reason);
+
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
  * (then results[0] says why). SIGINT, SIGTERM and SIGHUP arriving meanwhile release any
  * blocked fault and end the sample as an error; the previous handlers still see them. */
@@ -149,6 +161,12 @@ struct fb_backing_file {
 	uint64_t unit;		/* the mapping's page size: the huge page size for hugetlb */
 	char fs_type[32];
 };
+
+/* fill.c: the backing's pages put in the page cache before the measured mapping exists
+ * (spec->fill), never through the mapping under test; -1 and errno */
+int fb_fill(const struct fb_spec *spec, int fd, uint64_t size);
+/* cache hot: the backing mapped, read one byte per unit and unmapped once */
+int fb_rehearse(int fd, uint64_t size, uint64_t unit);
 
 /* region.c: create and populate the backing, map it */
 int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r);

@@ -131,11 +131,15 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 stop:
 	if (uffd)
 		fb_uffd_stop(uffd, r);
-	if (spec->pagemap)
+	if (spec->pagemap) {
 		r->pages_mapped = fb_pages_mapped(addr, spec->size, r->page_size, r->mapped_reason);
-	else
+		r->folios_read = fb_folio_orders(addr, spec->size, r->folio_pages,
+						 r->folio_reason) == 0;
+	} else {
 		snprintf(r->mapped_reason, FB_TEXT,
 			 "not walked (pagemap off): munmap_ns timed straight after the loop");
+		snprintf(r->folio_reason, FB_TEXT, "%s", r->mapped_reason);
+	}
 unmap:
 	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();

@@ -25,6 +25,7 @@ from faultbench.analysis.frame import (
     booted_kernels,
     dropped_notes,
     exclude_interfered,
+    folio_texts,
     load,
     metric_unit,
     run_info,
@@ -163,6 +164,9 @@ def compare(
     counts = both.assign(valid=both["ok"] | both["interfered"]).groupby(
         keys, sort=False, dropna=False)[["interfered", "valid"]].sum()
     table = table.join(counts, on=keys)
+    base_f, new_f = (table.join(folio_texts(s[s["ok"]], keys).rename("f"), on=keys)["f"]
+                     .fillna("") for s in sides)
+    table["folios"] = base_f.where(base_f == new_f, base_f + " -> " + new_f)
     table["interfered"] = table["interfered"].fillna(0).astype(int)
     table["hit_pct"] = 100 * table["interfered"] / table["valid"].where(table["valid"] > 0)
     table = table.drop(columns="valid")
@@ -316,6 +320,9 @@ def _cells(table: pd.DataFrame, metric: str) -> tuple[list[str], pd.DataFrame]:
     if table["interfered"].any() and metric not in COUNT_METRICS:
         cells["hit"] = table["hit_pct"].map(lambda v: f"{v:.0f}" if v > 0 else "")
         headers.append("hit%")
+    if table["folios"].nunique() > 1 or table["folios"].str.contains(" -> ").any():
+        cells["folios"] = table["folios"]
+        headers.append("folios")
     cells["sig"] = table["mark"]
     headers.append("")
     return headers, cells

@@ -28,7 +28,7 @@ from faultbench.measurement.spec import (
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
 # `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together.
 LABEL_FIELDS = (
-    "kernel", "backing", "size", "map", "access", "cache", "pattern", "uffd",
+    "kernel", "backing", "tmpfs_huge", "size", "map", "access", "cache", "fill", "pattern", "uffd",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
     "map_offset", "dir",
 )

@@ -21,11 +21,13 @@ from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
     CACHES,
+    FILL_HELP,
     MAPPER_KINDS,
     MAPPER_MODES,
     MAPS,
     PATTERN_HELP,
     POPULATES,
+    TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
     Sample,
@@ -60,6 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="make the range present before the timed loop, timed apart: madvise "
         "(MADV_POPULATE_READ/WRITE, Linux >= 5.14) or map (MAP_POPULATE); the loop then "
         "measures the floor, touching pages already mapped",
+    )
+    parser.add_argument(
+        "--fill", default="write", metavar="HOW",
+        help=f"how a warm/hot/cold backing is populated: {FILL_HELP} (default write: 1M "
+        "write(2)s); it decides the page cache's folio sizes",
+    )
+    parser.add_argument(
+        "--tmpfs-huge", choices=TMPFS_HUGE,
+        help="backing tmpfs: mount a tmpfs of faultbench's own with this huge= option for "
+        "each sample (root; unmounted on every exit path)",
     )
     parser.add_argument(
         "--no-pagemap", dest="pagemap", action="store_false",
@@ -126,7 +138,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,
-        map_offset=args.map_offset,
+        map_offset=args.map_offset, fill=args.fill, tmpfs_huge=args.tmpfs_huge,
     ).normalized()
 
 
@@ -138,6 +150,10 @@ def describe(sample: Sample) -> str:
     )
     if spec.get("map_offset"):
         head += f" offset={format_size(spec['map_offset'])}"
+    if spec.get("tmpfs_huge"):
+        head += f" huge={spec['tmpfs_huge']}"
+    if spec.get("fill", "write") != "write":
+        head += f" fill={spec['fill']}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
@@ -193,9 +209,13 @@ def _check_dir(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
+    from faultbench.measurement.booted.guest import XFS_SCRATCH_MOUNT
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
-    if check_text(args.dir, "--dir") is not None:
+
+    # a guest's XFS scratch disk exists only in the guest
+    if check_text(args.dir, "--dir") is not None and not (
+            args.kernel and args.dir.rstrip("/") == XFS_SCRATCH_MOUNT):
         _check_dir(args.dir)
     check_text(args.kernel, "--kernel")
     for option in args.set:

@@ -1,4 +1,5 @@
-"""`faultbench restore`: put back kernel knobs a killed or crashed run left changed."""
+"""`faultbench restore`: put back kernel knobs a killed or crashed run left changed, and
+unmount the tmpfs it left mounted (spec tmpfs_huge)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.journal import journals, restore_journal
+    from faultbench.measurement.tmpfs import restore_mounts
 
     path = check_text(args.journal, "--journal")
     restored = restore_journal(path)
+    for journal in [path] if path else journals():
+        restored += restore_mounts(journal)
     if not restored:
         where = " or ".join(journals()) if path is None else path
         print(f"faultbench restore: nothing to restore (no journal at {where})")

@@ -30,7 +30,7 @@ from faultbench.measurement.safefile import (
     temp_name,
     who_can_change,
 )
-from faultbench.measurement.sysfs import DEBUGFS, mounted, umount
+from faultbench.measurement.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"
 # A real journal names a few knobs; anything larger is not one (and is not read whole).
@@ -338,8 +338,11 @@ def restore_journal(path: str | None = None) -> list[str]:
                 done.append(f"{knob.name}: {read_value(knob)} -> {original}")
         problems = put_back(entries)
         lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it
-    if DEBUGFS in unmount:
-        umount(DEBUGFS)
+    for target in unmount:
+        if target == DEBUGFS:
+            umount(target)
+        else:
+            release_own_tmpfs(target, path)
     if problems:
         raise KnobError(f"could not restore from {path}: {'; '.join(problems)}")
     drop_journal(path, made_dirs(data, path))

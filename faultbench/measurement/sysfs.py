@@ -132,6 +132,23 @@ def umount(target: str) -> None:
     subprocess.run(["umount", target], capture_output=True, check=False)
 
 
+# the mount point of a tmpfs of faultbench's own (measurement/tmpfs.py), beside its journal
+OWN_TMPFS_PREFIX = "faultbench-tmpfs-"
+
+
+def release_own_tmpfs(target: object, journal: str) -> None:
+    """Unmount and remove a journal's own tmpfs mount point: only a directory named so beside
+    the journal (the journal is untrusted input), and only a tmpfs mounted there."""
+    if not isinstance(target, str) or os.path.dirname(target) != os.path.dirname(
+            os.path.abspath(journal)) or not os.path.basename(target).startswith(
+            OWN_TMPFS_PREFIX):
+        return
+    if is_mounted(target, "tmpfs"):
+        umount(target)
+    with contextlib.suppress(OSError):
+        os.rmdir(target)
+
+
 @contextlib.contextmanager
 def mounted(fstype: str, target: str) -> Iterator[bool]:
     """`fstype` mounted at `target` for the block, in this process's own mount namespace

@@ -51,6 +51,9 @@ KILL_GRACE_S = 5.0
 # (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
 SCRATCH_DISK_BYTES = 2 << 30
 SCRATCH_MOUNT = "/var/tmp"
+# A second, XFS image (large page-cache folios since 5.18) is mounted below it: `--dir
+# /var/tmp/xfs` measures a file on XFS in the guest.
+XFS_SCRATCH_MOUNT = "/var/tmp/xfs"
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
 # sleep=on: an idle guest's clock waits in real time (with sleep=off it jumps to the next
 # timer, and in-guest timeouts over 9p waits fired in moments; docs/icount.md).
@@ -193,24 +196,31 @@ def qemu_version() -> str | None:
     return first[0].strip() if first else None
 
 
-def scratch_disk(directory: str) -> str | None:
-    """A sparse ext4 image in `directory` for the guest, or None without mkfs.ext4."""
-    mkfs = shutil.which("mkfs.ext4") or shutil.which("mkfs.ext4", path="/usr/sbin:/sbin")
+def scratch_disk(directory: str, fstype: str = "ext4") -> str | None:
+    """A sparse image of `fstype` (ext4, xfs) in `directory` for the guest, or None without
+    its mkfs."""
+    name = f"mkfs.{fstype}"
+    mkfs = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if mkfs is None:
         return None
-    image = os.path.join(directory, "scratch.img")
+    image = os.path.join(directory, f"scratch-{fstype}.img")
     with open(image, "wb") as f:
         f.truncate(SCRATCH_DISK_BYTES)
-    done = subprocess.run([mkfs, "-q", "-F", image], capture_output=True, check=False)
+    force = "-F" if fstype == "ext4" else "-f"
+    done = subprocess.run([mkfs, "-q", force, image], capture_output=True, check=False)
     return image if done.returncode == 0 else None
 
 
-def _script(argv: list[str], scratch: str, env: dict[str, str], disk: bool) -> str:
+def _script(argv: list[str], scratch: str, env: dict[str, str], disk: bool,
+            xfs: bool = False) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
     mount = (
         "for dev in /dev/vd? /dev/sd?; do "
         f"mount -t ext4 \"$dev\" {SCRATCH_MOUNT} 2>/dev/null && break; done\n"
     ) if disk else ""
+    if disk and xfs:
+        mount += (f"mkdir -p {XFS_SCRATCH_MOUNT} && for dev in /dev/vd? /dev/sd?; do "
+                  f"mount -t xfs \"$dev\" {XFS_SCRATCH_MOUNT} 2>/dev/null && break; done\n")
     return (
         "#!/bin/sh\n"
         f": > {shlex.quote(os.path.join(scratch, STARTED))}\n"
@@ -306,7 +316,9 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
         script = os.path.join(scratch, "run.sh")
         disk = scratch_disk(scratch)
-        Path(script).write_text(_script(argv, scratch, guest_env(env), disk is not None))
+        xfs = scratch_disk(scratch, "xfs") if disk else None
+        Path(script).write_text(_script(argv, scratch, guest_env(env), disk is not None,
+                                        xfs is not None))
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
@@ -318,9 +330,10 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             command.insert(2, "--disable-kvm")
         if clock == "icount":
             command[-2:-2] = [f"--qemu-opts={ICOUNT_QEMU_OPTS}"]
-        if disk:
-            # "=": the value starts with a dash; format given, or QEMU warns it guessed raw
-            command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
+        for image in (disk, xfs):
+            if image:
+                # "=": the value starts with a dash; format given, or QEMU warns it guessed raw
+                command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
         vng_status = _run_streaming(command, timeout_s, watchdog_end, scratch)
