@@ -207,7 +207,7 @@ static void result_init(struct fb_result *r, int64_t page_size, const char *fs_t
 	r->cycles = r->instructions = r->pages_mapped = r->resident_before_pages = -1;
 	r->mmap_ns = r->munmap_ns = r->uffd_events = r->uffd_ns = -1;
 	r->populate_ns = r->populate_faults = r->nivcsw = r->steal_ns = r->window_offset = -1;
-	r->mappings = -1;
+	r->mappings = r->ticks = -1;
 	snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs_type);
 }
 
