@@ -16,7 +16,7 @@ from setuptools.command.build_ext import build_ext
 NATIVE = Path(__file__).resolve().parent.parent / "native"
 SOURCES = ["counters.c", "fill.c", "folios.c", "interrupt.c", "launch.c", "mapper_block.c",
            "mapper_process.c", "mappers.c", "measure.c", "present.c", "profile.c", "region.c",
-           "touch.c", "uffd.c", "uffd_ops.c"]
+           "tick.c", "touch.c", "uffd.c", "uffd_ops.c"]
 # the program a forked mapper execs (native/mapper_main.c): one mapper's sources, without
 # the sample's orchestration (mappers.c, mapper_*.c) and the app launches (launch.c)
 MAPPER_PROGRAM = "_mapper"

@@ -26,7 +26,7 @@ void fb_result_init(struct fb_result *r, int64_t page_size, const char *fs_type)
 	r->cycles = r->instructions = r->pages_mapped = r->resident_before_pages = -1;
 	r->mmap_ns = r->munmap_ns = r->uffd_events = r->uffd_ns = -1;
 	r->populate_ns = r->populate_faults = r->nivcsw = r->steal_ns = r->window_offset = -1;
-	r->mappings = -1;
+	r->mappings = r->ticks = -1;
 	snprintf(r->fs_type, sizeof(r->fs_type), "%s", fs_type);
 }
 

@@ -43,6 +43,7 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
+from faultbench.measurement.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
@@ -402,6 +403,8 @@ def compare_runs(
     new = select(new_df, new_side, by, "NEW")
     check_planes(base, new, force)
     metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
+    if not force and (mismatch := epoch_mismatch(*metas)):
+        raise AnalysisError(mismatch)
     infos = [run_info(meta, d) for meta, d in zip(metas, (base_df, new_df), strict=True)]
     title = f"base {base_side.name}, new {new_side.name}"
     if by == "kernel":

@@ -30,7 +30,7 @@ from faultbench.measurement.spec import (
 LABEL_FIELDS = (
     "kernel", "backing", "tmpfs_huge", "size", "map", "access", "cache", "fill", "pattern", "uffd",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "map_offset", "dir",
+    "map_offset", "vmas", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}

@@ -84,6 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the page below 2M (default 0: aligned, so fault-around windows fall the same way "
         "in every sample)",
     )
+    parser.add_argument(
+        "--vmas", type=integer, default=0, metavar="N",
+        help="pad each mapper process's address space to N mappings before its loop (default "
+        "0: as it comes, about 25); recorded per sample as `mappings`",
+    )
     parser.add_argument("--deadline", type=number, default=10.0,
                         help="seconds per sample (at most 3600)")
     parser.add_argument(
@@ -139,6 +144,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,
         map_offset=args.map_offset, fill=args.fill, tmpfs_huge=args.tmpfs_huge,
+        vmas=args.vmas,
     ).normalized()
 
 
@@ -154,6 +160,8 @@ def describe(sample: Sample) -> str:
         head += f" huge={spec['tmpfs_huge']}"
     if spec.get("fill", "write") != "write":
         head += f" fill={spec['fill']}"
+    if spec.get("vmas"):
+        head += f" vmas={spec['vmas']}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())

@@ -153,12 +153,13 @@ def _run(args: argparse.Namespace) -> int:
             from faultbench.measurement import machine
 
             state = machine.collect()
+            extra = {"machine_state": state, "command": recorded_command(args._argv)}
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, state,
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, extra,
                                         args.memory)
                 _say_machine_state(state, args.quiet, run_dir.read_meta()["plane"])
                 return _booted(run_dir, args.quiet)
-            run_dir = start(workload, out, extra={"machine_state": state})
+            run_dir = start(workload, out, extra=extra)
             # said once the run is accepted: a refusal stays one line
             _say_machine_state(state, args.quiet, "native")
             for skipped in run_dir.read_meta()["skipped"]:
@@ -217,7 +218,7 @@ def _say_machine_state(state: dict[str, Any], quiet: bool, plane: str) -> None:
 
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
-                  clock: str | None, state: dict[str, Any], memory: str | None = None) -> Any:
+                  clock: str | None, extra: dict[str, Any], memory: str | None = None) -> Any:
     from faultbench.measurement.booted import boots as booting
     from faultbench.measurement.booted import guest
     from faultbench.measurement.runner import RunError, start
@@ -237,9 +238,20 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     plan = booting.plan(kernels, boots, workload.repetitions)
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
-        "clock": guest.clock_record(clock, kvm), "machine_state": state,
+        "clock": guest.clock_record(clock, kvm), **extra,
         "guest_memory": size, "guest_memory_source": source,
     })
+
+
+def recorded_command(argv: list[str]) -> list[str]:
+    """The command line meta.json records (scripts/reference-results reruns it): the
+    results directory, which differs from run to run, as {out}."""
+    command, after_out = ["faultbench", "run"], False
+    for arg in argv[1:] if argv[:1] == ["run"] else argv:
+        command.append("{out}" if after_out else "--out={out}" if arg.startswith("--out=")
+                       else arg)
+        after_out = arg == "--out"
+    return command
 
 
 def _booted(run_dir: Any, quiet: bool) -> int:

@@ -53,7 +53,7 @@ _STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "er
 _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
            "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
            "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns",
-           "window_offset", "mappings")
+           "window_offset", "mappings", "ticks")
 
 
 def current_plane() -> str:
@@ -190,6 +190,7 @@ def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1,
     c.mapper_program = _MAPPER_PROGRAM
     fill, c.fill_chunk = parse_fill(spec.fill)
     c.fill = _ENUMS["fill"][fill]
+    c.vmas = spec.vmas
     return c
 
 
@@ -212,6 +213,7 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
         "resident_before_pages": _text(result.resident_reason),
         "pages_mapped": _text(result.mapped_reason),
         "steal_ns": _text(result.steal_reason),
+        "ticks": _text(result.ticks_reason),
         "populate_ns": _text(result.populate_reason),
         "populate_faults": _text(result.populate_reason),
     }

@@ -16,6 +16,11 @@ def _int(value: Any, low: int, high: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and low <= value <= high
 
 
+def meta_problem(meta: dict[str, Any], repetitions: int) -> str | None:
+    """What is wrong with meta.json's provenance, epoch, command, kernels or boots."""
+    return provenance_problem(meta) or epoch_problem(meta) or booted_problem(meta, repetitions)
+
+
 def provenance_problem(meta: dict[str, Any]) -> str | None:
     """Why meta.json's provenance is not one, or None (it may be absent)."""
     provenance = meta.get("provenance", {})
@@ -28,6 +33,30 @@ def provenance_problem(meta: dict[str, Any]) -> str | None:
         if not isinstance(value.get(key), str | None):
             return f"provenance.{part}.{key} is not a string"
     return None
+
+
+def epoch_problem(meta: dict[str, Any]) -> str | None:
+    """Why meta.json's harness_epoch and command are not ones, or None (absent: before them)."""
+    if not _int(meta.get("harness_epoch", 0), 0, 10**6):
+        return "harness_epoch is not a small non-negative integer"
+    command = meta.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+        return "command is not a list of strings"
+    return None
+
+
+def harness_epoch(meta: dict[str, Any]) -> int:
+    return meta.get("harness_epoch", 0)
+
+
+def epoch_mismatch(base: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """compare's one line when two runs' samples count different things, or None."""
+    epochs = harness_epoch(base), harness_epoch(new)
+    if epochs[0] == epochs[1]:
+        return None
+    return (f"BASE was measured at harness epoch {epochs[0]} and NEW at {epochs[1]}: the "
+            "harness changed what a sample counts in between (docs/results.md, harness "
+            "epochs; --force compares anyway)")
 
 
 def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:

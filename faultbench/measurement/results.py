@@ -19,7 +19,7 @@ from typing import IO, Any
 
 from faultbench.measurement.checks import sample_problem, short
 from faultbench.measurement.dirlock import DirLock
-from faultbench.measurement.meta_checks import booted_problem, provenance_problem
+from faultbench.measurement.meta_checks import meta_problem
 from faultbench.measurement.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
@@ -142,7 +142,7 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
         raise refuse("skipped has an entry without a scenario name")
     if not isinstance(meta.get("finished_utc"), str | None):
         raise refuse("finished_utc is not a time or null")
-    problem = provenance_problem(meta) or booted_problem(meta, workload["repetitions"])
+    problem = meta_problem(meta, workload["repetitions"])
     if problem:
         raise refuse(problem)
     memory = meta.get("guest_memory")

@@ -46,6 +46,14 @@ STARTED, STATUS = "started", "status"  # what the guest's script writes in its s
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
 KILL_GRACE_S = 5.0
+# Randomization a guest can switch off, so that two runs of one image execute the same
+# instructions (docs/icount.md, "Sources of run-to-run variation"): KASLR, the per-syscall
+# kernel stack offset, the page allocator's free-list shuffle, the worker's and mappers'
+# address-space layout; slab_nomerge keeps each slab cache's objects apart from other
+# caches' traffic. SLAB freelist randomization (CONFIG_SLAB_FREELIST_RANDOM) has no boot
+# parameter in 6.1 (mm/slub.c seeds it unconditionally) and stays.
+DETERMINISM_PARAMS = ("nokaslr", "randomize_kstack_offset=off", "page_alloc.shuffle=0",
+                      "norandmaps", "slab_nomerge")
 # The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
 # of its own the `file` backing would have no disk filesystem to measure. A sparse ext4 image
 # (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
@@ -178,9 +186,10 @@ def clock_record(clock: str, kvm: bool) -> dict[str, object]:
         return {"name": "icount", "qemu_opts": ICOUNT_QEMU_OPTS, "vcpus": 1,
                 "unit": "virtual ns; at shift=0 one virtual ns is one guest instruction "
                         "(user and kernel), not a cycle",
-                "qemu": qemu_version()}
+                "qemu": qemu_version(), "kernel_params": " ".join(DETERMINISM_PARAMS)}
     return {"name": "wall", "source": "KVM guest clock" if kvm else
-            "TCG guest clock, driven by the host's real time", "qemu": qemu_version()}
+            "TCG guest clock, driven by the host's real time", "qemu": qemu_version(),
+            "kernel_params": " ".join(DETERMINISM_PARAMS)}
 
 
 def qemu_version() -> str | None:
@@ -323,7 +332,8 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
             "--append", f"faultbench.plane={plane_for(kvm, clock)} "
-                        f"module_blacklist={','.join(MODULE_BLACKLIST)}",
+                        f"module_blacklist={','.join(MODULE_BLACKLIST)} "
+                        + " ".join(DETERMINISM_PARAMS),
             "--rwdir", scratch, "--exec", f"sh {shlex.quote(script)}",
         ]
         if not kvm:
