@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -256,13 +257,16 @@ def run_in_guest(
     cpus: int = 1,
     env: dict[str, str] | None = None,
     clock: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> int:
     """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
 
     `rwdir` is a host directory the guest may write (same path inside). `clock` is `icount`
     or `wall` (None: see resolve_clock). Raises GuestError when something needed is missing,
     the guest never ran the command, or it outlived `timeout_s` (default
-    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
+    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then). Setting `cancel` (from another
+    thread: only the main thread sees signals) kills the guest within a second, or keeps
+    it from starting, and raises GuestError.
     """
     kernel = os.path.abspath(kernel)
     if rwdir:
@@ -280,7 +284,7 @@ def run_in_guest(
     watchdog_end = _start_watchdog()
     try:
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
-                     watchdog_end)
+                     watchdog_end, cancel or threading.Event())
     finally:
         with contextlib.suppress(OSError):
             os.write(watchdog_end, watchdog.DONE + b"\n")
@@ -289,7 +293,7 @@ def run_in_guest(
 
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
           cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
-          watchdog_end: int) -> int:
+          watchdog_end: int, cancel: threading.Event) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
         status_file = os.path.join(scratch, "status")
@@ -312,7 +316,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             command[-2:-2] = [f"--qemu-opts=-drive file={disk},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s, watchdog_end)
+        vng_status = _run_streaming(command, timeout_s, watchdog_end, cancel)
         try:
             return int(Path(status_file).read_text())
         except (OSError, ValueError):
@@ -322,9 +326,12 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             ) from None
 
 
-def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> int:
-    """Run vng in its own process group; copy its output as it comes; kill it on timeout.
-    The watchdog is told the group, to kill it should we die without doing so."""
+def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
+                   cancel: threading.Event) -> int:
+    """Run vng in its own process group; copy its output as it comes; kill it on timeout
+    or `cancel`. The watchdog is told the group, to kill it should we die without doing so."""
+    if cancel.is_set():
+        raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
@@ -337,7 +344,7 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> i
     try:
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-            _copy_until_exit(proc, deadline, late)
+            _copy_until_exit(proc, deadline, late, cancel)
             try:
                 return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -363,7 +370,8 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError) -> None:
+def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
+                     cancel: threading.Event) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
     with selectors.DefaultSelector() as selector:
@@ -373,6 +381,8 @@ def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: Guest
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise late
+            if cancel.is_set():
+                raise GuestError("the guest was stopped (the run was interrupted)")
             for key, _ in selector.select(timeout=min(remaining, 1.0)):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
