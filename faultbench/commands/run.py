@@ -256,10 +256,12 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
         workload = booting.without_concurrent_mappers(workload)
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
-    sharded = booting.shard(plan, *shard_of) if shard_of else {}
+    sharded: dict[str, Any] = {}
+    if shard_of:
+        plan, sharded["shard"] = booting.shard(plan, *shard_of)
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
-        "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots,
-        "boots": sharded.get("boots", plan), **{k: v for k, v in sharded.items() if k != "boots"},
+        "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
+        **sharded,
         "clock": guest.clock_record(clock, kvm), "machine_state": state,
         "guest_memory": size, "guest_memory_source": source,
     })

@@ -144,7 +144,8 @@ def _merged_from(part: Part) -> dict[str, Any]:
     provenance = part.meta.get("provenance", {})
     return {"path": str(part.path), "machine": provenance.get("host", {}).get("name"),
             "started_utc": part.meta.get("started_utc"),
-            "finished_utc": part.meta.get("finished_utc"), "shard": part.meta.get("shard")}
+            "finished_utc": part.meta.get("finished_utc"), "shard": part.meta.get("shard"),
+            "machine_state": part.meta.get("machine_state")}
 
 
 def _started(parts: list[Part]) -> str | None:
@@ -247,8 +248,7 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             "started_utc": _started(parts),
             "finished_utc": _finished(parts),
             "merged": {"kind": "machines", "merged_utc": utc_now(),
-                       "from": [{**_merged_from(p), "provenance": p.meta.get("provenance"),
-                                 "machine_state": p.meta.get("machine_state")}
+                       "from": [{**_merged_from(p), "provenance": p.meta.get("provenance")}
                                 for p in parts]}}
     return meta, samples, profiles, {}
 

@@ -165,7 +165,8 @@ def plan(kernels: list[Kernel], boots: int, repetitions: int) -> list[dict[str, 
     ]
 
 
-def shard(plan_boots: list[dict[str, Any]], index: int, count: int) -> dict[str, Any]:
+def shard(plan_boots: list[dict[str, Any]], index: int,
+          count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """meta.json's `boots` and `shard` for shard `index` of `count` of the plan: its boots
     numbered from 0 as any run's, each with its `plan_index` (which `faultbench merge` puts
     back)."""
@@ -173,10 +174,9 @@ def shard(plan_boots: list[dict[str, Any]], index: int, count: int) -> dict[str,
         positions = shard_positions(len(plan_boots), index, count)
     except BootPlanError as exc:
         raise RunError(str(exc)) from None
-    return {"boots": [{**plan_boots[p], "index": k, "plan_index": p}
-                      for k, p in enumerate(positions)],
-            "shard": {"index": index, "count": count, "plan_boots": len(plan_boots),
-                      "split": "plan position p goes to shard p mod count + 1"}}
+    return ([{**plan_boots[p], "index": k, "plan_index": p} for k, p in enumerate(positions)],
+            {"index": index, "count": count, "plan_boots": len(plan_boots),
+             "split": "plan position p goes to shard p mod count + 1"})
 
 
 def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
