@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("faultbench.commands.report", "tables (report.txt) and figures for a run directory"),
     "compare": ("faultbench.commands.compare",
                 "compare two runs, or two values of a knob, per scenario"),
+    "merge": ("faultbench.commands.merge",
+              "combine the shards of a booted run, or native runs of several machines"),
 }
 
 

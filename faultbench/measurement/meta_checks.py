@@ -77,7 +77,11 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
             return f"kernels[{index}]: release and tree must be strings or null"
     if bool(kernels) != bool(boots):
         return "kernels and boots go together (a booted run has both)"
-    if kernels and not _int(meta.get("boots_per_kernel"), 1, len(boots)):
+    problem = shard_problem(meta)
+    if problem:
+        return problem
+    plan_boots = meta["shard"]["plan_boots"] if "shard" in meta else len(boots)
+    if kernels and not _int(meta.get("boots_per_kernel"), 1, plan_boots):
         return "boots_per_kernel is not a count of boots"
     for index, boot in enumerate(boots):
         rounds = boot.get("rounds")
@@ -93,8 +97,24 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
         if not (isinstance(rounds, list) and len(rounds) == 2
                 and all(_int(r, 0, repetitions) for r in rounds) and rounds[0] <= rounds[1]):
             return f"boots[{index}]: rounds is not [first, stop] of the {repetitions} rounds"
+        if "plan_index" in boot and not _int(boot["plan_index"], 0, plan_boots - 1):
+            return f"boots[{index}]: plan_index is not a position in the plan"
         if not all(isinstance(boot.get(k), str | None)
                    for k in ("reason", "started_utc", "finished_utc")):
             return f"boots[{index}]: reason and times must be strings or null"
     return None
 
+
+
+def shard_problem(meta: dict[str, Any]) -> str | None:
+    """Why a shard's `shard` record (run --shard I/N) is not one, or None (none is fine)."""
+    if "shard" not in meta:
+        return None
+    shard = meta["shard"]
+    if not (isinstance(shard, dict) and _int(shard.get("count"), 1, 10**6)
+            and _int(shard.get("index"), 1, shard["count"])
+            and _int(shard.get("plan_boots"), shard["count"], 10**6)):
+        return "shard is not {index, count, plan_boots} with 1 <= index <= count <= plan_boots"
+    if not all("plan_index" in boot for boot in meta.get("boots", [])):
+        return "a shard's boots must each say their plan_index"
+    return None

@@ -208,10 +208,12 @@ def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str,
 
 def benchmark_name(record: dict[str, Any]) -> str:
     """pyperf benchmark of a sample: the scenario, per mapper when there are several
-    (first and later mappers measure different things)."""
+    (first and later mappers measure different things), and per machine in a merged run of
+    several (faultbench merge): one machine's values are never pooled with another's."""
+    name = record["scenario"] + (f",machine={record['machine']}" if "machine" in record else "")
     if record["spec"]["mappers"] > 1:
-        return f"{record['scenario']},mapper={record['mapper']}"
-    return record["scenario"]
+        return f"{name},mapper={record['mapper']}"
+    return name
 
 
 class RunDir:

@@ -337,6 +337,30 @@ class SafeDir:
         except FileNotFoundError:
             return False
 
+    def is_dir(self, name: str) -> bool:
+        """Whether `name` is a directory here (a link is not)."""
+        try:
+            return stat.S_ISDIR(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def remove_tree(self, name: str) -> None:
+        """Directory `name` and everything in it removed; no link is followed (a link is
+        removed, never what it points to). Missing: nothing to do."""
+        try:
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ResultsError(_why(exc, self.path / name)) from None
+        with SafeDir(self.path / name, fd) as inner:
+            for entry in os.listdir(fd):
+                if inner.is_dir(entry):
+                    inner.remove_tree(entry)
+                else:
+                    os.unlink(entry, dir_fd=fd)
+        os.rmdir(name, dir_fd=self.fd)
+
     def truncate(self, name: str, size: int) -> None:
         fd = self._open_existing(name, os.O_WRONLY)
         try:

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -286,13 +287,16 @@ def run_in_guest(
     cpus: int = 1,
     env: dict[str, str] | None = None,
     clock: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> int:
     """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
 
     `rwdir` is a host directory the guest may write (same path inside). `clock` is `icount`
     or `wall` (None: see resolve_clock). Raises GuestError when something needed is missing,
     the guest never ran the command, or it outlived `timeout_s` (default
-    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
+    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then). Setting `cancel` (from another
+    thread: only the main thread sees signals) kills the guest within a second, or keeps
+    it from starting, and raises GuestError.
     """
     kernel = os.path.abspath(kernel)
     if rwdir:
@@ -311,7 +315,7 @@ def run_in_guest(
     watchdog_end = _start_watchdog()
     try:
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
-                     watchdog_end)
+                     watchdog_end, cancel or threading.Event())
     finally:
         with contextlib.suppress(OSError):
             os.write(watchdog_end, watchdog.DONE + b"\n")
@@ -320,7 +324,7 @@ def run_in_guest(
 
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
           cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
-          watchdog_end: int) -> int:
+          watchdog_end: int, cancel: threading.Event) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
         script = os.path.join(scratch, "run.sh")
@@ -346,7 +350,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
                 command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s, watchdog_end, scratch)
+        vng_status = _run_streaming(command, timeout_s, watchdog_end, scratch, cancel)
         try:
             return int(Path(scratch, STATUS).read_text())
         except (OSError, ValueError):
@@ -357,10 +361,12 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
 
 
 def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
-                   scratch: str) -> int:
+                   scratch: str, cancel: threading.Event) -> int:
     """Run vng in its own process group; copy its output as it comes; kill it on timeout,
-    or when the guest's script has not started (left STARTED in `scratch`) in time.
-    The watchdog is told the group, to kill it should we die without doing so."""
+    on `cancel`, or when the guest's script has not started (left STARTED in `scratch`) in
+    time. The watchdog is told the group, to kill it should we die without doing so."""
+    if cancel.is_set():
+        raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
@@ -373,7 +379,7 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     try:
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-            _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED))
+            _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED), cancel)
             try:
                 return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -400,7 +406,7 @@ def _package_root() -> str:
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
-                     started: str) -> None:
+                     started: str, cancel: threading.Event) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
     start_limit = timeout_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
@@ -417,6 +423,8 @@ def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: Guest
                 if not os.path.exists(started):
                     raise _not_started(start_limit, tail)
                 start_by = None
+            if cancel.is_set():
+                raise GuestError("the guest was stopped (the run was interrupted)")
             for key, _ in selector.select(timeout=min(remaining, 1.0)):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
