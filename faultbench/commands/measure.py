@@ -15,8 +15,8 @@ from faultbench.commands import (
     check_text,
     integer,
     number,
-    printable,
 )
+from faultbench.errors import printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
