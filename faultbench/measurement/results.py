@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.measurement.checks import sample_problem, short
-from faultbench.measurement.dirlock import DirLock
+from faultbench.measurement.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.meta_checks import meta_problem
 from faultbench.measurement.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
@@ -233,7 +233,7 @@ class RunDir:
         """A new run directory (or an empty one), locked for this process."""
         directory = SafeDir.open(path, create=True)
         try:
-            if os.listdir(directory.fd):
+            if set(os.listdir(directory.fd)) - {LOCK_NAME}:  # a lock a kill left
                 raise ResultsError(
                     f"{path} already exists and is not empty (continue it with "
                     f"{resume_command(path)})" if directory.is_file(META) else
