@@ -19,8 +19,10 @@ enum fb_uffd_mode { FB_UFFD_NONE, FB_UFFD_MISSING, FB_UFFD_WP, FB_UFFD_MINOR };
 enum fb_registered { FB_REG_ALL, FB_REG_FIRST, FB_REG_LATER };
 enum fb_status { FB_OK, FB_UNSUPPORTED, FB_ERROR };
 enum fb_populate { FB_POPULATE_NONE, FB_POPULATE_MADVISE, FB_POPULATE_MAP };
+enum fb_fill { FB_FILL_WRITE, FB_FILL_FALLOCATE, FB_FILL_HOLE_READ };
 
 #define FB_TEXT 256
+#define FB_FOLIO_ORDERS 20	/* folio orders 0 .. 19 (a 2 GiB folio of 4 KiB pages) */
 
 struct fb_spec {
 	int backing;		/* enum fb_backing */
@@ -50,6 +52,10 @@ struct fb_spec {
 					 * (the kernel raises it to at least 10 us) */
 	const char *mapper_program;	/* what a forked mapper execs (native/mapper_main.c),
 					 * so that it faults in an address space of its own */
+	int fill;		/* enum fb_fill: how a warm, hot or cold backing is populated */
+	uint64_t fill_chunk;	/* FB_FILL_WRITE: bytes per write(2) */
+	int64_t vmas;		/* 0, or pad a mapper process's address space to this many
+				 * mappings before its loop (present.c, fb_pad_mappings) */
 };
 
 struct fb_result {
@@ -75,11 +81,15 @@ struct fb_result {
 				 * span (fb_window_bytes), the largest fault-around window */
 	int64_t mappings;	/* mappings in the mapper's address space as its loop starts
 				 * (/proc/self/maps lines): each fault's VMA lookup walks them */
+	int64_t ticks;		/* local timer interrupts across the loop (LOC, all CPUs) */
 	int registered;		/* this mapper's range was registered with userfaultfd */
 	int64_t uffd_events;
 	int64_t uffd_ns;
 	uint64_t uffd_features;
 	char fs_type[32];
+	int folios_read;	/* folio_pages was read (folios.c), else why not in folio_reason */
+	int64_t folio_pages[FB_FOLIO_ORDERS];	/* present pages of the range per folio order */
+	char folio_reason[FB_TEXT];
 	char perf_reason[FB_TEXT];
 	char hw_reason[FB_TEXT];
 	char uffd_reason[FB_TEXT];
@@ -88,6 +98,7 @@ struct fb_result {
 	char steal_reason[FB_TEXT];
 	char populate_reason[FB_TEXT];
 	char profile_reason[FB_TEXT];	/* why this mapper was not profiled */
+	char ticks_reason[FB_TEXT];
 };
 
 /* profile.c's block on spec->profile_fd: FB_PROFILE_MAGIC, mapper, part (0 the touch loop,
@@ -132,6 +143,11 @@ int fb_launch(const struct fb_launch_spec *spec, struct fb_launch_result *result
  * OOM killer's SIGKILL), 0 if it was still running, -1 if it could not be reaped. */
 int fb_launch_end(int64_t pid);
 
+/* folios.c: fills pages[FB_FOLIO_ORDERS] with the present pages of [addr, addr + size) of the
+ * calling process per order of the folio each belongs to; 0, or -1 with the reason in
+ * reason[FB_TEXT] (not root, no /proc/kpageflags) */
+int fb_folio_orders(void *addr, uint64_t size, int64_t *pages, char *reason);
+
 /* Measures spec; fills results[0 .. spec->mappers-1]. Returns 0, or -1 if setup failed
  * (then results[0] says why). SIGINT, SIGTERM and SIGHUP arriving meanwhile release any
  * blocked fault and end the sample as an error; the previous handlers still see them. */
@@ -150,6 +166,12 @@ struct fb_backing_file {
 	char fs_type[32];
 };
 
+/* fill.c: the backing's pages put in the page cache before the measured mapping exists
+ * (spec->fill), never through the mapping under test; -1 and errno */
+int fb_fill(const struct fb_spec *spec, int fd, uint64_t size);
+/* cache hot: the backing mapped, read one byte per unit and unmapped once */
+int fb_rehearse(int fd, uint64_t size, uint64_t unit);
+
 /* region.c: create and populate the backing, map it */
 int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r);
 void fb_backing_destroy(struct fb_backing_file *bf);
@@ -166,6 +188,14 @@ int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
 int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reason);
 /* how many mappings this process has (-1 if /proc/self/maps could not be read) */
 int64_t fb_mappings(void);
+/* Adds one-page mappings until the process has `target`; -1 (r says why) if it cannot */
+int fb_pad_mappings(int64_t target, int64_t page_size, struct fb_result *r);
+
+/* tick.c: the timer tick against the timed loop */
+/* local timer interrupts so far, summed over the CPUs; -1 with the reason if unknown */
+int64_t fb_ticks(char *reason);
+/* returns right after the next tick (bounded wait); 0, or -1 if no tick came */
+int fb_tick_wait(void);
 
 /* touch.c: the timed loop's plan and the loop itself */
 struct fb_plan {
@@ -203,6 +233,24 @@ struct fb_mapper_block {
 	pthread_barrier_t barrier;
 	struct fb_result results[];	/* one per mapper */
 };
+
+/* mappers.c: a mapper that never ran because fb_run was interrupted first (then 1) */
+int fb_mapper_skipped(struct fb_result *r);
+/* mapper_process.c: runs jobs[0 .. n-1] as mapper processes; a job's result gets what the
+ * parent sees (not started, killed, died), the mapper's own report is in the block */
+void fb_run_processes(struct fb_mapper_job *jobs, int n, int concurrent, int64_t deadline_ns,
+		      const struct fb_mapper_block *block, int block_fd);
+/* mapper_block.c: the block's life in fb_run, and what it takes back from mapper processes */
+void fb_result_init(struct fb_result *r, int64_t page_size, const char *fs_type);
+/* a mapper process's slot starts as an error that only its mapper's report replaces */
+struct fb_mapper_block *fb_block_create(const struct fb_spec *spec,
+					const struct fb_backing_file *bf, int64_t page_size,
+					int *fd, struct fb_result *r);
+/* copies each mapper's slot into results[i] unless results[i] already failed; a slot with
+ * an unknown status or counts outside the spec becomes an error */
+void fb_block_collect(const struct fb_mapper_block *block, const struct fb_spec *spec,
+		      int64_t page_size, struct fb_result *results);
+void fb_block_destroy(struct fb_mapper_block *block, const struct fb_spec *spec, int fd);
 
 /* interrupt.c: SIGINT/SIGTERM/SIGHUP during fb_run */
 void fb_interrupt_begin(void);

@@ -1,6 +1,7 @@
 /*
  * region: the backing under test (anon, memfd, tmpfs file, disk file, hugetlb memfd), its
- * page cache state before the measurement (warm, cold, hole, hot), and the mapping itself.
+ * page cache state before the measurement (warm, cold, hole, hot; fill.c populates it), and
+ * the mapping itself.
  * Files are unlinked as soon as they exist, so nothing is left behind on any exit path.
  */
 #define _GNU_SOURCE
@@ -20,7 +21,6 @@
 #ifndef HUGETLBFS_MAGIC
 #define HUGETLBFS_MAGIC 0x958458f6
 #endif
-#define FILL_CHUNK (1 << 20)
 #define PLACE_ATTEMPTS 16
 #ifndef MAP_FIXED_NOREPLACE
 #define MAP_FIXED_NOREPLACE 0x100000
@@ -60,56 +60,6 @@ static int create_file(const struct fb_spec *spec, struct fb_result *r)
 	else
 		fb_fail(r, FB_ERROR, "cannot create a file in %s: %s", spec->dir, strerror(errno));
 	return fd;
-}
-
-/* Pages enter the page cache through write(2), never through the mapping under test. */
-static int fill_by_write(int fd, uint64_t size)
-{
-	char *chunk = malloc(FILL_CHUNK);
-	uint64_t done = 0;
-
-	if (!chunk)
-		return -1;
-	memset(chunk, 0x5a, FILL_CHUNK);
-	while (done < size) {
-		size_t want = size - done < FILL_CHUNK ? (size_t)(size - done) : FILL_CHUNK;
-		ssize_t put = pwrite(fd, chunk, want, (off_t)done);
-
-		if (put <= 0) {
-			free(chunk);
-			return -1;
-		}
-		done += (uint64_t)put;
-	}
-	free(chunk);
-	return 0;
-}
-
-/* hugetlbfs has no write(2): populate through a separate, short-lived mapping. */
-static int fill_by_mapping(int fd, uint64_t size)
-{
-	char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-
-	if (p == MAP_FAILED)
-		return -1;
-	memset(p, 0x5a, size);
-	munmap(p, size);
-	return 0;
-}
-
-/* cache hot: the backing mapped, read and unmapped once before the measured mapping exists,
- * as when a program maps a file it unmapped moments ago; the pages' metadata is then fresh
- * in the CPU caches and the kernel has already marked each page accessed. */
-static int rehearse(int fd, uint64_t size, uint64_t unit)
-{
-	volatile char *p = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-
-	if (p == MAP_FAILED)
-		return -1;
-	for (uint64_t off = 0; off < size; off += unit)
-		(void)p[off];	/* volatile: each read happens */
-	munmap((void *)p, size);
-	return 0;
 }
 
 int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, struct fb_result *r)
@@ -155,8 +105,9 @@ int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, st
 	}
 	if (spec->cache == FB_HOLE)
 		return 0;
-	if ((spec->backing == FB_HUGETLB ? fill_by_mapping : fill_by_write)(bf->fd, spec->size)) {
-		fb_fail(r, FB_ERROR, "cannot populate the backing: %s", strerror(errno));
+	if (fb_fill(spec, bf->fd, spec->size)) {
+		fb_fail(r, errno == EOPNOTSUPP ? FB_UNSUPPORTED : FB_ERROR,
+			"cannot populate the backing: %s", strerror(errno));
 		return -1;
 	}
 	if (spec->backing == FB_FILE) {
@@ -168,7 +119,7 @@ int fb_backing_create(const struct fb_spec *spec, struct fb_backing_file *bf, st
 		if (spec->cache == FB_COLD)
 			posix_fadvise(bf->fd, 0, (off_t)spec->size, POSIX_FADV_DONTNEED);
 	}
-	if (spec->cache == FB_HOT && rehearse(bf->fd, spec->size, bf->unit) != 0) {
+	if (spec->cache == FB_HOT && fb_rehearse(bf->fd, spec->size, bf->unit) != 0) {
 		fb_fail(r, FB_ERROR, "cannot map the backing to make it hot: %s", strerror(errno));
 		return -1;
 	}

@@ -2,7 +2,8 @@
 (`faultbench compare`).
 
 Significance: `replicates.compare_rows` per row, on the unit that varies independently: the
-boot when both sides have several (Welch's t on per-boot log medians), the round otherwise
+boot when both sides have several (a moderated t on per-boot log medians with 5 or more such
+rows, Welch's t with fewer), the round otherwise
 (Mann-Whitney U on per-round medians, mappers of a round pooled); Holm-adjusted over the rows.
 """
 
@@ -24,6 +25,7 @@ from faultbench.analysis.frame import (
     booted_kernels,
     dropped_notes,
     exclude_interfered,
+    folio_texts,
     load,
     metric_unit,
     run_info,
@@ -41,6 +43,7 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
+from faultbench.measurement.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
@@ -151,6 +154,9 @@ def compare(
     keys.append("role")
     table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
+        for role, side in (("BASE", base), ("NEW", new)):
+            if not side.loc[side["ok"], metric].notna().any():
+                raise AnalysisError(f"{role} has no valid values of {metric}")
         strict = not (base["ok"].all() and new["ok"].all())
         why = " once --strict left out the samples preempted or stolen from" if strict else ""
         raise AnalysisError(f"BASE and NEW have no scenario in common{why}")
@@ -159,6 +165,9 @@ def compare(
     counts = both.assign(valid=both["ok"] | both["interfered"]).groupby(
         keys, sort=False, dropna=False)[["interfered", "valid"]].sum()
     table = table.join(counts, on=keys)
+    base_f, new_f = (table.join(folio_texts(s[s["ok"]], keys).rename("f"), on=keys)["f"]
+                     .fillna("") for s in sides)
+    table["folios"] = base_f.where(base_f == new_f, base_f + " -> " + new_f)
     table["interfered"] = table["interfered"].fillna(0).astype(int)
     table["hit_pct"] = 100 * table["interfered"] / table["valid"].where(table["valid"] > 0)
     table = table.drop(columns="valid")
@@ -312,6 +321,9 @@ def _cells(table: pd.DataFrame, metric: str) -> tuple[list[str], pd.DataFrame]:
     if table["interfered"].any() and metric not in COUNT_METRICS:
         cells["hit"] = table["hit_pct"].map(lambda v: f"{v:.0f}" if v > 0 else "")
         headers.append("hit%")
+    if table["folios"].nunique() > 1 or table["folios"].str.contains(" -> ").any():
+        cells["folios"] = table["folios"]
+        headers.append("folios")
     cells["sig"] = table["mark"]
     headers.append("")
     return headers, cells
@@ -391,6 +403,8 @@ def compare_runs(
     new = select(new_df, new_side, by, "NEW")
     check_planes(base, new, force)
     metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
+    if not force and (mismatch := epoch_mismatch(*metas)):
+        raise AnalysisError(mismatch)
     infos = [run_info(meta, d) for meta, d in zip(metas, (base_df, new_df), strict=True)]
     title = f"base {base_side.name}, new {new_side.name}"
     if by == "kernel":

@@ -26,6 +26,7 @@ from faultbench.measurement.results import (
     sample_problem,
 )
 from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.spec import format_size, parse_size
 
 FAULT_AROUND_KNOB = "fault_around_bytes"
 EMULATED_PLANES = {"tcg-guest", "tcg-icount"}
@@ -60,6 +61,57 @@ def metric_unit(metric: str, planes: Iterable[str] = ("native",)) -> str:
     """The unit a table header prints for a metric, e.g. "ns/page" or "insn/page"; "ns|insn"
     when the rows mix clocks (compare --force)."""
     return METRICS[metric].format(t=clock_unit(planes))
+
+
+# folio_pages_<size> (e.g. folio_pages_64K): a sample's present pages in folios of that size
+FOLIO_PREFIX = "folio_pages_"
+_MAX_ORDER = 40  # far above any folio; a larger order in a file is not one
+
+
+def _folio_sizes(folios: Any, page_size: int) -> dict[int, int] | None:
+    """A sample's `folios` (pages per order, read as untrusted input) as pages per folio
+    size in bytes; None if it is absent or not such an object."""
+    if not isinstance(folios, dict) or not page_size > 0:
+        return None
+    sizes: dict[int, int] = {}
+    for order, pages in folios.items():
+        if not (isinstance(order, str) and order.isascii() and order.isdigit()
+                and int(order) <= _MAX_ORDER and isinstance(pages, int)
+                and not isinstance(pages, bool) and 0 <= pages < 1 << 63):
+            return None
+        sizes[page_size << int(order)] = pages
+    return sizes
+
+
+def folio_text(rows: pd.DataFrame) -> str:
+    """The folio sizes behind these rows' pages, largest share first: "64K 98%, 4K 2%";
+    "" when none was recorded."""
+    columns = [c for c in rows if c.startswith(FOLIO_PREFIX)]
+    pages = rows[columns].sum()
+    total = pages.sum()
+    if not columns or not total:
+        return ""
+    shares = sorted(((n / total, parse_size(c.removeprefix(FOLIO_PREFIX)))
+                     for c, n in pages.items() if n), key=lambda item: (-item[0], -item[1]))
+    return ", ".join(f"{format_size(size)} {share:.0%}" if share >= 0.005
+                     else f"{format_size(size)} <1%" for share, size in shares)
+
+
+def folio_texts(df: pd.DataFrame, keys: str | list[str]) -> pd.Series:
+    """folio_text of each group of `df` by `keys`."""
+    groups = df.groupby(keys, sort=False, dropna=False)
+    return groups.apply(folio_text, include_groups=False) if len(df) else pd.Series(dtype=str)
+
+
+def _folio_columns(df: pd.DataFrame) -> None:
+    """`folios` as FOLIO_PREFIX columns (NaN where not recorded)."""
+    if "folios" not in df:
+        return
+    page_sizes = pd.to_numeric(df["page_size"], errors="coerce").fillna(0).astype(int)
+    sizes = [_folio_sizes(f, p) for f, p in zip(df["folios"], page_sizes, strict=True)]
+    for size in sorted({size for found in sizes if found for size in found}):
+        df[FOLIO_PREFIX + format_size(size)] = [np.nan if found is None else found.get(size, 0)
+                                                for found in sizes]
 
 
 # Sample fields that say the timed loop was disturbed: involuntary context switches of the
@@ -188,7 +240,8 @@ def _valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Dropped
             dropped.invalid[kind] = dropped.invalid.get(kind, 0) + 1
             continue
         if "scenario" in record:  # bare samples (measure --json) are each their own
-            key = sample_key(record)
+            # merged runs of several machines repeat every key once per machine
+            key = (*sample_key(record), record.get("machine"))
             if key in seen:
                 dropped.duplicates += 1
                 continue
@@ -205,6 +258,7 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     # runs from before the populate step had none
     df["populate"] = df["populate"].fillna("none") if "populate" in df else "none"
     df["pagemap"] = df["pagemap"].fillna(True).astype(bool) if "pagemap" in df else True
+    df["fill"] = df["fill"].fillna("write") if "fill" in df else "write"  # runs before fill
     for name in (*METRICS, "munmap_ns", "pages_mapped", "pages_touched"):
         if name not in df:
             df[name] = np.nan
@@ -227,7 +281,8 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     # a profiled sample ran with the kernel profiler sampling it: slower, so no timing data
     df["profiled"] = df["profiled"].fillna(False).astype(bool) if "profiled" in df else False
     df["ok"] = (df["status"] == "ok") & ~df["warmup"] & ~df["profiled"]
-    for name in ("kernel", "boot"):  # runs without booted kernels: one kernel, one boot
+    # runs without booted kernels: one kernel, one boot; runs not merged: one machine
+    for name in ("kernel", "boot", "machine"):
         if name not in df:
             df[name] = None
     # Something else ran on the touching thread's CPU (it was preempted) or the hypervisor
@@ -238,6 +293,7 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
         if name in df:
             hit |= pd.to_numeric(df[name], errors="coerce").fillna(0) > 0
     df["interfered"] = df["ok"] & hit
+    _folio_columns(df)
     return df
 
 

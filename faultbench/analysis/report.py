@@ -29,6 +29,7 @@ from faultbench.analysis.frame import (
     check_run_dir,
     dropped_notes,
     exclude_interfered,
+    folio_texts,
     load,
     run_info,
     time_unit,
@@ -130,6 +131,7 @@ def scenario_data(df: pd.DataFrame, label_cols: list[str]) -> pd.DataFrame:
     valid = everything[everything["ok"] | everything["interfered"]]
     table["hits"] = table["label"].map(interfered_counts(everything, ["label"])).fillna(0)
     table["valid"] = table["label"].map(valid.groupby("label").size()).fillna(0)
+    table["folios"] = table["label"].map(folio_texts(data, "label")).fillna("")
     return table.sort_values(keys, key=spec_order, kind="stable")
 
 
@@ -152,6 +154,9 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
     if df["interfered"].any():
         rows["hit"] = hit_cells(table["hits"], table["valid"]).to_numpy()
         headers.append("hit%")
+    if table["folios"].nunique() > 1:
+        rows["folios"] = table["folios"].to_numpy()
+        headers.append("folios")
     cells = rows.to_numpy().tolist()
     groups = None
     room = label_room(headers, cells)
@@ -375,7 +380,8 @@ def report_data(run_dir: Path) -> dict[str, Any]:
              "faults_per_page": number(r["faults_per_page"]),
              "mapped_per_touched": number(r["mapped_per_touched"]),
              "munmap_ns_per_page": number(r["munmap_ns_per_page"]),
-             "valid_samples": int(r["valid"]), "hit_samples": int(r["hits"])}
+             "valid_samples": int(r["valid"]), "hit_samples": int(r["hits"]),
+             "folios": r["folios"] or None}
             for _, r in table.iterrows()
         ],
         **report_json(df),
@@ -397,9 +403,10 @@ def summary(run_dir: Path | SafeDir) -> str:
     data = ok.assign(label=labels(ok, keys[:-1]),
                      per_fault=ok["mapped_per_touched"]
                      / ok["faults_per_page"].where(ok["faults_per_page"] > 0))
-    medians = data.groupby(keys, sort=False, dropna=False)[
-        ["faults_per_page", "per_fault"]].median()
-    table = median_ci(data, keys, "ns_per_page").join(medians, on=keys)
+    # by label alone: a key that is None for some rows (dir, tmpfs_huge) matches no row in
+    # a join on every key
+    medians = data.groupby("label", sort=False)[["faults_per_page", "per_fault"]].median()
+    table = median_ci(data, keys, "ns_per_page").join(medians, on="label")
     table = table.sort_values(keys[:-1], key=spec_order, kind="stable")
     rows = pd.DataFrame({
         "label": table["label"], "fa": table["per_fault"].map(fmt),

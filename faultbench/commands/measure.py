@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from faultbench.commands import ArgumentError, check_count, check_text, integer, number
+from faultbench.commands import (
+    ArgumentError,
+    check_count,
+    check_text,
+    integer,
+    number,
+)
+from faultbench.errors import printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
     CACHES,
+    FILL_HELP,
     MAPPER_KINDS,
     MAPPER_MODES,
     MAPS,
     PATTERN_HELP,
     POPULATES,
+    TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
     Sample,
@@ -54,6 +64,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "measures the floor, touching pages already mapped",
     )
     parser.add_argument(
+        "--fill", default="write", metavar="HOW",
+        help=f"how a warm/hot/cold backing is populated: {FILL_HELP} (default write: 1M "
+        "write(2)s); it decides the page cache's folio sizes",
+    )
+    parser.add_argument(
+        "--tmpfs-huge", choices=TMPFS_HUGE,
+        help="backing tmpfs: mount a tmpfs of faultbench's own with this huge= option for "
+        "each sample (root; unmounted on every exit path)",
+    )
+    parser.add_argument(
         "--no-pagemap", dest="pagemap", action="store_false",
         help="skip the pagemap walk that counts pages_mapped (null then), so munmap_ns is "
         "timed straight after the loop rather than with page tables the walk made hot",
@@ -63,6 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="start the mapping this far (e.g. 4K) past a page-table boundary, a multiple of "
         "the page below 2M (default 0: aligned, so fault-around windows fall the same way "
         "in every sample)",
+    )
+    parser.add_argument(
+        "--vmas", type=integer, default=0, metavar="N",
+        help="pad each mapper process's address space to N mappings before its loop (default "
+        "0: as it comes, about 25); recorded per sample as `mappings`",
     )
     parser.add_argument("--deadline", type=number, default=10.0,
                         help="seconds per sample (at most 3600)")
@@ -118,7 +143,8 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,
-        map_offset=args.map_offset,
+        map_offset=args.map_offset, fill=args.fill, tmpfs_huge=args.tmpfs_huge,
+        vmas=args.vmas,
     ).normalized()
 
 
@@ -130,11 +156,17 @@ def describe(sample: Sample) -> str:
     )
     if spec.get("map_offset"):
         head += f" offset={format_size(spec['map_offset'])}"
+    if spec.get("tmpfs_huge"):
+        head += f" huge={spec['tmpfs_huge']}"
+    if spec.get("fill", "write") != "write":
+        head += f" fill={spec['fill']}"
+    if spec.get("vmas"):
+        head += f" vmas={spec['vmas']}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
-        return f"{head}: {sample.status}: {sample.error}"
+        return f"{head}: {sample.status}: {printable(sample.error or '')}"
     # on the instruction clock a virtual ns is one guest instruction: say so in the unit
     unit = "insn" if sample.clock == "icount" else "ns"
     return (
@@ -185,9 +217,13 @@ def _check_dir(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
+    from faultbench.measurement.booted.guest import XFS_SCRATCH_MOUNT
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
-    if check_text(args.dir, "--dir") is not None:
+
+    # a guest's XFS scratch disk exists only in the guest
+    if check_text(args.dir, "--dir") is not None and not (
+            args.kernel and args.dir.rstrip("/") == XFS_SCRATCH_MOUNT):
         _check_dir(args.dir)
     check_text(args.kernel, "--kernel")
     for option in args.set:
@@ -201,12 +237,20 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError("--clock chooses a booted guest's clock; give --kernel too (the "
                             "running kernel is timed on the wall clock)")
     if args.kernel:
-        from faultbench.measurement.booted.guest import resolve_clock, run_cli_in_guest
+        from faultbench.measurement.booted import guest
 
-        _, clock = resolve_clock(args.clock)
+        kvm, clock = guest.resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
             raise ArgumentError(CONCURRENT_ON_ICOUNT)
-        return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
+        missing = guest.requirements(os.path.abspath(args.kernel))
+        if missing:  # before saying it boots
+            raise guest.GuestError(f"--kernel {args.kernel}: {'; '.join(missing)}")
+        # a boot prints nothing for a minute or more (under TCG): say what is going on
+        print(f"faultbench measure: booting {printable(args.kernel)} "
+              f"({guest.plane_for(kvm, clock)})"
+              f"{'' if kvm else ', about a minute under emulation'}", file=sys.stderr,
+              flush=True)
+        return guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = 0

@@ -133,13 +133,29 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
         ):
             path = "/".join([THP_DIR, *parts])
             if not os.path.isfile(path):
-                raise KnobError(f"{name}: this kernel has no {path}")
+                raise KnobError(f"{name}: this kernel has no {path}{_sized_hint(parts)}")
             return Knob(name, path, "thp")
         raise KnobError(
             f"unknown THP knob {name}: use thp.enabled, thp.shmem_enabled, thp.defrag or "
             "thp.hugepages-<N>kB.enabled / .shmem_enabled"
         )
     raise KnobError(f"unknown knob {name!r}: use {KNOB_HELP}")
+
+
+def _sized_hint(parts: list[str]) -> str:
+    """Why a per-size (mTHP) knob is missing: the kernel's age, or the sizes it has."""
+    if len(parts) != 2:
+        return ""
+    try:
+        sizes = sorted((d for d in os.listdir(THP_DIR) if _THP_SIZED_RE.match(d)),
+                       key=lambda d: int(d[10:-2]))
+    except OSError:
+        sizes = []
+    if not sizes:
+        return " (per-size THP knobs need Linux >= 6.8, their shmem_enabled >= 6.11)"
+    if parts[0] in sizes:
+        return " (per-size shmem_enabled needs Linux >= 6.11)"
+    return f" (sizes here: {', '.join(d[10:] for d in sizes)})"
 
 
 def resolve_path(path: str, file_dir: str | None) -> Knob:

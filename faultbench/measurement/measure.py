@@ -7,7 +7,15 @@ import os
 from pathlib import Path
 
 from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
-from faultbench.measurement.spec import Sample, Spec, SpecError, format_size, parse_pattern
+from faultbench.measurement.spec import (
+    Sample,
+    Spec,
+    SpecError,
+    format_size,
+    parse_fill,
+    parse_pattern,
+)
+from faultbench.measurement.tmpfs import MountError, own_tmpfs
 
 try:
     from faultbench import _native
@@ -38,12 +46,14 @@ _ENUMS = {
                      "later": lib.FB_REG_LATER},
     "populate": {"none": lib.FB_POPULATE_NONE, "madvise": lib.FB_POPULATE_MADVISE,
                  "map": lib.FB_POPULATE_MAP},
+    "fill": {"write": lib.FB_FILL_WRITE, "fallocate": lib.FB_FILL_FALLOCATE,
+             "hole-read": lib.FB_FILL_HOLE_READ},
 }
 _STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "error"}
 _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
            "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
            "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns",
-           "window_offset", "mappings")
+           "window_offset", "mappings", "ticks")
 
 
 def current_plane() -> str:
@@ -99,7 +109,8 @@ def backing_dir(spec: Spec) -> str:
 
 def check_resources(spec: Spec) -> None:
     """Refuse, before anything is created, a sample this machine cannot hold."""
-    if spec.apps:  # short of memory on purpose; only the disk must hold the files
+    if spec.apps:  # short of memory on purpose, but within what the machine has at all
+        _check_app_memory(spec)
         _check_disk(spec, spec.size * spec.apps)
         return
     copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
@@ -116,6 +127,23 @@ def check_resources(spec: Spec) -> None:
         _check_disk(spec, spec.size)
 
 
+def _check_app_memory(spec: Spec) -> None:
+    """Apps' files and heaps may exceed the memory available (reclaim under that pressure is
+    what a session measures), not memory and swap together: then the OOM killer, not
+    reclaim, ends every session."""
+    info = meminfo()
+    if "MemTotal" not in info:
+        return
+    footprint = spec.apps * (spec.size + spec.app_anon)
+    total = (info["MemTotal"] + info.get("SwapTotal", 0)) * 1024
+    if footprint > total:
+        raise SpecError(
+            f"{spec.apps} apps of {format_size(spec.size)} files and {format_size(spec.app_anon)}"
+            f" heap need {footprint / 2**30:.1f} GiB, more than this machine's memory and swap "
+            f"together ({total / 2**30:.1f} GiB)"
+        )
+
+
 def _check_disk(spec: Spec, size: int) -> None:
     directory = backing_dir(spec)
     try:
@@ -130,9 +158,11 @@ def _check_disk(spec: Spec, size: int) -> None:
         )
 
 
-def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1) -> object:
+def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1,
+            directory: str | None = None) -> object:
     pattern, stride = parse_pattern(spec.pattern)
-    dir_c = ffi.new("char[]", os.fsencode(backing_dir(spec)))  # any bytes a path may hold
+    # any bytes a path may hold
+    dir_c = ffi.new("char[]", os.fsencode(directory or backing_dir(spec)))
     keep.append(dir_c)
     c = ffi.new("struct fb_spec *")
     c.backing = _ENUMS["backing"][spec.backing]
@@ -158,6 +188,9 @@ def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1) -> object:
     c.profile_fd = profile_fd
     c.profile_period_ns = PERIOD_NS
     c.mapper_program = _MAPPER_PROGRAM
+    fill, c.fill_chunk = parse_fill(spec.fill)
+    c.fill = _ENUMS["fill"][fill]
+    c.vmas = spec.vmas
     return c
 
 
@@ -180,6 +213,7 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
         "resident_before_pages": _text(result.resident_reason),
         "pages_mapped": _text(result.mapped_reason),
         "steal_ns": _text(result.steal_reason),
+        "ticks": _text(result.ticks_reason),
         "populate_ns": _text(result.populate_reason),
         "populate_faults": _text(result.populate_reason),
     }
@@ -192,6 +226,11 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
     if sample.uffd_events is not None:
         sample.uffd_features = result.uffd_features
     sample.registered = bool(result.registered)
+    if result.folios_read:
+        sample.folios = {str(order): pages for order, pages in enumerate(result.folio_pages)
+                         if pages}
+    elif sample.status == "ok":
+        sample.null_reasons["folios"] = _text(result.folio_reason) or "not measured"
     if sample.status == "ok" and sample.pages_touched:
         sample.ns_per_page = sample.touch_ns / sample.pages_touched
         sample.faults_per_page = (sample.faults_minor + sample.faults_major) / sample.pages_touched
@@ -208,26 +247,38 @@ def measure_mappers(spec: Spec, profile: bool = False) -> list[Sample]:
     check_resources(spec)
     plane = current_plane()
     if spec.backing == "hugetlb" and (why := hugetlb_shortfall(spec)):
-        return [Sample(spec=spec.to_dict(), status="unsupported", error=why, plane=plane,
-                       clock=clock_of(plane),
-                       page_size=os.sysconf("SC_PAGESIZE"))]
+        return [_unsupported(spec, plane, why)]
     if spec.apps:
         from faultbench.measurement.launch import measure_session
 
         return [measure_session(spec, backing_dir(spec), plane)]
-    keep: list[object] = []
-    sink = open_sink() if profile else -1
+    sink = -1
     try:
-        c_spec = _c_spec(spec, keep, sink)
-        results = ffi.new("struct fb_result[]", spec.mappers)
-        failed = lib.fb_run(c_spec, results) != 0
-        samples = [_sample(spec, results[i], i, plane)
-                   for i in range(1 if failed else spec.mappers)]
-        if profile:
-            _attach_profiles(samples, results, read_sink(sink))
+        with contextlib.ExitStack() as stack:
+            directory = spec.tmpfs_huge and stack.enter_context(own_tmpfs(spec.tmpfs_huge))
+            sink = open_sink() if profile else -1
+            return _run(spec, sink, directory or None, plane, profile)
+    except MountError as exc:
+        return [_unsupported(spec, plane, str(exc))]
     finally:
         if sink >= 0:
             os.close(sink)
+
+
+def _unsupported(spec: Spec, plane: str, why: str) -> Sample:
+    return Sample(spec=spec.to_dict(), status="unsupported", error=why, plane=plane,
+                  clock=clock_of(plane), page_size=os.sysconf("SC_PAGESIZE"))
+
+
+def _run(spec: Spec, sink: int, directory: str | None, plane: str,
+         profile: bool) -> list[Sample]:
+    keep: list[object] = []
+    c_spec = _c_spec(spec, keep, sink, directory)
+    results = ffi.new("struct fb_result[]", spec.mappers)
+    failed = lib.fb_run(c_spec, results) != 0
+    samples = [_sample(spec, results[i], i, plane) for i in range(1 if failed else spec.mappers)]
+    if profile:
+        _attach_profiles(samples, results, read_sink(sink))
     return samples
 
 

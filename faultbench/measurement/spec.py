@@ -23,6 +23,11 @@ MAPPER_MODES = ("sequential", "concurrent")
 MAPPER_KINDS = ("process", "thread")
 UFFD_MAPPERS = ("all", "first", "later")
 POPULATES = ("none", "madvise", "map")
+# tmpfs `huge=` mount options (spec tmpfs_huge: faultbench mounts a tmpfs of its own)
+TMPFS_HUGE = ("never", "always", "within_size", "advise")
+FILL_HELP = "write, write:SIZE (write(2)s of SIZE bytes, 4K to 64M), fallocate or hole-read"
+DEFAULT_FILL_CHUNK = 1 << 20  # "write": today's 1 MiB write(2)s
+MAX_FILL_CHUNK = 64 << 20
 MAX_DEADLINE_S = 3600.0
 # Bounds that keep every value inside the C contract's types (uint64 seed and stride, int
 # mappers) and a sample's setup in proportion: one fb_result per mapper is allocated up front.
@@ -36,6 +41,8 @@ MAX_STRIDE = 1 << 32
 MAX_APPS = 64
 MAX_APP_FILES = 64  # native/launch.c's limit
 MAX_LAUNCHES = 10_000
+# vmas: below the default vm.max_map_count (65530), with room for the mapper's own
+MAX_VMAS = 60_000
 PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
@@ -134,6 +141,26 @@ def canonical_pattern(text: str) -> str:
     return f"stride:{stride}" if name == "stride" else name
 
 
+def parse_fill(text: str) -> tuple[str, int]:
+    """(kind, bytes per write(2)) for a spec's `fill`: ("write", 65536) for 'write:64K'."""
+    if text in ("fallocate", "hole-read"):
+        return text, DEFAULT_FILL_CHUNK
+    if isinstance(text, str) and (text == "write" or text.startswith("write:")):
+        chunk = DEFAULT_FILL_CHUNK if text == "write" else parse_size(text[6:], "fill write size")
+        page = os.sysconf("SC_PAGESIZE")
+        if chunk % page == 0 and chunk <= MAX_FILL_CHUNK:
+            return "write", chunk
+    raise SpecError(f"fill {shown(text)} is not one of {FILL_HELP} (SIZE a multiple of the "
+                    "page)")
+
+
+def canonical_fill(text: str) -> str:
+    """The one spelling of a fill: write:1M is write, write:65536 is write:64K."""
+    kind, chunk = parse_fill(text)
+    return f"write:{format_size(chunk)}" if kind == "write" and chunk != DEFAULT_FILL_CHUNK \
+        else kind
+
+
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if not isinstance(value, str) or value not in allowed:
         raise SpecError(f"{name} {value!r} is not one of: {', '.join(allowed)}")
@@ -168,6 +195,16 @@ class Spec:
     # windows are aligned in the address space, so a mapping starting mid-window spans one
     # more of them: a warm 64M memfd read takes 1024 faults at 0 and 1025 at 4K.
     map_offset: int | str = 0
+    # How a warm, hot or cold backing's pages enter the page cache (FILL_HELP): the way
+    # decides its folio sizes (docs/large-folios.md). "write": 1 MiB write(2)s.
+    fill: str = "write"
+    # backing tmpfs only: a tmpfs of faultbench's own, mounted with huge=TMPFS_HUGE for the
+    # sample (measurement/tmpfs.py); None: a file in `dir` (default /dev/shm)
+    tmpfs_huge: str | None = None
+    # Pad each mapper process's address space to this many mappings before its loop (0: as
+    # it comes, about 25): each fault's VMA lookup walks them, and real processes have
+    # hundreds to thousands.
+    vmas: int = 0
     # App-launch sessions (apps > 0): `apps` apps of `size` bytes each, in `app_files` files,
     # launched `launches` times in all (0: twice each); a launch reads each page with
     # probability 1/touch_one_in and first writes `app_anon` bytes of anonymous heap.
@@ -189,6 +226,10 @@ class Spec:
         _check_int("app_files", self.app_files, 1, MAX_APP_FILES)
         _check_int("launches", self.launches, 0, MAX_LAUNCHES)
         _check_int("touch_one_in", self.touch_one_in, 1, MAX_STRIDE)
+        _check_int("vmas", self.vmas, 0, MAX_VMAS)
+        if self.vmas and (self.mapper_kind == "thread" or self.apps):
+            raise SpecError("vmas pads a mapper process's own address space: thread mappers "
+                            "share the caller's, and app launches have their own processes")
         for name in ("uffd_serve", "perf"):
             if not isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -221,6 +262,15 @@ class Spec:
         _choice("uffd_mappers", self.uffd_mappers, UFFD_MAPPERS)
         _choice("populate", self.populate, POPULATES)
         pattern = canonical_pattern(self.pattern)
+        fill = canonical_fill(self.fill)
+        if fill != "write" and (cache == "hole" or self.backing == "hugetlb"):
+            raise SpecError(f"fill {fill!r} populates the page cache: not with cache 'hole' "
+                            "(nothing populated) or hugetlb (filled through a mapping)")
+        if self.tmpfs_huge is not None:
+            _choice("tmpfs_huge", self.tmpfs_huge, TMPFS_HUGE)
+            if self.backing != "tmpfs" or self.dir is not None:
+                raise SpecError("tmpfs_huge mounts a tmpfs of faultbench's own for backing "
+                                "'tmpfs', without dir")
         if anon and cache != "hole":
             raise SpecError(
                 f"cache {cache!r} needs a page cache; anonymous memory has none (use cache hole)"
@@ -245,7 +295,7 @@ class Spec:
             return _normalized_apps(dataclasses.replace(self, map_offset=offset), size, cache,
                                     page_size)
         return dataclasses.replace(self, size=size, map=map_, cache=cache, pattern=pattern,
-                                   map_offset=offset)
+                                   map_offset=offset, fill=fill)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -322,6 +372,7 @@ class Sample:
     steal_ns: int | None = None  # steal time of all CPUs across the loop (10 ms resolution)
     window_offset: int | None = None  # the mapping's start modulo window_bytes(page_size)
     mappings: int | None = None  # in the touching process as its loop starts (/proc/self/maps)
+    ticks: int | None = None  # local timer interrupts across the loop, all CPUs (LOC)
     registered: bool | None = None  # this mapper's range was registered with userfaultfd
     uffd_events: int | None = None
     uffd_ns: int | None = None
@@ -329,6 +380,9 @@ class Sample:
     cycles: int | None = None
     instructions: int | None = None
     fs_type: str | None = None
+    # present pages of the range per order of the folio each belongs to ({"0": 512, "9":
+    # 32256}), read after the loop (native/folios.c); None with null_reasons["folios"]
+    folios: dict[str, int] | None = None
     knobs: dict[str, Any] = field(default_factory=dict)  # knob values read back, not requested
     # App-launch sessions only (measurement/launch.py): launches that reported, the sum of
     # their resident sets at their end, /proc/vmstat deltas across the session, and how it

@@ -52,7 +52,8 @@ MAX_PROFILE_ROUNDS = 100
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "deadline_s", "map_offset", "apps", "app_files", "launches", "touch_one_in", "app_anon",
+    "deadline_s", "map_offset", "vmas", "apps", "app_files", "launches", "touch_one_in",
+    "app_anon", "fill", "tmpfs_huge",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -190,8 +191,11 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
     (mapper details of one mapper, uffd_mappers without uffd) are left out.
     """
     size = format_size(spec.size) if isinstance(spec.size, int) else str(spec.size)
-    parts = [spec.backing, size]
+    parts = [spec.backing if spec.tmpfs_huge is None else f"tmpfs-huge={spec.tmpfs_huge}",
+             size]
     parts += [str(v) for v in (spec.map, spec.access, spec.cache) if v is not None]
+    if spec.fill != "write":
+        parts.append(f"fill={spec.fill}")
     parts += [spec.pattern, f"uffd={spec.uffd}"]
     if spec.mappers > 1:
         mappers = f"{spec.mappers}x{spec.mapper_kind}-{spec.mapper_mode}"
@@ -207,6 +211,8 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
     if spec.map_offset:
         offset = spec.map_offset
         parts.append(f"offset={format_size(offset) if isinstance(offset, int) else offset}")
+    if spec.vmas:
+        parts.append(f"vmas={spec.vmas}")
     if spec.apps:
         # e.g. apps=6x4files,launches=12,one-in=16[,anon=16M]: the session's shape
         parts.append(f"apps={spec.apps}x{spec.app_files}files,launches={spec.launches},"

@@ -26,11 +26,13 @@ from faultbench.measurement.spec import (
     MAX_STRIDE,
     PATTERN_HELP,
     POPULATES,
+    TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
     Spec,
     SpecError,
     canonical_pattern,
+    parse_fill,
     parse_float,
     parse_int,
     parse_pattern,
@@ -48,6 +50,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "mapper_mode": MAPPER_MODES,
     "mapper_kind": MAPPER_KINDS,
     "uffd_mappers": UFFD_MAPPERS,
+    "tmpfs_huge": TMPFS_HUGE,
     "populate": POPULATES,
 }
 
@@ -212,6 +215,8 @@ def axis_value_problem(key: str, value: Any) -> str | None:
             if not isinstance(value, int | str):
                 return f"expected a size such as \"64M\" or a byte count, got {_describe(value)}"
             parse_size(value, key, 1 if key == "size" else 0)
+        elif key == "fill":
+            parse_fill(value)
         elif key == "pattern":
             if not isinstance(value, str):
                 return f"expected a string ({PATTERN_HELP}), got {_describe(value)}"
