@@ -136,7 +136,7 @@ def test_a_run_written_with_a_newline_in_its_names_still_finishes(tmp_path: Path
         odd_scenario = Scenario(scenario_name(spec, {}), spec, {})
         workload = replace(workload, scenarios=[*workload.scenarios, odd_scenario])
         run = tmp_path / "run"
-        start(workload, run).unlock()
+        start(workload, run).lock.release()
         resumed = fb("run", "--resume", run, "-q")
     assert resumed.returncode == 0, resumed.stderr
     assert "Traceback" not in resumed.stderr
