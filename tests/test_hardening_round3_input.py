@@ -23,6 +23,7 @@ from pathlib import Path
 import pyperf
 import pytest
 from console import one_line
+from images import require_boot_image
 
 from faultbench import cli
 from faultbench.analysis.compare import _knob_text
@@ -250,11 +251,19 @@ def test_only_matches_values_as_the_spec_holds_them(tmp_path: Path) -> None:
     (("run", "--repetitions", "\uff13"), "--repetitions"),
     (("run", "--boots", "\u0662", "--kernel", "x"), "--boots"),
     (("run", "--profile", "\u0662"), "--profile"),
+    (("run", "--jobs", "\u0662", "--kernel", "x"), "--jobs"),
 ])
 def test_digits_of_other_scripts_are_not_numbers(args: tuple[str, ...], option: str) -> None:
     result = fb(*args)
     assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
     assert f"argument {option}: invalid" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("shard", ["\u00b2/3", "\u0661/3", "1/\uff13"])
+def test_a_shard_in_other_digits_is_refused_in_one_line(tmp_path: Path, shard: str) -> None:
+    # checked once the image is: no boot happens
+    refused(fb("run", "--kernel", require_boot_image(), "--shard", shard, "--out",
+               tmp_path / "r"), "run", "give I/N with 1 <= I <= N")
 
 
 def test_digits_of_other_scripts_are_refused_in_values_too(

@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "share of the rounds (default: 3 with several kernels, else 1)",
     )
     parser.add_argument(
-        "--jobs", metavar="N", type=int,
+        "--jobs", metavar="N", type=integer,
         help="with --kernel: guests booted at once (default: on the instruction clock the "
         "CPUs available, fewer if memory for each guest's --memory + 256M runs out; on the "
         "wall clock 1, since contention moves wall-clock times); also with --resume",

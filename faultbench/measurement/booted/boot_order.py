@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.spec import SpecError, parse_int
 
 
 class BootPlanError(FaultbenchError, ValueError):
@@ -78,9 +79,13 @@ def split_rounds(total_rounds: int, boots: int) -> list[range]:
 def parse_shard(text: str) -> tuple[int, int]:
     """`I/N` (shard I of N, counted from 1) as (I, N); BootPlanError otherwise."""
     first, sep, second = text.partition("/")
-    if not (sep and first.isdigit() and second.isdigit() and 1 <= int(first) <= int(second)):
+    try:
+        index, count = parse_int(first), parse_int(second)
+    except SpecError:  # not ASCII digits ('²'.isdigit() holds, int('²') fails)
+        index = count = 0
+    if not (sep and 1 <= index <= count):
         raise BootPlanError(f"--shard {text!r}: give I/N with 1 <= I <= N, e.g. 1/2")
-    return int(first), int(second)
+    return index, count
 
 
 def shard_positions(plan_boots: int, index: int, count: int) -> list[int]:
