@@ -2,9 +2,8 @@
 (`faultbench compare`).
 
 Significance: `replicates.compare_rows` per row, on the unit that varies independently: the
-boot when both sides have several (a moderated t on per-boot log medians with 5 or more such
-rows, Welch's t with fewer), the round otherwise
-(Mann-Whitney U on per-round medians, mappers of a round pooled); Holm-adjusted over the rows.
+boot when both sides have several (moderated t on per-boot log medians, Welch's below 5 rows),
+the round otherwise (Mann-Whitney U on per-round medians); Holm-adjusted over the rows.
 """
 
 from __future__ import annotations
