@@ -183,7 +183,7 @@ def test_without_cap_sys_admin_null_with_reason() -> None:
 # ---- backings that make large folios on purpose: fill, tmpfs huge=
 
 def own_mounts() -> list[str]:
-    return [line for line in open("/proc/self/mountinfo").read().splitlines()
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
             if "faultbench-tmpfs-" in line]
 
 
@@ -230,7 +230,8 @@ def test_own_tmpfs_huge_makes_its_folios_and_is_gone_after(huge: str, order: str
     sample = measure(Spec(backing="tmpfs", tmpfs_huge=huge, size=8 << 20))
     assert sample.status == "ok", sample.error
     assert sample.fs_type == "tmpfs" and sample.spec["tmpfs_huge"] == huge
-    assert sample.folios == {order: 2048}  # 2 MiB folios need THP; this test's host has it
+    # 2 MiB folios need THP (this test's host has it) and free 2 MiB blocks: most, not all
+    assert sample.folios.get(order, 0) >= 2048 * 3 // 4 and sum(sample.folios.values()) == 2048
     assert own_mounts() == [] and list(tmp_path.iterdir()) == []
 
 
@@ -342,7 +343,7 @@ needs_mthp = pytest.mark.skipif(not os.path.exists(MTHP_64K) or not ROOT,
 
 
 def knob_now() -> str:
-    return open(MTHP_64K).read().split("[")[1].split("]")[0]
+    return Path(MTHP_64K).read_text().split("[")[1].split("]")[0]
 
 
 def measure_cli(journal: Path, *args: str) -> subprocess.Popen[str]:
