@@ -14,13 +14,14 @@ from cffi import FFI
 from setuptools.command.build_ext import build_ext
 
 NATIVE = Path(__file__).resolve().parent.parent / "native"
-SOURCES = ["counters.c", "fill.c", "folios.c", "interrupt.c", "launch.c", "mappers.c",
-           "measure.c", "present.c", "profile.c", "region.c", "touch.c", "uffd.c", "uffd_ops.c"]
+SOURCES = ["counters.c", "fill.c", "folios.c", "interrupt.c", "launch.c", "mapper_block.c",
+           "mapper_process.c", "mappers.c", "measure.c", "present.c", "profile.c", "region.c",
+           "tick.c", "touch.c", "uffd.c", "uffd_ops.c"]
 # the program a forked mapper execs (native/mapper_main.c): one mapper's sources, without
-# the sample's orchestration (mappers.c) and the app launches (launch.c)
+# the sample's orchestration (mappers.c, mapper_*.c) and the app launches (launch.c)
 MAPPER_PROGRAM = "_mapper"
-MAPPER_SOURCES = ["mapper_main.c",
-                  *(name for name in SOURCES if name not in ("mappers.c", "launch.c"))]
+MAPPER_SOURCES = ["mapper_main.c", *(name for name in SOURCES
+                                     if name != "launch.c" and not name.startswith("mapper"))]
 COMPILE_ARGS = ["-std=gnu99", "-O2", "-Wall", "-Wextra"]
 REQUIRED_HEADERS = ["linux/userfaultfd.h", "linux/perf_event.h", "sys/mman.h", "Python.h"]
 INSTALL_HINT = "apt-get install gcc libc6-dev linux-libc-dev python3-dev"

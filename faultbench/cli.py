@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("faultbench.commands.report", "tables (report.txt) and figures for a run directory"),
     "compare": ("faultbench.commands.compare",
                 "compare two runs, or two values of a knob, per scenario"),
+    "merge": ("faultbench.commands.merge",
+              "combine the shards of a booted run, or native runs of several machines"),
 }
 
 
@@ -38,13 +40,16 @@ class OutputError(FaultbenchError):
 
 
 class _Stdout:
-    """sys.stdout, with a failed write or flush raised as OutputError. A closed pipe stays
-    BrokenPipeError: main() ends quietly then."""
+    """sys.stdout, with a failed write or flush raised as OutputError (a closed standard
+    output too: Python's is None then). A closed pipe stays BrokenPipeError: main() ends
+    quietly then."""
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
 
     def _call(self, name: str, *args: Any) -> Any:
+        if self._stream is None:
+            raise OutputError("cannot write standard output: it is closed")
         try:
             return getattr(self._stream, name)(*args)
         except BrokenPipeError:
@@ -56,10 +61,57 @@ class _Stdout:
         return self._call("write", text)
 
     def flush(self) -> None:
-        self._call("flush")
+        if self._stream is not None:  # nothing was written to a closed one
+            self._call("flush")
+
+    def isatty(self) -> bool:
+        return self._stream is not None and self._stream.isatty()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class _Stderr:
+    """sys.stderr while it works: closed (None) or failing (a full device), /dev/null
+    instead. Progress lines, warnings and even the error line are lost then, but never the
+    run: a failing stderr is not a failing results directory."""
+
+    def __init__(self, stream: TextIO | None) -> None:
+        self._stream = stream if stream is not None else _null()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        try:
+            return getattr(self._stream, name)(*args)
+        except (OSError, ValueError):
+            _discard_output(self._stream)  # what it still buffers too, when Python exits
+            self._stream = _null()
+            return getattr(self._stream, name)(*args)
+
+    def write(self, text: str) -> int:
+        return self._call("write", text)
+
+    def flush(self) -> None:
+        self._call("flush")
+
+    def isatty(self) -> bool:
+        return bool(self._call("isatty"))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _null() -> TextIO:
+    return open(os.devnull, "w")
+
+
+def _reserve_standard_fds() -> None:
+    """/dev/null on a closed descriptor 0, 1 or 2, so that no file faultbench opens gets one
+    of them (a meta.json opened as descriptor 2 would receive every warning)."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            os.open(os.devnull, os.O_RDWR)  # the lowest free descriptor: this one
 
 
 def _discard_output(stream: TextIO) -> None:
@@ -87,9 +139,24 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
+    _reserve_standard_fds()
+    # a path whose bytes are not UTF-8 (argv holds them as surrogates) is printed with
+    # escapes, not as a UnicodeEncodeError, where the locale's stdout is strict
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
+        sys.stdout.reconfigure(errors="backslashreplace")
+    stderr, sys.stderr = sys.stderr, _Stderr(sys.stderr)  # type: ignore[assignment]
+    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)  # type: ignore[assignment]
+    try:
+        return _command(argv, stdout)
+    finally:
+        sys.stderr = stderr
+        if isinstance(sys.stdout, _Stdout):  # not the /dev/null after a broken pipe
+            sys.stdout = stdout
+
+
+def _command(argv: list[str], stdout: TextIO | None) -> int:
     args = build_parser().parse_args(argv)
     args._argv = argv
-    stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)  # type: ignore[assignment]
     try:
         if signals.is_the_command():
             signals.started()
@@ -97,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.flush()
         return status
     except FaultbenchError as exc:
-        if isinstance(exc, OutputError):
+        if isinstance(exc, OutputError) and stdout is not None:
             _discard_output(stdout)
         print(f"faultbench {args.command}: {exc}", file=sys.stderr)
         return 2
@@ -109,8 +176,6 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must outlive this frame
         return 141
     finally:
-        if isinstance(sys.stdout, _Stdout):
-            sys.stdout = stdout
         signals.finished()
 
 

@@ -54,6 +54,8 @@ struct fb_spec {
 					 * so that it faults in an address space of its own */
 	int fill;		/* enum fb_fill: how a warm, hot or cold backing is populated */
 	uint64_t fill_chunk;	/* FB_FILL_WRITE: bytes per write(2) */
+	int64_t vmas;		/* 0, or pad a mapper process's address space to this many
+				 * mappings before its loop (present.c, fb_pad_mappings) */
 };
 
 struct fb_result {
@@ -79,6 +81,7 @@ struct fb_result {
 				 * span (fb_window_bytes), the largest fault-around window */
 	int64_t mappings;	/* mappings in the mapper's address space as its loop starts
 				 * (/proc/self/maps lines): each fault's VMA lookup walks them */
+	int64_t ticks;		/* local timer interrupts across the loop (LOC, all CPUs) */
 	int registered;		/* this mapper's range was registered with userfaultfd */
 	int64_t uffd_events;
 	int64_t uffd_ns;
@@ -95,6 +98,7 @@ struct fb_result {
 	char steal_reason[FB_TEXT];
 	char populate_reason[FB_TEXT];
 	char profile_reason[FB_TEXT];	/* why this mapper was not profiled */
+	char ticks_reason[FB_TEXT];
 };
 
 /* profile.c's block on spec->profile_fd: FB_PROFILE_MAGIC, mapper, part (0 the touch loop,
@@ -184,6 +188,14 @@ int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
 int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reason);
 /* how many mappings this process has (-1 if /proc/self/maps could not be read) */
 int64_t fb_mappings(void);
+/* Adds one-page mappings until the process has `target`; -1 (r says why) if it cannot */
+int fb_pad_mappings(int64_t target, int64_t page_size, struct fb_result *r);
+
+/* tick.c: the timer tick against the timed loop */
+/* local timer interrupts so far, summed over the CPUs; -1 with the reason if unknown */
+int64_t fb_ticks(char *reason);
+/* returns right after the next tick (bounded wait); 0, or -1 if no tick came */
+int fb_tick_wait(void);
 
 /* touch.c: the timed loop's plan and the loop itself */
 struct fb_plan {
@@ -221,6 +233,24 @@ struct fb_mapper_block {
 	pthread_barrier_t barrier;
 	struct fb_result results[];	/* one per mapper */
 };
+
+/* mappers.c: a mapper that never ran because fb_run was interrupted first (then 1) */
+int fb_mapper_skipped(struct fb_result *r);
+/* mapper_process.c: runs jobs[0 .. n-1] as mapper processes; a job's result gets what the
+ * parent sees (not started, killed, died), the mapper's own report is in the block */
+void fb_run_processes(struct fb_mapper_job *jobs, int n, int concurrent, int64_t deadline_ns,
+		      const struct fb_mapper_block *block, int block_fd);
+/* mapper_block.c: the block's life in fb_run, and what it takes back from mapper processes */
+void fb_result_init(struct fb_result *r, int64_t page_size, const char *fs_type);
+/* a mapper process's slot starts as an error that only its mapper's report replaces */
+struct fb_mapper_block *fb_block_create(const struct fb_spec *spec,
+					const struct fb_backing_file *bf, int64_t page_size,
+					int *fd, struct fb_result *r);
+/* copies each mapper's slot into results[i] unless results[i] already failed; a slot with
+ * an unknown status or counts outside the spec becomes an error */
+void fb_block_collect(const struct fb_mapper_block *block, const struct fb_spec *spec,
+		      int64_t page_size, struct fb_result *results);
+void fb_block_destroy(struct fb_mapper_block *block, const struct fb_spec *spec, int fd);
 
 /* interrupt.c: SIGINT/SIGTERM/SIGHUP during fb_run */
 void fb_interrupt_begin(void);

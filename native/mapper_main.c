@@ -48,6 +48,9 @@ int main(int argc, char **argv)
 	 * place; one that arrived meanwhile is delivered now */
 	fb_interrupt_begin();
 	fb_interrupt_mask(SIG_UNBLOCK);
+	/* fb_run started the slot as "did not report"; from here this mapper reports */
+	block->results[index].status = FB_OK;
+	block->results[index].error[0] = '\0';
 	fb_measure_mapper(&(struct fb_mapper_job){ &block->spec, &block->bf,
 						   &block->results[index], (int)index,
 						   block->barrier_used ? &block->barrier : NULL });

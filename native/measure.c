@@ -69,7 +69,7 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	struct fb_profiler profiler;
 	struct fb_uffd *uffd = NULL;
 	struct fb_plan plan;
-	int64_t t0, t1, deadline_at, faults = 0;
+	int64_t t0, t1, deadline_at, faults = 0, ticks;
 	char *addr;
 
 	fb_profile_open(&profiler, spec, r);
@@ -111,12 +111,20 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 			 "not registered with userfaultfd" :
 			 "this mapper is not registered with userfaultfd");
 	}
+	if (spec->vmas && !spec->threads &&
+	    fb_pad_mappings(spec->vmas, r->page_size, r) != 0)
+		goto stop;
 	r->mappings = fb_mappings();	/* the uffd server's stack included */
 	note_residency(spec, job->bf, addr, r);
 	/* after registration, as a prefaulting program would: uffd faults are served */
 	if (spec->populate == FB_POPULATE_MADVISE && populate_by_madvise(spec, addr, r) != 0)
 		goto stop;
 	fb_counters_open(&counters, spec->perf, r);
+	/* right after a tick, so that where the next one falls is the same in every sample;
+	 * before the counters: a task woken by the tick may preempt us here. The tick count is
+	 * read outside the counters: reading /proc/interrupts faults (its buffers) */
+	fb_tick_wait();
+	ticks = fb_ticks(r->ticks_reason);
 	fb_counters_start(&counters);
 	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();
@@ -124,6 +132,8 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	t1 = fb_now_ns();
 	fb_profile_enable(&profiler, 0);
 	fb_counters_stop(&counters, r);
+	if (ticks >= 0)
+		r->ticks = fb_ticks(r->ticks_reason) - ticks;
 	fb_profile_flush(&profiler, spec, job->index, 0, r);
 	fb_counters_close(&counters);
 	r->touch_ns = t1 - t0;

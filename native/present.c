@@ -104,3 +104,30 @@ int64_t fb_mappings(void)
 	close(fd);
 	return got < 0 ? -1 : lines;
 }
+
+/* Shared anonymous mappings, one page each: each has a shmem file of its own, so no two
+ * merge with each other or with a neighbour, and each adds exactly one mapping. They are
+ * never touched and go with the mapper process. */
+int fb_pad_mappings(int64_t target, int64_t page_size, struct fb_result *r)
+{
+	int64_t have = fb_mappings();
+
+	if (have < 0) {
+		fb_fail(r, FB_ERROR, "vmas %lld: /proc/self/maps could not be read",
+			(long long)target);
+		return -1;
+	}
+	if (have > target) {
+		fb_fail(r, FB_UNSUPPORTED, "vmas %lld: the mapper already has %lld mappings",
+			(long long)target, (long long)have);
+		return -1;
+	}
+	for (; have < target; have++)
+		if (mmap(NULL, (size_t)page_size, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0) ==
+		    MAP_FAILED) {
+			fb_fail(r, FB_ERROR, "vmas %lld: mmap of mapping %lld: %s (vm.max_map_count?)",
+				(long long)target, (long long)have + 1, strerror(errno));
+			return -1;
+		}
+	return 0;
+}

@@ -22,7 +22,7 @@ from faultbench.analysis.breakeven import (
     report_section,
     stride_of,
 )
-from faultbench.analysis.breakeven.phases import ENTRY_EXIT, MAPPING
+from faultbench.analysis.breakeven.phases import FIXED, MAPPING
 from faultbench.analysis.breakeven_figure import breakeven_figure
 from faultbench.analysis.frame import RunInfo, run_info
 from faultbench.analysis.profile import phase_costs
@@ -457,7 +457,7 @@ def test_bootstrap_intervals_cover_the_constants_and_say_what_they_assume() -> N
 
 @pytest.mark.skipif(unavailable() is not None, reason=f"no kernel profiles: {unavailable()}")
 def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path) -> None:
-    """a from the entry/exit phase per fault over every profiled fit row, b from the
+    """a from the fixed phases per fault over every profiled fit row, b from the
     fault-around and rmap phases per page mapped over the rows that map ahead; in the JSON
     and the break-even section, where the regression has no a and b natively."""
     df = fb.load(sweep)
@@ -473,7 +473,7 @@ def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path) -> None:
     a, b = check.constants
     assert (a.constant, a.rows, b.constant, b.rows) == ("a", 10, "b", 5)
     assert a.profile == pytest.approx(
-        sum(c.phases[p] for c in costs for p in ENTRY_EXIT)
+        sum(c.phases[p] for c in costs for p in FIXED)
         / sum(c.faults_per_page for c in costs))
     assert b.profile == pytest.approx(
         sum(c.phases[p] for c in ahead for p in MAPPING)
@@ -481,7 +481,7 @@ def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path) -> None:
     # the kernel's fault entry and a page's PTE cost something, less than a whole fault
     [one_page] = [f for f in model.per_fault if f.pages_per_fault == 1]
     assert 0 < a.profile < one_page.ns and 0 < b.profile < one_page.ns
-    assert (a.model, b.model, a.agrees) == (None, None, None)
+    assert (a.model, b.model, a.overlap) == (None, None, None)
     [cost] = report_json(df)["cost_model"]
     assert cost["profile"]["constants"][0]["profile"] == pytest.approx(a.profile)
     text = report_section(df)

@@ -1,5 +1,6 @@
 """README.md and docs/*.md are checked like code: every console block that does not boot a
-kernel is re-run and must match (timings masked, scripts/readme_blocks.py), and no file
+kernel is re-run and must match (timings masked, scripts/readme_blocks.py), every number
+they quote from a shipped result is computed from it (scripts/doc_claims.py), and no file
 names an absolute path of the machine it was written on."""
 
 from __future__ import annotations
@@ -16,9 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _blocks_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("readme_blocks",
-                                                  ROOT / "scripts" / "readme_blocks.py")
+def _script(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up
@@ -26,7 +26,8 @@ def _blocks_module() -> ModuleType:
     return module
 
 
-blocks = _blocks_module()
+blocks = _script("readme_blocks")
+claims = _script("doc_claims")
 COMMANDS = [(path, command) for path in blocks.doc_files()
             for command in blocks.console_commands(path.read_text().splitlines())
             if command.why_skipped(slow=False) is None]
@@ -66,3 +67,23 @@ def test_a_stale_block_is_told_apart_from_masked_timings() -> None:
                                   "(-12%)"])
     assert not blocks.matches(shown, ["memfd 64M: 16384 pages, 1024 minor faults, 172 ns/page "
                                       "(+3.1%)"])
+
+
+@pytest.mark.parametrize("claim", claims.CLAIMS,
+                         ids=[f"{c.doc}:{c.text[:30]}" for c in claims.CLAIMS])
+def test_a_quoted_number_is_what_its_result_gives(claim) -> None:
+    sentence = claim.filled()
+    assert claims.squeezed(sentence) in claims.squeezed((ROOT / claim.doc).read_text()), (
+        f"{claim.doc} no longer says what the shipped result gives; it should read: "
+        f"{sentence}")
+
+
+def test_a_stale_number_is_caught() -> None:
+    """The check is on the filled sentence: one digit off and it is not in the doc."""
+    [claim] = [c for c in claims.CLAIMS if c.doc == "README.md" and "breaks even" in c.text]
+    real = claim.values()
+    drifted = claims.Claim(claim.doc, claim.text,
+                           lambda: {**real, "pages": f"{float(real['pages']) + 0.1:.1f}"})
+    assert drifted.filled() != claim.filled()
+    assert claims.squeezed(drifted.filled()) not in claims.squeezed(
+        (ROOT / claim.doc).read_text())

@@ -7,9 +7,11 @@ Two boots in all: one runs every knob scenario (tests/guest_knob_scenarios.py), 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -54,9 +56,12 @@ def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     return data
 
 
-def _qemu_with_scratch() -> set[int]:
-    """Our QEMUs: their command line names a faultbench-guest- scratch directory."""
+def _qemu_with_scratch(under: Path) -> set[int]:
+    """This test's QEMUs: their command line names a faultbench-guest- scratch directory
+    under `under`, the temporary directory the test gave its guest (another test's guests,
+    or a user's, started meanwhile are not counted)."""
     found = set()
+    mark = f"{under}/faultbench-guest-".encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
@@ -64,7 +69,7 @@ def _qemu_with_scratch() -> set[int]:
             cmdline = (entry / "cmdline").read_bytes()
         except OSError:
             continue
-        if b"qemu-system" in cmdline and b"faultbench-guest-" in cmdline:
+        if b"qemu-system" in cmdline and mark in cmdline:
             found.add(int(entry.name))
     return found
 
@@ -176,26 +181,28 @@ def test_missing_image_is_one_clear_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and "not found" in lines[0] and "Traceback" not in done.stderr
 
 
-def test_hung_guest_is_killed_after_the_timeout(image: str) -> None:
-    before = _qemu_with_scratch()
+def test_hung_guest_is_killed_after_the_timeout(image: str, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the guest's scratch goes here
     started = time.monotonic()
     with pytest.raises(guest.GuestError, match="did not finish within 3 s"):
         guest.run_in_guest(image, ["sleep", "600"], timeout_s=3)
     assert time.monotonic() - started < 3 + 2 * guest.KILL_GRACE_S
-    assert not _qemu_with_scratch() - before
+    assert not _qemu_with_scratch(tmp_path)
+    assert not list(tmp_path.iterdir()), "the scratch directory outlived the guest"
 
 
-def test_sigterm_to_the_host_kills_the_guest(image: str) -> None:
-    before = _qemu_with_scratch()
+def test_sigterm_to_the_host_kills_the_guest(image: str, tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-c", "import sys; from faultbench.measurement.booted import guest; "
          f"sys.exit(guest.run_in_guest({image!r}, ['sleep', '600']))"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env={**os.environ, "TMPDIR": str(tmp_path)},
     )
     deadline = time.monotonic() + 30
-    while not _qemu_with_scratch() - before and time.monotonic() < deadline:
+    while not _qemu_with_scratch(tmp_path) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _qemu_with_scratch() - before, "QEMU never started"
+    assert _qemu_with_scratch(tmp_path), "QEMU never started"
     proc.terminate()
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
-    assert not _qemu_with_scratch() - before
+    assert not _qemu_with_scratch(tmp_path)

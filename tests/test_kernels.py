@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.machinery
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -171,13 +172,14 @@ def test_cached_image_is_printed_at_once_and_nothing_is_built(tmp_path):
     base = run_build("--cache", str(cache), "--check-only")
     assert Path(base.stdout.splitlines()[-1]) != image  # the patch is in the key
     image.parent.mkdir(parents=True)
-    image.write_bytes(b"planted")
+    image.write_bytes(b"built")  # as a build leaves it: the image and its recorded sha256
+    (image.parent / "meta.json").write_text(json.dumps({"image_sha256": build.sha256_file(image)}))
     # FAULTBENCH_KERNEL_CACHE instead of --cache; the same inputs find the same entry
     hit = run_build("--patch", "uffd-missing-no-fault-around",
                     env={**os.environ, build.CACHE_ENV: str(cache)})
     assert hit.returncode == 0, hit.stderr
     assert hit.stdout.splitlines()[-1] == str(image)
-    assert sorted(p.name for p in image.parent.iterdir()) == ["bzImage"]
+    assert sorted(p.name for p in image.parent.iterdir()) == ["bzImage", "meta.json"]
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,8 @@
 (`faultbench compare`).
 
 Significance: `replicates.compare_rows` per row, on the unit that varies independently: the
-boot when both sides have several (Welch's t on per-boot log medians), the round otherwise
+boot when both sides have several (a moderated t on per-boot log medians with 5 or more such
+rows, Welch's t with fewer), the round otherwise
 (Mann-Whitney U on per-round medians, mappers of a round pooled); Holm-adjusted over the rows.
 """
 
@@ -42,7 +43,8 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows, footer_note
 from faultbench.analysis.report import interference_note
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
-from faultbench.measurement.spec import SpecError, format_size, parse_size
+from faultbench.measurement.meta_checks import epoch_mismatch
+from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
 LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
@@ -119,8 +121,8 @@ def _knob_text(value: Any) -> str:
     An unset value (knob not part of that scenario) is the empty string, so it still matches.
     """
     try:
-        number = float(value)
-    except (TypeError, ValueError):
+        number = parse_float(value) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):  # SpecError is a ValueError
         return "" if value is None else str(value)
     if number != number:
         return ""
@@ -155,6 +157,9 @@ def compare(
     keys.append("role")
     table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
+        for role, side in (("BASE", base), ("NEW", new)):
+            if not side.loc[side["ok"], metric].notna().any():
+                raise AnalysisError(f"{role} has no valid values of {metric}")
         strict = not (base["ok"].all() and new["ok"].all())
         why = " once --strict left out the samples preempted or stolen from" if strict else ""
         raise AnalysisError(f"BASE and NEW have no scenario in common{why}")
@@ -401,6 +406,8 @@ def compare_runs(
     new = select(new_df, new_side, by, "NEW")
     check_planes(base, new, force)
     metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
+    if not force and (mismatch := epoch_mismatch(*metas)):
+        raise AnalysisError(mismatch)
     infos = [run_info(meta, d) for meta, d in zip(metas, (base_df, new_df), strict=True)]
     title = f"base {base_side.name}, new {new_side.name}"
     if by == "kernel":

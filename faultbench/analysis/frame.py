@@ -240,7 +240,8 @@ def _valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Dropped
             dropped.invalid[kind] = dropped.invalid.get(kind, 0) + 1
             continue
         if "scenario" in record:  # bare samples (measure --json) are each their own
-            key = sample_key(record)
+            # merged runs of several machines repeat every key once per machine
+            key = (*sample_key(record), record.get("machine"))
             if key in seen:
                 dropped.duplicates += 1
                 continue
@@ -280,7 +281,8 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     # a profiled sample ran with the kernel profiler sampling it: slower, so no timing data
     df["profiled"] = df["profiled"].fillna(False).astype(bool) if "profiled" in df else False
     df["ok"] = (df["status"] == "ok") & ~df["warmup"] & ~df["profiled"]
-    for name in ("kernel", "boot"):  # runs without booted kernels: one kernel, one boot
+    # runs without booted kernels: one kernel, one boot; runs not merged: one machine
+    for name in ("kernel", "boot", "machine"):
         if name not in df:
             df[name] = None
     # Something else ran on the touching thread's CPU (it was preempted) or the hypervisor

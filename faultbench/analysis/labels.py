@@ -26,11 +26,13 @@ from faultbench.measurement.spec import (
 )
 
 # Spec fields in the order labels name them; the rest of the spec only tunes the harness.
-# `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together.
+# `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together;
+# then `machine` (runs of several machines merged by `faultbench merge`), never pooled.
 LABEL_FIELDS = (
-    "kernel", "backing", "tmpfs_huge", "size", "map", "access", "cache", "fill", "pattern", "uffd",
+    "kernel", "machine", "backing", "tmpfs_huge", "size", "map", "access", "cache", "fill",
+    "pattern", "uffd",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "map_offset", "dir",
+    "map_offset", "vmas", "dir",
 )
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}

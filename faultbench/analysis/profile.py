@@ -23,6 +23,7 @@ from faultbench.analysis.frame import INSTRUCTION_CLOCK_PLANES
 from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
+from faultbench.measurement.checks import profile_problem
 from faultbench.measurement.profile import USER
 from faultbench.measurement.results import PROFILES
 from faultbench.measurement.safefile import SafeDir
@@ -65,11 +66,18 @@ PHASES: tuple[Phase, ...] = (
                      "filemap_get_entry", "filemap_fault", "__filemap_get_folio",
                      "filemap_get_folio*", "find_get_entry", "pagecache_get_page"),
           "the page-cache lookup of the faulting page (->fault)"),
+    # 6.1 finds the VMA under mmap_lock (lock_mm_and_find_vma, find_vma, mt_find), 6.4 and
+    # later first under RCU (lock_vma_under_rcu, mas_walk): both named, so that neither
+    # kernel's lookup reads as entry/exit
+    Phase("VMA lookup", ("lock_vma_under_rcu", "lock_mm_and_find_vma", "find_vma",
+                         "find_vma_prev", "find_extend_vma*", "mt_find", "mas_walk",
+                         "mtree_range_walk", "mas_find"),
+          "finding the faulting address's VMA (per-VMA lock under RCU, or mmap_lock)"),
     Phase("entry/exit", ("asm_exc_page_fault", "exc_page_fault", "do_user_addr_fault",
                          "handle_mm_fault", "__handle_mm_fault", "irqentry_*",
-                         "error_entry", "lock_vma_under_rcu"),
-          "fault entry and exit, VMA lookup, the fault handler's own work (finish_fault "
-          "installing the one faulting PTE)"),
+                         "error_entry"),
+          "fault entry and exit, the fault handler's own work (finish_fault installing the "
+          "one faulting PTE)"),
 )
 USER_PHASE = "user"  # the loop's own instructions (and, in a VM, what the guest cannot see)
 OTHER = "other kernel"  # kernel samples no phase names
@@ -114,37 +122,11 @@ def read_profiles(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
             record = json.loads(line)
         except (ValueError, RecursionError):
             record = None
-        if _valid(record):
+        if profile_problem(record) is None:
             records.append(record)
         else:
             bad += 1
     return records, bad
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 63
-
-
-def _valid(record: Any) -> bool:
-    if not isinstance(record, dict) or not isinstance(record.get("scenario"), str):
-        return False
-    if not all(_count(record.get(k)) for k in ("round", "mapper")):
-        return False
-    if record.get("boot") is not None and not _count(record["boot"]):
-        return False
-    for part in ("loop", "munmap"):
-        data = record.get(part)
-        if data is None:
-            continue
-        if not isinstance(data, dict) or not isinstance(data.get("stacks"), dict):
-            return False
-        if not all(_count(data.get(k)) for k in ("samples", "unresolved", "user")):
-            return False
-        if not all(isinstance(s, str) and _count(n) for s, n in data["stacks"].items()):
-            return False
-        if sum(data["stacks"].values()) != data["samples"]:
-            return False
-    return True
 
 
 def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -282,8 +264,11 @@ def section(df: pd.DataFrame) -> str:
     touched page, the sampling's completeness and the profiler's cost. Empty without
     profiles."""
     costs = phase_costs(df)
+    skipped = sum(read_profiles(Path(path))[1] for path in df.attrs.get("paths", {}).values())
+    note = wrap(f"{skipped} line(s) of {PROFILES} skipped: not a valid profile (cut short by "
+                "a kill or a full disk, or edited).") if skipped else ""
     if not costs:
-        return ""
+        return note
     icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
     per_page = f"{'insn' if icount else 'ns'}/page"
     out = [wrap(f"Kernel profiles (cpu-clock samples of the touching thread; {per_page} = "
@@ -318,7 +303,7 @@ def section(df: pd.DataFrame) -> str:
         if c.teardown_symbols:
             out.append(wrap("munmap: " + ", ".join(
                 f"{name} {_pct(share)}" for name, share in c.teardown_symbols[:4])))
-    return "".join(out)
+    return "".join(out) + ("\n" + note if note else "")
 
 
 def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,

@@ -23,6 +23,7 @@ errors) and null metric values are dropped first.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import combinations
 from math import comb
 from typing import Literal
 
@@ -37,11 +38,17 @@ from faultbench.analysis.estimators import (
     mann_whitney_shift,
     moderated_t,
     pooled_log_variance,
+    state_step,
     variance_prior,
     welch_log,
 )
 
 ALPHA = 0.05
+# On the instruction clock, whole boots of one image land on levels this far apart (a 16
+# MiB read: 592.6 or 595.2 instructions per page, one timer tick more or less per loop):
+# with 3 boots a side, a split along those levels passes any test, so a boot-level change
+# below the step is not testable there, whatever a side's own boots show.
+ICOUNT_STATE_STEP = 595.2 / 592.6
 # What tells one boot from another, outermost first. Absent columns are simply not used.
 BOOT_COLUMNS = ("run", "kernel", "boot")
 ROUND_COLUMN = "round"
@@ -178,8 +185,13 @@ def compare_rows(
         0 for boots);
       detect: the smallest ratio (> 1; a fall to 1/detect alike) this row's test finds with
         POWER at Holm's first threshold alpha/m (a lone change among the m tested rows),
-        given its units and their spread (see `detectable`); inf when the test cannot reach
-        that threshold at all; NaN for exact and untested rows;
+        given its units and their spread (see `detectable`), and at least `state_step`;
+        inf when the test cannot reach that threshold at all; NaN for exact and untested
+        rows;
+      state_step: for boot-level rows, the step between boot states: among one side's
+        per-boot values (`estimators.state_step`, the larger of the sides), and at least
+        ICOUNT_STATE_STEP on the instruction clock; 0 when there is none: a change below it
+        cannot be told from a boot's state;
       exact, significant: bools;
       mark: "*" significant, "=" exactly equal, "?" untested or unable to reach alpha even
         as the table's smallest p, "" otherwise;
@@ -201,7 +213,7 @@ def compare_rows(
     sides = [f"{side}_{name}" for side in ("base", "new") for name in (
         "boots", "units", "samples", "dropped", "median", "spread_pct", "gmean", "sd_pct")]
     columns = ["unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "min_p",
-               "exact", "method", "_se", "_df"]
+               "exact", "method", "_se", "_df", "_states"]
     table = pd.concat(
         [both[keys].reset_index(drop=True), pd.DataFrame(rows, columns=columns)], axis=1
     )
@@ -215,6 +227,11 @@ def compare_rows(
         for se, df, min_p, ok in zip(table["_se"], table["_df"], table["min_p"], tested,
                                      strict=True)
     ]
+    # a change below the step between boot states is no more than a boot in the other state
+    table["state_step"] = np.where(table["unit"] == "boot", np.maximum(
+        table["_states"], ICOUNT_STATE_STEP if _icount(base_df, new_df) else 0.0), 0.0)
+    table["detect"] = table["detect"].where(
+        ~(tested & (table["state_step"] > table["detect"])), table["state_step"])
     hopeless = (table["p"].isna() & ~table["exact"]) | (tested & (table["min_p"] >= level))
     equal = table["exact"] & (table["ratio"] == 1)
     # an exact row that changed is marked without a test: no test over boots could reach
@@ -223,10 +240,19 @@ def compare_rows(
     table["mark"] = np.select([table["significant"] | changed, equal, hopeless],
                               ["*", "=", "?"], "")
     order = [*keys, "unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "p_adj",
-             "min_p", "detect", "exact", "significant", "mark", "method"]
+             "min_p", "detect", "state_step", "exact", "significant", "mark", "method"]
     table = table[list(dict.fromkeys(order))]
     table.attrs.update(alpha=alpha, tested=family, significance="p_adj", power=POWER)
     return table
+
+
+def _pct_range(ratios: pd.Series) -> str:
+    low, high = (f"{100 * (r - 1):.2g}" for r in (ratios.min(), ratios.max()))
+    return f"{low}%" if low == high else f"{low}-{high}%"
+
+
+def _icount(*frames: pd.DataFrame) -> bool:
+    return any("clock" in f and bool((f["clock"] == "icount").any()) for f in frames)
 
 
 def footer_note(table: pd.DataFrame) -> str:
@@ -237,6 +263,15 @@ def footer_note(table: pd.DataFrame) -> str:
              if method in (BOOT_METHOD, MODERATED_METHOD, ROUND_METHOD)
              else REFERENCES[method] for method in used]
     tested = table.attrs.get("tested", 0)
+    states = table["state_step"] if "state_step" in table else pd.Series(dtype=float)
+    raised = states[(states > 1) & (states == table["detect"])]
+    if len(raised):
+        parts.append(f"boot states: in {len(raised)} row(s) boots land on levels "
+                     f"{_pct_range(raised)} apart (instruction clock: at least "
+                     f"{100 * (ICOUNT_STATE_STEP - 1):.2g}%, docs/icount.md), more than the "
+                     "test's detect; a change below that step is not testable with these "
+                     "boots (a split along the levels passes any test), so detect shows the "
+                     "step there")
     if tested:
         parts.append(f"*: Holm-adjusted p < {alpha} over the {tested} tested rows "
                      f"({HOLM_REFERENCE})")
@@ -317,7 +352,8 @@ def _compare_one(unit: str, base: np.ndarray, new: np.ndarray, row: dict[str, ob
             int(row["dropped_base"]), base_median, _spread_pct(base), *_mean_sd(base),
             len(new_boots), len(new), int(row["samples_new"]), int(row["dropped_new"]),
             new_median, _spread_pct(new), *_mean_sd(new),
-            ratio, median_ratio, ci[0], ci[1], p, min_p, exact, method, se, df)
+            ratio, median_ratio, ci[0], ci[1], p, min_p, exact, method, se, df,
+            np.nanmax([state_step(base), state_step(new), 0.0]) if unit == "boot" else 0.0)
 
 
 def _mean_sd(values: np.ndarray) -> tuple[float, float]:
@@ -356,12 +392,18 @@ def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 
     themselves are split in halves at random: the boots of each kernel when every kernel
     has >= 4 (2 vs 2 at least), else the rounds of a run of one boot per kernel; ValueError
     for a booted run with 2 or 3 boots per kernel (its boots cannot be split, and its rounds
-    are not independent of them). `keys` must not include swap."""
+    are not independent of them). `keys` must not include swap. When the units allow no
+    more distinct halvings than `tables` (`distinct_halves`), each is made once instead:
+    fewer tables, none repeated."""
     rng = np.random.default_rng(seed)
     ok = df[df["ok"]]
     units = _split_units(ok) if swap is None else None
     if units is not None:
         ok, units = ok[units.notna()], units.dropna()
+        every = distinct_halves(units.unique())
+        if len(every) <= tables:  # random draws would only repeat them
+            return [compare_rows(ok[units.isin(a)], ok[~units.isin(a)], keys, metric)
+                    for a in every]
     out = []
     for _ in range(tables):
         if swap is not None:
@@ -375,6 +417,17 @@ def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 
             side_a = units.isin(chosen)
         out.append(compare_rows(ok[side_a], ok[~side_a], keys, metric))
     return out
+
+
+def distinct_halves(units: Sequence[str]) -> list[set[str]]:
+    """Every split of `units` into halves (the smaller first when odd), each once: A vs B
+    and B vs A are one split. 6 boots give C(6,3)/2 = 10."""
+    ordered = sorted(set(units))
+    half = len(ordered) // 2
+    splits = [set(c) for c in combinations(ordered, half)]
+    # with an even count each split appears twice, once from each half: keep the one
+    # holding the first unit
+    return [c for c in splits if ordered[0] in c] if 2 * half == len(ordered) else splits
 
 
 def _split_units(ok: pd.DataFrame) -> pd.Series:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
+from faultbench.measurement.results import META
 from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
 
@@ -310,6 +312,10 @@ def write_report(
         text = report_text(df, meta, baseline)
         directory = source if out is None else stack.enter_context(
             SafeDir.open(out, create=True))
+        if directory.is_file(META) and not os.path.samestat(os.fstat(directory.fd),
+                                                            os.fstat(source.fd)):
+            raise AnalysisError(f"--out {out} is another run's directory (it has {META}), "
+                                "whose report this would replace; choose one that is not a run")
         directory.replace("report.txt", text)
         if not figures:
             return text, []

@@ -14,6 +14,9 @@ CI_METHOD = ("distribution-free order-statistic 95% CI of the median of per-roun
              "(mappers of a round pooled by their median; needs n >= 6 rounds)")
 
 
+_TABLE_COLUMNS = ("n", "median", "mean", "std", "n_samples", "n_boots", "ci_lo", "ci_hi")
+
+
 def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFrame:
     """Per group of `keys`: n, median, 95% CI (order statistics), mean and std of `metric`,
     over the group's rounds.
@@ -32,6 +35,8 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
     keys = list(names.values())
     columns = dict.fromkeys([*names, *boot_columns(df), "round", metric])
     valid = df.loc[df["ok"] & df[metric].notna(), list(columns)]
+    if valid.empty:  # every sample failed or lacks the metric: no row, not a pandas error
+        return pd.DataFrame(columns=[*names, *_TABLE_COLUMNS])
     rounds = replicate_values(valid.set_axis(
         [names.get(c, c) for c in valid.columns], axis=1), keys, metric, "round")
     boots = [column for column in boot_columns(rounds) if column not in keys]

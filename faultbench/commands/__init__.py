@@ -40,12 +40,6 @@ def check_text(value: str | None, option: str, empty: bool = False) -> str | Non
     return value
 
 
-def printable(text: str) -> str:
-    """`text` with control characters escaped: a workload's description must not send a
-    terminal escape sequences (it is a file anyone may write)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-
-
 def check_count(value: int | None, option: str, low: int, high: int) -> None:
     if value is not None and not low <= value <= high:
         raise ArgumentError(f"{option} must be from {low} to {high:,}, got {value:,}"
@@ -64,3 +58,18 @@ def filesystem_errors(where: str) -> Iterator[None]:
         if exc.errno not in FILESYSTEM_ERRNOS:
             raise
         raise FilesystemError(f"{exc.filename or where}: {exc.strerror}") from None
+
+
+def integer(text: str) -> int:
+    """argparse `type`: ASCII digits only (spec.parse_int); a refusal reads "invalid integer
+    value"."""
+    from faultbench.measurement.spec import parse_int
+
+    return parse_int(text)
+
+
+def number(text: str) -> float:
+    """argparse `type`: a number written in ASCII (spec.parse_float)."""
+    from faultbench.measurement.spec import parse_float
+
+    return parse_float(text)

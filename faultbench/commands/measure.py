@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
 
-from faultbench.commands import ArgumentError, check_count, check_text
+from faultbench.commands import (
+    ArgumentError,
+    check_count,
+    check_text,
+    integer,
+    number,
+)
+from faultbench.errors import printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -39,10 +47,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--access", choices=ACCESSES, default="read")
     parser.add_argument("--cache", choices=CACHES, help="default: warm (hole for anon)")
     parser.add_argument("--pattern", default="seq", help=PATTERN_HELP)
-    parser.add_argument("--seed", type=int, default=1, help="seed of the random pattern")
+    parser.add_argument("--seed", type=integer, default=1, help="seed of the random pattern")
     parser.add_argument("--uffd", choices=UFFD_MODES, default="none")
     parser.add_argument("--dir", help="directory of the tmpfs/file backing's file")
-    parser.add_argument("--mappers", type=int, default=1, help="processes/threads mapping it")
+    parser.add_argument("--mappers", type=integer, default=1, help="processes/threads mapping it")
     parser.add_argument("--mapper-mode", choices=MAPPER_MODES, default="sequential")
     parser.add_argument("--mapper-kind", choices=MAPPER_KINDS, default="process")
     parser.add_argument(
@@ -76,7 +84,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the page below 2M (default 0: aligned, so fault-around windows fall the same way "
         "in every sample)",
     )
-    parser.add_argument("--deadline", type=float, default=10.0,
+    parser.add_argument(
+        "--vmas", type=integer, default=0, metavar="N",
+        help="pad each mapper process's address space to N mappings before its loop (default "
+        "0: as it comes, about 25); recorded per sample as `mappings`",
+    )
+    parser.add_argument("--deadline", type=number, default=10.0,
                         help="seconds per sample (at most 3600)")
     parser.add_argument(
         "--no-serve", action="store_true",
@@ -93,9 +106,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the samples are marked profiled (the profiler slows them) and list their top "
         "kernel symbols (--json: the whole profile)",
     )
-    parser.add_argument("--repeat", type=int, default=1, help="samples per setting")
+    parser.add_argument("--repeat", type=integer, default=1, help="samples per setting")
     parser.add_argument(
-        "--warmups", type=int, default=1,
+        "--warmups", type=integer, default=1,
         help="samples taken and discarded before each setting's first (default 1): the "
         "first sample in a process is slower, its page tables and caches cold",
     )
@@ -131,6 +144,7 @@ def spec_from_args(args: argparse.Namespace) -> Spec:
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,
         map_offset=args.map_offset, fill=args.fill, tmpfs_huge=args.tmpfs_huge,
+        vmas=args.vmas,
     ).normalized()
 
 
@@ -146,11 +160,13 @@ def describe(sample: Sample) -> str:
         head += f" huge={spec['tmpfs_huge']}"
     if spec.get("fill", "write") != "write":
         head += f" fill={spec['fill']}"
+    if spec.get("vmas"):
+        head += f" vmas={spec['vmas']}"
     if spec["mappers"] > 1:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
-        return f"{head}: {sample.status}: {sample.error}"
+        return f"{head}: {sample.status}: {printable(sample.error or '')}"
     # on the instruction clock a virtual ns is one guest instruction: say so in the unit
     unit = "insn" if sample.clock == "icount" else "ns"
     return (
@@ -221,12 +237,20 @@ def run(args: argparse.Namespace) -> int:
         raise ArgumentError("--clock chooses a booted guest's clock; give --kernel too (the "
                             "running kernel is timed on the wall clock)")
     if args.kernel:
-        from faultbench.measurement.booted.guest import resolve_clock, run_cli_in_guest
+        from faultbench.measurement.booted import guest
 
-        _, clock = resolve_clock(args.clock)
+        kvm, clock = guest.resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
             raise ArgumentError(CONCURRENT_ON_ICOUNT)
-        return run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
+        missing = guest.requirements(os.path.abspath(args.kernel))
+        if missing:  # before saying it boots
+            raise guest.GuestError(f"--kernel {args.kernel}: {'; '.join(missing)}")
+        # a boot prints nothing for a minute or more (under TCG): say what is going on
+        print(f"faultbench measure: booting {printable(args.kernel)} "
+              f"({guest.plane_for(kvm, clock)})"
+              f"{'' if kvm else ', about a minute under emulation'}", file=sys.stderr,
+              flush=True)
+        return guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = 0

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from faultbench.commands import FilesystemError, check_count, check_text, filesystem_errors
+from faultbench.commands import (
+    FilesystemError,
+    check_count,
+    check_text,
+    filesystem_errors,
+    integer,
+)
 
 if TYPE_CHECKING:
     from faultbench.measurement.results import RunDir
@@ -38,9 +44,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "one run (LABEL defaults to the image's release)",
     )
     parser.add_argument(
-        "--boots", metavar="N", type=int,
+        "--boots", metavar="N", type=integer,
         help="boots of each kernel, in a balanced interleaved order, each running an equal "
         "share of the rounds (default: 3 with several kernels, else 1)",
+    )
+    parser.add_argument(
+        "--jobs", metavar="N", type=int,
+        help="with --kernel: guests booted at once (default: on the instruction clock the "
+        "CPUs available, fewer if memory for each guest's --memory + 256M runs out; on the "
+        "wall clock 1, since contention moves wall-clock times); also with --resume",
+    )
+    parser.add_argument(
+        "--shard", metavar="I/N",
+        help="with --kernel: run only shard I of N of the boot plan (every N-th boot from "
+        "the I-th) into a run directory of its own; `faultbench merge` combines the N",
     )
     parser.add_argument(
         "--memory", metavar="SIZE",
@@ -66,11 +83,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "scenario name (a glob with * ? [, else a substring); recorded in meta.json",
     )
     parser.add_argument(
-        "--repetitions", metavar="N", type=int,
+        "--repetitions", metavar="N", type=integer,
         help="measured rounds instead of the workload's own; recorded in meta.json",
     )
     parser.add_argument(
-        "--profile", metavar="N", type=int, nargs="?", const=PROFILE_ROUNDS,
+        "--profile", metavar="N", type=integer, nargs="?", const=PROFILE_ROUNDS,
         help=f"after the measured rounds, N more (default {PROFILE_ROUNDS}) whose samples are "
         "profiled (kernel symbols of the loop and munmap, in profiles.jsonl) and kept out of "
         "the timings; overrides the workload's `profile`",
@@ -102,6 +119,7 @@ def _started(args: argparse.Namespace) -> Path | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from faultbench.measurement.booted.jobs import MAX_JOBS
     from faultbench.measurement.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
@@ -117,21 +135,30 @@ def _run(args: argparse.Namespace) -> int:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
         if args.memory is not None and not args.kernel:
             raise RunError("--memory sizes a booted guest; give --kernel too")
+        for given, option in ((args.jobs, "--jobs"), (args.shard, "--shard")):
+            if given is not None and not (args.kernel or (args.resume and option == "--jobs")):
+                raise RunError(f"{option} shares out the boots of --kernel images; give "
+                               "--kernel too")
+        check_count(args.jobs, "--jobs", 1, MAX_JOBS)
         if args.clock and not args.kernel:
             raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
                            "running kernel is timed on the wall clock)")
         if args.resume:
             if (args.workload or args.out or args.kernel or args.boots is not None
                     or args.clock or args.set or args.only or args.repetitions is not None
-                    or args.profile is not None or args.memory is not None):
-                raise RunError("--resume DIR takes the workload, kernels, clock, memory and "
-                               "directory from DIR; give no WORKLOAD, --out, --kernel, --boots, "
-                               "--clock, --memory, --set, --only, --repetitions or --profile "
-                               "with it")
+                    or args.profile is not None or args.memory is not None
+                    or args.shard is not None):
+                raise RunError("--resume DIR takes the workload, kernels, clock, memory, shard "
+                               "and directory from DIR; give no WORKLOAD, --out, --kernel, "
+                               "--boots, --clock, --memory, --shard, --set, --only, "
+                               "--repetitions or --profile with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
-                return _booted(run_dir, args.quiet)
+                return _booted(run_dir, args.quiet, args.jobs)
+            if args.jobs is not None:
+                raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
+                               "not in booted guests")
             _restore_knobs(meta)
         else:
             workload = _workload(args)
@@ -147,12 +174,13 @@ def _run(args: argparse.Namespace) -> int:
             from faultbench.measurement import machine
 
             state = machine.collect()
+            extra = {"machine_state": state, "command": recorded_command(args._argv)}
             if kernels:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, state,
-                                        args.memory)
+                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, extra,
+                                        args.memory, args.shard)
                 _say_machine_state(state, args.quiet, run_dir.read_meta()["plane"])
-                return _booted(run_dir, args.quiet)
-            run_dir = start(workload, out, extra={"machine_state": state})
+                return _booted(run_dir, args.quiet, args.jobs)
+            run_dir = start(workload, out, extra=extra)
             # said once the run is accepted: a refusal stays one line
             _say_machine_state(state, args.quiet, "native")
             for skipped in run_dir.read_meta()["skipped"]:
@@ -167,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
         return exit_status(exc)
     finally:
         if run_dir is not None:
-            run_dir.unlock()
+            run_dir.lock.release()
 
 
 def _workload(args: argparse.Namespace) -> Workload:
@@ -211,11 +239,17 @@ def _say_machine_state(state: dict[str, Any], quiet: bool, plane: str) -> None:
 
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
-                  clock: str | None, state: dict[str, Any], memory: str | None = None) -> Any:
+                  clock: str | None, extra: dict[str, Any], memory: str | None = None,
+                  shard: str | None = None) -> Any:
     from faultbench.measurement.booted import boots as booting
     from faultbench.measurement.booted import guest
+    from faultbench.measurement.booted.boot_order import BootPlanError, parse_shard
     from faultbench.measurement.runner import RunError, start
 
+    try:
+        shard_of = parse_shard(shard) if shard is not None else None
+    except BootPlanError as exc:
+        raise RunError(str(exc)) from None
     missing = guest.requirements(kernels[0].image)
     if missing:
         raise RunError("; ".join(missing))
@@ -229,20 +263,46 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
         workload = booting.without_concurrent_mappers(workload)
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
+    sharded: dict[str, Any] = {}
+    if shard_of:
+        plan, sharded["shard"] = booting.shard(plan, *shard_of)
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
-        "clock": guest.clock_record(clock, kvm), "machine_state": state,
+        **sharded,
+        "clock": guest.clock_record(clock, kvm), **extra,
         "guest_memory": size, "guest_memory_source": source,
     })
 
 
-def _booted(run_dir: Any, quiet: bool) -> int:
-    """Every boot of the run's plan not yet done; pyperf.json and the summary on the host."""
-    from faultbench.measurement.booted.boots import run_boots
+def recorded_command(argv: list[str]) -> list[str]:
+    """The command line meta.json records (scripts/reference-results reruns it): the
+    results directory, which differs from run to run, as {out}."""
+    command, after_out = ["faultbench", "run"], False
+    for arg in argv[1:] if argv[:1] == ["run"] else argv:
+        command.append("{out}" if after_out else "--out={out}" if arg.startswith("--out=")
+                       else arg)
+        after_out = arg == "--out"
+    return command
+
+
+def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
+    """Every boot of the run's plan not yet done, `jobs` guests at once (None: the default
+    for the run's clock); pyperf.json and the summary on the host."""
+    from faultbench.measurement.booted.boots import guest_memory, run_boots, run_clock
+    from faultbench.measurement.booted.jobs import jobs_record
     from faultbench.measurement.results import resume_command
     from faultbench.measurement.runner import utc_now
 
-    meta = run_boots(run_dir, quiet=quiet)
+    meta = run_dir.read_meta()
+    record, warning = jobs_record(jobs, run_clock(meta), guest_memory(meta))
+    if warning:
+        print(f"faultbench run: {warning}", file=sys.stderr)
+    elif not quiet and record["count"] > 1:
+        print(f"faultbench run: {record['count']} guests at once ({record['source']})",
+              file=sys.stderr)
+    meta["jobs"] = record
+    run_dir.write_meta(meta)
+    meta = run_boots(run_dir, quiet=quiet, jobs=record["count"])
     failed = [b for b in meta["boots"] if b["status"] != "ok"]
     if not failed:
         meta["finished_utc"] = utc_now()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from faultbench.commands import check_text, printable
+from faultbench.commands import check_text
+from faultbench.errors import printable
 
 if TYPE_CHECKING:
     from faultbench.measurement.workload import Workload

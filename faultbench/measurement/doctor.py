@@ -14,6 +14,7 @@ from typing import Any
 
 from faultbench.measurement import knobs
 from faultbench.measurement.booted import guest
+from faultbench.measurement.journal import journal_problems
 from faultbench.measurement.measure import DEFAULT_DIRS, measure, meminfo
 from faultbench.measurement.provenance import collect
 from faultbench.measurement.spec import Spec, SpecError
@@ -55,6 +56,8 @@ def knob_checks() -> list[Check]:
         out.append(_knob_check("fault_around_bytes"))
     out += [_knob_check("vm.swappiness"), _knob_check("thp.enabled"),
             _knob_check("thp.shmem_enabled")]
+    # a killed run's journal: every sweep is refused until `faultbench restore`
+    out += [Check("restore journal", False, problem) for problem in journal_problems()]
     try:
         knobs.resolve("read_ahead_kb")
         out.append(_knob_check("read_ahead_kb"))
@@ -124,7 +127,9 @@ def summary(checks: list[Check]) -> list[str]:
     """The answers a user came for: can the knob be swept, here or in a booted image."""
     by_name = {c.name: c for c in checks}
     knob = by_name["fault_around_bytes"]
-    lines = []
+    lines = [f"knob sweeps: refused now: {c.detail}" for c in checks
+             if c.name == "restore journal"]
+    left = bool(lines)
     if knob.ok:
         lines.append("fault_around_bytes sweeps: possible natively (--set fault_around_bytes=...)")
     else:
@@ -144,7 +149,7 @@ def summary(checks: list[Check]) -> list[str]:
             f"tcg-guest); fault counts exact; KVM not usable: {why}"
         )
     settable = [c.name for c in checks if c.name.startswith(("vm.", "thp.")) and c.ok]
-    if settable:
+    if settable and not left:
         lines.append("sysctl/THP sweeps natively: possible (e.g. --set thp.shmem_enabled=never,"
                      "always); originals are restored afterwards")
     return lines

@@ -6,15 +6,13 @@ guest). Standard library only.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import stat
-import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from faultbench.measurement.knoblock import KnobLock, recorded_journal
 from faultbench.measurement.knobs import (
     Knob,
     KnobError,
@@ -26,7 +24,7 @@ from faultbench.measurement.knobs import (
 )
 from faultbench.measurement.safefile import (
     ResultsError,
-    check_owner,
+    SafeDir,
     create_exclusive,
     remove_dead_temp_files,
     temp_name,
@@ -38,9 +36,6 @@ DEFAULT_JOURNAL = "/run/faultbench/journal.json"
 # A real journal names a few knobs; anything larger is not one (and is not read whole).
 JOURNAL_MAX_BYTES = 1 << 20
 JOURNAL_FORMAT = "faultbench-journal/1"
-# One per machine (a booted guest has its own /run), wherever the journal is.
-LOCK_PATH = "/run/faultbench/lock"
-_LOCK_ATTEMPTS = 5
 
 
 def journal_path() -> str:
@@ -48,12 +43,15 @@ def journal_path() -> str:
 
 
 def process_start(pid: int) -> str | None:
-    """The start time of `pid` (clock ticks since boot), which tells a reused pid apart."""
+    """The start time of `pid` (clock ticks since boot), which tells a reused pid apart;
+    None when it has gone or is dead but not yet reaped (state Z or X: killed, its parent
+    has not waited for it; it changes nothing any more)."""
     try:
         text = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    return text.rsplit(")", 1)[1].split()[19]
+    fields = text.rsplit(")", 1)[1].split()
+    return None if fields[0] in ("Z", "X") else fields[19]
 
 
 def _load_journal(path: str) -> dict | None:
@@ -110,91 +108,6 @@ def _owner_alive(data: dict) -> bool:
     return start is not None and start == data.get("pid_start")
 
 
-class KnobLock:
-    """The machine-wide lock every command that writes kernel knobs holds while it does
-    (flock on LOCK_PATH), so runs with different journals cannot change knobs under each
-    other. The holder writes who it is into the file, for the refusal to name it; it
-    removes the file when done (a later locker re-checks it locked the file still there)."""
-
-    def __init__(self) -> None:
-        self._dir_fd = -1
-        self._fd = -1
-
-    def __enter__(self) -> KnobLock:
-        directory, name = os.path.split(LOCK_PATH)
-        for _ in range(_LOCK_ATTEMPTS):
-            try:
-                self._open(directory, name)
-            except FileNotFoundError:
-                continue  # the last holder removed the directory as we opened it
-            except ResultsError:
-                self._close()
-                raise
-            except OSError as exc:
-                self._close()
-                if os.geteuid() != 0:
-                    raise KnobError(f"changing kernel knobs needs root (running as uid "
-                                    f"{os.geteuid()})") from None
-                raise KnobError(f"cannot take the knob lock {LOCK_PATH}: {exc.strerror}") \
-                    from None
-            try:
-                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = os.pread(self._fd, 4096, 0)
-                self._close()  # not ours to remove
-                raise KnobError(f"another faultbench run ({_holder(holder)}) is changing "
-                                "kernel knobs; wait for it to finish") from None
-            try:
-                same = os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False).st_ino == \
-                    os.fstat(self._fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                os.ftruncate(self._fd, 0)
-                os.pwrite(self._fd, json.dumps({
-                    "pid": os.getpid(), "argv": sys.argv,
-                    "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }).encode(), 0)
-                return self
-            self._close()  # the holder removed it after we opened it: take the new one
-        raise KnobError(f"cannot take the knob lock {LOCK_PATH}: it keeps changing")
-
-    def _open(self, directory: str, name: str) -> None:
-        self._close()
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        self._dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
-                               os.O_CLOEXEC)
-        check_owner(self._dir_fd, directory)
-        self._fd = os.open(name, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
-                           dir_fd=self._dir_fd)
-
-    def _close(self) -> None:
-        for fd in (self._fd, self._dir_fd):
-            if fd >= 0:
-                os.close(fd)
-        self._fd = self._dir_fd = -1
-
-    def __exit__(self, *exc: object) -> None:
-        """Released; the file removed while still locked, then its directory if empty."""
-        if self._fd >= 0:
-            directory, name = os.path.split(LOCK_PATH)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(name, dir_fd=self._dir_fd)
-            self._close()
-            with contextlib.suppress(OSError):
-                os.rmdir(directory)
-        self._close()
-
-
-def _holder(text: bytes) -> str:
-    try:
-        data = json.loads(text)
-        command = " ".join(map(str, data["argv"]))
-        return f"pid {int(data['pid'])}: `{command}`, since {data['since']}"
-    except (ValueError, KeyError, TypeError):
-        return f"see {LOCK_PATH}"  # the holder is between taking the lock and saying who
-
-
 def refuse_if_journal(path: str) -> None:
     data = _load_journal(path)
     if data is None:
@@ -223,20 +136,35 @@ def missing_dirs(directory: str) -> list[str]:
     return missing
 
 
+def _journal_dir(path: str) -> SafeDir:
+    """The journal's directory, made if missing, walked as a results directory is (as root:
+    no link another user made or could replace, no directory another user can change): a
+    journal there could be redirected, or deleted mid-run so that a kill leaves knobs no
+    `restore` can find. A sticky directory (/tmp) will do: the journal is linked into place
+    and no one else may remove it there."""
+    try:
+        return SafeDir.open(Path(os.path.dirname(os.path.abspath(path))), create=True,
+                            sticky_ok=True)
+    except ResultsError as exc:
+        raise KnobError(f"cannot write the restore journal {path}: {exc}") from None
+
+
 def write_journal(path: str, data: dict) -> list[str]:
     """Atomically, durably and exclusively: the journal must exist before the first knob is
     written, and two runs starting together must not both think they own the knobs. The temp
     file is new (O_EXCL, unguessable name): a link planted beside the journal is not followed.
     Returns the directories it created (also in the journal as `made_dirs`), for
     drop_journal to remove."""
-    directory = os.path.dirname(path) or "."
     name = os.path.basename(path)
     tmp = temp_name(name)
-    dir_fd = -1
-    made = missing_dirs(directory)
+    made = missing_dirs(os.path.dirname(path) or ".")
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        directory = _journal_dir(path)
+    except KnobError:
+        _remove_empty(made)
+        raise
+    dir_fd = directory.fd
+    try:
         remove_dead_temp_files(dir_fd, name)
         with os.fdopen(create_exclusive(dir_fd, tmp, 0o600), "w") as f:
             json.dump({**data, "made_dirs": made}, f, indent=1)
@@ -252,17 +180,15 @@ def write_journal(path: str, data: dict) -> list[str]:
             os.unlink(tmp, dir_fd=dir_fd)
         os.fsync(dir_fd)
     except OSError as exc:
-        if dir_fd >= 0:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=dir_fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dir_fd)
         _remove_empty(made)
         raise KnobError(
             f"cannot write the restore journal {path}: {exc.strerror}; set FAULTBENCH_JOURNAL "
             "to a writable path"
         ) from exc
     finally:
-        if dir_fd >= 0:
-            os.close(dir_fd)
+        directory.close()
     return made
 
 
@@ -271,10 +197,10 @@ def check_journal_writable(path: str) -> None:
     directory): a file is created there and removed, with any directory made for it."""
     made = missing_dirs(os.path.dirname(path) or ".")
     try:
-        os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
-        probe = os.path.join(os.path.dirname(path), temp_name(os.path.basename(path)))
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
-        os.unlink(probe)
+        with _journal_dir(path) as directory:
+            probe = temp_name(os.path.basename(path))
+            os.close(create_exclusive(directory.fd, probe, 0o600))
+            os.unlink(probe, dir_fd=directory.fd)
     except OSError as exc:
         raise KnobError(f"cannot write the restore journal {path}: {exc.strerror}; set "
                         "FAULTBENCH_JOURNAL to a writable path") from None
@@ -362,13 +288,32 @@ def put_back(knobs: list[tuple[Knob, str]]) -> list[str]:
     return problems
 
 
+def journals() -> list[str]:
+    """Where a killed run may have left a journal: the one the knob lock records (a run
+    with its own FAULTBENCH_JOURNAL), then this process's."""
+    return list(dict.fromkeys(p for p in (recorded_journal(), journal_path()) if p))
+
+
+def journal_problems() -> list[str]:
+    """Each journal a run left (or is writing), said as a knob writer would refuse it."""
+    problems = []
+    for path in journals():
+        try:
+            refuse_if_journal(path)
+        except KnobError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def restore_journal(path: str | None = None) -> list[str]:
-    """Replay a stale journal: the restored knobs as 'name: now -> original' lines.
+    """Replay a stale journal (`path`, or each of journals()): the restored knobs as
+    'name: now -> original' lines.
 
     Raises KnobError if the run that wrote it is alive or something could not be restored
     (the journal is kept then, so the restore can be retried).
     """
-    path = path or journal_path()
+    if path is None:
+        return [line for found in journals() for line in restore_journal(found)]
     data = _load_journal(path)
     if data is None:
         return []
@@ -377,20 +322,22 @@ def restore_journal(path: str | None = None) -> list[str]:
             f"faultbench run pid {data['pid']} is still running and restores its knobs itself "
             f"when it ends; stop it (kill {data['pid']}) instead"
         )
+    # `unmount`: what a run of faultbench 0.4 or before mounted for all to see (later
+    # runs mount in a namespace of their own, which ends with them)
     knobs, unmount = data.get("knobs"), data.get("unmount", [])
     if not isinstance(knobs, list) or not isinstance(unmount, list):
         raise KnobError(f"journal {path}: `knobs` and `unmount` must be lists; nothing was "
                         "restored")
     entries = [_journal_entry(e, path) for e in knobs]
     done = []
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(KnobLock())
+    with KnobLock(path) as lock, contextlib.ExitStack() as stack:
         if any(k.kind == "fault_around" for k, _ in entries):
             stack.enter_context(mounted("debugfs", DEBUGFS))
         for knob, original in entries:
             with contextlib.suppress(OSError):
                 done.append(f"{knob.name}: {read_value(knob)} -> {original}")
         problems = put_back(entries)
+        lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it
     for target in unmount:
         if target == DEBUGFS:
             umount(target)

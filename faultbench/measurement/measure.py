@@ -53,7 +53,7 @@ _STATUS = {lib.FB_OK: "ok", lib.FB_UNSUPPORTED: "unsupported", lib.FB_ERROR: "er
 _COUNTS = ("touch_ns", "faults_minor", "faults_major", "perf_page_faults", "cycles",
            "instructions", "pages_mapped", "resident_before_pages", "mmap_ns", "munmap_ns",
            "uffd_events", "uffd_ns", "populate_ns", "populate_faults", "nivcsw", "steal_ns",
-           "window_offset", "mappings")
+           "window_offset", "mappings", "ticks")
 
 
 def current_plane() -> str:
@@ -109,7 +109,8 @@ def backing_dir(spec: Spec) -> str:
 
 def check_resources(spec: Spec) -> None:
     """Refuse, before anything is created, a sample this machine cannot hold."""
-    if spec.apps:  # short of memory on purpose; only the disk must hold the files
+    if spec.apps:  # short of memory on purpose, but within what the machine has at all
+        _check_app_memory(spec)
         _check_disk(spec, spec.size * spec.apps)
         return
     copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
@@ -124,6 +125,23 @@ def check_resources(spec: Spec) -> None:
         )
     if spec.backing == "file":
         _check_disk(spec, spec.size)
+
+
+def _check_app_memory(spec: Spec) -> None:
+    """Apps' files and heaps may exceed the memory available (reclaim under that pressure is
+    what a session measures), not memory and swap together: then the OOM killer, not
+    reclaim, ends every session."""
+    info = meminfo()
+    if "MemTotal" not in info:
+        return
+    footprint = spec.apps * (spec.size + spec.app_anon)
+    total = (info["MemTotal"] + info.get("SwapTotal", 0)) * 1024
+    if footprint > total:
+        raise SpecError(
+            f"{spec.apps} apps of {format_size(spec.size)} files and {format_size(spec.app_anon)}"
+            f" heap need {footprint / 2**30:.1f} GiB, more than this machine's memory and swap "
+            f"together ({total / 2**30:.1f} GiB)"
+        )
 
 
 def _check_disk(spec: Spec, size: int) -> None:
@@ -143,7 +161,8 @@ def _check_disk(spec: Spec, size: int) -> None:
 def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1,
             directory: str | None = None) -> object:
     pattern, stride = parse_pattern(spec.pattern)
-    dir_c = ffi.new("char[]", (directory or backing_dir(spec)).encode())
+    # any bytes a path may hold
+    dir_c = ffi.new("char[]", os.fsencode(directory or backing_dir(spec)))
     keep.append(dir_c)
     c = ffi.new("struct fb_spec *")
     c.backing = _ENUMS["backing"][spec.backing]
@@ -171,6 +190,7 @@ def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1,
     c.mapper_program = _MAPPER_PROGRAM
     fill, c.fill_chunk = parse_fill(spec.fill)
     c.fill = _ENUMS["fill"][fill]
+    c.vmas = spec.vmas
     return c
 
 
@@ -193,6 +213,7 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
         "resident_before_pages": _text(result.resident_reason),
         "pages_mapped": _text(result.mapped_reason),
         "steal_ns": _text(result.steal_reason),
+        "ticks": _text(result.ticks_reason),
         "populate_ns": _text(result.populate_reason),
         "populate_faults": _text(result.populate_reason),
     }

@@ -16,6 +16,11 @@ def _int(value: Any, low: int, high: int) -> bool:
     return not isinstance(value, bool) and isinstance(value, int) and low <= value <= high
 
 
+def meta_problem(meta: dict[str, Any], repetitions: int) -> str | None:
+    """What is wrong with meta.json's provenance, epoch, command, kernels or boots."""
+    return provenance_problem(meta) or epoch_problem(meta) or booted_problem(meta, repetitions)
+
+
 def provenance_problem(meta: dict[str, Any]) -> str | None:
     """Why meta.json's provenance is not one, or None (it may be absent)."""
     provenance = meta.get("provenance", {})
@@ -28,6 +33,30 @@ def provenance_problem(meta: dict[str, Any]) -> str | None:
         if not isinstance(value.get(key), str | None):
             return f"provenance.{part}.{key} is not a string"
     return None
+
+
+def epoch_problem(meta: dict[str, Any]) -> str | None:
+    """Why meta.json's harness_epoch and command are not ones, or None (absent: before them)."""
+    if not _int(meta.get("harness_epoch", 0), 0, 10**6):
+        return "harness_epoch is not a small non-negative integer"
+    command = meta.get("command", [])
+    if not isinstance(command, list) or not all(isinstance(a, str) for a in command):
+        return "command is not a list of strings"
+    return None
+
+
+def harness_epoch(meta: dict[str, Any]) -> int:
+    return meta.get("harness_epoch", 0)
+
+
+def epoch_mismatch(base: dict[str, Any], new: dict[str, Any]) -> str | None:
+    """compare's one line when two runs' samples count different things, or None."""
+    epochs = harness_epoch(base), harness_epoch(new)
+    if epochs[0] == epochs[1]:
+        return None
+    return (f"BASE was measured at harness epoch {epochs[0]} and NEW at {epochs[1]}: the "
+            "harness changed what a sample counts in between (docs/results.md, harness "
+            "epochs; --force compares anyway)")
 
 
 def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
@@ -48,7 +77,11 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
             return f"kernels[{index}]: release and tree must be strings or null"
     if bool(kernels) != bool(boots):
         return "kernels and boots go together (a booted run has both)"
-    if kernels and not _int(meta.get("boots_per_kernel"), 1, len(boots)):
+    problem = shard_problem(meta)
+    if problem:
+        return problem
+    plan_boots = meta["shard"]["plan_boots"] if "shard" in meta else len(boots)
+    if kernels and not _int(meta.get("boots_per_kernel"), 1, plan_boots):
         return "boots_per_kernel is not a count of boots"
     for index, boot in enumerate(boots):
         rounds = boot.get("rounds")
@@ -64,8 +97,24 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
         if not (isinstance(rounds, list) and len(rounds) == 2
                 and all(_int(r, 0, repetitions) for r in rounds) and rounds[0] <= rounds[1]):
             return f"boots[{index}]: rounds is not [first, stop] of the {repetitions} rounds"
+        if "plan_index" in boot and not _int(boot["plan_index"], 0, plan_boots - 1):
+            return f"boots[{index}]: plan_index is not a position in the plan"
         if not all(isinstance(boot.get(k), str | None)
                    for k in ("reason", "started_utc", "finished_utc")):
             return f"boots[{index}]: reason and times must be strings or null"
     return None
 
+
+
+def shard_problem(meta: dict[str, Any]) -> str | None:
+    """Why a shard's `shard` record (run --shard I/N) is not one, or None (none is fine)."""
+    if "shard" not in meta:
+        return None
+    shard = meta["shard"]
+    if not (isinstance(shard, dict) and _int(shard.get("count"), 1, 10**6)
+            and _int(shard.get("index"), 1, shard["count"])
+            and _int(shard.get("plan_boots"), shard["count"], 10**6)):
+        return "shard is not {index, count, plan_boots} with 1 <= index <= count <= plan_boots"
+    if not all("plan_index" in boot for boot in meta.get("boots", [])):
+        return "a shard's boots must each say their plan_index"
+    return None

@@ -17,13 +17,15 @@ WIDTH = 99
 class Progress:
     """A bar with counts and ETA on a terminal, one short line per measurement otherwise."""
 
-    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] = sys.stderr,
+    def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] | None = None,
                  names: list[str] | None = None):
-        self.total, self.done, self.quiet, self.stream = total, done, quiet, stream
+        # sys.stderr as it is now: the command replaced Python's (cli._Stderr)
+        self.stream = stream or sys.stderr
+        self.total, self.done, self.quiet = total, done, quiet
         # the name parts every scenario of the run shares say nothing in a progress line
         parts = [set(name.split(",")) for name in names or []]
         self.common = set.intersection(*parts) if len(parts) > 1 else set()
-        self.tty = stream.isatty()
+        self.tty = self.stream.isatty()
         self.start = time.monotonic()
         self.measured = 0
 

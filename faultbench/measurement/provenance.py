@@ -131,8 +131,10 @@ def file_dir(specs: Iterable[Spec]) -> str | None:
 
 def machine_paths_out(cmdline: str) -> str:
     """A booted guest's command line without the paths that name this machine, not the
-    kernel: its init lives in this venv, and virtme-ng passes the host's working directory."""
+    kernel: its init lives in this venv, virtme-ng passes the host's working directory and
+    the directories it shares (virtme_initmountN=, host paths without their leading /)."""
     cmdline = cmdline.replace(sys.prefix, "<venv>")
+    cmdline = re.sub(r"\bvirtme_initmount(\d+)=\S*", r"virtme_initmount\1=<mount \1>", cmdline)
     return re.sub(r"\bvirtme_chdir=\S*", "virtme_chdir=<cwd>", cmdline)
 
 

@@ -8,9 +8,7 @@ Standard library only, except pyperf (pure Python), which only the parent import
 
 from __future__ import annotations
 
-import dataclasses
 import errno
-import functools
 import json
 import os
 import shlex
@@ -19,17 +17,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.measurement.meta_checks import booted_problem, provenance_problem
+from faultbench.measurement.checks import sample_problem, short
+from faultbench.measurement.dirlock import DirLock
+from faultbench.measurement.meta_checks import meta_problem
 from faultbench.measurement.safefile import ResultsError, SafeDir
-from faultbench.measurement.spec import (
-    MAX_DEADLINE_S,
-    MAX_MAPPERS,
-    MAX_SEED,
-    Sample,
-    Spec,
-    SpecError,
-    parse_size,
-)
+from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
 FORMAT = "faultbench-run/1"
@@ -99,90 +91,6 @@ def parse_samples(
     return records, bad
 
 
-# Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
-_INT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type in ("int", "int | None"))
-_FLOAT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type == "float | None")
-_INT64_MAX = (1 << 63) - 1
-# A sample ends at its deadline, so no page took longer; more faults than this per page
-# touched is not a measurement either. Bounds for plausibility, and to keep tables narrow.
-_FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
-
-
-def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
-    """Why a samples.jsonl record is not a sample faultbench can use, or None.
-
-    Checks what resuming and analysis rely on: the keys that identify it (scenario, boot,
-    round, mapper) and its spec, and that every number is of its field's type, finite and
-    in range (a NaN or a 300-digit value is refused, not shown). Without `in_run` a bare
-    sample (`faultbench measure --json`) passes too: it has no scenario or round."""
-    scenario = record.get("scenario")
-    bare = not in_run and "scenario" not in record and "round" not in record
-    if not bare and (not isinstance(scenario, str) or not scenario):
-        return f"scenario is {scenario!r}, not a scenario name"
-    where = f"scenario {scenario}" if scenario else "sample"
-    for key, low, high in (("round", 0, 10**9), ("mapper", 0, MAX_MAPPERS - 1),
-                           ("boot", 0, 10**6)):
-        value = record.get(key)
-        if value is None and (key == "boot" or (bare and key == "round")):
-            continue
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
-    for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
-                      ("null_reasons", dict), ("error", str), ("profiled", bool),
-                      ("launch_outcome", str)):
-        value = record.get(key)
-        if not isinstance(value, kind) and not (value is None and key not in ("status",)):
-            return f"{where}: {key} is {value!r}, not {kind.__name__}"
-    vmstat = record.get("vmstat", {})
-    if not isinstance(vmstat, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
-            for v in vmstat.values()):
-        return f"{where}: vmstat is {_short(vmstat)}, not an object of counter deltas"
-    problem = _spec_problem(record.get("spec"))
-    if problem is not None:
-        return f"{where}: spec: {problem}"
-    for key in _INT_FIELDS:
-        value = record.get(key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or not 0 <= value <= _INT64_MAX):
-            return f"{where}: {key} is {_short(value)}, not a count from 0 to 2^63-1"
-    for key in _FLOAT_FIELDS:
-        value = record.get(key)
-        high = _FLOAT_MAX.get(key, float(_INT64_MAX))
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
-                                  or not 0 <= value <= high):
-            return f"{where}: {key} is {_short(value)}, not a number from 0 to {high:g}"
-    return None
-
-
-def _spec_problem(spec: Any) -> str | None:
-    """Why `spec` is not a valid spec, or None; a run's samples share a few specs, so each
-    distinct one is checked once."""
-    try:
-        # with each value's type: 1, 1.0 and true are equal keys but not equally valid
-        return _checked_spec(tuple((k, type(v), v) for k, v in sorted(spec.items())))
-    except (AttributeError, TypeError):  # not an object, or a value that is a list or object
-        try:
-            Spec.from_dict(spec).normalized()
-        except SpecError as exc:
-            return str(exc)
-        return None
-
-
-@functools.lru_cache(maxsize=1024)
-def _checked_spec(items: tuple[tuple[str, type, Any], ...]) -> str | None:
-    try:
-        Spec.from_dict({k: v for k, _, v in items}).normalized()
-    except SpecError as exc:
-        return str(exc)
-    return None
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 24 else f"{text[:20]}..."
-
-
 def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     """meta.json's content, validated as untrusted input: what resuming, reporting and
     comparing read from it has the type and range they rely on (ResultsError otherwise)."""
@@ -192,7 +100,7 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise refuse(f"not a faultbench meta.json (a JSON {type(meta).__name__}, not an object)")
     if meta.get("format") != FORMAT:
-        raise refuse(f"format {_short(meta.get('format'))}, expected {FORMAT!r} (written by "
+        raise refuse(f"format {short(meta.get('format'))}, expected {FORMAT!r} (written by "
                      "another faultbench version, or not by faultbench)")
     workload = meta.get("workload")
     if not isinstance(workload, dict):
@@ -201,12 +109,12 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
                            ("seed", 0, MAX_SEED), ("profile", 0, MAX_PROFILE_ROUNDS)):
         value = workload.get(key, 0 if key == "profile" else None)  # runs from before it
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise refuse(f"workload.{key} is {_short(value)}, not an integer from {low} to "
+            raise refuse(f"workload.{key} is {short(value)}, not an integer from {low} to "
                          f"{high}")
     for key in ("name", "plane"):
         value = workload.get(key) if key == "name" else meta.get(key)
         if not isinstance(value, str):
-            raise refuse(f"{key} is {_short(value)}, not a string")
+            raise refuse(f"{key} is {short(value)}, not a string")
     scenarios = meta.get("scenarios")
     if not isinstance(scenarios, list) or not scenarios:
         raise refuse("scenarios is not a non-empty list")
@@ -234,12 +142,12 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
         raise refuse("skipped has an entry without a scenario name")
     if not isinstance(meta.get("finished_utc"), str | None):
         raise refuse("finished_utc is not a time or null")
-    problem = provenance_problem(meta) or booted_problem(meta, workload["repetitions"])
+    problem = meta_problem(meta, workload["repetitions"])
     if problem:
         raise refuse(problem)
     memory = meta.get("guest_memory")
     if memory is not None and not _is_size(memory):
-        raise refuse(f"guest_memory is {_short(memory)}, not a size such as '512M'")
+        raise refuse(f"guest_memory is {short(memory)}, not a size such as '512M'")
     return meta
 
 
@@ -300,10 +208,12 @@ def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str,
 
 def benchmark_name(record: dict[str, Any]) -> str:
     """pyperf benchmark of a sample: the scenario, per mapper when there are several
-    (first and later mappers measure different things)."""
+    (first and later mappers measure different things), and per machine in a merged run of
+    several (faultbench merge): one machine's values are never pooled with another's."""
+    name = record["scenario"] + (f",machine={record['machine']}" if "machine" in record else "")
     if record["spec"]["mappers"] > 1:
-        return f"{record['scenario']},mapper={record['mapper']}"
-    return record["scenario"]
+        return f"{name},mapper={record['mapper']}"
+    return name
 
 
 class RunDir:
@@ -315,6 +225,7 @@ class RunDir:
                  any_owner: bool = False) -> None:
         self.path = path
         self.dir = directory or SafeDir.open(path, any_owner=any_owner)
+        self.lock = DirLock(self.dir)  # one writer per directory
         self._samples: IO[str] | None = None
 
     @classmethod
@@ -329,7 +240,7 @@ class RunDir:
                     f"{path} already exists and is not empty: --out names a new or empty "
                     "directory")
             run_dir = cls(path, directory)
-            run_dir.lock()
+            run_dir.lock.acquire("being written")
         except BaseException:
             directory.close()
             raise
@@ -344,19 +255,12 @@ class RunDir:
             if not run_dir.dir.is_file(META):
                 raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
             if not any_owner:
-                run_dir.lock()
+                run_dir.lock.acquire("being written")
         except BaseException:
             run_dir.dir.close()
             raise
         run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
         return run_dir
-
-    def lock(self) -> None:
-        """One writer per directory: a second is refused, naming the first."""
-        self.dir.lock("being written")
-
-    def unlock(self) -> None:
-        self.dir.unlock()
 
     def read_meta(self) -> dict[str, Any]:
         data = self.dir.read_bytes(META)  # refuses a planted link
@@ -368,16 +272,25 @@ class RunDir:
     def read_samples(self) -> list[dict[str, Any]]:
         """Every complete line, strictly (for resuming); a last line cut short by a kill is
         removed from the file, so the sample is measured again and never half-recorded."""
-        data = self.dir.read_bytes(SAMPLES)
+        self._cut_partial_line(PROFILES)  # or the next profile is glued to it, and lost
+        data = self._cut_partial_line(SAMPLES)
         if data is None:
             return []
-        end = data.rfind(b"\n") + 1
-        if end < len(data):
-            self.dir.truncate(SAMPLES, end)
         path = self.path / SAMPLES
-        records, _ = parse_samples(data[:end].splitlines(), path, strict=True, validate=True)
+        records, _ = parse_samples(data.splitlines(), path, strict=True, validate=True)
         check_samples_match(self.read_meta(), records, path)
         return records
+
+    def _cut_partial_line(self, name: str) -> bytes | None:
+        """The JSON-lines file `name` up to its last newline, the rest (what a kill or a full
+        disk cut short) removed from the file; None if there is no such file."""
+        data = self.dir.read_bytes(name)
+        if data is None:
+            return None
+        end = data.rfind(b"\n") + 1
+        if end < len(data):
+            self.dir.truncate(name, end)
+        return data[:end]
 
     def rewrite_samples(self, records: list[dict[str, Any]]) -> None:
         """samples.jsonl replaced, atomically, by `records`."""
@@ -417,54 +330,11 @@ class RunDir:
 
     def write_pyperf(self, meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> int:
         """pyperf.json from the ok samples; returns the number of benchmarks."""
+        from faultbench.measurement.pyperf_suite import pyperf_suite
+
         suite = pyperf_suite(meta, records)
         if suite is None:
             return 0
         with self.dir.replacing(PYPERF) as fh:
             suite.dump(fh, replace=True)
         return len(suite)
-
-
-def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any:
-    """A pyperf BenchmarkSuite: one benchmark per scenario (per mapper when several), one run
-    per round with one value, seconds per touched page; warm-ups ride on the first run as
-    pyperf warm-ups. None when no sample succeeded."""
-    import pyperf
-
-    by_bench: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        if record["status"] == "ok" and record.get("ns_per_page"):
-            by_bench.setdefault(benchmark_name(record), []).append(record)
-    knobs = {s["name"]: s["knobs"] for s in meta["scenarios"]}
-    common = {
-        "unit": "second",
-        "loops": 1,
-        "faultbench_plane": meta["plane"],
-        "faultbench_workload": meta["workload"]["name"],
-    }
-    provenance = meta.get("provenance", {})
-    release = provenance.get("kernel", {}).get("release")
-    if release:
-        common["platform"] = f"Linux-{release}"
-    if provenance.get("host", {}).get("name"):
-        common["hostname"] = provenance["host"]["name"]
-    benchmarks = []
-    for name, group in by_bench.items():
-        group.sort(key=lambda r: r["round"])
-        warmups = [(1, r["ns_per_page"] * 1e-9) for r in group if r["warmup"]]
-        values = [r["ns_per_page"] * 1e-9 for r in group
-                  if not r["warmup"] and not r.get("profiled")]
-        if not values:
-            continue
-        first = group[0]
-        metadata: dict[str, Any] = {**common, "name": name, "faultbench_scenario":
-                                    first["scenario"], "faultbench_mapper": first["mapper"]}
-        for knob, value in knobs.get(first["scenario"], {}).items():
-            metadata[f"knob_{knob}"] = value
-        runs = [
-            pyperf.Run([value], warmups=warmups if i == 0 and warmups else None,
-                       metadata=metadata, collect_metadata=False)
-            for i, value in enumerate(values)
-        ]
-        benchmarks.append(pyperf.Benchmark(runs))
-    return pyperf.BenchmarkSuite(benchmarks) if benchmarks else None

@@ -25,11 +25,11 @@ from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.journal import (
-    KnobLock,
     check_journal_writable,
     journal_path,
     refuse_if_journal,
 )
+from faultbench.measurement.knoblock import KnobLock
 from faultbench.measurement.knobs import KnobError, check_settable, resolve
 from faultbench.measurement.progress import Progress
 from faultbench.measurement.results import (
@@ -49,6 +49,11 @@ from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
 # the native module) and to set up and tear down the backing.
+# What a sample counts, as the harness makes it: bumped whenever the harness changes that
+# (the mapper program, the mapping's alignment, the mapper's environment, a guest's command
+# line, where the loop starts against the tick). compare refuses to mix epochs; runs from
+# before the field are epoch 0. The history is in docs/results.md ("Harness epochs").
+HARNESS_EPOCH = 1
 GRACE_S = 20.0
 # An emulated guest on a busy host imports the native module 5-20x slower than native.
 EMULATED_GRACE_S = 180.0
@@ -171,8 +176,9 @@ class Worker:
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while b"\n" not in self._buffer:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
+                # past the deadline still one look: a parent stopped (Ctrl-Z) meanwhile
+                # finds the answer the worker gave in time
+                if not selector.select(max(deadline - time.monotonic(), 0)):
                     return None
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:
@@ -226,16 +232,24 @@ def check_resources(workload: Workload) -> None:
 
 
 def settable_knobs(workload: Workload) -> Workload:
-    """The workload without the knob axes this machine cannot set (recorded as skipped with
-    the knob module's reason, e.g. lockdown). Checked without writing anything."""
+    """The workload without the knob axes of its file this machine cannot set (recorded as
+    skipped with the knob module's reason, e.g. lockdown). An axis the command line asked
+    for (`--set`, or an `--only` on it) is refused instead, as `measure --set` refuses it.
+    Checked without writing anything."""
     names = workload.knob_names()
     if not names:
         return workload
+    asked = [(f"--set {name}", name) for name in workload.command_line.get("set", {})]
+    asked += [(f"--only {text}", text.partition("=")[0])
+              for text in workload.command_line.get("only", [])]
     with mounted("debugfs", DEBUGFS):
         for name in names:
             try:
                 check_settable(resolve(name))
             except KnobError as exc:
+                option = next((option for option, knob in asked if knob == name), None)
+                if option:
+                    raise KnobError(f"{option}: {exc}") from None
                 workload = workload.without_knobs({name}, str(exc))
     return workload
 
@@ -261,13 +275,14 @@ def start(
     if plane is None and workload.knob_names():
         # refused now, not after the directory exists (a run that never measured anything
         # must leave nothing to --resume)
-        with KnobLock():
+        with KnobLock(journal_path()):
             refuse_if_journal(journal_path())
             check_journal_writable(journal_path())
     run_dir = RunDir.create(out)
     run_dir.write_meta({
         "format": FORMAT,
         "faultbench_version": __version__,
+        "harness_epoch": HARNESS_EPOCH,
         "workload": workload.meta(),
         "scenarios": [s.to_dict() for s in workload.scenarios],
         "skipped": workload.skipped,

@@ -7,25 +7,22 @@ opened through a symbolic link (O_NOFOLLOW); new content goes to a fresh temp fi
 (O_EXCL, a random name) renamed over the old one, so neither a planted link nor a hard link
 to someone else's file is ever opened for writing; appends check the file is a regular one
 with a single link. As root, a directory another user owns (or may write) is refused: its
-owner could swap files between our checks and our writes; so is one whose parent another user
-can change (they could rename it away and put a link in its place before a later command
-opens it). The path to a directory is walked one component at a time: as root, a symbolic
-link on it is followed only when root owns it and no one else can replace it. Files are read
-the same way: never through a link, regular files only. A writer holds a flock on the
-directory, and a second one is refused with the first one's pid and command. Standard
-library only.
+owner could swap files between our checks and our writes; so is one under any directory
+another user can change, its parent or one further up (they could rename what is below away
+and put a link in its place before a later command opens it). The path to a directory is
+walked one component at a time: as root, a symbolic link on it is followed only when root
+owns it and no one else can replace it. Files are read the same way: never through a link,
+regular files only. Standard library only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import os
 import pwd
 import secrets
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -73,9 +70,11 @@ def who_can_change(st: os.stat_result, sticky_ok: bool = False) -> str | None:
     return None
 
 
-def check_owner(fd: int, path: Path | str) -> None:
-    """As root, refuse a directory someone else can change (see the module's docstring)."""
-    who = who_can_change(os.fstat(fd))
+def check_owner(fd: int, path: Path | str, sticky_ok: bool = False) -> None:
+    """As root, refuse a directory someone else can change (see the module's docstring);
+    with `sticky_ok` a sticky one (/tmp) is accepted: for files created only O_EXCL and
+    linked into place, which no one else may then rename or remove."""
+    who = who_can_change(os.fstat(fd), sticky_ok)
     if who:
         raise ResultsError(
             f"{path} is {who}: root does not write into a directory another user can change "
@@ -92,8 +91,8 @@ def check_parent(parent_fd: int, path: Path) -> None:
     if who:
         raise ResultsError(
             f"{path}: its parent directory {path.parent} is {who}, who could swap {path} for "
-            f"a link between commands: root does not use a results directory there; choose "
-            f"another, or make the parent root's (chmod go-w {path.parent})"
+            f"a link between commands: root does not write under it; choose another place, "
+            f"or make the parent root's (chown root: {path.parent}; chmod go-w {path.parent})"
         )
 
 
@@ -110,18 +109,19 @@ def _link_distrust(dir_fd: int, name: str) -> str | None:
 def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
     """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
     the working directory; with `create`, missing components are made (never through a
-    link) and the last one is never a link. `checked` (root, writing its own results): a
-    link on the way is followed only if _link_distrust finds nothing, nothing is made in a
-    directory another user can change, and the last one's parent is check_parent'ed, all
-    before anything is made (ResultsError naming the owner)."""
+    link) and the last one is never a link. `checked` (root, writing its own results): the
+    walk starts at / (a relative path is made absolute), a link on the way is followed only
+    if _link_distrust finds nothing, and every directory on the way is check_parent'ed (its
+    owner could rename what follows away and plant a link), all before anything is made in
+    it (ResultsError naming the owner)."""
+    if checked:
+        path = Path(os.path.abspath(path))
     parts = [p for p in path.parts if p != path.anchor and p != "."]
     fd = os.open(path.anchor or ".", _DIR_FLAGS)
     parent = os.dup(fd)
     try:
         for index, name in enumerate(parts):
             where = Path(path.anchor, *parts[:index + 1])
-            if checked and index == len(parts) - 1:
-                check_parent(fd, where)
             try:
                 step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except FileNotFoundError:
@@ -146,6 +146,12 @@ def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
                                        "follow it (it could lead anywhere); give the real path") \
                         from None
                 step = os.open(name, _DIR_FLAGS, dir_fd=fd)
+            if checked:
+                try:
+                    check_parent(fd, where)
+                except ResultsError:
+                    os.close(step)
+                    raise
             os.close(parent)
             parent, fd = fd, step
     except BaseException:
@@ -173,10 +179,12 @@ class SafeDir:
         self.fd = fd
 
     @classmethod
-    def open(cls, path: Path, create: bool = False, any_owner: bool = False) -> SafeDir:
+    def open(cls, path: Path, create: bool = False, any_owner: bool = False,
+             sticky_ok: bool = False) -> SafeDir:
         """The directory at `path` (see walk()); with `create`, made if missing and then
         never a link itself. `any_owner` skips the owner checks and follows every link (a
-        guest writing the host's directory: the host checked it)."""
+        guest writing the host's directory: the host checked it); `sticky_ok`: see
+        check_owner."""
         try:
             parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0)
         except OSError as exc:
@@ -187,7 +195,7 @@ class SafeDir:
         safe = cls(path, fd)
         if not any_owner:
             try:
-                check_owner(fd, path)
+                check_owner(fd, path, sticky_ok)
             except ResultsError:
                 safe.close()
                 raise
@@ -272,9 +280,15 @@ class SafeDir:
     def _open_existing(self, name: str, flags: int, mode: int = 0o666) -> int:
         """`name` opened with `flags`, refused unless a regular file with one link."""
         try:
-            fd = os.open(name, flags | _NOFOLLOW, mode, dir_fd=self.fd)
+            # O_NONBLOCK: a FIFO planted here must not block the open (with no reader it
+            # fails with ENXIO instead, and is refused as not a regular file)
+            fd = os.open(name, flags | os.O_NONBLOCK | _NOFOLLOW, mode, dir_fd=self.fd)
         except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                raise ResultsError(f"{self.path / name} is not a regular file: faultbench "
+                                   "does not write it; remove it") from None
             raise ResultsError(_why(exc, self.path / name)) from None
+        os.set_blocking(fd, True)
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
             os.close(fd)
@@ -323,6 +337,30 @@ class SafeDir:
         except FileNotFoundError:
             return False
 
+    def is_dir(self, name: str) -> bool:
+        """Whether `name` is a directory here (a link is not)."""
+        try:
+            return stat.S_ISDIR(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode)
+        except FileNotFoundError:
+            return False
+
+    def remove_tree(self, name: str) -> None:
+        """Directory `name` and everything in it removed; no link is followed (a link is
+        removed, never what it points to). Missing: nothing to do."""
+        try:
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise ResultsError(_why(exc, self.path / name)) from None
+        with SafeDir(self.path / name, fd) as inner:
+            for entry in os.listdir(fd):
+                if inner.is_dir(entry):
+                    inner.remove_tree(entry)
+                else:
+                    os.unlink(entry, dir_fd=fd)
+        os.rmdir(name, dir_fd=self.fd)
+
     def truncate(self, name: str, size: int) -> None:
         fd = self._open_existing(name, os.O_WRONLY)
         try:
@@ -334,20 +372,6 @@ class SafeDir:
     def remove_temp_files(self) -> None:
         """Temp files an interrupted replacement left (unlinking never follows a link)."""
         remove_dead_temp_files(self.fd)
-
-    def lock(self, what: str) -> None:
-        """This process the directory's one holder (flock on the descriptor, released when
-        it is closed or the process ends; nothing is written); ResultsError naming the
-        holder when another process has it."""
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ResultsError(f"{self.path} is {what} by another faultbench process "
-                               f"({flock_holder(self.fd)}); wait for it to finish") from None
-
-    def unlock(self) -> None:
-        if self.fd >= 0:
-            fcntl.flock(self.fd, fcntl.LOCK_UN)
 
 
 def remove_dead_temp_files(dir_fd: int, name: str = "") -> None:
@@ -368,24 +392,3 @@ def _is_token(text: str) -> bool:
 
 def _alive(pid: int) -> bool:
     return pid == os.getpid() or os.path.exists(f"/proc/{pid}")
-
-
-def flock_holder(fd: int) -> str:
-    """Who holds the flock on `fd`'s file, from /proc/locks: pid, command, since when."""
-    st = os.fstat(fd)
-    key = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
-    try:
-        with open("/proc/locks") as locks:
-            pids = [line.split()[4] for line in locks
-                    if line.split()[1:2] == ["FLOCK"] and line.split()[5:6] == [key]]
-        pid = int(pids[0])
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-        ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
-        with open("/proc/stat") as proc_stat:
-            boot = next(int(line.split()[1]) for line in proc_stat if line.startswith("btime"))
-    except (OSError, ValueError, IndexError, StopIteration):
-        return "its pid could not be read from /proc/locks"
-    since = time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                          time.gmtime(boot + ticks / os.sysconf("SC_CLK_TCK")))
-    shown = command.decode(errors="replace").strip()[:200]
-    return f"pid {pid}: `{shown}`, running since {since}"

@@ -14,7 +14,6 @@ from types import TracebackType
 
 from faultbench.measurement.journal import (
     JOURNAL_FORMAT,
-    KnobLock,
     drop_journal,
     journal_path,
     process_start,
@@ -22,6 +21,7 @@ from faultbench.measurement.journal import (
     refuse_if_journal,
     write_journal,
 )
+from faultbench.measurement.knoblock import KnobLock
 from faultbench.measurement.knobs import (
     Knob,
     KnobError,
@@ -33,7 +33,7 @@ from faultbench.measurement.knobs import (
     write,
 )
 from faultbench.measurement.signals import TERMINATING, blocked, signals_raise
-from faultbench.measurement.sysfs import DEBUGFS, is_mounted, kernel_has_fs, mount, umount
+from faultbench.measurement.sysfs import DEBUGFS, mounted
 
 
 class KnobSession:
@@ -53,9 +53,9 @@ class KnobSession:
         self._originals: list[tuple[Knob, str]] = []
         # what each knob should read now (its original until set): drift is measured from it
         self._expected: dict[str, int | str] = {}
-        self._unmount: list[str] = []
+        self._mounts = contextlib.ExitStack()
         self._made_dirs: list[str] = []  # made for the journal; removed with it
-        self._lock = KnobLock()
+        self._lock = KnobLock(self.path)
         self._signals = contextlib.ExitStack()
         self._active = False
 
@@ -66,11 +66,8 @@ class KnobSession:
             try:
                 self._lock.__enter__()
                 refuse_if_journal(self.path)
-                if any(k.kind == "fault_around" for k in self.knobs) and not is_mounted(
-                    DEBUGFS, "debugfs"
-                ) and os.geteuid() == 0 and kernel_has_fs("debugfs"):
-                    mount("debugfs", DEBUGFS)
-                    self._unmount.append(DEBUGFS)
+                if any(k.kind == "fault_around" for k in self.knobs):
+                    self._mounts.enter_context(mounted("debugfs", DEBUGFS))
                 for knob in self.knobs:
                     check_settable(knob)
                 self._originals = [(k, restorable_text(k)) for k in self.knobs]
@@ -81,12 +78,11 @@ class KnobSession:
                     "pid_start": process_start(os.getpid()),
                     "argv": sys.argv,
                     "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                    "unmount": self._unmount,
                     "knobs": [{"name": k.name, "path": k.path, "original": v}
                               for k, v in self._originals],
                 })
             except BaseException:
-                self._unmount_ours()
+                self._mounts.close()
                 self._lock.__exit__()
                 raise
             self._active = True
@@ -141,16 +137,13 @@ class KnobSession:
                           f"(faultbench had set {expected!r}); restoring its original",
                           file=sys.stderr)
             problems = put_back(self._originals)
-            self._unmount_ours()
+            self._mounts.close()
             if not problems:
                 drop_journal(self.path, self._made_dirs)
-            self._lock.__exit__()  # a kept journal is for `faultbench restore`, which locks
+            # a kept journal is for `faultbench restore`, which locks, and finds it recorded
+            self._lock.keep_record = bool(problems)
+            self._lock.__exit__()
         return problems
-
-    def _unmount_ours(self) -> None:
-        for target in self._unmount:
-            umount(target)
-        self._unmount = []
 
     def _on_signal(self, signum: int) -> None:
         problems = self.restore()

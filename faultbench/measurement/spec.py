@@ -41,12 +41,18 @@ MAX_STRIDE = 1 << 32
 MAX_APPS = 64
 MAX_APP_FILES = 64  # native/launch.c's limit
 MAX_LAUNCHES = 10_000
+# vmas: below the default vm.max_map_count (65530), with room for the mapper's own
+MAX_VMAS = 60_000
 PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
 # ASCII only: a digit of another script (١٢) is not a number a user meant to give
 _SIZE_RE = re.compile(r"^\s*([0-9]{1,20})\s*([kKmMgGtTpP]?)(i?[bB])?\s*$", re.ASCII)
 _SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+# int() and float() alone take the digits of every script (Arabic-Indic, fullwidth, ...)
+# and underscores (1_0): numbers a user gives go through parse_int/parse_float instead
+_INT_RE = re.compile(r"^\s*[+-]?[0-9]+\s*$", re.ASCII)
+_MAX_DIGITS = 4000  # int() refuses more than 4300 digits; each caller's range check says why
 
 
 class SpecError(FaultbenchError, ValueError):
@@ -61,6 +67,24 @@ def clipped(text: str, limit: int = 200) -> str:
 def shown(value: object, limit: int = 40) -> str:
     """repr(value), clipped()."""
     return clipped(repr(value), limit)
+
+
+def parse_int(text: str, name: str = "value") -> int:
+    """An integer written in ASCII digits; SpecError otherwise. Its range is the caller's."""
+    if not isinstance(text, str) or not _INT_RE.match(text) or len(text) > _MAX_DIGITS:
+        raise SpecError(f"{name} {shown(text)} is not an integer (ASCII digits)")
+    return int(text)
+
+
+def parse_float(text: str, name: str = "value") -> float:
+    """A number written in ASCII (1.5, 2e3; nan and inf too, for the caller's range check
+    to refuse by name); SpecError otherwise."""
+    try:
+        if isinstance(text, str) and text.isascii() and "_" not in text:
+            return float(text)
+    except ValueError:
+        pass
+    raise SpecError(f"{name} {shown(text)} is not a number (ASCII digits)")
 
 
 def parse_size(text: str | int, name: str = "size", minimum: int = 1) -> int:
@@ -177,6 +201,10 @@ class Spec:
     # backing tmpfs only: a tmpfs of faultbench's own, mounted with huge=TMPFS_HUGE for the
     # sample (measurement/tmpfs.py); None: a file in `dir` (default /dev/shm)
     tmpfs_huge: str | None = None
+    # Pad each mapper process's address space to this many mappings before its loop (0: as
+    # it comes, about 25): each fault's VMA lookup walks them, and real processes have
+    # hundreds to thousands.
+    vmas: int = 0
     # App-launch sessions (apps > 0): `apps` apps of `size` bytes each, in `app_files` files,
     # launched `launches` times in all (0: twice each); a launch reads each page with
     # probability 1/touch_one_in and first writes `app_anon` bytes of anonymous heap.
@@ -198,6 +226,10 @@ class Spec:
         _check_int("app_files", self.app_files, 1, MAX_APP_FILES)
         _check_int("launches", self.launches, 0, MAX_LAUNCHES)
         _check_int("touch_one_in", self.touch_one_in, 1, MAX_STRIDE)
+        _check_int("vmas", self.vmas, 0, MAX_VMAS)
+        if self.vmas and (self.mapper_kind == "thread" or self.apps):
+            raise SpecError("vmas pads a mapper process's own address space: thread mappers "
+                            "share the caller's, and app launches have their own processes")
         for name in ("uffd_serve", "perf"):
             if not isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be true or false, got {getattr(self, name)!r}")
@@ -340,6 +372,7 @@ class Sample:
     steal_ns: int | None = None  # steal time of all CPUs across the loop (10 ms resolution)
     window_offset: int | None = None  # the mapping's start modulo window_bytes(page_size)
     mappings: int | None = None  # in the touching process as its loop starts (/proc/self/maps)
+    ticks: int | None = None  # local timer interrupts across the loop, all CPUs (LOC)
     registered: bool | None = None  # this mapper's range was registered with userfaultfd
     uffd_events: int | None = None
     uffd_ns: int | None = None

@@ -7,6 +7,7 @@ Standard library only: this runs inside emulated guests too.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import re
 import subprocess
@@ -98,7 +99,29 @@ def kernel_has_fs(fstype: str) -> bool:
         return False
 
 
-def mount(fstype: str, target: str) -> None:
+_CLONE_NEWNS = 0x00020000
+_MS_REC, _MS_SLAVE = 0x4000, 0x80000
+_own_namespace = False
+
+
+def _private_namespace() -> None:
+    """This process (and the children it starts from now on) in a mount namespace of its
+    own, once: what it mounts no other process sees, so no other faultbench finds it
+    "already mounted" or loses it when this one unmounts it. Slave propagation: the
+    machine's later mounts still show here; ours do not show there. (Python 3.11 has no
+    os.unshare.)"""
+    global _own_namespace
+    if _own_namespace:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(
+            None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_SLAVE), None) != 0:
+        error = ctypes.get_errno()
+        raise FaultbenchError(f"cannot make a private mount namespace: {os.strerror(error)}")
+    _own_namespace = True
+
+
+def _mount(fstype: str, target: str) -> None:
     done = subprocess.run(["mount", "-t", fstype, fstype, target],
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -128,7 +151,8 @@ def release_own_tmpfs(target: object, journal: str) -> None:
 
 @contextlib.contextmanager
 def mounted(fstype: str, target: str) -> Iterator[bool]:
-    """`fstype` mounted at `target` for the block; unmounted again if we mounted it.
+    """`fstype` mounted at `target` for the block, in this process's own mount namespace
+    (see _private_namespace); unmounted there again if we mounted it.
 
     Yields whether it is mounted. Without root or kernel support it yields False.
     """
@@ -138,7 +162,8 @@ def mounted(fstype: str, target: str) -> Iterator[bool]:
     if os.geteuid() != 0 or not kernel_has_fs(fstype) or not os.path.isdir(target):
         yield False
         return
-    mount(fstype, target)
+    _private_namespace()
+    _mount(fstype, target)
     try:
         yield True
     finally:

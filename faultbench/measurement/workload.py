@@ -34,10 +34,12 @@ from faultbench.measurement.workload_checks import (
     axis_values,
     bounded,
     check_knobs,
+    filter_value,
     knob_table,
     subtable,
     typed,
     unknown_keys,
+    unnamed_difference,
 )
 
 SUFFIX = ".toml"
@@ -50,8 +52,8 @@ MAX_PROFILE_ROUNDS = 100
 AXES = (
     "backing", "size", "map", "access", "cache", "pattern", "uffd", "dir",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "deadline_s", "map_offset", "apps", "app_files", "launches", "touch_one_in", "app_anon",
-    "fill", "tmpfs_huge",
+    "deadline_s", "map_offset", "vmas", "apps", "app_files", "launches", "touch_one_in",
+    "app_anon", "fill", "tmpfs_huge",
 )
 MATRIX_KEYS = (*AXES, "knobs")
 KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this machine cannot set
@@ -172,28 +174,13 @@ class Workload:
             return lambda s: str(s.knobs.get(name)) in wanted
         if sep and name in AXES:
             try:
-                wanted = [_spec_value(name, v.strip()) for v in rest.split(",")]
-            except (SpecError, ValueError) as exc:
-                raise WorkloadError(f"--only {text}: {exc}") from None
+                wanted = [filter_value(name, v.strip()) for v in rest.split(",")]
+            except SpecError as exc:
+                raise WorkloadError(f"--only {shown(text, 100)}: {exc}") from None
             return lambda s: getattr(s.spec, name) in wanted
         if any(c in text for c in "*?["):
             return lambda s: fnmatch.fnmatchcase(s.name, text)
         return lambda s: text in s.name
-
-
-def _spec_value(name: str, text: str) -> Any:
-    """A filter's value as the normalized spec holds it."""
-    if name == "size":
-        return parse_size(text)
-    if name == "mappers":
-        return int(text)
-    if name == "deadline_s":
-        return float(text)
-    if name == "pagemap":
-        if text not in ("true", "false"):
-            raise ValueError(f"pagemap is true or false, not {text!r}")
-        return text == "true"
-    return text
 
 
 def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
@@ -224,6 +211,8 @@ def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
     if spec.map_offset:
         offset = spec.map_offset
         parts.append(f"offset={format_size(offset) if isinstance(offset, int) else offset}")
+    if spec.vmas:
+        parts.append(f"vmas={spec.vmas}")
     if spec.apps:
         # e.g. apps=6x4files,launches=12,one-in=16[,anon=16M]: the session's shape
         parts.append(f"apps={spec.apps}x{spec.app_files}files,launches={spec.launches},"
@@ -281,8 +270,10 @@ def shipped() -> dict[str, Path]:
 
 def find(name_or_path: str) -> Path:
     """A shipped workload by name, or a path to a .toml file."""
-    if "\0" in name_or_path:
-        raise WorkloadError(f"workload {name_or_path!r}: a name or path has no NUL bytes")
+    if not name_or_path.isprintable():  # NUL, a newline, an escape, bytes not UTF-8
+        raise WorkloadError(f"workload {shown(name_or_path, 200)}: a workload's name or "
+                            "path has no NUL bytes, control characters or bytes that are not "
+                            "UTF-8 (its name goes into results and terminals); rename it")
     path = Path(name_or_path)
     if name_or_path.endswith(SUFFIX) or "/" in name_or_path:
         try:
@@ -415,7 +406,13 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
                 continue
             for setting in settings:
                 name = scenario_name(spec, setting)
-                scenarios.setdefault(name, Scenario(name, spec, setting))
+                known = scenarios.setdefault(name, Scenario(name, spec, setting))
+                unnamed = unnamed_difference(known.spec, spec)
+                if unnamed:
+                    raise WorkloadError(
+                        f"{path}: two scenarios are both named {name}: they differ only in "
+                        f"{', '.join(unnamed)}, which a name does not show; give "
+                        f"{'it' if len(unnamed) == 1 else 'them'} one value per workload")
     if not scenarios:
         raise WorkloadError(
             f"{path}: no valid scenario in the matrix"

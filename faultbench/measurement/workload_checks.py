@@ -6,6 +6,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Callable
 from typing import Any
@@ -28,10 +29,15 @@ from faultbench.measurement.spec import (
     TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
+    Spec,
     SpecError,
+    canonical_pattern,
     parse_fill,
+    parse_float,
+    parse_int,
     parse_pattern,
     parse_size,
+    shown,
 )
 
 # The axes whose values are one of a fixed list.
@@ -49,7 +55,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 # Integer axes and their bounds.
-_INT_AXES: dict[str, tuple[int, int]] = {
+INT_AXES: dict[str, tuple[int, int]] = {
     "mappers": (1, MAX_MAPPERS),
     "apps": (0, MAX_APPS),
     "app_files": (1, MAX_APP_FILES),
@@ -170,7 +176,7 @@ def axis_values(
         fail(where, "an axis needs at least one value")
     good = []
     for item in values:
-        problem = _check_axis_value(key, item)
+        problem = axis_value_problem(key, item)
         if problem:
             fail(where, problem)
         else:
@@ -178,7 +184,18 @@ def axis_values(
     return good
 
 
-def _check_axis_value(key: str, value: Any) -> str | None:
+def _name_text_problem(key: str, text: str) -> str | None:
+    """Why free text cannot be part of a scenario name, or None if it can. A name joins
+    fields with "," and writes them "field=value", so text holding either would let two
+    scenarios share a name (one then never runs); control characters would reach pyperf
+    metadata and terminals. Refused rather than escaped: a name shows the text as written."""
+    if any(c in ",=" or not c.isprintable() for c in text):
+        return (f"{key} {shown(text, 100)} has a ',', '=' or control character, which a "
+                "scenario name cannot hold; rename it")
+    return None
+
+
+def axis_value_problem(key: str, value: Any) -> str | None:
     """Why `value` cannot be a value of axis `key`, or None if it can."""
     if key in _CHOICES:
         allowed = _CHOICES[key]
@@ -209,16 +226,50 @@ def _check_axis_value(key: str, value: Any) -> str | None:
                 return f"expected a size such as \"64M\" or 0, got {_describe(value)}"
             if value != 0:
                 parse_size(value)
-        elif key in _INT_AXES:
-            low, high = _INT_AXES[key]
+        elif key in INT_AXES:
+            low, high = INT_AXES[key]
             if not isinstance(value, int) or not low <= value <= high:
                 return f"expected an integer from {low} to {high}, got {_describe(value)}"
         elif key == "deadline_s":
             if not isinstance(value, int | float) or not 0 < value <= MAX_DEADLINE_S:
                 return (f"expected a number of seconds above 0 and at most "
                         f"{MAX_DEADLINE_S:.0f}, got {_describe(value)}")
-        elif key == "dir" and (not isinstance(value, str) or not value or "\0" in value):
-            return f"expected a directory path (without NUL bytes), got {_describe(value)}"
+        elif key == "dir":
+            if not isinstance(value, str) or not value or "\0" in value:
+                return f"expected a directory path (without NUL bytes), got {_describe(value)}"
+            return _name_text_problem(key, value)
     except SpecError as exc:
         return str(exc)
     return None
+
+
+def filter_value(name: str, text: str) -> Any:
+    """A `--only FIELD=VALUE` filter's value as the normalized spec holds it, checked as a
+    workload file's value is."""
+    if not text:
+        raise SpecError("give a value after = (FIELD=V1[,V2...])")
+    value: Any = text
+    if name in INT_AXES:
+        value = parse_int(text, name)
+    elif name == "deadline_s":
+        value = parse_float(text, name)
+    elif name in ("size", "map_offset", "app_anon"):
+        value = parse_size(text, name, 0)
+    elif name == "pagemap":
+        value = {"true": True, "false": False}.get(text, text)
+    problem = axis_value_problem(name, value)
+    if problem:
+        raise SpecError(problem)
+    return canonical_pattern(text) if name == "pattern" else value
+
+
+def unnamed_difference(a: Spec, b: Spec) -> list[str]:
+    """The fields in which two specs of one scenario name differ, beyond those the name
+    leaves out because they cannot matter (scenario_name): [] when they are one scenario."""
+    ignored = {"mapper_mode", "mapper_kind", "uffd_mappers"} if a.mappers == 1 else set()
+    if a.uffd == "none":
+        ignored.add("uffd_mappers")
+    if not a.apps:
+        ignored |= {"app_files", "launches", "touch_one_in", "app_anon"}
+    return [f.name for f in dataclasses.fields(Spec)
+            if f.name not in ignored and getattr(a, f.name) != getattr(b, f.name)]

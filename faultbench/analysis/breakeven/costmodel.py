@@ -21,7 +21,7 @@ the profile measures them (phases.profile_check), beside the regression's.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -133,6 +133,9 @@ class CostModel:
     ci_note: str = ""
     which: str = FIT_WHICH
     profile: ProfileCheck | None = None  # a and b from the run's kernel profiles
+    # [stride, a, b] fitted to each stride's rows alone (with MIN_WINDOWS windows there):
+    # constants that move with the stride are the model's misfit, which its CIs ignore
+    by_stride: list[list[float]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return json_safe(asdict(self))
@@ -273,7 +276,23 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
         return CostModel(**common, **{**none, **shown, "ns_per_touch": touch_ns},
                          reason=_unidentified(ppf, condition, pinned))
     return CostModel(**common, **shown, fits=True, ns_per_fault=a, ns_per_page_mapped=b,
-                     ns_per_touch=touch_ns, reason=reason)
+                     ns_per_touch=touch_ns, reason=reason,
+                     by_stride=_by_stride(line, y, c_by_stride[index], strides, M / F))
+
+
+def _by_stride(line: np.ndarray, y: np.ndarray, c_rows: np.ndarray, strides: np.ndarray,
+               pages_per_fault: np.ndarray) -> list[list[float]]:
+    """a and b fitted to the rows of each stride alone, where that stride has MIN_WINDOWS
+    windows or more (the line's other columns, c when fitted, refitted with them)."""
+    out = []
+    for stride in sorted(set(strides)):
+        mine = strides == stride
+        if len(set(_windows(pages_per_fault[mine]))) < MIN_WINDOWS or mine.sum() <= \
+                line.shape[1]:
+            continue
+        fit = _Fit(line[mine], y[mine], c_rows[mine], None, None)
+        out.append([float(stride), float(fit.coef[0]), float(fit.coef[1])])
+    return out
 
 
 class _Fit:

@@ -159,7 +159,8 @@ def _one_break_even(contrast: _Contrast, teardown: bool, replicates: int,
     # value on both sides are gaps the crossing must not bridge
     measured = np.array(sorted(set(both["stride"])), dtype=float)
     unit = unit_of(both)
-    rounds = np.array(sorted(both[unit].dropna().unique()))
+    # the units with a timed sample: a profiled or failed round has none to resample
+    rounds = np.array(sorted(both.loc[both["metric"].notna(), unit].dropna().unique()))
     window = int(contrast.on["window_bytes"].iloc[0])
     source = str(contrast.on["window_source"].iloc[0])
     window_pages = window / int(both["page_size"].iloc[0])

@@ -18,7 +18,7 @@ from faultbench.analysis.breakeven.costmodel import (
 )
 from faultbench.analysis.breakeven.crossover import MIN_STRIDES, BreakEven, break_even
 from faultbench.analysis.breakeven.floor import FLOOR_WHY, FloorPoint, floor_points, populate_rows
-from faultbench.analysis.breakeven.phases import AGREES, MAPS_AHEAD, ProfileCheck
+from faultbench.analysis.breakeven.phases import MAPS_AHEAD, ProfileCheck
 from faultbench.analysis.breakeven.rows import REPLICATES
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, clock_unit
 from faultbench.analysis.labels import format_value
@@ -202,6 +202,14 @@ def model_section(models: Sequence[CostModel], clock: str = "ns") -> str:
             parts.append(wrap(f"residual {100 * model.residual:.1f}% (RMS of relative errors "
                               f"over scenario medians)"
                               + (f"; {model.reason}" if model.fits and model.reason else "")))
+        if len(model.by_stride) > 1:
+            a_s = [row[1] for row in model.by_stride]
+            b_s = [row[2] for row in model.by_stride]
+            parts.append(wrap(
+                f"misfit: fitted to each stride's rows alone ({len(a_s)} strides), a runs "
+                f"from {fmt(min(a_s))} to {fmt(max(a_s))} and b from {fmt(min(b_s))} to "
+                f"{fmt(max(b_s))}; constants that move with the stride are an error of the "
+                f"model that its CIs do not include"))
         if model.profile is not None:
             parts.append(_profile_lines(model.profile))
     unit = models[0].unit
@@ -219,25 +227,26 @@ def model_section(models: Sequence[CostModel], clock: str = "ns") -> str:
 
 
 PROFILE_NOTE = (
-    f"Kernel profile: a as the entry/exit phase per fault, b as the fault-around and "
-    f"rmap+memcg phases per page mapped (rows mapping {MAPS_AHEAD:g}+ pages per fault), "
-    f"pooled over the profiled rows (docs/profiles.md). 'agrees': inside the model's CI or "
-    f"within {AGREES:g}x. The model's a also holds what a fault costs outside entry/exit "
-    f"(the page-cache lookup, profiler skid into [user]), so a above the phase is expected")
+    f"Kernel profile: a as the entry/exit, VMA lookup and page-cache lookup phases per "
+    f"fault, b as the fault-around and rmap+memcg phases per page mapped (rows mapping "
+    f"{MAPS_AHEAD:g}+ pages per fault; the faulting page's own rmap is b's, as the model "
+    f"counts it among the pages mapped), pooled over the profiled rows; 95% CI: percentile "
+    f"bootstrap over the profiled rounds and the rows (docs/profiles.md). CIs: whether the "
+    f"profile's and the model's intervals overlap; no tolerance is added to either")
 
 
 def _profile_lines(check: ProfileCheck) -> str:
-    """The profile's a and b beside the regression's, and where they disagree."""
+    """The profile's a and b beside the regression's, each with its interval."""
     rows = []
     for c in check.constants:
+        mine = [c.constant, fmt(c.profile), ci_text(c.profile_ci)]
         if c.model is None:
-            rows.append([c.constant, fmt(c.profile), "-", "-", "-", "not identified"])
+            rows.append([*mine, "-", "-", "-", "not identified"])
             continue
-        verdict = "agrees" if c.agrees else "DISAGREES"
-        rows.append([c.constant, fmt(c.profile), fmt(c.model),
-                     ci_text(c.model_ci), f"{fmt(c.ratio)}x" if c.ratio else "-", verdict])
-    head = wrap(f"kernel profile ({check.rows} rows, {check.samples} samples) against the "
-                f"regression:")
-    return head + text_table(["constant", "profile", "model", "95% CI", "model/pr", "check"],
-                             rows)
-
+        verdict = {True: "overlap", False: "APART", None: "-"}[c.overlap]
+        rows.append([*mine, fmt(c.model), ci_text(c.model_ci),
+                     f"{fmt(c.ratio)}x" if c.ratio else "-", verdict])
+    head = wrap(f"kernel profile ({check.rows} rows, {check.samples} samples, {check.units} "
+                f"profiled rounds) against the regression:")
+    return head + text_table(["constant", "profile", "95% CI", "model", "95% CI", "model/pr",
+                              "CIs"], rows)

@@ -62,7 +62,8 @@ def prepare_rows(df: pd.DataFrame, teardown: bool = False, populated: bool | Non
                  valid: bool = True) -> pd.DataFrame:
     """Single-mapper reads with their stride, window, fault count and chosen metric: without
     a populate step (populated False), only those with one (True) or both (None); only
-    valid samples, or (valid False) every measured one, failed ones included."""
+    valid samples, or (valid False) every measured one, failed and profiled ones included
+    to show what was attempted, with their metric NaN: only a valid sample is timed."""
     rows = df[~df["warmup"] if not valid else df["ok"]]
     rows = rows[(rows["access"] == "read") & (rows["mappers"] == 1)]
     # populated rows are neither fault-around on nor off
@@ -81,7 +82,8 @@ def prepare_rows(df: pd.DataFrame, teardown: bool = False, populated: bool | Non
     spent = rows["touch_ns"].astype(float)
     if teardown:
         spent = spent + rows["munmap_ns"].astype(float)
-    rows["metric"] = spent / touched
+    # a profiled sample ran slower under the profiler, a failed one is no measurement
+    rows["metric"] = (spent / touched).where(rows["ok"].astype(bool))
     if FAULT_AROUND_KNOB in rows:
         knob = pd.to_numeric(rows[FAULT_AROUND_KNOB], errors="coerce")
         rows["window_bytes"] = knob.fillna(DEFAULT_WINDOW_BYTES)

@@ -3,9 +3,11 @@
 `python -P -m faultbench.measurement.booted.boot_guest RUN N`
 
 Measures boot N's share of the run in RUN (written by the host, shared read-write with the
-guest), tags every sample with the kernel, the boot and what this kernel says it is, and
-writes boots/N.json: the guest's provenance and whether the share was completed. The host
-reads that file back and records the boot's outcome; nothing else here touches meta.json.
+guest) into RUN/boots/N.d, where the host left a copy of meta.json and from where it adds
+the samples to the run's own once the boot is done (guests running at once share no file).
+Tags every sample with the kernel, the boot and what this kernel says it is, and writes
+boots/N.json: the guest's provenance and whether the share was completed. The host reads
+that file back and records the boot's outcome; nothing else here touches meta.json.
 Measurement plane: standard library and the compiled module only.
 """
 
@@ -17,8 +19,9 @@ import sys
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.booted.boots import boot_dir_name
 from faultbench.measurement.provenance import collect, file_dir
-from faultbench.measurement.results import RunDir
+from faultbench.measurement.results import BOOTS_DIR, RunDir
 from faultbench.measurement.runner import BootShare, execute
 from faultbench.measurement.signals import INTERRUPTED, exit_status
 from faultbench.measurement.spec import Spec
@@ -32,8 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         # the host checked the directory; over 9p its owner is the host user
-        run_dir = RunDir.existing(args.run, any_owner=True)
-        meta = run_dir.read_meta()
+        # not RunDir.existing: it would remove the host's temp files, whose pids are not
+        # in this guest's /proc, while the host writes meta.json for another boot
+        run_dir = RunDir(args.run, any_owner=True)
+        own = RunDir.existing(args.run / BOOTS_DIR / boot_dir_name(args.boot), any_owner=True)
+        meta = own.read_meta()
         boot = meta["boots"][args.boot]
         kernel = next(k for k in meta["kernels"] if k["label"] == boot["kernel"])
         uname = os.uname()
@@ -45,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         report = {"boot": args.boot, "kernel": kernel["label"], "complete": False,
                   "guest": collect(file_dir(specs))}
         run_dir.write_boot_report(args.boot, report)
-        done = execute(run_dir, quiet=args.quiet, boot=share)
+        done = execute(own, quiet=args.quiet, boot=share)
     except FaultbenchError as exc:
         print(f"faultbench run: boot {args.boot}: {exc}", file=sys.stderr)
         return 2

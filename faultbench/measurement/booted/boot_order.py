@@ -73,3 +73,22 @@ def split_rounds(total_rounds: int, boots: int) -> list[range]:
         )
     share = total_rounds // boots
     return [range(boot * share, (boot + 1) * share) for boot in range(boots)]
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """`I/N` (shard I of N, counted from 1) as (I, N); BootPlanError otherwise."""
+    first, sep, second = text.partition("/")
+    if not (sep and first.isdigit() and second.isdigit() and 1 <= int(first) <= int(second)):
+        raise BootPlanError(f"--shard {text!r}: give I/N with 1 <= I <= N, e.g. 1/2")
+    return int(first), int(second)
+
+
+def shard_positions(plan_boots: int, index: int, count: int) -> list[int]:
+    """The plan positions shard `index` of `count` boots: every count-th boot, from position
+    index-1 (two kernels, three boots, two shards: A B A and B A B). Depends on nothing but
+    the three numbers, so every machine computes the same split. Raises BootPlanError when
+    some shard would have no boot."""
+    if count > plan_boots:
+        raise BootPlanError(f"--shard {index}/{count}: the run has only {plan_boots} boots, "
+                            f"so at most {plan_boots} shards")
+    return list(range(index - 1, plan_boots, count))

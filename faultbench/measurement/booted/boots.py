@@ -5,10 +5,12 @@ version string read from the bzImage header, the build record `kernels/build` le
 an image), and the boot plan, a balanced interleaved order (A B B A A B) in which every boot
 runs the workload's warm-up rounds and an equal share of its measured rounds. Each boot runs
 `measurement.booted.boot_guest` inside the guest, which appends its samples (tagged with kernel and
-boot) and writes `boots/<index>.json`; the host then records the boot's outcome and goes on,
-whatever it was. `--resume` redoes exactly the boots that did not finish; the samples of an
-unfinished boot are set aside in discarded.jsonl (a boot is the unit: half of one is not
-mixed with another). Standard library only.
+boot) into a directory of its own, `boots/<index>.d`, and writes `boots/<index>.json`; the
+host then adds the samples to the run's files, records the boot's outcome and goes on,
+whatever it was. Several guests may run at once (jobs.py): each writes only its own files.
+`--resume` redoes exactly the boots that did not finish; the samples of an unfinished boot
+are set aside in discarded.jsonl (a boot is the unit: half of one is not mixed with
+another). Standard library only.
 """
 
 from __future__ import annotations
@@ -17,17 +19,36 @@ import dataclasses
 import hashlib
 import json
 import os
-import struct
 import sys
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.booted import guest
-from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
-from faultbench.measurement.results import BOOTS_DIR, DISCARDED, RunDir
+from faultbench.measurement.booted.boot_order import (
+    BootPlanError,
+    boot_order,
+    shard_positions,
+    split_rounds,
+)
+from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
+from faultbench.measurement.booted.jobs import run_in_order
+from faultbench.measurement.measure import meminfo
+from faultbench.measurement.results import (
+    BOOTS_DIR,
+    DISCARDED,
+    META,
+    PROFILES,
+    SAMPLES,
+    WORKER_LOG,
+    RunDir,
+    parse_samples,
+)
 from faultbench.measurement.runner import RunError, utc_now
-from faultbench.measurement.signals import INTERRUPTED
+from faultbench.measurement.safefile import ResultsError
 from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload
 
@@ -37,8 +58,11 @@ GUEST_MIN_MEMORY_MIB = 1024
 GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
-_HEADER_MAGIC_AT = 0x202
-_VERSION_POINTER_AT = 0x20E
+
+
+def boot_dir_name(index: int) -> str:
+    """boots/<index>.d: where the guest of boot `index` writes its samples (see _prepare)."""
+    return f"{index}.d"
 
 
 @dataclass(frozen=True)
@@ -55,23 +79,6 @@ class Kernel:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def image_version(image: str) -> str | None:
-    """The version string an x86 bzImage carries in its setup header (what `file` shows):
-    release, builder, build number and date. None for anything else: QEMU given such a file
-    waits for ever instead of failing."""
-    try:
-        with open(image, "rb") as fh:
-            head = fh.read(0x10000)
-    except OSError:
-        return None
-    if head[_HEADER_MAGIC_AT:_HEADER_MAGIC_AT + 4] != b"HdrS":
-        return None
-    (pointer,) = struct.unpack_from("<H", head, _VERSION_POINTER_AT)
-    start = pointer + 0x200
-    text = head[start:start + 256].split(b"\0", 1)[0]
-    return text.decode("ascii", "replace") or None
 
 
 def _sha256(path: str) -> str:
@@ -118,8 +125,7 @@ def parse_kernel(text: str) -> Kernel:
                        "root's only)")
     version = image_version(image)
     if version is None:
-        raise RunError(f"--kernel {text}: {image} is not a bootable x86 kernel image (no "
-                       "bzImage setup header with a version string)")
+        raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
     release = version.split()[0]
     label = label or release
     return Kernel(label, image, tree, _sha256(image), release, version, _build_record(image))
@@ -138,6 +144,20 @@ def plan(kernels: list[Kernel], boots: int, repetitions: int) -> list[dict[str, 
          "attempts": 0, "started_utc": None, "finished_utc": None, "reason": None}
         for index, (label, nth) in enumerate(order)
     ]
+
+
+def shard(plan_boots: list[dict[str, Any]], index: int,
+          count: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """meta.json's `boots` and `shard` for shard `index` of `count` of the plan: its boots
+    numbered from 0 as any run's, each with its `plan_index` (which `faultbench merge` puts
+    back)."""
+    try:
+        positions = shard_positions(len(plan_boots), index, count)
+    except BootPlanError as exc:
+        raise RunError(str(exc)) from None
+    return ([{**plan_boots[p], "index": k, "plan_index": p} for k, p in enumerate(positions)],
+            {"index": index, "count": count, "plan_boots": len(plan_boots),
+             "split": "plan position p goes to shard p mod count + 1"})
 
 
 def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
@@ -191,6 +211,10 @@ def chosen_memory(option: str | None, workload_memory: str | None) -> tuple[str 
         raise RunError(f"{source}: {exc}") from None
     if size < GUEST_FLOOR_MIB << 20:
         raise RunError(f"{source}: a guest needs at least {GUEST_FLOOR_MIB}M, got {text}")
+    host_kb = meminfo().get("MemTotal")
+    if host_kb is not None and size > host_kb * 1024:
+        raise RunError(f"{source}: {text} is more memory than this machine has "
+                       f"({host_kb / 2**20:.1f} GiB)")
     return format_size(size), source
 
 
@@ -207,14 +231,33 @@ def _check_unchanged(kernel: dict[str, Any]) -> None:
 
 
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
-    """Move an unfinished boot's samples to discarded.jsonl; returns how many."""
+    """Move an unfinished boot's samples to discarded.jsonl; returns how many. They are in
+    its boot directory (see _collect), or in samples.jsonl for a run started before boots
+    had one, or killed between adding a boot's samples and recording it as done."""
     records = run_dir.read_samples()
     keep = [r for r in records if r.get("boot") != boot]
     gone = [r for r in records if r.get("boot") == boot]
+    with run_dir.dir.sub(BOOTS_DIR) as boots:
+        if boots.is_dir(boot_dir_name(boot)):
+            partial = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(boot),
+                             boots.sub(boot_dir_name(boot)))
+            try:
+                gone += read_samples_lenient(partial)
+            finally:
+                partial.dir.close()
+            boots.remove_tree(boot_dir_name(boot))
     if gone:
         run_dir.append_lines(DISCARDED, ({**record, "discarded": reason} for record in gone))
-        run_dir.rewrite_samples(keep)
+        if len(keep) < len(records):
+            run_dir.rewrite_samples(keep)
     return len(gone)
+
+
+def read_samples_lenient(run_dir: RunDir) -> list[dict[str, Any]]:
+    """The readable samples of an unfinished boot's directory (kept as discarded, not used)."""
+    data = run_dir.dir.read_bytes(SAMPLES)
+    records, _ = parse_samples((data or b"").splitlines(), run_dir.path / SAMPLES, strict=False)
+    return records
 
 
 def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
@@ -226,20 +269,61 @@ def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
-    """Boot every boot of the plan not yet done, in order; returns the final meta.
+def _prepare(run_dir: RunDir, meta: dict[str, Any], index: int) -> None:
+    """boots/<index>.d: the directory the guest writes the boot's samples to (a copy of
+    meta.json, read by the guest), so that guests running at once never share a file."""
+    with run_dir.dir.sub(BOOTS_DIR) as boots, boots.sub(boot_dir_name(index)) as own:
+        own.replace(META, json.dumps(meta, indent=1) + "\n")
+
+
+def _collect(run_dir: RunDir, index: int) -> None:
+    """A finished boot's samples, profiles and worker log added to the run's own files by
+    this one process, then its directory removed. A kill in between is safe: the boot is not
+    yet `ok`, so a resume sets its samples aside and boots it again."""
+    with run_dir.dir.sub(BOOTS_DIR) as boots:
+        own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
+                     boots.sub(boot_dir_name(index)))
+        try:
+            records = own.read_samples()  # strictly: a bad line fails the boot
+            profiles, _ = parse_samples((own.dir.read_bytes(PROFILES) or b"").splitlines(),
+                                        own.path / PROFILES, strict=True)
+            log = own.dir.read_bytes(WORKER_LOG)
+        finally:
+            own.dir.close()
+        if profiles:
+            run_dir.append_lines(PROFILES, profiles)
+        run_dir.append_lines(SAMPLES, records)
+        if log:
+            with run_dir.open_log() as fh:
+                fh.write(log)
+
+
+def _remove_done_dirs(run_dir: RunDir, meta: dict[str, Any]) -> None:
+    """Directories of boots recorded as done (a kill after the record, before the removal)."""
+    with run_dir.dir.sub(BOOTS_DIR) as boots:
+        for boot in meta["boots"]:
+            if boot["status"] == "ok" and boots.is_dir(boot_dir_name(boot["index"])):
+                boots.remove_tree(boot_dir_name(boot["index"]))
+
+
+def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, Any]:
+    """Boot every boot of the plan not yet done, in order, `jobs` at once; returns the final
+    meta.
 
     A boot that fails is recorded with its reason and the next one runs. An interruption
-    (Ctrl-C, SIGTERM, SIGHUP) stops the guest, records the boot as interrupted and propagates.
+    (Ctrl-C, SIGTERM, SIGHUP) stops every running guest, records those boots as interrupted
+    and propagates.
     """
     meta = run_dir.read_meta()
     kernels = {k["label"]: k for k in meta["kernels"]}
     for kernel in kernels.values():
         _check_unchanged(kernel)
+    _remove_done_dirs(run_dir, meta)
     total = len(meta["boots"])
-    for boot in meta["boots"]:
-        if boot["status"] == "ok":
-            continue
+    # with several guests at once their progress displays would fight over one terminal
+    guest_quiet = quiet or jobs > 1
+
+    def start(boot: dict[str, Any]) -> Callable[[threading.Event], str | None]:
         index = boot["index"]
         if boot["attempts"]:
             dropped = set_aside(run_dir, index, f"boot {index} attempt {boot['attempts']} "
@@ -251,36 +335,60 @@ def run_boots(run_dir: RunDir, quiet: bool = False) -> dict[str, Any]:
         boot.update(status="running", attempts=boot["attempts"] + 1, started_utc=utc_now(),
                     finished_utc=None, reason=None)
         run_dir.write_meta(meta)
+        _prepare(run_dir, meta, index)
         first, stop = boot["rounds"]
         if not quiet:
             print(f"faultbench run: boot {index + 1}/{total}: {kernel['label']} "
                   f"(its boot {boot['kernel_boot'] + 1}), measured rounds {first + 1}-{stop} "
                   f"of {meta['workload']['repetitions']}", file=sys.stderr, flush=True)
         argv = [sys.executable, "-P", "-m", "faultbench.measurement.booted.boot_guest",
-                str(run_dir.path), str(index)] + (["-q"] if quiet else [])
-        try:
-            status = guest.run_in_guest(kernel["image"], argv, rwdir=str(run_dir.path),
-                                         timeout_s=boot_timeout(meta, boot),
-                                         memory=guest_memory(meta), clock=run_clock(meta))
-            reason = None if status == 0 else f"the guest's run exited with status {status}"
-        except guest.GuestError as exc:
-            reason = str(exc)
-        except INTERRUPTED:
-            boot.update(status="interrupted", finished_utc=utc_now(), reason="interrupted")
-            run_dir.write_meta(meta)
-            raise
+                str(run_dir.path), str(index)] + (["-q"] if guest_quiet else [])
+        image, timeout_s = kernel["image"], boot_timeout(meta, boot)
+        memory, clock = guest_memory(meta), run_clock(meta)
+
+        def body(cancel: threading.Event) -> str | None:
+            try:
+                status = guest.run_in_guest(image, argv, rwdir=str(run_dir.path),
+                                             timeout_s=timeout_s, memory=memory, clock=clock,
+                                             cancel=cancel)
+            except guest.GuestError as exc:
+                return str(exc)
+            return None if status == 0 else f"the guest's run exited with status {status}"
+        return body
+
+    def end(boot: dict[str, Any], outcome: Future[str | None]) -> None:
+        index = boot["index"]
+        reason = outcome.result()
         report = _boot_report(run_dir, index)
         if reason is None and (report is None or not report.get("complete")):
             reason = "the guest ended without recording the boot as complete"
+        if reason is None:
+            try:
+                _collect(run_dir, index)
+            except ResultsError as exc:
+                reason = f"its samples cannot be read back: {exc}"
         boot["guest"] = report.get("guest") if report else None
         boot.update(status="ok" if reason is None else "failed", finished_utc=utc_now(),
                     reason=reason)
         if report:
             _merge_unsupported(meta, boot["kernel"], report.get("unsupported"))
         run_dir.write_meta(meta)
-        if reason and not quiet:
+        if reason is None:
+            with run_dir.dir.sub(BOOTS_DIR) as boots:
+                boots.remove_tree(boot_dir_name(index))
+        elif not quiet:
             print(f"faultbench run: boot {index + 1}/{total} failed: {reason}",
                   file=sys.stderr, flush=True)
+
+    def stopped(boot: dict[str, Any]) -> None:
+        boot.update(status="interrupted", finished_utc=utc_now(), reason="interrupted")
+        run_dir.write_meta(meta)
+
+    run_in_order([b for b in meta["boots"] if b["status"] != "ok"], jobs, start, end, stopped)
+    records = run_dir.read_samples()
+    in_plan_order = sorted(records, key=lambda r: r.get("boot", -1))
+    if in_plan_order != records:  # boots that ran at once ended in any order
+        run_dir.rewrite_samples(in_plan_order)
     return meta
 
 

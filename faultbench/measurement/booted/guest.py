@@ -23,21 +23,38 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted import watchdog
+from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.signals import signals_raise
+from faultbench.measurement.spec import SpecError, parse_float
 from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
 TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
+# From QEMU's start to the guest's command starting: a TCG boot takes 30-150 s on a loaded
+# two-CPU host. An image that never boots (QEMU waits for ever on one) is killed then.
+DEFAULT_START_TIMEOUT_S = 600.0
+START_TIMEOUT_ENV = "FAULTBENCH_GUEST_START_TIMEOUT_S"
+SHOWN_LINES = 5  # the guest's last lines quoted when it is killed for not starting
+STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
 # Drivers a measurement guest never needs; skipping them halves a TCG boot (~28 s -> ~14 s).
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
 KILL_GRACE_S = 5.0
+# Randomization a guest can switch off, so that two runs of one image execute the same
+# instructions (docs/icount.md, "Sources of run-to-run variation"): KASLR, the per-syscall
+# kernel stack offset, the page allocator's free-list shuffle, the worker's and mappers'
+# address-space layout; slab_nomerge keeps each slab cache's objects apart from other
+# caches' traffic. SLAB freelist randomization (CONFIG_SLAB_FREELIST_RANDOM) has no boot
+# parameter in 6.1 (mm/slub.c seeds it unconditionally) and stays.
+DETERMINISM_PARAMS = ("nokaslr", "randomize_kstack_offset=off", "page_alloc.shuffle=0",
+                      "norandmaps", "slab_nomerge")
 # The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
 # of its own the `file` backing would have no disk filesystem to measure. A sparse ext4 image
 # (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
@@ -132,6 +149,8 @@ def requirements(kernel: str) -> list[str]:
     elif not os.access(kernel, os.R_OK):
         missing.append(f"kernel image {kernel} is not readable by uid {os.geteuid()} (Debian "
                        "installs images root-only: run as root, or pass a readable copy)")
+    elif image_version(kernel) is None:
+        missing.append(f"{kernel} {NOT_A_KERNEL}")
     if not shutil.which(qemu_binary()):
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
     if not find_vng():
@@ -168,9 +187,10 @@ def clock_record(clock: str, kvm: bool) -> dict[str, object]:
         return {"name": "icount", "qemu_opts": ICOUNT_QEMU_OPTS, "vcpus": 1,
                 "unit": "virtual ns; at shift=0 one virtual ns is one guest instruction "
                         "(user and kernel), not a cycle",
-                "qemu": qemu_version()}
+                "qemu": qemu_version(), "kernel_params": " ".join(DETERMINISM_PARAMS)}
     return {"name": "wall", "source": "KVM guest clock" if kvm else
-            "TCG guest clock, driven by the host's real time", "qemu": qemu_version()}
+            "TCG guest clock, driven by the host's real time", "qemu": qemu_version(),
+            "kernel_params": " ".join(DETERMINISM_PARAMS)}
 
 
 def qemu_version() -> str | None:
@@ -201,7 +221,7 @@ def scratch_disk(directory: str, fstype: str = "ext4") -> str | None:
     return image if done.returncode == 0 else None
 
 
-def _script(argv: list[str], status_file: str, env: dict[str, str], disk: bool,
+def _script(argv: list[str], scratch: str, env: dict[str, str], disk: bool,
             xfs: bool = False) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
     mount = (
@@ -213,11 +233,12 @@ def _script(argv: list[str], status_file: str, env: dict[str, str], disk: bool,
                   f"mount -t xfs \"$dev\" {XFS_SCRATCH_MOUNT} 2>/dev/null && break; done\n")
     return (
         "#!/bin/sh\n"
+        f": > {shlex.quote(os.path.join(scratch, STARTED))}\n"
         f"{mount}"
         f"{exports}"
         f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /\n"
         f"{shlex.join(argv)}\n"
-        f"echo $? > {shlex.quote(status_file)}\n"
+        f"echo $? > {shlex.quote(os.path.join(scratch, STATUS))}\n"
     )
 
 
@@ -242,17 +263,17 @@ def check_shared_dir(path: str) -> None:
                          "another directory")
 
 
-def timeout_from_env() -> float:
-    """$FAULTBENCH_GUEST_TIMEOUT_S in seconds, or the default when it is not set."""
-    text = os.environ.get(TIMEOUT_ENV)
+def timeout_from_env(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S) -> float:
+    """$FAULTBENCH_GUEST_TIMEOUT_S (or `name`) in seconds, or `default` when it is not set."""
+    text = os.environ.get(name)
     if text is None:
-        return DEFAULT_TIMEOUT_S
+        return default
     try:
-        value = float(text)
-    except ValueError:
+        value = parse_float(text)
+    except SpecError:
         value = math.nan
     if not 0 < value <= MAX_TIMEOUT_S:
-        raise GuestError(f"{TIMEOUT_ENV}={text!r}: give seconds above 0 and at most "
+        raise GuestError(f"{name}={text!r}: give seconds above 0 and at most "
                          f"{MAX_TIMEOUT_S:.0f}")
     return value
 
@@ -266,13 +287,16 @@ def run_in_guest(
     cpus: int = 1,
     env: dict[str, str] | None = None,
     clock: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> int:
     """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
 
     `rwdir` is a host directory the guest may write (same path inside). `clock` is `icount`
     or `wall` (None: see resolve_clock). Raises GuestError when something needed is missing,
     the guest never ran the command, or it outlived `timeout_s` (default
-    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then).
+    $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then). Setting `cancel` (from another
+    thread: only the main thread sees signals) kills the guest within a second, or keeps
+    it from starting, and raises GuestError.
     """
     kernel = os.path.abspath(kernel)
     if rwdir:
@@ -282,6 +306,7 @@ def run_in_guest(
         raise GuestError("; ".join(missing))
     if timeout_s is None:
         timeout_s = timeout_from_env()
+    timeout_from_env(START_TIMEOUT_ENV)  # refused before QEMU starts
     kvm, clock = resolve_clock(clock)
     if clock == "icount" and cpus != 1:
         raise GuestError(f"{cpus} vCPUs under the instruction clock: Debian 6.1 hangs bringing "
@@ -290,7 +315,7 @@ def run_in_guest(
     watchdog_end = _start_watchdog()
     try:
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
-                     watchdog_end)
+                     watchdog_end, cancel or threading.Event())
     finally:
         with contextlib.suppress(OSError):
             os.write(watchdog_end, watchdog.DONE + b"\n")
@@ -299,20 +324,20 @@ def run_in_guest(
 
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
           cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
-          watchdog_end: int) -> int:
+          watchdog_end: int, cancel: threading.Event) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
-        status_file = os.path.join(scratch, "status")
         script = os.path.join(scratch, "run.sh")
         disk = scratch_disk(scratch)
         xfs = scratch_disk(scratch, "xfs") if disk else None
-        Path(script).write_text(_script(argv, status_file, guest_env(env), disk is not None,
+        Path(script).write_text(_script(argv, scratch, guest_env(env), disk is not None,
                                         xfs is not None))
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
             "--append", f"faultbench.plane={plane_for(kvm, clock)} "
-                        f"module_blacklist={','.join(MODULE_BLACKLIST)}",
+                        f"module_blacklist={','.join(MODULE_BLACKLIST)} "
+                        + " ".join(DETERMINISM_PARAMS),
             "--rwdir", scratch, "--exec", f"sh {shlex.quote(script)}",
         ]
         if not kvm:
@@ -325,9 +350,9 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
                 command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s, watchdog_end)
+        vng_status = _run_streaming(command, timeout_s, watchdog_end, scratch, cancel)
         try:
-            return int(Path(status_file).read_text())
+            return int(Path(scratch, STATUS).read_text())
         except (OSError, ValueError):
             raise GuestError(
                 f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
@@ -335,9 +360,13 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             ) from None
 
 
-def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> int:
-    """Run vng in its own process group; copy its output as it comes; kill it on timeout.
-    The watchdog is told the group, to kill it should we die without doing so."""
+def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
+                   scratch: str, cancel: threading.Event) -> int:
+    """Run vng in its own process group; copy its output as it comes; kill it on timeout,
+    on `cancel`, or when the guest's script has not started (left STARTED in `scratch`) in
+    time. The watchdog is told the group, to kill it should we die without doing so."""
+    if cancel.is_set():
+        raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
@@ -350,7 +379,7 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int) -> i
     try:
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-            _copy_until_exit(proc, deadline, late)
+            _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED), cancel)
             try:
                 return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
             except subprocess.TimeoutExpired:
@@ -376,9 +405,13 @@ def _package_root() -> str:
     return str(Path(__file__).resolve().parents[2])
 
 
-def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError) -> None:
+def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
+                     started: str, cancel: threading.Event) -> None:
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
+    start_limit = timeout_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
+    start_by: float | None = time.monotonic() + start_limit
+    tail = b""
     with selectors.DefaultSelector() as selector:
         for fd in sinks:
             selector.register(fd, selectors.EVENT_READ)
@@ -386,15 +419,30 @@ def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: Guest
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise late
+            if start_by is not None and time.monotonic() > start_by:
+                if not os.path.exists(started):
+                    raise _not_started(start_limit, tail)
+                start_by = None
+            if cancel.is_set():
+                raise GuestError("the guest was stopped (the run was interrupted)")
             for key, _ in selector.select(timeout=min(remaining, 1.0)):
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
                     continue
+                tail = b"\n".join((tail + chunk).splitlines()[-SHOWN_LINES:])
                 sink = sinks[key.fd]
                 sink.flush()
                 sink.buffer.write(chunk)
                 sink.buffer.flush()
+
+
+def _not_started(limit: float, tail: bytes) -> GuestError:
+    lines = [ascii(line.decode(errors="replace"))[1:-1] for line in tail.splitlines()]
+    said = f"its last lines: {' | '.join(lines)}" if lines else "it printed nothing"
+    return GuestError(f"the guest's command had not started {limit:.0f} s after QEMU started, "
+                      f"so it was killed ({said}); is the image a kernel that boots here? "
+                      f"(raise {START_TIMEOUT_ENV} if its boot needs longer)")
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

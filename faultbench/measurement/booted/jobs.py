@@ -1,0 +1,95 @@
+"""How many guests a booted run keeps running at once (`run --jobs N`), and the loop that
+keeps them running in the plan's order.
+
+On the instruction clock a guest's counts do not depend on what the host is doing, so its
+boots may share the machine: by default one guest per CPU this process may use, fewer when
+memory would not hold them (each guest's memory plus HEADROOM_MIB for QEMU itself, against
+MemAvailable). On the wall clock guests that share CPUs slow each other down and move the
+timings, so the default stays one. Boots start in the plan's order (boot_order.py), the
+next one whenever a guest ends; the host thread that started a guest only waits for it:
+meta.json and samples.jsonl are written by the main thread alone. Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import Any
+
+from faultbench.measurement.measure import meminfo
+from faultbench.measurement.signals import signals_raise
+from faultbench.measurement.spec import parse_size
+
+# What a TCG guest's QEMU takes beyond the guest's memory (code cache, 9p, virtme-ng).
+HEADROOM_MIB = 256
+MAX_JOBS = 64
+WALL_WARNING = ("--jobs {jobs} on the wall clock: guests sharing the machine slow each other "
+                "down, which moves wall-clock times (the instruction clock is not moved)")
+
+
+def default_jobs(clock: str, memory: str) -> tuple[int, str]:
+    """How many guests to run at once, and why that many."""
+    if clock != "icount":
+        return 1, "the wall clock: one guest at a time (contention moves wall-clock times)"
+    cpus = len(os.sched_getaffinity(0))
+    per_guest = parse_size(memory) + (HEADROOM_MIB << 20)
+    available_kb = meminfo().get("MemAvailable")
+    if available_kb is None:
+        return 1, "no MemAvailable in /proc/meminfo: one guest at a time"
+    fit = max(1, available_kb * 1024 // per_guest)
+    return min(cpus, fit), (f"{cpus} CPU(s) available, memory for {fit} guest(s) of {memory} "
+                            f"+ {HEADROOM_MIB}M")
+
+
+def jobs_record(requested: int | None, clock: str, memory: str) -> tuple[dict[str, Any],
+                                                                         str | None]:
+    """meta.json's `jobs` (how many guests at once, and why) and the warning to print."""
+    if requested is None:
+        count, why = default_jobs(clock, memory)
+        return {"count": count, "source": f"default: {why}"}, None
+    warning = WALL_WARNING.format(jobs=requested) if requested > 1 and clock != "icount" \
+        else None
+    return {"count": requested, "source": "--jobs"}, warning
+
+
+Start = Callable[[dict[str, Any]], Callable[[threading.Event], Any]]
+
+
+def run_in_order(boots: list[dict[str, Any]], jobs: int, start: Start,
+                 end: Callable[[dict[str, Any], Future[Any]], None],
+                 stopped: Callable[[dict[str, Any]], None]) -> None:
+    """Run `boots` in their order, at most `jobs` at once.
+
+    `start(boot)` (main thread) prepares a boot and returns what a worker thread runs: a
+    function of a cancel event. `end(boot, future)` (main thread) records its outcome, in
+    the order boots end. On an interruption (or any exception) every running guest is
+    cancelled and waited for (so none outlives the call), `stopped(boot)` records each, and
+    the exception propagates.
+    Each boot's `concurrent_with` lists the boots that ran at some moment beside it.
+    """
+    queue = list(boots)
+    running: dict[Future[Any], dict[str, Any]] = {}
+    cancel = threading.Event()
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="faultbench-boot") as pool, \
+            signals_raise((signal.SIGTERM, signal.SIGHUP)):
+        try:
+            while queue or running:
+                while queue and len(running) < jobs:
+                    boot = queue.pop(0)
+                    boot["concurrent_with"] = sorted(b["index"] for b in running.values())
+                    for other in running.values():
+                        other["concurrent_with"] = sorted({*other["concurrent_with"],
+                                                           boot["index"]})
+                    running[pool.submit(start(boot), cancel)] = boot
+                done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
+                for future in sorted(done, key=lambda f: running[f]["index"]):
+                    end(running.pop(future), future)
+        except BaseException:  # an interruption, or a boot's results that cannot be written
+            cancel.set()
+            wait(running)  # each guest killed and its scratch disk removed
+            for boot in running.values():
+                stopped(boot)
+            raise

@@ -1,0 +1,134 @@
+"""What a line of samples.jsonl or profiles.jsonl must be for faultbench to use it: both are
+read back as untrusted input (another program, a bad disk or a person may have written them).
+Standard library only."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+from faultbench.measurement.spec import MAX_DEADLINE_S, MAX_MAPPERS, Sample, Spec, SpecError
+
+# Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
+_INT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type in ("int", "int | None"))
+_FLOAT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type == "float | None")
+_INT64_MAX = (1 << 63) - 1
+# A sample ends at its deadline, so no page took longer; more faults than this per page
+# touched is not a measurement either. Bounds for plausibility, and to keep tables narrow.
+_FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
+# what an "ok" sample has by definition: its touch loop ran and was counted
+_OK_FIELDS = ("pages_touched", "touch_ns", "ns_per_page", "faults_per_page")
+
+
+def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
+    """Why a samples.jsonl record is not a sample faultbench can use, or None.
+
+    Checks what resuming and analysis rely on: the keys that identify it (scenario, boot,
+    round, mapper) and its spec, and that every number is of its field's type, finite and
+    in range (a NaN or a 300-digit value is refused, not shown). Without `in_run` a bare
+    sample (`faultbench measure --json`) passes too: it has no scenario or round."""
+    scenario = record.get("scenario")
+    bare = not in_run and "scenario" not in record and "round" not in record
+    if not bare and (not isinstance(scenario, str) or not scenario):
+        return f"scenario is {scenario!r}, not a scenario name"
+    where = f"scenario {scenario}" if scenario else "sample"
+    for key, low, high in (("round", 0, 10**9), ("mapper", 0, MAX_MAPPERS - 1),
+                           ("boot", 0, 10**6)):
+        value = record.get(key)
+        if value is None and (key == "boot" or (bare and key == "round")):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
+    for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
+                      ("null_reasons", dict), ("error", str), ("profiled", bool),
+                      ("launch_outcome", str)):
+        value = record.get(key)
+        if not isinstance(value, kind) and not (value is None and key not in ("status",)):
+            return f"{where}: {key} is {value!r}, not {kind.__name__}"
+    vmstat = record.get("vmstat", {})
+    if not isinstance(vmstat, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
+            for v in vmstat.values()):
+        return f"{where}: vmstat is {short(vmstat)}, not an object of counter deltas"
+    problem = _spec_problem(record.get("spec"))
+    if problem is not None:
+        return f"{where}: spec: {problem}"
+    for key in _INT_FIELDS:
+        value = record.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or not 0 <= value <= _INT64_MAX):
+            return f"{where}: {key} is {short(value)}, not a count from 0 to 2^63-1"
+    for key in _FLOAT_FIELDS:
+        value = record.get(key)
+        high = _FLOAT_MAX.get(key, float(_INT64_MAX))
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0 <= value <= high):
+            return f"{where}: {key} is {short(value)}, not a number from 0 to {high:g}"
+    if record["status"] == "ok":  # what every table divides by and reads
+        missing = [k for k in _OK_FIELDS if record.get(k) is None]
+        if missing or not record["pages_touched"]:
+            return (f"{where}: status ok without its loop's {', '.join(missing) or 'pages'} "
+                    "(not a measurement)")
+    return None
+
+
+def _spec_problem(spec: Any) -> str | None:
+    """Why `spec` is not a valid spec, or None; a run's samples share a few specs, so each
+    distinct one is checked once."""
+    try:
+        # with each value's type: 1, 1.0 and true are equal keys but not equally valid
+        return _checked_spec(tuple((k, type(v), v) for k, v in sorted(spec.items())))
+    except (AttributeError, TypeError):  # not an object, or a value that is a list or object
+        try:
+            Spec.from_dict(spec).normalized()
+        except SpecError as exc:
+            return str(exc)
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _checked_spec(items: tuple[tuple[str, type, Any], ...]) -> str | None:
+    try:
+        Spec.from_dict({k: v for k, _, v in items}).normalized()
+    except SpecError as exc:
+        return str(exc)
+    return None
+
+
+def short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:20]}..."
+
+
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64_MAX
+
+
+def profile_problem(record: Any) -> str | None:
+    """Why a profiles.jsonl record is not a sample's profile faultbench can use, or None:
+    the sample's keys, and per part (loop, munmap) counts and stacks that add up. `lost` is
+    a count, or null when the kernel could not say."""
+    if not isinstance(record, dict) or not isinstance(record.get("scenario"), str):
+        return "not an object with a scenario"
+    if not all(_count(record.get(k)) for k in ("round", "mapper")):
+        return "round or mapper is not a count"
+    if record.get("boot") is not None and not _count(record["boot"]):
+        return "boot is not a count"
+    for part in ("loop", "munmap"):
+        data = record.get(part)
+        if data is None:
+            continue
+        if not isinstance(data, dict) or not isinstance(data.get("stacks"), dict):
+            return f"{part} has no stacks"
+        if not all(_count(data.get(k)) for k in ("samples", "unresolved", "user")):
+            return f"{part}: samples, unresolved or user is not a count"
+        if data.get("lost") is not None and not _count(data["lost"]):
+            return f"{part}: lost is {short(data['lost'])}, not a count or null"
+        if not all(isinstance(s, str) and _count(n) for s, n in data["stacks"].items()):
+            return f"{part}: a stack is not a name with a count"
+        if sum(data["stacks"].values()) != data["samples"]:
+            return f"{part}: its stacks do not add up to its samples"
+    return None

@@ -1,0 +1,260 @@
+"""`faultbench merge`: run directories made apart combined into one.
+
+Two kinds, never mixed:
+- **Shards** of one booted run (`run --shard I/N`, on one machine or many): boots are the
+  units, so the merged run is the unsharded one: every boot back at its plan position
+  (`plan_index`), its samples and profiles renumbered to it.
+- **Native runs of one workload from different machines** (a fleet): every sample gets
+  `machine` (the run's provenance host name), which tables and `compare --by machine` treat
+  as a factor: one machine's rows are never pooled with another's.
+
+Everything that would make the parts incomparable is refused in one line: another
+workload, kernel (by sha256), plane, clock or harness epoch; a boot or machine given twice;
+a missing shard. The output is a normal run directory (meta.json, samples.jsonl,
+pyperf.json), written through results.RunDir. Standard library only (pyperf for
+pyperf.json, as every run).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.results import (
+    BOOTS_DIR,
+    META,
+    PROFILES,
+    SAMPLES,
+    RunDir,
+    check_samples_match,
+    parse_meta,
+    parse_samples,
+)
+from faultbench.measurement.runner import utc_now
+from faultbench.measurement.safefile import SafeDir
+
+# What must be equal for runs to be parts of one: meta.json keys, and how a refusal names
+# them. The workload's file path may differ between machines; its content may not.
+SAME = (("workload", "workload"), ("scenarios", "scenarios"), ("plane", "plane"),
+        ("harness_epoch", "harness epoch"))
+SAME_BOOTED = (("boots_per_kernel", "boots per kernel"), ("guest_memory", "guest memory"))
+_MAY_DIFFER = {"workload": ("file",)}
+
+
+class MergeError(FaultbenchError, ValueError):
+    """Runs that cannot be merged; the message names the runs and what differs."""
+
+
+@dataclass
+class Part:
+    """One input run directory, read and validated."""
+
+    path: Path
+    meta: dict[str, Any]
+    samples: list[dict[str, Any]]
+    profiles: list[dict[str, Any]]
+    reports: dict[int, dict[str, Any]]
+
+
+def _read(path: Path) -> Part:
+    with SafeDir.reading(path) as directory:
+        data = directory.read_bytes(META)
+        if data is None:
+            raise MergeError(f"{path}: not a faultbench run directory (no {META})")
+        meta = parse_meta(data, path / META)
+        samples, _ = parse_samples((directory.read_bytes(SAMPLES) or b"").splitlines(),
+                                   path / SAMPLES, strict=True, validate=True)
+        check_samples_match(meta, samples, path / SAMPLES)
+        profiles, _ = parse_samples((directory.read_bytes(PROFILES) or b"").splitlines(),
+                                    path / PROFILES, strict=True)
+        reports = {}
+        if directory.is_dir(BOOTS_DIR):
+            with SafeDir.reading(path / BOOTS_DIR) as boots:
+                for boot in meta.get("boots", []):
+                    raw = boots.read_bytes(f"{boot['index']}.json", limit=1 << 20)
+                    report = _json_object(raw)
+                    if report is not None:
+                        reports[boot["index"]] = report
+    return Part(path, meta, samples, profiles, reports)
+
+
+def _json_object(raw: bytes | None) -> dict[str, Any] | None:
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except (ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _value(meta: dict[str, Any], key: str) -> Any:
+    value = meta.get(key)
+    if isinstance(value, dict) and key in _MAY_DIFFER:
+        return {k: v for k, v in value.items() if k not in _MAY_DIFFER[key]}
+    return value
+
+
+def _check_same(parts: list[Part], keys: Iterable[tuple[str, str]]) -> None:
+    first = parts[0]
+    for part in parts[1:]:
+        for key, name in keys:
+            if _value(first.meta, key) != _value(part.meta, key):
+                raise MergeError(f"{part.path} and {first.path} differ in {name}: they are "
+                                 "not parts of one run")
+
+
+def _kernels(meta: dict[str, Any]) -> dict[str, str]:
+    return {k["label"]: k["sha256"] for k in meta.get("kernels", [])}
+
+
+def merge(paths: list[Path], out: Path) -> dict[str, Any]:
+    """Merge the runs in `paths` into the new run directory `out`; its meta.json."""
+    if len(paths) < 2:
+        raise MergeError("give two or more run directories to merge")
+    parts = [_read(path) for path in paths]
+    booted = [bool(p.meta.get("kernels")) for p in parts]
+    if len(set(booted)) > 1:
+        one = parts[booted.index(True)].path
+        other = parts[booted.index(False)].path
+        raise MergeError(f"{one} booted kernels and {other} did not: merge shards of one "
+                         "booted run, or native runs of different machines")
+    _check_same(parts, SAME)
+    if booted[0]:
+        meta, samples, profiles, reports = _shards(parts)
+    else:
+        meta, samples, profiles, reports = _machines(parts)
+    run_dir = RunDir.create(out)
+    try:
+        run_dir.write_meta(meta)
+        run_dir.append_lines(SAMPLES, samples)
+        if profiles:
+            run_dir.append_lines(PROFILES, profiles)
+        for index, report in sorted(reports.items()):
+            run_dir.write_boot_report(index, report)
+        run_dir.write_pyperf(meta, samples)
+    finally:
+        run_dir.unlock()
+    return meta
+
+
+def _merged_from(part: Part) -> dict[str, Any]:
+    provenance = part.meta.get("provenance", {})
+    return {"path": str(part.path), "machine": provenance.get("host", {}).get("name"),
+            "started_utc": part.meta.get("started_utc"),
+            "finished_utc": part.meta.get("finished_utc"), "shard": part.meta.get("shard"),
+            "machine_state": part.meta.get("machine_state")}
+
+
+def _started(parts: list[Part]) -> str | None:
+    return min((p.meta["started_utc"] for p in parts if p.meta.get("started_utc")), default=None)
+
+
+def _finished(parts: list[Part]) -> str | None:
+    ends = [p.meta.get("finished_utc") for p in parts]
+    return max(ends) if all(ends) else None
+
+
+def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                        list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    first = parts[0]
+    _check_same(parts, SAME_BOOTED)
+    for part in parts:
+        if "shard" not in part.meta:
+            raise MergeError(f"{part.path} is not a shard (made with run --shard I/N): its "
+                             "boots would collide with the others'")
+        if _kernels(part.meta) != _kernels(first.meta):
+            raise MergeError(f"{part.path} and {first.path} booted other kernels (labels or "
+                             "sha256 differ): they are not parts of one run")
+    count = first.meta["shard"]["count"]
+    plan_boots = first.meta["shard"]["plan_boots"]
+    by_index: dict[int, Part] = {}
+    for part in parts:
+        shard = part.meta["shard"]
+        if (shard["count"], shard["plan_boots"]) != (count, plan_boots):
+            raise MergeError(f"{part.path} is shard {shard['index']}/{shard['count']} of a "
+                             f"plan of {shard['plan_boots']} boots, {first.path} a shard of "
+                             f"{count} of a plan of {plan_boots}: not parts of one run")
+        if shard["index"] in by_index:
+            raise MergeError(f"{part.path} and {by_index[shard['index']].path} are both shard "
+                             f"{shard['index']}/{count}: their boots are duplicates")
+        by_index[shard["index"]] = part
+    missing = [i for i in range(1, count + 1) if i not in by_index]
+    if missing:
+        raise MergeError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: give "
+                         "every shard's run directory")
+    boots: dict[int, dict[str, Any]] = {}
+    samples: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    reports: dict[int, dict[str, Any]] = {}
+    for index in sorted(by_index):
+        part = by_index[index]
+        local = {}
+        for boot in part.meta["boots"]:
+            position = boot["plan_index"]
+            if position in boots:
+                raise MergeError(f"{part.path}: boot {position} of the plan is in two "
+                                 "shards: duplicate boots")
+            local[boot["index"]] = position
+            boots[position] = {**{k: v for k, v in boot.items() if k != "plan_index"},
+                               "index": position, "shard": index}
+            if boot["index"] in part.reports:
+                reports[position] = {**part.reports[boot["index"]], "boot": position}
+        samples += [{**r, "boot": local[r["boot"]]} for r in part.samples
+                    if r.get("boot") in local]
+        profiles += [{**r, "boot": local[r["boot"]]} for r in part.profiles
+                     if r.get("boot") in local]
+    if sorted(boots) != list(range(plan_boots)):
+        raise MergeError(f"the shards hold {len(boots)} of the plan's {plan_boots} boots")
+    meta = {k: v for k, v in first.meta.items() if k not in ("shard", "jobs")}
+    meta.update(boots=[boots[i] for i in range(plan_boots)],
+                skipped=_union(p.meta["skipped"] for p in parts),
+                started_utc=_started(parts),
+                finished_utc=_finished(parts),
+                merged={"kind": "shards", "merged_utc": utc_now(),
+                        "from": [_merged_from(by_index[i]) for i in sorted(by_index)]})
+    return meta, samples, profiles, reports
+
+
+def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                          list[dict[str, Any]], dict[int, dict[str, Any]]]:
+    seen: dict[str, Path] = {}
+    samples: list[dict[str, Any]] = []
+    profiles: list[dict[str, Any]] = []
+    for part in parts:
+        machine = part.meta.get("provenance", {}).get("host", {}).get("name")
+        if not isinstance(machine, str) or not machine or not machine.isprintable():
+            raise MergeError(f"{part.path}: its provenance names no machine (host name "
+                             f"{machine!r})")
+        if any("machine" in r for r in part.samples):
+            raise MergeError(f"{part.path} is a merged run already: merge the runs it came "
+                             "from")
+        if machine in seen:
+            raise MergeError(f"{part.path} and {seen[machine]} are both from machine "
+                             f"{machine}: merge runs of different machines (a machine is one "
+                             "level of the `machine` factor)")
+        seen[machine] = part.path
+        samples += [{**r, "machine": machine} for r in part.samples]
+        profiles += [{**r, "machine": machine} for r in part.profiles]
+    first = parts[0]
+    releases = dict.fromkeys(p.meta.get("provenance", {}).get("kernel", {}).get("release")
+                             or "unknown" for p in parts)
+    meta = {**{k: v for k, v in first.meta.items() if k != "machine_state"},
+            "provenance": {"host": {"name": ", ".join(seen)},
+                           "kernel": {"release": " / ".join(releases)}},
+            "skipped": _union(p.meta["skipped"] for p in parts),
+            "started_utc": _started(parts),
+            "finished_utc": _finished(parts),
+            "merged": {"kind": "machines", "merged_utc": utc_now(),
+                       "from": [{**_merged_from(p), "provenance": p.meta.get("provenance")}
+                                for p in parts]}}
+    return meta, samples, profiles, {}
+
+
+def _union(lists: Iterable[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entries in lists:
+        out += [e for e in entries if e not in out]
+    return out

@@ -1,0 +1,102 @@
+"""kernels/build's image cache, which can sit where other users write (--cache, or
+$FAULTBENCH_KERNEL_CACHE): each entry is opened the way faultbench opens a results
+directory (measurement/safefile.py), its files without following links, and an image is
+handed out only when its sha256 is the one recorded when it was built.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from faultbench.measurement.safefile import ResultsError, SafeDir
+
+META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
+
+
+class BuildError(Exception):
+    """A refusal or failure, said in one message for the user."""
+
+
+def sha256_stream(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as stream:
+        return sha256_stream(stream)
+
+
+def cache_root(option: str | None, variable: str, default: Path) -> Path:
+    """Absolute, links not resolved: open_entry() walks it and decides which to follow."""
+    return Path(os.path.abspath(option or os.environ.get(variable) or default))
+
+
+def open_entry(root: Path, key: str, create: bool) -> SafeDir:
+    """The cache entry `key`, checked as faultbench checks a results directory: as root, no
+    link another user made or could replace on the way, and no directory on it another
+    user can change (root builds in it, and boots what it finds there)."""
+    try:
+        return SafeDir.open(root / key, create=create)
+    except ResultsError as exc:
+        raise BuildError(f"cache {root}: {exc}") from None
+
+
+@contextlib.contextmanager
+def locked_entry(root: Path, key: str) -> Iterator[SafeDir]:
+    """The entry, made if missing, for this process only: a second build of the same
+    inputs waits for the first (flock on its .lock, which is never truncated or reached
+    through a link)."""
+    with open_entry(root, key, create=True) as entry:
+        try:
+            fd = os.open(".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600, dir_fd=entry.fd)
+        except OSError as exc:
+            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+            raise BuildError(f"cannot open {entry.path / '.lock'}: {why}; remove it") from None
+        with os.fdopen(fd) as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"kernels/build: another build of the same inputs holds {entry.path}; "
+                      "waiting", file=sys.stderr, flush=True)
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            yield entry
+
+
+def cached_image(entry: SafeDir) -> Path | None:
+    """The entry's bzImage, if it has one whose sha256 is the one its meta.json records;
+    BuildError for one that is not (someone else's, or changed since it was built)."""
+    if not entry.is_file("bzImage"):
+        return None
+    image = entry.path / "bzImage"
+    try:
+        meta = json.loads(entry.read_bytes("meta.json", META_MAX_BYTES) or b"null")
+        with os.fdopen(os.open("bzImage", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
+                               dir_fd=entry.fd), "rb") as stream:
+            actual = sha256_stream(stream)
+    except (ResultsError, OSError, ValueError):
+        meta, actual = None, None
+    if not isinstance(meta, dict) or meta.get("image_sha256") != actual or actual is None:
+        raise BuildError(f"the cached image {image} is not the one its meta.json records (no "
+                         "valid record, or another sha256): it was not built here, or was "
+                         f"changed since; remove {entry.path} to build it again")
+    return image
+
+
+def write_meta(entry: SafeDir, metadata: dict[str, object]) -> None:
+    try:
+        entry.replace("meta.json", json.dumps(metadata, indent=2) + "\n")
+    except ResultsError as exc:
+        raise BuildError(str(exc)) from None

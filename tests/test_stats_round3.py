@@ -1,0 +1,202 @@
+"""Statistics, round three: profiled samples out of every timing statistic, boot-level
+splits, exact power, the cost model's verdict with intervals, counts, phases across kernels.
+
+The shipped runs in results/ are real measurements; the tests read them as data."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import faultbench
+from faultbench.analysis.breakeven import break_even, cost_models
+from faultbench.analysis.compare import compare_runs
+from faultbench.analysis.estimators import POWER, detectable, state_step
+from faultbench.analysis.frame import dropped_notes
+from faultbench.analysis.profile import phase_costs
+from faultbench.analysis.replicates import (
+    ICOUNT_STATE_STEP,
+    aa_tables,
+    compare_rows,
+    distinct_halves,
+    footer_note,
+)
+from faultbench.analysis.report import report_text, write_report
+
+ROOT = Path(__file__).resolve().parent.parent
+COST_MODEL = ROOT / "results" / "tcg-icount-cost-model"
+SLOWER = 7.0  # what the profiled samples are made to cost: far outside any CI
+
+
+def _copy(run: Path, to: Path, slow_profiled: bool) -> Path:
+    """A copy of a shipped run; with slow_profiled, every profiled sample's times scaled by
+    SLOWER, so that any timing statistic that reads one moves."""
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("figures", "report.txt"))
+    if slow_profiled:
+        lines = []
+        for line in (to / "samples.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            if record.get("profiled"):
+                for key in ("touch_ns", "munmap_ns"):
+                    if record.get(key) is not None:
+                        record[key] = round(record[key] * SLOWER)
+                record["ns_per_page"] = record["touch_ns"] / record["pages_touched"]
+            lines.append(json.dumps(record))
+        (to / "samples.jsonl").write_text("\n".join(lines) + "\n")
+    return to
+
+
+def _load(run: Path) -> pd.DataFrame:
+    df = faultbench.load(run)
+    assert dropped_notes(df) == []  # every sample read, the slowed ones too
+    return df
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The shipped cost-model run as it is, and with its profiled samples made slower."""
+    where = tmp_path_factory.mktemp("twins")
+    return (_copy(COST_MODEL, where / "a" / "run", False),
+            _copy(COST_MODEL, where / "b" / "run", True))
+
+
+def test_the_shipped_run_has_profiled_rounds_to_leave_out() -> None:
+    df = faultbench.load(COST_MODEL)
+    profiled = df[df["profiled"] & ~df["warmup"]]
+    timed = df[df["ok"]]
+    assert len(profiled) and not set(profiled["round"]) & set(timed["round"])
+
+
+def test_break_even_counts_and_resamples_only_timed_rounds(twins: tuple[Path, Path]) -> None:
+    plain, slowed = (break_even(_load(run), replicates=200) for run in twins)
+    timed_rounds = faultbench.load(twins[0]).query("ok")["round"].nunique()
+    assert plain and all(b.rounds == timed_rounds for b in plain)
+    assert [b.to_dict() for b in plain] == [b.to_dict() for b in slowed]
+
+
+def test_cost_model_reads_no_profiled_time(twins: tuple[Path, Path]) -> None:
+    keys = ("ns_per_fault", "ns_per_page_mapped", "ns_per_touch", "per_fault", "residual",
+            "rounds", "touch_ns_by_stride")
+    plain, slowed = ([{k: m.to_dict()[k] for k in keys} for m in
+                      cost_models(_load(run), replicates=200)] for run in twins)
+    assert plain and plain == slowed
+
+
+def test_report_tables_read_no_profiled_time(twins: tuple[Path, Path]) -> None:
+    def timing_part(run: Path) -> str:
+        df = _load(run)
+        text = report_text(df, next(iter(df.attrs["meta"].values())))
+        # the profile section shows the profiled samples' own time, as such
+        return text.split("\nKernel profiles (")[0]
+
+    plain, slowed = (timing_part(run) for run in twins)
+    assert "medians over rounds (6)" in plain.replace("\n  ", " ")
+    assert plain == slowed
+
+
+def test_compare_reads_no_profiled_time(twins: tuple[Path, Path]) -> None:
+    def table(run: Path) -> str:
+        text = compare_runs(f"{run}:4096", f"{run}:65536", by="fault_around_bytes")
+        return text.replace(str(run), "RUN")
+
+    plain, slowed = (table(run) for run in twins)
+    assert plain == slowed
+
+
+def test_figures_draw_no_profiled_time(twins: tuple[Path, Path], tmp_path: Path) -> None:
+    drawn = []
+    for i, run in enumerate(twins):
+        _, paths = write_report(run, out=tmp_path / str(i))
+        drawn.append({p.name: p.read_bytes() for p in paths if p.suffix == ".svg"})
+    assert "break-even.svg" in drawn[0] and drawn[0] == drawn[1]
+
+
+@pytest.mark.parametrize(("per_side", "tested"), [(3, 10), (3, 40), (5, 1)])
+def test_detect_is_the_change_found_with_80_percent_power(per_side: int, tested: int) -> None:
+    """A seeded simulation of the two-sample t-test on log values at Holm's first threshold:
+    the change `detectable` prints is found in 80% of the draws, within 2 points."""
+    rng = np.random.default_rng([30, per_side, tested])
+    sigma, draws, level = 0.004, 40000, 0.05 / tested
+    df = 2 * per_side - 2
+    se = sigma * np.sqrt(2 / per_side)
+    shift = np.log(detectable(se, df, level))
+    base = rng.normal(0.0, sigma, (draws, per_side))
+    new = rng.normal(shift, sigma, (draws, per_side))
+    found = np.mean(stats.ttest_ind(new, base, axis=1).pvalue < level)
+    assert abs(found - POWER) <= 0.02, found
+
+
+def test_six_boots_split_ten_distinct_ways_each_once() -> None:
+    boots = [f"b{i}" for i in range(6)]
+    halves = distinct_halves(boots)
+    assert len(halves) == 10
+    assert len({frozenset(h) for h in halves} | {frozenset(set(boots) - h) for h in halves}) \
+        == 20  # no split is another's mirror image
+    assert len(distinct_halves(boots[:5])) == 10  # 2 vs 3: C(5,2)
+
+
+def test_the_shipped_icount_aa_is_split_every_distinct_way() -> None:
+    df = faultbench.load(ROOT / "results" / "icount-aa")
+    df = df.assign(boot=df["kernel"].astype(str) + "/" + df["boot"].astype(str), kernel="one")
+    keys = ["pattern", "uffd", "mappers", "role"]
+    tables = aa_tables(df.assign(**{k: df[k].astype(str) for k in keys}), keys,
+                       "ns_per_page", tables=200)
+    assert len(tables) == 10
+    assert all((t["base_units"] == 3).all() and (t["new_units"] == 3).all() for t in tables)
+
+
+def test_boot_states_floor_detect_on_the_instruction_clock() -> None:
+    df = faultbench.load(ROOT / "results" / "icount-aa")
+    keys = ["pattern", "uffd", "mappers", "role"]
+    table = compare_rows(df[df["kernel"] == "a"], df[df["kernel"] == "b"], keys, "ns_per_page")
+    tested = table[table["p"].notna()]
+    assert len(tested) and (tested["detect"] >= ICOUNT_STATE_STEP).all()
+    assert "boot states" in footer_note(table)
+
+
+def test_a_side_in_two_states_cannot_test_below_the_step() -> None:
+    assert state_step(np.array([597.1, 597.3, 599.2])) == pytest.approx(599.2 / 597.3)
+    assert np.isnan(state_step(np.array([597.1, 598.2, 599.2])))  # an even spread
+
+
+@pytest.mark.parametrize("run", ["tcg-icount-profile-kernels", "native-profile"])
+def test_no_phase_takes_a_row_by_misclassification(run: str) -> None:
+    """Each kernel's fault path splits into phases named for it: 6.1 and 6.12 (and the
+    native host's kernel) find the VMA, look the page up and enter the fault through
+    functions of different names, and no row's loop goes to one phase for want of one."""
+    costs = phase_costs(faultbench.load(ROOT / "results" / run))
+    assert costs
+    for row in costs:
+        phase, share = max(row.shares.items(), key=lambda item: item[1])
+        assert share <= 0.8, (row.label, row.kernel, phase, share)
+
+
+def test_the_cost_model_verdict_has_intervals_on_both_sides() -> None:
+    [model] = cost_models(faultbench.load(COST_MODEL), replicates=400)
+    assert model.profile is not None
+    for constant in model.profile.constants:
+        low, high = constant.profile_ci
+        assert low < constant.profile < high and constant.model_ci is not None
+        apart = constant.model_ci[1] < low or high < constant.model_ci[0]
+        assert constant.overlap is not apart
+    a, b = model.profile.constants
+    assert "VMA lookup" in a.phases and "lookup" in a.phases  # the fixed cost, like with like
+    assert model.profile.units == 3  # the profiled rounds
+
+
+def test_the_cost_models_misfit_is_reported_per_stride() -> None:
+    df = faultbench.load(COST_MODEL)
+    [model] = cost_models(df, replicates=200)
+    strides = [row[0] for row in model.by_stride]
+    assert strides == sorted(set(df.query("ok")["pattern"].str.removeprefix("stride:")
+                                 .astype(float)))
+    a_values = [row[1] for row in model.by_stride]
+    # a moves with the stride by more than its own CI is wide: the error of the model
+    assert model.ns_per_fault is not None and model.ns_per_fault.ci is not None
+    assert max(a_values) - min(a_values) > np.diff(model.ns_per_fault.ci)[0]
