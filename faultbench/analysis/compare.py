@@ -63,6 +63,9 @@ def parse_side(text: str, by: str | None, role: str) -> Side:
     if by is None:
         return Side(Path(text), None, text)
     path, sep, value = text.rpartition(":")
+    while ":" in path and not Path(path).is_dir():  # a value with a colon: fill=write:64K
+        path, _, head = path.rpartition(":")
+        value = f"{head}:{value}"
     if not sep or not path or not value:
         raise AnalysisError(f"{role} {text!r}: with --by {by}, give RUN_DIR:VALUE")
     return Side(Path(path), value, f"{by}={value}")
