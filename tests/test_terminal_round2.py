@@ -1,0 +1,171 @@
+"""What a kernel developer still tripped on, round two: `report` on every shipped workload's
+fresh run, labels that keep what tells rows apart, figures read as a person sees them, and
+compare printing one estimate per row in every format. Real native runs, sized down."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from analysis_runs import faultbench
+
+from faultbench.analysis.frame import load
+from faultbench.analysis.report import hit_cells, report_text, summary
+from faultbench.measurement.workload import shipped
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "results"
+
+# Sizes, rounds and app sessions cut down so that every workload runs natively in seconds:
+# what is tested is that its run can be reported, not what it measures.
+SHRINK = [
+    (re.compile(r'^(\s*)size = "[^"]*"', re.M), r'\1size = "2M"'),
+    (re.compile(r"^repetitions = \d+", re.M), "repetitions = 2"),
+    (re.compile(r"^profile = \d+", re.M), "profile = 1"),
+    (re.compile(r'^app_anon = "[^"]*"', re.M), 'app_anon = "1M"'),
+    (re.compile(r"^launches = \d+", re.M), "launches = 2"),
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
+    """A fresh run of a shipped workload, shrunk (made on first use, once per module)."""
+    base = tmp_path_factory.mktemp("round2")
+    made: dict[str, Path] = {}
+
+    def run(name: str) -> Path:
+        if name not in made:
+            text = shipped()[name].read_text()
+            for pattern, replacement in SHRINK:
+                text = pattern.sub(replacement, text)
+            toml = base / f"{name}.toml"
+            toml.write_text(text)
+            done = faultbench("run", toml, "--out", base / name, "-q", check=False)
+            assert done.returncode == 0, done.stderr
+            made[name] = base / name
+        return made[name]
+
+    return run
+
+
+@pytest.mark.parametrize("name", sorted(shipped()))
+def test_report_with_figures_on_every_shipped_workload(tiny_runs, name: str) -> None:
+    run = tiny_runs(name)
+    done = faultbench("report", run, check=False)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    assert (run / "report.txt").stat().st_size > 0
+    assert list((run / "figures").glob("*.png"))
+
+
+def _table_rows(text: str) -> list[tuple[str | None, str]]:
+    """(heading, label) of each row of the first table in `text`."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("-----")) + 1
+    rows, heading = [], None
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        label = re.split(r"\s{2,}|\s+(?=[-+]?\d)", line.strip())[0]
+        if not re.search(r"\d\s*$", line):
+            heading = line.strip()  # a heading (no numbers)
+        elif line.startswith("  "):
+            rows.append((heading, label))
+        else:
+            heading = None
+            rows.append((None, label))
+    return rows
+
+
+def test_multi_mapper_labels_tell_every_row_apart(tiny_runs) -> None:
+    run = tiny_runs("multi-mapper")
+    report = faultbench("report", run, "--no-figures").stdout
+    rows = _table_rows(report)
+    assert len(rows) == len(set(rows)) > 30, rows
+    for words in ("sequential", "concurrent", "process", "thread", "reg=first", "reg=later"):
+        assert words in report
+    # the summary `run` prints: the same words, grouped, no line wrapped or past 72
+    text = summary(run)
+    assert max(map(len, text.splitlines())) <= 72
+    table = text.split("-----\n", 1)[1].split("hit:")[0].splitlines()
+    assert all(re.search(r"\d$", line) or not line.startswith("   ") for line in table)
+    assert len(_table_rows(text)) == len(set(_table_rows(text))) == len(rows)
+
+
+def test_no_lone_x1_rows_and_no_heading_over_one_row() -> None:
+    df = load(RESULTS / "icount-aa")  # two kernels, rows of one and three mappers
+    report = report_text(df, next(iter(df.attrs["meta"].values())))
+    table = report.split("-----\n", 1)[1].split("\n\n")[0].splitlines()
+    assert not any(line.strip().startswith("x1 ") for line in table)
+    for i, line in enumerate(table[:-1]):
+        if line and not line.startswith(" ") and not re.search(r"\d\s*$", line):
+            following = table[i + 1]
+            # a heading: more than one row under it, or a label whose numbers wrapped
+            assert following.startswith("  ") or following.startswith(" " * 10), line
+
+
+def test_compare_by_kernel_on_a_native_run_says_so(tiny_runs) -> None:
+    run = tiny_runs("quick")
+    done = faultbench("compare", f"{run}:none", f"{run}:wp", "--by", "kernel", check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "has no booted kernels" in done.stderr
+
+
+def _csv(*args: str | Path) -> list[dict[str, str]]:
+    out = faultbench("compare", *args, "--format", "csv").stdout
+    return list(csv.DictReader(io.StringIO(out)))
+
+
+def test_exact_zero_rows_and_never_read_alike_in_every_format(tiny_runs) -> None:
+    run = tiny_runs("break-even")
+    args = (f"{run}:madvise", f"{run}:map", "--by", "populate")
+    lkp = faultbench("compare", *args, "--format", "lkp").stdout
+    faults = [line for line in lkp.splitlines() if line.endswith(".faults/page")]
+    assert faults and all(line.split()[:3] == ["0", "+0.0%", "0"] for line in faults), faults
+    text = faultbench("compare", *args, "--metric", "faults_per_page").stdout
+    assert "+0.0%" in text and "exact" in text
+    # the detectable change of an untestable row: null in JSON, empty in CSV, never "inf"
+    rows = _csv(*args)
+    assert all(row["detect_pct"] in ("",) or float(row["detect_pct"]) < 1e300 for row in rows)
+    assert not any("inf" in value for row in rows for value in row.values())
+
+
+def test_one_estimate_per_row_in_text_and_lkp() -> None:
+    quick = RESULTS / "native-quick"
+    args = (f"{quick}:none", f"{quick}:wp", "--by", "uffd")
+    text = faultbench("compare", *args).stdout
+    head = next(line for line in text.splitlines() if line.startswith("scenario"))
+    assert "base med" in head and "new med" in head
+    rows = {r["label"]: float(r["change_pct"]) for r in _csv(*args)}
+    lkp = faultbench("compare", *args, "--format", "lkp").stdout
+    for line in lkp.splitlines():
+        if line.endswith(".ns/page"):
+            label = " ".join(line.split()[-1].split(".")[:-1])
+            change = next(w for w in line.split() if w.endswith(("%", "%*")) and w[0] in "+-")
+            assert change.rstrip("*") == f"{rows[label]:+.1f}%" or \
+                change.rstrip("*") == f"{rows[label]:+.0f}%", (line, rows[label])
+
+
+def test_lkp_names_both_sides_in_full_and_titles_name_the_unit() -> None:
+    run = RESULTS / "uffd-2020-patch"
+    lkp = faultbench("compare", run, "--by", "kernel", "--format", "lkp").stdout
+    assert "base: kernel=base" in lkp and "new: kernel=patched" in lkp
+    text = faultbench("compare", run, "--by", "kernel").stdout
+    assert text.startswith("insn/page touched: ") and "ns_per_page" not in text.split("\n")[0]
+    faults = faultbench("compare", run, "--by", "kernel", "--metric", "faults_per_page").stdout
+    assert faults.startswith("faults/page touched: ")
+
+
+def test_brief_says_why_a_row_is_unmarked_and_never_prints_xinf(tiny_runs) -> None:
+    run = tiny_runs("quick")  # 2 rounds a side: no test can pass
+    brief = faultbench("compare", f"{run}:none", f"{run}:wp", "--by", "uffd", "--brief").stdout
+    assert "xinf" not in brief and "?" in brief
+    assert "?: too few units" in " ".join(brief.split())
+
+
+def test_hit_share_of_zero_prints_zero() -> None:
+    cells = hit_cells(pd.Series([0, 1, 0]), pd.Series([4, 4, 0]))
+    assert list(cells) == ["0", "25", ""]
