@@ -169,3 +169,50 @@ def test_brief_says_why_a_row_is_unmarked_and_never_prints_xinf(tiny_runs) -> No
 def test_hit_share_of_zero_prints_zero() -> None:
     cells = hit_cells(pd.Series([0, 1, 0]), pd.Series([4, 4, 0]))
     assert list(cells) == ["0", "25", ""]
+
+
+def _overlapping_texts(fig) -> list[tuple[str, str]]:
+    """Pairs of visible, non-empty texts of a drawn figure whose boxes intersect."""
+    from matplotlib.text import Text
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    offscreen = set()  # tick labels outside the axis' view are kept but not drawn
+    for ax in fig.axes:
+        box = ax.get_window_extent(renderer)
+        for axis, low, high in ((ax.xaxis, box.x0, box.x1), (ax.yaxis, box.y0, box.y1)):
+            for label in [*axis.get_majorticklabels(), *axis.get_minorticklabels()]:
+                extent = label.get_window_extent(renderer)
+                middle = (extent.x0 + extent.x1) / 2 if axis is ax.xaxis else \
+                    (extent.y0 + extent.y1) / 2
+                if not low - 1 <= middle <= high + 1:
+                    offscreen.add(id(label))
+    texts = [t for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()
+             and id(t) not in offscreen and t.get_window_extent(renderer).width > 0]
+    boxes = [(t.get_text(), t.get_window_extent(renderer).shrunk(0.98, 0.9)) for t in texts]
+    return [(a, b) for i, (a, box) in enumerate(boxes) for b, other in boxes[i + 1:]
+            if box.overlaps(other)]
+
+
+@pytest.mark.parametrize("run", ["native-quick", "uffd-2020-patch", "tcg-fault-around-sweep",
+                                 "tcg-icount-cost-model", "native-break-even"])
+def test_no_text_of_a_figure_overlaps_another(run: str, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every figure of a reference result, drawn: tick labels, titles, axis labels and
+    legends keep clear of each other (matplotlib's own text boxes)."""
+    import faultbench.analysis.breakeven_figure as breakeven_figure
+    import faultbench.analysis.figures as figures
+    import faultbench.analysis.kernel_figure as kernel_figure
+    from faultbench.analysis.report import write_report
+
+    overlaps: dict[str, list[tuple[str, str]]] = {}
+    save = figures.save
+
+    def checked(fig, out_dir, name):
+        overlaps[name] = _overlapping_texts(fig)
+        return save(fig, out_dir, name)
+
+    for module in (figures, kernel_figure, breakeven_figure):
+        monkeypatch.setattr(module, "save", checked)
+    write_report(RESULTS / run, out=tmp_path)
+    assert overlaps and not any(overlaps.values()), overlaps

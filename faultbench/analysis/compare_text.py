@@ -71,11 +71,10 @@ def method_line(table: pd.DataFrame) -> str:
     tested = table.attrs.get("tested", 0)
     exact = "; exact: constant samples, no test" if table["exact"].any() else ""
     hopeless = "; ?: too few units for any p to pass" if (table["mark"] == "?").any() else ""
-    return wrap(f"{', '.join(methods) or 'no test'} on per-{unit[:-1]} values ({unit} are "
-                f"the units){exact}; change: the test's estimate, not new/base med; "
-                f"*: Holm p < {table.attrs.get('alpha', 0.05)} over {tested} rows{hopeless}; "
-                f"detect: {100 * table.attrs.get('power', 0.8):.0f}% power; faultbench "
-                "compare.")
+    return wrap(f"{', '.join(methods) or 'no test'} on per-{unit[:-1]} values{exact}; "
+                f"change: its estimate (not new/base); *: Holm p < "
+                f"{table.attrs.get('alpha', 0.05)} over {tested} rows{hopeless}; detect: "
+                f"{100 * table.attrs.get('power', 0.8):.0f}% power; faultbench compare.")
 
 
 def footer(table: pd.DataFrame, metric: str, unit: str, two_runs: bool,
