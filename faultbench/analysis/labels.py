@@ -144,16 +144,16 @@ def split_labels(df: pd.DataFrame, columns: Sequence[str], room: int
     """Labels too long for a table's `room`, split so that each row fits one line: a heading
     from the first label columns (rows sharing it are listed under it) and a row label from
     the rest, for the fewest heading columns that fit; None when no split fits. A row alone
-    under its heading keeps its full label and stands alone (heading None; a table wraps
-    it if it is too long): a heading over one row would read as a row without numbers. A
-    row whose rest says nothing under a shared heading is "x1" (one mapper, beside rows of
-    several) or "-"."""
+    under its heading whose rest says nothing keeps its full label and stands alone
+    (heading None; a table wraps it if it is too long): a heading over an "x1" alone would
+    read as a row without numbers. A row whose rest says nothing under a shared heading is
+    "x1" (one mapper, beside rows of several) or "-"."""
     columns = list(columns)
     full = labels(df, columns)
     single = _several_mappers(df).eq(False) if "mappers" in columns else False
     for k in range(1, len(columns)):
         heading, rest = labels(df, columns[:k]), labels(df, columns[k:])
-        alone = heading.map(heading.value_counts()) == 1
+        alone = (heading.map(heading.value_counts()) == 1) & (rest == "all")
         rest = rest.mask((rest == "all") & single, "x1").replace("all", "-")
         if rest[~alone].str.len().max() + 2 <= room if (~alone).any() else True:
             return heading.where(~alone, None), rest.where(~alone, full)
