@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -216,3 +218,39 @@ def test_no_text_of_a_figure_overlaps_another(run: str, tmp_path: Path,
         monkeypatch.setattr(module, "save", checked)
     write_report(RESULTS / run, out=tmp_path)
     assert overlaps and not any(overlaps.values()), overlaps
+
+
+@pytest.mark.parametrize("args", [("measure", "--seed", "abc"), ("measure", "--size", "-4K"),
+                                  ("compare", "a", "b", "--format", "xls"), ("bogus",)])
+def test_a_wrong_argument_is_one_line_not_the_usage(args: tuple[str, ...]) -> None:
+    done = faultbench(*args, check=False)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "usage:" not in done.stderr, done.stderr
+    assert done.stderr.startswith(f"faultbench {args[0]}: " if args[0] != "bogus"
+                                  else "faultbench: ")
+
+
+def test_only_globs_match_the_words_of_a_label(tmp_path: Path) -> None:
+    quick = shipped()["quick"]
+    done = faultbench("run", quick, "--only", "seq*", "--only", "uffd=none", "--only",
+                      "*x*", "--repetitions", "1", "--out", tmp_path / "a", "-q", check=False)
+    # `seq*` matches the part `seq`; `*x*` every name (memfd has an x)
+    assert done.returncode == 0, done.stderr
+    names = {s["name"] for s in json.loads((tmp_path / "a" / "meta.json").read_text())[
+        "scenarios"]}
+    assert names and all(",seq," in n and "uffd=none" in n for n in names)
+    for pattern, most in (("nothing*", 160), ("nothing*" + "x" * 300, 240)):
+        refused = faultbench("run", quick, "--only", pattern, "--out", tmp_path / "b",
+                             check=False)
+        assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+        assert len(refused.stderr) < most, refused.stderr
+
+
+def test_resume_of_a_finished_run_says_so_and_leaves_it(tiny_runs, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(tiny_runs("quick"), run)
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    done = faultbench("run", "--resume", run, "-q", check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "finished at" in done.stderr and "nothing to resume" in done.stderr
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before

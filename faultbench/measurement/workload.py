@@ -16,6 +16,7 @@ import math
 import sys
 import sysconfig
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,10 +153,9 @@ class Workload:
         kept = [s for s in self.scenarios if all(test(s) for test in tests)]
         if not kept:
             raise WorkloadError(
-                f"--only {' --only '.join(filters)}: none of the {len(self.scenarios)} "
-                f"scenarios of {self.name} matches (`faultbench workloads {self.name}` lists "
-                f"them; a filter is FIELD=VALUE[,VALUE] with FIELD one of {', '.join(AXES)} "
-                "or a knob, or a pattern on the name)")
+                f"--only {clipped(' --only '.join(filters), 60)}: none of the "
+                f"{len(self.scenarios)} scenarios of {self.name} matches (FIELD=VALUE, or a "
+                f"pattern on a name; `faultbench workloads {self.name}` lists them)")
         return dataclasses.replace(
             self, scenarios=kept, command_line={**self.command_line, "only": list(filters)})
 
@@ -176,8 +176,20 @@ class Workload:
                 raise WorkloadError(f"--only {text}: {exc}") from None
             return lambda s: getattr(s.spec, name) in wanted
         if any(c in text for c in "*?["):
-            return lambda s: fnmatch.fnmatchcase(s.name, text)
+            return lambda s: any(fnmatch.fnmatchcase(run, text) for run in _name_runs(s.name))
         return lambda s: text in s.name
+
+
+def _name_runs(name: str) -> Iterator[str]:
+    """The name, and each run of its consecutive parts as a table label writes them
+    (`seq uffd=none`) or as the name does (`seq,uffd=none`): `--only 'seq*'` matches the
+    part `seq` although the whole name starts `memfd,64M,`."""
+    yield name
+    parts = name.split(",")
+    for start in range(len(parts)):
+        for stop in range(start + 1, len(parts) + 1):
+            yield " ".join(parts[start:stop])
+            yield ",".join(parts[start:stop])
 
 
 def _spec_value(name: str, text: str) -> Any:
