@@ -254,3 +254,26 @@ def test_resume_of_a_finished_run_says_so_and_leaves_it(tiny_runs, tmp_path: Pat
     assert done.returncode == 2 and done.stderr.count("\n") == 1
     assert "finished at" in done.stderr and "nothing to resume" in done.stderr
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before
+
+
+def test_every_shipped_workload_says_what_it_detects() -> None:
+    for name in shipped():
+        shown = faultbench("workloads", name).stdout.splitlines()
+        assert shown[1].startswith("detects: ") and len(shown[1]) > 30, (name, shown[:2])
+
+
+def test_multi_mapper_rounds_can_detect_its_change(tmp_path: Path) -> None:
+    """At its own rounds (sizes cut down: the rounds decide what a test can pass), every row
+    of its comparisons can detect a change: two runs (64 rows), and uffd none vs wp, where
+    the change it exists to show is marked."""
+    text = shipped()["multi-mapper"].read_text()
+    for pattern, replacement in SHRINK[:1]:
+        text = pattern.sub(replacement, text)
+    (tmp_path / "mm.toml").write_text(text)
+    for name in ("a", "b"):
+        faultbench("run", tmp_path / "mm.toml", "--out", tmp_path / name, "-q")
+    rows = _csv(tmp_path / "a", tmp_path / "b")
+    assert len(rows) == 64
+    assert all(row["detect_pct"] != "" for row in rows), [r["label"] for r in rows]
+    rows = _csv(f"{tmp_path / 'a'}:none", f"{tmp_path / 'a'}:wp", "--by", "uffd")
+    assert rows and all(row["mark"] == "*" for row in rows), rows

@@ -42,7 +42,7 @@ from faultbench.measurement.workload_checks import (
 )
 
 SUFFIX = ".toml"
-TOP_KEYS = ("description", "repetitions", "warmups", "seed", "profile", "guest_memory",
+TOP_KEYS = ("description", "detects", "repetitions", "warmups", "seed", "profile", "guest_memory",
             "defaults", "knobs", "matrix")
 # Profiled rounds a workload may ask for: each is a full round of every scenario.
 MAX_PROFILE_ROUNDS = 100
@@ -109,6 +109,8 @@ class Workload:
     # rounds after the measured ones whose samples are kernel-profiled (kept out of timings)
     profile: int = 0
     guest_memory: str | None = None  # a booted guest's memory, when the workload needs one
+    # the change its main comparison is sized to detect, and with which command
+    detects: str = ""
 
 
     @property
@@ -359,6 +361,7 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
 
     unknown_keys(data, TOP_KEYS, "workload", fail)
     description = typed(data, "description", str, "a string", "", fail)
+    detects = typed(data, "detects", str, "a string", "", fail)
     repetitions = bounded(data, "repetitions", 1, MAX_MEASUREMENTS, 5, fail)
     warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
     seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
@@ -434,5 +437,5 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
         name=path.stem, file=_shown(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=written, scenarios=list(scenarios.values()),
         skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()], profile=profile,
-        guest_memory=guest_memory,
+        guest_memory=guest_memory, detects=detects,
     )
