@@ -19,7 +19,7 @@ import pytest
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 BUILD = KERNELS / "build"
-PATCH = KERNELS / "patches" / "uffd-missing-no-fault-around.patch"
+PATCH = KERNELS / "patches" / "6.1" / "uffd-missing-no-fault-around.patch"
 
 
 def _load_build():
@@ -184,11 +184,12 @@ def test_cached_image_is_printed_at_once_and_nothing_is_built(tmp_path):
 
 @pytest.fixture(scope="module")
 def userfaultfd_header(tmp_path_factory) -> Path:
-    if not build.SOURCE_TARBALL.is_file() or shutil.which("patch") is None:
-        pytest.skip(f"{build.SOURCE_TARBALL} or patch missing")
+    tarball = build.source_tarball("6.1")
+    if not tarball.is_file() or shutil.which("patch") is None:
+        pytest.skip(f"{tarball} or patch missing")
     tree = tmp_path_factory.mktemp("linux")
     member = "linux-source-6.1/include/linux/userfaultfd_k.h"
-    subprocess.run(["tar", "xf", str(build.SOURCE_TARBALL), "-C", str(tree), "--occurrence=1",
+    subprocess.run(["tar", "xf", str(tarball), "-C", str(tree), "--occurrence=1",
                     "--strip-components=1", member], check=True)
     return tree
 
@@ -229,3 +230,27 @@ def test_a_copied_tree_has_its_dependency_records_moved_and_timestamps_kept(tmp_
     assert str(old) not in depfile.read_text()
     assert source.read_text() == f"/* {old} */\n"  # sources are not build records
     assert {p.stat().st_mtime_ns for p in (record, depfile, source)} == {1_000_000_000}
+
+
+def test_source_6_12_without_its_package_is_refused_with_the_apt_line(tmp_path):
+    """--source 6.12 needs linux-source-6.12 (its tarball, /usr/src/linux-source-6.12.tar.xz);
+    its patches are its own (kernels/patches/6.12), and its key differs from 6.1's."""
+    if build.source_tarball("6.12").is_file():
+        pytest.skip("linux-source-6.12 is installed here")
+    done = run_build("--source", "6.12", "--check-only", "--cache", str(tmp_path))
+    assert done.returncode == 1 and done.stdout == ""
+    assert "source tarball /usr/src/linux-source-6.12.tar.xz (package linux-source-6.12)" \
+        in done.stderr
+    assert "apt-get install linux-source-6.12 build-essential" in done.stderr
+    patched = run_build("--source", "6.12", "--patch", "uffd-missing-no-fault-around",
+                        "--check-only")
+    assert "not in" in patched.stderr and "patches/6.12" in patched.stderr
+    one = build.Inputs("v", "0" * 64, "vng", build.CONFIG_FRAGMENT, ())
+    assert one.key() != build.Inputs("v", "0" * 64, "vng", build.CONFIG_FRAGMENT, (),
+                                     source="6.12").key()
+    assert one.description()["source_package"] == "linux-source-6.1"
+
+
+def test_unknown_source_is_an_argument_error():
+    done = run_build("--source", "5.10", "--check-only")
+    assert done.returncode == 2 and "invalid choice: '5.10'" in done.stderr

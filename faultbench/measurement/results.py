@@ -207,13 +207,10 @@ def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str,
 
 
 def benchmark_name(record: dict[str, Any]) -> str:
-    """pyperf benchmark of a sample: the scenario, per mapper when there are several
-    (first and later mappers measure different things), and per machine in a merged run of
-    several (faultbench merge): one machine's values are never pooled with another's."""
+    """pyperf benchmark of a sample: the scenario, per mapper when there are several (first
+    and later mappers measure different things), per machine in a merged run of several."""
     name = record["scenario"] + (f",machine={record['machine']}" if "machine" in record else "")
-    if record["spec"]["mappers"] > 1:
-        return f"{name},mapper={record['mapper']}"
-    return name
+    return f"{name},mapper={record['mapper']}" if record["spec"]["mappers"] > 1 else name
 
 
 class RunDir:
