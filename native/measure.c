@@ -121,18 +121,19 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 		goto stop;
 	fb_counters_open(&counters, spec->perf, r);
 	/* right after a tick, so that where the next one falls is the same in every sample;
-	 * before the counters: a task woken by the tick may preempt us here */
+	 * before the counters: a task woken by the tick may preempt us here. Reading the ticks
+	 * (stdio, heap) faults: outside the counters too. */
 	fb_tick_wait();
-	fb_counters_start(&counters);
 	ticks = fb_ticks(r->ticks_reason);
+	fb_counters_start(&counters);
 	fb_profile_enable(&profiler, 1);
 	t0 = fb_now_ns();
 	fb_touch(addr, &plan, spec->write);
 	t1 = fb_now_ns();
 	fb_profile_enable(&profiler, 0);
+	fb_counters_stop(&counters, r);
 	if (ticks >= 0)
 		r->ticks = fb_ticks(r->ticks_reason) - ticks;
-	fb_counters_stop(&counters, r);
 	fb_profile_flush(&profiler, spec, job->index, 0, r);
 	fb_counters_close(&counters);
 	r->touch_ns = t1 - t0;
