@@ -48,7 +48,7 @@ MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
 KILL_GRACE_S = 5.0
 # Randomization a guest can switch off, so that two runs of one image execute the same
-# instructions (docs/icount.md, "Sources of run-to-run variation"): KASLR, the per-syscall
+# instructions (docs/icount.md, "Counts that repeat across runs"): KASLR, the per-syscall
 # kernel stack offset, the page allocator's free-list shuffle, the worker's and mappers'
 # address-space layout; slab_nomerge keeps each slab cache's objects apart from other
 # caches' traffic. SLAB freelist randomization (CONFIG_SLAB_FREELIST_RANDOM) has no boot
