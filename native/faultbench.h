@@ -221,7 +221,7 @@ struct fb_mapper_job {
 };
 void fb_measure_mapper(const struct fb_mapper_job *job);
 
-/* mappers.c -> mapper_main.c: what an exec'd mapper process needs, in a memfd that fb_run
+/* mapper_block.c -> mapper_main.c: what an exec'd mapper process needs, in a memfd that fb_run
  * and every mapper process map (MAP_SHARED) */
 #define FB_MAPPER_MAGIC 0x6b636f6c62706d66
 struct fb_mapper_block {

@@ -114,8 +114,11 @@ void fb_block_collect(const struct fb_mapper_block *block, const struct fb_spec 
 		int status;
 		long long touched;
 
+		char fs_type[sizeof(r->fs_type)];
+
 		if (r->status != FB_OK)	/* the parent's own finding (killed, not started) */
 			continue;
+		memcpy(fs_type, r->fs_type, sizeof(fs_type));	/* the parent's, from fb_run */
 		*r = block->results[i];
 		TERMINATE(r->error);
 		TERMINATE(r->fs_type);
@@ -133,7 +136,7 @@ void fb_block_collect(const struct fb_mapper_block *block, const struct fb_spec 
 			continue;
 		status = r->status;
 		touched = (long long)r->pages_touched;
-		fb_result_init(r, page_size, block->bf.fs_type);
+		fb_result_init(r, page_size, fs_type);
 		fb_fail(r, FB_ERROR, "mapper %d reported %s (status %d, %lld pages touched): its "
 			"result is not used", i, why, status, touched);
 	}

@@ -1,8 +1,8 @@
 /*
- * mapper_main: the mapper program. fb_run (mappers.c) forks a process per mapper that execs
- * this, so that the mapper faults in a small address space of its own rather than a copy of
- * its caller's. It measures one mapper of the sample described by the block fb_run shares
- * with it (struct fb_mapper_block) and writes the result there.
+ * mapper_main: the mapper program. fb_run (mapper_process.c) forks a process per mapper
+ * that execs this, so that the mapper faults in a small address space of its own rather than
+ * a copy of its caller's. It measures one mapper of the sample described by the block fb_run
+ * shares with it (struct fb_mapper_block) and writes the result there.
  *
  *   _mapper BLOCK_FD INDEX
  */

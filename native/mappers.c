@@ -61,11 +61,9 @@ static void run_threads(struct fb_mapper_job *jobs, int n, int concurrent)
 static void run_mappers(const struct fb_spec *spec, const struct fb_backing_file *bf,
 			struct fb_mapper_block *block, int block_fd, struct fb_result *results)
 {
-	int n = spec->mappers, forked = !spec->threads;
+	int n = spec->mappers, forked = !spec->threads, barrier_used = spec->concurrent && n > 1;
 	struct fb_mapper_job jobs[n];
 	pthread_barrierattr_t attr;
-
-	int barrier_used = spec->concurrent && n > 1;
 
 	block->barrier_used = barrier_used;
 	for (int i = 0; i < n; i++)
@@ -83,8 +81,8 @@ static void run_mappers(const struct fb_spec *spec, const struct fb_backing_file
 		run_threads(jobs, n, spec->concurrent);
 	else
 		fb_run_processes(jobs, n, spec->concurrent, spec->deadline_ns, block, block_fd);
-	/* not a process-shared one: a mapper process may have scribbled on it, and destroy
-	 * waits for waiters that are gone with the processes */
+	/* only a threads' barrier: mapper processes may have scribbled on theirs, and destroy
+	 * would wait for waiters that died with their processes */
 	if (barrier_used && !forked)
 		pthread_barrier_destroy(&block->barrier);
 }

@@ -247,9 +247,7 @@ def run(args: argparse.Namespace) -> int:
             raise guest.GuestError(f"--kernel {args.kernel}: {'; '.join(missing)}")
         # a boot prints nothing for a minute or more (under TCG): say what is going on
         print(f"faultbench measure: booting {printable(args.kernel)} "
-              f"({guest.plane_for(kvm, clock)})"
-              f"{'' if kvm else ', about a minute under emulation'}", file=sys.stderr,
-              flush=True)
+              f"({guest.plane_for(kvm, clock)})", file=sys.stderr, flush=True)
         return guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
