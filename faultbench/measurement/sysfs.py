@@ -121,7 +121,15 @@ def mounted(fstype: str, target: str) -> Iterator[bool]:
     if os.geteuid() != 0 or not kernel_has_fs(fstype) or not os.path.isdir(target):
         yield False
         return
-    mount(fstype, target)
+    try:
+        mount(fstype, target)
+    except FaultbenchError:
+        if not is_mounted(target, fstype):
+            raise
+        # another process (a shard started beside this one) mounted it since the check
+        # above: it is theirs to unmount
+        yield True
+        return
     try:
         yield True
     finally:
