@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 from images import require_boot_image
 
+from faultbench.measurement import sysfs
 from faultbench.measurement.booted.boot_order import BootPlanError, shard_positions
 from faultbench.measurement.booted.jobs import HEADROOM_MIB, default_jobs
 from faultbench.measurement.measure import meminfo
@@ -335,3 +336,28 @@ def test_sigint_or_sigkill_with_two_guests_leaves_none(tmp_path: Path, signum: i
     if signum == signal.SIGINT:
         assert proc.returncode == 128 + signal.SIGINT
         assert [b["status"] for b in meta_of(tmp_path / "run")["boots"]] == ["interrupted"] * 2
+
+
+def test_a_filesystem_another_process_mounts_meanwhile_is_used_not_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two shards started at once on one machine both find securityfs unmounted and both
+    mount it: the second mount fails, and the run must go on with the first one's."""
+    if os.geteuid() != 0 or not sysfs.kernel_has_fs("securityfs"):
+        pytest.skip("needs root and securityfs")
+    if sysfs.is_mounted(sysfs.SECURITYFS, "securityfs"):
+        pytest.skip("securityfs is mounted here for good: nothing to race")
+    sysfs.mount("securityfs", sysfs.SECURITYFS)  # the other process, just after our check
+    try:
+        real = sysfs.is_mounted
+        calls: list[str] = []
+
+        def stale_first(target: str, fstype: str) -> bool:
+            calls.append(target)  # our check came first and found nothing mounted
+            return len(calls) > 1 and real(target, fstype)
+
+        monkeypatch.setattr(sysfs, "is_mounted", stale_first)
+        with sysfs.mounted("securityfs", sysfs.SECURITYFS) as there:
+            assert there
+        assert real(sysfs.SECURITYFS, "securityfs"), "the other process's mount was taken away"
+    finally:
+        sysfs.umount(sysfs.SECURITYFS)

@@ -23,8 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--by", metavar="KNOB",
         help="compare two values of KNOB (e.g. fault_around_bytes), of a spec field (e.g. "
-        "uffd) or the kernels of a booted run (kernel): rows match on everything else; BASE "
-        "and NEW may be the same run directory",
+        "uffd), the kernels of a booted run (kernel) or the machines of a merged run "
+        "(machine): rows match on everything else; BASE and NEW may be the same run "
+        "directory",
     )
     parser.add_argument(
         "--metric", default="ns_per_page",

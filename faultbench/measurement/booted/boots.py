@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.booted import guest
+from faultbench.measurement.booted.boot_guest import boot_dir_name
 from faultbench.measurement.booted.boot_order import (
     BootPlanError,
     boot_order,
@@ -58,11 +59,6 @@ GUEST_MIN_MEMORY_MIB = 1024
 GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
-
-
-def boot_dir_name(index: int) -> str:
-    """boots/<index>.d: where the guest of boot `index` writes its samples (see _prepare)."""
-    return f"{index}.d"
 
 
 @dataclass(frozen=True)
