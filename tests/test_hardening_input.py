@@ -112,11 +112,14 @@ def in_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
-    """Every path under root with its size and modification time."""
+    """Every path under root with its size and modification time; a directory by its
+    entries alone (its mtime moves with the .lock a refused resume takes and removes)."""
     found = {}
     for path in sorted(root.rglob("*")):
         stat = path.lstat()
-        found[str(path.relative_to(root))] = (stat.st_size, stat.st_mtime_ns)
+        found[str(path.relative_to(root))] = (
+            (0, 0) if path.is_dir() and not path.is_symlink() else
+            (stat.st_size, stat.st_mtime_ns))
     return found
 
 
