@@ -13,7 +13,7 @@ import importlib
 import io
 import os
 import sys
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 from faultbench._version import __version__
 from faultbench.errors import FaultbenchError
@@ -121,13 +121,23 @@ def _discard_output(stream: TextIO) -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
 
 
+class _Parser(argparse.ArgumentParser):
+    """A wrong argument is one line, `faultbench CMD: message`, exit status 2, as every
+    other refusal: the 5-15 lines of usage argparse prints would bury it (--help has them)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):  # `--size -4K`: -4K read as an option
+            message += " (a value that starts with '-' is given as --OPTION=VALUE)"
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="faultbench",
         description="Measure what the Linux kernel's read fault-around costs and saves.",
     )
     parser.add_argument("--version", action="version", version=f"faultbench {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (module, help_text) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)

@@ -7,7 +7,6 @@ import io
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from analysis_runs import (
     Runs,
@@ -199,7 +198,7 @@ def test_natural_stride_order_and_units() -> None:
                       "uffd").stdout
     strides = [line.split()[0] for line in text.splitlines() if line.startswith("stride:")]
     assert strides == [f"stride:{n}" for n in (1, 2, 4, 8, 16, 32, 64)]
-    assert "ns/page: per page touched" in text
+    assert text.startswith("ns/page touched: ")
 
 
 def test_brief_footer_is_one_line_of_method() -> None:
@@ -227,7 +226,7 @@ def test_lkp_format_shows_every_metric_with_its_spread() -> None:
     df = fb.load(QUICK)
     keep = df["ok"] & (df["pattern"] == "seq") & (df["mappers"] == 1) & (df["uffd"] == "none")
     rounds = df[keep].groupby("round")["ns_per_page"].median()
-    assert times.split()[0] == f"{np.exp(np.log(rounds).mean()):.0f}"
+    assert times.split()[0] == f"{rounds.median():.0f}"  # the text table's base median
 
 
 def test_json_has_the_rows_and_footer_of_the_text() -> None:

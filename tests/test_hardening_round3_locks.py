@@ -237,6 +237,18 @@ _HOLD = ("import fcntl, os, sys, time; "
          "fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); time.sleep(60)")
 
 
+def test_a_run_killed_as_it_took_its_lock_leaves_a_directory_still_usable(
+    tmp_path: Path
+) -> None:
+    """Killed between its lock and its meta.json: the directory holds only .lock."""
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".lock").touch(mode=0o600)
+    done = cli("run", workload(tmp_path, reps=1), "--out", tmp_path / "run", "-q")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "run" / "meta.json").is_file()
+    assert not (tmp_path / "run" / ".lock").exists()
+
+
 @needs_root
 def test_a_lock_file_another_user_planted_is_refused(shared: Path) -> None:  # noqa: F811
     public = shared / "public"

@@ -305,3 +305,33 @@ def test_native_runs_of_two_machines_merge_with_machine_as_a_factor(tmp_path: Pa
     pyperf = json.loads((tmp_path / "fleet" / "pyperf.json").read_text())
     names = {b["metadata"]["name"] for b in pyperf["benchmarks"]}
     assert all(",machine=" in name for name in names)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL])
+def test_sigint_or_sigkill_with_two_guests_leaves_none(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C unwinds as SIGTERM does (the main thread stops both guests); SIGKILL leaves it
+    to each guest's watchdog."""
+    image = require_boot_image()
+    (tmp_path / "w.toml").write_text(WORKLOAD)
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    proc = subprocess.Popen(
+        [*FAULTBENCH, "run", tmp_path / "w.toml", "--kernel", f"a={image}", "--kernel",
+         f"b={image}", "--boots", "1", "--jobs", "2", "--out", tmp_path / "run"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        env={**os.environ, "TMPDIR": str(tmpdir)})
+    deadline = time.monotonic() + 120
+    while len(ours(tmpdir)[0]) < 2 and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert len(ours(tmpdir)[0]) == 2, "two guests never ran at once"
+    proc.send_signal(signum)
+    proc.wait(timeout=60)
+    deadline = time.monotonic() + 30  # a watchdog gives QEMU a grace period
+    while (ours(tmpdir) != (set(), set()) or list(tmpdir.glob("faultbench-guest-*"))) \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert ours(tmpdir) == (set(), set()), "a QEMU or watchdog outlived the run"
+    assert not list(tmpdir.glob("faultbench-guest-*")), "a scratch disk outlived the run"
+    if signum == signal.SIGINT:
+        assert proc.returncode == 128 + signal.SIGINT
+        assert [b["status"] for b in meta_of(tmp_path / "run")["boots"]] == ["interrupted"] * 2

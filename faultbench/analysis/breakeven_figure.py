@@ -38,6 +38,12 @@ def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndar
     return np.clip(np.vstack([low, high]), 0, None)
 
 
+def _sized(setting: str) -> str:
+    """A side's knob setting as the tables write it: fault_around_bytes=2097152 -> fa=2M."""
+    return re.sub(r"fault_around_bytes=(\d+)",
+                  lambda m: f"fa={format_size(int(m.group(1)))}", setting)
+
+
 def _mark_crossing(ax: Axes, item: BreakEven, color: str) -> None:
     """A cross where the curves meet, a dotted line down to the axis, its interval shaded."""
     assert item.stride is not None
@@ -113,14 +119,14 @@ def _one_figure(items: list[BreakEven], info: RunInfo, out_dir: SafeDir, name: s
         color = next(colors)
         ax.errorbar(x, [p.on_ns for p in item.curve], marker="o", capsize=3, color=color,
                     yerr=_yerr([p.on_ns for p in item.curve], [p.on_ci for p in item.curve]),
-                    label=f"fault-around on ({item.on})")
+                    label=f"fault-around on ({_sized(item.on)})")
         if item.off not in drawn_off:
             drawn_off.add(item.off)
             ax.errorbar(x, [p.off_ns for p in item.curve], marker="s", capsize=3,
                         color="dimgray", linestyle="--",
                         yerr=_yerr([p.off_ns for p in item.curve],
                                    [p.off_ci for p in item.curve]),
-                        label=f"fault-around off ({item.off})")
+                        label=f"fault-around off ({_sized(item.off)})")
         if item.stride is not None:
             _mark_crossing(ax, item, color)
     if floor is not None:

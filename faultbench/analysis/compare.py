@@ -2,9 +2,8 @@
 (`faultbench compare`).
 
 Significance: `replicates.compare_rows` per row, on the unit that varies independently: the
-boot when both sides have several (a moderated t on per-boot log medians with 5 or more such
-rows, Welch's t with fewer), the round otherwise
-(Mann-Whitney U on per-round medians, mappers of a round pooled); Holm-adjusted over the rows.
+boot when both sides have several (moderated t on per-boot log medians, Welch's below 5 rows),
+the round otherwise (Mann-Whitney U on per-round medians); Holm-adjusted over the rows.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from faultbench.analysis.compare_text import footer, render
 from faultbench.analysis.frame import (
-    COUNT_METRICS,
     FAULT_AROUND_KNOB,
     METRICS,
     AnalysisError,
@@ -32,17 +31,14 @@ from faultbench.analysis.frame import (
 )
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
-    constants_line,
     label_columns,
     labels,
     spec_order,
-    split_labels,
 )
 from faultbench.analysis.memory import compare_section as memory_compare
 from faultbench.analysis.profile import compare_section as profile_compare
-from faultbench.analysis.replicates import compare_rows, footer_note
-from faultbench.analysis.report import interference_note
-from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
+from faultbench.analysis.replicates import compare_rows
+from faultbench.analysis.text import wrap
 from faultbench.measurement.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
 
@@ -87,6 +83,9 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
             f"unknown knob {by!r} for --by: {side.path} has knobs: {', '.join(knobs) or 'none'};"
             f" spec fields: {', '.join(LABEL_FIELDS)}"
         )
+    if by == "kernel" and ok["kernel"].isna().all():
+        raise AnalysisError(f"{role} {side.path} has no booted kernels (--by kernel compares "
+                            f"the kernels of a run made with --kernel)")
     as_text = ok[by].map(_knob_text)
     chosen = ok[as_text == _knob_text(side_value(by, side.value))]
     if chosen.empty:
@@ -195,175 +194,6 @@ def compare(
     return table
 
 
-def _units(table: pd.DataFrame) -> pd.Series:
-    """Per row: what it rests on, "2b/16" (boots / valid samples) or "10r/20" (rounds /
-    samples), one side when both are equal, else base,new."""
-    letter = table["unit"].str[0]
-    base = table["base_units"].map(str) + letter + "/" + table["base_samples"].map(str)
-    new = table["new_units"].map(str) + letter + "/" + table["new_samples"].map(str)
-    return base.where(base == new, base + "," + new)
-
-
-def _ci(table: pd.DataFrame) -> pd.Series:
-    cells = table["ci_lo_pct"].map(_pct) + ".." + table["ci_hi_pct"].map(_pct) + "%"
-    cells = cells.where(table["ci_lo_pct"].notna(), "-")
-    return cells.where(~table["exact"], "exact")
-
-
-def _pct(value: float) -> str:
-    """A CI bound: signed, one decimal below 10%, none above."""
-    return f"{value:+.1f}" if abs(value) < 10 else f"{value:+.0f}"
-
-
-def detect_cell(ratio: float) -> str:
-    """The detectable change: "12%" below 2x, "x2.5" or "x31" above, ">x100", "never"."""
-    if ratio != ratio:
-        return "-"
-    if ratio == np.inf:
-        return "never"
-    if ratio < 2:
-        return f"{100 * (ratio - 1):.0f}%" if ratio >= 1.1 else f"{100 * (ratio - 1):.1f}%"
-    if ratio > 100:
-        return ">x100"
-    return f"x{ratio:.1f}" if ratio < 10 else f"x{ratio:.0f}"
-
-
-def blind_line(table: pd.DataFrame) -> str:
-    """One line above a table whose tests cannot see a change below 2x (empty otherwise):
-    without it, "0 of 66 significant" reads as "no change"."""
-    tested = table["detect"].dropna()
-    blind = int((tested >= 2).sum())
-    if not blind:
-        return ""
-    if blind == len(tested):
-        return wrap(f"NOTE: this table cannot detect a change below 2x in any tested row "
-                    f"(detect: x{tested.min():.0f} or more); a row without * is no evidence "
-                    "of no change.")
-    return wrap(f"NOTE: {blind} of {len(tested)} tested rows cannot detect a change below 2x "
-                "(detect column); without * they are no evidence of no change.")
-
-
-def method_line(table: pd.DataFrame) -> str:
-    """The method in one line (--brief)."""
-    methods = dict.fromkeys(m.split(" on ")[0] for m in table["method"]
-                            if not m.startswith(("exact", "untested")))
-    unit = "boots" if (table["unit"] == "boot").any() else "rounds"
-    tested = table.attrs.get("tested", 0)
-    exact = "; exact: constant samples, no test" if table["exact"].any() else ""
-    return wrap(f"{', '.join(methods) or 'no test'} on per-{unit[:-1]} values ({unit} are "
-                f"the units){exact}; "
-                f"*: Holm p < {table.attrs.get('alpha', 0.05)} over {tested} rows; detect: "
-                f"{100 * table.attrs.get('power', 0.8):.0f}% power; faultbench compare.")
-
-
-def footer(table: pd.DataFrame, metric: str, unit: str, two_runs: bool,
-           samples: pd.DataFrame) -> str:
-    """Units and method with references, Holm, interference, and the drift of two runs.
-
-    samples: both sides' valid samples (for the interference count)."""
-    per = "boot" if (table["unit"] == "boot").any() else "round"
-    text = (
-        f"{metric} in {unit} touched. base, new: medians of the per-{per} values (each the "
-        f"median of its {'rounds' if per == 'boot' else 'mappers'}); change: the estimate "
-        f"the test and its 95% CI belong to (boots: ratio of geometric means; rounds: "
-        f"Hodges-Lehmann shift), not new/base; n: boots (b) or rounds (r) / valid samples "
-        f"(base,new when they differ). detect: the change this row's test finds with "
-        f"{100 * table.attrs.get('power', 0.8):.0f}% power at Holm's first threshold "
-        f"{table.attrs.get('alpha', 0.05)}/{max(table.attrs.get('tested', 1), 1)} (a lone "
-        f"change in this table), given its n and spread (never: its smallest p cannot "
-        f"pass). {footer_note(table)} {len(table)} rows, "
-        f"{int(table['significant'].sum())} significant"
-    )
-    exact = table[table["exact"]]
-    if len(exact):
-        text += (f", {len(exact)} exact ({int((exact['ratio'] != 1).sum())} of them "
-                 "changed)")
-    text += "."
-    hopeless = table["p"].notna() & (table["mark"] == "?")
-    if hopeless.any():
-        smallest = table.loc[hopeless, "min_p"].min()
-        text += (f" ?: with so few units the smallest p the test can give ({smallest:.2g}) "
-                 f"cannot pass Holm's threshold: more rounds or boots are needed.")
-    dropped = table["base_dropped"] + table["new_dropped"]
-    if dropped.any():
-        text += (f" drop: samples left out of a row, failed or with no {metric} value "
-                 f"({int(dropped.sum())} in all); when slow samples fail (a uffd deadline) "
-                 "the rest are the fast ones.")
-    interference = interference_note(samples)
-    if interference and metric not in COUNT_METRICS:
-        text += " hit%: share of a row's valid samples (both sides) that were hit. " + \
-            interference
-    if two_runs:
-        # Measured on the development VM: two runs minutes apart differed by 2-10% in many
-        # rows, and a fresh run from a clean clone by up to +37%; only interleaving cancels it.
-        text += (" Two separate runs: the test knows only the spread within each run, not "
-                 "the drift between runs (up to +37% seen between a reference run and a "
-                 "fresh one); small changes marked * may be that drift. Compare within one "
-                 "run (--by) where you can.")
-    return wrap(text)
-
-
-def _cells(table: pd.DataFrame, metric: str) -> tuple[list[str], pd.DataFrame]:
-    values = [*table["base_median"], *table["new_median"]]
-    # counts per page: one precision for the column (1.0000 next to 0.0626, not 1)
-    shown = fmt_fixed(values) if metric in COUNT_METRICS else [fmt(v) for v in values]
-    cells = pd.DataFrame({
-        "label": table["label"],
-        "base": shown[:len(table)],
-        "new": shown[len(table):],
-        "chg": table["change_pct"].map(fmt_pct),
-        "ci": _ci(table),
-        "detect": table["detect"].map(detect_cell),
-        "n": _units(table),
-    })
-    headers = ["scenario", "base", "new", "change", "95% CI", "detect", "n"]
-    dropped = table["base_dropped"] + table["new_dropped"]
-    if dropped.any():
-        cells["drop"] = dropped.map(lambda n: str(n) if n else "")
-        headers.append("drop")
-    if table["interfered"].any() and metric not in COUNT_METRICS:
-        cells["hit"] = table["hit_pct"].map(lambda v: f"{v:.0f}" if v > 0 else "")
-        headers.append("hit%")
-    if table["folios"].nunique() > 1 or table["folios"].str.contains(" -> ").any():
-        cells["folios"] = table["folios"]
-        headers.append("folios")
-    cells["sig"] = table["mark"]
-    headers.append("")
-    return headers, cells
-
-
-def render(
-    table: pd.DataFrame, fmt_name: str, metric: str, title: str, samples: pd.DataFrame,
-    two_runs: bool = True, brief: bool = False,
-) -> str:
-    unit = metric_unit(metric, samples["plane"].unique())
-    if fmt_name == "csv":
-        columns = ["label", *table.attrs["label_columns"], "unit", "base_boots", "base_units",
-                   "base_samples", "base_dropped", "base_median", "base_spread_pct",
-                   "new_boots", "new_units", "new_samples", "new_dropped", "new_median",
-                   "new_spread_pct", "change_pct", "ci_lo_pct", "ci_hi_pct", "detect_pct",
-                   "median_ratio", "p", "p_adj", "exact", "significant", "mark", "method",
-                   "interfered"]
-        return table[columns].to_csv(index=False)
-    headers, cells = _cells(table, metric)
-    common = constants_line(table, table.attrs["label_columns"])
-    note = method_line(table) if brief else footer(table, metric, unit, two_runs, samples)
-    title = f"{title}\n{unit}: per page touched"
-    if fmt_name == "markdown":
-        head = "| " + " | ".join(headers) + " |\n" + "|---" * len(headers) + "|\n"
-        body = "".join("| " + " | ".join(row) + " |\n" for row in cells.to_numpy().tolist())
-        return f"{title}\n{common}{blind_line(table)}\n{head}{body}\n{note}"
-    rows = cells.to_numpy().tolist()
-    groups = None
-    if max(len(row[0]) for row in rows) > label_room(headers, rows):
-        split = split_labels(table, table.attrs["label_columns"], label_room(headers, rows))
-        if split is not None:
-            groups = list(split[0])
-            rows = [[label, *row[1:]] for label, row in zip(split[1], rows, strict=True)]
-    return (wrap(title.split("\n")[0]) + title.split("\n")[1] + "\n" + common
-            + blind_line(table) + text_table(headers, rows, groups=groups) + note)
-
-
 def implied_kernels(run: str) -> tuple[str, str]:
     """`compare RUN --by kernel`: RUN:first and RUN:second of a run of exactly two kernels."""
     df = load(Path(run))
@@ -435,7 +265,7 @@ def compare_runs(
 
         return as_json(table, metric, title, footer(
             table, metric, metric_unit(metric, samples["plane"].unique()), not same, samples))
-    text = render(table, fmt_name, metric, f"{metric}: {title}", samples, not same, brief)
+    text = render(table, fmt_name, metric, title, samples, not same, brief)
     if fmt_name == "csv":  # rows only; the cost model and the notes are prose
         return text
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]

@@ -35,38 +35,40 @@ def _name(label: str, metric: str, unit: str) -> str:
 
 def lkp(tables: dict[str, pd.DataFrame], base: str, new: str, title: str, brief: bool) -> str:
     """Rows of every metric, scenario by scenario: `base ±sd%  %change  new ±sd%  name`, the
-    layout of the Linux kernel test robot's reports: geometric means of the units (boots or
-    rounds), their relative standard deviation shown above 2%, and %change the ratio of the
-    means."""
+    layout of the Linux kernel test robot's reports, with the numbers of the text table:
+    base and new the medians of the units (boots or rounds), their relative standard
+    deviation shown above 2%, and %change the one estimate the row's test and CI belong to.
+    BASE and NEW are named in full above the columns, which are too narrow for them."""
     first = next(iter(tables.values()))
     planes = first.attrs.get("planes", ("native",))
-    head = [wrap(title).rstrip("\n"), "", f"{base[:16]:>16} {new[:27]:>27}",
-            f"{'-' * 16} {'-' * 27}",
+    head = [wrap(title).rstrip("\n"), wrap(f"base: {base}").rstrip("\n"),
+            wrap(f"new: {new}").rstrip("\n"), "",
+            f"{'base':>16} {'new':>27}", f"{'-' * 16} {'-' * 27}",
             f"{'%stddev':>16} {'%change':>11} {'%stddev':>15}",
             " " * 13 + BACKSLASH + " " * 10 + "|" + " " * 15 + BACKSLASH]
     rows = []
     order = list(first["label"])
     by_label = {m: t.set_index("label") for m, t in tables.items()}
     shown = {m: dict(zip([("base", x) for x in t.index] + [("new", x) for x in t.index],
-                         _column(m, [*t["base_gmean"], *t["new_gmean"]]), strict=True))
+                         _column(m, [*t["base_median"], *t["new_median"]]), strict=True))
              for m, t in by_label.items()}
     for label in order:
         for metric, table in by_label.items():
             if label not in table.index:
                 continue
             row = table.loc[label]
-            change = 100 * (row["new_gmean"] / row["base_gmean"] - 1)
             mark = "*" if row["mark"] == "*" else ""
             rows.append(f"{shown[metric][('base', label)]:>10} {_stddev(row['base_sd_pct'])} "
-                        f"{fmt_pct(change) + mark:>11} {shown[metric][('new', label)]:>10} "
-                        f"{_stddev(row['new_sd_pct'])}  "
+                        f"{fmt_pct(row['change_pct']) + mark:>11} "
+                        f"{shown[metric][('new', label)]:>10} {_stddev(row['new_sd_pct'])}  "
                         f"{_name(label, metric, metric_unit(metric, planes))}")
     units = first["unit"].iloc[0] + "s"
-    foot = (f"Geometric means of the {units} (the test's units); %stddev: their standard "
-            f"deviation in % of the mean, shown above {LKP_QUIET_PCT}%; %change: the ratio "
-            f"of the means; *: the row's test marks it (Holm, as faultbench compare). Time "
-            f"units: per page touched.")
-    short = (f"Geometric means of the {units}, %change their ratio; *: "
+    foot = (f"base, new: medians of the {units} (the test's units), as faultbench compare "
+            f"prints them; %stddev: the {units}' standard deviation in % of their geometric "
+            f"mean, shown above {LKP_QUIET_PCT}%; %change: the estimate the row's test and "
+            f"95% CI belong to (faultbench compare's change column), not new/base; *: the "
+            f"row's test marks it (Holm). Time units: per page touched.")
+    short = (f"Medians of the {units}; %change: the test's estimate (not new/base); *: "
              f"{first['method'].iloc[0].split(' on ')[0]}, Holm p < 0.05 (faultbench compare).")
     return "\n".join(head + rows) + "\n\n" + wrap(short if brief else foot)
 

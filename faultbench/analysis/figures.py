@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
+from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo, time_unit
 from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
 from faultbench.measurement.safefile import SafeDir
@@ -36,6 +36,9 @@ STYLE = {
     "figure.dpi": 100,
     "axes.grid": True,
     "grid.alpha": 0.3,
+    # side-by-side panels: room between them, or the last x tick label of one runs into
+    # the first of the next ("15000" + "0")
+    "figure.constrained_layout.wspace": 0.06,
     "svg.fonttype": "none",  # text stays text: searchable, and a tenth of the size
     # the same data gives the same bytes (committed figures stay unchanged when redrawn):
     # clip-path and other SVG ids are hashed with this salt instead of a random one
@@ -46,6 +49,8 @@ STYLE = {
 METADATA = {"svg": {"Date": None}, "png": {"Software": None}}
 SIZE = (9.0, 4.8)  # inches; at 150 dpi 1350 px wide, legible when scaled to a page column
 UFFD_ORDER = ["none", "missing", "wp", "minor"]
+MARKERS = "osD^v<>Ph"
+DASHES = ["-", "--", "-.", ":"]
 
 
 def title(fig: Figure, what: str, info: RunInfo) -> None:
@@ -70,8 +75,7 @@ def log_if_spread(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
     if not len(positive) or positive.max() <= 20 * positive.min():
         return False
     (ax.set_xscale if axis == "x" else ax.set_yscale)("log")
-    (ax.xaxis if axis == "x" else ax.yaxis).set_major_formatter(
-        FuncFormatter(lambda v, _: f"{v:g}"))
+    log_ticks(ax, values, axis)
     return True
 
 
@@ -130,16 +134,21 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[
     faults = data.groupby(["line", "x"])["faults_per_page"].median().rename("faults")
     table = ns.merge(faults, left_on=["line", "x"], right_index=True).sort_values(["line", "x"])
     fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
-    for line, part in table.groupby("line", sort=False):
-        left.errorbar(part["x"], part["median"], yerr=_errbars(part), marker="o", capsize=3,
-                      label=line)
-        right.plot(part["x"], part["faults"], marker="o", label=line)
+    lines = list(dict.fromkeys(table["line"]))
+    for i, (line, part) in enumerate(table.groupby("line", sort=False)):
+        # lines that coincide (fault counts of seq and random) are drawn over each other:
+        # each its own marker and dash, later ones smaller, so every one stays visible
+        style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": DASHES[i % len(DASHES)],
+                 "markersize": 9 - 4 * i / max(len(lines) - 1, 1), "markerfacecolor": "none"}
+        left.errorbar(part["x"], part["median"], yerr=_errbars(part), capsize=3, label=line,
+                      **style)
+        right.plot(part["x"], part["faults"], label=line, **style)
     name = "fault_around_bytes" if knob == FAULT_AROUND_KNOB else knob
     for ax in (left, right):
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted(table["x"].unique()))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
-        ax.tick_params(axis="x", labelrotation=45)  # ten powers of two do not fit flat
+        ax.tick_params(axis="x", labelsize=8)  # ten powers of two, flat: read at a glance
         ax.set_xlabel(f"{name} (bytes, log2)")
     left.set_ylabel(ns_label(info))
     # patterns differ by orders of magnitude (sparse touches few pages)
@@ -151,9 +160,10 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[
     right.set_ylabel("faults per page touched (log2)")
     left.set_title("time (median, 95% CI)")
     right.set_title("faults (median)")
-    if _no_ci_handles(table):
-        left.legend(handles=_no_ci_handles(table), loc="best", fontsize=8)
-    right.legend(loc="lower left", fontsize=8)  # faults fall with the knob: that corner is free
+    handles, names = right.get_legend_handles_labels()
+    note = _no_ci_handles(table)
+    fig.legend([*handles, *note], [*names, *(h.get_label() for h in note)],
+               loc="outside lower center", ncol=min(len(handles) + len(note), 3), fontsize=9)
     title(fig, f"Read faults vs {name}", info)
     return save(fig, out_dir, f"sweep-{knob}")
 
@@ -165,30 +175,51 @@ def _bars_side_by_side(
     """Time (median, CI) and faults per page, one bar per series within each group.
 
     Horizontal, so that scenario labels of any length stay readable and many groups just
-    make a taller figure.
+    make a taller figure. A `panel` column (the kernels of a booted A/B run) puts each
+    panel's time, then each one's faults, side by side on shared axes.
     """
     groups = list(dict.fromkeys(table["group"]))
+    panels = list(dict.fromkeys(table["panel"])) if "panel" in table else [""]
     present = [s for s in order if (table[series] == s).any()]
     height = 0.8 / max(len(present), 1)
     y = np.arange(len(groups))
     tall = max(SIZE[1], 0.16 * len(groups) * max(len(present), 1) + 1.6)
-    wide = max(SIZE[0], 6 + 0.09 * max(len(g) for g in groups))  # room for the labels
-    fig, (left, right) = plt.subplots(1, 2, figsize=(wide, tall), layout="constrained",
-                                      sharey=True)
-    for i, label in enumerate(present):
-        part = table[table[series] == label].set_index("group").reindex(groups)
-        offset = y + (i - (len(present) - 1) / 2) * height
-        left.barh(offset, part["median"], height, xerr=_errbars(part), capsize=2, label=label)
-        right.barh(offset, part["faults"], height, label=label)
+    labels_in = 0.09 * max(len(g) for g in groups)  # room for the labels
+    wide = max(SIZE[0], 6 + labels_in) + 3.6 * (len(panels) - 1)
+    fig, axes = plt.subplots(1, 2 * len(panels), figsize=(wide, tall), layout="constrained",
+                             sharey=True, squeeze=False)
+    times, counts = list(axes[0][:len(panels)]), list(axes[0][len(panels):])
+    for panel, left, right in zip(panels, times, counts, strict=True):
+        mine = table[table["panel"] == panel] if panel else table
+        for i, label in enumerate(present):
+            part = mine[mine[series] == label].set_index("group").reindex(groups)
+            offset = y + (i - (len(present) - 1) / 2) * height
+            left.barh(offset, part["median"], height, xerr=_errbars(part), capsize=2,
+                      label=label, color=f"C{i}")
+            right.barh(offset, part["faults"], height, label=label, color=f"C{i}")
+        suffix = f"\n{panel}" if panel else ""
+        left.set_title("time (median, 95% CI)" + suffix)
+        right.set_title("faults (median)" + suffix)
+    for ax in [*times[1:], *counts[1:]]:
+        ax.sharex(times[0] if ax in times else counts[0])
+    left = times[0]
     left.set_yticks(y, groups, fontsize=9 if len(groups) * len(present) > 20 else None)
     left.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, no empty margins
     log = log_if_spread(left, pd.concat([table["median"], table["ci_hi"].dropna()]))
-    left.set_xlabel(ns_label(info) + (", log scale" if log else ""))
-    left.set_title("time (median, 95% CI)")
-    log = log_if_spread(right, table["faults"])
-    right.set_xlabel("faults per page touched" + (", log scale" if log else ""))
-    right.set_title("faults (median)")
-    handles, names = right.get_legend_handles_labels()
+    log_faults = log_if_spread(counts[0], table["faults"])
+    if len(panels) > 1:  # narrow panels: short axis labels, ticks at powers of ten
+        for ax in (times[0], counts[0]):
+            if ax.get_xscale() == "log":
+                ax.xaxis.set_major_locator(LogLocator(subs=(1.0,)))
+        unit = f"{time_unit(info.plane)}/page touched"
+        for ax in times:
+            ax.set_xlabel(unit + (", log" if log else ""), fontsize=9)
+        for ax in counts:
+            ax.set_xlabel("faults/page touched" + (", log" if log_faults else ""), fontsize=9)
+    else:
+        left.set_xlabel(ns_label(info) + (", log scale" if log else ""))
+        counts[0].set_xlabel("faults per page touched" + (", log scale" if log_faults else ""))
+    handles, names = counts[0].get_legend_handles_labels()
     note = _no_ci_handles(table)
     fig.legend([*handles, *note], [*names, *(h.get_label() for h in note)],
                loc="outside lower center", ncol=len(present) + len(note), fontsize=10)
@@ -197,10 +228,11 @@ def _bars_side_by_side(
 
 
 def _table(data: pd.DataFrame, series: str) -> pd.DataFrame:
-    """Per group and series: median ns/page with its CI, and median faults/page."""
-    ns = median_ci(data, ["group", series], "ns_per_page")
-    faults = data.groupby(["group", series])["faults_per_page"].median().rename("faults")
-    return ns.merge(faults, left_on=["group", series], right_index=True)
+    """Per group (and panel) and series: median ns/page with its CI, median faults/page."""
+    keys = ["group", *(["panel"] if "panel" in data else []), series]
+    ns = median_ci(data, keys, "ns_per_page")
+    faults = data.groupby(keys)["faults_per_page"].median().rename("faults")
+    return ns.merge(faults, left_on=keys, right_index=True)
 
 
 def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
@@ -213,9 +245,13 @@ def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     data = data[data.groupby("group")["uffd"].transform("nunique") > 1]
     if data.empty:
         return []
+    # name only the modes measured: a title is read as a finding
+    off = [m.upper() for m in ("wp", "minor") if (data["uffd"] == m).any()]
+    what = (f"userfaultfd modes: {'/'.join(off)} switch{'es' if len(off) == 1 else ''} "
+            "fault-around off" if off else "userfaultfd modes")
     return _bars_side_by_side(
-        _table(data, "mode"), "mode", [f"uffd {m}" for m in UFFD_ORDER], info,
-        "userfaultfd modes: WP/MINOR switch fault-around off", out_dir, "uffd-modes",
+        _table(data, "mode"), "mode", [f"uffd {m}" for m in UFFD_ORDER], info, what,
+        out_dir, "uffd-modes",
     )
 
 
@@ -227,7 +263,11 @@ def mappers(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     cols = label_columns(data)
     cols = [c for c in dict.fromkeys([*cols, "uffd", "uffd_mappers"]) if c != "role"]
     data = _ordered(data, [*cols, "role"])
-    data = data.assign(group=labels(data, cols), who=data["role"] + " mapper")
+    data = data.assign(who=data["role"] + " mapper")
+    if "kernel" in cols:  # kernels side by side, not one above the other
+        cols.remove("kernel")
+        data = data.assign(panel=data["kernel"].astype(str))
+    data = data.assign(group=labels(data, cols))
     return _bars_side_by_side(
         _table(data, "who"), "who", ["first mapper", "later mapper"], info,
         "Several mappers of one file: first vs later", out_dir, "mappers",
@@ -250,7 +290,8 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     # per fault is fault-around at work (a patched kernel may differ from the rule)
     around = table["per_fault"].map(
         lambda v: "" if v != v else "fa on" if v >= FAULT_AROUND_SEEN else "fa off")
-    fig, (left, right) = plt.subplots(1, 2, figsize=SIZE, layout="constrained")
+    wide = max(SIZE[0], 6 + 0.09 * max(len(t) for t in table["line"]) + 2.4)  # the labels
+    fig, (left, right) = plt.subplots(1, 2, figsize=(wide, SIZE[1]), layout="constrained")
     colors = around.map({"fa on": "tab:red", "fa off": "tab:blue"}).fillna("tab:gray")
     y = np.arange(len(table))
     left.barh(y, table["median"], xerr=_errbars(table), capsize=3, color=colors)
@@ -259,10 +300,11 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     left.set_yticks(y, table["line"] + " (" + (around + ": " + per_fault).where(
         around != "", "pages mapped not walked") + ")")
     right.set_yticks(y, [""] * len(y))
-    left.set_xlabel(ns_label(info))
+    log = log_if_spread(left, pd.concat([table["median"], table["ci_hi"].dropna()]))
+    left.set_xlabel(ns_label(info) + (", log scale" if log else ""))
     left.set_title("time (median, 95% CI)")
     right.set_xlabel("pages mapped per page touched")
-    right.set_title("mapped but untouched cost memory")
+    right.set_title("pages mapped (memory)")
     if _no_ci_handles(table):
         left.legend(handles=_no_ci_handles(table), loc="best", fontsize=8)
     for ax in (left, right):
@@ -271,14 +313,23 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     return save(fig, out_dir, "sparse")
 
 
-def log_ticks(ax: Axes, values: pd.Series) -> None:
-    """Log x ticks at 1-2-5 over up to two decades, at powers of ten beyond: more would
-    overlap."""
+def _short(value: float) -> str:
+    """A tick label of a log axis: 500, 2000, 20k, 1M (1e+06 and 1,000,000 read slowly and
+    run into their neighbours)."""
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    return f"{value / 1e3:g}k" if value >= 1e4 else f"{value:g}"
+
+
+def log_ticks(ax: Axes, values: pd.Series, axis: str = "x") -> None:
+    """Log ticks at 1-2-5 over up to two decades, at powers of ten beyond, and no labels on
+    minor ticks: more would overlap ("2x10^3 3x10^3 ..." runs together on a short axis)."""
     positive = values[values > 0]
     wide = len(positive) and positive.max() > 100 * positive.min()
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    which = ax.xaxis if axis == "x" else ax.yaxis
+    which.set_major_locator(LogLocator(subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    which.set_major_formatter(FuncFormatter(lambda v, _: _short(v)))
+    which.set_minor_formatter(NullFormatter())
 
 
 ROWS_PER_PANEL = 36  # beyond, rows continue in a panel to the right: a page, not a scroll

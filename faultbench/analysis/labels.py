@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB
-from faultbench.analysis.text import wrap
+from faultbench.analysis.text import label_room, wrap
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -78,6 +78,16 @@ def format_value(column: str, value: Any) -> str:
     return f"{short}={text}"
 
 
+def _several_mappers(df: pd.DataFrame) -> pd.Series:
+    """Rows of a scenario with several mappers: by `mappers`, else by `role` (tables keyed
+    on the label columns keep `role` but not a `mappers` that does not vary)."""
+    if "mappers" in df:
+        return df["mappers"] > 1
+    if "role" in df:
+        return df["role"] != "only"
+    return pd.Series(False, index=df.index)
+
+
 def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
@@ -87,7 +97,7 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """
     if not columns:
         return pd.Series("all", index=df.index)
-    multi = df["mappers"] > 1 if "mappers" in df else pd.Series(False, index=df.index)
+    multi = _several_mappers(df)
     parts = []
     for column in columns:
         words = df[column].map(lambda v, c=column: format_value(c, v))
@@ -112,6 +122,8 @@ def spec_order(column: pd.Series) -> pd.Series:
 
     Parametrised values sort by their kind in _ORDER, then by their number, so strides come
     in natural order (stride:1, stride:2, stride:4 ... stride:64), not as text."""
+    if column.empty:  # str.partition of no rows gives no columns to unpack
+        return column
     order = _ORDER.get(str(column.name))
     if column.name == "kernel":  # as the run booted them: its first boot is its first kernel
         order = tuple(str(v) for v in pd.unique(column))
@@ -135,19 +147,35 @@ def split_labels(df: pd.DataFrame, columns: Sequence[str], room: int
                  ) -> tuple[pd.Series, pd.Series] | None:
     """Labels too long for a table's `room`, split so that each row fits one line: a heading
     from the first label columns (rows sharing it are listed under it) and a row label from
-    the rest, for the fewest heading columns that fit; None when no split fits. A row whose
-    rest says nothing stands alone under its full label (heading None) when that fits, else
-    is "x1" (one mapper) or "-" under the heading."""
+    the rest, for the fewest heading columns that fit; None when no split fits. A row alone
+    under its heading whose rest says nothing keeps its full label and stands alone
+    (heading None; a table wraps it if it is too long): a heading over an "x1" alone would
+    read as a row without numbers. A row whose rest says nothing under a shared heading is
+    "x1" (one mapper, beside rows of several) or "-"."""
     columns = list(columns)
     full = labels(df, columns)
-    single = df["mappers"] == 1 if "mappers" in columns else False
+    single = _several_mappers(df).eq(False) if "mappers" in columns else False
     for k in range(1, len(columns)):
         heading, rest = labels(df, columns[:k]), labels(df, columns[k:])
-        alone = (rest == "all") & (full.str.len() <= room)
+        alone = (heading.map(heading.value_counts()) == 1) & (rest == "all")
         rest = rest.mask((rest == "all") & single, "x1").replace("all", "-")
         if rest[~alone].str.len().max() + 2 <= room if (~alone).any() else True:
             return heading.where(~alone, None), rest.where(~alone, full)
     return None
+
+
+def grouped_rows(table: pd.DataFrame, columns: Sequence[str], headers: Sequence[str],
+                 rows: list[list[str]]) -> tuple[list[list[str]], list[str | None] | None]:
+    """`rows` (label first) and the `groups` for `text.text_table`: labels split under
+    headings (`split_labels`) when the longest does not fit beside the numbers."""
+    room = label_room(headers, rows)
+    if not rows or max(len(row[0]) for row in rows) <= room:
+        return rows, None
+    split = split_labels(table, columns, room)
+    if split is None:
+        return rows, None
+    return ([[label, *row[1:]] for label, row in zip(split[1], rows, strict=True)],
+            list(split[0]))
 
 
 def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:

@@ -3,18 +3,26 @@ fault_around_bytes, in the units of the published cases (Menon 2016: allocstalls
 app launches; Deacon 2021: direct reclaim on app launch): counts per launch.
 
 A session's sample holds /proc/vmstat deltas across its launches and the launches' own
-counts; every number here is that sum divided by the session's `launches_done`. The round
-(one session) is the unit: medians and order-statistic CIs over sessions (stats.median_ci).
+counts; the per-launch numbers are that sum divided by the session's `launches_done`. The
+round (one session) is the unit: medians and order-statistic CIs over sessions
+(stats.median_ci). Reclaim counts are mostly zeros, where a median hides what the anchors
+count, totals: `count_totals` gives each setting's totals and rate per launch, and the rate
+ratio against fault-around off with an exact conditional (Poisson) interval and an exact
+permutation p over sessions. The sessions of one boot run one after another on one machine
+(vmstat is machine-wide, and reclaim state carries over), so they are serially dependent:
+both the interval and the permutation treat them as exchangeable, which they are not quite.
 `report` and `compare` call memory_section / compare_section; both are empty for runs
 without app sessions.
 """
 
 from __future__ import annotations
 
+from itertools import combinations
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from faultbench.analysis.frame import (
     EMULATED_PLANES,
@@ -109,6 +117,109 @@ def per_launch(apps: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                            if s.name == FAULT_AROUND_KNOB else s, kind="stable")
 
 
+# Counts whose totals the anchors report (Menon: allocstalls over the launches).
+COUNTED = ("allocstall", "refault")
+# Sessions of two settings: up to this many splits the permutation is enumerated exactly.
+EXACT_SPLITS = 20000
+
+
+def count_totals(apps: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
+    """Per setting (keys) over valid sessions: `sessions`, `launches`, `total` (the count
+    summed over sessions), `rate` (total / launches), `with_any` (sessions with a count),
+    `top` (the largest session's share of the total), and against the first setting (the
+    smallest fault_around_bytes: fault-around off) `ratio` of rates, `ci_lo`, `ci_hi`
+    (exact conditional interval: given both totals, the setting's share is binomial when
+    the counts are Poisson in launches) and `p` (exact two-sided permutation p of the
+    difference in rates, the sessions of both settings relabelled in every way)."""
+    valid = apps[apps["outcome"] == "ok"]
+    launches = pd.to_numeric(valid["launches_done"], errors="coerce")
+    counts = (valid[metric] * launches).round()
+    frame = valid[keys].assign(_count=counts, _launches=launches)
+    groups = [(key, part) for key, part in frame.groupby(keys, sort=False, dropna=False)]
+    groups.sort(key=lambda item: pd.to_numeric(pd.Series([np.ravel(item[0])[-1]]),
+                                               errors="coerce").iloc[0])
+    rows = []
+    base = groups[0][1] if groups else None
+    for key, part in groups:
+        total, exposure = float(part["_count"].sum()), float(part["_launches"].sum())
+        row = dict(zip(keys, np.ravel(key), strict=True))
+        row.update(sessions=len(part), launches=int(exposure), total=int(total),
+                   rate=total / exposure if exposure else np.nan,
+                   with_any=int((part["_count"] > 0).sum()),
+                   top=float(part["_count"].max() / total) if total else np.nan)
+        row.update(_against(part, base) if part is not base else
+                   {"ratio": np.nan, "ci_lo": np.nan, "ci_hi": np.nan, "p": np.nan})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _against(part: pd.DataFrame, base: pd.DataFrame) -> dict[str, float]:
+    x, y = float(part["_count"].sum()), float(base["_count"].sum())
+    tx, ty = float(part["_launches"].sum()), float(base["_launches"].sum())
+    if x + y == 0:
+        return {"ratio": np.nan, "ci_lo": np.nan, "ci_hi": np.nan, "p": 1.0}
+    share = stats.binomtest(int(x), int(x + y)).proportion_ci(0.95)
+
+    def ratio(q: float) -> float:
+        return np.inf if q >= 1 else q / (1 - q) * ty / tx
+
+    return {"ratio": ratio(x / (x + y)), "ci_lo": ratio(share.low), "ci_hi": ratio(share.high),
+            "p": _permutation_p(part, base)}
+
+
+def _permutation_p(part: pd.DataFrame, base: pd.DataFrame) -> float:
+    """Exact two-sided p: the share of relabellings of the sessions whose rate difference is
+    at least the observed one (sessions are the units; launches per session as measured)."""
+    counts = np.concatenate([part["_count"].to_numpy(float), base["_count"].to_numpy(float)])
+    exposure = np.concatenate([part["_launches"].to_numpy(float),
+                               base["_launches"].to_numpy(float)])
+    mine = len(part)
+    picks = list(combinations(range(len(counts)), mine))
+    if len(picks) > EXACT_SPLITS:
+        return np.nan
+    chosen = np.zeros((len(picks), len(counts)), dtype=bool)
+    for i, pick in enumerate(picks):
+        chosen[i, list(pick)] = True
+    diff = ((chosen @ counts) / (chosen @ exposure)
+            - ((~chosen) @ counts) / ((~chosen) @ exposure))
+    observed = diff[0] if picks[0] == tuple(range(mine)) else None
+    assert observed is not None
+    return float(np.mean(np.abs(diff) >= abs(observed) - 1e-12))
+
+
+def _number(value: float) -> str:
+    return "-" if pd.isna(value) else "inf" if value == np.inf else fmt(value)
+
+
+def totals_text(apps: pd.DataFrame, keys: list[str]) -> str:
+    """The report's totals: per count and setting, total, rate and the rate ratio."""
+    parts = []
+    for metric in COUNTED:
+        table = count_totals(apps, keys, metric)
+        if table.empty:
+            continue
+        rows = [[_key_label(r, keys), str(r["sessions"]), str(r["launches"]), str(r["total"]),
+                 fmt(r["rate"]), f"{r['with_any']}/{r['sessions']}",
+                 "-" if pd.isna(r["top"]) else f"{100 * r['top']:.0f}%",
+                 _number(r["ratio"]),
+                 "-" if pd.isna(r["ci_lo"]) else f"{_number(r['ci_lo'])}..{_number(r['ci_hi'])}",
+                 "-" if pd.isna(r["p"]) else f"{r['p']:.2g}"]
+                for r in table.to_dict("records")]
+        parts += [f"\n{SHORT[metric]}, totals over valid sessions:\n",
+                  text_table(["setting", "n", "launches", "total", "/launch", "any", "top",
+                              "ratio", "95% CI", "p"], rows)]
+    if not parts:
+        return ""
+    return "".join(parts) + "\n" + wrap(
+        "total: summed over the sessions; /launch: total / launches; any: sessions with a "
+        "count; top: the largest session's share of the total; ratio: rate against the "
+        "first setting (inf: none there), 95% CI exact given both totals if the counts were "
+        "Poisson in launches (too narrow when a few sessions hold most of a total: see top); "
+        "p: exact permutation of the two settings' sessions. The sessions of one boot ran "
+        "one after another on one machine (vmstat counts all of it), so they are serially "
+        "dependent, not the independent units both assume.")
+
+
 def _key_label(row: Any, keys: list[str]) -> str:
     parts = []
     for key in keys:
@@ -156,6 +267,7 @@ def memory_section(df: pd.DataFrame) -> str:
                    medians),
         "\n95% CIs of the medians (order statistics; '-' below 6 sessions):\n",
         text_table([first, "stalls", "refaults", "faults", "ms"], cis),
+        totals_text(apps, keys),
         "\n",
         wrap("stalls: allocstall_* (direct reclaim); refaults: workingset_refault_*; "
              "scanned/stolen: pgscan/pgsteal by kswapd and direct reclaim; majflt, faults: "

@@ -37,16 +37,16 @@ from faultbench.analysis.frame import (
 from faultbench.analysis.labels import (
     constants_line,
     format_value,
+    grouped_rows,
     label_columns,
     labels,
     spec_order,
-    split_labels,
 )
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
-from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, label_room, text_table, wrap
+from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, text_table, wrap
 from faultbench.measurement.results import META
 from faultbench.measurement.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
@@ -97,9 +97,10 @@ def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:
 
 
 def hit_cells(hits: pd.Series, valid: pd.Series) -> pd.Series:
-    """hit% cells: the share of a row's valid samples that were hit, blank when none."""
+    """hit% cells: the share of a row's valid samples that were hit (0 when none was),
+    blank when the row has no valid sample."""
     share = 100 * hits / valid.where(valid > 0)
-    return share.map(lambda v: f"{v:.0f}" if v > 0 else "")
+    return share.map(lambda v: f"{v:.0f}" if v == v else "")
 
 
 def interference_note(df: pd.DataFrame) -> str:
@@ -157,14 +158,8 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
     if table["folios"].nunique() > 1:
         rows["folios"] = table["folios"].to_numpy()
         headers.append("folios")
-    cells = rows.to_numpy().tolist()
-    groups = None
-    room = label_room(headers, cells)
-    if max(len(row[0]) for row in cells) > room:
-        split = split_labels(table, [*label_cols, "role"], room)
-        if split is not None:
-            groups = list(split[0])
-            cells = [[label, *row[1:]] for label, row in zip(split[1], cells, strict=True)]
+    cells, groups = grouped_rows(table, [*label_cols, "role"], headers,
+                                 rows.to_numpy().tolist())
     return wrap(f"per page touched: {unit}/page (the touch loop), flt/pg, map/pg, unmap "
                 f"{unit}") + text_table(headers, cells, groups=groups)
 
@@ -419,9 +414,10 @@ def summary(run_dir: Path | SafeDir) -> str:
     head = (f"Summary ({run.plane_label()}; medians; per page touched; n: "
             f"{unit_legend(df)}). map/flt: pages mapped per fault, as measured (1: "
             f"fault-around did not map more).")
-    text = wrap(head) + text_table(
-        ["scenario", "map/flt", "faults/pg", f"{unit}/page", "n"], rows.to_numpy().tolist()
-    )
+    headers = ["scenario", "map/flt", "faults/pg", f"{unit}/page", "n"]
+    cells, groups = grouped_rows(table, [*label_cols, "role"], headers,
+                                 rows.to_numpy().tolist())
+    text = wrap(head) + text_table(headers, cells, groups=groups)
     interference = interference_note(df)
     return (text + wrap(interference) if interference else text) + unmeasured_note(df)
 

@@ -7,11 +7,13 @@ so is what the filesystem answers: both are the user's input, refused in one lin
 
 from __future__ import annotations
 
+import argparse
 import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.spec import SpecError, parse_float, parse_int, shown
 
 # What a filesystem the user chose can answer to a write or a read: full, read-only, not
 # ours, a directory where a file belongs, gone. Anything else is a bug and keeps its traceback.
@@ -61,15 +63,16 @@ def filesystem_errors(where: str) -> Iterator[None]:
 
 
 def integer(text: str) -> int:
-    """argparse `type`: ASCII digits only (spec.parse_int); a refusal reads "invalid integer
-    value"."""
-    from faultbench.measurement.spec import parse_int
-
-    return parse_int(text)
+    """argparse `type`: an integer in ASCII digits (spec.parse_int), echoed clipped."""
+    try:
+        return parse_int(text)
+    except SpecError:
+        raise argparse.ArgumentTypeError(f"invalid integer value: {shown(text)}") from None
 
 
 def number(text: str) -> float:
-    """argparse `type`: a number written in ASCII (spec.parse_float)."""
-    from faultbench.measurement.spec import parse_float
-
-    return parse_float(text)
+    """argparse `type`: a number written in ASCII (spec.parse_float), echoed clipped."""
+    try:
+        return parse_float(text)
+    except SpecError:
+        raise argparse.ArgumentTypeError(f"invalid number value: {shown(text)}") from None

@@ -45,6 +45,8 @@ def _show(workload: Workload) -> None:
     print(f"{printable(workload.name)} ({printable(workload.file)}): "
           f"{printable(workload.description)}")
     profiled = f" + {workload.profile} profiled" if workload.profile else ""
+    if workload.detects:
+        print(f"detects: {printable(workload.detects)}")
     print(f"{workload.repetitions} repetitions + {workload.warmups} warm-up{profiled} rounds, "
           f"seed {workload.seed}; {len(workload.scenarios)} scenarios:")
     for scenario in workload.scenarios:

@@ -224,8 +224,9 @@ def _validate(knob: Knob, text: str) -> str:
                 f"got {shown(text)}"
             )
         return " ".join(map(str, numbers))
-    if not text or "\n" in text:
-        raise KnobError(f"{knob.name}={shown(text)}: empty or multi-line values are not allowed")
+    if not text or not text.isprintable():  # a value goes into scenario names and terminals
+        raise KnobError(f"{knob.name}={shown(text)}: empty values or control characters are "
+                        "not allowed")
     return text
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.measurement.checks import sample_problem, short
-from faultbench.measurement.dirlock import DirLock
+from faultbench.measurement.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.meta_checks import meta_problem
 from faultbench.measurement.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
@@ -207,13 +207,10 @@ def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str,
 
 
 def benchmark_name(record: dict[str, Any]) -> str:
-    """pyperf benchmark of a sample: the scenario, per mapper when there are several
-    (first and later mappers measure different things), and per machine in a merged run of
-    several (faultbench merge): one machine's values are never pooled with another's."""
+    """pyperf benchmark of a sample: the scenario, per mapper when there are several (first
+    and later mappers measure different things), per machine in a merged run of several."""
     name = record["scenario"] + (f",machine={record['machine']}" if "machine" in record else "")
-    if record["spec"]["mappers"] > 1:
-        return f"{name},mapper={record['mapper']}"
-    return name
+    return f"{name},mapper={record['mapper']}" if record["spec"]["mappers"] > 1 else name
 
 
 class RunDir:
@@ -233,7 +230,7 @@ class RunDir:
         """A new run directory (or an empty one), locked for this process."""
         directory = SafeDir.open(path, create=True)
         try:
-            if os.listdir(directory.fd):
+            if set(os.listdir(directory.fd)) - {LOCK_NAME}:  # a lock a kill left
                 raise ResultsError(
                     f"{path} already exists and is not empty (continue it with "
                     f"{resume_command(path)})" if directory.is_file(META) else

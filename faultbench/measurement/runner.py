@@ -43,7 +43,7 @@ from faultbench.measurement.results import (
 )
 from faultbench.measurement.session import KnobSession
 from faultbench.measurement.signals import signals_raise
-from faultbench.measurement.spec import Sample, Spec, SpecError
+from faultbench.measurement.spec import Sample, Spec, SpecError, shown
 from faultbench.measurement.sysfs import DEBUGFS, mounted
 from faultbench.measurement.workload import Scenario, Unit, Workload
 
@@ -353,6 +353,10 @@ def execute(
     for u in units():
         total += 1
         todo += pending(u)
+    if boot is None and not todo and meta.get("finished_utc"):
+        # left as it is: rewriting its finish time would date the samples wrongly
+        raise RunError(f"{run_dir.path} finished at {shown(meta['finished_utc'])}; nothing to "
+                       f"resume (faultbench report {run_dir.path} shows it)")
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
     progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])

@@ -16,6 +16,7 @@ import math
 import sys
 import sysconfig
 import tomllib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,7 @@ from faultbench.measurement.workload_checks import (
 )
 
 SUFFIX = ".toml"
-TOP_KEYS = ("description", "repetitions", "warmups", "seed", "profile", "guest_memory",
+TOP_KEYS = ("description", "detects", "repetitions", "warmups", "seed", "profile", "guest_memory",
             "defaults", "knobs", "matrix")
 # Profiled rounds a workload may ask for: each is a full round of every scenario.
 MAX_PROFILE_ROUNDS = 100
@@ -111,6 +112,8 @@ class Workload:
     # rounds after the measured ones whose samples are kernel-profiled (kept out of timings)
     profile: int = 0
     guest_memory: str | None = None  # a booted guest's memory, when the workload needs one
+    # the change its main comparison is sized to detect, and with which command
+    detects: str = ""
 
 
     @property
@@ -155,10 +158,9 @@ class Workload:
         kept = [s for s in self.scenarios if all(test(s) for test in tests)]
         if not kept:
             raise WorkloadError(
-                f"--only {' --only '.join(filters)}: none of the {len(self.scenarios)} "
-                f"scenarios of {self.name} matches (`faultbench workloads {self.name}` lists "
-                f"them; a filter is FIELD=VALUE[,VALUE] with FIELD one of {', '.join(AXES)} "
-                "or a knob, or a pattern on the name)")
+                f"--only {clipped(' --only '.join(filters), 60)}: none of the "
+                f"{len(self.scenarios)} scenarios of {self.name} matches (FIELD=VALUE, or a "
+                f"pattern on a name; `faultbench workloads {self.name}` lists them)")
         return dataclasses.replace(
             self, scenarios=kept, command_line={**self.command_line, "only": list(filters)})
 
@@ -179,8 +181,20 @@ class Workload:
                 raise WorkloadError(f"--only {shown(text, 100)}: {exc}") from None
             return lambda s: getattr(s.spec, name) in wanted
         if any(c in text for c in "*?["):
-            return lambda s: fnmatch.fnmatchcase(s.name, text)
+            return lambda s: any(fnmatch.fnmatchcase(run, text) for run in _name_runs(s.name))
         return lambda s: text in s.name
+
+
+def _name_runs(name: str) -> Iterator[str]:
+    """The name, and each run of its consecutive parts as a table label writes them
+    (`seq uffd=none`) or as the name does (`seq,uffd=none`): `--only 'seq*'` matches the
+    part `seq` although the whole name starts `memfd,64M,`."""
+    yield name
+    parts = name.split(",")
+    for start in range(len(parts)):
+        for stop in range(start + 1, len(parts) + 1):
+            yield " ".join(parts[start:stop])
+            yield ",".join(parts[start:stop])
 
 
 def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
@@ -342,6 +356,7 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
 
     unknown_keys(data, TOP_KEYS, "workload", fail)
     description = typed(data, "description", str, "a string", "", fail)
+    detects = typed(data, "detects", str, "a string", "", fail)
     repetitions = bounded(data, "repetitions", 1, MAX_MEASUREMENTS, 5, fail)
     warmups = bounded(data, "warmups", 0, MAX_MEASUREMENTS, 1, fail)
     seed = bounded(data, "seed", 0, MAX_SEED, 1, fail)
@@ -423,5 +438,5 @@ def parse(data: dict[str, Any], path: Path, set_knobs: dict[str, list[str]] | No
         name=path.stem, file=_shown(path), description=description, repetitions=repetitions,
         warmups=warmups, seed=seed, axes=written, scenarios=list(scenarios.values()),
         skipped=[{"scenario": n, "reason": r} for n, r in skipped.items()], profile=profile,
-        guest_memory=guest_memory,
+        guest_memory=guest_memory, detects=detects,
     )
