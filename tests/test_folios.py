@@ -96,8 +96,7 @@ def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("an XFS loop mount needs root and mkfs.xfs (xfsprogs)")
     base = tmp_path_factory.mktemp("xfs")
     image, mount = base / "xfs.img", base / "mnt"
-    with open(image, "wb") as f:
-        f.truncate(512 << 20)
+    subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
     mount.mkdir()
     subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
     done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True,
@@ -222,20 +221,18 @@ def test_fill_decides_the_folios_of_a_disk_file() -> None:
         assert folios["write:64K"] == {"4": 2048}
 
 
-@pytest.mark.parametrize("fill,canonical", [("write:1M", "write"), ("write:65536", "write:64K"),
-                                            ("hole-read", "hole-read")])
+@pytest.mark.parametrize("fill,canonical", [("write:1M", "write"), ("hole-read", "hole-read"),
+                                            ("write:65536", "write:64K")])
 def test_fill_spellings(fill: str, canonical: str) -> None:
     assert Spec(backing="file", fill=fill).normalized().fill == canonical
 
 
 @pytest.mark.parametrize("spec,words", [
-    (dict(fill="write:3K"), "not one of write"),
-    (dict(fill="write:128M"), "not one of write"),
+    (dict(fill="write:3K"), "not one of write"), (dict(fill="write:128M"), "not one of write"),
     (dict(fill="fallocate", cache="hole"), "not with cache 'hole'"),
     (dict(backing="memfd", tmpfs_huge="always"), "for backing 'tmpfs'"),
     (dict(backing="tmpfs", tmpfs_huge="always", dir="/dev/shm"), "without dir"),
-    (dict(backing="tmpfs", tmpfs_huge="force"), "not one of"),
-])
+    (dict(backing="tmpfs", tmpfs_huge="force"), "not one of")])
 def test_bad_fill_and_tmpfs_huge_are_refused(spec: dict, words: str) -> None:
     with pytest.raises(SpecError, match=words):
         Spec(**{"backing": "file", **spec}).normalized()
@@ -303,9 +300,7 @@ def test_restore_unmounts_only_its_own_tmpfs(tmp_path: Path) -> None:
 # ---- reports and compare: a folios column where the folio sizes differ between rows
 
 FILL_WORKLOAD = """description = "folio sizes by fill"
-repetitions = 2
-warmups = 0
-seed = 1
+repetitions = 2\nwarmups = 0\nseed = 1
 [defaults]
 size = "4M"
 backing = "file"

@@ -92,8 +92,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
     Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows; `reg=all` and `populate=none` are the
-    defaults, left out.
+    userfaultfd) are left out for single-mapper rows; `reg=all`, `populate=none` and
+    `fill=write` are the defaults, left out.
     """
     if not columns:
         return pd.Series("all", index=df.index)
@@ -108,6 +108,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
             words = words.where((df[column] != "all") & registers, "")
         if column == "populate":  # no populate step is the default, left out
             words = words.where(df[column] != "none", "")
+        if column == "fill":  # 1 MiB write(2)s: the default, and every run's before fill
+            words = words.where(df[column] != "write", "")
         if column == "pagemap":  # walking pagemap is the default, left out
             words = df[column].map(lambda walked: "" if walked else "no-pagemap")
         parts.append(words)
