@@ -217,7 +217,7 @@ def _check_dir(path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement import knobs
-    from faultbench.measurement.booted.guest import XFS_SCRATCH_MOUNT
+    from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT
     from faultbench.measurement.measure import check_resources, measure_mappers
     from faultbench.measurement.session import KnobSession
 

@@ -30,6 +30,15 @@ from pathlib import Path
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted import watchdog
 from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
+from faultbench.measurement.booted.scratch import (
+    SCRATCH_MOUNT,
+    STARTED,
+    STATUS,
+    guest_env,
+    guest_script,
+    scratch_disk,
+    venv_bin,
+)
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import SpecError, parse_float
 from faultbench.measurement.sysfs import cpu_flags
@@ -42,7 +51,6 @@ TIMEOUT_ENV = "FAULTBENCH_GUEST_TIMEOUT_S"
 DEFAULT_START_TIMEOUT_S = 600.0
 START_TIMEOUT_ENV = "FAULTBENCH_GUEST_START_TIMEOUT_S"
 SHOWN_LINES = 5  # the guest's last lines quoted when it is killed for not starting
-STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
 # Drivers a measurement guest never needs; skipping them halves a TCG boot (~28 s -> ~14 s).
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
@@ -55,21 +63,12 @@ KILL_GRACE_S = 5.0
 # parameter in 6.1 (mm/slub.c seeds it unconditionally) and stays.
 DETERMINISM_PARAMS = ("nokaslr", "randomize_kstack_offset=off", "page_alloc.shuffle=0",
                       "norandmaps", "slab_nomerge")
-# The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
-# of its own the `file` backing would have no disk filesystem to measure. A sparse ext4 image
-# (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
-SCRATCH_DISK_BYTES = 2 << 30
-SCRATCH_MOUNT = "/var/tmp"
-# A second, XFS image (large page-cache folios since 5.18) is mounted below it: `--dir
-# /var/tmp/xfs` measures a file on XFS in the guest.
-XFS_SCRATCH_MOUNT = "/var/tmp/xfs"
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
 # sleep=on: an idle guest's clock waits in real time (with sleep=off it jumps to the next
 # timer, and in-guest timeouts over 9p waits fired in moments; docs/icount.md).
 # Debian 6.1 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
 ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=on"
 CLOCKS = ("icount", "wall")
-_PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 
 
 class GuestError(FaultbenchError):
@@ -98,11 +97,6 @@ def default_image() -> str | None:
 
 def kernel_hint() -> str:
     return f"--kernel {default_image() or '/boot/vmlinuz-<version>'}"
-
-
-def venv_bin() -> str:
-    """The bin directory of the running Python (the venv's, where pip put vng)."""
-    return os.path.dirname(sys.executable)
 
 
 def find_vng() -> str | None:
@@ -206,53 +200,6 @@ def qemu_version() -> str | None:
     return first[0].strip() if first else None
 
 
-def scratch_disk(directory: str, fstype: str = "ext4") -> str | None:
-    """A sparse image of `fstype` (ext4, xfs) in `directory` for the guest, or None without
-    its mkfs."""
-    name = f"mkfs.{fstype}"
-    mkfs = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if mkfs is None:
-        return None
-    image = os.path.join(directory, f"scratch-{fstype}.img")
-    with open(image, "wb") as f:
-        f.truncate(SCRATCH_DISK_BYTES)
-    force = "-F" if fstype == "ext4" else "-f"
-    done = subprocess.run([mkfs, "-q", force, image], capture_output=True, check=False)
-    return image if done.returncode == 0 else None
-
-
-def _script(argv: list[str], scratch: str, env: dict[str, str], disk: bool,
-            xfs: bool = False) -> str:
-    exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
-    mount = (
-        "for dev in /dev/vd? /dev/sd?; do "
-        f"mount -t ext4 \"$dev\" {SCRATCH_MOUNT} 2>/dev/null && break; done\n"
-    ) if disk else ""
-    if disk and xfs:
-        mount += (f"mkdir -p {XFS_SCRATCH_MOUNT} && for dev in /dev/vd? /dev/sd?; do "
-                  f"mount -t xfs \"$dev\" {XFS_SCRATCH_MOUNT} 2>/dev/null && break; done\n")
-    return (
-        "#!/bin/sh\n"
-        f": > {shlex.quote(os.path.join(scratch, STARTED))}\n"
-        f"{mount}"
-        f"{exports}"
-        f"cd {shlex.quote(os.getcwd())} 2>/dev/null || cd /\n"
-        f"{shlex.join(argv)}\n"
-        f"echo $? > {shlex.quote(os.path.join(scratch, STATUS))}\n"
-    )
-
-
-def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the command sees in the guest (the guest resets PATH otherwise)."""
-    env = {k: v for k, v in os.environ.items()
-           if k in _PASSED_ENV or k.startswith("FAULTBENCH_")}
-    env["PATH"] = f"{venv_bin()}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
-    env["PYTHONUNBUFFERED"] = "1"
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    env.update(extra or {})
-    return env
-
-
 def check_shared_dir(path: str) -> None:
     """Refuse a host directory the guest could not write back: its scratch disk is mounted
     over SCRATCH_MOUNT, hiding whatever the host shares beneath it."""
@@ -330,7 +277,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
         script = os.path.join(scratch, "run.sh")
         disk = scratch_disk(scratch)
         xfs = scratch_disk(scratch, "xfs") if disk else None
-        Path(script).write_text(_script(argv, scratch, guest_env(env), disk is not None,
+        Path(script).write_text(guest_script(argv, scratch, guest_env(env), disk is not None,
                                         xfs is not None))
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
