@@ -71,10 +71,8 @@ def test_summary_shows_fault_around_as_measured(runs: Runs) -> None:
     text = summary(runs.tiny)
     assert not width_ok(text)
     lines = text.splitlines()
-    body = lines[lines.index(next(line for line in lines if line.startswith("---"))) + 1:]
-    rows = {" ".join(line.split()[:-4]): line.split()[-4:] for line in body
-            if line.startswith("memfd")}
-    wp, none = rows["memfd shared seq uffd=wp"], rows["memfd shared seq uffd=none"]
+    wp = table_row(text, "memfd shared seq uffd=wp")
+    none = table_row(text, "memfd shared seq uffd=none")
     assert lines[0].startswith("Summary") and "map/flt" in text and " fa " not in text
     df = fb.load(runs.tiny)
     seq = df[df["ok"] & (df["scenario"].str.contains("seq")) & (df["mappers"] == 1)
