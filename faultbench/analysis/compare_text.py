@@ -172,7 +172,8 @@ def render(
     note = method_line(table) if brief else footer(table, metric, unit, two_runs, samples)
     title = f"{unit} touched: {title}"
     if fmt_name == "markdown":
-        head = "| " + " | ".join(headers) + " |\n" + "|---" * len(headers) + "|\n"
+        head = ("| " + " | ".join(h.strip() for h in headers) + " |\n"
+                + "|---" * len(headers) + "|\n")
         body = "".join("| " + " | ".join(row) + " |\n" for row in cells.to_numpy().tolist())
         return f"{title}\n{common}{blind_line(table)}\n{head}{body}\n{note}"
     rows, groups = grouped_rows(table, table.attrs["label_columns"], headers,

@@ -4,10 +4,12 @@ measurement otherwise (a log, CI output), nothing when quiet. Standard library o
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import IO, Any
 
+from faultbench.measurement.spec import format_size
 from faultbench.measurement.workload import Unit
 
 # Off a terminal each line stays below this many columns: logs and CI views do not wrap.
@@ -56,19 +58,43 @@ class Progress:
 
 def line(done: int, total: int, eta: str, unit: Unit, samples: list[dict[str, Any]],
          common: set[str] | frozenset[str] = frozenset()) -> str:
-    """`[12/165] ETA 3:05 r2 seq,uffd=wp: 0.063 flt/pg 310 ns/pg`: the scenario name without
-    the `common` parts, at most WIDTH columns: the name gives way first (its middle elided),
-    then the result."""
+    """`[12/165] ETA 3:05 r2 seq uffd=wp: 0.063 flt/pg 310 ns/pg`: the scenario name without
+    the `common` parts, in the words report tables use, at most WIDTH columns: the name
+    gives way first (its middle elided), then the result."""
     head = f"[{done}/{total}] ETA {eta} {'warm-up ' if unit.warmup else ''}r{unit.round} "
     result = _brief(samples)
-    name = ",".join(p for p in unit.scenario.name.split(",") if p not in common) \
-        or unit.scenario.name
+    name = " ".join(_table_words(p) for p in unit.scenario.name.split(",")
+                    if p not in common) or _table_words(unit.scenario.name)
     room = WIDTH - len(head) - len(result) - 2
     if len(name) > room:
         keep = max(room - 3, 8)
         name = name[: keep - keep // 3] + "..." + name[len(name) - keep // 3:]
     text = f"{head}{name}: {result}"
     return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
+
+
+# name parts (workload.scenario_name) as report tables write them (analysis.labels)
+_MAPPERS = re.compile(r"(\d+)x(\w+)-(\w+)(?:-uffd@(\w+))?")
+_SIZE = re.compile(r"\d+[KMGTP]?")
+
+
+def _table_words(part: str) -> str:
+    """One part of a scenario name in a table's words: `3xprocess-sequential-uffd@later`
+    -> `x3 sequential process reg=later`, `64M` -> `size=64M`, `pagemap=off` ->
+    `no-pagemap`, `fault_around_bytes=65536` -> `fa=64K`, `dir=/a/b` -> `dir=b`."""
+    if match := _MAPPERS.fullmatch(part):
+        count, kind, mode, who = match.groups()
+        return f"x{count} {mode} {kind}" + (f" reg={who}" if who else "")
+    if _SIZE.fullmatch(part):
+        return f"size={part}"
+    if part == "pagemap=off":
+        return "no-pagemap"
+    name, _, value = part.partition("=")
+    if name == "fault_around_bytes" and value.isascii() and value.isdigit():
+        return f"fa={format_size(int(value))}"
+    if name == "dir":
+        return f"dir={value.rstrip('/').rpartition('/')[2] or value}"
+    return part
 
 
 def _clock(seconds: float) -> str:
