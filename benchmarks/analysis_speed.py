@@ -28,7 +28,7 @@ def main() -> int:
     from faultbench.analysis.labels import label_columns
     from faultbench.analysis.report import report_text
     from faultbench.analysis.stats import median_ci
-    from faultbench.measurement.safefile import SafeDir
+    from faultbench.measurement.rundir.safefile import SafeDir
 
     steps = [("import pandas/scipy/matplotlib", time.perf_counter() - start)]
 

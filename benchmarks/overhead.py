@@ -149,7 +149,8 @@ def print_rows(rows: list[dict[str, list]], unit: str) -> None:
 
 def icount(args: argparse.Namespace, size: int) -> int:
     """Boot one guest on the instruction clock; it runs `--inside`, the host prints."""
-    from faultbench.measurement.booted.guest import ICOUNT_QEMU_OPTS, boot_images, run_in_guest
+    from faultbench.measurement.booted.guest import ICOUNT_QEMU_OPTS, run_in_guest
+    from faultbench.measurement.image import boot_images
 
     kernel = args.kernel or boot_images()[0]
     with tempfile.TemporaryDirectory(prefix="faultbench-overhead-") as tmp:

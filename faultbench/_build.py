@@ -1,5 +1,5 @@
-"""cffi (API mode) builder for faultbench._native, and the build step that links the mapper
-program beside it (setup.py's build_ext), run by setuptools at install time."""
+"""cffi (API mode) builder for faultbench.measurement._native, and the build step that
+links the mapper program beside it (setup.py's build_ext), run by setuptools at install time."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ SOURCES = ["counters.c", "fill.c", "folios.c", "interrupt.c", "launch.c", "mappe
 # the program a forked mapper execs (native/mapper_main.c): one mapper's sources, without
 # the sample's orchestration (mappers.c, mapper_*.c) and the app launches (launch.c)
 MAPPER_PROGRAM = "_mapper"
+PACKAGE = ("faultbench", "measurement")  # where the module and the program go
 MAPPER_SOURCES = ["mapper_main.c", *(name for name in SOURCES
                                      if name != "launch.c" and not name.startswith("mapper"))]
 COMPILE_ARGS = ["-std=gnu99", "-O2", "-Wall", "-Wextra"]
@@ -62,7 +63,7 @@ header = (NATIVE / "faultbench.h").read_text()
 # the public declarations, from the comment that opens them to the one that closes them
 ffibuilder.cdef(header[header.index(CDEF_BEGIN):header.index(CDEF_END)])
 ffibuilder.set_source(
-    "faultbench._native",
+    "faultbench.measurement._native",
     '#include "faultbench.h"',
     # setuptools insists on paths relative to setup.py, which is the working directory
     sources=[os.path.relpath(NATIVE / name) for name in SOURCES],
@@ -83,20 +84,20 @@ class BuildExtWithMapper(build_ext):
             output_dir=os.path.join(self.build_temp, MAPPER_PROGRAM),
             include_dirs=[os.path.relpath(NATIVE)], extra_postargs=COMPILE_ARGS)
         self.compiler.link_executable(objects, MAPPER_PROGRAM, libraries=["pthread"],
-                                      output_dir=os.path.join(self.build_lib, "faultbench"))
+                                      output_dir=os.path.join(self.build_lib, *PACKAGE))
 
     def _in_checkout(self) -> str:
-        package = self.get_finalized_command("build_py").get_package_dir("faultbench")
+        package = self.get_finalized_command("build_py").get_package_dir(".".join(PACKAGE))
         return os.path.join(package, MAPPER_PROGRAM)
 
     def copy_extensions_to_source(self) -> None:
         super().copy_extensions_to_source()
-        self.copy_file(os.path.join(self.build_lib, "faultbench", MAPPER_PROGRAM),
+        self.copy_file(os.path.join(self.build_lib, *PACKAGE, MAPPER_PROGRAM),
                        self._in_checkout(), level=self.verbose)
 
     def get_outputs(self) -> list[str]:
         built = (self._in_checkout() if self.inplace
-                 else os.path.join(self.build_lib, "faultbench", MAPPER_PROGRAM))
+                 else os.path.join(self.build_lib, *PACKAGE, MAPPER_PROGRAM))
         return [*super().get_outputs(), built]
 
 

@@ -1,6 +1,6 @@
 """kernels/build's image cache, which can sit where other users write (--cache, or
 $FAULTBENCH_KERNEL_CACHE): each entry is opened the way faultbench opens a results
-directory (measurement/safefile.py), its files without following links, and an image is
+directory (measurement/rundir/safefile.py), its files without following links, and an image is
 handed out only when its sha256 is the one recorded when it was built.
 """
 
@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
-from faultbench.measurement.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
 

@@ -1,4 +1,4 @@
-"""The kernel image the tests boot: Debian's default one (guest.default_image), not merely the
+"""The kernel image the tests boot: Debian's default one (image.default_image), not merely the
 newest in /boot, so that installing another kernel does not change the tests."""
 
 from __future__ import annotations
@@ -8,13 +8,14 @@ import os
 import pytest
 
 from faultbench.measurement.booted import guest
+from faultbench.measurement.image import default_image
 
 TEST_KERNEL_ENV = "FAULTBENCH_TEST_KERNEL"
 
 
 def boot_image() -> str | None:
     """$FAULTBENCH_TEST_KERNEL, else Debian's default image."""
-    return os.environ.get(TEST_KERNEL_ENV) or guest.default_image()
+    return os.environ.get(TEST_KERNEL_ENV) or default_image()
 
 
 def require_boot_image() -> str:

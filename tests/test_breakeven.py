@@ -27,7 +27,7 @@ from faultbench.analysis.breakeven_figure import breakeven_figure
 from faultbench.analysis.frame import RunInfo, run_info
 from faultbench.analysis.profile import phase_costs
 from faultbench.measurement.profile import unavailable
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.workload import load as load_workload
 
 # The shipped break-even workload reduced. 2M instead of 64M keeps every loop under a

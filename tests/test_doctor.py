@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from images import boot_image
 
-from faultbench.measurement.provenance import collect
+from faultbench.measurement.rundir.provenance import collect
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 
@@ -144,7 +144,7 @@ def test_provenance_fs_type_of_the_file_dir(directory: str) -> None:
 def test_a_git_that_takes_too_long_is_a_reason_not_a_traceback(monkeypatch):
     import subprocess
 
-    from faultbench.measurement import provenance
+    from faultbench.measurement.rundir import provenance
 
     def slow(argv, **kwargs):
         raise subprocess.TimeoutExpired(argv, kwargs.get("timeout"))

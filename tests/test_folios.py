@@ -20,13 +20,13 @@ from pathlib import Path
 
 import pytest
 from analysis_runs import faultbench, table_row
-from faultbench._native import ffi, lib
+from faultbench.measurement._native import ffi, lib
 from images import require_boot_image
 
 from faultbench import Spec, SpecError, load, measure
 from faultbench.analysis.report import summary
-from faultbench.measurement.sysfs import release_own_tmpfs
-from faultbench.measurement.tmpfs import own_tmpfs
+from faultbench.measurement.knobs.sysfs import release_own_tmpfs
+from faultbench.measurement.knobs.tmpfs import own_tmpfs
 
 ROOT = os.geteuid() == 0
 needs_root = pytest.mark.skipif(not ROOT, reason="page frame numbers need root")
@@ -256,7 +256,7 @@ def test_own_tmpfs_huge_makes_its_folios_and_is_gone_after(huge: str, order: str
 def _kill_in_mount_window(journal: Path) -> subprocess.CompletedProcess[str]:
     """A process that SIGKILLs itself between mounting its tmpfs and detaching it."""
     code = ("import os, signal, subprocess\n"
-            "from faultbench.measurement import tmpfs\n"
+            "from faultbench.measurement.knobs import tmpfs\n"
             "real = subprocess.run\n"
             "def run(args, **kw):\n"
             "    if args[0] == 'umount':\n"
@@ -414,7 +414,7 @@ def test_missing_size_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
                                              tmp_path: Path) -> None:
     """On a kernel before 6.8 there is no hugepages-<N>kB directory at all (a fake THP
     directory stands in for one: the parsing of the refusal only)."""
-    from faultbench.measurement import knobs
+    from faultbench.measurement.knobs import catalog as knobs
 
     monkeypatch.setattr(knobs, "THP_DIR", str(tmp_path))
     with pytest.raises(knobs.KnobError, match=r"need Linux >= 6.8, their shmem_enabled >= 6.11"):

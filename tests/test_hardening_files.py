@@ -24,9 +24,9 @@ import pytest
 from console import one_line
 from images import require_boot_image
 
-from faultbench.measurement.journal import JOURNAL_FORMAT
-from faultbench.measurement.knoblock import LOCK_PATH
-from faultbench.measurement.session import KnobSession
+from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
+from faultbench.measurement.knobs.knoblock import LOCK_PATH
+from faultbench.measurement.knobs.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 DEFRAG = "/sys/kernel/mm/transparent_hugepage/defrag"

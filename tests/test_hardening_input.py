@@ -27,7 +27,7 @@ from analysis_runs import faultbench as run_faultbench
 from console import one_line
 
 from faultbench import cli
-from faultbench.measurement.results import read_samples, sample_key, sample_problem
+from faultbench.measurement.rundir.results import read_samples, sample_key, sample_problem
 from faultbench.measurement.runner import schedule
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_SCENARIOS, load
 

@@ -29,7 +29,7 @@ from console import said
 from images import require_boot_image
 
 from faultbench import cli as faultbench_cli
-from faultbench.measurement.results import sample_key
+from faultbench.measurement.rundir.results import sample_key
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 SWAPPINESS = Path("/proc/sys/vm/swappiness")
@@ -211,7 +211,7 @@ def test_the_default_output_path_follows_no_link_nobody_planted(shared: Path) ->
 
 @needs_root
 def test_a_link_root_made_in_its_own_directory_is_followed(shared: Path) -> None:
-    from faultbench.measurement.safefile import SafeDir
+    from faultbench.measurement.rundir.safefile import SafeDir
 
     target = shared / "target"
     target.mkdir()

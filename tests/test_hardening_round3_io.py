@@ -23,7 +23,7 @@ from images import require_boot_image
 import faultbench
 from faultbench.analysis.frame import load
 from faultbench.analysis.stats import median_ci
-from faultbench.measurement.checks import profile_problem
+from faultbench.measurement.rundir.checks import profile_problem
 
 TIMEOUT_S = 120
 NATIVE = Path(__file__).resolve().parents[1] / "native"
@@ -94,7 +94,7 @@ def package_copy(tmp_path: Path) -> Path:
 
 
 def with_mapper(root: Path, program: Path) -> dict[str, str]:
-    shutil.copy(program, root / "faultbench" / "_mapper")
+    shutil.copy(program, root / "faultbench" / "measurement" / "_mapper")
     return {**os.environ, "PYTHONPATH": str(root)}
 
 
@@ -161,7 +161,8 @@ def test_hostile_mapper_results_are_refused(package_copy: Path, tmp_path: Path,
     assert all(expected in line for line in lines), result.stdout
     assert "\x1b" not in result.stdout
     # the checkout's mapper program is untouched
-    assert (Path(faultbench.__file__).parent / "_mapper").read_bytes() != program.read_bytes()
+    mapper = Path(faultbench.__file__).parent / "measurement" / "_mapper"
+    assert mapper.read_bytes() != program.read_bytes()
 
 
 def test_a_mapper_that_does_not_report_fails_its_sample(package_copy: Path,
@@ -392,7 +393,7 @@ def test_a_guest_that_does_not_start_is_killed_with_what_it_said(tmp_path: Path)
 
 
 def test_guest_command_lines_name_no_host_path() -> None:
-    from faultbench.measurement.provenance import machine_paths_out
+    from faultbench.measurement.rundir.provenance import machine_paths_out
 
     cmdline = ("console=ttyS0 virtme_initmount0=tmp/faultbench-guest-x1 "
                "virtme_initmount1=work/kbuild/tree virtme_chdir=work/wt/x quiet")

@@ -169,7 +169,7 @@ def _journal_left_behind(custom: Path, pid: int, value: str, original: str) -> N
     assert restore.returncode == 0, restore.stderr
     assert restore.stdout == f"restored vm.swappiness: {value} -> {original}\n"
     assert SWAPPINESS.read_text().strip() == original
-    from faultbench.measurement.knoblock import LOCK_PATH
+    from faultbench.measurement.knobs.knoblock import LOCK_PATH
 
     assert not custom.exists() and not Path(LOCK_PATH).exists()
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from faultbench import Spec, SpecError, measure, measure_mappers
+from faultbench.measurement.knobs.sysfs import mount_of
 from faultbench.measurement.runner import start
-from faultbench.measurement.sysfs import mount_of
 from faultbench.measurement.workload import load
 
 SIZE = 16 << 20

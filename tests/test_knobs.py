@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from console import one_line
 
-from faultbench.measurement.journal import JOURNAL_FORMAT
-from faultbench.measurement.knobs import KnobError, cross_product, parse_set_options
-from faultbench.measurement.session import KnobSession
+from faultbench.measurement.knobs.catalog import KnobError, cross_product, parse_set_options
+from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
+from faultbench.measurement.knobs.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 SWAPPINESS = "/proc/sys/vm/swappiness"

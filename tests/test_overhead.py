@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.measurement.booted.guest import boot_images, requirements
+from faultbench.measurement.booted.guest import requirements
+from faultbench.measurement.image import boot_images
 
 BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 ROW = re.compile(r"^(anon|memfd) +seq +")

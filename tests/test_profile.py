@@ -21,7 +21,7 @@ from faultbench.measurement.profile import (
     top_symbols,
     unavailable,
 )
-from faultbench.measurement.results import PROFILES
+from faultbench.measurement.rundir.results import PROFILES
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 NOBODY = 65534

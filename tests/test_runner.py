@@ -17,11 +17,11 @@ import pyperf
 import pytest
 from analysis_runs import faultbench, tcg_run
 
-from faultbench.measurement.knobs import THP_DIR, read_value, resolve
-from faultbench.measurement.results import PYPERF, SAMPLES, RunDir, sample_key
+from faultbench.measurement.knobs.catalog import THP_DIR, read_value, resolve
+from faultbench.measurement.knobs.sysfs import bracket_choices
+from faultbench.measurement.rundir.results import PYPERF, SAMPLES, RunDir, sample_key
 from faultbench.measurement.runner import Worker, WorkerLost, execute, start
 from faultbench.measurement.spec import Spec
-from faultbench.measurement.sysfs import bracket_choices
 from faultbench.measurement.workload import KNOB_AXIS, load
 
 THP_SHMEM = f"{THP_DIR}/shmem_enabled"

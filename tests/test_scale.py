@@ -24,9 +24,9 @@ from typing import Any
 import pytest
 from images import require_boot_image
 
-from faultbench.measurement import sysfs
 from faultbench.measurement.booted.boot_order import BootPlanError, shard_positions
 from faultbench.measurement.booted.jobs import HEADROOM_MIB, default_jobs
+from faultbench.measurement.knobs import sysfs
 from faultbench.measurement.measure import meminfo
 
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]

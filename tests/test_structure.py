@@ -13,7 +13,7 @@ import pytest
 import faultbench
 import faultbench.measurement
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.results import ResultsError, read_samples
+from faultbench.measurement.rundir.results import ResultsError, read_samples
 
 ANALYSIS_LIBRARIES = ("pandas", "numpy", "scipy", "matplotlib", "pyperf")
 
@@ -21,8 +21,8 @@ ANALYSIS_LIBRARIES = ("pandas", "numpy", "scipy", "matplotlib", "pyperf")
 def test_the_measurement_plane_imports_no_analysis_library() -> None:
     """Every measurement module, imported in a fresh interpreter (as in a guest), leaves
     pandas, numpy, scipy, matplotlib and pyperf unimported."""
-    names = [f"faultbench.measurement.{m.name}"
-             for m in pkgutil.iter_modules(faultbench.measurement.__path__)]
+    names = [m.name for m in pkgutil.walk_packages(faultbench.measurement.__path__,
+                                                   "faultbench.measurement.")]
     assert "faultbench.measurement.runner" in names
     code = (
         "import importlib, sys\n"

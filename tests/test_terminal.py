@@ -17,7 +17,7 @@ import pytest
 from analysis_runs import faultbench
 
 import faultbench as package
-from faultbench.measurement.knobs import read_value, resolve
+from faultbench.measurement.knobs.catalog import read_value, resolve
 
 ROOT = Path(__file__).resolve().parent.parent
 

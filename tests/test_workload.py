@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import faultbench
 
-from faultbench.measurement.knobs import fault_around_max, page_size
+from faultbench.measurement.knobs.catalog import fault_around_max, page_size
 from faultbench.measurement.spec import UFFD_MODES
 from faultbench.measurement.workload import WorkloadError, load, scenario_name, shipped
 

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
     from faultbench.analysis.frame import RunInfo
-    from faultbench.measurement.safefile import SafeDir
+    from faultbench.measurement.rundir.safefile import SafeDir
 
 
 def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndarray:

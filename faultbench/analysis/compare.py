@@ -39,7 +39,7 @@ from faultbench.analysis.memory import compare_section as memory_compare
 from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows
 from faultbench.analysis.text import wrap
-from faultbench.measurement.meta_checks import epoch_mismatch
+from faultbench.measurement.rundir.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.

@@ -21,7 +21,7 @@ from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo, time_unit
 from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.results import (
+from faultbench.measurement.rundir.results import (
     META,
     SAMPLES,
     check_samples_match,
@@ -25,7 +25,7 @@ from faultbench.measurement.results import (
     sample_key,
     sample_problem,
 )
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size, parse_size
 
 FAULT_AROUND_KNOB = "fault_around_bytes"

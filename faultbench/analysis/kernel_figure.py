@@ -14,7 +14,7 @@ from faultbench.analysis.figures import SIZE, STYLE, log_ticks, ns_label, plt, s
 from faultbench.analysis.frame import RunInfo
 from faultbench.analysis.labels import label_columns, labels
 from faultbench.analysis.stats import median_ci
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import SafeDir
 
 ROW_IN = 0.17  # inches per scenario row at 8 pt: 60 rows fit a 12-inch page
 

@@ -16,7 +16,7 @@ from faultbench.analysis.figures import NO_CI, STYLE, _errbars, plt, save, title
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
 from faultbench.analysis.memory import sessions
 from faultbench.analysis.stats import median_ci
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size
 
 PANELS = (("allocstall", "direct reclaims (allocstall) per launch"),

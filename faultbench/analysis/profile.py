@@ -23,10 +23,10 @@ from faultbench.analysis.frame import INSTRUCTION_CLOCK_PLANES
 from faultbench.analysis.labels import label_columns, labels, spec_order
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
-from faultbench.measurement.checks import profile_problem
 from faultbench.measurement.profile import USER
-from faultbench.measurement.results import PROFILES
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.checks import profile_problem
+from faultbench.measurement.rundir.results import PROFILES
+from faultbench.measurement.rundir.safefile import SafeDir
 
 
 @dataclass(frozen=True)

@@ -47,8 +47,8 @@ from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, text_table, wrap
-from faultbench.measurement.results import META
-from faultbench.measurement.safefile import SafeDir
+from faultbench.measurement.rundir.results import META
+from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
 
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.

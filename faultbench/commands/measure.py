@@ -216,10 +216,10 @@ def _check_dir(path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement import knobs
     from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT
+    from faultbench.measurement.knobs import catalog as knobs
+    from faultbench.measurement.knobs.session import KnobSession
     from faultbench.measurement.measure import check_resources, measure_mappers
-    from faultbench.measurement.session import KnobSession
 
     # a guest's XFS scratch disk exists only in the guest
     if check_text(args.dir, "--dir") is not None and not (

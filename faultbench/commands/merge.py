@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement.merge import merge
+    from faultbench.measurement.rundir.merge import merge
 
     for value in (*args.runs, args.out):
         check_text(value, "DIR")

@@ -17,8 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement.journal import journals, restore_journal
-    from faultbench.measurement.tmpfs import restore_mounts
+    from faultbench.measurement.knobs.journal import journals, restore_journal
+    from faultbench.measurement.knobs.tmpfs import restore_mounts
 
     path = check_text(args.journal, "--journal")
     restored = restore_journal(path)

@@ -17,7 +17,7 @@ from faultbench.commands import (
 )
 
 if TYPE_CHECKING:
-    from faultbench.measurement.results import RunDir
+    from faultbench.measurement.rundir.results import RunDir
     from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _started(args: argparse.Namespace) -> Path | None:
     """The run directory a failed run leaves, when it can be resumed (its meta.json exists)."""
-    from faultbench.measurement.results import META
+    from faultbench.measurement.rundir.results import META
 
     path = args.resume or args.out
     try:
@@ -120,7 +120,7 @@ def _started(args: argparse.Namespace) -> Path | None:
 
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted.jobs import MAX_JOBS
-    from faultbench.measurement.results import RunDir
+    from faultbench.measurement.rundir.results import RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import (
@@ -200,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _workload(args: argparse.Namespace) -> Workload:
     """The workload with the command line's knob axes, filters and repetitions."""
-    from faultbench.measurement.knobs import parse_set_options
+    from faultbench.measurement.knobs.catalog import parse_set_options
     from faultbench.measurement.workload import MAX_MEASUREMENTS, load
 
     check_count(args.repetitions, "--repetitions", 1, MAX_MEASUREMENTS)
@@ -210,7 +210,7 @@ def _workload(args: argparse.Namespace) -> Workload:
 
 
 def _resume_hint(path: Path | None) -> str:
-    from faultbench.measurement.results import resume_command
+    from faultbench.measurement.rundir.results import resume_command
 
     if path is None:
         return ""
@@ -290,7 +290,7 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     for the run's clock); pyperf.json and the summary on the host."""
     from faultbench.measurement.booted.boots import guest_memory, run_boots, run_clock
     from faultbench.measurement.booted.jobs import jobs_record
-    from faultbench.measurement.results import resume_command
+    from faultbench.measurement.rundir.results import resume_command
     from faultbench.measurement.runner import utc_now
 
     meta = run_dir.read_meta()
@@ -326,7 +326,7 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
     resuming (the knob session refuses to start over a stale journal)."""
     if not any(s["knobs"] for s in meta["scenarios"]):
         return
-    from faultbench.measurement.journal import restore_journal
+    from faultbench.measurement.knobs.journal import restore_journal
 
     for line in restore_journal():
         print(f"faultbench run: restored {line} (left by the interrupted run)", file=sys.stderr)
@@ -335,7 +335,7 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
 def _report(run_dir: RunDir) -> int:
     """The summary; status 1 when no sample of the run is valid (every one an error)."""
     from faultbench.analysis.report import summary
-    from faultbench.measurement.results import META, PYPERF, SAMPLES
+    from faultbench.measurement.rundir.results import META, PYPERF, SAMPLES
 
     written = [n for n in (SAMPLES, META, PYPERF) if run_dir.dir.is_file(n)]
     print(f"results in {run_dir.path}/ ({', '.join(written)})")

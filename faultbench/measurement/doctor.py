@@ -12,13 +12,14 @@ import shutil
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from faultbench.measurement import knobs
 from faultbench.measurement.booted import guest
-from faultbench.measurement.journal import journal_problems
+from faultbench.measurement.image import boot_images, default_image
+from faultbench.measurement.knobs import catalog as knobs
+from faultbench.measurement.knobs.journal import journal_problems
+from faultbench.measurement.knobs.sysfs import DEBUGFS, lockdown, mounted
 from faultbench.measurement.measure import DEFAULT_DIRS, measure, meminfo
-from faultbench.measurement.provenance import collect
+from faultbench.measurement.rundir.provenance import collect
 from faultbench.measurement.spec import Spec, SpecError
-from faultbench.measurement.sysfs import DEBUGFS, lockdown, mounted
 
 UFFD_PROBES = (("memfd", "missing"), ("memfd", "wp"), ("memfd", "minor"),
                ("hugetlb", "missing"), ("hugetlb", "minor"))
@@ -108,7 +109,7 @@ def machine_checks() -> list[Check]:
               f"{info.get('HugePages_Free')} free of {info.get('HugePages_Total')} "
               f"({info.get('Hugepagesize')} kB); reserve with sysctl vm.nr_hugepages=N"),
     ]
-    images = guest.boot_images()
+    images = boot_images()
     out.append(Check("kernel images", bool(images), ", ".join(images) or
                      "none in /boot: apt-get install linux-image-amd64, or pass your bzImage"))
     for tool, found, how in (
@@ -134,7 +135,7 @@ def summary(checks: list[Check]) -> list[str]:
         lines.append("fault_around_bytes sweeps: possible natively (--set fault_around_bytes=...)")
     else:
         lines.append(f"fault_around_bytes sweeps: not natively; {knob.detail}")
-    image = guest.default_image()
+    image = default_image()
     missing = guest.requirements(image) if image else ["no kernel image in /boot"]
     kvm, why = guest.kvm_state()
     if missing:

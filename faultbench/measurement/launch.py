@@ -25,9 +25,9 @@ import random
 import time
 from pathlib import Path
 
-from faultbench._native import ffi, lib
+from faultbench.measurement._native import ffi, lib
+from faultbench.measurement.knobs.sysfs import mount_of
 from faultbench.measurement.spec import Sample, Spec, SpecError
-from faultbench.measurement.sysfs import mount_of
 
 # The /proc/vmstat counters a session records: direct reclaim (allocstall_*), pages scanned
 # and reclaimed by kswapd and direct reclaim, refaults of evicted pages, faults, OOM kills.

@@ -6,6 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from faultbench.measurement.knobs.tmpfs import MountError, own_tmpfs
 from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
 from faultbench.measurement.spec import (
     Sample,
@@ -15,11 +16,10 @@ from faultbench.measurement.spec import (
     parse_fill,
     parse_pattern,
 )
-from faultbench.measurement.tmpfs import MountError, own_tmpfs
 
 try:
-    from faultbench import _native
-    from faultbench._native import ffi, lib
+    from faultbench.measurement import _native
+    from faultbench.measurement._native import ffi, lib
 except ImportError as exc:  # pragma: no cover - depends on the install
     raise ImportError(
         "faultbench's native module is not built: install the package with "

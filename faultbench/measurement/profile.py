@@ -17,7 +17,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from faultbench._native import ffi, lib
+from faultbench.measurement._native import ffi, lib
 
 # One sample per 20 us of the touching thread's CPU time. Each sample (a timer interrupt and
 # a kernel stack walk) cost ~7 us of the thread's time on the development VM, so shorter

@@ -24,15 +24,17 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.journal import (
+from faultbench.measurement.knobs.catalog import KnobError, check_settable, resolve
+from faultbench.measurement.knobs.journal import (
     check_journal_writable,
     journal_path,
     refuse_if_journal,
 )
-from faultbench.measurement.knoblock import KnobLock
-from faultbench.measurement.knobs import KnobError, check_settable, resolve
+from faultbench.measurement.knobs.knoblock import KnobLock
+from faultbench.measurement.knobs.session import KnobSession
+from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.progress import Progress
-from faultbench.measurement.results import (
+from faultbench.measurement.rundir.results import (
     FORMAT,
     PROFILES,
     WORKER_LOG,
@@ -41,10 +43,8 @@ from faultbench.measurement.results import (
     resume_command,
     sample_key,
 )
-from faultbench.measurement.session import KnobSession
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import Sample, Spec, SpecError, shown
-from faultbench.measurement.sysfs import DEBUGFS, mounted
 from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
@@ -264,7 +264,7 @@ def start(
     directory is locked for this process (RunDir.lock)."""
     from faultbench._version import __version__
     from faultbench.measurement.measure import current_plane
-    from faultbench.measurement.provenance import collect, file_dir
+    from faultbench.measurement.rundir.provenance import collect, file_dir
 
     if plane is None:
         workload = settable_knobs(workload)

@@ -199,7 +199,7 @@ class Spec:
     # decides its folio sizes (docs/large-folios.md). "write": 1 MiB write(2)s.
     fill: str = "write"
     # backing tmpfs only: a tmpfs of faultbench's own, mounted with huge=TMPFS_HUGE for the
-    # sample (measurement/tmpfs.py); None: a file in `dir` (default /dev/shm)
+    # sample (measurement/knobs/tmpfs.py); None: a file in `dir` (default /dev/shm)
     tmpfs_huge: str | None = None
     # Pad each mapper process's address space to this many mappings before its loop (0: as
     # it comes, about 25): each fault's VMA lookup walks them, and real processes have

@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.provenance import collect, file_dir
-from faultbench.measurement.results import BOOTS_DIR, RunDir
+from faultbench.measurement.rundir.provenance import collect, file_dir
+from faultbench.measurement.rundir.results import BOOTS_DIR, RunDir
 from faultbench.measurement.runner import BootShare, execute
 from faultbench.measurement.signals import INTERRUPTED, exit_status
 from faultbench.measurement.spec import Spec

@@ -35,10 +35,10 @@ from faultbench.measurement.booted.boot_order import (
     shard_positions,
     split_rounds,
 )
-from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.booted.jobs import run_in_order
+from faultbench.measurement.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.measure import meminfo
-from faultbench.measurement.results import (
+from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     DISCARDED,
     META,
@@ -48,8 +48,8 @@ from faultbench.measurement.results import (
     RunDir,
     parse_samples,
 )
+from faultbench.measurement.rundir.safefile import ResultsError
 from faultbench.measurement.runner import RunError, utc_now
-from faultbench.measurement.safefile import ResultsError
 from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload
 

@@ -15,7 +15,6 @@ import contextlib
 import math
 import os
 import platform
-import re
 import selectors
 import shlex
 import shutil
@@ -29,7 +28,6 @@ from pathlib import Path
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted import watchdog
-from faultbench.measurement.booted.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
     STARTED,
@@ -39,9 +37,14 @@ from faultbench.measurement.booted.scratch import (
     scratch_disk,
     venv_bin,
 )
+from faultbench.measurement.image import (
+    NOT_A_KERNEL,
+    boot_images,
+    image_version,
+)
+from faultbench.measurement.knobs.sysfs import cpu_flags
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import SpecError, parse_float
-from faultbench.measurement.sysfs import cpu_flags
 
 DEFAULT_TIMEOUT_S = 1800.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -73,30 +76,6 @@ CLOCKS = ("icount", "wall")
 
 class GuestError(FaultbenchError):
     """The guest could not be started or did not finish; one line: why, and what to do."""
-
-
-def boot_images() -> list[str]:
-    """Kernel images a user could pass to --kernel."""
-    return sorted(str(p) for p in Path("/boot").glob("vmlinuz-*"))
-
-
-def default_image() -> str | None:
-    """Debian's default kernel image (what linux-image-amd64 depends on), else the newest in
-    /boot: installing another kernel beside it does not change what hints and tests name."""
-    try:
-        depends = subprocess.run(["dpkg-query", "-W", "-f", "${Depends}", "linux-image-amd64"],
-                                 capture_output=True, text=True, timeout=30, check=False).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        depends = ""
-    match = re.search(r"linux-image-(\S+?-amd64)\b", depends)
-    if match and os.path.isfile(f"/boot/vmlinuz-{match.group(1)}"):
-        return f"/boot/vmlinuz-{match.group(1)}"
-    images = boot_images()
-    return images[-1] if images else None
-
-
-def kernel_hint() -> str:
-    return f"--kernel {default_image() or '/boot/vmlinuz-<version>'}"
 
 
 def find_vng() -> str | None:

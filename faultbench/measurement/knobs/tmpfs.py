@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.journal import (
+from faultbench.measurement.knobs.journal import (
     JOURNAL_FORMAT,
     drop_journal,
     journal_path,
@@ -27,8 +27,8 @@ from faultbench.measurement.journal import (
     restore_journal,
     write_journal,
 )
+from faultbench.measurement.knobs.sysfs import OWN_TMPFS_PREFIX
 from faultbench.measurement.signals import blocked
-from faultbench.measurement.sysfs import OWN_TMPFS_PREFIX
 
 MOUNT_JOURNAL_PREFIX = "mount-"
 

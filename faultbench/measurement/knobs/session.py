@@ -12,17 +12,7 @@ import sys
 import time
 from types import TracebackType
 
-from faultbench.measurement.journal import (
-    JOURNAL_FORMAT,
-    drop_journal,
-    journal_path,
-    process_start,
-    put_back,
-    refuse_if_journal,
-    write_journal,
-)
-from faultbench.measurement.knoblock import KnobLock
-from faultbench.measurement.knobs import (
+from faultbench.measurement.knobs.catalog import (
     Knob,
     KnobError,
     check_settable,
@@ -32,8 +22,18 @@ from faultbench.measurement.knobs import (
     validate,
     write,
 )
+from faultbench.measurement.knobs.journal import (
+    JOURNAL_FORMAT,
+    drop_journal,
+    journal_path,
+    process_start,
+    put_back,
+    refuse_if_journal,
+    write_journal,
+)
+from faultbench.measurement.knobs.knoblock import KnobLock
+from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.signals import TERMINATING, blocked, signals_raise
-from faultbench.measurement.sysfs import DEBUGFS, mounted
 
 
 class KnobSession:

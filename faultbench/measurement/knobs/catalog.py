@@ -21,9 +21,9 @@ import re
 from dataclasses import dataclass
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.booted.guest import kernel_hint
+from faultbench.measurement.image import kernel_hint
+from faultbench.measurement.knobs.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 from faultbench.measurement.spec import SpecError, parse_size, shown
-from faultbench.measurement.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 
 FAULT_AROUND_PATH = f"{DEBUGFS}/fault_around_bytes"
 SYSCTL_VM = "/proc/sys/vm"

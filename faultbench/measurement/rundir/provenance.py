@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement import knobs
-from faultbench.measurement.spec import Spec
-from faultbench.measurement.sysfs import (
+from faultbench.measurement.knobs import catalog as knobs
+from faultbench.measurement.knobs.sysfs import (
     DEBUGFS,
     cpu_flags,
     cpuinfo_fields,
@@ -27,6 +26,7 @@ from faultbench.measurement.sysfs import (
     mount_of,
     mounted,
 )
+from faultbench.measurement.spec import Spec
 
 CPU_DIR = "/sys/devices/system/cpu"
 DMI_DIR = "/sys/devices/virtual/dmi/id"
@@ -102,7 +102,7 @@ GIT_TIMEOUT_S = 30
 
 def git_revision() -> tuple[str | None, str]:
     """`git describe --always --dirty` of the checkout faultbench runs from."""
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]
     if not (here / ".git").exists():
         return None, "not running from a git checkout"
     if not shutil.which("git"):

@@ -17,8 +17,8 @@ import sys
 import time
 
 from faultbench.errors import printable
-from faultbench.measurement.knobs import KnobError
-from faultbench.measurement.safefile import ResultsError, check_owner, who_can_change
+from faultbench.measurement.knobs.catalog import KnobError
+from faultbench.measurement.rundir.safefile import ResultsError, check_owner, who_can_change
 from faultbench.measurement.spec import clipped
 
 # One per machine (a booted guest has its own /run), wherever the journal is.

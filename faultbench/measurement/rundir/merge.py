@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.results import (
+from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
     PROFILES,
@@ -34,8 +34,8 @@ from faultbench.measurement.results import (
     parse_meta,
     parse_samples,
 )
+from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import utc_now
-from faultbench.measurement.safefile import SafeDir
 
 # What must be equal for runs to be parts of one: meta.json keys, and how a refusal names
 # them. The workload's file path may differ between machines; its content may not.

@@ -132,7 +132,7 @@ def umount(target: str) -> None:
     subprocess.run(["umount", target], capture_output=True, check=False)
 
 
-# the mount point of a tmpfs of faultbench's own (measurement/tmpfs.py), beside its journal
+# the mount point of a tmpfs of faultbench's own (measurement/knobs/tmpfs.py), beside its journal
 OWN_TMPFS_PREFIX = "faultbench-tmpfs-"
 
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from faultbench.errors import printable
-from faultbench.measurement.results import benchmark_name
+from faultbench.measurement.rundir.results import benchmark_name
 
 _EDGE_SPACES = re.compile(r"^ +| +$")
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from faultbench.errors import printable
-from faultbench.measurement.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
 LOCK_NAME = ".lock"
 _ATTEMPTS = 5

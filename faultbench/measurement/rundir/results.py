@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.measurement.checks import sample_problem, short
-from faultbench.measurement.dirlock import LOCK_NAME, DirLock
-from faultbench.measurement.meta_checks import meta_problem
-from faultbench.measurement.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.checks import sample_problem, short
+from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
+from faultbench.measurement.rundir.meta_checks import meta_problem
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
@@ -327,7 +327,7 @@ class RunDir:
 
     def write_pyperf(self, meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> int:
         """pyperf.json from the ok samples; returns the number of benchmarks."""
-        from faultbench.measurement.pyperf_suite import pyperf_suite
+        from faultbench.measurement.rundir.pyperf_suite import pyperf_suite
 
         suite = pyperf_suite(meta, records)
         if suite is None:

@@ -12,8 +12,7 @@ import stat
 from collections.abc import Sequence
 from pathlib import Path
 
-from faultbench.measurement.knoblock import KnobLock, recorded_journal
-from faultbench.measurement.knobs import (
+from faultbench.measurement.knobs.catalog import (
     Knob,
     KnobError,
     read_value,
@@ -22,7 +21,9 @@ from faultbench.measurement.knobs import (
     validate,
     write,
 )
-from faultbench.measurement.safefile import (
+from faultbench.measurement.knobs.knoblock import KnobLock, recorded_journal
+from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
+from faultbench.measurement.rundir.safefile import (
     ResultsError,
     SafeDir,
     create_exclusive,
@@ -30,7 +31,6 @@ from faultbench.measurement.safefile import (
     temp_name,
     who_can_change,
 )
-from faultbench.measurement.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"
 # A real journal names a few knobs; anything larger is not one (and is not read whole).
