@@ -338,26 +338,34 @@ def test_sigint_or_sigkill_with_two_guests_leaves_none(tmp_path: Path, signum: i
         assert [b["status"] for b in meta_of(tmp_path / "run")["boots"]] == ["interrupted"] * 2
 
 
-def test_a_filesystem_another_process_mounts_meanwhile_is_used_not_refused(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two shards started at once on one machine both find securityfs unmounted and both
-    mount it: the second mount fails, and the run must go on with the first one's."""
+def test_a_filesystem_another_process_mounts_meanwhile_is_used_not_refused() -> None:
+    """securityfs mounted by another process between our check and our mount (the machine's
+    mounts reach our own namespace): the mount fails, and the command goes on with theirs,
+    which it leaves mounted. In a child: mounted() moves its process to a namespace of its
+    own."""
     if os.geteuid() != 0 or not sysfs.kernel_has_fs("securityfs"):
         pytest.skip("needs root and securityfs")
     if sysfs.is_mounted(sysfs.SECURITYFS, "securityfs"):
         pytest.skip("securityfs is mounted here for good: nothing to race")
-    sysfs.mount("securityfs", sysfs.SECURITYFS)  # the other process, just after our check
+    code = (
+        "import subprocess\n"
+        "from faultbench.measurement.knobs import sysfs\n"
+        "real, calls = sysfs.is_mounted, []\n"
+        "def stale_first(target, fstype):\n"
+        "    calls.append(target)\n"
+        "    if len(calls) == 1:  # our check found nothing; then the other process mounts\n"
+        "        subprocess.run(['mount', '-t', 'securityfs', 'securityfs', target], check=True)\n"
+        "        return False\n"
+        "    return real(target, fstype)\n"
+        "sysfs.is_mounted = stale_first\n"
+        "with sysfs.mounted('securityfs', sysfs.SECURITYFS) as there:\n"
+        "    print(there)\n"
+    )
     try:
-        real = sysfs.is_mounted
-        calls: list[str] = []
-
-        def stale_first(target: str, fstype: str) -> bool:
-            calls.append(target)  # our check came first and found nothing mounted
-            return len(calls) > 1 and real(target, fstype)
-
-        monkeypatch.setattr(sysfs, "is_mounted", stale_first)
-        with sysfs.mounted("securityfs", sysfs.SECURITYFS) as there:
-            assert there
-        assert real(sysfs.SECURITYFS, "securityfs"), "the other process's mount was taken away"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              check=False)
+        assert done.stdout.strip() == "True", done.stderr
+        assert sysfs.is_mounted(sysfs.SECURITYFS, "securityfs"), \
+            "the other process's mount was taken away"
     finally:
         sysfs.umount(sysfs.SECURITYFS)
