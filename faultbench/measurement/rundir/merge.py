@@ -136,7 +136,7 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
             run_dir.write_boot_report(index, report)
         run_dir.write_pyperf(meta, samples)
     finally:
-        run_dir.unlock()
+        run_dir.lock.release()
     return meta
 
 
