@@ -75,8 +75,8 @@ def _table_rows(text: str) -> list[tuple[str | None, str]]:
         if not line.strip():
             break
         label = re.split(r"\s{2,}|\s+(?=[-+]?\d)", line.strip())[0]
-        if not re.search(r"\d\s*$", line):
-            heading = line.strip()  # a heading (no numbers)
+        if not re.search(r"\s{2,}[-+]?\d", line.strip()):
+            heading = line.strip()  # a heading: a label and no columns of numbers
         elif line.startswith("  "):
             rows.append((heading, label))
         else:

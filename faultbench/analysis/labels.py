@@ -92,8 +92,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
     Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows; `reg=all`, `populate=none` and
-    `fill=write` are the defaults, left out.
+    userfaultfd) are left out for single-mapper rows; `reg=all`, `populate=none`,
+    `fill=write` and `vmas=0` are the defaults, left out.
     """
     if not columns:
         return pd.Series("all", index=df.index)
@@ -110,6 +110,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
             words = words.where(df[column] != "none", "")
         if column == "fill":  # 1 MiB write(2)s: the default, and every run's before fill
             words = words.where(df[column] != "write", "")
+        if column == "vmas":  # no padding (the address space as it comes) is the default
+            words = words.where(df[column] != 0, "")
         if column == "pagemap":  # walking pagemap is the default, left out
             words = df[column].map(lambda walked: "" if walked else "no-pagemap")
         parts.append(words)
