@@ -1,0 +1,113 @@
+"""Round three of the hostile pass, pass A: a base build planted in a shared kernel cache
+(D3), merging an unfinished run (D2), a parent stopped inside select past a sample's
+deadline (N13), and a sample line whose round no workload has (M6).
+
+Nothing here boots a guest or builds a kernel: kernels/build runs up to the first command
+it would run in the planted tree, which is what the attack needs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.machinery
+import importlib.util
+import json
+import os
+import pwd
+import sys
+from pathlib import Path
+
+import pytest
+
+KERNELS = Path(__file__).resolve().parent.parent / "kernels"
+TIMEOUT_S = 120
+
+
+def _load_build():
+    loader = importlib.machinery.SourceFileLoader("kernels_build", str(KERNELS / "build"))
+    spec = importlib.util.spec_from_loader("kernels_build", loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    loader.exec_module(module)
+    return module
+
+
+build = _load_build()
+
+
+# ---- D3: a base build planted in a shared cache ------------------------------------------
+
+def _inputs(tmp_path: Path):
+    """Inputs with one patch (a new file, so it applies to any tree)."""
+    patch = tmp_path / "new-file.patch"
+    patch.write_text("--- /dev/null\n+++ b/faultbench-new-file\n@@ -0,0 +1 @@\n+x\n")
+    digest = hashlib.sha256(patch.read_bytes()).hexdigest()
+    return build.Inputs("1.0", "0" * 64, "vng 0", build.CONFIG_FRAGMENT,
+                        (build.Patch(patch.name, patch, digest),))
+
+
+def _plant_base(cache: Path, inputs, marker: Path, uid: int, gid: int,
+                record: bool = False) -> Path:
+    """The base entry a finished build leaves, with a scripts/config that leaves `marker`;
+    everything in it owned by `uid` (as if that user had made it in the shared cache)."""
+    base = cache / inputs.without_patches().key()
+    image = base / "tree" / build.IMAGE_IN_TREE
+    image.parent.mkdir(parents=True)
+    image.write_bytes(b"not a kernel")
+    (base / "bzImage").write_bytes(b"not a kernel")
+    if record:
+        digest = hashlib.sha256(b"not a kernel").hexdigest()
+        (base / "meta.json").write_text(json.dumps({"image_sha256": digest}))
+    script = base / "tree" / "scripts" / "config"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    script.chmod(0o755)
+    for directory, dirs, files in os.walk(base):
+        for name in [".", *dirs, *files]:
+            os.chown(Path(directory, name), uid, gid, follow_symlinks=False)
+    return base
+
+
+@pytest.fixture
+def shared_cache(tmp_path: Path) -> Path:
+    if os.geteuid() != 0:
+        pytest.skip("planting another user's entry needs root")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    cache.chmod(0o1777)  # like /var/cache/... made world-writable and sticky for a team
+    return cache
+
+
+def test_a_base_build_planted_by_another_user_is_not_run(tmp_path: Path,
+                                                         shared_cache: Path) -> None:
+    """A root build with a patch copied the base entry's tree, which anyone could plant in
+    a shared cache (the key is computable), and ran its scripts/config as root."""
+    nobody = pwd.getpwnam("nobody")
+    inputs = _inputs(tmp_path)
+    marker = tmp_path / "ran-as-root"
+    _plant_base(shared_cache, inputs, marker, nobody.pw_uid, nobody.pw_gid, record=True)
+    with pytest.raises(build.BuildError) as refused:
+        build.build(inputs, shared_cache, 1, "/bin/true")
+    assert not marker.exists()
+    message = str(refused.value)
+    assert "\n" not in message and "nobody" in message, message
+
+
+def test_a_base_build_whose_image_is_not_recorded_is_refused(tmp_path: Path,
+                                                             shared_cache: Path) -> None:
+    """Root's own base entry whose bzImage is not the one its meta.json records (changed
+    since, or never built here) is not built from either."""
+    inputs = _inputs(tmp_path)
+    marker = tmp_path / "ran-as-root"
+    _plant_base(shared_cache, inputs, marker, 0, 0)
+    with pytest.raises(build.BuildError, match=r"not the one its meta\.json records"):
+        build.build(inputs, shared_cache, 1, "/bin/true")
+    assert not marker.exists()
+
+
+def test_a_recorded_base_build_of_root_is_built_from(tmp_path: Path,
+                                                     shared_cache: Path) -> None:
+    inputs = _inputs(tmp_path)
+    base = _plant_base(shared_cache, inputs, tmp_path / "marker", 0, 0, record=True)
+    assert build.find_base_tree(shared_cache, inputs) == base / "tree"
