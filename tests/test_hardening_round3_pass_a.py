@@ -14,7 +14,9 @@ import importlib.util
 import json
 import os
 import pwd
+import selectors
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,44 @@ def test_a_recorded_base_build_of_root_is_built_from(tmp_path: Path,
     inputs = _inputs(tmp_path)
     base = _plant_base(shared_cache, inputs, tmp_path / "marker", 0, 0, record=True)
     assert build.find_base_tree(shared_cache, inputs) == base / "tree"
+
+
+# ---- N13: a parent stopped inside select past the deadline -------------------------------
+
+def test_an_answer_given_while_select_was_interrupted_is_taken(monkeypatch) -> None:
+    """A parent stopped (SIGSTOP) inside select() past the deadline resumes into EINTR;
+    CPython's retry sees the deadline gone and returns [] without polling, and the sample
+    the worker had answered in time was declared lost. The first select here returns []
+    as that retry does, with the answer waiting."""
+    from faultbench.measurement import runner
+    from faultbench.measurement.spec import Spec
+
+    real = selectors.DefaultSelector
+
+    class Interrupted(real):  # type: ignore[misc, valid-type]
+        interrupted = False
+
+        def select(self, timeout=None):
+            if not Interrupted.interrupted:
+                Interrupted.interrupted = True
+                return []
+            return super().select(timeout)
+
+    worker = runner.Worker()
+    spec = Spec(size=1 << 20).normalized()
+    try:
+        proc = worker._start()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps({"spec": spec.to_dict(), "profile": False}).encode() + b"\n")
+        proc.stdin.flush()
+        with real() as selector:  # the worker has answered
+            selector.register(proc.stdout.fileno(), selectors.EVENT_READ)
+            assert selector.select(TIMEOUT_S)
+        monkeypatch.setattr(runner.selectors, "DefaultSelector", Interrupted)
+        line = worker._readline(proc.stdout.fileno(), time.monotonic() + 0.2)
+        assert Interrupted.interrupted
+        assert line is not None
+        [sample] = json.loads(line)["samples"]
+        assert sample["status"] == "ok"
+    finally:
+        worker.close()
