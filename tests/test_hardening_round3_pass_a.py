@@ -15,14 +15,27 @@ import json
 import os
 import pwd
 import selectors
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 TIMEOUT_S = 120
+FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
+NATIVE = """\
+description = "pass A: a native run"
+repetitions = 2
+warmups = 0
+
+[[matrix]]
+backing = "memfd"
+size = "1M"
+"""
 
 
 def _load_build():
@@ -154,3 +167,77 @@ def test_an_answer_given_while_select_was_interrupted_is_taken(monkeypatch) -> N
         assert sample["status"] == "ok"
     finally:
         worker.close()
+
+
+# ---- D2: merging an unfinished run, and what a failed merge leaves -----------------------
+
+def faultbench(*args: object) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*FAULTBENCH, *map(str, args)], capture_output=True, text=True,
+                          check=False, timeout=TIMEOUT_S)
+
+
+def _copy(src: Path, dst: Path, **changes: Any) -> Path:
+    """The run `src` as another machine's (faultbench offers no way to claim another host
+    name), with `changes` made to its meta.json."""
+    shutil.copytree(src, dst)
+    meta = json.loads((dst / "meta.json").read_text())
+    meta["provenance"]["host"]["name"] = "other-machine"
+    meta.update(changes)
+    (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
+
+
+@pytest.fixture(scope="module")
+def native_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    where = tmp_path_factory.mktemp("native")
+    (where / "w.toml").write_text(NATIVE)
+    done = faultbench("run", where / "w.toml", "--out", where / "here", "-q")
+    assert done.returncode == 0, done.stderr
+    return where / "here"
+
+
+def test_an_unfinished_part_is_not_merged(native_run: Path, tmp_path: Path) -> None:
+    """A part with finished_utc null was merged silently; `run --resume` of the merge then
+    measured nothing and sealed the gap."""
+    unfinished = _copy(native_run, tmp_path / "there", finished_utc=None)
+    done = faultbench("merge", native_run, unfinished, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert f"{unfinished} is not finished (finished_utc is null)" in line, line
+    assert f"faultbench run --resume {unfinished} first" in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_merge_into_a_run_is_not_told_to_resume_it(native_run: Path, tmp_path: Path) -> None:
+    """--out holding a run (a merge made before) was refused with "continue it with
+    faultbench run --resume", which would measure more on this machine into a merge."""
+    other = _copy(native_run, tmp_path / "there")
+    assert faultbench("merge", native_run, other, "--out", tmp_path / "out").returncode == 0
+    done = faultbench("merge", native_run, other, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stderr
+    [line] = done.stderr.strip().splitlines()
+    assert "already exists and is not empty" in line and "--resume" not in line, line
+
+
+def test_a_failed_merge_leaves_its_out_empty(native_run: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A merge failing while it wrote (here pyperf.json: no space left) left meta.json and
+    samples.jsonl behind: a run directory that looked whole, or one to resume."""
+    import errno
+
+    from faultbench.measurement.rundir import merge
+    from faultbench.measurement.rundir.results import RunDir
+
+    other = _copy(native_run, tmp_path / "there")
+
+    def no_space(*_: object) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    out = tmp_path / "out"
+    with monkeypatch.context() as patch:
+        patch.setattr(RunDir, "write_pyperf", no_space)
+        with pytest.raises(OSError):
+            merge.merge([native_run, other], out)
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
+    merge.merge([native_run, other], out)
+    assert (out / "meta.json").is_file() and (out / "pyperf.json").is_file()

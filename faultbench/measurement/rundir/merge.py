@@ -10,14 +10,16 @@ Two kinds, never mixed:
 
 Everything that would make the parts incomparable is refused in one line: another
 workload, kernel (by sha256), plane, clock or harness epoch; a boot or machine given twice;
-a missing shard. The output is a normal run directory (meta.json, samples.jsonl,
-pyperf.json), written through results.RunDir. Standard library only (pyperf for
-pyperf.json, as every run).
+a missing shard; a part not finished. The output is a normal run directory (meta.json,
+samples.jsonl, pyperf.json), written through results.RunDir, meta.json last: a merge that
+fails leaves its --out empty. Standard library only (pyperf for pyperf.json, as every run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,13 @@ from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
     PROFILES,
+    PYPERF,
     SAMPLES,
     RunDir,
     check_samples_match,
     parse_meta,
     parse_samples,
+    resume_command,
 )
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import utc_now
@@ -66,6 +70,11 @@ def _read(path: Path) -> Part:
         if data is None:
             raise MergeError(f"{path}: not a faultbench run directory (no {META})")
         meta = parse_meta(data, path / META)
+        if meta.get("finished_utc") is None:
+            # its missing samples would be missing from the merge, and resuming the merge
+            # measures them on whichever machine resumes it
+            raise MergeError(f"{path} is not finished (finished_utc is null): finish it with "
+                             f"{resume_command(path)} first")
         samples, _ = parse_samples((directory.read_bytes(SAMPLES) or b"").splitlines(),
                                    path / SAMPLES, strict=True, validate=True)
         check_samples_match(meta, samples, path / SAMPLES)
@@ -126,18 +135,30 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
         meta, samples, profiles, reports = _shards(parts)
     else:
         meta, samples, profiles, reports = _machines(parts)
-    run_dir = RunDir.create(out)
+    run_dir = RunDir.create(out, resumable=False)
     try:
-        run_dir.write_meta(meta)
         run_dir.append_lines(SAMPLES, samples)
         if profiles:
             run_dir.append_lines(PROFILES, profiles)
         for index, report in sorted(reports.items()):
             run_dir.write_boot_report(index, report)
         run_dir.write_pyperf(meta, samples)
+        # last: meta.json makes a run directory, and a merge cut short is not one to resume
+        run_dir.write_meta(meta)
+    except BaseException:
+        _remove_written(run_dir.dir)
+        raise
     finally:
         run_dir.lock.release()
     return meta
+
+
+def _remove_written(directory: SafeDir) -> None:
+    """What a failed merge wrote, so that its --out is empty again (it was, or is new)."""
+    for name in (SAMPLES, PROFILES, PYPERF):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=directory.fd)
+    directory.remove_tree(BOOTS_DIR)
 
 
 def _merged_from(part: Part) -> dict[str, Any]:
@@ -152,9 +173,8 @@ def _started(parts: list[Part]) -> str | None:
     return min((p.meta["started_utc"] for p in parts if p.meta.get("started_utc")), default=None)
 
 
-def _finished(parts: list[Part]) -> str | None:
-    ends = [p.meta.get("finished_utc") for p in parts]
-    return max(ends) if all(ends) else None
+def _finished(parts: list[Part]) -> str:
+    return max(p.meta["finished_utc"] for p in parts)
 
 
 def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],

@@ -226,14 +226,15 @@ class RunDir:
         self._samples: IO[str] | None = None
 
     @classmethod
-    def create(cls, path: Path) -> RunDir:
-        """A new run directory (or an empty one), locked for this process."""
+    def create(cls, path: Path, resumable: bool = True) -> RunDir:
+        """A new run directory (or an empty one), locked for this process. `resumable`: an
+        existing run there is one to point at `run --resume` (not a merge's output)."""
         directory = SafeDir.open(path, create=True)
         try:
             if set(os.listdir(directory.fd)) - {LOCK_NAME}:  # a lock a kill left
                 raise ResultsError(
                     f"{path} already exists and is not empty (continue it with "
-                    f"{resume_command(path)})" if directory.is_file(META) else
+                    f"{resume_command(path)})" if resumable and directory.is_file(META) else
                     f"{path} already exists and is not empty: --out names a new or empty "
                     "directory")
             run_dir = cls(path, directory)
