@@ -241,3 +241,27 @@ def test_a_failed_merge_leaves_its_out_empty(native_run: Path, tmp_path: Path,
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
     merge.merge([native_run, other], out)
     assert (out / "meta.json").is_file() and (out / "pyperf.json").is_file()
+
+
+# ---- M6: a sample in a round the workload does not have -----------------------------------
+
+def test_a_sample_beyond_the_workloads_rounds_is_refused(native_run: Path,
+                                                        tmp_path: Path) -> None:
+    """A line with a round past warm-ups + repetitions in an unfinished run was taken by
+    `run --resume` and counted as one more repetition; a report counted it too."""
+    run = tmp_path / "run"
+    shutil.copytree(native_run, run)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["finished_utc"] = None
+    (run / "meta.json").write_text(json.dumps(meta))
+    rounds = meta["workload"]["warmups"] + meta["workload"]["repetitions"]
+    lines = (run / "samples.jsonl").read_text().splitlines()
+    extra = {**json.loads(lines[-1]), "round": rounds}
+    (run / "samples.jsonl").write_text("\n".join([*lines, json.dumps(extra)]) + "\n")
+    done = faultbench("run", "--resume", run)
+    assert done.returncode == 2, done.stdout
+    [line] = done.stderr.strip().splitlines()
+    assert f"round {rounds} is past the run's {rounds} rounds" in line, line
+    report = faultbench("report", run, "--no-figures")  # dropped and counted, as other lines
+    assert report.returncode == 0, report.stderr
+    assert "1 invalid sample(s) in samples.jsonl were dropped" in " ".join(report.stdout.split())

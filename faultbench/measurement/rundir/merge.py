@@ -37,6 +37,7 @@ from faultbench.measurement.rundir.results import (
     parse_meta,
     parse_samples,
     resume_command,
+    run_rounds,
 )
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import utc_now
@@ -76,7 +77,8 @@ def _read(path: Path) -> Part:
             raise MergeError(f"{path} is not finished (finished_utc is null): finish it with "
                              f"{resume_command(path)} first")
         samples, _ = parse_samples((directory.read_bytes(SAMPLES) or b"").splitlines(),
-                                   path / SAMPLES, strict=True, validate=True)
+                                   path / SAMPLES, strict=True, validate=True,
+                                   rounds=run_rounds(meta))
         check_samples_match(meta, samples, path / SAMPLES)
         profiles, _ = parse_samples((directory.read_bytes(PROFILES) or b"").splitlines(),
                                     path / PROFILES, strict=True)
