@@ -10,7 +10,7 @@ Two kinds, never mixed:
 
 Everything that would make the parts incomparable is refused in one line: another
 workload, kernel (by sha256), plane, clock or harness epoch; a boot or machine given twice;
-a missing shard; a part not finished. The output is a normal run directory (meta.json,
+a missing shard; a native run not finished. The output is a normal run directory (meta.json,
 samples.jsonl, pyperf.json), written through results.RunDir, meta.json last: a merge that
 fails leaves its --out empty. Standard library only (pyperf for pyperf.json, as every run).
 """
@@ -71,11 +71,6 @@ def _read(path: Path) -> Part:
         if data is None:
             raise MergeError(f"{path}: not a faultbench run directory (no {META})")
         meta = parse_meta(data, path / META)
-        if meta.get("finished_utc") is None:
-            # its missing samples would be missing from the merge, and resuming the merge
-            # measures them on whichever machine resumes it
-            raise MergeError(f"{path} is not finished (finished_utc is null): finish it with "
-                             f"{resume_command(path)} first")
         samples, _ = parse_samples((directory.read_bytes(SAMPLES) or b"").splitlines(),
                                    path / SAMPLES, strict=True, validate=True,
                                    rounds=run_rounds(meta))
@@ -175,8 +170,9 @@ def _started(parts: list[Part]) -> str | None:
     return min((p.meta["started_utc"] for p in parts if p.meta.get("started_utc")), default=None)
 
 
-def _finished(parts: list[Part]) -> str:
-    return max(p.meta["finished_utc"] for p in parts)
+def _finished(parts: list[Part]) -> str | None:
+    ends = [p.meta.get("finished_utc") for p in parts]
+    return max(ends) if all(ends) else None
 
 
 def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
@@ -253,6 +249,12 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
         if any("machine" in r for r in part.samples):
             raise MergeError(f"{part.path} is a merged run already: merge the runs it came "
                              "from")
+        if part.meta.get("finished_utc") is None:
+            # a shard's boots say which to redo when the merge is resumed; a native run's
+            # gap is said nowhere: resuming the merge would seal it, or fill it on whichever
+            # machine resumes it
+            raise MergeError(f"{part.path} is not finished (finished_utc is null): finish it "
+                             f"with {resume_command(part.path)} first")
         if machine in seen:
             raise MergeError(f"{part.path} and {seen[machine]} are both from machine "
                              f"{machine}: merge runs of different machines (a machine is one "
