@@ -22,6 +22,7 @@ from faultbench.measurement.rundir.results import (
     check_samples_match,
     parse_meta,
     parse_samples,
+    run_rounds,
     sample_key,
     sample_problem,
 )
@@ -206,7 +207,7 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
         meta = parse_meta(meta_bytes, run_dir / META)
 
     records, unreadable = parse_samples(data.splitlines(), samples_path, strict=False)
-    records, dropped = _valid(records)
+    records, dropped = _valid(records, run_rounds(meta) if meta else None)
     dropped.unreadable = unreadable
     if not records and not (dropped.unreadable or dropped.invalid):
         raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
@@ -227,13 +228,14 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     return frame, meta, dropped
 
 
-def _valid(records: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Dropped]:
+def _valid(records: list[dict[str, Any]], rounds: int | None
+           ) -> tuple[list[dict[str, Any]], Dropped]:
     """The records that are valid samples, each (scenario, boot, round, mapper) once."""
     dropped = Dropped()
     seen: set[tuple[Any, ...]] = set()
     valid = []
     for record in records:
-        problem = sample_problem(record, in_run=False)
+        problem = sample_problem(record, in_run=False, rounds=rounds)
         if problem is not None:
             # the kind of problem, without the scenario it was found in
             kind = problem.split(": ", 1)[-1] if problem.startswith("scenario ") else problem

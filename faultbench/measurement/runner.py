@@ -176,9 +176,11 @@ class Worker:
         with selectors.DefaultSelector() as selector:
             selector.register(fd, selectors.EVENT_READ)
             while b"\n" not in self._buffer:
-                # past the deadline still one look: a parent stopped (Ctrl-Z) meanwhile
-                # finds the answer the worker gave in time
-                if not selector.select(max(deadline - time.monotonic(), 0)):
+                # an empty select is checked once more without waiting: a parent stopped
+                # (Ctrl-Z) past the deadline resumes into EINTR, and CPython's retry then
+                # returns [] without polling, though the worker had answered in time
+                timeout = max(deadline - time.monotonic(), 0)
+                if not selector.select(timeout) and not selector.select(0):
                     return None
                 chunk = os.read(fd, 1 << 16)
                 if not chunk:

@@ -21,13 +21,22 @@ _FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
 _OK_FIELDS = ("pages_touched", "touch_ns", "ns_per_page", "faults_per_page")
 
 
-def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
+def run_rounds(meta: dict[str, Any]) -> int:
+    """How many rounds a run's samples are in (counts check_meta has validated)."""
+    workload = meta["workload"]
+    return workload["warmups"] + workload["repetitions"] + workload.get("profile", 0)
+
+
+def sample_problem(record: dict[str, Any], in_run: bool = True,
+                   rounds: int | None = None) -> str | None:
     """Why a samples.jsonl record is not a sample faultbench can use, or None.
 
     Checks what resuming and analysis rely on: the keys that identify it (scenario, boot,
     round, mapper) and its spec, and that every number is of its field's type, finite and
     in range (a NaN or a 300-digit value is refused, not shown). Without `in_run` a bare
-    sample (`faultbench measure --json`) passes too: it has no scenario or round."""
+    sample (`faultbench measure --json`) passes too: it has no scenario or round. With
+    `rounds` (run_rounds of its meta.json), a round the run does not have is refused:
+    resuming would count it as one more repetition."""
     scenario = record.get("scenario")
     bare = not in_run and "scenario" not in record and "round" not in record
     if not bare and (not isinstance(scenario, str) or not scenario):
@@ -40,6 +49,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True) -> str | None:
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
+    if rounds is not None and record.get("round") is not None and record["round"] >= rounds:
+        return (f"{where}: round {record['round']} is past the run's {rounds} rounds "
+                "(warm-ups, repetitions and profiled ones)")
     for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
                       ("null_reasons", dict), ("error", str), ("profiled", bool),
                       ("launch_outcome", str)):

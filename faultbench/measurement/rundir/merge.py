@@ -10,14 +10,16 @@ Two kinds, never mixed:
 
 Everything that would make the parts incomparable is refused in one line: another
 workload, kernel (by sha256), plane, clock or harness epoch; a boot or machine given twice;
-a missing shard. The output is a normal run directory (meta.json, samples.jsonl,
-pyperf.json), written through results.RunDir. Standard library only (pyperf for
-pyperf.json, as every run).
+a missing shard; a native run not finished. The output is a normal run directory (meta.json,
+samples.jsonl, pyperf.json), written through results.RunDir, meta.json last: a merge that
+fails leaves its --out empty. Standard library only (pyperf for pyperf.json, as every run).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +30,14 @@ from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
     PROFILES,
+    PYPERF,
     SAMPLES,
     RunDir,
     check_samples_match,
     parse_meta,
     parse_samples,
+    resume_command,
+    run_rounds,
 )
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import utc_now
@@ -67,7 +72,8 @@ def _read(path: Path) -> Part:
             raise MergeError(f"{path}: not a faultbench run directory (no {META})")
         meta = parse_meta(data, path / META)
         samples, _ = parse_samples((directory.read_bytes(SAMPLES) or b"").splitlines(),
-                                   path / SAMPLES, strict=True, validate=True)
+                                   path / SAMPLES, strict=True, validate=True,
+                                   rounds=run_rounds(meta))
         check_samples_match(meta, samples, path / SAMPLES)
         profiles, _ = parse_samples((directory.read_bytes(PROFILES) or b"").splitlines(),
                                     path / PROFILES, strict=True)
@@ -126,18 +132,30 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
         meta, samples, profiles, reports = _shards(parts)
     else:
         meta, samples, profiles, reports = _machines(parts)
-    run_dir = RunDir.create(out)
+    run_dir = RunDir.create(out, resumable=False)
     try:
-        run_dir.write_meta(meta)
         run_dir.append_lines(SAMPLES, samples)
         if profiles:
             run_dir.append_lines(PROFILES, profiles)
         for index, report in sorted(reports.items()):
             run_dir.write_boot_report(index, report)
         run_dir.write_pyperf(meta, samples)
+        # last: meta.json makes a run directory, and a merge cut short is not one to resume
+        run_dir.write_meta(meta)
+    except BaseException:
+        _remove_written(run_dir.dir)
+        raise
     finally:
         run_dir.lock.release()
     return meta
+
+
+def _remove_written(directory: SafeDir) -> None:
+    """What a failed merge wrote, so that its --out is empty again (it was, or is new)."""
+    for name in (SAMPLES, PROFILES, PYPERF):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=directory.fd)
+    directory.remove_tree(BOOTS_DIR)
 
 
 def _merged_from(part: Part) -> dict[str, Any]:
@@ -231,6 +249,12 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
         if any("machine" in r for r in part.samples):
             raise MergeError(f"{part.path} is a merged run already: merge the runs it came "
                              "from")
+        if part.meta.get("finished_utc") is None:
+            # a shard's boots say which to redo when the merge is resumed; a native run's
+            # gap is said nowhere: resuming the merge would seal it, or fill it on whichever
+            # machine resumes it
+            raise MergeError(f"{part.path} is not finished (finished_utc is null): finish it "
+                             f"with {resume_command(part.path)} first")
         if machine in seen:
             raise MergeError(f"{part.path} and {seen[machine]} are both from machine "
                              f"{machine}: merge runs of different machines (a machine is one "

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.measurement.rundir.checks import sample_problem, short
+from faultbench.measurement.rundir.checks import run_rounds, sample_problem, short
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.rundir.meta_checks import meta_problem
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
@@ -64,9 +64,10 @@ def read_samples(
 
 
 def parse_samples(
-    lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False
+    lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False,
+    rounds: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """read_samples() of lines already read from `path`."""
+    """read_samples() of lines already read from `path`; `rounds`: see sample_problem."""
     records: list[dict[str, Any]] = []
     bad = 0
     for number, raw in enumerate(lines, 1):
@@ -81,7 +82,7 @@ def parse_samples(
         except (ValueError, RecursionError):  # a 5000-digit number; [[[[... nested
             record = None
         problem = "not a JSON object" if not isinstance(record, dict) else (
-            sample_problem(record) if validate else None)
+            sample_problem(record, rounds=rounds) if validate else None)
         if problem is None:
             records.append(record)
         elif strict:
@@ -226,14 +227,15 @@ class RunDir:
         self._samples: IO[str] | None = None
 
     @classmethod
-    def create(cls, path: Path) -> RunDir:
-        """A new run directory (or an empty one), locked for this process."""
+    def create(cls, path: Path, resumable: bool = True) -> RunDir:
+        """A new run directory (or an empty one), locked for this process. `resumable`: an
+        existing run there is one to point at `run --resume` (not a merge's output)."""
         directory = SafeDir.open(path, create=True)
         try:
             if set(os.listdir(directory.fd)) - {LOCK_NAME}:  # a lock a kill left
                 raise ResultsError(
                     f"{path} already exists and is not empty (continue it with "
-                    f"{resume_command(path)})" if directory.is_file(META) else
+                    f"{resume_command(path)})" if resumable and directory.is_file(META) else
                     f"{path} already exists and is not empty: --out names a new or empty "
                     "directory")
             run_dir = cls(path, directory)
@@ -274,8 +276,10 @@ class RunDir:
         if data is None:
             return []
         path = self.path / SAMPLES
-        records, _ = parse_samples(data.splitlines(), path, strict=True, validate=True)
-        check_samples_match(self.read_meta(), records, path)
+        meta = self.read_meta()
+        records, _ = parse_samples(data.splitlines(), path, strict=True, validate=True,
+                                   rounds=run_rounds(meta))
+        check_samples_match(meta, records, path)
         return records
 
     def _cut_partial_line(self, name: str) -> bytes | None:
