@@ -16,6 +16,7 @@ from console import one_line
 
 from faultbench.analysis.report import machine_line
 from faultbench.measurement import machine
+from faultbench.measurement.booted.jobs import jobs_record
 from faultbench.measurement.image import image_version
 from faultbench.measurement.knobs import sysfs
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
@@ -189,3 +190,15 @@ def test_error_lines_escape_the_arguments_they_quote(args: tuple[str, ...]) -> N
     line = one_line(done.stderr)
     assert done.returncode == 2
     assert "\x1b" not in line and "\x07" not in line and "\\x1b]0;pwn\\x07" in line, line
+
+
+# ---- M3: how many guests run at once
+
+
+def test_no_more_guests_at_once_than_boots_to_run() -> None:
+    record, warning = jobs_record(None, "icount", "64M", 1)  # by default one per CPU
+    assert record["count"] == 1 and warning is None
+    record, warning = jobs_record(4, "wall", "64M", 1)
+    assert record["count"] == 1 and warning is None
+    record, warning = jobs_record(2, "wall", "64M", 3)
+    assert record == {"count": 2, "source": "--jobs"} and warning is not None
