@@ -16,6 +16,7 @@ from console import one_line
 
 from faultbench.analysis.report import machine_line
 from faultbench.measurement import machine
+from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.jobs import jobs_record
 from faultbench.measurement.image import image_version
 from faultbench.measurement.knobs import sysfs
@@ -202,3 +203,15 @@ def test_no_more_guests_at_once_than_boots_to_run() -> None:
     assert record["count"] == 1 and warning is None
     record, warning = jobs_record(2, "wall", "64M", 3)
     assert record == {"count": 2, "source": "--jobs"} and warning is not None
+
+
+def test_the_watchdog_imports_the_faultbench_it_was_started_from() -> None:
+    """guest.py starts the watchdog with PYTHONPATH at the directory holding the package: a
+    faultbench run from a checkout, not installed, must find itself there. -S: no site, so
+    no editable install's finder; site-packages only for the cffi backend."""
+    site_dirs = [p for p in sys.path if p.endswith("site-packages")]
+    done = subprocess.run(
+        [sys.executable, "-S", "-P", "-m", "faultbench.measurement.booted.watchdog"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([guest._package_root(), *site_dirs])})
+    assert done.returncode == 0 and done.stderr == "", done.stderr
