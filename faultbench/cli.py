@@ -16,7 +16,7 @@ import sys
 from typing import Any, NoReturn, TextIO
 
 from faultbench._version import __version__
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement import signals
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -128,7 +128,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         if message.endswith("expected one argument"):  # `--size -4K`: -4K read as an option
             message += " (a value that starts with '-' is given as --OPTION=VALUE)"
-        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,7 +176,9 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
     except FaultbenchError as exc:
         if isinstance(exc, OutputError) and stdout is not None:
             _discard_output(stdout)
-        print(f"faultbench {args.command}: {exc}", file=sys.stderr)
+        # the one place every refusal is printed: the user's arguments, paths and foreign
+        # text it quotes show their control characters as escapes
+        print(f"faultbench {args.command}: {printable(str(exc))}", file=sys.stderr)
         return 2
     except signals.INTERRUPTED as exc:
         print("faultbench: interrupted", file=sys.stderr)

@@ -256,13 +256,13 @@ def test_own_tmpfs_huge_makes_its_folios_and_is_gone_after(huge: str, order: str
 def _kill_in_mount_window(journal: Path) -> subprocess.CompletedProcess[str]:
     """A process that SIGKILLs itself between mounting its tmpfs and detaching it."""
     code = ("import os, signal, subprocess\n"
-            "from faultbench.measurement.knobs import tmpfs\n"
+            "from faultbench.measurement.knobs import sysfs\n"
             "real = subprocess.run\n"
             "def run(args, **kw):\n"
             "    if args[0] == 'umount':\n"
             "        os.kill(os.getpid(), signal.SIGKILL)\n"
             "    return real(args, **kw)\n"
-            "tmpfs.subprocess.run = run\n"
+            "sysfs.subprocess.run = run\n"
             "from faultbench import Spec, measure\n"
             "measure(Spec(backing='tmpfs', tmpfs_huge='always', size=1 << 20))\n")
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -281,7 +281,7 @@ def test_sigkill_while_mounted_then_restore_unmounts(tmp_path: Path) -> None:
         restored = subprocess.run([sys.executable, "-m", "faultbench", "restore"],
                                   capture_output=True, text=True, check=True,
                                   env={**os.environ, "FAULTBENCH_JOURNAL": str(journal)})
-        assert "its tmpfs unmounted" in restored.stdout
+        assert "unmounted and its mount point removed" in restored.stdout, restored.stdout
         assert own_mounts() == [] and list(tmp_path.iterdir()) == []
     finally:
         for line in own_mounts():  # never leave a mount behind, even when the test fails

@@ -4,6 +4,7 @@ unmount the tmpfs it left mounted (spec tmpfs_huge)."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from faultbench.commands import check_text
 
@@ -17,17 +18,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from faultbench.measurement.knobs.catalog import KnobError
     from faultbench.measurement.knobs.journal import journals, restore_journal
     from faultbench.measurement.knobs.tmpfs import restore_mounts
 
     path = check_text(args.journal, "--journal")
-    restored = restore_journal(path)
+    problems = []
+    try:
+        restored = restore_journal(path)
+    except KnobError as exc:
+        restored, problems = [], [str(exc)]
     for journal in [path] if path else journals():
-        restored += restore_mounts(journal)
+        mounts = restore_mounts(journal)
+        restored += mounts.done
+        problems += mounts.failed
+        for why in mounts.skipped:
+            print(f"faultbench restore: warning: {why}", file=sys.stderr)
+    for line in restored:
+        print(f"restored {line}")
+    if problems:
+        raise KnobError("; ".join(problems))
     if not restored:
         where = " or ".join(journals()) if path is None else path
         print(f"faultbench restore: nothing to restore (no journal at {where})")
-        return 0
-    for line in restored:
-        print(f"restored {line}")
     return 0

@@ -294,7 +294,8 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     from faultbench.measurement.runner import utc_now
 
     meta = run_dir.read_meta()
-    record, warning = jobs_record(jobs, run_clock(meta), guest_memory(meta))
+    record, warning = jobs_record(jobs, run_clock(meta), guest_memory(meta),
+                                  sum(boot["status"] != "ok" for boot in meta["boots"]))
     if warning:
         print(f"faultbench run: {warning}", file=sys.stderr)
     elif not quiet and record["count"] > 1:

@@ -16,7 +16,8 @@ from faultbench.measurement.booted import guest
 from faultbench.measurement.image import boot_images, default_image
 from faultbench.measurement.knobs import catalog as knobs
 from faultbench.measurement.knobs.journal import journal_problems
-from faultbench.measurement.knobs.sysfs import DEBUGFS, lockdown, mounted
+from faultbench.measurement.knobs.sysfs import DEBUGFS, MountError, lockdown, mounted
+from faultbench.measurement.knobs.tmpfs import mount_journal_problems
 from faultbench.measurement.measure import DEFAULT_DIRS, measure, meminfo
 from faultbench.measurement.rundir.provenance import collect
 from faultbench.measurement.spec import Spec, SpecError
@@ -51,14 +52,20 @@ def knob_checks() -> list[Check]:
         Check("lockdown", mode == "none" if mode else None,
               f"lockdown={mode}" if mode else "unknown (securityfs not readable)"),
     ]
-    with mounted("debugfs", DEBUGFS) as have_debugfs:
-        if not have_debugfs:
-            out.append(Check("debugfs", False, "not mounted and cannot be mounted here"))
-        out.append(_knob_check("fault_around_bytes"))
+    try:
+        with mounted("debugfs", DEBUGFS) as have_debugfs:
+            if not have_debugfs:
+                out.append(Check("debugfs", False, "not mounted and cannot be mounted here"))
+            out.append(_knob_check("fault_around_bytes"))
+    except MountError as exc:
+        out += [Check("debugfs", None, f"cannot tell: {exc}"),
+                Check("fault_around_bytes", None, f"cannot tell: debugfs: {exc}")]
     out += [_knob_check("vm.swappiness"), _knob_check("thp.enabled"),
             _knob_check("thp.shmem_enabled")]
     # a killed run's journal: every sweep is refused until `faultbench restore`
     out += [Check("restore journal", False, problem) for problem in journal_problems()]
+    # a tmpfs_huge run killed mid-mount: its tmpfs may still be mounted
+    out += [Check("mount journal", False, problem) for problem in mount_journal_problems()]
     try:
         knobs.resolve("read_ahead_kb")
         out.append(_knob_check("read_ahead_kb"))

@@ -11,6 +11,8 @@ import struct
 import subprocess
 from pathlib import Path
 
+from faultbench.errors import printable
+
 _HEADER_MAGIC_AT = 0x202  # "HdrS" (Documentation/arch/x86/boot.rst)
 _VERSION_POINTER_AT = 0x20E
 NOT_A_KERNEL = ("is not a bootable x86 kernel image (no bzImage setup header with a version "
@@ -32,7 +34,8 @@ def image_version(image: str) -> str | None:
     (pointer,) = struct.unpack_from("<H", head, _VERSION_POINTER_AT)
     start = pointer + 0x200
     text = head[start:start + 256].split(b"\0", 1)[0]
-    return text.decode("ascii", "replace") or None
+    # the image may be anyone's file: its version is shown and stored as a kernel label
+    return printable(text.decode("ascii", "replace")) or None
 
 
 def boot_images() -> list[str]:

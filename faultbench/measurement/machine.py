@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from faultbench.errors import printable
+
 GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 # How long the other processes' CPU time is watched; short enough not to delay a run.
 WINDOW_S = 0.3
@@ -56,7 +58,7 @@ def collect() -> dict[str, Any]:
         if share > 0:
             used[comm] = used.get(comm, 0.0) + share
     busiest = sorted(used.items(), key=lambda item: -item[1])
-    state["others"] = [[name, round(share, 2)] for name, share in busiest[:3]]
+    state["others"] = [[printable(name), round(share, 2)] for name, share in busiest[:3]]
     state["others_cpu"] = round(sum(used.values()), 2)
     try:
         state["governor"] = Path(GOVERNOR).read_text().strip()
@@ -83,7 +85,8 @@ def describe(state: Any) -> tuple[str, str | None] | None:
     try:
         load = [float(state["load"][0])]
         cpus, others_cpu = int(state["cpus"]), float(state["others_cpu"])
-        others = [(str(name)[:16], float(share)) for name, share in state["others"][:2]]
+        # other users' process names: a name set with PR_SET_NAME may carry escape sequences
+        others = [(printable(str(name)[:16]), float(share)) for name, share in state["others"][:2]]
         governor = state["governor"]
     except (KeyError, IndexError, TypeError, ValueError):
         return None
@@ -93,7 +96,7 @@ def describe(state: Any) -> tuple[str, str | None] | None:
         busiest = ", ".join(f"{name} {share:.0%}" for name, share in others[:shown])
         text = (f"machine: load {load[0]:.2f} on {cpus} CPUs; others used {others_cpu:.1f} CPU"
                 + (f" ({busiest})" if busiest else "")
-                + (f"; governor {str(governor)[:20]}" if governor is not None else ""))
+                + (f"; governor {printable(str(governor)[:20])}" if governor is not None else ""))
         if len(text) <= LINE:
             break
     checked = {"load": load, "cpus": cpus, "others_cpu": others_cpu}

@@ -328,7 +328,8 @@ def _start_watchdog() -> int:
 
 
 def _package_root() -> str:
-    return str(Path(__file__).resolve().parents[2])
+    """The directory holding the `faultbench` package (faultbench/measurement/booted/..)."""
+    return str(Path(__file__).resolve().parents[3])
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,

@@ -44,15 +44,20 @@ def default_jobs(clock: str, memory: str) -> tuple[int, str]:
                             f"+ {HEADROOM_MIB}M")
 
 
-def jobs_record(requested: int | None, clock: str, memory: str) -> tuple[dict[str, Any],
-                                                                         str | None]:
-    """meta.json's `jobs` (how many guests at once, and why) and the warning to print."""
+def jobs_record(requested: int | None, clock: str, memory: str,
+                boots: int) -> tuple[dict[str, Any], str | None]:
+    """meta.json's `jobs` (how many guests at once, and why) and the warning to print; never
+    more guests than the `boots` left to run."""
     if requested is None:
         count, why = default_jobs(clock, memory)
-        return {"count": count, "source": f"default: {why}"}, None
-    warning = WALL_WARNING.format(jobs=requested) if requested > 1 and clock != "icount" \
-        else None
-    return {"count": requested, "source": "--jobs"}, warning
+        source = f"default: {why}"
+    else:
+        count, source = requested, "--jobs"
+    if boots < count:
+        count, source = max(boots, 1), f"{source}; {boots} boot(s) to run"
+    warning = WALL_WARNING.format(jobs=count) if requested is not None and count > 1 \
+        and clock != "icount" else None
+    return {"count": count, "source": source}, warning
 
 
 Start = Callable[[dict[str, Any]], Callable[[threading.Event], Any]]

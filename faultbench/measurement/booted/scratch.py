@@ -38,7 +38,10 @@ def scratch_disk(directory: str, fstype: str = "ext4") -> str | None:
     with open(image, "wb") as f:
         f.truncate(SCRATCH_DISK_BYTES)
     force = "-F" if fstype == "ext4" else "-f"
-    done = subprocess.run([mkfs, "-q", force, image], capture_output=True, check=False)
+    try:
+        done = subprocess.run([mkfs, "-q", force, image], capture_output=True, check=False)
+    except OSError:  # found but not executable: as if absent
+        return None
     return image if done.returncode == 0 else None
 
 

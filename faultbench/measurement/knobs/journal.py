@@ -121,7 +121,8 @@ def refuse_if_journal(path: str) -> None:
     names = ", ".join(str(k.get("name", "?")) if isinstance(k, dict) else "?"
                       for k in (knobs if isinstance(knobs, list) else []))
     raise KnobError(
-        f"a previous run (pid {data.get('pid')}) did not restore {names or 'its knobs'} "
+        f"a previous run (pid {data.get('pid')}) did not restore "
+        f"{names or ('its tmpfs mount' if data.get('unmount') else 'its knobs')} "
         f"(journal {path}); run `faultbench restore` first"
     )
 
@@ -329,20 +330,25 @@ def restore_journal(path: str | None = None) -> list[str]:
         raise KnobError(f"journal {path}: `knobs` and `unmount` must be lists; nothing was "
                         "restored")
     entries = [_journal_entry(e, path) for e in knobs]
-    done = []
-    with KnobLock(path) as lock, contextlib.ExitStack() as stack:
+    done: list[str] = []
+    problems: list[str] = []
+    # a journal of mounts only (tmpfs.py) writes no knob: it need not wait for the knob lock,
+    # which another run may hold for minutes
+    with KnobLock(path) if entries else contextlib.nullcontext() as lock, \
+            contextlib.ExitStack() as stack:
         if any(k.kind == "fault_around" for k, _ in entries):
             stack.enter_context(mounted("debugfs", DEBUGFS))
         for knob, original in entries:
             with contextlib.suppress(OSError):
                 done.append(f"{knob.name}: {read_value(knob)} -> {original}")
         problems = put_back(entries)
-        lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it
+        if lock is not None:
+            lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it
     for target in unmount:
         if target == DEBUGFS:
             umount(target)
-        else:
-            release_own_tmpfs(target, path)
+        elif (what := release_own_tmpfs(target, path)) is not None:
+            done.append(what)
     if problems:
         raise KnobError(f"could not restore from {path}: {'; '.join(problems)}")
     drop_journal(path, made_dirs(data, path))

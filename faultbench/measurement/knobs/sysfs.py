@@ -121,32 +121,59 @@ def _private_namespace() -> None:
     _own_namespace = True
 
 
+class MountError(FaultbenchError):
+    """Something could not be mounted here: not root, no `mount` to run, a kernel without
+    the filesystem or the option asked for."""
+
+
+def run_mount_tool(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """`mount` or `umount` run to completion; MountError when it cannot be started at all
+    (not on PATH, not executable)."""
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise MountError(f"cannot run {argv[0]}: {exc.strerror}") from None
+
+
 def _mount(fstype: str, target: str) -> None:
-    done = subprocess.run(["mount", "-t", fstype, fstype, target],
-                          capture_output=True, text=True, check=False)
+    done = run_mount_tool(["mount", "-t", fstype, fstype, target])
     if done.returncode != 0:
-        raise FaultbenchError(f"cannot mount {fstype} on {target}: {done.stderr.strip()}")
+        raise MountError(f"cannot mount {fstype} on {target}: {done.stderr.strip()}")
 
 
-def umount(target: str) -> None:
-    subprocess.run(["umount", target], capture_output=True, check=False)
+def umount(target: str, lazy: bool = False) -> bool:
+    """Whether `umount` ran and succeeded. What it leaves mounted in our own namespace goes
+    with this process; elsewhere the journal keeps it for `faultbench restore`."""
+    try:
+        done = run_mount_tool(["umount", *(["-l"] if lazy else []), target])
+    except MountError:
+        return False
+    return done.returncode == 0
 
 
 # the mount point of a tmpfs of faultbench's own (measurement/knobs/tmpfs.py), beside its journal
 OWN_TMPFS_PREFIX = "faultbench-tmpfs-"
 
 
-def release_own_tmpfs(target: object, journal: str) -> None:
+def release_own_tmpfs(target: object, journal: str) -> str | None:
     """Unmount and remove a journal's own tmpfs mount point: only a directory named so beside
-    the journal (the journal is untrusted input), and only a tmpfs mounted there."""
+    the journal (the journal is untrusted input), and only a tmpfs mounted there. What was
+    done, None if nothing; MountError if the tmpfs stays mounted."""
     if not isinstance(target, str) or os.path.dirname(target) != os.path.dirname(
             os.path.abspath(journal)) or not os.path.basename(target).startswith(
             OWN_TMPFS_PREFIX):
-        return
-    if is_mounted(target, "tmpfs"):
-        umount(target)
-    with contextlib.suppress(OSError):
+        return None
+    was_mounted = is_mounted(target, "tmpfs")
+    if was_mounted and not umount(target):
+        raise MountError(f"cannot unmount the tmpfs at {target}")
+    try:
         os.rmdir(target)
+        removed = True
+    except OSError:
+        removed = False
+    if was_mounted:
+        return f"tmpfs {target} unmounted" + (" and its mount point removed" if removed else "")
+    return f"empty mount point {target} removed (nothing was mounted)" if removed else None
 
 
 @contextlib.contextmanager
@@ -181,11 +208,11 @@ def mounted(fstype: str, target: str) -> Iterator[bool]:
 def lockdown() -> str | None:
     """'none', 'integrity' or 'confidentiality'; None when securityfs cannot tell."""
     path = f"{SECURITYFS}/lockdown"
-    with mounted("securityfs", SECURITYFS):
-        try:
+    try:
+        with mounted("securityfs", SECURITYFS):
             _, selected = bracket_choices(read_text(path))
-        except OSError:
-            return None
+    except (OSError, MountError):
+        return None
     return selected
 
 

@@ -12,29 +12,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.knobs.journal import (
     JOURNAL_FORMAT,
     drop_journal,
     journal_path,
+    journals,
     process_start,
+    refuse_if_journal,
     restore_journal,
     write_journal,
 )
-from faultbench.measurement.knobs.sysfs import OWN_TMPFS_PREFIX
+from faultbench.measurement.knobs.sysfs import OWN_TMPFS_PREFIX, MountError, run_mount_tool, umount
 from faultbench.measurement.signals import blocked
 
 MOUNT_JOURNAL_PREFIX = "mount-"
-
-
-class MountError(FaultbenchError):
-    """The tmpfs could not be mounted here (not root, a kernel without THP for huge=)."""
 
 
 def _mount_journal() -> str:
@@ -61,9 +59,8 @@ def own_tmpfs(huge: str) -> Iterator[str]:
         })
         try:
             os.mkdir(target, 0o700)
-            done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"huge={huge},mode=0700",
-                                   "faultbench", target], capture_output=True, text=True,
-                                  check=False)
+            done = run_mount_tool(["mount", "-t", "tmpfs", "-o", f"huge={huge},mode=0700",
+                                   "faultbench", target])
             if done.returncode != 0:
                 raise MountError(f"cannot mount a tmpfs with huge={huge}: "
                                  f"{done.stderr.strip() or 'mount failed'}")
@@ -71,7 +68,7 @@ def own_tmpfs(huge: str) -> Iterator[str]:
                 fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
                              os.O_CLOEXEC)
             finally:
-                subprocess.run(["umount", "-l", target], capture_output=True, check=False)
+                umount(target, lazy=True)
         except BaseException:
             _release(fd, target, path, made)
             raise
@@ -90,15 +87,64 @@ def _release(fd: int, target: str, path: str, made: list[str]) -> None:
     drop_journal(path, made)
 
 
-def restore_mounts(knob_journal: str) -> list[str]:
-    """Replay the mount journals beside `knob_journal` whose runs are gone: what was done,
-    one line each (restore_journal unmounts and removes each journal's tmpfs)."""
+def _mount_journals(knob_journal: str) -> list[Path]:
+    """The mount journals beside `knob_journal`."""
     directory = Path(os.path.dirname(os.path.abspath(knob_journal)))
     try:
-        names = sorted(p.name for p in directory.iterdir()
-                       if p.name.startswith(MOUNT_JOURNAL_PREFIX) and p.name.endswith(".json"))
+        return sorted(p for p in directory.iterdir()
+                      if p.name.startswith(MOUNT_JOURNAL_PREFIX) and p.name.endswith(".json"))
     except OSError:
         return []
-    for name in names:
-        restore_journal(str(directory / name))
-    return [f"{name}: its tmpfs unmounted" for name in names]
+
+
+def _foreign(path: Path) -> str | None:
+    """Why a mount journal is not ours to replay (another user made it: in a shared sticky
+    directory anyone can), None if it is root's or ours."""
+    try:
+        uid = path.lstat().st_uid
+    except OSError:
+        return None  # gone, or unreadable: replaying it says why
+    if uid in (0, os.geteuid()):
+        return None
+    return (f"{printable(str(path))} is owned by uid {uid}, not by root or us: skipped "
+            "(faultbench writes mount journals as root only; remove it)")
+
+
+@dataclass
+class MountRestore:
+    done: list[str] = field(default_factory=list)  # what was undone, one line each
+    skipped: list[str] = field(default_factory=list)  # other users' files, and why
+    failed: list[str] = field(default_factory=list)  # ours, not restored: why
+
+
+def restore_mounts(knob_journal: str) -> MountRestore:
+    """Replay the mount journals beside `knob_journal` whose runs are gone (restore_journal
+    unmounts and removes each journal's tmpfs); one journal's failure stops no other."""
+    result = MountRestore()
+    for path in _mount_journals(knob_journal):
+        if (why := _foreign(path)) is not None:
+            result.skipped.append(why)
+            continue
+        try:
+            lines = restore_journal(str(path))
+        except FaultbenchError as exc:
+            result.failed.append(str(exc))
+            continue
+        result.done += [f"{path.name}: {line}" for line in lines] or [
+            f"{path.name}: nothing was left mounted; journal removed"]
+    return result
+
+
+def mount_journal_problems() -> list[str]:
+    """Each mount journal a run left (or is using), as `doctor` says it."""
+    problems = []
+    for journal in journals():
+        for path in _mount_journals(journal):
+            try:
+                why = _foreign(path)
+                refuse_if_journal(str(path))
+            except FaultbenchError as exc:
+                why = str(exc)
+            if why:
+                problems.append(why)
+    return problems

@@ -20,6 +20,7 @@ from typing import Any
 from faultbench.measurement.knobs import catalog as knobs
 from faultbench.measurement.knobs.sysfs import (
     DEBUGFS,
+    MountError,
     cpu_flags,
     cpuinfo_fields,
     lockdown,
@@ -73,17 +74,20 @@ def thp_settings() -> dict[str, Any]:
 
 def fault_around_bytes() -> tuple[int | None, str]:
     """The knob's value, or None and why it cannot be read here."""
-    with mounted("debugfs", DEBUGFS) as ok:
-        if not ok:
-            why = ("debugfs needs root to mount" if os.geteuid() != 0
-                   else "this kernel has no debugfs")
-            return None, why
-        try:
-            return int(Path(knobs.FAULT_AROUND_PATH).read_text()), ""
-        except PermissionError:
-            return None, f"debugfs is locked down (lockdown={lockdown() or 'unknown'})"
-        except (OSError, ValueError) as exc:
-            return None, f"{knobs.FAULT_AROUND_PATH}: {exc}"
+    try:
+        with mounted("debugfs", DEBUGFS) as ok:
+            if not ok:
+                why = ("debugfs needs root to mount" if os.geteuid() != 0
+                       else "this kernel has no debugfs")
+                return None, why
+            try:
+                return int(Path(knobs.FAULT_AROUND_PATH).read_text()), ""
+            except PermissionError:
+                return None, f"debugfs is locked down (lockdown={lockdown() or 'unknown'})"
+            except (OSError, ValueError) as exc:
+                return None, f"{knobs.FAULT_AROUND_PATH}: {exc}"
+    except MountError as exc:
+        return None, f"debugfs: {exc}"
 
 
 def detect_virt() -> str | None:
@@ -92,7 +96,7 @@ def detect_virt() -> str | None:
         return None
     try:
         done = subprocess.run([tool], capture_output=True, text=True, check=False, timeout=10)
-    except subprocess.TimeoutExpired:  # a guest on a busy host: unknown, not a traceback
+    except (OSError, subprocess.TimeoutExpired):  # not executable; a guest on a busy host
         return None
     return done.stdout.strip() or None
 
@@ -116,6 +120,8 @@ def git_revision() -> tuple[str | None, str]:
     except subprocess.TimeoutExpired:
         # --dirty stats every tracked file: over 9p in a guest on a busy host, minutes
         return None, f"git describe took over {GIT_TIMEOUT_S} s"
+    except OSError as exc:
+        return None, f"cannot run git: {exc.strerror}"
     if done.returncode != 0:
         return None, done.stderr.strip() or "git describe failed"
     return done.stdout.strip(), ""
