@@ -117,3 +117,11 @@ def _brief(samples: list[dict[str, Any]]) -> str:
     # under QEMU icount the clock counts guest instructions, not nanoseconds
     unit = "insn/pg" if samples[0].get("clock") == "icount" else "ns/pg"
     return f"{span('faults_per_page', '.3f')} flt/pg {span('ns_per_page', '.0f')} {unit}"
+
+
+def say_drift(drifted: dict[str, int]) -> None:
+    """The knobs someone else changed during the run, and in how many measurements."""
+    if drifted:
+        print("faultbench run: someone else changed kernel knobs during the run ("
+              + ", ".join(f"{name}: {n} measurements" for name, n in sorted(drifted.items()))
+              + "); those samples have `knob_drift` in samples.jsonl", file=sys.stderr)

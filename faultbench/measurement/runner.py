@@ -33,7 +33,7 @@ from faultbench.measurement.knobs.journal import (
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
-from faultbench.measurement.progress import Progress
+from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.rundir.results import (
     FORMAT,
     PROFILES,
@@ -377,7 +377,7 @@ def execute(
             applied: dict[str, Any] | None = None
             readback: dict[str, Any] = {}
             drifted: dict[str, int] = {}
-            stack.callback(_say_drift, drifted)  # on every way out, Ctrl-C included
+            stack.callback(say_drift, drifted)  # on every way out, Ctrl-C included
             for unit in units():
                 if not pending(unit):
                     continue
@@ -431,13 +431,6 @@ def execute(
     run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
     return meta
-
-
-def _say_drift(drifted: dict[str, int]) -> None:
-    if drifted:
-        print("faultbench run: someone else changed kernel knobs during the run ("
-              + ", ".join(f"{name}: {n} measurements" for name, n in sorted(drifted.items()))
-              + "); those samples have `knob_drift` in samples.jsonl", file=sys.stderr)
 
 
 def _unsupported(records: list[dict[str, Any]]) -> dict[str, str]:
