@@ -9,8 +9,6 @@ it would run in the planted tree, which is what the attack needs.
 from __future__ import annotations
 
 import hashlib
-import importlib.machinery
-import importlib.util
 import json
 import os
 import pwd
@@ -23,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kbuild import build
 
-KERNELS = Path(__file__).resolve().parent.parent / "kernels"
 TIMEOUT_S = 120
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
 NATIVE = """\
@@ -36,19 +34,6 @@ warmups = 0
 backing = "memfd"
 size = "1M"
 """
-
-
-def _load_build():
-    loader = importlib.machinery.SourceFileLoader("kernels_build", str(KERNELS / "build"))
-    spec = importlib.util.spec_from_loader("kernels_build", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-build = _load_build()
 
 
 # ---- D3: a base build planted in a shared cache ------------------------------------------

@@ -6,8 +6,6 @@ would leave and checks the script finds it without building.
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import shutil
@@ -16,23 +14,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from kbuild import BUILD, KERNELS, build
 
-KERNELS = Path(__file__).resolve().parent.parent / "kernels"
-BUILD = KERNELS / "build"
 PATCH = KERNELS / "patches" / "6.1" / "uffd-missing-no-fault-around.patch"
-
-
-def _load_build():
-    loader = importlib.machinery.SourceFileLoader("kernels_build", str(BUILD))
-    spec = importlib.util.spec_from_loader("kernels_build", loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    loader.exec_module(module)
-    return module
-
-
-build = _load_build()
 
 
 def run_build(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
