@@ -181,7 +181,7 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
         print(f"faultbench {args.command}: {printable(str(exc))}", file=sys.stderr)
         return 2
     except signals.INTERRUPTED as exc:
-        print("faultbench: interrupted", file=sys.stderr)
+        print(f"faultbench {args.command}: interrupted", file=sys.stderr)
         return signals.exit_status(exc)
     except BrokenPipeError:
         # the reader (e.g. `| head`) has gone; say nothing more on a closed pipe

@@ -5,6 +5,11 @@ any other exception is a bug and keeps its traceback. The subclasses live with t
 raises them and say which part refused. Standard library only.
 """
 
+from __future__ import annotations
+
+import os
+import stat
+
 
 class FaultbenchError(Exception):
     """A request faultbench refuses or cannot carry out; the message is one line: why, and
@@ -15,3 +20,27 @@ def printable(text: str) -> str:
     """`text` with control characters escaped: foreign text (a workload's description,
     another process's command line) must not send a terminal escape sequences."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+          (stat.S_ISLNK, "a symbolic link"))
+
+
+def not_a_file(path: str | os.PathLike[str], dir_fd: int | None = None,
+               follow: bool = True) -> str | None:
+    """Why `path` is not a regular file to read, for a refusal ("no such file", "a FIFO,
+    not a regular file"); None when it is one. A FIFO or device named where a file belongs
+    must be called what it is, not missing."""
+    try:
+        mode = os.stat(path, dir_fd=dir_fd, follow_symlinks=follow).st_mode
+    except FileNotFoundError:
+        return "no such file"
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return None if stat.S_ISREG(mode) else f"{file_kind(mode)}, not a regular file"
+
+
+def file_kind(mode: int) -> str:
+    """What a file that is not a regular one is ("a FIFO"), from its st_mode."""
+    return next((name for test, name in _KINDS if test(mode)), "not a file")

@@ -290,7 +290,7 @@ def _(tmp: Path, runs: Runs) -> list[str | Path]:
     return [path]
 
 
-@case("workload-is-a-directory", "workloads", "no such workload file")
+@case("workload-is-a-directory", "workloads", "a directory, not a regular file")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     (tmp / "w.toml").mkdir()
     return [tmp / "w.toml"]
@@ -403,7 +403,7 @@ BAD_RUNS: dict[str, tuple[Callable[[Path, Runs], Path], str, str]] = {
     "meta-deep-json": (write_file("meta.json", b"[" * 100000), "not valid JSON",
                        "not valid JSON"),
     "meta-is-a-directory": (make_directory("meta.json"), "meta.json is a directory",
-                            "not a faultbench run directory"),
+                            "meta.json is a directory"),
     "samples-is-a-directory": (make_directory("samples.jsonl"), "samples.jsonl is a directory",
                                "samples.jsonl is a directory"),
     "samples-all-lists": (corrupt_samples(lambda rs: [[r] for r in rs]), "no valid samples",

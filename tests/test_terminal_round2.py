@@ -284,3 +284,23 @@ def test_multi_mapper_rounds_can_detect_its_change(tmp_path: Path) -> None:
     assert all(row["detect_pct"] != "" for row in rows), [r["label"] for r in rows]
     rows = _csv(f"{tmp_path / 'a'}:none", f"{tmp_path / 'a'}:wp", "--by", "uffd")
     assert rows and all(row["mark"] == "*" for row in rows), rows
+
+
+def test_set_values_are_listed_in_the_order_given(tmp_path: Path) -> None:
+    """`--set vm.swappiness=60,10,30` (a real sysctl, restored after) lists 60, 10, 30 in the
+    run's summary, the report's tables and compare's refusal, not 10, 30, 60."""
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 2\n[defaults]\nbacking = "memfd"\nsize = "1M"\n'
+                        '[[matrix]]\npattern = ["seq", "sparse"]\n')
+    run = tmp_path / "run"
+    done = faultbench("run", workload, "--set", "vm.swappiness=60,10,30", "--out", run,
+                      check=False)
+    assert done.returncode == 0, done.stderr
+    report = faultbench("report", run, "--no-figures").stdout
+    for text in (done.stdout, report):
+        found = [int(m) for m in re.findall(r"vm\.swappiness=(\d+)", text)]
+        firsts = list(dict.fromkeys(found))
+        assert firsts == [60, 10, 30], text
+    refused = faultbench("compare", f"{run}:vm.swappiness=61", f"{run}:vm.swappiness=10",
+                         "--by", "vm.swappiness", check=False)
+    assert refused.returncode == 2 and "(values: 60, 10, 30)" in refused.stderr, refused.stderr

@@ -31,8 +31,10 @@ from faultbench.analysis.frame import (
 )
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
+    knob_order,
     label_columns,
     labels,
+    sort_labels,
     spec_order,
 )
 from faultbench.analysis.memory import compare_section as memory_compare
@@ -86,12 +88,16 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
     if by == "kernel" and ok["kernel"].isna().all():
         raise AnalysisError(f"{role} {side.path} has no booted kernels (--by kernel compares "
                             f"the kernels of a run made with --kernel)")
+    if by == "machine" and ok["machine"].isna().all():
+        raise AnalysisError(f"{role} {side.path} is one machine's run (--by machine compares "
+                            f"the machines of native runs combined with `faultbench merge`)")
     as_text = ok[by].map(_knob_text)
     chosen = ok[as_text == _knob_text(side_value(by, side.value))]
     if chosen.empty:
         present = ok.loc[ok[by].notna(), by].drop_duplicates()
+        given = knob_order(df).get(by, ())
         values = ", ".join(_value_word(by, v)
-                           for v in present.iloc[spec_order(present).argsort()]) or "none"
+                           for v in present.iloc[spec_order(present, given).argsort()]) or "none"
         raise AnalysisError(
             f"{role} {side.path}: no samples with {by}={side.value} (values: {values})"
         )
@@ -188,7 +194,7 @@ def compare(
     varying = label_columns(pd.concat([table, *(side.loc[~side["ok"]] for side in sides)]))
     table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
-    table = table.sort_values(table.attrs["label_columns"], key=spec_order, kind="stable")
+    table = sort_labels(table, table.attrs["label_columns"], knob_order(base, new))
     table.attrs.update(attrs)
     table.attrs["planes"] = sorted({*base["plane"].unique(), *new["plane"].unique()})
     return table

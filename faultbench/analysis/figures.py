@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo, time_unit
-from faultbench.analysis.labels import label_columns, labels, spec_order
+from faultbench.analysis.labels import knob_order, label_columns, labels, sort_labels
 from faultbench.analysis.stats import median_ci
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size
@@ -93,13 +93,6 @@ def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
     return paths
 
 
-def _ordered(data: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Rows in the argument's order (uffd none, missing, wp; first mapper before later), so
-    that groupby(sort=False) and the bars follow it."""
-    present = [c for c in columns if c in data]
-    return data.sort_values(present, key=spec_order, kind="stable") if present else data
-
-
 def _errbars(table: pd.DataFrame) -> np.ndarray:
     """Asymmetric error bars from the CI; NaN (matplotlib draws no bar) where the CI is
     unknown (n < 6 rounds): a zero-length bar would claim a certain median."""
@@ -124,7 +117,7 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[
     """ns/page and faults/page against the knob (log2 axis), one line per scenario."""
     data = df[df["ok"] & df[knob].notna()]
     cols = [c for c in label_columns(data) if c != knob]
-    data = _ordered(data, [*cols, "role"]).assign(
+    data = sort_labels(data, [*cols, "role"], knob_order(df)).assign(
         line=lambda d: labels(d, [*cols, "role"]), x=pd.to_numeric(data[knob], errors="coerce")
     )
     data = data[data["x"].notna()]
@@ -239,7 +232,7 @@ def uffd_modes(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     """Each uffd registration mode side by side, per backing and pattern (single mappers)."""
     data = df[df["ok"] & (df["mappers"] == 1)]
     cols = [c for c in label_columns(data) if c != "uffd"]
-    data = _ordered(data, [*cols, "uffd"])
+    data = sort_labels(data, [*cols, "uffd"], knob_order(df))
     data = data.assign(group=labels(data, cols), mode="uffd " + data["uffd"])
     # only scenarios measured in several modes say anything about the modes
     data = data[data.groupby("group")["uffd"].transform("nunique") > 1]
@@ -262,7 +255,7 @@ def mappers(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
         return []
     cols = label_columns(data)
     cols = [c for c in dict.fromkeys([*cols, "uffd", "uffd_mappers"]) if c != "role"]
-    data = _ordered(data, [*cols, "role"])
+    data = sort_labels(data, [*cols, "role"], knob_order(df))
     data = data.assign(who=data["role"] + " mapper")
     if "kernel" in cols:  # kernels side by side, not one above the other
         cols.remove("kernel")
@@ -280,7 +273,7 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     if data.empty:
         return []
     cols = [c for c in label_columns(data) if c != "pattern"]
-    data = _ordered(data, [*cols, "role"])
+    data = sort_labels(data, [*cols, "role"], knob_order(df))
     data = data.assign(line=labels(data, [*cols, "role"]),
                        per_fault=data["mapped_per_touched"] / data["faults_per_page"])
     ns = median_ci(data, ["line"], "ns_per_page")
@@ -339,7 +332,7 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pat
     """Every valid sample of every scenario: spread, outliers and drift at a glance. Several
     kernels share a row (one colour each), so a booted A/B run has a row per scenario."""
     cols = [*label_columns(df), "role"]
-    data = _ordered(df[df["ok"] & df["ns_per_page"].notna()], cols)
+    data = sort_labels(df[df["ok"] & df["ns_per_page"].notna()], cols, knob_order(df))
     kernels = list(dict.fromkeys(data["kernel"].dropna())) if "kernel" in cols else []
     cols = [c for c in cols if c != "kernel"] if kernels else cols
     data = data.assign(line=labels(data, cols),

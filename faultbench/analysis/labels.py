@@ -119,18 +119,21 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     return joined.str.split().str.join(" ").replace("", "all")
 
 
-def spec_order(column: pd.Series) -> pd.Series:
-    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else numeric.
+def spec_order(column: pd.Series, given: Sequence[str] = ()) -> pd.Series:
+    """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else `given` (a
+    knob's values as the spec gave them: `--set vm.swappiness=60,10` lists 60 first), else
+    numeric.
 
     Parametrised values sort by their kind in _ORDER, then by their number, so strides come
     in natural order (stride:1, stride:2, stride:4 ... stride:64), not as text."""
     if column.empty:  # str.partition of no rows gives no columns to unpack
         return column
-    order = _ORDER.get(str(column.name))
+    order = _ORDER.get(str(column.name)) or tuple(given) or None
     if column.name == "kernel":  # as the run booted them: its first boot is its first kernel
         order = tuple(str(v) for v in pd.unique(column))
     if order is not None:
-        kind, _, parameter = column.astype(str).str.partition(":").T.to_numpy()
+        words = column.map(order_word) if given else column.astype(str)
+        kind, _, parameter = words.str.partition(":").T.to_numpy()
         rank = pd.Series(kind, index=column.index).map(
             {v: i for i, v in enumerate(order)}).fillna(len(order))
         number = pd.to_numeric(pd.Series(parameter, index=column.index), errors="coerce")
@@ -139,10 +142,38 @@ def spec_order(column: pd.Series) -> pd.Series:
     return numeric if numeric.notna().any() else column.astype(str)
 
 
-def sort_labels(table: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
-    """`table` with its rows in the order tables list them (`spec_order`)."""
+def sort_labels(table: pd.DataFrame, columns: Sequence[str],
+                given: dict[str, list[str]]) -> pd.DataFrame:
+    """`table` with its rows in the order tables list them (`spec_order`), each knob's values
+    in the order `given` (`knob_order`)."""
     present = [c for c in columns if c in table]
-    return table.sort_values(present, key=spec_order, kind="stable") if present else table
+    if not present:
+        return table
+    return table.sort_values(
+        present, key=lambda column: spec_order(column, given.get(str(column.name), ())),
+        kind="stable")
+
+
+def knob_order(*frames: pd.DataFrame) -> dict[str, list[str]]:
+    """Each knob's values in the order the scenarios of the frames' runs (their meta.json,
+    the `meta` attr `frame.load` sets) first use them: the order the workload or `--set`
+    gave them."""
+    order: dict[str, list[str]] = {}
+    for frame in frames:
+        for meta in frame.attrs.get("meta", {}).values():
+            for scenario in meta.get("scenarios", []):
+                for name, value in scenario["knobs"].items():
+                    words = order.setdefault(name, [])
+                    if order_word(value) not in words:
+                        words.append(order_word(value))
+    return order
+
+
+def order_word(value: Any) -> str:
+    """A knob value as `knob_order` spells it, whether it was read as 60, 60.0 or "60"."""
+    if isinstance(value, float | np.floating) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def split_labels(df: pd.DataFrame, columns: Sequence[str], room: int

@@ -20,7 +20,7 @@ from typing import Any
 import pandas as pd
 
 from faultbench.analysis.frame import INSTRUCTION_CLOCK_PLANES
-from faultbench.analysis.labels import label_columns, labels, spec_order
+from faultbench.analysis.labels import knob_order, label_columns, labels, sort_labels
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.profile import USER
@@ -217,7 +217,7 @@ def phase_costs(df: pd.DataFrame) -> list[PhaseCosts]:
     unmap = median_ci(ok, ["label"], "munmap_ns_per_page").set_index("label")["median"]
     per_page = ok.groupby("label")[["faults_per_page", "mapped_per_touched"]].median()
     out = []
-    order = stacks.drop_duplicates("label").sort_values(keys, key=spec_order, kind="stable")
+    order = sort_labels(stacks.drop_duplicates("label"), keys, knob_order(df))
     for label in order["label"]:
         rows = stacks[stacks["label"] == label]
         loop, munmap = rows[rows["part"] == "loop"], rows[rows["part"] == "munmap"]

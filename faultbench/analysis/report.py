@@ -38,15 +38,17 @@ from faultbench.analysis.labels import (
     constants_line,
     format_value,
     grouped_rows,
+    knob_order,
     label_columns,
     labels,
-    spec_order,
+    sort_labels,
 )
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, text_table, wrap
+from faultbench.errors import printable
 from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
@@ -133,7 +135,7 @@ def scenario_data(df: pd.DataFrame, label_cols: list[str]) -> pd.DataFrame:
     table["hits"] = table["label"].map(interfered_counts(everything, ["label"])).fillna(0)
     table["valid"] = table["label"].map(valid.groupby("label").size()).fillna(0)
     table["folios"] = table["label"].map(folio_texts(data, "label")).fillna("")
-    return table.sort_values(keys, key=spec_order, kind="stable")
+    return sort_labels(table, keys, knob_order(df))
 
 
 def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
@@ -402,7 +404,7 @@ def summary(run_dir: Path | SafeDir) -> str:
     # a join on every key
     medians = data.groupby("label", sort=False)[["faults_per_page", "per_fault"]].median()
     table = median_ci(data, keys, "ns_per_page").join(medians, on="label")
-    table = table.sort_values(keys[:-1], key=spec_order, kind="stable")
+    table = sort_labels(table, keys[:-1], knob_order(df))
     rows = pd.DataFrame({
         "label": table["label"], "fa": table["per_fault"].map(fmt),
         "flt": fmt_fixed(list(table["faults_per_page"])),
@@ -433,4 +435,6 @@ def unmeasured_note(df: pd.DataFrame) -> str:
         return ""
     first = bad.groupby("scenario", sort=True).first()
     return wrap("No valid sample (so no row) for: " + "; ".join(
-        f"{name}: {row.status}: {str(row.error)[:120]}" for name, row in first.iterrows()))
+        # the mapper's error is text a child process wrote: its control characters show
+        f"{name}: {row.status}: {printable(str(row.error)[:120])}"
+        for name, row in first.iterrows()))

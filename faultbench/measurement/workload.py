@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, not_a_file
 from faultbench.measurement.spec import (
     MAX_SEED,
     Spec,
@@ -290,12 +290,11 @@ def find(name_or_path: str) -> Path:
                             "UTF-8 (its name goes into results and terminals); rename it")
     path = Path(name_or_path)
     if name_or_path.endswith(SUFFIX) or "/" in name_or_path:
-        try:
-            found = path.is_file()
-        except OSError as exc:  # a name too long, ...
-            raise WorkloadError(f"{clipped(name_or_path)}: {exc.strerror}") from None
-        if not found:
+        why = not_a_file(path)
+        if why == "no such file":
             raise WorkloadError(f"{clipped(name_or_path)}: no such workload file")
+        if why is not None:  # a FIFO, a directory, a name too long, ...
+            raise WorkloadError(f"{clipped(name_or_path)}: {why}; a workload is a .toml file")
         return path
     available = shipped()
     if name_or_path not in available:

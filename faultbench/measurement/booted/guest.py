@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, not_a_file
 from faultbench.measurement.booted import watchdog
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
@@ -114,11 +114,13 @@ def kvm_state() -> tuple[bool, str]:
 def requirements(kernel: str) -> list[str]:
     """What is missing to boot `kernel`, each with its install command."""
     missing = []
-    if not os.path.isfile(kernel):
+    why = not_a_file(kernel)
+    if why is not None:
         images = boot_images()
         have = f"images here: {', '.join(images)}" if images else (
             "install one: apt-get install linux-image-amd64")
-        missing.append(f"kernel image {kernel} not found ({have})")
+        what = "not found" if why == "no such file" else why
+        missing.append(f"kernel image {kernel}: {what} ({have})")
     elif not os.access(kernel, os.R_OK):
         missing.append(f"kernel image {kernel} is not readable by uid {os.geteuid()} (Debian "
                        "installs images root-only: run as root, or pass a readable copy)")

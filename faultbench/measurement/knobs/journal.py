@@ -217,12 +217,12 @@ def _remove_empty(dirs: list[str]) -> None:
 
 
 def drop_journal(path: str, made_dirs: Sequence[str] = ()) -> None:
-    """The journal gone, and the directories made for it (and the default journal's) once
-    empty."""
+    """The journal gone, and the directories made for it (and the default journal's, which
+    also holds the mount journals and the knob lock) once empty."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     _remove_empty(list(made_dirs))
-    if path == DEFAULT_JOURNAL:
+    if os.path.dirname(path) == os.path.dirname(DEFAULT_JOURNAL):
         with contextlib.suppress(OSError):
             os.rmdir(os.path.dirname(path))
 

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
+from faultbench.errors import not_a_file
 from faultbench.measurement.rundir.checks import run_rounds, sample_problem, short
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.rundir.meta_checks import meta_problem
@@ -251,8 +252,12 @@ class RunDir:
         for this process first."""
         run_dir = cls(path, any_owner=any_owner)
         try:
-            if not run_dir.dir.is_file(META):
+            why = not_a_file(META, dir_fd=run_dir.dir.fd, follow=False)
+            if why == "no such file":
                 raise ResultsError(f"{path}: not a faultbench run directory (no {META})")
+            if why is not None:
+                raise ResultsError(f"{path}/{META} is {why}: faultbench reads only a regular "
+                                   "file there")
             if not any_owner:
                 run_dir.lock.acquire("being written")
         except BaseException:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, file_kind
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -320,8 +320,8 @@ class SafeDir:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
             os.close(fd)
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file" if \
-                not stat.S_ISREG(st.st_mode) else f"{st.st_size:,} bytes, over {limit:,}"
+            what = f"{file_kind(st.st_mode)}, not a regular file" if not stat.S_ISREG(
+                st.st_mode) else f"{st.st_size:,} bytes, over {limit:,}"
             raise ResultsError(f"{where} is {what}: faultbench reads only a regular file "
                                "there")
         with os.fdopen(fd, "rb") as fh:
