@@ -172,9 +172,9 @@ def _aa_split() -> dict[str, str]:
     keys = ["pattern", "uffd", "mappers", "role"]
     boots = replicate_values(df.assign(boot=df["kernel"].astype(str) + df["boot"].astype(str)),
                              keys, "ns_per_page", "boot")
-    row = boots[(boots["pattern"] == "seq") & (boots["uffd"] == "missing")
+    row = boots[(boots["pattern"] == "sparse") & (boots["uffd"] == "missing")
                 & (boots["mappers"] == 1)]["value"].sort_values().to_numpy()
-    return {"low": f"{row[0]:.1f}-{row[2]:.1f}", "high": f"{row[3]:.1f}-{row[5]:.1f}"}
+    return {"low": f"{row[0]:,.1f}-{row[2]:,.1f}", "high": f"{row[3]:,.1f}-{row[5]:,.1f}"}
 
 
 def _controls() -> dict[str, str]:

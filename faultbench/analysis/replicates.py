@@ -44,11 +44,11 @@ from faultbench.analysis.estimators import (
 )
 
 ALPHA = 0.05
-# On the instruction clock, whole boots of one image land on levels this far apart (a 16
-# MiB read: 592.6 or 595.2 instructions per page, one timer tick more or less per loop):
-# with 3 boots a side, a split along those levels passes any test, so a boot-level change
-# below the step is not testable there, whatever a side's own boots show.
+# On the instruction clock, before loops started right after a tick (TICK_ALIGNED_EPOCH),
+# whole boots of one image landed on levels this far apart (592.6 or 595.2 insn/page, a tick
+# more or less per loop): a split along them passes any test, whatever a side's boots show.
 ICOUNT_STATE_STEP = 595.2 / 592.6
+TICK_ALIGNED_EPOCH = 1
 # What tells one boot from another, outermost first. Absent columns are simply not used.
 BOOT_COLUMNS = ("run", "kernel", "boot")
 ROUND_COLUMN = "round"
@@ -190,7 +190,8 @@ def compare_rows(
         rows;
       state_step: for boot-level rows, the step between boot states: among one side's
         per-boot values (`estimators.state_step`, the larger of the sides), and at least
-        ICOUNT_STATE_STEP on the instruction clock; 0 when there is none: a change below it
+        ICOUNT_STATE_STEP on the instruction clock of a harness that did not align loops to
+        the tick (`_tick_states`); 0 when there is none: a change below it
         cannot be told from a boot's state;
       exact, significant: bools;
       mark: "*" significant, "=" exactly equal, "?" untested or unable to reach alpha even
@@ -229,7 +230,7 @@ def compare_rows(
     ]
     # a change below the step between boot states is no more than a boot in the other state
     table["state_step"] = np.where(table["unit"] == "boot", np.maximum(
-        table["_states"], ICOUNT_STATE_STEP if _icount(base_df, new_df) else 0.0), 0.0)
+        table["_states"], ICOUNT_STATE_STEP if _tick_states(base_df, new_df) else 0.0), 0.0)
     table["detect"] = table["detect"].where(
         ~(tested & (table["state_step"] > table["detect"])), table["state_step"])
     hopeless = (table["p"].isna() & ~table["exact"]) | (tested & (table["min_p"] >= level))
@@ -251,8 +252,12 @@ def _pct_range(ratios: pd.Series) -> str:
     return f"{low}%" if low == high else f"{low}-{high}%"
 
 
-def _icount(*frames: pd.DataFrame) -> bool:
-    return any("clock" in f and bool((f["clock"] == "icount").any()) for f in frames)
+def _tick_states(*frames: pd.DataFrame) -> bool:
+    """Whether an instruction-clock frame is of a harness that did not align loops to the
+    tick (or of no known epoch): its boots land on levels ICOUNT_STATE_STEP apart."""
+    epochs = [[m.get("harness_epoch", 0) for m in f.attrs.get("meta", {}).values()]
+              for f in frames if "clock" in f and (f["clock"] == "icount").any()]
+    return any(not e or min(e) < TICK_ALIGNED_EPOCH for e in epochs)
 
 
 def footer_note(table: pd.DataFrame) -> str:
@@ -267,8 +272,7 @@ def footer_note(table: pd.DataFrame) -> str:
     raised = states[(states > 1) & (states == table["detect"])]
     if len(raised):
         parts.append(f"boot states: in {len(raised)} row(s) boots land on levels "
-                     f"{_pct_range(raised)} apart (instruction clock: at least "
-                     f"{100 * (ICOUNT_STATE_STEP - 1):.2g}%, docs/icount.md), more than the "
+                     f"{_pct_range(raised)} apart (docs/icount.md), more than the "
                      "test's detect; a change below that step is not testable with these "
                      "boots (a split along the levels passes any test), so detect shows the "
                      "step there")
