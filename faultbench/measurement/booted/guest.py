@@ -34,6 +34,7 @@ from faultbench.measurement.booted.scratch import (
     STATUS,
     guest_env,
     guest_script,
+    init_path,
     scratch_disk,
     venv_bin,
 )
@@ -263,7 +264,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             "--cpus", str(cpus),
             "--append", f"faultbench.plane={plane_for(kvm, clock)} "
                         f"module_blacklist={','.join(MODULE_BLACKLIST)} "
-                        + " ".join(DETERMINISM_PARAMS),
+                        + " ".join(DETERMINISM_PARAMS) + f" {init_path(scratch)}",
             "--rwdir", scratch, "--exec", f"sh {shlex.quote(script)}",
         ]
         if not kvm:
