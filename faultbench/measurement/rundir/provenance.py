@@ -7,7 +7,6 @@ is None, with the reason under `null_reasons` (dotted key), never a made-up defa
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -184,7 +183,7 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
               "systemd-detect-virt not installed or silent")
     for field in ("sys_vendor", "product_name"):
         facts.read(f"virtualization.dmi_{field}", f"{DMI_DIR}/{field}", "no DMI tables")
-    facts.put("python", platform.python_version())
+    facts.put("python", sys.version.split()[0])  # what platform.python_version() parses
 
     facts.put("thp", thp_settings())
     value, why = fault_around_bytes()
