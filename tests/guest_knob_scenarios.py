@@ -46,9 +46,32 @@ def start_loop(original: int) -> tuple[subprocess.Popen[str], int | None]:
     return proc, None
 
 
+def udev_state() -> dict[str, object]:
+    """What udev did in this boot: its processes still running, the devices it recorded
+    (coldplug records every device; faultbench's guests let it see only virtio-ports), and
+    whether the scratch disk, which no udev rule loaded a driver for, is mounted."""
+    processes = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/comm") as f:
+                name = f.read().strip()
+        except OSError:
+            continue
+        if "udev" in name:
+            processes.append(name)
+    subsystems = set()
+    for device in os.listdir("/run/udev/data") if os.path.isdir("/run/udev/data") else ():
+        link = f"/sys/dev/{'char' if device[0] == 'c' else 'block'}/{device[1:]}/subsystem"
+        subsystems.add(os.path.basename(os.path.realpath(link)) if device[0] in "cb"
+                       else device)
+    with open("/proc/mounts") as f:
+        mounts = [line.split()[1:3] for line in f]
+    return {"processes": processes, "subsystems": sorted(subsystems), "mounts": mounts}
+
+
 def main() -> int:
     original = knob()
-    out: dict[str, object] = {"original": original}
+    out: dict[str, object] = {"original": original, "udev": udev_state()}
     sweep = run([sys.executable, "-X", "importtime", "-m", "faultbench"], "measure",
                 "--backing", "memfd", "--size", SIZE, "--json",
                 "--set", "fault_around_bytes=" + ",".join(map(str, SWEEP)))

@@ -72,6 +72,7 @@ def test_boots_interleave_and_every_sample_says_which(
     for boot in meta["boots"]:
         cmdline = boot["guest"]["kernel"]["cmdline"]
         assert "virtme_chdir=<cwd>" in cmdline and "init=<venv>/" in cmdline, cmdline
+        assert "PATH=<scratch>/init-bin:/usr/sbin:" in cmdline, cmdline
         assert sys.prefix not in cmdline and f"={os.getcwd().lstrip('/')} " not in cmdline
     assert meta["finished_utc"] and [k["label"] for k in meta["kernels"]] == ["a", "b"]
     assert meta["kernels"][0]["sha256"] == meta["kernels"][1]["sha256"]

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from images import require_boot_image
 
-from faultbench.measurement.booted import guest
+from faultbench.measurement.booted import guest, scratch
 from faultbench.measurement.spec import parse_size
 
 HERE = Path(__file__).parent
@@ -119,6 +119,15 @@ def test_guest_never_imports_numpy_or_pandas(scenarios: dict) -> None:
     assert not imported & {"numpy", "pandas", "matplotlib", "scipy"}
 
 
+def test_guest_runs_no_udev_coldplug(scenarios: dict) -> None:
+    """virtme-ng-init's coldplug is narrowed to virtio-ports and udevd stopped (scratch.py):
+    no udev process is left, and the scratch disk is mounted without udev's driver load."""
+    udev = scenarios["udev"]
+    assert udev["processes"] == []
+    assert udev["subsystems"] == ["virtio-ports"]
+    assert ["/var/tmp", "ext4"] in udev["mounts"]
+
+
 def test_sigint_restores_the_knob(scenarios: dict) -> None:
     run = scenarios["sigint"]
     assert run["during"] is not None and run["during"] != scenarios["original"]
@@ -206,3 +215,18 @@ def test_sigterm_to_the_host_kills_the_guest(image: str, tmp_path: Path) -> None
     proc.terminate()
     assert proc.wait(timeout=30) == 128 + signal.SIGTERM
     assert not _qemu_with_scratch(tmp_path)
+
+
+def test_init_finds_the_stand_ins_first(tmp_path: Path) -> None:
+    """The `PATH=` kernel parameter names the stand-ins first, then the system's directories
+    (the initramfs's busybox /init runs with it too); a path a parameter cannot hold gives
+    none, and the guest runs udev as virtme-ng-init does."""
+    name, _, value = scratch.init_path(str(tmp_path)).partition("=")
+    assert name == "PATH"
+    first, *rest = value.split(":")
+    assert {"/usr/bin", "/bin"} <= set(rest)
+    for tool in ("udevadm", "systemd-tmpfiles"):
+        assert os.access(Path(first, tool), os.X_OK)
+    spaced = tmp_path / "a b"
+    spaced.mkdir()
+    assert scratch.init_path(str(spaced)) == ""

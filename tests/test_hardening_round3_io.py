@@ -396,10 +396,11 @@ def test_guest_command_lines_name_no_host_path() -> None:
     from faultbench.measurement.rundir.provenance import machine_paths_out
 
     cmdline = ("console=ttyS0 virtme_initmount0=tmp/faultbench-guest-x1 "
-               "virtme_initmount1=work/kbuild/tree virtme_chdir=work/wt/x quiet")
+               "virtme_initmount1=work/kbuild/tree virtme_chdir=work/wt/x quiet "
+               "PATH=/tmp/faultbench-guest-x1/init-bin:/usr/sbin:/bin")
     assert machine_paths_out(cmdline) == (
         "console=ttyS0 virtme_initmount0=<mount 0> virtme_initmount1=<mount 1> "
-        "virtme_chdir=<cwd> quiet")
+        "virtme_chdir=<cwd> quiet PATH=<scratch>/init-bin:/usr/sbin:/bin")
 
 
 # ---- memory bounds -----------------------------------------------------------------------

@@ -15,7 +15,6 @@ import itertools
 import math
 import sys
 import sysconfig
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,6 +317,8 @@ def load(name_or_path: str, knobs: dict[str, list[str]] | None = None,
     them: `faultbench run --set`) crossed into every matrix over the file's own values of
     those knobs, and `repetitions` instead of the file's; both recorded in meta.json."""
     path = find(name_or_path)
+    import tomllib  # here: a guest reads meta.json, never TOML, and tomllib compiles regexes
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         })
         specs = (Spec.from_dict(s["spec"]) for s in meta["scenarios"])
         report = {"boot": args.boot, "kernel": kernel["label"], "complete": False,
-                  "guest": collect(file_dir(specs))}
+                  "guest": collect(file_dir(specs), git=False)}
         run_dir.write_boot_report(args.boot, report)
         done = execute(own, quiet=args.quiet, boot=share)
     except FaultbenchError as exc:

@@ -20,6 +20,29 @@ SCRATCH_MOUNT = "/var/tmp"
 # /var/tmp/xfs` measures a file on XFS in the guest.
 XFS_SCRATCH_MOUNT = "/var/tmp/xfs"
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
+# virtme-ng-init (1.42) always runs udev coldplug and systemd-tmpfiles, with no option to skip
+# them, and they were a quarter of a TCG boot (docs/scale.md). It runs both through PATH,
+# which it extends rather than replaces, and the kernel hands `PATH=` from its command line to
+# init as environment: so the guest's init finds these stand-ins first. Coldplug is narrowed
+# to the virtio-ports subsystem: udev's rule for it makes the /dev/virtio-ports/virtme.*
+# links init needs for the command's stdout, stderr and exit status. Nothing else in a
+# measurement guest needs udev: devtmpfs makes the device nodes, and the one module a guest
+# needs that only udev would load (virtio_blk, for the scratch disks) the script loads. The
+# udev daemon is told to exit once that has settled, so no udev process runs beside the
+# measurement.
+INIT_BIN = "init-bin"
+_SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+_INIT_STAND_INS = {
+    "udevadm": ("#!/bin/sh\n"
+                "# faultbench: coldplug only virtio-ports, then stop the daemon\n"
+                f"PATH={_SYSTEM_PATH}\n"
+                "case \"$1\" in\n"
+                "trigger) exec udevadm \"$@\" --subsystem-match=virtio-ports ;;\n"
+                "settle) udevadm \"$@\"; exec udevadm control --exit ;;\n"
+                "esac\n"
+                "exec udevadm \"$@\"\n"),
+    "systemd-tmpfiles": "#!/bin/sh\n# faultbench: nothing in the guest needs tmpfiles.d\n",
+}
 
 
 def venv_bin() -> str:
@@ -45,10 +68,29 @@ def scratch_disk(directory: str, fstype: str = "ext4") -> str | None:
     return image if done.returncode == 0 else None
 
 
+def init_path(directory: str) -> str:
+    """Write the stand-ins for the guest's init into `directory`; the `PATH=` kernel
+    parameter that makes init find them ("" where a parameter cannot hold the path: init
+    then runs udev as before)."""
+    bin_dir = os.path.join(directory, INIT_BIN)
+    if any(c.isspace() or c in "\"'" for c in bin_dir):
+        return ""
+    os.mkdir(bin_dir)
+    for name, text in _INIT_STAND_INS.items():
+        path = os.path.join(bin_dir, name)
+        with open(path, "w") as f:
+            f.write(text)
+        os.chmod(path, 0o755)
+    # the system's directories too: the initramfs's /init (busybox sh) runs with this PATH
+    return f"PATH={bin_dir}:{_SYSTEM_PATH}"
+
+
 def guest_script(argv: list[str], scratch: str, env: dict[str, str], disk: bool,
             xfs: bool = False) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
+    # udev would have loaded virtio_blk on seeing the disk; none runs (init_path)
     mount = (
+        "modprobe -q virtio_blk 2>/dev/null\n"
         "for dev in /dev/vd? /dev/sd?; do "
         f"mount -t ext4 \"$dev\" {SCRATCH_MOUNT} 2>/dev/null && break; done\n"
     ) if disk else ""

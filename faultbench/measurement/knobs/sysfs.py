@@ -7,7 +7,6 @@ Standard library only: this runs inside emulated guests too.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import re
 import subprocess
@@ -113,6 +112,8 @@ def _private_namespace() -> None:
     global _own_namespace
     if _own_namespace:
         return
+    import ctypes  # here: most processes never mount, and ctypes is slow to import in a guest
+
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(
             None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_SLAVE), None) != 0:

@@ -7,7 +7,6 @@ is None, with the reason under `null_reasons` (dotted key), never a made-up defa
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -138,14 +137,21 @@ def file_dir(specs: Iterable[Spec]) -> str | None:
 def machine_paths_out(cmdline: str) -> str:
     """A booted guest's command line without the paths that name this machine, not the
     kernel: its init lives in this venv, virtme-ng passes the host's working directory and
-    the directories it shares (virtme_initmountN=, host paths without their leading /)."""
+    the directories it shares (virtme_initmountN=, host paths without their leading /), and
+    faultbench's stand-ins for init (PATH=, in the boot's scratch directory: scratch.py)."""
     cmdline = cmdline.replace(sys.prefix, "<venv>")
+    cmdline = re.sub(r"(?<!\S)PATH=\S*/init-bin:", "PATH=<scratch>/init-bin:", cmdline)
     cmdline = re.sub(r"\bvirtme_initmount(\d+)=\S*", r"virtme_initmount\1=<mount \1>", cmdline)
     return re.sub(r"\bvirtme_chdir=\S*", "virtme_chdir=<cwd>", cmdline)
 
 
-def collect(file_dir: str | None = None) -> dict[str, Any]:
-    """Everything that tells this machine and its settings apart (see module doc)."""
+GUEST_GIT = ("not described in a guest: its checkout is the host's, whose revision the "
+             "run's provenance records (git describe --dirty over 9p took 20-40 s a boot)")
+
+
+def collect(file_dir: str | None = None, git: bool = True) -> dict[str, Any]:
+    """Everything that tells this machine and its settings apart (see module doc); `git`
+    False leaves out the checkout's revision (a booted guest: GUEST_GIT)."""
     from faultbench._version import __version__
     from faultbench.measurement.measure import current_plane, meminfo
 
@@ -184,7 +190,7 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
               "systemd-detect-virt not installed or silent")
     for field in ("sys_vendor", "product_name"):
         facts.read(f"virtualization.dmi_{field}", f"{DMI_DIR}/{field}", "no DMI tables")
-    facts.put("python", platform.python_version())
+    facts.put("python", sys.version.split()[0])  # what platform.python_version() parses
 
     facts.put("thp", thp_settings())
     value, why = fault_around_bytes()
@@ -209,7 +215,7 @@ def collect(file_dir: str | None = None) -> dict[str, Any]:
         facts.put(f"memory.{key}", info.get(field), f"no {field} in /proc/meminfo")
     facts.put("load_average", list(os.getloadavg()))
     facts.put("faultbench.version", __version__)
-    revision, why = git_revision()
+    revision, why = git_revision() if git else (None, GUEST_GIT)
     facts.put("faultbench.git_revision", revision, why)
     facts.data["null_reasons"] = facts.null_reasons
     return facts.data
