@@ -33,6 +33,7 @@ from faultbench.measurement.knobs.journal import (
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
+from faultbench.measurement.knobs.tmpfs import release_killed
 from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.rundir.results import (
     FORMAT,
@@ -206,6 +207,8 @@ class Worker:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        # SIGKILL gave it no chance to release a tmpfs_huge mount; reaped, it provably won't
+        release_killed(proc.pid)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 with suppress(BrokenPipeError):
