@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -355,8 +356,8 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     label_cols = label_columns(df)
     table = scenario_data(df, label_cols)
 
-    def number(value: Any) -> float | None:
-        return None if value != value else float(value)
+    def number(value: Any) -> float | None:  # JSON has neither NaN nor infinity
+        return float(value) if math.isfinite(value) else None
 
     def _plain(value: Any) -> Any:  # a value unset for this scenario is null, not NaN
         value = value.item() if hasattr(value, "item") else value
