@@ -7,7 +7,6 @@ Real runs, real files, the real commands."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -98,3 +97,59 @@ def test_a_kernel_that_is_not_a_name_is_refused_in_one_line(
         done = fb(*args)
         assert done.returncode == 2, done.stderr
         assert "kernel is" in one_line(done.stderr)
+
+
+# ---- NEW-3: text from results files reaches the terminal escaped ------------------------------
+
+ESCAPES = "\x1b]0;PWN\x07\x1b[2J\x1b[31m"
+
+
+def _escaped(text: str) -> None:
+    assert "\x1b" not in text and "\x07" not in text, text
+    assert "\\x1b" in text, text
+
+
+def test_host_and_workload_names_from_meta_are_printed_escaped(
+        base: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(base, run)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["provenance"]["host"]["name"] += ESCAPES
+    meta["workload"]["name"] += ESCAPES
+    (run / "meta.json").write_text(json.dumps(meta))
+    done = fb("report", run, "--no-figures")
+    assert done.returncode == 0, done.stderr
+    _escaped(done.stdout)
+    _escaped((run / "report.txt").read_text())
+
+
+@pytest.fixture(scope="module")
+def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from faultbench.measurement.runner import profile_unavailable
+
+    if (why := profile_unavailable()) is not None:
+        pytest.skip(why)
+    where = tmp_path_factory.mktemp("round4-profiled")
+    (where / "w.toml").write_text(SMALL)
+    done = fb("run", where / "w.toml", "--out", where / "run", "--profile", "2", "-q")
+    assert done.returncode == 0, done.stderr
+    return where / "run"
+
+
+def test_profiled_stack_names_are_printed_escaped(profiled: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(profiled, run)
+    path = run / "profiles.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    for record in records:
+        stacks = (record.get("loop") or {}).get("stacks") or {}
+        for name in [n for n in stacks if n != "[user]"]:
+            stacks[name + ESCAPES] = stacks.pop(name)
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = fb("report", run, "--no-figures")
+    assert done.returncode == 0, done.stderr
+    _escaped(done.stdout)
+    _escaped((run / "report.txt").read_text())
+    done = fb("compare", profiled, run, "--profile")
+    assert done.returncode == 0, done.stderr
+    _escaped(done.stdout)
