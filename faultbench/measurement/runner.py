@@ -226,12 +226,14 @@ def check_resources(workload: Workload) -> None:
     """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
     a safe share of memory or disk. (Scenarios the kernel cannot do at all, e.g. hugetlb
     without reserved pages, are measured as `unsupported` and recorded as skipped.)"""
+    from faultbench.measurement.knobs.catalog import check_read_ahead_backing
     from faultbench.measurement.measure import check_resources as check_spec
 
     for scenario in workload.scenarios:
         try:
             check_spec(scenario.spec)
-        except SpecError as exc:
+            check_read_ahead_backing(scenario.knobs, scenario.spec.backing)
+        except (SpecError, KnobError) as exc:
             raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
                 from None
 
