@@ -108,3 +108,34 @@ def test_restore_removes_a_mount_journal_temp_file_its_dead_writer_left(
     # (it may also find the journal of another engineer's run, alive: not ours to judge)
     assert done.returncode == 0 or "still running" in done.stderr, done.stderr
     assert not stray.exists() and alive.exists()
+
+
+@needs_root
+def test_restore_names_a_live_measure_holding_a_tmpfs_mount(tmp_path: Path) -> None:
+    journal = tmp_path / "run" / "journal.json"
+    env = {**ENV, "FAULTBENCH_JOURNAL": str(journal)}
+    measure = subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--backing",
+                                "tmpfs", "--size", "64M", "--tmpfs-huge", "always",
+                                "--repeat", "100000"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                               env=env)
+    try:
+        # each sample mounts a tmpfs of its own: restore may come between two, and say
+        # there is nothing to restore (or speak of another engineer's run); it is asked
+        # again until it finds the mount
+        deadline = time.monotonic() + 120
+        while True:
+            assert measure.poll() is None and time.monotonic() < deadline, measure.stderr
+            done = subprocess.run([sys.executable, "-m", "faultbench", "restore"],
+                                  capture_output=True, text=True, env=env, timeout=120,
+                                  check=False)
+            assert "Traceback" not in done.stderr, done.stderr
+            if "holds a tmpfs mount" in done.stderr:
+                break
+        assert done.returncode == 2 and (
+            f"`faultbench measure` (pid {measure.pid}) is still running and holds a tmpfs "
+            "mount") in done.stderr, done.stderr
+    finally:
+        measure.send_signal(signal.SIGINT)
+        measure.communicate(timeout=120)
+    assert _leftovers(journal.parent, measure.pid) == []
