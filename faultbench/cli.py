@@ -16,7 +16,7 @@ import sys
 from typing import Any, NoReturn, TextIO
 
 from faultbench._version import __version__
-from faultbench.errors import FaultbenchError, printable
+from faultbench.errors import FaultbenchError, printable, printable_lines
 from faultbench.measurement import signals
 
 # name -> (module, one-line help). Each module has add_arguments(parser) and run(args) -> int.
@@ -58,7 +58,9 @@ class _Stdout:
             raise OutputError(f"cannot write standard output: {exc.strerror}") from None
 
     def write(self, text: str) -> int:
-        return self._call("write", text)
+        # the one place every command's output passes: text from results files (a host
+        # name, a stack's function) sends the terminal no escape sequence
+        return self._call("write", printable_lines(text))
 
     def flush(self) -> None:
         if self._stream is not None:  # nothing was written to a closed one

@@ -22,6 +22,13 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+def printable_lines(text: str) -> str:
+    """`text` with control characters escaped but its newlines kept: what a command prints
+    and report.txt, whose text comes in part from results files (a host or workload name, a
+    profiled stack's function name: untrusted input)."""
+    return "\n".join(printable(line) for line in text.split("\n"))
+
+
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
           (stat.S_ISLNK, "a symbolic link"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -48,7 +49,7 @@ from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, text_table, wrap
-from faultbench.errors import printable
+from faultbench.errors import printable, printable_lines
 from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
@@ -286,7 +287,8 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     if memory:
         parts += ["\n", memory]
     parts.append(footer(df, meta.get("skipped") or []))
-    return "".join(parts)
+    # report.txt is read in a terminal too; the command's output is escaped in cli.py
+    return printable_lines("".join(parts))
 
 
 def write_report(
@@ -355,8 +357,8 @@ def report_data(run_dir: Path) -> dict[str, Any]:
     label_cols = label_columns(df)
     table = scenario_data(df, label_cols)
 
-    def number(value: Any) -> float | None:
-        return None if value != value else float(value)
+    def number(value: Any) -> float | None:  # JSON has neither NaN nor infinity
+        return float(value) if math.isfinite(value) else None
 
     def _plain(value: Any) -> Any:  # a value unset for this scenario is null, not NaN
         value = value.item() if hasattr(value, "item") else value

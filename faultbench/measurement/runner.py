@@ -33,6 +33,7 @@ from faultbench.measurement.knobs.journal import (
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
+from faultbench.measurement.knobs.tmpfs import release_killed
 from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.rundir.results import (
     FORMAT,
@@ -206,6 +207,8 @@ class Worker:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        # SIGKILL gave it no chance to release a tmpfs_huge mount; reaped, it provably won't
+        release_killed(proc.pid)
         for stream in (proc.stdin, proc.stdout):
             if stream is not None:
                 with suppress(BrokenPipeError):
@@ -223,12 +226,14 @@ def check_resources(workload: Workload) -> None:
     """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
     a safe share of memory or disk. (Scenarios the kernel cannot do at all, e.g. hugetlb
     without reserved pages, are measured as `unsupported` and recorded as skipped.)"""
+    from faultbench.measurement.knobs.catalog import check_read_ahead_backing
     from faultbench.measurement.measure import check_resources as check_spec
 
     for scenario in workload.scenarios:
         try:
             check_spec(scenario.spec)
-        except SpecError as exc:
+            check_read_ahead_backing(scenario.knobs, scenario.spec.backing)
+        except (SpecError, KnobError) as exc:
             raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
                 from None
 

@@ -149,7 +149,9 @@ def _fit_rows(rows: pd.DataFrame) -> pd.DataFrame:
     inside = rows["stride"] * rows["page_size"] <= reach
     return rows[kind.isin(FIT_PATTERNS) & inside
                 & rows["uffd"].isin(FIT_UFFD) & no_events & (rows["cache"] == "warm")
-                & rows["metric"].notna() & rows["faults"].notna() & rows["pages_mapped"].notna()]
+                & rows["metric"].notna() & rows["faults"].notna() & rows["pages_mapped"].notna()
+                # a loop that took no fault has no pages per fault (M/F): a touch row's
+                & (rows["faults"] > 0)]
 
 
 def _touch_rows(rows: pd.DataFrame) -> pd.DataFrame:

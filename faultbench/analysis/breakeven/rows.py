@@ -7,6 +7,7 @@ drift within a round hits on and off alike; samples of one round are not indepen
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -36,13 +37,14 @@ def stride_of(pattern: str, page_size: int) -> int | None:
 
 
 def json_safe(value: Any) -> Any:
-    """NaN (a stride some setting lacks, a null munmap_ns) as None: json.dumps would write
-    NaN, which is not JSON."""
+    """NaN (a stride some setting lacks, a null munmap_ns) and infinities (a singular
+    design's condition number) as None: json.dumps would write NaN or Infinity, which are
+    not JSON."""
     if isinstance(value, dict):
         return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list):
         return [json_safe(v) for v in value]
-    if isinstance(value, float) and value != value:
+    if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import itertools
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from faultbench.errors import FaultbenchError
@@ -105,6 +106,16 @@ def read_ahead_path(file_dir: str) -> str:
     if os.path.exists(os.path.join(real, "partition")):
         real = os.path.dirname(real)
     return os.path.join(real, "queue", "read_ahead_kb")
+
+
+def check_read_ahead_backing(knob_names: Iterable[str], backing: str) -> None:
+    """KnobError if read_ahead_kb is set for a backing other than `file`: only a file on a
+    disk is read through a block device's read-ahead; for memfd, anon, tmpfs or hugetlb it
+    would change the root disk's, system-wide, and measure nothing of it."""
+    if "read_ahead_kb" in knob_names and backing != "file":
+        raise KnobError(f"read_ahead_kb: backing {backing} reads from no block device, so "
+                        "read-ahead does not apply to it; it applies to the `file` backing "
+                        "with --dir on a disk")
 
 
 def resolve(name: str, file_dir: str | None = None) -> Knob:

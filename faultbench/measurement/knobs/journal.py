@@ -108,6 +108,20 @@ def _owner_alive(data: dict) -> bool:
     return start is not None and start == data.get("pid_start")
 
 
+def _writer(data: dict) -> str:
+    """Which faultbench a journal's live writer is, from its recorded argv (untrusted: only
+    names faultbench knows are said)."""
+    argv = data.get("argv")
+    words = [a for a in argv if isinstance(a, str)] if isinstance(argv, list) else []
+    program = os.path.basename(words[0]) if words else ""
+    if program == "worker.py":
+        return "the measuring worker of a `faultbench run`"
+    if program in ("faultbench", "__main__.py") and len(words) > 1 and \
+            words[1] in ("measure", "run"):
+        return f"`faultbench {words[1]}`"
+    return "a process measuring with faultbench"
+
+
 def refuse_if_journal(path: str) -> None:
     data = _load_journal(path)
     if data is None:
@@ -319,6 +333,10 @@ def restore_journal(path: str | None = None) -> list[str]:
     if data is None:
         return []
     if _owner_alive(data):
+        if not data.get("knobs") and data.get("unmount"):  # a mount journal (tmpfs.py)
+            raise KnobError(
+                f"{_writer(data)} (pid {data['pid']}) is still running and holds a tmpfs "
+                f"mount it releases itself when it ends; stop it (kill {data['pid']}) instead")
         raise KnobError(
             f"faultbench run pid {data['pid']} is still running and restores its knobs itself "
             f"when it ends; stop it (kill {data['pid']}) instead"

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.knobs.journal import (
+    DEFAULT_JOURNAL,
     JOURNAL_FORMAT,
     drop_journal,
     journal_path,
@@ -30,14 +31,48 @@ from faultbench.measurement.knobs.journal import (
     write_journal,
 )
 from faultbench.measurement.knobs.sysfs import OWN_TMPFS_PREFIX, MountError, run_mount_tool, umount
+from faultbench.measurement.rundir.safefile import remove_dead_temp_files
 from faultbench.measurement.signals import blocked
 
 MOUNT_JOURNAL_PREFIX = "mount-"
 
 
-def _mount_journal() -> str:
+def _mount_journal(pid: int | None = None) -> str:
     return os.path.join(os.path.dirname(os.path.abspath(journal_path())),
-                        f"{MOUNT_JOURNAL_PREFIX}{os.getpid()}.json")
+                        f"{MOUNT_JOURNAL_PREFIX}{pid or os.getpid()}.json")
+
+
+def release_killed(pid: int) -> None:
+    """What process `pid`, killed by SIGKILL and reaped (the runner's worker, which cannot
+    release anything itself), left of its tmpfs: its mount journal replayed, a temp file of
+    that journal removed. Best effort: `faultbench restore` still finds what stays."""
+    path = _mount_journal(pid)
+    with contextlib.suppress(FaultbenchError, OSError):
+        restore_journal(path)
+    _remove_dead_temp_files(os.path.dirname(path), os.path.basename(path))
+
+
+def _remove_dead_temp_files(directory: str, name: str = "") -> None:
+    """The temp files of mount journal `name` (else of any mount journal) in `directory`
+    whose writer is dead: a kill in the middle of write_journal leaves one, and nothing else
+    would remove it. Only mount journals': the directory may be anyone's (--journal)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        names = {name} if name else {
+            entry[1:].partition(".json.")[0] + ".json" for entry in os.listdir(fd)
+            if entry.startswith(f".{MOUNT_JOURNAL_PREFIX}") and ".json." in entry}
+        for each in names:
+            remove_dead_temp_files(fd, each)
+    except OSError:
+        return
+    finally:
+        os.close(fd)
+    if directory == os.path.dirname(DEFAULT_JOURNAL):  # empty now, it holds nothing of ours
+        with contextlib.suppress(OSError):
+            os.rmdir(directory)
 
 
 @contextlib.contextmanager
@@ -50,14 +85,17 @@ def own_tmpfs(huge: str) -> Iterator[str]:
     path = _mount_journal()
     target = os.path.join(os.path.dirname(path), f"{OWN_TMPFS_PREFIX}{os.getpid()}")
     fd = -1
-    with blocked():  # a SIGTERM half-way would leave the mount; SIGKILL leaves the journal
-        made = write_journal(path, {
-            "format": JOURNAL_FORMAT, "pid": os.getpid(),
-            "pid_start": process_start(os.getpid()), "argv": sys.argv,
-            "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "knobs": [], "unmount": [target],
-        })
-        try:
+    made: list[str] | None = None
+    # The release is armed before the mask goes: a signal that arrived while blocked is
+    # delivered as the mask is restored, and must unwind through it, not past it.
+    try:
+        with blocked():  # a SIGTERM half-way would leave the mount; SIGKILL the journal
+            made = write_journal(path, {
+                "format": JOURNAL_FORMAT, "pid": os.getpid(),
+                "pid_start": process_start(os.getpid()), "argv": sys.argv,
+                "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "knobs": [], "unmount": [target],
+            })
             os.mkdir(target, 0o700)
             done = run_mount_tool(["mount", "-t", "tmpfs", "-o", f"huge={huge},mode=0700",
                                    "faultbench", target])
@@ -65,18 +103,15 @@ def own_tmpfs(huge: str) -> Iterator[str]:
                 raise MountError(f"cannot mount a tmpfs with huge={huge}: "
                                  f"{done.stderr.strip() or 'mount failed'}")
             try:
-                fd = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW |
+                fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY |
                              os.O_CLOEXEC)
             finally:
                 umount(target, lazy=True)
-        except BaseException:
-            _release(fd, target, path, made)
-            raise
-    try:
         yield f"/proc/self/fd/{fd}"
     finally:
-        with blocked():
-            _release(fd, target, path, made)
+        if made is not None:  # else write_journal failed, and removed what it made
+            with blocked():
+                _release(fd, target, path, made)
 
 
 def _release(fd: int, target: str, path: str, made: list[str]) -> None:
@@ -132,6 +167,7 @@ def restore_mounts(knob_journal: str) -> MountRestore:
             continue
         result.done += [f"{path.name}: {line}" for line in lines] or [
             f"{path.name}: nothing was left mounted; journal removed"]
+    _remove_dead_temp_files(os.path.dirname(os.path.abspath(knob_journal)))
     return result
 
 

@@ -14,6 +14,7 @@ from faultbench.measurement.spec import MAX_DEADLINE_S, MAX_MAPPERS, Sample, Spe
 _INT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type in ("int", "int | None"))
 _FLOAT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type == "float | None")
 _INT64_MAX = (1 << 63) - 1
+_MAX_PAGE_SIZE = 1 << 30  # no page is larger (x86's gigantic pages)
 # A sample ends at its deadline, so no page took longer; more faults than this per page
 # touched is not a measurement either. Bounds for plausibility, and to keep tables narrow.
 _FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
@@ -52,9 +53,12 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     if rounds is not None and record.get("round") is not None and record["round"] >= rounds:
         return (f"{where}: round {record['round']} is past the run's {rounds} rounds "
                 "(warm-ups, repetitions and profiled ones)")
+    # kernel and machine (a booted run's, a merged run's) group tables: a list or a float
+    # there is no label, and would fail deep in pandas
     for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
                       ("null_reasons", dict), ("error", str), ("profiled", bool),
-                      ("launch_outcome", str)):
+                      ("launch_outcome", str), ("clock", str), ("fs_type", str),
+                      ("kernel", str), ("machine", str)):
         value = record.get(key)
         if not isinstance(value, kind) and not (value is None and key not in ("status",)):
             return f"{where}: {key} is {value!r}, not {kind.__name__}"
@@ -71,6 +75,10 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or not 0 <= value <= _INT64_MAX):
             return f"{where}: {key} is {short(value)}, not a count from 0 to 2^63-1"
+    page_size = record.get("page_size")  # strides and windows are counted in it
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not (
+            0 < page_size <= _MAX_PAGE_SIZE and page_size & (page_size - 1) == 0):
+        return f"{where}: page_size is {short(page_size)}, not a power of two up to 1G"
     for key in _FLOAT_FIELDS:
         value = record.get(key)
         high = _FLOAT_MAX.get(key, float(_INT64_MAX))
