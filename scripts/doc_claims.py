@@ -284,8 +284,9 @@ CLAIMS: list[Claim] = [
           _kernel_phases),
     Claim("docs/profiles.md", "The rmap+memcg *share* is unchanged ({share_old}% vs "
           "{share_new}%)", _kernel_phases),
-    Claim("docs/profiles.md", "the VMA lookup phase, {vma}%) and the rest in the fault's "
-          "entry and exit ({entry}%)", _kernel_phases),
+    Claim("docs/profiles.md", "spends {vma}% of its loop finding the VMA "
+          "(`lock_vma_under_rcu`, `mas_walk`: the VMA lookup phase) and {entry}% in the "
+          "fault's entry and exit", _kernel_phases),
     Claim("docs/profiles.md", "executes {on_change}% fewer instructions than 6.1 with "
           "fault-around on ({on_base} -> {on_new}, 95% CI {lo}..{hi}%, all 3 rows) and "
           "{off_change}% more with it off (uffd-wp, {off_base} -> {off_new})", _kernel_change),
