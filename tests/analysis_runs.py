@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from groups import shared_dir
 from images import require_boot_image
 
 # memfd: fault-around on/off via userfaultfd, two mappers of which only the second
@@ -153,20 +154,12 @@ class Runs:
 _made: dict[str, dict[str, Any]] = {}
 
 
-def _session_dir(factory: pytest.TempPathFactory) -> Path:
-    """A directory every worker of this session shares: under xdist, the parent of each
-    worker's own base directory (pytest-of-USER/pytest-N); without it, the base itself
-    (its parent is shared by every session of this user)."""
-    base = factory.getbasetemp()
-    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
-
-
 def _once(factory: pytest.TempPathFactory, key: str,
           make: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
     """make(an empty directory of its own)'s JSON-able result, made once per session. A run
     that fails fails every test that asks, without a retry (some take minutes)."""
     if key not in _made:
-        root = _session_dir(factory) / "shared-runs"
+        root = shared_dir(factory.getbasetemp()) / "shared-runs"
         root.mkdir(exist_ok=True)
         with open(root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed: by a worker's death too

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from groups import HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,6 +41,8 @@ def scratch() -> Iterator[Path]:
     shutil.rmtree(where)
 
 
+# some blocks set knobs; all on one worker, in order, sharing one scratch directory
+@HOST
 @pytest.mark.parametrize(("path", "command"), COMMANDS,
                          ids=[f"{p.name}:{c.line}" for p, c in COMMANDS])
 def test_console_block_matches_a_real_run(path: Path, command, scratch: Path) -> None:
