@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from groups import HOST, shared_dir
+from groups import ALONE, shared_dir
 
 
 def _flock(path: Path, operation: int) -> int:
@@ -21,9 +21,13 @@ def _flock(path: Path, operation: int) -> int:
     return fd
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{ALONE.name}: runs with no other test beside it "
+                            "(tests/groups.py)")
+
+
 def _alone(item: pytest.Item | None) -> bool:
-    group = None if item is None else item.get_closest_marker("xdist_group")
-    return group is not None and group.args == HOST.args
+    return item is not None and item.get_closest_marker(ALONE.name) is not None
 
 
 _alone_fds: list[int] = []  # held by this worker from its first HOST test to its last in a row
@@ -31,7 +35,7 @@ _alone_fds: list[int] = []  # held by this worker from its first HOST test to it
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
-    """Under pytest-xdist, HOST tests (tests/groups.py) run alone: from the setup of the first
+    """Under pytest-xdist, ALONE tests (tests/groups.py) run alone: from the setup of the first
     of a row of them, module fixtures included, to the teardown of the last, the worker holds
     host.lock exclusively; every other test holds it shared. A worker waiting for it holds
     the turnstile, so that the other cannot keep the shared lock forever by taking it again

@@ -3,13 +3,17 @@ which runs the tests of one group one after another on one worker. Every other t
 beside any other.
 
 HOST: tests that change what the whole machine shares, or read it expecting no one else
-changed it. Each also runs alone, no other test beside it (tests/conftest.py): a THP knob
-set to `always` changes the faults every other test's memfd counts. And faultbench's knob
-lock (/run/faultbench/lock) refuses a second knob writer at once rather than waiting
-(measurement/knobs/knoblock.py); a test's own mount of debugfs or securityfs outside
-faultbench's private mount namespace shows in another's /proc/mounts (the special_mounts
-fixture). faultbench's own mounts are private: a test that runs faultbench without knobs, and
-without a tmpfs of its own beside the default journal, needs no group.
+changed it. faultbench's knob lock (/run/faultbench/lock) refuses a second knob writer at
+once rather than waiting (measurement/knobs/knoblock.py), so two knob-writing tests side by
+side fail; a test's own mount of debugfs or securityfs outside faultbench's private mount
+namespace shows in another's /proc/mounts (the special_mounts fixture). faultbench's own
+mounts are private: a test that runs faultbench without knobs, and without a tmpfs of its own
+beside the default journal, needs no group.
+
+ALONE (with HOST): a test that sets a knob other tests' counts depend on (a THP knob to
+`always`: every memfd's faults change) runs with no other test beside it (tests/conftest.py).
+The knobs the shipped workloads pin (thp.shmem_enabled = never, this machine's default),
+vm.swappiness and thp.defrag change no count.
 
 The others keep the tests that share one guest run (a session- or module-scoped run that
 boots) on one worker, so that the guests boot once, not once per worker.
@@ -23,6 +27,7 @@ from pathlib import Path
 import pytest
 
 HOST = pytest.mark.xdist_group("host")
+ALONE = pytest.mark.alone
 # analysis_runs.killed_kernels_run: five boots
 KERNELS_RUN = pytest.mark.xdist_group("kernels-run")
 # analysis_runs.tcg_run: one boot

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import faultbench, table_row
 from faultbench.measurement._native import ffi, lib
-from groups import HOST
+from groups import ALONE, HOST
 from images import require_boot_image
 
 from faultbench import Spec, SpecError, load, measure
@@ -370,6 +370,7 @@ def measure_cli(journal: Path, *args: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
+@ALONE
 @HOST
 @needs_mthp
 def test_mthp_shmem_knob_makes_64k_folios_of_anon_shared_memory(tmp_path: Path) -> None:
@@ -387,6 +388,7 @@ def test_mthp_shmem_knob_makes_64k_folios_of_anon_shared_memory(tmp_path: Path) 
     assert knob_now() == before
 
 
+@ALONE
 @HOST
 @needs_mthp
 def test_mthp_knob_after_sigkill_is_restored_by_restore(tmp_path: Path) -> None:
