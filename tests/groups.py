@@ -47,3 +47,5 @@ def shared_dir(basetemp: Path) -> Path:
     worker's own base directory (xdist puts them in the session's); without it, the base
     itself (its parent, pytest-of-USER, is shared by every session of this user)."""
     return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
+# test_notebook's one execution of the notebook
+NOTEBOOK_RUN = pytest.mark.xdist_group("notebook-run")
