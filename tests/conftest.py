@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from groups import ALONE, shared_dir
+from groups import ALONE, UNTOUCHED_BY_HOST_KNOBS, shared_dir
 
 
 def _flock(path: Path, operation: int) -> int:
@@ -37,10 +37,12 @@ _alone_fds: list[int] = []  # held by this worker from its first HOST test to it
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     """Under pytest-xdist, ALONE tests (tests/groups.py) run alone: from the setup of the first
     of a row of them, module fixtures included, to the teardown of the last, the worker holds
-    host.lock exclusively; every other test holds it shared. A worker waiting for it holds
-    the turnstile, so that the other cannot keep the shared lock forever by taking it again
-    test after test."""
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
+    host.lock exclusively; every other test holds it shared, but for the groups no host knob
+    touches (UNTOUCHED_BY_HOST_KNOBS). A worker waiting for it holds the turnstile, so that
+    the other cannot keep the shared lock forever by taking it again test after test."""
+    group = item.get_closest_marker("xdist_group")
+    if not os.environ.get("PYTEST_XDIST_WORKER") or (
+            group is not None and group.args[0] in UNTOUCHED_BY_HOST_KNOBS):
         return (yield)
     where = shared_dir(Path(item.config.option.basetemp))
     turnstile, lock = where / "host-turnstile.lock", where / "host.lock"

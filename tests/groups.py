@@ -16,7 +16,10 @@ The knobs the shipped workloads pin (thp.shmem_enabled = never, this machine's d
 vm.swappiness and thp.defrag change no count.
 
 The others keep the tests that share one guest run (a session- or module-scoped run that
-boots) on one worker, so that the guests boot once, not once per worker.
+boots) on one worker, so that the guests boot once, not once per worker. What most of them
+read was counted in a guest, or (the notebook) comes from shipped results: no host knob
+changes it, so they run beside an ALONE test too, rather than make it wait minutes for them
+(UNTOUCHED_BY_HOST_KNOBS).
 """
 
 from __future__ import annotations
@@ -49,3 +52,9 @@ def shared_dir(basetemp: Path) -> Path:
     return basetemp.parent if os.environ.get("PYTEST_XDIST_WORKER") else basetemp
 # test_notebook's one execution of the notebook
 NOTEBOOK_RUN = pytest.mark.xdist_group("notebook-run")
+
+# the groups whose tests an ALONE test need not wait for (see above); not SWEEP_RUN, some of
+# whose tests may make analysis_runs.native_runs, memfd counted on the host
+UNTOUCHED_BY_HOST_KNOBS = frozenset(
+    mark.args[0] for mark in (KERNELS_RUN, GUEST_SCENARIOS, REPRO_RUN, SCALE_RUN, MEMORY_RUN,
+                              NOTEBOOK_RUN))
