@@ -8,17 +8,20 @@ the finished run: one run of the most expensive kind in the suite, not two).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from groups import shared_dir
 from images import require_boot_image
 
 # memfd: fault-around on/off via userfaultfd, two mappers of which only the second
@@ -145,18 +148,45 @@ class Runs:
     dir_b: Path
 
 
-# One set of runs per session whichever test module asks first (the factory is per session).
-_made: dict[str, object] = {}
+# Each run is made once per test session, whichever test (and, under pytest-xdist, whichever
+# worker) asks first; the result is kept as JSON beside the run, so another worker that asks
+# waits for the first to finish and reads it, rather than booting the same guests again.
+_made: dict[str, dict[str, Any]] = {}
+
+
+def _once(factory: pytest.TempPathFactory, key: str,
+          make: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """make(an empty directory of its own)'s JSON-able result, made once per session. A run
+    that fails fails every test that asks, without a retry (some take minutes)."""
+    if key not in _made:
+        root = shared_dir(factory.getbasetemp()) / "shared-runs"
+        root.mkdir(exist_ok=True)
+        with open(root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when closed: by a worker's death too
+            done = root / f"{key}.json"
+            if not done.exists():
+                (root / key).mkdir()
+                try:
+                    result = {"ok": make(root / key)}
+                except subprocess.CalledProcessError as exc:
+                    result = {"failed": f"the {key} run failed ({exc.returncode}): {exc.stderr}"}
+                except Exception as exc:
+                    result = {"failed": f"the {key} run failed: {exc!r}"}
+                done.write_text(json.dumps(result))
+            _made[key] = json.loads(done.read_text())
+    if "failed" in _made[key]:
+        pytest.fail(_made[key]["failed"])
+    return _made[key]["ok"]
 
 
 def native_runs(factory: pytest.TempPathFactory) -> Runs:
-    if "native" not in _made:
-        base = factory.mktemp("analysis")
-        _made["native"] = Runs(
-            tiny=make_run(base, "tiny", TINY), tiny2=make_run(base, "tiny2", TINY),
-            other=make_run(base, "other", OTHER), dir_a=base / "a", dir_b=base / "b",
-        )
-    return _made["native"]  # type: ignore[return-value]
+    def make(base: Path) -> dict[str, Any]:
+        return {"tiny": str(make_run(base, "tiny", TINY)),
+                "tiny2": str(make_run(base, "tiny2", TINY)),
+                "other": str(make_run(base, "other", OTHER)),
+                "dir_a": str(base / "a"), "dir_b": str(base / "b")}
+
+    return Runs(**{k: Path(v) for k, v in _once(factory, "native", make).items()})
 
 
 def _boot_image() -> str:
@@ -164,9 +194,12 @@ def _boot_image() -> str:
 
 
 def tcg_run(factory: pytest.TempPathFactory) -> Path:
-    if "tcg" not in _made:
-        _made["tcg"] = make_run(factory.mktemp("tcg"), "sweep", SWEEP, "--kernel", _boot_image())
-    return _made["tcg"]  # type: ignore[return-value]
+    image = _boot_image()  # skipped (or failed in CI) by each test that cannot boot
+
+    def make(base: Path) -> dict[str, Any]:
+        return {"run": str(make_run(base, "sweep", SWEEP, "--kernel", image))}
+
+    return Path(_once(factory, "tcg", make)["run"])
 
 
 @dataclass(frozen=True)
@@ -195,7 +228,7 @@ def guest_processes(marker: str) -> list[str]:
     return found
 
 
-def _killed_and_resumed(base: Path, image: str) -> KilledRun:
+def _killed_and_resumed(base: Path, image: str) -> dict[str, Any]:
     toml, run = base / "kernels.toml", base / "kernels"
     toml.write_text(KERNELS)
     proc = subprocess.Popen(
@@ -219,7 +252,9 @@ def _killed_and_resumed(base: Path, image: str) -> KilledRun:
     scratch_left = {p for p in scratch if p.exists()}
     killed_meta = json.loads((run / "meta.json").read_text())
     resumed = faultbench("run", "--resume", run)
-    return KilledRun(run, resumed.stderr, left, scratch, scratch_left, killed_meta)
+    return {"run": str(run), "resumed_stderr": resumed.stderr, "left": left,
+            "scratch": sorted(map(str, scratch)), "scratch_left": sorted(map(str, scratch_left)),
+            "killed_meta": killed_meta}
 
 
 def killed_kernels_run(factory: pytest.TempPathFactory) -> KilledRun:
@@ -227,19 +262,12 @@ def killed_kernels_run(factory: pytest.TempPathFactory) -> KilledRun:
     A), killed with SIGKILL during its second boot and resumed. On the wall clock: what is
     tested is the boots' order, the resume and the per-boot statistics, and a wall-clock TCG
     boot takes ~30 s where an instruction-clock one takes ~45 s (the sweep run and
-    test_guest cover the instruction clock).
-
-    Five boots take minutes: a failed run fails every test that asks, without a retry."""
-    if "kernels" not in _made:
-        image = _boot_image()
-        try:
-            _made["kernels"] = _killed_and_resumed(factory.mktemp("kernels"), image)
-        except subprocess.CalledProcessError as exc:
-            _made["kernels"] = exc
-    if isinstance(_made["kernels"], subprocess.CalledProcessError):
-        error = _made["kernels"]
-        pytest.fail(f"the two-kernel run failed ({error.returncode}): {error.stderr}")
-    return _made["kernels"]  # type: ignore[return-value]
+    test_guest cover the instruction clock). Five boots take minutes."""
+    image = _boot_image()
+    seen = _once(factory, "kernels", lambda base: _killed_and_resumed(base, image))
+    return KilledRun(Path(seen["run"]), seen["resumed_stderr"], seen["left"],
+                     set(map(Path, seen["scratch"])), set(map(Path, seen["scratch_left"])),
+                     seen["killed_meta"])
 
 
 def kernels_run(factory: pytest.TempPathFactory) -> Path:
@@ -249,14 +277,16 @@ def kernels_run(factory: pytest.TempPathFactory) -> Path:
 
 def hogged_run(factory: pytest.TempPathFactory) -> Path:
     """A native run confined to CPU 0 while a busy loop spins on CPU 0 too."""
-    if "hogged" not in _made:
+
+    def make(base: Path) -> dict[str, Any]:
         hog = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", "while True: pass"])
         try:
-            _made["hogged"] = make_run(factory.mktemp("hogged"), "hogged", HOGGED, pin="0")
+            return {"run": str(make_run(base, "hogged", HOGGED, pin="0"))}
         finally:
             hog.kill()
             hog.wait()
-    return _made["hogged"]  # type: ignore[return-value]
+
+    return Path(_once(factory, "hogged", make)["run"])
 
 
 def table_row(text: str, label: str) -> list[str]:

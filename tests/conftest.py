@@ -2,10 +2,72 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import fcntl
+import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from groups import ALONE, UNTOUCHED_BY_HOST_KNOBS, shared_dir
+
+
+def _flock(path: Path, operation: int) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, operation)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", f"{ALONE.name}: runs with no other test beside it "
+                            "(tests/groups.py)")
+
+
+def _alone(item: pytest.Item | None) -> bool:
+    return item is not None and item.get_closest_marker(ALONE.name) is not None
+
+
+_alone_fds: list[int] = []  # held by this worker from its first HOST test to its last in a row
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Under pytest-xdist, ALONE tests (tests/groups.py) run alone: from the setup of the first
+    of a row of them, module fixtures included, to the teardown of the last, the worker holds
+    host.lock exclusively; every other test holds it shared, but for the groups no host knob
+    touches (UNTOUCHED_BY_HOST_KNOBS). A worker waiting for it holds the turnstile, so that
+    the other cannot keep the shared lock forever by taking it again test after test."""
+    group = item.get_closest_marker("xdist_group")
+    if not os.environ.get("PYTEST_XDIST_WORKER") or (
+            group is not None and group.args[0] in UNTOUCHED_BY_HOST_KNOBS):
+        return (yield)
+    where = shared_dir(Path(item.config.option.basetemp))
+    turnstile, lock = where / "host-turnstile.lock", where / "host.lock"
+    shared = -1
+    if not _alone(item):
+        gate = _flock(turnstile, fcntl.LOCK_SH)
+        try:
+            shared = _flock(lock, fcntl.LOCK_SH)
+        finally:
+            os.close(gate)
+    elif not _alone_fds:
+        gate = _flock(turnstile, fcntl.LOCK_EX)
+        try:
+            _alone_fds.extend((_flock(lock, fcntl.LOCK_EX), gate))
+        except BaseException:
+            os.close(gate)
+            raise
+    try:
+        return (yield)
+    finally:
+        if shared >= 0:
+            os.close(shared)
+        elif not _alone(nextitem):
+            while _alone_fds:
+                os.close(_alone_fds.pop())
 
 
 @pytest.fixture(scope="session")

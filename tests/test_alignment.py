@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from groups import HOST
 
 from faultbench import Spec, SpecError, measure_mappers
 from faultbench.measurement.spec import window_bytes
@@ -56,6 +57,7 @@ def measured(*args: str) -> list[dict]:
     return [json.loads(line) for line in result.stdout.splitlines()]
 
 
+@HOST
 @needs_root
 def test_measure_and_run_count_the_same_faults_for_the_same_spec(tmp_path: Path) -> None:
     """1024 faults aligned and 1025 a page off, for a warm 64 MiB memfd at the default

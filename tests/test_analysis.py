@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from analysis_runs import Runs, kernels_run, native_runs
+from groups import KERNELS_RUN
 from scipy import stats
 
 import faultbench
@@ -103,6 +104,7 @@ def test_native_runs_are_one_kernel_one_boot(runs: Runs) -> None:
     assert "kernel" not in label_columns(df)
 
 
+@KERNELS_RUN
 def test_booted_run_carries_kernel_and_boot(tmp_path_factory: pytest.TempPathFactory) -> None:
     run = kernels_run(tmp_path_factory)
     df = faultbench.load(run)

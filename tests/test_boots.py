@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from analysis_runs import kernels_run, killed_kernels_run
+from groups import KERNELS_RUN
 from images import require_boot_image
 
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
@@ -60,6 +61,7 @@ def samples(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
 
 
+@KERNELS_RUN
 def test_boots_interleave_and_every_sample_says_which(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     run = killed_kernels_run(tmp_path_factory).run
@@ -90,6 +92,7 @@ def test_boots_interleave_and_every_sample_says_which(
     assert set(measured.values()) == {1} and len(measured) == 2 * 4 * 4
 
 
+@KERNELS_RUN
 def test_kill_9_mid_boot_leaves_no_guest_and_resume_redoes_that_boot(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     seen = killed_kernels_run(tmp_path_factory)
@@ -106,6 +109,7 @@ def test_kill_9_mid_boot_leaves_no_guest_and_resume_redoes_that_boot(
         assert "set aside" in resumed_stderr
 
 
+@KERNELS_RUN
 def test_report_compares_the_kernels_per_boot(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     run = kernels_run(tmp_path_factory)

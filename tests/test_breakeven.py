@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from analysis_runs import faultbench, width_ok
+from groups import HOST
 
 import faultbench as fb
 from faultbench.analysis.breakeven import (
@@ -72,6 +73,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "run"
 
 
+@HOST
 def test_the_sweep_switches_fault_around_as_intended(sweep: Path) -> None:
     df = fb.load(sweep)
     ok = df[df["ok"] & (df["populate"] == "none")]
@@ -88,6 +90,7 @@ def test_the_sweep_switches_fault_around_as_intended(sweep: Path) -> None:
     assert (ok.loc[dense, "pages_mapped"] >= 512 - 15).all()
 
 
+@HOST
 def test_crossover_lies_inside_the_window(sweep: Path) -> None:
     df = fb.load(sweep)
     results = break_even(df)
@@ -106,6 +109,7 @@ def test_crossover_lies_inside_the_window(sweep: Path) -> None:
     assert all(p.on_ns > p.off_ns for p in beyond)
 
 
+@HOST
 def test_cost_model_gives_what_on_and_off_identify(sweep: Path) -> None:
     """Natively only two pages-per-fault values exist (off: 1, on: 16): a and b are not
     separately identified and are not printed; the cost of one fault at each value is, and
@@ -129,6 +133,7 @@ def test_cost_model_gives_what_on_and_off_identify(sweep: Path) -> None:
         assert ci is not None and ci[0] <= value <= ci[1]
 
 
+@HOST
 def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
     df = fb.load(sweep)
     text = report_section(df)
@@ -157,6 +162,7 @@ def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
     assert os.uname().release in svg
 
 
+@HOST
 def test_populate_maps_every_page_and_faults_no_more_than_fault_around(sweep: Path) -> None:
     df = fb.load(sweep)
     ok = df[df["ok"]]
@@ -183,6 +189,7 @@ def test_populate_maps_every_page_and_faults_no_more_than_fault_around(sweep: Pa
                        ((ok["populate_ns"] + ok["touch_ns"]) / touched)[floor.index])
 
 
+@HOST
 def test_report_prints_the_section_and_the_figure(sweep: Path) -> None:
     out = faultbench("report", sweep).stdout
     assert "Break-even access density" in out and "Ideal-prefault" not in out
@@ -200,6 +207,7 @@ def _strict_json(text: str) -> dict:
     return json.loads(text, parse_constant=refuse)
 
 
+@HOST
 def test_report_json_is_one_valid_object_with_the_keys(sweep: Path) -> None:
     data = _strict_json(faultbench("report", sweep, "--json").stdout)
     assert data["plane"] == "native" and data["workload"] == "reduced"
@@ -455,6 +463,7 @@ def test_bootstrap_intervals_cover_the_constants_and_say_what_they_assume() -> N
     assert "assumes the model is right" in model.ci_note
 
 
+@HOST
 @pytest.mark.skipif(unavailable() is not None, reason=f"no kernel profiles: {unavailable()}")
 def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path) -> None:
     """a from the fixed phases per fault over every profiled fit row, b from the
@@ -572,6 +581,7 @@ def test_prefaulted_rows_stay_out_of_the_curves() -> None:
     assert head.stride == pytest.approx(5)
 
 
+@HOST
 def test_compare_prints_no_cost_sentence(sweep: Path) -> None:
     """compare tested the cost constants by overlapping bootstrap intervals over rounds
     pooled across boots, not with the boot as the unit: the section is gone (issue 18)."""

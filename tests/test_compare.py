@@ -19,6 +19,7 @@ from analysis_runs import (
     tcg_run,
     width_ok,
 )
+from groups import KERNELS_RUN, SWEEP_RUN
 from scipy import stats
 
 import faultbench as fb
@@ -243,6 +244,7 @@ def test_markdown(runs: Runs) -> None:
     assert "Mann-Whitney" in re.sub(r"(\w)-\s+(\w)", r"\1-\2", text)
 
 
+@KERNELS_RUN
 def test_two_kernels_of_one_run_boots_as_units(tmp_path_factory: pytest.TempPathFactory
                                               ) -> None:
     run = kernels_run(tmp_path_factory)
@@ -321,6 +323,7 @@ def test_bad_input_one_line(runs: Runs, tmp_path: Path, args: tuple[str, ...],
     assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
 
 
+@SWEEP_RUN
 def test_planes_are_not_mixed(runs: Runs, tmp_path_factory: pytest.TempPathFactory) -> None:
     sweep = tcg_run(tmp_path_factory)
     result = faultbench("compare", runs.tiny, sweep, check=False)
@@ -331,6 +334,7 @@ def test_planes_are_not_mixed(runs: Runs, tmp_path_factory: pytest.TempPathFacto
     assert "not comparable" not in forced.stderr
 
 
+@SWEEP_RUN
 def test_by_fault_around_bytes_takes_sizes_and_lists_values_numerically(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     sweep = tcg_run(tmp_path_factory)  # fault_around_bytes 4096, 16384, 65536 in a guest

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+from groups import ALONE, HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -40,8 +41,12 @@ def scratch() -> Iterator[Path]:
     shutil.rmtree(where)
 
 
-@pytest.mark.parametrize(("path", "command"), COMMANDS,
-                         ids=[f"{p.name}:{c.line}" for p, c in COMMANDS])
+# some blocks set knobs; all on one worker, in order, sharing one scratch directory; one that
+# sets a THP knob runs alone
+@HOST
+@pytest.mark.parametrize(("path", "command"), [
+    pytest.param(path, command, marks=[ALONE] if "--set thp." in command.text else [])
+    for path, command in COMMANDS], ids=[f"{p.name}:{c.line}" for p, c in COMMANDS])
 def test_console_block_matches_a_real_run(path: Path, command, scratch: Path) -> None:
     real = blocks.run(command, scratch)
     assert blocks.matches(command.output, real), (

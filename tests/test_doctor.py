@@ -11,11 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from groups import HOST
 from images import boot_image
 
 from faultbench.measurement.rundir.provenance import collect
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
+# the doctor fixture compares the machine's mounts before and after; _debugfs_knob_errno mounts
+# debugfs where every process sees it
+pytestmark = HOST
 
 
 def _debugfs_knob_errno() -> int | None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import faultbench, table_row
 from faultbench.measurement._native import ffi, lib
+from groups import ALONE, HOST
 from images import require_boot_image
 
 from faultbench import Spec, SpecError, load, measure
@@ -369,6 +370,8 @@ def measure_cli(journal: Path, *args: str) -> subprocess.Popen[str]:
                             start_new_session=True)
 
 
+@ALONE
+@HOST
 @needs_mthp
 def test_mthp_shmem_knob_makes_64k_folios_of_anon_shared_memory(tmp_path: Path) -> None:
     """The per-size knob governs anonymous shared memory (not memfd or tmpfs files, which
@@ -385,6 +388,8 @@ def test_mthp_shmem_knob_makes_64k_folios_of_anon_shared_memory(tmp_path: Path) 
     assert knob_now() == before
 
 
+@ALONE
+@HOST
 @needs_mthp
 def test_mthp_knob_after_sigkill_is_restored_by_restore(tmp_path: Path) -> None:
     before = knob_now()
@@ -421,6 +426,7 @@ def test_missing_size_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch,
         knobs.resolve("thp.hugepages-64kB.shmem_enabled")
 
 
+@HOST
 @needs_root
 def test_summary_counts_rows_whose_tmpfs_huge_is_unset(tmp_path: Path) -> None:
     """`run`'s summary: a row whose label fields are unset (a memfd's dir and tmpfs_huge)

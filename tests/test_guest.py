@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from groups import GUEST_SCENARIOS
 from images import require_boot_image
 
 from faultbench.measurement.booted import guest, scratch
@@ -74,6 +75,7 @@ def _qemu_with_scratch(under: Path) -> set[int]:
     return found
 
 
+@GUEST_SCENARIOS
 def test_sweep_takes_size_over_fault_around_bytes_faults(scenarios: dict) -> None:
     sweep = scenarios["sweep"]
     assert sweep["rc"] == 0, sweep["errors"]
@@ -90,6 +92,7 @@ def test_sweep_takes_size_over_fault_around_bytes_faults(scenarios: dict) -> Non
         assert abs(sample["faults_minor"] - size // fab) <= 4, (fab, sample["faults_minor"])
 
 
+@GUEST_SCENARIOS
 def test_instruction_clock_repeats_within_a_boot(scenarios: dict) -> None:
     """Four samples of one scenario in one boot. Under TCG the default clock is QEMU's
     instruction counter: the samples agree within 1%, where wall-clock TCG varies by tens
@@ -109,16 +112,19 @@ def test_instruction_clock_repeats_within_a_boot(scenarios: dict) -> None:
     assert (max(touch) - min(touch)) / min(touch) < 0.01, touch
 
 
+@GUEST_SCENARIOS
 def test_knob_is_back_after_the_sweep(scenarios: dict) -> None:
     assert scenarios["after_sweep"] == scenarios["original"]
 
 
+@GUEST_SCENARIOS
 def test_guest_never_imports_numpy_or_pandas(scenarios: dict) -> None:
     imported = set(scenarios["sweep"]["imported"])
     assert "faultbench" in imported  # the import log was really read
     assert not imported & {"numpy", "pandas", "matplotlib", "scipy"}
 
 
+@GUEST_SCENARIOS
 def test_guest_runs_no_udev_coldplug(scenarios: dict) -> None:
     """virtme-ng-init's coldplug is narrowed to virtio-ports and udevd stopped (scratch.py):
     no udev process is left, and the scratch disk is mounted without udev's driver load."""
@@ -128,6 +134,7 @@ def test_guest_runs_no_udev_coldplug(scenarios: dict) -> None:
     assert ["/var/tmp", "ext4"] in udev["mounts"]
 
 
+@GUEST_SCENARIOS
 def test_sigint_restores_the_knob(scenarios: dict) -> None:
     run = scenarios["sigint"]
     assert run["during"] is not None and run["during"] != scenarios["original"]
@@ -137,6 +144,7 @@ def test_sigint_restores_the_knob(scenarios: dict) -> None:
     assert "restored" in run["stderr"]
 
 
+@GUEST_SCENARIOS
 def test_sigkill_leaves_a_journal_that_restore_replays(scenarios: dict) -> None:
     run = scenarios["sigkill"]
     assert run["rc"] == -signal.SIGKILL

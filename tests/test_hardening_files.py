@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from console import one_line
+from groups import HOST
 from images import require_boot_image
 
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
@@ -173,6 +174,7 @@ def test_links_and_hard_links_in_roots_own_directory_are_never_written_through(
     assert not list(run.glob(".*.tmp"))
 
 
+@HOST
 def test_the_journal_temp_file_is_never_a_planted_link(
     shared_dir: Path, other_defrag: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -223,6 +225,7 @@ def _stop(proc: subprocess.Popen[str], signum: int = signal.SIGINT) -> str:
     return err
 
 
+@HOST
 def test_runs_with_different_journals_exclude_each_other(
     tmp_path: Path, other_defrag: str
 ) -> None:
@@ -261,6 +264,7 @@ def test_runs_with_different_journals_exclude_each_other(
 # 5. Races: signals while the journal is written; knobs changed by hand
 
 
+@HOST
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject a signal")
 @pytest.mark.parametrize("syscall", ["fsync", "linkat"])
 def test_sigterm_while_the_journal_is_written_leaves_nothing(
@@ -284,6 +288,7 @@ def test_sigterm_while_the_journal_is_written_leaves_nothing(
     assert again.returncode == 0, again.stderr
 
 
+@HOST
 def test_a_knob_changed_by_hand_is_marked_reported_and_restored(
     journal: Path, other_defrag: str
 ) -> None:
@@ -310,6 +315,7 @@ def test_a_knob_changed_by_hand_is_marked_reported_and_restored(
     assert _state() == before
 
 
+@HOST
 def test_a_knob_changed_by_hand_is_not_silently_overwritten_at_exit(
     journal: Path, other_defrag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -326,6 +332,7 @@ def test_a_knob_changed_by_hand_is_not_silently_overwritten_at_exit(
     assert _state() == before
 
 
+@HOST
 def test_a_run_marks_samples_measured_under_a_drifted_knob(
     tmp_path: Path, journal: Path, other_defrag: str
 ) -> None:
@@ -375,6 +382,7 @@ BURSTS = [
 ]
 
 
+@HOST
 @pytest.mark.parametrize("command", ["measure", "run"])
 def test_signal_bursts_and_ctrl_c_at_start_up_end_in_a_line_not_a_traceback(
     command: str, tmp_path: Path, journal: Path, other_defrag: str
@@ -459,6 +467,7 @@ BAD_JOURNALS = {
 }
 
 
+@HOST
 @pytest.mark.parametrize("case", list(BAD_JOURNALS))
 def test_restore_accepts_only_what_the_knob_rules_allow(
     case: str, journal: Path, other_defrag: str
@@ -513,6 +522,7 @@ def test_out_of_range_sysctls_are_refused_before_the_journal(
     assert _state() == before
 
 
+@HOST
 def test_a_run_refused_over_a_stale_journal_leaves_no_directory(
     tmp_path: Path, journal: Path
 ) -> None:
@@ -570,6 +580,7 @@ def test_sigkill_during_kernel_leaves_no_scratch_image_and_no_qemu(
     assert _guest_leftovers(scratch_root) == ([], [])
 
 
+@HOST
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject a signal")
 def test_a_journal_temp_file_left_by_sigkill_is_removed_by_the_next_run(
     journal: Path, other_defrag: str

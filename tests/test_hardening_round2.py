@@ -26,6 +26,7 @@ from typing import IO
 
 import pytest
 from console import said
+from groups import HOST
 from images import require_boot_image
 
 from faultbench import cli as faultbench_cli
@@ -230,6 +231,7 @@ def journal_text(original: str) -> str:
                                                  "original": original}]})
 
 
+@HOST
 @needs_root
 def test_restore_refuses_a_journal_another_user_owns(shared: Path, swappiness: str) -> None:
     other = "61" if swappiness != "61" else "62"
@@ -243,6 +245,7 @@ def test_restore_refuses_a_journal_another_user_owns(shared: Path, swappiness: s
     assert path.exists()  # someone else's file is not deleted either
 
 
+@HOST
 @needs_root
 @pytest.mark.parametrize("kind", ["fifo", "/dev/zero", "/dev/full"])
 @pytest.mark.parametrize("command", ["measure", "restore", "run"])
@@ -278,6 +281,7 @@ def test_restore_does_not_advise_deleting_a_file_that_is_no_journal() -> None:
     assert "delete" not in line
 
 
+@HOST
 @needs_root
 def test_directories_made_for_the_journal_are_removed(tmp_path: Path, swappiness: str) -> None:
     journal = tmp_path / "a" / "b" / "journal.json"
@@ -287,6 +291,7 @@ def test_directories_made_for_the_journal_are_removed(tmp_path: Path, swappiness
     assert list(tmp_path.iterdir()) == []
 
 
+@HOST
 @needs_root
 def test_an_unwritable_journal_path_leaves_no_results_directory(
     tmp_path: Path, swappiness: str
@@ -388,6 +393,7 @@ def test_a_finished_run_on_a_full_stdout_is_not_called_resumable(tmp_path: Path)
     assert "--resume" not in line
 
 
+@HOST
 @needs_root
 def test_measure_set_restores_its_knob_when_stdout_is_full(tmp_path: Path,
                                                           swappiness: str) -> None:

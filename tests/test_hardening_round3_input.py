@@ -9,11 +9,8 @@ $FAULTBENCH_RUN. Runs are real (1 MiB samples, seconds each).
 from __future__ import annotations
 
 import contextlib
-import importlib.machinery
-import importlib.util
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -301,34 +298,3 @@ def test_a_dir_that_is_not_utf8_is_measured(tmp_path: Path) -> None:
         assert report.returncode == 0 and "Traceback" not in report.stderr, report.stderr
     finally:
         os.rmdir(name)
-
-
-# ---- scripts/notebook --------------------------------------------------------------------------
-
-def _notebook_script() -> object:
-    loader = importlib.machinery.SourceFileLoader("notebook_r3", str(ROOT / "scripts" /
-                                                                     "notebook"))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    assert spec is not None
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
-def test_notebook_ignores_an_inherited_run_and_refuses_a_missing_one(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    script: object = _notebook_script()
-    monkeypatch.setenv("FAULTBENCH_RUN", str(tmp_path / "missing"))
-    fresh = script.execute()  # type: ignore[attr-defined]
-    outputs = script.outputs(fresh)  # type: ignore[attr-defined]
-    assert not [o for o in outputs if re.match(r"\[\d+\] error ", o)]  # a cell's exception
-    assert any("plane native" in o for o in outputs)
-    assert "ignoring FAULTBENCH_RUN" in capsys.readouterr().err
-    assert os.environ["FAULTBENCH_RUN"] == str(tmp_path / "missing")  # left as it was
-    with pytest.raises(SystemExit, match="missing: not a faultbench run directory"):
-        script.main(["--run", str(tmp_path / "missing"),  # type: ignore[attr-defined]
-                     "--out", str(tmp_path / "nb.ipynb")])
-    with pytest.raises(SystemExit, match=r"not writing .*the committed notebook"):
-        script.main(["--run", str(ROOT / "results" / "example"),  # type: ignore[attr-defined]
-                     "--out", str(ROOT / "notebooks" / "fault-around.ipynb")])

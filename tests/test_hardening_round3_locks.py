@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from groups import HOST
 from test_hardening_round2 import (
     FAULTBENCH,
     NOBODY,
@@ -73,6 +74,7 @@ def _state(pid: int) -> str:
 # N1. debugfs/securityfs: mounted by many commands at once
 
 
+@HOST
 @needs_root
 def test_concurrent_commands_that_mount_debugfs_and_securityfs_all_succeed(
     tmp_path: Path, special_mounts: Callable[[], list[str]]
@@ -100,6 +102,7 @@ def test_concurrent_commands_that_mount_debugfs_and_securityfs_all_succeed(
 # N2. a killed run its parent has not reaped yet
 
 
+@HOST
 @needs_root
 @pytest.mark.parametrize("then", ["restore", "run --resume"])
 def test_a_killed_run_not_yet_reaped_is_dead_to_restore_and_resume(
@@ -131,6 +134,7 @@ def test_a_killed_run_not_yet_reaped_is_dead_to_restore_and_resume(
 # N3 and the minor item: journals a killed run left, at a custom path or the default one
 
 
+@HOST
 @needs_root
 def test_a_journal_left_at_a_custom_path_is_found_by_knob_writers_restore_and_doctor(
     tmp_path: Path, swappiness: str  # noqa: F811
@@ -174,6 +178,7 @@ def _journal_left_behind(custom: Path, pid: int, value: str, original: str) -> N
     assert not custom.exists() and not Path(LOCK_PATH).exists()
 
 
+@HOST
 @needs_root
 def test_doctor_says_a_stale_journal_is_left_and_to_run_restore(tmp_path: Path) -> None:
     path = tmp_path / "journal.json"
@@ -264,6 +269,7 @@ def test_a_lock_file_another_user_planted_is_refused(shared: Path) -> None:  # n
 # N14 and the left-over from round two: every directory on the way is checked
 
 
+@HOST
 @needs_root
 @pytest.mark.parametrize("planted", ["link", "directory"])
 def test_the_journal_directory_is_not_another_users(

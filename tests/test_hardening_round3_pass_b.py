@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from console import one_line
+from groups import HOST
 
 from faultbench.analysis.report import machine_line
 from faultbench.measurement import machine
@@ -98,6 +99,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@HOST
 @needs_root
 def test_restore_skips_a_planted_mount_journal_and_restores_its_own(tmp_path: Path) -> None:
     shared = tmp_path / "shared"
@@ -125,6 +127,7 @@ def test_restore_skips_a_planted_mount_journal_and_restores_its_own(tmp_path: Pa
     assert sorted(shared.iterdir()) == [planted]  # theirs is left to them
 
 
+@HOST
 @needs_root
 def test_restore_fails_only_for_what_of_ours_it_could_not_restore(tmp_path: Path) -> None:
     pid = _dead_pid()
@@ -138,6 +141,7 @@ def test_restore_fails_only_for_what_of_ours_it_could_not_restore(tmp_path: Path
                           "journal removed\n"
 
 
+@HOST
 @needs_root
 def test_doctor_names_a_leftover_mount_journal(tmp_path: Path) -> None:
     pid = _dead_pid()

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from console import one_line
+from groups import HOST
 
 from faultbench.analysis.report import unmeasured_note
 from faultbench.measurement.knobs.journal import DEFAULT_JOURNAL, JOURNAL_FORMAT
@@ -34,6 +35,7 @@ def _dead_pid() -> int:
     return child.pid
 
 
+@HOST
 @pytest.mark.skipif(os.geteuid() != 0, reason="/run/faultbench is root's")
 def test_restore_of_several_mount_journals_leaves_no_empty_run_directory() -> None:
     if RUN_DIR.exists():

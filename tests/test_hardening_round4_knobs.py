@@ -10,8 +10,12 @@ from pathlib import Path
 
 import pytest
 from console import one_line
+from groups import HOST
 
 from faultbench.measurement.knobs.catalog import read_value, resolve
+
+# knob writes, tmpfs mounts and restore: one at a time (tests/groups.py)
+pytestmark = HOST
 
 
 def fb(*args: str | Path) -> subprocess.CompletedProcess[str]:

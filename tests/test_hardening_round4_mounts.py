@@ -14,6 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from groups import HOST
+
+# knob writes, tmpfs mounts and restore: one at a time (tests/groups.py)
+pytestmark = HOST
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="tmpfs_huge mounts: needs root")
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}

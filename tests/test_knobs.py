@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 from console import one_line
+from groups import HOST
 
 from faultbench.measurement.knobs.catalog import KnobError, cross_product, parse_set_options
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
 from faultbench.measurement.knobs.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
+# the machine's real knobs, and a securityfs mounted where every process sees it
+pytestmark = HOST
 SWAPPINESS = "/proc/sys/vm/swappiness"
 DEFRAG = "/sys/kernel/mm/transparent_hugepage/defrag"
 PAGE = os.sysconf("SC_PAGE_SIZE")

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from groups import HOST
 
 from faultbench import Spec, SpecError, measure, measure_mappers
 
@@ -181,6 +182,7 @@ def huge_pages():
         path.write_text(original)
 
 
+@HOST
 def test_hugetlb_without_huge_pages_is_unsupported():
     if int(Path("/proc/sys/vm/nr_hugepages").read_text()) > 0:
         pytest.skip("huge pages are reserved here")
@@ -189,6 +191,7 @@ def test_hugetlb_without_huge_pages_is_unsupported():
     assert "nr_hugepages" in sample.error
 
 
+@HOST
 def test_hugetlb_maps_huge_pages(huge_pages):
     sample = measure(Spec(backing="hugetlb", size=4 << 20))
     assert sample.status == "ok", sample.error

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.groups import MEMORY_RUN
 from tests.images import require_boot_image
+
+pytestmark = MEMORY_RUN  # every test reads the one run
 
 WORKLOAD = """
 description = "test: sessions under pressure, one forced OOM, one forced deadline"

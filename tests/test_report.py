@@ -17,6 +17,7 @@ from analysis_runs import (
     tcg_run,
     width_ok,
 )
+from groups import KERNELS_RUN, SWEEP_RUN
 
 import faultbench as fb
 from faultbench.analysis.report import summary
@@ -100,6 +101,7 @@ def test_report_json_has_every_column_of_the_table(runs: Runs) -> None:
     assert "per page touched: ns/page" in text
 
 
+@SWEEP_RUN
 def test_sweep_report_in_a_booted_kernel(sweep: Path) -> None:
     faultbench("report", sweep)
     text = (sweep / "report.txt").read_text()
@@ -134,6 +136,7 @@ def test_report_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 2 and "no samples" in result.stderr
 
 
+@KERNELS_RUN
 def test_booted_run_rows_per_kernel_with_boots_and_rounds(kernels: Path) -> None:
     meta = fb.load(kernels).attrs["meta"]["kernels"]
     sha = meta["kernels"][0]["sha256"][:8]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from analysis_runs import Runs, faultbench, make_run, native_runs
+from groups import REPRO_RUN
 from images import require_boot_image
 
 from faultbench.measurement.measure import measure_mappers
@@ -119,6 +120,7 @@ def booted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_run(base, "seq", SEQ, "--kernel", require_boot_image(), "--clock", "icount")
 
 
+@REPRO_RUN
 def test_guest_boots_without_randomization_and_records_it(booted: Path) -> None:
     meta = json.loads((booted / "meta.json").read_text())
     # the guest's own provenance, collected inside it (meta.json's is the host's)
@@ -130,6 +132,7 @@ def test_guest_boots_without_randomization_and_records_it(booted: Path) -> None:
     assert meta["harness_epoch"] == HARNESS_EPOCH and "--kernel" in meta["command"]
 
 
+@REPRO_RUN
 def test_guest_loops_start_after_a_tick_and_agree(booted: Path) -> None:
     """A 16M seq loop (~2.4 M instructions) against a 4 ms tick: started right after one, no
     tick lands in it, and every sample of the row counts the same instructions to 0.01%

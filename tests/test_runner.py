@@ -16,6 +16,7 @@ from typing import Any
 import pyperf
 import pytest
 from analysis_runs import faultbench, tcg_run
+from groups import HOST, SWEEP_RUN
 
 from faultbench.measurement.knobs.catalog import THP_DIR, read_value, resolve
 from faultbench.measurement.knobs.sysfs import bracket_choices
@@ -88,6 +89,7 @@ def multi_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]
     return tmp / "run", before, Path(THP_SHMEM).read_text()
 
 
+@HOST
 def test_later_mappers_fault_less_than_once_per_page_unless_uffd_wp(
     multi_run: tuple[Path, str, str],
 ) -> None:
@@ -115,6 +117,7 @@ def test_later_mappers_fault_less_than_once_per_page_unless_uffd_wp(
         r["faults_minor"] + r["faults_major"] < r["pages_touched"] for r in file_later)
 
 
+@HOST
 def test_every_sample_is_keyed_and_warmups_flagged(multi_run: tuple[Path, str, str]) -> None:
     run, _, _ = multi_run
     info = meta(run)
@@ -130,6 +133,7 @@ def test_every_sample_is_keyed_and_warmups_flagged(multi_run: tuple[Path, str, s
     assert info["finished_utc"] and info["format"] == "faultbench-run/1"
 
 
+@HOST
 def test_kernel_refusal_is_recorded_once_and_the_run_goes_on(
     multi_run: tuple[Path, str, str],
 ) -> None:
@@ -143,6 +147,7 @@ def test_kernel_refusal_is_recorded_once_and_the_run_goes_on(
     assert "refused" in skip["reason"] and refused[0]["error"] in skip["reason"]
 
 
+@HOST
 def test_knobs_are_read_back_and_restored(multi_run: tuple[Path, str, str]) -> None:
     _, before, after = multi_run
     assert after == before
@@ -216,6 +221,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_sample_set(
     assert not list(resumed.glob(".*.tmp"))
 
 
+@HOST
 def test_resume_after_kill_9_puts_the_journaled_knob_back_first(tmp_path: Path) -> None:
     choices, current = bracket_choices(Path(THP_SHMEM).read_text())
     values = [c for c in ("advise", "always", "never") if c in choices and c != current][:2]
@@ -334,6 +340,7 @@ def test_resume_refuses_a_directory_that_is_not_a_run(tmp_path: Path) -> None:
     assert RunDir(tmp_path).read_samples() == []
 
 
+@SWEEP_RUN
 def test_kernel_runs_the_whole_workload_in_one_boot_with_the_knob_axis(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

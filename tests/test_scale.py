@@ -22,6 +22,7 @@ from statistics import median
 from typing import Any
 
 import pytest
+from groups import HOST, SCALE_RUN
 from images import require_boot_image
 
 from faultbench.measurement.booted.boot_order import BootPlanError, shard_positions
@@ -182,6 +183,7 @@ def parallel_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "image": image, "resumed": resumed}
 
 
+@SCALE_RUN
 def test_sigterm_stops_every_guest_and_resume_finishes(parallel_run: dict[str, Any]) -> None:
     seen = parallel_run
     assert seen["both"] == 2, "two guests never ran at once"
@@ -225,6 +227,7 @@ def _per_row(run: Path, metric: str) -> dict[tuple[str, str], float]:
     return {key: median(v) for key, v in values.items()}
 
 
+@SCALE_RUN
 def test_merged_shards_are_the_unsharded_run(merged_shards: dict[str, Any]) -> None:
     merged, unsharded = merged_shards["merged"], merged_shards["unsharded"]
     assert "2 boots from 2 shards" in merged_shards["stdout"]
@@ -264,6 +267,7 @@ def _copy(src: Path, dst: Path, edit: Any = None) -> Path:
     (lambda m: m["shard"].update(index=1), "are both shard 1/2: their boots are duplicates"),
     (lambda m: m["shard"].update(index=3, count=3, plan_boots=3), "is shard 3/3 of a plan of 3"),
 ])
+@SCALE_RUN
 def test_merge_refuses_parts_of_different_runs(merged_shards: dict[str, Any], tmp_path: Path,
                                                edit: Any, message: str) -> None:
     base = merged_shards["base"]
@@ -273,6 +277,7 @@ def test_merge_refuses_parts_of_different_runs(merged_shards: dict[str, Any], tm
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
+@SCALE_RUN
 def test_merge_names_the_missing_shard(merged_shards: dict[str, Any], tmp_path: Path) -> None:
     base = merged_shards["base"]
     third = _copy(base / "shard2", tmp_path / "s", lambda m: m["shard"].update(
@@ -338,6 +343,7 @@ def test_sigint_or_sigkill_with_two_guests_leaves_none(tmp_path: Path, signum: i
         assert [b["status"] for b in meta_of(tmp_path / "run")["boots"]] == ["interrupted"] * 2
 
 
+@HOST
 def test_a_filesystem_another_process_mounts_meanwhile_is_used_not_refused() -> None:
     """securityfs mounted by another process between our check and our mount (the machine's
     mounts reach our own namespace): the mount fails, and the command goes on with theirs,

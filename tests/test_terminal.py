@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from analysis_runs import faultbench
+from groups import ALONE, HOST
 
 import faultbench as package
 from faultbench.measurement.knobs.catalog import read_value, resolve
@@ -68,6 +69,8 @@ def _samples(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
 
 
+@ALONE
+@HOST
 def test_run_set_adds_a_knob_axis_and_only_filters(set_run) -> None:
     run, _ = set_run
     meta = _meta(run)
@@ -87,6 +90,7 @@ def test_run_set_adds_a_knob_axis_and_only_filters(set_run) -> None:
     assert seq["always"] <= 3 < 60 <= seq["never"]
 
 
+@HOST
 def test_run_set_refuses_a_bad_value_before_running(tmp_path: Path) -> None:
     done = faultbench("run", "quick", "--out", tmp_path / "r", "--set", "thp.shmem_enabled=maybe",
                       check=False)
@@ -100,6 +104,8 @@ def test_run_set_refuses_a_bad_value_before_running(tmp_path: Path) -> None:
     assert not (tmp_path / "r").exists()
 
 
+@ALONE
+@HOST
 def test_machine_state_is_said_and_recorded(set_run) -> None:
     run, done = set_run
     [line] = [ln for ln in done.stderr.splitlines() if "machine: load" in ln]
@@ -115,6 +121,8 @@ def test_machine_state_is_said_and_recorded(set_run) -> None:
     assert ("WARNING: busy" in report) == busy
 
 
+@ALONE
+@HOST
 def test_progress_off_a_terminal_is_short_with_counts_and_eta(set_run) -> None:
     _, done = set_run
     lines = [ln for ln in done.stderr.splitlines() if ln.startswith("[")]
@@ -125,6 +133,8 @@ def test_progress_off_a_terminal_is_short_with_counts_and_eta(set_run) -> None:
         assert re.search(r": [\d.-]+ flt/pg [\d-]+ ns/pg$", line), line
 
 
+@ALONE
+@HOST
 def test_strides_are_listed_in_numeric_order(set_run) -> None:
     run, _ = set_run
     report = faultbench("report", run, "--no-figures").stdout

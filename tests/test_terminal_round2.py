@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from analysis_runs import faultbench
+from groups import HOST
 
 from faultbench.analysis.frame import load
 from faultbench.analysis.report import hit_cells, report_text, summary
@@ -57,6 +58,7 @@ def tiny_runs(tmp_path_factory: pytest.TempPathFactory):
     return run
 
 
+@HOST
 @pytest.mark.parametrize("name", sorted(shipped()))
 def test_report_with_figures_on_every_shipped_workload(tiny_runs, name: str) -> None:
     run = tiny_runs(name)
@@ -85,6 +87,7 @@ def _table_rows(text: str) -> list[tuple[str | None, str]]:
     return rows
 
 
+@HOST
 def test_multi_mapper_labels_tell_every_row_apart(tiny_runs) -> None:
     run = tiny_runs("multi-mapper")
     report = faultbench("report", run, "--no-figures").stdout
@@ -112,6 +115,7 @@ def test_no_lone_x1_rows_and_no_heading_over_one_row() -> None:
             assert following.startswith("  ") or following.startswith(" " * 10), line
 
 
+@HOST
 def test_compare_by_kernel_on_a_native_run_says_so(tiny_runs) -> None:
     run = tiny_runs("quick")
     done = faultbench("compare", f"{run}:none", f"{run}:wp", "--by", "kernel", check=False)
@@ -124,6 +128,7 @@ def _csv(*args: str | Path) -> list[dict[str, str]]:
     return list(csv.DictReader(io.StringIO(out)))
 
 
+@HOST
 def test_exact_zero_rows_and_never_read_alike_in_every_format(tiny_runs) -> None:
     run = tiny_runs("break-even")
     args = (f"{run}:madvise", f"{run}:map", "--by", "populate")
@@ -164,6 +169,7 @@ def test_lkp_names_both_sides_in_full_and_titles_name_the_unit() -> None:
     assert faults.startswith("faults/page touched: ")
 
 
+@HOST
 def test_brief_says_why_a_row_is_unmarked_and_never_prints_xinf(tiny_runs) -> None:
     run = tiny_runs("quick")  # 2 rounds a side: no test can pass
     brief = faultbench("compare", f"{run}:none", f"{run}:wp", "--by", "uffd", "--brief").stdout
@@ -233,6 +239,7 @@ def test_a_wrong_argument_is_one_line_not_the_usage(args: tuple[str, ...]) -> No
                                   else "faultbench: ")
 
 
+@HOST
 def test_only_globs_match_the_words_of_a_label(tmp_path: Path) -> None:
     quick = shipped()["quick"]
     done = faultbench("run", quick, "--only", "seq*", "--only", "uffd=none,wp", "--only",
@@ -253,6 +260,7 @@ def test_only_globs_match_the_words_of_a_label(tmp_path: Path) -> None:
         assert len(refused.stderr) < most, refused.stderr
 
 
+@HOST
 def test_resume_of_a_finished_run_says_so_and_leaves_it(tiny_runs, tmp_path: Path) -> None:
     run = tmp_path / "run"
     shutil.copytree(tiny_runs("quick"), run)
@@ -269,6 +277,7 @@ def test_every_shipped_workload_says_what_it_detects() -> None:
         assert shown[1].startswith("detects: ") and len(shown[1]) > 30, (name, shown[:2])
 
 
+@HOST
 def test_multi_mapper_rounds_can_detect_its_change(tmp_path: Path) -> None:
     """At its own rounds (sizes cut down: the rounds decide what a test can pass), every row
     of its comparisons can detect a change: two runs (64 rows), and uffd none vs wp, where
@@ -286,6 +295,7 @@ def test_multi_mapper_rounds_can_detect_its_change(tmp_path: Path) -> None:
     assert rows and all(row["mark"] == "*" for row in rows), rows
 
 
+@HOST
 def test_set_values_are_listed_in_the_order_given(tmp_path: Path) -> None:
     """`--set vm.swappiness=60,10,30` (a real sysctl, restored after) lists 60, 10, 30 in the
     run's summary, the report's tables and compare's refusal, not 10, 30, 60."""
