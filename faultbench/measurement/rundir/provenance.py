@@ -146,7 +146,7 @@ def machine_paths_out(cmdline: str) -> str:
 
 
 GUEST_GIT = ("not described in a guest: its checkout is the host's, whose revision the "
-             "run's provenance records (git describe --dirty over 9p took 20-40 s a boot)")
+             "run's provenance records (git describe over 9p took 20-40 s a boot)")
 
 
 def collect(file_dir: str | None = None, git: bool = True) -> dict[str, Any]:
