@@ -9,12 +9,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from analysis_runs import faultbench, make_run
 from console import one_line
 
 REFERENCE = Path(__file__).parents[1] / "results" / "icount-aa"  # two kernels, a and b
@@ -31,18 +31,13 @@ populate = ["none", "madvise"]
 
 
 def fb(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "faultbench", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, check=False)
+    return faultbench(*args, check=False)
 
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small real run: plain reads, and populated ones whose loops take no fault."""
-    where = tmp_path_factory.mktemp("round4")
-    (where / "w.toml").write_text(SMALL)
-    done = fb("run", where / "w.toml", "--out", where / "run", "-q")
-    assert done.returncode == 0, done.stderr
-    return where / "run"
+    return make_run(tmp_path_factory.mktemp("round4"), "run", SMALL)
 
 
 def tampered(source: Path, to: Path, change: Callable[[dict[str, Any]], None]) -> Path:

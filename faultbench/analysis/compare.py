@@ -85,12 +85,8 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
             f"unknown knob {by!r} for --by: {side.path} has knobs: {', '.join(knobs) or 'none'};"
             f" spec fields: {', '.join(LABEL_FIELDS)}"
         )
-    if by == "kernel" and ok["kernel"].isna().all():
-        raise AnalysisError(f"{role} {side.path} has no booted kernels (--by kernel compares "
-                            f"the kernels of a run made with --kernel)")
-    if by == "machine" and ok["machine"].isna().all():
-        raise AnalysisError(f"{role} {side.path} is one machine's run (--by machine compares "
-                            f"the machines of native runs combined with `faultbench merge`)")
+    if by in _UNRECORDED and ok[by].isna().all():
+        raise AnalysisError(f"{role} {side.path} {_UNRECORDED[by]}")
     as_text = ok[by].map(_knob_text)
     chosen = ok[as_text == _knob_text(side_value(by, side.value))]
     if chosen.empty:
@@ -108,6 +104,16 @@ def _value_word(by: str, value: Any) -> str:
     if by in SIZE_FIELDS and isinstance(value, int | float | np.number) and value > 0:
         return format_size(int(value))  # as a user writes it after RUN:, not a row label
     return _knob_text(value)
+
+
+# The factors a run records only when it has several levels of them (frame.load leaves
+# them null otherwise): what a run without them is, and what --by of them compares.
+_UNRECORDED = {
+    "kernel": "has no booted kernels (--by kernel compares the kernels of a run made with "
+              "--kernel)",
+    "machine": "is one machine's run (--by machine compares the machines of native runs "
+               "combined with `faultbench merge`)",
+}
 
 
 def side_value(by: str, value: str | None) -> str | None:
