@@ -135,6 +135,9 @@ struct fb_launch_result {
 	int64_t pages_mapped;	/* file pages present in its page tables after the launch */
 	int64_t rss_pages;	/* its resident set (/proc/self/statm) after the launch */
 	char mapped_reason[FB_TEXT];
+	int folios_read;	/* folio_pages was read (folios.c), else why not in folio_reason */
+	int64_t folio_pages[FB_FOLIO_ORDERS];	/* its files' present pages per folio order */
+	char folio_reason[FB_TEXT];
 };
 
 /* Launches one app; returns 0 when it reported, -1 otherwise (result says why). */
@@ -186,6 +189,8 @@ void *fb_map(const struct fb_spec *spec, const struct fb_backing_file *bf, int e
 int64_t fb_resident_pages(void *addr, uint64_t size, int64_t page_size);
 /* -1 with the reason in reason[FB_TEXT] if the page table could not be read */
 int64_t fb_pages_mapped(void *addr, uint64_t size, int64_t page_size, char *reason);
+/* the calling process's resident set (/proc/self/statm), -1 if unreadable */
+int64_t fb_process_resident_pages(void);
 /* how many mappings this process has (-1 if /proc/self/maps could not be read) */
 int64_t fb_mappings(void);
 /* Adds one-page mappings until the process has `target`; -1 (r says why) if it cannot */

@@ -48,19 +48,6 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 31);
 }
 
-static int64_t resident_pages(void)
-{
-	long size = 0, resident = -1;
-	FILE *f = fopen("/proc/self/statm", "re");
-
-	if (!f)
-		return -1;
-	if (fscanf(f, "%ld %ld", &size, &resident) != 2)
-		resident = -1;
-	fclose(f);
-	return resident;
-}
-
 /* the launched app: everything here runs in the child and ends in pause() or _exit() */
 static void run_app(const struct fb_launch_spec *s, struct fb_launch_result *r, int report)
 {
@@ -128,7 +115,17 @@ static void run_app(const struct fb_launch_spec *s, struct fb_launch_result *r, 
 		mapped = n < 0 ? -1 : mapped + n;
 	}
 	r->pages_mapped = mapped;
-	r->rss_pages = resident_pages();
+	/* the folios the launch's reads and fault-around brought in, summed over its files */
+	r->folios_read = 1;
+	for (int f = 0; f < s->files && r->folios_read; f++) {
+		int64_t orders[FB_FOLIO_ORDERS];
+
+		r->folios_read = fb_folio_orders(maps[f], s->file_size, orders,
+						 r->folio_reason) == 0;
+		for (int o = 0; o < FB_FOLIO_ORDERS; o++)
+			r->folio_pages[o] += orders[o];
+	}
+	r->rss_pages = fb_process_resident_pages();
 	(void)sink;
 	if (write(report, "", 1) != 1)
 		_exit(1);

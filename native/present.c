@@ -131,3 +131,16 @@ int fb_pad_mappings(int64_t target, int64_t page_size, struct fb_result *r)
 		}
 	return 0;
 }
+
+int64_t fb_process_resident_pages(void)
+{
+	long size = 0, resident = -1;
+	FILE *f = fopen("/proc/self/statm", "re");
+
+	if (!f)
+		return -1;
+	if (fscanf(f, "%ld %ld", &size, &resident) != 2)
+		resident = -1;
+	fclose(f);
+	return resident;
+}

@@ -37,13 +37,13 @@ HEAD, TAIL = 1 << 15, 1 << 16
 EXT4_LARGE = tuple(int(part) for part in os.uname().release.split(".")[:2]) >= (6, 16)
 
 
-def python_folios(address: int, size: int) -> dict[str, int]:
-    """Pages per folio order of the present pages of [address, address + size), read
-    independently of native/folios.c: every folio is identified by its head PFN, and every
-    PFN of it remembered."""
+def python_folios(address: int, size: int, pid: int | str = "self") -> dict[str, int]:
+    """Pages per folio order of the present pages of [address, address + size) of process
+    `pid`, read independently of native/folios.c: every folio is identified by its head PFN,
+    and every PFN of it remembered."""
     page = mmap.PAGESIZE
     count = size // page
-    with open("/proc/self/pagemap", "rb") as pagemap:
+    with open(f"/proc/{pid}/pagemap", "rb") as pagemap:
         pagemap.seek(address // page * 8)
         entries = struct.unpack(f"{count}Q", pagemap.read(count * 8))
     folio_pages: dict[int, int] = {}  # pfn -> pages of its folio
@@ -199,6 +199,64 @@ def test_without_cap_sys_admin_null_with_reason() -> None:
                           sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.startswith("ok None /proc/self/pagemap hides page frame numbers"), out
+
+
+@needs_root
+def test_an_app_launch_records_the_folios_it_mapped(xfs_dir: str) -> None:
+    """A launch sums its files' folios itself (native/launch.c); checked against an
+    independent read of its page table while it waits in the background, as a cached app."""
+    fds = [os.open(xfs_dir, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600) for _ in range(2)]
+    result = ffi.new("struct fb_launch_result *")
+    try:
+        for fd in fds:
+            fill(fd, [1 << 20] * 4)  # 1 MiB folios on XFS since 6.6, 4 KiB before
+        c_fds = ffi.new("int[]", fds)
+        spec = ffi.new("struct fb_launch_spec *", {
+            "fds": c_fds, "files": len(fds), "file_size": 4 << 20, "one_in": 8, "seed": 7,
+            "deadline_ns": time.clock_gettime_ns(time.CLOCK_MONOTONIC_RAW) + 60 * 10**9})
+        assert lib.fb_launch(spec, result) == 0, ffi.string(result.error)
+        inodes = {os.fstat(fd).st_ino for fd in fds}
+        expected: Counter[str] = Counter()
+        for line in Path(f"/proc/{result.pid}/maps").read_text().splitlines():
+            span, _, _, _, inode, *_ = line.split()
+            if int(inode) in inodes:
+                start, end = (int(part, 16) for part in span.split("-"))
+                expected.update(python_folios(start, end - start, result.pid))
+        assert result.folios_read, ffi.string(result.folio_reason)
+        recorded = {str(order): n for order, n in enumerate(result.folio_pages) if n}
+        assert recorded == dict(expected)
+        assert sum(recorded.values()) == result.pages_mapped > result.pages_touched > 0
+    finally:
+        if result.pid > 0:
+            lib.fb_launch_end(result.pid)
+        for fd in fds:
+            os.close(fd)
+
+
+def test_a_session_sums_its_launches_folios() -> None:
+    sample = measure(Spec(backing="file", dir="/var/tmp", size="4M", apps=2, app_files=2,
+                          launches=3, cache="cold", deadline_s=60))
+    assert sample.status == "ok", sample.error
+    if ROOT:
+        assert sum(sample.folios.values()) == sample.pages_mapped > 0
+    else:
+        assert sample.folios is None and sample.null_reasons["folios"]
+
+
+def test_a_booted_run_leaves_guest_directories_to_the_guest(tmp_path: Path) -> None:
+    """/var/tmp/xfs is a guest's scratch XFS disk: a booted run must not look for it here
+    (each guest checks its own disks per sample), a native run must refuse it if missing."""
+    from faultbench.measurement.runner import RunError, start
+    from faultbench.measurement.workload import load as load_workload
+
+    guest_only = tmp_path / "absent"
+    path = tmp_path / "w.toml"
+    path.write_text(f'description = "x"\ndetects = "x"\nrepetitions = 1\n[defaults]\n'
+                    f'backing = "file"\nsize = "1M"\ndir = "{guest_only}"\n[[matrix]]\n')
+    with pytest.raises(RunError, match="No such file"):
+        start(load_workload(str(path)), tmp_path / "native")
+    start(load_workload(str(path)), tmp_path / "booted", plane="tcg-guest").lock.release()
+    assert (tmp_path / "booted" / "meta.json").is_file()
 
 
 # ---- backings that make large folios on purpose: fill, tmpfs huge=

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from faultbench.measurement._native import ffi, lib
 from faultbench.measurement.knobs.sysfs import mount_of
-from faultbench.measurement.spec import Sample, Spec, SpecError
+from faultbench.measurement.spec import Sample, Spec, SpecError, folio_histogram
 
 # The /proc/vmstat counters a session records: direct reclaim (allocstall_*), pages scanned
 # and reclaimed by kswapd and direct reclaim, refaults of evicted pages, faults, OOM kills.
@@ -128,7 +128,8 @@ def measure_session(spec: Spec, directory: str, plane: str) -> Sample:
         result = ffi.new("struct fb_launch_result *")
         totals = dict.fromkeys(_SUMS, 0)
         touch_ns = launches = 0
-        mapped_reason = ""
+        mapped_reason = folio_reason = ""
+        folio_pages = [0] * len(result.folio_pages)
         before = read_vmstat()
         for app in launch_order(spec.apps, spec.launches, spec.seed):
             if app in running:
@@ -147,6 +148,11 @@ def measure_session(spec: Spec, directory: str, plane: str) -> Sample:
                 if name == "pages_mapped" and value < 0:
                     mapped_reason = ffi.string(result.mapped_reason).decode(errors="replace")
                 totals[name] += max(value, 0)
+            if result.folios_read:
+                folio_pages = [a + b for a, b in zip(folio_pages, result.folio_pages, strict=True)]
+            else:
+                folio_reason = folio_reason or \
+                    ffi.string(result.folio_reason).decode(errors="replace") or "not measured"
         after = read_vmstat()
     finally:
         for pid in running.values():
@@ -166,6 +172,10 @@ def measure_session(spec: Spec, directory: str, plane: str) -> Sample:
     if mapped_reason:
         sample.pages_mapped = None
         sample.null_reasons["pages_mapped"] = mapped_reason
+    if launches and not folio_reason:
+        sample.folios = folio_histogram(folio_pages)
+    else:
+        sample.null_reasons["folios"] = folio_reason or "no launch reported"
     if sample.pages_touched:
         sample.ns_per_page = touch_ns / sample.pages_touched
         sample.faults_per_page = (totals["faults_minor"] + totals["faults_major"]) \

@@ -12,6 +12,7 @@ from faultbench.measurement.spec import (
     Sample,
     Spec,
     SpecError,
+    folio_histogram,
     format_size,
     parse_fill,
     parse_pattern,
@@ -229,8 +230,7 @@ def _sample(spec: Spec, result: object, mapper: int, plane: str) -> Sample:
         sample.uffd_features = result.uffd_features
     sample.registered = bool(result.registered)
     if result.folios_read:
-        sample.folios = {str(order): pages for order, pages in enumerate(result.folio_pages)
-                         if pages}
+        sample.folios = folio_histogram(result.folio_pages)
     elif sample.status == "ok":
         sample.null_reasons["folios"] = _text(result.folio_reason) or "not measured"
     if sample.status == "ok" and sample.pages_touched:

@@ -222,16 +222,18 @@ def every_mapper(samples: list[dict[str, Any]], mappers: int) -> list[dict[str, 
     return samples + [{**samples[0], "mapper": m} for m in range(len(samples), mappers)]
 
 
-def check_resources(workload: Workload) -> None:
+def check_resources(workload: Workload, here: bool) -> None:
     """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
-    a safe share of memory or disk. (Scenarios the kernel cannot do at all, e.g. hugetlb
-    without reserved pages, are measured as `unsupported` and recorded as skipped.)"""
+    a safe share of memory or disk here; a booted guest's memory, disks and directories
+    (/var/tmp/xfs) are its own, checked there per sample. (Scenarios the kernel cannot do,
+    e.g. hugetlb without reserved pages, are measured as `unsupported`, recorded skipped.)"""
     from faultbench.measurement.knobs.catalog import check_read_ahead_backing
     from faultbench.measurement.measure import check_resources as check_spec
 
     for scenario in workload.scenarios:
         try:
-            check_spec(scenario.spec)
+            if here:
+                check_spec(scenario.spec)
             check_read_ahead_backing(scenario.knobs, scenario.spec.backing)
         except (SpecError, KnobError) as exc:
             raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
@@ -275,7 +277,7 @@ def start(
 
     if plane is None:
         workload = settable_knobs(workload)
-    check_resources(workload)
+    check_resources(workload, here=plane is None)
     if not workload.scenarios:
         reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
         raise RunError(f"nothing to run in workload {workload.name}: {reasons}")
@@ -313,18 +315,15 @@ class BootShare:
     tags: dict[str, Any]
 
 
-def execute(
-    run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None] | None = None,
-    boot: BootShare | None = None,
-) -> dict[str, Any]:
+def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None] | None = None,
+            boot: BootShare | None = None) -> dict[str, Any]:
     """Measure every unit of the run not yet in samples.jsonl; returns the final meta.
 
     KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM) propagates after knobs are restored
     and the worker is stopped; samples already written stay, and execute() on the same
     directory resumes. `on_unit` is called before each measurement. With `boot`, only that
     boot's share is measured and meta.json and pyperf.json are left to the host; the meta
-    returned then has the kernel's refusals in `unsupported`.
-    """
+    returned then has the kernel's refusals in `unsupported`."""
     meta = run_dir.read_meta()
     scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
     workload = meta["workload"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -405,3 +406,8 @@ class Sample:
     def from_dict(cls, data: dict[str, Any]) -> Sample:
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def folio_histogram(pages_per_order: Sequence[int]) -> dict[str, int]:
+    """Sample.folios from native/folios.c's pages per order: the orders that have pages."""
+    return {str(order): pages for order, pages in enumerate(pages_per_order) if pages}
