@@ -212,32 +212,29 @@ def _icount_spread() -> dict[str, str]:
 
 
 def _memory() -> dict[str, str]:
-    """Totals per setting of the 256 MiB run, and the 1 GiB run's launch times."""
+    """Totals per setting of the 256 MiB run, its medians per launch, and the 1 GiB run's."""
     from faultbench.analysis.memory import count_totals, sessions
     from faultbench.analysis.stats import median_ci
 
     apps = sessions(load("tcg-memory-256M"))
     key = ["fault_around_bytes"]
+    at = {4096: "4k", 16384: "16k", 65536: "64k", 2097152: "2m"}
     out: dict[str, str] = {}
     for metric, short in (("allocstall", "st"), ("refault", "rf")):
         for row in count_totals(apps, key, metric).to_dict("records"):
-            at = {4096: "4k", 16384: "16k", 65536: "64k", 2097152: "2m"}[
-                int(row["fault_around_bytes"])]
-            out[f"{short}_{at}"] = n(row["total"])
-            out[f"{short}_{at}_p"] = f"{row['p']:.2g}" if row["p"] == row["p"] else "-"
-            out[f"{short}_{at}_lo"] = f"{row['ci_lo']:.3g}" if row["ci_lo"] == row["ci_lo"] \
-                else "-"
-            out[f"{short}_{at}_top"] = f"{100 * row['top']:.0f}"
-            out[f"{short}_{at}_any"] = str(row["with_any"])
+            name = f"{short}_{at[int(row['fault_around_bytes'])]}"
+            out[name] = n(row["total"])
+            out[f"{name}_p"] = f"{row['p']:.2g}" if row["p"] == row["p"] else "-"
+            out[f"{name}_top"] = f"{100 * row['top']:.0f}"
+            out[f"{name}_any"] = str(row["with_any"])
             out["launches"] = str(row["launches"])
-    ok = apps[(apps["outcome"] == "ok") & (apps["fault_around_bytes"] == 65536)]
-    out["st_64k_one"] = n((ok["allocstall"] * ok["launches_done"]).max())
-    big = sessions(load("tcg-memory-1G"))
-    ms = median_ci(big, key, "launch_ms").set_index("fault_around_bytes")
-    out.update(ms_2m=n(ms.loc[2097152, "median"]), ms_4k=n(ms.loc[4096, "median"]),
-               more=pct(100 * (ms.loc[2097152, "median"] / ms.loc[4096, "median"] - 1)),
-               ci_2m=f"{n(ms.loc[2097152, 'ci_lo'])}-{n(ms.loc[2097152, 'ci_hi'])}",
-               ci_4k=f"{n(ms.loc[4096, 'ci_lo'])}-{n(ms.loc[4096, 'ci_hi'])}")
+    for run, memory in ((apps, ""), (sessions(load("tcg-memory-1G")), "g_")):
+        for metric in ("faults", "mapped", "pgscan", "pgsteal", "majflt", "launch_ms"):
+            ci = median_ci(run, key, metric).set_index("fault_around_bytes")
+            for setting, short in at.items():
+                name = f"{memory}{metric}_{short}"
+                out[name] = n(ci.loc[setting, "median"])
+                out[f"{name}_ci"] = f"{n(ci.loc[setting, 'ci_lo'])}-{n(ci.loc[setting, 'ci_hi'])}"
     return out
 
 
@@ -312,26 +309,29 @@ CLAIMS: list[Claim] = [
           "after Holm", _patch_counts),
     Claim("docs/reference-results.md", "the same as uffd-wp ({wp})", _patch_counts),
     Claim("README.md", "{launches} per setting: at `fault_around_bytes=2M` {st_2m} direct "
-          "reclaims and {rf_2m} refaults in all, against none and {rf_4k} at 4K; at the 64K "
-          "default {st_64k} direct reclaims, {st_64k_one} of them in one session "
-          "(permutation p = {st_64k_p} against 4K", _memory),
-    Claim("docs/memory.md", "Over {launches} launches per setting, 4K and 16K had {st_4k} "
-          "direct reclaims, 64K {st_64k} ({st_64k_one} of them in one session; {st_64k_any} of "
-          "6 sessions had any) and 2M {st_2m} (every session)", _memory),
-    Claim("docs/memory.md", "their exact intervals start at {st_64k_lo} (64K) and {st_2m_lo} "
-          "(2M)", _memory),
-    Claim("docs/memory.md", "gives p = {st_64k_p} for 64K (not significant at 0.05) and p = "
-          "{st_2m_p} for 2M. Refaults: {rf_4k} at 4K, {rf_64k} at 64K, {rf_16k} at 16K "
-          "({rf_16k_top}% of them in one session, p = {rf_16k_p}) and {rf_2m} at 2M (p = "
-          "{rf_2m_p})", _memory),
-    Claim("docs/memory.md", "2M's median launch took {more}% longer than 4K's ({ms_2m} vs "
-          "{ms_4k} ms), but their CIs ({ci_2m} and {ci_4k} ms) overlap", _memory),
+          "reclaims and {rf_2m} refaults in all, in every session, against {st_4k} and {rf_4k} "
+          "at 4K (permutation p = {st_2m_p})", _memory),
+    Claim("docs/memory.md", "Over {launches} launches per setting, 4K had {st_4k} direct "
+          "reclaim, 16K and 64K none, and 2M {st_2m}, in every one of its {st_2m_any} sessions "
+          "(permutation p = {st_2m_p} against 4K). Refaults: {rf_4k} at 4K, {rf_16k} at 16K, "
+          "{rf_64k} at 64K and {rf_2m} at 2M; at 4K and 64K every refault of the setting fell "
+          "in one session (`top` {rf_64k_top}%), so neither differs from the other settings "
+          "(p = {rf_16k_p} and {rf_64k_p} against 4K)", _memory),
+    Claim("docs/memory.md", "every launch mapped {mapped_2m} file pages to read {faults_4k}, "
+          "and reclaim evicted the pages the next launches needed (major faults {majflt_2m} per "
+          "launch against {majflt_4k}). 16K and 64K made kswapd scan 6-8 times the pages of 4K "
+          "({pgscan_16k} and {pgscan_64k} against {pgscan_4k} per launch) but steal no more "
+          "({pgsteal_16k} and {pgsteal_64k} against {pgsteal_4k})", _memory),
+    Claim("docs/memory.md", "faults per launch fall from {faults_4k} (4K) to {faults_16k} (16K), "
+          "{faults_64k} (64K) and {faults_2m} (2M); with 1 GiB, 2M takes {g_faults_2m}", _memory),
+    Claim("docs/memory.md", "2M's median launch took {launch_ms_2m} ms against {launch_ms_4k} "
+          "at 4K, with 95% CIs of {launch_ms_2m_ci} and {launch_ms_4k_ci} ms", _memory),
+    Claim("docs/memory.md", "With 1 GiB, {g_launch_ms_2m} against {g_launch_ms_4k} ms, with "
+          "overlapping CIs ({g_launch_ms_2m_ci} and {g_launch_ms_4k_ci})", _memory),
 ]
 
 # Quoted numbers from shipped results that no claim computes yet (doc: what).
 UNCOVERED = [
-    ("docs/memory.md", "the per-launch medians quoted in the bullets (faults per launch, "
-                       "pages scanned and stolen, mapped pages, major faults)"),
     ("docs/icount.md", "the within-boot CV row, the sparse rows' per-boot values, the "
                        "instruction counts per page (602, 2,022, 14,101, 6,143)"),
     ("docs/reference-results.md", "'about 1,215 more instructions per page', the "
