@@ -315,8 +315,8 @@ CLAIMS: list[Claim] = [
           "reclaim, 16K and 64K none, and 2M {st_2m}, in every one of its {st_2m_any} sessions "
           "(permutation p = {st_2m_p} against 4K). Refaults: {rf_4k} at 4K, {rf_16k} at 16K, "
           "{rf_64k} at 64K and {rf_2m} at 2M; at 4K and 64K every refault of the setting fell "
-          "in one session (`top` {rf_64k_top}%), so neither differs from the other settings "
-          "(p = {rf_16k_p} and {rf_64k_p} against 4K)", _memory),
+          "in one session (`top` {rf_64k_top}%), and no setting below 2M differs from 4K (16K "
+          "and 64K against 4K: p = {rf_16k_p} and {rf_64k_p})", _memory),
     Claim("docs/memory.md", "every launch mapped {mapped_2m} file pages to read {faults_4k}, "
           "and reclaim evicted the pages the next launches needed (major faults {majflt_2m} per "
           "launch against {majflt_4k}). 16K and 64K made kswapd scan 6-8 times the pages of 4K "
