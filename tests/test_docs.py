@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _script(name: str) -> ModuleType:
+    if str(ROOT / "scripts") not in sys.path:  # doc_claims imports its package, scripts/quoted
+        sys.path.insert(0, str(ROOT / "scripts"))
     spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
