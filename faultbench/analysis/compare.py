@@ -181,7 +181,11 @@ def compare(
     table = table.join(counts, on=keys)
     base_f, new_f = (table.join(folio_texts(s[s["ok"]], keys).rename("f"), on=keys)["f"]
                      .fillna("") for s in sides)
-    table["folios"] = base_f.where(base_f == new_f, base_f + " -> " + new_f)
+    # a side of one size is named without its 100% ("4K -> 1M"), so the cell leaves the
+    # labels room beside the numbers
+    changed = (base_f != new_f).to_numpy()
+    base_f, new_f = (f.where(~changed, f.str.removesuffix(" 100%")) for f in (base_f, new_f))
+    table["folios"] = base_f.where(~changed, base_f + " -> " + new_f)
     table["interfered"] = table["interfered"].fillna(0).astype(int)
     table["hit_pct"] = 100 * table["interfered"] / table["valid"].where(table["valid"] > 0)
     table = table.drop(columns="valid")
@@ -197,7 +201,9 @@ def compare(
     table.attrs["knob_columns"] = [k for k in dict.fromkeys(knobs) if k != by]
     table["ok"] = True
     # what varies among the rows, or did before --strict left some out: labels stay stable
-    varying = label_columns(pd.concat([table, *(side.loc[~side["ok"]] for side in sides)]))
+    # (concat keeps attrs only when every frame has the same, so the knobs are named here)
+    varying = label_columns(pd.concat([table, *(side.loc[~side["ok"]] for side in sides)]),
+                            extra=table.attrs["knob_columns"])
     table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
     table = sort_labels(table, table.attrs["label_columns"], knob_order(base, new))

@@ -86,7 +86,8 @@ def _folio_sizes(folios: Any, page_size: int) -> dict[int, int] | None:
 
 def folio_text(rows: pd.DataFrame) -> str:
     """The folio sizes behind these rows' pages, largest share first: "64K 98%, 4K 2%";
-    "" when none was recorded."""
+    sizes under 5% after the first are counted, not listed, so that a table cell stays short
+    ("1M 95% +3": three more sizes, 5% of the pages together); "" when none was recorded."""
     columns = [c for c in rows if c.startswith(FOLIO_PREFIX)]
     pages = rows[columns].sum()
     total = pages.sum()
@@ -94,8 +95,10 @@ def folio_text(rows: pd.DataFrame) -> str:
         return ""
     shares = sorted(((n / total, parse_size(c.removeprefix(FOLIO_PREFIX)))
                      for c, n in pages.items() if n), key=lambda item: (-item[0], -item[1]))
-    return ", ".join(f"{format_size(size)} {share:.0%}" if share >= 0.005
-                     else f"{format_size(size)} <1%" for share, size in shares)
+    listed = [shares[0], *(item for item in shares[1:] if item[0] >= 0.05)]
+    text = ", ".join(f"{format_size(size)} {share:.0%}" if share >= 0.005
+                     else f"{format_size(size)} <1%" for share, size in listed)
+    return text + (f" +{len(shares) - len(listed)}" if len(shares) > len(listed) else "")
 
 
 def folio_texts(df: pd.DataFrame, keys: str | list[str]) -> pd.Series:
