@@ -53,18 +53,40 @@ def open_entry(root: Path, key: str, create: bool) -> SafeDir:
         raise BuildError(f"cache {root}: {exc}") from None
 
 
+def _open_lock(entry: SafeDir, create: bool = True) -> int | None:
+    """The entry's .lock, never truncated or reached through a link (None: there is none
+    and `create` is off)."""
+    flags = os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | (os.O_CREAT if create else 0)
+    try:
+        return os.open(".lock", flags, 0o600, dir_fd=entry.fd)
+    except OSError as exc:
+        if exc.errno == errno.ENOENT and not create:
+            return None
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
+        raise BuildError(f"cannot open {entry.path / '.lock'}: {why}; remove it") from None
+
+
+def check_entry(root: Path, key: str) -> None:
+    """What locked_entry() would refuse, refused in its words, with nothing made or locked
+    (`kernels/build --check-only`)."""
+    try:
+        if SafeDir.would_create(root / key):
+            return  # every directory on the way passed the checks made before a mkdir
+    except ResultsError as exc:
+        raise BuildError(f"cache {root}: {exc}") from None
+    with open_entry(root, key, create=False) as entry:  # checked as create=True checks it
+        fd = _open_lock(entry, create=False)
+        if fd is not None:
+            os.close(fd)
+
+
 @contextlib.contextmanager
 def locked_entry(root: Path, key: str) -> Iterator[SafeDir]:
     """The entry, made if missing, for this process only: a second build of the same
-    inputs waits for the first (flock on its .lock, which is never truncated or reached
-    through a link)."""
+    inputs waits for the first (flock on its .lock)."""
     with open_entry(root, key, create=True) as entry:
-        try:
-            fd = os.open(".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o600, dir_fd=entry.fd)
-        except OSError as exc:
-            why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror
-            raise BuildError(f"cannot open {entry.path / '.lock'}: {why}; remove it") from None
+        fd = _open_lock(entry)
+        assert fd is not None  # created if missing
         with os.fdopen(fd) as lock:
             try:
                 fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

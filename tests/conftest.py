@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -79,3 +81,25 @@ def special_mounts() -> Callable[[], list[str]]:
                       if line.split()[2] in ("debugfs", "securityfs"))
 
     return read
+
+
+@pytest.fixture(scope="module")
+def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An XFS filesystem in a loop-mounted image file, unmounted and removed after: a disk of
+    its own (test_folios: XFS's large folios; round five: read_ahead_kb of another disk)."""
+    if os.geteuid() != 0 or shutil.which("mkfs.xfs") is None:
+        pytest.skip("an XFS loop mount needs root and mkfs.xfs (xfsprogs)")
+    base = tmp_path_factory.mktemp("xfs")
+    image, mount = base / "xfs.img", base / "mnt"
+    subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
+    mount.mkdir()
+    subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
+    done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True,
+                          text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot loop-mount XFS here: {done.stderr.strip()}")
+    try:
+        yield str(mount)
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)  # -o loop: the loop device goes too
+        image.unlink()

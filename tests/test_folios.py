@@ -7,7 +7,6 @@ import contextlib
 import json
 import mmap
 import os
-import shutil
 import signal
 import struct
 import subprocess
@@ -88,27 +87,6 @@ def fill(fd: int, sizes: list[int]) -> None:
     """write()s of these sizes, one after another: the page cache's folios follow them."""
     for size in sizes:
         os.write(fd, b"\x5a" * size)
-
-
-@pytest.fixture(scope="module")
-def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An XFS filesystem in a loop-mounted image file, unmounted and removed after."""
-    if not ROOT or shutil.which("mkfs.xfs") is None:
-        pytest.skip("an XFS loop mount needs root and mkfs.xfs (xfsprogs)")
-    base = tmp_path_factory.mktemp("xfs")
-    image, mount = base / "xfs.img", base / "mnt"
-    subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
-    mount.mkdir()
-    subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
-    done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True,
-                          text=True, check=False)
-    if done.returncode != 0:
-        pytest.skip(f"cannot loop-mount XFS here: {done.stderr.strip()}")
-    try:
-        yield str(mount)
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)  # -o loop: the loop device goes too
-        image.unlink()
 
 
 @contextlib.contextmanager

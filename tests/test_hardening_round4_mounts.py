@@ -114,15 +114,20 @@ def test_restore_removes_a_mount_journal_temp_file_its_dead_writer_left(
     assert not stray.exists() and alive.exists()
 
 
+def measure_holding_tmpfs(env: dict[str, str]) -> subprocess.Popen[str]:
+    """A `faultbench measure` that mounts a tmpfs of its own for each of its many samples."""
+    return subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--backing",
+                             "tmpfs", "--size", "64M", "--tmpfs-huge", "always",
+                             "--repeat", "100000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=env)
+
+
 @needs_root
 def test_restore_names_a_live_measure_holding_a_tmpfs_mount(tmp_path: Path) -> None:
     journal = tmp_path / "run" / "journal.json"
     env = {**ENV, "FAULTBENCH_JOURNAL": str(journal)}
-    measure = subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--backing",
-                                "tmpfs", "--size", "64M", "--tmpfs-huge", "always",
-                                "--repeat", "100000"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                               env=env)
+    measure = measure_holding_tmpfs(env)
     try:
         # each sample mounts a tmpfs of its own: restore may come between two, and say
         # there is nothing to restore (or speak of another engineer's run); it is asked

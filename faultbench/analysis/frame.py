@@ -23,8 +23,8 @@ from faultbench.measurement.rundir.results import (
     parse_meta,
     parse_samples,
     run_rounds,
-    sample_key,
     sample_problem,
+    unique_key,
 )
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size, parse_size
@@ -245,8 +245,7 @@ def _valid(records: list[dict[str, Any]], rounds: int | None
             dropped.invalid[kind] = dropped.invalid.get(kind, 0) + 1
             continue
         if "scenario" in record:  # bare samples (measure --json) are each their own
-            # merged runs of several machines repeat every key once per machine
-            key = (*sample_key(record), record.get("machine"))
+            key = unique_key(record)
             if key in seen:
                 dropped.duplicates += 1
                 continue

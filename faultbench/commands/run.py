@@ -17,7 +17,7 @@ from faultbench.commands import (
 )
 
 if TYPE_CHECKING:
-    from faultbench.measurement.rundir.results import RunDir
+    from faultbench.measurement.rundir.results import BadSampleLine, RunDir
     from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
@@ -100,11 +100,31 @@ def run(args: argparse.Namespace) -> int:
                           *((k, "--kernel") for k in args.kernel or ()),
                           *((s, "--set") for s in args.set), *((f, "--only") for f in args.only)):
         check_text(value, option)
+    from faultbench.measurement.rundir.results import BadSampleLine, ResultsError
+
     try:
         with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
             return _run(args)
     except FilesystemError as exc:
         raise FilesystemError(f"{exc}{_resume_hint(_started(args))}") from None
+    except BadSampleLine as exc:
+        raise ResultsError(f"{exc}; {_recovery(exc)}") from None
+
+
+def _recovery(bad: BadSampleLine) -> str:
+    """How to resume past the lines a strict read refused: by deleting them, which the user
+    does (faultbench drops no sample it cannot vouch for, nor picks one of two)."""
+    import shlex
+
+    from faultbench.measurement.rundir.results import resume_command
+
+    which = (f"lines {' and '.join(map(str, bad.lines))}" if len(bad.lines) > 1
+             else f"line {bad.lines[0]}")
+    script = ";".join(f"{n}d" for n in bad.lines)
+    return (f"resuming builds on every line: delete {which} (sed -i '{script}' "
+            f"{shlex.quote(str(bad.path))}; keep a copy to look at), then "
+            f"{resume_command(bad.path.parent)}; a sample then missing is measured again (in "
+            "a booted run, if its boot had not finished)")
 
 
 def _started(args: argparse.Namespace) -> Path | None:

@@ -17,7 +17,7 @@ from faultbench.measurement.image import boot_images, default_image
 from faultbench.measurement.knobs import catalog as knobs
 from faultbench.measurement.knobs.journal import journal_problems
 from faultbench.measurement.knobs.sysfs import DEBUGFS, MountError, lockdown, mounted
-from faultbench.measurement.knobs.tmpfs import mount_journal_problems
+from faultbench.measurement.knobs.tmpfs import mount_journals_found
 from faultbench.measurement.measure import DEFAULT_DIRS, measure, meminfo
 from faultbench.measurement.rundir.provenance import collect
 from faultbench.measurement.spec import Spec, SpecError
@@ -64,8 +64,10 @@ def knob_checks() -> list[Check]:
             _knob_check("thp.shmem_enabled")]
     # a killed run's journal: every sweep is refused until `faultbench restore`
     out += [Check("restore journal", False, problem) for problem in journal_problems()]
-    # a tmpfs_huge run killed mid-mount: its tmpfs may still be mounted
-    out += [Check("mount journal", False, problem) for problem in mount_journal_problems()]
+    # a tmpfs_huge run killed mid-mount: its tmpfs may still be mounted; one a live process
+    # holds is a fact (it releases the mount itself), not a problem
+    out += [Check("mount journal", None if live else False, what)
+            for what, live in mount_journals_found()]
     try:
         knobs.resolve("read_ahead_kb")
         out.append(_knob_check("read_ahead_kb"))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.knobs.catalog import KnobError, check_settable, resolve
+from faultbench.measurement.knobs.catalog import KnobError
 from faultbench.measurement.knobs.journal import (
     check_journal_writable,
     journal_path,
@@ -32,9 +32,14 @@ from faultbench.measurement.knobs.journal import (
 )
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
-from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.knobs.tmpfs import release_killed
 from faultbench.measurement.progress import Progress, say_drift
+from faultbench.measurement.run_checks import (
+    RunError,
+    check_resources,
+    read_ahead_dir,
+    settable_knobs,
+)
 from faultbench.measurement.rundir.results import (
     FORMAT,
     PROFILES,
@@ -45,7 +50,7 @@ from faultbench.measurement.rundir.results import (
     sample_key,
 )
 from faultbench.measurement.signals import signals_raise
-from faultbench.measurement.spec import Sample, Spec, SpecError, shown
+from faultbench.measurement.spec import Sample, Spec, shown
 from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
@@ -58,11 +63,6 @@ HARNESS_EPOCH = 1
 GRACE_S = 20.0
 # An emulated guest on a busy host imports the native module 5-20x slower than native.
 EMULATED_GRACE_S = 180.0
-
-
-class RunError(FaultbenchError, RuntimeError):
-    """A run that cannot start or continue; the message says why and what to do."""
-
 
 
 def schedule(
@@ -222,47 +222,6 @@ def every_mapper(samples: list[dict[str, Any]], mappers: int) -> list[dict[str, 
     return samples + [{**samples[0], "mapper": m} for m in range(len(samples), mappers)]
 
 
-def check_resources(workload: Workload, here: bool) -> None:
-    """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
-    a safe share of memory or disk here; a booted guest's memory, disks and directories
-    (/var/tmp/xfs) are its own, checked there per sample. (Scenarios the kernel cannot do,
-    e.g. hugetlb without reserved pages, are measured as `unsupported`, recorded skipped.)"""
-    from faultbench.measurement.knobs.catalog import check_read_ahead_backing
-    from faultbench.measurement.measure import check_resources as check_spec
-
-    for scenario in workload.scenarios:
-        try:
-            if here:
-                check_spec(scenario.spec)
-            check_read_ahead_backing(scenario.knobs, scenario.spec.backing)
-        except (SpecError, KnobError) as exc:
-            raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
-                from None
-
-
-def settable_knobs(workload: Workload) -> Workload:
-    """The workload without the knob axes of its file this machine cannot set (recorded as
-    skipped with the knob module's reason, e.g. lockdown). An axis the command line asked
-    for (`--set`, or an `--only` on it) is refused instead, as `measure --set` refuses it.
-    Checked without writing anything."""
-    names = workload.knob_names()
-    if not names:
-        return workload
-    asked = [(f"--set {name}", name) for name in workload.command_line.get("set", {})]
-    asked += [(f"--only {text}", text.partition("=")[0])
-              for text in workload.command_line.get("only", [])]
-    with mounted("debugfs", DEBUGFS):
-        for name in names:
-            try:
-                check_settable(resolve(name))
-            except KnobError as exc:
-                option = next((option for option, knob in asked if knob == name), None)
-                if option:
-                    raise KnobError(f"{option}: {exc}") from None
-                workload = workload.without_knobs({name}, str(exc))
-    return workload
-
-
 def start(
     workload: Workload, out: Path, plane: str | None = None, extra: dict[str, Any] | None = None
 ) -> RunDir:
@@ -375,7 +334,8 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
             log = stack.enter_context(run_dir.open_log())
             stack.callback(progress.finish)
             stack.callback(run_dir.close)
-            knobs = stack.enter_context(KnobSession(knob_names)) if knob_names else None
+            knobs = stack.enter_context(KnobSession(
+                knob_names, file_dir=read_ahead_dir(scenarios))) if knob_names else None
             worker = Worker(log)
             stack.callback(worker.close)
             applied: dict[str, Any] | None = None

@@ -13,6 +13,7 @@ import dataclasses
 import fnmatch
 import itertools
 import math
+import re
 import sys
 import sysconfig
 from collections.abc import Iterator
@@ -62,6 +63,7 @@ KNOB_AXIS = "knob axis "  # prefix of a skipped entry naming a knob axis this ma
 # take hours. Larger studies are several workloads (or runs) compared with `faultbench compare`.
 MAX_SCENARIOS = 10_000
 MAX_MEASUREMENTS = 100_000
+_FIELD = re.compile(r"[A-Za-z0-9_.-]+")  # an axis or knob name: no glob, no space or /
 SPLIT_HINT = "split it into several workload files (e.g. one per [[matrix]] or per backing)"
 
 
@@ -179,6 +181,11 @@ class Workload:
             except SpecError as exc:
                 raise WorkloadError(f"--only {shown(text, 100)}: {exc}") from None
             return lambda s: getattr(s.spec, name) in wanted
+        # FIELD=VALUE on no field, unless a name holds it (`anon=16M`): it would keep nothing
+        if sep and _FIELD.fullmatch(name) and not any(text in s.name for s in self.scenarios):
+            raise WorkloadError(
+                f"--only {clipped(text, 100)}: {self.name} has no field {clipped(name, 60)}; its "
+                f"fields: {', '.join((*AXES, *self.knob_names()))}")
         if any(c in text for c in "*?["):
             return lambda s: any(fnmatch.fnmatchcase(run, text) for run in _name_runs(s.name))
         return lambda s: text in s.name

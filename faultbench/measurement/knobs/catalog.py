@@ -58,6 +58,12 @@ SYSCTL_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# Values faultbench asks for, bounded more tightly than the kernel bounds them (an original
+# a journal restores is the machine's own, and is not): see check_requested.
+MIN_FREE_SHARE = 4  # vm.min_free_kbytes: at most 1/4 of MemTotal
+HUGEPAGES_SHARE = 2  # vm.nr_hugepages: at most 1/2 of MemTotal in huge pages
+
+
 class KnobError(FaultbenchError):
     """A knob that cannot be set as asked; the message is one line: why, and what to do."""
 
@@ -289,8 +295,47 @@ def parse_set_options(
         if knob.name in seen:
             raise KnobError(f"{knob.name} is given twice; list all its values in one --set")
         seen.add(knob.name)
-        axes.append((knob.name, [validate(knob, v) for v in items]))
+        values = [validate(knob, v) for v in items]
+        for value in values:
+            check_requested(knob, value)
+        axes.append((knob.name, values))
     return axes
+
+
+def check_requested(knob: Knob, value: str) -> None:
+    """KnobError for a valid value faultbench still will not ask for, before anything is
+    written (parse_set_options; KnobSession.apply, in a guest against the guest's memory)."""
+    if knob.kind != "sysctl" or knob.name not in (
+            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages"):
+        return
+    number = int(value)
+    if knob.name == "vm.panic_on_oom":
+        # an out-of-memory a memory workload may cause on purpose would panic the machine:
+        # the run and everything else on it end, no knob restored until the reboot
+        if number != 0:
+            raise KnobError(f"vm.panic_on_oom={number}: faultbench sets only 0; 1 or 2 panics "
+                            "the machine at the next out-of-memory, which a benchmark may "
+                            "cause")
+        return
+    from faultbench.measurement.measure import meminfo
+
+    info = meminfo()
+    total_kb = info.get("MemTotal")
+    if total_kb is None:
+        return  # no /proc/meminfo: the kernel's own bounds only
+    memory = f"this machine's memory ({total_kb / 2**20:.1f} GiB)"
+    if knob.name == "vm.min_free_kbytes" and number > total_kb // MIN_FREE_SHARE:
+        # kswapd keeps free up to 1.5x it (the high watermark): at 1/4, 3/8 of memory;
+        # above, the reclaim it forces is what every sample measures, near all an OOM
+        raise KnobError(f"vm.min_free_kbytes={number}: more than 1/{MIN_FREE_SHARE} of "
+                        f"{memory}; the kernel would reclaim to keep 1.5x that free")
+    huge_kb = info.get("Hugepagesize", 0)
+    if knob.name == "vm.nr_hugepages" and number * huge_kb > total_kb // HUGEPAGES_SHARE:
+        # reserved huge pages are memory nothing else may use: too many, and the system
+        # and the benchmark itself run out of the rest
+        raise KnobError(f"vm.nr_hugepages={number}: {number} x {huge_kb} kB is more than "
+                        f"1/{HUGEPAGES_SHARE} of {memory}, which reserving them takes from "
+                        "everything else")
 
 
 def cross_product(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:

@@ -122,12 +122,27 @@ def _writer(data: dict) -> str:
     return "a process measuring with faultbench"
 
 
+class LiveJournal(KnobError):
+    """A journal whose writer is still running: in use, not left behind."""
+
+
+def _holds_mount(data: dict) -> str | None:
+    """What a live writer of a mount journal (tmpfs.py: no knob, a mount) holds, said as
+    such: it changes no knob, and no knob writer waits for it."""
+    if data.get("knobs") or not data.get("unmount"):
+        return None
+    return (f"{_writer(data)} (pid {data['pid']}) is still running and holds a tmpfs mount it "
+            "releases itself when it ends")
+
+
 def refuse_if_journal(path: str) -> None:
     data = _load_journal(path)
     if data is None:
         return
     if _owner_alive(data):
-        raise KnobError(
+        if (held := _holds_mount(data)) is not None:
+            raise LiveJournal(f"{held} (journal {path})")
+        raise LiveJournal(
             f"another faultbench run (pid {data['pid']}) is changing kernel knobs (journal "
             f"{path}); wait for it to finish"
         )
@@ -333,10 +348,8 @@ def restore_journal(path: str | None = None) -> list[str]:
     if data is None:
         return []
     if _owner_alive(data):
-        if not data.get("knobs") and data.get("unmount"):  # a mount journal (tmpfs.py)
-            raise KnobError(
-                f"{_writer(data)} (pid {data['pid']}) is still running and holds a tmpfs "
-                f"mount it releases itself when it ends; stop it (kill {data['pid']}) instead")
+        if (held := _holds_mount(data)) is not None:
+            raise KnobError(f"{held}; stop it (kill {data['pid']}) instead")
         raise KnobError(
             f"faultbench run pid {data['pid']} is still running and restores its knobs itself "
             f"when it ends; stop it (kill {data['pid']}) instead"

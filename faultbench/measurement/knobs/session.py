@@ -15,6 +15,7 @@ from types import TracebackType
 from faultbench.measurement.knobs.catalog import (
     Knob,
     KnobError,
+    check_requested,
     check_settable,
     read_value,
     resolve,
@@ -97,9 +98,12 @@ class KnobSession:
         unknown = [name for name in setting if name not in by_name]
         if unknown:
             raise KnobError(f"knob(s) {', '.join(unknown)} not part of this session")
+        values = {name: validate(by_name[name], str(value)) for name, value in setting.items()}
+        for name, value in values.items():  # all, before the first write
+            check_requested(by_name[name], value)
         with blocked():
-            for name, value in setting.items():
-                write(by_name[name], validate(by_name[name], str(value)))
+            for name, value in values.items():
+                write(by_name[name], value)
             readback = {name: read_value(by_name[name]) for name in setting}
             self._expected.update(readback)
             return readback

@@ -22,6 +22,7 @@ from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.knobs.journal import (
     DEFAULT_JOURNAL,
     JOURNAL_FORMAT,
+    LiveJournal,
     drop_journal,
     journal_path,
     journals,
@@ -171,16 +172,20 @@ def restore_mounts(knob_journal: str) -> MountRestore:
     return result
 
 
-def mount_journal_problems() -> list[str]:
-    """Each mount journal a run left (or is using), as `doctor` says it."""
-    problems = []
+def mount_journals_found() -> list[tuple[str, bool]]:
+    """Each mount journal a run left or is using, as `doctor` says it, and whether a live
+    process holds it (then it is that process's mount, nothing to restore)."""
+    found = []
     for journal in journals():
         for path in _mount_journals(journal):
+            live = False
             try:
                 why = _foreign(path)
                 refuse_if_journal(str(path))
+            except LiveJournal as exc:
+                why, live = str(exc), True
             except FaultbenchError as exc:
                 why = str(exc)
             if why:
-                problems.append(why)
-    return problems
+                found.append((why, live))
+    return found

@@ -64,13 +64,26 @@ def read_samples(
         return parse_samples(handle, path, strict, validate)
 
 
+class BadSampleLine(ResultsError):
+    """A line of samples.jsonl a strict reader refuses; `lines`: the line numbers that
+    would have to go for the file to be read (1 = the first line)."""
+
+    def __init__(self, path: Path, number: int, problem: str, lines: tuple[int, ...]) -> None:
+        super().__init__(f"{path}:{number}: {problem}")
+        self.path = path
+        self.lines = lines
+
+
 def parse_samples(
     lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False,
     rounds: int | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
-    """read_samples() of lines already read from `path`; `rounds`: see sample_problem."""
+    """read_samples() of lines already read from `path`; `rounds`: see sample_problem.
+    With `validate` a sample whose key (unique_key) an earlier line had is bad too: counted
+    twice it would weigh twice in every statistic."""
     records: list[dict[str, Any]] = []
     bad = 0
+    seen: dict[tuple[Any, ...], tuple[int, bytes]] = {}  # key -> first line: number, text
     for number, raw in enumerate(lines, 1):
         try:
             line = raw.decode("utf-8")
@@ -84,10 +97,22 @@ def parse_samples(
             record = None
         problem = "not a JSON object" if not isinstance(record, dict) else (
             sample_problem(record, rounds=rounds) if validate else None)
+        drop: tuple[int, ...] = (number,)
+        if problem is None and validate:
+            first, text = seen.setdefault(unique_key(record), (number, raw.strip()))
+            if first != number:
+                # a copy of the line is one sample written twice: the copy goes; two
+                # measurements of one sample cannot both count, nor one be preferred
+                copy = text == raw.strip()
+                which = ", ".join(f"{key} {record[key]}" for key in ("boot", "round", "mapper")
+                                  if record.get(key) is not None)
+                problem = (f"the sample of line {first} again (scenario {record['scenario']}, "
+                           f"{which}): {'an exact copy' if copy else 'measured differently'}")
+                drop = (number,) if copy else (first, number)
         if problem is None:
             records.append(record)
         elif strict:
-            raise ResultsError(f"{path}:{number}: {problem}")
+            raise BadSampleLine(path, number, problem, drop)
         else:
             bad += 1
     return records, bad
@@ -200,6 +225,12 @@ def parse_meta(data: bytes, path: Path) -> dict[str, Any]:
 def sample_key(record: dict[str, Any]) -> tuple[str, int | None, int, int]:
     """What identifies a sample within a run (a booted run repeats warm-up rounds per boot)."""
     return record["scenario"], record.get("boot"), record["round"], record["mapper"]
+
+
+def unique_key(record: dict[str, Any]) -> tuple[Any, ...]:
+    """What a sample of any run holds once: sample_key, and the machine in a merged run of
+    several (each repeats every other key)."""
+    return (*sample_key(record), record.get("machine"))
 
 
 def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:

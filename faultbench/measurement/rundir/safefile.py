@@ -105,14 +105,19 @@ def _link_distrust(dir_fd: int, name: str) -> str | None:
     return f"in a directory {who}" if who else None
 
 
-def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
+class _WouldMake(Exception):
+    """walk(dry=True) reached a component it would make."""
+
+
+def walk(path: Path, create: bool, checked: bool, dry: bool = False) -> tuple[int, int]:
     """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
     the working directory; with `create`, missing components are made (never through a
     link) and the last one is never a link. `checked` (root, writing its own results): the
     walk starts at / (a relative path is made absolute), a link on the way is followed only
     if _link_distrust finds nothing, and every directory on the way is check_parent'ed (its
     owner could rename what follows away and plant a link), all before anything is made in
-    it (ResultsError naming the owner)."""
+    it (ResultsError naming the owner). `dry` (with `create`): the first missing component
+    raises _WouldMake once the checks made before making it have passed; nothing is made."""
     if checked:
         path = Path(os.path.abspath(path))
     parts = [p for p in path.parts if p != path.anchor and p != "."]
@@ -128,6 +133,8 @@ def walk(path: Path, create: bool, checked: bool) -> tuple[int, int]:
                     raise
                 if checked:
                     check_parent(fd, where)
+                if dry:
+                    raise _WouldMake(where) from None
                 with contextlib.suppress(FileExistsError):
                     os.mkdir(name, dir_fd=fd)
                 step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
@@ -181,13 +188,14 @@ class SafeDir:
 
     @classmethod
     def open(cls, path: Path, create: bool = False, any_owner: bool = False,
-             sticky_ok: bool = False) -> SafeDir:
+             sticky_ok: bool = False, dry: bool = False) -> SafeDir:
         """The directory at `path` (see walk()); with `create`, made if missing and then
         never a link itself. `any_owner` skips the owner checks and follows every link (a
         guest writing the host's directory: the host checked it); `sticky_ok`: see
-        check_owner."""
+        check_owner; `dry`: see would_create."""
         try:
-            parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0)
+            parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0,
+                              dry=dry)
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
@@ -201,6 +209,17 @@ class SafeDir:
                 safe.close()
                 raise
         return safe
+
+    @classmethod
+    def would_create(cls, path: Path) -> bool:
+        """A dry run of open(path, create=True): what it would refuse, refused with its
+        words (ResultsError), and nothing made. True: `path` would be made (the checks made
+        before each mkdir passed); False: it exists, and passed every check."""
+        try:
+            cls.open(path, create=True, dry=True).close()
+        except _WouldMake:
+            return True
+        return False
 
     @classmethod
     def reading(cls, path: Path) -> SafeDir:

@@ -1,0 +1,95 @@
+"""What a native run is checked for before its directory exists or a knob is written:
+memory and disk per scenario, the knob axes this machine can set, and which disk's
+read_ahead_kb the run's knob is. Standard library only (runner.py, which imports it, runs in
+guests too).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.knobs.catalog import (
+    KnobError,
+    check_read_ahead_backing,
+    check_settable,
+    read_ahead_path,
+    resolve,
+)
+from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
+from faultbench.measurement.spec import SpecError, clipped
+from faultbench.measurement.workload import Scenario, Workload
+
+
+class RunError(FaultbenchError, RuntimeError):
+    """A run that cannot start or continue; the message says why and what to do."""
+
+
+def check_resources(workload: Workload, here: bool) -> None:
+    """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
+    a safe share of memory or disk here; a booted guest's memory, disks and directories
+    (/var/tmp/xfs) are its own, checked there per sample. (Scenarios the kernel cannot do at
+    all, e.g. hugetlb without reserved pages, are measured as `unsupported` and recorded as
+    skipped.)"""
+    from faultbench.measurement.measure import check_resources as check_spec
+
+    for scenario in workload.scenarios:
+        try:
+            if here:
+                check_spec(scenario.spec)
+            check_read_ahead_backing(scenario.knobs, scenario.spec.backing)
+        except (SpecError, KnobError) as exc:
+            raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
+                from None
+
+
+def read_ahead_dir(scenarios: Iterable[Scenario]) -> str | None:
+    """The directory whose disk's read_ahead_kb the run's knob is: that of the files of the
+    scenarios that set it (None: no file scenario sets it, and check_resources refuses any
+    other backing that does).
+
+    Scenarios on two disks are refused (KnobError) rather than each setting its own disk:
+    a run has one read_ahead_kb knob, with one original in the journal, one drift check and
+    one `knobs.read_ahead_kb` per sample, which would not say whose disk it read; and a
+    value compared across two disks compares the disks, not the value. Each disk's scenarios
+    are a run of their own (`--only dir=...`)."""
+    from faultbench.measurement.measure import backing_dir
+
+    disks: dict[str, str] = {}  # read_ahead_kb file -> the first directory on that disk
+    for scenario in scenarios:
+        if "read_ahead_kb" in scenario.knobs and scenario.spec.backing == "file":
+            directory = backing_dir(scenario.spec)
+            disks.setdefault(read_ahead_path(directory), directory)
+    if len(disks) > 1:
+        on = ", ".join(f"{clipped(directory, 100)} on {Path(path).parents[1].name}"
+                       for path, directory in list(disks.items())[:2])
+        raise KnobError(
+            f"read_ahead_kb: the scenarios' files are on {len(disks)} disks ({on}), and a run "
+            "sets one disk's read-ahead; run each disk's scenarios on their own "
+            "(--only dir=DIR)")
+    return next(iter(disks.values()), None)
+
+
+def settable_knobs(workload: Workload) -> Workload:
+    """The workload without the knob axes of its file this machine cannot set (recorded as
+    skipped with the knob module's reason, e.g. lockdown). An axis the command line asked
+    for (`--set`, or an `--only` on it) is refused instead, as `measure --set` refuses it.
+    Checked without writing anything."""
+    names = workload.knob_names()
+    if not names:
+        return workload
+    asked = [(f"--set {name}", name) for name in workload.command_line.get("set", {})]
+    asked += [(f"--only {text}", text.partition("=")[0])
+              for text in workload.command_line.get("only", [])]
+    file_dir = read_ahead_dir(workload.scenarios)  # two disks: refused, not skipped
+    with mounted("debugfs", DEBUGFS):
+        for name in names:
+            try:
+                check_settable(resolve(name, file_dir))
+            except KnobError as exc:
+                option = next((option for option, knob in asked if knob == name), None)
+                if option:
+                    raise KnobError(f"{option}: {exc}") from None
+                workload = workload.without_knobs({name}, str(exc))
+    return workload
