@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.analysis.memory import memory_section, per_launch, sessions
+from faultbench.analysis.frame import load as load_run
+from faultbench.analysis.memory import count_totals, memory_section, per_launch, sessions
 from faultbench.measurement.booted.boots import chosen_memory
 from faultbench.measurement.launch import (
     VMSTAT_NAMES,
@@ -168,3 +169,19 @@ def test_report_shows_counts_per_launch(tmp_path: Path) -> None:
     report = subprocess.run([sys.executable, "-m", "faultbench", "report", str(out)],
                             check=True, capture_output=True, text=True, timeout=300).stdout
     assert "App launches, per launch" in report
+
+
+def test_a_dir_axis_gets_rows_and_a_base_of_its_own() -> None:
+    """memory-large-folios launches from ext4 and XFS: each filesystem's settings are rows of
+    their own, compared with that filesystem's fault_around_bytes=4096, never pooled."""
+    run = Path(__file__).resolve().parent.parent / "results" / "tcg-memory-large-folios"
+    apps = sessions(load_run(run))
+    totals = count_totals(apps, ["dir", "fault_around_bytes"], "refault")
+    assert len(totals) == 6 and set(totals["sessions"]) == {6}
+    for _, part in totals.groupby("dir"):
+        base, *others = part.sort_values("fault_around_bytes").to_dict("records")
+        assert base["fault_around_bytes"] == 4096 and base["ratio"] != base["ratio"]
+        for row in others:
+            assert row["ratio"] == pytest.approx(row["rate"] / base["rate"])
+    section = memory_section(load_run(run))
+    assert "dir=xfs fa=64K" in section and "dir=tmp fa=4K" in section

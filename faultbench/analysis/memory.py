@@ -29,7 +29,7 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     INSTRUCTION_CLOCK_PLANES,
 )
-from faultbench.analysis.labels import format_value
+from faultbench.analysis.labels import format_value, label_columns
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
@@ -97,8 +97,10 @@ def _memory_column(apps: pd.DataFrame, metas: dict[str, Any]) -> pd.Series:
 
 
 def _keys(apps: pd.DataFrame) -> list[str]:
-    """What the rows are: the swept knob, within kernels and guest memories when several."""
+    """What the rows are: the swept knob, within kernels, guest memories and any other field
+    or knob the sessions vary (a `dir` axis: one filesystem against another), when several."""
     keys = [k for k in ("kernel", "guest_memory") if apps[k].nunique(dropna=False) > 1]
+    keys += [k for k in label_columns(apps) if k not in (FAULT_AROUND_KNOB, "kernel")]
     keys += [FAULT_AROUND_KNOB] if FAULT_AROUND_KNOB in apps else []
     return keys or ["guest_memory"]
 
@@ -126,8 +128,9 @@ EXACT_SPLITS = 20000
 def count_totals(apps: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFrame:
     """Per setting (keys) over valid sessions: `sessions`, `launches`, `total` (the count
     summed over sessions), `rate` (total / launches), `with_any` (sessions with a count),
-    `top` (the largest session's share of the total), and against the first setting (the
-    smallest fault_around_bytes: fault-around off) `ratio` of rates, `ci_lo`, `ci_hi`
+    `top` (the largest session's share of the total), and against the first setting of its
+    stratum (the smallest value of the last key, fault_around_bytes: fault-around off, with
+    the other keys the same) `ratio` of rates, `ci_lo`, `ci_hi`
     (exact conditional interval: given both totals, the setting's share is binomial when
     the counts are Poisson in launches) and `p` (exact two-sided permutation p of the
     difference in rates, the sessions of both settings relabelled in every way)."""
@@ -135,14 +138,16 @@ def count_totals(apps: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFra
     launches = pd.to_numeric(valid["launches_done"], errors="coerce")
     counts = (valid[metric] * launches).round()
     frame = valid[keys].assign(_count=counts, _launches=launches)
-    groups = [(key, part) for key, part in frame.groupby(keys, sort=False, dropna=False)]
-    groups.sort(key=lambda item: pd.to_numeric(pd.Series([np.ravel(item[0])[-1]]),
-                                               errors="coerce").iloc[0])
+    groups = [(key if isinstance(key, tuple) else (key,), part)
+              for key, part in frame.groupby(keys, sort=False, dropna=False)]
+    groups.sort(key=lambda item: (tuple(map(str, item[0][:-1])),
+                                  pd.to_numeric(pd.Series([item[0][-1]]), errors="coerce").iloc[0]))
     rows = []
-    base = groups[0][1] if groups else None
+    bases: dict[tuple[Any, ...], pd.DataFrame] = {}
     for key, part in groups:
+        base = bases.setdefault(tuple(map(str, key[:-1])), part)
         total, exposure = float(part["_count"].sum()), float(part["_launches"].sum())
-        row = dict(zip(keys, np.ravel(key), strict=True))
+        row = dict(zip(keys, key, strict=True))
         row.update(sessions=len(part), launches=int(exposure), total=int(total),
                    rate=total / exposure if exposure else np.nan,
                    with_any=int((part["_count"] > 0).sum()),
@@ -224,7 +229,7 @@ def _key_label(row: Any, keys: list[str]) -> str:
     parts = []
     for key in keys:
         value = getattr(row, key) if not isinstance(row, dict) else row[key]
-        parts.append(format_value(FAULT_AROUND_KNOB, value) if key == FAULT_AROUND_KNOB
+        parts.append(format_value(key, value) if key in (FAULT_AROUND_KNOB, "dir")
                      else str(value))
     return " ".join(parts)
 
