@@ -20,6 +20,7 @@ import sys
 
 from quoted import (
     breakeven,
+    folios,
     icount,
     kernels,
     memory,
@@ -36,15 +37,16 @@ __all__ = ["CLAIMS", "UNCOVERED", "Claim", "squeezed", "stale"]
 CLAIMS: list[Claim] = [
     *readme.CLAIMS, *reference.CLAIMS, *icount.CLAIMS, *profiles.CLAIMS, *breakeven.CLAIMS,
     *kernels.CLAIMS, *workloads.CLAIMS, *memory.CLAIMS, *results.CLAIMS,
+    *folios.CLAIMS,
 ]
 
 # Numbers the docs quote that no claim computes (doc: what, and why). Most come from runs
 # not shipped in results/ (benchmark output, investigations, runs since replaced): with no
 # file to compute them from, the doc says instead where each came from and when.
 UNCOVERED = [
-    ("README.md", "the measure example's sample (5 December 2026), the large-folio figures "
-                  "(a run docs/large-folios.md shows), 0.998-0.999x and ~0.07% (benchmark "
-                  "output, docs/overhead.md and docs/icount.md): not shipped"),
+    ("README.md", "the measure example's sample (5 December 2026), the 6.18 host's fault "
+                  "counts (a native run docs/large-folios.md shows), 0.998-0.999x and ~0.07% "
+                  "(benchmark output, docs/overhead.md and docs/icount.md): not shipped"),
     ("docs/icount.md", "the wall-clock A/B's 55%/58% (results/uffd-2020-patch until commit "
                        "9101a7a), the 0.3-era A/A's spread (results/icount-aa until 2fb081c) "
                        "and profile run's +6.8% (until 40a1d1b): runs no longer shipped; "
@@ -52,10 +54,7 @@ UNCOVERED = [
                        "December 2026), the SMP and boot-time trials (1 December 2026): "
                        "benchmark and investigation output"),
     ("docs/reference-results.md", "the wall-clock A/B's 0 of 66 and 58% (results/"
-                                  "uffd-2020-patch until commit 9101a7a): no longer shipped; "
-                                  "the sweep's load average 0.4 at its start: the run was "
-                                  "regenerated during this pass (9bc7106), its claims come "
-                                  "next"),
+                                  "uffd-2020-patch until commit 9101a7a): no longer shipped"),
     ("docs/profiles.md", "6.12's 96% entry/exit under the phase table before commit 7d7b485 "
                          "(the analysis no longer has it), the 0.3-era run's +10% to +40% "
                          "(results/native-profile until 805e8a4), the published batching gain "

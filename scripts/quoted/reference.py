@@ -115,7 +115,18 @@ def patch_run() -> dict[str, str]:
             "fastest": _minutes(min(took)), "slowest": _minutes(max(took))}
 
 
+def sweep() -> dict[str, str]:
+    """The sweep's kernel and the host's load average when it started."""
+    provenance = meta("tcg-fault-around-sweep")["provenance"]
+    release = load("tcg-fault-around-sweep")["kernel_release"].dropna().iloc[0]
+    return {"load": f"{provenance['load_average'][0]:.1f}", "release": release}
+
+
 CLAIMS = [
+    Claim(DOC, "`faultbench run fault-around-sweep --kernel /boot/vmlinuz-{release} --clock "
+          "wall`", sweep),
+    Claim(DOC, "harness epoch 1, from a clean checkout with nothing else running: load average "
+          "{load} at its start", sweep),
     Claim(DOC, "The native run had no other process beside it (its load average still "
           "{load} from earlier work); {hits} of its {valid} valid samples are flagged in the "
           "`hit` column.", native_quick),
