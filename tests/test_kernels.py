@@ -1,4 +1,5 @@
-"""kernels/build's argument handling, refusals and config check, and the 2020 patch's fit.
+"""kernels/build's argument handling, refusals and config check, and each patch's fit to its
+source (the 2020 patch to 6.1, the whole-folio backport to 6.12).
 
 Nothing here builds a kernel (25-40 minutes); the cache-hit test plants the image a build
 would leave and checks the script finds it without building.
@@ -17,6 +18,7 @@ import pytest
 from kbuild import BUILD, KERNELS, build
 
 PATCH = KERNELS / "patches" / "6.1" / "uffd-missing-no-fault-around.patch"
+WHOLE_FOLIO = KERNELS / "patches" / "6.12" / "map-entire-large-folio.patch"
 
 
 def run_build(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
@@ -194,6 +196,61 @@ def test_the_2020_patch_applies_to_6_1_and_disables_fault_around_for_missing(use
     # only the CONFIG_USERFAULTFD variant changes; the stub stays false
     assert after.count("static inline bool uffd_disable_fault_around") == 2
     assert "uffd_disable_fault_around(struct vm_area_struct *vma)\n{\n\treturn false;" in after
+
+
+@pytest.fixture(scope="module")
+def mm_sources_6_12(tmp_path_factory) -> Path:
+    """The two files the whole-folio backport touches, from linux-source-6.12's tarball."""
+    tarball = build.source_tarball("6.12")
+    if not tarball.is_file() or shutil.which("patch") is None:
+        pytest.skip(f"{tarball} or patch missing")
+    tree = tmp_path_factory.mktemp("linux-6.12")
+    members = [f"linux-source-6.12/mm/{name}" for name in ("filemap.c", "memory.c")]
+    subprocess.run(["tar", "xf", str(tarball), "-C", str(tree), "--occurrence=1",
+                    "--strip-components=1", *members], check=True)
+    return tree
+
+
+def test_the_whole_folio_patch_applies_to_6_12_and_maps_whole_folios(mm_sources_6_12):
+    tree = mm_sources_6_12
+    dry = subprocess.run(["patch", "-p1", "--forward", "--batch", "--dry-run", "-i",
+                          str(WHOLE_FOLIO)], cwd=tree, capture_output=True, text=True,
+                         check=False)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "offset" not in dry.stdout and "fuzz" not in dry.stdout  # applies cleanly
+    done = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", str(WHOLE_FOLIO)],
+                          cwd=tree, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    filemap = (tree / "mm/filemap.c").read_text()
+    folio_range = filemap.split("static vm_fault_t filemap_map_folio_range(", 1)[1]
+    folio_range = folio_range.split("\n}\n", 1)[0]
+    # fault-around maps the whole folio, bounded by the VMA, the page table and i_size
+    assert "nr_pages = folio_nr_pages(folio);" in folio_range
+    for bound in ("folio_within_vma(folio, vmf->vma)", "& PMD_MASK",
+                  "file_end >= folio_next_index(folio) || shmem_mapping(mapping)"):
+        assert bound in folio_range, bound
+    assert "nr_pages, &rss, &mmap_miss, file_end);" in filemap
+    # finish_fault (fault-around off) maps whole file folios, not only anonymous shmem's;
+    # uffd and the i_size/page-table fallback still map one page
+    finish = (tree / "mm/memory.c").read_text().split("vm_fault_t finish_fault(", 1)[1]
+    finish = finish.split("\n}\n", 1)[0]
+    assert "vma_is_anon_shmem" not in finish
+    assert "if (unlikely(userfaultfd_armed(vma)) || unlikely(needs_fallback)) {" in finish
+    assert "file_end < folio_next_index(folio)" in finish
+
+
+def test_each_patch_says_where_it_comes_from_and_builds_by_its_name():
+    for source in build.SOURCES:
+        for patch in sorted(build.patch_dir(source).glob("*.patch")):
+            text = patch.read_text()
+            assert text.startswith("From: ") and "NOT FOR MERGING" in text, patch
+            name = patch.name.removesuffix(".patch")
+            # the header says how to build it
+            assert f"--patch {name}" in " ".join(text.split()), patch
+            assert build.resolve_patch(name, source).path == patch.resolve()
+    header = WHOLE_FOLIO.read_text().split("\n---\n", 1)[0]
+    for commit in ("357b92761d94", "19773df031bc", "74207de2ba10", "7c9580f44f90"):
+        assert commit in header, commit
 
 
 def test_a_copied_tree_has_its_dependency_records_moved_and_timestamps_kept(tmp_path):

@@ -100,12 +100,19 @@ def test_compare_refuses_to_mix_epochs_without_force(runs: Runs, tmp_path: Path)
     assert bad.returncode == 2 and "harness_epoch is not" in bad.stderr
 
 
+# Runs scripts/reference-results lists before they were first made (each needs kernels this
+# checkout builds, too long for a test): each must not be in results/ yet, and leaves this list
+# when it is.
+NOT_YET_MADE = {"tcg-icount-whole-folio"}
+
+
 def test_reference_results_names_a_command_for_every_shipped_run() -> None:
     listed = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference-results"),
                              "--list"], capture_output=True, text=True, check=True).stdout
     names = [line for line in listed.splitlines() if not line.startswith(" ")]
     shipped = sorted(p.name for p in (ROOT / "results").iterdir() if (p / "meta.json").is_file())
-    assert sorted(names) == shipped
+    assert set(names) >= NOT_YET_MADE and not NOT_YET_MADE & set(shipped)
+    assert sorted(set(names) - NOT_YET_MADE) == shipped
     for name in shipped:
         meta = json.loads((ROOT / "results" / name / "meta.json").read_text())
         block = listed.split(f"{name}\n", 1)[1]
