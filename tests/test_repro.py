@@ -100,19 +100,12 @@ def test_compare_refuses_to_mix_epochs_without_force(runs: Runs, tmp_path: Path)
     assert bad.returncode == 2 and "harness_epoch is not" in bad.stderr
 
 
-# Runs scripts/reference-results lists before they were first made (each needs kernels this
-# checkout builds, too long for a test): each must not be in results/ yet, and leaves this list
-# when it is.
-NOT_YET_MADE = {"tcg-icount-whole-folio"}
-
-
 def test_reference_results_names_a_command_for_every_shipped_run() -> None:
     listed = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference-results"),
                              "--list"], capture_output=True, text=True, check=True).stdout
     names = [line for line in listed.splitlines() if not line.startswith(" ")]
     shipped = sorted(p.name for p in (ROOT / "results").iterdir() if (p / "meta.json").is_file())
-    assert set(names) >= NOT_YET_MADE and not NOT_YET_MADE & set(shipped)
-    assert sorted(set(names) - NOT_YET_MADE) == shipped
+    assert sorted(names) == shipped
     for name in shipped:
         meta = json.loads((ROOT / "results" / name / "meta.json").read_text())
         block = listed.split(f"{name}\n", 1)[1]
@@ -152,17 +145,8 @@ def test_guest_loops_start_after_a_tick_and_agree(booted: Path) -> None:
     assert (max(values) - min(values)) / min(values) < 1e-4, values
 
 
-# The shipped runs `scripts/reference-results NAME` has not yet made with the current harness.
-# Each must still be older than it: a regenerated run fails this test until it leaves the
-# list, and a harness change (a new epoch) fails it until every shipped run is remade.
-NOT_YET_REGENERATED: set[str] = set()
-
-
 def test_every_shipped_result_is_of_the_current_harness_epoch() -> None:
     results = Path(__file__).resolve().parent.parent / "results"
     for run in sorted(p for p in results.iterdir() if p.is_dir()):
         epoch = json.loads((run / "meta.json").read_text()).get("harness_epoch", 0)
-        if run.name in NOT_YET_REGENERATED:
-            assert epoch < HARNESS_EPOCH, f"{run.name} is regenerated: take it off the list"
-        else:
-            assert epoch == HARNESS_EPOCH, f"{run.name} is harness epoch {epoch}"
+        assert epoch == HARNESS_EPOCH, f"{run.name} is harness epoch {epoch}: regenerate it"
