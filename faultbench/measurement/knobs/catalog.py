@@ -58,6 +58,17 @@ SYSCTL_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# Pairs of which the kernel keeps one in effect: writing either member sets the other to 0
+# (mm/util.c overcommit_{ratio,kbytes}_handler, mm/page-writeback.c dirty_*_handler). A
+# session journals both, and restore writes back only the one that was in effect.
+_PAIRS = (("vm.overcommit_ratio", "vm.overcommit_kbytes"), ("vm.dirty_ratio", "vm.dirty_bytes"),
+          ("vm.dirty_background_ratio", "vm.dirty_background_bytes"))
+COUPLED = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
+# Members whose 0 the kernel reads out but refuses to be written (its extra1: dirty_bytes
+# two pages, dirty_background_bytes 1): 0 means "the ratio is in effect".
+_NO_ZERO = ("vm.dirty_bytes", "vm.dirty_background_bytes")
+
+
 # Values faultbench asks for, bounded more tightly than the kernel bounds them (an original
 # a journal restores is the machine's own, and is not): see check_requested.
 MIN_FREE_SHARE = 4  # vm.min_free_kbytes: at most 1/4 of MemTotal
@@ -306,9 +317,15 @@ def check_requested(knob: Knob, value: str) -> None:
     """KnobError for a valid value faultbench still will not ask for, before anything is
     written (parse_set_options; KnobSession.apply, in a guest against the guest's memory)."""
     if knob.kind != "sysctl" or knob.name not in (
-            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages"):
+            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages", *_NO_ZERO):
         return
     number = int(value)
+    if knob.name in _NO_ZERO:
+        least = 2 * page_size() if knob.name == "vm.dirty_bytes" else 1
+        if number < least:  # the kernel refuses it (EINVAL): 0 is what the ratio shows
+            raise KnobError(f"{knob.name}={number}: the kernel accepts at least {least}; "
+                            f"its 0 means {COUPLED[knob.name]} is in effect: set that instead")
+        return
     if knob.name == "vm.panic_on_oom":
         # an out-of-memory a memory workload may cause on purpose would panic the machine:
         # the run and everything else on it end, no knob restored until the reboot
@@ -336,6 +353,12 @@ def check_requested(knob: Knob, value: str) -> None:
         raise KnobError(f"vm.nr_hugepages={number}: {number} x {huge_kb} kB is more than "
                         f"1/{HUGEPAGES_SHARE} of {memory}, which reserving them takes from "
                         "everything else")
+
+
+def partner(knob: Knob) -> Knob | None:
+    """The other member of a coupled pair (COUPLED), None for any other knob."""
+    other = COUPLED.get(knob.name)
+    return resolve(other) if other else None
 
 
 def cross_product(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:

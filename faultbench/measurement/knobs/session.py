@@ -17,6 +17,7 @@ from faultbench.measurement.knobs.catalog import (
     KnobError,
     check_requested,
     check_settable,
+    partner,
     read_value,
     resolve,
     restorable_text,
@@ -71,7 +72,10 @@ class KnobSession:
                     self._mounts.enter_context(mounted("debugfs", DEBUGFS))
                 for knob in self.knobs:
                     check_settable(knob)
-                self._originals = [(k, restorable_text(k)) for k in self.knobs]
+                # a coupled knob's partner too: the kernel sets it to 0 (catalog.COUPLED)
+                partners = [p for k in self.knobs if (p := partner(k)) is not None]
+                journaled = list({k.name: k for k in [*self.knobs, *partners]}.values())
+                self._originals = [(k, restorable_text(k)) for k in journaled]
                 self._expected = {k.name: read_value(k) for k in self.knobs}
                 self._made_dirs = write_journal(self.path, {
                     "format": JOURNAL_FORMAT,
