@@ -125,14 +125,23 @@ def read_ahead_path(file_dir: str) -> str:
     return os.path.join(real, "queue", "read_ahead_kb")
 
 
-def check_read_ahead_backing(knob_names: Iterable[str], backing: str) -> None:
-    """KnobError if read_ahead_kb is set for a backing other than `file`: only a file on a
-    disk is read through a block device's read-ahead; for memfd, anon, tmpfs or hugetlb it
-    would change the root disk's, system-wide, and measure nothing of it."""
-    if "read_ahead_kb" in knob_names and backing != "file":
+def check_knob_backing(knob_names: Iterable[str], backing: str, mapping: str) -> None:
+    """KnobError for a knob that cannot act on the sample's backing, an axis that would
+    measure nothing: read_ahead_kb for a backing other than `file` (only a file on a disk is
+    read through a block device's read-ahead; for memfd, anon, tmpfs or hugetlb it would
+    change the root disk's, system-wide); a per-size shmem knob for anything but anonymous
+    shared memory (a memfd follows thp.shmem_enabled, a tmpfs its mount's huge=)."""
+    names = list(knob_names)
+    if "read_ahead_kb" in names and backing != "file":
         raise KnobError(f"read_ahead_kb: backing {backing} reads from no block device, so "
                         "read-ahead does not apply to it; it applies to the `file` backing "
                         "with --dir on a disk")
+    sized = [n for n in names if n.startswith("thp.hugepages-") and n.endswith(".shmem_enabled")]
+    if sized and (backing, mapping) != ("anon", "shared"):
+        what = f"anon with map {mapping}" if backing == "anon" else backing
+        raise KnobError(f"{sized[0]}: per-size shmem THP governs anonymous shared memory "
+                        f"only (backing anon, map shared), not backing {what}; a memfd "
+                        "follows thp.shmem_enabled, a tmpfs file its mount's huge=")
 
 
 def resolve(name: str, file_dir: str | None = None) -> Knob:
@@ -150,7 +159,8 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
         path = f"{SYSCTL_VM}/{sysctl}"
         if not _SYSCTL_RE.match(sysctl) or not os.path.isfile(path):
             raise KnobError(f"unknown sysctl {name}: there is no {path} on this kernel")
-        if not os.stat(path).st_mode & 0o444:
+        if not os.stat(path).st_mode & 0o444 or not _reads_something(path):
+            # vm.stat_refresh is readable but reads empty: a trigger, with no value to keep
             raise KnobError(f"{name} is write-only: its original cannot be read, so faultbench "
                             "could not restore it")
         return Knob(name, path, "sysctl")
@@ -168,6 +178,13 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
             "thp.hugepages-<N>kB.enabled / .shmem_enabled"
         )
     raise KnobError(f"unknown knob {name!r}: use {KNOB_HELP}")
+
+
+def _reads_something(path: str) -> bool:
+    try:
+        return bool(read_text(path).strip())
+    except OSError:
+        return True  # unreadable (not root): check_settable says so
 
 
 def _sized_hint(parts: list[str]) -> str:

@@ -44,9 +44,10 @@ class KnobSession:
     with KnobSession(["fault_around_bytes"]) as session:
         session.apply({"fault_around_bytes": "4096"})  # -> {"fault_around_bytes": 4096}
 
-    Signals SIGINT/SIGTERM/SIGHUP restore first, then go to the handler that was installed
-    before the session if it is a Python one (KeyboardInterrupt for SIGINT by default), else
-    raise SystemExit(128 + signal), so callers unwind normally.
+    Signals (SIGINT, SIGTERM, SIGHUP and the others of signals.TERMINATING) restore first,
+    then go to the handler that was installed before the session if it is a Python one
+    (KeyboardInterrupt for SIGINT by default), else raise SystemExit(128 + signal), so
+    callers unwind normally.
     """
 
     def __init__(self, names: list[str], file_dir: str | None = None) -> None:
