@@ -9,36 +9,17 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from analysis_runs import make_run
 from console import one_line
-
-NATIVE = """\
-repetitions = 2
-warmups = 0
-[[matrix]]
-backing = "memfd"
-size = "1M"
-uffd = ["none", "missing"]
-"""
-
-
-def fb(*args: str | Path, env: dict[str, str] | None = None
-       ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "faultbench", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, check=False, env=env)
+from test_hardening_round4_input import SMALL, fb
 
 
 @pytest.fixture(scope="module")
 def native_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    where = tmp_path_factory.mktemp("native")
-    (where / "w.toml").write_text(NATIVE)
-    done = fb("run", where / "w.toml", "--out", where / "here", "-q")
-    assert done.returncode == 0, done.stderr
-    return where / "here"
+    return make_run(tmp_path_factory.mktemp("native"), "here", SMALL)
 
 
 def _copy(src: Path, dst: Path, host: str = "other-machine") -> Path:
@@ -68,7 +49,7 @@ def test_a_finished_part_lacking_samples_is_refused(native_run: Path, tmp_path: 
     done = fb("merge", native_run, other, "--out", tmp_path / "out")
     assert done.returncode == 2
     line = one_line(done.stderr)
-    assert line.startswith(f"faultbench merge: {other}: lacks the samples of 3 "
+    assert line.startswith(f"faultbench merge: {other}: lacks the samples of 11 "
                            "measurement(s) (first: scenario "), line
     assert "samples.jsonl was cut short or edited" in line
     assert not (tmp_path / "out").exists()
