@@ -28,8 +28,8 @@ def _leftovers(directory: Path, pid: int) -> list[str]:
     if not directory.exists():
         return []
     return sorted(p.name for p in directory.iterdir()
-                  if p.name in (f"mount-{pid}.json", f"faultbench-tmpfs-{pid}")
-                  or p.name.startswith(f".mount-{pid}.json."))
+                  if p.name == f"mount-{pid}.json"
+                  or p.name.startswith((f"faultbench-tmpfs-{pid}.", f".mount-{pid}.json.")))
 
 
 @needs_root

@@ -176,3 +176,19 @@ def test_check_only_refuses_a_cache_a_build_refuses_in_its_words(
     monkeypatch.setattr(build, "_build_locked", no_build)
     assert build.main(["--cache", str(cache)]) == 1
     assert capsys.readouterr().err == checked.err
+
+
+# ---- kernels/build: --jobs and --cache checked as a build would take them -----------------
+
+@pytest.mark.parametrize("args,message", [
+    (["--jobs", "99999999999999999999"], "--jobs must be from 1 to 4096"),
+    (["--cache", "/tmp/x\x1b[31m"],
+     "--cache /tmp/x\\x1b[31m: control characters are not allowed in a path"),
+])
+def test_check_only_refuses_absurd_jobs_and_a_cache_with_escapes(
+        args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        build.main([*args, "--check-only"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(f"kernels/build: error: {message}\n") and "\x1b" not in err

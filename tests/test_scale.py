@@ -288,6 +288,24 @@ def test_merge_names_the_missing_shard(merged_shards: dict[str, Any], tmp_path: 
     assert done.returncode == 2 and "shard 2/3 missing" in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize(("cut", "message"), [
+    (lambda lines: lines + lines, "the sample of line 1 again"),
+    (lambda lines: lines[:1], "(recorded as done) lacks the samples of"),
+])
+@SCALE_RUN
+def test_merge_refuses_a_shard_whose_samples_were_doubled_or_cut(
+        merged_shards: dict[str, Any], tmp_path: Path, cut: Any, message: str) -> None:
+    """A shard's samples.jsonl twice over (it looked complete: 12 lines merged), or cut to
+    its first line (merged silently as a finished shard)."""
+    base = merged_shards["base"]
+    other = _copy(base / "shard2", tmp_path / "shard2")
+    lines = (other / "samples.jsonl").read_text().splitlines(keepends=True)
+    (other / "samples.jsonl").write_text("".join(cut(lines)))
+    done = faultbench("merge", base / "shard1", other, "--out", tmp_path / "out", check=False)
+    assert done.returncode == 2 and message in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
 def test_native_runs_of_two_machines_merge_with_machine_as_a_factor(tmp_path: Path) -> None:
     """The second machine's run is this machine's with its provenance host name rewritten
     in a copy (faultbench offers no way to claim another machine name)."""

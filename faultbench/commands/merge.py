@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from faultbench.commands import check_text, filesystem_errors
+from faultbench.errors import printable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,5 +32,6 @@ def run(args: argparse.Namespace) -> int:
             if merged["kind"] == "shards" else
             f"{len(merged['from'])} machines ({meta['provenance']['host']['name']}) as the "
             "`machine` factor")
-    print(f"merged {what} into {args.out}/ (meta.json, samples.jsonl, pyperf.json)")
+    print(f"merged {printable(what)} into {printable(args.out)}/ (meta.json, samples.jsonl, "
+          "pyperf.json)")
     return 0

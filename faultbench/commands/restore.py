@@ -7,6 +7,7 @@ import argparse
 import sys
 
 from faultbench.commands import check_text
+from faultbench.errors import printable
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,5 +41,6 @@ def run(args: argparse.Namespace) -> int:
         raise KnobError("; ".join(problems))
     if not restored:
         where = " or ".join(journals()) if path is None else path
-        print(f"faultbench restore: nothing to restore (no journal at {where})")
+        # one line: stdout escapes control characters but keeps newlines (printable_lines)
+        print(f"faultbench restore: nothing to restore (no journal at {printable(where)})")
     return 0

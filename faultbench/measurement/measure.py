@@ -8,6 +8,7 @@ from pathlib import Path
 
 from faultbench.measurement.knobs.tmpfs import MountError, own_tmpfs
 from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import (
     Sample,
     Spec,
@@ -108,8 +109,25 @@ def backing_dir(spec: Spec) -> str:
     return spec.dir or DEFAULT_DIRS.get(spec.backing, "")
 
 
+def check_backing_dir(spec: Spec) -> None:
+    """As root, refuse the backing's directory as a results directory is refused (SafeDir:
+    reached through a link another user made or could replace, owned by another user, or
+    writable by one without the sticky bit): the backing file is created and filled there,
+    `size` bytes, wherever its owner redirects it. A sticky one (/dev/shm) will do: the file
+    is made O_EXCL and unlinked at once."""
+    directory = backing_dir(spec)
+    if not directory or os.geteuid() != 0:
+        return
+    try:
+        SafeDir.open(Path(directory), sticky_ok=True).close()
+    except ResultsError as exc:
+        raise SpecError(f"dir: {exc}") from None
+
+
 def check_resources(spec: Spec) -> None:
-    """Refuse, before anything is created, a sample this machine cannot hold."""
+    """Refuse, before anything is created, a sample this machine cannot hold, or whose
+    backing directory root must not write into."""
+    check_backing_dir(spec)
     if spec.apps:  # short of memory on purpose, but within what the machine has at all
         _check_app_memory(spec)
         _check_disk(spec, spec.size * spec.apps)

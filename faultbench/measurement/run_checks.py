@@ -12,7 +12,7 @@ from pathlib import Path
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.knobs.catalog import (
     KnobError,
-    check_read_ahead_backing,
+    check_knob_backing,
     check_settable,
     read_ahead_path,
     resolve,
@@ -38,7 +38,8 @@ def check_resources(workload: Workload, here: bool) -> None:
         try:
             if here:
                 check_spec(scenario.spec)
-            check_read_ahead_backing(scenario.knobs, scenario.spec.backing)
+            check_knob_backing(scenario.knobs, scenario.spec.backing,
+                                   scenario.spec.map)
         except (SpecError, KnobError) as exc:
             raise RunError(f"refusing workload {workload.name}: {scenario.name}: {exc}") \
                 from None

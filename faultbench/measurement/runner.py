@@ -292,7 +292,6 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
     boot_index = None if boot is None else boot.index
     done = {sample_key(r) for r in records}
     unsupported = _unsupported(records)
-    warmups = workload["warmups"]
 
     profile_rounds = workload.get("profile", 0)
     if profile_rounds and (why := profile_unavailable()):
@@ -301,18 +300,10 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
         profile_rounds = 0
 
     def units() -> Iterator[Unit]:
-        """This run's (or boot's) units, made lazily, each time in the same order. Every
-        boot takes the warm-up and profiled rounds, and its share of the measured ones."""
-        for u in schedule(scenarios, warmups, workload["repetitions"], workload["seed"],
-                          profile_rounds):
-            if (boot is None or u.warmup or u.profiled
-                    or warmups + boot.first <= u.round < warmups + boot.stop):
-                yield u
+        return share_units(scenarios, workload, boot, profile_rounds)
 
     def pending(u: Unit) -> bool:
-        return u.scenario.name not in unsupported and any(
-            (u.scenario.name, boot_index, u.round, m) not in done
-            for m in range(u.scenario.spec.mappers))
+        return is_pending(u, done, unsupported, boot_index)
 
     total = todo = 0
     for u in units():
@@ -395,6 +386,41 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
     run_dir.write_pyperf(meta, records)
     run_dir.write_meta(meta)
     return meta
+
+
+def share_units(scenarios: list[Scenario], workload: dict[str, Any], boot: BootShare | None,
+                profile_rounds: int) -> Iterator[Unit]:
+    """A run's (or boot's) units, made lazily, each time in the same order. Every boot takes
+    the warm-up and profiled rounds, and its share of the measured ones."""
+    warmups = workload["warmups"]
+    for u in schedule(scenarios, warmups, workload["repetitions"], workload["seed"],
+                      profile_rounds):
+        if (boot is None or u.warmup or u.profiled
+                or warmups + boot.first <= u.round < warmups + boot.stop):
+            yield u
+
+
+def is_pending(unit: Unit, done: set[tuple[Any, ...]], unsupported: dict[str, str],
+               boot_index: int | None) -> bool:
+    """Whether a mapper of `unit` has no sample in `done` (sample_key) yet; a scenario the
+    kernel refused (`unsupported`) is never measured again."""
+    return unit.scenario.name not in unsupported and any(
+        (unit.scenario.name, boot_index, unit.round, m) not in done
+        for m in range(unit.scenario.spec.mappers))
+
+
+def unmeasured(meta: dict[str, Any], records: list[dict[str, Any]],
+               boot: BootShare | None) -> list[Unit]:
+    """The units of a finished run (or of one of its boots) that `records` lack: what a
+    resume would measure. Profiled rounds are left out: a machine that could not profile
+    measured none."""
+    scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
+    index = None if boot is None else boot.index
+    mine = [r for r in records if r.get("boot") == index]
+    done = {sample_key(r) for r in mine}
+    unsupported = _unsupported(mine)
+    return [u for u in share_units(scenarios, meta["workload"], boot, 0)
+            if is_pending(u, done, unsupported, index)]
 
 
 def _unsupported(records: list[dict[str, Any]]) -> dict[str, str]:

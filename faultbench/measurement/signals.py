@@ -14,7 +14,11 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# Every signal whose default action ends the process and that a process may catch: each
+# unwinds as SIGTERM does (knobs restored first). SIGXFSZ is not among them: Python ignores
+# it, and a write past RLIMIT_FSIZE fails (EFBIG) and unwinds as an error.
+TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
+               signal.SIGALRM, signal.SIGXCPU, signal.SIGPROF, signal.SIGVTALRM)
 
 
 def is_the_command() -> bool:
@@ -48,8 +52,9 @@ class Interrupted(KeyboardInterrupt):
 
 
 class Terminated(SystemExit):
-    """SIGTERM or SIGHUP: unwinds, and left uncaught ends the process with the status a
-    shell gives a process they killed (128 + signal), without a traceback."""
+    """A signal of TERMINATING other than SIGINT: unwinds, and left uncaught ends the process
+    with the status a shell gives a process they killed (128 + signal), without a
+    traceback."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(128 + signum)
@@ -76,8 +81,8 @@ def _stop(signum: int) -> BaseException:
 
 
 def started() -> None:
-    """The command begins: from here a signal unwinds (Ctrl-C as Interrupted, SIGTERM
-    and SIGHUP as Terminated), once."""
+    """The command begins: from here a signal unwinds (Ctrl-C as Interrupted, the others
+    of TERMINATING as Terminated), once."""
     _state["command"] = True
     for signum in TERMINATING:
         signal.signal(signum, _raise_exit)

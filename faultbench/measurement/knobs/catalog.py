@@ -58,6 +58,17 @@ SYSCTL_RANGES: dict[str, tuple[int, int]] = {
 }
 
 
+# Pairs of which the kernel keeps one in effect: writing either member sets the other to 0
+# (mm/util.c overcommit_{ratio,kbytes}_handler, mm/page-writeback.c dirty_*_handler). A
+# session journals both, and restore writes back only the one that was in effect.
+_PAIRS = (("vm.overcommit_ratio", "vm.overcommit_kbytes"), ("vm.dirty_ratio", "vm.dirty_bytes"),
+          ("vm.dirty_background_ratio", "vm.dirty_background_bytes"))
+COUPLED = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
+# Members whose 0 the kernel reads out but refuses to be written (its extra1: dirty_bytes
+# two pages, dirty_background_bytes 1): 0 means "the ratio is in effect".
+_NO_ZERO = ("vm.dirty_bytes", "vm.dirty_background_bytes")
+
+
 # Values faultbench asks for, bounded more tightly than the kernel bounds them (an original
 # a journal restores is the machine's own, and is not): see check_requested.
 MIN_FREE_SHARE = 4  # vm.min_free_kbytes: at most 1/4 of MemTotal
@@ -114,14 +125,23 @@ def read_ahead_path(file_dir: str) -> str:
     return os.path.join(real, "queue", "read_ahead_kb")
 
 
-def check_read_ahead_backing(knob_names: Iterable[str], backing: str) -> None:
-    """KnobError if read_ahead_kb is set for a backing other than `file`: only a file on a
-    disk is read through a block device's read-ahead; for memfd, anon, tmpfs or hugetlb it
-    would change the root disk's, system-wide, and measure nothing of it."""
-    if "read_ahead_kb" in knob_names and backing != "file":
+def check_knob_backing(knob_names: Iterable[str], backing: str, mapping: str) -> None:
+    """KnobError for a knob that cannot act on the sample's backing, an axis that would
+    measure nothing: read_ahead_kb for a backing other than `file` (only a file on a disk is
+    read through a block device's read-ahead; for memfd, anon, tmpfs or hugetlb it would
+    change the root disk's, system-wide); a per-size shmem knob for anything but anonymous
+    shared memory (a memfd follows thp.shmem_enabled, a tmpfs its mount's huge=)."""
+    names = list(knob_names)
+    if "read_ahead_kb" in names and backing != "file":
         raise KnobError(f"read_ahead_kb: backing {backing} reads from no block device, so "
                         "read-ahead does not apply to it; it applies to the `file` backing "
                         "with --dir on a disk")
+    sized = [n for n in names if n.startswith("thp.hugepages-") and n.endswith(".shmem_enabled")]
+    if sized and (backing, mapping) != ("anon", "shared"):
+        what = f"anon with map {mapping}" if backing == "anon" else backing
+        raise KnobError(f"{sized[0]}: per-size shmem THP governs anonymous shared memory "
+                        f"only (backing anon, map shared), not backing {what}; a memfd "
+                        "follows thp.shmem_enabled, a tmpfs file its mount's huge=")
 
 
 def resolve(name: str, file_dir: str | None = None) -> Knob:
@@ -139,7 +159,8 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
         path = f"{SYSCTL_VM}/{sysctl}"
         if not _SYSCTL_RE.match(sysctl) or not os.path.isfile(path):
             raise KnobError(f"unknown sysctl {name}: there is no {path} on this kernel")
-        if not os.stat(path).st_mode & 0o444:
+        if not os.stat(path).st_mode & 0o444 or not _reads_something(path):
+            # vm.stat_refresh is readable but reads empty: a trigger, with no value to keep
             raise KnobError(f"{name} is write-only: its original cannot be read, so faultbench "
                             "could not restore it")
         return Knob(name, path, "sysctl")
@@ -157,6 +178,13 @@ def resolve(name: str, file_dir: str | None = None) -> Knob:
             "thp.hugepages-<N>kB.enabled / .shmem_enabled"
         )
     raise KnobError(f"unknown knob {name!r}: use {KNOB_HELP}")
+
+
+def _reads_something(path: str) -> bool:
+    try:
+        return bool(read_text(path).strip())
+    except OSError:
+        return True  # unreadable (not root): check_settable says so
 
 
 def _sized_hint(parts: list[str]) -> str:
@@ -306,9 +334,15 @@ def check_requested(knob: Knob, value: str) -> None:
     """KnobError for a valid value faultbench still will not ask for, before anything is
     written (parse_set_options; KnobSession.apply, in a guest against the guest's memory)."""
     if knob.kind != "sysctl" or knob.name not in (
-            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages"):
+            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages", *_NO_ZERO):
         return
     number = int(value)
+    if knob.name in _NO_ZERO:
+        least = 2 * page_size() if knob.name == "vm.dirty_bytes" else 1
+        if number < least:  # the kernel refuses it (EINVAL): 0 is what the ratio shows
+            raise KnobError(f"{knob.name}={number}: the kernel accepts at least {least}; "
+                            f"its 0 means {COUPLED[knob.name]} is in effect: set that instead")
+        return
     if knob.name == "vm.panic_on_oom":
         # an out-of-memory a memory workload may cause on purpose would panic the machine:
         # the run and everything else on it end, no knob restored until the reboot
@@ -336,6 +370,12 @@ def check_requested(knob: Knob, value: str) -> None:
         raise KnobError(f"vm.nr_hugepages={number}: {number} x {huge_kb} kB is more than "
                         f"1/{HUGEPAGES_SHARE} of {memory}, which reserving them takes from "
                         "everything else")
+
+
+def partner(knob: Knob) -> Knob | None:
+    """The other member of a coupled pair (COUPLED), None for any other knob."""
+    other = COUPLED.get(knob.name)
+    return resolve(other) if other else None
 
 
 def cross_product(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:

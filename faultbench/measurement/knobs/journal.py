@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from faultbench.measurement.knobs.catalog import (
+    COUPLED,
     Knob,
     KnobError,
     read_value,
@@ -306,16 +307,55 @@ def _journal_entry(entry: object, path: str) -> tuple[Knob, str]:
 
 
 def put_back(knobs: list[tuple[Knob, str]]) -> list[str]:
-    """Write every original back (last set first), verify; the problems, one line each."""
-    problems = []
-    for knob, original in reversed(knobs):
+    """Write every original back (last set first), verify; the problems, one line each.
+    One that cannot be written stops no other. A knob already reading its original is not
+    written: so a value fixed by hand lets a later `faultbench restore` finish. Of a coupled
+    pair (catalog.COUPLED) only the member that was in effect is written, which sets the
+    other to its 0 (a *_bytes 0 the kernel would refuse to be written)."""
+    originals = {k.name: (k, v) for k, v in knobs}
+    problems: list[str] = []
+    done: set[str] = set()
+    for knob, _ in reversed(knobs):
+        if knob.name in done:
+            continue
+        group = [originals[n] for n in (knob.name, COUPLED.get(knob.name)) if n in originals]
+        done.update(k.name for k, _ in group)
+        target, value = _in_effect(group)
         try:
-            write(knob, original)
-            if not reads_as(knob, original):
-                problems.append(f"{knob.name} reads {read_value(knob)!r}, not {original!r}")
+            if all(reads_as(k, v) for k, v in group):
+                continue
+            write(target, value)
         except (KnobError, OSError) as exc:
-            problems.append(f"{knob.name}: {exc}")
+            hint = (f" (set {COUPLED[target.name]} back by hand, which sets {target.name} to "
+                    "0; then run `faultbench restore` again)" if target.name in COUPLED else "")
+            problems.append(f"{target.name}: {exc}{hint}")
+            continue
+        problems += [f"{each.name} reads {_now(each)!r}, not {original!r}"
+                     for each, original in group if not _reads_as(each, original)]
     return problems
+
+
+def _in_effect(group: list[tuple[Knob, str]]) -> tuple[Knob, str]:
+    """What to write for a knob, or for a coupled pair the member in effect: the nonzero
+    one (the ratio, whose 0 every kernel accepts, when both are 0)."""
+    if len(group) == 1:
+        return group[0]
+    return next((e for e in group if e[1].strip() != "0"),
+                next(e for e in group if e[0].name.endswith("_ratio")))
+
+
+def _reads_as(knob: Knob, want: str) -> bool:
+    try:
+        return reads_as(knob, want)
+    except (KnobError, OSError):
+        return False
+
+
+def _now(knob: Knob) -> int | str:
+    try:
+        return read_value(knob)
+    except OSError as exc:
+        return f"unreadable: {exc.strerror}"
 
 
 def journals() -> list[str]:

@@ -17,6 +17,7 @@ from faultbench.measurement.knobs.catalog import (
     KnobError,
     check_requested,
     check_settable,
+    partner,
     read_value,
     resolve,
     restorable_text,
@@ -43,9 +44,10 @@ class KnobSession:
     with KnobSession(["fault_around_bytes"]) as session:
         session.apply({"fault_around_bytes": "4096"})  # -> {"fault_around_bytes": 4096}
 
-    Signals SIGINT/SIGTERM/SIGHUP restore first, then go to the handler that was installed
-    before the session if it is a Python one (KeyboardInterrupt for SIGINT by default), else
-    raise SystemExit(128 + signal), so callers unwind normally.
+    Signals (SIGINT, SIGTERM, SIGHUP and the others of signals.TERMINATING) restore first,
+    then go to the handler that was installed before the session if it is a Python one
+    (KeyboardInterrupt for SIGINT by default), else raise SystemExit(128 + signal), so
+    callers unwind normally.
     """
 
     def __init__(self, names: list[str], file_dir: str | None = None) -> None:
@@ -71,7 +73,10 @@ class KnobSession:
                     self._mounts.enter_context(mounted("debugfs", DEBUGFS))
                 for knob in self.knobs:
                     check_settable(knob)
-                self._originals = [(k, restorable_text(k)) for k in self.knobs]
+                # a coupled knob's partner too: the kernel sets it to 0 (catalog.COUPLED)
+                partners = [p for k in self.knobs if (p := partner(k)) is not None]
+                journaled = list({k.name: k for k in [*self.knobs, *partners]}.values())
+                self._originals = [(k, restorable_text(k)) for k in journaled]
                 self._expected = {k.name: read_value(k) for k in self.knobs}
                 self._made_dirs = write_journal(self.path, {
                     "format": JOURNAL_FORMAT,

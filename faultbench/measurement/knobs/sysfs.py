@@ -168,8 +168,11 @@ def release_own_tmpfs(target: object, journal: str) -> str | None:
     if was_mounted and not umount(target):
         raise MountError(f"cannot unmount the tmpfs at {target}")
     try:
-        os.rmdir(target)
-        removed = True
+        # a directory another user made there (the run was killed before making its own)
+        # is not ours to remove
+        removed = os.lstat(target).st_uid == os.geteuid()
+        if removed:
+            os.rmdir(target)
     except OSError:
         removed = False
     if was_mounted:

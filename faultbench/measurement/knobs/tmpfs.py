@@ -84,9 +84,13 @@ def own_tmpfs(huge: str) -> Iterator[str]:
         raise MountError(f"tmpfs_huge mounts a tmpfs (huge={huge}): that needs root, running "
                          f"as uid {os.geteuid()}")
     path = _mount_journal()
-    target = os.path.join(os.path.dirname(path), f"{OWN_TMPFS_PREFIX}{os.getpid()}")
+    # unguessable (temp_name's token): another user who may write the journal's directory
+    # (a sticky one) cannot plant the mount point before it is made
+    target = os.path.join(os.path.dirname(path),
+                          f"{OWN_TMPFS_PREFIX}{os.getpid()}.{os.urandom(4).hex()}")
     fd = -1
     made: list[str] | None = None
+    made_target = False
     # The release is armed before the mask goes: a signal that arrived while blocked is
     # delivered as the mask is restored, and must unwind through it, not past it.
     try:
@@ -97,7 +101,12 @@ def own_tmpfs(huge: str) -> Iterator[str]:
                 "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "knobs": [], "unmount": [target],
             })
-            os.mkdir(target, 0o700)
+            try:
+                os.mkdir(target, 0o700)  # fails if anything is there: never someone else's
+            except OSError as exc:
+                raise MountError(f"cannot make the tmpfs mount point {printable(target)}: "
+                                 f"{exc.strerror}") from None
+            made_target = True
             done = run_mount_tool(["mount", "-t", "tmpfs", "-o", f"huge={huge},mode=0700",
                                    "faultbench", target])
             if done.returncode != 0:
@@ -112,14 +121,17 @@ def own_tmpfs(huge: str) -> Iterator[str]:
     finally:
         if made is not None:  # else write_journal failed, and removed what it made
             with blocked():
-                _release(fd, target, path, made)
+                _release(fd, target if made_target else None, path, made)
 
 
-def _release(fd: int, target: str, path: str, made: list[str]) -> None:
+def _release(fd: int, target: str | None, path: str, made: list[str]) -> None:
+    """The descriptor closed, the mount point removed if this process made it (`target`),
+    the journal dropped."""
     if fd >= 0:
         os.close(fd)
-    with contextlib.suppress(OSError):
-        os.rmdir(target)
+    if target is not None:
+        with contextlib.suppress(OSError):
+            os.rmdir(target)
     drop_journal(path, made)
 
 

@@ -40,7 +40,7 @@ from faultbench.measurement.rundir.results import (
     run_rounds,
 )
 from faultbench.measurement.rundir.safefile import SafeDir
-from faultbench.measurement.runner import utc_now
+from faultbench.measurement.runner import BootShare, unmeasured, utc_now
 
 # What must be equal for runs to be parts of one: meta.json keys, and how a refusal names
 # them. The workload's file path may differ between machines; its content may not.
@@ -85,7 +85,29 @@ def _read(path: Path) -> Part:
                     report = _json_object(raw)
                     if report is not None:
                         reports[boot["index"]] = report
-    return Part(path, meta, samples, profiles, reports)
+    part = Part(path, meta, samples, profiles, reports)
+    _check_complete(part)
+    return part
+
+
+def _check_complete(part: Part) -> None:
+    """Refuse a finished run, or a boot recorded as done, whose samples.jsonl lacks samples
+    (a file cut or edited): merged, it would look complete. A boot not done, or a native run
+    not finished, is refused or redone by what follows."""
+    shares = [BootShare(b["index"], *b["rounds"], {}) for b in part.meta.get("boots", [])
+              if b.get("status") == "ok"]
+    if not part.meta.get("kernels") and part.meta.get("finished_utc") is not None:
+        shares = [None]
+    for share in shares:
+        lacking = unmeasured(part.meta, part.samples, share)
+        if lacking:
+            where = "" if share is None else f" boot {share.index} (recorded as done)"
+            first = lacking[0]
+            raise MergeError(
+                f"{part.path}:{where} lacks the samples of {len(lacking)} measurement(s) "
+                f"(first: scenario {first.scenario.name}, round {first.round}): its "
+                f"{SAMPLES} was cut short or edited: merge it as it was written, or measure "
+                "it again")
 
 
 def _json_object(raw: bytes | None) -> dict[str, Any] | None:
@@ -259,6 +281,14 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             raise MergeError(f"{part.path} and {seen[machine]} are both from machine "
                              f"{machine}: merge runs of different machines (a machine is one "
                              "level of the `machine` factor)")
+        # names are compared exactly; two that differ only in case or surrounding spaces
+        # ("vm", "VM ") may be one machine named twice, or two: neither is guessed
+        alike = next((m for m in seen if m.strip().casefold() == machine.strip().casefold()),
+                     None)
+        if alike is not None:
+            raise MergeError(f"{part.path} is from machine {machine!r} and {seen[alike]} from "
+                             f"{alike!r}: names that differ only in case or spaces are "
+                             "ambiguous; merge runs whose host names differ otherwise")
         seen[machine] = part.path
         samples += [{**r, "machine": machine} for r in part.samples]
         profiles += [{**r, "machine": machine} for r in part.profiles]

@@ -144,8 +144,9 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False) -> tuple[in
                     raise
                 if create and index == len(parts) - 1:
                     raise ResultsError(f"cannot open the directory {where}: it is a symbolic "
-                                       "link (faultbench does not follow one it creates)") \
-                        from None
+                                       "link, and faultbench writes into no directory through "
+                                       "a link (someone may have planted it); give the real "
+                                       "path") from None
                 distrust = _link_distrust(fd, name) if checked else None
                 if distrust:
                     raise ResultsError(f"{where} is a symbolic link {distrust}: root does not "
