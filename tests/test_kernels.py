@@ -168,16 +168,22 @@ def test_cached_image_is_printed_at_once_and_nothing_is_built(tmp_path):
     assert sorted(p.name for p in image.parent.iterdir()) == ["bzImage", "meta.json"]
 
 
-@pytest.fixture(scope="module")
-def userfaultfd_header(tmp_path_factory) -> Path:
-    tarball = build.source_tarball("6.1")
+def source_files(tmp_path_factory, source: str, paths: list[str]) -> Path:
+    """A tree holding these files of Debian's linux-source-SOURCE tarball (skips without it
+    or without patch(1))."""
+    tarball = build.source_tarball(source)
     if not tarball.is_file() or shutil.which("patch") is None:
         pytest.skip(f"{tarball} or patch missing")
-    tree = tmp_path_factory.mktemp("linux")
-    member = "linux-source-6.1/include/linux/userfaultfd_k.h"
+    tree = tmp_path_factory.mktemp(f"linux-{source}")
     subprocess.run(["tar", "xf", str(tarball), "-C", str(tree), "--occurrence=1",
-                    "--strip-components=1", member], check=True)
+                    "--strip-components=1", *(f"linux-source-{source}/{p}" for p in paths)],
+                   check=True)
     return tree
+
+
+@pytest.fixture(scope="module")
+def userfaultfd_header(tmp_path_factory) -> Path:
+    return source_files(tmp_path_factory, "6.1", ["include/linux/userfaultfd_k.h"])
 
 
 def test_the_2020_patch_applies_to_6_1_and_disables_fault_around_for_missing(userfaultfd_header):
@@ -200,15 +206,8 @@ def test_the_2020_patch_applies_to_6_1_and_disables_fault_around_for_missing(use
 
 @pytest.fixture(scope="module")
 def mm_sources_6_12(tmp_path_factory) -> Path:
-    """The two files the whole-folio backport touches, from linux-source-6.12's tarball."""
-    tarball = build.source_tarball("6.12")
-    if not tarball.is_file() or shutil.which("patch") is None:
-        pytest.skip(f"{tarball} or patch missing")
-    tree = tmp_path_factory.mktemp("linux-6.12")
-    members = [f"linux-source-6.12/mm/{name}" for name in ("filemap.c", "memory.c")]
-    subprocess.run(["tar", "xf", str(tarball), "-C", str(tree), "--occurrence=1",
-                    "--strip-components=1", *members], check=True)
-    return tree
+    """The two files the whole-folio backport touches."""
+    return source_files(tmp_path_factory, "6.12", ["mm/filemap.c", "mm/memory.c"])
 
 
 def test_the_whole_folio_patch_applies_to_6_12_and_maps_whole_folios(mm_sources_6_12):
