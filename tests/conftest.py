@@ -98,8 +98,14 @@ def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                           text=True, check=False)
     if done.returncode != 0:
         pytest.skip(f"cannot loop-mount XFS here: {done.stderr.strip()}")
+    # A test of this worker may move it into a mount namespace of its own meanwhile (faultbench
+    # unshares one before it mounts anything): unmount in the namespace the mount was made in,
+    # or it outlives the suite there.
+    made_in = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
     try:
         yield str(mount)
     finally:
-        subprocess.run(["umount", str(mount)], check=True)  # -o loop: the loop device goes too
+        subprocess.run(["nsenter", f"--mount=/proc/self/fd/{made_in}", "umount", str(mount)],
+                       check=True, pass_fds=(made_in,))  # -o loop: the loop device goes too
+        os.close(made_in)
         image.unlink()
