@@ -144,6 +144,16 @@ def check_knob_backing(knob_names: Iterable[str], backing: str, mapping: str) ->
                         "follows thp.shmem_enabled, a tmpfs file its mount's huge=")
 
 
+def check_coupled(knob_names: Iterable[str]) -> None:
+    """KnobError for both members of a coupled pair (COUPLED) in one run: whichever is
+    written second sets the first to 0, so the setting a sample is labelled with is never
+    the one in effect; one of them is the limit to sweep."""
+    names = set(knob_names)
+    for first, second in _PAIRS:
+        if first in names and second in names:
+            raise KnobError(f"{first} and {second} set the same limit: give one")
+
+
 def resolve(name: str, file_dir: str | None = None) -> Knob:
     """The knob called `name` (or at path `name`); KnobError if it is not one we may write."""
     if name.startswith("/"):

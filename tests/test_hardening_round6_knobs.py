@@ -1,0 +1,61 @@
+"""Round six, knobs: both members of a coupled sysctl pair in one measure or run are refused
+before anything is written (whichever the kernel is given second sets the other to 0, so the
+setting a sample would be labelled with is never in effect). Real commands, real sysctls."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from console import one_line
+from groups import HOST
+
+# a refusal that failed to refuse would write sysctls: one at a time (tests/groups.py)
+pytestmark = [HOST, pytest.mark.skipif(os.geteuid() != 0, reason="sysctls need root")]
+
+PAIRS = [("vm.dirty_ratio", "vm.dirty_bytes", "25", "100000000"),
+         ("vm.dirty_background_ratio", "vm.dirty_background_bytes", "15", "100000000"),
+         ("vm.overcommit_ratio", "vm.overcommit_kbytes", "60", "1048576")]
+
+
+def fb(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "faultbench", *map(str, args)],
+                          capture_output=True, text=True, timeout=300, check=False, env=env)
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
+            "FAULTBENCH_JOURNAL": str(tmp_path / "run" / "journal.json")}
+
+
+def _values(*names: str) -> list[str]:
+    return [Path("/proc/sys/vm", name[3:]).read_text() for name in names]
+
+
+@pytest.mark.parametrize("ratio,other,ratio_value,other_value", PAIRS)
+def test_measure_refuses_both_members_of_a_coupled_pair(
+        tmp_path: Path, ratio: str, other: str, ratio_value: str, other_value: str) -> None:
+    found = _values(ratio, other)
+    done = fb("measure", "--size", "1M", "--set", f"{other}={other_value}",
+              "--set", f"{ratio}={ratio_value}", env=_env(tmp_path))
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr).endswith(f"{ratio} and {other} set the same limit: give one")
+    assert _values(ratio, other) == found
+    assert not (tmp_path / "run").exists()  # no journal either
+
+
+def test_run_refuses_a_pair_split_between_the_workload_and_set(tmp_path: Path) -> None:
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 1\n[defaults]\nsize = "1M"\n[knobs]\n'
+                        '"vm.dirty_ratio" = [15, 25]\n[[matrix]]\npattern = "seq"\n')
+    found = _values("vm.dirty_ratio", "vm.dirty_bytes")
+    done = fb("run", workload, "--set", "vm.dirty_bytes=100000000", "--out", tmp_path / "r",
+              env=_env(tmp_path))
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr).endswith(
+        "vm.dirty_ratio and vm.dirty_bytes set the same limit: give one")
+    assert _values("vm.dirty_ratio", "vm.dirty_bytes") == found
+    assert not (tmp_path / "r").exists()
