@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-from console import said
+from analysis_runs import make_run
+from console import one_line, said
+from test_hardening_round4_input import SMALL, fb
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
 
@@ -46,3 +49,38 @@ def test_sigterm_after_the_run_finished_says_it_finished(tmp_path: Path) -> None
     assert "Traceback" not in stderr
     assert said(stderr)[-1] == (f"faultbench run: interrupted after the run finished: every "
                                 f"sample is in {out}; see them with: faultbench report {out}")
+
+
+def _relabel(src: Path, dst: Path, kernel: str, host: str | None = None) -> Path:
+    """A copy of the run at `src` whose first sample says it was measured on `kernel`."""
+    shutil.copytree(src, dst)
+    lines = (dst / "samples.jsonl").read_text().splitlines()
+    first = json.loads(lines[0])
+    first["kernel"] = kernel
+    (dst / "samples.jsonl").write_text("\n".join([json.dumps(first), *lines[1:]]) + "\n")
+    if host is not None:
+        meta = json.loads((dst / "meta.json").read_text())
+        meta["provenance"]["host"]["name"] = host
+        (dst / "meta.json").write_text(json.dumps(meta))
+    return dst
+
+
+def test_merge_refuses_a_sample_of_a_kernel_its_part_does_not_list(tmp_path: Path) -> None:
+    part = make_run(tmp_path, "here", SMALL)
+    other = _relabel(part, tmp_path / "there", "b", host="other-machine")
+    done = fb("merge", part, other, "--out", tmp_path / "out")
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (f"faultbench merge: {other}/samples.jsonl: has samples of "
+                                     "kernel 'b', which its meta.json does not list: the two "
+                                     "files are from different runs")
+    assert not (tmp_path / "out").exists()
+
+
+def test_report_refuses_a_booted_sample_of_a_kernel_the_run_does_not_list(
+        tmp_path: Path) -> None:
+    run = _relabel(Path(__file__).parents[1] / "results" / "icount-aa", tmp_path / "r", "c")
+    done = fb("report", run, "--no-figures")
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr).endswith(f"{run}/samples.jsonl: has samples of kernel 'c', "
+                                          "which its meta.json does not list: the two files "
+                                          "are from different runs")
