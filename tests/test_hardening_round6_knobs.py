@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,28 @@ def test_run_refuses_a_pair_split_between_the_workload_and_set(tmp_path: Path) -
         "vm.dirty_ratio and vm.dirty_bytes set the same limit: give one")
     assert _values("vm.dirty_ratio", "vm.dirty_bytes") == found
     assert not (tmp_path / "r").exists()
+
+
+def test_restore_says_a_knob_that_reads_as_found_was_already_so(tmp_path: Path) -> None:
+    """vm.dirty_ratio set, the run killed: vm.dirty_bytes, journaled with it, reads its 0
+    throughout, and restore says so rather than "0 -> 0"."""
+    found = _values("vm.dirty_ratio", "vm.dirty_bytes")
+    assert found[1].strip() == "0", "this machine sets vm.dirty_bytes: the ratio is not in effect"
+    value = "31" if found[0].strip() != "31" else "32"
+    env = _env(tmp_path)
+    measure = subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--size", "1M",
+                                "--repeat", "100000", "--set", f"vm.dirty_ratio={value}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while _values("vm.dirty_ratio")[0].strip() != value and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        measure.kill()
+        measure.communicate(timeout=60)
+    done = fb("restore", env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(done.stdout.splitlines()) == [
+        "restored vm.dirty_bytes: 0, already as found",
+        f"restored vm.dirty_ratio: {value} -> {found[0].strip()}"]
+    assert _values("vm.dirty_ratio", "vm.dirty_bytes") == found

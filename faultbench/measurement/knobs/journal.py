@@ -377,7 +377,7 @@ def journal_problems() -> list[str]:
 
 def restore_journal(path: str | None = None) -> list[str]:
     """Replay a stale journal (`path`, or each of journals()): the restored knobs as
-    'name: now -> original' lines.
+    'name: now -> original' lines ('name: original, already as found' for one that was).
 
     Raises KnobError if the run that wrote it is alive or something could not be restored
     (the journal is kept then, so the restore can be retried).
@@ -411,7 +411,11 @@ def restore_journal(path: str | None = None) -> list[str]:
             stack.enter_context(mounted("debugfs", DEBUGFS))
         for knob, original in entries:
             with contextlib.suppress(OSError):
-                done.append(f"{knob.name}: {read_value(knob)} -> {original}")
+                # a knob the run had not changed yet (or the partner of one) is not
+                # written: "never -> never" would say it was
+                done.append(f"{knob.name}: {original}, already as found"
+                            if reads_as(knob, original)
+                            else f"{knob.name}: {read_value(knob)} -> {original}")
         problems = put_back(entries)
         if lock is not None:
             lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it
