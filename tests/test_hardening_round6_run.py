@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -84,3 +85,21 @@ def test_report_refuses_a_booted_sample_of_a_kernel_the_run_does_not_list(
     assert one_line(done.stderr).endswith(f"{run}/samples.jsonl: has samples of kernel 'c', "
                                           "which its meta.json does not list: the two files "
                                           "are from different runs")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="runs restore as nobody")
+def test_restore_as_another_user_says_it_needs_root(tmp_path: Path) -> None:
+    journal = Path(tempfile.mkdtemp(prefix="faultbench-r6-")) / "journal.json"
+    try:
+        journal.parent.chmod(0o755)
+        journal.write_text("{}")
+        journal.chmod(0o600)
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+             "-m", "faultbench", "restore", "--journal", journal], capture_output=True,
+            text=True, timeout=60, check=False, env={**ENV, "PATH": "/usr/bin:/bin"})
+    finally:
+        shutil.rmtree(journal.parent)
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == ("faultbench restore: needs root: what a run left changed "
+                                     "(knobs, mounts) is root's to put back; run it as root")
