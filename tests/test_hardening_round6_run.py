@@ -103,3 +103,20 @@ def test_restore_as_another_user_says_it_needs_root(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stdout
     assert one_line(done.stderr) == ("faultbench restore: needs root: what a run left changed "
                                      "(knobs, mounts) is root's to put back; run it as root")
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo"])
+def test_a_kernel_that_is_not_a_regular_file_is_called_what_it_is(
+        tmp_path: Path, kind: str) -> None:
+    kernel = Path("/dev/zero")
+    what = "a character device"
+    if kind == "fifo":
+        kernel, what = tmp_path / "fifo", "a FIFO"
+        os.mkfifo(kernel)
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 1\n[defaults]\nsize = "1M"\n[[matrix]]\npattern = "seq"\n')
+    done = fb("run", workload, "--kernel", kernel, "--out", tmp_path / "r")
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (f"faultbench run: --kernel {kernel}: {what}, not a "
+                                     "regular file")
+    assert not (tmp_path / "r").exists()
