@@ -120,3 +120,12 @@ def test_a_kernel_that_is_not_a_regular_file_is_called_what_it_is(
     assert one_line(done.stderr) == (f"faultbench run: --kernel {kernel}: {what}, not a "
                                      "regular file")
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("directory,fs", [("/proc", "proc"), ("/sys/kernel", "sysfs")])
+def test_a_dir_on_a_pseudo_filesystem_is_refused_as_one(directory: str, fs: str) -> None:
+    done = fb("measure", "--backing", "file", "--dir", directory, "--size", "1M")
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (f"faultbench measure: dir {directory} is on {fs}, not a "
+                                     "filesystem faultbench can write a file in: give a "
+                                     "directory on a disk or a tmpfs")
