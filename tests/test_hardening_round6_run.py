@@ -129,3 +129,22 @@ def test_a_dir_on_a_pseudo_filesystem_is_refused_as_one(directory: str, fs: str)
     assert one_line(done.stderr) == (f"faultbench measure: dir {directory} is on {fs}, not a "
                                      "filesystem faultbench can write a file in: give a "
                                      "directory on a disk or a tmpfs")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="resumes root's run as nobody")
+def test_resuming_roots_run_as_another_user_says_it_is_roots(tmp_path: Path) -> None:
+    base = Path(tempfile.mkdtemp(prefix="faultbench-r6-"))
+    try:
+        base.chmod(0o755)
+        run = base / "run"
+        shutil.copytree(Path(__file__).parents[1] / "results" / "native-quick", run)
+        run.chmod(0o755)
+        done = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+             "-m", "faultbench", "run", "--resume", run], capture_output=True, text=True,
+            timeout=60, check=False, env={**ENV, "PATH": "/usr/bin:/bin"})
+    finally:
+        shutil.rmtree(base)
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (f"faultbench run: cannot lock {run}/.lock: Permission "
+                                     "denied (the directory is root's: run this as root)")
