@@ -148,3 +148,14 @@ def test_resuming_roots_run_as_another_user_says_it_is_roots(tmp_path: Path) -> 
     assert done.returncode == 2, done.stdout
     assert one_line(done.stderr) == (f"faultbench run: cannot lock {run}/.lock: Permission "
                                      "denied (the directory is root's: run this as root)")
+
+
+@pytest.mark.parametrize("command", ["workloads", "run"])
+def test_a_workload_file_over_a_mebibyte_is_refused_unread(tmp_path: Path, command: str) -> None:
+    big = tmp_path / "big.toml"
+    with big.open("wb") as stream:  # sparse: the test costs no disk
+        stream.truncate(64 << 20)
+    done = fb(command, big, *(["--out", tmp_path / "r"] if command == "run" else []))
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (f"faultbench {command}: {big}: over 1,048,576 bytes, too "
+                                     "large to be a workload")
