@@ -98,3 +98,12 @@ def test_out_replaces_only_a_notebook_it_wrote(
     for _ in range(2):  # written, then replaced on a re-run
         assert script.main(["--run", str(SHIPPED), "--out", str(mine)]) == 0
     assert script.WRITTEN_BY in nbformat.read(mine, as_version=4).metadata
+
+
+def test_a_run_of_another_workload_is_refused_before_executing(tmp_path: Path) -> None:
+    done = notebook("--run", ROOT / "results" / "native-quick", "--out", tmp_path / "nb.ipynb")
+    assert done.returncode == 1, done.stdout
+    assert done.stderr.strip() == (f"scripts/notebook: {ROOT / 'results' / 'native-quick'}: a "
+                                   "run of workload quick, not of uffd-2020-patch, which "
+                                   "section 1 reads")
+    assert not (tmp_path / "nb.ipynb").exists()
