@@ -85,3 +85,15 @@ def test_restore_says_a_knob_that_reads_as_found_was_already_so(tmp_path: Path) 
         "restored vm.dirty_bytes: 0, already as found",
         f"restored vm.dirty_ratio: {value} -> {found[0].strip()}"]
     assert _values("vm.dirty_ratio", "vm.dirty_bytes") == found
+
+
+def test_a_vector_sysctl_is_labelled_as_given(tmp_path: Path) -> None:
+    """vm.lowmem_reserve_ratio reads back tab-separated; its label shows the numbers as given
+    (its own value is set: nothing on the machine changes)."""
+    found = _values("vm.lowmem_reserve_ratio")[0]
+    value = " ".join(found.split())
+    done = fb("measure", "--size", "1M", "--set", f"vm.lowmem_reserve_ratio={value}",
+              env=_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    assert f" vm.lowmem_reserve_ratio={value}: " in done.stdout, done.stdout
+    assert _values("vm.lowmem_reserve_ratio")[0] == found

@@ -400,6 +400,9 @@ def read_value(knob: Knob) -> int | str:
     if knob.kind == "thp":
         _, selected = bracket_choices(text)
         return selected or text
+    words = text.split()
+    if len(words) > 1 and all(re.fullmatch(r"-?[0-9]+", w) for w in words):
+        return " ".join(words)  # read back tab-separated: shown (and labelled) as given
     return int(text) if re.fullmatch(r"-?[0-9]+", text) else text
 
 
