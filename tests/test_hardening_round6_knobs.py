@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from console import one_line
 from groups import HOST
+from test_hardening_round5_dirs import as_nobody, sticky  # noqa: F401 (a fixture)
 
 # a refusal that failed to refuse would write sysctls: one at a time (tests/groups.py)
 pytestmark = [HOST, pytest.mark.skipif(os.geteuid() != 0, reason="sysctls need root")]
@@ -97,3 +98,19 @@ def test_a_vector_sysctl_is_labelled_as_given(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert f" vm.lowmem_reserve_ratio={value}: " in done.stdout, done.stdout
     assert _values("vm.lowmem_reserve_ratio")[0] == found
+
+
+def test_a_journal_planted_in_a_sticky_directory_says_to_remove_it(
+        sticky: Path) -> None:  # noqa: F811
+    found = _values("vm.swappiness")
+    journal = sticky / "journal.json"
+    as_nobody("sh", "-c", f"echo {{}} > {journal}")
+    done = fb("measure", "--size", "1M", "--set", "vm.swappiness=61",
+              env={**_env(sticky), "FAULTBENCH_JOURNAL": str(journal)})
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr).endswith(
+        f"journal {journal} is owned by uid 65534 (nobody): root does not restore knobs from a "
+        "file another user can write (it names what root writes to the kernel); nothing was "
+        "restored or changed: remove it, and keep root's journal in a directory only root may "
+        "write")
+    assert _values("vm.swappiness") == found

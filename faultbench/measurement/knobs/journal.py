@@ -96,9 +96,11 @@ def _check_journal_file(st: os.stat_result, path: str) -> None:
                         "device): check --journal or $FAULTBENCH_JOURNAL")
     who = who_can_change(st)
     if who:
+        # found both by restore and by a run about to start: neither wrote anything
         raise KnobError(f"journal {path} is {who}: root does not restore knobs from a file "
                         "another user can write (it names what root writes to the kernel); "
-                        "nothing was restored")
+                        "nothing was restored or changed: remove it, and keep root's journal "
+                        "in a directory only root may write")
 
 
 def _owner_alive(data: dict) -> bool:
