@@ -8,12 +8,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from console import one_line
+from test_hardening_round5_dirs import sticky  # noqa: F401 (a fixture)
 from test_kernels import BUILD, have_build_dependencies
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="runs the script as nobody")
@@ -22,12 +21,9 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 @pytest.fixture
-def shared() -> Iterator[Path]:
-    """A directory nobody can read (pytest's tmp_path is root-only)."""
-    base = Path(tempfile.mkdtemp(prefix="faultbench-r6-"))
-    base.chmod(0o755)
-    yield base
-    shutil.rmtree(base, ignore_errors=True)
+def shared(sticky: Path) -> Path:  # noqa: F811
+    """A directory nobody can read (pytest's tmp_path is root-only): the sticky one's parent."""
+    return sticky.parent
 
 
 def build_as_nobody(*args: str | Path, path: str = "/usr/bin:/bin"

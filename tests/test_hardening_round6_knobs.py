@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from console import one_line
 from groups import HOST
+from test_hardening_round5_coupled import _env, fb
 from test_hardening_round5_dirs import as_nobody, sticky  # noqa: F401 (a fixture)
 
 # a refusal that failed to refuse would write sysctls: one at a time (tests/groups.py)
@@ -21,16 +22,6 @@ pytestmark = [HOST, pytest.mark.skipif(os.geteuid() != 0, reason="sysctls need r
 PAIRS = [("vm.dirty_ratio", "vm.dirty_bytes", "25", "100000000"),
          ("vm.dirty_background_ratio", "vm.dirty_background_bytes", "15", "100000000"),
          ("vm.overcommit_ratio", "vm.overcommit_kbytes", "60", "1048576")]
-
-
-def fb(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "faultbench", *map(str, args)],
-                          capture_output=True, text=True, timeout=300, check=False, env=env)
-
-
-def _env(tmp_path: Path) -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
-            "FAULTBENCH_JOURNAL": str(tmp_path / "run" / "journal.json")}
 
 
 def _values(*names: str) -> list[str]:
