@@ -10,6 +10,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
+from faultbench.errors import printable
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
@@ -24,6 +26,29 @@ META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
 
 class BuildError(Exception):
     """A refusal or failure, said in one message for the user."""
+
+
+class AskedError(BuildError):
+    """What was asked cannot be had by this user here (an unreadable patch, a vng it cannot
+    run): exit 2, as for a bad argument."""
+
+
+def patch_sha256(path: Path) -> str:
+    """The sha256 of a patch file; AskedError when it cannot be read, or holds no diff
+    header: `patch` applies nothing else, and any other file (a key, /etc/shadow) would be
+    hashed into the cache key and fail only once a build has started."""
+    try:
+        with open(path, "rb") as stream:
+            text = stream.read()
+    except OSError as exc:
+        raise AskedError(f"cannot read patch {printable(str(path))}: {exc.strerror}") from None
+    lines = text.splitlines()
+    unified = any(a.startswith(b"--- ") and b.startswith(b"+++ ")
+                  for a, b in itertools.pairwise(lines))
+    if not unified and not any(line.startswith(b"diff --git ") for line in lines):
+        raise AskedError(f"{printable(str(path))} is not a patch: it has no diff headers "
+                         "(--- and +++, or diff --git)")
+    return hashlib.sha256(text).hexdigest()
 
 
 def sha256_stream(stream: IO[bytes]) -> str:

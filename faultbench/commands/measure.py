@@ -233,6 +233,7 @@ def run(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     # checked here too with --kernel, so that a typo costs no boot
     axes = knobs.parse_set_options(args.set, file_dir=spec.dir)
+    knobs.check_coupled(name for name, _ in axes)
     knobs.check_knob_backing([name for name, _ in axes], spec.backing, spec.map)
     if args.clock and not args.kernel:
         raise ArgumentError("--clock chooses a booted guest's clock; give --kernel too (the "

@@ -4,6 +4,7 @@ unmount the tmpfs it left mounted (spec tmpfs_huge)."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from faultbench.commands import check_text
@@ -24,6 +25,9 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.knobs.tmpfs import restore_mounts
 
     path = check_text(args.journal, "--journal")
+    if os.geteuid() != 0:  # a journal is root's, and only root writes knobs or unmounts
+        raise KnobError("needs root: what a run left changed (knobs, mounts) is root's to "
+                        "put back; run it as root")
     problems = []
     try:
         restored = restore_journal(path)

@@ -210,8 +210,7 @@ def _run(args: argparse.Namespace) -> int:
         execute(run_dir, quiet=args.quiet)
         return _report(run_dir)
     except INTERRUPTED as exc:
-        print(f"\nfaultbench run: interrupted{_resume_hint(run_dir and run_dir.path)}",
-              file=sys.stderr)
+        print(f"\nfaultbench run: interrupted{_interrupted_hint(run_dir)}", file=sys.stderr)
         return exit_status(exc)
     finally:
         if run_dir is not None:
@@ -227,6 +226,23 @@ def _workload(args: argparse.Namespace) -> Workload:
     # the same parser as `measure --set`; names and values as the knob module spells them
     knobs = dict(parse_set_options(args.set))
     return load(args.workload or DEFAULT_WORKLOAD, knobs, args.repetitions).select(args.only)
+
+
+def _interrupted_hint(run_dir: RunDir | None) -> str:
+    """What an interruption leaves: a run whose meta.json is sealed (finished_utc) has all
+    its samples, and `--resume` would say there is nothing to resume; otherwise how to go on."""
+    from faultbench.errors import FaultbenchError
+
+    if run_dir is None:
+        return ""
+    try:
+        finished = run_dir.read_meta().get("finished_utc")
+    except FaultbenchError:  # unreadable: the resume hint, whose command says why
+        finished = None
+    if finished:
+        return (f" after the run finished: every sample is in {run_dir.path}; see them with: "
+                f"faultbench report {run_dir.path}")
+    return _resume_hint(run_dir.path)
 
 
 def _resume_hint(path: Path | None) -> str:

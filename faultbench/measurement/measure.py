@@ -6,6 +6,7 @@ import contextlib
 import os
 from pathlib import Path
 
+from faultbench.measurement.knobs.sysfs import mount_of
 from faultbench.measurement.knobs.tmpfs import MountError, own_tmpfs
 from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
@@ -165,8 +166,19 @@ def _check_app_memory(spec: Spec) -> None:
         )
 
 
+# Kernel interfaces mounted as filesystems: a file cannot be made in them (or is no file on
+# any medium), and their free space reads 0, which would be refused as a full disk.
+PSEUDO_FS = frozenset(("proc", "sysfs", "devtmpfs", "devpts", "debugfs", "tracefs",
+                       "securityfs", "cgroup", "cgroup2", "configfs", "pstore", "bpf",
+                       "mqueue", "fusectl", "binfmt_misc", "efivarfs"))
+
+
 def _check_disk(spec: Spec, size: int) -> None:
     directory = backing_dir(spec)
+    where = mount_of(directory)
+    if where is not None and where.fs_type in PSEUDO_FS:
+        raise SpecError(f"dir {directory} is on {where.fs_type}, not a filesystem faultbench "
+                        "can write a file in: give a directory on a disk or a tmpfs")
     try:
         stat = os.statvfs(directory)
     except OSError as exc:

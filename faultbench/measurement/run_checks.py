@@ -12,6 +12,7 @@ from pathlib import Path
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.knobs.catalog import (
     KnobError,
+    check_coupled,
     check_knob_backing,
     check_settable,
     read_ahead_path,
@@ -38,6 +39,7 @@ def check_resources(workload: Workload, here: bool) -> None:
         try:
             if here:
                 check_spec(scenario.spec)
+            check_coupled(scenario.knobs)
             check_knob_backing(scenario.knobs, scenario.spec.backing,
                                    scenario.spec.map)
         except (SpecError, KnobError) as exc:

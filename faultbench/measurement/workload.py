@@ -41,6 +41,7 @@ from faultbench.measurement.workload_checks import (
     typed,
     unknown_keys,
     unnamed_difference,
+    workload_text,
 )
 
 SUFFIX = ".toml"
@@ -327,7 +328,7 @@ def load(name_or_path: str, knobs: dict[str, list[str]] | None = None,
     import tomllib  # here: a guest reads meta.json, never TOML, and tomllib compiles regexes
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(workload_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise WorkloadError(f"{path}: not valid TOML: {exc}") from None
     except RecursionError:  # [[[[... or {a={a={... nested thousands deep

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.spec import (
@@ -62,6 +64,22 @@ INT_AXES: dict[str, tuple[int, int]] = {
     "launches": (0, MAX_LAUNCHES),
     "touch_one_in": (1, MAX_STRIDE),
 }
+
+
+# A thousand times the largest shipped workload: a file is read whole and parsed in memory,
+# and a 2 GB one costs gigabytes and seconds before it is found not to be TOML.
+MAX_WORKLOAD_BYTES = 1 << 20
+
+
+def workload_text(path: Path) -> str:
+    """The workload file's text; OSError (EFBIG) when it is over MAX_WORKLOAD_BYTES, read no
+    further; UnicodeDecodeError when it is not UTF-8."""
+    with open(path, "rb") as stream:
+        data = stream.read(MAX_WORKLOAD_BYTES + 1)
+    if len(data) > MAX_WORKLOAD_BYTES:
+        raise OSError(errno.EFBIG, f"over {MAX_WORKLOAD_BYTES:,} bytes, too large to be a "
+                      "workload")
+    return data.decode("utf-8")
 
 
 def unknown_keys(

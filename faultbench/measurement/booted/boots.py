@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from faultbench.errors import not_a_file
 from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boot_guest import boot_dir_name
 from faultbench.measurement.booted.boot_order import (
@@ -113,8 +114,11 @@ def parse_kernel(text: str) -> Kernel:
         if not path.is_file():
             raise RunError(f"--kernel {text}: {tree} is a directory but has no {TREE_IMAGE}: "
                            "build it (make bzImage) or name the image file")
-    if not path.is_file():
+    why = not_a_file(path)
+    if why == "no such file":
         raise RunError(f"--kernel {text}: no such kernel image or build tree")
+    if why is not None:  # a FIFO or a device is there: called what it is, not missing
+        raise RunError(f"--kernel {text}: {why}")
     image = str(path.resolve())
     if not os.access(image, os.R_OK):
         raise RunError(f"--kernel {text}: {image} is not readable (Debian's /boot images are "

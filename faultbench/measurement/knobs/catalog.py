@@ -144,6 +144,16 @@ def check_knob_backing(knob_names: Iterable[str], backing: str, mapping: str) ->
                         "follows thp.shmem_enabled, a tmpfs file its mount's huge=")
 
 
+def check_coupled(knob_names: Iterable[str]) -> None:
+    """KnobError for both members of a coupled pair (COUPLED) in one run: whichever is
+    written second sets the first to 0, so the setting a sample is labelled with is never
+    the one in effect; one of them is the limit to sweep."""
+    names = set(knob_names)
+    for first, second in _PAIRS:
+        if first in names and second in names:
+            raise KnobError(f"{first} and {second} set the same limit: give one")
+
+
 def resolve(name: str, file_dir: str | None = None) -> Knob:
     """The knob called `name` (or at path `name`); KnobError if it is not one we may write."""
     if name.startswith("/"):
@@ -390,6 +400,9 @@ def read_value(knob: Knob) -> int | str:
     if knob.kind == "thp":
         _, selected = bracket_choices(text)
         return selected or text
+    words = text.split()
+    if len(words) > 1 and all(re.fullmatch(r"-?[0-9]+", w) for w in words):
+        return " ".join(words)  # read back tab-separated: shown (and labelled) as given
     return int(text) if re.fullmatch(r"-?[0-9]+", text) else text
 
 

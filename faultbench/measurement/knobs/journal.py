@@ -96,9 +96,11 @@ def _check_journal_file(st: os.stat_result, path: str) -> None:
                         "device): check --journal or $FAULTBENCH_JOURNAL")
     who = who_can_change(st)
     if who:
+        # found both by restore and by a run about to start: neither wrote anything
         raise KnobError(f"journal {path} is {who}: root does not restore knobs from a file "
                         "another user can write (it names what root writes to the kernel); "
-                        "nothing was restored")
+                        "nothing was restored or changed: remove it, and keep root's journal "
+                        "in a directory only root may write")
 
 
 def _owner_alive(data: dict) -> bool:
@@ -377,7 +379,7 @@ def journal_problems() -> list[str]:
 
 def restore_journal(path: str | None = None) -> list[str]:
     """Replay a stale journal (`path`, or each of journals()): the restored knobs as
-    'name: now -> original' lines.
+    'name: now -> original' lines ('name: original, already as found' for one that was).
 
     Raises KnobError if the run that wrote it is alive or something could not be restored
     (the journal is kept then, so the restore can be retried).
@@ -411,7 +413,11 @@ def restore_journal(path: str | None = None) -> list[str]:
             stack.enter_context(mounted("debugfs", DEBUGFS))
         for knob, original in entries:
             with contextlib.suppress(OSError):
-                done.append(f"{knob.name}: {read_value(knob)} -> {original}")
+                # a knob the run had not changed yet (or the partner of one) is not
+                # written: "never -> never" would say it was
+                done.append(f"{knob.name}: {original}, already as found"
+                            if reads_as(knob, original)
+                            else f"{knob.name}: {read_value(knob)} -> {original}")
         problems = put_back(entries)
         if lock is not None:
             lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it

@@ -106,9 +106,11 @@ _own_namespace = False
 def _private_namespace() -> None:
     """This process (and the children it starts from now on) in a mount namespace of its
     own, once: what it mounts no other process sees, so no other faultbench finds it
-    "already mounted" or loses it when this one unmounts it. Slave propagation: the
-    machine's later mounts still show here; ours do not show there. (Python 3.11 has no
-    os.unshare.)"""
+    "already mounted" or loses it when this one unmounts it. Slave propagation: where / is
+    a shared mount the machine's later mounts and unmounts show here, and ours do not show
+    there. Where / is private (containers, some hosts) nothing propagates: a filesystem
+    unmounted outside meanwhile stays alive here (its device busy, a loop device not freed)
+    until this process exits (docs/knobs.md). (Python 3.11 has no os.unshare.)"""
     global _own_namespace
     if _own_namespace:
         return

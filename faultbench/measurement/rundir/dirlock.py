@@ -8,6 +8,7 @@ Standard library only.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import stat
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, owner_name
 
 LOCK_NAME = ".lock"
 _ATTEMPTS = 5
@@ -38,8 +39,8 @@ class DirLock:
                 fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
                              0o600, dir_fd=self.dir.fd)
             except OSError as exc:
-                raise ResultsError(f"cannot lock {where}: {exc.strerror} (a link or a "
-                                   "directory there? remove it)") from None
+                raise ResultsError(f"cannot lock {where}: {exc.strerror}{self._hint(exc)}") \
+                    from None
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1 or \
                     st.st_uid != os.geteuid() or st.st_mode & 0o077:
@@ -60,6 +61,18 @@ class DirLock:
                     return
             os.close(fd)  # its last holder removed it after we opened it: take the new one
         raise ResultsError(f"cannot lock {where}: it keeps changing")
+
+    def _hint(self, exc: OSError) -> str:
+        """What to do about a lock file that cannot be opened: a directory (or lock file)
+        of another user's is theirs to write, not something to remove; a link or a
+        directory planted at .lock is."""
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            owner = os.fstat(self.dir.fd).st_uid
+            if owner == 0:
+                return " (the directory is root's: run this as root)"
+            return (f" (the directory belongs to {owner_name(owner)}: run this as that user)"
+                    if owner != os.geteuid() else "")
+        return " (a link or a directory there? remove it)"
 
     def release(self) -> None:
         if self._fd >= 0:

@@ -277,6 +277,12 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             # machine resumes it
             raise MergeError(f"{part.path} is not finished (finished_utc is null): finish it "
                              f"with {resume_command(part.path)} first")
+        if any(c in machine for c in ",:="):
+            # the merged host name joins machines with ", ", `compare RUN:MACHINE` selects
+            # one after a ':', and labels read NAME=VALUE: such a name would split in two
+            raise MergeError(f"{part.path} is from machine {machine!r}, whose name has a ',', "
+                             "':' or '=': it cannot name a level of the `machine` factor; "
+                             "merge runs of hosts whose names have none")
         if machine in seen:
             raise MergeError(f"{part.path} and {seen[machine]} are both from machine "
                              f"{machine}: merge runs of different machines (a machine is one "

@@ -190,7 +190,13 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
     or another workload's samples): mixing them would label one scenario's numbers with
     another's name. `records` are valid samples (sample_problem found nothing)."""
     specs = {s["name"]: s["spec"] for s in meta["scenarios"]}
+    # a native run's samples carry no kernel; a booted one's, one of its kernels' labels
+    labels = {k["label"] for k in meta.get("kernels") or []} or {None}
     for record in records:
+        if record.get("kernel") not in labels:
+            raise ResultsError(f"{path}: has samples of kernel {short(record.get('kernel'))}, "
+                               f"which its {META} does not list: the two files are from "
+                               "different runs")
         name = record.get("scenario")
         if name not in specs:
             raise ResultsError(f"{path}: has samples of scenario {name}, which its {META} "
