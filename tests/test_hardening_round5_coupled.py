@@ -7,11 +7,13 @@ be written) never leaves a journal no restore can finish. Real commands, real sy
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,24 @@ def fb(*args: str | Path, env: dict[str, str]) -> subprocess.CompletedProcess[st
                           capture_output=True, text=True, timeout=300, check=False, env=env)
 
 
+@contextlib.contextmanager
+def measure_holding(knob: str, value: object, env: dict[str, str]) -> Iterator[None]:
+    """A long `measure --set knob=value`, once the knob reads `value` (or after 60 s);
+    SIGKILLed at the end, so that its journal is left as a killed run leaves it."""
+    measure = subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--size", "1M",
+                                "--repeat", "100000", "--set", f"{knob}={value}"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while (Path("/proc/sys/vm", knob[3:]).read_text().strip() != str(value)
+               and time.monotonic() < deadline):
+            time.sleep(0.05)
+        yield
+    finally:
+        measure.kill()
+        measure.communicate(timeout=60)
+
+
 def _env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]),
             "FAULTBENCH_JOURNAL": str(tmp_path / "run" / "journal.json")}
@@ -64,17 +84,8 @@ def test_a_coupled_knob_and_its_partner_read_as_found_after_sigkill_and_restore(
     found = {knob: _sysctl(knob), partner: _sysctl(partner)}
     env = _env(tmp_path)
     value = _other(knob)
-    measure = subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--size", "1M",
-                                "--repeat", "100000", "--set", f"{knob}={value}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while _sysctl(knob) != value and time.monotonic() < deadline:
-            time.sleep(0.05)
+    with measure_holding(knob, value, env):
         assert _sysctl(knob) == value, "the run never set the knob"
-    finally:
-        measure.kill()
-        measure.communicate(timeout=60)
     journal = json.loads(Path(env["FAULTBENCH_JOURNAL"]).read_text())
     assert {e["name"] for e in journal["knobs"]} == {knob, partner}
     done = fb("restore", env=env)

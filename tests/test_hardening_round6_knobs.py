@@ -5,15 +5,12 @@ setting a sample would be labelled with is never in effect). Real commands, real
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from console import one_line
 from groups import HOST
-from test_hardening_round5_coupled import _env, fb
+from test_hardening_round5_coupled import _env, fb, measure_holding
 from test_hardening_round5_dirs import as_nobody, sticky  # noqa: F401 (a fixture)
 
 # a refusal that failed to refuse would write sysctls: one at a time (tests/groups.py)
@@ -61,16 +58,8 @@ def test_restore_says_a_knob_that_reads_as_found_was_already_so(tmp_path: Path) 
     assert found[1].strip() == "0", "this machine sets vm.dirty_bytes: the ratio is not in effect"
     value = "31" if found[0].strip() != "31" else "32"
     env = _env(tmp_path)
-    measure = subprocess.Popen([sys.executable, "-m", "faultbench", "measure", "--size", "1M",
-                                "--repeat", "100000", "--set", f"vm.dirty_ratio={value}"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while _values("vm.dirty_ratio")[0].strip() != value and time.monotonic() < deadline:
-            time.sleep(0.05)
-    finally:
-        measure.kill()
-        measure.communicate(timeout=60)
+    with measure_holding("vm.dirty_ratio", value, env):
+        pass
     done = fb("restore", env=env)
     assert done.returncode == 0, done.stderr
     assert sorted(done.stdout.splitlines()) == [
