@@ -30,7 +30,7 @@ class BuildError(Exception):
 
 class AskedError(BuildError):
     """What was asked cannot be had by this user here (an unreadable patch, a vng it cannot
-    run): exit 2, as for a bad argument."""
+    run): exit 2, as for a bad argument, even when a build finds it."""
 
 
 def patch_sha256(path: Path) -> str:

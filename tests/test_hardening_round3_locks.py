@@ -225,7 +225,11 @@ def test_the_holder_of_a_run_directory_is_shown_with_its_escapes_visible(
     assert done.returncode == 0, done.stderr
     evil = "\x1b]0;pwned\x07\x1b[2J\x1b[31mfake"
     holder = subprocess.Popen(
-        ["bash", "-c", f'exec -a "$1" python3 -c "{_HOLD}" "$2"', "-", evil, str(out)],
+        # flock(1), not a Python: a Python started under another name may not find its
+        # standard library, and a `python3` on PATH may be a wrapper (pyenv's) that execs
+        # the real one under its own name
+        ["bash", "-c", 'umask 077; exec -a "$1" flock "$2/.lock" -c "echo; exec sleep 60"',
+         "-", evil, str(out)],
         stdout=subprocess.PIPE)
     try:
         assert holder.stdout and holder.stdout.readline()
@@ -235,11 +239,6 @@ def test_the_holder_of_a_run_directory_is_shown_with_its_escapes_visible(
     finally:
         holder.kill()
         holder.wait()
-
-
-_HOLD = ("import fcntl, os, sys, time; "
-         "fd = os.open(sys.argv[1] + '/.lock', os.O_RDWR | os.O_CREAT, 0o600); "
-         "fcntl.flock(fd, fcntl.LOCK_EX); print(flush=True); time.sleep(60)")
 
 
 def test_a_run_killed_as_it_took_its_lock_leaves_a_directory_still_usable(

@@ -165,7 +165,7 @@ def test_check_only_refuses_a_cache_a_build_refuses_in_its_words(
     cache = tmp_path / "cache"
     plant(cache, capsys)
     before = sorted(p for p in tmp_path.rglob("*"))
-    assert build.main(["--cache", str(cache), "--check-only"]) == 1
+    assert build.main(["--cache", str(cache), "--check-only"]) == 2
     checked = capsys.readouterr()
     assert checked.out == "" and "would build" not in checked.err
     assert sorted(p for p in tmp_path.rglob("*")) == before  # nothing made
@@ -174,7 +174,7 @@ def test_check_only_refuses_a_cache_a_build_refuses_in_its_words(
         raise AssertionError("the build went past its cache checks")
 
     monkeypatch.setattr(build, "_build_locked", no_build)
-    assert build.main(["--cache", str(cache)]) == 1
+    assert build.main(["--cache", str(cache)]) == 2
     assert capsys.readouterr().err == checked.err
 
 

@@ -82,7 +82,7 @@ def test_fragment_has_what_faultbench_needs():
 
 def test_unknown_patch_is_refused_with_the_available_names():
     done = run_build("--patch", "no-such-patch", "--check-only")
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "no patch 'no-such-patch'" in done.stderr
     assert "uffd-missing-no-fault-around" in done.stderr
     assert done.stdout == ""
@@ -125,7 +125,7 @@ def test_missing_tools_are_listed_with_the_apt_line(tmp_path):
         assert tool in joined
     # and end to end: the script run with a PATH holding none of the tools refuses
     done = run_build("--check-only", env={**os.environ, "PATH": str(empty)})
-    assert done.returncode == 1
+    assert done.returncode == 2
     assert "missing build dependencies" in done.stderr
     assert "flex (package flex)" in done.stderr
     assert "apt-get install linux-source-6.1" in done.stderr
@@ -139,7 +139,7 @@ def test_free_space_of_a_cache_not_yet_created(tmp_path):
 @pytest.mark.skipif(not have_build_dependencies(), reason="kernel build dependencies missing")
 def test_not_enough_disk_space_is_refused_before_anything(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(build, "TREE_BYTES_NEEDED", 1 << 60)
-    assert build.main(["--cache", str(tmp_path / "cache"), "--check-only"]) == 1
+    assert build.main(["--cache", str(tmp_path / "cache"), "--check-only"]) == 2
     err = capsys.readouterr().err
     assert "not enough disk space" in err
     assert "GiB is free" in err
@@ -278,7 +278,7 @@ def test_source_6_12_without_its_package_is_refused_with_the_apt_line(tmp_path):
     if build.source_tarball("6.12").is_file():
         pytest.skip("linux-source-6.12 is installed here")
     done = run_build("--source", "6.12", "--check-only", "--cache", str(tmp_path))
-    assert done.returncode == 1 and done.stdout == ""
+    assert done.returncode == 2 and done.stdout == ""
     assert "source tarball /usr/src/linux-source-6.12.tar.xz (package linux-source-6.12)" \
         in done.stderr
     assert "apt-get install linux-source-6.12 build-essential" in done.stderr

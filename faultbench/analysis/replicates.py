@@ -383,8 +383,6 @@ def _spread_pct(values: np.ndarray) -> float:
     return float(100 * (high - low) / 2 / abs(median))
 
 
-
-
 def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 40,
               seed: int = 0, swap: str | None = None) -> list[pd.DataFrame]:
     """A/A comparisons of one run: `tables` `compare_rows` tables of two sides drawn from
@@ -404,10 +402,11 @@ def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 
     units = _split_units(ok) if swap is None else None
     if units is not None:
         ok, units = ok[units.notna()], units.dropna()
-        every = distinct_halves(units.unique())
-        if len(every) <= tables:  # random draws would only repeat them
+        count, half = units.nunique(), units.nunique() // 2
+        # counted before they are made: 25 rounds have 5 million
+        if comb(count, half) // (2 if 2 * half == count else 1) <= tables:
             return [compare_rows(ok[units.isin(a)], ok[~units.isin(a)], keys, metric)
-                    for a in every]
+                    for a in distinct_halves(units.unique())]  # random draws would repeat them
     out = []
     for _ in range(tables):
         if swap is not None:

@@ -33,6 +33,7 @@ from faultbench.measurement.booted.scratch import (
     STARTED,
     STATUS,
     guest_env,
+    guest_python,
     guest_script,
     init_path,
     scratch_disk,
@@ -418,7 +419,7 @@ def run_cli_in_guest(
     """`faultbench <argv>` inside `kernel` (the options as for run_in_guest); its output
     becomes ours, its status our status."""
     try:
-        return run_in_guest(kernel, [sys.executable, "-P", "-m", "faultbench", *argv],
+        return run_in_guest(kernel, [*guest_python("faultbench"), *argv],
                             rwdir=rwdir, timeout_s=timeout_s, memory=memory, clock=clock)
     except GuestError as exc:
         raise GuestError(f"--kernel {kernel}: {exc}") from None

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.image import kernel_hint
+from faultbench.measurement.knobs.sysctl_ranges import SYSCTL_RANGES, ULONG_MAX
 from faultbench.measurement.knobs.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 from faultbench.measurement.spec import SpecError, parse_size, shown
 
@@ -37,26 +38,6 @@ _THP_SIZED = ("enabled", "shmem_enabled")
 _THP_SIZED_RE = re.compile(r"^hugepages-[0-9]+kB$")
 _SYSCTL_RE = re.compile(r"^[a-z0-9_-]+$")
 _ZERO_RE = re.compile(r"^0+\s*[kKmMgG]?(i?[bB])?$", re.ASCII)
-_ULONG_MAX = 2**64 - 1  # no sysctl number can be larger
-_INT_MAX = 2**31 - 1
-# What the kernel (6.x: mm/*.c, kernel/sysctl.c extra1/extra2) accepts for /proc/sys/vm
-# sysctls with a bounded range; checked before the journal is written, so that a value the
-# kernel would refuse changes nothing. Others are bounded only by the kernel's own parsing.
-SYSCTL_RANGES: dict[str, tuple[int, int]] = {
-    "swappiness": (0, 200), "overcommit_memory": (0, 2), "panic_on_oom": (0, 2),
-    "dirty_ratio": (0, 100), "dirty_background_ratio": (0, 100),
-    "compaction_proactiveness": (0, 100), "extfrag_threshold": (0, 1000),
-    "compact_unevictable_allowed": (0, 1), "watermark_scale_factor": (1, 3000),
-    "unprivileged_userfaultfd": (0, 1), "min_unmapped_ratio": (0, 100),
-    "min_slab_ratio": (0, 100), "numa_stat": (0, 1), "page-cluster": (0, 31),
-    "memory_failure_early_kill": (0, 1), "memory_failure_recovery": (0, 1),
-    "hugetlb_optimize_vmemmap": (0, 1), "defrag_mode": (0, 1), "memfd_noexec": (0, 2),
-    "max_map_count": (0, _INT_MAX), "min_free_kbytes": (0, _INT_MAX),
-    "dirty_expire_centisecs": (0, _INT_MAX), "overcommit_ratio": (0, _INT_MAX),
-    "vfs_cache_pressure": (0, _INT_MAX), "watermark_boost_factor": (0, _INT_MAX),
-    "zone_reclaim_mode": (0, _INT_MAX), "percpu_pagelist_high_fraction": (0, _INT_MAX),
-}
-
 
 # Pairs of which the kernel keeps one in effect: writing either member sets the other to 0
 # (mm/util.c overcommit_{ratio,kbytes}_handler, mm/page-writeback.c dirty_*_handler). A
@@ -240,8 +221,8 @@ def _integers(knob: Knob, text: str) -> list[int]:
     numbers = [int(t[:25]) * 10 ** max(0, len(t) - 25) for t in tokens]
     if any(n < 0 for n in numbers):
         raise KnobError(f"{knob.name}={text[:40]}: negative values are not allowed")
-    if any(n > _ULONG_MAX for n in numbers):
-        raise KnobError(f"{knob.name}={text[:40]}: above {_ULONG_MAX}, the largest number a "
+    if any(n > ULONG_MAX for n in numbers):
+        raise KnobError(f"{knob.name}={text[:40]}: above {ULONG_MAX}, the largest number a "
                         "kernel knob holds")
     bounds = SYSCTL_RANGES.get(knob.name[3:]) if knob.kind == "sysctl" else None
     if bounds and len(numbers) == 1 and not bounds[0] <= numbers[0] <= bounds[1]:
@@ -344,9 +325,19 @@ def check_requested(knob: Knob, value: str) -> None:
     """KnobError for a valid value faultbench still will not ask for, before anything is
     written (parse_set_options; KnobSession.apply, in a guest against the guest's memory)."""
     if knob.kind != "sysctl" or knob.name not in (
-            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages", *_NO_ZERO):
+            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages", "vm.mmap_min_addr",
+            "vm.unprivileged_userfaultfd", "vm.max_map_count", *_NO_ZERO):
         return
     number = int(value)
+    current = read_value(knob)
+    # limits of every process on the machine, not of the sample: while the run lasts they
+    # would break other programs (too few maps) or weaken the machine's defences
+    if knob.name == "vm.max_map_count" and isinstance(current, int) and number < current:
+        raise KnobError(f"vm.max_map_count={number}: below its {current} it limits every "
+                        "process on the machine while the run lasts; faultbench only raises it")
+    if knob.name in ("vm.mmap_min_addr", "vm.unprivileged_userfaultfd") and number != current:
+        raise KnobError(f"{knob.name}={number}: a security setting of the whole machine, not "
+                        "one of memory management; faultbench (root) needs no change to it")
     if knob.name in _NO_ZERO:
         least = 2 * page_size() if knob.name == "vm.dirty_bytes" else 1
         if number < least:  # the kernel refuses it (EINVAL): 0 is what the ratio shows

@@ -10,9 +10,11 @@ import contextlib
 import os
 import re
 import subprocess
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from faultbench.errors import FaultbenchError
 
@@ -100,28 +102,47 @@ def kernel_has_fs(fstype: str) -> bool:
 
 _CLONE_NEWNS = 0x00020000
 _MS_REC, _MS_SLAVE = 0x4000, 0x80000
-_own_namespace = False
+_namespace_users = 0
+_original_namespace: int | None = None  # a descriptor of it, while we are in our own
 
 
-def _private_namespace() -> None:
-    """This process (and the children it starts from now on) in a mount namespace of its
-    own, once: what it mounts no other process sees, so no other faultbench finds it
+def _libc() -> tuple[types.ModuleType, Any]:
+    import ctypes  # here: most processes never mount, and ctypes is slow to import in a guest
+
+    return ctypes, ctypes.CDLL(None, use_errno=True)
+
+
+@contextlib.contextmanager
+def private_namespace() -> Iterator[None]:
+    """This process (and the children it starts meanwhile) in a mount namespace of its own
+    for the block: what it mounts no other process sees, so no other faultbench finds it
     "already mounted" or loses it when this one unmounts it. Slave propagation: where / is
     a shared mount the machine's later mounts and unmounts show here, and ours do not show
     there. Where / is private (containers, some hosts) nothing propagates: a filesystem
-    unmounted outside meanwhile stays alive here (its device busy, a loop device not freed)
-    until this process exits (docs/knobs.md). (Python 3.11 has no os.unshare.)"""
-    global _own_namespace
-    if _own_namespace:
-        return
-    import ctypes  # here: most processes never mount, and ctypes is slow to import in a guest
-
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(
-            None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_SLAVE), None) != 0:
-        error = ctypes.get_errno()
-        raise FaultbenchError(f"cannot make a private mount namespace: {os.strerror(error)}")
-    _own_namespace = True
+    unmounted outside during the block stays alive (its device busy, a loop device not
+    freed) until the block ends and the process is back in the machine's namespace
+    (docs/knobs.md). Nested blocks share one namespace. (Python 3.11 has no os.unshare.)"""
+    global _namespace_users, _original_namespace
+    if _namespace_users == 0:
+        ctypes, libc = _libc()
+        original = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(
+                None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_SLAVE), None) != 0:
+            error = ctypes.get_errno()
+            os.close(original)
+            raise FaultbenchError(f"cannot make a private mount namespace: {os.strerror(error)}")
+        _original_namespace = original
+    _namespace_users += 1
+    try:
+        yield
+    finally:
+        _namespace_users -= 1
+        if _namespace_users == 0 and _original_namespace is not None:
+            # the private namespace, and its copies of the machine's mounts, end here
+            _, libc = _libc()
+            libc.setns(_original_namespace, _CLONE_NEWNS)
+            os.close(_original_namespace)
+            _original_namespace = None
 
 
 class MountError(FaultbenchError):
@@ -184,8 +205,8 @@ def release_own_tmpfs(target: object, journal: str) -> str | None:
 
 @contextlib.contextmanager
 def mounted(fstype: str, target: str) -> Iterator[bool]:
-    """`fstype` mounted at `target` for the block, in this process's own mount namespace
-    (see _private_namespace); unmounted there again if we mounted it.
+    """`fstype` mounted at `target` for the block, in a mount namespace of this process's own
+    (see private_namespace); unmounted there again if we mounted it.
 
     Yields whether it is mounted. Without root or kernel support it yields False.
     """
@@ -195,20 +216,20 @@ def mounted(fstype: str, target: str) -> Iterator[bool]:
     if os.geteuid() != 0 or not kernel_has_fs(fstype) or not os.path.isdir(target):
         yield False
         return
-    _private_namespace()
-    try:
-        _mount(fstype, target)
-    except FaultbenchError:
-        if not is_mounted(target, fstype):
-            raise
-        # mounted since the check above by a process outside faultbench (the machine's mounts
-        # still reach this namespace): theirs to unmount, not ours
-        yield True
-        return
-    try:
-        yield True
-    finally:
-        umount(target)
+    with private_namespace():
+        try:
+            _mount(fstype, target)
+        except FaultbenchError:
+            if not is_mounted(target, fstype):
+                raise
+            # mounted since the check above by a process outside faultbench (the machine's
+            # mounts still reach this namespace): theirs to unmount, not ours
+            yield True
+            return
+        try:
+            yield True
+        finally:
+            umount(target)
 
 
 def lockdown() -> str | None:

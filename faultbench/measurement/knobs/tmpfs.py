@@ -3,9 +3,10 @@
 The mount is journaled like a knob before it is made (a journal of its own, beside the knob
 journal: `mount-PID.json`), then detached (`umount -l`) at once while a descriptor of its root
 stays open: the backing file is created through that descriptor, and the kernel frees the
-tmpfs when the last descriptor closes, on every exit path, SIGKILL included. Only a kill in
-the milliseconds between mount and detach leaves it mounted, and then the journal names it
-for `faultbench restore`. Standard library only.
+tmpfs when the last descriptor closes, on every exit path, SIGKILL included. It is mounted
+in a mount namespace of the process's own (sysfs.private_namespace), so even a kill in the
+milliseconds between mount and detach leaves nothing mounted: the journal then names only
+its empty mount point for `faultbench restore`. Standard library only.
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from faultbench.measurement.knobs.journal import (
     restore_journal,
     write_journal,
 )
-from faultbench.measurement.knobs.sysfs import OWN_TMPFS_PREFIX, MountError, run_mount_tool, umount
+from faultbench.measurement.knobs.sysfs import (
+    OWN_TMPFS_PREFIX,
+    MountError,
+    private_namespace,
+    run_mount_tool,
+    umount,
+)
 from faultbench.measurement.rundir.safefile import remove_dead_temp_files
 from faultbench.measurement.signals import blocked
 
@@ -107,16 +114,19 @@ def own_tmpfs(huge: str) -> Iterator[str]:
                 raise MountError(f"cannot make the tmpfs mount point {printable(target)}: "
                                  f"{exc.strerror}") from None
             made_target = True
-            done = run_mount_tool(["mount", "-t", "tmpfs", "-o", f"huge={huge},mode=0700",
-                                   "faultbench", target])
-            if done.returncode != 0:
-                raise MountError(f"cannot mount a tmpfs with huge={huge}: "
-                                 f"{done.stderr.strip() or 'mount failed'}")
-            try:
-                fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY |
-                             os.O_CLOEXEC)
-            finally:
-                umount(target, lazy=True)
+            # in a namespace of our own: a SIGKILL before the detach takes the mount along
+            # (the namespace ends with the process); the descriptor outlives both
+            with private_namespace():
+                done = run_mount_tool(["mount", "-t", "tmpfs", "-o", f"huge={huge},mode=0700",
+                                       "faultbench", target])
+                if done.returncode != 0:
+                    raise MountError(f"cannot mount a tmpfs with huge={huge}: "
+                                     f"{done.stderr.strip() or 'mount failed'}")
+                try:
+                    fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW | os.O_DIRECTORY |
+                                 os.O_CLOEXEC)
+                finally:
+                    umount(target, lazy=True)
         yield f"/proc/self/fd/{fd}"
     finally:
         if made is not None:  # else write_journal failed, and removed what it made
