@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import IO
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import ForeignOwnerError, ResultsError, SafeDir
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
 
@@ -75,7 +75,17 @@ def open_entry(root: Path, key: str, create: bool) -> SafeDir:
     try:
         return SafeDir.open(root / key, create=create)
     except ResultsError as exc:
-        raise BuildError(f"cache {root}: {exc}") from None
+        raise _refused(root, key, exc) from None
+
+
+def _refused(root: Path, key: str, exc: ResultsError) -> BuildError:
+    if isinstance(exc, ForeignOwnerError):
+        # not "make it root's", as for a results directory: its image would then be
+        # trusted as root's own build
+        return BuildError(f"cache entry {root / key} is {exc.who}: root neither builds in nor "
+                          "boots from an entry another user can change (its image could be "
+                          f"theirs); remove it (rm -rf {root / key}) and build again")
+    return BuildError(f"cache {root}: {exc}")
 
 
 def _open_lock(entry: SafeDir, create: bool = True) -> int | None:
@@ -98,7 +108,7 @@ def check_entry(root: Path, key: str) -> None:
         if SafeDir.would_create(root / key):
             return  # every directory on the way passed the checks made before a mkdir
     except ResultsError as exc:
-        raise BuildError(f"cache {root}: {exc}") from None
+        raise _refused(root, key, exc) from None
     with open_entry(root, key, create=False) as entry:  # checked as create=True checks it
         fd = _open_lock(entry, create=False)
         if fd is not None:

@@ -26,7 +26,8 @@ from images import require_boot_image
 from faultbench import cli
 from faultbench.analysis.compare import _knob_text
 from faultbench.measurement.booted import guest
-from faultbench.measurement.knobs.catalog import KnobError, parse_set_options
+from faultbench.measurement.knobs.catalog import KnobError
+from faultbench.measurement.knobs.requested import parse_set_options
 from faultbench.measurement.rundir.pyperf_suite import metadata_text
 from faultbench.measurement.rundir.results import META, PYPERF, read_samples
 from faultbench.measurement.runner import start

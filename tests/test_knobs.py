@@ -21,8 +21,9 @@ import pytest
 from console import one_line
 from groups import HOST
 
-from faultbench.measurement.knobs.catalog import KnobError, cross_product, parse_set_options
+from faultbench.measurement.knobs.catalog import KnobError, cross_product
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
+from faultbench.measurement.knobs.requested import parse_set_options
 from faultbench.measurement.knobs.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]

@@ -218,6 +218,7 @@ def _check_dir(path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT
     from faultbench.measurement.knobs import catalog as knobs
+    from faultbench.measurement.knobs.requested import parse_set_options
     from faultbench.measurement.knobs.session import KnobSession
     from faultbench.measurement.measure import check_resources, measure_mappers
 
@@ -232,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
     check_count(args.warmups, "--warmups", 0, MAX_REPEAT)
     spec = spec_from_args(args)
     # checked here too with --kernel, so that a typo costs no boot
-    axes = knobs.parse_set_options(args.set, file_dir=spec.dir)
+    axes = parse_set_options(args.set, file_dir=spec.dir)
     knobs.check_coupled(name for name, _ in axes)
     knobs.check_knob_backing([name for name, _ in axes], spec.backing, spec.map)
     if args.clock and not args.kernel:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -190,17 +192,23 @@ def _run(args: argparse.Namespace) -> int:
             check_count(args.boots, "--boots", 1, workload.repetitions)
             kernels = _parse_kernels(args.kernel) if args.kernel else None
             stamp = utc_now().replace("-", "").replace(":", "")
-            out = Path(args.out or f"results/{stamp}-{workload.name}")
+            out = Path(args.out) if args.out else _default_out(f"{stamp}-{workload.name}")
             from faultbench.measurement import machine
 
             state = machine.collect()
             extra = {"machine_state": state, "command": recorded_command(args._argv)}
-            if kernels:
+            try:
                 run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, extra,
-                                        args.memory, args.shard)
+                                        args.memory, args.shard) if kernels else \
+                    start(workload, out, extra=extra)
+            except BaseException:
+                if not args.out:  # refused: the default directory made for it goes again
+                    with contextlib.suppress(OSError):
+                        os.rmdir(out)
+                raise
+            if kernels:
                 _say_machine_state(state, args.quiet, run_dir.read_meta()["plane"])
                 return _booted(run_dir, args.quiet, args.jobs)
-            run_dir = start(workload, out, extra=extra)
             # said once the run is accepted: a refusal stays one line
             _say_machine_state(state, args.quiet, "native")
             for skipped in run_dir.read_meta()["skipped"]:
@@ -219,7 +227,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def _workload(args: argparse.Namespace) -> Workload:
     """The workload with the command line's knob axes, filters and repetitions."""
-    from faultbench.measurement.knobs.catalog import parse_set_options
+    from faultbench.measurement.knobs.requested import parse_set_options
     from faultbench.measurement.workload import MAX_MEASUREMENTS, load
 
     check_count(args.repetitions, "--repetitions", 1, MAX_MEASUREMENTS)
@@ -356,6 +364,21 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
               f"{resume_command(run_dir.path)}", file=sys.stderr)
         return 1
     return status
+
+
+def _default_out(name: str) -> Path:
+    """results/NAME, made here; results/NAME-PID when another run started in the same second
+    made that first (mkdir is the test: looking first would let both take it)."""
+    from faultbench.measurement.rundir.safefile import SafeDir
+
+    with SafeDir.open(Path("results"), create=True) as results:
+        for candidate in (name, f"{name}-{os.getpid()}"):
+            try:
+                os.mkdir(candidate, 0o755, dir_fd=results.fd)
+                return results.path / candidate
+            except FileExistsError:
+                continue
+    return results.path / name  # taken twice: start() says by what
 
 
 def _restore_knobs(meta: dict[str, Any]) -> None:

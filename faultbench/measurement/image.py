@@ -35,7 +35,8 @@ def image_version(image: str) -> str | None:
     start = pointer + 0x200
     text = head[start:start + 256].split(b"\0", 1)[0]
     # the image may be anyone's file: its version is shown and stored as a kernel label
-    return printable(text.decode("ascii", "replace")) or None
+    # (blank: a header without a release, which no kernel has)
+    return printable(text.decode("ascii", "replace")).strip() or None
 
 
 def boot_images() -> list[str]:

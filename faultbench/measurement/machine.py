@@ -88,7 +88,7 @@ def describe(state: Any) -> tuple[str, str | None] | None:
         # other users' process names: a name set with PR_SET_NAME may carry escape sequences
         others = [(printable(str(name)[:16]), float(share)) for name, share in state["others"][:2]]
         governor = state["governor"]
-    except (KeyError, IndexError, TypeError, ValueError):
+    except (KeyError, IndexError, TypeError, ValueError, OverflowError):  # int(Infinity)
         return None
     # the 1-minute load and as many of the busiest as fit: the line stays under 100 columns
     # after a `faultbench run: ` prefix

@@ -169,7 +169,7 @@ class Workload:
     def _filter(self, text: str) -> Any:
         name, sep, rest = text.partition("=")
         if sep and name in self.knob_names():
-            from faultbench.measurement.knobs.catalog import KnobError, parse_set_options
+            from faultbench.measurement.knobs.requested import KnobError, parse_set_options
 
             try:
                 [(_, wanted)] = parse_set_options([text])

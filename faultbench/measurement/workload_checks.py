@@ -166,7 +166,8 @@ def check_knobs(
     setting always gets the same scenario name."""
     if not any(matrices):
         return [{} for _ in matrices]
-    from faultbench.measurement.knobs.catalog import KnobError, parse_set_options
+    from faultbench.measurement.knobs.catalog import KnobError
+    from faultbench.measurement.knobs.requested import parse_set_options
 
     checked = []
     for knobs in matrices:

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from faultbench.errors import not_a_file
+from faultbench.errors import not_a_file, printable
 from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boot_guest import boot_dir_name
 from faultbench.measurement.booted.boot_order import (
@@ -50,7 +50,7 @@ from faultbench.measurement.rundir.results import (
     RunDir,
     parse_samples,
 )
-from faultbench.measurement.rundir.safefile import ResultsError
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload
@@ -61,6 +61,7 @@ GUEST_MIN_MEMORY_MIB = 1024
 GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
+BUILD_RECORD_MAX = 1 << 20  # a real one is under 2 KB
 
 
 @dataclass(frozen=True)
@@ -87,15 +88,18 @@ def _sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def _build_record(image: str) -> dict[str, Any] | None:
-    """kernels/build's record beside the image (patches and their hashes), if there is one."""
-    path = Path(image).with_name(BUILD_RECORD)
+def _build_record(image: str, sha256: str) -> dict[str, Any] | None:
+    """kernels/build's record beside the image (patches and their hashes), if there is one
+    and it names this image by its sha256. Read as untrusted input (the image's directory
+    may be anyone's): never through a link, never a FIFO or device, never a large file."""
     try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
+        with SafeDir.reading(Path(image).parent) as directory:
+            record = json.loads(directory.read_bytes(BUILD_RECORD, BUILD_RECORD_MAX) or b"")
+    except (ResultsError, ValueError, RecursionError):
         return None
-    if not isinstance(record, dict) or "source_package" not in record:
-        return None  # some other meta.json beside the image
+    if not isinstance(record, dict) or record.get("image_sha256") != sha256 or \
+            "source_package" not in record:
+        return None  # some other meta.json beside the image, or another image's
     return record
 
 
@@ -128,8 +132,12 @@ def parse_kernel(text: str) -> Kernel:
     if version is None:
         raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
     release = version.split()[0]
+    if not label.isprintable():  # shown on the terminal and stored as the kernel's name
+        raise RunError(f"--kernel {printable(text)}: control characters are not allowed in a "
+                       "label")
     label = label or release
-    return Kernel(label, image, tree, _sha256(image), release, version, _build_record(image))
+    digest = _sha256(image)
+    return Kernel(label, image, tree, digest, release, version, _build_record(image, digest))
 
 
 def plan(kernels: list[Kernel], boots: int, repetitions: int) -> list[dict[str, Any]]:

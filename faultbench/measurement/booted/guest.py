@@ -36,6 +36,7 @@ from faultbench.measurement.booted.scratch import (
     guest_python,
     guest_script,
     init_path,
+    package_root,
     scratch_disk,
     venv_bin,
 )
@@ -281,21 +282,23 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
                 command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status = _run_streaming(command, timeout_s, watchdog_end, scratch, cancel)
+        vng_status, said = _run_streaming(command, timeout_s, watchdog_end, scratch, cancel)
         try:
             return int(Path(scratch, STATUS).read_text())
         except (OSError, ValueError):
             raise GuestError(
                 f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
-                f"it may not boot {kernel} (see the messages above)"
+                f"it may not boot {kernel} "
+                f"({'see the messages above' if said else 'it printed nothing'})"
             ) from None
 
 
 def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
-                   scratch: str, cancel: threading.Event) -> int:
+                   scratch: str, cancel: threading.Event) -> tuple[int, bool]:
     """Run vng in its own process group; copy its output as it comes; kill it on timeout,
     on `cancel`, or when the guest's script has not started (left STARTED in `scratch`) in
-    time. The watchdog is told the group, to kill it should we die without doing so."""
+    time. The watchdog is told the group, to kill it should we die without doing so. Its
+    exit status, and whether it printed anything."""
     if cancel.is_set():
         raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
@@ -310,9 +313,10 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     try:
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
-            _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED), cancel)
+            tail = _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED),
+                                    cancel)
             try:
-                return proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                return proc.wait(timeout=max(deadline - time.monotonic(), 0.1)), bool(tail)
             except subprocess.TimeoutExpired:
                 raise late from None
     finally:
@@ -326,7 +330,7 @@ def _start_watchdog() -> int:
     try:
         subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.booted.watchdog"],
                          stdin=read_end, stdout=subprocess.DEVNULL,
-                         start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
+                         start_new_session=True, env={**os.environ, "PYTHONPATH": package_root()})
     finally:
         os.close(read_end)
     return write_end
@@ -341,16 +345,12 @@ def _write_bytecode() -> None:
     import compileall  # here: only a booting host needs it
 
     with contextlib.suppress(OSError):
-        compileall.compile_dir(os.path.join(_package_root(), "faultbench"), quiet=2)
-
-
-def _package_root() -> str:
-    """The directory holding the `faultbench` package (faultbench/measurement/booted/..)."""
-    return str(Path(__file__).resolve().parents[3])
+        compileall.compile_dir(os.path.join(package_root(), "faultbench"), quiet=2)
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
-                     started: str, cancel: threading.Event) -> None:
+                     started: str, cancel: threading.Event) -> bytes:
+    """The last lines it printed, once both its pipes are closed."""
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
     start_limit = timeout_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
@@ -379,6 +379,7 @@ def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: Guest
                 sink.flush()
                 sink.buffer.write(chunk)
                 sink.buffer.flush()
+    return tail
 
 
 def _not_started(limit: float, tail: bytes) -> GuestError:

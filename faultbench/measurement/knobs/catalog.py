@@ -45,17 +45,6 @@ _ZERO_RE = re.compile(r"^0+\s*[kKmMgG]?(i?[bB])?$", re.ASCII)
 _PAIRS = (("vm.overcommit_ratio", "vm.overcommit_kbytes"), ("vm.dirty_ratio", "vm.dirty_bytes"),
           ("vm.dirty_background_ratio", "vm.dirty_background_bytes"))
 COUPLED = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
-# Members whose 0 the kernel reads out but refuses to be written (its extra1: dirty_bytes
-# two pages, dirty_background_bytes 1): 0 means "the ratio is in effect".
-_NO_ZERO = ("vm.dirty_bytes", "vm.dirty_background_bytes")
-
-
-# Values faultbench asks for, bounded more tightly than the kernel bounds them (an original
-# a journal restores is the machine's own, and is not): see check_requested.
-MIN_FREE_SHARE = 4  # vm.min_free_kbytes: at most 1/4 of MemTotal
-HUGEPAGES_SHARE = 2  # vm.nr_hugepages: at most 1/2 of MemTotal in huge pages
-
-
 class KnobError(FaultbenchError):
     """A knob that cannot be set as asked; the message is one line: why, and what to do."""
 
@@ -293,84 +282,6 @@ def _fault_around_value(text: str) -> int:
             f"would use {rounded_fault_around(value)}; ask for that"
         )
     return value
-
-
-def parse_set_options(
-    values: list[str], file_dir: str | None = None
-) -> list[tuple[str, list[str]]]:
-    """['NAME=V1,V2', ...] -> [(name, [value, ...]), ...], everything validated, nothing written.
-
-    `file_dir` is the `file` backing's directory, for read_ahead_kb.
-    """
-    axes: list[tuple[str, list[str]]] = []
-    seen: set[str] = set()
-    for option in values:
-        name, sep, rest = option.partition("=")
-        name = name.strip()
-        items = [v.strip() for v in rest.split(",")] if sep else []
-        if not name or not items or any(not v for v in items):
-            raise KnobError(f"--set wants NAME=V1[,V2...], got {option!r}")
-        knob = resolve(name, file_dir)
-        if knob.name in seen:
-            raise KnobError(f"{knob.name} is given twice; list all its values in one --set")
-        seen.add(knob.name)
-        values = [validate(knob, v) for v in items]
-        for value in values:
-            check_requested(knob, value)
-        axes.append((knob.name, values))
-    return axes
-
-
-def check_requested(knob: Knob, value: str) -> None:
-    """KnobError for a valid value faultbench still will not ask for, before anything is
-    written (parse_set_options; KnobSession.apply, in a guest against the guest's memory)."""
-    if knob.kind != "sysctl" or knob.name not in (
-            "vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages", "vm.mmap_min_addr",
-            "vm.unprivileged_userfaultfd", "vm.max_map_count", *_NO_ZERO):
-        return
-    number = int(value)
-    current = read_value(knob)
-    # limits of every process on the machine, not of the sample: while the run lasts they
-    # would break other programs (too few maps) or weaken the machine's defences
-    if knob.name == "vm.max_map_count" and isinstance(current, int) and number < current:
-        raise KnobError(f"vm.max_map_count={number}: below its {current} it limits every "
-                        "process on the machine while the run lasts; faultbench only raises it")
-    if knob.name in ("vm.mmap_min_addr", "vm.unprivileged_userfaultfd") and number != current:
-        raise KnobError(f"{knob.name}={number}: a security setting of the whole machine, not "
-                        "one of memory management; faultbench (root) needs no change to it")
-    if knob.name in _NO_ZERO:
-        least = 2 * page_size() if knob.name == "vm.dirty_bytes" else 1
-        if number < least:  # the kernel refuses it (EINVAL): 0 is what the ratio shows
-            raise KnobError(f"{knob.name}={number}: the kernel accepts at least {least}; "
-                            f"its 0 means {COUPLED[knob.name]} is in effect: set that instead")
-        return
-    if knob.name == "vm.panic_on_oom":
-        # an out-of-memory a memory workload may cause on purpose would panic the machine:
-        # the run and everything else on it end, no knob restored until the reboot
-        if number != 0:
-            raise KnobError(f"vm.panic_on_oom={number}: faultbench sets only 0; 1 or 2 panics "
-                            "the machine at the next out-of-memory, which a benchmark may "
-                            "cause")
-        return
-    from faultbench.measurement.measure import meminfo
-
-    info = meminfo()
-    total_kb = info.get("MemTotal")
-    if total_kb is None:
-        return  # no /proc/meminfo: the kernel's own bounds only
-    memory = f"this machine's memory ({total_kb / 2**20:.1f} GiB)"
-    if knob.name == "vm.min_free_kbytes" and number > total_kb // MIN_FREE_SHARE:
-        # kswapd keeps free up to 1.5x it (the high watermark): at 1/4, 3/8 of memory;
-        # above, the reclaim it forces is what every sample measures, near all an OOM
-        raise KnobError(f"vm.min_free_kbytes={number}: more than 1/{MIN_FREE_SHARE} of "
-                        f"{memory}; the kernel would reclaim to keep 1.5x that free")
-    huge_kb = info.get("Hugepagesize", 0)
-    if knob.name == "vm.nr_hugepages" and number * huge_kb > total_kb // HUGEPAGES_SHARE:
-        # reserved huge pages are memory nothing else may use: too many, and the system
-        # and the benchmark itself run out of the rest
-        raise KnobError(f"vm.nr_hugepages={number}: {number} x {huge_kb} kB is more than "
-                        f"1/{HUGEPAGES_SHARE} of {memory}, which reserving them takes from "
-                        "everything else")
 
 
 def partner(knob: Knob) -> Knob | None:

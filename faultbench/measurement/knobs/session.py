@@ -15,7 +15,6 @@ from types import TracebackType
 from faultbench.measurement.knobs.catalog import (
     Knob,
     KnobError,
-    check_requested,
     check_settable,
     partner,
     read_value,
@@ -34,6 +33,7 @@ from faultbench.measurement.knobs.journal import (
     write_journal,
 )
 from faultbench.measurement.knobs.knoblock import KnobLock
+from faultbench.measurement.knobs.requested import check_requested
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.signals import TERMINATING, blocked, signals_raise
 

@@ -167,8 +167,9 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
             raise refuse(f"{key} is not a list of objects")
     if not all(isinstance(s.get("scenario"), str) for s in meta.get("skipped", [])):
         raise refuse("skipped has an entry without a scenario name")
-    if not isinstance(meta.get("finished_utc"), str | None):
-        raise refuse("finished_utc is not a time or null")
+    for key in ("started_utc", "finished_utc"):  # merge orders runs made elsewhere by them
+        if not isinstance(meta.get(key), str | None):
+            raise refuse(f"{key} is not a time or null")
     problem = meta_problem(meta, workload["repetitions"])
     if problem:
         raise refuse(problem)

@@ -69,17 +69,24 @@ def who_can_change(st: os.stat_result, sticky_ok: bool = False) -> str | None:
     return None
 
 
+class ForeignOwnerError(ResultsError):
+    """A directory someone other than root can change (check_owner); `who` says who."""
+
+    def __init__(self, message: str, who: str) -> None:
+        super().__init__(message)
+        self.who = who
+
+
 def check_owner(fd: int, path: Path | str, sticky_ok: bool = False) -> None:
     """As root, refuse a directory someone else can change (see the module's docstring);
     with `sticky_ok` a sticky one (/tmp) is accepted: for files created only O_EXCL and
     linked into place, which no one else may then rename or remove."""
     who = who_can_change(os.fstat(fd), sticky_ok)
     if who:
-        raise ResultsError(
+        raise ForeignOwnerError(
             f"{path} is {who}: root does not write into a directory another user can change "
             f"(they could redirect the writes); run as its owner, or make it root's first "
-            f"(chown -R root: {path}; chmod go-w {path})"
-        )
+            f"(chown -R root: {path}; chmod go-w {path})", who)
 
 
 def check_parent(parent_fd: int, path: Path) -> None:
