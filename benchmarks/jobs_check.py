@@ -45,15 +45,17 @@ uffd = ["none", "wp"]
 
 
 def medians(run: Path, metric: str) -> dict[tuple[str, str], float]:
-    """Per (kernel, scenario and mapper): the median over boots of each boot's median."""
+    """Per (kernel, scenario and mapper role): the median over boots of each boot's
+    median."""
     per_boot: dict[tuple[str, str, int], list[float]] = defaultdict(list)
     for line in (run / "samples.jsonl").read_text().splitlines():
         r = json.loads(line)
         if r["status"] == "ok" and not r["warmup"] and r.get(metric) is not None:
-            # each mapper of a multi-mapper scenario is a row of its own (the first and the
-            # later ones take different faults)
-            mapper = f" m{r['mapper']}" if r["spec"].get("mappers", 1) > 1 else ""
-            per_boot[(r["kernel"], r["scenario"] + mapper, r["boot"])].append(r[metric])
+            # the first and the later mappers of a multi-mapper scenario are rows of their
+            # own, as in the report (they take different faults)
+            role = "" if r["spec"].get("mappers", 1) == 1 else \
+                " [first]" if r["mapper"] == 0 else " [later]"
+            per_boot[(r["kernel"], r["scenario"] + role, r["boot"])].append(r[metric])
     rows: dict[tuple[str, str], list[float]] = defaultdict(list)
     for (kernel, scenario, _), values in per_boot.items():
         rows[(kernel, scenario)].append(median(values))
@@ -69,16 +71,21 @@ def main() -> int:
     parser.add_argument("--workload", help="a workload name or .toml (default: built in)")
     parser.add_argument("--kernel", action="append", metavar="LABEL=IMAGE",
                         help="the kernels to run (default: IMAGE as a and as b)")
+    parser.add_argument("--keep", type=Path, metavar="DIR",
+                        help="make the two runs in DIR (jobs1, jobsN) and keep them")
     args = parser.parse_args()
+    if args.jobs < 2:
+        parser.error("--jobs N compares N guests at once with one: give N >= 2")
     kernels = args.kernel or [f"a={args.image}", f"b={args.image}"]
     print(f"load average at the start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-    with tempfile.TemporaryDirectory(prefix="faultbench-jobs-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="faultbench-jobs-check-") as scratch:
+        tmp = str(args.keep or scratch)
         workload = args.workload or str(Path(tmp) / "w.toml")
         if not args.workload:
             Path(workload).write_text(WORKLOAD)
         runs = {}
         for jobs in (args.jobs, 1):
-            out = Path(tmp) / f"jobs{jobs}"
+            out = Path(tmp) / f"jobs{jobs if jobs == 1 else 'N'}"
             started = time.perf_counter()
             subprocess.run([sys.executable, "-m", "faultbench", "run", workload,
                             *(f"--kernel={k}" for k in kernels), "--boots", str(args.boots),
