@@ -22,6 +22,7 @@ from faultbench.measurement.rundir.results import (
     check_samples_match,
     parse_meta,
     parse_samples,
+    read_run_file,
     run_rounds,
     sample_problem,
     unique_key,
@@ -201,13 +202,11 @@ def _read_run(run: Path | SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Droppe
 def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     run_dir = directory.path
     samples_path = run_dir / SAMPLES
-    data = directory.read_bytes(SAMPLES)
+    data = read_run_file(directory, SAMPLES)
     if data is None:
         raise AnalysisError(f"{run_dir}: not a faultbench run directory (no {SAMPLES})")
-    meta: dict[str, Any] = {}
-    meta_bytes = directory.read_bytes(META)
-    if meta_bytes is not None:
-        meta = parse_meta(meta_bytes, run_dir / META)
+    meta_bytes = read_run_file(directory, META)
+    meta: dict[str, Any] = {} if meta_bytes is None else parse_meta(meta_bytes, run_dir / META)
 
     records, unreadable = parse_samples(data.splitlines(), samples_path, strict=False)
     records, dropped = _valid(records, run_rounds(meta) if meta else None)
@@ -302,8 +301,14 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
 
 
 def exclude_interfered(df: pd.DataFrame) -> pd.DataFrame:
-    """`df` with interfered samples no longer `ok` (--strict); `.attrs["excluded"]`: how many."""
+    """`df` with interfered samples no longer `ok` (--strict); `.attrs["excluded"]`: how many.
+    AnalysisError when that leaves none of the valid samples it had."""
     strict = df.assign(ok=df["ok"] & ~df["interfered"])
+    if df["ok"].any() and not strict["ok"].any():
+        raise AnalysisError(
+            f"{', '.join(df.attrs['paths'].values())}: --strict left out all "
+            f"{int(df['ok'].sum())} valid samples (their timed loops were preempted or saw "
+            "steal time); run without --strict, or measure again on a quieter machine")
     strict.attrs = {**df.attrs, "excluded": int(df["interfered"].sum())}
     return strict
 

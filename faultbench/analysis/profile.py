@@ -25,7 +25,7 @@ from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.profile import USER
 from faultbench.measurement.rundir.checks import profile_problem
-from faultbench.measurement.rundir.results import PROFILES
+from faultbench.measurement.rundir.results import PROFILES, read_run_file
 from faultbench.measurement.rundir.safefile import SafeDir
 
 
@@ -111,7 +111,7 @@ def read_profiles(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
     """profiles.jsonl's valid lines (untrusted: a line without its keys and counts is
     skipped and counted) and how many were skipped."""
     with SafeDir.reading(run_dir) as directory:
-        raw = directory.read_bytes(PROFILES)  # never through a link, regular files only
+        raw = read_run_file(directory, PROFILES)  # never through a link, regular files only
     if raw is None:
         return [], 0
     records, bad = [], 0

@@ -296,14 +296,16 @@ def write_report(
     out: Path | None = None,
 ) -> tuple[str, list[Path]]:
     """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;
-    OUT is the run directory unless `out` names another (made if missing).
+    OUT is the run directory unless `out` names another (made if missing), when the run
+    is only read, as compare reads it: anyone's.
 
     The directory is opened once and everything is read and written through that
     descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
     strict: interfered samples (preempted or stolen from) are left out of everything."""
     check_run_dir(run_dir)
     with contextlib.ExitStack() as stack:
-        source = stack.enter_context(SafeDir.open(run_dir))
+        source = stack.enter_context(SafeDir.reading(run_dir) if out else SafeDir.open(
+            run_dir, advice="give --out DIR to write the report elsewhere"))
         df = load(source)
         if strict:
             df = exclude_interfered(df)
@@ -343,13 +345,13 @@ def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> lis
     return breakeven_figure(df, info, out_dir, floor=populate_rows(df), results=results)
 
 
-def report_data(run_dir: Path) -> dict[str, Any]:
+def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
     """What the report computes as plain JSON types (`faultbench report --json`,
     docs/results.md): the run, per scenario the columns of the report's table (median time
     per page touched with its CI, faults, pages mapped and munmap time per page touched,
     units, hits), and the break-even, cost model and floor
-    (analysis.breakeven.report_json). Unknown values are None."""
-    df = load(run_dir)
+    (analysis.breakeven.report_json). Unknown values are None. strict: as write_report's."""
+    df = exclude_interfered(load(run_dir)) if strict else load(run_dir)
     if not df["ok"].any():
         raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
     meta = next(iter(df.attrs["meta"].values()))

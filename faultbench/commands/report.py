@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--out", metavar="DIR",
-        help="write report.txt and figures/ into DIR (made if missing) instead of RUN_DIR",
+        help="write report.txt and figures/ into DIR (made if missing) instead of RUN_DIR, "
+        "which is then only read (as compare reads it: anyone's run)",
     )
     parser.add_argument("--no-figures", action="store_true", help="write report.txt only")
     parser.add_argument(
@@ -39,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         from faultbench.analysis.report import report_data
 
-        print(json.dumps(report_data(Path(args.run_dir)), indent=2, allow_nan=False))
+        print(json.dumps(report_data(Path(args.run_dir), args.strict), indent=2, allow_nan=False))
         return 0
     from faultbench.analysis.report import write_report
 

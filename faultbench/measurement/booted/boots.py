@@ -49,6 +49,7 @@ from faultbench.measurement.rundir.results import (
     WORKER_LOG,
     RunDir,
     parse_samples,
+    read_run_file,
 )
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
@@ -264,7 +265,7 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
 
 def read_samples_lenient(run_dir: RunDir) -> list[dict[str, Any]]:
     """The readable samples of an unfinished boot's directory (kept as discarded, not used)."""
-    data = run_dir.dir.read_bytes(SAMPLES)
+    data = read_run_file(run_dir.dir, SAMPLES)
     records, _ = parse_samples((data or b"").splitlines(), run_dir.path / SAMPLES, strict=False)
     return records
 
@@ -294,7 +295,7 @@ def _collect(run_dir: RunDir, index: int) -> None:
                      boots.sub(boot_dir_name(index)))
         try:
             records = own.read_samples()  # strictly: a bad line fails the boot
-            profiles, _ = parse_samples((own.dir.read_bytes(PROFILES) or b"").splitlines(),
+            profiles, _ = parse_samples((read_run_file(own.dir, PROFILES) or b"").splitlines(),
                                         own.path / PROFILES, strict=True)
             log = own.dir.read_bytes(WORKER_LOG)
         finally:

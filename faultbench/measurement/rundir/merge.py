@@ -36,6 +36,7 @@ from faultbench.measurement.rundir.results import (
     check_samples_match,
     parse_meta,
     parse_samples,
+    read_run_file,
     resume_command,
     run_rounds,
 )
@@ -67,15 +68,15 @@ class Part:
 
 def _read(path: Path) -> Part:
     with SafeDir.reading(path) as directory:
-        data = directory.read_bytes(META)
+        data = read_run_file(directory, META)
         if data is None:
             raise MergeError(f"{path}: not a faultbench run directory (no {META})")
         meta = parse_meta(data, path / META)
-        samples, _ = parse_samples((directory.read_bytes(SAMPLES) or b"").splitlines(),
+        samples, _ = parse_samples((read_run_file(directory, SAMPLES) or b"").splitlines(),
                                    path / SAMPLES, strict=True, validate=True,
                                    rounds=run_rounds(meta))
         check_samples_match(meta, samples, path / SAMPLES)
-        profiles, _ = parse_samples((directory.read_bytes(PROFILES) or b"").splitlines(),
+        profiles, _ = parse_samples((read_run_file(directory, PROFILES) or b"").splitlines(),
                                     path / PROFILES, strict=True)
         reports = {}
         if directory.is_dir(BOOTS_DIR):

@@ -77,29 +77,32 @@ class ForeignOwnerError(ResultsError):
         self.who = who
 
 
-def check_owner(fd: int, path: Path | str, sticky_ok: bool = False) -> None:
+def check_owner(fd: int, path: Path | str, sticky_ok: bool = False,
+                advice: str | None = None) -> None:
     """As root, refuse a directory someone else can change (see the module's docstring);
     with `sticky_ok` a sticky one (/tmp) is accepted: for files created only O_EXCL and
-    linked into place, which no one else may then rename or remove."""
+    linked into place, which no one else may then rename or remove. `advice`: what the
+    refusal says to do instead of making the directory root's."""
     who = who_can_change(os.fstat(fd), sticky_ok)
     if who:
-        raise ForeignOwnerError(
-            f"{path} is {who}: root does not write into a directory another user can change "
-            f"(they could redirect the writes); run as its owner, or make it root's first "
-            f"(chown -R root: {path}; chmod go-w {path})", who)
+        advice = advice or (f"run as its owner, or make it root's first (chown -R root: "
+                            f"{path}; chmod go-w {path})")
+        raise ForeignOwnerError(f"{path} is {who}: root does not write into a directory "
+                                f"another user can change (they could redirect the writes); "
+                                f"{advice}", who)
 
 
-def check_parent(parent_fd: int, path: Path) -> None:
+def check_parent(parent_fd: int, path: Path, advice: str | None = None) -> None:
     """As root, refuse a directory whose parent another user can change: they could rename
     it away and plant a link in its place. A sticky parent (/tmp) is safe: only root may
-    rename root's directory there."""
+    rename root's directory there. `advice`: as check_owner's."""
     who = who_can_change(os.fstat(parent_fd), sticky_ok=True)
     if who:
-        raise ResultsError(
-            f"{path}: its parent directory {path.parent} is {who}, who could swap {path} for "
-            f"a link between commands: root does not write under it; choose another place, "
-            f"or make the parent root's (chown root: {path.parent}; chmod go-w {path.parent})"
-        )
+        advice = advice or (f"choose another place, or make the parent root's (chown root: "
+                            f"{path.parent}; chmod go-w {path.parent})")
+        raise ResultsError(f"{path}: its parent directory {path.parent} is {who}, who could "
+                           f"swap {path} for a link between commands: root does not write "
+                           f"under it; {advice}")
 
 
 def _link_distrust(dir_fd: int, name: str) -> str | None:
@@ -116,7 +119,8 @@ class _WouldMake(Exception):
     """walk(dry=True) reached a component it would make."""
 
 
-def walk(path: Path, create: bool, checked: bool, dry: bool = False) -> tuple[int, int]:
+def walk(path: Path, create: bool, checked: bool, dry: bool = False,
+         advice: str | None = None) -> tuple[int, int]:
     """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
     the working directory; with `create`, missing components are made (never through a
     link) and the last one is never a link. `checked` (root, writing its own results): the
@@ -124,7 +128,8 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False) -> tuple[in
     if _link_distrust finds nothing, and every directory on the way is check_parent'ed (its
     owner could rename what follows away and plant a link), all before anything is made in
     it (ResultsError naming the owner). `dry` (with `create`): the first missing component
-    raises _WouldMake once the checks made before making it have passed; nothing is made."""
+    raises _WouldMake once the checks made before making it have passed; nothing is made.
+    `advice`: see check_owner."""
     if checked:
         path = Path(os.path.abspath(path))
     parts = [p for p in path.parts if p != path.anchor and p != "."]
@@ -139,7 +144,7 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False) -> tuple[in
                 if not create:
                     raise
                 if checked:
-                    check_parent(fd, where)
+                    check_parent(fd, where, advice)
                 if dry:
                     raise _WouldMake(where) from None
                 with contextlib.suppress(FileExistsError):
@@ -162,7 +167,7 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False) -> tuple[in
                 step = os.open(name, _DIR_FLAGS, dir_fd=fd)
             if checked:
                 try:
-                    check_parent(fd, where)
+                    check_parent(fd, where, advice)
                 except ResultsError:
                     os.close(step)
                     raise
@@ -196,14 +201,15 @@ class SafeDir:
 
     @classmethod
     def open(cls, path: Path, create: bool = False, any_owner: bool = False,
-             sticky_ok: bool = False, dry: bool = False) -> SafeDir:
+             sticky_ok: bool = False, dry: bool = False,
+             advice: str | None = None) -> SafeDir:
         """The directory at `path` (see walk()); with `create`, made if missing and then
         never a link itself. `any_owner` skips the owner checks and follows every link (a
-        guest writing the host's directory: the host checked it); `sticky_ok`: see
+        guest writing the host's directory: the host checked it); `sticky_ok`, `advice`: see
         check_owner; `dry`: see would_create."""
         try:
             parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0,
-                              dry=dry)
+                              dry=dry, advice=advice)
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
@@ -212,7 +218,7 @@ class SafeDir:
         safe = cls(path, fd)
         if not any_owner:
             try:
-                check_owner(fd, path, sticky_ok)
+                check_owner(fd, path, sticky_ok, advice)
             except ResultsError:
                 safe.close()
                 raise
@@ -346,12 +352,15 @@ class SafeDir:
                                    "results through one; remove it") from None
             raise ResultsError(f"cannot read {where}: {exc.strerror}") from None
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or (limit is not None and st.st_size > limit):
+        if not stat.S_ISREG(st.st_mode):
             os.close(fd)
-            what = f"{file_kind(st.st_mode)}, not a regular file" if not stat.S_ISREG(
-                st.st_mode) else f"{st.st_size:,} bytes, over {limit:,}"
-            raise ResultsError(f"{where} is {what}: faultbench reads only a regular file "
-                               "there")
+            raise ResultsError(f"{where} is {file_kind(st.st_mode)}, not a regular file: "
+                               "faultbench reads only a regular file there")
+        if limit is not None and st.st_size > limit:
+            os.close(fd)
+            raise ResultsError(f"{where} is {st.st_size:,} bytes, over the {limit:,} "
+                               "faultbench reads of such a file (the ones it writes are far "
+                               "smaller): not read")
         with os.fdopen(fd, "rb") as fh:
             try:
                 return fh.read() if limit is None else fh.read(limit + 1)[:limit]
