@@ -7,7 +7,7 @@ inside it (sum of mmap + touch + munmap of every sample; on the icount clock in 
 i.e. guest instructions, so not seconds of the host's), the rest (boot, start-up and
 shutdown), and the host seconds from the boot's directory appearing (just before QEMU starts)
 to its first sample reaching the host, polled every 0.1 s. Run as root:
-python benchmarks/boot_time.py [IMAGE] [N] [--clock icount|wall]
+python benchmarks/boot_time.py [IMAGE] [N] [--clock icount|wall] [--jobs J]
 """
 
 from __future__ import annotations
@@ -74,6 +74,8 @@ def main() -> int:
     parser.add_argument("boots", nargs="?", type=int, default=2)
     parser.add_argument("--clock", choices=("icount", "wall"),
                         help="the guest's clock under TCG (default: faultbench run's)")
+    parser.add_argument("--jobs", type=int,
+                        help="guests at once (default: faultbench run's); 1 times a boot alone")
     args = parser.parse_args()
     image, boots = args.image, args.boots
     with tempfile.TemporaryDirectory(prefix="faultbench-boot-time-") as tmp:
@@ -84,7 +86,8 @@ def main() -> int:
         proc = subprocess.Popen([sys.executable, "-P", "-m", "faultbench", "run", str(workload),
                                  "--kernel", f"a={image}", "--kernel", f"b={image}", "--boots",
                                  str(boots), "--out", str(run), "-q",
-                                 *(["--clock", args.clock] if args.clock else [])],
+                                 *(["--clock", args.clock] if args.clock else []),
+                                 *(["--jobs", str(args.jobs)] if args.jobs else [])],
                                 stdout=subprocess.DEVNULL)
         to_first = _first_samples(proc, run)
         if proc.returncode:

@@ -76,10 +76,6 @@ def test_boots_interleave_and_every_sample_says_which(
         assert "virtme_chdir=<cwd>" in cmdline and "init=<venv>/" in cmdline, cmdline
         assert "PATH=<scratch>/init-bin:/usr/sbin:" in cmdline, cmdline
         assert sys.prefix not in cmdline and f"={os.getcwd().lstrip('/')} " not in cmdline
-        # not asked: the plane says it, and a guest would spend 0.1 s of instructions on it
-        assert boot["guest"]["virtualization"]["systemd_detect_virt"] is None
-        assert boot["guest"]["null_reasons"]["virtualization.systemd_detect_virt"] == (
-            f"not run in a booted guest: its plane ({meta['plane']}) says what runs it")
     assert meta["finished_utc"] and [k["label"] for k in meta["kernels"]] == ["a", "b"]
     assert meta["kernels"][0]["sha256"] == meta["kernels"][1]["sha256"]
     rows = samples(run)

@@ -217,5 +217,5 @@ def test_the_watchdog_imports_the_faultbench_it_was_started_from() -> None:
     done = subprocess.run(
         [sys.executable, "-S", "-P", "-m", "faultbench.measurement.booted.watchdog"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([guest.package_root(), *site_dirs])})
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([guest._package_root(), *site_dirs])})
     assert done.returncode == 0 and done.stderr == "", done.stderr

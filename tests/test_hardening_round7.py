@@ -76,8 +76,9 @@ def _image_with_version(path: Path, version: bytes) -> Path:
     return path
 
 
-def test_an_image_with_a_blank_version_is_not_a_kernel(tmp_path: Path) -> None:
-    image = _image_with_version(tmp_path / "blank.img", b"   ")
+@pytest.mark.parametrize("version", [b"   ", b"\t\n", b"\x1b[2J"])
+def test_an_image_with_a_blank_version_is_not_a_kernel(tmp_path: Path, version: bytes) -> None:
+    image = _image_with_version(tmp_path / "blank.img", version)
     with pytest.raises(RunError, match="is not a bootable x86 kernel image"):
         parse_kernel(str(image))
     workload = tmp_path / "w.toml"

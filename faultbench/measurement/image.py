@@ -34,9 +34,10 @@ def image_version(image: str) -> str | None:
     (pointer,) = struct.unpack_from("<H", head, _VERSION_POINTER_AT)
     start = pointer + 0x200
     text = head[start:start + 256].split(b"\0", 1)[0]
-    # the image may be anyone's file: its version is shown and stored as a kernel label
-    # (blank: a header without a release, which no kernel has)
-    return printable(text.decode("ascii", "replace")).strip() or None
+    # the image may be anyone's file: its version is shown and stored as a kernel label;
+    # a kernel's starts with its release (not blank, not a control character)
+    version = printable(text.decode("ascii", "replace"))
+    return version if version[:1].isalnum() else None
 
 
 def boot_images() -> list[str]:

@@ -119,10 +119,8 @@ class Worker:
         )
         self._buffer = b""
         self._proc = subprocess.Popen(
-            # -P: the faultbench this runner imported, not one in the working directory;
-            # -S as this Python was started (a guest's: scratch.guest_python)
-            [sys.executable, "-P", *(["-S"] if sys.flags.no_site else []), "-m",
-             "faultbench.measurement.worker"],
+            # -P: the faultbench this runner imported, not one in the working directory
+            [sys.executable, "-P", "-m", "faultbench.measurement.worker"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
             # its own process group: killing it takes its mapper processes along, and a
             # Ctrl-C at the terminal reaches only the parent, which stops it cleanly

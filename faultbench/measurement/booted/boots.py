@@ -37,7 +37,6 @@ from faultbench.measurement.booted.boot_order import (
     split_rounds,
 )
 from faultbench.measurement.booted.jobs import run_in_order
-from faultbench.measurement.booted.scratch import guest_python
 from faultbench.measurement.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.measure import meminfo
 from faultbench.measurement.rundir.results import (
@@ -351,7 +350,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             print(f"faultbench run: boot {index + 1}/{total}: {kernel['label']} "
                   f"(its boot {boot['kernel_boot'] + 1}), measured rounds {first + 1}-{stop} "
                   f"of {meta['workload']['repetitions']}", file=sys.stderr, flush=True)
-        argv = [*guest_python("faultbench.measurement.booted.boot_guest"),
+        argv = [sys.executable, "-P", "-m", "faultbench.measurement.booted.boot_guest",
                 str(run_dir.path), str(index)] + (["-q"] if guest_quiet else [])
         image, timeout_s = kernel["image"], boot_timeout(meta, boot)
         memory, clock = guest_memory(meta), run_clock(meta)

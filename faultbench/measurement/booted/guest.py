@@ -33,10 +33,8 @@ from faultbench.measurement.booted.scratch import (
     STARTED,
     STATUS,
     guest_env,
-    guest_python,
     guest_script,
     init_path,
-    package_root,
     scratch_disk,
     venv_bin,
 )
@@ -330,7 +328,7 @@ def _start_watchdog() -> int:
     try:
         subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.booted.watchdog"],
                          stdin=read_end, stdout=subprocess.DEVNULL,
-                         start_new_session=True, env={**os.environ, "PYTHONPATH": package_root()})
+                         start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
     finally:
         os.close(read_end)
     return write_end
@@ -345,7 +343,12 @@ def _write_bytecode() -> None:
     import compileall  # here: only a booting host needs it
 
     with contextlib.suppress(OSError):
-        compileall.compile_dir(os.path.join(package_root(), "faultbench"), quiet=2)
+        compileall.compile_dir(os.path.join(_package_root(), "faultbench"), quiet=2)
+
+
+def _package_root() -> str:
+    """The directory holding the `faultbench` package (faultbench/measurement/booted/..)."""
+    return str(Path(__file__).resolve().parents[3])
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
@@ -420,7 +423,7 @@ def run_cli_in_guest(
     """`faultbench <argv>` inside `kernel` (the options as for run_in_guest); its output
     becomes ours, its status our status."""
     try:
-        return run_in_guest(kernel, [*guest_python("faultbench"), *argv],
+        return run_in_guest(kernel, [sys.executable, "-P", "-m", "faultbench", *argv],
                             rwdir=rwdir, timeout_s=timeout_s, memory=memory, clock=clock)
     except GuestError as exc:
         raise GuestError(f"--kernel {kernel}: {exc}") from None

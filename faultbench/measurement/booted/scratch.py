@@ -4,13 +4,11 @@ status. Standard library only."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shlex
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
 # The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
@@ -110,32 +108,12 @@ def guest_script(argv: list[str], scratch: str, env: dict[str, str], disk: bool,
     )
 
 
-def package_root() -> str:
-    """The directory holding the `faultbench` package (faultbench/measurement/booted/..)."""
-    return str(Path(__file__).resolve().parents[3])
-
-
-def guest_python(module: str) -> list[str]:
-    """`python -m MODULE` as a guest runs it: -S, no `site`. Its .pth files (an editable
-    install's finder imports pathlib, fnmatch and urllib) were a third of a second of
-    guest instructions per Python started, and a boot starts two (docs/scale.md); the
-    directories the measurement plane imports from are on PYTHONPATH instead (guest_env)."""
-    return [sys.executable, "-P", "-S", "-m", module]
-
-
 def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment the command sees in the guest (the guest resets PATH otherwise):
-    PYTHONPATH holds this faultbench and the cffi backend its compiled module loads, which
-    a Python without `site` finds nowhere else."""
+    """The environment the command sees in the guest (the guest resets PATH otherwise)."""
     # not the host's knob journal path: the guest's knobs are its own, journaled in its own
     # /run (the host's filesystem is read-only there)
     env = {k: v for k, v in os.environ.items()
            if k in _PASSED_ENV or (k.startswith("FAULTBENCH_") and k != "FAULTBENCH_JOURNAL")}
-    cffi = importlib.util.find_spec("_cffi_backend")
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in (
-        package_root(),
-        cffi and cffi.origin and os.path.dirname(cffi.origin),
-        env.get("PYTHONPATH")) if p))
     env["PATH"] = f"{venv_bin()}:{os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONDONTWRITEBYTECODE"] = "1"

@@ -139,11 +139,7 @@ def machine_paths_out(cmdline: str) -> str:
     kernel: its init lives in this venv, virtme-ng passes the host's working directory and
     the directories it shares (virtme_initmountN=, host paths without their leading /), and
     faultbench's stand-ins for init (PATH=, in the boot's scratch directory: scratch.py)."""
-    # a guest's Python runs without `site` (scratch.guest_python), which is what makes
-    # sys.prefix the venv's: found here from the interpreter's own path instead
-    venv = os.path.dirname(os.path.dirname(sys.executable))
-    cmdline = cmdline.replace(
-        venv if os.path.isfile(os.path.join(venv, "pyvenv.cfg")) else sys.prefix, "<venv>")
+    cmdline = cmdline.replace(sys.prefix, "<venv>")
     cmdline = re.sub(r"(?<!\S)PATH=\S*/init-bin:", "PATH=<scratch>/init-bin:", cmdline)
     cmdline = re.sub(r"\bvirtme_initmount(\d+)=\S*", r"virtme_initmount\1=<mount \1>", cmdline)
     return re.sub(r"\bvirtme_chdir=\S*", "virtme_chdir=<cwd>", cmdline)
@@ -162,8 +158,7 @@ def collect(file_dir: str | None = None, git: bool = True) -> dict[str, Any]:
     facts = _Facts()
     uname = os.uname()
     facts.put("collected_utc", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    plane = current_plane()
-    facts.put("plane", plane)
+    facts.put("plane", current_plane())
     facts.put("host.name", uname.nodename)
     facts.put("kernel.release", uname.release)
     facts.put("kernel.version", uname.version)
@@ -191,12 +186,8 @@ def collect(file_dir: str | None = None, git: bool = True) -> dict[str, Any]:
 
     flags = cpu_flags()
     facts.put("virtualization.hypervisor_flag", "hypervisor" in flags)
-    if plane == "native":
-        facts.put("virtualization.systemd_detect_virt", detect_virt(),
-                  "systemd-detect-virt not installed or silent")
-    else:  # a tenth of a second of a guest's instructions, for what its plane says
-        facts.put("virtualization.systemd_detect_virt", None,
-                  f"not run in a booted guest: its plane ({plane}) says what runs it")
+    facts.put("virtualization.systemd_detect_virt", detect_virt(),
+              "systemd-detect-virt not installed or silent")
     for field in ("sys_vendor", "product_name"):
         facts.read(f"virtualization.dmi_{field}", f"{DMI_DIR}/{field}", "no DMI tables")
     facts.put("python", sys.version.split()[0])  # what platform.python_version() parses
