@@ -177,8 +177,8 @@ def test_runs_started_in_one_second_get_directories_of_their_own(tmp_path: Path)
 
 
 def test_a_refused_run_leaves_no_default_directory(tmp_path: Path) -> None:
-    """Refused by start() (more memory than the machine has), after the default directory
-    was made for it."""
+    """Refused by start() (more memory than the machine has), after the default name was
+    chosen."""
     workload = tmp_path / "w.toml"
     workload.write_text('repetitions = 1\n[defaults]\nsize = "4T"\n[[matrix]]\n'
                         'pattern = "seq"\n')
@@ -186,4 +186,4 @@ def test_a_refused_run_leaves_no_default_directory(tmp_path: Path) -> None:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "memory" in one_line(done.stderr)
-    assert list((tmp_path / "results").iterdir()) == []
+    assert not (tmp_path / "results").exists()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import os
 import sys
@@ -142,7 +141,7 @@ def _started(args: argparse.Namespace) -> Path | None:
 
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted.jobs import MAX_JOBS
-    from faultbench.measurement.rundir.results import RunDir
+    from faultbench.measurement.rundir.results import ResultsError, RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import (
@@ -192,20 +191,25 @@ def _run(args: argparse.Namespace) -> int:
             check_count(args.boots, "--boots", 1, workload.repetitions)
             kernels = _parse_kernels(args.kernel) if args.kernel else None
             stamp = utc_now().replace("-", "").replace(":", "")
-            out = Path(args.out) if args.out else _default_out(f"{stamp}-{workload.name}")
+            out = Path(args.out or f"results/{stamp}-{workload.name}")
             from faultbench.measurement import machine
 
             state = machine.collect()
             extra = {"machine_state": state, "command": recorded_command(args._argv)}
-            try:
-                run_dir = _start_booted(workload, out, kernels, args.boots, args.clock, extra,
-                                        args.memory, args.shard) if kernels else \
+
+            def begin(out: Path) -> RunDir:
+                return _start_booted(workload, out, kernels, args.boots, args.clock, extra,
+                                     args.memory, args.shard) if kernels else \
                     start(workload, out, extra=extra)
-            except BaseException:
-                if not args.out:  # refused: the default directory made for it goes again
-                    with contextlib.suppress(OSError):
-                        os.rmdir(out)
-                raise
+
+            try:
+                run_dir = begin(out)
+            except ResultsError:
+                if args.out:
+                    raise
+                # another run took the default name (started in the same second): ours has
+                # this process's id after it (the directory is made and locked only there)
+                run_dir = begin(out.with_name(f"{out.name}-{os.getpid()}"))
             if kernels:
                 _say_machine_state(state, args.quiet, run_dir.read_meta()["plane"])
                 return _booted(run_dir, args.quiet, args.jobs)
@@ -364,21 +368,6 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
               f"{resume_command(run_dir.path)}", file=sys.stderr)
         return 1
     return status
-
-
-def _default_out(name: str) -> Path:
-    """results/NAME, made here; results/NAME-PID when another run started in the same second
-    made that first (mkdir is the test: looking first would let both take it)."""
-    from faultbench.measurement.rundir.safefile import SafeDir
-
-    with SafeDir.open(Path("results"), create=True) as results:
-        for candidate in (name, f"{name}-{os.getpid()}"):
-            try:
-                os.mkdir(candidate, 0o755, dir_fd=results.fd)
-                return results.path / candidate
-            except FileExistsError:
-                continue
-    return results.path / name  # taken twice: start() says by what
 
 
 def _restore_knobs(meta: dict[str, Any]) -> None:
