@@ -138,7 +138,8 @@ def private_namespace() -> Iterator[None]:
     finally:
         _namespace_users -= 1
         if _namespace_users == 0 and _original_namespace is not None:
-            # the private namespace, and its copies of the machine's mounts, end here
+            # the private namespace, and its copies of the machine's mounts, end here (should
+            # setns fail, the process stays in it until it exits, as before round seven)
             _, libc = _libc()
             libc.setns(_original_namespace, _CLONE_NEWNS)
             os.close(_original_namespace)
