@@ -187,3 +187,18 @@ def test_a_refused_run_leaves_no_default_directory(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr
     assert "memory" in one_line(done.stderr)
     assert not (tmp_path / "results").exists()
+
+
+def test_compare_says_when_two_icount_runs_had_different_jobs(tmp_path: Path) -> None:
+    """Two guests at once moved one-tick rows by up to 1.7% against one (docs/scale.md):
+    compare says so when the runs differ in it, and not otherwise."""
+    shipped = Path(__file__).parents[1] / "results" / "tcg-icount-profile-kernels"
+    one = tmp_path / "one"
+    shutil.copytree(shipped, one)
+    _tamper(one, jobs__count=1)
+    said = fb("compare", f"{one}:6.1", f"{shipped}:6.12", "--by", "kernel")
+    assert said.returncode == 0, said.stderr
+    assert "BASE ran 1 guest(s) at once and NEW 2 (--jobs)" in " ".join(said.stdout.split())
+    _tamper(one, jobs__count=2)
+    same = fb("compare", f"{one}:6.1", f"{shipped}:6.12", "--by", "kernel")
+    assert same.returncode == 0 and "guest(s) at once" not in same.stdout

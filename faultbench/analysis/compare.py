@@ -315,16 +315,37 @@ def _version(meta: dict) -> tuple[int, int] | None:
 
 def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
     """A note when one run's mappers ran in a fork of Python and the other's in the mapper
-    program: the harness alone moves instruction counts by up to ~1%."""
+    program, or when two instruction-clock runs had different numbers of guests at once:
+    either alone moves instruction counts by up to 1-2%."""
+    notes = []
     versions = [_version(meta) for meta in (base_meta, new_meta)]
-    if None in versions or (versions[0] >= EXEC_MAPPER_VERSION) == (
+    if None not in versions and (versions[0] >= EXEC_MAPPER_VERSION) != (
             versions[1] >= EXEC_MAPPER_VERSION):
-        return []
-    return [f"BASE was measured by faultbench {base_meta['faultbench_version']} and NEW by "
+        notes.append(
+            f"BASE was measured by faultbench {base_meta['faultbench_version']} and NEW by "
             f"{new_meta['faultbench_version']}: from 0.4 a mapper process execs the mapper "
             "program instead of running in a fork of the measuring Python process, which "
             "alone moves a sample's instructions by up to ~1% (docs/overhead.md); part of "
-            "any change here may be that."]
+            "any change here may be that.")
+    jobs = [_jobs(meta) for meta in (base_meta, new_meta)]
+    if None not in jobs and jobs[0] != jobs[1]:
+        notes.append(
+            f"BASE ran {jobs[0]} guest(s) at once and NEW {jobs[1]} (--jobs): on the "
+            "instruction clock that alone moved rows whose loops take about one timer tick "
+            "by up to 1.7%, mostly upwards with more guests (docs/scale.md); part of any "
+            "change here may be that.")
+    return notes
+
+
+def _jobs(meta: dict) -> int | None:
+    """How many guests at once an instruction-clock run had; None for any other run (or a
+    record that is not a small count: meta.json is untrusted input)."""
+    jobs = meta.get("jobs")
+    count = jobs.get("count") if isinstance(jobs, dict) else None
+    if meta.get("plane") != "tcg-icount" or isinstance(count, bool) or \
+            not isinstance(count, int) or not 1 <= count <= 4096:
+        return None
+    return count
 
 
 def side_rows(df: pd.DataFrame, side: Side, by: str | None) -> pd.DataFrame:
