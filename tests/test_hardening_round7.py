@@ -55,14 +55,15 @@ def test_a_machine_state_of_infinite_cpus_is_left_out_of_the_report(
     assert "machine: load" not in done.stdout
 
 
-@pytest.mark.parametrize("started", [5, True, ["a"], 2**70])
+@pytest.mark.parametrize("started", [5, True, ["a"], 2**70, "0000", "2026-12-05T17:28:27Z\n"])
 def test_merge_refuses_a_start_time_that_is_not_one(small: Path, tmp_path: Path,
                                                     started: object) -> None:
     other = _copy(small, tmp_path / "there")
     _tamper(other, started_utc=started)
     done = fb("merge", small, other, "--out", tmp_path / "out")
     assert done.returncode == 2, done.stdout
-    assert one_line(done.stderr).endswith("started_utc is not a time or null")
+    assert one_line(done.stderr).endswith(
+        "started_utc is not a time (YYYY-MM-DDTHH:MM:SSZ) or null")
     assert not (tmp_path / "out").exists()
 
 

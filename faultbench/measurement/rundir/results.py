@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import shlex
 from collections.abc import Iterable
 from pathlib import Path
@@ -45,6 +46,9 @@ def resume_command(path: Path | str) -> str:
 # most 10,000; a sample is about 2.4 KB, and 100,000 measurements of one mapper each make
 # 240 MB. The shipped runs' largest are 61 KB, 4.5 MB of samples and 4.3 MB of profiles.
 MAX_BYTES = {META: 64 << 20, SAMPLES: 1 << 30, PROFILES: 1 << 30}
+
+
+_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII)  # utc_now
 
 
 def read_run_file(directory: SafeDir, name: str) -> bytes | None:
@@ -180,8 +184,9 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     if not all(isinstance(s.get("scenario"), str) for s in meta.get("skipped", [])):
         raise refuse("skipped has an entry without a scenario name")
     for key in ("started_utc", "finished_utc"):  # merge orders runs made elsewhere by them
-        if not isinstance(meta.get(key), str | None):
-            raise refuse(f"{key} is not a time or null")
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, str) and _UTC.fullmatch(value)):
+            raise refuse(f"{key} is not a time (YYYY-MM-DDTHH:MM:SSZ) or null")
     problem = meta_problem(meta, workload["repetitions"])
     if problem:
         raise refuse(problem)
