@@ -145,3 +145,18 @@ def test_strict_that_leaves_out_every_valid_sample_says_so(
         "again on a quieter machine")
     assert done.stdout == ""
     assert not (copy / "report.txt").exists()
+
+
+def test_strict_that_empties_one_side_of_a_compare_says_so(
+        run: Path, tmp_path: Path) -> None:
+    def madvise_preempted(record: dict[str, object]) -> None:
+        spec = record.get("spec")
+        if isinstance(spec, dict) and spec.get("populate") == "madvise":
+            record["nivcsw"] = 5
+
+    copy = tampered(run, tmp_path / "half", madvise_preempted)
+    done = fb("compare", "--strict", f"{copy}:none", f"{copy}:madvise", "--by", "populate")
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (
+        "faultbench compare: NEW has no valid values of ns_per_page once --strict left out "
+        "the samples preempted or stolen from")

@@ -170,7 +170,10 @@ def compare(
     if table.empty:
         for role, side in (("BASE", base), ("NEW", new)):
             if not side.loc[side["ok"], metric].notna().any():
-                raise AnalysisError(f"{role} has no valid values of {metric}")
+                # its samples are here only as interfered ones when --strict left them out
+                left = " once --strict left out the samples preempted or stolen from" if \
+                    side.loc[side["interfered"], metric].notna().any() else ""
+                raise AnalysisError(f"{role} has no valid values of {metric}{left}")
         strict = not (base["ok"].all() and new["ok"].all())
         why = " once --strict left out the samples preempted or stolen from" if strict else ""
         raise AnalysisError(f"BASE and NEW have no scenario in common{why}")
