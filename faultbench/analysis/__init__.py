@@ -4,3 +4,11 @@ figures.
 pandas, scipy, matplotlib and pyperf are imported at module top; nothing here touches the
 kernel, and nothing in the measurement plane imports this package.
 """
+
+import contextlib
+
+# matplotlib reads its settings at import, from a `matplotlibrc` in the working directory
+# first: root running faultbench in /tmp would take another user's (whose backend or style
+# can make every figure fail). Imported here, before any module of the plane, from /.
+with contextlib.chdir("/"):
+    import matplotlib  # noqa: F401

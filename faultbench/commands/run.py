@@ -176,6 +176,11 @@ def _run(args: argparse.Namespace) -> int:
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
+                if meta.get("finished_utc") and all(
+                        b.get("status") == "ok" for b in meta.get("boots", [])):
+                    raise RunError(f"{args.resume} finished at {meta['finished_utc']}; "
+                                   f"nothing to resume (faultbench report {args.resume} shows "
+                                   "it)")
                 return _booted(run_dir, args.quiet, args.jobs)
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
@@ -349,6 +354,13 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     elif not quiet and record["count"] > 1:
         print(f"faultbench run: {record['count']} guests at once ({record['source']})",
               file=sys.stderr)
+    earlier = meta.get("jobs")
+    if isinstance(earlier, dict) and isinstance(earlier.get("count"), int) and \
+            earlier["count"] != record["count"]:
+        # a resume: the record is of every boot of the run, not of this attempt's only
+        record = {"count": max(earlier["count"], record["count"]),
+                  "source": f"{earlier.get('source')}; resumed with {record['count']} "
+                            f"({record['source']})"}
     meta["jobs"] = record
     run_dir.write_meta(meta)
     meta = run_boots(run_dir, quiet=quiet, jobs=record["count"])

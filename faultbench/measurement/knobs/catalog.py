@@ -239,6 +239,11 @@ def _validate(knob: Knob, text: str) -> str:
         numbers = _integers(knob, text)
         if len(numbers) != 1:
             raise KnobError(f"{knob.name} takes one number, got {shown(text)}")
+        page_kb = page_size() // 1024
+        if numbers[0] % page_kb:  # kept in pages: the rest would be dropped without a word
+            raise KnobError(f"{knob.name}={numbers[0]} is not a multiple of the page size "
+                            f"({page_kb} KB): the kernel would use "
+                            f"{numbers[0] - numbers[0] % page_kb}; ask for that")
         return str(numbers[0])
     current = read_text(knob.path).split()
     if current and all(re.fullmatch(r"-?[0-9]+", t) for t in current):
