@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from console import one_line
+from groups import HOST
 from test_hardening_round4_input import fb
 
 from faultbench.measurement.knobs.catalog import KnobError, resolve
@@ -59,3 +60,21 @@ def test_resume_of_a_finished_booted_run_is_refused_and_changes_nothing(
         f"faultbench run: {run} finished at {finished}; nothing to resume (faultbench report "
         f"{run} shows it)")
     assert (run / "meta.json").read_bytes() == before
+
+
+@HOST
+@pytest.mark.skipif(os.geteuid() != 0, reason="sysctls need root")
+def test_min_free_kbytes_the_kernel_raises_with_a_thp_switch_is_put_back(
+        tmp_path: Path) -> None:
+    """Switching THP makes the kernel raise vm.min_free_kbytes to khugepaged's recommended
+    value; below that value before the run, it reads as before after it."""
+    path = Path("/proc/sys/vm/min_free_kbytes")
+    found = path.read_text()
+    lower = str(max(int(found) // 2, 1024))
+    try:
+        path.write_text(lower)
+        done = fb("measure", "--size", "1M", "--set", "thp.enabled=never")
+        assert done.returncode == 0, done.stderr
+        assert path.read_text().strip() == lower
+    finally:
+        path.write_text(found)

@@ -171,7 +171,10 @@ def test_session_journals_first_reads_back_and_restores(
     original = _state()
     with KnobSession(list(real_knobs)) as session:
         entries = json.loads(journal.read_text())["knobs"]
+        # vm.min_free_kbytes first: the kernel raises it when THP is switched, and restored
+        # last first, it goes back after thp.defrag
         assert [(e["name"], e["original"]) for e in entries] == [
+            ("vm.min_free_kbytes", Path("/proc/sys/vm/min_free_kbytes").read_text().strip()),
             ("vm.swappiness", original[0]), ("thp.defrag", original[1])]
         assert _state() == original  # journaled, nothing written yet
         read_back = session.apply(real_knobs)

@@ -290,8 +290,11 @@ def _fault_around_value(text: str) -> int:
 
 
 def partner(knob: Knob) -> Knob | None:
-    """The other member of a coupled pair (COUPLED), None for any other knob."""
-    other = COUPLED.get(knob.name)
+    """A knob the kernel changes when this one is written, journaled with it: the other
+    member of a coupled pair (COUPLED); for a THP setting vm.min_free_kbytes, which the
+    kernel raises to khugepaged's recommended value whenever THP is switched (mm/khugepaged.c
+    set_recommended_min_free_kbytes). None for any other knob."""
+    other = COUPLED.get(knob.name) or ("vm.min_free_kbytes" if knob.kind == "thp" else None)
     return resolve(other) if other else None
 
 

@@ -73,9 +73,10 @@ class KnobSession:
                     self._mounts.enter_context(mounted("debugfs", DEBUGFS))
                 for knob in self.knobs:
                     check_settable(knob)
-                # a coupled knob's partner too: the kernel sets it to 0 (catalog.COUPLED)
+                # what the kernel changes with a knob too (catalog.partner), first: restored
+                # last first, it is put back after the knob whose write changed it
                 partners = [p for k in self.knobs if (p := partner(k)) is not None]
-                journaled = list({k.name: k for k in [*self.knobs, *partners]}.values())
+                journaled = list({k.name: k for k in [*partners, *self.knobs]}.values())
                 self._originals = [(k, restorable_text(k)) for k in journaled]
                 self._expected = {k.name: read_value(k) for k in self.knobs}
                 self._made_dirs = write_journal(self.path, {
