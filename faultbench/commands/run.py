@@ -142,7 +142,13 @@ def _started(args: argparse.Namespace) -> Path | None:
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted.jobs import MAX_JOBS
     from faultbench.measurement.rundir.results import ResultsError, RunDir
-    from faultbench.measurement.runner import RunError, execute, start, utc_now
+    from faultbench.measurement.runner import (
+        RunError,
+        execute,
+        nothing_to_resume,
+        start,
+        utc_now,
+    )
     from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import (
         KNOB_AXIS,
@@ -178,9 +184,7 @@ def _run(args: argparse.Namespace) -> int:
             if meta.get("kernels"):
                 if meta.get("finished_utc") and all(
                         b.get("status") == "ok" for b in meta.get("boots", [])):
-                    raise RunError(f"{args.resume} finished at {meta['finished_utc']}; "
-                                   f"nothing to resume (faultbench report {args.resume} shows "
-                                   "it)")
+                    raise nothing_to_resume(args.resume, meta["finished_utc"])
                 return _booted(run_dir, args.quiet, args.jobs)
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "

@@ -95,6 +95,12 @@ def start_grace() -> float:
     return GRACE_S if current_plane() == "native" else EMULATED_GRACE_S
 
 
+def nothing_to_resume(path: Path | str, finished: str) -> RunError:
+    """The refusal of `--resume` for a run that finished at `finished`."""
+    return RunError(f"{path} finished at {finished}; nothing to resume (faultbench report "
+                    f"{path} shows it)")
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -311,8 +317,7 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
         todo += pending(u)
     if boot is None and not todo and meta.get("finished_utc"):
         # left as it is: rewriting its finish time would date the samples wrongly
-        raise RunError(f"{run_dir.path} finished at {shown(meta['finished_utc'])}; nothing to "
-                       f"resume (faultbench report {run_dir.path} shows it)")
+        raise nothing_to_resume(run_dir.path, shown(meta["finished_utc"]))
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
     progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])
