@@ -54,9 +54,13 @@ def test_raising_vm_max_map_count_is_an_axis(tmp_path: Path) -> None:
     assert _sysctl("max_map_count") == found
 
 
-def test_the_process_is_back_in_the_machines_namespace_after_a_mount() -> None:
+def test_the_process_is_back_in_the_machines_namespace_after_a_mount(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In its working directory too: setns puts a process at /, and a run's default
+    results/... then went to /results."""
     if is_mounted(SECURITYFS, "securityfs"):
         pytest.skip("securityfs is mounted on this machine: faultbench mounts nothing")
+    monkeypatch.chdir(tmp_path)
     machine = os.readlink("/proc/self/ns/mnt")
     with mounted("securityfs", SECURITYFS) as ok:
         assert ok
@@ -65,4 +69,5 @@ def test_the_process_is_back_in_the_machines_namespace_after_a_mount() -> None:
             pass
         assert is_mounted(SECURITYFS, "securityfs")
     assert os.readlink("/proc/self/ns/mnt") == machine
+    assert os.getcwd() == str(tmp_path)
     assert not is_mounted(SECURITYFS, "securityfs")

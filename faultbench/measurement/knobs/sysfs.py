@@ -104,6 +104,7 @@ _CLONE_NEWNS = 0x00020000
 _MS_REC, _MS_SLAVE = 0x4000, 0x80000
 _namespace_users = 0
 _original_namespace: int | None = None  # a descriptor of it, while we are in our own
+_original_cwd: int | None = None  # the working directory there (setns resets it to /)
 
 
 def _libc() -> tuple[types.ModuleType, Any]:
@@ -122,16 +123,18 @@ def private_namespace() -> Iterator[None]:
     unmounted outside during the block stays alive (its device busy, a loop device not
     freed) until the block ends and the process is back in the machine's namespace
     (docs/knobs.md). Nested blocks share one namespace. (Python 3.11 has no os.unshare.)"""
-    global _namespace_users, _original_namespace
+    global _namespace_users, _original_namespace, _original_cwd
     if _namespace_users == 0:
         ctypes, libc = _libc()
         original = os.open("/proc/self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+        cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         if libc.unshare(_CLONE_NEWNS) != 0 or libc.mount(
                 None, b"/", None, ctypes.c_ulong(_MS_REC | _MS_SLAVE), None) != 0:
             error = ctypes.get_errno()
             os.close(original)
+            os.close(cwd)
             raise FaultbenchError(f"cannot make a private mount namespace: {os.strerror(error)}")
-        _original_namespace = original
+        _original_namespace, _original_cwd = original, cwd
     _namespace_users += 1
     try:
         yield
@@ -141,9 +144,12 @@ def private_namespace() -> Iterator[None]:
             # the private namespace, and its copies of the machine's mounts, end here (should
             # setns fail, the process stays in it until it exits, as before round seven)
             _, libc = _libc()
-            libc.setns(_original_namespace, _CLONE_NEWNS)
+            if libc.setns(_original_namespace, _CLONE_NEWNS) == 0 and _original_cwd is not None:
+                os.fchdir(_original_cwd)  # relative paths (results/...) mean what they meant
             os.close(_original_namespace)
-            _original_namespace = None
+            if _original_cwd is not None:
+                os.close(_original_cwd)
+            _original_namespace = _original_cwd = None
 
 
 class MountError(FaultbenchError):
