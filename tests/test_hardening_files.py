@@ -179,7 +179,9 @@ def test_the_journal_temp_file_is_never_a_planted_link(
     shared_dir: Path, other_defrag: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The old temp name was predictable (journal.json.PID.tmp): nobody plants it for the
-    next pids, pointing at root's file; the session must neither write through nor fail."""
+    next pids, pointing at root's file. Once the session wrote around the links; now a
+    journal directory other users may write, sticky or not, is refused before anything is
+    written (round eight, R8-8)."""
     target = _secret(shared_dir)
     before = target.read_bytes()
     jdir = shared_dir / "journal"
@@ -197,7 +199,12 @@ for pid in range({next_pid + 1}, {next_pid + 5000}):
                             stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=120)
     assert next_pid < proc.pid < next_pid + 5000  # a link was planted for its pid
-    assert proc.returncode == 0, err
+    assert proc.returncode == 2
+    assert one_line(err) == (
+        f"faultbench measure: cannot write the restore journal {jdir}/journal.json: {jdir} is "
+        "writable by other users: root does not write into a directory another user can "
+        "change (they could redirect the writes); keep root's journal in a directory only "
+        "root may write (FAULTBENCH_JOURNAL)")
     assert target.read_bytes() == before
     assert not (jdir / "journal.json").exists()
 

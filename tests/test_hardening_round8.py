@@ -1,12 +1,15 @@
 """Round eight (a short fresh hostile pass): another user's matplotlibrc in root's working
-directory, read-ahead values the kernel would round, and `--resume` of a finished booted run.
-Real commands, real files."""
+directory, read-ahead values the kernel would round, `--resume` of a finished booted run, and
+a sysctl value the kernel refuses in the middle of a run. Real commands, real files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -14,10 +17,16 @@ from pathlib import Path
 import pytest
 from console import one_line
 from groups import HOST
+from images import require_boot_image
 from test_hardening_round4_input import fb
 
+from faultbench.commands.run import recorded_command
 from faultbench.measurement.knobs.catalog import KnobError, resolve
 from faultbench.measurement.knobs.requested import parse_set_options
+from faultbench.measurement.run_checks import RunError
+from faultbench.measurement.rundir.safefile import SafeDir
+from faultbench.measurement.runner import Worker
+from faultbench.measurement.spec import Spec
 
 SHIPPED = Path(__file__).parents[1] / "results"
 
@@ -78,3 +87,167 @@ def test_min_free_kbytes_the_kernel_raises_with_a_thp_switch_is_put_back(
         assert path.read_text().strip() == lower
     finally:
         path.write_text(found)
+
+
+def test_a_value_inside_the_range_the_kernel_still_refuses_is_refused_up_front() -> None:
+    with pytest.raises(KnobError, match=r"vm.percpu_pagelist_high_fraction=5: the kernel "
+                                        r"refuses 1..7; it accepts 0 or at least 8"):
+        parse_set_options(["vm.percpu_pagelist_high_fraction=0,5"])
+    assert parse_set_options(["vm.percpu_pagelist_high_fraction=0,8"]) == [
+        ("vm.percpu_pagelist_high_fraction", ["0", "8"])]
+
+
+TWO_ROUNDS = """
+repetitions = 2
+warmups = 0
+[defaults]
+backing = "memfd"
+size = "1M"
+[[matrix]]
+pattern = ["seq"]
+"""
+
+
+@HOST
+@pytest.mark.skipif(os.geteuid() != 0, reason="sysctls need root")
+def test_a_value_the_kernel_refuses_mid_run_is_skipped_and_the_rest_measured(
+        tmp_path: Path) -> None:
+    """vm.mmap_rnd_bits below the architecture's minimum passes faultbench's checks (it has
+    no range of its own) and the kernel refuses it (EINVAL): that setting is skipped, the
+    other measured, and the run finishes; it was a fatal error with a --resume hint that
+    failed the same way for ever."""
+    path = Path("/proc/sys/vm/mmap_rnd_bits")
+    found = path.read_text().strip()
+    workload = tmp_path / "w.toml"
+    workload.write_text(TWO_ROUNDS)
+    out = tmp_path / "run"
+    done = fb("run", workload, "--out", out, "-q", "--set", f"vm.mmap_rnd_bits={found},1")
+    assert done.returncode == 0, done.stderr
+    assert path.read_text().strip() == found
+    refused = "vm.mmap_rnd_bits=1"
+    assert f"{refused} skipped: the kernel refused it: cannot write '1' to " \
+        f"{path}: Invalid argument" in done.stderr
+    meta = json.loads((out / "meta.json").read_text())
+    assert [s["scenario"] for s in meta["skipped"]] == [
+        s["name"] for s in meta["scenarios"] if refused in s["name"]]
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    measured = {r["scenario"] for r in records if r["status"] == "ok"}
+    assert len(measured) == 1 and refused not in measured.pop()
+    assert sum(r["status"] == "ok" for r in records) == 2  # both rounds of the other
+    again = fb("run", "--resume", out, "-q")
+    assert again.returncode == 2 and "nothing to resume" in again.stderr
+
+
+MANY_ROUNDS = """
+repetitions = 40
+warmups = 0
+[defaults]
+backing = "memfd"
+size = "8M"
+[[matrix]]
+pattern = ["seq"]
+"""
+
+
+def test_a_worker_killed_mid_run_leaves_an_error_sample_the_run_can_read(
+        tmp_path: Path) -> None:
+    """The sample of a lost worker was written with page_size 0, which reading the run back
+    (pyperf.json at its end, report, --resume) refused: the run ended in an error."""
+    workload = tmp_path / "w.toml"
+    workload.write_text(MANY_ROUNDS)
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(workload), "--out",
+                            str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    killed = False
+    samples = out / "samples.jsonl"
+    while not killed and run.poll() is None:
+        if not samples.exists() or not samples.read_text():
+            continue  # a worker killed before its first sample: the run cannot start
+        for child in Path(f"/proc/{run.pid}/task/{run.pid}/children").read_text().split():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # short-lived
+                if b"faultbench.measurement.worker" in Path(
+                        f"/proc/{child}/cmdline").read_bytes():
+                    os.kill(int(child), signal.SIGKILL)
+                    killed = True
+    _, stderr = run.communicate(timeout=300)
+    assert killed and run.returncode == 0, stderr
+    records = [json.loads(line) for line in samples.read_text().splitlines()]
+    lost = [r for r in records if r["status"] == "error"]
+    assert len(lost) == 1 and re.fullmatch(
+        r"the worker (exited before|died during) the sample \(signal SIGKILL\); see "
+        r"worker.log", lost[0]["error"])
+    assert len(records) == 40
+    assert fb("report", out, "--out", tmp_path / "report").returncode == 0
+
+
+def test_a_worker_that_cannot_start_is_one_line_with_the_last_line_of_its_log(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """worker.log is opened by descriptor (SafeDir): reading its last line by name gave a
+    TypeError in place of the reason."""
+    directory = SafeDir.open(tmp_path, create=True)
+    with directory.appending("worker.log", binary=True) as log:
+        log.write(b"an earlier line\nthe last line\n")
+        monkeypatch.setattr(sys, "executable", "/bin/false")  # exits at once, status 1
+        with pytest.raises(RunError, match=r"^the measuring worker cannot start: the worker "
+                           r"died during the sample \(exit status 1\); see worker.log: the "
+                           r"last line$"):
+            Worker(log).measure(Spec(), 10.0)
+    directory.close()
+
+
+@pytest.mark.parametrize("variable", ["FAULTBENCH_GUEST_TIMEOUT_S",
+                                      "FAULTBENCH_GUEST_START_TIMEOUT_S"])
+def test_a_bad_guest_timeout_is_refused_before_a_resume_touches_a_boot(
+        tmp_path: Path, variable: str) -> None:
+    """FAULTBENCH_GUEST_TIMEOUT_S=0 on --resume left the boot it had just marked running so,
+    with nothing running; a bad START timeout failed every boot, twice each."""
+    run = tmp_path / "run"
+    shutil.copytree(SHIPPED / "tcg-icount-profile-kernels", run)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["boots"][-1].update(status="failed", reason="the guest printed nothing")
+    (run / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    before = (run / "meta.json").read_bytes()
+    done = subprocess.run([sys.executable, "-m", "faultbench", "run", "--resume", str(run)],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, variable: "0"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert one_line(done.stderr) == (f"faultbench run: {variable}='0': give seconds above 0 "
+                                     "and at most 604800")
+    assert (run / "meta.json").read_bytes() == before
+
+
+def test_a_bad_guest_start_timeout_is_refused_before_the_run_directory_is_made(
+        tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "faultbench", "run", "quick", "--kernel",
+                           require_boot_image(), "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "FAULTBENCH_GUEST_START_TIMEOUT_S": "abc"})
+    assert done.returncode == 2 and done.stdout == ""
+    assert one_line(done.stderr) == ("faultbench run: FAULTBENCH_GUEST_START_TIMEOUT_S='abc': "
+                                     "give seconds above 0 and at most 604800")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("given", [["--ou", "/r/x"], ["--ou=/r/x"], ["--out", "/r/x"]])
+def test_the_recorded_command_has_the_results_directory_however_out_was_spelt(
+        given: list[str]) -> None:
+    """argparse takes `--ou` for `--out`: meta.json recorded the directory itself, and a rerun
+    (scripts/reference-results) would have written into the old run."""
+    recorded = recorded_command(["run", "quick", *given, "-q"])
+    assert recorded[:3] == ["faultbench", "run", "quick"] and recorded[-1] == "-q"
+    assert recorded[3:-1] in (["--out", "{out}"], ["--out={out}"])
+
+
+@pytest.mark.parametrize("option,why", [
+    ("vm.watermark_boost_factor=150001", "above 150000 (ten times the kernel's default)"),
+    ("vm.admin_reserve_kbytes=999999999", "more than 1/4 of this machine's memory"),
+    ("vm.user_reserve_kbytes=999999999", "more than 1/4 of this machine's memory"),
+    ("vm.nr_overcommit_hugepages=99999999", "is more than 1/2 of this machine's memory"),
+])
+def test_sysctls_of_the_whole_machine_left_unbounded_are_bounded(option: str, why: str) -> None:
+    """Round seven's re-check found these without a bound of faultbench's own."""
+    with pytest.raises(KnobError, match=re.escape(why)):
+        parse_set_options([option])
+    name = option.partition("=")[0]
+    assert parse_set_options([f"{name}=1"]) == [(name, ["1"])]

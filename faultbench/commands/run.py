@@ -140,6 +140,7 @@ def _started(args: argparse.Namespace) -> Path | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.jobs import MAX_JOBS
     from faultbench.measurement.rundir.results import ResultsError, RunDir
     from faultbench.measurement.runner import (
@@ -185,6 +186,7 @@ def _run(args: argparse.Namespace) -> int:
                 if meta.get("finished_utc") and all(
                         b.get("status") == "ok" for b in meta.get("boots", [])):
                     raise nothing_to_resume(args.resume, meta["finished_utc"])
+                guest.check_timeouts_from_env()  # before a boot is marked running
                 return _booted(run_dir, args.quiet, args.jobs)
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
@@ -310,7 +312,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     missing = guest.requirements(kernels[0].image)
     if missing:
         raise RunError("; ".join(missing))
-    guest.timeout_from_env()  # refused now, not after the run directory exists
+    guest.check_timeouts_from_env()  # refused now, not after the run directory exists
     guest.check_shared_dir(str(out))
     size, source = booting.chosen_memory(memory, workload.guest_memory)
     if size is None:
@@ -336,9 +338,12 @@ def recorded_command(argv: list[str]) -> list[str]:
     results directory, which differs from run to run, as {out}."""
     command, after_out = ["faultbench", "run"], False
     for arg in argv[1:] if argv[:1] == ["run"] else argv:
-        command.append("{out}" if after_out else "--out={out}" if arg.startswith("--out=")
-                       else arg)
-        after_out = arg == "--out"
+        # argparse takes any unambiguous prefix: --ou is --out ("--o" is also --only's)
+        name, equals, _ = arg.partition("=")
+        out = len(name) > len("--o") and "--out".startswith(name)
+        command.append("{out}" if after_out else "--out={out}" if out and equals
+                       else "--out" if out else arg)
+        after_out = out and not equals
     return command
 
 

@@ -279,7 +279,7 @@ def measure_mappers(spec: Spec, profile: bool = False) -> list[Sample]:
     check_resources(spec)
     plane = current_plane()
     if spec.backing == "hugetlb" and (why := hugetlb_shortfall(spec)):
-        return [_unsupported(spec, plane, why)]
+        return [sample_without_result(spec, plane, "unsupported", why)]
     if spec.apps:
         from faultbench.measurement.launch import measure_session
 
@@ -291,14 +291,16 @@ def measure_mappers(spec: Spec, profile: bool = False) -> list[Sample]:
             sink = open_sink() if profile else -1
             return _run(spec, sink, directory or None, plane, profile)
     except MountError as exc:
-        return [_unsupported(spec, plane, str(exc))]
+        return [sample_without_result(spec, plane, "unsupported", str(exc))]
     finally:
         if sink >= 0:
             os.close(sink)
 
 
-def _unsupported(spec: Spec, plane: str, why: str) -> Sample:
-    return Sample(spec=spec.to_dict(), status="unsupported", error=why, plane=plane,
+def sample_without_result(spec: Spec, plane: str, status: str, why: str) -> Sample:
+    """A sample that says why it has no numbers: one a results file can hold (page_size
+    is this machine's: the reader checks it)."""
+    return Sample(spec=spec.to_dict(), status=status, error=why, plane=plane,
                   clock=clock_of(plane), page_size=os.sysconf("SC_PAGESIZE"))
 
 

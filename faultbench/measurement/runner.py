@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.knobs.catalog import KnobError
+from faultbench.measurement.knobs.catalog import KnobError, ValueRefused
 from faultbench.measurement.knobs.journal import (
     check_journal_writable,
     journal_path,
@@ -33,6 +33,7 @@ from faultbench.measurement.knobs.journal import (
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.tmpfs import release_killed
+from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.run_checks import (
     RunError,
@@ -50,7 +51,7 @@ from faultbench.measurement.rundir.results import (
     sample_key,
 )
 from faultbench.measurement.signals import signals_raise
-from faultbench.measurement.spec import Sample, Spec, shown
+from faultbench.measurement.spec import Spec, shown
 from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
@@ -148,7 +149,10 @@ class Worker:
         if self._log is None:
             return "its error is on stderr above"
         self._log.flush()
-        lines = Path(self._log.name).read_text(errors="replace").strip().splitlines()
+        # the log is open for appending only, by descriptor (SafeDir): read the same file
+        with open(f"/proc/self/fd/{self._log.fileno()}", "rb") as log:
+            log.seek(max(os.fstat(log.fileno()).st_size - 4096, 0))
+            lines = log.read().decode(errors="replace").strip().splitlines()
         return lines[-1] if lines else "(nothing logged)"
 
     @property
@@ -341,18 +345,27 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
             for unit in units():
                 if not pending(unit):
                     continue
+                spec = unit.scenario.spec
+                refused = None
                 if knobs is not None and unit.scenario.knobs != applied:
-                    readback = knobs.apply(unit.scenario.knobs)
-                    applied = unit.scenario.knobs
+                    try:
+                        readback = knobs.apply(unit.scenario.knobs)
+                        applied = unit.scenario.knobs
+                    except ValueRefused as exc:
+                        # this setting is skipped as a kernel without the feature skips one;
+                        # the others are measured, and a resume does not ask again
+                        readback, applied, refused = {}, None, str(exc)
+                        print(f"faultbench run: {unit.scenario.name} skipped: the kernel "
+                              f"refused it: {refused}", file=sys.stderr)
                 if on_unit is not None:
                     on_unit(unit)
-                spec = unit.scenario.spec
                 try:
-                    samples = worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S,
-                                             unit.profiled)
+                    samples = [sample_without_result(spec, plane, "unsupported", refused)
+                               .to_dict()] if refused else \
+                        worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S,
+                                       unit.profiled)
                 except WorkerLost as exc:
-                    samples = [Sample(spec=spec.to_dict(), status="error", error=str(exc),
-                                      plane=plane).to_dict()]
+                    samples = [sample_without_result(spec, plane, "error", str(exc)).to_dict()]
                 samples = every_mapper(samples, spec.mappers)
                 drift = knobs.drift() if knobs is not None else {}
                 if drift:

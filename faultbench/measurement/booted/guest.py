@@ -207,6 +207,13 @@ def timeout_from_env(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S
     return value
 
 
+def check_timeouts_from_env() -> None:
+    """GuestError for a bad $FAULTBENCH_GUEST_TIMEOUT_S or $FAULTBENCH_GUEST_START_TIMEOUT_S,
+    which every boot would otherwise fail on."""
+    timeout_from_env()
+    timeout_from_env(START_TIMEOUT_ENV)
+
+
 def run_in_guest(
     kernel: str,
     argv: list[str],
@@ -233,9 +240,9 @@ def run_in_guest(
     missing = requirements(kernel)
     if missing:
         raise GuestError("; ".join(missing))
+    check_timeouts_from_env()  # refused before QEMU starts
     if timeout_s is None:
         timeout_s = timeout_from_env()
-    timeout_from_env(START_TIMEOUT_ENV)  # refused before QEMU starts
     kvm, clock = resolve_clock(clock)
     if clock == "icount" and cpus != 1:
         raise GuestError(f"{cpus} vCPUs under the instruction clock: Debian 6.1 hangs bringing "

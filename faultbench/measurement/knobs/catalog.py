@@ -15,6 +15,7 @@ Standard library only: this runs inside emulated guests too.
 
 from __future__ import annotations
 
+import errno
 import itertools
 import os
 import re
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.image import kernel_hint
-from faultbench.measurement.knobs.sysctl_ranges import SYSCTL_RANGES, ULONG_MAX
+from faultbench.measurement.knobs.sysctl_ranges import SYSCTL_GAPS, SYSCTL_RANGES, ULONG_MAX
 from faultbench.measurement.knobs.sysfs import DEBUGFS, bracket_choices, lockdown, read_text
 from faultbench.measurement.spec import SpecError, parse_size, shown
 
@@ -47,6 +48,11 @@ _PAIRS = (("vm.overcommit_ratio", "vm.overcommit_kbytes"), ("vm.dirty_ratio", "v
 COUPLED = {**dict(_PAIRS), **{b: a for a, b in _PAIRS}}
 class KnobError(FaultbenchError):
     """A knob that cannot be set as asked; the message is one line: why, and what to do."""
+
+
+class ValueRefused(KnobError):
+    """The kernel refused the value itself (EINVAL, ERANGE): that setting cannot be measured
+    on this kernel, while other values of the knob can."""
 
 
 def page_size() -> int:
@@ -216,6 +222,11 @@ def _integers(knob: Knob, text: str) -> list[int]:
     bounds = SYSCTL_RANGES.get(knob.name[3:]) if knob.kind == "sysctl" else None
     if bounds and len(numbers) == 1 and not bounds[0] <= numbers[0] <= bounds[1]:
         raise KnobError(f"{knob.name}={text[:40]}: the kernel accepts {bounds[0]}..{bounds[1]}")
+    gap = SYSCTL_GAPS.get(knob.name[3:]) if knob.kind == "sysctl" else None
+    if gap and len(numbers) == 1 and gap[0] <= numbers[0] <= gap[1]:
+        raise KnobError(f"{knob.name}={text[:40]}: the kernel refuses {gap[0]}..{gap[1]}; "
+                        f"it accepts {bounds[0] if bounds else gap[0] - 1} or at least "
+                        f"{gap[1] + 1}")
     return numbers
 
 
@@ -331,7 +342,8 @@ def write(knob: Knob, value: str) -> None:
         with open(knob.path, "w") as f:
             f.write(value)
     except OSError as exc:
-        raise KnobError(f"cannot write {value!r} to {knob.path}: {exc.strerror}") from exc
+        refused = ValueRefused if exc.errno in (errno.EINVAL, errno.ERANGE) else KnobError
+        raise refused(f"cannot write {value!r} to {knob.path}: {exc.strerror}") from exc
 
 
 def check_settable(knob: Knob) -> None:

@@ -173,11 +173,13 @@ def _journal_dir(path: str) -> SafeDir:
     """The journal's directory, made if missing, walked as a results directory is (as root:
     no link another user made or could replace, no directory another user can change): a
     journal there could be redirected, or deleted mid-run so that a kill leaves knobs no
-    `restore` can find. A sticky directory (/tmp) will do: the journal is linked into place
-    and no one else may remove it there."""
+    `restore` can find. Nor a sticky one (/tmp): another user could make the file at the
+    journal's path, or at a mount journal's beside it (mount-PID.json, PIDs are guessed),
+    and so stop every knob writer or tmpfs sample until root removes it."""
     try:
         return SafeDir.open(Path(os.path.dirname(os.path.abspath(path))), create=True,
-                            sticky_ok=True)
+                            advice="keep root's journal in a directory only root may write "
+                                   "(FAULTBENCH_JOURNAL)")
     except ResultsError as exc:
         raise KnobError(f"cannot write the restore journal {path}: {exc}") from None
 

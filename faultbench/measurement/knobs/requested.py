@@ -26,9 +26,12 @@ NO_ZERO = ("vm.dirty_bytes", "vm.dirty_background_bytes")
 MIN_FREE_SHARE = 4  # vm.min_free_kbytes: at most 1/4 of MemTotal
 HUGEPAGES_SHARE = 2  # vm.nr_hugepages: at most 1/2 of MemTotal in huge pages
 WATERMARK_SCALE_MAX = 1000  # vm.watermark_scale_factor: 10% of memory (the kernel: 30%)
-BOUNDED = ("vm.panic_on_oom", "vm.min_free_kbytes", "vm.nr_hugepages",
-           "vm.nr_hugepages_mempolicy", "vm.mmap_min_addr", "vm.unprivileged_userfaultfd",
-           "vm.max_map_count", "vm.overcommit_memory", "vm.watermark_scale_factor")
+WATERMARK_BOOST_MAX = 150000  # vm.watermark_boost_factor: ten times the kernel's default
+RESERVES = ("vm.admin_reserve_kbytes", "vm.user_reserve_kbytes")  # at most 1/MIN_FREE_SHARE
+HUGE_POOLS = ("vm.nr_hugepages", "vm.nr_hugepages_mempolicy", "vm.nr_overcommit_hugepages")
+BOUNDED = ("vm.panic_on_oom", "vm.min_free_kbytes", *HUGE_POOLS, *RESERVES,
+           "vm.mmap_min_addr", "vm.unprivileged_userfaultfd", "vm.max_map_count",
+           "vm.overcommit_memory", "vm.watermark_scale_factor", "vm.watermark_boost_factor")
 
 
 def parse_set_options(
@@ -72,6 +75,11 @@ def check_requested(knob: Knob, value: str) -> None:
         raise KnobError(f"vm.watermark_scale_factor={number}: above {WATERMARK_SCALE_MAX} "
                         f"({WATERMARK_SCALE_MAX // 100}% of memory) kswapd's reclaim is what "
                         "every sample would measure")
+    if knob.name == "vm.watermark_boost_factor" and number > WATERMARK_BOOST_MAX:
+        # in 0.01% of the high watermark: how far kswapd reclaims after a fragmenting event
+        raise KnobError(f"vm.watermark_boost_factor={number}: above {WATERMARK_BOOST_MAX} "
+                        "(ten times the kernel's default) the reclaim a boost starts is what "
+                        "samples would measure")
     current = read_value(knob)
     # limits of every process on the machine, not of the sample: while the run lasts they
     # would break other programs (too few maps) or weaken the machine's defences
@@ -102,17 +110,20 @@ def check_requested(knob: Knob, value: str) -> None:
     if total_kb is None:
         return  # no /proc/meminfo: the kernel's own bounds only
     memory = f"this machine's memory ({total_kb / 2**20:.1f} GiB)"
+    if knob.name in RESERVES and number > total_kb // MIN_FREE_SHARE:
+        # memory kept from processes under strict overcommit: the machine's, not the run's
+        raise KnobError(f"{knob.name}={number}: more than 1/{MIN_FREE_SHARE} of {memory}")
     if knob.name == "vm.min_free_kbytes" and number > total_kb // MIN_FREE_SHARE:
         # kswapd keeps free up to 1.5x it (the high watermark): at 1/4, 3/8 of memory;
         # above, the reclaim it forces is what every sample measures, near all an OOM
         raise KnobError(f"vm.min_free_kbytes={number}: more than 1/{MIN_FREE_SHARE} of "
                         f"{memory}; the kernel would reclaim to keep 1.5x that free")
     huge_kb = info.get("Hugepagesize", 0)
-    # the mempolicy variant resizes the same persistent pool
-    if knob.name in ("vm.nr_hugepages", "vm.nr_hugepages_mempolicy") and \
-            number * huge_kb > total_kb // HUGEPAGES_SHARE:
+    # the mempolicy variant resizes the same persistent pool; the overcommit one lets
+    # hugetlb mappings take as many more on demand
+    if knob.name in HUGE_POOLS and number * huge_kb > total_kb // HUGEPAGES_SHARE:
         # reserved huge pages are memory nothing else may use: too many, and the system
         # and the benchmark itself run out of the rest
         raise KnobError(f"{knob.name}={number}: {number} x {huge_kb} kB is more than "
-                        f"1/{HUGEPAGES_SHARE} of {memory}, which reserving them takes from "
+                        f"1/{HUGEPAGES_SHARE} of {memory}, which huge pages would take from "
                         "everything else")

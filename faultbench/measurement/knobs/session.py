@@ -97,7 +97,8 @@ class KnobSession:
         return self
 
     def apply(self, setting: dict[str, str]) -> dict[str, int | str]:
-        """Write each value; return what the kernel reads back (not what was asked)."""
+        """Write each value; return what the kernel reads back (not what was asked).
+        ValueRefused when the kernel refuses one: those before it stay written."""
         if not self._active:
             raise KnobError("KnobSession.apply() outside its `with` block")
         by_name = {k.name: k for k in self.knobs}
@@ -108,10 +109,13 @@ class KnobSession:
         for name, value in values.items():  # all, before the first write
             check_requested(by_name[name], value)
         with blocked():
-            for name, value in values.items():
-                write(by_name[name], value)
-            readback = {name: read_value(by_name[name]) for name in setting}
-            self._expected.update(readback)
+            try:
+                for name, value in values.items():
+                    write(by_name[name], value)
+            finally:
+                # those written before a refusal are expected as they are now, not as drift
+                readback = {name: read_value(by_name[name]) for name in setting}
+                self._expected.update(readback)
             return readback
 
     def drift(self) -> dict[str, list[int | str]]:

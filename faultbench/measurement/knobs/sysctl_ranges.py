@@ -19,4 +19,8 @@ SYSCTL_RANGES: dict[str, tuple[int, int]] = {
     "dirty_expire_centisecs": (0, INT_MAX), "overcommit_ratio": (0, INT_MAX),
     "vfs_cache_pressure": (0, INT_MAX), "watermark_boost_factor": (0, INT_MAX),
     "zone_reclaim_mode": (0, INT_MAX), "percpu_pagelist_high_fraction": (0, INT_MAX),
+    "vfs_cache_pressure_denom": (1, INT_MAX),
 }
+# Values inside a range above that the kernel still refuses: percpu_pagelist_high_fraction
+# is 0 (the default high mark) or at least MIN_PERCPU_PAGELIST_HIGH_FRACTION (mm/page_alloc.c).
+SYSCTL_GAPS: dict[str, tuple[int, int]] = {"percpu_pagelist_high_fraction": (1, 7)}
