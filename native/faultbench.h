@@ -56,6 +56,8 @@ struct fb_spec {
 	uint64_t fill_chunk;	/* FB_FILL_WRITE: bytes per write(2) */
 	int64_t vmas;		/* 0, or pad a mapper process's address space to this many
 				 * mappings before its loop (present.c, fb_pad_mappings) */
+	int run_alone;		/* SCHED_FIFO from the tick wait to munmap: no task preempts
+				 * the timed code (a guest's instruction clock, tick.c) */
 };
 
 struct fb_result {
@@ -201,6 +203,9 @@ int fb_pad_mappings(int64_t target, int64_t page_size, struct fb_result *r);
 int64_t fb_ticks(char *reason);
 /* returns right after the next tick (bounded wait); 0, or -1 if no tick came */
 int fb_tick_wait(void);
+/* with spec->run_alone, the calling thread SCHED_FIFO (0; -1 and r failed) or back to normal */
+int fb_run_alone(const struct fb_spec *spec, struct fb_result *r);
+void fb_run_shared(const struct fb_spec *spec);
 
 /* touch.c: the timed loop's plan and the loop itself */
 struct fb_plan {

@@ -119,6 +119,8 @@ void fb_measure_mapper(const struct fb_mapper_job *job)
 	/* after registration, as a prefaulting program would: uffd faults are served */
 	if (spec->populate == FB_POPULATE_MADVISE && populate_by_madvise(spec, addr, r) != 0)
 		goto stop;
+	if (fb_run_alone(spec, r) != 0)
+		goto stop;
 	fb_counters_open(&counters, spec->perf, r);
 	/* right after a tick, so that where the next one falls is the same in every sample;
 	 * before the counters: a task woken by the tick may preempt us here. The tick count is
@@ -155,6 +157,7 @@ unmap:
 	t0 = fb_now_ns();
 	munmap(addr, spec->size);
 	t1 = fb_now_ns();
+	fb_run_shared(spec);
 	fb_profile_enable(&profiler, 0);
 	r->munmap_ns = t1 - t0;
 	fb_profile_flush(&profiler, spec, job->index, 1, r);

@@ -16,7 +16,7 @@ from groups import REPRO_RUN
 from images import require_boot_image
 
 from faultbench.measurement.measure import measure_mappers
-from faultbench.measurement.runner import HARNESS_EPOCH
+from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, same_harness
 from faultbench.measurement.spec import Spec, SpecError
 
 ROOT = Path(__file__).parent.parent
@@ -148,8 +148,17 @@ def test_guest_loops_start_after_a_tick_and_agree(booted: Path) -> None:
     assert (max(values) - min(values)) / min(values) < 1e-4, values
 
 
-def test_every_shipped_result_is_of_the_current_harness_epoch() -> None:
+def test_every_shipped_result_counts_what_the_current_harness_counts_on_its_plane() -> None:
     results = Path(__file__).resolve().parent.parent / "results"
     for run in sorted(p for p in results.iterdir() if p.is_dir()):
-        epoch = json.loads((run / "meta.json").read_text()).get("harness_epoch", 0)
-        assert epoch == HARNESS_EPOCH, f"{run.name} is harness epoch {epoch}: regenerate it"
+        meta = json.loads((run / "meta.json").read_text())
+        epoch = meta.get("harness_epoch", 0)
+        assert same_harness((epoch, HARNESS_EPOCH), {meta["plane"]}), \
+            f"{run.name} is harness epoch {epoch} ({meta['plane']}): regenerate it"
+
+
+def test_an_epoch_is_compared_with_another_only_where_nothing_changed_between() -> None:
+    assert same_harness((1, 2), {"native"}) and same_harness((1, 2), {"tcg-guest"})
+    assert not same_harness((1, 2), {"tcg-icount"})
+    assert not same_harness((0, 2), {"native"})  # epoch 1 changed every plane
+    assert same_harness((2, 2), {"tcg-icount"})

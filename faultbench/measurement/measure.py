@@ -192,7 +192,7 @@ def _check_disk(spec: Spec, size: int) -> None:
 
 
 def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1,
-            directory: str | None = None) -> object:
+            directory: str | None = None, plane: str = "native") -> object:
     pattern, stride = parse_pattern(spec.pattern)
     # any bytes a path may hold
     dir_c = ffi.new("char[]", os.fsencode(directory or backing_dir(spec)))
@@ -224,6 +224,9 @@ def _c_spec(spec: Spec, keep: list[object], profile_fd: int = -1,
     fill, c.fill_chunk = parse_fill(spec.fill)
     c.fill = _ENUMS["fill"][fill]
     c.vmas = spec.vmas
+    # On the instruction clock another task's instructions are the loop's time (tick.c);
+    # mappers started together are meant to share the CPU, and keep doing so.
+    c.run_alone = clock_of(plane) == "icount" and spec.mapper_mode != "concurrent"
     return c
 
 
@@ -307,7 +310,7 @@ def sample_without_result(spec: Spec, plane: str, status: str, why: str) -> Samp
 def _run(spec: Spec, sink: int, directory: str | None, plane: str,
          profile: bool) -> list[Sample]:
     keep: list[object] = []
-    c_spec = _c_spec(spec, keep, sink, directory)
+    c_spec = _c_spec(spec, keep, sink, directory, plane)
     results = ffi.new("struct fb_result[]", spec.mappers)
     failed = lib.fb_run(c_spec, results) != 0
     samples = [_sample(spec, results[i], i, plane) for i in range(1 if failed else spec.mappers)]

@@ -41,6 +41,7 @@ from faultbench.measurement.run_checks import (
     read_ahead_dir,
     settable_knobs,
 )
+from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH
 from faultbench.measurement.rundir.results import (
     FORMAT,
     PROFILES,
@@ -56,11 +57,6 @@ from faultbench.measurement.workload import Scenario, Unit, Workload
 
 # Beyond the spec's own deadline (per mapper), what a worker may take to start (importing
 # the native module) and to set up and tear down the backing.
-# What a sample counts, as the harness makes it: bumped whenever the harness changes that
-# (the mapper program, the mapping's alignment, the mapper's environment, a guest's command
-# line, where the loop starts against the tick). compare refuses to mix epochs; runs from
-# before the field are epoch 0. The history is in docs/results.md ("Harness epochs").
-HARNESS_EPOCH = 1
 GRACE_S = 20.0
 # An emulated guest on a busy host imports the native module 5-20x slower than native.
 EMULATED_GRACE_S = 180.0
