@@ -12,6 +12,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -251,3 +252,58 @@ def test_sysctls_of_the_whole_machine_left_unbounded_are_bounded(option: str, wh
         parse_set_options([option])
     name = option.partition("=")[0]
     assert parse_set_options([f"{name}=1"]) == [(name, ["1"])]
+
+
+# ---- round nine, found by the next pass --------------------------------------------------
+
+DRIFT_WORKLOAD = """
+repetitions = 300
+warmups = 0
+[defaults]
+backing = "memfd"
+size = "1M"
+[[matrix]]
+pattern = ["seq"]
+"""
+
+
+def _lines(path: Path) -> int:
+    return path.read_text().count("\n") if path.exists() else 0
+
+
+@HOST
+@pytest.mark.skipif(os.geteuid() != 0, reason="THP settings need root")
+def test_a_run_without_knob_axes_marks_samples_measured_after_someone_changed_thp(
+        tmp_path: Path) -> None:
+    """R9-5: only knob axes were read again after each sample; a run with none recorded
+    samples measured with another faultbench's THP setting as if nothing had changed."""
+    knob = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+    min_free = Path("/proc/sys/vm/min_free_kbytes")
+    found, found_min_free = re.search(r"\[(\w+)\]", knob.read_text()).group(1), \
+        min_free.read_text()
+    other = "always" if found != "always" else "never"
+    workload = tmp_path / "w.toml"
+    workload.write_text(DRIFT_WORKLOAD)
+    out = tmp_path / "run"
+    run = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(workload), "--out",
+                            str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    samples = out / "samples.jsonl"
+    try:
+        while _lines(samples) < 10 and run.poll() is None:
+            time.sleep(0.01)
+        knob.write_text(other)
+        changed_at = _lines(samples)
+        while _lines(samples) < changed_at + 10 and run.poll() is None:
+            time.sleep(0.01)
+    finally:
+        knob.write_text(found)
+        min_free.write_text(found_min_free)
+    _, stderr = run.communicate(timeout=300)
+    assert run.returncode == 0, stderr
+    records = [json.loads(line) for line in samples.read_text().splitlines()]
+    marked = [r for r in records if "knob_drift" in r]
+    assert marked and all(r["knob_drift"] == {"thp.shmem_enabled": [found, other]}
+                          for r in marked)
+    assert all("knob_drift" not in r for r in records[:10])
+    assert "thp.shmem_enabled: " in stderr and "knob_drift" in stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -220,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.knobs import catalog as knobs
     from faultbench.measurement.knobs.requested import parse_set_options
     from faultbench.measurement.knobs.session import KnobSession
+    from faultbench.measurement.knobs.watch import KnobWatch
     from faultbench.measurement.measure import check_resources, measure_mappers
 
     # a guest's XFS scratch disk exists only in the guest
@@ -254,28 +256,26 @@ def run(args: argparse.Namespace) -> int:
         return guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
-    failed = 0
-    if not axes:
-        for _ in range(args.warmups):
-            measure_mappers(spec)
-        for _ in range(args.repeat):
-            failed += _emit(measure_mappers(spec, profile), args.json)
-        return _status(failed)
-    drifted = 0
+    failed = drifted = 0
+    # the THP settings it does not set, which another faultbench may change meanwhile
+    watch = KnobWatch(n for n in knobs.thp_names() if n not in dict(axes))
     try:
-        with KnobSession([name for name, _ in axes], file_dir=spec.dir) as session:
-            for setting in knobs.cross_product(axes):
-                applied = session.apply(setting)
+        with contextlib.ExitStack() as stack:
+            session = stack.enter_context(KnobSession(
+                [name for name, _ in axes], file_dir=spec.dir)) if axes else None
+            for setting in knobs.cross_product(axes):  # [{}] without axes
+                applied = session.apply(setting) if session else {}
                 for _ in range(args.warmups):
                     measure_mappers(spec)
                 for _ in range(args.repeat):
                     samples = measure_mappers(spec, profile)
                     for sample in samples:
                         sample.knobs = dict(applied)
-                    drift = session.drift()
+                    drift = {**(session.drift() if session else {}), **watch.drift()}
                     if drift:
                         drifted += 1
-                        applied = session.apply(setting)  # the next sample as asked again
+                        if session:  # the next sample as asked again
+                            applied = session.apply(setting)
                     failed += _emit(samples, args.json, drift)
     finally:
         if drifted:  # said on every way out, Ctrl-C included

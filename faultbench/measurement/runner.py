@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.knobs.catalog import KnobError, ValueRefused
+from faultbench.measurement.knobs.catalog import KnobError, ValueRefused, thp_names
 from faultbench.measurement.knobs.journal import (
     check_journal_writable,
     journal_path,
@@ -33,6 +33,7 @@ from faultbench.measurement.knobs.journal import (
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.tmpfs import release_killed
+from faultbench.measurement.knobs.watch import KnobWatch
 from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.run_checks import (
@@ -338,6 +339,7 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
             readback: dict[str, Any] = {}
             drifted: dict[str, int] = {}
             stack.callback(say_drift, drifted)  # on every way out, Ctrl-C included
+            watch = KnobWatch(n for n in thp_names() if n not in knob_names)  # not set here
             for unit in units():
                 if not pending(unit):
                     continue
@@ -355,15 +357,14 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
                               f"refused it: {refused}", file=sys.stderr)
                 if on_unit is not None:
                     on_unit(unit)
+                timeout = spec.deadline_s * spec.mappers + GRACE_S
                 try:
-                    samples = [sample_without_result(spec, plane, "unsupported", refused)
-                               .to_dict()] if refused else \
-                        worker.measure(spec, spec.deadline_s * spec.mappers + GRACE_S,
-                                       unit.profiled)
+                    samples = worker.measure(spec, timeout, unit.profiled) if not refused else [
+                        sample_without_result(spec, plane, "unsupported", refused).to_dict()]
                 except WorkerLost as exc:
                     samples = [sample_without_result(spec, plane, "error", str(exc)).to_dict()]
                 samples = every_mapper(samples, spec.mappers)
-                drift = knobs.drift() if knobs is not None else {}
+                drift = {**(knobs.drift() if knobs is not None else {}), **watch.drift()}
                 if drift:
                     applied = None  # the next measurement sets them again
                     for name in drift:

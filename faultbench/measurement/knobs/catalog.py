@@ -21,6 +21,7 @@ import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.image import kernel_hint
@@ -313,6 +314,13 @@ def cross_product(axes: list[tuple[str, list[str]]]) -> list[dict[str, str]]:
     names = [name for name, _ in axes]
     return [dict(zip(names, combo, strict=True))
             for combo in itertools.product(*(values for _, values in axes))]
+
+
+def thp_names() -> list[str]:
+    """Every THP setting of this kernel faultbench may change, by knob name."""
+    sized = (f"thp.{p.parent.name}.{p.name}"
+             for p in Path(THP_DIR).glob("hugepages-*kB/*enabled"))
+    return [f"thp.{n}" for n in _THP_TOP] + sorted(sized)
 
 
 def read_value(knob: Knob) -> int | str:

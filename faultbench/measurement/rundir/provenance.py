@@ -58,12 +58,7 @@ class _Facts:
 def thp_settings() -> dict[str, Any]:
     """Selected value of every THP setting faultbench may change, by knob name."""
     out: dict[str, Any] = {}
-    names = [f"thp.{n}" for n in ("enabled", "shmem_enabled", "defrag")]
-    names += sorted(
-        f"thp.{p.parent.name}.{p.name}"
-        for p in Path(knobs.THP_DIR).glob("hugepages-*kB/*enabled")
-    )
-    for name in names:
+    for name in knobs.thp_names():
         try:
             out[name] = knobs.read_value(knobs.resolve(name))
         except (OSError, knobs.KnobError):
