@@ -98,15 +98,10 @@ def test_a_value_inside_the_range_the_kernel_still_refuses_is_refused_up_front()
         ("vm.percpu_pagelist_high_fraction", ["0", "8"])]
 
 
-TWO_ROUNDS = """
-repetitions = 2
-warmups = 0
-[defaults]
-backing = "memfd"
-size = "1M"
-[[matrix]]
-pattern = ["seq"]
-"""
+def one_scenario(repetitions: int, size: str = "1M") -> str:
+    """A workload of one memfd seq read, `repetitions` rounds and no warm-up."""
+    return (f'repetitions = {repetitions}\nwarmups = 0\n[defaults]\nbacking = "memfd"\n'
+            f'size = "{size}"\n[[matrix]]\npattern = ["seq"]\n')
 
 
 @HOST
@@ -120,7 +115,7 @@ def test_a_value_the_kernel_refuses_mid_run_is_skipped_and_the_rest_measured(
     path = Path("/proc/sys/vm/mmap_rnd_bits")
     found = path.read_text().strip()
     workload = tmp_path / "w.toml"
-    workload.write_text(TWO_ROUNDS)
+    workload.write_text(one_scenario(2))
     out = tmp_path / "run"
     done = fb("run", workload, "--out", out, "-q", "--set", f"vm.mmap_rnd_bits={found},1")
     assert done.returncode == 0, done.stderr
@@ -139,23 +134,12 @@ def test_a_value_the_kernel_refuses_mid_run_is_skipped_and_the_rest_measured(
     assert again.returncode == 2 and "nothing to resume" in again.stderr
 
 
-MANY_ROUNDS = """
-repetitions = 40
-warmups = 0
-[defaults]
-backing = "memfd"
-size = "8M"
-[[matrix]]
-pattern = ["seq"]
-"""
-
-
 def test_a_worker_killed_mid_run_leaves_an_error_sample_the_run_can_read(
         tmp_path: Path) -> None:
     """The sample of a lost worker was written with page_size 0, which reading the run back
     (pyperf.json at its end, report, --resume) refused: the run ended in an error."""
     workload = tmp_path / "w.toml"
-    workload.write_text(MANY_ROUNDS)
+    workload.write_text(one_scenario(40, "8M"))
     out = tmp_path / "run"
     run = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(workload), "--out",
                             str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -256,17 +240,6 @@ def test_sysctls_of_the_whole_machine_left_unbounded_are_bounded(option: str, wh
 
 # ---- round nine, found by the next pass --------------------------------------------------
 
-DRIFT_WORKLOAD = """
-repetitions = 300
-warmups = 0
-[defaults]
-backing = "memfd"
-size = "1M"
-[[matrix]]
-pattern = ["seq"]
-"""
-
-
 def _lines(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
@@ -283,7 +256,7 @@ def test_a_run_without_knob_axes_marks_samples_measured_after_someone_changed_th
         min_free.read_text()
     other = "always" if found != "always" else "never"
     workload = tmp_path / "w.toml"
-    workload.write_text(DRIFT_WORKLOAD)
+    workload.write_text(one_scenario(300))
     out = tmp_path / "run"
     run = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(workload), "--out",
                             str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
