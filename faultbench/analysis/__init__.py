@@ -1,8 +1,9 @@
 """The analysis plane: run directories -> DataFrame -> statistics, reports, comparisons,
 figures.
 
-pandas, scipy, matplotlib and pyperf are imported at module top; nothing here touches the
-kernel, and nothing in the measurement plane imports this package.
+pandas, matplotlib and pyperf are imported at module top, scipy by the functions that use it
+(a run's summary needs none, and it is the slowest import); nothing here touches the kernel,
+and nothing in the measurement plane imports this package.
 """
 
 import contextlib

@@ -12,7 +12,9 @@ from functools import cache
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, special, stats
+
+# scipy is imported by the functions that use it: a run's summary calls none of them, and
+# importing it takes longer than the rest of the analysis plane together.
 
 # Up to this many pairs (n1 * n2; 50 vs 50 rounds) U's null distribution is computed exactly.
 EXACT_PAIRS = 2500
@@ -40,6 +42,7 @@ def detectable(se: float, df: float, level: float, min_p: float = 0.0) -> float:
 @cache
 def _noncentrality(df: float, level: float) -> float:
     """delta with P(|T'| > t_{1-level/2}) = POWER for T' ~ noncentral t(df, delta)."""
+    from scipy import optimize, stats
     critical = stats.t.ppf(1 - level / 2, df)
 
     def short(delta: float) -> float:
@@ -94,6 +97,7 @@ def welch_log(base: np.ndarray, new: np.ndarray
                ) -> tuple[float, float, tuple[float, float], float, float]:
     """Welch's t on logs (values > 0): the ratio of geometric means, two-sided p, its 95% CI,
     the standard error of the log ratio and Welch's degrees of freedom."""
+    from scipy import stats
     log_base, log_new = np.log(base), np.log(new)
     with warnings.catch_warnings():
         # values equal to within rounding make scipy warn of precision loss; p is then ~1,
@@ -128,6 +132,7 @@ def mann_whitney_shift(base: np.ndarray, new: np.ndarray
 def _mann_whitney(base: np.ndarray, new: np.ndarray) -> float:
     """Two-sided p: exact without ties (scipy's default turns asymptotic above 8 units, where
     10 vs 10 rounds would lose an order of magnitude), tie-corrected normal otherwise."""
+    from scipy import stats
     no_ties = len(np.unique(np.concatenate([base, new]))) == len(base) + len(new)
     method = "exact" if no_ties and len(base) * len(new) <= EXACT_PAIRS else "asymptotic"
     return float(stats.mannwhitneyu(new, base, alternative="two-sided", method=method).pvalue)
@@ -141,6 +146,7 @@ def _hodges_lehmann_ratio_ci(base: np.ndarray, new: np.ndarray) -> tuple[float, 
     the exact null distribution of U up to EXACT_PAIRS pairs, from its normal approximation
     beyond. NaN when no such C exists (too few rounds) or a value is <= 0.
     """
+    from scipy import stats
     if not ((base > 0).all() and (new > 0).all()):
         return np.nan, np.nan
     pairs = len(base) * len(new)
@@ -198,6 +204,7 @@ def pooled_log_variance(base: np.ndarray, new: np.ndarray) -> tuple[float, int]:
 def variance_prior(variances: list[float], dfs: list[int]) -> Prior | None:
     """Smyth's (2004) moment estimates of the prior of the row variances, from the rows'
     own variances; None with fewer than MIN_MODERATED_ROWS rows that vary."""
+    from scipy import special
     var, df = np.asarray(variances, dtype=float), np.asarray(dfs, dtype=float)
     keep = np.isfinite(var) & (var > 0) & (df > 0)
     if keep.sum() < MIN_MODERATED_ROWS:
@@ -218,6 +225,7 @@ def moderated_t(base: np.ndarray, new: np.ndarray, prior: Prior
     statistic of limma): the row's pooled variance shrunk towards the prior's, with the
     prior's degrees of freedom added. Returns the ratio of geometric means, two-sided p,
     its 95% CI, the standard error of the log ratio and the degrees of freedom."""
+    from scipy import stats
     variance, df = pooled_log_variance(base, new)
     if np.isinf(prior.df):
         posterior, total = prior.var, 1e9  # t with that many df is the normal
@@ -234,6 +242,7 @@ def moderated_t(base: np.ndarray, new: np.ndarray, prior: Prior
 
 def _trigamma_inverse(x: float) -> float:
     """y with trigamma(y) = x, by Smyth's Newton iteration (limma's trigammaInverse)."""
+    from scipy import special
     if x > 1e7:
         return 1 / np.sqrt(x)
     if x < 1e-6:

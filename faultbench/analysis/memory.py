@@ -22,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from faultbench.analysis.frame import (
     EMULATED_PLANES,
@@ -159,6 +158,8 @@ def count_totals(apps: pd.DataFrame, keys: list[str], metric: str) -> pd.DataFra
 
 
 def _against(part: pd.DataFrame, base: pd.DataFrame) -> dict[str, float]:
+    from scipy import stats  # here only: a summary without memory rows needs no scipy
+
     x, y = float(part["_count"].sum()), float(base["_count"].sum())
     tx, ty = float(part["_launches"].sum()), float(base["_launches"].sum())
     if x + y == 0:
