@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
         missing = guest.requirements(os.path.abspath(args.kernel))
         if missing:  # before saying it boots
             raise guest.GuestError(f"--kernel {args.kernel}: {'; '.join(missing)}")
+        guest.check_image_path(os.path.abspath(args.kernel))
         # a boot prints nothing for a minute or more (under TCG): say what is going on
         print(f"faultbench measure: booting {printable(args.kernel)} "
               f"({guest.plane_for(kvm, clock)})", file=sys.stderr, flush=True)

@@ -187,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
                         b.get("status") == "ok" for b in meta.get("boots", [])):
                     raise nothing_to_resume(args.resume, meta["finished_utc"])
                 guest.check_timeouts_from_env()  # before a boot is marked running
+                guest.check_shared_dir(str(run_dir.path))
                 return _booted(run_dir, args.quiet, args.jobs)
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
