@@ -1,7 +1,7 @@
-"""Round nine: a kernel image rewritten in the middle of a booted run, and results
-directories virtme-ng cannot share. Real commands and files; where a test needs a guest's
-side of a boot, a stand-in writes what the guest would (a TCG boot costs minutes), and
-everything the host does around it is the real code."""
+"""Round nine: a kernel image rewritten in the middle of a booted run, results directories
+virtme-ng cannot share, and images another user can change. Real commands and files; where
+a test needs a guest's side of a boot, a stand-in writes what the guest would (a TCG boot
+costs minutes), and everything the host does around it is the real code."""
 
 from __future__ import annotations
 
@@ -23,11 +23,14 @@ from test_hardening_round8 import TWO_ROUNDS
 from faultbench.commands.run import _start_booted
 from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boots import parse_kernel, run_boots
-from faultbench.measurement.booted.imagecheck import vng_refuses
+from faultbench.measurement.booted.imagecheck import image_distrust, vng_refuses
 from faultbench.measurement.image import boot_images, image_version
 from faultbench.measurement.rundir.results import RunDir
+from faultbench.measurement.runner import RunError
 from faultbench.measurement.workload import load
 
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root refuses other users' images")
+NOBODY = 65534
 RULE = "virtme-ng takes only ASCII letters, digits and _ + / . - in the paths it shares"
 
 
@@ -202,6 +205,59 @@ def test_a_tmpdir_virtme_cannot_share_is_refused_before_a_boot(tmp_path: Path) -
     assert one_line(done.stderr) == (
         f"faultbench measure: --kernel {image}: TMPDIR {tmp} has '@' (U+0040): {RULE}; set "
         "another TMPDIR")
+
+
+def _image_in(directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    image = directory / "bzImage"
+    shutil.copy(require_boot_image(), image)
+    return image
+
+
+@ROOT
+def test_an_image_another_user_owns_is_refused(tmp_path: Path) -> None:
+    """R9-8: root booted it without a word; the guest reads the host's files as root."""
+    image = _image_in(tmp_path / "k")
+    os.chown(image, NOBODY, NOBODY)
+    workload = tmp_path / "w.toml"
+    workload.write_text(TWO_ROUNDS)
+    out = tmp_path / "run"
+    done = fb("run", workload, "--kernel", image, "--out", out)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (
+        f"faultbench run: --kernel {image}: {image} is owned by uid {NOBODY} (nobody): root "
+        "boots no image another user can change (the guest reads this machine's files as "
+        "root and writes the results directory); copy it where only root can write (install "
+        "-m 0644 IMAGE /root/kernels/) and name the copy")
+    assert not out.exists()
+    done = fb("measure", "--size", "1M", "--kernel", image)
+    assert done.returncode == 2 and f"{image} is owned by uid {NOBODY}" in one_line(done.stderr)
+
+
+@ROOT
+def test_an_image_in_a_directory_another_user_can_change_is_refused(tmp_path: Path) -> None:
+    tree = tmp_path / "linux"
+    image = _image_in(tree / "boot")
+    os.chown(tree, NOBODY, NOBODY)
+    assert image_distrust(str(image)) == f"{image}: its directory {tree} is owned by uid " \
+        f"{NOBODY} (nobody)"
+    with pytest.raises(RunError, match="root boots no image another user can change"):
+        parse_kernel(str(tmp_path / "linux" / "boot" / "bzImage"))
+    os.chown(tree, 0, NOBODY)
+    tree.chmod(0o775)
+    assert image_distrust(str(image)) == f"{image}: its directory {tree} is writable by " \
+        "other users"
+
+
+@ROOT
+def test_an_image_of_roots_in_a_sticky_directory_is_booted(tmp_path: Path) -> None:
+    """As /tmp: no one else may rename or replace root's file there."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    image = _image_in(shared)
+    assert image_distrust(str(image)) is None
+    assert parse_kernel(str(image)).sha256 == _digest(image)
 
 
 def test_the_runs_kernel_record_is_unchanged(tmp_path: Path) -> None:

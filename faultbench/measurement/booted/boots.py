@@ -39,6 +39,8 @@ from faultbench.measurement.booted.boot_order import (
 )
 from faultbench.measurement.booted.imagecheck import (
     changed,
+    distrust_advice,
+    image_distrust,
     kernel_mismatch,
     pinned_copy,
 )
@@ -143,6 +145,8 @@ def parse_kernel(text: str) -> Kernel:
         raise RunError(f"--kernel {printable(text)}: control characters are not allowed in a "
                        "label")
     label = label or release
+    if why := image_distrust(image):
+        raise RunError(printable(f"--kernel {text}: {distrust_advice(why)}"))
     digest = _sha256(image)
     return Kernel(label, image, tree, digest, release, version, _build_record(image, digest))
 
@@ -240,12 +244,15 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
     image = kernel["image"]
     try:
         now = _sha256(image)
+        why = image_distrust(image)
     except OSError as exc:
         raise RunError(f"kernel {kernel['label']}: {image}: {exc.strerror}") from None
     if now != kernel["sha256"]:
         raise RunError(f"kernel {kernel['label']}: {changed(image, kernel['sha256'], now)}: "
                        "put back the image the run started with to finish it, or start a "
                        "new run")
+    if why:
+        raise RunError(printable(f"kernel {kernel['label']}: {distrust_advice(why)}"))
 
 
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:

@@ -15,7 +15,7 @@ import string
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
 
 # virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
 # "[a-zA-Z0-9_+ /.-]"; "=" would split GUEST=HOST), and vng pastes those paths and --run's
@@ -35,6 +35,28 @@ def vng_refuses(path: str) -> str | None:
             shown = repr(char) if char.isprintable() else ""
             return f"{shown} (U+{ord(char):04X})".lstrip()
     return None
+
+
+def image_distrust(image: str) -> str | None:
+    """As root, who other than root could change the image at the resolved path `image`:
+    the file itself, or a directory above it (a sticky one, /tmp, protects root's files);
+    None when no one. The guest sees the host's files as root and writes the results
+    directory, so such a user's kernel would run with root's files."""
+    path = Path(image)
+    who = who_can_change(os.stat(path))
+    if who:
+        return f"{image} is {who}"
+    for parent in path.parents:
+        who = who_can_change(os.stat(parent), sticky_ok=True)
+        if who:
+            return f"{image}: its directory {parent} is {who}"
+    return None
+
+
+def distrust_advice(why: str) -> str:
+    return (f"{why}: root boots no image another user can change (the guest reads this "
+            "machine's files as root and writes the results directory); copy it where only "
+            "root can write (install -m 0644 IMAGE /root/kernels/) and name the copy")
 
 
 def pinned_copy(image: str, sha256: str, into: SafeDir, resume: str) -> tuple[str | None, str]:
