@@ -187,6 +187,7 @@ def _run(args: argparse.Namespace) -> int:
                         b.get("status") == "ok" for b in meta.get("boots", [])):
                     raise nothing_to_resume(args.resume, meta["finished_utc"])
                 guest.check_timeouts_from_env()  # before a boot is marked running
+                guest.check_shared_dir(str(run_dir.path))
                 return _booted(run_dir, args.quiet, args.jobs)
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
@@ -350,12 +351,19 @@ def recorded_command(argv: list[str]) -> list[str]:
 def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     """Every boot of the run's plan not yet done, `jobs` guests at once (None: the default
     for the run's clock); pyperf.json and the summary on the host."""
-    from faultbench.measurement.booted.boots import guest_memory, run_boots, run_clock
+    from faultbench.measurement.booted.boots import (
+        check_unchanged,
+        guest_memory,
+        run_boots,
+        run_clock,
+    )
     from faultbench.measurement.booted.jobs import jobs_record
     from faultbench.measurement.rundir.results import resume_command
     from faultbench.measurement.runner import utc_now
 
     meta = run_dir.read_meta()
+    for kernel in meta["kernels"]:  # refused before anything is written
+        check_unchanged(kernel)
     record, warning = jobs_record(jobs, run_clock(meta), guest_memory(meta),
                                   sum(boot["status"] != "ok" for boot in meta["boots"]))
     if warning:

@@ -15,6 +15,7 @@ another). Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -36,6 +37,13 @@ from faultbench.measurement.booted.boot_order import (
     shard_positions,
     split_rounds,
 )
+from faultbench.measurement.booted.imagecheck import (
+    changed,
+    distrust_advice,
+    image_distrust,
+    kernel_mismatch,
+    pinned_copy,
+)
 from faultbench.measurement.booted.jobs import run_in_order
 from faultbench.measurement.image import NOT_A_KERNEL, image_version
 from faultbench.measurement.measure import meminfo
@@ -49,6 +57,7 @@ from faultbench.measurement.rundir.results import (
     RunDir,
     parse_samples,
     read_run_file,
+    resume_command,
 )
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
@@ -136,6 +145,8 @@ def parse_kernel(text: str) -> Kernel:
         raise RunError(f"--kernel {printable(text)}: control characters are not allowed in a "
                        "label")
     label = label or release
+    if why := image_distrust(image):
+        raise RunError(printable(f"--kernel {text}: {distrust_advice(why)}"))
     digest = _sha256(image)
     return Kernel(label, image, tree, digest, release, version, _build_record(image, digest))
 
@@ -227,16 +238,21 @@ def chosen_memory(option: str | None, workload_memory: str | None) -> tuple[str 
     return format_size(size), source
 
 
-def _check_unchanged(kernel: dict[str, Any]) -> None:
-    """A resumed run boots the very images it started with, or its boots are not comparable."""
+def check_unchanged(kernel: dict[str, Any]) -> None:
+    """A resumed run boots the very images it started with, or its boots are not comparable:
+    their sha256 is the run's identity (each boot checks it again, pinned_copy)."""
     image = kernel["image"]
     try:
         now = _sha256(image)
+        why = image_distrust(image)
     except OSError as exc:
         raise RunError(f"kernel {kernel['label']}: {image}: {exc.strerror}") from None
     if now != kernel["sha256"]:
-        raise RunError(f"kernel {kernel['label']}: {image} changed since the run started "
-                       f"(sha256 {now[:12]}, was {kernel['sha256'][:12]}): start a new run")
+        raise RunError(f"kernel {kernel['label']}: {changed(image, kernel['sha256'], now)}: "
+                       "put back the image the run started with to finish it, or start a "
+                       "new run")
+    if why:
+        raise RunError(printable(f"kernel {kernel['label']}: {distrust_advice(why)}"))
 
 
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
@@ -326,7 +342,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
     meta = run_dir.read_meta()
     kernels = {k["label"]: k for k in meta["kernels"]}
     for kernel in kernels.values():
-        _check_unchanged(kernel)
+        check_unchanged(kernel)
     _remove_done_dirs(run_dir, meta)
     total = len(meta["boots"])
     # with several guests at once their progress displays would fight over one terminal
@@ -356,12 +372,25 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
         memory, clock = guest_memory(meta), run_clock(meta)
 
         def body(cancel: threading.Event) -> str | None:
+            # the image as hashed now, never the path: a `make` may rewrite it mid-run
             try:
-                status = guest.run_in_guest(image, argv, rwdir=str(run_dir.path),
+                with run_dir.dir.sub(BOOTS_DIR) as boots, \
+                        boots.sub(boot_dir_name(index)) as own:
+                    why, copy = pinned_copy(image, kernel["sha256"], own,
+                                            resume_command(run_dir.path))
+            except ResultsError as exc:  # the copy could not be written (a full disk)
+                return str(exc)
+            if why:
+                return why
+            try:
+                status = guest.run_in_guest(copy, argv, rwdir=str(run_dir.path),
                                              timeout_s=timeout_s, memory=memory, clock=clock,
                                              cancel=cancel)
             except guest.GuestError as exc:
-                return str(exc)
+                return str(exc).replace(copy, f"{image} (a copy)")
+            finally:  # QEMU is gone: 10 MB less in a failed boot's directory
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(copy)
             return None if status == 0 else f"the guest's run exited with status {status}"
         return body
 
@@ -371,6 +400,8 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
         report = _boot_report(run_dir, index)
         if reason is None and (report is None or not report.get("complete")):
             reason = "the guest ended without recording the boot as complete"
+        if reason is None:
+            reason = kernel_mismatch(kernels[boot["kernel"]], report.get("guest"))
         if reason is None:
             try:
                 _collect(run_dir, index)

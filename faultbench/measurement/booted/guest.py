@@ -26,8 +26,9 @@ import threading
 import time
 from pathlib import Path
 
-from faultbench.errors import FaultbenchError, not_a_file
+from faultbench.errors import FaultbenchError, not_a_file, printable
 from faultbench.measurement.booted import watchdog
+from faultbench.measurement.booted.imagecheck import VNG_RULE, vng_refuses
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
     STARTED,
@@ -134,6 +135,8 @@ def requirements(kernel: str) -> list[str]:
     if not find_busybox():
         missing.append("busybox not found (virtme-ng builds its initramfs with it): "
                        "apt-get install busybox-static")
+    if char := vng_refuses(tmp := tempfile.gettempdir()):  # each boot shares a dir there
+        missing.append(f"TMPDIR {printable(tmp)} has {char}: {VNG_RULE}; set another TMPDIR")
     return missing
 
 
@@ -183,13 +186,22 @@ def qemu_version() -> str | None:
 
 
 def check_shared_dir(path: str) -> None:
-    """Refuse a host directory the guest could not write back: its scratch disk is mounted
-    over SCRATCH_MOUNT, hiding whatever the host shares beneath it."""
+    """Refuse a host directory the guest could not write back: one whose absolute path (as
+    _boot passes it) virtme-ng refuses or splits, or one under SCRATCH_MOUNT, where the
+    guest's scratch disk hides whatever the host shares."""
+    if char := vng_refuses(whole := os.path.abspath(path)):
+        raise GuestError(f"{printable(whole)} has {char}: {VNG_RULE}, so no boot could write "
+                         "there; choose another directory")
     real = os.path.realpath(path)
     if os.path.commonpath([real, SCRATCH_MOUNT]) == SCRATCH_MOUNT:
         raise GuestError(f"{path} is under {SCRATCH_MOUNT}, where the guest mounts its scratch "
                          "disk: what it writes there would never reach the host; choose "
                          "another directory")
+
+
+def check_image_path(image: str) -> None:
+    if char := vng_refuses(image):
+        raise GuestError(f"{printable(image)} has {char}: {VNG_RULE}; copy it")
 
 
 def timeout_from_env(name: str = TIMEOUT_ENV, default: float = DEFAULT_TIMEOUT_S) -> float:
@@ -235,6 +247,7 @@ def run_in_guest(
     it from starting, and raises GuestError.
     """
     kernel = os.path.abspath(kernel)
+    check_image_path(kernel)
     if rwdir:
         check_shared_dir(rwdir)
     missing = requirements(kernel)

@@ -1,0 +1,100 @@
+"""What the host checks of the kernel image and paths it hands to virtme-ng, and of the kernel
+the guest then ran. Standard library only.
+
+A run's identity is its kernels' sha256 (meta.json `kernels`): every boot boots a private
+copy of the image taken when the boot starts and checked against that hash, never the path
+the user named (a `make` in the build tree would otherwise slip another kernel into a run
+under the first one's name), and the guest's own `uname -r`/`-v` is checked against it after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import string
+from pathlib import Path
+from typing import Any
+
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
+
+# virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
+# "[a-zA-Z0-9_+ /.-]"; "=" would split GUEST=HOST), and vng pastes those paths and --run's
+# image unquoted into one `sh -c` line (virtme_ng/run.py, check_call(cmd, shell=True)), where
+# a space splits a path in two and `;` or `$(...)` would run as root: no space either.
+VNG_PATH_CHARS = frozenset(string.ascii_letters + string.digits + "_+/.-")
+VNG_RULE = "virtme-ng takes only ASCII letters, digits and _ + / . - in the paths it shares"
+IMAGE_COPY = "kernel-image"  # in the boot's own directory, boots/<index>.d
+IMAGE_MAX = 512 << 20  # a bzImage is ~10 MB; far over it is no kernel image
+
+
+def vng_refuses(path: str) -> str | None:
+    """The first character of `path` virtme-ng cannot pass on, as shown to the user, or
+    None."""
+    for char in path:
+        if char not in VNG_PATH_CHARS:
+            shown = repr(char) if char.isprintable() else ""
+            return f"{shown} (U+{ord(char):04X})".lstrip()
+    return None
+
+
+def image_distrust(image: str) -> str | None:
+    """As root, who other than root could change the image at the resolved path `image`:
+    the file itself, or a directory above it (a sticky one, /tmp, protects root's files);
+    None when no one. The guest sees the host's files as root and writes the results
+    directory, so such a user's kernel would run with root's files."""
+    path = Path(image)
+    who = who_can_change(os.stat(path))
+    if who:
+        return f"{image} is {who}"
+    for parent in path.parents:
+        who = who_can_change(os.stat(parent), sticky_ok=True)
+        if who:
+            return f"{image}: its directory {parent} is {who}"
+    return None
+
+
+def distrust_advice(why: str) -> str:
+    return (f"{why}: root boots no image another user can change (the guest reads this "
+            "machine's files as root and writes the results directory); copy it where only "
+            "root can write (install -m 0644 IMAGE /root/kernels/) and name the copy")
+
+
+def pinned_copy(image: str, sha256: str, into: SafeDir, resume: str) -> tuple[str | None, str]:
+    """(None, the path of a private copy of `image` in `into`) when `image` still has the
+    run's `sha256`, else (why not, ""): the boot is refused, not run. Read as untrusted
+    input: never through a link, never a FIFO. `resume`: the command that resumes the run."""
+    try:
+        with SafeDir.reading(Path(image).parent) as directory:
+            data = directory.read_bytes(Path(image).name, IMAGE_MAX)
+    except ResultsError as exc:
+        return str(exc), ""
+    if data is None:
+        return f"{image} is gone since the run started: put it back and resume ({resume})", ""
+    now = hashlib.sha256(data).hexdigest()
+    if now != sha256:
+        return changed(image, sha256, now) + (
+            f": this boot was not run; put back the image the run started with and resume "
+            f"({resume}), or start a new run for the new one"), ""
+    with into.replacing(IMAGE_COPY, binary=True) as fh:
+        fh.write(data)
+    return None, os.path.abspath(into.path / IMAGE_COPY)
+
+
+def changed(image: str, was: str, now: str) -> str:
+    return f"{image} changed since the run started (sha256 {was[:12]}, now {now[:12]})"
+
+
+def kernel_mismatch(kernel: dict[str, Any], guest: Any) -> str | None:
+    """Why the kernel the guest reports (its boot record's `guest.kernel`) is not the run's
+    `kernel`, or None. The release must be the image's; the version (`uname -v`, "#1 SMP
+    ... date") must end the image's header version, which a rebuild of the same release
+    changes."""
+    ran = guest.get("kernel") if isinstance(guest, dict) else None
+    ran = ran if isinstance(ran, dict) else {}
+    release, version = ran.get("release"), ran.get("version")
+    expected = kernel.get("version")
+    if release == kernel.get("release") and isinstance(version, str) and version and (
+            not isinstance(expected, str) or expected.endswith(version)):
+        return None
+    return (f"the guest ran kernel {release} ({version}), not the run's {kernel['label']} "
+            f"({expected}): its samples were not added")
