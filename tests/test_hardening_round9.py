@@ -1,8 +1,9 @@
-"""Round nine: --help and --version to a standard output that fails. Real commands, real
-files."""
+"""Round nine: --help and --version to a standard output that fails, and a setting the kernel
+refused in a warm-up round counted in the report. Real commands, real files."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,9 +11,10 @@ from pathlib import Path
 
 import pytest
 from console import one_line
+from groups import HOST
+from test_hardening_round4_input import fb
 
 TREE = Path(__file__).parents[1]
-
 
 @pytest.mark.parametrize("args,command", [
     (["--help"], "faultbench"), (["--version"], "faultbench"),
@@ -31,3 +33,36 @@ def test_help_and_version_to_a_failing_stdout_are_one_line_and_status_2(
                               preexec_fn=(lambda: os.close(1)) if stdout == "closed" else None)
     assert done.returncode == 2, done.stderr
     assert one_line(done.stderr) == f"{command}: cannot write standard output: {why}"
+
+
+TWO_ROUNDS_ONE_WARMUP = """
+repetitions = 2
+warmups = 1
+[defaults]
+backing = "memfd"
+size = "1M"
+[[matrix]]
+pattern = ["seq"]
+"""
+
+
+@HOST
+@pytest.mark.skipif(os.geteuid() != 0, reason="sysctls need root")
+def test_a_setting_refused_in_a_warm_up_round_is_no_warm_up_sample(tmp_path: Path) -> None:
+    """The refusal is recorded as an `unsupported` sample of the unit it was refused in,
+    here a warm-up: the report counted it as a warm-up sample excluded."""
+    found = Path("/proc/sys/vm/mmap_rnd_bits").read_text().strip()
+    workload = tmp_path / "w.toml"
+    workload.write_text(TWO_ROUNDS_ONE_WARMUP)
+    out = tmp_path / "run"
+    done = fb("run", workload, "--out", out, "-q", "--set", f"vm.mmap_rnd_bits={found},1")
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert sorted((r["warmup"], r["status"]) for r in records) == [
+        (False, "ok"), (False, "ok"), (True, "ok"), (True, "unsupported")]
+    report = fb("report", out, "--no-figures")
+    assert report.returncode == 0, report.stderr
+    text = " ".join(report.stdout.split())  # the footer is wrapped
+    assert "1 warm-up samples excluded." in text
+    assert "1 unsupported sample(s): cannot write '1' to /proc/sys/vm/mmap_rnd_bits: " \
+        "Invalid argument" in text
