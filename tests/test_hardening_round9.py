@@ -1,5 +1,6 @@
-"""Round nine: --help and --version to a standard output that fails, and a setting the kernel
-refused in a warm-up round counted in the report. Real commands, real files."""
+"""Round nine: a workload, kernel image or patch that is a FIFO by the time it is opened,
+--help and --version to a standard output that fails, and a setting the kernel refused in a
+warm-up round counted in the report. Real commands, real files."""
 
 from __future__ import annotations
 
@@ -66,3 +67,36 @@ def test_a_setting_refused_in_a_warm_up_round_is_no_warm_up_sample(tmp_path: Pat
     assert "1 warm-up samples excluded." in text
     assert "1 unsupported sample(s): cannot write '1' to /proc/sys/vm/mmap_rnd_bits: " \
         "Invalid argument" in text
+
+
+FIFO_READERS = {
+    "workload": ("from faultbench.measurement.workload_checks import workload_text\n"
+                 "workload_text(FIFO)"),
+    "run --kernel": ("from faultbench.measurement.booted import boots\n"
+                     "boots.not_a_file = lambda path: None  # checked while it was a file\n"
+                     "boots.parse_kernel(FIFO)"),
+    "measure --kernel": ("from faultbench.measurement.image import image_version\n"
+                         "print(image_version(FIFO))"),
+}
+
+
+@pytest.mark.parametrize("reader", FIFO_READERS)
+def test_a_name_swapped_for_a_fifo_after_its_check_is_refused_not_waited_on(
+        tmp_path: Path, reader: str) -> None:
+    """Each was checked to be a regular file and then opened again by name, blocking: a FIFO
+    put there in between (another user's directory, a link they own) hung root in open() for
+    ever. Run in a child whose hang fails the test rather than stopping the suite."""
+    fifo = tmp_path / "swapped"
+    os.mkfifo(fifo)
+    code = f"FIFO = {str(fifo)!r}\n{FIFO_READERS[reader]}\n"
+    try:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              timeout=30, env={**os.environ, "PYTHONPATH": str(TREE)})
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{reader}: blocked opening a FIFO")
+    if reader == "measure --kernel":  # requirements() says the image is no kernel then
+        assert done.returncode == 0 and done.stdout == "None\n", done.stderr
+    else:
+        assert done.returncode == 1 and done.stderr.rstrip().endswith(
+            f"{fifo}: a FIFO, not a regular file" if reader != "workload" else
+            "a FIFO, not a regular file"), done.stderr
