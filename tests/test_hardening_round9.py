@@ -1,11 +1,12 @@
-"""Round nine: a workload, kernel image or patch that is a FIFO by the time it is opened,
---help and --version to a standard output that fails, and a setting the kernel refused in a
-warm-up round counted in the report. Real commands, real files."""
-
+"""Round nine: a patch too large to read, a workload, kernel image or patch that is a FIFO by
+the time it is opened, --help and --version to a standard output that fails, and a setting
+the kernel refused in a warm-up round counted in the report. Real commands, real files."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -13,7 +14,10 @@ from pathlib import Path
 import pytest
 from console import one_line
 from groups import HOST
+from kbuild import BUILD, KERNELS
 from test_hardening_round4_input import fb
+
+from kernels.cache import patch_sha256
 
 TREE = Path(__file__).parents[1]
 
@@ -77,6 +81,7 @@ FIFO_READERS = {
                      "boots.parse_kernel(FIFO)"),
     "measure --kernel": ("from faultbench.measurement.image import image_version\n"
                          "print(image_version(FIFO))"),
+    "kernels/build --patch": "from kernels.cache import patch_sha256\npatch_sha256(FIFO)",
 }
 
 
@@ -100,3 +105,33 @@ def test_a_name_swapped_for_a_fifo_after_its_check_is_refused_not_waited_on(
         assert done.returncode == 1 and done.stderr.rstrip().endswith(
             f"{fifo}: a FIFO, not a regular file" if reader != "workload" else
             "a FIFO, not a regular file"), done.stderr
+
+
+def test_a_patch_over_the_size_limit_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    """A sparse 20 GiB file costs its owner nothing: read whole, it took all of root's
+    memory, or ended in a MemoryError traceback. The address space is capped here so that
+    reading it fails at 1 GiB rather than taking the machine's memory."""
+    big = tmp_path / "big.patch"
+    with big.open("wb") as sparse:
+        sparse.truncate(20 << 30)
+    done = subprocess.run(
+        [sys.executable, str(BUILD), "--check-only", "--patch", str(big), "--cache",
+         str(tmp_path / "cache")], capture_output=True, text=True, timeout=300,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)))
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == (f"kernels/build: patch {big} is 21,474,836,480 bytes, over "
+                                     "the 67,108,864 bytes a patch may have: too large to be one")
+
+
+def test_a_patch_is_hashed_in_blocks_to_the_same_sha256(tmp_path: Path) -> None:
+    """Read line by line now: the hash is the whole file's, and headers after a line longer
+    than a read are still found."""
+    for shipped in sorted((KERNELS / "patches").glob("*/*.patch")):
+        assert patch_sha256(shipped) == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    late = tmp_path / "late.patch"
+    late.write_bytes(b"x" * (3 << 20) + b"\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
+    assert patch_sha256(late) == hashlib.sha256(late.read_bytes()).hexdigest()
+
+
+# Each reader given a FIFO, as it gets one when another user swaps the name for a FIFO after
+# the type check (the check itself refuses a FIFO: the swap must come between check and open).
