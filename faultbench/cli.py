@@ -13,7 +13,7 @@ import importlib
 import io
 import os
 import sys
-from typing import Any, NoReturn, TextIO
+from typing import IO, Any, NoReturn, TextIO
 
 from faultbench._version import __version__
 from faultbench.errors import FaultbenchError, printable, printable_lines
@@ -68,6 +68,11 @@ class _Stdout:
 
     def isatty(self) -> bool:
         return self._stream is not None and self._stream.isatty()
+
+    def discard(self) -> None:
+        """What is still buffered goes nowhere (see _discard_output)."""
+        if self._stream is not None:
+            _discard_output(self._stream)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -131,6 +136,16 @@ class _Parser(argparse.ArgumentParser):
         if message.endswith("expected one argument"):  # `--size -4K`: -4K read as an option
             message += " (a value that starts with '-' is given as --OPTION=VALUE)"
         self.exit(2, f"{self.prog}: {printable(message)} (see {self.prog} --help)\n")
+
+    def _print_message(self, message: str, file: IO[str] | None = None) -> None:
+        try:
+            super()._print_message(message, file)
+        except OutputError as exc:
+            # --help and --version print while the arguments are parsed, before _command
+            # can catch anything: the same line and status as a command whose output fails
+            if isinstance(sys.stdout, _Stdout):
+                sys.stdout.discard()
+            self.exit(2, f"{self.prog}: {exc}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:

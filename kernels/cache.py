@@ -10,7 +10,6 @@ import contextlib
 import errno
 import fcntl
 import hashlib
-import itertools
 import json
 import os
 import sys
@@ -19,9 +18,17 @@ from pathlib import Path
 from typing import IO
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.safefile import ForeignOwnerError, ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import (
+    ForeignOwnerError,
+    ResultsError,
+    SafeDir,
+    open_regular,
+)
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
+# The shipped patches are a few KiB: a patch over this is a mistake, or a (sparse) file
+# planted for root to read gigabytes of, and is refused before anything of it is read.
+MAX_PATCH_BYTES = 64 << 20
 
 
 class BuildError(Exception):
@@ -34,21 +41,43 @@ class AskedError(BuildError):
 
 
 def patch_sha256(path: Path) -> str:
-    """The sha256 of a patch file; AskedError when it cannot be read, or holds no diff
-    header: `patch` applies nothing else, and any other file (a key, /etc/shadow) would be
-    hashed into the cache key and fail only once a build has started."""
+    """The sha256 of a patch file, read in blocks from one open (the name, in another user's
+    directory, may be a FIFO by now); AskedError when it cannot be read, is over
+    MAX_PATCH_BYTES (said before it is read), or holds no diff header: `patch` applies
+    nothing else, and any other file (a key, /etc/shadow) would be hashed into the cache key
+    and fail only once a build has started."""
+    shown = printable(str(path))
     try:
-        with open(path, "rb") as stream:
-            text = stream.read()
+        fd = open_regular(path, MAX_PATCH_BYTES)
     except OSError as exc:
-        raise AskedError(f"cannot read patch {printable(str(path))}: {exc.strerror}") from None
-    lines = text.splitlines()
-    unified = any(a.startswith(b"--- ") and b.startswith(b"+++ ")
-                  for a, b in itertools.pairwise(lines))
-    if not unified and not any(line.startswith(b"diff --git ") for line in lines):
-        raise AskedError(f"{printable(str(path))} is not a patch: it has no diff headers "
-                         "(--- and +++, or diff --git)")
-    return hashlib.sha256(text).hexdigest()
+        if exc.errno == errno.EFBIG:
+            raise AskedError(f"patch {shown} is {exc.strerror} bytes a patch may have: too "
+                             "large to be one") from None
+        raise AskedError(f"cannot read patch {shown}: {exc.strerror}") from None
+    digest, size, previous, headers = hashlib.sha256(), 0, b"", False
+    with os.fdopen(fd, "rb") as stream:
+        # line by line, each at most 64 KiB: a file without newlines is not one line in
+        # memory
+        while line := _read_line(stream, shown):
+            digest.update(line)
+            size += len(line)
+            headers = headers or line.startswith(b"diff --git ") or (
+                previous.startswith(b"--- ") and line.startswith(b"+++ "))
+            previous = line
+            if size > MAX_PATCH_BYTES:  # it grew after the check
+                raise AskedError(f"patch {shown} is over the {MAX_PATCH_BYTES:,} bytes a "
+                                 "patch may have: too large to be one")
+    if not headers:
+        raise AskedError(f"{shown} is not a patch: it has no diff headers (--- and +++, or "
+                         "diff --git)")
+    return digest.hexdigest()
+
+
+def _read_line(stream: IO[bytes], shown: str) -> bytes:
+    try:
+        return stream.readline(1 << 16)
+    except OSError as exc:
+        raise AskedError(f"cannot read patch {shown}: {exc.strerror}") from None
 
 
 def sha256_stream(stream: IO[bytes]) -> str:

@@ -234,10 +234,13 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
     several = several_boots(df)
     unit = unit_legend(df)
     clock = time_unit(str(df["plane"].iloc[0]))
+    # a warm-up that measured nothing (a setting the kernel refused in a warm-up round, a
+    # lost worker) is no warm-up excluded: it is said with the other failed samples below
+    warmups = int((df["warmup"] & (df["status"] == "ok")).sum())
     notes = [
         f"95% CI: {CI_METHOD}. {clock}/page: median of the per-round medians, rounds of "
         f"all boots pooled (compare's base and new are medians of per-boot medians when "
-        f"there are several boots); n: {unit}. {int(df['warmup'].sum())} warm-up samples "
+        f"there are several boots); n: {unit}. {warmups} warm-up samples "
         f"excluded. flt/pg: faults per page touched; map/pg: pages mapped per page "
         f"touched; unmap {clock}: munmap time per page touched (medians of valid samples); "
         f"'-': not measured.",
@@ -248,7 +251,7 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
     interference = interference_note(df)
     if interference:
         notes.append("hit%: share of the row's valid samples that were hit. " + interference)
-    bad = df[(df["status"] != "ok") & ~df["warmup"]]
+    bad = df[df["status"] != "ok"]
     if len(bad):
         counts = bad.groupby(["status", "error"], dropna=False).size()
         notes += [f"{n} {status} sample(s): {error}" for (status, error), n in counts.items()]

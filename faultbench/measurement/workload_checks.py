@@ -9,10 +9,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from faultbench.measurement.rundir.safefile import open_regular
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -73,12 +75,18 @@ MAX_WORKLOAD_BYTES = 1 << 20
 
 def workload_text(path: Path) -> str:
     """The workload file's text; OSError (EFBIG) when it is over MAX_WORKLOAD_BYTES, read no
-    further; UnicodeDecodeError when it is not UTF-8."""
-    with open(path, "rb") as stream:
+    further, or when it is no longer a regular file (find() checked the name, which another
+    user may have changed since); UnicodeDecodeError when it is not UTF-8."""
+    too_large = OSError(errno.EFBIG, f"over {MAX_WORKLOAD_BYTES:,} bytes, too large to be a "
+                        "workload")
+    try:
+        fd = open_regular(path, MAX_WORKLOAD_BYTES)
+    except OSError as exc:
+        raise too_large if exc.errno == errno.EFBIG else exc from None
+    with os.fdopen(fd, "rb") as stream:  # it may have grown since fstat
         data = stream.read(MAX_WORKLOAD_BYTES + 1)
     if len(data) > MAX_WORKLOAD_BYTES:
-        raise OSError(errno.EFBIG, f"over {MAX_WORKLOAD_BYTES:,} bytes, too large to be a "
-                      "workload")
+        raise too_large
     return data.decode("utf-8")
 
 

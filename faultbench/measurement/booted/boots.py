@@ -26,7 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from faultbench.errors import not_a_file, printable
 from faultbench.measurement.booted import guest
@@ -45,7 +45,7 @@ from faultbench.measurement.booted.imagecheck import (
     pinned_copy,
 )
 from faultbench.measurement.booted.jobs import run_in_order
-from faultbench.measurement.image import NOT_A_KERNEL, image_version
+from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.measure import meminfo
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -59,7 +59,7 @@ from faultbench.measurement.rundir.results import (
     read_run_file,
     resume_command,
 )
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, open_regular
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload
@@ -89,11 +89,10 @@ class Kernel:
         return asdict(self)
 
 
-def _sha256(path: str) -> str:
+def _sha256(fh: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
     return digest.hexdigest()
 
 
@@ -134,12 +133,18 @@ def parse_kernel(text: str) -> Kernel:
     if why is not None:  # a FIFO or a device is there: called what it is, not missing
         raise RunError(f"--kernel {text}: {why}")
     image = str(path.resolve())
-    if not os.access(image, os.R_OK):
+    try:  # read and hashed from one open: the name may be another file (a FIFO) by now
+        with os.fdopen(open_regular(image), "rb") as fh:
+            version = header_version(fh)
+            if version is None:
+                raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
+            fh.seek(0)
+            digest = _sha256(fh)
+    except PermissionError:
         raise RunError(f"--kernel {text}: {image} is not readable (Debian's /boot images are "
-                       "root's only)")
-    version = image_version(image)
-    if version is None:
-        raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
+                       "root's only)") from None
+    except OSError as exc:
+        raise RunError(f"--kernel {text}: {image}: {exc.strerror}") from None
     release = version.split()[0]
     if not label.isprintable():  # shown on the terminal and stored as the kernel's name
         raise RunError(f"--kernel {printable(text)}: control characters are not allowed in a "
@@ -147,7 +152,6 @@ def parse_kernel(text: str) -> Kernel:
     label = label or release
     if why := image_distrust(image):
         raise RunError(printable(f"--kernel {text}: {distrust_advice(why)}"))
-    digest = _sha256(image)
     return Kernel(label, image, tree, digest, release, version, _build_record(image, digest))
 
 
@@ -243,7 +247,8 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
     their sha256 is the run's identity (each boot checks it again, pinned_copy)."""
     image = kernel["image"]
     try:
-        now = _sha256(image)
+        with os.fdopen(open_regular(image), "rb") as fh:
+            now = _sha256(fh)
         why = image_distrust(image)
     except OSError as exc:
         raise RunError(f"kernel {kernel['label']}: {image}: {exc.strerror}") from None

@@ -180,6 +180,31 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False,
     return parent, fd
 
 
+class NotRegularFile(OSError):
+    """open_regular's refusal; strerror says what the file is."""
+
+
+def open_regular(path: str | os.PathLike[str], limit: int | None = None, follow: bool = True,
+                 dir_fd: int | None = None) -> int:
+    """A descriptor to read the regular file `path` from, opened once: a name checked and
+    opened again may be a FIFO by then (a blocking open of it hangs root) or another file.
+    O_NONBLOCK: a FIFO opens at once, and fstat refuses it. OSError: the open's (ELOOP: a
+    link, unless `follow`), NotRegularFile, or EFBIG when over `limit` bytes."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC |
+                 (0 if follow else os.O_NOFOLLOW), dir_fd=dir_fd)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise NotRegularFile(errno.EINVAL, f"{file_kind(st.st_mode)}, not a regular file")
+        if limit is not None and st.st_size > limit:
+            raise OSError(errno.EFBIG, f"{st.st_size:,} bytes, over the {limit:,}")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 def create_exclusive(dir_fd: int, name: str, mode: int = 0o666) -> int:
     """A new file `name` in the directory, never an existing file or link (O_EXCL)."""
     return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dir_fd)
@@ -342,25 +367,17 @@ class SafeDir:
         file, or (with `limit`) a file over `limit` bytes is refused."""
         where = self.path / name
         try:
-            # O_NONBLOCK: a FIFO planted here must not block the open
-            fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW, dir_fd=self.fd)
+            fd = open_regular(name, limit, follow=False, dir_fd=self.fd)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            if exc.errno == errno.ELOOP:
-                raise ResultsError(f"{where} is a symbolic link: faultbench does not read "
-                                   "results through one; remove it") from None
-            raise ResultsError(f"cannot read {where}: {exc.strerror}") from None
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            raise ResultsError(f"{where} is {file_kind(st.st_mode)}, not a regular file: "
-                               "faultbench reads only a regular file there")
-        if limit is not None and st.st_size > limit:
-            os.close(fd)
-            raise ResultsError(f"{where} is {st.st_size:,} bytes, over the {limit:,} "
-                               "faultbench reads of such a file (the ones it writes are far "
-                               "smaller): not read")
+            why = {errno.ELOOP: "a symbolic link: faultbench does not read results through "
+                   "one; remove it", errno.EFBIG: f"{exc.strerror} faultbench reads of such a "
+                   "file (the ones it writes are far smaller): not read"}.get(exc.errno)
+            if isinstance(exc, NotRegularFile):
+                why = f"{exc.strerror}: faultbench reads only a regular file there"
+            raise ResultsError(f"{where} is {why}" if why else
+                               f"cannot read {where}: {exc.strerror}") from None
         with os.fdopen(fd, "rb") as fh:
             try:
                 return fh.read() if limit is None else fh.read(limit + 1)[:limit]
