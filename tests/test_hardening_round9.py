@@ -18,7 +18,7 @@ import pytest
 from console import one_line
 from images import require_boot_image
 from test_hardening_round4_input import fb
-from test_hardening_round8 import TWO_ROUNDS
+from test_hardening_round8 import one_scenario
 
 from faultbench.commands.run import _start_booted
 from faultbench.measurement.booted import guest
@@ -51,7 +51,7 @@ def _other_image(image: str) -> str:
 def _booted_run(tmp_path: Path, image: Path, boots: int) -> RunDir:
     """A booted run of `image` as `faultbench run --kernel` starts it, its lock released."""
     workload = tmp_path / "w.toml"
-    workload.write_text(TWO_ROUNDS)
+    workload.write_text(one_scenario(2))
     run_dir = _start_booted(load(str(workload)), tmp_path / "run", [parse_kernel(str(image))],
                             boots, None, {})
     run_dir.lock.release()
@@ -169,7 +169,7 @@ def test_a_results_directory_virtme_cannot_share_is_refused_before_it_is_made(
     resume failed the same way for ever; with `=` virtme shared another directory."""
     image = require_boot_image()
     workload = tmp_path / "w.toml"
-    workload.write_text(TWO_ROUNDS)
+    workload.write_text(one_scenario(2))
     out = tmp_path / f"fa{char}64K"
     done = fb("run", workload, "--kernel", image, "--boots", "1", "--out", out)
     assert done.returncode == 2
@@ -220,7 +220,7 @@ def test_an_image_another_user_owns_is_refused(tmp_path: Path) -> None:
     image = _image_in(tmp_path / "k")
     os.chown(image, NOBODY, NOBODY)
     workload = tmp_path / "w.toml"
-    workload.write_text(TWO_ROUNDS)
+    workload.write_text(one_scenario(2))
     out = tmp_path / "run"
     done = fb("run", workload, "--kernel", image, "--out", out)
     assert done.returncode == 2

@@ -16,7 +16,7 @@ from console import one_line
 from groups import HOST
 from kbuild import BUILD, KERNELS
 from test_hardening_round4_input import fb
-from test_hardening_round8 import TWO_ROUNDS
+from test_hardening_round8 import one_scenario
 
 from kernels.cache import patch_sha256
 
@@ -41,7 +41,7 @@ def test_help_and_version_to_a_failing_stdout_are_one_line_and_status_2(
     assert one_line(done.stderr) == f"{command}: cannot write standard output: {why}"
 
 
-TWO_ROUNDS_ONE_WARMUP = TWO_ROUNDS.replace("warmups = 0", "warmups = 1")
+TWO_ROUNDS_ONE_WARMUP = one_scenario(2).replace("warmups = 0", "warmups = 1")
 
 
 @HOST
