@@ -51,7 +51,10 @@ def hog_on_my_cpu():
 
 
 def test_a_cpu_hog_on_the_measuring_cpu_shows_as_involuntary_switches(hog_on_my_cpu):
-    samples = [measure(Spec(backing="memfd", size=64 << 20)) for _ in range(3)]
+    # a copy-on-write fault per page: 16,384 faults, a loop over several ticks however fast
+    # the machine (a fault-around read of 64M could end inside the tick it started after)
+    samples = [measure(Spec(backing="memfd", size=64 << 20, map="private", access="write"))
+               for _ in range(3)]
     assert all(s.status == "ok" for s in samples)
     # each loop runs several scheduler slices while the hog is runnable on the same CPU
     assert max(s.nivcsw for s in samples) > 0

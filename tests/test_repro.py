@@ -17,6 +17,7 @@ from images import require_boot_image
 
 from faultbench.measurement.measure import measure_mappers
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, same_harness
+from faultbench.measurement.rundir.provenance import git_revision
 from faultbench.measurement.spec import Spec, SpecError
 
 ROOT = Path(__file__).parent.parent
@@ -162,3 +163,19 @@ def test_an_epoch_is_compared_with_another_only_where_nothing_changed_between() 
     assert not same_harness((1, 2), {"tcg-icount"})
     assert not same_harness((0, 2), {"native"})  # epoch 1 changed every plane
     assert same_harness((2, 2), {"tcg-icount"})
+
+
+def test_a_changed_result_does_not_make_the_code_dirty_and_a_changed_source_does(
+        tmp_path: Path) -> None:
+    """scripts/reference-results regenerates one run after another in one checkout: the
+    later ones recorded `-dirty` though only the earlier ones' results/ had changed."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--local", str(Path(__file__).resolve().parents[1]),
+                    str(clone)], check=True)
+    head = subprocess.run(["git", "-C", str(clone), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (clone / "results" / "native-quick" / "meta.json").write_text("{}\n")
+    assert git_revision(clone) == (head, "")
+    with (clone / "faultbench" / "errors.py").open("a") as source:
+        source.write("# changed\n")
+    assert git_revision(clone) == (f"{head}-dirty", "")

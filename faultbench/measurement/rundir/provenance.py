@@ -98,27 +98,32 @@ def detect_virt() -> str | None:
 GIT_TIMEOUT_S = 30
 
 
-def git_revision() -> tuple[str | None, str]:
-    """`git describe --always --dirty` of the checkout faultbench runs from."""
-    here = Path(__file__).resolve().parents[3]
+def git_revision(checkout: Path | None = None) -> tuple[str | None, str]:
+    """The commit of the checkout faultbench runs from (or `checkout`), `-dirty` after it
+    when a tracked file outside results/ differs from it. Results are what runs write: one
+    reference run regenerated after another (scripts/reference-results) ran the same code."""
+    here = checkout or Path(__file__).resolve().parents[3]
     if not (here / ".git").exists():
         return None, "not running from a git checkout"
     if not shutil.which("git"):
         return None, "git is not installed"
+    git = ["git", "-C", str(here), "-c", f"safe.directory={here}"]
     try:
-        done = subprocess.run(
-            ["git", "-C", str(here), "-c", f"safe.directory={here}", "describe", "--always",
-             "--dirty", "--abbrev=40"],
-            capture_output=True, text=True, check=False, timeout=GIT_TIMEOUT_S,
-        )
+        done = subprocess.run([*git, "describe", "--always", "--abbrev=40"],
+                              capture_output=True, text=True, check=False,
+                              timeout=GIT_TIMEOUT_S)
+        changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--",
+                                  ".", ":(exclude)results"], capture_output=True, text=True,
+                                 check=False, timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
-        # --dirty stats every tracked file: over 9p in a guest on a busy host, minutes
-        return None, f"git describe took over {GIT_TIMEOUT_S} s"
+        # status stats every tracked file: over 9p in a guest on a busy host, minutes
+        return None, f"git took over {GIT_TIMEOUT_S} s"
     except OSError as exc:
         return None, f"cannot run git: {exc.strerror}"
-    if done.returncode != 0:
-        return None, done.stderr.strip() or "git describe failed"
-    return done.stdout.strip(), ""
+    for step in (done, changed):
+        if step.returncode != 0:
+            return None, step.stderr.strip() or "git failed"
+    return done.stdout.strip() + ("-dirty" if changed.stdout.strip() else ""), ""
 
 
 def file_dir(specs: Iterable[Spec]) -> str | None:
