@@ -207,10 +207,11 @@ CLAIMS = [
     Claim(DOC, "{boots} boots per kernel, {rounds} rounds per boot", patch_run),
     Claim(DOC, "{significant} of {rows} timing rows significant after Holm", patch_counts),
     Claim(DOC, "within ±{dense}% where it touches 2,048 pages and ±{sparse}% where it touches "
-          "4; {marked} of them marked ({marked_rows}), by {marked_changes}", controls),
+          "4; {marked_by}", controls),
     Claim(DOC, "{base} -> {new} guest instructions per page touched, {change}% (95% CI "
           "{lo}..{hi}%)", patch_later),
     Claim(DOC, "column {lo}-{hi}% for rows that touch 2,048 pages", controls),
     Claim(DOC, "({measurements} measurements of an 8 MiB memfd), took {fastest} to {slowest} "
-          "(meta.json `boots`)", patch_run),
+          "(meta.json `boots`), two guests at once, on a host at load {load} as the run "
+          "started", patch_run),
 ]
