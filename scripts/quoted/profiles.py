@@ -132,7 +132,9 @@ CLAIMS = [
     Claim(DOC, "Sampling slows the loop ({lo}-{hi} times natively at the 20 µs period in "
           "`results/native-profile`, below)", _profiler_cost),
     Claim(DOC, "the fault-around phase {fa_old} -> {fa_new} instructions, rmap and memcg "
-          "accounting {rmap_old} -> {rmap_new}. Their sum on 6.1 ({sum_old})", _kernel_phases),
+          "accounting {rmap_old} -> {rmap_new}. Their sum on 6.1 ({sum_old}) is close to the "
+          "cost model's b on the same kernel ({model} fitted, {profile} profiled; below)",
+          lambda: {**_kernel_phases(), **constant("b")}),
     Claim(DOC, "The rmap+memcg *share* moves little and not one way ({share_old}% vs "
           "{share_new}% here; {share_first} and {share_later} in the two-mapper rows)",
           _kernel_phases),
@@ -171,6 +173,8 @@ CLAIMS = [
           "apart, by {ratio}x", lambda: constant("a")),
     Claim(DOC, "entry/exit {entry_exit}, VMA lookup {VMA_lookup}, page-cache lookup {lookup}, "
           "rmap+memcg {rmap_memcg} and `[user]` {user} instructions", _one_page_fault),
+    Claim(DOC, "they are part of the gap; rmap+memcg ({rmap_memcg}) is the faulting page's own "
+          "share of b", _one_page_fault),
     Claim(DOC, "a runs from {a_low} (stride 1) to {a_high} (stride 16) while b stays at "
           "{b_low}..{b_high}", _misfit),
 ]
