@@ -44,9 +44,9 @@ CLAIMS: list[Claim] = [
 # not shipped in results/ (benchmark output, investigations, runs since replaced): with no
 # file to compute them from, the doc says instead where each came from and when.
 UNCOVERED = [
-    ("docs/large-folios.md", "the reproduction of tcg-icount-large-folios (a rerun of its "
-                             "command at d9bcf05, 5 December 2026, compared with the shipped "
-                             "run): not shipped"),
+    ("docs/large-folios.md", "the reproduction of tcg-icount-large-folios at harness epoch 1 "
+                             "(a rerun of its command at d9bcf05, 5 December 2026, compared "
+                             "with the run shipped then): not shipped"),
     ("README.md", "the measure example's sample (5 December 2026), the 6.18 host's fault "
                   "counts (a native run docs/large-folios.md shows), 0.998-0.999x and ~0.07% "
                   "(benchmark output, docs/overhead.md and docs/icount.md): not shipped"),

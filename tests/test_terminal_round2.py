@@ -109,7 +109,8 @@ def test_no_lone_x1_rows_and_no_heading_over_one_row() -> None:
     table = report.split("-----\n", 1)[1].split("\n\n")[0].splitlines()
     assert not any(line.strip().startswith("x1 ") for line in table)
     for i, line in enumerate(table[:-1]):
-        if line and not line.startswith(" ") and not re.search(r"\d\s*$", line):
+        # a row's numbers end its line: a count, a hit%, or n ("3b/6r") when no sample was hit
+        if line and not line.startswith(" ") and not re.search(r"\d\S*\s*$", line):
             following = table[i + 1]
             # a heading: more than one row under it, or a label whose numbers wrapped
             assert following.startswith("  ") or following.startswith(" " * 10), line

@@ -10,7 +10,7 @@ DOC = "docs/kernels.md"
 def _aa() -> dict[str, str]:
     rows = kernel_rows("icount-aa")
     return {"marked": str(sum(r["significant"] for r in rows.values())), "rows": str(len(rows)),
-            "between": f"{boot_spreads('icount-aa')['between_cv_pct'].max():.2f}"}
+            "between": f"{boot_spreads('icount-aa')['between_cv_pct'].max():.2g}"}
 
 
 CLAIMS = [
