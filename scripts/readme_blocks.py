@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""Re-run the faultbench commands of the console blocks in README.md and docs/*.md, check
+"""Re-run the faultbench commands (and `python benchmarks/...` scripts) of the console blocks
+in README.md and docs/*.md, check
 their output, and check that no absolute path of this machine is in those files.
 
 A console block is a ```console fence; in it, a line `# faultbench ...` (root) or
@@ -35,6 +36,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PROMPTS = ("# ", "$ ")
+BENCHMARK = "python benchmarks/"  # a benchmark script shown with its output is checked too
 ELISION = "..."
 TIMEOUT_S = 600
 # Values a re-run changes although nothing is wrong: timings (ns, or instructions under
@@ -82,7 +84,7 @@ def console_commands(lines: list[str]) -> list[Command]:
             continue
         if not fence:
             continue
-        if line[:2] in PROMPTS and line[2:].startswith("faultbench"):
+        if line[:2] in PROMPTS and line[2:].startswith(("faultbench", BENCHMARK)):
             current = Command(number, line)
             commands.append(current)
         elif current is not None:
@@ -137,10 +139,14 @@ def scratch() -> Path:
 
 
 def run(command: Command, cwd: Path) -> list[str]:
-    """The command's output, run by the shell with this Python's faultbench."""
-    line = command.text[2:].removeprefix("faultbench")
+    """The command's output, run by the shell with this Python's faultbench (or benchmark
+    script, from this checkout's benchmarks/)."""
+    text, python = command.text[2:], shlex.quote(sys.executable)
+    shell = (f"{python} {shlex.quote(str(ROOT / 'benchmarks'))}/{text.removeprefix(BENCHMARK)}"
+             if text.startswith(BENCHMARK) else f"{python} -m faultbench"
+                                                f"{text.removeprefix('faultbench')}")
     done = subprocess.run(
-        f"{shlex.quote(sys.executable)} -m faultbench{line}", shell=True, cwd=cwd,
+        shell, shell=True, cwd=cwd,
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=TIMEOUT_S,
         check=False, env={**os.environ, "COLUMNS": "100"},
     )
