@@ -293,7 +293,11 @@ def test_multi_mapper_rounds_can_detect_its_change(tmp_path: Path) -> None:
     assert len(rows) == 64
     assert all(row["detect_pct"] != "" for row in rows), [r["label"] for r in rows]
     rows = _csv(f"{tmp_path / 'a'}:none", f"{tmp_path / 'a'}:wp", "--by", "uffd")
-    assert rows and all(row["mark"] == "*" for row in rows), rows
+    # native wall-clock rows: on a loaded machine one may miss (seen once, in a fresh clone)
+    assert rows and all(row["mark"] == "*" for row in rows), [
+        {k: row.get(k) for k in ("label", "change_pct", "ci_lo_pct", "ci_hi_pct", "p_adj",
+                                 "base_units", "new_units")}
+        for row in rows if row["mark"] != "*"]
 
 
 @HOST
