@@ -310,7 +310,8 @@ def test_an_unwritable_journal_path_leaves_no_results_directory(
 
 def test_a_concurrent_resume_is_refused_naming_the_writer(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = subprocess.Popen([*FAULTBENCH, "run", workload(tmp_path, reps=60), "--out",
+    # long enough to be interrupted after the checks below: 60 rounds once finished first
+    first = subprocess.Popen([*FAULTBENCH, "run", workload(tmp_path, reps=1000), "--out",
                               out, "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              text=True)
     try:
