@@ -3,7 +3,7 @@
 The guest sees the host's root filesystem read-only over 9p, so the host's Python, venv and
 checkout run unchanged inside it. KVM is used when it can boot a stock kernel (real VMX/SVM
 and an openable /dev/kvm), TCG otherwise. Under TCG the guest's clock is, by default, QEMU's
-instruction counter (`-icount shift=0,sleep=off`: one virtual nanosecond per guest
+instruction counter (`-icount shift=0,sleep=on`: one virtual nanosecond per guest
 instruction), which makes emulated timings repeatable; `clock="wall"` keeps the host's clock.
 The plane (`kvm-guest`, `tcg-icount`, `tcg-guest`) goes on the guest's kernel command line
 as `faultbench.plane=...`, which every sample measured inside records. Standard library only.
