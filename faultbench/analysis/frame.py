@@ -17,12 +17,15 @@ import pandas as pd
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.rundir.results import (
+    MAX_LINES,
     META,
     SAMPLES,
     check_samples_match,
+    most_lines,
     parse_meta,
     parse_samples,
     read_run_file,
+    run_file_lines,
     run_rounds,
     sample_problem,
     unique_key,
@@ -202,13 +205,15 @@ def _read_run(run: Path | SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Droppe
 def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     run_dir = directory.path
     samples_path = run_dir / SAMPLES
-    data = read_run_file(directory, SAMPLES)
-    if data is None:
-        raise AnalysisError(f"{run_dir}: not a faultbench run directory (no {SAMPLES})")
-    meta_bytes = read_run_file(directory, META)
-    meta: dict[str, Any] = {} if meta_bytes is None else parse_meta(meta_bytes, run_dir / META)
-
-    records, unreadable = parse_samples(data.splitlines(), samples_path, strict=False)
+    meta: dict[str, Any] = {}
+    with run_file_lines(directory, SAMPLES, MAX_LINES) as lines:
+        if lines is None:
+            raise AnalysisError(f"{run_dir}: not a faultbench run directory (no {SAMPLES})")
+        meta_bytes = read_run_file(directory, META)
+        if meta_bytes is not None:
+            meta = parse_meta(meta_bytes, run_dir / META)
+            lines.most = most_lines(meta)  # known only now: meta.json read second
+        records, unreadable = parse_samples(lines, samples_path, strict=False)
     records, dropped = _valid(records, run_rounds(meta) if meta else None)
     dropped.unreadable = unreadable
     if not records and not (dropped.unreadable or dropped.invalid):

@@ -25,7 +25,7 @@ from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.profile import USER
 from faultbench.measurement.rundir.checks import profile_problem
-from faultbench.measurement.rundir.results import PROFILES, read_run_file
+from faultbench.measurement.rundir.results import PROFILES, most_lines, run_file_lines
 from faultbench.measurement.rundir.safefile import SafeDir
 
 
@@ -107,25 +107,25 @@ def phase_of(stack: str) -> str:
     return min(found, key=_RANK.__getitem__) if found else OTHER
 
 
-def read_profiles(run_dir: Path) -> tuple[list[dict[str, Any]], int]:
+def read_profiles(run_dir: Path, meta: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
     """profiles.jsonl's valid lines (untrusted: a line without its keys and counts is
-    skipped and counted) and how many were skipped."""
-    with SafeDir.reading(run_dir) as directory:
-        raw = read_run_file(directory, PROFILES)  # never through a link, regular files only
-    if raw is None:
-        return [], 0
+    skipped and counted) and how many were skipped; `meta`: the run's meta.json as loaded
+    ({} without one), which bounds how many lines are read (most_lines)."""
     records, bad = [], 0
-    for line in raw.splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except (ValueError, RecursionError):
-            record = None
-        if profile_problem(record) is None:
-            records.append(record)
-        else:
-            bad += 1
+    # never through a link, regular files only
+    with SafeDir.reading(run_dir) as directory, \
+            run_file_lines(directory, PROFILES, most_lines(meta)) as lines:
+        for line in lines or ():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                record = None
+            if profile_problem(record) is None:
+                records.append(record)
+            else:
+                bad += 1
     return records, bad
 
 
@@ -138,7 +138,8 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
     for run, path in df.attrs.get("paths", {}).items():
         # a sample measured again (resumed, or its boot retried) has a later profile line:
         # the last one is its sample's
-        latest = {tuple(r.get(k) for k in keys): r for r in read_profiles(Path(path))[0]}
+        profiles, _ = read_profiles(Path(path), df.attrs["meta"][run])
+        latest = {tuple(r.get(k) for k in keys): r for r in profiles}
         for record in latest.values():
             for part in ("loop", "munmap"):
                 data = record.get(part)
@@ -264,7 +265,8 @@ def section(df: pd.DataFrame) -> str:
     touched page, the sampling's completeness and the profiler's cost. Empty without
     profiles."""
     costs = phase_costs(df)
-    skipped = sum(read_profiles(Path(path))[1] for path in df.attrs.get("paths", {}).values())
+    skipped = sum(read_profiles(Path(path), df.attrs["meta"][run])[1]
+                  for run, path in df.attrs.get("paths", {}).items())
     note = wrap(f"{skipped} line(s) of {PROFILES} skipped: not a valid profile (cut short by "
                 "a kill or a full disk, or edited).") if skipped else ""
     if not costs:

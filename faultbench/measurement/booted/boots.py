@@ -55,9 +55,10 @@ from faultbench.measurement.rundir.results import (
     SAMPLES,
     WORKER_LOG,
     RunDir,
+    most_lines,
     parse_samples,
-    read_run_file,
     resume_command,
+    run_file_lines,
 )
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, open_regular
 from faultbench.measurement.runner import RunError, utc_now
@@ -265,6 +266,7 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     its boot directory (see _collect), or in samples.jsonl for a run started before boots
     had one, or killed between adding a boot's samples and recording it as done."""
     records = run_dir.read_samples()
+    most = most_lines(run_dir.read_meta())
     keep = [r for r in records if r.get("boot") != boot]
     gone = [r for r in records if r.get("boot") == boot]
     with run_dir.dir.sub(BOOTS_DIR) as boots:
@@ -272,7 +274,7 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
             partial = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(boot),
                              boots.sub(boot_dir_name(boot)))
             try:
-                gone += read_samples_lenient(partial)
+                gone += read_samples_lenient(partial, most)
             finally:
                 partial.dir.close()
             boots.remove_tree(boot_dir_name(boot))
@@ -283,10 +285,11 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     return len(gone)
 
 
-def read_samples_lenient(run_dir: RunDir) -> list[dict[str, Any]]:
-    """The readable samples of an unfinished boot's directory (kept as discarded, not used)."""
-    data = read_run_file(run_dir.dir, SAMPLES)
-    records, _ = parse_samples((data or b"").splitlines(), run_dir.path / SAMPLES, strict=False)
+def read_samples_lenient(run_dir: RunDir, most: int) -> list[dict[str, Any]]:
+    """The readable samples of an unfinished boot's directory (kept as discarded, not used);
+    `most`: most_lines of the run's meta.json."""
+    with run_file_lines(run_dir.dir, SAMPLES, most) as lines:
+        records, _ = parse_samples(lines or (), run_dir.path / SAMPLES, strict=False)
     return records
 
 
@@ -315,8 +318,8 @@ def _collect(run_dir: RunDir, index: int) -> None:
                      boots.sub(boot_dir_name(index)))
         try:
             records = own.read_samples()  # strictly: a bad line fails the boot
-            profiles, _ = parse_samples((read_run_file(own.dir, PROFILES) or b"").splitlines(),
-                                        own.path / PROFILES, strict=True)
+            with run_file_lines(own.dir, PROFILES, most_lines(own.read_meta())) as lines:
+                profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
             log = own.dir.read_bytes(WORKER_LOG)
         finally:
             own.dir.close()

@@ -34,10 +34,12 @@ from faultbench.measurement.rundir.results import (
     SAMPLES,
     RunDir,
     check_samples_match,
+    most_lines,
     parse_meta,
     parse_samples,
     read_run_file,
     resume_command,
+    run_file_lines,
     run_rounds,
 )
 from faultbench.measurement.rundir.safefile import SafeDir
@@ -72,12 +74,13 @@ def _read(path: Path) -> Part:
         if data is None:
             raise MergeError(f"{path}: not a faultbench run directory (no {META})")
         meta = parse_meta(data, path / META)
-        samples, _ = parse_samples((read_run_file(directory, SAMPLES) or b"").splitlines(),
-                                   path / SAMPLES, strict=True, validate=True,
-                                   rounds=run_rounds(meta))
+        most = most_lines(meta)
+        with run_file_lines(directory, SAMPLES, most) as lines:
+            samples, _ = parse_samples(lines or (), path / SAMPLES, strict=True, validate=True,
+                                       rounds=run_rounds(meta))
         check_samples_match(meta, samples, path / SAMPLES)
-        profiles, _ = parse_samples((read_run_file(directory, PROFILES) or b"").splitlines(),
-                                    path / PROFILES, strict=True)
+        with run_file_lines(directory, PROFILES, most) as lines:
+            profiles, _ = parse_samples(lines or (), path / PROFILES, strict=True)
         reports = {}
         if directory.is_dir(BOOTS_DIR):
             with SafeDir.reading(path / BOOTS_DIR) as boots:

@@ -365,6 +365,18 @@ class SafeDir:
     def read_bytes(self, name: str, limit: int | None = None) -> bytes | None:
         """The content of `name`, None if it does not exist; a link, anything but a regular
         file, or (with `limit`) a file over `limit` bytes is refused."""
+        fh = self.open_reading(name, limit)
+        if fh is None:
+            return None
+        with fh:
+            try:
+                return fh.read() if limit is None else fh.read(limit + 1)[:limit]
+            except OSError as exc:
+                raise ResultsError(f"cannot read {self.path / name}: {exc.strerror}") from None
+
+    def open_reading(self, name: str, limit: int | None = None) -> IO[bytes] | None:
+        """`name` opened for reading as read_bytes reads it (the caller closes it), None if
+        it does not exist."""
         where = self.path / name
         try:
             fd = open_regular(name, limit, follow=False, dir_fd=self.fd)
@@ -378,11 +390,7 @@ class SafeDir:
                 why = f"{exc.strerror}: faultbench reads only a regular file there"
             raise ResultsError(f"{where} is {why}" if why else
                                f"cannot read {where}: {exc.strerror}") from None
-        with os.fdopen(fd, "rb") as fh:
-            try:
-                return fh.read() if limit is None else fh.read(limit + 1)[:limit]
-            except OSError as exc:
-                raise ResultsError(f"cannot read {where}: {exc.strerror}") from None
+        return os.fdopen(fd, "rb")
 
     def is_file(self, name: str) -> bool:
         """Whether `name` is a regular file here (a link is not)."""
