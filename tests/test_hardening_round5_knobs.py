@@ -35,6 +35,17 @@ def _swappiness() -> int:
     return int(Path("/proc/sys/vm/swappiness").read_text())
 
 
+def signalled_once_set(command: subprocess.Popen[str], values: list[int], signum: int) -> str:
+    """The stderr of `command`, sent `signum` once it has set vm.swappiness to one of
+    `values`."""
+    deadline = time.monotonic() + 60
+    while _swappiness() not in values and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _swappiness() in values, "the run never set the knob"
+    command.send_signal(signum)
+    return command.communicate(timeout=120)[1]
+
+
 @pytest.mark.parametrize("signum", [signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM,
                                     signal.SIGXCPU, signal.SIGPROF, signal.SIGVTALRM])
 def test_every_catchable_fatal_signal_restores_the_knobs(tmp_path: Path, signum: int) -> None:
@@ -46,12 +57,7 @@ def test_every_catchable_fatal_signal_restores_the_knobs(tmp_path: Path, signum:
          "--set", f"vm.swappiness={values[0]},{values[1]}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        deadline = time.monotonic() + 60
-        while _swappiness() not in values and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert _swappiness() in values, "the run never set the knob"
-        measure.send_signal(signum)
-        _, err = measure.communicate(timeout=120)
+        err = signalled_once_set(measure, values, signum)
     finally:
         measure.kill()
     assert measure.returncode == 128 + signum, err

@@ -52,7 +52,7 @@ from faultbench.measurement.rundir.results import (
     resume_command,
     sample_key,
 )
-from faultbench.measurement.signals import signals_raise
+from faultbench.measurement.signals import signal_name, signals_raise
 from faultbench.measurement.spec import Spec, shown
 from faultbench.measurement.workload import Scenario, Unit, Workload
 
@@ -201,7 +201,7 @@ class Worker:
         assert self._proc is not None
         code = self._proc.wait()
         self.close()
-        how = f"signal {signal.Signals(-code).name}" if code < 0 else f"exit status {code}"
+        how = f"signal {signal_name(-code)}" if code < 0 else f"exit status {code}"
         return f"{what} ({how}); see {WORKER_LOG}"
 
     def close(self) -> None:

@@ -14,11 +14,35 @@ import threading
 from collections.abc import Callable, Iterator
 from types import FrameType
 
-# Every signal whose default action ends the process and that a process may catch: each
-# unwinds as SIGTERM does (knobs restored first). SIGXFSZ is not among them: Python ignores
-# it, and a write past RLIMIT_FSIZE fails (EFBIG) and unwinds as an error.
-TERMINATING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2,
-               signal.SIGALRM, signal.SIGXCPU, signal.SIGPROF, signal.SIGVTALRM)
+# Signals whose default action does not end the process (POSIX): it ignores them, or they
+# stop or continue it. SIGKILL and SIGSTOP cannot be caught.
+_NOT_ENDING = {signal.SIGCHLD, signal.SIGURG, signal.SIGWINCH, signal.SIGCONT, signal.SIGTSTP,
+               signal.SIGTTIN, signal.SIGTTOU, signal.SIGSTOP, signal.SIGKILL}
+# Signals that report the process's own failure, for the instruction that raised them, and
+# keep their default action (a core dump; the knob journal stays for `faultbench restore`).
+# A Python handler runs only once the C code returns, which after these it does wrongly or
+# never: a faulting load (SEGV, BUS), a division (FPE) or an instruction (ILL) is run again,
+# abort() (ABRT) raises again by default, seccomp's SECCOMP_RET_TRAP (SYS) would see the
+# forbidden system call "return" whatever its register held, and a breakpoint (TRAP) is a
+# debugger's, who would no longer stop at it.
+_OWN_FAILURE = {signal.SIGSEGV, signal.SIGBUS, signal.SIGFPE, signal.SIGILL, signal.SIGABRT,
+                signal.SIGSYS, signal.SIGTRAP}
+# Python ignores these: a write to a closed pipe (PIPE) or past RLIMIT_FSIZE (XFSZ) fails
+# (EPIPE, EFBIG) and unwinds as an error.
+_IGNORED_BY_PYTHON = {signal.SIGPIPE, signal.SIGXFSZ}
+# Every other signal ends the process by default and may be caught (SIGQUIT, SIGPWR, SIGIO,
+# the real-time ones, ...): each unwinds as SIGTERM does (knobs restored first). Derived from
+# the signals the platform has, so one added is not left to end a run with knobs changed.
+TERMINATING = tuple(sorted(signal.valid_signals() - _NOT_ENDING - _OWN_FAILURE
+                           - _IGNORED_BY_PYTHON))
+
+
+def signal_name(signum: int) -> str:
+    """`signum`'s name: SIGQUIT, or SIGRTMIN+3 for a real-time signal without a name."""
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
 
 
 def is_the_command() -> bool:
@@ -39,7 +63,7 @@ def exit_quietly_until_started() -> None:
 
 
 def _exit_quietly(signum: int, frame: FrameType | None) -> None:
-    os.write(2, f"faultbench: {signal.Signals(signum).name} while starting; nothing was "
+    os.write(2, f"faultbench: {signal_name(signum)} while starting; nothing was "
                 "changed\n".encode())
     os._exit(128 + signum)
 

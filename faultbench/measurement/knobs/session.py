@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import time
 from types import TracebackType
@@ -35,7 +34,7 @@ from faultbench.measurement.knobs.journal import (
 from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.requested import check_requested
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
-from faultbench.measurement.signals import TERMINATING, blocked, signals_raise
+from faultbench.measurement.signals import TERMINATING, blocked, signal_name, signals_raise
 
 
 class KnobSession:
@@ -161,7 +160,7 @@ class KnobSession:
 
     def _on_signal(self, signum: int) -> None:
         problems = self.restore()
-        name = signal.Signals(signum).name
+        name = signal_name(signum)
         if problems:
             print(f"faultbench: {name}: could not restore {'; '.join(problems)}; run "
                   "`faultbench restore`", file=sys.stderr)
