@@ -283,7 +283,9 @@ def test_pyperf_json_is_a_suite_compare_to_accepts(resumable: tuple[Path, Path, 
     assert all(name in done.stdout for name in names)
 
 
-def test_a_crashed_worker_costs_one_measurement(tmp_path: Path) -> None:
+def run_with_a_crash(tmp_path: Path) -> RunDir:
+    """A run of 2 scenarios x 3 rounds x 2 mappers whose worker is killed (SIGKILL) in its
+    third measurement; the directory still locked by this process."""
     path = tmp_path / "crash.toml"
     path.write_text('repetitions = 3\nwarmups = 0\n[[matrix]]\nsize = "4M"\n'
                     'mappers = 2\npattern = ["seq", "random"]\n')
@@ -297,6 +299,11 @@ def test_a_crashed_worker_costs_one_measurement(tmp_path: Path) -> None:
             os.kill(worker, signal.SIGKILL)
 
     execute(run_dir, quiet=True, on_unit=kill_the_worker_at_the_third)
+    return run_dir
+
+
+def test_a_crashed_worker_costs_one_measurement(tmp_path: Path) -> None:
+    run_dir = run_with_a_crash(tmp_path)
     rows = records(run_dir.path)
     lost = [r for r in rows if r["status"] == "error"]
     assert len(rows) == 2 * 3 * 2 and len(lost) == 2  # both mappers of one measurement

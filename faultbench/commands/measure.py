@@ -33,6 +33,7 @@ from faultbench.measurement.spec import (
     UFFD_MODES,
     Sample,
     Spec,
+    absolute_dir,
     format_size,
 )
 
@@ -140,7 +141,9 @@ CONCURRENT_ON_ICOUNT = (
 def spec_from_args(args: argparse.Namespace) -> Spec:
     return Spec(
         backing=args.backing, size=args.size, map=args.map, access=args.access,
-        cache=args.cache, pattern=args.pattern, seed=args.seed, uffd=args.uffd, dir=args.dir,
+        cache=args.cache, pattern=args.pattern, seed=args.seed, uffd=args.uffd,
+        # absolute, as a workload's: the sample's spec (--json) says which directory
+        dir=None if args.dir is None else absolute_dir(args.dir),
         mappers=args.mappers, mapper_mode=args.mapper_mode, mapper_kind=args.mapper_kind,
         uffd_mappers=args.uffd_mappers, deadline_s=args.deadline, uffd_serve=not args.no_serve,
         perf=args.perf, populate=args.populate, pagemap=args.pagemap,

@@ -99,6 +99,21 @@ def nothing_to_resume(path: Path | str, finished: str) -> RunError:
                     f"{path} shows it)")
 
 
+def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a run made before a workload's `dir` was recorded absolute: its
+    relative `dir` was resolved against a working directory meta.json does not record, so
+    from here it may name no directory (every sample an error) or another one, on another
+    filesystem (samples of a different scenario under the same name)."""
+    for scenario in meta["scenarios"]:  # check_meta: objects whose spec normalizes
+        written = scenario["spec"].get("dir")
+        if isinstance(written, str) and not written.startswith("/"):
+            raise RunError(
+                f"{path} measured in the relative dir {shown(written)} (a run from before "
+                "dirs were recorded absolute) and meta.json does not say what it was "
+                "relative to: a resume could measure in another directory; faultbench report "
+                f"{path} shows its samples, and a new run records the directory")
+
+
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -319,6 +334,8 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
     if boot is None and not todo and meta.get("finished_utc"):
         # left as it is: rewriting its finish time would date the samples wrongly
         raise nothing_to_resume(run_dir.path, shown(meta["finished_utc"]))
+    if boot is None:  # a booted run's host checked it before booting
+        refuse_relative_dir(meta, run_dir.path)
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
     progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])

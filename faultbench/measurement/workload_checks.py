@@ -35,6 +35,7 @@ from faultbench.measurement.spec import (
     UFFD_MODES,
     Spec,
     SpecError,
+    absolute_dir,
     canonical_pattern,
     parse_fill,
     parse_float,
@@ -207,7 +208,7 @@ def axis_values(
         if problem:
             fail(where, problem)
         else:
-            good.append(item)
+            good.append(absolute_dir(item) if key == "dir" else item)
     return good
 
 
@@ -264,7 +265,9 @@ def axis_value_problem(key: str, value: Any) -> str | None:
         elif key == "dir":
             if not isinstance(value, str) or not value or "\0" in value:
                 return f"expected a directory path (without NUL bytes), got {_describe(value)}"
-            return _name_text_problem(key, value)
+            # the name holds the directory as resolved (axis_values), the working
+            # directory's part included
+            return _name_text_problem(key, absolute_dir(value))
     except SpecError as exc:
         return str(exc)
     return None
@@ -287,6 +290,8 @@ def filter_value(name: str, text: str) -> Any:
     problem = axis_value_problem(name, value)
     if problem:
         raise SpecError(problem)
+    if name == "dir":
+        return absolute_dir(text)
     return canonical_pattern(text) if name == "pattern" else value
 
 
