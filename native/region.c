@@ -53,11 +53,16 @@ static int create_file(const struct fb_spec *spec, struct fb_result *r)
 		return memfd_create("faultbench", MFD_CLOEXEC);
 	if (spec->backing == FB_HUGETLB)
 		return memfd_create("faultbench", MFD_CLOEXEC | MFD_HUGETLB);
-	snprintf(path, sizeof(path), "%s/faultbench.XXXXXX", spec->dir);
-	fd = mkostemp(path, O_CLOEXEC);
-	if (fd >= 0)
-		unlink(path);
-	else
+	/* Nameless from the start: a worker killed between mkostemp and unlink left an empty
+	 * file behind. The inode ends as the unlinked one did: open, with no name. */
+	fd = open(spec->dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR || errno == EINVAL)) {
+		snprintf(path, sizeof(path), "%s/faultbench.XXXXXX", spec->dir);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd < 0)
 		fb_fail(r, FB_ERROR, "cannot create a file in %s: %s", spec->dir, strerror(errno));
 	return fd;
 }

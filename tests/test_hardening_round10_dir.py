@@ -142,3 +142,23 @@ def test_one_lost_worker_is_said_and_leaves_the_status_0(
     [line] = capsys.readouterr().err.splitlines()
     assert line.startswith("faultbench run: 2 of 12 samples failed")
     assert "SIGKILL" in line
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to see the opens")
+def test_the_backing_file_never_has_a_name_that_a_killed_worker_could_leave(
+        tmp_path: Path) -> None:
+    """A file backing is opened O_TMPFILE: with mkostemp and then unlink, a worker SIGKILLed
+    between the two (an interrupted run) left an empty faultbench.XXXXXX in the user's dir."""
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    trace = tmp_path / "trace"
+    done = subprocess.run(
+        ["strace", "-f", "-qq", "-o", str(trace), "-e", "trace=openat,open,unlink,unlinkat",
+         *FAULTBENCH, "measure", "--backing", "file", "--dir", str(scratch), "--size", "1M"],
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    opens = [line for line in trace.read_text().splitlines() if str(scratch) in line]
+    assert opens and all("O_TMPFILE" in line or "O_DIRECTORY" in line for line in opens), opens
+    assert not any("faultbench." in line for line in trace.read_text().splitlines()
+                   if "unlink" in line)
+    assert list(scratch.iterdir()) == []
