@@ -8,6 +8,7 @@ the round otherwise (Mann-Whitney U on per-round medians); Holm-adjusted over th
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ from faultbench.analysis.frame import (
 )
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
+    NUMERIC_FIELDS,
     knob_order,
     label_columns,
     labels,
@@ -87,8 +89,7 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
         )
     if by in _UNRECORDED and ok[by].isna().all():
         raise AnalysisError(f"{role} {side.path} {_UNRECORDED[by]}")
-    as_text = ok[by].map(_knob_text)
-    chosen = ok[as_text == _knob_text(side_value(by, side.value))]
+    chosen = ok[at_value(ok, by, side.value)]
     if chosen.empty:
         present = ok.loc[ok[by].notna(), by].drop_duplicates()
         given = knob_order(df).get(by, ())
@@ -103,7 +104,7 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
 def _value_word(by: str, value: Any) -> str:
     if by in SIZE_FIELDS and isinstance(value, int | float | np.number) and value > 0:
         return format_size(int(value))  # as a user writes it after RUN:, not a row label
-    return _knob_text(value)
+    return match_text(by, value)
 
 
 # The factors a run records only when it has several levels of them (frame.load leaves
@@ -126,17 +127,31 @@ def side_value(by: str, value: str | None) -> str | None:
     return value
 
 
-def _knob_text(value: Any) -> str:
-    """Knob values compare as text, with integral numbers written without a fraction.
+def at_value(df: pd.DataFrame, by: str, value: str | None) -> pd.Series:
+    """Which rows of `df` have the --by value given on the command line."""
+    return df[by].map(lambda v: match_text(by, v)) == match_text(by, side_value(by, value))
+
+
+def match_text(column: str, value: Any) -> str:
+    """A value of a column as compare matches it. Names (kernel labels, machines,
+    directories, the spec's words) are their exact text: the kernels 6.1 and 6.10 are two.
+    Numbers (knobs, seed, the numeric spec fields) are text with integral numbers written
+    without a fraction, so 60, 60.0 and "60" are one value; a knob's words stay as they are.
 
     An unset value (knob not part of that scenario) is the empty string, so it still matches.
     """
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:
+        return str(value)
     try:
         number = parse_float(value) if isinstance(value, str) else float(value)
     except (TypeError, ValueError):  # SpecError is a ValueError
-        return "" if value is None else str(value)
+        return str(value)
     if number != number:
         return ""
+    if not math.isfinite(number):  # no integer to write it as
+        return str(number)
     return str(int(number)) if number == int(number) else str(number)
 
 
@@ -163,8 +178,8 @@ def compare(
     """
     knobs = [*base.attrs.get("knob_columns", []), *new.attrs.get("knob_columns", [])]
     keys = [c for c in dict.fromkeys([*LABEL_FIELDS, "seed", *knobs]) if c != by]
-    sides = [side.assign(**{key: side[key].map(_knob_text) if key in side else ""
-                            for key in keys}) for side in (base, new)]
+    sides = [side.assign(**{key: side[key].map(lambda v, k=key: match_text(k, v))
+                            if key in side else "" for key in keys}) for side in (base, new)]
     keys.append("role")
     table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
@@ -196,6 +211,9 @@ def compare(
                           ("ci_hi_pct", "ci_hi"), ("detect_pct", "detect")):
         table[column] = 100 * (table[ratio] - 1)
     for column in keys[:-1]:  # numbers where they are numbers, the other values kept
+        if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:  # names stay names
+            table[column] = table[column].replace("", np.nan)
+            continue
         numeric = pd.to_numeric(table[column], errors="coerce")
         if numeric.isna().any():
             numeric = numeric.astype(object).where(numeric.notna(),
@@ -244,8 +262,8 @@ def compare_runs(
     new_side = parse_side(new_arg, by, "NEW")
     base_df = load(base_side.path)
     same = new_side.path.resolve() == base_side.path.resolve()
-    if same and (by is None or _knob_text(side_value(by, base_side.value))
-                 == _knob_text(side_value(by, new_side.value))):
+    if same and (by is None or match_text(by, side_value(by, base_side.value))
+                 == match_text(by, side_value(by, new_side.value))):
         raise AnalysisError(f"BASE and NEW are the same samples ({base_arg}): a run "
                             "compared with itself tests nothing (give two runs, or two "
                             "values with --by)")
@@ -355,4 +373,4 @@ def _jobs(meta: dict) -> int | None:
 
 def side_rows(df: pd.DataFrame, side: Side, by: str | None) -> pd.DataFrame:
     """Every row of one operand, profiled samples included (select() keeps timing rows)."""
-    return df if by is None else df[df[by].map(_knob_text) == _knob_text(side.value)]
+    return df if by is None else df[at_value(df, by, side.value)]

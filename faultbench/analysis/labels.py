@@ -25,15 +25,21 @@ from faultbench.measurement.spec import (
     format_size,
 )
 
-# Spec fields in the order labels name them; the rest of the spec only tunes the harness.
-# `kernel` (booted runs: the --kernel label) comes first: rows of one kernel read together;
-# then `machine` (runs of several machines merged by `faultbench merge`), never pooled.
+# The shape of an app-launch session (apps > 0); they say nothing of other scenarios.
+APP_FIELDS = ("apps", "app_files", "launches", "touch_one_in", "app_anon")
+# Spec fields in the order labels name them; the rest of the spec (deadline_s, uffd_serve,
+# perf) only tunes the harness. `kernel` (booted runs: the --kernel label) comes first: rows
+# of one kernel read together; then `machine` (runs of several machines merged by
+# `faultbench merge`), never pooled.
 LABEL_FIELDS = (
     "kernel", "machine", "backing", "tmpfs_huge", "size", "map", "access", "cache", "fill",
     "pattern", "uffd",
     "mappers", "mapper_mode", "mapper_kind", "uffd_mappers", "populate", "pagemap",
-    "map_offset", "vmas", "dir",
+    "map_offset", "vmas", "dir", *APP_FIELDS,
 )
+# The label fields whose values are numbers (pagemap: a bool); the others are names (a
+# kernel label 6.10 is not the number 6.1), which comparisons match as the exact text.
+NUMERIC_FIELDS = ("size", "mappers", "pagemap", "map_offset", "vmas", *APP_FIELDS)
 # Values that read on their own in a label; the others need their field's name.
 _BARE_FIELDS = {"backing", "map", "access", "cache", "pattern", "mapper_mode", "mapper_kind"}
 # Per-page metrics that statistics and tables offer, with their units.
@@ -58,7 +64,7 @@ def format_value(column: str, value: Any) -> str:
     """One label word for a column's value; empty when the value says nothing (unset knob)."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
-    if column in ("size", "map_offset", FAULT_AROUND_KNOB) \
+    if column in ("size", "map_offset", "app_anon", FAULT_AROUND_KNOB) \
             and isinstance(value, int | float | np.number) and value > 0:
         text = format_size(int(value))
     elif column == "dir":
@@ -73,7 +79,8 @@ def format_value(column: str, value: Any) -> str:
         return f"[{text}]" if text in ("first", "later") else ""
     if column == "mappers":
         return f"x{text}" if text != "1" else ""
-    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg", "map_offset": "offset"}.get(
+    short = {FAULT_AROUND_KNOB: "fa", "uffd_mappers": "reg", "map_offset": "offset",
+             "app_files": "files", "touch_one_in": "one-in", "app_anon": "anon"}.get(
         column, column)
     return f"{short}={text}"
 
@@ -92,8 +99,9 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
     Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows; `reg=all`, `populate=none`,
-    `fill=write` and `vmas=0` are the defaults, left out.
+    userfaultfd) are left out for single-mapper rows, a session's shape for rows that are
+    no app-launch session; `reg=all`, `populate=none`, `fill=write`, `vmas=0` and
+    `anon=0` are the defaults, left out.
     """
     if not columns:
         return pd.Series("all", index=df.index)
@@ -110,8 +118,10 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
             words = words.where(df[column] != "none", "")
         if column == "fill":  # 1 MiB write(2)s: the default, and every run's before fill
             words = words.where(df[column] != "write", "")
-        if column == "vmas":  # no padding (the address space as it comes) is the default
+        if column in ("vmas", "app_anon"):  # no padding, no heap: the defaults
             words = words.where(df[column] != 0, "")
+        if column in APP_FIELDS and "apps" in df:
+            words = words.where(df["apps"] > 0, "")
         if column == "pagemap":  # walking pagemap is the default, left out
             words = df[column].map(lambda walked: "" if walked else "no-pagemap")
         parts.append(words)
@@ -216,7 +226,7 @@ def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
     ok = df[df["ok"]]
     if ok.empty:
         return ""
-    # the header names the kernels
-    fixed = [c for c in LABEL_FIELDS
-             if c in ok and c not in label_cols and c not in ("mappers", "kernel")]
+    # the header names the kernels; the app-launch section, its sessions
+    fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols
+             and c not in ("mappers", "kernel", *APP_FIELDS)]
     return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")

@@ -28,7 +28,7 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     INSTRUCTION_CLOCK_PLANES,
 )
-from faultbench.analysis.labels import format_value, label_columns
+from faultbench.analysis.labels import APP_FIELDS, format_value, label_columns
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
@@ -230,7 +230,7 @@ def _key_label(row: Any, keys: list[str]) -> str:
     parts = []
     for key in keys:
         value = getattr(row, key) if not isinstance(row, dict) else row[key]
-        parts.append(format_value(key, value) if key in (FAULT_AROUND_KNOB, "dir")
+        parts.append(format_value(key, value) if key in (FAULT_AROUND_KNOB, "dir", *APP_FIELDS)
                      else str(value))
     return " ".join(parts)
 
@@ -302,11 +302,12 @@ def compare_section(base: pd.DataFrame, new: pd.DataFrame) -> str:
     old, now = sessions(base), sessions(new)
     if old.empty or now.empty:
         return ""
-    # a knob both sides sweep pairs rows; otherwise (compare --by fault_around_bytes, or two
-    # runs of one setting each) each side is one row
+    # a session shape either side varies, and a knob both sides sweep, pair rows; otherwise
+    # (compare --by fault_around_bytes, or two runs of one setting each) each side is one row
+    keys = [c for c in APP_FIELDS if any(c in d and d[c].nunique() > 1 for d in (old, now))]
     swept = all(FAULT_AROUND_KNOB in d and d[FAULT_AROUND_KNOB].nunique() > 1
                 for d in (old, now))
-    keys = [FAULT_AROUND_KNOB] if swept else ["_all"]
+    keys = [*keys, FAULT_AROUND_KNOB] if swept else keys or ["_all"]
     a = per_launch(old.assign(_all=""), keys)
     b = per_launch(now.assign(_all=""), keys)
     both = a.merge(b, on=[*keys, "metric"], suffixes=("_base", "_new"))
