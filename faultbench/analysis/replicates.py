@@ -123,6 +123,9 @@ def replicate_values(
     )
 
 
+ROW_ID = "_row"  # compare_rows' column naming a row of keys
+
+
 def compare_rows(
     base_df: pd.DataFrame,
     new_df: pd.DataFrame,
@@ -203,11 +206,16 @@ def compare_rows(
     keys = list(keys)
     if not keys:
         raise ValueError("compare_rows needs at least one key column to tell rows apart")
-    base = _side_units(base_df, keys, metric)
-    new = _side_units(new_df, keys, metric)
-    both = base.merge(new, on=keys, how="inner", suffixes=("_base", "_new"))
+    # the sides are grouped by one integer per row of keys, which are put back at the end:
+    # grouping several times on the key columns themselves took most of a comparison's time
+    key_rows = pd.concat([base_df[keys], new_df[keys]], ignore_index=True)
+    row_ids = key_rows.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    key_values = key_rows.assign(**{ROW_ID: row_ids}).drop_duplicates(ROW_ID).set_index(ROW_ID)
+    base = _side_units(base_df.assign(**{ROW_ID: row_ids[:len(base_df)]}), [ROW_ID], metric)
+    new = _side_units(new_df.assign(**{ROW_ID: row_ids[len(base_df):]}), [ROW_ID], metric)
+    both = base.merge(new, on=ROW_ID, how="inner", suffixes=("_base", "_new"))
     records = [_units_of(row._asdict())
-               for row in both.drop(columns=keys).itertuples(index=False)]
+               for row in both.drop(columns=ROW_ID).itertuples(index=False)]
     spreads = [pooled_log_variance(*r[1:3]) for r in records if _boot_test(*r)]
     prior = variance_prior(*zip(*spreads, strict=True)) if spreads else None
     rows = [_compare_one(*record, prior) for record in records]
@@ -216,8 +224,8 @@ def compare_rows(
     columns = ["unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "min_p",
                "exact", "method", "_se", "_df", "_states"]
     table = pd.concat(
-        [both[keys].reset_index(drop=True), pd.DataFrame(rows, columns=columns)], axis=1
-    )
+        [key_values.loc[both[ROW_ID]].reset_index(drop=True), pd.DataFrame(rows, columns=columns)],
+        axis=1)
     tested = table["p"].notna()
     table["p_adj"] = holm(table["p"])
     table["significant"] = (table["p_adj"] < alpha).fillna(False).astype(bool)
