@@ -70,6 +70,8 @@ backing = "memfd"
 size = "2M"
 """
 
+# 16M: a seq loop at 64K (~2.4 M instructions) is long enough against Debian's 4 ms tick for
+# test_repro to see that loops start after a tick
 SWEEP = """
 description = "fault_around_bytes sweep in a booted kernel"
 repetitions = 6
@@ -77,7 +79,7 @@ warmups = 1
 
 [defaults]
 backing = "memfd"
-size = "2M"
+size = "16M"
 
 [[matrix]]
 pattern = ["seq", "sparse"]
@@ -197,7 +199,8 @@ def tcg_run(factory: pytest.TempPathFactory) -> Path:
     image = _boot_image()  # skipped (or failed in CI) by each test that cannot boot
 
     def make(base: Path) -> dict[str, Any]:
-        return {"run": str(make_run(base, "sweep", SWEEP, "--kernel", image))}
+        return {"run": str(make_run(base, "sweep", SWEEP, "--kernel", image, "--clock",
+                                    "icount"))}
 
     return Path(_once(factory, "tcg", make)["run"])
 

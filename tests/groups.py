@@ -37,8 +37,6 @@ KERNELS_RUN = pytest.mark.xdist_group("kernels-run")
 SWEEP_RUN = pytest.mark.xdist_group("sweep-run")
 # test_guest's scenarios: one boot running every knob scenario
 GUEST_SCENARIOS = pytest.mark.xdist_group("guest-scenarios")
-# test_repro's booted run
-REPRO_RUN = pytest.mark.xdist_group("repro-run")
 # test_scale's parallel_run and the shards merged_shards runs after it, in its directory
 SCALE_RUN = pytest.mark.xdist_group("scale-run")
 # test_memory_guest's run
@@ -56,5 +54,5 @@ NOTEBOOK_RUN = pytest.mark.xdist_group("notebook-run")
 # the groups whose tests an ALONE test need not wait for (see above); not SWEEP_RUN, some of
 # whose tests may make analysis_runs.native_runs, memfd counted on the host
 UNTOUCHED_BY_HOST_KNOBS = frozenset(
-    mark.args[0] for mark in (KERNELS_RUN, GUEST_SCENARIOS, REPRO_RUN, SCALE_RUN, MEMORY_RUN,
+    mark.args[0] for mark in (KERNELS_RUN, GUEST_SCENARIOS, SCALE_RUN, MEMORY_RUN,
                               NOTEBOOK_RUN))

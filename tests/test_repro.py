@@ -11,9 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from analysis_runs import Runs, faultbench, make_run, native_runs
-from groups import REPRO_RUN
-from images import require_boot_image
+from analysis_runs import Runs, faultbench, native_runs, tcg_run
+from groups import SWEEP_RUN
 
 from faultbench.measurement.measure import measure_mappers
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, same_harness
@@ -21,19 +20,6 @@ from faultbench.measurement.rundir.provenance import git_revision
 from faultbench.measurement.spec import Spec, SpecError
 
 ROOT = Path(__file__).parent.parent
-
-SEQ = """
-description = "one warm 16M memfd seq read, three rounds"
-repetitions = 3
-warmups = 1
-
-[knobs]
-"thp.shmem_enabled" = "never"
-
-[[matrix]]
-backing = "memfd"
-size = "16M"
-"""
 
 
 @pytest.fixture(scope="session")
@@ -120,11 +106,12 @@ def test_reference_results_names_a_command_for_every_shipped_run() -> None:
 
 @pytest.fixture(scope="module")
 def booted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("repro")
-    return make_run(base, "seq", SEQ, "--kernel", require_boot_image(), "--clock", "icount")
+    """The booted run the analysis tests share (analysis_runs.tcg_run): an instruction-clock
+    fault_around_bytes sweep of a 16M memfd."""
+    return tcg_run(tmp_path_factory)
 
 
-@REPRO_RUN
+@SWEEP_RUN
 def test_guest_boots_without_randomization_and_records_it(booted: Path) -> None:
     meta = json.loads((booted / "meta.json").read_text())
     # the guest's own provenance, collected inside it (meta.json's is the host's)
@@ -136,14 +123,15 @@ def test_guest_boots_without_randomization_and_records_it(booted: Path) -> None:
     assert meta["harness_epoch"] == HARNESS_EPOCH and "--kernel" in meta["command"]
 
 
-@REPRO_RUN
+@SWEEP_RUN
 def test_guest_loops_start_after_a_tick_and_agree(booted: Path) -> None:
-    """A 16M seq loop (~2.4 M instructions) against a 4 ms tick: started right after one, no
-    tick lands in it, and every sample of the row counts the same instructions to 0.01%
-    (it took 0 or 1 tick before, two values 0.4% apart)."""
+    """A 16M seq loop at fault_around_bytes 64K (~2.4 M instructions) against a 4 ms tick:
+    started right after one, no tick lands in it, and every sample of the row counts the
+    same instructions to 0.01% (it took 0 or 1 tick before, two values 0.4% apart)."""
     samples = [json.loads(line) for line in (booted / "samples.jsonl").read_text().splitlines()]
-    timed = [s for s in samples if s["status"] == "ok" and not s.get("warmup")]
-    assert len(timed) == 3
+    timed = [s for s in samples if s["status"] == "ok" and not s.get("warmup")
+             and s["spec"]["pattern"] == "seq" and s["knobs"]["fault_around_bytes"] == 65536]
+    assert len(timed) == 6
     assert all(s["ticks"] == 0 for s in timed)
     values = [s["touch_ns"] for s in timed]
     assert (max(values) - min(values)) / min(values) < 1e-4, values
