@@ -25,6 +25,7 @@ import argparse
 import sys
 
 import numpy as np
+import pandas as pd
 from scipy import stats
 
 import faultbench
@@ -34,15 +35,20 @@ from faultbench.analysis.replicates import aa_tables
 METRIC = "ns_per_page"
 
 
-def check(run: str, tables: int, swap: str | None, one_image: bool = False) -> str:
-    df = faultbench.load(run)
+def split_input(df: pd.DataFrame, swap: str | None,
+                one_image: bool) -> tuple[pd.DataFrame, list[str]]:
+    """A run's samples as aa_tables splits them, and the keys of its rows."""
     if one_image:  # one image under several labels: all boots are boots of one kernel
         df = df.assign(boot=df["kernel"].astype(str) + "/" + df["boot"].astype(str),
                        kernel="one")
     knobs = df.attrs.get("knob_columns", [])
     keys = [c for c in dict.fromkeys([*LABEL_FIELDS, *knobs, "role"])
             if c in df and c != swap and c != "kernel"]
-    df = df.assign(**{k: df[k].astype(str) for k in keys})
+    return df.assign(**{k: df[k].astype(str) for k in keys}), keys
+
+
+def check(run: str, tables: int, swap: str | None, one_image: bool = False) -> str:
+    df, keys = split_input(faultbench.load(run), swap, one_image)
     results = aa_tables(df, keys, METRIC, tables=tables, swap=swap)
     marked = sum(bool(t["significant"].any()) for t in results)
     p = np.concatenate([t["p"].dropna().to_numpy() for t in results])

@@ -83,12 +83,17 @@ def boot_spreads(run: str) -> Any:
     """`python benchmarks/boot_spread.py RUN`'s table (within- and between-boot CV per
     kernel, scenario and role), from that script's own function: the docs name the
     command."""
-    spec = importlib.util.spec_from_file_location(
-        "boot_spread", ROOT / "benchmarks" / "boot_spread.py")
+    return benchmark("boot_spread").spreads(load(run), "ns_per_page")
+
+
+@cache
+def benchmark(name: str) -> Any:
+    """benchmarks/NAME.py as a module, so that a claim computes what that script prints."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.spreads(load(run), "ns_per_page")
+    return module
 
 
 def n(value: float, digits: int = 0) -> str:

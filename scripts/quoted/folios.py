@@ -83,6 +83,7 @@ def large_folio_text() -> dict[str, str]:
     run = meta(RUN)
     took = (datetime.fromisoformat(run["finished_utc"])
             - datetime.fromisoformat(run["started_utc"])).total_seconds()
+    exact = ", ".join(f"`{label}`" for label, r in rows.items() if r["exact"])
     xfs64 = phases(RUN)[(f"6.12: {XFS} fa=64K [first]", "6.12")]
     fixed = sum(xfs64.phases[p] for p in ("entry/exit", "VMA lookup", "page tables"))
     off = [r["change_pct"] for label, r in rows.items()
@@ -92,9 +93,12 @@ def large_folio_text() -> dict[str, str]:
     return {
         "minutes": f"{took / 60:.0f}",
         "later": f"{later:.2g}",
-        "significant": "every change is significant after Holm" if all(
-            r["significant"] or r["exact"] for r in rows.values()) else "not every change "
-            "is significant after Holm",
+        "checkout": run["provenance"]["faultbench"]["git_revision"][:7],
+        "significant": ("not every change is significant after Holm" if not all(
+            r["significant"] or r["exact"] for r in rows.values()) else
+            "every change is significant after Holm" if not exact else
+            f"every change is significant after Holm or exact ({exact}: every sample of a "
+            "kernel alike, not tested)"),
         "width": f"{width[len(wide)][0]:.2g}",
         "but": {0: "", 1: " but for one"}.get(len(wide), f" but for {len(wide)}"),
         "same": (lambda same: f"all {same}" if same == len(faults) else f"{same} of {len(faults)}")(
@@ -164,7 +168,7 @@ def whole_folio_text() -> dict[str, str]:
 
 
 CLAIMS = [
-    Claim(DOC, "from checkout b8eb7df, harness epoch 2; {minutes} minutes with two guests at "
+    Claim(DOC, "from checkout {checkout}, harness epoch 2; {minutes} minutes with two guests at "
           "once)",
           large_folio_text),
     Claim(DOC, "(First mappers; the later mappers' rows are within {later}% of them, and "
