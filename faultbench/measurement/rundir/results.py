@@ -416,7 +416,9 @@ class RunDir:
     def read_samples(self) -> list[dict[str, Any]]:
         """Every complete line, strictly (for resuming); a last line cut short by a kill is
         removed from the file, so the sample is measured again and never half-recorded."""
-        meta = self.read_meta()
+        # a directory holding no meta.json yet has no samples either (a run cut short as it
+        # started); samples without one are refused below, by read_meta
+        meta = self.read_meta() if self.dir.is_file(META) else {}
         most = most_lines(meta)
         self._cut_partial_line(PROFILES, most)  # or the next profile is glued to it, and lost
         self._cut_partial_line(SAMPLES, most)
@@ -424,6 +426,7 @@ class RunDir:
         with run_file_lines(self.dir, SAMPLES, most) as lines:
             if lines is None:
                 return []
+            meta = meta or self.read_meta()
             records, _ = parse_samples(lines, path, strict=True, validate=True,
                                        rounds=run_rounds(meta))
         check_samples_match(meta, records, path)
