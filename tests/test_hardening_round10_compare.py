@@ -76,7 +76,8 @@ def test_scenarios_of_other_session_shapes_are_rows_apart(tmp_path: Path) -> Non
     # two runs of other numbers of launches are not one scenario, unless --by says so
     more = make_run(tmp_path, "launches", SESSIONS.format(
         fixed="launches = 4", axis="touch_one_in = [1, 16]"))
-    assert _refused("compare", f"{run}", more).endswith("no scenario in common")
+    assert _refused("compare", f"{run}", more).endswith(
+        "no scenario in common: they differ in launches (2 vs 4)")
     rows = _rows(f"{run}:2", f"{more}:4", "--by", "launches")
     assert [(r["label"], r["base_samples"], r["new_samples"]) for r in rows] == [
         ("one-in=1", "3", "3"), ("one-in=16", "3", "3")]

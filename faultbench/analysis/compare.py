@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -43,13 +43,25 @@ from faultbench.analysis.memory import compare_section as memory_compare
 from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows
 from faultbench.analysis.text import wrap
+from faultbench.errors import printable
 from faultbench.measurement.rundir.meta_checks import epoch_mismatch
-from faultbench.measurement.spec import SpecError, format_size, parse_float, parse_size
+from faultbench.measurement.spec import (
+    SpecError,
+    absolute_dir,
+    format_size,
+    parse_float,
+    parse_size,
+)
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
 LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
 # Knobs and spec fields whose values are byte counts: --by accepts 64K for them.
 SIZE_FIELDS = (FAULT_AROUND_KNOB, "size")
+# The spec fields rows match on (and --by may name): the labels' and the workload's seed,
+# which tables do not label (it is one per run) but which changes a random pattern's pages.
+ROW_FIELDS = (*LABEL_FIELDS, "seed")
+# `launches` when it is the default, twice each app, as rows of --by apps match it
+TWICE_EACH_APP = "twice each app"
 
 
 @dataclass
@@ -82,10 +94,10 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
     if by is None:
         return ok
     knobs = df.attrs.get("knob_columns", [])
-    if by not in knobs and by not in LABEL_FIELDS:
+    if by not in knobs and by not in ROW_FIELDS:
         raise AnalysisError(
             f"unknown knob {by!r} for --by: {side.path} has knobs: {', '.join(knobs) or 'none'};"
-            f" spec fields: {', '.join(LABEL_FIELDS)}"
+            f" spec fields: {', '.join(ROW_FIELDS)}"
         )
     if by in _UNRECORDED and ok[by].isna().all():
         raise AnalysisError(f"{role} {side.path} {_UNRECORDED[by]}")
@@ -118,12 +130,18 @@ _UNRECORDED = {
 
 
 def side_value(by: str, value: str | None) -> str | None:
-    """A --by value as the samples store it: sizes may be written 64K, as everywhere else."""
+    """A --by value as the samples store it: sizes may be written 64K, as everywhere else,
+    and a directory as a workload or --only takes it (relative to the working directory)."""
     if by in SIZE_FIELDS and value is not None:
         try:
             return str(parse_size(value))
         except SpecError:
             return value
+    if by == "dir" and value is not None:
+        try:
+            return absolute_dir(value)
+        except SpecError as exc:
+            raise AnalysisError(str(exc)) from None
     return value
 
 
@@ -142,6 +160,8 @@ def match_text(column: str, value: Any) -> str:
     """
     if value is None or (isinstance(value, float) and value != value):
         return ""
+    if column == "dir":  # as absolute_dir normalizes it: a run's older records kept `x/`
+        return str(PurePosixPath(str(value)))
     if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:
         return str(value)
     try:
@@ -153,6 +173,25 @@ def match_text(column: str, value: Any) -> str:
     if not math.isfinite(number):  # no integer to write it as
         return str(number)
     return str(int(number)) if number == int(number) else str(number)
+
+
+def differences(base: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> str:
+    """What keeps two sides' rows apart, for the refusal of sides with no row in common:
+    ": they differ in seed (1 vs 2)", naming the fields no value of which the sides share
+    (else those whose values differ); "" when each field has values of both sides."""
+    values = {key: [list(side[key].drop_duplicates().sort_values(key=spec_order))
+                    for side in (base, new)] for key in keys}
+    apart = [k for k, (b, n) in values.items() if not set(b) & set(n)] or \
+        [k for k, (b, n) in values.items() if set(b) != set(n)]
+    if not apart:
+        return ""
+
+    def shown(words: list[str]) -> str:
+        words = [printable(w) if w else "unset" for w in words]
+        return ", ".join(words[:4]) + (", ..." if len(words) > 4 else "")
+
+    return ": they differ in " + "; ".join(
+        f"{key} ({shown(values[key][0])} vs {shown(values[key][1])})" for key in apart[:3])
 
 
 def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
@@ -177,9 +216,13 @@ def compare(
     interfered. Rows match on the spec's fields, the kernel and every knob but `by`.
     """
     knobs = [*base.attrs.get("knob_columns", []), *new.attrs.get("knob_columns", [])]
-    keys = [c for c in dict.fromkeys([*LABEL_FIELDS, "seed", *knobs]) if c != by]
+    keys = [c for c in dict.fromkeys([*ROW_FIELDS, *knobs]) if c != by]
     sides = [side.assign(**{key: side[key].map(lambda v, k=key: match_text(k, v))
                             if key in side else "" for key in keys}) for side in (base, new)]
+    if by == "apps":  # sessions of other numbers of apps, each launched twice by default
+        sides = [side.assign(launches=side["launches"].mask(
+            side["launches"] == pd.to_numeric(side["apps"], errors="coerce").mul(2).map(
+                lambda v: match_text("launches", v)), TWICE_EACH_APP)) for side in sides]
     keys.append("role")
     table = compare_rows(sides[0], sides[1], keys, metric)
     if table.empty:
@@ -191,7 +234,8 @@ def compare(
                 raise AnalysisError(f"{role} has no valid values of {metric}{left}")
         strict = not (base["ok"].all() and new["ok"].all())
         why = " once --strict left out the samples preempted or stolen from" if strict else ""
-        raise AnalysisError(f"BASE and NEW have no scenario in common{why}")
+        raise AnalysisError(f"BASE and NEW have no scenario in common{why}"
+                            f"{differences(*(s[s['ok']] for s in sides), keys)}")
     attrs = dict(table.attrs)
     both = pd.concat(sides)
     counts = both.assign(valid=both["ok"] | both["interfered"]).groupby(

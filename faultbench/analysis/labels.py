@@ -4,8 +4,8 @@ the order tables list values in. Shared by reports, comparisons and figures.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -60,15 +60,32 @@ def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
     return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
 
 
-def format_value(column: str, value: Any) -> str:
-    """One label word for a column's value; empty when the value says nothing (unset knob)."""
+def dir_names(values: Iterable[Any]) -> dict[str, str]:
+    """Each directory of `values` by the shortest trailing part of its path that no other
+    ends in: its last component when that alone tells them apart (full paths would swamp a
+    72-column row), `d1/x` and `d2/x` for two `x`, the full path when only that differs."""
+    paths = {str(v): PurePosixPath(str(v)).parts for v in values
+             if isinstance(v, str) and v}
+    names = {}
+    for text, parts in paths.items():
+        others = [p for t, p in paths.items() if t != text]
+        length = next((k for k in range(1, len(parts))
+                       if not any(p[-k:] == parts[-k:] for p in others)), len(parts))
+        names[text] = str(PurePosixPath(*parts[-length:])) if parts else text
+    return names
+
+
+def format_value(column: str, value: Any, dirs: Mapping[str, str] | None = None) -> str:
+    """One label word for a column's value; empty when the value says nothing (unset knob).
+    A directory is named as `dirs` (`dir_names` of the directories it is told apart from)
+    names it, else by its last component."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return ""
     if column in ("size", "map_offset", "app_anon", FAULT_AROUND_KNOB) \
             and isinstance(value, int | float | np.number) and value > 0:
         text = format_size(int(value))
     elif column == "dir":
-        text = Path(str(value)).name or str(value)  # full paths would swamp a 72-column row
+        text = (dirs if dirs is not None else dir_names([value])).get(str(value), str(value))
     else:
         text = str(value)
     if column in _BARE_FIELDS:
@@ -106,9 +123,10 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     if not columns:
         return pd.Series("all", index=df.index)
     multi = _several_mappers(df)
+    dirs = dir_names(df["dir"].unique()) if "dir" in columns else None
     parts = []
     for column in columns:
-        words = df[column].map(lambda v, c=column: format_value(c, v))
+        words = df[column].map(lambda v, c=column: format_value(c, v, dirs))
         if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
             words = words.where(multi, "")
         if column == "uffd_mappers":
@@ -132,7 +150,7 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
 def spec_order(column: pd.Series, given: Sequence[str] = ()) -> pd.Series:
     """Sort key for `DataFrame.sort_values(key=...)`: the order of _ORDER, else `given` (a
     knob's values as the spec gave them: `--set vm.swappiness=60,10` lists 60 first), else
-    numeric.
+    as text for the names among the label fields (a machine, a directory), else numeric.
 
     Parametrised values sort by their kind in _ORDER, then by their number, so strides come
     in natural order (stride:1, stride:2, stride:4 ... stride:64), not as text."""
@@ -148,6 +166,8 @@ def spec_order(column: pd.Series, given: Sequence[str] = ()) -> pd.Series:
             {v: i for i, v in enumerate(order)}).fillna(len(order))
         number = pd.to_numeric(pd.Series(parameter, index=column.index), errors="coerce")
         return rank * 1e9 + number.fillna(0).clip(upper=1e9 - 1)
+    if column.name in LABEL_FIELDS and column.name not in NUMERIC_FIELDS:
+        return column.astype(str)  # names: machines 6.1 and 6.10 are two, in text order
     numeric = pd.to_numeric(column, errors="coerce")
     return numeric if numeric.notna().any() else column.astype(str)
 

@@ -28,7 +28,7 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     INSTRUCTION_CLOCK_PLANES,
 )
-from faultbench.analysis.labels import APP_FIELDS, format_value, label_columns
+from faultbench.analysis.labels import APP_FIELDS, dir_names, format_value, label_columns
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
@@ -200,11 +200,12 @@ def _number(value: float) -> str:
 def totals_text(apps: pd.DataFrame, keys: list[str]) -> str:
     """The report's totals: per count and setting, total, rate and the rate ratio."""
     parts = []
+    dirs = dir_names(apps["dir"].unique()) if "dir" in keys else None
     for metric in COUNTED:
         table = count_totals(apps, keys, metric)
         if table.empty:
             continue
-        rows = [[_key_label(r, keys), str(r["sessions"]), str(r["launches"]), str(r["total"]),
+        rows = [[_key_label(r, keys, dirs), str(r["sessions"]), str(r["launches"]), str(r["total"]),
                  fmt(r["rate"]), f"{r['with_any']}/{r['sessions']}",
                  "-" if pd.isna(r["top"]) else f"{100 * r['top']:.0f}%",
                  _number(r["ratio"]),
@@ -226,11 +227,14 @@ def totals_text(apps: pd.DataFrame, keys: list[str]) -> str:
         "dependent, not the independent units both assume.")
 
 
-def _key_label(row: Any, keys: list[str]) -> str:
+def _key_label(row: Any, keys: list[str], dirs: dict[str, str] | None = None) -> str:
+    """A setting's label; `dirs`: the sessions' directories as `labels.dir_names` names
+    them."""
     parts = []
     for key in keys:
         value = getattr(row, key) if not isinstance(row, dict) else row[key]
-        parts.append(format_value(key, value) if key in (FAULT_AROUND_KNOB, "dir", *APP_FIELDS)
+        parts.append(format_value(key, value, dirs)
+                     if key in (FAULT_AROUND_KNOB, "dir", *APP_FIELDS)
                      else str(value))
     return " ".join(parts)
 
@@ -257,7 +261,8 @@ def memory_section(df: pd.DataFrame) -> str:
         one = found.iloc[0]
         return _ci(one["ci_lo"], one["ci_hi"]) if ci else fmt(one["median"])
 
-    labels_ = [_key_label(r, keys) for r in rows.to_dict("records")]
+    dirs = dir_names(apps["dir"].unique()) if "dir" in keys else None
+    labels_ = [_key_label(r, keys, dirs) for r in rows.to_dict("records")]
     first = "setting" if len(keys) > 1 or keys[0] != FAULT_AROUND_KNOB else "fa"
     medians = [[label, *(cell(r, m) for m in PER_LAUNCH), str(int(r.get("ok", 0))),
                 *(str(int(r[c])) for c in outcome_cols)]

@@ -212,11 +212,12 @@ def _emit(samples: list[Sample], as_json: bool, drift: dict[str, Any] | None = N
 
 def _check_dir(path: str) -> None:
     try:
-        found = Path(path).is_dir()
+        found, exists = Path(path).is_dir(), Path(path).exists()
     except OSError as exc:  # a name too long, ...
         raise ArgumentError(f"--dir {path}: {exc.strerror}") from None
     if not found:
-        raise ArgumentError(f"--dir {path}: no such directory")
+        raise ArgumentError(f"--dir {path}: " + ("not a directory" if exists
+                                                  else "no such directory"))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -164,15 +164,17 @@ def canonical_fill(text: str) -> str:
 
 
 def absolute_dir(path: str) -> str:
-    """A workload's `dir` (or `measure --dir`) as the directory it names from here: a
-    relative one joined to the working directory, an absolute one as written.
+    """A workload's `dir` (or `measure --dir`, `--only dir=`, compare's `--by dir` values)
+    as the directory it names from here: a relative one joined to the working directory,
+    each written one way (`/a/b/` and `/a//./b` are `/a/b`), so that the same directory
+    matches as itself wherever it is given.
 
     A run records its specs and a resume measures them wherever it is started: a relative
-    `dir` would then name another directory, or none. Joined, not normalized: `a/../b` is
-    left for the kernel to walk, since `a` may be a symbolic link (pathlib drops only `.`
-    parts and repeated or trailing slashes)."""
+    `dir` would then name another directory, or none. `a/../b` is left for the kernel to
+    walk, since `a` may be a symbolic link (pathlib drops only `.` parts and repeated or
+    trailing slashes)."""
     if path.startswith("/"):
-        return path
+        return str(PurePath(path))
     try:
         return str(PurePath(os.getcwd(), path))
     except OSError as exc:  # the working directory was removed
