@@ -245,6 +245,33 @@ def _lines(path: Path) -> int:
     return path.read_text().count("\n") if path.exists() else 0
 
 
+SHMEM_THP = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
+
+
+def other_shmem_thp() -> tuple[str, str]:
+    """shmem THP's setting now, and another one that changes a memfd's faults."""
+    found = re.search(r"\[(\w+)\]", SHMEM_THP.read_text()).group(1)
+    return found, "always" if found != "always" else "never"
+
+
+def run_while_changed(workload: Path, out: Path, value: str,
+                      samples: int) -> subprocess.Popen[str]:
+    """`faultbench run WORKLOAD --out OUT -q` started, and shmem THP set to `value` once it
+    has written 10 samples, until it wrote `samples` more (or ended). The caller puts the
+    setting back, in a `finally`."""
+    run = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(workload), "--out",
+                            str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True)
+    written = out / "samples.jsonl"
+    while _lines(written) < 10 and run.poll() is None:
+        time.sleep(0.01)
+    SHMEM_THP.write_text(value)
+    changed_at = _lines(written)
+    while _lines(written) < changed_at + samples and run.poll() is None:
+        time.sleep(0.01)
+    return run
+
+
 @ALONE  # shmem THP switched on changes every memfd's faults for a test beside it
 @HOST
 @pytest.mark.skipif(os.geteuid() != 0, reason="THP settings need root")
@@ -252,27 +279,17 @@ def test_a_run_without_knob_axes_marks_samples_measured_after_someone_changed_th
         tmp_path: Path) -> None:
     """R9-5: only knob axes were read again after each sample; a run with none recorded
     samples measured with another faultbench's THP setting as if nothing had changed."""
-    knob = Path("/sys/kernel/mm/transparent_hugepage/shmem_enabled")
-    found = re.search(r"\[(\w+)\]", knob.read_text()).group(1)
-    other = "always" if found != "always" else "never"
+    found, other = other_shmem_thp()
     workload = tmp_path / "w.toml"
     workload.write_text(one_scenario(1000))  # interrupted once it has shown the drift
     out = tmp_path / "run"
-    run = subprocess.Popen([sys.executable, "-m", "faultbench", "run", str(workload), "--out",
-                            str(out), "-q"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                           text=True)
     samples = out / "samples.jsonl"
     try:
-        while _lines(samples) < 10 and run.poll() is None:
-            time.sleep(0.01)
-        knob.write_text(other)
-        changed_at = _lines(samples)
-        while _lines(samples) < changed_at + 10 and run.poll() is None:
-            time.sleep(0.01)
+        run = run_while_changed(workload, out, other, 10)
         run.send_signal(signal.SIGINT)
         _, stderr = run.communicate(timeout=300)
     finally:
-        knob.write_text(found)
+        SHMEM_THP.write_text(found)
     assert run.returncode == 130, stderr
     records = [json.loads(line) for line in samples.read_text().splitlines()]
     marked = [r for r in records if "knob_drift" in r]

@@ -90,7 +90,8 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
     # failed samples stay in, so that compare_rows counts what each row lost
     ok = df[df["ok"] | df["interfered"] | ((df["status"] != "ok") & ~df["warmup"])]
     if not df["ok"].any():
-        raise AnalysisError(f"{role} {side.path}: no valid samples (all warm-ups or errors)")
+        raise AnalysisError(f"{role} {side.path}: no valid samples (all warm-ups, errors or "
+                            "measured while someone else had changed a knob)")
     if by is None:
         return ok
     knobs = df.attrs.get("knob_columns", [])
@@ -343,17 +344,18 @@ def compare_runs(
         tables = {m: compare(base, new, m, by) for m in LKP_METRICS}
         return lkp(tables, base_side.name, new_side.name, title, brief)
     table = compare(base, new, metric, by)
-    if fmt_name == "json":
-        from faultbench.analysis.compare_format import as_json
-
-        return as_json(table, metric, title, footer(
-            table, metric, metric_unit(metric, samples["plane"].unique()), not same, samples))
-    text = render(table, fmt_name, metric, title, samples, not same, brief)
-    if fmt_name == "csv":  # rows only; the cost model and the notes are prose
-        return text
     notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
     notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
     notes += harness_notes(*metas)
+    if fmt_name == "json":
+        from faultbench.analysis.compare_format import as_json
+
+        return as_json(table, metric, title, " ".join([footer(
+            table, metric, metric_unit(metric, samples["plane"].unique()), not same, samples),
+            *notes]))
+    text = render(table, fmt_name, metric, title, samples, not same, brief)
+    if fmt_name == "csv":  # rows only; the cost model and the notes are prose
+        return text
     if not brief:
         text += "".join(wrap(note) for note in notes) + memory_compare(base, new)
     if profile:

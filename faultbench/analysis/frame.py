@@ -229,7 +229,6 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     spec = pd.DataFrame(frame.pop("spec").tolist(), index=frame.index)
     knob_dicts = frame.pop("knobs") if "knobs" in frame else pd.Series([{}] * len(frame))
     knobs = pd.DataFrame(knob_dicts.map(lambda d: d or {}).tolist(), index=frame.index)
-    knobs = knobs.drop(columns=[c for c in knobs if c in frame or c in spec])
     frame = pd.concat([frame, spec, knobs], axis=1)
     frame.attrs["knob_columns"] = list(knobs.columns)
     return frame, meta, dropped
@@ -288,7 +287,11 @@ def _derive(df: pd.DataFrame, knob_columns: list[str]) -> pd.DataFrame:
     df["emulated"] = df["plane"].isin(EMULATED_PLANES)
     # a profiled sample ran with the kernel profiler sampling it: slower, so no timing data
     df["profiled"] = df["profiled"].fillna(False).astype(bool) if "profiled" in df else False
-    df["ok"] = (df["status"] == "ok") & ~df["warmup"] & ~df["profiled"]
+    # A sample measured while someone else had changed a knob (knob_drift) was not measured
+    # at its scenario's settings: no statistic uses it, profiled or not (drift_notes says so).
+    df["drifted"] = (df["knob_drift"].map(lambda d: isinstance(d, dict) and bool(d))
+                     if "knob_drift" in df else False)
+    df["ok"] = (df["status"] == "ok") & ~df["warmup"] & ~df["profiled"] & ~df["drifted"]
     # runs without booted kernels: one kernel, one boot; runs not merged: one machine
     for name in ("kernel", "boot", "machine"):
         if name not in df:
@@ -338,8 +341,10 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
 
     Columns: every Sample field, the spec's fields, one column per knob, and derived ones:
     `role` (only/first/later mapper), `fault_around` (on/off/n/a for that mapper),
-    `munmap_ns_per_page`, `mapped_per_touched`, `emulated`, `ok` (valid and not a warm-up:
-    what statistics use), `interfered` (an ok sample preempted or stolen from in its loop),
+    `munmap_ns_per_page`, `mapped_per_touched`, `emulated`, `drifted` (measured while
+    someone else had changed a knob: `knob_drift`), `ok` (valid, not a warm-up and not
+    drifted: what statistics use), `interfered` (an ok sample preempted or stolen from in its
+    loop),
     and `kernel`, `boot` (None for runs without booted kernels). Several runs add a `run`
     column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
@@ -389,10 +394,40 @@ class SharedMeta(dict):
 
 def dropped_notes(df: pd.DataFrame) -> list[str]:
     """One sentence per kind of samples.jsonl line a load left out, naming the run when
-    several were loaded: what report and compare footers say."""
+    several were loaded, then drift_notes: what report and compare footers say."""
     dropped: dict[str, Dropped] = df.attrs.get("dropped", {})
     several = len(dropped) > 1
-    return [note for run, lost in dropped.items() for note in lost.notes(run if several else None)]
+    return [note for run, lost in dropped.items()
+            for note in lost.notes(run if several else None)] + drift_notes(df)
+
+
+def knob_drift_left_out(df: pd.DataFrame) -> tuple[int, dict[str, int]]:
+    """How many samples no statistic uses because someone else had changed a knob while
+    they were measured, and per knob how many (warm-ups and failed samples, unused anyway,
+    are not counted)."""
+    if "knob_drift" not in df:
+        return 0, {}
+    left_out = df.loc[df["drifted"] & (df["status"] == "ok") & ~df["warmup"], "knob_drift"]
+    knobs: dict[str, int] = {}
+    for drift in left_out:
+        for name in drift:
+            knobs[name] = knobs.get(name, 0) + 1
+    return len(left_out), dict(sorted(knobs.items()))
+
+
+def drift_notes(df: pd.DataFrame) -> list[str]:
+    """The sentence saying how many samples were left out for knob drift and which knobs,
+    one per run (named when several were loaded); none when there were none."""
+    runs = df.groupby("run", sort=False) if "run" in df else [(None, df)]
+    notes = []
+    for run, rows in runs:
+        count, knobs = knob_drift_left_out(rows)
+        if count:
+            where = f" of {run}" if run is not None else ""
+            notes.append(f"NOTE: {count} sample(s){where} were left out: measured while "
+                         f"someone else had changed {', '.join(knobs)} (knob_drift in "
+                         "samples.jsonl).")
+    return notes
 
 
 def _unique_name(path: Path, taken: dict[str, Any]) -> str:

@@ -149,7 +149,7 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
                         "samples": data["samples"], "unresolved": data["unresolved"],
                         "lost": data.get("lost")}
                 rows += [{**head, "stack": s, "count": n} for s, n in data["stacks"].items()]
-    profiled = df[(df["status"] == "ok") & df["profiled"] & ~df["warmup"]]
+    profiled = df[(df["status"] == "ok") & df["profiled"] & ~df["warmup"] & ~df["drifted"]]
     if not rows or profiled.empty:
         return pd.DataFrame()
     stacks = pd.DataFrame(rows)

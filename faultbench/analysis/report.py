@@ -28,9 +28,11 @@ from faultbench.analysis.frame import (
     AnalysisError,
     RunInfo,
     check_run_dir,
+    drift_notes,
     dropped_notes,
     exclude_interfered,
     folio_texts,
+    knob_drift_left_out,
     load,
     run_info,
     time_unit,
@@ -54,6 +56,8 @@ from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import SpecError, parse_size
 
+NO_VALID_SAMPLES = ("the run has no valid samples (all warm-ups, errors, unsupported or "
+                    "measured while someone else had changed a knob)")
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.
 SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "pages_touched",
                 "nivcsw", "steal_ns")
@@ -267,7 +271,7 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
 
 def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) -> str:
     if not df["ok"].any():
-        raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
+        raise AnalysisError(NO_VALID_SAMPLES)
     info = run_info(meta, df)
     label_cols = label_columns(df)
     parts = [header(info, "faultbench report"), machine_line(meta)]
@@ -356,7 +360,7 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
     (analysis.breakeven.report_json). Unknown values are None. strict: as write_report's."""
     df = exclude_interfered(load(run_dir)) if strict else load(run_dir)
     if not df["ok"].any():
-        raise AnalysisError("the run has no valid samples (all warm-ups, errors or unsupported)")
+        raise AnalysisError(NO_VALID_SAMPLES)
     meta = next(iter(df.attrs["meta"].values()))
     info = run_info(meta, df)
     label_cols = label_columns(df)
@@ -388,6 +392,7 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
              "folios": r["folios"] or None}
             for _, r in table.iterrows()
         ],
+        "knob_drift": dict(zip(("left_out", "knobs"), knob_drift_left_out(df), strict=True)),
         **report_json(df),
         "profiles": [dataclasses.asdict(costs) for costs in phase_costs(df)],
     }
@@ -401,7 +406,8 @@ def summary(run_dir: Path | SafeDir) -> str:
     df = load(run_dir)
     ok = df[df["ok"]]
     if ok.empty:
-        return "no valid samples to summarise\n" + unmeasured_note(df)
+        return ("no valid samples to summarise\n" + "".join(wrap(n) for n in drift_notes(df))
+                + unmeasured_note(df))
     label_cols = label_columns(df)
     keys = [*label_cols, "role", "label"]
     data = ok.assign(label=labels(ok, keys[:-1]),
@@ -427,8 +433,8 @@ def summary(run_dir: Path | SafeDir) -> str:
     cells, groups = grouped_rows(table, [*label_cols, "role"], headers,
                                  rows.to_numpy().tolist())
     text = wrap(head) + text_table(headers, cells, groups=groups)
-    interference = interference_note(df)
-    return (text + wrap(interference) if interference else text) + unmeasured_note(df)
+    notes = [interference_note(df), *drift_notes(df)]
+    return text + "".join(wrap(n) for n in notes if n) + unmeasured_note(df)
 
 
 def unmeasured_note(df: pd.DataFrame) -> str:
@@ -443,5 +449,6 @@ def unmeasured_note(df: pd.DataFrame) -> str:
     first = bad.groupby("scenario", sort=True).first()
     return wrap("No valid sample (so no row) for: " + "; ".join(
         # the mapper's error is text a child process wrote: its control characters show
-        f"{name}: {row.status}: {printable(str(row.error)[:120])}"
+        f"{name}: {row.status}: {printable(str(row.error)[:120])}" if row.status != "ok" else
+        f"{name}: measured while someone else had changed a knob (knob_drift)"
         for name, row in first.iterrows()))

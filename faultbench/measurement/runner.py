@@ -269,19 +269,23 @@ def start(
             refuse_if_journal(journal_path())
             check_journal_writable(journal_path())
     run_dir = RunDir.create(out)
-    run_dir.write_meta({
-        "format": FORMAT,
-        "faultbench_version": __version__,
-        "harness_epoch": HARNESS_EPOCH,
-        "workload": workload.meta(),
-        "scenarios": [s.to_dict() for s in workload.scenarios],
-        "skipped": workload.skipped,
-        "provenance": collect(file_dir(s.spec for s in workload.scenarios)),
-        "plane": plane or current_plane(),
-        "started_utc": utc_now(),
-        "finished_utc": None,
-        **(extra or {}),
-    })
+    try:
+        run_dir.write_meta({
+            "format": FORMAT,
+            "faultbench_version": __version__,
+            "harness_epoch": HARNESS_EPOCH,
+            "workload": workload.meta(),
+            "scenarios": [s.to_dict() for s in workload.scenarios],
+            "skipped": workload.skipped,
+            "provenance": collect(file_dir(s.spec for s in workload.scenarios)),
+            "plane": plane or current_plane(),
+            "started_utc": utc_now(),
+            "finished_utc": None,
+            **(extra or {}),
+        })
+    except BaseException:  # an interrupt while provenance is collected, ...
+        run_dir.abandon()
+        raise
     return run_dir
 
 

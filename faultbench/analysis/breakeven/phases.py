@@ -97,7 +97,8 @@ class _RoundTable:
     touched page is their share of its drawn rounds' samples x its unprofiled median."""
 
     def __init__(self, rows: pd.DataFrame, costs: list[PhaseCosts]) -> None:
-        profiled = rows["profiled"].astype(bool) & ~rows["warmup"] & (rows["status"] == "ok")
+        profiled = (rows["profiled"].astype(bool) & ~rows["warmup"] & (rows["status"] == "ok")
+                    & ~rows["drifted"])
         unit = rows["boot"].fillna(-1).astype(str) + "/" + rows["round"].astype(str)
         kept = sorted(unit[profiled].unique())
         self.units = len(kept)

@@ -131,6 +131,20 @@ def check_coupled(knob_names: Iterable[str]) -> None:
             raise KnobError(f"{first} and {second} set the same limit: give one")
 
 
+def is_knob_name(name: str) -> bool:
+    """Whether `name` is a knob's name as runs record it (the canonical one, not a path), by
+    its form alone: a name read back from a run names no other (nor a column of its own)."""
+    if name in ("fault_around_bytes", "read_ahead_kb"):
+        return True
+    if name.startswith("vm."):
+        return _SYSCTL_RE.fullmatch(name[3:]) is not None
+    parts = name.split(".")
+    return parts[0] == "thp" and (
+        (len(parts) == 2 and parts[1] in _THP_TOP)
+        or (len(parts) == 3 and _THP_SIZED_RE.fullmatch(parts[1]) is not None
+            and parts[2] in _THP_SIZED))
+
+
 def resolve(name: str, file_dir: str | None = None) -> Knob:
     """The knob called `name` (or at path `name`); KnobError if it is not one we may write."""
     if name.startswith("/"):

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 from typing import Any
 
+from faultbench.measurement.knobs.catalog import is_knob_name
 from faultbench.measurement.spec import MAX_DEADLINE_S, MAX_MAPPERS, Sample, Spec, SpecError
 
 # Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
@@ -62,6 +63,16 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         value = record.get(key)
         if not isinstance(value, kind) and not (value is None and key not in ("status",)):
             return f"{where}: {key} is {value!r}, not {kind.__name__}"
+    drift = record.get("knob_drift")
+    if drift is not None and (not isinstance(drift, dict) or not all(
+            isinstance(v, list) and len(v) == 2 for v in drift.values())):
+        return f"{where}: knob_drift is {short(drift)}, not {{knob: [expected, found]}}"
+    # knob names become columns of the analysis' frame: one that is no knob's could be one
+    # of its own columns (ok, role)
+    for key in ("knobs", "knob_drift"):
+        odd = next((name for name in record.get(key) or {} if not is_knob_name(name)), None)
+        if odd is not None:
+            return f"{where}: {key} names {short(odd)}, not a knob"
     vmstat = record.get("vmstat", {})
     if not isinstance(vmstat, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX

@@ -33,7 +33,9 @@ def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any
 
     by_bench: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        if record["status"] == "ok" and record.get("ns_per_page"):
+        # a sample measured while someone else had changed a knob measured another setting
+        if record["status"] == "ok" and record.get("ns_per_page") and \
+                not record.get("knob_drift"):
             by_bench.setdefault(benchmark_name(record), []).append(record)
     knobs = {s["name"]: s["knobs"] for s in meta["scenarios"]}
     common = {

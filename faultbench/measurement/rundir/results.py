@@ -382,9 +382,15 @@ class RunDir:
             run_dir = cls(path, directory)
             run_dir.lock.acquire("being written")
         except BaseException:
-            directory.close()
+            directory.remove_if_made()
             raise
         return run_dir
+
+    def abandon(self) -> None:
+        """Unlocked, and removed if this process made the directory and it holds nothing
+        else: a run that ends before its meta.json is written leaves nothing behind."""
+        self.lock.release()
+        self.dir.remove_if_made()
 
     @classmethod
     def existing(cls, path: Path, any_owner: bool = False) -> RunDir:

@@ -120,8 +120,9 @@ class _WouldMake(Exception):
 
 
 def walk(path: Path, create: bool, checked: bool, dry: bool = False,
-         advice: str | None = None) -> tuple[int, int]:
-    """(parent's fd, directory's fd) of `path`, opened one component at a time from / or
+         advice: str | None = None) -> tuple[int, int, str | None]:
+    """(parent's fd, directory's fd, its name in the parent if this walk made it, else None)
+    of `path`, opened one component at a time from / or
     the working directory; with `create`, missing components are made (never through a
     link) and the last one is never a link. `checked` (root, writing its own results): the
     walk starts at / (a relative path is made absolute), a link on the way is followed only
@@ -135,6 +136,7 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False,
     parts = [p for p in path.parts if p != path.anchor and p != "."]
     fd = os.open(path.anchor or ".", _DIR_FLAGS)
     parent = os.dup(fd)
+    made = None
     try:
         for index, name in enumerate(parts):
             where = Path(path.anchor, *parts[:index + 1])
@@ -147,8 +149,11 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False,
                     check_parent(fd, where, advice)
                 if dry:
                     raise _WouldMake(where) from None
-                with contextlib.suppress(FileExistsError):
+                try:
                     os.mkdir(name, dir_fd=fd)
+                    made = name if index == len(parts) - 1 else None
+                except FileExistsError:
+                    pass
                 step = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
             except OSError as exc:
                 if exc.errno not in (errno.ELOOP, errno.ENOTDIR) or not stat.S_ISLNK(
@@ -177,7 +182,7 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False,
         os.close(fd)
         os.close(parent)
         raise
-    return parent, fd
+    return parent, fd, made
 
 
 class NotRegularFile(OSError):
@@ -220,9 +225,11 @@ def temp_name(name: str) -> str:
 class SafeDir:
     """A directory opened once; files in it written without following links."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, fd: int, made: tuple[int, str] | None = None) -> None:
         self.path = path
         self.fd = fd
+        # when opening made the directory: the parent's fd and its name there (remove_if_made)
+        self._made = made
 
     @classmethod
     def open(cls, path: Path, create: bool = False, any_owner: bool = False,
@@ -233,14 +240,15 @@ class SafeDir:
         guest writing the host's directory: the host checked it); `sticky_ok`, `advice`: see
         check_owner; `dry`: see would_create."""
         try:
-            parent, fd = walk(path, create, checked=not any_owner and os.geteuid() == 0,
-                              dry=dry, advice=advice)
+            parent, fd, made = walk(path, create, checked=not any_owner and os.geteuid() == 0,
+                                    dry=dry, advice=advice)
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
             raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
-        os.close(parent)
-        safe = cls(path, fd)
+        if made is None:
+            os.close(parent)
+        safe = cls(path, fd, None if made is None else (parent, made))
         if not any_owner:
             try:
                 check_owner(fd, path, sticky_ok, advice)
@@ -280,6 +288,22 @@ class SafeDir:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self._made is not None:
+            os.close(self._made[0])
+            self._made = None
+
+    def remove_if_made(self) -> None:
+        """The directory removed if opening it made it and it is empty again (rmdir removes
+        no other: not a link, not a directory someone put in its place, not one that holds
+        anything), then closed: what a run cut short before it wrote anything leaves."""
+        if self._made is not None:
+            parent, name = self._made
+            with contextlib.suppress(OSError):
+                here = os.fstat(self.fd)
+                there = os.stat(name, dir_fd=parent, follow_symlinks=False)
+                if (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino):
+                    os.rmdir(name, dir_fd=parent)
+        self.close()
 
     def sub(self, name: str) -> SafeDir:
         """Subdirectory `name`, made if missing; refused if it is a link or someone else's."""
