@@ -215,7 +215,7 @@ simple("measure-dir-missing", "measure", "--dir /nonexistent/dir: no such direct
        "--backing", "file", "--dir", "/nonexistent/dir")
 
 
-@case("measure-dir-is-a-file", "measure", "no such directory")
+@case("measure-dir-is-a-file", "measure", "not a directory")
 def _(tmp: Path, runs: Runs) -> list[str | Path]:
     (tmp / "f").write_text("")
     return ["--backing", "file", "--dir", tmp / "f"]
