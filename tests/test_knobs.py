@@ -186,6 +186,23 @@ def test_session_journals_first_reads_back_and_restores(
 
 
 @needs_root
+def test_a_setting_puts_back_the_knobs_it_leaves_out(
+    real_knobs: dict[str, str], journal: Path
+) -> None:
+    """Hostile round twelve, R12-10: a scenario setting no knob (or another one) after one
+    that set vm.swappiness ran at the value that one left, and was recorded as unset."""
+    original = _state()
+    with KnobSession(list(real_knobs)) as session:
+        session.apply({"vm.swappiness": real_knobs["vm.swappiness"]})
+        assert _state() == (real_knobs["vm.swappiness"], original[1])
+        session.apply({"thp.defrag": real_knobs["thp.defrag"]})
+        assert _state() == (original[0], real_knobs["thp.defrag"])
+        session.apply({})
+        assert _state() == original and session.drift() == {}
+    assert _state() == original
+
+
+@needs_root
 def test_an_exception_inside_the_session_restores(
     real_knobs: dict[str, str], journal: Path
 ) -> None:

@@ -12,6 +12,7 @@ import time
 from types import TracebackType
 
 from faultbench.measurement.knobs.catalog import (
+    COUPLED,
     Knob,
     KnobError,
     check_settable,
@@ -96,7 +97,8 @@ class KnobSession:
         return self
 
     def apply(self, setting: dict[str, str]) -> dict[str, int | str]:
-        """Write each value; return what the kernel reads back (not what was asked).
+        """Write each value, and put every other knob of the session back to its original
+        first; return what the kernel reads back of `setting` (not what was asked).
         ValueRefused when the kernel refuses one: those before it stay written."""
         if not self._active:
             raise KnobError("KnobSession.apply() outside its `with` block")
@@ -107,7 +109,19 @@ class KnobSession:
         values = {name: validate(by_name[name], str(value)) for name, value in setting.items()}
         for name, value in values.items():  # all, before the first write
             check_requested(by_name[name], value)
+        # a scenario that sets fewer knobs than the one before it is measured as the
+        # machine was, not as that scenario left it (the knob it does not set, and what the
+        # kernel changed with it, read their originals)
+        kept = {*setting, *(COUPLED.get(name) for name in setting),
+                *(p.name for name in setting if (p := partner(by_name[name])) is not None)}
+        others = [(knob, original) for knob, original in self._originals
+                  if knob.name not in kept]
         with blocked():
+            problems = put_back(others)
+            self._expected.update({k.name: read_value(k) for k, _ in others
+                                   if k.name in self._expected})
+            if problems:
+                raise KnobError(f"could not put back {'; '.join(problems)}")
             try:
                 for name, value in values.items():
                     write(by_name[name], value)
