@@ -29,8 +29,8 @@ import pandas as pd
 from scipy import stats
 
 import faultbench
+from faultbench.analysis.aa import aa_tables
 from faultbench.analysis.labels import LABEL_FIELDS
-from faultbench.analysis.replicates import aa_tables
 
 METRIC = "ns_per_page"
 

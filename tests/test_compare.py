@@ -24,7 +24,7 @@ from scipy import stats
 
 import faultbench as fb
 from faultbench._version import __version__
-from faultbench.analysis.replicates import aa_tables
+from faultbench.analysis.aa import aa_tables
 
 # Shipped reference runs (results/): real data, the same on every machine.
 QUICK = Path(__file__).parent.parent / "results" / "native-quick"

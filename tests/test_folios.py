@@ -24,7 +24,7 @@ from groups import ALONE, HOST
 from images import require_boot_image
 
 from faultbench import Spec, SpecError, load, measure
-from faultbench.analysis.report import summary
+from faultbench.analysis.summary import summary
 from faultbench.measurement.knobs.sysfs import release_own_tmpfs
 from faultbench.measurement.knobs.tmpfs import own_tmpfs
 

@@ -18,7 +18,7 @@ import pytest
 from console import one_line
 from groups import HOST
 
-from faultbench.analysis.report import unmeasured_note
+from faultbench.analysis.summary import unmeasured_note
 from faultbench.measurement.knobs.journal import DEFAULT_JOURNAL, JOURNAL_FORMAT
 
 RUN_DIR = Path(DEFAULT_JOURNAL).parent

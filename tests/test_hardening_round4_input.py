@@ -120,9 +120,9 @@ def test_host_and_workload_names_from_meta_are_printed_escaped(
 
 @pytest.fixture(scope="module")
 def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from faultbench.measurement.runner import profile_unavailable
+    from faultbench.measurement.profile import unavailable
 
-    if (why := profile_unavailable()) is not None:
+    if (why := unavailable()) is not None:
         pytest.skip(why)
     where = tmp_path_factory.mktemp("round4-profiled")
     (where / "w.toml").write_text(SMALL)

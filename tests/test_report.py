@@ -20,7 +20,7 @@ from analysis_runs import (
 from groups import KERNELS_RUN, SWEEP_RUN
 
 import faultbench as fb
-from faultbench.analysis.report import summary
+from faultbench.analysis.summary import summary
 
 
 @pytest.fixture(scope="session")

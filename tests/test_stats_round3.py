@@ -15,19 +15,14 @@ import pytest
 from scipy import stats
 
 import faultbench
+from faultbench.analysis.aa import aa_tables, distinct_halves
 from faultbench.analysis.breakeven import break_even, cost_models
 from faultbench.analysis.compare import compare_runs
+from faultbench.analysis.dropped import dropped_notes
 from faultbench.analysis.estimators import POWER, detectable, state_step
-from faultbench.analysis.frame import dropped_notes
 from faultbench.analysis.memory import count_totals, memory_section, sessions
 from faultbench.analysis.profile import phase_costs
-from faultbench.analysis.replicates import (
-    ICOUNT_STATE_STEP,
-    aa_tables,
-    compare_rows,
-    distinct_halves,
-    footer_note,
-)
+from faultbench.analysis.replicates import ICOUNT_STATE_STEP, compare_rows, footer_note
 from faultbench.analysis.report import report_text, write_report
 
 ROOT = Path(__file__).resolve().parent.parent

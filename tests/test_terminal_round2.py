@@ -17,7 +17,8 @@ from analysis_runs import faultbench
 from groups import HOST
 
 from faultbench.analysis.frame import load
-from faultbench.analysis.report import hit_cells, report_text, summary
+from faultbench.analysis.report import hit_cells, report_text
+from faultbench.analysis.summary import summary
 from faultbench.measurement.workload import shipped
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,12 +18,12 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.compare_text import footer, render
+from faultbench.analysis.dropped import dropped_notes
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     METRICS,
     AnalysisError,
     booted_kernels,
-    dropped_notes,
     exclude_interfered,
     folio_texts,
     load,

@@ -142,15 +142,9 @@ def _started(args: argparse.Namespace) -> Path | None:
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.jobs import MAX_JOBS
+    from faultbench.measurement.run_checks import nothing_to_resume, refuse_relative_dir
     from faultbench.measurement.rundir.results import ResultsError, RunDir
-    from faultbench.measurement.runner import (
-        RunError,
-        execute,
-        nothing_to_resume,
-        refuse_relative_dir,
-        start,
-        utc_now,
-    )
+    from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import (
         KNOB_AXIS,
@@ -415,7 +409,7 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
 def _report(run_dir: RunDir) -> int:
     """The summary, and on stderr how many samples failed; status 1 when no measured sample
     of the run is valid or most of them failed (a lost worker's one error leaves it 0)."""
-    from faultbench.analysis.report import summary
+    from faultbench.analysis.summary import summary
     from faultbench.errors import printable
     from faultbench.measurement.rundir.results import META, PYPERF, SAMPLES
     from faultbench.measurement.spec import clipped

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import IO
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.safefile import open_regular
+from faultbench.measurement.rundir.regular import open_regular
 
 _HEADER_MAGIC_AT = 0x202  # "HdrS" (Documentation/arch/x86/boot.rst)
 _VERSION_POINTER_AT = 0x20E

@@ -1,13 +1,14 @@
 """What a native run is checked for before its directory exists or a knob is written:
 memory and disk per scenario, the knob axes this machine can set, and which disk's
-read_ahead_kb the run's knob is. Standard library only (runner.py, which imports it, runs in
-guests too).
+read_ahead_kb the run's knob is; and what a resume is refused for. Standard library only
+(runner.py, which imports it, runs in guests too).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.knobs.catalog import (
@@ -19,7 +20,7 @@ from faultbench.measurement.knobs.catalog import (
     resolve,
 )
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
-from faultbench.measurement.spec import SpecError, clipped
+from faultbench.measurement.spec import SpecError, clipped, shown
 from faultbench.measurement.workload import Scenario, Workload
 
 
@@ -96,3 +97,24 @@ def settable_knobs(workload: Workload) -> Workload:
                     raise KnobError(f"{option}: {exc}") from None
                 workload = workload.without_knobs({name}, str(exc))
     return workload
+
+
+def nothing_to_resume(path: Path | str, finished: str) -> RunError:
+    """The refusal of `--resume` for a run that finished at `finished`."""
+    return RunError(f"{path} finished at {finished}; nothing to resume (faultbench report "
+                    f"{path} shows it)")
+
+
+def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a run made before a workload's `dir` was recorded absolute: its
+    relative `dir` was resolved against a working directory meta.json does not record, so
+    from here it may name no directory (every sample an error) or another one, on another
+    filesystem (samples of a different scenario under the same name)."""
+    for scenario in meta["scenarios"]:  # check_meta: objects whose spec normalizes
+        written = scenario["spec"].get("dir")
+        if isinstance(written, str) and not written.startswith("/"):
+            raise RunError(
+                f"{path} measured in the relative dir {shown(written)} (a run from before "
+                "dirs were recorded absolute) and meta.json does not say what it was "
+                "relative to: a resume could measure in another directory; faultbench report "
+                f"{path} shows its samples, and a new run records the directory")

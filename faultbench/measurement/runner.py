@@ -39,7 +39,9 @@ from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.run_checks import (
     RunError,
     check_resources,
+    nothing_to_resume,
     read_ahead_dir,
+    refuse_relative_dir,
     settable_knobs,
 )
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH
@@ -79,39 +81,11 @@ def schedule(
                     for s in order)
 
 
-def profile_unavailable() -> str | None:
-    """Why the kernel profiles cannot be taken here (None if they can)."""
-    from faultbench.measurement.profile import unavailable
-
-    return unavailable()
-
-
 def start_grace() -> float:
     """How long a worker may take to start here."""
     from faultbench.measurement.measure import current_plane
 
     return GRACE_S if current_plane() == "native" else EMULATED_GRACE_S
-
-
-def nothing_to_resume(path: Path | str, finished: str) -> RunError:
-    """The refusal of `--resume` for a run that finished at `finished`."""
-    return RunError(f"{path} finished at {finished}; nothing to resume (faultbench report "
-                    f"{path} shows it)")
-
-
-def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
-    """Refuse to resume a run made before a workload's `dir` was recorded absolute: its
-    relative `dir` was resolved against a working directory meta.json does not record, so
-    from here it may name no directory (every sample an error) or another one, on another
-    filesystem (samples of a different scenario under the same name)."""
-    for scenario in meta["scenarios"]:  # check_meta: objects whose spec normalizes
-        written = scenario["spec"].get("dir")
-        if isinstance(written, str) and not written.startswith("/"):
-            raise RunError(
-                f"{path} measured in the relative dir {shown(written)} (a run from before "
-                "dirs were recorded absolute) and meta.json does not say what it was "
-                "relative to: a resume could measure in another directory; faultbench report "
-                f"{path} shows its samples, and a new run records the directory")
 
 
 def utc_now() -> str:
@@ -320,10 +294,12 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
     unsupported = _unsupported(records)
 
     profile_rounds = workload.get("profile", 0)
-    if profile_rounds and (why := profile_unavailable()):
-        # one line, and the run goes on: its timings do not need the profiles
-        print(f"faultbench run: no kernel profiles: {why}", file=sys.stderr)
-        profile_rounds = 0
+    if profile_rounds:  # the profiler's module only for a run that profiles
+        from faultbench.measurement.profile import unavailable
+
+        if why := unavailable():  # one line; the timings do not need the profiles
+            print(f"faultbench run: no kernel profiles: {why}", file=sys.stderr)
+            profile_rounds = 0
 
     def units() -> Iterator[Unit]:
         return share_units(scenarios, workload, boot, profile_rounds)

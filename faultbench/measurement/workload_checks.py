@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement.rundir.safefile import open_regular
+from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,

@@ -8,7 +8,7 @@ from quoted.common import Claim, benchmark, load, n
 def _aa_split() -> dict[str, str]:
     """The one row that `benchmarks/aa_check.py --one-image results/icount-aa` marks: the
     per-boot medians of its two sides, its loops and their ticks."""
-    from faultbench.analysis.replicates import aa_tables, distinct_halves
+    from faultbench.analysis.aa import aa_tables, distinct_halves
 
     aa_check = benchmark("aa_check")
     df, keys = aa_check.split_input(load("icount-aa"), None, one_image=True)

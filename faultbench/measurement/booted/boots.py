@@ -47,6 +47,7 @@ from faultbench.measurement.booted.imagecheck import (
 from faultbench.measurement.booted.jobs import run_in_order
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.measure import meminfo
+from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     DISCARDED,
@@ -60,7 +61,7 @@ from faultbench.measurement.rundir.results import (
     resume_command,
     run_file_lines,
 )
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, open_regular
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload

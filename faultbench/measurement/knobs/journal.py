@@ -24,13 +24,11 @@ from faultbench.measurement.knobs.catalog import (
 )
 from faultbench.measurement.knobs.knoblock import KnobLock, recorded_journal
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
-from faultbench.measurement.rundir.safefile import (
-    ResultsError,
-    SafeDir,
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
+from faultbench.measurement.rundir.tempfiles import (
     create_exclusive,
     remove_dead_temp_files,
     temp_name,
-    who_can_change,
 )
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"

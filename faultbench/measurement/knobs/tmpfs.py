@@ -39,7 +39,7 @@ from faultbench.measurement.knobs.sysfs import (
     run_mount_tool,
     umount,
 )
-from faultbench.measurement.rundir.safefile import remove_dead_temp_files
+from faultbench.measurement.rundir.tempfiles import remove_dead_temp_files
 from faultbench.measurement.signals import blocked
 
 MOUNT_JOURNAL_PREFIX = "mount-"

@@ -8,13 +8,11 @@ Standard library only, except pyperf (pure Python), which only the parent import
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,16 +20,24 @@ from faultbench.errors import not_a_file
 from faultbench.measurement.rundir.checks import run_rounds, sample_problem, short
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.rundir.meta_checks import meta_problem
+from faultbench.measurement.rundir.runfiles import (
+    MAX_LINES,
+    META,
+    PROFILES,
+    SAMPLES,
+    missing_file,
+    most_lines,
+    read_path,
+    read_run_file,
+    run_file_lines,
+)
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
 FORMAT = "faultbench-run/1"
-META = "meta.json"
-SAMPLES = "samples.jsonl"
 PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
-PROFILES = "profiles.jsonl"  # kernel profiles of the profiled samples (docs/results.md)
 BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
@@ -42,113 +48,7 @@ def resume_command(path: Path | str) -> str:
 
 
 # The most faultbench reads of a run's file, a larger one refused unread: compare, merge,
-# report and load read anyone's run, whose owner can make a file far larger than memory (a
-# sparse one costs nothing). meta.json holds about 1 KB a scenario, and a workload has at
-# most 10,000; a sample is about 2.4 KB, and 100,000 measurements of one mapper each make
-# 240 MB. The shipped runs' largest are 61 KB, 4.5 MB of samples and 4.3 MB of profiles.
-MAX_BYTES = {META: 64 << 20, SAMPLES: 1 << 30, PROFILES: 1 << 30}
-# A byte cap alone does not bound what reading costs: a line of `{}` is 3 bytes of file and
-# about 130 of Python objects, so a JSON-lines file is read one line at a time, each line
-# bounded, and refused past the lines its run can have (most_lines). A sample is about
-# 2.4 KB; a profile is the folded stacks of one loop, the shipped runs' longest 25 KB.
-MAX_LINE_BYTES = {SAMPLES: 1 << 20, PROFILES: 64 << 20}
-# The most lines without a meta.json to say how many: faultbench writes no sample shorter
-# than 512 bytes (an error sample has every field, null: 1.2 KB), so no run within the byte
-# cap has more samples, nor more profiles (one per profiled sample).
-MAX_LINES = MAX_BYTES[SAMPLES] // 512
-
-
 _UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII)  # utc_now
-
-
-def read_run_file(directory: SafeDir, name: str) -> bytes | None:
-    """The run file `name` (META: run_file_lines reads the others) in `directory`, None if missing;
-    refused (ResultsError) over its MAX_BYTES, or when not a regular file."""
-    return directory.read_bytes(name, limit=MAX_BYTES[name])
-
-
-def _missing(path: Path) -> ResultsError:
-    return ResultsError(f"{path}: cannot read: {os.strerror(errno.ENOENT)}")
-
-
-def _read_path(path: Path, kind: str) -> bytes:
-    """The file at `path`, read as read_run_file reads a file `kind` (META)."""
-    with SafeDir.reading(path.parent) as directory:
-        data = directory.read_bytes(path.name, limit=MAX_BYTES[kind])
-    if data is None:
-        raise _missing(path)
-    return data
-
-
-class RunFileLines:
-    """The lines of a run's JSON-lines file (SAMPLES, PROFILES), read one at a time as they
-    are iterated; a line over MAX_LINE_BYTES, or more lines than `most`, is refused
-    (ResultsError naming the file and the bound). After the iteration `partial` says whether
-    the last line had no newline (a kill cut it short), and `complete` is where it started."""
-
-    def __init__(self, fh: IO[bytes], path: Path, kind: str, most: int) -> None:
-        self._fh = fh
-        self.path = path
-        self._longest = MAX_LINE_BYTES[kind]
-        self.most = most
-        self.complete = 0
-        self.partial = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        number = 0
-        while True:
-            try:
-                line = self._fh.readline(self._longest + 1)
-            except OSError as exc:
-                raise ResultsError(f"cannot read {self.path}: {exc.strerror}") from None
-            if not line:
-                return
-            number += 1
-            if len(line) > self._longest:
-                raise ResultsError(f"{self.path}:{number}: a line over {self._longest:,} bytes, "
-                                   "longer than faultbench writes: not read")
-            if number > self.most:
-                raise ResultsError(f"{self.path}: more than {self.most:,} lines, more than "
-                                   "its run's measurements can make: not read")
-            if line.endswith(b"\n"):
-                self.complete += len(line)
-            else:
-                self.partial = True
-            yield line
-
-
-@contextmanager
-def run_file_lines(directory: SafeDir, name: str, most: int, kind: str | None = None
-                   ) -> Iterator[RunFileLines | None]:
-    """The run file `name` in `directory`, of `kind` (SAMPLES or PROFILES, by default its
-    name), as RunFileLines, None if missing; refused as read_run_file refuses a file.
-    `most`: see most_lines."""
-    kind = kind or name
-    fh = directory.open_reading(name, MAX_BYTES[kind])
-    if fh is None:
-        yield None
-        return
-    with fh:
-        yield RunFileLines(fh, directory.path / name, kind, most)
-
-
-def most_lines(meta: dict[str, Any]) -> int:
-    """The most lines a samples.jsonl or profiles.jsonl of the run of `meta` (check_meta's,
-    {} for a run without one) may have: twice a line per mapper of every measurement the
-    run makes (each boot's warm-up and profiled rounds too, every machine of a merged run),
-    and a thousand more (a profile measured again after each interruption, blank lines).
-    At most MAX_LINES, however many boots or machines meta.json claims."""
-    if not meta:
-        return MAX_LINES
-    workload = meta["workload"]
-    per_boot = workload["warmups"] + workload.get("profile", 0)
-    boots = meta.get("boots") or [{"rounds": [0, workload["repetitions"]]}]
-    rounds = sum(per_boot + stop - first for first, stop in (b["rounds"] for b in boots))
-    mappers = sum(Spec.from_dict(s["spec"]).mappers for s in meta["scenarios"])
-    merged = meta.get("merged")
-    machines = merged.get("from") if isinstance(merged, dict) else None
-    copies = len(machines) if isinstance(machines, list) and machines else 1
-    return min(2 * copies * rounds * mappers + 1000, MAX_LINES)
 
 
 def read_samples(
@@ -165,7 +65,7 @@ def read_samples(
     with SafeDir.reading(path.parent) as directory, \
             run_file_lines(directory, path.name, MAX_LINES, SAMPLES) as lines:
         if lines is None:
-            raise _missing(path)
+            raise missing_file(path)
         return parse_samples(lines, path, strict, validate)
 
 
@@ -317,7 +217,7 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
 
 def read_meta(path: Path) -> dict[str, Any]:
     """A meta.json, checked (check_meta); ResultsError when unreadable or not one."""
-    return parse_meta(_read_path(path, META), path)
+    return parse_meta(read_path(path, META), path)
 
 
 def parse_meta(data: bytes, path: Path) -> dict[str, Any]:

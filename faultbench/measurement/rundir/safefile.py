@@ -26,11 +26,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError, file_kind
+from faultbench.errors import FaultbenchError
+from faultbench.measurement.rundir.regular import NotRegularFile, open_regular
+from faultbench.measurement.rundir.tempfiles import (
+    create_exclusive,
+    remove_dead_temp_files,
+    temp_name,
+)
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-TEMP_SUFFIX = ".tmp"
 
 
 class ResultsError(FaultbenchError, ValueError):
@@ -183,43 +188,6 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False,
         os.close(parent)
         raise
     return parent, fd, made
-
-
-class NotRegularFile(OSError):
-    """open_regular's refusal; strerror says what the file is."""
-
-
-def open_regular(path: str | os.PathLike[str], limit: int | None = None, follow: bool = True,
-                 dir_fd: int | None = None) -> int:
-    """A descriptor to read the regular file `path` from, opened once: a name checked and
-    opened again may be a FIFO by then (a blocking open of it hangs root) or another file.
-    O_NONBLOCK: a FIFO opens at once, and fstat refuses it. OSError: the open's (ELOOP: a
-    link, unless `follow`), NotRegularFile, or EFBIG when over `limit` bytes."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC |
-                 (0 if follow else os.O_NOFOLLOW), dir_fd=dir_fd)
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise NotRegularFile(errno.EINVAL, f"{file_kind(st.st_mode)}, not a regular file")
-        if limit is not None and st.st_size > limit:
-            raise OSError(errno.EFBIG, f"{st.st_size:,} bytes, over the {limit:,}")
-        os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def create_exclusive(dir_fd: int, name: str, mode: int = 0o666) -> int:
-    """A new file `name` in the directory, never an existing file or link (O_EXCL)."""
-    return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode, dir_fd=dir_fd)
-
-
-def temp_name(name: str) -> str:
-    """A hidden, unguessable temp name beside `name` (a planted one cannot pre-empt it).
-    os.urandom, as secrets.token_hex does, without importing secrets: that brings hashlib and
-    OpenSSL in, about 0.1 s of a TCG guest's start (docs/scale.md)."""
-    return f".{name}.{os.getpid()}.{os.urandom(4).hex()}{TEMP_SUFFIX}"
 
 
 class SafeDir:
@@ -458,23 +426,3 @@ class SafeDir:
     def remove_temp_files(self) -> None:
         """Temp files an interrupted replacement left (unlinking never follows a link)."""
         remove_dead_temp_files(self.fd)
-
-
-def remove_dead_temp_files(dir_fd: int, name: str = "") -> None:
-    """Temp files (temp_name's, of `name` when given) whose writer is dead: the pid in the
-    name has gone. Only faultbench's own pattern is touched, never through a link."""
-    for entry in os.listdir(dir_fd):
-        parts = entry.split(".")
-        if (entry.startswith(f".{name}.") if name else entry.startswith(".")) and \
-                entry.endswith(TEMP_SUFFIX) and len(parts) >= 5 and parts[-3].isascii() and \
-                parts[-3].isdigit() and _is_token(parts[-2]) and not _alive(int(parts[-3])):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError, PermissionError):
-                os.unlink(entry, dir_fd=dir_fd)
-
-
-def _is_token(text: str) -> bool:
-    return len(text) == 8 and all(c in "0123456789abcdef" for c in text)
-
-
-def _alive(pid: int) -> bool:
-    return pid == os.getpid() or os.path.exists(f"/proc/{pid}")
