@@ -242,9 +242,15 @@ def _killed_and_resumed(base: Path, image: str) -> dict[str, Any]:
     for line in proc.stderr:
         if "boot 2/4" in line:
             break
-    time.sleep(8)  # inside the second boot: QEMU running, perhaps samples written
-    scratch = {Path(word) for line in guest_processes(str(run)) for word in line.split()
-               if word.startswith(f"{tempfile.gettempdir()}/faultbench-guest-")}
+    # killed inside the second boot, once its QEMU runs with a scratch directory: waiting
+    # longer would only burn a CPU on a boot that is thrown away
+    scratch: set[Path] = set()
+    deadline = time.monotonic() + 60
+    while not scratch and time.monotonic() < deadline:
+        time.sleep(0.5)
+        scratch = {Path(word) for line in guest_processes(str(run)) for word in line.split()
+                   if word.startswith(f"{tempfile.gettempdir()}/faultbench-guest-")}
+    time.sleep(1)
     proc.kill()
     proc.wait()
     deadline = time.monotonic() + 30
