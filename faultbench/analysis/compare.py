@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.compare_text import footer, render
-from faultbench.analysis.dropped import dropped_notes
+from faultbench.analysis.dropped import sides_notes
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     METRICS,
@@ -233,8 +233,8 @@ def compare(
                 left = " once --strict left out the samples preempted or stolen from" if \
                     side.loc[side["interfered"], metric].notna().any() else ""
                 raise AnalysisError(f"{role} has no valid values of {metric}{left}")
-        strict = not (base["ok"].all() and new["ok"].all())
-        why = " once --strict left out the samples preempted or stolen from" if strict else ""
+        why = " once --strict left out the samples preempted or stolen from" if \
+            set.intersection(*(_valid_rows(side, keys, metric) for side in sides)) else ""
         raise AnalysisError(f"BASE and NEW have no scenario in common{why}"
                             f"{differences(*(s[s['ok']] for s in sides), keys)}")
     attrs = dict(table.attrs)
@@ -276,6 +276,13 @@ def compare(
     table.attrs.update(attrs)
     table.attrs["planes"] = sorted({*base["plane"].unique(), *new["plane"].unique()})
     return table
+
+
+def _valid_rows(side: pd.DataFrame, keys: list[str], metric: str) -> set[tuple[Any, ...]]:
+    """The rows (values of `keys`) in which a side has valid values of `metric`, those
+    --strict left out (interfered) counted too."""
+    valid = side[(side["ok"] | side["interfered"]) & side[metric].notna()]
+    return set(valid[keys].itertuples(index=False, name=None))
 
 
 def implied_kernels(run: str) -> tuple[str, str]:
@@ -338,15 +345,15 @@ def compare_runs(
     samples = samples[samples["ok"] | samples["interfered"]]
     if strict:
         samples.attrs["excluded"] = int(samples["interfered"].sum())
+    notes = sides_notes(side_rows(base_df, base_side, by), side_rows(new_df, new_side, by),
+                        same) + harness_notes(*metas)
     if fmt_name == "lkp":
         from faultbench.analysis.compare_format import lkp
 
         tables = {m: compare(base, new, m, by) for m in LKP_METRICS}
-        return lkp(tables, base_side.name, new_side.name, title, brief)
+        return lkp(tables, base_side.name, new_side.name, title, brief) + "".join(
+            wrap(note) for note in notes)
     table = compare(base, new, metric, by)
-    notes = [f"BASE: {n}" for n in dropped_notes(base_df)]
-    notes += [] if same else [f"NEW: {n}" for n in dropped_notes(new_df)]
-    notes += harness_notes(*metas)
     if fmt_name == "json":
         from faultbench.analysis.compare_format import as_json
 
@@ -356,8 +363,9 @@ def compare_runs(
     text = render(table, fmt_name, metric, title, samples, not same, brief)
     if fmt_name == "csv":  # rows only; the cost model and the notes are prose
         return text
+    text += "".join(wrap(note) for note in notes)  # --brief too: they say what is missing
     if not brief:
-        text += "".join(wrap(note) for note in notes) + memory_compare(base, new)
+        text += memory_compare(base, new)
     if profile:
         text += "\n" + profile_compare(side_rows(base_df, base_side, by),
                                        side_rows(new_df, new_side, by), base_side.name,

@@ -153,6 +153,12 @@ def _cells(table: pd.DataFrame, metric: str) -> tuple[list[str], pd.DataFrame]:
     return headers, cells
 
 
+def _markdown_cell(text: str) -> str:
+    """A markdown table cell: a `|` in it (a directory may have one) escaped, so that it is
+    no column's end, and so a backslash, so that none escapes what follows it."""
+    return text.replace("\\", "\\\\").replace("|", "\\|")
+
+
 def render(
     table: pd.DataFrame, fmt_name: str, metric: str, title: str, samples: pd.DataFrame,
     two_runs: bool = True, brief: bool = False,
@@ -174,7 +180,8 @@ def render(
     if fmt_name == "markdown":
         head = ("| " + " | ".join(h.strip() for h in headers) + " |\n"
                 + "|---" * len(headers) + "|\n")
-        body = "".join("| " + " | ".join(row) + " |\n" for row in cells.to_numpy().tolist())
+        body = "".join("| " + " | ".join(map(_markdown_cell, row)) + " |\n"
+                       for row in cells.to_numpy().tolist())
         return f"{title}\n{common}{blind_line(table)}\n{head}{body}\n{note}"
     rows, groups = grouped_rows(table, table.attrs["label_columns"], headers,
                                 cells.to_numpy().tolist())

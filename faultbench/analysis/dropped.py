@@ -3,7 +3,9 @@ could not use (Dropped) and samples measured while someone else had changed a kn
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -32,13 +34,43 @@ class Dropped:
         return notes
 
 
-def dropped_notes(df: pd.DataFrame) -> list[str]:
+def line_notes(df: pd.DataFrame, where: str | None = None) -> list[str]:
     """One sentence per kind of samples.jsonl line a load left out, naming the run when
-    several were loaded, then drift_notes: what report and compare footers say."""
+    several were loaded (or as `where` says: "the run")."""
     dropped: dict[str, Dropped] = df.attrs.get("dropped", {})
     several = len(dropped) > 1
     return [note for run, lost in dropped.items()
-            for note in lost.notes(run if several else None)] + drift_notes(df)
+            for note in lost.notes(where or (run if several else None))]
+
+
+def dropped_notes(df: pd.DataFrame) -> list[str]:
+    """line_notes, then drift_notes: what a report's footer says was left out."""
+    return line_notes(df) + drift_notes(df)
+
+
+def dropped_json(df: pd.DataFrame) -> dict[str, Any]:
+    """The samples.jsonl lines a load left out, over all its runs, as `report --json` has
+    them: `unreadable` and `duplicates` (lines), `invalid` (lines per problem)."""
+    total = Dropped()
+    for lost in df.attrs.get("dropped", {}).values():
+        total.unreadable += lost.unreadable
+        total.duplicates += lost.duplicates
+        for problem, count in lost.invalid.items():
+            total.invalid[problem] = total.invalid.get(problem, 0) + count
+    return dataclasses.asdict(total)
+
+
+def sides_notes(base: pd.DataFrame, new: pd.DataFrame, one_run: bool) -> list[str]:
+    """compare's notes on what was left out, each side's marked BASE: or NEW:. base, new:
+    each side's samples (with --by, those at its value), in frames of their runs' loads.
+    With --by over one run, samples left out for knob drift belong to the side whose value
+    they were measured at (or to neither), and the lines not loaded, which have no value,
+    are the run's."""
+    notes = line_notes(base, "the run") if one_run else []
+    for role, side in (("BASE", base), ("NEW", new)):
+        notes += [f"{role}: {note}" for note in (drift_notes(side) if one_run
+                                                 else dropped_notes(side))]
+    return notes
 
 
 def knob_drift_left_out(df: pd.DataFrame) -> tuple[int, dict[str, int]]:

@@ -23,7 +23,7 @@ from faultbench.analysis.breakeven import (
     report_json,
     report_section,
 )
-from faultbench.analysis.dropped import dropped_notes, knob_drift_left_out
+from faultbench.analysis.dropped import dropped_json, dropped_notes, knob_drift_left_out
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     AnalysisError,
@@ -354,8 +354,9 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
     """What the report computes as plain JSON types (`faultbench report --json`,
     docs/results.md): the run, per scenario the columns of the report's table (median time
     per page touched with its CI, faults, pages mapped and munmap time per page touched,
-    units, hits), and the break-even, cost model and floor
-    (analysis.breakeven.report_json). Unknown values are None. strict: as write_report's."""
+    units, hits), what was left out (knob drift, samples.jsonl lines not loaded), and the
+    break-even, cost model and floor (analysis.breakeven.report_json). Unknown values are
+    None. strict: as write_report's."""
     df = exclude_interfered(load(run_dir)) if strict else load(run_dir)
     if not df["ok"].any():
         raise AnalysisError(NO_VALID_SAMPLES)
@@ -391,6 +392,7 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
             for _, r in table.iterrows()
         ],
         "knob_drift": dict(zip(("left_out", "knobs"), knob_drift_left_out(df), strict=True)),
+        "dropped_lines": dropped_json(df),
         **report_json(df),
         "profiles": [dataclasses.asdict(costs) for costs in phase_costs(df)],
     }
