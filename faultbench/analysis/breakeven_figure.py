@@ -16,6 +16,7 @@ import pandas as pd
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 from faultbench.analysis.breakeven import BreakEven, break_even
+from faultbench.analysis.figure_text import drawable, figure_names
 from faultbench.analysis.figures import SIZE, STYLE, ns_label, plt, save, title
 from faultbench.measurement.spec import format_size
 
@@ -39,9 +40,10 @@ def _yerr(values: Sequence[float], cis: Sequence[list[float] | None]) -> np.ndar
 
 
 def _sized(setting: str) -> str:
-    """A side's knob setting as the tables write it: fault_around_bytes=2097152 -> fa=2M."""
-    return re.sub(r"fault_around_bytes=(\d+)",
-                  lambda m: f"fa={format_size(int(m.group(1)))}", setting)
+    """A side's knob setting as the tables write it (fault_around_bytes=2097152 -> fa=2M),
+    to be drawn."""
+    return drawable(re.sub(r"fault_around_bytes=(\d+)",
+                           lambda m: f"fa={format_size(int(m.group(1)))}", setting))
 
 
 def _mark_crossing(ax: Axes, item: BreakEven, color: str) -> None:
@@ -67,7 +69,8 @@ def breakeven_figure(
     df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, floor: pd.DataFrame | None = None,
     results: Sequence[BreakEven] | None = None,
 ) -> list[Path]:
-    """`break-even.png|svg` (one per group, `break-even-<group>` when there are several):
+    """`break-even.png|svg` (one per group, `break-even-<group>` when there are several,
+    analysis.figure_text.figure_names):
     ns per touched page (touch loop; log y) against stride (log2 x; pages touched per window
     on the top axis when every contrast has the same window), each fault-around-on series
     (uffd none, or each fault_around_bytes value) and each off series, medians with 95%
@@ -85,13 +88,13 @@ def breakeven_figure(
     results = [r for r in (results if results is not None else break_even(df, teardown=False))
                if not r.teardown_counted]
     groups = list(dict.fromkeys(r.group for r in results))
+    names = {groups[0]: "break-even"} if len(groups) == 1 else \
+        figure_names("break-even-", groups)
     made: list[Path] = []
     with plt.rc_context(STYLE):
         for group in groups:
             items = [r for r in results if r.group == group]
-            name = "break-even" if len(groups) == 1 else \
-                "break-even-" + re.sub(r"[^A-Za-z0-9_.=-]+", "_", group)
-            made += _one_figure(items, info, out_dir, name, _floor_of(floor, group))
+            made += _one_figure(items, info, out_dir, names[group], _floor_of(floor, group))
     return made
 
 
@@ -185,12 +188,12 @@ def _draw_floor(ax: Axes, floor: pd.DataFrame) -> None:
                                               itertools.cycle(FLOOR_STYLES)):
         medians = part.groupby("stride")["ns_per_page"].median().sort_index()
         ax.plot(medians.index, medians.to_numpy(), color="black", marker=marker,
-                linestyle=style, label=f"floor: touch only, every page mapped ({label})")
+                linestyle=style, label=drawable(f"floor: touch only, every page mapped ({label})"))
         dense = part[part["stride"] == 1]
         if "with_populate_ns_per_page" in part and len(dense):
             ax.plot([1], [float(dense["with_populate_ns_per_page"].median())], color="black",
                     marker=marker, markersize=10, markerfacecolor="none", linestyle="none",
-                    label=f"{label} + touch, stride 1")
+                    label=drawable(f"{label} + touch, stride 1"))
 
 
 def _page_of(items: list[BreakEven]) -> float | None:

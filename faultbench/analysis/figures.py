@@ -5,6 +5,8 @@ The Agg backend is selected before pyplot is imported: reports are made on headl
 
 from __future__ import annotations
 
+import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,9 +20,11 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
+from faultbench.analysis.figure_text import drawable, figure_names
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo, time_unit
 from faultbench.analysis.labels import knob_order, label_columns, labels, sort_labels
 from faultbench.analysis.stats import median_ci
+from faultbench.errors import printable
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size
 
@@ -54,7 +58,7 @@ DASHES = ["-", "--", "-.", ":"]
 
 
 def title(fig: Figure, what: str, info: RunInfo) -> None:
-    line = f"{what} - Linux {info.kernel}, {info.host}"
+    line = drawable(f"{what} - Linux {info.kernel}, {info.host}")
     if info.instruction_clock:
         line += "\nINSTRUCTION CLOCK (QEMU icount: 1 virtual ns = 1 guest instruction)"
     elif info.emulated:
@@ -80,16 +84,25 @@ def log_if_spread(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
 
 
 def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
-    """NAME.png and NAME.svg in the directory opened as out_dir, never through a link."""
+    """NAME.png and NAME.svg in the directory opened as out_dir, never through a link.
+
+    What matplotlib warns of while drawing (a layout it gave up on) is said once per
+    figure, in one escaped line: its own warning would print a source line of ours, and
+    quote a run's text raw."""
     paths = []
     try:
-        for kind, dpi in (("png", 150), ("svg", None)):
-            with out_dir.replacing(f"{name}.{kind}", binary=True) as fh:
-                fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight",
-                            metadata=METADATA[kind])
-            paths.append(out_dir.path / f"{name}.{kind}")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for kind, dpi in (("png", 150), ("svg", None)):
+                with out_dir.replacing(f"{name}.{kind}", binary=True) as fh:
+                    fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight",
+                                metadata=METADATA[kind])
+                paths.append(out_dir.path / f"{name}.{kind}")
     finally:
         plt.close(fig)
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"faultbench: warning: {printable(str(out_dir.path / name))}.png|svg: matplotlib: "
+              f"{printable(message)}", file=sys.stderr)
     return paths
 
 
@@ -133,9 +146,9 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[
         # each its own marker and dash, later ones smaller, so every one stays visible
         style = {"marker": MARKERS[i % len(MARKERS)], "linestyle": DASHES[i % len(DASHES)],
                  "markersize": 9 - 4 * i / max(len(lines) - 1, 1), "markerfacecolor": "none"}
-        left.errorbar(part["x"], part["median"], yerr=_errbars(part), capsize=3, label=line,
-                      **style)
-        right.plot(part["x"], part["faults"], label=line, **style)
+        left.errorbar(part["x"], part["median"], yerr=_errbars(part), capsize=3,
+                      label=drawable(line), **style)
+        right.plot(part["x"], part["faults"], label=drawable(line), **style)
     name = "fault_around_bytes" if knob == FAULT_AROUND_KNOB else knob
     for ax in (left, right):
         ax.set_xscale("log", base=2)
@@ -158,7 +171,7 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[
     fig.legend([*handles, *note], [*names, *(h.get_label() for h in note)],
                loc="outside lower center", ncol=min(len(handles) + len(note), 3), fontsize=9)
     title(fig, f"Read faults vs {name}", info)
-    return save(fig, out_dir, f"sweep-{knob}")
+    return save(fig, out_dir, figure_names("sweep-", [knob])[knob])
 
 
 def _bars_side_by_side(
@@ -172,12 +185,13 @@ def _bars_side_by_side(
     panel's time, then each one's faults, side by side on shared axes.
     """
     groups = list(dict.fromkeys(table["group"]))
+    shown = [drawable(g) for g in groups]
     panels = list(dict.fromkeys(table["panel"])) if "panel" in table else [""]
     present = [s for s in order if (table[series] == s).any()]
     height = 0.8 / max(len(present), 1)
     y = np.arange(len(groups))
     tall = max(SIZE[1], 0.16 * len(groups) * max(len(present), 1) + 1.6)
-    labels_in = 0.09 * max(len(g) for g in groups)  # room for the labels
+    labels_in = 0.09 * max(len(g) for g in shown)  # room for the labels
     wide = max(SIZE[0], 6 + labels_in) + 3.6 * (len(panels) - 1)
     fig, axes = plt.subplots(1, 2 * len(panels), figsize=(wide, tall), layout="constrained",
                              sharey=True, squeeze=False)
@@ -188,15 +202,15 @@ def _bars_side_by_side(
             part = mine[mine[series] == label].set_index("group").reindex(groups)
             offset = y + (i - (len(present) - 1) / 2) * height
             left.barh(offset, part["median"], height, xerr=_errbars(part), capsize=2,
-                      label=label, color=f"C{i}")
-            right.barh(offset, part["faults"], height, label=label, color=f"C{i}")
-        suffix = f"\n{panel}" if panel else ""
+                      label=drawable(label), color=f"C{i}")
+            right.barh(offset, part["faults"], height, label=drawable(label), color=f"C{i}")
+        suffix = f"\n{drawable(panel)}" if panel else ""
         left.set_title("time (median, 95% CI)" + suffix)
         right.set_title("faults (median)" + suffix)
     for ax in [*times[1:], *counts[1:]]:
         ax.sharex(times[0] if ax in times else counts[0])
     left = times[0]
-    left.set_yticks(y, groups, fontsize=9 if len(groups) * len(present) > 20 else None)
+    left.set_yticks(y, shown, fontsize=9 if len(groups) * len(present) > 20 else None)
     left.set_ylim(len(groups) - 0.5, -0.5)  # first group on top, no empty margins
     log = log_if_spread(left, pd.concat([table["median"], table["ci_hi"].dropna()]))
     log_faults = log_if_spread(counts[0], table["faults"])
@@ -283,14 +297,15 @@ def sparse(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
     # per fault is fault-around at work (a patched kernel may differ from the rule)
     around = table["per_fault"].map(
         lambda v: "" if v != v else "fa on" if v >= FAULT_AROUND_SEEN else "fa off")
-    wide = max(SIZE[0], 6 + 0.09 * max(len(t) for t in table["line"]) + 2.4)  # the labels
+    shown = table["line"].map(drawable)
+    wide = max(SIZE[0], 6 + 0.09 * max(len(t) for t in shown) + 2.4)  # the labels
     fig, (left, right) = plt.subplots(1, 2, figsize=(wide, SIZE[1]), layout="constrained")
     colors = around.map({"fa on": "tab:red", "fa off": "tab:blue"}).fillna("tab:gray")
     y = np.arange(len(table))
     left.barh(y, table["median"], xerr=_errbars(table), capsize=3, color=colors)
     right.barh(y, table["mapped_per_touched"], color=colors)
     per_fault = table["per_fault"].map(lambda v: "" if v != v else f"{v:.3g} mapped/fault")
-    left.set_yticks(y, table["line"] + " (" + (around + ": " + per_fault).where(
+    left.set_yticks(y, shown + " (" + (around + ": " + per_fault).where(
         around != "", "pages mapped not walked") + ")")
     right.set_yticks(y, [""] * len(y))
     log = log_if_spread(left, pd.concat([table["median"], table["ci_hi"].dropna()]))
@@ -358,8 +373,8 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pat
                        positions=np.arange(len(mine)) + offsets[name], widths=0.75 * step,
                        orientation="horizontal", showfliers=False, manage_ticks=False)
             ax.scatter(part["ns_per_page"], y + rng.uniform(-0.3, 0.3, len(y)) * step, s=8,
-                       alpha=0.6, color=colors[k % len(colors)], label=name or None)
-        ax.set_yticks(range(len(mine)), mine, fontsize=9)
+                       alpha=0.6, color=colors[k % len(colors)], label=drawable(name) or None)
+        ax.set_yticks(range(len(mine)), [drawable(g) for g in mine], fontsize=9)
         ax.set_ylim(len(mine) - 0.5, -0.5)
         ax.set_xscale("log")
         log_ticks(ax, data["ns_per_page"])

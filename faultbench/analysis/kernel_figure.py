@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from faultbench.analysis.figure_text import drawable
 from faultbench.analysis.figures import SIZE, STYLE, log_ticks, ns_label, plt, save, title
 from faultbench.analysis.frame import RunInfo
 from faultbench.analysis.labels import label_columns, labels
@@ -66,14 +67,14 @@ def kernels_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pa
                     errors = np.vstack([(part["median"] - part["ci_lo"]).clip(lower=0),
                                         (part["ci_hi"] - part["median"]).clip(lower=0)])
                 ax.errorbar(part[metric], y, xerr=errors, fmt=marker, ms=4, capsize=1.5,
-                            elinewidth=0.8, label=kernel, zorder=2)
+                            elinewidth=0.8, label=drawable(kernel), zorder=2)
             ax.set_xscale("log")
             log_ticks(ax, wide.stack())
-        shown = [f"{g}  {r - 1:+.0%}" if r == r else g for g, r in ratio.items()]
+        shown = [drawable(g) + (f"  {r - 1:+.0%}" if r == r else "") for g, r in ratio.items()]
         left.set_yticks(y, shown)
         left.set_ylim(len(groups) - 0.5, -0.5)
         left.set_xlabel(ns_label(info) + ", log scale")
-        left.set_title(f"time (median, 95% CI); %: {kernels[-1]} against {kernels[0]}")
+        left.set_title(drawable(f"time (median, 95% CI); %: {kernels[-1]} against {kernels[0]}"))
         right.set_xlabel("faults per page touched, log scale")
         right.set_title("faults (median)")
         # the rows left out are said where the reader looks for what is drawn

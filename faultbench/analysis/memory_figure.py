@@ -12,6 +12,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.ticker import FuncFormatter
 
+from faultbench.analysis.figure_text import drawable
 from faultbench.analysis.figures import NO_CI, STYLE, _errbars, plt, save, title
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
 from faultbench.analysis.memory import sessions
@@ -43,7 +44,7 @@ def memory_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pat
             missing_ci |= bool(table["ci_lo"].isna().any())
             for memory, part in table.groupby("guest_memory", sort=True):
                 ax.errorbar(part["x"], part["median"], yerr=_errbars(part), marker="o",
-                            capsize=3, label=f"guest memory {memory}")
+                            capsize=3, label=drawable(f"guest memory {memory}"))
             ax.set_xscale("log", base=2)
             ax.set_xticks(sorted(apps["x"].unique()))
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))

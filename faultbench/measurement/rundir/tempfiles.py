@@ -8,6 +8,9 @@ import contextlib
 import os
 
 TEMP_SUFFIX = ".tmp"
+# The most temp_name adds to a name: a file may be replaced only where its name has this much
+# room below NAME_MAX (a pid is at most PID_MAX_LIMIT, 2^22: seven digits)
+TEMP_NAME_EXTRA = len(f"..{2**22}.{'0' * 8}{TEMP_SUFFIX}")
 
 
 def create_exclusive(dir_fd: int, name: str, mode: int = 0o666) -> int:
