@@ -2,8 +2,8 @@
 characters a file name does not keep overwrote each other (R12-7); a group of a long, valid
 directory name made a figure name past NAME_MAX and failed the report (R12-8); text from
 another user's run reached matplotlib raw, which warned with its control characters on root's
-terminal, or (a "$") parsed it as mathtext and ended the report in a traceback (R12-11). Real
-native runs through the CLI."""
+terminal, or (a "$") parsed it as mathtext and ended the report in a traceback (R12-11); and
+merge took a 5000-character host name as a machine's. Real native runs through the CLI."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 from analysis_runs import faultbench
+from console import one_line
 from test_hardening_round3_input import shm_dir
+from test_hardening_round4_input import SMALL
+from test_hardening_round5_merge import _copy
 
 from faultbench.analysis.figure_text import figure_names
 
@@ -135,3 +138,28 @@ def test_a_dollar_in_a_runs_text_is_drawn_not_parsed_as_mathtext(
     assert "Traceback" not in done.stderr
     drawn = (tmp_path / "out" / "figures" / "distributions.svg").read_text()
     assert f"{MATH}, " in drawn and f"m{MATH} " in drawn
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("round12-merge")
+    (base / "w.toml").write_text(SMALL)
+    faultbench("run", base / "w.toml", "--out", base / "run", "-q")
+    return base / "run"
+
+
+@pytest.mark.parametrize(("field", "value", "what"), [
+    ("host", "h" * 5000, "host name is 5000 bytes"),
+    ("kernel", "6." + "1" * 63, "kernel release is 65 bytes")], ids=["host", "release"])
+def test_merge_refuses_a_host_name_or_release_longer_than_uname_gives(
+        small_run: Path, tmp_path: Path, field: str, value: str, what: str) -> None:
+    """R12-8: merge took a 5000-character machine name, which labelled every row (and
+    named figures); uname gives at most 64 bytes."""
+    other = _copy(small_run, tmp_path / "there")
+    meta = json.loads((other / "meta.json").read_text())
+    meta["provenance"][field]["name" if field == "host" else "release"] = value
+    (other / "meta.json").write_text(json.dumps(meta))
+    done = faultbench("merge", small_run, other, "--out", tmp_path / "out", check=False)
+    assert done.returncode == 2, done.stdout
+    assert one_line(done.stderr) == (f"faultbench merge: {other}: its provenance's {what}, "
+                                     "more than uname's 64: no machine's")

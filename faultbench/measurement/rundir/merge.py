@@ -51,6 +51,9 @@ SAME = (("workload", "workload"), ("scenarios", "scenarios"), ("plane", "plane")
         ("harness_epoch", "harness epoch"))
 SAME_BOOTED = (("boots_per_kernel", "boots per kernel"), ("guest_memory", "guest memory"))
 _MAY_DIFFER = {"workload": ("file",)}
+# uname's fields hold at most 64 bytes (__NEW_UTS_LEN): a longer host name or release is no
+# machine's, and would label every row and figure of the merged run
+UTS_MAX_BYTES = 64
 
 
 class MergeError(FaultbenchError, ValueError):
@@ -272,6 +275,12 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
         if not isinstance(machine, str) or not machine or not machine.isprintable():
             raise MergeError(f"{part.path}: its provenance names no machine (host name "
                              f"{machine!r})")
+        release = part.meta.get("provenance", {}).get("kernel", {}).get("release") or ""
+        for what, value in (("host name", machine), ("kernel release", release)):
+            size = len(value.encode("utf-8", "surrogatepass"))
+            if size > UTS_MAX_BYTES:
+                raise MergeError(f"{part.path}: its provenance's {what} is {size} bytes, more "
+                                 f"than uname's {UTS_MAX_BYTES}: no machine's")
         if any("machine" in r for r in part.samples):
             raise MergeError(f"{part.path} is a merged run already: merge the runs it came "
                              "from")
