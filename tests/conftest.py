@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,6 +27,11 @@ def _flock(path: Path, operation: int) -> int:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{ALONE.name}: runs with no other test beside it "
                             "(tests/groups.py)")
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # a non-interactive shell's background job (`scripts/test &`): the commands the
+        # tests start would inherit it, and faultbench keeps an ignored signal ignored;
+        # those that test Ctrl-C expect it delivered, as from a terminal
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _alone(item: pytest.Item | None) -> bool:

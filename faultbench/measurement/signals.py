@@ -54,11 +54,21 @@ def is_the_command() -> bool:
     return os.path.basename(sys.argv[0]) == "faultbench" if sys.argv else False
 
 
+def _not_ignored(signums: tuple[int, ...]) -> tuple[int, ...]:
+    """The signals of `signums` that this process does not ignore. One ignored when the
+    command starts stays ignored, as Python leaves SIGINT: nohup ignores SIGHUP, and a
+    non-interactive shell SIGINT and SIGQUIT for `cmd &`, so that the job outlives the
+    terminal or the shell's Ctrl-C. The worker, mappers and guest inherit that too (exec
+    keeps SIG_IGN); none is ended by these signals, only by SIGTERM (worker: installed by
+    itself), SIGKILL, the parent's death or EOF."""
+    return tuple(s for s in signums if signal.getsignal(s) is not signal.SIG_IGN)
+
+
 def exit_quietly_until_started() -> None:
     """A terminating signal while the command is still importing ends it at once, with one
     line and the status a shell expects: nothing has been changed yet, and unwinding an
     import half done could only end in a traceback. `started()` ends this."""
-    for signum in TERMINATING:
+    for signum in _not_ignored(TERMINATING):
         signal.signal(signum, _exit_quietly)
 
 
@@ -108,7 +118,7 @@ def started() -> None:
     """The command begins: from here a signal unwinds (Ctrl-C as Interrupted, the others
     of TERMINATING as Terminated), once."""
     _state["command"] = True
-    for signum in TERMINATING:
+    for signum in _not_ignored(TERMINATING):
         signal.signal(signum, _raise_exit)
 
 
@@ -145,7 +155,8 @@ def signals_raise(
     otherwise `exception(signum)` is raised. The previous handlers are back once a signal
     arrives, and after the block. Once a signal unwinds, further ones are ignored (see
     `_state`). Outside the main thread, which alone may handle signals, nothing is
-    installed: the block's cleanup still runs on normal exit and exceptions.
+    installed: the block's cleanup still runs on normal exit and exceptions. A signal the
+    process ignores stays ignored (see `_not_ignored`).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -178,7 +189,7 @@ def signals_raise(
 
     _state["depth"] += 1
     try:
-        for signum in signums:
+        for signum in _not_ignored(signums):
             previous[signum] = signal.signal(signum, handler)
         yield
     finally:
