@@ -9,6 +9,7 @@ depending on axis order (R12-12). Real native runs, the real commands."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from analysis_runs import faultbench, make_run
 
 TINY = """
 repetitions = {reps}
@@ -73,3 +75,69 @@ def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path, signum: int) ->
     assert run.returncode == 0, err
     assert "interrupted" not in err and "while starting" not in err, err
     assert len(_records(out)) == 2 * 61
+
+
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished run: two scenarios, one warm-up, one measured and one profiled round."""
+    run = make_run(tmp_path_factory.mktemp("round12"), "run", TINY.format(reps=1),
+                   "--profile", "1")
+    if not any(r["profiled"] for r in _records(run)):
+        pytest.skip("no kernel profiles here")
+    return run
+
+
+def _resumed(source: Path, to: Path, change: Any) -> subprocess.CompletedProcess[str]:
+    """`run --resume` of a copy of `source` with `change` applied to each sample and its
+    first warm-up line removed (measured again: the measured samples stay as changed)."""
+    shutil.copytree(source, to)
+    records = [r for r in _records(source) if r["warmup"]][1:] + [
+        r for r in _records(source) if not r["warmup"]]
+    for record in records:
+        change(record)
+    (to / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (to / "pyperf.json").unlink()
+    meta = json.loads((to / "meta.json").read_text())
+    meta["finished_utc"] = None
+    (to / "meta.json").write_text(json.dumps(meta))
+    return faultbench("run", "--resume", to, "-q", check=False)
+
+
+def test_a_run_whose_every_measured_sample_drifted_exits_1(profiled_run: Path,
+                                                          tmp_path: Path) -> None:
+    """R12-5: every measured sample marked as measured after someone else changed a knob
+    (left out of every statistic since R11-1): the summary had nothing to show, status 0."""
+    def drifted(record: dict[str, Any]) -> None:
+        if not record["warmup"]:
+            record["knob_drift"] = {"thp.shmem_enabled": ["never", "always"]}
+
+    done = _resumed(profiled_run, tmp_path / "drifted", drifted)
+    assert done.returncode == 1, done.stderr
+    assert "faultbench run: none of the 4 measured samples is usable: 4 measured while " \
+        "someone else had changed a knob" in done.stderr
+
+
+def test_a_run_with_only_profiled_samples_valid_exits_1(profiled_run: Path,
+                                                       tmp_path: Path) -> None:
+    """R12-5: the timed samples failed and the profiled ones (no timing statistic reads
+    them) succeeded: two errors of four measured samples was "not most failed", status 0."""
+    def timed_failed(record: dict[str, Any]) -> None:
+        if not record["warmup"] and not record["profiled"]:
+            record.update(status="error", error="boom")
+
+    done = _resumed(profiled_run, tmp_path / "timed-failed", timed_failed)
+    assert done.returncode == 1, done.stderr
+    assert "none of the 4 measured samples is usable: 2 failed, 2 profiled" in done.stderr
+
+
+def test_one_drifted_sample_of_several_leaves_the_status_0(profiled_run: Path,
+                                                           tmp_path: Path) -> None:
+    """The rule stays "most": one sample of four measured at someone else's value."""
+    first = next(r for r in _records(profiled_run) if not r["warmup"] and not r["profiled"])
+
+    def one_drifted(record: dict[str, Any]) -> None:
+        if record == first:
+            record["knob_drift"] = {"thp.shmem_enabled": ["never", "always"]}
+
+    done = _resumed(profiled_run, tmp_path / "one-drifted", one_drifted)
+    assert done.returncode == 0, done.stderr

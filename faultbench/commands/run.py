@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -408,7 +409,9 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
 
 def _report(run_dir: RunDir) -> int:
     """The summary, and on stderr how many samples failed; status 1 when no measured sample
-    of the run is valid or most of them failed (a lost worker's one error leaves it 0)."""
+    of the run is usable (valid, neither profiled nor measured while someone else had
+    changed a knob: what every statistic reads) or most of them failed or drifted (a lost
+    worker's one error leaves it 0)."""
     from faultbench.analysis.summary import summary
     from faultbench.errors import printable
     from faultbench.measurement.rundir.results import META, PYPERF, SAMPLES
@@ -426,7 +429,21 @@ def _report(run_dir: RunDir) -> int:
         print(f"faultbench run: {len(failed)} of {len(records)} samples failed (status "
               f"\"error\" in {SAMPLES}); the first: {printable(clipped(str(failed[0]['error'])))}",
               file=sys.stderr)
-    measured = [r for r in records if not r["warmup"]]
-    valid = sum(r["status"] == "ok" for r in measured)
-    return 0 if valid and 2 * sum(r["status"] == "error" for r in measured) <= len(measured) \
-        else 1
+    why = Counter(_unusable(r) for r in records if not r["warmup"])
+    measured, usable = why.total(), why.pop(None, 0)
+    if measured and not usable:
+        print(f"faultbench run: none of the {measured} measured samples is usable: "
+              f"{', '.join(f'{n} {reason}' for reason, n in why.items())}", file=sys.stderr)
+    failed_or_drifted = why["failed"] + why["measured while someone else had changed a knob"]
+    return 0 if usable and 2 * failed_or_drifted <= measured else 1
+
+
+def _unusable(record: dict[str, Any]) -> str | None:
+    """Why no statistic reads this sample (None: one does)."""
+    if record["status"] == "error":
+        return "failed"
+    if record["status"] != "ok":
+        return str(record["status"])  # unsupported: the scenario is skipped, said as such
+    if record.get("knob_drift"):
+        return "measured while someone else had changed a knob"
+    return "profiled" if record.get("profiled") else None
