@@ -9,6 +9,7 @@ depending on axis order (R12-12). Real native runs, the real commands."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -19,6 +20,9 @@ from typing import Any
 
 import pytest
 from analysis_runs import faultbench, make_run
+from groups import HOST
+
+from faultbench.measurement.knobs.knoblock import KnobLock
 
 TINY = """
 repetitions = {reps}
@@ -141,3 +145,29 @@ def test_one_drifted_sample_of_several_leaves_the_status_0(profiled_run: Path,
 
     done = _resumed(profiled_run, tmp_path / "one-drifted", one_drifted)
     assert done.returncode == 0, done.stderr
+
+
+@HOST  # holds the machine-wide knob lock: a knob-writing test beside it would be refused
+@pytest.mark.skipif(os.geteuid() != 0, reason="the knob lock is root's")
+def test_a_run_without_knobs_beside_a_knob_writer_says_so(tmp_path: Path) -> None:
+    """R12-9: a run with knobs beside another knob writer is refused; one without started
+    and was measured at the other's knob values, recorded as the machine's, with no word.
+    The lock is held here as a knob-writing run holds it (this process: the holder)."""
+    workload = tmp_path / "w.toml"
+    workload.write_text(TINY.format(reps=1))
+    with KnobLock(str(tmp_path / "journal.json")):
+        done = faultbench("run", workload, "--out", tmp_path / "run", "-q", check=False)
+    assert done.returncode == 0, done.stderr
+    warning = next(ln for ln in done.stderr.splitlines() if "knob lock" in ln)
+    assert warning.startswith(f"faultbench run: WARNING: another faultbench (pid {os.getpid()}, ")
+    assert warning.endswith("held the knob lock: measured at the kernel knobs it had changed, "
+                            "not the machine's own")
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["machine_state"]["knob_writer"]["pid"] == os.getpid()
+    report = faultbench("report", tmp_path / "run", "--no-figures", "--out", tmp_path / "rep")
+    assert f"another faultbench (pid {os.getpid()}," in " ".join(
+        (tmp_path / "rep" / "report.txt").read_text().split())
+
+    alone = faultbench("run", workload, "--out", tmp_path / "alone", "-q", check=False)
+    assert alone.returncode == 0 and "knob lock" not in alone.stderr, alone.stderr
+    assert report.returncode == 0

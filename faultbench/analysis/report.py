@@ -86,13 +86,11 @@ def machine_line(meta: dict[str, Any]) -> str:
     `faultbench run`), with the warning the run printed; empty for runs without it."""
     from faultbench.measurement.machine import describe
 
-    described = describe(meta.get("machine_state")) if meta else None
+    described = describe(meta.get("machine_state"), meta.get("plane")) if meta else None
     if described is None:
         return ""
-    line, warning = described
-    if meta.get("plane") == "tcg-icount":
-        warning = None  # the host's load does not change a count of guest instructions
-    return wrap(f"At the start, {line}." + (f" {warning}." if warning else ""))
+    line, warnings = described
+    return wrap(f"At the start, {line}." + "".join(f" {warning}." for warning in warnings))
 
 
 def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:

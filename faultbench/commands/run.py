@@ -190,6 +190,11 @@ def _run(args: argparse.Namespace) -> int:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
                                "not in booted guests")
             _restore_knobs(meta)
+            if not any(s["knobs"] for s in meta["scenarios"]):  # (a knob writer: locked)
+                from faultbench.measurement import machine
+
+                if warning := machine.knob_writer_warning(machine.knob_writer({})):
+                    print(f"faultbench run: {warning}", file=sys.stderr)
         else:
             workload = _workload(args)
             if args.profile is not None:
@@ -203,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             from faultbench.measurement import machine
 
-            state = machine.collect()
+            state = machine.collect(host_knobs=not kernels)
             extra = {"machine_state": state, "command": recorded_command(args._argv)}
 
             def begin(out: Path) -> RunDir:
@@ -281,17 +286,16 @@ def _parse_kernels(texts: list[str]) -> list[Any]:
 
 
 def _say_machine_state(state: dict[str, Any], quiet: bool, plane: str) -> None:
-    """The machine's load at the start in one line, and the warning when it is busy enough
-    to bend timings (even when quiet). The instruction clock counts guest instructions,
-    which the host's load does not change: no warning there."""
+    """The machine's load at the start in one line, and its warnings (even when quiet):
+    busy enough to bend timings, another faultbench changing the knobs."""
     from faultbench.measurement import machine
 
-    described = machine.describe(state)
+    described = machine.describe(state, plane)
     assert described is not None  # collect() writes what describe() reads
-    line, warning = described
+    line, warnings = described
     if not quiet:
         print(f"faultbench run: {line}", file=sys.stderr)
-    if warning and plane != "tcg-icount":
+    for warning in warnings:
         print(f"faultbench run: {warning}", file=sys.stderr)
 
 

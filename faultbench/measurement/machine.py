@@ -1,6 +1,7 @@
 """How busy the machine is right before a run: load, the busiest other processes, the CPU
-frequency governor. `faultbench run` prints it as one line, warns when it is busy enough to
-bend timings, and records it in meta.json (`machine_state`) for the report header.
+frequency governor, and another faultbench changing kernel knobs. `faultbench run` prints it
+as one line, warns when it is busy enough to bend timings or measured at another run's knob
+settings, and records it in meta.json (`machine_state`) for the report header.
 
 Standard library only. What cannot be read is None with its reason, never a made-up value.
 """
@@ -40,9 +41,10 @@ def _cpu_ticks() -> dict[int, tuple[str, int]]:
     return out
 
 
-def collect() -> dict[str, Any]:
+def collect(host_knobs: bool = True) -> dict[str, Any]:
     """{load: [1, 5, 15 min], cpus, others: [[name, CPU share]] (busiest first, top 3),
-    others_cpu (CPUs the others used), governor, null_reasons}."""
+    others_cpu (CPUs the others used), governor, null_reasons}, and when the run measures
+    at this machine's knobs (`host_knobs`: not in a booted guest) knob_writer."""
     state: dict[str, Any] = {"load": list(os.getloadavg()),
                              "cpus": len(os.sched_getaffinity(0)), "null_reasons": {}}
     mine = {os.getpid(), os.getppid()}
@@ -67,7 +69,23 @@ def collect() -> dict[str, Any]:
         state["null_reasons"]["governor"] = (
             "no cpufreq (a virtual machine, or no driver)" if isinstance(exc, FileNotFoundError)
             else f"{GOVERNOR}: {exc.strerror}")
+    if host_knobs:
+        state["knob_writer"] = knob_writer(state["null_reasons"])
     return state
+
+
+def knob_writer(null_reasons: dict[str, str]) -> dict[str, Any] | None:
+    """The live holder of the knob lock ({pid, command}): a run started then measures at
+    the values it set for a while, not at the machine's own (it sweeps them, and puts them
+    back when it ends). The lock keeps knob writers apart; a run that only reads cannot
+    wait for it, not knowing it ever sets none."""
+    from faultbench.measurement.knobs.knoblock import LOCK_PATH, live_holder
+
+    try:
+        return live_holder()
+    except OSError as exc:
+        null_reasons["knob_writer"] = f"{LOCK_PATH}: {exc.strerror}"
+        return None
 
 
 def busy(state: dict[str, Any]) -> bool:
@@ -79,9 +97,11 @@ LINE = 83
 WARNING = "WARNING: busy enough to bend timings; compare only with runs under a like load"
 
 
-def describe(state: Any) -> tuple[str, str | None] | None:
-    """(one line for a human, the warning when busy), or None when `state` (read back from
-    a meta.json, so untrusted) is not what collect() writes."""
+def describe(state: Any, plane: Any = "native") -> tuple[str, list[str]] | None:
+    """(one line for a human, its warnings), or None when `state` (read back from a
+    meta.json, so untrusted) is not what collect() writes. The instruction clock
+    (`plane` tcg-icount) counts guest instructions, which the host's load does not change:
+    no warning that it is busy there."""
     try:
         load = [float(state["load"][0])]
         cpus, others_cpu = int(state["cpus"]), float(state["others_cpu"])
@@ -100,4 +120,18 @@ def describe(state: Any) -> tuple[str, str | None] | None:
         if len(text) <= LINE:
             break
     checked = {"load": load, "cpus": cpus, "others_cpu": others_cpu}
-    return text, WARNING if busy(checked) else None
+    warnings = [WARNING] if busy(checked) and plane != "tcg-icount" else []
+    knobs_warning = knob_writer_warning(state.get("knob_writer"))
+    return text, warnings + ([knobs_warning] if knobs_warning else [])
+
+
+def knob_writer_warning(writer: Any) -> str | None:
+    """The warning for knob_writer (read back from a meta.json: untrusted); None for none."""
+    if not isinstance(writer, dict):
+        return None
+    pid, command = writer.get("pid"), writer.get("command")
+    holder = ", ".join(
+        ([f"pid {pid}"] if isinstance(pid, int) and not isinstance(pid, bool) else [])
+        + ([f"`{printable(command[:80])}`"] if isinstance(command, str) else []))
+    return (f"WARNING: another faultbench{f' ({holder})' if holder else ''} held the knob "
+            "lock: measured at the kernel knobs it had changed, not the machine's own")

@@ -58,20 +58,50 @@ def _journal_of(record: dict) -> str | None:
     return journal if isinstance(journal, str) and os.path.isabs(journal) else None
 
 
-def recorded_journal() -> str | None:
-    """The journal the lock file names, when that journal still exists: the last knob
-    writer's, left when it was killed (or is still writing). Read as untrusted input: only
-    a regular file root owns and only root may write."""
-    try:
-        fd = os.open(LOCK_PATH, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
+def _lock_file() -> tuple[os.stat_result, dict]:
+    """The lock file's status, and its record read as untrusted input: {} unless a regular
+    file root owns and only root may write. OSError when it cannot be opened."""
+    fd = os.open(LOCK_PATH, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or who_can_change(st):
-            return None
-        journal = _journal_of(_record(f.read(_RECORD_MAX)))
+        trusted = stat.S_ISREG(st.st_mode) and not who_can_change(st)
+        return st, _record(f.read(_RECORD_MAX)) if trusted else {}
+
+
+def recorded_journal() -> str | None:
+    """The journal the lock file names, when that journal still exists: the last knob
+    writer's, left when it was killed (or is still writing)."""
+    try:
+        journal = _journal_of(_lock_file()[1])
+    except OSError:
+        return None
     return journal if journal and os.path.lexists(journal) else None
+
+
+def live_holder() -> dict | None:
+    """Who holds the knob lock now, {"pid", "command"}: the pid as the kernel lists the lock
+    in /proc/locks, the command as the holder recorded it (None when the record is not that
+    pid's, or others could have written it). None when no live process holds it: a killed
+    holder's record is left with its journal, unlocked. OSError when it cannot be told (as
+    another user: /run/faultbench is root's, 0700). Reads only: taking the lock, even
+    shared for a moment, could make a knob writer starting then refuse."""
+    try:
+        st, record = _lock_file()
+    except FileNotFoundError:
+        return None
+    # /proc/locks: "1: FLOCK  ADVISORY  WRITE PID MAJOR:MINOR:INODE 0 EOF" (a waiter's
+    # line has "->" in the second field)
+    lock_id = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as locks:
+        for line in locks:
+            fields = line.split()
+            if len(fields) > 5 and fields[1] == "FLOCK" and fields[5] == lock_id and \
+                    fields[4] != str(os.getpid()):
+                # -1: a process of another pid namespace
+                pid = int(fields[4]) if fields[4].isdigit() else None
+                command = record.get("command") if pid and record.get("pid") == pid else None
+                return {"pid": pid, "command": command if isinstance(command, str) else None}
+    return None
 
 
 class KnobLock:
