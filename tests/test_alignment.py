@@ -67,7 +67,8 @@ def test_measure_and_run_count_the_same_faults_for_the_same_spec(tmp_path: Path)
     result = faultbench("run", toml, "--out", tmp_path / "run", "-q")
     assert result.returncode == 0, result.stderr
     run = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").open()]
-    assert len(run) == 3 * 2 * 5  # rounds x offsets x lines (1 + 2 + 2 mappers)
+    # rounds x offsets x lines (1 + 1 + 2 + 2 mappers: one thread mapper is its own scenario)
+    assert len(run) == 3 * 2 * 6
     by_offset: dict[int, set[int]] = {}
     for sample in run:
         assert sample["status"] == "ok", sample["error"]

@@ -23,6 +23,7 @@ from analysis_runs import faultbench, make_run
 from groups import HOST
 
 from faultbench.measurement.knobs.knoblock import KnobLock
+from faultbench.measurement.workload import load
 
 TINY = """
 repetitions = {reps}
@@ -171,3 +172,46 @@ def test_a_run_without_knobs_beside_a_knob_writer_says_so(tmp_path: Path) -> Non
     alone = faultbench("run", workload, "--out", tmp_path / "alone", "-q", check=False)
     assert alone.returncode == 0 and "knob lock" not in alone.stderr, alone.stderr
     assert report.returncode == 0
+
+
+MAPPER_KINDS = """
+repetitions = 2
+warmups = 0
+[defaults]
+backing = "memfd"
+size = "1M"
+[[matrix]]
+mapper_kind = {kinds}
+uffd = ["none", "wp"]
+uffd_mappers = ["all", "later"]
+"""
+
+
+def test_one_thread_mapper_is_a_scenario_of_its_own(tmp_path: Path) -> None:
+    """R12-12: with one mapper, `mapper_kind = ["thread", "process"]` was one scenario (the
+    kind listed first), though a thread faults in the Python caller's address space. And
+    one mapper with `uffd_mappers = "later"` registers none: it was measured as uffd none
+    under the name uffd=wp."""
+    names = []
+    for kinds in ('["thread", "process"]', '["process", "thread"]'):
+        path = tmp_path / "kinds.toml"
+        path.write_text(MAPPER_KINDS.format(kinds=kinds))
+        workload = load(str(path))
+        names.append(sorted(s.name for s in workload.scenarios))
+        assert sorted(s["scenario"] for s in workload.skipped) == sorted(
+            f"memfd,1M,read,seq,uffd=wp{kind}" for kind in ("", ",1xthread"))
+        assert {s["reason"] for s in workload.skipped} == {
+            "uffd_mappers 'later' registers every mapper but the first: with one mapper "
+            "none, which measures uffd none, not wp"}
+    base = "memfd,1M,shared,read,warm,seq,uffd="
+    assert names[0] == names[1] == sorted(
+        f"{base}{uffd}{kind}" for uffd in ("none", "wp") for kind in ("", ",1xthread"))
+
+    done = faultbench("run", path, "--out", tmp_path / "run")
+    mappings = {(r["scenario"], r["mappings"]) for r in _records(tmp_path / "run")}
+    thread = {m for name, m in mappings if name.endswith("1xthread")}
+    process = {m for name, m in mappings if not name.endswith("1xthread")}
+    assert min(thread) > max(process)  # the Python process's mappings, not the mapper's
+    rows = done.stdout.splitlines()
+    assert any(row.startswith("uffd=none thread ") for row in rows), done.stdout
+    assert any(row.startswith("uffd=none ") and " thread " not in row for row in rows)

@@ -115,8 +115,9 @@ def _several_mappers(df: pd.DataFrame) -> pd.Series:
 def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
-    Fields that only matter with several mappers (their mode, kind, which ones register with
-    userfaultfd) are left out for single-mapper rows, a session's shape for rows that are
+    Fields that only matter with several mappers (their mode, which ones register with
+    userfaultfd) are left out for single-mapper rows, and their kind unless one thread
+    mapper (it faults among the caller's mappings), a session's shape for rows that are
     no app-launch session; `reg=all`, `populate=none`, `fill=write`, `vmas=0` and
     `anon=0` are the defaults, left out.
     """
@@ -128,7 +129,8 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     for column in columns:
         words = df[column].map(lambda v, c=column: format_value(c, v, dirs))
         if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
-            words = words.where(multi, "")
+            words = words.where(multi | ((column == "mapper_kind") & (df[column] == "thread")),
+                                "")
         if column == "uffd_mappers":
             registers = df["uffd"] != "none" if "uffd" in df else True
             words = words.where((df[column] != "all") & registers, "")

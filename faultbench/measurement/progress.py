@@ -73,7 +73,7 @@ def line(done: int, total: int, eta: str, unit: Unit, samples: list[dict[str, An
     return text if len(text) <= WIDTH else text[: WIDTH - 3] + "..."
 
 
-# name parts (workload.scenario_name) as report tables write them (analysis.labels)
+# name parts (naming.scenario_name) as report tables write them (analysis.labels)
 _MAPPERS = re.compile(r"(\d+)x(\w+)-(\w+)(?:-uffd@(\w+))?")
 _SIZE = re.compile(r"\d+[KMGTP]?")
 
@@ -81,7 +81,10 @@ _SIZE = re.compile(r"\d+[KMGTP]?")
 def _table_words(part: str) -> str:
     """One part of a scenario name in a table's words: `3xprocess-sequential-uffd@later`
     -> `x3 sequential process reg=later`, `64M` -> `size=64M`, `pagemap=off` ->
-    `no-pagemap`, `fault_around_bytes=65536` -> `fa=64K`, `dir=/a/b` -> `dir=b`."""
+    `no-pagemap`, `fault_around_bytes=65536` -> `fa=64K`, `dir=/a/b` -> `dir=b`,
+    `1xthread` -> `thread`."""
+    if part == "1xthread":
+        return "thread"
     if match := _MAPPERS.fullmatch(part):
         count, kind, mode, who = match.groups()
         return f"x{count} {mode} {kind}" + (f" reg={who}" if who else "")

@@ -305,6 +305,9 @@ class Spec:
             raise SpecError(f"dir applies to the tmpfs and file backings, not {self.backing!r}")
         if self.mappers > 1 and anon:
             raise SpecError("several mappers need a file to map: use memfd, tmpfs, file or hugetlb")
+        if self.mappers == 1 and self.uffd != "none" and self.uffd_mappers == "later":
+            raise SpecError(f"uffd_mappers 'later' registers every mapper but the first: with "
+                            f"one mapper none, which measures uffd none, not {self.uffd}")
         if not 0 < self.deadline_s <= MAX_DEADLINE_S:
             raise SpecError(
                 f"deadline_s must be more than 0 and at most {MAX_DEADLINE_S:.0f} seconds "

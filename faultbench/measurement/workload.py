@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError, not_a_file
+from faultbench.measurement.naming import scenario_name, unnamed_difference
 from faultbench.measurement.spec import (
     MAX_SEED,
     Spec,
@@ -40,7 +41,6 @@ from faultbench.measurement.workload_checks import (
     subtable,
     typed,
     unknown_keys,
-    unnamed_difference,
     workload_text,
 )
 
@@ -202,47 +202,6 @@ def _name_runs(name: str) -> Iterator[str]:
         for stop in range(start + 1, len(parts) + 1):
             yield " ".join(parts[start:stop])
             yield ",".join(parts[start:stop])
-
-
-def scenario_name(spec: Spec, knobs: dict[str, Any]) -> str:
-    """A stable, readable name: the same spec and knobs always give the same name.
-
-    Every field that changes the measurement is in it, whichever axes the workload varied,
-    so runs of different workloads compare by name. Fields that cannot matter for this spec
-    (mapper details of one mapper, uffd_mappers without uffd) are left out.
-    """
-    size = format_size(spec.size) if isinstance(spec.size, int) else str(spec.size)
-    parts = [spec.backing if spec.tmpfs_huge is None else f"tmpfs-huge={spec.tmpfs_huge}",
-             size]
-    parts += [str(v) for v in (spec.map, spec.access, spec.cache) if v is not None]
-    if spec.fill != "write":
-        parts.append(f"fill={spec.fill}")
-    parts += [spec.pattern, f"uffd={spec.uffd}"]
-    if spec.mappers > 1:
-        mappers = f"{spec.mappers}x{spec.mapper_kind}-{spec.mapper_mode}"
-        if spec.uffd != "none" and spec.uffd_mappers != "all":
-            mappers += f"-uffd@{spec.uffd_mappers}"
-        parts.append(mappers)
-    if spec.dir is not None:
-        parts.append(f"dir={spec.dir}")
-    if spec.populate != "none":
-        parts.append(f"populate={spec.populate}")
-    if not spec.pagemap:
-        parts.append("pagemap=off")
-    if spec.map_offset:
-        offset = spec.map_offset
-        parts.append(f"offset={format_size(offset) if isinstance(offset, int) else offset}")
-    if spec.vmas:
-        parts.append(f"vmas={spec.vmas}")
-    if spec.apps:
-        # e.g. apps=6x4files,launches=12,one-in=16[,anon=16M]: the session's shape
-        parts.append(f"apps={spec.apps}x{spec.app_files}files,launches={spec.launches},"
-                     f"one-in={spec.touch_one_in}")
-        if spec.app_anon:
-            anon = spec.app_anon
-            parts.append(f"anon={format_size(anon) if isinstance(anon, int) else anon}")
-    parts += [f"{name}={value}" for name, value in sorted(knobs.items())]
-    return ",".join(parts)
 
 
 def check_size(

@@ -6,7 +6,6 @@ Standard library only.
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import errno
 import os
@@ -33,7 +32,6 @@ from faultbench.measurement.spec import (
     TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
-    Spec,
     SpecError,
     absolute_dir,
     canonical_pattern,
@@ -293,15 +291,3 @@ def filter_value(name: str, text: str) -> Any:
     if name == "dir":
         return absolute_dir(text)
     return canonical_pattern(text) if name == "pattern" else value
-
-
-def unnamed_difference(a: Spec, b: Spec) -> list[str]:
-    """The fields in which two specs of one scenario name differ, beyond those the name
-    leaves out because they cannot matter (scenario_name): [] when they are one scenario."""
-    ignored = {"mapper_mode", "mapper_kind", "uffd_mappers"} if a.mappers == 1 else set()
-    if a.uffd == "none":
-        ignored.add("uffd_mappers")
-    if not a.apps:
-        ignored |= {"app_files", "launches", "touch_one_in", "app_anon"}
-    return [f.name for f in dataclasses.fields(Spec)
-            if f.name not in ignored and getattr(a, f.name) != getattr(b, f.name)]
