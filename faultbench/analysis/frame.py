@@ -22,9 +22,10 @@ from faultbench.measurement.rundir.results import (
     META,
     SAMPLES,
     check_samples_match,
+    json_lines,
+    knob_names_problem,
     most_lines,
     parse_meta,
-    parse_samples,
     read_run_file,
     run_file_lines,
     run_rounds,
@@ -190,9 +191,9 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
         if meta_bytes is not None:
             meta = parse_meta(meta_bytes, run_dir / META)
             lines.most = most_lines(meta)  # known only now: meta.json read second
-        records, unreadable = parse_samples(lines, samples_path, strict=False)
-    records, dropped = _valid(records, run_rounds(meta) if meta else None)
-    dropped.unreadable = unreadable
+        # each line checked as it is read: a bad one is not held while the rest are read
+        records, dropped = _valid((record for _, _, record in json_lines(lines)),
+                                  run_rounds(meta) if meta else None)
     if not records and not (dropped.unreadable or dropped.invalid):
         raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
     if not records:
@@ -211,14 +212,20 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     return frame, meta, dropped
 
 
-def _valid(records: list[dict[str, Any]], rounds: int | None
+def _valid(records: Iterable[dict[str, Any] | None], rounds: int | None
            ) -> tuple[list[dict[str, Any]], Dropped]:
-    """The records that are valid samples, each (scenario, boot, round, mapper) once."""
+    """The records that are valid samples, each (scenario, boot, round, mapper) once; a
+    None is a line that held no JSON object."""
     dropped = Dropped()
     seen: set[tuple[Any, ...]] = set()
+    knobs: set[str] = set()
     valid = []
     for record in records:
-        problem = sample_problem(record, in_run=False, rounds=rounds)
+        if record is None:
+            dropped.unreadable += 1
+            continue
+        problem = (sample_problem(record, in_run=False, rounds=rounds)
+                   or knob_names_problem(record, knobs))
         if problem is not None:
             # the kind of problem, without the scenario it was found in
             kind = problem.split(": ", 1)[-1] if problem.startswith("scenario ") else problem

@@ -173,7 +173,7 @@ def check_knobs(
     setting always gets the same scenario name."""
     if not any(matrices):
         return [{} for _ in matrices]
-    from faultbench.measurement.knobs.catalog import KnobError
+    from faultbench.measurement.knobs.catalog import MAX_KNOBS, KnobError
     from faultbench.measurement.knobs.requested import parse_set_options
 
     checked = []
@@ -191,6 +191,9 @@ def check_knobs(
                 fail(f"knobs.{name}", f"names the knob {canonical} again: give each knob once")
             axes[canonical] = parsed
         checked.append(axes)
+    names = {name for axes in checked for name in axes}
+    if len(names) > MAX_KNOBS:
+        fail("knobs", f"{len(names)} knobs, more than the {MAX_KNOBS} a run may set")
     return checked
 
 

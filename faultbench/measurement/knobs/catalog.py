@@ -34,6 +34,10 @@ SYSCTL_VM = "/proc/sys/vm"
 THP_DIR = "/sys/kernel/mm/transparent_hugepage"
 PTE_BYTES = 8  # sizeof(pte_t) on every 64-bit architecture Linux supports
 KNOB_HELP = "fault_around_bytes, vm.<sysctl>, thp.<setting> or read_ahead_kb"
+# The most knobs one run sets; an x86 kernel has about 75 (52 vm sysctls, two per THP size).
+# Each becomes a column of the analysis' frame for every sample, so the samples read back
+# may not name more than this either (rundir.checks).
+MAX_KNOBS = 64
 
 _THP_TOP = ("enabled", "shmem_enabled", "defrag")
 _THP_SIZED = ("enabled", "shmem_enabled")

@@ -8,7 +8,8 @@ import dataclasses
 import functools
 from typing import Any
 
-from faultbench.measurement.knobs.catalog import is_knob_name
+from faultbench.measurement.knobs.catalog import MAX_KNOBS, is_knob_name
+from faultbench.measurement.knobs.sysctl_ranges import ULONG_MAX
 from faultbench.measurement.spec import MAX_DEADLINE_S, MAX_MAPPERS, Sample, Spec, SpecError
 
 # Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
@@ -21,6 +22,15 @@ _MAX_PAGE_SIZE = 1 << 30  # no page is larger (x86's gigantic pages)
 _FLOAT_MAX = {"ns_per_page": MAX_DEADLINE_S * 1e9, "faults_per_page": 1e6}
 # what an "ok" sample has by definition: its touch loop ran and was counted
 _OK_FIELDS = ("pages_touched", "touch_ns", "ns_per_page", "faults_per_page")
+# Every key a samples.jsonl line has: Sample's fields (`faultbench measure --json` prints
+# them), its place in the run (runner.execute), a booted run's boot tags (boot_guest) and a
+# merged run's machine (merge). Each key of a line becomes a column of the analysis' frame
+# for every line, so any other is refused (a spec field outside the spec would be a second
+# column of that name).
+_RUN_KEYS = ("scenario", "round", "warmup", "knob_drift", "kernel", "boot", "kernel_release",
+             "kernel_version", "kernel_sha256", "machine")
+_KEYS = frozenset((*(f.name for f in dataclasses.fields(Sample)), *_RUN_KEYS))
+_SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(Spec))
 
 
 def run_rounds(meta: dict[str, Any]) -> int:
@@ -40,6 +50,12 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     `rounds` (run_rounds of its meta.json), a round the run does not have is refused:
     resuming would count it as one more repetition."""
     scenario = record.get("scenario")
+    odd = next((key for key in record if key not in _KEYS), None)
+    if odd is not None:
+        where = f"scenario {scenario}" if isinstance(scenario, str) and scenario else "sample"
+        if odd in _SPEC_FIELDS:
+            return f"{where}: spec field {short(odd)} outside its spec"
+        return f"{where}: key {short(odd)}, which no faultbench sample has"
     bare = not in_run and "scenario" not in record and "round" not in record
     if not bare and (not isinstance(scenario, str) or not scenario):
         return f"scenario is {scenario!r}, not a scenario name"
@@ -59,13 +75,16 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
                       ("null_reasons", dict), ("error", str), ("profiled", bool),
                       ("launch_outcome", str), ("clock", str), ("fs_type", str),
-                      ("kernel", str), ("machine", str)):
+                      ("kernel", str), ("machine", str), ("kernel_release", str),
+                      ("kernel_version", str), ("kernel_sha256", str), ("registered", bool),
+                      ("folios", dict), ("profile", dict)):
         value = record.get(key)
         if not isinstance(value, kind) and not (value is None and key not in ("status",)):
             return f"{where}: {key} is {value!r}, not {kind.__name__}"
     drift = record.get("knob_drift")
     if drift is not None and (not isinstance(drift, dict) or not all(
-            isinstance(v, list) and len(v) == 2 for v in drift.values())):
+            isinstance(v, list) and len(v) == 2 and all(map(_knob_value, v))
+            for v in drift.values())):
         return f"{where}: knob_drift is {short(drift)}, not {{knob: [expected, found]}}"
     # knob names become columns of the analysis' frame: one that is no knob's could be one
     # of its own columns (ok, role)
@@ -73,6 +92,14 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         odd = next((name for name in record.get(key) or {} if not is_knob_name(name)), None)
         if odd is not None:
             return f"{where}: {key} names {short(odd)}, not a knob"
+    # values label scenarios: an object is no label, NaN no value equal to itself
+    odd = next((name for name, value in (record.get("knobs") or {}).items()
+                if not _knob_value(value)), None)
+    if odd is not None:
+        return (f"{where}: knob {short(odd)} is {short(record['knobs'][odd])}, not a value "
+                "read back (an integer or text)")
+    if not all(isinstance(v, str) for v in (record.get("null_reasons") or {}).values()):
+        return f"{where}: null_reasons is {short(record['null_reasons'])}, not {{field: why}}"
     vmstat = record.get("vmstat", {})
     if not isinstance(vmstat, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
@@ -101,6 +128,25 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         if missing or not record["pages_touched"]:
             return (f"{where}: status ok without its loop's {', '.join(missing) or 'pages'} "
                     "(not a measurement)")
+    return None
+
+
+def _knob_value(value: Any) -> bool:
+    """Whether `value` is one knobs.catalog.read_value can give: a number or text."""
+    return isinstance(value, str) or (
+        isinstance(value, int) and not isinstance(value, bool)
+        and -(1 << 63) <= value <= ULONG_MAX)
+
+
+def knob_names_problem(record: dict[str, Any], seen: set[str]) -> str | None:
+    """Why a valid sample cannot join the samples whose knob names are `seen`, or None (and
+    its names added): together they would name more than the MAX_KNOBS knobs of a run, each
+    a column of the analysis' frame for every sample."""
+    new = [name for name in record.get("knobs") or {} if name not in seen]
+    if len(seen) + len(new) > MAX_KNOBS:
+        where = f"scenario {record['scenario']}" if "scenario" in record else "sample"
+        return f"{where}: knobs past the {MAX_KNOBS} a run may set (with the lines before it)"
+    seen.update(new)
     return None
 
 

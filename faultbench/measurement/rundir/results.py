@@ -12,12 +12,17 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import not_a_file
-from faultbench.measurement.rundir.checks import run_rounds, sample_problem, short
+from faultbench.measurement.rundir.checks import (
+    knob_names_problem,
+    run_rounds,
+    sample_problem,
+    short,
+)
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.rundir.meta_checks import meta_problem
 from faultbench.measurement.rundir.runfiles import (
@@ -79,28 +84,37 @@ class BadSampleLine(ResultsError):
         self.lines = lines
 
 
-def parse_samples(
-    lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False,
-    rounds: int | None = None,
-) -> tuple[list[dict[str, Any]], int]:
-    """read_samples() of lines already read from `path`; `rounds`: see sample_problem.
-    With `validate` a sample whose key (unique_key) an earlier line had is bad too: counted
-    twice it would weigh twice in every statistic."""
-    records: list[dict[str, Any]] = []
-    bad = 0
-    seen: dict[tuple[Any, ...], tuple[int, bytes]] = {}  # key -> first line: number, text
+def json_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, dict[str, Any] | None]]:
+    """Each line of a JSON-lines file that is not blank, as it is read: its number (1 = the
+    first), its bytes, and the object it holds, None when it holds none."""
     for number, raw in enumerate(lines, 1):
         try:
             line = raw.decode("utf-8")
         except UnicodeDecodeError:
-            line = "\0"  # not JSON either: counted, or refused, below
+            line = "\0"  # not JSON either
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except (ValueError, RecursionError):  # a 5000-digit number; [[[[... nested
             record = None
-        problem = "not a JSON object" if not isinstance(record, dict) else (
+        yield number, raw, record if isinstance(record, dict) else None
+
+
+def parse_samples(
+    lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False,
+    rounds: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """read_samples() of lines already read from `path`; `rounds`: see sample_problem.
+    With `validate` a sample whose key (unique_key) an earlier line had is bad too: counted
+    twice it would weigh twice in every statistic, and so is one naming knobs past those a
+    run may set (knob_names_problem)."""
+    records: list[dict[str, Any]] = []
+    bad = 0
+    seen: dict[tuple[Any, ...], tuple[int, bytes]] = {}  # key -> first line: number, text
+    knobs: set[str] = set()
+    for number, raw, record in json_lines(lines):
+        problem = "not a JSON object" if record is None else (
             sample_problem(record, rounds=rounds) if validate else None)
         drop: tuple[int, ...] = (number,)
         if problem is None and validate:
@@ -114,6 +128,8 @@ def parse_samples(
                 problem = (f"the sample of line {first} again (scenario {record['scenario']}, "
                            f"{which}): {'an exact copy' if copy else 'measured differently'}")
                 drop = (number,) if copy else (first, number)
+            else:
+                problem = knob_names_problem(record, knobs)
         if problem is None:
             records.append(record)
         elif strict:
