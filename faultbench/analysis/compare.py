@@ -8,9 +8,9 @@ the round otherwise (Mann-Whitney U on per-round medians); Holm-adjusted over th
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -33,6 +33,8 @@ from faultbench.analysis.frame import (
 from faultbench.analysis.labels import (
     LABEL_FIELDS,
     NUMERIC_FIELDS,
+    UNSET,
+    is_unset,
     knob_order,
     label_columns,
     labels,
@@ -106,8 +108,8 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
     if chosen.empty:
         present = ok.loc[ok[by].notna(), by].drop_duplicates()
         given = knob_order(df).get(by, ())
-        values = ", ".join(_value_word(by, v)
-                           for v in present.iloc[spec_order(present, given).argsort()]) or "none"
+        words = [_value_word(by, v) for v in present.iloc[spec_order(present, given).argsort()]]
+        values = ", ".join([*words, *([UNSET] if ok[by].isna().any() else [])]) or "none"
         raise AnalysisError(
             f"{role} {side.path}: no samples with {by}={side.value} (values: {values})"
         )
@@ -131,8 +133,10 @@ _UNRECORDED = {
 
 
 def side_value(by: str, value: str | None) -> str | None:
-    """A --by value as the samples store it: sizes may be written 64K, as everywhere else,
-    and a directory as a workload or --only takes it (relative to the working directory)."""
+    """A --by value as the samples store it: sizes may be written 64K, a directory as a
+    workload takes it (relative to the working directory), `unset` as None (not set)."""
+    if value == UNSET:
+        return None
     if by in SIZE_FIELDS and value is not None:
         try:
             return str(parse_size(value))
@@ -156,24 +160,56 @@ def match_text(column: str, value: Any) -> str:
     directories, the spec's words) are their exact text: the kernels 6.1 and 6.10 are two.
     Numbers (knobs, seed, the numeric spec fields) are text with integral numbers written
     without a fraction, so 60, 60.0 and "60" are one value; a knob's words stay as they are.
+    Integers match exactly (seeds and sysctls go to 2^64-1, past a float's 2^53).
 
     An unset value (knob not part of that scenario) is the empty string, so it still matches.
     """
-    if value is None or (isinstance(value, float) and value != value):
+    if is_unset(value):
         return ""
     if column == "dir":  # as absolute_dir normalizes it: a run's older records kept `x/`
         return str(PurePosixPath(str(value)))
     if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:
         return str(value)
+    if isinstance(value, int | np.integer):  # bool too: pagemap true is 1
+        return str(int(value))
     try:
-        number = parse_float(value) if isinstance(value, str) else float(value)
-    except (TypeError, ValueError):  # SpecError is a ValueError
+        if isinstance(value, str):
+            parse_float(value)  # a number in ASCII digits, as everywhere else
+            number = Decimal(value)  # as written: float("9007199254740993") is ...992
+        else:
+            number = Decimal(float(value))
+    except (TypeError, ValueError, ArithmeticError):  # SpecError is a ValueError
         return str(value)
-    if number != number:
+    if number.is_nan():
         return ""
-    if not math.isfinite(number):  # no integer to write it as
-        return str(number)
-    return str(int(number)) if number == int(number) else str(number)
+    # an integer as its digits, up to 10^24, far past 2^64 (1e999999999's would not end)
+    if number.is_finite() and number.adjusted() < 24 and number == number.to_integral_value():
+        return str(int(number))
+    return str(float(number))
+
+
+def _matched_values(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """`frame` with its `match_text` keys back as values (`_matched_value`), unset as null."""
+    frame = frame.copy()
+    for column in keys:
+        if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:  # names stay names
+            frame[column] = frame[column].replace("", np.nan)
+        else:  # objects: map() would make integers beside a None float64
+            frame[column] = pd.Series([_matched_value(t) for t in frame[column]],
+                                      index=frame.index, dtype=object)
+    return frame
+
+
+def _matched_value(text: str) -> Any:
+    """A number's `match_text` as the number (an integer exactly), a word as itself."""
+    if text == "":
+        return None
+    if re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def differences(base: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> str:
@@ -255,21 +291,13 @@ def compare(
     for column, ratio in (("change_pct", "ratio"), ("ci_lo_pct", "ci_lo"),
                           ("ci_hi_pct", "ci_hi"), ("detect_pct", "detect")):
         table[column] = 100 * (table[ratio] - 1)
-    for column in keys[:-1]:  # numbers where they are numbers, the other values kept
-        if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:  # names stay names
-            table[column] = table[column].replace("", np.nan)
-            continue
-        numeric = pd.to_numeric(table[column], errors="coerce")
-        if numeric.isna().any():
-            numeric = numeric.astype(object).where(numeric.notna(),
-                                                   table[column].replace("", np.nan))
-        table[column] = numeric
+    table = _matched_values(table, keys[:-1])
     table.attrs["knob_columns"] = [k for k in dict.fromkeys(knobs) if k != by]
     table["ok"] = True
     # what varies among the rows, or did before --strict left some out: labels stay stable
     # (concat keeps attrs only when every frame has the same, so the knobs are named here)
-    varying = label_columns(pd.concat([table, *(side.loc[~side["ok"]] for side in sides)]),
-                            extra=table.attrs["knob_columns"])
+    left_out = [_matched_values(side.loc[~side["ok"]], keys[:-1]) for side in sides]
+    varying = label_columns(pd.concat([table, *left_out]), extra=table.attrs["knob_columns"])
     table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
     table = sort_labels(table, table.attrs["label_columns"], knob_order(base, new))

@@ -51,24 +51,58 @@ _ORDER: dict[str, tuple[str, ...]] = {
     "mapper_mode": MAPPER_MODES, "mapper_kind": MAPPER_KINDS, "uffd_mappers": UFFD_MAPPERS,
     "role": ("only", "first", "later"),
 }
+# The label word and `compare --by` value of a field or knob a scenario leaves unset (null):
+# a knob it does not set (the machine's value), no `tmpfs_huge` (no tmpfs of faultbench's
+# own), no `dir` (the backing's default directory). A level of its own, never pooled with
+# a set value.
+UNSET = "unset"
+# Fields only some backings have (the spec refuses them for the others): those others' rows
+# say nothing of them, and a backing none of whose rows sets one needs no `=unset`.
+_BACKINGS_OF = {"tmpfs_huge": ("tmpfs",), "dir": ("tmpfs", "file")}
+
+
+def is_unset(value: Any) -> bool:
+    """Whether a value read back is null (None, or NaN where pandas filled a gap)."""
+    return value is None or (isinstance(value, float) and np.isnan(value))
+
+
+def varies(column: pd.Series) -> bool:
+    """Whether a column holds more than one value, unset (null) counting as one of them
+    (`nunique` alone drops it: "always" and null would be one value)."""
+    return column.astype(str).where(column.notna()).nunique(dropna=False) > 1
+
 
 def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
     """The spec and knob columns that vary among valid rows (with those --strict left out,
     so that rows keep their labels): what tells rows apart."""
     candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
     valid = df[df["ok"] | df.get("interfered", False)] if "ok" in df else df
-    return [c for c in candidates if c in valid and valid[c].astype(str).nunique() > 1]
+    return [c for c in candidates if c in valid and tells_apart(valid, c)]
+
+
+def tells_apart(df: pd.DataFrame, column: str) -> bool:
+    """Whether `column` varies among the rows of `df` that have it (`tmpfs_huge` only among
+    tmpfs rows: memfd rows have none), unset being a value of its own."""
+    return varies(df.loc[_has_field(df, column), column])
+
+
+def _has_field(df: pd.DataFrame, column: str) -> pd.Series:
+    """The rows of a backing that has `column` (all rows for the fields every backing has)."""
+    if column not in _BACKINGS_OF or "backing" not in df:
+        return pd.Series(True, index=df.index)
+    return df["backing"].isin(_BACKINGS_OF[column])
 
 
 def dir_names(values: Iterable[Any]) -> dict[str, str]:
     """Each directory of `values` by the shortest trailing part of its path that no other
     ends in: its last component when that alone tells them apart (full paths would swamp a
-    72-column row), `d1/x` and `d2/x` for two `x`, the full path when only that differs."""
+    72-column row), `d1/x` and `d2/x` for two `x`, the full path when only that differs.
+    A directory named `unset` keeps a parent, so that it never reads as no directory."""
     paths = {str(v): PurePosixPath(str(v)).parts for v in values
              if isinstance(v, str) and v}
     names = {}
     for text, parts in paths.items():
-        others = [p for t, p in paths.items() if t != text]
+        others = [(UNSET,), *(p for t, p in paths.items() if t != text)]
         length = next((k for k in range(1, len(parts))
                        if not any(p[-k:] == parts[-k:] for p in others)), len(parts))
         names[text] = str(PurePosixPath(*parts[-length:])) if parts else text
@@ -76,12 +110,12 @@ def dir_names(values: Iterable[Any]) -> dict[str, str]:
 
 
 def format_value(column: str, value: Any, dirs: Mapping[str, str] | None = None) -> str:
-    """One label word for a column's value; empty when the value says nothing (unset knob).
+    """One label word for a column's value, `UNSET` for none (`vm.swappiness=unset`).
     A directory is named as `dirs` (`dir_names` of the directories it is told apart from)
     names it, else by its last component."""
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    if column in ("size", "map_offset", "app_anon", FAULT_AROUND_KNOB) \
+    if is_unset(value):
+        text = UNSET
+    elif column in ("size", "map_offset", "app_anon", FAULT_AROUND_KNOB) \
             and isinstance(value, int | float | np.number) and value > 0:
         text = format_size(int(value))
     elif column == "dir":
@@ -118,8 +152,9 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     Fields that only matter with several mappers (their mode, which ones register with
     userfaultfd) are left out for single-mapper rows, and their kind unless one thread
     mapper (it faults among the caller's mappings), a session's shape for rows that are
-    no app-launch session; `reg=all`, `populate=none`, `fill=write`, `vmas=0` and
-    `anon=0` are the defaults, left out.
+    no app-launch session, `tmpfs_huge` and `dir` for rows of backings without them (and
+    their `=unset` for a backing no row of which sets them); `reg=all`, `populate=none`,
+    `fill=write`, `vmas=0` and `anon=0` are the defaults, left out.
     """
     if not columns:
         return pd.Series("all", index=df.index)
@@ -131,6 +166,9 @@ def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
         if column in ("mapper_mode", "mapper_kind", "uffd_mappers"):
             words = words.where(multi | ((column == "mapper_kind") & (df[column] == "thread")),
                                 "")
+        if column in _BACKINGS_OF and "backing" in df:
+            set_in_backing = df[column].notna().groupby(df["backing"]).transform("any")
+            words = words.where(_has_field(df, column) & set_in_backing, "")
         if column == "uffd_mappers":
             registers = df["uffd"] != "none" if "uffd" in df else True
             words = words.where((df[column] != "all") & registers, "")
@@ -249,6 +287,7 @@ def constants_line(df: pd.DataFrame, label_cols: list[str]) -> str:
     if ok.empty:
         return ""
     # the header names the kernels; the app-launch section, its sessions
+    # and a field every row leaves unset (no `dir`, no `tmpfs_huge`) needs no word
     fixed = [c for c in LABEL_FIELDS if c in ok and c not in label_cols
-             and c not in ("mappers", "kernel", *APP_FIELDS)]
+             and c not in ("mappers", "kernel", *APP_FIELDS) and ok[c].notna().iloc[0]]
     return wrap("All rows: " + labels(ok.head(1), fixed).iloc[0] + ".")

@@ -28,7 +28,13 @@ from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     INSTRUCTION_CLOCK_PLANES,
 )
-from faultbench.analysis.labels import APP_FIELDS, dir_names, format_value, label_columns
+from faultbench.analysis.labels import (
+    APP_FIELDS,
+    dir_names,
+    format_value,
+    is_unset,
+    label_columns,
+)
 from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
@@ -234,7 +240,7 @@ def _key_label(row: Any, keys: list[str], dirs: dict[str, str] | None = None) ->
     for key in keys:
         value = getattr(row, key) if not isinstance(row, dict) else row[key]
         parts.append(format_value(key, value, dirs)
-                     if key in (FAULT_AROUND_KNOB, "dir", *APP_FIELDS)
+                     if key in (FAULT_AROUND_KNOB, "dir", *APP_FIELDS) or is_unset(value)
                      else str(value))
     return " ".join(parts)
 
@@ -254,8 +260,10 @@ def memory_section(df: pd.DataFrame) -> str:
     outcome_cols = [c for c in ("oom", "deadline", "error") if c in table]
 
     def cell(row: Any, metric: str, ci: bool = False) -> str:
-        found = table[(table["metric"] == metric)
-                      & (table[keys] == pd.Series({k: row[k] for k in keys})).all(axis=1)]
+        key = pd.Series({k: row[k] for k in keys})
+        # an unset knob (null) is a setting of its own, which == never matches
+        same = (table[keys] == key) | (table[keys].isna() & key.isna())
+        found = table[(table["metric"] == metric) & same.all(axis=1)]
         if found.empty:
             return "-"
         one = found.iloc[0]

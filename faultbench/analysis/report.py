@@ -43,6 +43,7 @@ from faultbench.analysis.labels import (
     label_columns,
     labels,
     sort_labels,
+    varies,
 )
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs
@@ -275,7 +276,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
     parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
-    swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols]
+    # a knob one value of which is set and the rest left unset is no sweep (its rows say)
+    swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols
+             and varies(df.loc[df["ok"], knob].dropna())]
     if baseline is not None and not swept:
         raise AnalysisError("--baseline applies to knob sweeps; this run sweeps no knob")
     for knob in swept:

@@ -13,7 +13,8 @@ FORMATS = ("text", "markdown", "csv", "json", "lkp")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "base", metavar="BASE",
-        help="run directory; with --by KNOB, RUN_DIR:VALUE (the knob's value to select)",
+        help="run directory; with --by KNOB, RUN_DIR:VALUE (the knob's value to select; "
+        "unset: the scenarios that leave it unset)",
     )
     parser.add_argument(
         "new", metavar="NEW", nargs="?",

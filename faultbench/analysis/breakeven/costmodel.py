@@ -185,7 +185,9 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
         _mpp=part["pages_mapped"].astype(float) / part["pages_touched"],
     )
     scenarios = list(dict.fromkeys(part["scenario"]))
-    knob = [FAULT_AROUND_KNOB] if FAULT_AROUND_KNOB in part else []
+    # a group none of whose scenarios sets the knob is named without it (no `fa=unset` each)
+    set_knob = FAULT_AROUND_KNOB in part and part[FAULT_AROUND_KNOB].notna().any()
+    knob = [FAULT_AROUND_KNOB] if set_knob else []
     names = list(labels(part.drop_duplicates("scenario"), ["pattern", "uffd", *knob]))
     unit = unit_of(pd.concat([part, touch]))
     units = np.array(sorted(pd.concat([part, touch])[unit].dropna().unique()))

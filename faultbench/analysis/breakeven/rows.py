@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB
-from faultbench.analysis.labels import LABEL_FIELDS, labels
+from faultbench.analysis.labels import LABEL_FIELDS, labels, tells_apart
 
 # The kernel's fault_around_bytes default; natively the knob is often unreadable (lockdown).
 DEFAULT_WINDOW_BYTES = 65536
@@ -55,7 +55,7 @@ def group_columns(rows: pd.DataFrame, drop: Sequence[str]) -> list[str]:
     knobs = rows.attrs.get("knob_columns", [])
     varying = [
         c for c in [*LABEL_FIELDS, *knobs]
-        if c in rows and c not in drop and c != "backing" and rows[c].astype(str).nunique() > 1
+        if c in rows and c not in drop and c != "backing" and tells_apart(rows, c)
     ]
     return [*(["run"] if "run" in rows else []), "backing", *varying]
 
