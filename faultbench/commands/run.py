@@ -17,9 +17,10 @@ from faultbench.commands import (
     filesystem_errors,
     integer,
 )
+from faultbench.commands.run_hints import interrupted_hint, recovery, resume_hint, started
 
 if TYPE_CHECKING:
-    from faultbench.measurement.rundir.results import BadSampleLine, RunDir
+    from faultbench.measurement.rundir.results import RunDir
     from faultbench.measurement.workload import Workload
 
 DEFAULT_WORKLOAD = "quick"
@@ -108,36 +109,9 @@ def run(args: argparse.Namespace) -> int:
         with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
             return _run(args)
     except FilesystemError as exc:
-        raise FilesystemError(f"{exc}{_resume_hint(_started(args))}") from None
+        raise FilesystemError(f"{exc}{resume_hint(started(args))}") from None
     except BadSampleLine as exc:
-        raise ResultsError(f"{exc}; {_recovery(exc)}") from None
-
-
-def _recovery(bad: BadSampleLine) -> str:
-    """How to resume past the lines a strict read refused: by deleting them, which the user
-    does (faultbench drops no sample it cannot vouch for, nor picks one of two)."""
-    import shlex
-
-    from faultbench.measurement.rundir.results import resume_command
-
-    which = (f"lines {' and '.join(map(str, bad.lines))}" if len(bad.lines) > 1
-             else f"line {bad.lines[0]}")
-    script = ";".join(f"{n}d" for n in bad.lines)
-    return (f"resuming builds on every line: delete {which} (sed -i '{script}' "
-            f"{shlex.quote(str(bad.path))}; keep a copy to look at), then "
-            f"{resume_command(bad.path.parent)}; a sample then missing is measured again (in "
-            "a booted run, if its boot had not finished)")
-
-
-def _started(args: argparse.Namespace) -> Path | None:
-    """The run directory a failed run leaves, when it can be resumed (its meta.json exists)."""
-    from faultbench.measurement.rundir.results import META
-
-    path = args.resume or args.out
-    try:
-        return Path(path) if path and (Path(path) / META).is_file() else None
-    except OSError:  # a name too long, ...: nothing to resume there
-        return None
+        raise ResultsError(f"{exc}; {recovery(exc)}") from None
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -236,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
         execute(run_dir, quiet=args.quiet)
         return _report(run_dir)
     except INTERRUPTED as exc:
-        print(f"\nfaultbench run: interrupted{_interrupted_hint(run_dir)}", file=sys.stderr)
+        print(f"\nfaultbench run: interrupted{interrupted_hint(run_dir)}", file=sys.stderr)
         return exit_status(exc)
     finally:
         if run_dir is not None:
@@ -252,31 +226,6 @@ def _workload(args: argparse.Namespace) -> Workload:
     # the same parser as `measure --set`; names and values as the knob module spells them
     knobs = dict(parse_set_options(args.set))
     return load(args.workload or DEFAULT_WORKLOAD, knobs, args.repetitions).select(args.only)
-
-
-def _interrupted_hint(run_dir: RunDir | None) -> str:
-    """What an interruption leaves: a run whose meta.json is sealed (finished_utc) has all
-    its samples, and `--resume` would say there is nothing to resume; otherwise how to go on."""
-    from faultbench.errors import FaultbenchError
-
-    if run_dir is None:
-        return ""
-    try:
-        finished = run_dir.read_meta().get("finished_utc")
-    except FaultbenchError:  # unreadable: the resume hint, whose command says why
-        finished = None
-    if finished:
-        return (f" after the run finished: every sample is in {run_dir.path}; see them with: "
-                f"faultbench report {run_dir.path}")
-    return _resume_hint(run_dir.path)
-
-
-def _resume_hint(path: Path | None) -> str:
-    from faultbench.measurement.rundir.results import resume_command
-
-    if path is None:
-        return ""
-    return f"; samples so far are in {path}; continue with: {resume_command(path)}"
 
 
 def _parse_kernels(texts: list[str]) -> list[Any]:

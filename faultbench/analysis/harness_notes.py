@@ -1,0 +1,57 @@
+"""Notes a comparison prints when its two runs were measured by harnesses that differ in a
+way that alone moves instruction counts (`faultbench compare`)."""
+
+from __future__ import annotations
+
+import re
+
+# The first version whose mapper processes exec faultbench/_mapper (before: a fork of the
+# measuring Python process, whose mappings each fault's VMA lookup walked; docs/overhead.md).
+EXEC_MAPPER_VERSION = (0, 4)
+RUN_ALONE_EPOCH = 2  # from here an instruction-clock mapper's loop runs with no task beside it
+
+
+def _version(meta: dict) -> tuple[int, int] | None:
+    """major.minor of the faultbench that measured a run; None unless the version is plain
+    dotted digits (meta.json is untrusted input, and the note prints it)."""
+    text = meta.get("faultbench_version")
+    if not isinstance(text, str) or not re.fullmatch(r"[0-9]{1,4}(\.[0-9]{1,4}){1,3}", text):
+        return None
+    major, minor = text.split(".")[:2]
+    return int(major), int(minor)
+
+
+def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
+    """A note when one run's mappers ran in a fork of Python and the other's in the mapper
+    program, or when two instruction-clock runs had different numbers of guests at once:
+    either alone moves instruction counts by up to 1-2%."""
+    notes = []
+    versions = [_version(meta) for meta in (base_meta, new_meta)]
+    if None not in versions and (versions[0] >= EXEC_MAPPER_VERSION) != (
+            versions[1] >= EXEC_MAPPER_VERSION):
+        notes.append(
+            f"BASE was measured by faultbench {base_meta['faultbench_version']} and NEW by "
+            f"{new_meta['faultbench_version']}: from 0.4 a mapper process execs the mapper "
+            "program instead of running in a fork of the measuring Python process, which "
+            "alone moves a sample's instructions by up to ~1% (docs/overhead.md); part of "
+            "any change here may be that.")
+    jobs = [_jobs(meta) for meta in (base_meta, new_meta)]
+    epochs = [meta.get("harness_epoch", 0) for meta in (base_meta, new_meta)]
+    if None not in jobs and jobs[0] != jobs[1] and min(epochs) < RUN_ALONE_EPOCH:
+        notes.append(
+            f"BASE ran {jobs[0]} guest(s) at once and NEW {jobs[1]} (--jobs): on the "
+            "instruction clock before harness epoch 2 that alone moved rows whose loops "
+            "take about one timer tick by up to 1.7%, mostly upwards with more guests "
+            "(docs/scale.md); part of any change here may be that.")
+    return notes
+
+
+def _jobs(meta: dict) -> int | None:
+    """How many guests at once an instruction-clock run had; None for any other run (or a
+    record that is not a small count: meta.json is untrusted input)."""
+    jobs = meta.get("jobs")
+    count = jobs.get("count") if isinstance(jobs, dict) else None
+    if meta.get("plane") != "tcg-icount" or isinstance(count, bool) or \
+            not isinstance(count, int) or not 1 <= count <= 4096:
+        return None
+    return count

@@ -1,0 +1,66 @@
+"""What `faultbench run` tells a user whose run stopped: how to resume it, or why there is
+nothing to resume."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from faultbench.measurement.rundir.results import BadSampleLine, RunDir
+
+
+def recovery(bad: BadSampleLine) -> str:
+    """How to resume past the lines a strict read refused: by deleting them, which the user
+    does (faultbench drops no sample it cannot vouch for, nor picks one of two)."""
+    import shlex
+
+    from faultbench.measurement.rundir.results import resume_command
+
+    which = (f"lines {' and '.join(map(str, bad.lines))}" if len(bad.lines) > 1
+             else f"line {bad.lines[0]}")
+    script = ";".join(f"{n}d" for n in bad.lines)
+    return (f"resuming builds on every line: delete {which} (sed -i '{script}' "
+            f"{shlex.quote(str(bad.path))}; keep a copy to look at), then "
+            f"{resume_command(bad.path.parent)}; a sample then missing is measured again (in "
+            "a booted run, if its boot had not finished)")
+
+
+
+def started(args: argparse.Namespace) -> Path | None:
+    """The run directory a failed run leaves, when it can be resumed (its meta.json exists)."""
+    from faultbench.measurement.rundir.results import META
+
+    path = args.resume or args.out
+    try:
+        return Path(path) if path and (Path(path) / META).is_file() else None
+    except OSError:  # a name too long, ...: nothing to resume there
+        return None
+
+
+
+def interrupted_hint(run_dir: RunDir | None) -> str:
+    """What an interruption leaves: a run whose meta.json is sealed (finished_utc) has all
+    its samples, and `--resume` would say there is nothing to resume; otherwise how to go on."""
+    from faultbench.errors import FaultbenchError
+
+    if run_dir is None:
+        return ""
+    try:
+        finished = run_dir.read_meta().get("finished_utc")
+    except FaultbenchError:  # unreadable: the resume hint, whose command says why
+        finished = None
+    if finished:
+        return (f" after the run finished: every sample is in {run_dir.path}; see them with: "
+                f"faultbench report {run_dir.path}")
+    return resume_hint(run_dir.path)
+
+
+
+def resume_hint(path: Path | None) -> str:
+    from faultbench.measurement.rundir.results import resume_command
+
+    if path is None:
+        return ""
+    return f"; samples so far are in {path}; continue with: {resume_command(path)}"
