@@ -201,7 +201,7 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
     faults = data.groupby(["group", "value"], sort=False)["faults_per_page"].median()
     table = ns.merge(faults.rename("faults"), left_on=["group", "value"], right_index=True)
     base = table[table["value"] == baseline].set_index("group")[["median", "faults"]]
-    table = table.join(base, on="group", rsuffix="_base").sort_values(["group", "value"])
+    table = table.join(base.add_suffix("_base"), on="group").sort_values(["group", "value"])
     table["d_ns"] = 100 * (table["median"] / table["median_base"] - 1)
     table["d_flt"] = 100 * (table["faults"] / table["faults_base"] - 1)
     table["shown"] = table["value"].map(lambda v: format_value(knob, v).split("=")[-1])
