@@ -117,7 +117,12 @@ def run(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.jobs import MAX_JOBS
-    from faultbench.measurement.run_checks import nothing_to_resume, refuse_relative_dir
+    from faultbench.measurement.run_checks import (
+        nothing_to_resume,
+        refuse_other_harness,
+        refuse_other_machine,
+        refuse_relative_dir,
+    )
     from faultbench.measurement.rundir.results import ResultsError, RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
@@ -156,6 +161,7 @@ def _run(args: argparse.Namespace) -> int:
                 if meta.get("finished_utc") and all(
                         b.get("status") == "ok" for b in meta.get("boots", [])):
                     raise nothing_to_resume(args.resume, meta["finished_utc"])
+                refuse_other_harness(meta, args.resume)  # its kernels: checked by sha256
                 refuse_relative_dir(meta, args.resume)  # a native run's: in execute()
                 guest.check_timeouts_from_env()  # before a boot is marked running
                 guest.check_shared_dir(str(run_dir.path))
@@ -163,6 +169,8 @@ def _run(args: argparse.Namespace) -> int:
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
                                "not in booted guests")
+            refuse_other_harness(meta, args.resume)
+            refuse_other_machine(meta, args.resume)  # before a knob is put back
             _restore_knobs(meta)
             if not any(s["knobs"] for s in meta["scenarios"]):  # (a knob writer: locked)
                 from faultbench.measurement import machine

@@ -6,10 +6,12 @@ read_ahead_kb the run's knob is; and what a resume is refused for. Standard libr
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from faultbench._version import __version__
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.knobs.catalog import (
     KnobError,
@@ -20,6 +22,7 @@ from faultbench.measurement.knobs.catalog import (
     resolve,
 )
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
+from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, harness_epoch, same_harness
 from faultbench.measurement.spec import SpecError, clipped, shown
 from faultbench.measurement.workload import Scenario, Workload
 
@@ -118,3 +121,48 @@ def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
                 "dirs were recorded absolute) and meta.json does not say what it was "
                 "relative to: a resume could measure in another directory; faultbench report "
                 f"{path} shows its samples, and a new run records the directory")
+
+
+def refuse_other_harness(meta: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a run another faultbench started: its samples and ours would be
+    pooled under its harness_epoch and version (a harness of another epoch counts other
+    things in a sample, compare's epoch check then judges by half the run). Another version
+    at the same epoch is refused too: nothing says what else it changed."""
+    epoch, version = harness_epoch(meta), meta.get("faultbench_version")
+    recorded = meta.get("provenance", {}).get("faultbench")
+    revision = recorded.get("git_revision") if isinstance(recorded, dict) else None
+    that = f"faultbench {clipped(str(version), 40)}" + (
+        f" (git {clipped(str(revision), 60)})" if revision else "")
+    finish = (f"finish it with {that}, the one that started it, or start a new run "
+              f"(faultbench report {path} shows its samples)")
+    if not same_harness((epoch, HARNESS_EPOCH), {meta["plane"]}):
+        raise RunError(f"{path} was measured at harness epoch {epoch} and this faultbench "
+                       f"measures at epoch {HARNESS_EPOCH}, which counts other things in a "
+                       f"sample (docs/results.md, harness epochs): a resume would pool the "
+                       f"two under epoch {epoch}; {finish}")
+    if version != __version__:
+        raise RunError(f"{path} was started by faultbench {clipped(str(version), 40)} and this "
+                       f"is {__version__}: a resume would add this version's samples to a run "
+                       f"meta.json credits to that one; {finish}")
+
+
+def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a native run on another kernel or host than the one it measured (a
+    reboot into a patched kernel, a copy on another machine): its new samples would be
+    pooled with the old ones, and meta.json, report and compare would credit them all to
+    the first kernel on the first host. (A booted run's kernels are its images, pinned by
+    sha256.)"""
+    provenance = meta.get("provenance", {})
+    kernel, host = provenance.get("kernel", {}), provenance.get("host", {})
+    uname = os.uname()
+    there = kernel.get("release"), kernel.get("version"), host.get("name")
+    here = uname.release, uname.version, uname.nodename
+    if there != here:
+        def said(release: Any, version: Any, name: Any) -> str:
+            return (f"Linux {clipped(str(release), 80)} ({clipped(str(version), 80)}) on host "
+                    f"{clipped(str(name), 80)}")
+
+        raise RunError(f"{path} was measured on {said(*there)} and this is {said(*here)}: "
+                       "resuming here would pool the samples of both under the first one's "
+                       "name; resume it on that kernel and host, or start a new run "
+                       f"(faultbench report {path} shows its samples)")

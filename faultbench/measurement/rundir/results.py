@@ -45,6 +45,7 @@ PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
 BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
+APPENDED = (SAMPLES, PROFILES, WORKER_LOG, DISCARDED)  # what a run adds to; all else replaced
 
 
 def resume_command(path: Path | str) -> str:
@@ -322,7 +323,10 @@ class RunDir:
                                    "file there")
             if not any_owner:
                 run_dir.lock.acquire("being written")
+                for name in APPENDED:  # refused before a resume writes anything
+                    run_dir.dir.check_file_owner(name)
         except BaseException:
+            run_dir.lock.release()  # if taken: a refusal leaves no .lock behind
             run_dir.dir.close()
             raise
         run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short

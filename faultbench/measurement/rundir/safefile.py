@@ -6,7 +6,8 @@ directory renamed or swapped for a link afterwards cannot redirect the writes); 
 opened through a symbolic link (O_NOFOLLOW); new content goes to a fresh temp file
 (O_EXCL, a random name) renamed over the old one, so neither a planted link nor a hard link
 to someone else's file is ever opened for writing; appends check the file is a regular one
-with a single link. As root, a directory another user owns (or may write) is refused: its
+with a single link, and, as root, root's alone (another user could rewrite root's lines in
+place afterwards). As root, a directory another user owns (or may write) is refused: its
 owner could swap files between our checks and our writes; so is one under any directory
 another user can change, its parent or one further up (they could rename what is below away
 and put a link in its place before a later command opens it). The path to a directory is
@@ -193,9 +194,11 @@ def walk(path: Path, create: bool, checked: bool, dry: bool = False,
 class SafeDir:
     """A directory opened once; files in it written without following links."""
 
-    def __init__(self, path: Path, fd: int, made: tuple[int, str] | None = None) -> None:
+    def __init__(self, path: Path, fd: int, made: tuple[int, str] | None = None,
+                 any_owner: bool = False) -> None:
         self.path = path
         self.fd = fd
+        self.any_owner = any_owner  # see open(): its files' owners are not checked either
         # when opening made the directory: the parent's fd and its name there (remove_if_made)
         self._made = made
 
@@ -216,7 +219,7 @@ class SafeDir:
             raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
         if made is None:
             os.close(parent)
-        safe = cls(path, fd, None if made is None else (parent, made))
+        safe = cls(path, fd, None if made is None else (parent, made), any_owner)
         if not any_owner:
             try:
                 check_owner(fd, path, sticky_ok, advice)
@@ -285,7 +288,7 @@ class SafeDir:
                 raise ResultsError(f"{path} is not a directory (a link or a file): remove "
                                    "it") from None
             raise ResultsError(f"cannot create {path}: {exc.strerror}") from None
-        sub = SafeDir(path, fd)
+        sub = SafeDir(path, fd, any_owner=self.any_owner)
         try:
             check_owner(fd, path)
         except ResultsError:
@@ -347,7 +350,26 @@ class SafeDir:
                 f"linked {st.st_nlink} times (a hard link to another file?)")
             raise ResultsError(f"{self.path / name} is {what}: faultbench does not write "
                                "it; remove it")
+        if foreign := self._foreign_file(st, name):
+            os.close(fd)
+            raise ResultsError(foreign)
         return fd
+
+    def check_file_owner(self, name: str) -> None:
+        """As root, refuse the regular file `name` when its owner would refuse appending to
+        it (anything else there is refused, in its own words, when opened)."""
+        with contextlib.suppress(FileNotFoundError):
+            st = os.stat(name, dir_fd=self.fd, follow_symlinks=False)
+            if stat.S_ISREG(st.st_mode) and (foreign := self._foreign_file(st, name)):
+                raise ResultsError(foreign)
+
+    def _foreign_file(self, st: os.stat_result, name: str) -> str | None:
+        """Why root may not append to this file: unlike one replaced, it keeps its owner, who
+        could rewrite root's lines later (a partial run `cp -a`'d in, a `chown root:` of DIR)."""
+        who = None if self.any_owner else who_can_change(st)
+        return who and (f"{self.path / name} is {who}: root does not add to a file another "
+                        "user can change (they could rewrite its lines afterwards); make the "
+                        f"run root's (chown -R root: {self.path}; chmod -R go-w {self.path})")
 
     def appending(self, name: str, binary: bool = False) -> IO[Any]:
         """`name` opened for appending (created if missing); the caller closes it."""
