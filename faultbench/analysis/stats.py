@@ -14,6 +14,7 @@ CI_METHOD = ("distribution-free order-statistic 95% CI of the median of per-roun
              "(mappers of a round pooled by their median; needs n >= 6 rounds)")
 
 
+_GROUP = "_group"  # median_ci's id of a group of keys
 _TABLE_COLUMNS = ("n", "median", "mean", "std", "n_samples", "n_boots", "ci_lo", "ci_hi")
 
 
@@ -43,38 +44,44 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
     The CI is [x_(l+1), x_(n-l)] with l the largest count such that P(Bin(n, 1/2) <= l) <=
     0.025: exact coverage >= 95% whatever the distribution. It needs n >= 6; below, NaN.
     """
-    # private key names: a key called like a column replicate_values adds ("value") or
-    # groups by ("round", "boot") must not collide with it
-    names = {key: f"_key{i}" for i, key in enumerate(keys)}
-    keys = list(names.values())
-    columns = dict.fromkeys([*names, *boot_columns(df), "round", metric])
-    valid = df.loc[df["ok"] & df[metric].notna(), list(columns)]
-    if valid.empty:  # every sample failed or lacks the metric: no row, not a pandas error
-        return pd.DataFrame(columns=[*names, *_TABLE_COLUMNS])
-    rounds = replicate_values(valid.set_axis(
-        [names.get(c, c) for c in valid.columns], axis=1), keys, metric, "round")
-    boots = [column for column in boot_columns(rounds) if column not in keys]
-    grouped = rounds.groupby(keys, sort=False, dropna=False)
+    # Grouped by one integer id per group, the keys' values put back from each group's first
+    # row: pandas makes the grouped keys of an object column of integers and None (a knob
+    # some scenarios leave unset) float64, where 10 reads 10.0 and 2^53 and 2^53 + 1 are one
+    # value. The id is also no name a key could share with a column replicate_values adds
+    # ("value") or groups by ("round", "boot").
+    mask = df["ok"] & df[metric].notna()
+    if not mask.any():  # every sample failed or lacks the metric: no row, not a pandas error
+        return pd.DataFrame(columns=[*keys, *_TABLE_COLUMNS])
+    valid = df.loc[mask]
+    group = valid.groupby(list(keys), sort=False, dropna=False).ngroup().to_numpy()
+    columns = list(dict.fromkeys([*boot_columns(df), "round", metric]))
+    rounds = replicate_values(valid[columns].assign(**{_GROUP: group}), [_GROUP], metric,
+                              "round")
+    boots = [column for column in boot_columns(rounds) if column != _GROUP]
+    grouped = rounds.groupby(_GROUP, sort=False)
     out = grouped["value"].agg(n="count", median="median", mean="mean", std="std")
     out["n_samples"] = grouped["n_samples"].sum()
     out["n_boots"] = (grouped[boots].apply(lambda g: len(g.drop_duplicates())) if boots
                       else 1)
     n = out["n"].to_numpy()
     low = [_lower_rank(int(count)) for count in n]
-    ranked = rounds.sort_values([*keys, "value"]).assign(
-        _rank=lambda d: d.groupby(keys, sort=False, dropna=False).cumcount()
+    ranked = rounds.sort_values([_GROUP, "value"]).assign(
+        _rank=lambda d: d.groupby(_GROUP, sort=False).cumcount()
     )
     out["_lo_rank"] = low
     out["_hi_rank"] = n - 1 - low
     out = out.reset_index()
     for side in ("lo", "hi"):
-        picked = ranked.merge(out[[*keys, f"_{side}_rank"]], on=keys, how="inner")
+        picked = ranked.merge(out[[_GROUP, f"_{side}_rank"]], on=_GROUP, how="inner")
         picked = picked[picked["_rank"] == picked[f"_{side}_rank"]]
         out = out.merge(
-            picked[[*keys, "value"]].rename(columns={"value": f"ci_{side}"}), on=keys, how="left"
+            picked[[_GROUP, "value"]].rename(columns={"value": f"ci_{side}"}), on=_GROUP,
+            how="left"
         )
-    return out.drop(columns=["_lo_rank", "_hi_rank"]).rename(
-        columns={new: old for old, new in names.items()})
+    firsts = ~pd.Series(group).duplicated().to_numpy()
+    key_values = valid.loc[firsts, list(keys)].assign(**{_GROUP: group[firsts]})
+    return key_values.merge(out.drop(columns=["_lo_rank", "_hi_rank"]), on=_GROUP).drop(
+        columns=_GROUP)
 
 
 def unit_count(table: pd.DataFrame) -> pd.Series:
