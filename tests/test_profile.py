@@ -118,7 +118,8 @@ def test_a_profiled_run_stores_marks_and_reports(tmp_path: Path):
     assert [p["label"] for p in report_data(out)["profiles"]] == list(costs)
     # measured again (a resumed run, a retried boot): the later line is the sample's; a
     # line that is not a profile is skipped
-    again = {**lines[0], "loop": {**lines[0]["loop"], "stacks": {USER: 3}, "samples": 3}}
+    again = {**lines[0], "loop": {**lines[0]["loop"], "stacks": {USER: 3}, "samples": 3,
+                                  "user": 3, "unresolved": 0}}
     with (out / PROFILES).open("a") as fh:
         fh.write(json.dumps(again) + "\n" + '{"scenario": 1}\n')
     label = next(c.label for c in costs.values() if c.scenario == lines[0]["scenario"])

@@ -363,6 +363,14 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
         raise SpecError(f"{name} must be an integer from {low} to {high}, got {value!r}")
 
 
+# The values the measurement writes in Sample's fields of that name (`status`, `plane`,
+# `clock`, `launch_outcome`); a line read back with another is refused (rundir/checks.py).
+STATUSES = ("ok", "unsupported", "error")
+PLANES = ("native", "kvm-guest", "tcg-guest", "tcg-icount")
+CLOCKS = ("icount", "wall")
+LAUNCH_OUTCOMES = ("ok", "oom", "deadline", "error")
+
+
 @dataclass
 class Sample:
     """One mapper's measurement of one spec. Units are in the field names.

@@ -46,7 +46,7 @@ from faultbench.measurement.image import (
 )
 from faultbench.measurement.knobs.sysfs import cpu_flags
 from faultbench.measurement.signals import signals_raise
-from faultbench.measurement.spec import SpecError, parse_float
+from faultbench.measurement.spec import CLOCKS, SpecError, parse_float
 
 DEFAULT_TIMEOUT_S = 1800.0
 MAX_TIMEOUT_S = 7 * 24 * 3600.0
@@ -73,7 +73,6 @@ DETERMINISM_PARAMS = ("nokaslr", "randomize_kstack_offset=off", "page_alloc.shuf
 # timer, and in-guest timeouts over 9p waits fired in moments; docs/icount.md).
 # Debian 6.1 hangs bringing up a second vCPU under it (docs/icount.md), so icount guests get one.
 ICOUNT_QEMU_OPTS = "-icount shift=0,sleep=on"
-CLOCKS = ("icount", "wall")
 
 
 class GuestError(FaultbenchError):

@@ -10,7 +10,17 @@ from typing import Any
 
 from faultbench.measurement.knobs.catalog import MAX_KNOBS, is_knob_name
 from faultbench.measurement.knobs.sysctl_ranges import ULONG_MAX
-from faultbench.measurement.spec import MAX_DEADLINE_S, MAX_MAPPERS, Sample, Spec, SpecError
+from faultbench.measurement.spec import (
+    CLOCKS,
+    LAUNCH_OUTCOMES,
+    MAX_DEADLINE_S,
+    MAX_MAPPERS,
+    PLANES,
+    STATUSES,
+    Sample,
+    Spec,
+    SpecError,
+)
 
 # Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
 _INT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type in ("int", "int | None"))
@@ -31,6 +41,18 @@ _RUN_KEYS = ("scenario", "round", "warmup", "knob_drift", "kernel", "boot", "ker
              "kernel_version", "kernel_sha256", "machine")
 _KEYS = frozenset((*(f.name for f in dataclasses.fields(Sample)), *_RUN_KEYS))
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(Spec))
+# The other fields' types, and those the writer may leave null
+_TYPED = (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
+          ("null_reasons", dict), ("error", str), ("profiled", bool), ("launch_outcome", str),
+          ("clock", str), ("fs_type", str), ("kernel", str), ("machine", str),
+          ("kernel_release", str), ("kernel_version", str), ("kernel_sha256", str),
+          ("registered", bool), ("folios", dict), ("profile", dict))
+_NULLABLE = frozenset(("error", "launch_outcome", "fs_type", "kernel", "machine",
+                       "kernel_release", "kernel_version", "kernel_sha256", "registered",
+                       "folios", "profile"))
+# the text fields the measurement writes one of a few values in (spec.py)
+_DOMAINS = (("status", STATUSES), ("plane", PLANES), ("clock", CLOCKS),
+            ("launch_outcome", LAUNCH_OUTCOMES))
 
 
 def run_rounds(meta: dict[str, Any]) -> int:
@@ -71,16 +93,22 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         return (f"{where}: round {record['round']} is past the run's {rounds} rounds "
                 "(warm-ups, repetitions and profiled ones)")
     # kernel and machine (a booted run's, a merged run's) group tables: a list or a float
-    # there is no label, and would fail deep in pandas
-    for key, kind in (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
-                      ("null_reasons", dict), ("error", str), ("profiled", bool),
-                      ("launch_outcome", str), ("clock", str), ("fs_type", str),
-                      ("kernel", str), ("machine", str), ("kernel_release", str),
-                      ("kernel_version", str), ("kernel_sha256", str), ("registered", bool),
-                      ("folios", dict), ("profile", dict)):
+    # there is no label, and would fail deep in pandas. Null only where the writer writes
+    # null: a `warmup` or `profiled` null would count its sample as measured. A line of a
+    # harness from before a field was added lacks it, which is not null.
+    for key, kind in _TYPED:
         value = record.get(key)
-        if not isinstance(value, kind) and not (value is None and key not in ("status",)):
-            return f"{where}: {key} is {value!r}, not {kind.__name__}"
+        if isinstance(value, kind):
+            continue
+        may_lack = key != "status" and (key != "warmup" or bare)
+        if value is None and (key in _NULLABLE or (key not in record and may_lack)):
+            continue
+        return f"{where}: {key} is {short(value)}, not {kind.__name__}"
+    odd = next((key for key, values in _DOMAINS if key in record
+                and record[key] is not None and record[key] not in values), None)
+    if odd is not None:
+        return (f"{where}: {odd} is {short(record[odd])}, not one of "
+                f"{', '.join(dict(_DOMAINS)[odd])}")
     drift = record.get("knob_drift")
     if drift is not None and (not isinstance(drift, dict) or not all(
             isinstance(v, list) and len(v) == 2 and all(map(_knob_value, v))
@@ -186,8 +214,9 @@ def _count(value: Any) -> bool:
 
 def profile_problem(record: Any) -> str | None:
     """Why a profiles.jsonl record is not a sample's profile faultbench can use, or None:
-    the sample's keys, and per part (loop, munmap) counts and stacks that add up. `lost` is
-    a count, or null when the kernel could not say."""
+    the sample's keys, and per part (loop, munmap) counts and stacks that add up, its
+    unresolved and user samples among them. `lost` is a count, or null when the kernel
+    could not say."""
     if not isinstance(record, dict) or not isinstance(record.get("scenario"), str):
         return "not an object with a scenario"
     if not all(_count(record.get(k)) for k in ("round", "mapper")):
@@ -200,8 +229,14 @@ def profile_problem(record: Any) -> str | None:
             continue
         if not isinstance(data, dict) or not isinstance(data.get("stacks"), dict):
             return f"{part} has no stacks"
-        if not all(_count(data.get(k)) for k in ("samples", "unresolved", "user")):
-            return f"{part}: samples, unresolved or user is not a count"
+        if not all(_count(data.get(k)) for k in ("samples", "unresolved", "user", "throttled")):
+            return f"{part}: samples, unresolved, user or throttled is not a count"
+        # a user-mode sample has no kernel address to resolve: the two are apart
+        if data["unresolved"] + data["user"] > data["samples"]:
+            return (f"{part}: {data['unresolved']} unresolved and {data['user']} user "
+                    f"samples of {data['samples']}")
+        if not _count(data.get("period_ns")) or not data["period_ns"]:
+            return f"{part}: period_ns is {short(data.get('period_ns'))}, not a period"
         if data.get("lost") is not None and not _count(data["lost"]):
             return f"{part}: lost is {short(data['lost'])}, not a count or null"
         if not all(isinstance(s, str) and _count(n) for s, n in data["stacks"].items()):
