@@ -46,6 +46,19 @@ MAX_LAUNCHES = 10_000
 # vmas: below the default vm.max_map_count (65530), with room for the mapper's own
 MAX_VMAS = 60_000
 PATTERN_HELP = "seq, reverse, random, stride:N (1 <= N <= 2^32) or sparse"
+# Every integer field but the sizes (SIZE_FIELDS) and its bounds: normalized() checks them,
+# a workload's axes and `--only` values are parsed and checked from them (workload_checks).
+INT_FIELDS: dict[str, tuple[int, int]] = {
+    "seed": (0, MAX_SEED),
+    "mappers": (1, MAX_MAPPERS),
+    "apps": (0, MAX_APPS),
+    "app_files": (1, MAX_APP_FILES),
+    "launches": (0, MAX_LAUNCHES),
+    "touch_one_in": (1, MAX_STRIDE),
+    "vmas": (0, MAX_VMAS),
+}
+# Integer fields also written as sizes ("64M"): parse_size
+SIZE_FIELDS = ("size", "map_offset", "app_anon")
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
 # ASCII only: a digit of another script (١٢) is not a number a user meant to give
@@ -241,13 +254,8 @@ class Spec:
         Every field is checked for its type too: specs also come from meta.json files, which
         are read as untrusted input."""
         _choice("backing", self.backing, BACKINGS)
-        _check_int("seed", self.seed, 0, MAX_SEED)
-        _check_int("mappers", self.mappers, 1, MAX_MAPPERS)
-        _check_int("apps", self.apps, 0, MAX_APPS)
-        _check_int("app_files", self.app_files, 1, MAX_APP_FILES)
-        _check_int("launches", self.launches, 0, MAX_LAUNCHES)
-        _check_int("touch_one_in", self.touch_one_in, 1, MAX_STRIDE)
-        _check_int("vmas", self.vmas, 0, MAX_VMAS)
+        for name, (low, high) in INT_FIELDS.items():
+            _check_int(name, getattr(self, name), low, high)
         if self.vmas and (self.mapper_kind == "thread" or self.apps):
             raise SpecError("vmas pads a mapper process's own address space: thread mappers "
                             "share the caller's, and app launches have their own processes")

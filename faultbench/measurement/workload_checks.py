@@ -18,17 +18,14 @@ from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
     CACHES,
+    INT_FIELDS,
     MAPPER_KINDS,
     MAPPER_MODES,
     MAPS,
-    MAX_APP_FILES,
-    MAX_APPS,
     MAX_DEADLINE_S,
-    MAX_LAUNCHES,
-    MAX_MAPPERS,
-    MAX_STRIDE,
     PATTERN_HELP,
     POPULATES,
+    SIZE_FIELDS,
     TMPFS_HUGE,
     UFFD_MAPPERS,
     UFFD_MODES,
@@ -55,15 +52,6 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "uffd_mappers": UFFD_MAPPERS,
     "tmpfs_huge": TMPFS_HUGE,
     "populate": POPULATES,
-}
-
-# Integer axes and their bounds.
-INT_AXES: dict[str, tuple[int, int]] = {
-    "mappers": (1, MAX_MAPPERS),
-    "apps": (0, MAX_APPS),
-    "app_files": (1, MAX_APP_FILES),
-    "launches": (0, MAX_LAUNCHES),
-    "touch_one_in": (1, MAX_STRIDE),
 }
 
 
@@ -255,8 +243,8 @@ def axis_value_problem(key: str, value: Any) -> str | None:
                 return f"expected a size such as \"64M\" or 0, got {_describe(value)}"
             if value != 0:
                 parse_size(value)
-        elif key in INT_AXES:
-            low, high = INT_AXES[key]
+        elif key in INT_FIELDS:
+            low, high = INT_FIELDS[key]
             if not isinstance(value, int) or not low <= value <= high:
                 return f"expected an integer from {low} to {high}, got {_describe(value)}"
         elif key == "deadline_s":
@@ -280,11 +268,11 @@ def filter_value(name: str, text: str) -> Any:
     if not text:
         raise SpecError("give a value after = (FIELD=V1[,V2...])")
     value: Any = text
-    if name in INT_AXES:
+    if name in INT_FIELDS:
         value = parse_int(text, name)
     elif name == "deadline_s":
         value = parse_float(text, name)
-    elif name in ("size", "map_offset", "app_anon"):
+    elif name in SIZE_FIELDS:
         value = parse_size(text, name, 0)
     elif name == "pagemap":
         value = {"true": True, "false": False}.get(text, text)
