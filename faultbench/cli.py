@@ -167,10 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     _reserve_standard_fds()
-    # a path whose bytes are not UTF-8 (argv holds them as surrogates) is printed with
-    # escapes, not as a UnicodeEncodeError, where the locale's stdout is strict
-    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.errors == "strict":
-        sys.stdout.reconfigure(errors="backslashreplace")
+    # text the stream's encoding lacks (a host named café under LC_ALL=C, where stdout is
+    # ASCII with surrogateescape; any locale with PYTHONIOENCODING=ascii) is printed with
+    # escapes, not a UnicodeEncodeError after report.txt is written. Whatever the handler:
+    # surrogateescape fails on é as strict does, and printable() has already escaped the
+    # surrogates that stand for a path's non-UTF-8 bytes.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     stderr, sys.stderr = sys.stderr, _Stderr(sys.stderr)  # type: ignore[assignment]
     stdout, sys.stdout = sys.stdout, _Stdout(sys.stdout)  # type: ignore[assignment]
     try:

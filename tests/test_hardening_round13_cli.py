@@ -1,8 +1,14 @@
-"""Round thirteen, the command line: what `--only` takes. Real commands, real runs."""
+"""Round thirteen, the command line: what `--only` takes, what stdout can print. Real
+commands, real runs."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -38,3 +44,25 @@ def test_only_parses_every_integer_field_as_an_integer(tmp_path: Path) -> None:
     ints = {f.name for f in dataclasses.fields(Spec) if "int" in str(f.type).split(" | ")}
     assert ints == set(INT_FIELDS) | set(SIZE_FIELDS)
     assert ints & set(AXES) <= set(INT_FIELDS) | set(SIZE_FIELDS)
+
+
+def _copy(tmp_path: Path, name: str) -> Path:
+    return Path(shutil.copytree(QUICK, tmp_path / name))
+
+
+def test_text_the_locale_cannot_encode_is_escaped_whatever_the_handler(tmp_path: Path) -> None:
+    """R13-5: in the C locale without UTF-8 mode stdout is ASCII with surrogateescape, which
+    was left as it was (only strict was switched to escapes): a host named café ended
+    `report` in a UnicodeEncodeError, status 1."""
+    run = _copy(tmp_path, "cafe")
+    meta = json.loads((run / "meta.json").read_text())
+    meta["provenance"]["host"]["name"] = "caf\u00e9"
+    (run / "meta.json").write_text(json.dumps(meta))
+    c_locale = {**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}
+    for extra in ({}, {"PYTHONIOENCODING": "ascii:strict"}):
+        done = subprocess.run(
+            [sys.executable, "-m", "faultbench", "report", run, "--no-figures", "--out",
+             tmp_path / "report"], capture_output=True, env={**c_locale, **extra}, timeout=300)
+        stderr = done.stderr.decode("ascii")  # ASCII: what could not be encoded is escaped
+        assert done.returncode == 0 and "Traceback" not in stderr, (extra, stderr)
+        assert b"caf\\xe9" in done.stdout
