@@ -1,5 +1,5 @@
-"""Round thirteen, the command line: what `--only` takes, what stdout can print. Real
-commands, real runs."""
+"""Round thirteen, the command line: what `--only` takes, what stdout can print, what
+`compare` takes for two runs. Real commands, real runs."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from analysis_runs import faultbench
+from console import one_line
 
 from faultbench.measurement.spec import INT_FIELDS, SIZE_FIELDS, Spec
 from faultbench.measurement.workload import AXES, WorkloadError, load
@@ -66,3 +68,20 @@ def test_text_the_locale_cannot_encode_is_escaped_whatever_the_handler(tmp_path:
         stderr = done.stderr.decode("ascii")  # ASCII: what could not be encoded is escaped
         assert done.returncode == 0 and "Traceback" not in stderr, (extra, stderr)
         assert b"caf\\xe9" in done.stdout
+
+
+def test_a_copy_of_a_run_is_the_same_samples(tmp_path: Path) -> None:
+    """R13-8: `compare A A` is refused, but `compare A COPY-OF-A` (cp -r) printed a table of
+    +0.0% with confidence intervals such as -8.7..+9.5%, computed from identical data."""
+    copy = _copy(tmp_path, "copy")
+    refused = faultbench("compare", QUICK, copy, check=False)
+    assert refused.returncode == 2 and not refused.stdout
+    assert one_line(refused.stderr) == (
+        f"faultbench compare: BASE and NEW are the same samples ({QUICK} and {copy} hold "
+        "identical samples): a run compared with itself tests nothing (give two runs, or two "
+        "values with --by)")
+    assert faultbench("compare", f"{QUICK}:none", f"{copy}:none", "--by", "uffd",
+                      check=False).returncode == 2
+    # two values of the copy's samples are two sides, as they are of the one run
+    by_uffd = faultbench("compare", f"{QUICK}:none", f"{copy}:wp", "--by", "uffd")
+    assert "new uffd=wp" in by_uffd.stdout

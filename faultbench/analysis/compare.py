@@ -343,12 +343,16 @@ def compare_runs(
     new_side = parse_side(new_arg, by, "NEW")
     base_df = load(base_side.path)
     same = new_side.path.resolve() == base_side.path.resolve()
-    if same and (by is None or match_text(by, side_value(by, base_side.value))
-                 == match_text(by, side_value(by, new_side.value))):
-        raise AnalysisError(f"BASE and NEW are the same samples ({base_arg}): a run "
+    new_df = base_df if same else load(new_side.path)
+    # a copy of the run (cp -r, a second checkout of a shipped one) is the same samples
+    # too: tested against themselves they would print confidence intervals of nothing
+    copy = not same and base_df.equals(new_df)
+    if (same or copy) and (by is None or match_text(by, side_value(by, base_side.value))
+                           == match_text(by, side_value(by, new_side.value))):
+        shown = f"{base_arg} and {new_arg} hold identical samples" if copy else base_arg
+        raise AnalysisError(f"BASE and NEW are the same samples ({shown}): a run "
                             "compared with itself tests nothing (give two runs, or two "
                             "values with --by)")
-    new_df = base_df if same else load(new_side.path)
     if strict:
         base_df = exclude_interfered(base_df)
         new_df = base_df if same else exclude_interfered(new_df)
