@@ -192,6 +192,7 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
         if signals.is_the_command():
             signals.started()
         status = importlib.import_module(args._module).run(args)
+        signals.raise_swallowed()
         sys.stdout.flush()
         return status
     except FaultbenchError as exc:

@@ -6,13 +6,17 @@ Standard library only.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import os
+import random
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from types import FrameType
+from typing import Any
 
 # Signals whose default action does not end the process (POSIX): it ignores them, or they
 # stop or continue it. SIGKILL and SIGSTOP cannot be caught.
@@ -103,23 +107,69 @@ def exit_status(exc: BaseException) -> int:
     return int(exc.code) if isinstance(exc, Terminated) else 128 + signal.SIGINT
 
 
+def exit_exception(signum: int) -> BaseException:
+    """Ctrl-C unwinds as Interrupted (a KeyboardInterrupt); other signals as Terminated."""
+    if signum == signal.SIGINT:
+        return Interrupted()
+    return Terminated(signum)
+
+
 # Set by the first terminating signal that unwinds: later ones (INT+TERM+HUP in a burst) are
 # ignored, so they cannot cut the cleanup short or end it in a traceback. A command stops
 # for good; a library caller (a test) gets them back when its outermost block has unwound.
-_state = {"stopping": False, "command": False, "depth": 0}
+# swallowed: the number of a signal whose exception a finalizer swallowed (_unraisable).
+_state: dict[str, Any] = {"stopping": False, "command": False, "depth": 0, "swallowed": None}
+_unraisable_before: list[Callable[[Any], object]] = []  # sys.unraisablehook before started()
+_SIGNUM = "faultbench_signum"  # the attribute that marks an exception a handler raised
 
 
-def _stop(signum: int) -> BaseException:
+def _stop(signum: int, exception: Callable[[int], BaseException] = exit_exception
+          ) -> BaseException:
     _state["stopping"] = True
-    return exit_exception(signum)
+    exc = exception(signum)
+    setattr(exc, _SIGNUM, signum)
+    return exc
 
 
 def started() -> None:
     """The command begins: from here a signal unwinds (Ctrl-C as Interrupted, the others
     of TERMINATING as Terminated), once."""
     _state["command"] = True
+    _unraisable_before.append(sys.unraisablehook)
+    sys.unraisablehook = _unraisable
     for signum in _not_ignored(TERMINATING):
         signal.signal(signum, _raise_exit)
+
+
+def _unraisable(unraisable: Any) -> None:
+    """A handler's exception raised while Python ran a finalizer (a weakref or gc callback,
+    a __del__) is not propagated: Python hands it here as "Exception ignored in ...", and
+    the command would run on and exit 0. Python runs handlers between any two bytecodes,
+    and matplotlib's objects die in weakref callbacks all through `report`: 1 Ctrl-C in
+    20. The signal is sent again from another thread instead, to be handled where the main
+    thread is then, and again until that is outside a finalizer; a command that returns
+    first ends as interrupted all the same (raise_swallowed)."""
+    signum = getattr(unraisable.exc_value, _SIGNUM, None)
+    if signum is None:
+        _unraisable_before[-1](unraisable)
+        return
+    _state.update(stopping=False, swallowed=signum)
+    # not threading.Thread: a finalizer may run while this thread holds threading's locks
+    _thread.start_new_thread(_send_again, (signum,))
+
+
+def _send_again(signum: int) -> None:
+    # at a random time: a fixed delay can meet the main thread at the same point of a
+    # periodic loop each time, inside its finalizer again
+    time.sleep(random.uniform(0.001, 0.01))
+    os.kill(os.getpid(), signum)
+
+
+def raise_swallowed() -> None:
+    """Unwind as the signal whose exception a finalizer swallowed would have, if one did
+    and the command has not unwound since: the command has returned, its status is not 0."""
+    if _state["swallowed"] is not None and not _state["stopping"]:
+        raise _stop(_state["swallowed"])
 
 
 def finished() -> None:
@@ -133,13 +183,6 @@ def finished() -> None:
 def _raise_exit(signum: int, frame: FrameType | None) -> None:
     if not _state["stopping"]:
         raise _stop(signum)
-
-
-def exit_exception(signum: int) -> BaseException:
-    """Ctrl-C unwinds as Interrupted (a KeyboardInterrupt); other signals as Terminated."""
-    if signum == signal.SIGINT:
-        return Interrupted()
-    return Terminated(signum)
 
 
 @contextlib.contextmanager
@@ -184,8 +227,7 @@ def signals_raise(
         if callable(earlier):
             earlier(signum, frame)
             return
-        _state["stopping"] = True
-        raise exception(signum)
+        raise _stop(signum, exception)
 
     _state["depth"] += 1
     try:
