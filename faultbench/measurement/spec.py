@@ -57,8 +57,7 @@ INT_FIELDS: dict[str, tuple[int, int]] = {
     "touch_one_in": (1, MAX_STRIDE),
     "vmas": (0, MAX_VMAS),
 }
-# Integer fields also written as sizes ("64M"): parse_size
-SIZE_FIELDS = ("size", "map_offset", "app_anon")
+SIZE_FIELDS = ("size", "map_offset", "app_anon")  # integers also written "64M": parse_size
 
 # at most 20 digits: int() of a longer string is slow or refused, and no valid size needs more
 # ASCII only: a digit of another script (١٢) is not a number a user meant to give
@@ -371,8 +370,7 @@ def _check_int(name: str, value: Any, low: int, high: int) -> None:
         raise SpecError(f"{name} must be an integer from {low} to {high}, got {value!r}")
 
 
-# The values the measurement writes in Sample's fields of that name (`status`, `plane`,
-# `clock`, `launch_outcome`); a line read back with another is refused (rundir/checks.py).
+# The values measurement writes in Sample's fields so named; others are refused on read
 STATUSES = ("ok", "unsupported", "error")
 PLANES = ("native", "kvm-guest", "tcg-guest", "tcg-icount")
 CLOCKS = ("icount", "wall")
