@@ -10,7 +10,7 @@ import re
 import shutil
 from pathlib import Path
 
-from analysis_runs import faultbench, table_row
+from analysis_runs import faultbench, measured_again, table_row
 from test_hardening_round2 import cli, refused
 
 from faultbench.analysis.labels import dir_names
@@ -66,8 +66,7 @@ def _dirs_run(tmp_path: Path, name: str = "dirs") -> tuple[Path, str]:
 def test_directories_of_one_last_component_are_labelled_apart(tmp_path: Path) -> None:
     run, summary = _dirs_run(tmp_path)
     report = faultbench("report", run, "--no-figures").stdout
-    other = run.with_name("again")
-    shutil.copytree(run, other)
+    other = measured_again(run, run.with_name("again"))
     compared = faultbench("compare", run, other).stdout
     for text in (summary, report, compared):
         assert table_row(text, "dir=d1/x") and table_row(text, "dir=d2/x"), text

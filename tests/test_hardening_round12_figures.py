@@ -37,7 +37,9 @@ dir = {dirs}
 pattern = ["stride:1", "stride:4", "stride:16"]
 uffd = ["none", "wp"]
 """
-LONG = "l" * 220  # a valid directory name (NAME_MAX is 255); the figure's adds 20 characters
+# a valid directory name (NAME_MAX is 255) the figure's name adds 20 characters to, one per
+# process: each xdist worker running a test of this module makes the module's run
+LONG = f"fb-r12-{os.getpid()}-".ljust(220, "l")
 # a control character that switches a VT to line drawing (SO), ESC, a character DejaVu has
 # no glyph for, and mathtext
 HOSTILE = "h\x0e\x1b\U0001f980"

@@ -8,10 +8,9 @@ anyone can write a run directory `report` and `compare` read."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
-from analysis_runs import faultbench, table_row
+from analysis_runs import faultbench, measured_again, table_row
 from test_hardening_round2 import cli, refused
 from test_hardening_round11_labels import SEEDED
 
@@ -90,8 +89,7 @@ def test_a_knob_some_scenarios_leave_unset_is_a_row_of_its_own(tmp_path: Path) -
     done = faultbench("compare", f"{run}:10", f"{run}:unset", "--by", "vm.swappiness")
     assert table_row(done.stdout, "all")[3] == "2r/2", done.stdout
     # two runs: the unset rows pair with the unset rows, the set with the set
-    again = run.with_name("again")
-    shutil.copytree(run, again)
+    again = measured_again(run, run.with_name("again"))
     compared = faultbench("compare", run, again).stdout
     assert table_row(compared, "vm.swappiness=10")[3] == "2r/2", compared
     assert table_row(compared, "vm.swappiness=unset")[3] == "2r/2", compared

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analysis_runs import faultbench, make_run
+from analysis_runs import faultbench, make_run, measured_again
 from console import one_line
 
 REFERENCE = Path(__file__).parents[1] / "results" / "icount-aa"  # two kernels, a and b
@@ -132,8 +132,7 @@ def profiled(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_profiled_stack_names_are_printed_escaped(profiled: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    shutil.copytree(profiled, run)
+    run = measured_again(profiled, tmp_path / "run")  # compare refuses a plain copy
     path = run / "profiles.jsonl"
     records = [json.loads(line) for line in path.read_text().splitlines()]
     for record in records:
