@@ -66,8 +66,7 @@ from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size
 from faultbench.measurement.workload import Workload
 
-# Boot, start-up and slack on top of the samples' own deadlines, per boot.
-BOOT_OVERHEAD_S = 300.0
+BOOT_OVERHEAD_S = 300.0  # boot, start-up and slack on top of the samples' deadlines, per boot
 GUEST_MIN_MEMORY_MIB = 1024
 GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
