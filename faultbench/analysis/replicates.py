@@ -316,13 +316,16 @@ def _side_units(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     out = pd.DataFrame({ROW_ID: pd.unique(rows)})
     per_row = out[ROW_ID].to_numpy()
     out["round_values"] = [round_values[row_of_round == r].tolist() for r in per_row]
-    out["samples"] = [int((rows == r).sum()) for r in per_row]
     out["boot_values"] = [boot_values[row_of_boot == r].tolist() for r in per_row]
-    valid_values = values[valid]
-    out["constant"] = [bool(n >= 2 and v.min() == v.max()) for n, v in
-                       ((int((rows == r).sum()), valid_values[rows == r]) for r in per_row)]
     all_rows = df[ROW_ID].to_numpy()
-    out["dropped"] = [int(lost[all_rows == r].sum()) for r in per_row]
+    size = int(all_rows.max()) + 1 if len(all_rows) else 0
+    samples = np.bincount(rows, minlength=size)
+    lowest, highest = np.full(size, np.inf), np.full(size, -np.inf)
+    np.minimum.at(lowest, rows, values[valid])
+    np.maximum.at(highest, rows, values[valid])
+    out["samples"] = samples[per_row].astype(int)
+    out["constant"] = (samples >= 2)[per_row] & (lowest == highest)[per_row]
+    out["dropped"] = np.bincount(all_rows, weights=lost, minlength=size)[per_row].astype(int)
     return out
 
 
