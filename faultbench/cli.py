@@ -203,14 +203,23 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
         print(f"faultbench {args.command}: {printable(str(exc))}", file=sys.stderr)
         return 2
     except signals.INTERRUPTED as exc:
-        print(f"faultbench {args.command}: interrupted", file=sys.stderr)
-        return signals.exit_status(exc)
+        return _interrupted(args.command, exc)
     except BrokenPipeError:
         # the reader (e.g. `| head`) has gone; say nothing more on a closed pipe
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must outlive this frame
         return 141
+    except Exception as exc:
+        signal_exc = signals.replaced(exc)
+        if signal_exc is None:
+            raise
+        return _interrupted(args.command, signal_exc)
     finally:
         signals.finished()
+
+
+def _interrupted(command: str, exc: BaseException) -> int:
+    print(f"faultbench {command}: interrupted", file=sys.stderr)
+    return signals.exit_status(exc)
 
 
 if __name__ == "__main__":

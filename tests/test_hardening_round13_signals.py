@@ -95,3 +95,34 @@ def test_ctrl_c_in_finalizers_is_never_lost() -> None:
         done = subprocess.run([sys.executable, "-c", IN_FINALIZERS, kind],
                               capture_output=True, text=True, timeout=60)
         assert (done.returncode, done.stderr) == (128 + signal.SIGINT, "interrupted\n"), kind
+
+
+# Ctrl-C while a C extension imports: CPython's PyCapsule_Import catches what the handler
+# raised and raises ImportError instead (numpy: `PyCapsule_Import could not import module
+# "datetime"`). The finder does the same for numpy, which `compare` imports once started.
+IN_IMPORT = r"""
+import importlib.abc, os, signal, sys
+sys.argv[0] = "faultbench"
+from faultbench import cli
+class ReplacingImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "numpy":
+            sys.meta_path.remove(self)
+            try:
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10000):
+                    pass
+            except BaseException:
+                raise ImportError("PyCapsule_Import could not import module") from None
+        return None
+sys.meta_path.insert(0, ReplacingImport())
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_that_an_import_turns_into_another_error_interrupts_the_command() -> None:
+    done = subprocess.run([sys.executable, "-c", IN_IMPORT, "compare", f"{QUICK}:none",
+                           f"{QUICK}:wp", "--by", "uffd", "--brief"],
+                          capture_output=True, text=True, timeout=300)
+    assert (done.returncode, one_line(done.stderr)) == (128 + signal.SIGINT,
+                                                        "faultbench compare: interrupted")

@@ -118,14 +118,16 @@ def exit_exception(signum: int) -> BaseException:
 # ignored, so they cannot cut the cleanup short or end it in a traceback. A command stops
 # for good; a library caller (a test) gets them back when its outermost block has unwound.
 # swallowed: the number of a signal whose exception a finalizer swallowed (_unraisable).
-_state: dict[str, Any] = {"stopping": False, "command": False, "depth": 0, "swallowed": None}
+# unwinding: the number of the signal whose exception is unwinding the command.
+_state: dict[str, Any] = {"stopping": False, "command": False, "depth": 0, "swallowed": None,
+                          "unwinding": None}
 _unraisable_before: list[Callable[[Any], object]] = []  # sys.unraisablehook before started()
 _SIGNUM = "faultbench_signum"  # the attribute that marks an exception a handler raised
 
 
 def _stop(signum: int, exception: Callable[[int], BaseException] = exit_exception
           ) -> BaseException:
-    _state["stopping"] = True
+    _state.update(stopping=True, unwinding=signum)
     exc = exception(signum)
     setattr(exc, _SIGNUM, signum)
     return exc
@@ -170,6 +172,16 @@ def raise_swallowed() -> None:
     and the command has not unwound since: the command has returned, its status is not 0."""
     if _state["swallowed"] is not None and not _state["stopping"]:
         raise _stop(_state["swallowed"])
+
+
+def replaced(exc: Exception) -> BaseException | None:
+    """What the command's signal would have raised, if `exc` escaped while that signal's
+    exception was unwinding: code between the handler and the command may catch what it
+    raised and raise its own. CPython's PyCapsule_Import does, so Ctrl-C during numpy's
+    import came out as `ImportError: PyCapsule_Import could not import module "datetime"`."""
+    if not _state["command"] or not _state["stopping"] or _state["unwinding"] is None:
+        return None
+    return exit_exception(_state["unwinding"])
 
 
 def finished() -> None:
