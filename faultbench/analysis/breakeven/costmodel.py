@@ -173,7 +173,10 @@ def _windows(pages_per_fault: np.ndarray) -> np.ndarray:
 
 
 def _condition(columns: np.ndarray) -> float:
-    scaled = columns / np.linalg.norm(columns, axis=0)
+    norms = np.linalg.norm(columns, axis=0)
+    if not norms.all():  # a column of zeros (no row mapped a page) separates nothing
+        return float("inf")
+    scaled = columns / norms
     singular = np.linalg.svd(scaled, compute_uv=False)
     return float("inf") if singular[-1] == 0 else float(singular[0] / singular[-1])
 
@@ -217,6 +220,9 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
     if len(y) < MIN_SCENARIOS:
         return CostModel(**common, **none, reason=f"{len(y)} scenario(s); 3 constants need "
                                                    f"{MIN_SCENARIOS} or more")
+    if not M.any():  # the walk after the loop found every touched page unmapped again
+        return CostModel(**common, **none, reason="no page mapped after the loop in any "
+                                                  "row (pages_mapped 0): nothing to fit b to")
     fit_strides = sorted(set(strides))
     pinned = set(fit_strides) <= set(touch["stride"])
     separate = len(ppf) >= MIN_WINDOWS and condition is not None and condition <= MAX_CONDITION

@@ -156,6 +156,12 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         if missing or not record["pages_touched"]:
             return (f"{where}: status ok without its loop's {', '.join(missing) or 'pages'} "
                     "(not a measurement)")
+        # two reads of CLOCK_MONOTONIC_RAW around a loop touching a page differ by tens of
+        # ns; 0 is a loop the clock did not see (a tick-based clocksource), not a time, and
+        # the break-even's on/off ratio and the cost model's relative errors divide by it.
+        if not record["touch_ns"]:
+            return (f"{where}: status ok with touch_ns 0 (a loop below the clock's "
+                    "resolution: not a measurement)")
     return None
 
 
