@@ -65,3 +65,24 @@ def test_a_loop_timed_at_0_ns_is_no_sample(tmp_path: Path) -> None:
                                               touch_ns=0))
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert "no valid samples" in done.stderr and "touch_ns 0" in done.stderr, done.stderr
+
+
+def test_a_knob_read_as_text_in_one_sample_is_its_own_level(tmp_path: Path) -> None:
+    """R14-3: vm.swappiness 10 and 60 (by round) and "x" in one sample: the baseline is
+    the smallest number, and the text is a level of its own after the numbers."""
+    records = _records(RESULTS / "native-quick")
+    for record in records:
+        record["knobs"] = {"vm.swappiness": 10 if record["round"] % 2 else 60}
+    odd = next(r for r in records if r["status"] == "ok" and not r["warmup"])
+    odd["knobs"] = {"vm.swappiness": "x"}
+    copy = _rewritten(RESULTS / "native-quick", tmp_path / "run", records)
+    done = fb("report", "--out", tmp_path / "out", copy)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    text = (tmp_path / "out" / "report.txt").read_text()
+    assert "change of the median against vm.swappiness=10." in " ".join(text.split()), text
+    tables = text[text.index("Sweep of vm.swappiness"):].split("\n\n")[1:-1]
+    levels = [[line.split()[0] for line in table.splitlines()[3:]] for table in tables]
+    assert sorted(levels) == [["10", "60"]] * (len(levels) - 1) + [["10", "60", "x"]], text
+    done = fb("report", "--no-figures", "--baseline", "7", copy)
+    assert done.returncode == 2 and done.stderr.endswith(
+        "not a value of vm.swappiness in this run: 10, 60, x\n"), done.stderr

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import math
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,7 @@ from faultbench.analysis.labels import (
     label_columns,
     labels,
     sort_labels,
+    spec_order,
     varies,
 )
 from faultbench.analysis.memory import memory_section
@@ -168,10 +170,19 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
                 f"{unit}") + text_table(headers, cells, groups=groups)
 
 
+def _sweep_level(value: Any) -> Any:
+    """A knob value as one level of its sweep: text of an integer is that integer (as
+    knobs.catalog.read_value reads it), so "60" and 60 are one level, 60 beside "x"."""
+    return int(value) if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value) else value
+
+
 def default_baseline(knob: str, values: pd.Series) -> Any:
+    """The smallest value, a number before any text: a knob's values read back as numbers
+    in some samples and as text in others (lines of merged machines, or edited ones) do not
+    compare with `<`."""
     if knob == FAULT_AROUND_KNOB and (values == 4096).any():
         return 4096
-    return values.min()
+    return values.sort_values(key=spec_order, kind="stable").iloc[0]
 
 
 def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
@@ -181,7 +192,8 @@ def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
     except SpecError:
         value = text
     if not (values == value).any():
-        shown = ", ".join(format_value(knob, v).split("=")[-1] for v in sorted(values.unique()))
+        shown = ", ".join(format_value(knob, v).split("=")[-1] for v in
+                          pd.Series(values.unique()).sort_values(key=spec_order))
         raise AnalysisError(f"--baseline {text} is not a value of {knob} in this run: {shown}")
     return value
 
@@ -191,7 +203,7 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
     data = df[df["ok"] & df[knob].notna()]
     data = data.assign(
         group=labels(data, [c for c in label_cols if c != knob] + ["role"]),
-        value=pd.to_numeric(data[knob], errors="coerce").fillna(data[knob]),
+        value=data[knob].map(_sweep_level),
     )
     if baseline is None:
         baseline = default_baseline(knob, data["value"])
@@ -201,7 +213,8 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
     faults = data.groupby(["group", "value"], sort=False)["faults_per_page"].median()
     table = ns.merge(faults.rename("faults"), left_on=["group", "value"], right_index=True)
     base = table[table["value"] == baseline].set_index("group")[["median", "faults"]]
-    table = table.join(base.add_suffix("_base"), on="group").sort_values(["group", "value"])
+    table = table.join(base.add_suffix("_base"), on="group").sort_values(
+        ["group", "value"], key=spec_order, kind="stable")
     table["d_ns"] = 100 * (table["median"] / table["median_base"] - 1)
     table["d_flt"] = 100 * (table["faults"] / table["faults_base"] - 1)
     table["shown"] = table["value"].map(lambda v: format_value(knob, v).split("=")[-1])
