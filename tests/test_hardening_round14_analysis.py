@@ -10,6 +10,7 @@ can edit a run directory `report` reads."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,3 +87,19 @@ def test_a_knob_read_as_text_in_one_sample_is_its_own_level(tmp_path: Path) -> N
     done = fb("report", "--no-figures", "--baseline", "7", copy)
     assert done.returncode == 2 and done.stderr.endswith(
         "not a value of vm.swappiness in this run: 10, 60, x\n"), done.stderr
+
+
+def test_an_escaped_profile_symbol_is_laid_out_as_printed(tmp_path: Path) -> None:
+    """R14-6: `nuf\\x1b[31m\\x07` (15 columns printed) was padded as its 7 raw characters,
+    its numbers 8 columns right of the others'."""
+    source = RESULTS / "native-profile"
+    copy = _rewritten(source, tmp_path / "run", _records(source))
+    profiles = copy / "profiles.jsonl"
+    profiles.write_text(profiles.read_text().replace("next_uptodate_folio",
+                                                     "nuf\\u001b[31m\\u0007"))
+    done = fb("report", "--no-figures", copy)
+    assert done.returncode == 0, done.stderr
+    table = done.stdout[done.stdout.index("top symbols (self)"):].split("\n\n")[0]
+    rows = [line for line in table.splitlines()[2:] if re.search(r"%\s+\S+$", line)]
+    assert any(row.startswith("nuf\\x1b[31m\\x07 ") for row in rows), table
+    assert len({row.index("%") for row in rows}) == 1, table

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import string
 import textwrap
 from collections.abc import Sequence
 from typing import Any
+
+from faultbench.errors import printable
 
 WIDTH = 72
 
@@ -66,6 +69,7 @@ def fmt_fixed(values: Sequence[Any]) -> list[str]:
 def label_room(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int = WIDTH
                ) -> int:
     """The columns a table's first (label) column has beside its numbers."""
+    headers, rows = _printed(headers, rows)
     numeric = [max(len(headers[i]), *(len(r[i]) for r in rows)) if rows else len(headers[i])
                for i in range(1, len(headers))]
     return width - sum(numeric) - len(numeric)
@@ -78,9 +82,13 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int
     groups: per row, a heading the rows below it share (printed on its own line when it
     changes; the rows' labels are then indented), or None for a row that stands alone. A
     label too long for the room left by the
-    numbers goes on its own line, numbers below.
+    numbers goes on its own line, numbers below. Cells are laid out as printed: control
+    characters of foreign text (a profiled symbol, a host name) escaped, as
+    errors.printable_lines would escape them afterwards, wider than they came.
     """
+    headers, rows = _printed(headers, rows)
     if groups is not None:
+        groups = [None if group is None else printable(group) for group in groups]
         rows = [[row[0] if group is None else "  " + row[0], *row[1:]]
                 for row, group in zip(rows, groups, strict=True)]
     numeric = [
@@ -109,5 +117,13 @@ def text_table(headers: Sequence[str], rows: Sequence[Sequence[str]], width: int
     return "\n".join(out) + "\n"
 
 
+def _printed(headers: Sequence[str], rows: Sequence[Sequence[str]]
+             ) -> tuple[list[str], list[list[str]]]:
+    return [printable(h) for h in headers], [[printable(c) for c in row] for row in rows]
+
+
 def wrap(text: str) -> str:
-    return textwrap.fill(text, WIDTH, subsequent_indent="  ") + "\n"
+    """`text` filled to WIDTH as printed: its control characters escaped first (whitespace
+    aside, which filling turns into spaces)."""
+    shown = "".join(c if c in string.whitespace else printable(c) for c in text)
+    return textwrap.fill(shown, WIDTH, subsequent_indent="  ") + "\n"
