@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 from test_hardening_round4_input import fb
 from test_hardening_round11 import _records, _rewritten
 
+from faultbench.analysis.figures import warnings_said
 from faultbench.measurement.rundir.checks import sample_problem
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
@@ -103,3 +105,27 @@ def test_an_escaped_profile_symbol_is_laid_out_as_printed(tmp_path: Path) -> Non
     rows = [line for line in table.splitlines()[2:] if re.search(r"%\s+\S+$", line)]
     assert any(row.startswith("nuf\\x1b[31m\\x07 ") for row in rows), table
     assert len({row.index("%") for row in rows}) == 1, table
+
+
+@pytest.mark.parametrize(("run", "field"), [("native-quick", "ns_per_page"),
+                                            ("tcg-fault-around-sweep", "faults_per_page"),
+                                            ("tcg-icount-point-releases", "faults_per_page")])
+def test_figures_of_values_no_log_axis_shows_say_nothing_on_stderr(
+        run: str, field: str, tmp_path: Path) -> None:
+    """R14-7: every sample at 0 made the distributions' log axis (ns_per_page), the sweep's
+    and the kernels figure's fault axes warn "Data has no positive values" with a line of
+    figures.py: such an axis is linear, and says so by not saying log."""
+    copy = _with(run, tmp_path / "run", **{field: 0})
+    done = fb("report", "--out", tmp_path / "out", copy)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    assert list((tmp_path / "out" / "figures").glob("*.svg"))
+
+
+def test_warnings_while_drawing_are_one_escaped_line_each(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """R14-7: what is still warned of while a figure is built is said once, escaped."""
+    with warnings_said("figures"):
+        for _ in range(2):
+            warnings.warn("odd \x1b[31m axis", UserWarning, stacklevel=1)
+    err = capsys.readouterr().err
+    assert err == "faultbench: warning: figures: odd \\x1b[31m axis\n", err

@@ -5,8 +5,10 @@ The Agg backend is selected before pyplot is imported: reports are made on headl
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -72,6 +74,15 @@ def ns_label(info: RunInfo) -> str:
     return "ns per page touched" + (" (emulated)" if info.emulated else "")
 
 
+def log_scale(ax: Axes, values: pd.Series, axis: str = "x", base: int = 10) -> bool:
+    """A log axis, unless no value is positive (every sample 0 faults, or a run's edited
+    numbers): a log axis cannot show them, so it stays linear; whether it is log."""
+    if not (values > 0).any():
+        return False
+    (ax.set_xscale if axis == "x" else ax.set_yscale)("log", base=base)
+    return True
+
+
 def log_if_spread(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
     """A log axis when the positive values span more than 20x: on a linear one a few slow
     rows (or their error bars) would squash every other bar into a sliver."""
@@ -83,16 +94,25 @@ def log_if_spread(ax: Axes, values: pd.Series, axis: str = "x") -> bool:
     return True
 
 
-def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
-    """NAME.png and NAME.svg in the directory opened as out_dir, never through a link.
+@contextlib.contextmanager
+def warnings_said(where: str) -> Iterator[None]:
+    """What is warned of inside (matplotlib giving up on a layout or an axis) said once per
+    message, in one escaped line naming `where`: a Python warning would print a source line
+    of ours, and quote a run's text raw."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield
+    for message in dict.fromkeys(str(w.message) for w in caught):
+        print(f"faultbench: warning: {printable(where)}: {printable(message)}", file=sys.stderr)
 
-    What matplotlib warns of while drawing (a layout it gave up on) is said once per
-    figure, in one escaped line: its own warning would print a source line of ours, and
-    quote a run's text raw."""
+
+def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
+    """NAME.png and NAME.svg in the directory opened as out_dir, never through a link;
+    what matplotlib warns of while saving (a layout it gave up on) said as warnings_said
+    says it."""
     paths = []
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with warnings_said(f"{out_dir.path / name}.png|svg: matplotlib"):
             for kind, dpi in (("png", 150), ("svg", None)):
                 with out_dir.replacing(f"{name}.{kind}", binary=True) as fh:
                     fig.savefig(fh, format=kind, dpi=dpi, bbox_inches="tight",
@@ -100,9 +120,6 @@ def save(fig: Figure, out_dir: SafeDir, name: str) -> list[Path]:
                 paths.append(out_dir.path / f"{name}.{kind}")
     finally:
         plt.close(fig)
-    for message in dict.fromkeys(str(w.message) for w in caught):
-        print(f"faultbench: warning: {printable(str(out_dir.path / name))}.png|svg: matplotlib: "
-              f"{printable(message)}", file=sys.stderr)
     return paths
 
 
@@ -150,20 +167,24 @@ def sweep(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir, knob: str) -> list[
                       label=drawable(line), **style)
         right.plot(part["x"], part["faults"], label=drawable(line), **style)
     name = "fault_around_bytes" if knob == FAULT_AROUND_KNOB else knob
+    log_x = False
     for ax in (left, right):
-        ax.set_xscale("log", base=2)
+        log_x = log_scale(ax, table["x"], "x", base=2)
         ax.set_xticks(sorted(table["x"].unique()))
         ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: format_size(int(v))))
         ax.tick_params(axis="x", labelsize=8)  # ten powers of two, flat: read at a glance
-        ax.set_xlabel(f"{name} (bytes, log2)")
+        ax.set_xlabel(f"{name} (bytes{', log2' if log_x else ''})")
     left.set_ylabel(ns_label(info))
     # patterns differ by orders of magnitude (sparse touches few pages)
     if log_if_spread(left, table["median"], "y"):
         left.set_ylabel(ns_label(info) + ", log scale")
     else:
         left.set_ylim(bottom=0)
-    right.set_yscale("log", base=2)
-    right.set_ylabel("faults per page touched (log2)")
+    if log_scale(right, table["faults"], "y", base=2):
+        right.set_ylabel("faults per page touched (log2)")
+    else:  # no fault in any row: every touched page was mapped before the loop
+        right.set_ylabel("faults per page touched")
+        right.set_ylim(bottom=0)
     left.set_title("time (median, 95% CI)")
     right.set_title("faults (median)")
     handles, names = right.get_legend_handles_labels()
@@ -376,9 +397,10 @@ def distributions(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pat
                        alpha=0.6, color=colors[k % len(colors)], label=drawable(name) or None)
         ax.set_yticks(range(len(mine)), [drawable(g) for g in mine], fontsize=9)
         ax.set_ylim(len(mine) - 0.5, -0.5)
-        ax.set_xscale("log")
-        log_ticks(ax, data["ns_per_page"])
-        ax.set_xlabel(ns_label(info) + ", log scale")
+        log = log_scale(ax, data["ns_per_page"])
+        if log:
+            log_ticks(ax, data["ns_per_page"])
+        ax.set_xlabel(ns_label(info) + (", log scale" if log else ""))
     if kernels:
         fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center",
                    ncol=len(series), title="kernel")

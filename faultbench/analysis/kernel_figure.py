@@ -11,7 +11,16 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.figure_text import drawable
-from faultbench.analysis.figures import SIZE, STYLE, log_ticks, ns_label, plt, save, title
+from faultbench.analysis.figures import (
+    SIZE,
+    STYLE,
+    log_scale,
+    log_ticks,
+    ns_label,
+    plt,
+    save,
+    title,
+)
 from faultbench.analysis.frame import RunInfo
 from faultbench.analysis.labels import label_columns, labels
 from faultbench.analysis.stats import median_ci
@@ -57,6 +66,7 @@ def kernels_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pa
         fig, (left, right) = plt.subplots(
             1, 2, figsize=(SIZE[0], max(3.0, ROW_IN * len(groups) + 1.4)),
             layout="constrained", sharey=True)
+        log: dict[str, bool] = {}
         for metric, ax in (("median", left), ("faults", right)):
             wide = table.pivot(index="group", columns="kernel", values=metric).reindex(groups)
             ax.hlines(y, wide.min(axis=1), wide.max(axis=1), color="0.75", lw=1, zorder=1)
@@ -68,14 +78,15 @@ def kernels_figure(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Pa
                                         (part["ci_hi"] - part["median"]).clip(lower=0)])
                 ax.errorbar(part[metric], y, xerr=errors, fmt=marker, ms=4, capsize=1.5,
                             elinewidth=0.8, label=drawable(kernel), zorder=2)
-            ax.set_xscale("log")
-            log_ticks(ax, wide.stack())
+            log[metric] = log_scale(ax, wide.stack())
+            if log[metric]:
+                log_ticks(ax, wide.stack())
         shown = [drawable(g) + (f"  {r - 1:+.0%}" if r == r else "") for g, r in ratio.items()]
         left.set_yticks(y, shown)
         left.set_ylim(len(groups) - 0.5, -0.5)
-        left.set_xlabel(ns_label(info) + ", log scale")
+        left.set_xlabel(ns_label(info) + (", log scale" if log["median"] else ""))
         left.set_title(drawable(f"time (median, 95% CI); %: {kernels[-1]} against {kernels[0]}"))
-        right.set_xlabel("faults per page touched, log scale")
+        right.set_xlabel("faults per page touched" + (", log scale" if log["faults"] else ""))
         right.set_title("faults (median)")
         # the rows left out are said where the reader looks for what is drawn
         hidden = (f"; {int(same.sum())} of {len(same)} rows not shown, unchanged: "

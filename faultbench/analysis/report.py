@@ -340,11 +340,12 @@ def write_report(
         if not figures:
             return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
-        from faultbench.analysis.figures import make_figures
+        from faultbench.analysis.figures import make_figures, warnings_said
         from faultbench.analysis.kernel_figure import kernels_figure
         from faultbench.analysis.memory_figure import memory_figure
 
-        with directory.sub("figures") as figures_dir:
+        with directory.sub("figures") as figures_dir, \
+                warnings_said(f"{figures_dir.path}: drawing"):
             figures_dir.remove_temp_files()  # of a report killed while saving a figure
             info = run_info(meta, df)
             made = make_figures(df, info, figures_dir)
