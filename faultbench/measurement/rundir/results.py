@@ -25,6 +25,7 @@ from faultbench.measurement.rundir.checks import (
 )
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.rundir.meta_checks import meta_problem
+from faultbench.measurement.rundir.renew import renew_files
 from faultbench.measurement.rundir.runfiles import (
     MAX_LINES,
     META,
@@ -312,7 +313,8 @@ class RunDir:
     @classmethod
     def existing(cls, path: Path, any_owner: bool = False) -> RunDir:
         """The run in `path`; unless `any_owner` (the guest, whose host holds it), locked
-        for this process first."""
+        for this process first, and every file of it a copy no other process has open
+        (renew_files)."""
         run_dir = cls(path, any_owner=any_owner)
         try:
             why = not_a_file(META, dir_fd=run_dir.dir.fd, follow=False)
@@ -325,11 +327,14 @@ class RunDir:
                 run_dir.lock.acquire("being written")
                 for name in APPENDED:  # refused before a resume writes anything
                     run_dir.dir.check_file_owner(name)
+            run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
+            if not any_owner:
+                # before anything is read: what is read then is what is written on
+                renew_files(run_dir.dir)
         except BaseException:
             run_dir.lock.release()  # if taken: a refusal leaves no .lock behind
             run_dir.dir.close()
             raise
-        run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
         return run_dir
 
     def read_meta(self) -> dict[str, Any]:

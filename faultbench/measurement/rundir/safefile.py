@@ -331,7 +331,7 @@ class SafeDir:
         with self.replacing(name) as fh:
             fh.write(text)
 
-    def _open_existing(self, name: str, flags: int, mode: int = 0o666) -> int:
+    def open_existing(self, name: str, flags: int, mode: int = 0o666) -> int:
         """`name` opened with `flags`, refused unless a regular file with one link."""
         try:
             # O_NONBLOCK: a FIFO planted here must not block the open (with no reader it
@@ -373,7 +373,7 @@ class SafeDir:
 
     def appending(self, name: str, binary: bool = False) -> IO[Any]:
         """`name` opened for appending (created if missing); the caller closes it."""
-        fd = self._open_existing(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        fd = self.open_existing(name, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
         return os.fdopen(fd, "ab" if binary else "a", encoding=None if binary else "utf-8")
 
     def read_bytes(self, name: str, limit: int | None = None) -> bytes | None:
@@ -438,7 +438,7 @@ class SafeDir:
         os.rmdir(name, dir_fd=self.fd)
 
     def truncate(self, name: str, size: int) -> None:
-        fd = self._open_existing(name, os.O_WRONLY)
+        fd = self.open_existing(name, os.O_WRONLY)
         try:
             os.ftruncate(fd, size)
             os.fsync(fd)
