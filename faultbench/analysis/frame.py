@@ -21,6 +21,7 @@ from faultbench.measurement.rundir.results import (
     MAX_LINES,
     META,
     SAMPLES,
+    RunRounds,
     check_samples_match,
     json_lines,
     knob_names_problem,
@@ -215,7 +216,7 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     return frame, meta, dropped
 
 
-def _valid(records: Iterable[dict[str, Any] | None], rounds: int | None
+def _valid(records: Iterable[dict[str, Any] | None], rounds: RunRounds | None
            ) -> tuple[list[dict[str, Any]], Dropped]:
     """The records that are valid samples, each (scenario, boot, round, mapper) once; a
     None is a line that held no JSON object."""

@@ -55,14 +55,26 @@ _DOMAINS = (("status", STATUSES), ("plane", PLANES), ("clock", CLOCKS),
             ("launch_outcome", LAUNCH_OUTCOMES))
 
 
-def run_rounds(meta: dict[str, Any]) -> int:
-    """How many rounds a run's samples are in (counts check_meta has validated)."""
+@dataclasses.dataclass(frozen=True)
+class RunRounds:
+    """A run's rounds, in order: its warm-ups, measured rounds and profiled ones."""
+    warmups: int
+    repetitions: int
+    profile: int
+
+    @property
+    def total(self) -> int:
+        return self.warmups + self.repetitions + self.profile
+
+
+def run_rounds(meta: dict[str, Any]) -> RunRounds:
+    """The rounds a run's samples are in (counts check_meta has validated)."""
     workload = meta["workload"]
-    return workload["warmups"] + workload["repetitions"] + workload.get("profile", 0)
+    return RunRounds(workload["warmups"], workload["repetitions"], workload.get("profile", 0))
 
 
 def sample_problem(record: dict[str, Any], in_run: bool = True,
-                   rounds: int | None = None) -> str | None:
+                   rounds: RunRounds | None = None) -> str | None:
     """Why a samples.jsonl record is not a sample faultbench can use, or None.
 
     Checks what resuming and analysis rely on: the keys that identify it (scenario, boot,
@@ -70,7 +82,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     in range (a NaN or a 300-digit value is refused, not shown). Without `in_run` a bare
     sample (`faultbench measure --json`) passes too: it has no scenario or round. With
     `rounds` (run_rounds of its meta.json), a round the run does not have is refused:
-    resuming would count it as one more repetition."""
+    resuming would count it as one more repetition; so is a `warmup` or `profiled` flag
+    that is not its round's (a warm-up counted as measured). A mapper past its spec's
+    mappers is refused too: its numbers would be pooled into another mapper's row."""
     scenario = record.get("scenario")
     odd = next((key for key in record if key not in _KEYS), None)
     if odd is not None:
@@ -89,8 +103,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
             continue
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"{where}: {key} is {value!r}, not an integer from {low} to {high}"
-    if rounds is not None and record.get("round") is not None and record["round"] >= rounds:
-        return (f"{where}: round {record['round']} is past the run's {rounds} rounds "
+    if rounds is not None and record.get("round") is not None and \
+            record["round"] >= rounds.total:
+        return (f"{where}: round {record['round']} is past the run's {rounds.total} rounds "
                 "(warm-ups, repetitions and profiled ones)")
     # kernel and machine (a booted run's, a merged run's) group tables: a list or a float
     # there is no label, and would fail deep in pandas. Null only where the writer writes
@@ -104,6 +119,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         if value is None and (key in _NULLABLE or (key not in record and may_lack)):
             continue
         return f"{where}: {key} is {short(value)}, not {kind.__name__}"
+    if rounds is not None and record.get("round") is not None and \
+            (problem := _phase_problem(record, rounds)):
+        return f"{where}: {problem}"
     odd = next((key for key, values in _DOMAINS if key in record
                 and record[key] is not None and record[key] not in values), None)
     if odd is not None:
@@ -136,6 +154,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     problem = _spec_problem(record.get("spec"))
     if problem is not None:
         return f"{where}: spec: {problem}"
+    mappers = record["spec"].get("mappers", Spec.mappers)
+    if record["mapper"] >= mappers:
+        return f"{where}: mapper {record['mapper']} of a spec of {mappers} mapper(s)"
     for key in _INT_FIELDS:
         value = record.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
@@ -162,6 +183,22 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         if not record["touch_ns"]:
             return (f"{where}: status ok with touch_ns 0 (a loop below the clock's "
                     "resolution: not a measurement)")
+    return None
+
+
+def _phase_problem(record: dict[str, Any], rounds: RunRounds) -> str | None:
+    """Why the sample's `warmup` or `profiled` flag is not its round's, or None; a line that
+    lacks one (written before the field was) is not checked for it."""
+    round_ = record["round"]
+    for key, first, stop, which in (
+            ("warmup", 0, rounds.warmups, "warm-up rounds, the first"),
+            ("profiled", rounds.warmups + rounds.repetitions, rounds.total,
+             "profiled rounds, the last")):
+        flag = record.get(key)
+        if isinstance(flag, bool) and flag != (first <= round_ < stop):
+            return (f"{key} {str(flag).lower()} in round {round_}, "
+                    f"{'one' if flag is False else 'not one'} of the run's {which} "
+                    f"{stop - first} of {rounds.total}")
     return None
 
 

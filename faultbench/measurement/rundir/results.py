@@ -18,6 +18,7 @@ from typing import IO, Any
 
 from faultbench.errors import not_a_file
 from faultbench.measurement.rundir.checks import (
+    RunRounds,
     knob_names_problem,
     run_rounds,
     sample_problem,
@@ -105,7 +106,7 @@ def json_lines(lines: Iterable[bytes]) -> Iterator[tuple[int, bytes, dict[str, A
 
 def parse_samples(
     lines: Iterable[bytes], path: Path, strict: bool, validate: bool = False,
-    rounds: int | None = None,
+    rounds: RunRounds | None = None,
 ) -> tuple[list[dict[str, Any]], int]:
     """read_samples() of lines already read from `path`; `rounds`: see sample_problem.
     With `validate` a sample whose key (unique_key) an earlier line had is bad too: counted
