@@ -98,3 +98,52 @@ def test_a_run_file_linked_elsewhere_is_not_copied(finished: Path, tmp_path: Pat
     assert done.stderr == (f"faultbench run: {run}/meta.json is linked 2 times (a hard link "
                            "to another file?): faultbench does not write it; remove it\n")
     assert len((run / "samples.jsonl").read_text().splitlines()) == 2
+
+
+def test_a_file_larger_than_a_run_holds_is_refused_not_copied(finished: Path,
+                                                              tmp_path: Path) -> None:
+    """The copy is bounded: a sparse worker.log of 2 GiB (a few blocks on disk, 2 GiB once
+    copied) is refused before anything is copied, and the run is left as it was."""
+    run = _interrupted(finished, tmp_path / "run")
+    with open(run / "worker.log", "ab") as log:
+        log.truncate(2 << 30)
+    before = (run / "samples.jsonl").stat().st_ino
+    done = faultbench("run", "--resume", run, "-q", check=False)
+    assert (done.returncode, done.stderr) == (2, (
+        f"faultbench run: {run}/worker.log: {2 << 30} bytes, more than any file a run holds "
+        "(1 GiB); faultbench does not copy it to resume\n"))
+    assert not [p for p in run.rglob(".*") if p.name != ".lock"]  # no temp copy left
+    assert (run / "samples.jsonl").stat().st_ino == before
+
+
+def test_directories_below_what_a_run_writes_are_left(finished: Path, tmp_path: Path) -> None:
+    """Nothing is written deeper than boots/N.d/: a tree below that is not walked (a deep
+    one would exhaust the recursion) and its files are not copied."""
+    run = _interrupted(finished, tmp_path / "run")
+    (run / "boots" / "d" / "d").mkdir(parents=True)
+    (run / "boots" / "d" / "d" / "f").write_text("y")
+    inode = (run / "boots" / "d" / "d" / "f").stat().st_ino
+    fd = os.open(run / "boots" / "d" / "d", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):  # a path too long to name: made one directory descriptor at a time
+        os.mkdir("d", dir_fd=fd)
+        fd, parent = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd), fd
+        os.close(parent)
+    os.close(fd)
+    try:
+        done = faultbench("run", "--resume", run, "-q", check=False)
+        assert done.returncode == 0, done.stderr
+        assert (run / "boots" / "d" / "d" / "f").stat().st_ino == inode
+        assert len((run / "samples.jsonl").read_text().splitlines()) == 4
+    finally:
+        _flatten(run / "boots" / "d" / "d")
+
+
+def _flatten(top: Path) -> None:
+    """Removes a chain of directories `d` below `top` one level at a time from the top: no
+    recursion (pytest's cleanup, shutil.rmtree, recurses once a level)."""
+    while (top / "d").exists():
+        if (top / "d" / "d").exists():
+            (top / "d" / "d").rename(top / "lower")
+        (top / "d").rmdir()
+        if (top / "lower").exists():
+            (top / "lower").rename(top / "d")
