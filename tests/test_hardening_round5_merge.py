@@ -30,6 +30,14 @@ def _copy(src: Path, dst: Path, host: str = "other-machine") -> Path:
     return dst
 
 
+def merge_refused(*parts: Path, out: Path) -> str:
+    """The one line `merge PARTS --out OUT` is refused with; OUT was not made."""
+    done = fb("merge", *parts, "--out", out)
+    assert done.returncode == 2, done.stdout
+    assert not out.exists()
+    return one_line(done.stderr)
+
+
 def test_a_part_with_a_sample_twice_is_refused(native_run: Path, tmp_path: Path) -> None:
     other = _copy(native_run, tmp_path / "there")
     lines = (other / "samples.jsonl").read_text()

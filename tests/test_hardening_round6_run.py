@@ -19,7 +19,7 @@ import pytest
 from analysis_runs import make_run
 from console import one_line, said
 from test_hardening_round4_input import SMALL, fb
-from test_hardening_round5_merge import _copy
+from test_hardening_round5_merge import _copy, merge_refused
 
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])}
 
@@ -166,10 +166,7 @@ def test_a_workload_file_over_a_mebibyte_is_refused_unread(tmp_path: Path, comma
 def test_a_machine_name_that_would_split_is_refused(tmp_path: Path, host: str) -> None:
     part = make_run(tmp_path, "here", SMALL)
     other = _copy(part, tmp_path / "there", host)
-    done = fb("merge", part, other, "--out", tmp_path / "out")
-    assert done.returncode == 2, done.stdout
-    assert one_line(done.stderr) == (f"faultbench merge: {other} is from machine {host!r}, "
-                                     "whose name has a ',', ':' or '=': it cannot name a level "
-                                     "of the `machine` factor; merge runs of hosts whose names "
-                                     "have none")
-    assert not (tmp_path / "out").exists()
+    assert merge_refused(part, other, out=tmp_path / "out") == (
+        f"faultbench merge: {other} is from machine {host!r}, whose name has a ',', ':' or "
+        "'=': it cannot name a level of the `machine` factor; merge runs of hosts whose names "
+        "have none")

@@ -13,6 +13,7 @@ import pandas as pd
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB
 from faultbench.analysis.text import label_room, wrap
+from faultbench.measurement.rundir.checks import UNSET
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -51,11 +52,6 @@ _ORDER: dict[str, tuple[str, ...]] = {
     "mapper_mode": MAPPER_MODES, "mapper_kind": MAPPER_KINDS, "uffd_mappers": UFFD_MAPPERS,
     "role": ("only", "first", "later"),
 }
-# The label word and `compare --by` value of a field or knob a scenario leaves unset (null):
-# a knob it does not set (the machine's value), no `tmpfs_huge` (no tmpfs of faultbench's
-# own), no `dir` (the backing's default directory). A level of its own, never pooled with
-# a set value.
-UNSET = "unset"
 # Fields only some backings have (the spec refuses them for the others): those others' rows
 # say nothing of them, and a backing none of whose rows sets one needs no `=unset`.
 _BACKINGS_OF = {"tmpfs_huge": ("tmpfs",), "dir": ("tmpfs", "file")}

@@ -55,6 +55,13 @@ _DOMAINS = (("status", STATUSES), ("plane", PLANES), ("clock", CLOCKS),
             ("launch_outcome", LAUNCH_OUTCOMES))
 
 
+# The label word and `compare --by` value (analysis.labels) of a field or knob a scenario
+# leaves unset (null): a knob it does not set (the machine's value), no `tmpfs_huge` (no tmpfs
+# of faultbench's own), no `dir` (the backing's default directory). A level of its own, never
+# pooled with a set value; so no merged machine may be named it (merge).
+UNSET = "unset"
+
+
 @dataclasses.dataclass(frozen=True)
 class RunRounds:
     """A run's rounds, in order: its warm-ups, measured rounds and profiled ones."""

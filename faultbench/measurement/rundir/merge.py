@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.rundir.checks import UNSET
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
@@ -296,6 +297,11 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             raise MergeError(f"{part.path} is from machine {machine!r}, whose name has a ',', "
                              "':' or '=': it cannot name a level of the `machine` factor; "
                              "merge runs of hosts whose names have none")
+        if machine == UNSET:
+            # `compare RUN:unset` selects the samples of no machine, as of no knob
+            raise MergeError(f"{part.path} is from machine {machine!r}, the name `compare` "
+                             "gives a value left unset: it cannot name a level of the "
+                             "`machine` factor; merge runs of hosts named otherwise")
         if machine in seen:
             raise MergeError(f"{part.path} and {seen[machine]} are both from machine "
                              f"{machine}: merge runs of different machines (a machine is one "
