@@ -2,8 +2,9 @@
 figures.
 
 pandas, matplotlib and pyperf are imported at module top, scipy by the functions that use it
-(a run's summary needs none, and it is the slowest import); nothing here touches the kernel,
-and nothing in the measurement plane imports this package.
+(a run's summary needs none, and it is the slowest import; compare's default tests need only
+scipy.special, estimators.py); nothing here touches the kernel, and nothing in the
+measurement plane imports this package.
 """
 
 import contextlib

@@ -7,14 +7,18 @@ All work on logs (timings vary multiplicatively), so every unit value must be > 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 import pandas as pd
 
-# scipy is imported by the functions that use it: a run's summary calls none of them, and
-# importing it takes longer than the rest of the analysis plane together.
+# scipy is imported by the functions that use it: a run's summary calls none of them. What
+# compare does by default takes scipy.special only: scipy.stats and scipy.optimize take
+# longer to import than the rest of the analysis plane together, so the functions below
+# call the special functions scipy.stats calls, in the same arithmetic (bit for bit the
+# same numbers: tests/test_estimators_scipy.py holds them to scipy.stats).
 
 # Up to this many pairs (n1 * n2; 50 vs 50 rounds) U's null distribution is computed exactly.
 EXACT_PAIRS = 2500
@@ -42,17 +46,84 @@ def detectable(se: float, df: float, level: float, min_p: float = 0.0) -> float:
 @cache
 def _noncentrality(df: float, level: float) -> float:
     """delta with P(|T'| > t_{1-level/2}) = POWER for T' ~ noncentral t(df, delta)."""
-    from scipy import optimize, stats
-    critical = stats.t.ppf(1 - level / 2, df)
+    from scipy import special
+    critical = float(special.stdtrit(df, 1 - level / 2))  # stats.t.ppf
+    upper_tail = _nct_sf()
 
     def short(delta: float) -> float:
         # far right of a large delta the lower tail is nil; scipy may give NaN for it
-        lower = np.nan_to_num(stats.nct.cdf(-critical, df, delta))
-        return float(stats.nct.sf(critical, df, delta) + lower - POWER)
+        lower = np.nan_to_num(special.nctdtr(df, delta, -critical))  # stats.nct.cdf
+        with np.errstate(over="ignore"):  # as stats.nct.sf (scipy gh-17432)
+            upper = np.clip(upper_tail(critical, df, delta), 0, 1)
+        return float(upper + lower - POWER)
 
     # the normal-theory value falls short of POWER at few df and never by half
-    guess = critical + stats.t.ppf(POWER, df)
-    return float(optimize.brentq(short, 0.0, 2 * guess))
+    guess = critical + float(special.stdtrit(df, POWER))
+    return _brent_root(short, 0.0, 2 * guess)
+
+
+def _nct_sf() -> Callable[[float, float, float], float]:
+    """The survival function of the noncentral t as (x, df, nc): the private ufunc
+    stats.nct.sf calls (1 - nctdtr loses digits); an older scipy without it in
+    scipy.special, stats.nct.sf itself."""
+    from scipy.special import _ufuncs
+    if hasattr(_ufuncs, "_nct_sf"):
+        return _ufuncs._nct_sf
+    from scipy import stats
+    return stats.nct.sf
+
+
+def _brent_root(function: Callable[[float], float], low: float, high: float) -> float:
+    """The root of `function` between `low` and `high` (where it changes sign) by Brent's
+    method as scipy.optimize.brentq runs it (xtol 2e-12, rtol 4 eps, 100 iterations; its
+    C steps in the same order), so that it stops on the same float."""
+    tolerance, relative = 2e-12, 4 * np.finfo(float).eps
+
+    def value(x: float) -> float:
+        fx = function(x)
+        if fx != fx:
+            raise ValueError(f"the function value at x={x} is NaN")
+        return fx
+
+    previous, current = low, high
+    f_previous, f_current = value(previous), value(current)
+    if f_previous * f_current > 0:
+        raise ValueError("f(a) and f(b) must have different signs")
+    if f_previous == 0:
+        return previous
+    if f_current == 0:
+        return current
+    block = f_block = step_before = step = 0.0
+    for _ in range(100):
+        if f_previous * f_current < 0:
+            block, f_block = previous, f_previous
+            step_before = step = current - previous
+        if abs(f_block) < abs(f_current):
+            previous, current, block = current, block, current
+            f_previous, f_current, f_block = f_current, f_block, f_current
+        delta = (tolerance + relative * abs(current)) / 2
+        bisection = (block - current) / 2
+        if f_current == 0 or abs(bisection) < delta:
+            return current
+        if abs(step_before) > delta and abs(f_current) < abs(f_previous):
+            if previous == block:  # secant
+                trial = -f_current * (current - previous) / (f_current - f_previous)
+            else:  # inverse quadratic
+                d_previous = (f_previous - f_current) / (previous - current)
+                d_block = (f_block - f_current) / (block - current)
+                trial = (-f_current * (f_block * d_block - f_previous * d_previous)
+                         / (d_block * d_previous * (f_block - f_previous)))
+            limit = 3 * abs(bisection) - delta
+            if 2 * abs(trial) < (abs(step_before) if abs(step_before) < limit else limit):
+                step_before, step = step, trial
+            else:
+                step_before = step = bisection
+        else:
+            step_before = step = bisection
+        previous, f_previous = current, f_current
+        current += step if abs(step) > delta else (delta if bisection > 0 else -delta)
+        f_current = value(current)
+    raise RuntimeError("Brent's method did not converge in 100 iterations")
 
 
 # A side's per-boot values are in boot states when the largest step between them is this
@@ -131,11 +202,47 @@ def mann_whitney_shift(base: np.ndarray, new: np.ndarray
 
 def _mann_whitney(base: np.ndarray, new: np.ndarray) -> float:
     """Two-sided p: exact without ties (scipy's default turns asymptotic above 8 units, where
-    10 vs 10 rounds would lose an order of magnitude), tie-corrected normal otherwise."""
-    from scipy import stats
-    no_ties = len(np.unique(np.concatenate([base, new]))) == len(base) + len(new)
-    method = "exact" if no_ties and len(base) * len(new) <= EXACT_PAIRS else "asymptotic"
-    return float(stats.mannwhitneyu(new, base, alternative="two-sided", method=method).pvalue)
+    10 vs 10 rounds would lose an order of magnitude), tie-corrected normal with continuity
+    correction otherwise: scipy.stats.mannwhitneyu's numbers in its arithmetic."""
+    from scipy import special
+    values, inverse, ties = np.unique(np.concatenate([new, base]), return_inverse=True,
+                                      return_counts=True)
+    n1, n2 = len(new), len(base)
+    # average ranks, doubled to stay integers
+    doubled_ranks = 2 * (np.cumsum(ties) - ties) + ties + 1
+    u1 = float(doubled_ranks[inverse[:n1]].sum()) / 2 - n1 * (n1 + 1) / 2
+    u = max(u1, n1 * n2 - u1)
+    if len(values) == n1 + n2 and n1 * n2 <= EXACT_PAIRS:
+        p = _u_null_lower_cdf(*sorted((n1, n2)))[n1 * n2 - int(u)]
+    else:
+        n = n1 + n2
+        tie_term = float((ties.astype(float) ** 3 - ties).sum())
+        spread = np.sqrt(n1 * n2 / 12 * ((n + 1) - tie_term / (n * (n - 1))))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            p = special.ndtr(-((u - n1 * n2 / 2 - 0.5) / spread))
+    return float(np.clip(p * 2, 0.0, 1.0))
+
+
+@cache
+def _u_null_lower_cdf(n1: int, n2: int) -> np.ndarray:
+    """P(U <= u) for u up to n1*n2/2 (n1 <= n2) as scipy's exact mannwhitneyu computes it
+    (Loeffler's recurrence over integer counts, float once they pass 2^64), so that its p
+    is scipy's to the bit; `_u_null_cdf` sums the same counts in another order."""
+    from scipy import special
+    top = n1 * n2 // 2
+    sigma = np.zeros(top + 1, dtype=int)
+    for d in range(1, n1 + 1):
+        sigma[d::d] += d
+    for d in range(n2 + 1, n2 + n1 + 1):
+        sigma[d::d] -= d
+    counts = np.zeros(top + 1, dtype=np.uint64)
+    counts[0] = 1
+    for u in range(1, top + 1):
+        count = np.dot(counts[:u], sigma[u:0:-1]) / u
+        if count > np.iinfo(np.uint64).max and counts.dtype == np.uint64:
+            counts = counts.astype(float)
+        counts[u] = count
+    return np.cumsum(counts / special.binom(n1 + n2, n1))
 
 
 def _hodges_lehmann_ratio_ci(base: np.ndarray, new: np.ndarray) -> tuple[float, float]:
@@ -146,7 +253,7 @@ def _hodges_lehmann_ratio_ci(base: np.ndarray, new: np.ndarray) -> tuple[float, 
     the exact null distribution of U up to EXACT_PAIRS pairs, from its normal approximation
     beyond. NaN when no such C exists (too few rounds) or a value is <= 0.
     """
-    from scipy import stats
+    from scipy import special
     if not ((base > 0).all() and (new > 0).all()):
         return np.nan, np.nan
     pairs = len(base) * len(new)
@@ -155,7 +262,7 @@ def _hodges_lehmann_ratio_ci(base: np.ndarray, new: np.ndarray) -> tuple[float, 
         rank = int(np.searchsorted(cdf, 0.025, side="right"))
     else:
         spread = np.sqrt(pairs * (len(base) + len(new) + 1) / 12)
-        rank = int(np.floor(pairs / 2 - stats.norm.ppf(0.975) * spread))
+        rank = int(np.floor(pairs / 2 - special.ndtri(0.975) * spread))
     if rank < 1:
         return np.nan, np.nan
     differences = np.sort((np.log(new)[:, None] - np.log(base)[None, :]).ravel())
@@ -225,7 +332,7 @@ def moderated_t(base: np.ndarray, new: np.ndarray, prior: Prior
     statistic of limma): the row's pooled variance shrunk towards the prior's, with the
     prior's degrees of freedom added. Returns the ratio of geometric means, two-sided p,
     its 95% CI, the standard error of the log ratio and the degrees of freedom."""
-    from scipy import stats
+    from scipy import special
     variance, df = pooled_log_variance(base, new)
     if np.isinf(prior.df):
         posterior, total = prior.var, 1e9  # t with that many df is the normal
@@ -234,8 +341,9 @@ def moderated_t(base: np.ndarray, new: np.ndarray, prior: Prior
         total = prior.df + df
     shift = float(np.log(new).mean() - np.log(base).mean())
     se = float(np.sqrt(posterior * (1 / len(base) + 1 / len(new))))
-    p = float(2 * stats.t.sf(abs(shift) / se, total)) if se > 0 else float(shift == 0)
-    q = float(stats.t.ppf(0.975, total))
+    # stats.t.sf(x, df) is stdtr(df, -x), stats.t.ppf(q, df) stdtrit(df, q)
+    p = float(2 * special.stdtr(total, -(abs(shift) / se))) if se > 0 else float(shift == 0)
+    q = float(special.stdtrit(total, 0.975))
     return (float(np.exp(shift)), p, (float(np.exp(shift - q * se)), float(np.exp(shift + q * se))),
             se, float(total))
 
