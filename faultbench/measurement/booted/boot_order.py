@@ -11,11 +11,29 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.rundir.checks import UNSET
 from faultbench.measurement.spec import SpecError, parse_int
 
 
 class BootPlanError(FaultbenchError, ValueError):
     """A boot plan that cannot be made; the message says how to fix the request."""
+
+
+# what a kernel label may be: every table shows it and `compare RUN:LABEL` selects by it
+LABEL_RULE = ("a label is printable text with no spaces at its ends, other than `unset` "
+              "(the name `compare` gives a value left unset)")
+
+
+def label_fault(label: str) -> str | None:
+    """Why `label` cannot name a kernel, or None. Shown on the terminal and stored as the
+    kernel's name: no control characters; spaces at its ends would make two labels that
+    look the same in a table; `compare RUN:unset` selects samples with no kernel, as with
+    a knob left unset, so a kernel named so could never be compared."""
+    if not label.isprintable():
+        return f"control characters are not allowed in a label; {LABEL_RULE}"
+    if label != label.strip() or label == UNSET:
+        return LABEL_RULE
+    return None
 
 
 def boot_order(labels: Sequence[str], boots: int) -> list[tuple[str, int]]:
@@ -28,7 +46,8 @@ def boot_order(labels: Sequence[str], boots: int) -> list[tuple[str, int]]:
     odd count only the last block is unpaired. With three or more labels the middle ones never
     take a block's first or last slot; edge effects of that kind are not balanced.
 
-    Raises BootPlanError for no labels, a repeated label or boots < 1.
+    Raises BootPlanError for no labels, a repeated label (or two that differ only in case),
+    or boots < 1.
     """
     if not labels:
         raise BootPlanError("no kernels to boot: give at least one --kernel")
@@ -38,6 +57,11 @@ def boot_order(labels: Sequence[str], boots: int) -> list[tuple[str, int]]:
             f"kernel label(s) {', '.join(repeated)} given twice: give each --kernel its own "
             "LABEL= (the same image may appear under two labels)"
         )
+    folded: dict[str, str] = {}
+    for label in labels:  # `base`, `Base`: one kernel named twice, or two? (merge's rule)
+        if (alike := folded.setdefault(label.casefold(), label)) != label:
+            raise BootPlanError(f"kernel labels {alike!r} and {label!r} differ only in case: "
+                                "give labels that differ otherwise")
     if boots < 1:
         raise BootPlanError(f"--boots must be at least 1, got {boots}")
     order: list[tuple[str, int]] = []

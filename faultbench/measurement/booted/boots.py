@@ -34,6 +34,7 @@ from faultbench.measurement.booted.boot_guest import boot_dir_name
 from faultbench.measurement.booted.boot_order import (
     BootPlanError,
     boot_order,
+    label_fault,
     shard_positions,
     split_rounds,
 )
@@ -147,10 +148,9 @@ def parse_kernel(text: str) -> Kernel:
     except OSError as exc:
         raise RunError(f"--kernel {text}: {image}: {exc.strerror}") from None
     release = version.split()[0]
-    if not label.isprintable():  # shown on the terminal and stored as the kernel's name
-        raise RunError(f"--kernel {printable(text)}: control characters are not allowed in a "
-                       "label")
     label = label or release
+    if fault := label_fault(label):
+        raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
     if why := image_distrust(image):
         raise RunError(printable(f"--kernel {text}: {distrust_advice(why)}"))
     return Kernel(label, image, tree, digest, release, version, _build_record(image, digest))
