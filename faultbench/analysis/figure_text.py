@@ -7,9 +7,12 @@ Matplotlib only for the font's glyphs, imported when text is drawn.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterable
 
@@ -25,6 +28,22 @@ _HASH_HEX = 16
 # NAME_MAX (255 bytes) less ".png" or ".svg" and what the temp file a figure is written to
 # adds; names are ASCII, a byte per character
 MAX_STEM = 255 - TEMP_NAME_EXTRA - len(".png")
+
+
+# A file a report may have drawn: a name figure_names (or a fixed one) gives, as save() saves
+# it. Temp files start with "." and are not one.
+_FIGURE_FILE = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]*\.(?:png|svg)")
+
+
+def remove_figures(dir_fd: int) -> None:
+    """The figures in the directory open as `dir_fd`: files of a figure's name only, never
+    a link (nor through one: unlinking does not follow), nothing else of anyone's."""
+    for entry in os.listdir(dir_fd):
+        if not _FIGURE_FILE.fullmatch(entry):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISREG(os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode):
+                os.unlink(entry, dir_fd=dir_fd)
 
 
 def figure_names(prefix: str, texts: Iterable[str]) -> dict[str, str]:

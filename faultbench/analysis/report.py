@@ -25,6 +25,7 @@ from faultbench.analysis.breakeven import (
     report_section,
 )
 from faultbench.analysis.dropped import dropped_json, dropped_notes, knob_drift_left_out
+from faultbench.analysis.figure_text import remove_figures
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     AnalysisError,
@@ -316,7 +317,8 @@ def write_report(
 ) -> tuple[str, list[Path]]:
     """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;
     OUT is the run directory unless `out` names another (made if missing), when the run
-    is only read, as compare reads it: anyone's.
+    is only read, as compare reads it: anyone's; its figures/ then holds this report's
+    figures only.
 
     The directory is opened once and everything is read and written through that
     descriptor: renaming it away (or swapping it for a link) meanwhile redirects nothing.
@@ -332,11 +334,16 @@ def write_report(
         text = report_text(df, meta, baseline)
         directory = source if out is None else stack.enter_context(
             SafeDir.open(out, create=True))
-        if directory.is_file(META) and not os.path.samestat(os.fstat(directory.fd),
-                                                            os.fstat(source.fd)):
+        elsewhere = not os.path.samestat(os.fstat(directory.fd), os.fstat(source.fd))
+        if elsewhere and directory.is_file(META):
             raise AnalysisError(f"--out {out} is another run's directory (it has {META}), "
                                 "whose report this would replace; choose one that is not a run")
         directory.replace("report.txt", text)
+        if elsewhere and directory.is_dir("figures"):
+            # DIR takes reports of any run, again and again: figures of an earlier report (of
+            # another run, or ones this one does not draw) would stand beside this one's
+            with directory.sub("figures") as earlier:
+                remove_figures(earlier.fd)
         if not figures:
             return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too

@@ -1,0 +1,43 @@
+"""Round fifteen, the directories `run` and `report` are pointed at. `report --out DIR` used
+again for another run kept the first run's figures beside the second's report (R15-5); `run
+--out` of a finished run advised `run --resume`, which then said there was nothing to resume
+(R15-6); `run --resume DIR --memory 1G` said "give --kernel too", which --resume refuses
+as well (R15-7). Shipped runs and a real native run, the real commands."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from analysis_runs import faultbench
+
+RESULTS = Path(__file__).resolve().parent.parent / "results"
+
+
+def _figures(out: Path) -> set[str]:
+    return {p.name for p in (out / "figures").iterdir()}
+
+
+def test_report_out_used_again_keeps_only_this_reports_figures(tmp_path: Path) -> None:
+    """A break-even run, then one without a stride sweep, into one DIR: the break-even
+    figure goes; a user's files and a link named like a figure (and its target) stay."""
+    runs = {name: shutil.copytree(RESULTS / name, tmp_path / name)
+            for name in ("native-break-even", "example")}
+    out = tmp_path / "out"
+    faultbench("report", "--out", out, runs["native-break-even"])
+    assert "break-even.png" in _figures(out)
+    target = tmp_path / "target.png"
+    target.write_text("someone's")
+    (out / "figures" / "old.png").symlink_to(target)
+    (out / "figures" / "notes.txt").write_text("mine")
+    (out / "figures" / "my plot.svg").write_text("mine")
+    done = faultbench("report", "--out", out, runs["example"])
+    drawn = {n for n in _figures(runs["example"]) if n.endswith((".png", ".svg"))}
+    assert _figures(out) == drawn | {"old.png", "notes.txt", "my plot.svg"}
+    assert done.stdout.endswith(f"and {len(drawn)} figures in {out / 'figures'}\n")
+    assert target.read_text() == "someone's"
+    faultbench("report", "--no-figures", "--out", out, runs["example"])
+    assert _figures(out) == {"old.png", "notes.txt", "my plot.svg"}
+    # the run's own directory keeps its figures: they are of that run, whatever is drawn
+    faultbench("report", "--no-figures", runs["example"])
+    assert _figures(runs["example"]) == drawn
