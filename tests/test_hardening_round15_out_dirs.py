@@ -6,10 +6,14 @@ as well (R15-7). Shipped runs and a real native run, the real commands."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
-from analysis_runs import faultbench
+import pytest
+from analysis_runs import faultbench, make_run
+from console import one_line
+from test_hardening_round8 import one_scenario
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 
@@ -41,3 +45,25 @@ def test_report_out_used_again_keeps_only_this_reports_figures(tmp_path: Path) -
     # the run's own directory keeps its figures: they are of that run, whatever is drawn
     faultbench("report", "--no-figures", runs["example"])
     assert _figures(runs["example"]) == drawn
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_run(tmp_path_factory.mktemp("round15"), "run", one_scenario(2))
+
+
+def test_run_out_of_a_finished_run_points_at_its_report(finished: Path, tmp_path: Path) -> None:
+    workload = tmp_path / "w.toml"
+    workload.write_text(one_scenario(1))
+    done = faultbench("run", workload, "--out", finished, "-q", check=False)
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (
+        f"faultbench run: {finished} already holds a finished run (faultbench report "
+        f"{finished} shows it): --out names a new or empty directory")
+    # one not finished is still pointed at --resume
+    partial = shutil.copytree(finished, tmp_path / "partial")
+    meta = json.loads((partial / "meta.json").read_text())
+    (partial / "meta.json").write_text(json.dumps({**meta, "finished_utc": None}))
+    done = faultbench("run", workload, "--out", partial, "-q", check=False)
+    assert done.returncode == 2
+    assert f"(continue it with faultbench run --resume {partial})" in one_line(done.stderr)

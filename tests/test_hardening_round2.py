@@ -465,6 +465,12 @@ def test_the_printed_resume_command_is_quoted_for_a_shell(made_run: Path,
     hostile = tmp_path / "r; echo pwned"
     shutil.copytree(made_run, hostile)
     line = refused(cli("run", workload(tmp_path), "--out", hostile, "-q"), "run",
+                   "already holds a finished run")
+    command = line.split(" (", 1)[1].split(" shows it)", 1)[0]
+    assert shlex.split(command) == ["faultbench", "report", str(hostile)]
+    meta = json.loads((hostile / "meta.json").read_text())
+    (hostile / "meta.json").write_text(json.dumps({**meta, "finished_utc": None}))
+    line = refused(cli("run", workload(tmp_path), "--out", hostile, "-q"), "run",
                    "already exists")
     command = line.split("continue it with ", 1)[1].rstrip(")")
     assert shlex.split(command) == ["faultbench", "run", "--resume", str(hostile)]

@@ -123,7 +123,7 @@ def _run(args: argparse.Namespace) -> int:
         refuse_other_machine,
         refuse_relative_dir,
     )
-    from faultbench.measurement.rundir.results import ResultsError, RunDir
+    from faultbench.measurement.rundir.results import ResultsError, RunDir, nothing_left
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import (
@@ -158,8 +158,7 @@ def _run(args: argparse.Namespace) -> int:
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
-                if meta.get("finished_utc") and all(
-                        b.get("status") == "ok" for b in meta.get("boots", [])):
+                if nothing_left(meta):
                     raise nothing_to_resume(args.resume, meta["finished_utc"])
                 refuse_other_harness(meta, args.resume)  # its kernels: checked by sha256
                 refuse_relative_dir(meta, args.resume)  # a native run's: in execute()

@@ -234,6 +234,27 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
                                "different runs")
 
 
+def nothing_left(meta: dict[str, Any]) -> bool:
+    """Whether the run of `meta` is done: finished, and none of its boots to redo."""
+    return bool(meta.get("finished_utc")) and all(
+        boot.get("status") == "ok" for boot in meta.get("boots", []))
+
+
+def _occupied(path: Path, directory: SafeDir, resumable: bool) -> str:
+    """Why `--out path` is refused: it holds files. A run to continue is pointed at `run
+    --resume`, a finished one (which resume refuses) at its report."""
+    if not (resumable and directory.is_file(META)):
+        return f"{path} already exists and is not empty: --out names a new or empty directory"
+    try:
+        finished = nothing_left(parse_meta(read_run_file(directory, META) or b"", path / META))
+    except ResultsError:  # what is wrong with it is resume's to say
+        finished = False
+    if finished:
+        return (f"{path} already holds a finished run (faultbench report "
+                f"{shlex.quote(str(path))} shows it): --out names a new or empty directory")
+    return f"{path} already exists and is not empty (continue it with {resume_command(path)})"
+
+
 def read_meta(path: Path) -> dict[str, Any]:
     """A meta.json, checked (check_meta); ResultsError when unreadable or not one."""
     return parse_meta(read_path(path, META), path)
@@ -293,11 +314,7 @@ class RunDir:
         directory = SafeDir.open(path, create=True)
         try:
             if set(os.listdir(directory.fd)) - {LOCK_NAME}:  # a lock a kill left
-                raise ResultsError(
-                    f"{path} already exists and is not empty (continue it with "
-                    f"{resume_command(path)})" if resumable and directory.is_file(META) else
-                    f"{path} already exists and is not empty: --out names a new or empty "
-                    "directory")
+                raise ResultsError(_occupied(path, directory, resumable))
             run_dir = cls(path, directory)
             run_dir.lock.acquire("being written")
         except BaseException:
