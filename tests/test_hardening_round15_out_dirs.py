@@ -67,3 +67,18 @@ def test_run_out_of_a_finished_run_points_at_its_report(finished: Path, tmp_path
     done = faultbench("run", workload, "--out", partial, "-q", check=False)
     assert done.returncode == 2
     assert f"(continue it with faultbench run --resume {partial})" in one_line(done.stderr)
+
+
+@pytest.mark.parametrize("given", [
+    ["--memory", "1G"], ["--boots", "2"], ["--clock", "icount"], ["--shard", "1/2"],
+    ["--kernel", "/boot/vmlinuz"], ["--out", "elsewhere"], ["--set", "vm.swappiness=10"],
+    ["--only", "pattern=seq"], ["--repetitions", "2"], ["--profile", "1"], ["WORKLOAD"],
+])
+def test_resume_refuses_what_it_takes_from_the_run_first(finished: Path,
+                                                        given: list[str]) -> None:
+    """Each option --resume refuses is refused as that, not as one wanting --kernel."""
+    done = faultbench("run", "--resume", finished, *given, check=False)
+    assert done.returncode == 2
+    assert one_line(done.stderr).startswith(
+        "faultbench run: --resume DIR takes the workload, kernels, clock, memory, shard and "
+        "directory from DIR; give no WORKLOAD")

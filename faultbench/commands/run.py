@@ -134,6 +134,16 @@ def _run(args: argparse.Namespace) -> int:
 
     run_dir: RunDir | None = None
     try:
+        # first: the options below ask for --kernel, which --resume refuses as well
+        if args.resume and (
+                args.workload or args.out or args.kernel or args.boots is not None
+                or args.clock or args.set or args.only or args.repetitions is not None
+                or args.profile is not None or args.memory is not None
+                or args.shard is not None):
+            raise RunError("--resume DIR takes the workload, kernels, clock, memory, shard "
+                           "and directory from DIR; give no WORKLOAD, --out, --kernel, "
+                           "--boots, --clock, --memory, --shard, --set, --only, "
+                           "--repetitions or --profile with it")
         if args.boots is not None and not args.kernel:
             raise RunError("--boots counts boots of --kernel images; give --kernel too")
         if args.memory is not None and not args.kernel:
@@ -147,14 +157,6 @@ def _run(args: argparse.Namespace) -> int:
             raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
                            "running kernel is timed on the wall clock)")
         if args.resume:
-            if (args.workload or args.out or args.kernel or args.boots is not None
-                    or args.clock or args.set or args.only or args.repetitions is not None
-                    or args.profile is not None or args.memory is not None
-                    or args.shard is not None):
-                raise RunError("--resume DIR takes the workload, kernels, clock, memory, shard "
-                               "and directory from DIR; give no WORKLOAD, --out, --kernel, "
-                               "--boots, --clock, --memory, --shard, --set, --only, "
-                               "--repetitions or --profile with it")
             run_dir = RunDir.existing(Path(args.resume))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
