@@ -203,14 +203,11 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     if meta:
         check_samples_match(meta, records, samples_path)
     frame = pd.DataFrame.from_records(records)
-    if "spec" not in frame:
-        raise AnalysisError(f"{samples_path}: lines have no 'spec'; not faultbench samples")
     spec = pd.DataFrame(frame.pop("spec").tolist(), index=frame.index)
-    knob_dicts = frame.pop("knobs") if "knobs" in frame else pd.Series([{}] * len(frame))
     # object: a knob some scenarios leave unset would otherwise be float64, which makes
-    # 10 read 10.0 and two values above 2^53 (sysctls go to 2^64-1) one
-    knobs = pd.DataFrame(knob_dicts.map(lambda d: d or {}).tolist(), index=frame.index,
-                         dtype=object)
+    # 10 read 10.0 and two values above 2^53 (sysctls go to 2^64-1) one. Every valid
+    # sample has its `knobs` object (sample_problem).
+    knobs = pd.DataFrame(frame.pop("knobs").tolist(), index=frame.index, dtype=object)
     frame = pd.concat([frame, spec, knobs], axis=1)
     frame.attrs["knob_columns"] = list(knobs.columns)
     return frame, meta, dropped

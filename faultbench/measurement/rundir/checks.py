@@ -40,6 +40,18 @@ _OK_FIELDS = ("pages_touched", "touch_ns", "ns_per_page", "faults_per_page")
 _RUN_KEYS = ("scenario", "round", "warmup", "knob_drift", "kernel", "boot", "kernel_release",
              "kernel_version", "kernel_sha256", "machine")
 _KEYS = frozenset((*(f.name for f in dataclasses.fields(Sample)), *_RUN_KEYS))
+# The Sample fields of the format's first version: every line any faultbench wrote has them,
+# so the analysis reads them from every line (a line without `knobs` among others made a
+# frame column named 0). A line without one is not a sample. Fields added since may be
+# missing from an older harness's lines, and the analysis defaults them.
+_ALWAYS_WRITTEN = ("spec", "status", "error", "mapper", "plane", "page_size",
+                   "pages_touched", "touch_ns", "ns_per_page", "faults_minor", "faults_major",
+                   "faults_per_page", "perf_page_faults", "pages_mapped",
+                   "resident_before_pages", "mmap_ns", "munmap_ns", "uffd_events", "uffd_ns",
+                   "uffd_features", "cycles", "instructions", "fs_type", "knobs",
+                   "null_reasons")
+# ... and those of an app-launch session (spec apps > 0), which came with them
+_LAUNCH_FIELDS = ("launches_done", "rss_pages", "vmstat", "launch_outcome")
 _SPEC_FIELDS = frozenset(f.name for f in dataclasses.fields(Spec))
 # The other fields' types, and those the writer may leave null
 _TYPED = (("status", str), ("plane", str), ("warmup", bool), ("knobs", dict),
@@ -114,6 +126,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
             record["round"] >= rounds.total:
         return (f"{where}: round {record['round']} is past the run's {rounds.total} rounds "
                 "(warm-ups, repetitions and profiled ones)")
+    lacking = next((key for key in _ALWAYS_WRITTEN if key not in record), None)
+    if lacking is not None:
+        return f"{where}: no {lacking}, which every faultbench sample has"
     # kernel and machine (a booted run's, a merged run's) group tables: a list or a float
     # there is no label, and would fail deep in pandas. Null only where the writer writes
     # null: a `warmup` or `profiled` null would count its sample as measured. A line of a
@@ -122,7 +137,7 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         value = record.get(key)
         if isinstance(value, kind):
             continue
-        may_lack = key != "status" and (key != "warmup" or bare)
+        may_lack = key != "warmup" or bare
         if value is None and (key in _NULLABLE or (key not in record and may_lack)):
             continue
         return f"{where}: {key} is {short(value)}, not {kind.__name__}"
@@ -161,6 +176,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     problem = _spec_problem(record.get("spec"))
     if problem is not None:
         return f"{where}: spec: {problem}"
+    if record["spec"].get("apps", Spec.apps) and \
+            (lacking := next((k for k in _LAUNCH_FIELDS if k not in record), None)):
+        return f"{where}: no {lacking}, which every app-launch sample has"
     mappers = record["spec"].get("mappers", Spec.mappers)
     if record["mapper"] >= mappers:
         return f"{where}: mapper {record['mapper']} of a spec of {mappers} mapper(s)"
