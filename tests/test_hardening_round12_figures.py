@@ -100,11 +100,12 @@ def test_figure_names_are_distinct_bounded_and_kept_where_they_need_nothing() ->
 
 def _hostile_copy(run: Path, to: Path, host: str) -> Path:
     """`run` as another user may leave it: a host name, a kernel release and (as a merged
-    run's samples have) machine names holding `host`."""
+    run has) machine names holding `host`."""
     shutil.copytree(run, to)
     meta = json.loads((to / "meta.json").read_text())
     meta["provenance"]["host"]["name"] = host
     meta["provenance"]["kernel"]["release"] = f"6.1{host}"
+    meta["merged"] = {"kind": "machines", "from": [{"machine": f"m{host}"}, {"machine": "other"}]}
     (to / "meta.json").write_text(json.dumps(meta))
     records = [json.loads(line) for line in (to / "samples.jsonl").read_text().splitlines()]
     for record in records:

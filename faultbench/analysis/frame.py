@@ -17,12 +17,12 @@ import pandas as pd
 
 from faultbench.analysis.dropped import Dropped
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.results import (
     MAX_LINES,
     META,
     SAMPLES,
     RunRounds,
-    check_samples_match,
     json_lines,
     knob_names_problem,
     most_lines,

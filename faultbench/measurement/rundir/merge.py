@@ -27,6 +27,7 @@ from typing import Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.rundir.checks import UNSET
+from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
@@ -34,7 +35,6 @@ from faultbench.measurement.rundir.results import (
     PYPERF,
     SAMPLES,
     RunDir,
-    check_samples_match,
     most_lines,
     parse_meta,
     parse_samples,

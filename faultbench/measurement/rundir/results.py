@@ -25,6 +25,7 @@ from faultbench.measurement.rundir.checks import (
     short,
 )
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
+from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.meta_checks import meta_problem
 from faultbench.measurement.rundir.renew import renew_files
 from faultbench.measurement.rundir.runfiles import (
@@ -174,17 +175,24 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
         raise refuse(f"{len(scenarios):,} scenarios x {rounds:,} rounds are more than the "
                      f"{MAX_MEASUREMENTS:,} measurements a run may make")
     names = set()
+    settings: dict[tuple[Spec, frozenset[tuple[str, str]]], str] = {}
     for index, scenario in enumerate(scenarios):
         if not (isinstance(scenario, dict) and isinstance(scenario.get("name"), str)
                 and isinstance(scenario.get("knobs"), dict)):
             raise refuse(f"scenarios[{index}] is not an object with a name, spec and knobs")
         try:
-            Spec.from_dict(scenario.get("spec")).normalized()
+            spec = Spec.from_dict(scenario.get("spec")).normalized()
         except SpecError as exc:
             raise refuse(f"scenario {scenario['name']}: {exc}") from None
         if scenario["name"] in names:
             raise refuse(f"scenario {scenario['name']} is listed twice")
         names.add(scenario["name"])
+        # the analysis makes a row of a spec and knob values ("60" and 60 one value): two
+        # scenarios of one would be pooled into it, the other's name gone
+        setting = spec, frozenset((k, str(v)) for k, v in scenario["knobs"].items())
+        if (other := settings.setdefault(setting, scenario["name"])) != scenario["name"]:
+            raise refuse(f"scenarios {other} and {scenario['name']} have one spec and knobs: "
+                         "their samples would be one row")
     for key in ("skipped", "kernels", "boots"):
         value = meta.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
@@ -209,29 +217,6 @@ def _is_size(value: Any) -> bool:
         return isinstance(value, str) and parse_size(value) > 0
     except SpecError:
         return False
-
-
-def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:
-    """Refuse samples that are not of this meta.json's scenarios (another run's meta.json,
-    or another workload's samples): mixing them would label one scenario's numbers with
-    another's name. `records` are valid samples (sample_problem found nothing)."""
-    specs = {s["name"]: s["spec"] for s in meta["scenarios"]}
-    # a native run's samples carry no kernel; a booted one's, one of its kernels' labels
-    labels = {k["label"] for k in meta.get("kernels") or []} or {None}
-    for record in records:
-        if record.get("kernel") not in labels:
-            raise ResultsError(f"{path}: has samples of kernel {short(record.get('kernel'))}, "
-                               f"which its {META} does not list: the two files are from "
-                               "different runs")
-        name = record.get("scenario")
-        if name not in specs:
-            raise ResultsError(f"{path}: has samples of scenario {name}, which its {META} "
-                               f"(workload {meta['workload']['name']}) does not list: the "
-                               "two files are from different runs")
-        if record["spec"] != specs[name]:
-            raise ResultsError(f"{path}: the samples of scenario {name} were measured with "
-                               f"another spec than its {META} gives: the two files are from "
-                               "different runs")
 
 
 def nothing_left(meta: dict[str, Any]) -> bool:

@@ -1,0 +1,63 @@
+"""Whether a run's samples are of its meta.json: each key that puts a sample in a row of the
+analysis (scenario, spec, kernel, boot, machine) must be one meta.json records, or the
+samples would be labelled, split or pooled as another run's. Knob values are not compared:
+a sample records what the kernel read back, which may legitimately differ from the value its
+scenario wrote (a coupled knob written after it; THP raising vm.min_free_kbytes), and the
+sample was measured at the value read back. Standard library only.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from faultbench.measurement.rundir.checks import short
+from faultbench.measurement.rundir.runfiles import META
+from faultbench.measurement.rundir.safefile import ResultsError
+
+
+def _machines(meta: dict[str, Any]) -> set[str | None]:
+    """The machines a sample of this run may name: those of a merge of machines (merge.py
+    records each in `merged.from`), or none (None) in any other run."""
+    merged = meta.get("merged")
+    if not (isinstance(merged, dict) and merged.get("kind") == "machines"
+            and isinstance(merged.get("from"), list)):
+        return {None}
+    return {part.get("machine") for part in merged["from"] if isinstance(part, dict)}
+
+
+def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:
+    """Refuse samples that are not of this meta.json's run (another run's meta.json, or
+    another workload's samples): mixing them would label one scenario's numbers with
+    another's name, or split a run into machines or boots it did not have. `records` are
+    valid samples (sample_problem found nothing)."""
+    specs = {s["name"]: s["spec"] for s in meta["scenarios"]}
+    # a native run's samples carry no kernel and no boot; a booted one's, one of its
+    # kernels' labels and the boot they were measured in, which booted that kernel
+    labels = {k["label"] for k in meta.get("kernels") or []} or {None}
+    boots = {b["index"]: b["kernel"] for b in meta.get("boots") or []} or {None: None}
+    machines = _machines(meta)
+    for record in records:
+        name, kernel, boot = record.get("scenario"), record.get("kernel"), record.get("boot")
+        if kernel not in labels:
+            problem = f"has samples of kernel {short(kernel)}, which its {META} does not list"
+        elif boot not in boots:
+            problem = (f"has samples of boot {short(boot)}, which its {META} does not list"
+                       if boot is not None else
+                       f"has samples of no boot, and its {META} records a booted run")
+        elif kernel != boots[boot]:
+            problem = (f"has samples of kernel {short(kernel)} in boot {boot}, which its "
+                       f"{META} records as booting kernel {short(boots[boot])}")
+        elif record.get("machine") not in machines:
+            merge = "no merge of machines" if None in machines else "a merge of others"
+            problem = (f"has samples of machine {short(record.get('machine'))}, and its "
+                       f"{META} records {merge}")
+        elif name not in specs:
+            problem = (f"has samples of scenario {name}, which its {META} (workload "
+                       f"{meta['workload']['name']}) does not list")
+        elif record["spec"] != specs[name]:
+            problem = (f"the samples of scenario {name} were measured with another spec than "
+                       f"its {META} gives")
+        else:
+            continue
+        raise ResultsError(f"{path}: {problem}: the two files are from different runs")
