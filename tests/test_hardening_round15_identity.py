@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from analysis_runs import faultbench
+from analysis_runs import faultbench, measured_again
 from console import one_line
 from test_hardening_round13_resume import _interrupted, _refused, finished  # noqa: F401
 
@@ -108,3 +108,22 @@ def test_a_resume_refuses_a_machine_its_run_did_not_merge(
     shutil.copytree(finished, other)
     done = faultbench("merge", "--out", tmp_path / "merged", run, other, check=False)
     assert done.returncode == 2 and "has samples of machine 'zz'" in one_line(done.stderr)
+
+
+def test_merge_refuses_a_copy_of_a_run_as_a_second_machine(tmp_path: Path) -> None:
+    """R15-4: a copy of a run with its host name edited merged as machine `vm2`, every row
+    0% apart from `vm`; compare refused the same pair as identical samples, and so does
+    merge now. A copy measured apart (one time a nanosecond off) merges."""
+    def renamed(meta: dict[str, Any]) -> None:
+        meta["provenance"]["host"]["name"] = "vm2"
+    copy = _copy("native-quick", tmp_path / "copy", lambda records: None, renamed)
+    done = faultbench("merge", "--out", tmp_path / "merged", RESULTS / "native-quick", copy,
+                      check=False)
+    assert done.returncode == 2 and not (tmp_path / "merged").exists()
+    assert one_line(done.stderr) == (
+        f"faultbench merge: {RESULTS / 'native-quick'} and {copy} hold identical samples: a "
+        "copy of one run is not a second measurement; merge runs measured apart")
+    done = faultbench("compare", RESULTS / "native-quick", copy, check=False)
+    assert done.returncode == 2 and "hold identical samples" in one_line(done.stderr)
+    apart = measured_again(copy, tmp_path / "apart")
+    faultbench("merge", "--out", tmp_path / "merged", RESULTS / "native-quick", apart)

@@ -8,11 +8,10 @@ offers no way to claim another machine name). Shards: tests/test_scale.py."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
-from analysis_runs import make_run
+from analysis_runs import make_run, measured_again
 from console import one_line
 from test_hardening_round4_input import SMALL, fb
 
@@ -23,7 +22,7 @@ def native_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _copy(src: Path, dst: Path, host: str = "other-machine") -> Path:
-    shutil.copytree(src, dst)
+    measured_again(src, dst)  # a plain copy is the same samples, which merge refuses
     meta = json.loads((dst / "meta.json").read_text())
     meta["provenance"]["host"]["name"] = host
     (dst / "meta.json").write_text(json.dumps(meta))
@@ -67,7 +66,7 @@ def test_a_finished_part_lacking_samples_is_refused(native_run: Path, tmp_path: 
 def test_machine_names_that_differ_only_in_case_or_spaces_are_ambiguous(
         native_run: Path, tmp_path: Path, host: str) -> None:
     one = _copy(native_run, tmp_path / "one", "vm")
-    two = _copy(native_run, tmp_path / "two", host)
+    two = _copy(one, tmp_path / "two", host)  # measured apart from `one` too
     done = fb("merge", one, two, "--out", tmp_path / "out")
     assert done.returncode == 2
     assert one_line(done.stderr) == (

@@ -28,6 +28,7 @@ from statistics import median
 from typing import Any
 
 import pytest
+from analysis_runs import measured_again
 from groups import HOST, SCALE_RUN
 from images import require_boot_image
 
@@ -317,11 +318,13 @@ def test_merge_refuses_a_shard_whose_samples_were_doubled_or_cut(
 
 def test_native_runs_of_two_machines_merge_with_machine_as_a_factor(tmp_path: Path) -> None:
     """The second machine's run is this machine's with its provenance host name rewritten
-    in a copy (faultbench offers no way to claim another machine name)."""
+    in a copy, one sample's time a nanosecond apart (faultbench offers no way to claim
+    another machine name)."""
     (tmp_path / "n.toml").write_text(NATIVE)
     faultbench("run", tmp_path / "n.toml", "--out", tmp_path / "here", "-q")
     host = meta_of(tmp_path / "here")["provenance"]["host"]["name"]
-    other = _copy(tmp_path / "here", tmp_path / "there",
+    # a plain copy holds identical samples, which merge refuses as one measurement
+    other = _copy(measured_again(tmp_path / "here", tmp_path / "again"), tmp_path / "there",
                   lambda m: m["provenance"]["host"].update(name="other-machine"))
     done = faultbench("merge", tmp_path / "here", tmp_path / "here", "--out",
                       tmp_path / "same", check=False)

@@ -347,8 +347,9 @@ def compare_runs(
     # a copy of the run (cp -r, a second checkout of a shipped one) is the same samples
     # too: tested against themselves they would print confidence intervals of nothing. A
     # copy whose samples.jsonl lost lines (invalid, unreadable) is not: its notes differ
-    copy = not same and base_df.equals(new_df) and (
-        list(base_df.attrs["dropped"].values()) == list(new_df.attrs["dropped"].values()))
+    copy = not same and all(
+        list(base_df.attrs[key].values()) == list(new_df.attrs[key].values())
+        for key in ("fingerprints", "dropped"))
     if (same or copy) and (by is None or match_text(by, side_value(by, base_side.value))
                            == match_text(by, side_value(by, new_side.value))):
         shown = f"{base_arg} and {new_arg} hold identical samples" if copy else base_arg

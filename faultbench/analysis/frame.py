@@ -17,7 +17,7 @@ import pandas as pd
 
 from faultbench.analysis.dropped import Dropped
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.rundir.identity import check_samples_match
+from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
 from faultbench.measurement.rundir.results import (
     MAX_LINES,
     META,
@@ -210,6 +210,7 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     knobs = pd.DataFrame(frame.pop("knobs").tolist(), index=frame.index, dtype=object)
     frame = pd.concat([frame, spec, knobs], axis=1)
     frame.attrs["knob_columns"] = list(knobs.columns)
+    frame.attrs["fingerprint"] = samples_fingerprint(records)
     return frame, meta, dropped
 
 
@@ -333,8 +334,9 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     and `kernel`, `boot` (None for runs without booted kernels). Several runs add a `run`
     column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
-    (per run, the lines not loaded and why: unreadable, invalid, duplicate), `paths` (the
-    directory per run name). `profiled` samples (kernel-profiled, slower) are never `ok`.
+    (per run, the lines not loaded and why: unreadable, invalid, duplicate), `fingerprints`
+    (per run, its valid samples' samples_fingerprint), `paths` (the directory per run
+    name). `profiled` samples (kernel-profiled, slower) are never `ok`.
     A SafeDir (a run directory already opened) is read through its descriptor.
     """
     paths: list[Path | SafeDir] = (
@@ -346,6 +348,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     metas: dict[str, dict[str, Any]] = {}
     bad_lines: dict[str, int] = {}
     dropped: dict[str, Dropped] = {}
+    fingerprints: dict[str, str] = {}
     knob_columns: list[str] = []
     paths_by_name: dict[str, str] = {}
     for path in paths:
@@ -357,6 +360,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
         metas[name] = meta
         bad_lines[name] = lost.unreadable
         dropped[name] = lost
+        fingerprints[name] = frame.attrs["fingerprint"]
         knob_columns += [c for c in frame.attrs["knob_columns"] if c not in knob_columns]
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
@@ -364,7 +368,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
         df = df.drop(columns="run")
     df = _derive(df, knob_columns)
     df.attrs = {"meta": SharedMeta(metas), "knob_columns": knob_columns, "bad_lines": bad_lines,
-                "dropped": dropped, "paths": paths_by_name}
+                "dropped": dropped, "fingerprints": fingerprints, "paths": paths_by_name}
     return df
 
 

@@ -8,6 +8,9 @@ sample was measured at the value read back. Standard library only.
 
 from __future__ import annotations
 
+import hashlib
+import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -61,3 +64,14 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
         else:
             continue
         raise ResultsError(f"{path}: {problem}: the two files are from different runs")
+
+
+def samples_fingerprint(records: Iterable[dict[str, Any]]) -> str:
+    """What tells two runs' samples apart: the same for a copy of a run (cp -r, a second
+    checkout of a shipped one, its meta.json edited), whose samples are one measurement,
+    not two: compare refuses to test them against each other, merge to take them as two
+    machines'. A second run of the same scenarios differs in every timing."""
+    digest = hashlib.sha256()
+    for record in records:
+        digest.update(json.dumps(record, sort_keys=True).encode() + b"\n")
+    return digest.hexdigest()

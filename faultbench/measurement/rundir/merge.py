@@ -27,7 +27,7 @@ from typing import Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.rundir.checks import UNSET
-from faultbench.measurement.rundir.identity import check_samples_match
+from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
@@ -162,6 +162,7 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
         meta, samples, profiles, reports = _shards(parts)
     else:
         meta, samples, profiles, reports = _machines(parts)
+    _check_measured_apart(parts)  # after what is wrong with a part itself
     run_dir = RunDir.create(out, resumable=False)
     try:
         run_dir.append_lines(SAMPLES, samples)
@@ -178,6 +179,17 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
     finally:
         run_dir.lock.release()
     return meta
+
+
+def _check_measured_apart(parts: list[Part]) -> None:
+    """Refuse two parts holding the same samples (a copy of one run, its host name edited):
+    merged, one measurement would count as two machines' or two shards'."""
+    seen: dict[str, Path] = {}
+    for part in parts:
+        first = seen.setdefault(samples_fingerprint(part.samples), part.path)
+        if first != part.path:
+            raise MergeError(f"{first} and {part.path} hold identical samples: a copy of one "
+                             "run is not a second measurement; merge runs measured apart")
 
 
 def _remove_written(directory: SafeDir) -> None:
