@@ -91,3 +91,20 @@ def test_a_resume_refuses_a_line_without_knobs_before_measuring(
     assert line.startswith(f"faultbench run: {run}/samples.jsonl:2: scenario "
                            f"{records[1]['scenario']}: {_why('knobs')}; "), line
     assert json.loads((run / "meta.json").read_text())["finished_utc"] is None
+
+
+def test_a_profiled_run_without_munmap_times_reports_its_teardown_as_unknown(
+        tmp_path: Path) -> None:
+    """munmap_ns null on every line (a valid value: null with its reason): the profile's
+    teardown phase has nothing to cost it, and `report --json` gives it null, not NaN (a
+    ValueError from json.dumps before)."""
+    run = shutil.copytree(RESULTS / "native-profile", tmp_path / "run")
+    records = [json.loads(line) for line in (run / "samples.jsonl").open()]
+    for record in records:
+        record["munmap_ns"] = None
+        record["null_reasons"]["munmap_ns"] = "not measured here"
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = faultbench("report", run, "--json", check=False)
+    assert (done.returncode, done.stderr) == (0, ""), done.stderr
+    profiles = json.loads(done.stdout)["profiles"]
+    assert profiles and all(p["phases"]["teardown"] is None for p in profiles)

@@ -416,5 +416,17 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
         "knob_drift": dict(zip(("left_out", "knobs"), knob_drift_left_out(df), strict=True)),
         "dropped_lines": dropped_json(df),
         **report_json(df),
-        "profiles": [dataclasses.asdict(costs) for costs in phase_costs(df)],
+        "profiles": [_finite_or_null(dataclasses.asdict(costs)) for costs in phase_costs(df)],
     }
+
+
+def _finite_or_null(value: Any) -> Any:
+    """`value` with every NaN or infinite float inside it null: a phase with no samples to
+    cost it (munmap_ns null on every line) is unknown, and JSON has neither."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_or_null(item) for item in value]
+    return value
