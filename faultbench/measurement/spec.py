@@ -258,7 +258,7 @@ class Spec:
         if self.vmas and (self.mapper_kind == "thread" or self.apps):
             raise SpecError("vmas pads a mapper process's own address space: thread mappers "
                             "share the caller's, and app launches have their own processes")
-        for name in ("uffd_serve", "perf"):
+        for name in ("uffd_serve", "perf", "pagemap"):
             if not isinstance(getattr(self, name), bool):
                 raise SpecError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if self.dir is not None and (not isinstance(self.dir, str) or not self.dir

@@ -105,6 +105,8 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
         rounds = boot.get("rounds")
         if not (boot.get("index") == index and _int(boot.get("index"), 0, len(boots))):
             return f"boots[{index}] has index {boot.get('index')!r}, not {index}"
+        if not isinstance(boot.get("kernel"), str):
+            return f"boots[{index}]: kernel must be a string (a label of kernels)"
         if boot.get("kernel") not in labels:
             return f"boots[{index}] names no kernel of kernels"
         if boot.get("status") not in BOOT_STATUSES:
