@@ -272,7 +272,9 @@ def _copy(src: Path, dst: Path, edit: Any = None) -> Path:
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m["workload"].update(seed=12), "differ in workload"),
     (lambda m: m["kernels"][1].update(sha256="0" * 64), "booted other kernels"),
-    (lambda m: m.update(plane="tcg-icount"), "differ in plane"),  # the shards are wall-clock
+    # the shards are wall-clock: a meta.json edited to another plane is not its samples'
+    (lambda m: m.update(plane="tcg-icount"), "has samples of plane 'tcg-guest'"),
+    (lambda m: m["clock"].update(kernel_params=""), "differ in clock"),
     (lambda m: m.update(harness_epoch=m["harness_epoch"] + 1), "differ in harness epoch"),
     (lambda m: m["shard"].update(index=1), "are both shard 1/2: their boots are duplicates"),
     (lambda m: m["shard"].update(index=3, count=3, plan_boots=3), "is shard 3/3 of a plan of 3"),

@@ -263,6 +263,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     from faultbench.measurement.booted import boots as booting
     from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.boot_order import BootPlanError, parse_shard
+    from faultbench.measurement.booted.clocks import without_concurrent_mappers
     from faultbench.measurement.runner import RunError, start
 
     try:
@@ -279,7 +280,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
         size = booting.guest_memory({"scenarios": [s.to_dict() for s in workload.scenarios]})
     kvm, clock = guest.resolve_clock(clock)
     if clock == "icount":
-        workload = booting.without_concurrent_mappers(workload)
+        workload = without_concurrent_mappers(workload)
     boots = boots if boots is not None else (3 if len(kernels) > 1 else 1)
     plan = booting.plan(kernels, boots, workload.repetitions)
     sharded: dict[str, Any] = {}
@@ -314,8 +315,8 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
         check_unchanged,
         guest_memory,
         run_boots,
-        run_clock,
     )
+    from faultbench.measurement.booted.clocks import run_clock
     from faultbench.measurement.booted.jobs import jobs_record
     from faultbench.measurement.rundir.results import resume_command
     from faultbench.measurement.runner import utc_now

@@ -9,6 +9,7 @@ from pathlib import Path
 from faultbench.measurement.knobs.sysfs import mount_of
 from faultbench.measurement.knobs.tmpfs import MountError, own_tmpfs
 from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
+from faultbench.measurement.rundir.checks import clock_of
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import (
     Sample,
@@ -70,12 +71,6 @@ def current_plane() -> str:
         if token.startswith("faultbench.plane="):
             return token.split("=", 1)[1]
     return "native"
-
-
-def clock_of(plane: str) -> str:
-    """The clock a plane's *_ns fields are read from: QEMU's instruction counter on
-    tcg-icount (one virtual ns per guest instruction), real time everywhere else."""
-    return "icount" if plane == "tcg-icount" else "wall"
 
 
 def meminfo() -> dict[str, int]:

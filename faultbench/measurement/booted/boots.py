@@ -16,7 +16,6 @@ another). Standard library only.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import json
 import os
@@ -38,6 +37,7 @@ from faultbench.measurement.booted.boot_order import (
     shard_positions,
     split_rounds,
 )
+from faultbench.measurement.booted.clocks import run_clock
 from faultbench.measurement.booted.imagecheck import (
     changed,
     distrust_advice,
@@ -65,7 +65,6 @@ from faultbench.measurement.rundir.results import (
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size
-from faultbench.measurement.workload import Workload
 
 BOOT_OVERHEAD_S = 300.0  # boot, start-up and slack on top of the samples' deadlines, per boot
 GUEST_MIN_MEMORY_MIB = 1024
@@ -193,25 +192,6 @@ def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
     rounds = meta["workload"]["warmups"] + boot["rounds"][1] - boot["rounds"][0]
     per_round = sum(s["spec"]["deadline_s"] * s["spec"]["mappers"] for s in meta["scenarios"])
     return BOOT_OVERHEAD_S + per_round * rounds
-
-
-def run_clock(meta: dict[str, Any]) -> str:
-    """The clock the run's guests boot with (runs from before clocks existed: the wall)."""
-    clock = meta.get("clock")
-    return clock["name"] if isinstance(clock, dict) and clock.get("name") in guest.CLOCKS \
-        else "wall"
-
-
-def without_concurrent_mappers(workload: Workload) -> Workload:
-    """The workload without scenarios whose mappers run at once: they need two CPUs, and an
-    instruction-clock guest has one. Each is recorded in `skipped` with the reason."""
-    keep = [s for s in workload.scenarios
-            if not (s.spec.mappers > 1 and s.spec.mapper_mode == "concurrent")]
-    dropped = [s for s in workload.scenarios if s not in keep]
-    skipped = workload.skipped + [
-        {"scenario": s.name, "reason": "concurrent mappers need two CPUs; an instruction-clock "
-                                       "guest has one (docs/icount.md)"} for s in dropped]
-    return dataclasses.replace(workload, scenarios=keep, skipped=skipped)
 
 
 def guest_memory(meta: dict[str, Any]) -> str:

@@ -67,6 +67,12 @@ _DOMAINS = (("status", STATUSES), ("plane", PLANES), ("clock", CLOCKS),
             ("launch_outcome", LAUNCH_OUTCOMES))
 
 
+def clock_of(plane: str) -> str:
+    """The clock a plane's *_ns fields are read from: QEMU's instruction counter on
+    tcg-icount (one virtual ns per guest instruction), real time everywhere else."""
+    return "icount" if plane == "tcg-icount" else "wall"
+
+
 # The label word and `compare --by` value (analysis.labels) of a field or knob a scenario
 # leaves unset (null): a knob it does not set (the machine's value), no `tmpfs_huge` (no tmpfs
 # of faultbench's own), no `dir` (the backing's default directory). A level of its own, never

@@ -1,5 +1,5 @@
 """Whether a run's samples are of its meta.json: each key that puts a sample in a row of the
-analysis (scenario, spec, kernel, boot, machine) must be one meta.json records, or the
+analysis (scenario, spec, kernel, boot, machine, plane, clock) must be one meta.json records, or the
 samples would be labelled, split or pooled as another run's. Knob values are not compared:
 a sample records what the kernel read back, which may legitimately differ from the value its
 scenario wrote (a coupled knob written after it; THP raising vm.min_free_kbytes), and the
@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement.rundir.checks import short
+from faultbench.measurement.rundir.checks import clock_of, short
 from faultbench.measurement.rundir.runfiles import META
 from faultbench.measurement.rundir.safefile import ResultsError
 
@@ -55,6 +55,14 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
             merge = "no merge of machines" if None in machines else "a merge of others"
             problem = (f"has samples of machine {short(record.get('machine'))}, and its "
                        f"{META} records {merge}")
+        elif record["plane"] != meta["plane"]:
+            # the plane says what a time is (ns, or guest instructions on tcg-icount)
+            problem = (f"has samples of plane {short(record['plane'])}, and its {META} "
+                       f"records plane {short(meta['plane'])}")
+        elif record.get("clock") not in (None, clock_of(meta["plane"])):
+            # samples of runs older than clocks have none
+            problem = (f"has samples of the {short(record['clock'])} clock, and its {META} "
+                       f"records plane {short(meta['plane'])} ({clock_of(meta['plane'])})")
         elif name not in specs:
             problem = (f"has samples of scenario {name}, which its {META} (workload "
                        f"{meta['workload']['name']}) does not list")

@@ -47,11 +47,12 @@ from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import BootShare, unmeasured, utc_now
 
 # What must be equal for runs to be parts of one: meta.json keys, and how a refusal names
-# them. The workload's file path may differ between machines; its content may not.
+# them. The workload's file path may differ between machines; its content may not. So may
+# the QEMU version of a clock (as the machines do); its name, options and guest's may not.
 SAME = (("workload", "workload"), ("scenarios", "scenarios"), ("plane", "plane"),
-        ("harness_epoch", "harness epoch"))
+        ("clock", "clock"), ("harness_epoch", "harness epoch"))
 SAME_BOOTED = (("boots_per_kernel", "boots per kernel"), ("guest_memory", "guest memory"))
-_MAY_DIFFER = {"workload": ("file",)}
+_MAY_DIFFER = {"workload": ("file",), "clock": ("qemu",)}
 # uname's fields hold at most 64 bytes (__NEW_UTS_LEN): a longer host name or release is no
 # machine's, and would label every row and figure of the merged run
 UTS_MAX_BYTES = 64

@@ -1,0 +1,36 @@
+"""The clock a booted run's guests keep: the one its meta.json records, for every boot and
+every resume (a run's numbers are of one clock), and the scenarios an instruction-clock
+guest cannot measure. Standard library only."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from faultbench.measurement.rundir.checks import clock_of
+from faultbench.measurement.rundir.runfiles import META
+from faultbench.measurement.rundir.safefile import ResultsError
+from faultbench.measurement.workload import Workload
+
+
+def run_clock(meta: dict[str, Any]) -> str:
+    """The clock the run's guests boot with: the one meta.json records, which its plane
+    implies (a run from before clocks existed records none, and was on the wall's)."""
+    clock, implied = meta.get("clock"), clock_of(meta["plane"])
+    if ("clock" not in meta and implied == "wall") or \
+            (isinstance(clock, dict) and clock.get("name") == implied):
+        return implied
+    raise ResultsError(f"{META} records no valid clock: cannot resume with the clock it "
+                       f"started with")
+
+
+def without_concurrent_mappers(workload: Workload) -> Workload:
+    """The workload without scenarios whose mappers run at once: they need two CPUs, and an
+    instruction-clock guest has one. Each is recorded in `skipped` with the reason."""
+    keep = [s for s in workload.scenarios
+            if not (s.spec.mappers > 1 and s.spec.mapper_mode == "concurrent")]
+    dropped = [s for s in workload.scenarios if s not in keep]
+    skipped = workload.skipped + [
+        {"scenario": s.name, "reason": "concurrent mappers need two CPUs; an instruction-clock "
+                                       "guest has one (docs/icount.md)"} for s in dropped]
+    return dataclasses.replace(workload, scenarios=keep, skipped=skipped)
