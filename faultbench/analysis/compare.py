@@ -65,6 +65,8 @@ SIZE_FIELDS = (FAULT_AROUND_KNOB, "size")
 ROW_FIELDS = (*LABEL_FIELDS, "seed")
 # `launches` when it is the default, twice each app, as rows of --by apps match it
 TWICE_EACH_APP = "twice each app"
+# rows named in the note on rows only one side has; the rest are counted
+ONLY_IN_SHOWN = 5
 
 
 @dataclass
@@ -301,10 +303,43 @@ def compare(
     varying = label_columns(pd.concat([table, *left_out]), extra=table.attrs["knob_columns"])
     table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
+    # named apart from the table's rows, by what tells them from those too
+    one_sided = _one_sided(sides, keys, metric)
+    naming = label_columns(pd.concat([table, *one_sided.values()]),
+                           extra=table.attrs["knob_columns"])
+    table.attrs["only_in"] = {role: list(labels(rows, [*(c for c in naming if c in keys),
+                                                       "role"]))
+                              for role, rows in one_sided.items()}
     table = sort_labels(table, table.attrs["label_columns"], knob_order(base, new))
     table.attrs.update(attrs)
     table.attrs["planes"] = sorted({*base["plane"].unique(), *new["plane"].unique()})
     return table
+
+
+def _one_sided(sides: list[pd.DataFrame], keys: list[str],
+               metric: str) -> dict[str, pd.DataFrame]:
+    """Per side (BASE, NEW), one sample of each row with valid values of `metric` that the
+    other side has none in: rows no comparison can hold, which the notes must name."""
+    valid = [_valid_rows(side, keys, metric) for side in sides]
+    only = {}
+    for role, side, mine, other in (("BASE", sides[0], *valid), ("NEW", sides[1], *valid[::-1])):
+        side = side[(side["ok"] | side["interfered"]) & side[metric].notna()]
+        rows = side[[row in mine - other for row in side[keys].itertuples(index=False, name=None)]]
+        only[role] = _matched_values(rows.drop_duplicates(keys), keys[:-1]).assign(ok=True)
+    return only
+
+
+def only_in_note(table: pd.DataFrame) -> list[str]:
+    """The sentence naming the rows left out of a comparison because one side lacks them."""
+    parts = []
+    for role, names in table.attrs.get("only_in", {}).items():
+        if names:
+            shown = ", ".join(names[:ONLY_IN_SHOWN]) + (
+                f" and {len(names) - ONLY_IN_SHOWN} more" if len(names) > ONLY_IN_SHOWN else "")
+            parts.append(f"{len(names)} row{'s' * (len(names) > 1)} only in {role} ({shown})")
+    verb = "is" if len(parts) == 1 and parts[0].startswith("1 ") else "are"
+    return [f"NOTE: {' and '.join(parts)} {verb} not compared: the other side has no "
+            "valid sample there."] if parts else []
 
 
 def _valid_rows(side: pd.DataFrame, keys: list[str], metric: str) -> set[tuple[Any, ...]]:
@@ -387,9 +422,11 @@ def compare_runs(
         from faultbench.analysis.compare_format import lkp
 
         tables = {m: compare(base, new, m, by) for m in LKP_METRICS}
+        notes = only_in_note(tables[LKP_METRICS[0]]) + notes
         return lkp(tables, base_side.name, new_side.name, title, brief) + "".join(
             wrap(note) for note in notes)
     table = compare(base, new, metric, by)
+    notes = only_in_note(table) + notes
     if fmt_name == "json":
         from faultbench.analysis.compare_format import as_json
 

@@ -110,5 +110,6 @@ def as_json(table: pd.DataFrame, metric: str, title: str, footer: str) -> str:
         "title": title, "metric": metric,
         "unit": metric_unit(metric, planes), "alpha": table.attrs.get("alpha"),
         "tested": table.attrs.get("tested"), "power": table.attrs.get("power"),
-        "rows": rows, "footer": " ".join(footer.split()),
+        "rows": rows, "only_in": table.attrs.get("only_in", {"BASE": [], "NEW": []}),
+        "footer": " ".join(footer.split()),
     }, indent=2, allow_nan=False) + "\n"

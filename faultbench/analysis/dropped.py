@@ -1,5 +1,6 @@
 """What a load left out of a run's frame, and the notes that say so: samples.jsonl lines it
-could not use (Dropped) and samples measured while someone else had changed a knob."""
+could not use (Dropped), samples measured while someone else had changed a knob, and
+meta.json scenarios left with no valid sample."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+# meta.json scenarios named in the note on those without a valid sample; the rest are counted
+UNMEASURED_SHOWN = 5
 
 
 @dataclass
@@ -100,3 +104,19 @@ def drift_notes(df: pd.DataFrame) -> list[str]:
                          f"someone else had changed {', '.join(knobs)} (knob_drift in "
                          "samples.jsonl).")
     return notes
+
+
+def unmeasured_notes(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """The note naming meta.json's scenarios (not skipped) without a valid sample, which the
+    table leaves out: samples lost or edited away, or a run cut short that wrote its end."""
+    skipped = {s.get("scenario") for s in meta.get("skipped") or []}
+    planned = [s.get("name") for s in meta.get("scenarios") or [] if s.get("name") not in skipped]
+    valid = set(df.loc[df["ok"] | df.get("interfered", False), "scenario"])
+    missing = [name for name in planned if name not in valid]
+    if not missing:
+        return []
+    shown = ", ".join(missing[:UNMEASURED_SHOWN]) + (
+        f" and {len(missing) - UNMEASURED_SHOWN} more" if len(missing) > UNMEASURED_SHOWN else "")
+    return [f"NOTE: {len(missing)} of meta.json's {len(planned)} scenarios "
+            f"{'has' if len(missing) == 1 else 'have'} no valid sample and no row ({shown}); "
+            "faultbench run --resume DIR measures the samples missing."]

@@ -24,7 +24,12 @@ from faultbench.analysis.breakeven import (
     report_json,
     report_section,
 )
-from faultbench.analysis.dropped import dropped_json, dropped_notes, knob_drift_left_out
+from faultbench.analysis.dropped import (
+    dropped_json,
+    dropped_notes,
+    knob_drift_left_out,
+    unmeasured_notes,
+)
 from faultbench.analysis.figure_text import remove_figures
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
@@ -289,6 +294,8 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
+    if meta.get("finished_utc"):  # an unfinished run lacks samples anyway (its note says)
+        parts += [wrap(note) for note in unmeasured_notes(df, meta)]
     parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
     # a knob one value of which is set and the rest left unset is no sweep (its rows say)
     swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols
