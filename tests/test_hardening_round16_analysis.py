@@ -7,10 +7,16 @@ results, edited as anyone can edit a run directory."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 from test_hardening_round4_input import fb
 from test_hardening_round11 import _records, _rewritten, _words
+
+from faultbench.analysis import profile
+from faultbench.analysis.profile import read_profiles
+from faultbench.measurement.rundir.checks import MAX_PROFILE_STACKS
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 WP_SEQ = "memfd,64M,shared,read,warm,seq,uffd=wp,thp.shmem_enabled=never"
@@ -62,3 +68,37 @@ def test_report_of_a_finished_run_names_scenarios_without_a_sample(tmp_path: Pat
     assert done.returncode == 0, done.stderr
     assert (f"NOTE: 1 of meta.json's 12 scenarios has no valid sample and no row ({WP_SEQ}); "
             "faultbench run --resume DIR measures the samples missing.") in _words(done.stdout)
+
+
+def _profiles(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "profiles.jsonl").read_text().splitlines()]
+
+
+def test_a_profile_with_more_distinct_stacks_than_any_measured_is_skipped(
+        tmp_path: Path) -> None:
+    """R16-4: a profile line of 100000 distinct stacks made report hold a row for each
+    (1.26 GB and 28 s for eight such lines); one past the cap is skipped and counted."""
+    copy = tmp_path / "run"
+    shutil.copytree(RESULTS / "native-profile", copy)
+    lines = _profiles(copy)
+    stacks = {f"asm_exc_page_fault;exc_page_fault;f{i}": 1 for i in range(MAX_PROFILE_STACKS + 1)}
+    lines[0]["loop"].update(stacks=stacks, samples=len(stacks), unresolved=0, user=0)
+    (copy / "profiles.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
+    records, bad = read_profiles(copy, json.loads((copy / "meta.json").read_text()))
+    assert (len(records), bad) == (len(lines) - 1, 1)
+    done = fb("report", "--no-figures", "--out", tmp_path / "out", copy)
+    assert done.returncode == 0, done.stderr
+    assert "1 line(s) of profiles.jsonl skipped" in _words(done.stdout)
+
+
+def test_profiles_past_the_stacks_a_report_holds_are_skipped(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """R16-4: many lines each under the per-line cap still add up; lines past
+    MAX_STACK_ROWS in all are skipped (lowered here: the real bound is 500000 rows)."""
+    meta = json.loads((RESULTS / "native-profile" / "meta.json").read_text())
+    records, bad = read_profiles(RESULTS / "native-profile", meta)
+    assert bad == 0
+    first = sum(len(r[p]["stacks"]) for r in records[:3] for p in ("loop", "munmap") if r.get(p))
+    monkeypatch.setattr(profile, "MAX_STACK_ROWS", first)
+    kept, bad = read_profiles(RESULTS / "native-profile", meta)
+    assert kept == records[:3] and bad == len(records) - 3

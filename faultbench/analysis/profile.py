@@ -84,6 +84,10 @@ OTHER = "other kernel"  # kernel samples no phase names
 TEARDOWN = "teardown"  # the whole munmap profile
 PHASE_NAMES = (*(p.name for p in PHASES), OTHER, USER_PHASE)
 TOP_SYMBOLS = 8
+# Stacks (rows of stack_frame, ~1.5 KB each) read from one profiles.jsonl: the largest
+# measured run has 24560; lines past this many are skipped as invalid, which bounds the
+# memory an untrusted file of up to 1 GiB costs report to about 0.75 GB.
+MAX_STACK_ROWS = 500_000
 
 _EXACT = {f: p.name for p in reversed(PHASES) for f in p.functions if not f.endswith("*")}
 _PREFIX = [(f[:-1], p.name) for p in PHASES for f in p.functions if f.endswith("*")]
@@ -111,7 +115,7 @@ def read_profiles(run_dir: Path, meta: dict[str, Any]) -> tuple[list[dict[str, A
     """profiles.jsonl's valid lines (untrusted: a line without its keys and counts is
     skipped and counted) and how many were skipped; `meta`: the run's meta.json as loaded
     ({} without one), which bounds how many lines are read (most_lines)."""
-    records, bad = [], 0
+    records, bad, rows = [], 0, 0
     # never through a link, regular files only
     with SafeDir.reading(run_dir) as directory, \
             run_file_lines(directory, PROFILES, most_lines(meta)) as lines:
@@ -122,11 +126,17 @@ def read_profiles(run_dir: Path, meta: dict[str, Any]) -> tuple[list[dict[str, A
                 record = json.loads(line)
             except (ValueError, RecursionError):
                 record = None
-            if profile_problem(record) is None:
+            if profile_problem(record) is None and rows + _stacks(record) <= MAX_STACK_ROWS:
                 records.append(record)
+                rows += _stacks(record)
             else:
                 bad += 1
     return records, bad
+
+
+def _stacks(record: dict[str, Any]) -> int:
+    """The rows a valid profiles.jsonl record makes in stack_frame."""
+    return sum(len(record[part]["stacks"]) for part in ("loop", "munmap") if record.get(part))
 
 
 def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
@@ -268,7 +278,8 @@ def section(df: pd.DataFrame) -> str:
     skipped = sum(read_profiles(Path(path), df.attrs["meta"][run])[1]
                   for run, path in df.attrs.get("paths", {}).items())
     note = wrap(f"{skipped} line(s) of {PROFILES} skipped: not a valid profile (cut short by "
-                "a kill or a full disk, or edited).") if skipped else ""
+                "a kill or a full disk, or edited; or past the stacks a report holds).") \
+        if skipped else ""
     if not costs:
         return note
     icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()

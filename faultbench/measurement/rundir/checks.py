@@ -286,6 +286,12 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _INT64_MAX
 
 
+# Distinct stacks one part of a profile may have: measured ones have at most 117 (a loop's
+# faults take few paths); room for 35 times that, so that `report`, which holds a row per
+# stack, is not made to hold an untrusted file many times over.
+MAX_PROFILE_STACKS = 4096
+
+
 def profile_problem(record: Any) -> str | None:
     """Why a profiles.jsonl record is not a sample's profile faultbench can use, or None:
     the sample's keys, and per part (loop, munmap) counts and stacks that add up, its
@@ -313,6 +319,9 @@ def profile_problem(record: Any) -> str | None:
             return f"{part}: period_ns is {short(data.get('period_ns'))}, not a period"
         if data.get("lost") is not None and not _count(data["lost"]):
             return f"{part}: lost is {short(data['lost'])}, not a count or null"
+        if len(data["stacks"]) > MAX_PROFILE_STACKS:
+            return (f"{part}: {len(data['stacks'])} distinct stacks, more than the "
+                    f"{MAX_PROFILE_STACKS} a profile has room for")
         if not all(isinstance(s, str) and _count(n) for s, n in data["stacks"].items()):
             return f"{part}: a stack is not a name with a count"
         if sum(data["stacks"].values()) != data["samples"]:
