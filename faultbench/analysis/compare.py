@@ -65,8 +65,6 @@ SIZE_FIELDS = (FAULT_AROUND_KNOB, "size")
 ROW_FIELDS = (*LABEL_FIELDS, "seed")
 # `launches` when it is the default, twice each app, as rows of --by apps match it
 TWICE_EACH_APP = "twice each app"
-# rows named in the note on rows only one side has; the rest are counted
-ONLY_IN_SHOWN = 5
 
 
 @dataclass
@@ -329,19 +327,6 @@ def _one_sided(sides: list[pd.DataFrame], keys: list[str],
     return only
 
 
-def only_in_note(table: pd.DataFrame) -> list[str]:
-    """The sentence naming the rows left out of a comparison because one side lacks them."""
-    parts = []
-    for role, names in table.attrs.get("only_in", {}).items():
-        if names:
-            shown = ", ".join(names[:ONLY_IN_SHOWN]) + (
-                f" and {len(names) - ONLY_IN_SHOWN} more" if len(names) > ONLY_IN_SHOWN else "")
-            parts.append(f"{len(names)} row{'s' * (len(names) > 1)} only in {role} ({shown})")
-    verb = "is" if len(parts) == 1 and parts[0].startswith("1 ") else "are"
-    return [f"NOTE: {' and '.join(parts)} {verb} not compared: the other side has no "
-            "valid sample there."] if parts else []
-
-
 def _valid_rows(side: pd.DataFrame, keys: list[str], metric: str) -> set[tuple[Any, ...]]:
     """The rows (values of `keys`) in which a side has valid values of `metric`, those
     --strict left out (interfered) counted too."""
@@ -419,12 +404,14 @@ def compare_runs(
     notes = sides_notes(side_rows(base_df, base_side, by), side_rows(new_df, new_side, by),
                         same) + harness_notes(*metas)
     if fmt_name == "lkp":
-        from faultbench.analysis.compare_format import lkp
+        from faultbench.analysis.compare_format import lkp, only_in_note
 
         tables = {m: compare(base, new, m, by) for m in LKP_METRICS}
         notes = only_in_note(tables[LKP_METRICS[0]]) + notes
         return lkp(tables, base_side.name, new_side.name, title, brief) + "".join(
             wrap(note) for note in notes)
+    from faultbench.analysis.compare_format import only_in_note
+
     table = compare(base, new, metric, by)
     notes = only_in_note(table) + notes
     if fmt_name == "json":

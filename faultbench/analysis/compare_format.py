@@ -12,6 +12,9 @@ import pandas as pd
 from faultbench.analysis.frame import COUNT_METRICS, metric_unit
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, wrap
 
+# rows named in the note on rows only one side has; the rest are counted
+ONLY_IN_SHOWN = 5
+
 # LKP prints a side's relative standard deviation only above this many percent.
 LKP_QUIET_PCT = 2
 BACKSLASH = "\\"
@@ -113,3 +116,16 @@ def as_json(table: pd.DataFrame, metric: str, title: str, footer: str) -> str:
         "rows": rows, "only_in": table.attrs.get("only_in", {"BASE": [], "NEW": []}),
         "footer": " ".join(footer.split()),
     }, indent=2, allow_nan=False) + "\n"
+
+
+def only_in_note(table: pd.DataFrame) -> list[str]:
+    """The sentence naming the rows left out of a comparison because one side lacks them."""
+    parts = []
+    for role, names in table.attrs.get("only_in", {}).items():
+        if names:
+            shown = ", ".join(names[:ONLY_IN_SHOWN]) + (
+                f" and {len(names) - ONLY_IN_SHOWN} more" if len(names) > ONLY_IN_SHOWN else "")
+            parts.append(f"{len(names)} row{'s' * (len(names) > 1)} only in {role} ({shown})")
+    verb = "is" if len(parts) == 1 and parts[0].startswith("1 ") else "are"
+    return [f"NOTE: {' and '.join(parts)} {verb} not compared: the other side has no "
+            "valid sample there."] if parts else []
