@@ -361,9 +361,9 @@ def compare_runs(
         base_arg, new_arg = implied_kernels(base_arg)
     base_side = parse_side(base_arg, by, "BASE")
     new_side = parse_side(new_arg, by, "NEW")
-    base_df = load(base_side.path)
+    base_df = load(base_side.path, fingerprint=True)
     same = new_side.path.resolve() == base_side.path.resolve()
-    new_df = base_df if same else load(new_side.path)
+    new_df = base_df if same else load(new_side.path, fingerprint=True)
     # a copy of the run (cp -r, a second checkout of a shipped one) is the same samples
     # too: tested against themselves they would print confidence intervals of nothing. A
     # copy whose samples.jsonl lost lines (invalid, unreadable) is not: its notes differ

@@ -171,17 +171,19 @@ def check_run_dir(run: Path) -> None:
         raise AnalysisError(f"{run}: not a directory (expected a faultbench run directory)")
 
 
-def _read_run(run: Path | SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+def _read_run(run: Path | SafeDir, fingerprint: bool
+              ) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     """One run's frame, its files read through the directory's descriptor (opened here
     for a path): never through a link, regular files only."""
     if isinstance(run, SafeDir):
-        return _read_files(run)
+        return _read_files(run, fingerprint)
     check_run_dir(run)
     with SafeDir.reading(run) as directory:
-        return _read_files(directory)
+        return _read_files(directory, fingerprint)
 
 
-def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+def _read_files(directory: SafeDir, fingerprint: bool
+                ) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     run_dir = directory.path
     samples_path = run_dir / SAMPLES
     meta: dict[str, Any] = {}
@@ -210,7 +212,8 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     knobs = pd.DataFrame(frame.pop("knobs").tolist(), index=frame.index, dtype=object)
     frame = pd.concat([frame, spec, knobs], axis=1)
     frame.attrs["knob_columns"] = list(knobs.columns)
-    frame.attrs["fingerprint"] = samples_fingerprint(records)
+    if fingerprint:  # a fifth of the load's time: only compare's copy check needs it
+        frame.attrs["fingerprint"] = samples_fingerprint(records)
     return frame, meta, dropped
 
 
@@ -322,7 +325,8 @@ def _registered(df: pd.DataFrame) -> pd.Series:
     return recorded.where(recorded.notna(), derived).astype(bool)
 
 
-def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
+def load(runs: str | Path | SafeDir | Sequence[str | Path],
+         fingerprint: bool = False) -> pd.DataFrame:
     """One row per sample of one or several run directories (docs/results.md).
 
     Columns: every Sample field, the spec's fields, one column per knob, and derived ones:
@@ -335,8 +339,8 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
     (per run, the lines not loaded and why: unreadable, invalid, duplicate), `fingerprints`
-    (per run, its valid samples' samples_fingerprint), `paths` (the directory per run
-    name). `profiled` samples (kernel-profiled, slower) are never `ok`.
+    (with `fingerprint`: per run, its valid samples' samples_fingerprint), `paths` (the
+    directory per run name). `profiled` samples (kernel-profiled, slower) are never `ok`.
     A SafeDir (a run directory already opened) is read through its descriptor.
     """
     paths: list[Path | SafeDir] = (
@@ -352,7 +356,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     knob_columns: list[str] = []
     paths_by_name: dict[str, str] = {}
     for path in paths:
-        frame, meta, lost = _read_run(path)
+        frame, meta, lost = _read_run(path, fingerprint)
         where = path.path if isinstance(path, SafeDir) else path
         name = _unique_name(where, metas)
         paths_by_name[name] = str(where)
@@ -360,7 +364,8 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
         metas[name] = meta
         bad_lines[name] = lost.unreadable
         dropped[name] = lost
-        fingerprints[name] = frame.attrs["fingerprint"]
+        if fingerprint:
+            fingerprints[name] = frame.attrs["fingerprint"]
         knob_columns += [c for c in frame.attrs["knob_columns"] if c not in knob_columns]
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
