@@ -40,8 +40,7 @@ from faultbench.measurement.booted.boot_order import (
 from faultbench.measurement.booted.clocks import run_clock
 from faultbench.measurement.booted.imagecheck import (
     changed,
-    distrust_advice,
-    image_distrust,
+    image_refusal,
     kernel_mismatch,
     pinned_copy,
 )
@@ -134,24 +133,24 @@ def parse_kernel(text: str) -> Kernel:
     if why is not None:  # a FIFO or a device is there: called what it is, not missing
         raise RunError(f"--kernel {text}: {why}")
     image = str(path.resolve())
-    try:  # read and hashed from one open: the name may be another file (a FIFO) by now
+    try:  # checked, read and hashed from one open: the name may be another file by now
         with os.fdopen(open_regular(image), "rb") as fh:
+            if why := image_refusal(image, fh.fileno()):
+                raise RunError(printable(f"--kernel {text}: {why}"))
             version = header_version(fh)
             if version is None:
                 raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
+            release = version.split()[0]
+            label = label or release
+            if fault := label_fault(label):
+                raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
             fh.seek(0)
-            digest = _sha256(fh)
+            digest = _sha256(fh)  # the one long read, of an image every check passed
     except PermissionError:
         raise RunError(f"--kernel {text}: {image} is not readable (Debian's /boot images are "
                        "root's only)") from None
     except OSError as exc:
         raise RunError(f"--kernel {text}: {image}: {exc.strerror}") from None
-    release = version.split()[0]
-    label = label or release
-    if fault := label_fault(label):
-        raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
-    if why := image_distrust(image):
-        raise RunError(printable(f"--kernel {text}: {distrust_advice(why)}"))
     return Kernel(label, image, tree, digest, release, version, _build_record(image, digest))
 
 
@@ -229,16 +228,16 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
     image = kernel["image"]
     try:
         with os.fdopen(open_regular(image), "rb") as fh:
-            now = _sha256(fh)
-        why = image_distrust(image)
+            why = image_refusal(image, fh.fileno())
+            now = "" if why else _sha256(fh)
     except OSError as exc:
         raise RunError(f"kernel {kernel['label']}: {image}: {exc.strerror}") from None
+    if why:
+        raise RunError(printable(f"kernel {kernel['label']}: {why}"))
     if now != kernel["sha256"]:
         raise RunError(f"kernel {kernel['label']}: {changed(image, kernel['sha256'], now)}: "
                        "put back the image the run started with to finish it, or start a "
                        "new run")
-    if why:
-        raise RunError(printable(f"kernel {kernel['label']}: {distrust_advice(why)}"))
 
 
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:

@@ -37,13 +37,14 @@ def vng_refuses(path: str) -> str | None:
     return None
 
 
-def image_distrust(image: str) -> str | None:
+def image_distrust(image: str, st: os.stat_result | None = None) -> str | None:
     """As root, who other than root could change the image at the resolved path `image`:
-    the file itself, or a directory above it (a sticky one, /tmp, protects root's files);
-    None when no one. The guest sees the host's files as root and writes the results
-    directory, so such a user's kernel would run with root's files."""
+    the file itself (`st`: its status from the descriptor it is read from, else stat'ed by
+    name), or a directory above it (a sticky one, /tmp, protects root's files); None when no
+    one. The guest sees the host's files as root and writes the results directory, so such
+    a user's kernel would run with root's files."""
     path = Path(image)
-    who = who_can_change(os.stat(path))
+    who = who_can_change(st or os.stat(path))
     if who:
         return f"{image} is {who}"
     for parent in path.parents:
@@ -59,17 +60,40 @@ def distrust_advice(why: str) -> str:
             "root can write (install -m 0644 IMAGE /root/kernels/) and name the copy")
 
 
+def image_refusal(image: str, fd: int) -> str | None:
+    """Why the image open at `fd` (`image`: its resolved path) is not to be read, or None.
+    Decided on the descriptor before a byte of it is read or hashed: a sparse file of a
+    terabyte, planted by another user or not, would keep root hashing zeros for half an
+    hour. Someone other than root can change it (distrust_advice), or it is over IMAGE_MAX,
+    which no boot could copy (pinned_copy) and no resume could then finish."""
+    st = os.fstat(fd)
+    if why := image_distrust(image, st):
+        return distrust_advice(why)
+    if st.st_size > IMAGE_MAX:
+        return (f"{image} is {st.st_size:,} bytes, over the {IMAGE_MAX:,} a kernel image may "
+                "have (a bzImage is about 10 MB): too large to be one")
+    return None
+
+
 def pinned_copy(image: str, sha256: str, into: SafeDir, resume: str) -> tuple[str | None, str]:
     """(None, the path of a private copy of `image` in `into`) when `image` still has the
     run's `sha256`, else (why not, ""): the boot is refused, not run. Read as untrusted
-    input: never through a link, never a FIFO. `resume`: the command that resumes the run."""
+    input: never through a link, never a FIFO, refused as image_refusal refuses it.
+    `resume`: the command that resumes the run."""
     try:
         with SafeDir.reading(Path(image).parent) as directory:
-            data = directory.read_bytes(Path(image).name, IMAGE_MAX)
+            fh = directory.open_reading(Path(image).name)
+            if fh is None:
+                return (f"{image} is gone since the run started: put it back and resume "
+                        f"({resume})"), ""
+            with fh:
+                if why := image_refusal(image, fh.fileno()):
+                    return why, ""
+                data = fh.read(IMAGE_MAX + 1)  # grown since: its sha256 is not the run's
     except ResultsError as exc:
         return str(exc), ""
-    if data is None:
-        return f"{image} is gone since the run started: put it back and resume ({resume})", ""
+    except OSError as exc:
+        return f"cannot read {image}: {exc.strerror}", ""
     now = hashlib.sha256(data).hexdigest()
     if now != sha256:
         return changed(image, sha256, now) + (
