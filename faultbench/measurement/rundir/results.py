@@ -49,6 +49,11 @@ WORKER_LOG = "worker.log"
 BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 APPENDED = (SAMPLES, PROFILES, WORKER_LOG, DISCARDED)  # what a run adds to; all else replaced
+# Linux's PATH_MAX (a path the kernel takes, its NUL included) less room for a directory and
+# a file in it of NAME_MAX (255) each: a report's figures/NAME.png, a boot's
+# boots/N.d/kernel-image (QEMU is handed it by path). A run directory made one component at a
+# time may be deeper, but no path then opens it or its files: not report, compare, nor QEMU.
+RUN_PATH_MAX = 4096 - 1 - 2 * (1 + 255)
 
 
 def resume_command(path: Path | str) -> str:
@@ -296,6 +301,11 @@ class RunDir:
     def create(cls, path: Path, resumable: bool = True) -> RunDir:
         """A new run directory (or an empty one), locked for this process. `resumable`: an
         existing run there is one to point at `run --resume` (not a merge's output)."""
+        if (length := len(os.fsencode(os.path.abspath(path)))) > RUN_PATH_MAX:
+            raise ResultsError(f"{path} is a path of {length:,} bytes, over the "
+                               f"{RUN_PATH_MAX:,} a run directory's may have: the paths of "
+                               "the files in it must stay within PATH_MAX (4,096 bytes) for "
+                               "report, compare and a boot to open them; choose a shorter one")
         directory = SafeDir.open(path, create=True)
         try:
             if set(os.listdir(directory.fd)) - {LOCK_NAME}:  # a lock a kill left
