@@ -81,10 +81,7 @@ def _read_line(stream: IO[bytes], shown: str) -> bytes:
 
 
 def sha256_stream(stream: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: stream.read(1 << 20), b""):
-        digest.update(block)
-    return digest.hexdigest()
+    return hashlib.file_digest(stream, "sha256").hexdigest()
 
 
 def sha256_file(path: Path) -> str:

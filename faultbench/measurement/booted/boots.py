@@ -90,10 +90,7 @@ class Kernel:
 
 
 def _sha256(fh: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: fh.read(1 << 20), b""):
-        digest.update(block)
-    return digest.hexdigest()
+    return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def _build_record(image: str, sha256: str) -> dict[str, Any] | None:

@@ -61,7 +61,6 @@ def resume_command(path: Path | str) -> str:
     return f"faultbench run --resume {shlex.quote(str(path))}"
 
 
-# The most faultbench reads of a run's file, a larger one refused unread: compare, merge,
 _UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII)  # utc_now
 
 
