@@ -97,3 +97,17 @@ def test_run_refuses_the_image_before_the_run_directory_is_made(
                     f"the {IMAGE_MAX:,} a kernel image may have (a bzImage is about 10 MB): "
                     "too large to be one")
     assert not out.exists()
+
+
+def test_measure_refuses_an_image_over_the_cap_before_qemu_reads_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`measure --kernel` hands the image to QEMU: it asked who owns it, not how large it is."""
+    def boot(*args: Any, **kw: Any) -> int:
+        raise AssertionError("a guest was started")
+    monkeypatch.setattr(guest, "run_cli_in_guest", boot)
+    monkeypatch.setattr(guest, "requirements", lambda image: [])  # QEMU and vng not needed
+    image = fake_image(tmp_path / "big", 600_000_000)
+    line = refused(in_process("measure", "--kernel", image, "--size", "1M"), "measure")
+    assert line == (f"faultbench measure: --kernel {image}: {image} is 600,000,000 bytes, "
+                    f"over the {IMAGE_MAX:,} a kernel image may have (a bzImage is about 10 "
+                    "MB): too large to be one")
