@@ -8,23 +8,22 @@ instances (root only).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from analysis_runs import faultbench as run_faultbench
 from console import one_line
+from inprocess import ANALYSIS, in_process
 
 from faultbench import cli
 from faultbench.measurement.rundir.results import read_samples, sample_key, sample_problem
@@ -87,28 +86,6 @@ def faultbench(*args: str | Path) -> subprocess.CompletedProcess[str]:
         timeout=TIMEOUT_S, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:"
                                 f"{os.environ.get('PATH', '')}"},
     )
-
-
-class Hung(Exception):
-    pass
-
-
-def in_process(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    """cli.main in this process (pandas imported once, not per case): a FaultbenchError is
-    its one line and status 2, anything else raises here as it would print a traceback."""
-    def hung(signum: int, frame: object) -> None:
-        raise Hung(f"no answer within {TIMEOUT_S} s")
-
-    out, err = io.StringIO(), io.StringIO()
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(TIMEOUT_S)
-    try:
-        with redirect_stdout(out), redirect_stderr(err):
-            code = cli.main([str(a) for a in args])
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def snapshot(root: Path) -> dict[str, tuple[int, int]]:
@@ -482,7 +459,8 @@ def test_bad_input_is_one_line(runs: Runs, tmp_path: Path, name: str, command: s
     args = setup(tmp_path, runs)
     before = snapshot(tmp_path)
     # the analysis commands in-process: a subprocess each would import pandas 80 times
-    result = (in_process if command in ("report", "compare") else faultbench)(command, *args)
+    result = (in_process(command, *args, timeout_s=TIMEOUT_S) if command in ANALYSIS
+              else faultbench(command, *args))
     assert_refused(result, command, message)
     assert snapshot(tmp_path) == before, "a refused command changed or left files"
 

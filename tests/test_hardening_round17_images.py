@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_hardening_round2 import in_process, refused
+from inprocess import in_process
+from test_hardening_round2 import refused
 from test_hardening_round7 import _image_with_version
 from test_hardening_round8 import one_scenario
 

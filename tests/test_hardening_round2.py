@@ -8,7 +8,6 @@ every sample fails. Each test failed on the code before the fix.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import resource
@@ -20,16 +19,14 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
-from typing import IO
 
 import pytest
 from console import said
 from groups import HOST
 from images import require_boot_image
+from inprocess import ANALYSIS, in_process
 
-from faultbench import cli as faultbench_cli
 from faultbench.measurement.rundir.results import sample_key
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
@@ -73,19 +70,6 @@ def cli(*argv: str | Path, cwd: Path | None = None, env: dict[str, str] | None =
             break
         time.sleep(3)
     return result
-
-
-ANALYSIS = ("report", "compare")
-
-
-def in_process(*argv: str | Path, stdout: IO[str] | None = None
-               ) -> subprocess.CompletedProcess[str]:
-    """cli.main here: the analysis commands import pandas once, not once per case."""
-    out, err = stdout or io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = faultbench_cli.main([str(a) for a in argv])
-    text = out.getvalue() if isinstance(out, io.StringIO) else ""
-    return subprocess.CompletedProcess(list(argv), code, text, err.getvalue())
 
 
 def refused(result: subprocess.CompletedProcess[str], command: str, *words: str) -> str:
