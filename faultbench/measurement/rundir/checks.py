@@ -39,7 +39,8 @@ _OK_FIELDS = ("pages_touched", "touch_ns", "ns_per_page", "faults_per_page")
 # column of that name).
 _RUN_KEYS = ("scenario", "round", "warmup", "knob_drift", "kernel", "boot", "kernel_release",
              "kernel_version", "kernel_sha256", "machine")
-_KEYS = frozenset((*(f.name for f in dataclasses.fields(Sample)), *_RUN_KEYS))
+_SAMPLE_FIELDS = frozenset(f.name for f in dataclasses.fields(Sample))
+_KEYS = _SAMPLE_FIELDS | frozenset(_RUN_KEYS)
 # The Sample fields of the format's first version: every line any faultbench wrote has them,
 # so the analysis reads them from every line (a line without `knobs` among others made a
 # frame column named 0). A line without one is not a sample. Fields added since may be
@@ -172,8 +173,14 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     if odd is not None:
         return (f"{where}: knob {short(odd)} is {short(record['knobs'][odd])}, not a value "
                 "read back (an integer or text)")
-    if not all(isinstance(v, str) for v in (record.get("null_reasons") or {}).values()):
-        return f"{where}: null_reasons is {short(record['null_reasons'])}, not {{field: why}}"
+    reasons = record.get("null_reasons") or {}
+    if not all(isinstance(v, str) for v in reasons.values()):
+        return f"{where}: null_reasons is {short(reasons)}, not {{field: why}}"
+    # each names a null field of the sample; any other key would be a column of the
+    # report's footer frame, which 70,000 of them on a line made take gigabytes
+    odd = next((name for name in reasons if name not in _SAMPLE_FIELDS), None)
+    if odd is not None:
+        return f"{where}: null_reasons names {short(odd)}, not a sample field"
     vmstat = record.get("vmstat", {})
     if not isinstance(vmstat, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
