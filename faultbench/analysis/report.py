@@ -11,7 +11,7 @@ import contextlib
 import dataclasses
 import math
 import os
-import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,6 @@ from faultbench.analysis.dropped import (
 )
 from faultbench.analysis.figure_text import remove_figures
 from faultbench.analysis.frame import (
-    FAULT_AROUND_KNOB,
     AnalysisError,
     RunInfo,
     check_run_dir,
@@ -44,24 +43,22 @@ from faultbench.analysis.frame import (
 )
 from faultbench.analysis.labels import (
     constants_line,
-    format_value,
     grouped_rows,
     knob_order,
     label_columns,
     labels,
     sort_labels,
-    spec_order,
     varies,
 )
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
-from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, text_table, wrap
+from faultbench.analysis.sweep import baselines, sweep_tables
+from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
 from faultbench.errors import printable_lines
 from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
-from faultbench.measurement.spec import SpecError, parse_size
 
 NO_VALID_SAMPLES = ("the run has no valid samples (all warm-ups, errors, unsupported or "
                     "measured while someone else had changed a knob)")
@@ -176,71 +173,6 @@ def scenario_table(df: pd.DataFrame, label_cols: list[str]) -> str:
                 f"{unit}") + text_table(headers, cells, groups=groups)
 
 
-def _sweep_level(value: Any) -> Any:
-    """A knob value as one level of its sweep: text of an integer is that integer (as
-    knobs.catalog.read_value reads it), so "60" and 60 are one level, 60 beside "x"."""
-    return int(value) if isinstance(value, str) and re.fullmatch(r"-?[0-9]+", value) else value
-
-
-def default_baseline(knob: str, values: pd.Series) -> Any:
-    """The smallest value, a number before any text: a knob's values read back as numbers
-    in some samples and as text in others (lines of merged machines, or edited ones) do not
-    compare with `<`."""
-    if knob == FAULT_AROUND_KNOB and (values == 4096).any():
-        return 4096
-    return values.sort_values(key=spec_order, kind="stable").iloc[0]
-
-
-def parse_baseline(knob: str, text: str, values: pd.Series) -> Any:
-    """The --baseline value as the knob's values are stored: sizes may be written 64K."""
-    try:
-        value: Any = parse_size(text)
-    except SpecError:
-        value = text
-    if not (values == value).any():
-        shown = ", ".join(format_value(knob, v).split("=")[-1] for v in
-                          pd.Series(values.unique()).sort_values(key=spec_order))
-        raise AnalysisError(f"--baseline {text} is not a value of {knob} in this run: {shown}")
-    return value
-
-
-def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: Any) -> str:
-    """One table per scenario (all but `knob` fixed): each knob value against the baseline."""
-    data = df[df["ok"] & df[knob].notna()]
-    data = data.assign(
-        group=labels(data, [c for c in label_cols if c != knob] + ["role"]),
-        value=data[knob].map(_sweep_level),
-    )
-    if baseline is None:
-        baseline = default_baseline(knob, data["value"])
-    else:
-        baseline = parse_baseline(knob, baseline, data["value"])
-    ns = median_ci(data, ["group", "value"], "ns_per_page")
-    faults = data.groupby(["group", "value"], sort=False)["faults_per_page"].median()
-    table = ns.merge(faults.rename("faults"), left_on=["group", "value"], right_index=True)
-    base = table[table["value"] == baseline].set_index("group")[["median", "faults"]]
-    table = table.join(base.add_suffix("_base"), on="group").sort_values(
-        ["group", "value"], key=spec_order, kind="stable")
-    table["d_ns"] = 100 * (table["median"] / table["median_base"] - 1)
-    table["d_flt"] = 100 * (table["faults"] / table["faults_base"] - 1)
-    table["shown"] = table["value"].map(lambda v: format_value(knob, v).split("=")[-1])
-    table["ci"] = (table["ci_lo"].map(fmt) + ".." + table["ci_hi"].map(fmt)).where(
-        table["ci_lo"].notna(), "-"
-    )
-    unit = time_unit(str(data["plane"].iloc[0])) if len(data) else "ns"
-    headers = [knob, f"{unit}/page", "95% CI", "vs base", "flt/pg", "vs base", "n"]
-    out = [wrap(f"Sweep of {knob}; 'vs base' is the change of the median against "
-                f"{knob}={format_value(knob, baseline).split('=')[-1]}.")]
-    for group, part in table.groupby("group", sort=True):
-        rows = pd.DataFrame({
-            "v": part["shown"], "ns": part["median"].map(fmt), "ci": part["ci"],
-            "dns": part["d_ns"].map(fmt_pct), "flt": part["faults"].map(fmt),
-            "dflt": part["d_flt"].map(fmt_pct), "n": unit_count(part),
-        })
-        out.append(f"\n{group}\n" + text_table(headers, rows.to_numpy().tolist()))
-    return "".join(out)
-
-
 def several_boots(df: pd.DataFrame) -> bool:
     return bool(df.groupby("kernel", dropna=False)["boot"].nunique().max() > 1)
 
@@ -285,7 +217,10 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
     return "\n" + "".join(wrap(note) for note in notes)
 
 
-def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) -> str:
+def report_text(df: pd.DataFrame, meta: dict[str, Any],
+                baseline: str | Sequence[str] | None = None) -> str:
+    """A run's report.txt; `baseline`: --baseline's VALUE or KNOB=VALUE, one or several
+    (sweep.baselines)."""
     if not df["ok"].any():
         raise AnalysisError(NO_VALID_SAMPLES)
     info = run_info(meta, df)
@@ -300,10 +235,9 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
     # a knob one value of which is set and the rest left unset is no sweep (its rows say)
     swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols
              and varies(df.loc[df["ok"], knob].dropna())]
-    if baseline is not None and not swept:
-        raise AnalysisError("--baseline applies to knob sweeps; this run sweeps no knob")
+    chosen = baselines(df, swept, baseline)
     for knob in swept:
-        parts += ["\n", sweep_tables(df, knob, label_cols, baseline)]
+        parts += ["\n", sweep_tables(df, knob, label_cols, chosen.get(knob))]
     breakeven = report_section(df)  # empty for a run without a stride sweep
     if breakeven:
         parts += ["\n", breakeven]
@@ -319,7 +253,8 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any], baseline: Any = None) ->
 
 
 def write_report(
-    run_dir: Path, baseline: Any = None, figures: bool = True, strict: bool = False,
+    run_dir: Path, baseline: str | Sequence[str] | None = None, figures: bool = True,
+    strict: bool = False,
     out: Path | None = None,
 ) -> tuple[str, list[Path]]:
     """OUT/report.txt (returned too) and, unless figures is False, OUT/figures/*.png|svg;

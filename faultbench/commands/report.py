@@ -12,9 +12,11 @@ from faultbench.commands import check_text, filesystem_errors
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a directory written by faultbench run")
     parser.add_argument(
-        "--baseline", metavar="VALUE",
+        "--baseline", metavar="[KNOB=]VALUE", action="append",
         help="knob value that sweep tables compare against (default: 4096 for "
-        "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs)",
+        "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs); "
+        "a bare VALUE applies to each swept knob it is a value of; repeat it for several "
+        "knobs",
     )
     parser.add_argument(
         "--out", metavar="DIR",
