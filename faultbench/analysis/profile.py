@@ -111,15 +111,20 @@ def phase_of(stack: str) -> str:
     return min(found, key=_RANK.__getitem__) if found else OTHER
 
 
-def read_profiles(run_dir: Path, meta: dict[str, Any]) -> tuple[list[dict[str, Any]], int]:
+def read_profiles(run_dir: Path, meta: dict[str, Any]
+                  ) -> tuple[list[dict[str, Any]] | None, int]:
     """profiles.jsonl's valid lines (untrusted: a line without its keys and counts is
-    skipped and counted) and how many were skipped; `meta`: the run's meta.json as loaded
-    ({} without one), which bounds how many lines are read (most_lines)."""
-    records, bad, rows = [], 0, 0
+    skipped and counted), None without the file, and how many were skipped; `meta`: the
+    run's meta.json as loaded ({} without one), which bounds how many lines are read
+    (most_lines)."""
+    records: list[dict[str, Any]] = []
+    bad = rows = 0
     # never through a link, regular files only
     with SafeDir.reading(run_dir) as directory, \
             run_file_lines(directory, PROFILES, most_lines(meta)) as lines:
-        for line in lines or ():
+        if lines is None:
+            return None, 0
+        for line in lines:
             if not line.strip():
                 continue
             try:
@@ -139,37 +144,89 @@ def _stacks(record: dict[str, Any]) -> int:
     return sum(len(record[part]["stacks"]) for part in ("loop", "munmap") if record.get(part))
 
 
+@dataclass(frozen=True)
+class Coverage:
+    """How a load's profiled valid samples and its runs' profiles.jsonl lines met
+    (stack_frame's `.attrs["coverage"]`; `report --json`'s `profile_coverage`)."""
+    profiled_samples: int  # valid samples of the profiled rounds
+    without_profile: int  # of them, those no profile line is joined to
+    # null_reasons["profile"] of those the measurement recorded none for -> samples
+    none_recorded: dict[str, int]
+    runs_without_file: list[str]  # runs without a profiles.jsonl
+    unmatched_lines: int  # valid lines joined to no profiled sample
+    skipped_lines: int  # lines not a valid profile (read_profiles)
+
+    def note(self, several: bool) -> str:
+        """The note on the samples without a profile, and why; "" when none lacks one."""
+        if not self.without_profile:
+            return ""
+        why = [f"{n} had none recorded ({reason})" for reason, n in self.none_recorded.items()]
+        if self.without_profile > sum(self.none_recorded.values()):
+            lost = [f"{PROFILES}{f' of {run}' if several else ''} is missing"
+                    for run in self.runs_without_file]
+            if self.unmatched_lines:
+                lost.append(f"{self.unmatched_lines} valid line(s) of {PROFILES} match no "
+                            "profiled sample")
+            if self.skipped_lines:
+                lost.append(f"{self.skipped_lines} line(s) of {PROFILES} are not a valid "
+                            "profile")
+            why += lost or [f"{PROFILES} has no line for them"]
+        return (f"NOTE: {self.without_profile} of {self.profiled_samples} profiled sample(s) "
+                f"have no kernel profile: {'; '.join(why)}.")
+
+
+def _profiled(df: pd.DataFrame) -> pd.DataFrame:
+    """The samples profiles belong to: valid ones (not warm-ups) of the profiled rounds."""
+    return df[(df["status"] == "ok") & df["profiled"] & ~df["warmup"] & ~df["drifted"]]
+
+
 def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (profiled valid sample, part, stack): the sample's label columns, role,
     `part`, `stack`, `count`, and per part `samples`, `unresolved`, `lost`. Only profiles
-    whose sample is in `df` (valid, not a warm-up) count: a discarded boot's do not."""
+    whose sample is in `df` (valid, not a warm-up) count: a discarded boot's do not.
+    `.attrs["coverage"]`: the Coverage of the join."""
     keys = ["scenario", "boot", "round", "mapper"]
     rows: list[dict[str, Any]] = []
+    lines = skipped = 0
+    no_file = []
     for run, path in df.attrs.get("paths", {}).items():
         # a sample measured again (resumed, or its boot retried) has a later profile line:
         # the last one is its sample's
-        profiles, _ = read_profiles(Path(path), df.attrs["meta"][run])
-        latest = {tuple(r.get(k) for k in keys): r for r in profiles}
+        profiles, bad = read_profiles(Path(path), df.attrs["meta"][run])
+        skipped += bad
+        if profiles is None:
+            no_file.append(run)
+        latest = {tuple(r.get(k) for k in keys): r for r in profiles or ()}
         for record in latest.values():
+            lines += 1
             for part in ("loop", "munmap"):
                 data = record.get(part)
                 if not data:
                     continue
                 head = {**{k: record.get(k) for k in keys}, "run": run, "part": part,
                         "samples": data["samples"], "unresolved": data["unresolved"],
-                        "lost": data.get("lost")}
+                        "lost": data.get("lost"), "_line": lines}
                 rows += [{**head, "stack": s, "count": n} for s, n in data["stacks"].items()]
-    profiled = df[(df["status"] == "ok") & df["profiled"] & ~df["warmup"] & ~df["drifted"]]
-    if not rows or profiled.empty:
-        return pd.DataFrame()
-    stacks = pd.DataFrame(rows)
-    sample_cols = [c for c in df.columns if c not in ("samples", "count", "stack", "part")]
-    joined = profiled[sample_cols].assign(
-        run=profiled["run"] if "run" in profiled else next(iter(df.attrs["paths"])),
-        _boot=profiled["boot"].fillna(-1).astype(int))
-    stacks["_boot"] = stacks["boot"].fillna(-1).astype(int)
-    return stacks.drop(columns="boot").merge(
-        joined, on=["run", "scenario", "_boot", "round", "mapper"], how="inner")
+    profiled = _profiled(df)
+    stacks = pd.DataFrame()
+    if rows and not profiled.empty:
+        stacks = pd.DataFrame(rows)
+        sample_cols = [c for c in df.columns if c not in ("samples", "count", "stack", "part")]
+        joined = profiled[sample_cols].assign(
+            run=profiled["run"] if "run" in profiled else next(iter(df.attrs["paths"])),
+            _boot=profiled["boot"].fillna(-1).astype(int), _sample=profiled.index)
+        stacks["_boot"] = stacks["boot"].fillna(-1).astype(int)
+        stacks = stacks.drop(columns="boot").merge(
+            joined, on=["run", "scenario", "_boot", "round", "mapper"], how="inner")
+    without = profiled[~profiled.index.isin(stacks.get("_sample", ()))]
+    stacks.attrs["coverage"] = Coverage(
+        profiled_samples=len(profiled), without_profile=len(without),
+        none_recorded=without["null_reasons"].map(
+            lambda d: (d or {}).get("profile")).dropna().value_counts().to_dict(),
+        runs_without_file=no_file,
+        unmatched_lines=lines - stacks.get("_line", pd.Series()).nunique(),
+        skipped_lines=skipped)
+    return stacks
 
 
 @dataclass(frozen=True)
@@ -215,10 +272,11 @@ def _leaf_shares(part: pd.DataFrame) -> list[tuple[str, float]]:
     return [(str(k), float(v / total)) for k, v in counts.items()] if total else []
 
 
-def phase_costs(df: pd.DataFrame) -> list[PhaseCosts]:
+def phase_costs(df: pd.DataFrame, stacks: pd.DataFrame | None = None) -> list[PhaseCosts]:
     """Per row of the report's scenario table (label, mapper role, kernel) that has kernel
-    profiles: the phase split of its cost per touched page. `df`: `faultbench.load(RUN)`."""
-    stacks = stack_frame(df)
+    profiles: the phase split of its cost per touched page. `df`: `faultbench.load(RUN)`;
+    `stacks`: its stack_frame, if already made."""
+    stacks = stack_frame(df) if stacks is None else stacks
     if stacks.empty:
         return []
     keys = [*label_columns(df), "role"]
@@ -273,13 +331,15 @@ def _pct(share: float) -> str:
 def section(df: pd.DataFrame) -> str:
     """The report's profile section: per row, phases and top symbols with share and ns per
     touched page, the sampling's completeness and the profiler's cost. Empty without
-    profiles."""
-    costs = phase_costs(df)
-    skipped = sum(read_profiles(Path(path), df.attrs["meta"][run])[1]
-                  for run, path in df.attrs.get("paths", {}).items())
-    note = wrap(f"{skipped} line(s) of {PROFILES} skipped: not a valid profile (cut short by "
-                "a kill or a full disk, or edited; or past the stacks a report holds).") \
-        if skipped else ""
+    profiles, but for the notes on lines skipped and profiled samples left without one."""
+    stacks = stack_frame(df)
+    costs = phase_costs(df, stacks)
+    coverage: Coverage = stacks.attrs["coverage"]
+    skipped = (f"{coverage.skipped_lines} line(s) of {PROFILES} skipped: not a valid profile "
+               "(cut short by a kill or a full disk, or edited; or past the stacks a report "
+               "holds).") if coverage.skipped_lines else ""
+    note = "".join(wrap(text) for text in (
+        skipped, coverage.note(len(df.attrs.get("paths", {})) > 1)) if text)
     if not costs:
         return note
     icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()

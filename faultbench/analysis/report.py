@@ -51,7 +51,7 @@ from faultbench.analysis.labels import (
     varies,
 )
 from faultbench.analysis.memory import memory_section
-from faultbench.analysis.profile import phase_costs
+from faultbench.analysis.profile import phase_costs, stack_frame
 from faultbench.analysis.profile import section as profile_section
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
@@ -328,6 +328,7 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
     info = run_info(meta, df)
     label_cols = label_columns(df)
     table = scenario_data(df, label_cols)
+    stacks = stack_frame(df)
 
     def number(value: Any) -> float | None:  # JSON has neither NaN nor infinity
         return float(value) if math.isfinite(value) else None
@@ -358,7 +359,9 @@ def report_data(run_dir: Path, strict: bool = False) -> dict[str, Any]:
         "knob_drift": dict(zip(("left_out", "knobs"), knob_drift_left_out(df), strict=True)),
         "dropped_lines": dropped_json(df),
         **report_json(df),
-        "profiles": [_finite_or_null(dataclasses.asdict(costs)) for costs in phase_costs(df)],
+        "profiles": [_finite_or_null(dataclasses.asdict(costs))
+                     for costs in phase_costs(df, stacks)],
+        "profile_coverage": dataclasses.asdict(stacks.attrs["coverage"]),
     }
 
 
