@@ -10,7 +10,7 @@ from math import comb
 import numpy as np
 import pandas as pd
 
-from faultbench.analysis.replicates import ROUND_COLUMN, compare_rows
+from faultbench.analysis.replicates import ROUND_COLUMN, boot_columns, compare_rows
 
 
 def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 40,
@@ -28,7 +28,10 @@ def aa_tables(df: pd.DataFrame, keys: Sequence[str], metric: str, tables: int = 
     more distinct halvings than `tables` (`distinct_halves`), each is made once instead:
     fewer tables, none repeated."""
     rng = np.random.default_rng(seed)
-    ok = df[df["ok"]]
+    # only the columns a comparison reads: every table copies its sides' rows
+    read = {*keys, metric, "ok", "warmup", "interfered", "kernel", ROUND_COLUMN,
+            *boot_columns(df), *([swap] if swap else [])}
+    ok = df.loc[df["ok"], [c for c in df.columns if c in read]]
     units = _split_units(ok) if swap is None else None
     if units is not None:
         ok, units = ok[units.notna()], units.dropna()
