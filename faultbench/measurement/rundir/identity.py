@@ -78,8 +78,8 @@ def samples_fingerprint(records: Iterable[dict[str, Any]]) -> str:
     """What tells two runs' samples apart: the same for a copy of a run (cp -r, a second
     checkout of a shipped one, its meta.json edited), whose samples are one measurement,
     not two: compare refuses to test them against each other, merge to take them as two
-    machines'. A second run of the same scenarios differs in every timing."""
-    digest = hashlib.sha256()
-    for record in records:
-        digest.update(json.dumps(record, sort_keys=True).encode() + b"\n")
-    return digest.hexdigest()
+    machines'. A second run of the same scenarios differs in every timing. The order of the
+    lines says nothing (a resume appends, `tac` reverses): the records' digests are sorted."""
+    digests = sorted(hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
+                     for record in records)
+    return hashlib.sha256(b"".join(digests)).hexdigest()
