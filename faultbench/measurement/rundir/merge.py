@@ -9,8 +9,9 @@ Two kinds, never mixed:
   as a factor: one machine's rows are never pooled with another's.
 
 Everything that would make the parts incomparable is refused in one line: another
-workload, kernel (by sha256), plane, clock or harness epoch; a boot or machine given twice;
-a missing shard; a native run not finished. The output is a normal run directory (meta.json,
+workload, kernel (by sha256), plane, clock or harness epoch; shards of another boot plan
+(kernels in another order, a boot not the one its plan position has); a boot or machine given
+twice; a missing shard; a native run not finished. The output is a normal run directory (meta.json,
 samples.jsonl, pyperf.json), written through results.RunDir, meta.json last: a merge that
 fails leaves its --out empty. Standard library only (pyperf for pyperf.json, as every run).
 """
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.rundir.checks import UNSET
 from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
 from faultbench.measurement.rundir.results import (
@@ -143,8 +145,33 @@ def _check_same(parts: list[Part], keys: Iterable[tuple[str, str]]) -> None:
                                  "not parts of one run")
 
 
-def _kernels(meta: dict[str, Any]) -> dict[str, str]:
-    return {k["label"]: k["sha256"] for k in meta.get("kernels", [])}
+def _kernels(meta: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, sha256) in --kernel order: the order makes the boot plan (boot_order)."""
+    return [(k["label"], k["sha256"]) for k in meta.get("kernels", [])]
+
+
+def _plan(part: Part) -> list[tuple[str, int, list[int]]]:
+    """Each plan position's (kernel, that kernel's boot, rounds), as `run` planned them."""
+    meta = part.meta
+    try:
+        order = boot_order([label for label, _ in _kernels(meta)], meta["boots_per_kernel"])
+        shares = split_rounds(meta["workload"]["repetitions"], meta["boots_per_kernel"])
+    except BootPlanError as exc:
+        raise MergeError(f"{part.path}: its boot plan cannot be made: {exc}") from None
+    return [(label, nth, [shares[nth].start, shares[nth].stop]) for label, nth in order]
+
+
+def _check_plan(part: Part, plan: list[tuple[str, int, list[int]]]) -> None:
+    """Refuse a shard whose boot at a plan position is not the plan's boot there: merged, a
+    kernel would be booted twice there and another never, with nothing left to resume."""
+    for boot in part.meta["boots"]:
+        label, nth, rounds = plan[boot["plan_index"]]
+        if (boot["kernel"], boot["kernel_boot"], boot["rounds"]) != (label, nth, rounds):
+            raise MergeError(
+                f"{part.path}: its boot {boot['index']} at plan position {boot['plan_index']} "
+                f"is kernel {boot['kernel']}'s boot {boot['kernel_boot']} (rounds "
+                f"{boot['rounds'][0]}-{boot['rounds'][1]}), where the plan has kernel {label}'s "
+                f"boot {nth} (rounds {rounds[0]}-{rounds[1]}): not a shard of this run")
 
 
 def merge(paths: list[Path], out: Path) -> dict[str, Any]:
@@ -226,9 +253,15 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
         if "shard" not in part.meta:
             raise MergeError(f"{part.path} is not a shard (made with run --shard I/N): its "
                              "boots would collide with the others'")
-        if _kernels(part.meta) != _kernels(first.meta):
+        if sorted(_kernels(part.meta)) != sorted(_kernels(first.meta)):
             raise MergeError(f"{part.path} and {first.path} booted other kernels (labels or "
                              "sha256 differ): they are not parts of one run")
+        if _kernels(part.meta) != _kernels(first.meta):
+            orders = "; ".join(", ".join(label for label, _ in _kernels(p.meta))
+                               for p in (part, first))
+            raise MergeError(f"{part.path} and {first.path} give the kernels in another order "
+                             f"({orders}), so their boot plans differ: they are not parts of "
+                             "one run")
     count = first.meta["shard"]["count"]
     plan_boots = first.meta["shard"]["plan_boots"]
     by_index: dict[int, Part] = {}
@@ -242,6 +275,12 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             raise MergeError(f"{part.path} and {by_index[shard['index']].path} are both shard "
                              f"{shard['index']}/{count}: their boots are duplicates")
         by_index[shard["index"]] = part
+    plan = _plan(first)
+    if len(plan) != plan_boots:
+        raise MergeError(f"{first.path}: its shard is of a plan of {plan_boots} boots, and its "
+                         f"kernels and boots per kernel make {len(plan)}")
+    for part in parts:
+        _check_plan(part, plan)
     missing = [i for i in range(1, count + 1) if i not in by_index]
     if missing:
         raise MergeError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: give "

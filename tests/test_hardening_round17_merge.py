@@ -1,0 +1,110 @@
+"""Round seventeen, `merge`: shards whose kernels were given in another order merged, one
+kernel booted twice and the other never, with nothing left to resume (R17-9). Copies of a
+shipped booted run split into shards as `run --shard` splits the plan (no guest is booted),
+the real commands."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from analysis_runs import faultbench
+from test_hardening_round5_merge import merge_refused
+
+from faultbench.measurement.booted.boot_order import shard_positions
+
+RESULTS = Path(__file__).parents[1] / "results"
+AA = RESULTS / "icount-aa"  # kernels a, b; 3 boots each: a b b a a b
+Record = dict[str, Any]
+
+
+def _lines(path: Path) -> list[Record]:
+    return [json.loads(line) for line in path.open()] if path.exists() else []
+
+
+def _write_lines(path: Path, records: list[Record]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def shards(run: Path, to: Path, count: int = 2,
+           change: Callable[[int, dict[str, Any], list[Record]], None] | None = None
+           ) -> list[Path]:
+    """`run` split into `count` shards as `run --shard I/count` of its plan would have
+    measured them: each a copy holding its plan positions' boots, numbered from 0, with
+    their samples, profiles and boot reports. `change(I, meta, samples)` edits shard I."""
+    meta = json.loads((run / "meta.json").read_text())
+    samples, profiles = _lines(run / "samples.jsonl"), _lines(run / "profiles.jsonl")
+    out = []
+    for index in range(1, count + 1):
+        shard = to / f"shard-{index}"
+        shutil.copytree(run, shard)
+        shutil.rmtree(shard / "boots")
+        (shard / "boots").mkdir()
+        local = {p: k for k, p in enumerate(shard_positions(len(meta["boots"]), index, count))}
+        part = {**meta, "boots": [{**meta["boots"][p], "index": k, "plan_index": p}
+                                  for p, k in local.items()],
+                "shard": {"index": index, "count": count, "plan_boots": len(meta["boots"]),
+                          "split": "plan position p goes to shard p mod count + 1"}}
+        mine = [{**r, "boot": local[r["boot"]]} for r in samples if r["boot"] in local]
+        if change:
+            change(index, part, mine)
+        _write_lines(shard / "samples.jsonl", mine)
+        if profiles:
+            _write_lines(shard / "profiles.jsonl", [{**r, "boot": local[r["boot"]]}
+                                                    for r in profiles if r["boot"] in local])
+        for p, k in local.items():
+            shutil.copy(run / "boots" / f"{p}.json", shard / "boots" / f"{k}.json")
+        (shard / "meta.json").write_text(json.dumps(part))
+        out.append(shard)
+    return out
+
+
+def test_shards_of_a_shipped_run_merge_into_it(tmp_path: Path) -> None:
+    """The control: the split above is what merge takes back."""
+    faultbench("merge", *shards(AA, tmp_path), "--out", tmp_path / "merged")
+    merged = json.loads((tmp_path / "merged" / "meta.json").read_text())
+    original = json.loads((AA / "meta.json").read_text())
+    assert [(b["kernel"], b["kernel_boot"], b["rounds"]) for b in merged["boots"]] == [
+        (b["kernel"], b["kernel_boot"], b["rounds"]) for b in original["boots"]]
+
+
+def _kernels_reversed(index: int, meta: dict[str, Any], samples: list[Record]) -> None:
+    """Shard 2 of a Slurm array task given `--kernel b=... --kernel a=...`: its plan is
+    b a a b b a, whose positions 1, 3, 5 are a b a (rounds as each kernel's boot has them)."""
+    if index != 2:
+        return
+    meta["kernels"] = meta["kernels"][::-1]
+    booted = {1: ("a", 0, [0, 2]), 3: ("b", 1, [2, 4]), 5: ("a", 2, [4, 6])}
+    for boot in meta["boots"]:
+        boot["kernel"], boot["kernel_boot"], boot["rounds"] = booted[boot["plan_index"]]
+    for record in samples:
+        record["kernel"] = booted[meta["boots"][record["boot"]]["plan_index"]][0]
+
+
+def test_shards_of_kernels_given_in_another_order_are_refused(tmp_path: Path) -> None:
+    """R17-9: merged, plan position 1 booted a where the first shard's plan boots b: b's
+    boot there was never made, and the merged run was finished."""
+    one, two = shards(AA, tmp_path, change=_kernels_reversed)
+    assert merge_refused(one, two, out=tmp_path / "merged") == (
+        f"faultbench merge: {two} and {one} give the kernels in another order (b, a; a, b), "
+        "so their boot plans differ: they are not parts of one run")
+
+
+def _position_rebooted(index: int, meta: dict[str, Any], samples: list[Record]) -> None:
+    """Shard 2's boot at plan position 1 (b's first) recorded as booting a."""
+    if index == 2:
+        meta["boots"][0]["kernel"] = "a"
+        for record in samples:
+            if record["boot"] == 0:
+                record["kernel"] = "a"
+
+
+def test_a_shard_booting_another_kernel_than_its_plan_position_is_refused(
+        tmp_path: Path) -> None:
+    one, two = shards(AA, tmp_path, change=_position_rebooted)
+    assert merge_refused(one, two, out=tmp_path / "merged") == (
+        f"faultbench merge: {two}: its boot 0 at plan position 1 is kernel a's boot 0 (rounds "
+        "0-2), where the plan has kernel b's boot 0 (rounds 0-2): not a shard of this run")
