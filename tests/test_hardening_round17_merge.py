@@ -1,7 +1,8 @@
-"""Round seventeen, `merge`: shards whose kernels were given in another order merged, one
-kernel booted twice and the other never, with nothing left to resume (R17-9). Copies of a
-shipped booted run split into shards as `run --shard` splits the plan (no guest is booted),
-the real commands."""
+"""Round seventeen, `merge` and merged runs: shards whose kernels were given in another order
+merged, one kernel booted twice and the other never, with nothing left to resume (R17-9); in
+a merge of machines every machine showed the last machine's kernel profiles (R17-8).
+Copies of shipped runs (a booted one split into shards as `run --shard` splits the plan; no
+guest is booted), the real commands."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from analysis_runs import faultbench
+from test_hardening_round5_merge import _copy as other_machine
 from test_hardening_round5_merge import merge_refused
 
 from faultbench.measurement.booted.boot_order import shard_positions
@@ -108,3 +110,48 @@ def test_a_shard_booting_another_kernel_than_its_plan_position_is_refused(
     assert merge_refused(one, two, out=tmp_path / "merged") == (
         f"faultbench merge: {two}: its boot 0 at plan position 1 is kernel a's boot 0 (rounds "
         "0-2), where the plan has kernel b's boot 0 (rounds 0-2): not a shard of this run")
+
+
+def _profile_samples(run: Path, *args: str) -> dict[str, int]:
+    """Loop samples per row of `report --json`'s profiles."""
+    done = faultbench("report", run, "--json", *args)
+    return {p["label"]: p["samples"] for p in json.loads(done.stdout)["profiles"]}
+
+
+def test_each_merged_machine_shows_its_own_profiles(tmp_path: Path) -> None:
+    """R17-8: profiles were keyed and joined without `machine`, so the last machine's
+    profile of a sample was every machine's. The second machine's profiles here have twice
+    the first's loop samples (every count doubled: the same shares)."""
+    here = RESULTS / "native-profile"
+    there = other_machine(here, tmp_path / "there", "vm2")
+    doubled = []
+    for record in _lines(there / "profiles.jsonl"):
+        for part in ("loop", "munmap"):
+            data = record[part]
+            for key in ("samples", "unresolved", "user"):
+                data[key] *= 2
+            data["stacks"] = {stack: 2 * n for stack, n in data["stacks"].items()}
+        doubled.append(record)
+    _write_lines(there / "profiles.jsonl", doubled)
+    fleet = tmp_path / "fleet"
+    faultbench("merge", here, there, "--out", fleet)
+    alone = _profile_samples(here)
+    assert _profile_samples(fleet) == {
+        **{f"machine=vm {label}": n for label, n in alone.items()},
+        **{f"machine=vm2 {label}": 2 * n for label, n in alone.items()}}
+    compared = faultbench("compare", f"{fleet}:vm", f"{fleet}:vm2", "--by", "machine",
+                          "--profile").stdout
+    first, n = next(iter(alone.items()))
+    assert f"{first}: {n:,} vs {2 * n:,} samples" in compared, compared
+
+
+def test_a_profile_line_whose_machine_is_no_name_is_skipped(tmp_path: Path) -> None:
+    """`machine` is now a key of a profile: a list there would be no key (unhashable)."""
+    there = other_machine(RESULTS / "native-profile", tmp_path / "there", "vm2")
+    fleet = tmp_path / "fleet"
+    faultbench("merge", RESULTS / "native-profile", there, "--out", fleet)
+    records = _lines(fleet / "profiles.jsonl")
+    records[0]["machine"] = ["vm"]
+    _write_lines(fleet / "profiles.jsonl", records)
+    done = faultbench("report", fleet, "--no-figures", "--out", tmp_path / "out")
+    assert "1 line(s) of profiles.jsonl skipped: not a valid profile" in done.stdout

@@ -185,7 +185,9 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
     `part`, `stack`, `count`, and per part `samples`, `unresolved`, `lost`. Only profiles
     whose sample is in `df` (valid, not a warm-up) count: a discarded boot's do not.
     `.attrs["coverage"]`: the Coverage of the join."""
-    keys = ["scenario", "boot", "round", "mapper"]
+    # a sample's identity (results.unique_key): without `machine`, a merged run's last
+    # machine's profile would be every machine's
+    keys = ["scenario", "boot", "round", "mapper", "machine"]
     rows: list[dict[str, Any]] = []
     lines = skipped = 0
     no_file = []
@@ -214,10 +216,12 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
         sample_cols = [c for c in df.columns if c not in ("samples", "count", "stack", "part")]
         joined = profiled[sample_cols].assign(
             run=profiled["run"] if "run" in profiled else next(iter(df.attrs["paths"])),
-            _boot=profiled["boot"].fillna(-1).astype(int), _sample=profiled.index)
+            _boot=profiled["boot"].fillna(-1).astype(int),
+            _machine=profiled["machine"].fillna(""), _sample=profiled.index)
         stacks["_boot"] = stacks["boot"].fillna(-1).astype(int)
-        stacks = stacks.drop(columns="boot").merge(
-            joined, on=["run", "scenario", "_boot", "round", "mapper"], how="inner")
+        stacks["_machine"] = stacks["machine"].fillna("")
+        stacks = stacks.drop(columns=["boot", "machine"]).merge(
+            joined, on=["run", "scenario", "_boot", "round", "mapper", "_machine"], how="inner")
     without = profiled[~profiled.index.isin(stacks.get("_sample", ()))]
     stacks.attrs["coverage"] = Coverage(
         profiled_samples=len(profiled), without_profile=len(without),

@@ -310,6 +310,8 @@ def profile_problem(record: Any) -> str | None:
         return "round or mapper is not a count"
     if record.get("boot") is not None and not _count(record["boot"]):
         return "boot is not a count"
+    if not isinstance(record.get("machine"), str | None):  # a merged run's: its sample's key
+        return "machine is not a name or null"
     for part in ("loop", "munmap"):
         data = record.get(part)
         if data is None:
