@@ -1,6 +1,7 @@
 """Round seventeen, `merge` and merged runs: shards whose kernels were given in another order
 merged, one kernel booted twice and the other never, with nothing left to resume (R17-9); in
-a merge of machines every machine showed the last machine's kernel profiles (R17-8).
+a merge of machines every machine showed the last machine's kernel profiles (R17-8); the
+report of a merge named only the first part's host and how busy it was (R17-4).
 Copies of shipped runs (a booted one split into shards as `run --shard` splits the plan; no
 guest is booted), the real commands."""
 
@@ -155,3 +156,44 @@ def test_a_profile_line_whose_machine_is_no_name_is_skipped(tmp_path: Path) -> N
     _write_lines(fleet / "profiles.jsonl", records)
     done = faultbench("report", fleet, "--no-figures", "--out", tmp_path / "out")
     assert "1 line(s) of profiles.jsonl skipped: not a valid profile" in done.stdout
+
+
+def _report(run: Path, out: Path) -> str:
+    """report.txt's text with its lines joined (the report wraps at 72 columns)."""
+    return " ".join(faultbench("report", run, "--no-figures", "--out", out).stdout.split())
+
+
+def _busy_other_host(index: int, meta: dict[str, Any], samples: list[Record]) -> None:
+    if index == 2:
+        meta["provenance"]["host"]["name"] = "otherhost"
+        meta["machine_state"]["load"] = [9.5, 9.0, 9.0]
+
+
+def test_a_merge_of_shards_names_every_host_and_its_state(tmp_path: Path) -> None:
+    """R17-4: the report said "on vm" and vm's load alone; otherhost and its load of 9.5
+    were only in meta.json's merged.from."""
+    faultbench("merge", *shards(AA, tmp_path, change=_busy_other_host), "--out",
+               tmp_path / "merged")
+    text = _report(tmp_path / "merged", tmp_path / "out")
+    assert "3 boot(s) per kernel on vm, otherhost NOTE:" in text
+    assert "At the start of shard 1/2 on vm, machine: load 0.73 on 2 CPUs;" in text
+    # the instruction clock: no busy-machine warning (the host's load moves no count)
+    assert "At the start of shard 2/2 on otherhost, machine: load 9.50 on 2 CPUs;" in text
+    done = faultbench("report", tmp_path / "merged", "--json")
+    assert json.loads(done.stdout)["host"] == "vm, otherhost"
+
+
+def test_a_merge_of_machines_says_how_busy_each_was(tmp_path: Path) -> None:
+    """A merge of machines named them all, but said nothing of any one's load: each
+    machine's line, with its busy-machine warning on the wall clock."""
+    there = other_machine(RESULTS / "native-quick", tmp_path / "there", "vm2")
+    meta = json.loads((there / "meta.json").read_text())
+    meta["machine_state"]["load"] = [9.5, 9.0, 9.0]
+    (there / "meta.json").write_text(json.dumps(meta))
+    faultbench("merge", RESULTS / "native-quick", there, "--out", tmp_path / "fleet")
+    text = _report(tmp_path / "fleet", tmp_path / "out")
+    busy = "WARNING: busy enough to bend timings; compare only with runs under a like load."
+    assert f"At the start on vm, machine: load 1.63 on 2 CPUs; others used 0.0 CPU. {busy}" \
+        in text
+    assert f"At the start on vm2, machine: load 9.50 on 2 CPUs; others used 0.0 CPU. {busy}" \
+        in text

@@ -33,6 +33,7 @@ from faultbench.measurement.rundir.results import (
     sample_problem,
     unique_key,
 )
+from faultbench.measurement.rundir.runfiles import merged_parts
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size, parse_size
 
@@ -413,6 +414,9 @@ def run_info(meta: dict[str, Any], df: pd.DataFrame | None = None) -> RunInfo:
         kernels = ", ".join(f"{label} ({release}, sha {sha})"
                             for label, (release, sha) in booted.items())
     host = _first_str(prov, ("host.name", "hostname", "host", "node", "uname.nodename"))
+    # a merge of shards keeps the first shard's provenance; its parts name every host
+    hosts = [p.get("machine") for p in merged_parts(meta)]
+    host = ", ".join(dict.fromkeys(h for h in hosts if isinstance(h, str) and h)) or host
     plane = meta.get("plane")
     if not plane and df is not None and len(df):
         plane = str(df["plane"].iloc[0])

@@ -53,6 +53,7 @@ from faultbench.analysis.labels import (
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs, stack_frame
 from faultbench.analysis.profile import section as profile_section
+from faultbench.analysis.report_header import header, machine_line
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
 from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
@@ -65,38 +66,6 @@ NO_VALID_SAMPLES = ("the run has no valid samples (all warm-ups, errors, unsuppo
 # Sample fields the report's tables are made of: why any of them is null goes in the footer.
 SHOWN_FIELDS = ("ns_per_page", "faults_per_page", "pages_mapped", "munmap_ns", "pages_touched",
                 "nivcsw", "steal_ns")
-
-
-def header(info: RunInfo, title: str) -> str:
-    if info.kernels:
-        lines = wrap(f"{title}: workload {info.workload}, plane {info.plane_label()}; "
-                     f"kernels: {info.kernels}; {info.boots_per_kernel} boot(s) per kernel "
-                     f"on {info.host}")
-    else:
-        lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
-                     f"plane {info.plane_label()}")
-    if info.instruction_clock:
-        lines += wrap("NOTE: times are QEMU instruction counts (-icount shift=0: one virtual "
-                      "ns per guest instruction, user and kernel). They repeat across boots "
-                      "and count work, not cycles: cache and TLB misses cost nothing here. "
-                      "Compare them only with other instruction-clock runs. Fault counts are "
-                      "the kernel's own.")
-    elif info.emulated:
-        lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
-                      "with other emulated runs. Fault counts are the kernel's own.")
-    return lines
-
-
-def machine_line(meta: dict[str, Any]) -> str:
-    """How busy the machine was when the run started (meta.json `machine_state`, written by
-    `faultbench run`), with the warning the run printed; empty for runs without it."""
-    from faultbench.measurement.machine import describe
-
-    described = describe(meta.get("machine_state"), meta.get("plane")) if meta else None
-    if described is None:
-        return ""
-    line, warnings = described
-    return wrap(f"At the start, {line}." + "".join(f" {warning}." for warning in warnings))
 
 
 def interfered_counts(df: pd.DataFrame, keys: list[str]) -> pd.Series:

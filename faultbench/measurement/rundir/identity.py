@@ -15,18 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.rundir.checks import clock_of, short
-from faultbench.measurement.rundir.runfiles import META
+from faultbench.measurement.rundir.runfiles import META, merged_parts
 from faultbench.measurement.rundir.safefile import ResultsError
 
 
 def _machines(meta: dict[str, Any]) -> set[str | None]:
     """The machines a sample of this run may name: those of a merge of machines (merge.py
     records each in `merged.from`), or none (None) in any other run."""
-    merged = meta.get("merged")
-    if not (isinstance(merged, dict) and merged.get("kind") == "machines"
-            and isinstance(merged.get("from"), list)):
+    merged, parts = meta.get("merged"), merged_parts(meta)
+    if not (isinstance(merged, dict) and merged.get("kind") == "machines" and parts):
         return {None}
-    return {part.get("machine") for part in merged["from"] if isinstance(part, dict)}
+    return {part.get("machine") for part in parts}
 
 
 def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:

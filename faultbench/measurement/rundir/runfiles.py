@@ -118,7 +118,14 @@ def most_lines(meta: dict[str, Any]) -> int:
     boots = meta.get("boots") or [{"rounds": [0, workload["repetitions"]]}]
     rounds = sum(per_boot + stop - first for first, stop in (b["rounds"] for b in boots))
     mappers = sum(Spec.from_dict(s["spec"]).mappers for s in meta["scenarios"])
-    merged = meta.get("merged")
-    machines = merged.get("from") if isinstance(merged, dict) else None
-    copies = len(machines) if isinstance(machines, list) and machines else 1
+    copies = len(merged_parts(meta)) or 1
     return min(2 * copies * rounds * mappers + 1000, MAX_LINES)
+
+
+def merged_parts(meta: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a merged run records of each run it was merged from (`merged.from`: its path,
+    machine, shard, times, machine_state), in the order merged; [] for a run not merged.
+    meta.json is read back: an entry that is not an object is no part."""
+    merged = meta.get("merged")
+    parts = merged.get("from") if isinstance(merged, dict) else None
+    return [part for part in parts if isinstance(part, dict)] if isinstance(parts, list) else []

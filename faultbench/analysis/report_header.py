@@ -1,0 +1,59 @@
+"""What a report says first: the run (workload, kernels, plane), where it was measured, and
+how busy each machine was when its part of the run started (meta.json `machine_state`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from faultbench.analysis.frame import RunInfo
+from faultbench.analysis.text import wrap
+from faultbench.measurement.rundir.runfiles import merged_parts
+
+
+def header(info: RunInfo, title: str) -> str:
+    if info.kernels:
+        lines = wrap(f"{title}: workload {info.workload}, plane {info.plane_label()}; "
+                     f"kernels: {info.kernels}; {info.boots_per_kernel} boot(s) per kernel "
+                     f"on {info.host}")
+    else:
+        lines = wrap(f"{title}: workload {info.workload}, Linux {info.kernel} on {info.host}, "
+                     f"plane {info.plane_label()}")
+    if info.instruction_clock:
+        lines += wrap("NOTE: times are QEMU instruction counts (-icount shift=0: one virtual "
+                      "ns per guest instruction, user and kernel). They repeat across boots "
+                      "and count work, not cycles: cache and TLB misses cost nothing here. "
+                      "Compare them only with other instruction-clock runs. Fault counts are "
+                      "the kernel's own.")
+    elif info.emulated:
+        lines += wrap("NOTE: timings were measured under TCG emulation; compare them only "
+                      "with other emulated runs. Fault counts are the kernel's own.")
+    return lines
+
+
+def machine_line(meta: dict[str, Any]) -> str:
+    """How busy the machine was when the run started (meta.json `machine_state`, written by
+    `faultbench run`), with the warning the run printed; empty for runs without it. Each
+    part of a merged run (a shard, a machine) started apart, maybe on another host: a line
+    for each, named."""
+    from faultbench.measurement.machine import describe
+
+    meta = meta or {}
+    states = [(_part_name(part), part.get("machine_state")) for part in merged_parts(meta)]
+    lines = []
+    for name, state in states or [("", meta.get("machine_state"))]:
+        described = describe(state, meta.get("plane"))
+        if described is not None:
+            line, warnings = described
+            lines.append(wrap(f"At the start{name}, {line}."
+                              + "".join(f" {warning}." for warning in warnings)))
+    return "".join(lines)
+
+
+def _part_name(part: dict[str, Any]) -> str:
+    """` of shard 1/2 on HOST`, or ` on HOST` in a merge of machines (meta.json's
+    `merged.from`, read back: untrusted)."""
+    shard, host = part.get("shard"), part.get("machine")
+    where = f" on {host}" if isinstance(host, str) and host else ""
+    if isinstance(shard, dict) and all(isinstance(shard.get(k), int) for k in ("index", "count")):
+        return f" of shard {shard['index']}/{shard['count']}{where}"
+    return where
