@@ -197,3 +197,12 @@ def test_a_merge_of_machines_says_how_busy_each_was(tmp_path: Path) -> None:
         in text
     assert f"At the start on vm2, machine: load 9.50 on 2 CPUs; others used 0.0 CPU. {busy}" \
         in text
+
+
+def test_a_plan_size_its_kernels_cannot_make_is_refused(tmp_path: Path) -> None:
+    """R17-9: every shard says 8 boots, where 2 kernels of 3 boots each make 6."""
+    one, two = shards(AA, tmp_path, change=lambda i, meta, s: meta["shard"].update(
+        plan_boots=8))
+    assert merge_refused(one, two, out=tmp_path / "merged") == (
+        f"faultbench merge: {one}: its shard is of a plan of 8 boots, and its kernels and "
+        "boots per kernel make 6")

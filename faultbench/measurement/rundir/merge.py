@@ -275,16 +275,17 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             raise MergeError(f"{part.path} and {by_index[shard['index']].path} are both shard "
                              f"{shard['index']}/{count}: their boots are duplicates")
         by_index[shard["index"]] = part
+    # which shards are absent first: the set given is what the user fixes
+    missing = [i for i in range(1, count + 1) if i not in by_index]
+    if missing:
+        raise MergeError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: give "
+                         "every shard's run directory")
     plan = _plan(first)
     if len(plan) != plan_boots:
         raise MergeError(f"{first.path}: its shard is of a plan of {plan_boots} boots, and its "
                          f"kernels and boots per kernel make {len(plan)}")
     for part in parts:
         _check_plan(part, plan)
-    missing = [i for i in range(1, count + 1) if i not in by_index]
-    if missing:
-        raise MergeError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: give "
-                         "every shard's run directory")
     boots: dict[int, dict[str, Any]] = {}
     samples: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
