@@ -18,7 +18,24 @@ def _int(value: Any, low: int, high: int) -> bool:
 
 def meta_problem(meta: dict[str, Any], repetitions: int) -> str | None:
     """What is wrong with meta.json's provenance, epoch, command, kernels or boots."""
-    return provenance_problem(meta) or epoch_problem(meta) or booted_problem(meta, repetitions)
+    return (provenance_problem(meta) or epoch_problem(meta) or merged_problem(meta)
+            or booted_problem(meta, repetitions))
+
+
+def merged_problem(meta: dict[str, Any]) -> str | None:
+    """Why a merged run's `merged` record (merge.py: its kind and the parts it came from) is
+    not one, or None (a run not merged has none). A part's machine names its samples'
+    machine, a key every reader groups by."""
+    if "merged" not in meta:
+        return None
+    merged = meta["merged"]
+    if not (isinstance(merged, dict) and merged.get("kind") in ("shards", "machines")
+            and isinstance(merged.get("from"), list)):
+        return "merged is not {kind: shards or machines, from: [parts]}"
+    for index, part in enumerate(merged["from"]):
+        if not (isinstance(part, dict) and isinstance(part.get("machine"), str | None)):
+            return f"merged.from[{index}] is not a part whose machine is a name or null"
+    return None
 
 
 def provenance_problem(meta: dict[str, Any]) -> str | None:
