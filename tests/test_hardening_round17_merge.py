@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from analysis_runs import faultbench
 from test_hardening_round5_merge import _copy as other_machine
 from test_hardening_round5_merge import merge_refused
@@ -206,3 +207,19 @@ def test_a_plan_size_its_kernels_cannot_make_is_refused(tmp_path: Path) -> None:
     assert merge_refused(one, two, out=tmp_path / "merged") == (
         f"faultbench merge: {one}: its shard is of a plan of 8 boots, and its kernels and "
         "boots per kernel make 6")
+
+
+PROFILED = RESULTS / "tcg-icount-profile-kernels"  # kernels 6.1, 6.12; 3 boots each
+
+
+@pytest.mark.parametrize("line", [{"boot": [0]}, {"scenario": "x", "boot": 0, "round": 1}])
+def test_a_shard_profile_line_readers_would_skip_is_refused(tmp_path: Path,
+                                                           line: Record) -> None:
+    """R18-2: merge read profile lines only as JSON objects and renumbered their boots: a
+    list there ended in `unhashable type: 'list'`."""
+    one, two = shards(PROFILED, tmp_path)
+    with (two / "profiles.jsonl").open("a") as fh:
+        fh.write(json.dumps(line) + "\n")
+    count = len((two / "profiles.jsonl").read_text().splitlines())
+    refusal = merge_refused(one, two, out=tmp_path / "merged")
+    assert refusal.startswith(f"faultbench merge: {two / 'profiles.jsonl'}: profile {count}: ")

@@ -28,7 +28,7 @@ from typing import Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
-from faultbench.measurement.rundir.checks import UNSET
+from faultbench.measurement.rundir.checks import UNSET, profile_problem
 from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -88,6 +88,10 @@ def _read(path: Path) -> Part:
         check_samples_match(meta, samples, path / SAMPLES)
         with run_file_lines(directory, PROFILES, most) as lines:
             profiles, _ = parse_samples(lines or (), path / PROFILES, strict=True)
+        # renumbered and copied as they are: one the readers would skip is refused here
+        for number, record in enumerate(profiles, 1):
+            if (why := profile_problem(record)) is not None:
+                raise MergeError(f"{path / PROFILES}: profile {number}: {why}")
         reports = {}
         if directory.is_dir(BOOTS_DIR):
             with SafeDir.reading(path / BOOTS_DIR) as boots:
