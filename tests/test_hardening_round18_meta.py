@@ -1,6 +1,7 @@
 """Round eighteen, meta.json's `merged` record read back unchecked (R18-1): a part's machine
 given as a list or an object made report, compare, merge and run --resume end in a traceback
-(`unhashable type: 'list'`). Copies of a shipped run; the real commands."""
+(`unhashable type: 'list'`); `run --resume` of a finished merge of machines told the user to
+resume it on another host (R18-7). Copies of a shipped run; the real commands."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from analysis_runs import faultbench
+from console import one_line
 from inprocess import in_process
+from test_hardening_round5_merge import _copy as other_machine
 
 from faultbench.measurement.rundir.meta_checks import merged_problem
 
@@ -45,3 +49,17 @@ def test_a_merged_record_of_names_passes() -> None:
     assert merged_problem({"merged": {"kind": "machines", "from": [
         {"machine": "vm"}, {"machine": None}]}}) is None
     assert merged_problem({}) is None
+
+
+def test_a_merge_of_machines_is_finished_not_of_another_host(tmp_path: Path) -> None:
+    """R18-7: `run --resume` of a merge of machines said it was measured on another host
+    ("resume it on that kernel and host"); merge takes finished runs only."""
+    other = other_machine(RUN, tmp_path / "there")
+    merged = tmp_path / "merged"
+    assert in_process("merge", RUN, other, "--out", merged).returncode == 0
+    finished = json.loads((merged / "meta.json").read_text())["finished_utc"]
+    done = faultbench("run", "--resume", merged, "-q", check=False)
+    assert done.returncode == 2, done.stderr
+    assert one_line(done.stderr) == (
+        f"faultbench run: {merged} finished at {finished}; nothing to resume (faultbench "
+        f"report {merged} shows it)")

@@ -170,6 +170,11 @@ def _run(args: argparse.Namespace) -> int:
             if args.jobs is not None:
                 raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
                                "not in booted guests")
+            merged = meta.get("merged")
+            if (isinstance(merged, dict) and merged.get("kind") == "machines"
+                    and isinstance(meta.get("finished_utc"), str)):
+                # merge takes finished runs only; no one host could measure it again
+                raise nothing_to_resume(args.resume, meta["finished_utc"])
             refuse_other_harness(meta, args.resume)
             refuse_other_machine(meta, args.resume)  # before a knob is put back
             _restore_knobs(meta)
