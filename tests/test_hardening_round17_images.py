@@ -3,7 +3,8 @@ whole image before it asked who owns it: a sparse 64 GiB file another user plant
 hashing zeros for two minutes, and `run --resume` did the same (R17-1). An image over the
 512 MiB a boot copies was accepted, the run directory made, and every boot and every resume
 failed on that cap, in words for a results file ("the ones it writes are far smaller")
-(R17-7). Fake images with a bzImage setup header, sparse where large; no guest is booted."""
+(R17-7). A resumed run whose image path had become a link passed its check and failed every
+boot (R18-5). Fake images with a bzImage setup header, sparse where large; no guest is booted."""
 
 from __future__ import annotations
 
@@ -112,3 +113,18 @@ def test_measure_refuses_an_image_over_the_cap_before_qemu_reads_it(
     assert line == (f"faultbench measure: --kernel {image}: {image} is 600,000,000 bytes, "
                     f"over the {IMAGE_MAX:,} a kernel image may have (a bzImage is about 10 "
                     "MB): too large to be one")
+
+
+def test_resume_refuses_an_image_path_that_became_a_link(tmp_path: Path) -> None:
+    """R18-5: a root-owned link to the same image passed check_unchanged, and each boot then
+    failed on it ("does not read results through one"), recorded as a failed attempt."""
+    image = fake_image(tmp_path / "image", 1 << 16)
+    kernel = {"label": "k", "image": str(image), "sha256": parse_kernel(str(image)).sha256}
+    check_unchanged(kernel)
+    image.rename(tmp_path / "moved")
+    image.symlink_to(tmp_path / "moved")
+    with pytest.raises(RunError) as refusal:
+        check_unchanged(kernel)
+    assert str(refusal.value) == (
+        f"kernel k: {image} is a symbolic link now, where the run started with the image "
+        "itself: put the image back at that path to finish it, or start a new run")

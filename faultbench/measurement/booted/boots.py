@@ -223,6 +223,11 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
     """A resumed run boots the very images it started with, or its boots are not comparable:
     their sha256 is the run's identity (each boot checks it again, pinned_copy)."""
     image = kernel["image"]
+    if os.path.islink(image):  # the run recorded the image it resolved; each boot's copy
+        # (pinned_copy) never reads through a link, so every boot would fail
+        raise RunError(printable(f"kernel {kernel['label']}: {image} is a symbolic link now, "
+                                 "where the run started with the image itself: put the image "
+                                 "back at that path to finish it, or start a new run"))
     try:
         with os.fdopen(open_regular(image), "rb") as fh:
             why = image_refusal(image, fh.fileno())
