@@ -248,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
     if args.kernel:
         from faultbench.measurement.booted import guest
         from faultbench.measurement.booted.imagecheck import image_refusal
+        from faultbench.measurement.rundir.regular import open_regular
 
         kvm, clock = guest.resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
@@ -258,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         guest.check_image_path(os.path.abspath(args.kernel))
         # QEMU reads the image itself: refused as a run's image is (its owner, its size)
         real = os.path.realpath(args.kernel)
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_regular(real)
         try:
             why = image_refusal(real, fd)
         finally:
