@@ -31,7 +31,8 @@ def in_process(*argv: str | Path, stdout: IO[str] | None = None,
 
     out, err = stdout or io.StringIO(), io.StringIO()
     previous = signal.signal(signal.SIGALRM, hung) if timeout_s else None
-    signal.alarm(timeout_s)
+    if timeout_s:  # alarm(0) would cancel an alarm of the calling test's
+        signal.alarm(timeout_s)
     try:
         with redirect_stdout(out), redirect_stderr(err):
             try:
@@ -39,8 +40,8 @@ def in_process(*argv: str | Path, stdout: IO[str] | None = None,
             except SystemExit as exc:  # argparse
                 code = exc.code if isinstance(exc.code, int) else 1
     finally:
-        signal.alarm(0)
         if previous is not None:
+            signal.alarm(0)
             signal.signal(signal.SIGALRM, previous)
     text = out.getvalue() if isinstance(out, io.StringIO) else ""
     return subprocess.CompletedProcess([str(a) for a in argv], code, text, err.getvalue())
