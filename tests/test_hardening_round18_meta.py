@@ -47,7 +47,10 @@ def test_a_merged_record_that_is_none_is_refused_in_one_line(
 
 def test_a_merged_record_of_names_passes() -> None:
     assert merged_problem({"merged": {"kind": "machines", "from": [
-        {"machine": "vm"}, {"machine": None}]}}) is None
+        {"machine": "vm"}, {"machine": "vm2"}]}}) is None
+    assert merged_problem({"boots": [{}, {}], "merged": {"kind": "shards", "from": [
+        {"machine": "vm", "shard": {"index": 2, "count": 2, "plan_boots": 2}},
+        {"machine": None, "shard": {"index": 1, "count": 2, "plan_boots": 2}}]}}) is None
     assert merged_problem({}) is None
 
 

@@ -38,6 +38,7 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
     # kernels' labels and the boot they were measured in, which booted that kernel
     labels = {k["label"] for k in meta.get("kernels") or []} or {None}
     boots = {b["index"]: b["kernel"] for b in meta.get("boots") or []} or {None: None}
+    _check_parts_sampled(meta, records, path)
     machines = _machines(meta)
     for record in records:
         name, kernel, boot = record.get("scenario"), record.get("kernel"), record.get("boot")
@@ -71,6 +72,25 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
         else:
             continue
         raise ResultsError(f"{path}: {problem}: the two files are from different runs")
+
+
+def _check_parts_sampled(meta: dict[str, Any], records: list[dict[str, Any]],
+                         path: Path) -> None:
+    """Refuse a merge of machines recording a machine none of its samples is of: the report
+    names each part's host and how busy it was, so one such part named a host no sample
+    comes from, and 400,000 of them (46 MB of meta.json) made a header of as many. The
+    parts' machines are names, each once (check_meta), and each sample's is one of them
+    (check_samples_match): no more parts than the samples have machines makes them those."""
+    merged, parts = meta.get("merged"), merged_parts(meta)
+    if not (isinstance(merged, dict) and merged.get("kind") == "machines"):
+        return
+    sampled = {record.get("machine") for record in records}
+    if len(parts) > len(sampled):
+        # the parts' machines are distinct: one of the first len(sampled) + 1 is no sample's
+        ghost = next(p["machine"] for p in parts if p["machine"] not in sampled)
+        raise ResultsError(f"{path}: has no sample of machine {short(ghost)}, which its "
+                           f"{META} records merging ({len(parts):,} machines, samples of "
+                           f"{len(sampled):,}): the two files are from different runs")
 
 
 def samples_fingerprint(records: Iterable[dict[str, Any]]) -> str:

@@ -25,7 +25,9 @@ def meta_problem(meta: dict[str, Any], repetitions: int) -> str | None:
 def merged_problem(meta: dict[str, Any]) -> str | None:
     """Why a merged run's `merged` record (merge.py: its kind and the parts it came from) is
     not one, or None (a run not merged has none). A part's machine names its samples'
-    machine, a key every reader groups by."""
+    machine, a key every reader groups by. The report names every part (its host, how busy
+    it was), so the parts are as many as merge can have written: each shard of the plan
+    once, or each machine once (that each is a machine of the samples, identity checks)."""
     if "merged" not in meta:
         return None
     merged = meta["merged"]
@@ -35,6 +37,35 @@ def merged_problem(meta: dict[str, Any]) -> str | None:
     for index, part in enumerate(merged["from"]):
         if not (isinstance(part, dict) and isinstance(part.get("machine"), str | None)):
             return f"merged.from[{index}] is not a part whose machine is a name or null"
+    if merged["kind"] == "shards":
+        return _shards_problem(merged["from"], len(meta.get("boots", [])))
+    machines: dict[str, int] = {}
+    for index, part in enumerate(merged["from"]):
+        if not part["machine"] or part.get("shard") is not None:
+            return f"merged.from[{index}] is a shard or no machine in a merge of machines"
+        if (first := machines.setdefault(part["machine"], index)) != index:
+            return f"merged.from[{index}] is the machine of merged.from[{first}] again"
+    return None
+
+
+def _shards_problem(parts: list[dict[str, Any]], boots: int) -> str | None:
+    """Why the parts of a merge of shards are not shards I/N of one N, each I once, of the
+    plan of the run's `boots`, or None."""
+    count, indices = None, set()
+    for index, part in enumerate(parts):
+        shard = part.get("shard")
+        if not (isinstance(shard, dict) and _int(shard.get("plan_boots"), boots, boots)
+                and _int(shard.get("count"), 1, boots)
+                and _int(shard.get("index"), 1, shard["count"])):
+            return (f"merged.from[{index}] is not a shard I/N of the plan of its {boots} "
+                    "boots in a merge of shards")
+        count = count or shard["count"]
+        if shard["count"] != count:
+            return (f"merged.from[{index}] is a shard of {shard['count']} and merged.from[0] "
+                    f"one of {count}: not shards of one split")
+        if shard["index"] in indices:
+            return f"merged.from[{index}] is shard {shard['index']}/{count} again"
+        indices.add(shard["index"])
     return None
 
 
