@@ -1,6 +1,8 @@
 """Round eighteen, merged runs: meta.json's `merged.from` (the parts of a merge) was not checked
 against the samples, so one added part made the report and `report --json` name a host no
-sample comes from, and 400,000 added parts a report of 1.25M lines after a minute (R18-3).
+sample comes from, and 400,000 added parts a report of 1.25M lines after a minute (R18-3);
+`merge` took parts measured by different faultbench versions and credited every sample to
+the first part's (R18-4).
 Copies of shipped runs merged by the real `merge` (shards split as `run --shard` splits the
 plan; no guest is booted), then edited; the real commands."""
 
@@ -15,6 +17,7 @@ import pytest
 from analysis_runs import faultbench
 from console import one_line
 from test_hardening_round5_merge import _copy as other_machine
+from test_hardening_round5_merge import merge_refused
 from test_hardening_round17_merge import AA, RESULTS, shards
 
 Meta = dict[str, Any]
@@ -132,3 +135,22 @@ def test_real_merges_of_machines_and_of_shards_load(fleet: Path, merged_shards: 
     for run, host in ((fleet, "vm, vm2"), (merged_shards, "vm")):
         done = faultbench("report", run, "--json")
         assert json.loads(done.stdout)["host"] == host
+
+
+
+def _older(meta: Meta) -> None:
+    meta.update(faultbench_version="0.3.0")
+    meta["provenance"]["faultbench"] = {"version": "0.3.0", "git_revision": "abc"}
+
+
+def test_merge_refuses_parts_of_different_faultbench_versions(tmp_path: Path) -> None:
+    """Machines (the hostile pass's case: 0.5.0 and 0.3.0, one harness epoch), and shards."""
+    here = RESULTS / "native-quick"
+    older = _edited(other_machine(here, tmp_path / "there", "vm2"), tmp_path / "older", _older)
+    first, second = shards(AA, tmp_path / "shards",
+                           change=lambda index, meta, _: _older(meta) if index == 2 else None)
+    for one, other in ((here, older), (first, second)):
+        assert merge_refused(one, other, out=tmp_path / "merged") == (
+            f"faultbench merge: {other} was measured by faultbench 0.3.0 and {one} by 0.5.0: "
+            "the merged run would credit every part's samples to one version; merge parts "
+            "measured by one faultbench version")

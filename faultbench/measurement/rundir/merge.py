@@ -9,11 +9,12 @@ Two kinds, never mixed:
   as a factor: one machine's rows are never pooled with another's.
 
 Everything that would make the parts incomparable is refused in one line: another
-workload, kernel (by sha256), plane, clock or harness epoch; shards of another boot plan
-(kernels in another order, a boot not the one its plan position has); a boot or machine given
-twice; a missing shard; a native run not finished. The output is a normal run directory (meta.json,
-samples.jsonl, pyperf.json), written through results.RunDir, meta.json last: a merge that
-fails leaves its --out empty. Standard library only (pyperf for pyperf.json, as every run).
+workload, kernel (by sha256), plane, clock, harness epoch or faultbench version; shards of
+another boot plan (kernels in another order, a boot not the one its plan position has); a
+boot or machine given twice; a missing shard; a native run not finished. The output is a
+normal run directory (meta.json, samples.jsonl, pyperf.json), written through
+results.RunDir, meta.json last: a merge that fails leaves its --out empty. Standard library
+only (pyperf for pyperf.json, as every run).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from faultbench.measurement.rundir.results import (
 )
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import BootShare, unmeasured, utc_now
+from faultbench.measurement.spec import clipped
 
 # What must be equal for runs to be parts of one: meta.json keys, and how a refusal names
 # them. The workload's file path may differ between machines; its content may not. So may
@@ -149,6 +151,21 @@ def _check_same(parts: list[Part], keys: Iterable[tuple[str, str]]) -> None:
                                  "not parts of one run")
 
 
+def _check_version(parts: list[Part]) -> None:
+    """Refuse parts measured by different faultbench versions, as `run --resume` refuses to
+    add another version's samples to a run: the merged meta.json records one version (the
+    first part's), to which compare's harness notes then credit every part's samples; and
+    nothing says what else another version changed."""
+    first = parts[0]
+    version = first.meta.get("faultbench_version")
+    for part in parts[1:]:
+        if (other := part.meta.get("faultbench_version")) != version:
+            raise MergeError(f"{part.path} was measured by faultbench {clipped(str(other), 40)} "
+                             f"and {first.path} by {clipped(str(version), 40)}: the merged run "
+                             "would credit every part's samples to one version; merge parts "
+                             "measured by one faultbench version")
+
+
 def _kernels(meta: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, sha256) in --kernel order: the order makes the boot plan (boot_order)."""
     return [(k["label"], k["sha256"]) for k in meta.get("kernels", [])]
@@ -190,6 +207,7 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
         raise MergeError(f"{one} booted kernels and {other} did not: merge shards of one "
                          "booted run, or native runs of different machines")
     _check_same(parts, SAME)
+    _check_version(parts)
     if booted[0]:
         meta, samples, profiles, reports = _shards(parts)
     else:
