@@ -122,6 +122,9 @@ def _shard(index: int, count: int) -> Callable[[Meta], None]:
     (lambda m: _parts(m)[1]["shard"].update(plan_boots=7), NOT_A_SHARD.format(1)),
     # 20,000 more parts, of a split into 9: more shards than the plan's 6 boots
     (lambda m: [_shard(3 + i, 9)(m) for i in range(20000)], NOT_A_SHARD.format(2)),
+    # a shard's host, printed in the report's header: no machine's is longer
+    (lambda m: _parts(m)[1].update(machine="h" * 65),
+     "meta.json: merged.from[1]'s machine is longer than uname's 64 bytes"),
 ])
 def test_a_merge_of_shards_records_each_shard_of_one_split_once(
         merged_shards: Path, tmp_path: Path, edit: Callable[[Meta], None],
@@ -135,7 +138,6 @@ def test_real_merges_of_machines_and_of_shards_load(fleet: Path, merged_shards: 
     for run, host in ((fleet, "vm, vm2"), (merged_shards, "vm")):
         done = faultbench("report", run, "--json")
         assert json.loads(done.stdout)["host"] == host
-
 
 
 def _older(meta: Meta) -> None:

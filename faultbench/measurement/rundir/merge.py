@@ -31,6 +31,7 @@ from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.rundir.checks import UNSET, profile_problem
 from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
+from faultbench.measurement.rundir.meta_checks import UTS_MAX_BYTES
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
@@ -57,9 +58,6 @@ SAME = (("workload", "workload"), ("scenarios", "scenarios"), ("plane", "plane")
         ("clock", "clock"), ("harness_epoch", "harness epoch"))
 SAME_BOOTED = (("boots_per_kernel", "boots per kernel"), ("guest_memory", "guest memory"))
 _MAY_DIFFER = {"workload": ("file",), "clock": ("qemu",)}
-# uname's fields hold at most 64 bytes (__NEW_UTS_LEN): a longer host name or release is no
-# machine's, and would label every row and figure of the merged run
-UTS_MAX_BYTES = 64
 
 
 class MergeError(FaultbenchError, ValueError):

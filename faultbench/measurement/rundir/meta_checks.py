@@ -22,6 +22,11 @@ def meta_problem(meta: dict[str, Any], repetitions: int) -> str | None:
             or booted_problem(meta, repetitions))
 
 
+# uname's fields hold at most 64 bytes (__NEW_UTS_LEN): a longer host name or release is no
+# machine's, and would label every row and figure of the merged run
+UTS_MAX_BYTES = 64
+
+
 def merged_problem(meta: dict[str, Any]) -> str | None:
     """Why a merged run's `merged` record (merge.py: its kind and the parts it came from) is
     not one, or None (a run not merged has none). A part's machine names its samples'
@@ -37,6 +42,9 @@ def merged_problem(meta: dict[str, Any]) -> str | None:
     for index, part in enumerate(merged["from"]):
         if not (isinstance(part, dict) and isinstance(part.get("machine"), str | None)):
             return f"merged.from[{index}] is not a part whose machine is a name or null"
+        name = part["machine"] or ""
+        if len(name.encode("utf-8", "surrogatepass")) > UTS_MAX_BYTES:
+            return f"merged.from[{index}]'s machine is longer than uname's {UTS_MAX_BYTES} bytes"
     if merged["kind"] == "shards":
         return _shards_problem(merged["from"], len(meta.get("boots", [])))
     machines: dict[str, int] = {}
