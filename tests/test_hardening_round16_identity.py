@@ -37,7 +37,8 @@ def _first(**values: Any) -> Callable[[list[Record]], None]:
 
 def _relabelled(records: list[Record]) -> None:
     """R16-2's repro: one native sample made an instruction-clock one, 50x slower."""
-    records[0].update(plane="tcg-icount", clock="icount", touch_ns=records[0]["touch_ns"] * 50)
+    records[0].update(plane="tcg-icount", clock="icount", touch_ns=records[0]["touch_ns"] * 50,
+                      ns_per_page=records[0]["ns_per_page"] * 50)
 
 
 CASES = {

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from faultbench.commands import check_text, filesystem_errors
+from faultbench.commands import ArgumentError, check_text, filesystem_errors
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,6 +41,12 @@ def run(args: argparse.Namespace) -> int:
     check_text(args.out, "--out")
     if args.json:
         from faultbench.analysis.report import report_data
+
+        given = [option for option, value in (("--baseline", args.baseline), ("--out", args.out),
+                                              ("--no-figures", args.no_figures)) if value]
+        if given:
+            raise ArgumentError(f"{' and '.join(given)} with --json: --json prints what the "
+                                "report computes, without its sweep tables, and writes nothing")
 
         print(json.dumps(report_data(Path(args.run_dir), args.strict), indent=2, allow_nan=False))
         return 0

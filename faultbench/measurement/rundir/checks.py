@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any
 
 from faultbench.measurement.knobs.catalog import MAX_KNOBS, is_knob_name
@@ -221,6 +222,22 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
         if not record["touch_ns"]:
             return (f"{where}: status ok with touch_ns 0 (a loop below the clock's "
                     "resolution: not a measurement)")
+        return _per_page_problem(record, where)
+    return None
+
+
+def _per_page_problem(record: dict[str, Any], where: str) -> str | None:
+    """Why an ok sample's per-page values are not its counts over pages_touched (what the
+    measurement writes), or None: any other value is no measurement, and one as small as a
+    denormal overflows the ratio of two samples that compare estimates."""
+    faults = (None if record["faults_minor"] is None or record["faults_major"] is None
+              else record["faults_minor"] + record["faults_major"])
+    for key, counts, counted in (("ns_per_page", "touch_ns", record["touch_ns"]),
+                                 ("faults_per_page", "faults_minor + faults_major", faults)):
+        if counted is not None and not math.isclose(record[key], counted / record["pages_touched"],
+                                                    rel_tol=1e-9):
+            return (f"{where}: {key} is {short(record[key])}, not its {counts} over "
+                    "pages_touched")
     return None
 
 
