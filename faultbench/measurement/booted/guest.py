@@ -320,6 +320,8 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
         raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
+    # virtme-ng's temp files (virtme_ret*) into the scratch: a killed vng never removes them
+    host_env["TMPDIR"] = scratch
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=host_env, start_new_session=True)
