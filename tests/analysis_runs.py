@@ -81,7 +81,7 @@ warmups = 1
 
 [defaults]
 backing = "memfd"
-size = "16M"
+size = "4M"
 
 [[matrix]]
 pattern = ["seq", "sparse"]
