@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 from collections import Counter
@@ -115,15 +116,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.jobs import MAX_JOBS
-    from faultbench.measurement.run_checks import (
-        nothing_to_resume,
-        refuse_other_harness,
-        refuse_other_machine,
-        refuse_relative_dir,
-    )
-    from faultbench.measurement.rundir.results import ResultsError, RunDir, nothing_left
+    from faultbench.measurement.rundir.results import ResultsError, RunDir
     from faultbench.measurement.runner import RunError, execute, start, utc_now
     from faultbench.measurement.signals import INTERRUPTED, exit_status
     from faultbench.measurement.workload import (
@@ -157,26 +151,11 @@ def _run(args: argparse.Namespace) -> int:
             raise RunError("--clock chooses the booted guests' clock; give --kernel too (the "
                            "running kernel is timed on the wall clock)")
         if args.resume:
-            run_dir = RunDir.existing(Path(args.resume))
+            run_dir = RunDir.existing(Path(args.resume),
+                                      refuse=functools.partial(_refuse_resume, args))
             meta = run_dir.read_meta()
             if meta.get("kernels"):
-                if nothing_left(meta):
-                    raise nothing_to_resume(args.resume, meta["finished_utc"])
-                refuse_other_harness(meta, args.resume)  # its kernels: checked by sha256
-                refuse_relative_dir(meta, args.resume)  # a native run's: in execute()
-                guest.check_timeouts_from_env()  # before a boot is marked running
-                guest.check_shared_dir(str(run_dir.path))
                 return _booted(run_dir, args.quiet, args.jobs)
-            if args.jobs is not None:
-                raise RunError(f"--jobs: {args.resume} runs on this machine's own kernel, "
-                               "not in booted guests")
-            merged = meta.get("merged")
-            if (isinstance(merged, dict) and merged.get("kind") == "machines"
-                    and isinstance(meta.get("finished_utc"), str)):
-                # merge takes finished runs only; no one host could measure it again
-                raise nothing_to_resume(args.resume, meta["finished_utc"])
-            refuse_other_harness(meta, args.resume)
-            refuse_other_machine(meta, args.resume)  # before a knob is put back
             _restore_knobs(meta)
             if not any(s["knobs"] for s in meta["scenarios"]):  # (a knob writer: locked)
                 from faultbench.measurement import machine
@@ -313,22 +292,60 @@ def recorded_command(argv: list[str]) -> list[str]:
     return command
 
 
+def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, Any]) -> None:
+    """What refuses `run --resume` of the run of `meta` (checked): asked before a file of
+    it is renewed (RunDir.existing), so a refused resume writes nothing."""
+    from faultbench.measurement.booted import guest
+    from faultbench.measurement.run_checks import (
+        nothing_to_resume,
+        refuse_other_harness,
+        refuse_other_machine,
+        refuse_relative_dir,
+    )
+    from faultbench.measurement.rundir.results import nothing_left
+    from faultbench.measurement.runner import RunError, unmeasured
+    from faultbench.measurement.spec import shown
+
+    path = args.resume
+    if meta.get("kernels"):
+        if nothing_left(meta):
+            raise nothing_to_resume(path, meta["finished_utc"])
+        refuse_other_harness(meta, path)  # its kernels: checked by sha256
+        refuse_relative_dir(meta, path)  # a native run's: in execute()
+        guest.check_timeouts_from_env()  # before a boot is marked running
+        guest.check_shared_dir(str(run_dir.path))
+        from faultbench.measurement.booted.boots import check_unchanged
+
+        for kernel in meta["kernels"]:
+            check_unchanged(kernel)
+        return
+    if args.jobs is not None:
+        raise RunError(f"--jobs: {path} runs on this machine's own kernel, not in booted "
+                       "guests")
+    merged = meta.get("merged")
+    if (isinstance(merged, dict) and merged.get("kind") == "machines"
+            and isinstance(meta.get("finished_utc"), str)):
+        # merge takes finished runs only; no one host could measure it again
+        raise nothing_to_resume(path, meta["finished_utc"])
+    refuse_other_harness(meta, path)
+    refuse_other_machine(meta, path)  # before a knob is put back
+    if meta.get("finished_utc") and not unmeasured(meta, run_dir.read_samples(strict=False),
+                                                   None):
+        # execute() says so too, of the samples as the renewal left them
+        raise nothing_to_resume(path, shown(meta["finished_utc"]))
+    refuse_relative_dir(meta, path)
+
+
 def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     """Every boot of the run's plan not yet done, `jobs` guests at once (None: the default
     for the run's clock); pyperf.json and the summary on the host."""
-    from faultbench.measurement.booted.boots import (
-        check_unchanged,
-        guest_memory,
-        run_boots,
-    )
+    from faultbench.measurement.booted.boots import guest_memory, run_boots
     from faultbench.measurement.booted.clocks import run_clock
     from faultbench.measurement.booted.jobs import jobs_record
     from faultbench.measurement.rundir.results import resume_command
     from faultbench.measurement.runner import utc_now
 
     meta = run_dir.read_meta()
-    for kernel in meta["kernels"]:  # refused before anything is written
-        check_unchanged(kernel)
     record, warning = jobs_record(jobs, run_clock(meta), guest_memory(meta),
                                   sum(boot["status"] != "ok" for boot in meta["boots"]))
     if warning:

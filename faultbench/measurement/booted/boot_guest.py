@@ -21,15 +21,10 @@ from pathlib import Path
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.rundir.provenance import collect, file_dir
 from faultbench.measurement.rundir.results import BOOTS_DIR, RunDir
+from faultbench.measurement.rundir.runfiles import boot_dir_name
 from faultbench.measurement.runner import BootShare, execute
 from faultbench.measurement.signals import INTERRUPTED, exit_status
 from faultbench.measurement.spec import Spec
-
-
-def boot_dir_name(index: int) -> str:
-    """boots/<index>.d: where boot `index` writes its samples. Here, not in boots.py: the
-    guest would import the host's side (guest.py, the jobs loop) for it, seconds under TCG."""
-    return f"{index}.d"
 
 
 def main(argv: list[str] | None = None) -> int:

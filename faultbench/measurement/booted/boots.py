@@ -29,7 +29,6 @@ from typing import IO, Any
 
 from faultbench.errors import not_a_file, printable
 from faultbench.measurement.booted import guest
-from faultbench.measurement.booted.boot_guest import boot_dir_name
 from faultbench.measurement.booted.boot_order import (
     BootPlanError,
     boot_order,
@@ -61,6 +60,7 @@ from faultbench.measurement.rundir.results import (
     resume_command,
     run_file_lines,
 )
+from faultbench.measurement.rundir.runfiles import boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size

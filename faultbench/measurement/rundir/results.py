@@ -12,7 +12,7 @@ import json
 import os
 import re
 import shlex
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,10 +29,14 @@ from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.meta_checks import meta_problem
 from faultbench.measurement.rundir.renew import renew_files
 from faultbench.measurement.rundir.runfiles import (
+    BOOTS_DIR,
+    DISCARDED,
     MAX_LINES,
     META,
     PROFILES,
+    PYPERF,
     SAMPLES,
+    WORKER_LOG,
     missing_file,
     most_lines,
     read_path,
@@ -44,10 +48,6 @@ from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
 FORMAT = "faultbench-run/1"
-PYPERF = "pyperf.json"
-WORKER_LOG = "worker.log"
-BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
-DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 APPENDED = (SAMPLES, PROFILES, WORKER_LOG, DISCARDED)  # what a run adds to; all else replaced
 # Linux's PATH_MAX (a path the kernel takes, its NUL included) less room for a directory and
 # a file in it of NAME_MAX (255) each: a report's figures/NAME.png, a boot's
@@ -323,10 +323,12 @@ class RunDir:
         self.dir.remove_if_made()
 
     @classmethod
-    def existing(cls, path: Path, any_owner: bool = False) -> RunDir:
+    def existing(cls, path: Path, any_owner: bool = False,
+                 refuse: Callable[[RunDir, dict[str, Any]], None] | None = None) -> RunDir:
         """The run in `path`; unless `any_owner` (the guest, whose host holds it), locked
-        for this process first, and every file of it a copy no other process has open
-        (renew_files)."""
+        for this process first, its meta.json read and checked, `refuse` called with it (it
+        raises what refuses the resume, and only reads), and then every file faultbench
+        writes there a copy no other process has open (renew_files)."""
         run_dir = cls(path, any_owner=any_owner)
         try:
             why = not_a_file(META, dir_fd=run_dir.dir.fd, follow=False)
@@ -339,15 +341,43 @@ class RunDir:
                 run_dir.lock.acquire("being written")
                 for name in APPENDED:  # refused before a resume writes anything
                     run_dir.dir.check_file_owner(name)
+                checked = read_run_file(run_dir.dir, META)
+                meta = parse_meta(checked or b"", path / META)
+                if refuse is not None:
+                    refuse(run_dir, meta)
             run_dir.dir.remove_temp_files()  # atomic writes an interruption cut short
             if not any_owner:
-                # before anything is read: what is read then is what is written on
-                renew_files(run_dir.dir)
+                # before the rest is read: what is read then is what is written on
+                renew_files(run_dir.dir, len(meta.get("boots", [])))
+                if read_run_file(run_dir.dir, META) != checked:
+                    raise ResultsError(f"{path}/{META} changed as it was being resumed: "
+                                       "resume it again")
         except BaseException:
             run_dir.lock.release()  # if taken: a refusal leaves no .lock behind
             run_dir.dir.close()
             raise
         return run_dir
+
+    def read_samples(self, strict: bool = True) -> list[dict[str, Any]]:
+        """Every complete line, strictly (for resuming); a last line cut short by a kill is
+        removed from the file, so the sample is measured again and never half-recorded.
+        Not `strict`: read only, a bad line (one cut short too) skipped."""
+        # a directory holding no meta.json yet has no samples either (a run cut short as it
+        # started); samples without one are refused below, by read_meta
+        meta = self.read_meta() if self.dir.is_file(META) else {}
+        most = most_lines(meta)
+        if strict:
+            self._cut_partial_line(PROFILES, most)  # or the next profile is glued to it
+            self._cut_partial_line(SAMPLES, most)
+        path = self.path / SAMPLES
+        with run_file_lines(self.dir, SAMPLES, most) as lines:
+            if lines is None:
+                return []
+            meta = meta or self.read_meta()
+            records, _ = parse_samples(lines, path, strict=strict, validate=True,
+                                       rounds=run_rounds(meta))
+        check_samples_match(meta, records, path)
+        return records
 
     def read_meta(self) -> dict[str, Any]:
         data = read_run_file(self.dir, META)  # refuses a planted link
@@ -355,25 +385,6 @@ class RunDir:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         self.dir.replace(META, json.dumps(meta, indent=1) + "\n")
-
-    def read_samples(self) -> list[dict[str, Any]]:
-        """Every complete line, strictly (for resuming); a last line cut short by a kill is
-        removed from the file, so the sample is measured again and never half-recorded."""
-        # a directory holding no meta.json yet has no samples either (a run cut short as it
-        # started); samples without one are refused below, by read_meta
-        meta = self.read_meta() if self.dir.is_file(META) else {}
-        most = most_lines(meta)
-        self._cut_partial_line(PROFILES, most)  # or the next profile is glued to it, and lost
-        self._cut_partial_line(SAMPLES, most)
-        path = self.path / SAMPLES
-        with run_file_lines(self.dir, SAMPLES, most) as lines:
-            if lines is None:
-                return []
-            meta = meta or self.read_meta()
-            records, _ = parse_samples(lines, path, strict=True, validate=True,
-                                       rounds=run_rounds(meta))
-        check_samples_match(meta, records, path)
-        return records
 
     def _cut_partial_line(self, name: str, most: int) -> None:
         """The JSON-lines file `name` (if any) cut after its last newline: the rest is what a

@@ -1,6 +1,7 @@
-"""Reading a run's files as untrusted input: meta.json whole, the JSON-lines files
-(samples.jsonl, profiles.jsonl) one bounded line at a time, each file and line under a cap,
-no planted link followed (measurement.rundir.safefile). Standard library only."""
+"""A run directory's files: their names, what a resume renews (run_files), and reading them
+as untrusted input: meta.json whole, the JSON-lines files (samples.jsonl, profiles.jsonl) one
+bounded line at a time, each file and line under a cap, no planted link followed
+(measurement.rundir.safefile). Standard library only."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ from faultbench.measurement.spec import Spec
 META = "meta.json"
 SAMPLES = "samples.jsonl"
 PROFILES = "profiles.jsonl"  # kernel profiles of the profiled samples (docs/results.md)
+PYPERF = "pyperf.json"
+WORKER_LOG = "worker.log"
+BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
+DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 
 # report and load read anyone's run, whose owner can make a file far larger than memory (a
 # sparse one costs nothing). meta.json holds about 1 KB a scenario, and a workload has at
@@ -32,6 +37,39 @@ MAX_LINE_BYTES = {SAMPLES: 1 << 20, PROFILES: 64 << 20}
 # than 512 bytes (an error sample has every field, null: 1.2 KB), so no run within the byte
 # cap has more samples, nor more profiles (one per profiled sample).
 MAX_LINES = MAX_BYTES[SAMPLES] // 512
+
+# Every file faultbench writes in a run directory, and the most bytes each may hold: what a
+# resume renews (measurement.rundir.renew), and nothing else there is opened. The caps are
+# their readers' (MAX_BYTES); discarded.jsonl holds samples set aside, pyperf.json the
+# samples' values, worker.log what the worker says of them, and neither is read back on a
+# resume: each keeps 1 GiB, the one cap all had before. boots/N.json is a boot's machine
+# state, as meta.json holds one; boots/N.d/ gets a copy of meta.json and the boot's own
+# files (its kernel-image is written afresh for each boot, and read by nothing before).
+RUN_FILES = {META: MAX_BYTES[META], SAMPLES: MAX_BYTES[SAMPLES],
+             PROFILES: MAX_BYTES[PROFILES], DISCARDED: MAX_BYTES[SAMPLES],
+             WORKER_LOG: 1 << 30, PYPERF: 1 << 30}
+BOOT_FILES = (META, SAMPLES, PROFILES, WORKER_LOG)
+# All of them together: a boot's files hold its share of the run's samples, profiles and
+# log on their way to the run's own, so a run within its files' caps is within their sum.
+RUN_FILES_MOST = sum(RUN_FILES.values())
+
+
+def boot_dir_name(index: int) -> str:
+    """boots/<index>.d: where boot `index` writes its samples. Here, in the rundir layer the
+    guest imports anyway, not in boots.py: the guest would import the host's side (guest.py,
+    the jobs loop) for it, seconds under TCG."""
+    return f"{index}.d"
+
+
+def run_files(boots: int) -> Iterator[tuple[tuple[str, ...], int]]:
+    """The files faultbench writes in a run directory of `boots` boots (its meta.json's),
+    each as its path's components and its cap."""
+    for name, most in RUN_FILES.items():
+        yield (name,), most
+    for index in range(boots):
+        yield (BOOTS_DIR, f"{index}.json"), MAX_BYTES[META]
+        for name in BOOT_FILES:
+            yield (BOOTS_DIR, boot_dir_name(index), name), RUN_FILES[name]
 
 
 def read_run_file(directory: SafeDir, name: str) -> bytes | None:
