@@ -314,8 +314,24 @@ def test_a_concurrent_resume_is_refused_naming_the_writer(tmp_path: Path) -> Non
     keys = [sample_key(json.loads(line))
             for line in (out / "samples.jsonl").read_text().splitlines()]
     assert len(keys) == len(set(keys))
-    resumed = cli("run", "--resume", out, "-q")  # the lock went with the writer
-    assert resumed.returncode == 0, resumed.stderr
+    # the lock went with the writer: a resume measures (interrupted once it has, rather than
+    # left to measure the ~1000 rounds still to go) and leaves no lock behind it either
+    resumed = subprocess.Popen([*FAULTBENCH, "run", "--resume", out, "-q"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while (out / "samples.jsonl").read_text().count("\n") <= len(keys):
+            assert resumed.poll() is None and time.monotonic() < deadline, "none measured"
+            time.sleep(0.05)
+    finally:
+        resumed.send_signal(signal.SIGINT)
+        _, err = resumed.communicate(timeout=60)
+    lines = said(err)
+    assert len(lines) == 1 and lines[0].startswith("faultbench run: interrupted;"), err
+    assert resumed.returncode == 128 + signal.SIGINT
+    keys = [sample_key(json.loads(line))
+            for line in (out / "samples.jsonl").read_text().splitlines()]
+    assert len(keys) == len(set(keys))
     assert not any(p.name.startswith(".") for p in out.iterdir())
 
 
