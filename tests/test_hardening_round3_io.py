@@ -5,6 +5,8 @@ go, a stopped parent, and booting what is not a kernel.
 Mapper substitutes run for real: the package is copied to a temp directory and its mapper
 program replaced there (by /bin/true, or by a C program built here that writes a hostile
 result), never in the checkout. Run directories are real runs made by `faultbench run`.
+report and compare run in this process (tests/inprocess.py): what they read is tested,
+not their process.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 from analysis_runs import measured_again
 from console import one_line, said
 from images import require_boot_image
+from inprocess import in_process
 
 import faultbench
 from faultbench.analysis.frame import load
@@ -183,7 +186,7 @@ def test_a_mapper_that_does_not_report_fails_its_sample(package_copy: Path,
     samples = [json.loads(line) for line in (tmp_path / "r/samples.jsonl").open()]
     assert samples and all(s["status"] == "error" for s in samples)
     assert json.loads((tmp_path / "r/meta.json").read_text())["finished_utc"]
-    result = fb("report", "r", "--no-figures", env=env, cwd=tmp_path)
+    result = in_process("report", tmp_path / "r", "--no-figures")
     assert "no valid samples" in one_line(result.stderr) and result.returncode == 2
 
 
@@ -192,14 +195,14 @@ def test_ok_samples_without_their_metric(small_run: Path, tmp_path: Path) -> Non
     compare; median_ci over nothing gave a pandas error."""
     nulls = copy_run(small_run, tmp_path / "nulls")
     rewrite_lines(nulls / "samples.jsonl", lambda r: r.update(ns_per_page=None))
-    result = fb("report", str(nulls), "--no-figures")
+    result = in_process("report", nulls, "--no-figures")
     assert "no valid samples" in one_line(result.stderr) and result.returncode == 2
     no_munmap = copy_run(small_run, tmp_path / "no_munmap")
     rewrite_lines(no_munmap / "samples.jsonl", lambda r: r.update(munmap_ns=None))
-    result = fb("report", str(no_munmap), "--no-figures")
+    result = in_process("report", no_munmap, "--no-figures")
     no_traceback(result)
     assert result.returncode == 0, result.stderr
-    result = fb("compare", str(no_munmap), str(small_run), "--metric", "munmap_ns_per_page")
+    result = in_process("compare", no_munmap, small_run, "--metric", "munmap_ns_per_page")
     assert one_line(result.stderr) == (
         "faultbench compare: BASE has no valid values of munmap_ns_per_page")
     df = load(no_munmap)
@@ -215,10 +218,10 @@ def test_tampered_memory_runs(tmp_path: Path, change: dict[str, object]) -> None
     and compare --by fault_around_bytes gave median_ci's pandas error."""
     run = copy_run(RESULTS / "tcg-memory-256M", tmp_path / "memory")
     rewrite_lines(run / "samples.jsonl", lambda r: r.update(change))
-    result = fb("report", str(run), "--no-figures")
+    result = in_process("report", run, "--no-figures")
     no_traceback(result)
     assert result.returncode == 0, result.stderr
-    result = fb("compare", f"{run}:4096", f"{run}:65536", "--by", "fault_around_bytes")
+    result = in_process("compare", f"{run}:4096", f"{run}:65536", "--by", "fault_around_bytes")
     no_traceback(result)
     assert result.returncode in (0, 2), result.stderr
 
@@ -236,7 +239,7 @@ def test_profile_lost_must_be_a_count(small_run: Path, tmp_path: Path, lost: obj
     assert profile_problem({**record, "loop": {**record["loop"], "lost": None}}) is None
     for args in (["report", str(run), "--no-figures"], ["report", str(run), "--json"],
                  ["compare", str(run), str(small_run), "--profile"]):
-        result = fb(*args)
+        result = in_process(*args)
         no_traceback(result)
         assert result.returncode == 0, (args, result.stderr)
     report = (run / "report.txt").read_text()
@@ -275,7 +278,7 @@ def test_resume_cuts_a_partial_profile_line(small_run: Path, tmp_path: Path) -> 
     assert len(after) >= len(profiles)
     assert all(profile_problem(record) is None for record in after)
     assert key in {(r["scenario"], r["round"], r["mapper"]) for r in after}
-    result = fb("report", str(run), "--no-figures")
+    result = in_process("report", run, "--no-figures")
     assert result.returncode == 0 and "skipped" not in (run / "report.txt").read_text()
 
 
