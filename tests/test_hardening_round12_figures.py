@@ -12,14 +12,12 @@ import json
 import os
 import re
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from analysis_runs import faultbench
 from console import one_line
 from test_hardening_round3_input import shm_dir
-from test_hardening_round4_input import SMALL
 from test_hardening_round5_merge import _copy
 
 from faultbench.analysis.figure_text import figure_names
@@ -47,18 +45,29 @@ MATH = "$\\frac{$"
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
-@pytest.fixture(scope="module")
-def groups_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """A break-even per tmpfs directory: `P a` and `P_a`, named apart only by what a file
-    name does not keep, and one of a 220-character name."""
-    base = tmp_path_factory.mktemp("round12-figures")
-    prefix = f"fb-r12-{os.getpid()}"
+def _break_even_run(base: Path, names: list[str]) -> Path:
+    """A real run of BREAK_EVEN, one group per tmpfs directory of `names`."""
     with contextlib.ExitStack() as stack:
-        dirs = [stack.enter_context(shm_dir(name))
-                for name in (f"{prefix} a", f"{prefix}_a", LONG)]
+        dirs = [stack.enter_context(shm_dir(name)) for name in names]
         (base / "w.toml").write_text(BREAK_EVEN.format(dirs=json.dumps(dirs)))
         faultbench("run", base / "w.toml", "--out", base / "run", "-q")
-    yield base / "run"
+    return base / "run"
+
+
+@pytest.fixture(scope="module")
+def groups_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A break-even per tmpfs directory: `P a` and `P_a`, named apart only by what a file
+    name does not keep, and one of a 220-character name."""
+    prefix = f"fb-r12-{os.getpid()}"
+    return _break_even_run(tmp_path_factory.mktemp("round12-figures"),
+                           [f"{prefix} a", f"{prefix}_a", LONG])
+
+
+@pytest.fixture(scope="module")
+def group_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One group: what a run's hostile text does to figures needs each kind of figure (a
+    break-even one included) once, not three break-even figures (a second each to draw)."""
+    return _break_even_run(tmp_path_factory.mktemp("round12-group"), [f"fb-r12-{os.getpid()}"])
 
 
 def _figures(done_stdout: str, figures: Path) -> list[str]:
@@ -115,10 +124,10 @@ def _hostile_copy(run: Path, to: Path, host: str) -> Path:
 
 
 def test_a_runs_control_characters_and_glyphless_text_are_drawn_escaped(
-        groups_run: Path, tmp_path: Path) -> None:
+        group_run: Path, tmp_path: Path) -> None:
     """R12-11: matplotlib warned `Glyph 27 (\\x1b) missing from font(s)` with the raw
     character on stderr; now the figures draw the escapes and nothing raw reaches stderr."""
-    run = _hostile_copy(groups_run, tmp_path / "run", HOSTILE)
+    run = _hostile_copy(group_run, tmp_path / "run", HOSTILE)
     done = faultbench("report", "--out", tmp_path / "out", run, check=False)
     assert done.returncode == 0, done.stderr
     assert not CONTROL.search(done.stderr) and "Glyph" not in done.stderr, done.stderr
@@ -133,9 +142,9 @@ def test_a_runs_control_characters_and_glyphless_text_are_drawn_escaped(
 
 
 def test_a_dollar_in_a_runs_text_is_drawn_not_parsed_as_mathtext(
-        groups_run: Path, tmp_path: Path) -> None:
+        group_run: Path, tmp_path: Path) -> None:
     """R12-11: a host name "h$\\frac{$" ended the report in a mathtext ParseSyntaxException."""
-    run = _hostile_copy(groups_run, tmp_path / "run", MATH)
+    run = _hostile_copy(group_run, tmp_path / "run", MATH)
     done = faultbench("report", "--out", tmp_path / "out", run, check=False)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
@@ -143,26 +152,18 @@ def test_a_dollar_in_a_runs_text_is_drawn_not_parsed_as_mathtext(
     assert f"{MATH}, " in drawn and f"m{MATH} " in drawn
 
 
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("round12-merge")
-    (base / "w.toml").write_text(SMALL)
-    faultbench("run", base / "w.toml", "--out", base / "run", "-q")
-    return base / "run"
-
-
 @pytest.mark.parametrize(("field", "value", "what"), [
     ("host", "h" * 5000, "host name is 5000 bytes"),
     ("kernel", "6." + "1" * 63, "kernel release is 65 bytes")], ids=["host", "release"])
 def test_merge_refuses_a_host_name_or_release_longer_than_uname_gives(
-        small_run: Path, tmp_path: Path, field: str, value: str, what: str) -> None:
+        group_run: Path, tmp_path: Path, field: str, value: str, what: str) -> None:
     """R12-8: merge took a 5000-character machine name, which labelled every row (and
     named figures); uname gives at most 64 bytes."""
-    other = _copy(small_run, tmp_path / "there")
+    other = _copy(group_run, tmp_path / "there")
     meta = json.loads((other / "meta.json").read_text())
     meta["provenance"][field]["name" if field == "host" else "release"] = value
     (other / "meta.json").write_text(json.dumps(meta))
-    done = faultbench("merge", small_run, other, "--out", tmp_path / "out", check=False)
+    done = faultbench("merge", group_run, other, "--out", tmp_path / "out", check=False)
     assert done.returncode == 2, done.stdout
     assert one_line(done.stderr) == (f"faultbench merge: {other}: its provenance's {what}, "
                                      "more than uname's 64: no machine's")
