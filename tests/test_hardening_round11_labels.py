@@ -9,7 +9,9 @@ import json
 import re
 from pathlib import Path
 
+import pytest
 from analysis_runs import faultbench, measured_again, table_row
+from inprocess import in_process
 from test_hardening_round2 import cli, refused
 
 from faultbench.analysis.labels import dir_names
@@ -82,7 +84,7 @@ def test_runs_of_other_seeds_compare_by_seed_and_a_refusal_names_it(tmp_path: Pa
         (tmp_path / f"s{seed}.toml").write_text(SEEDED.format(seed=seed))
         runs.append(tmp_path / f"s{seed}")
         faultbench("run", tmp_path / f"s{seed}.toml", "--out", runs[-1], "-q")
-    refused(cli("compare", *runs), "compare",
+    refused(in_process("compare", *runs), "compare",
             "no scenario in common: they differ in seed (1 vs 2)")
     done = faultbench("compare", f"{runs[0]}:1", f"{runs[1]}:2", "--by", "seed")
     assert "base seed=1, new seed=2" in " ".join(done.stdout.split())
@@ -101,18 +103,20 @@ def test_sessions_of_other_numbers_of_apps_at_the_default_launches_compare(
     (tmp_path / "more.toml").write_text(SESSIONS.replace("apps = [1, 2]", "apps = 1\nlaunches = 3"))
     more = tmp_path / "more"
     faultbench("run", tmp_path / "more.toml", "--out", more, "-q")
-    refused(cli("compare", run, more), "compare", "they differ in launches (2, 4 vs 3)")
+    refused(in_process("compare", run, more), "compare", "they differ in launches (2, 4 vs 3)")
 
 
-def test_a_dir_matches_however_it_is_written(tmp_path: Path) -> None:
+def test_a_dir_matches_however_it_is_written(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
     run, _ = _dirs_run(tmp_path)
     done = cli("run", "dirs.toml", "--only", f"dir={tmp_path}/d1/x/", "--out", "one", "-q",
                cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert {json.loads(line)["spec"]["dir"] for line in (tmp_path / "one" / "samples.jsonl")
             .read_text().splitlines()} == {str(tmp_path / "d1" / "x")}
+    monkeypatch.chdir(tmp_path)  # compare runs in this process (tests/inprocess.py)
     for new in ("d2/x", "d2/x/", f"{tmp_path}/d2//x"):
-        done = cli("compare", f"{run}:d1/x", f"{run}:{new}", "--by", "dir", cwd=tmp_path)
+        done = in_process("compare", f"{run}:d1/x", f"{run}:{new}", "--by", "dir")
         assert done.returncode == 0, done.stderr
         assert table_row(done.stdout, "all")[3] == "2r/2", done.stdout  # one row, both dirs
     assert refused(cli("measure", "--backing", "file", "--dir", "/etc/passwd", "--size", "64K"),
