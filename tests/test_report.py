@@ -38,10 +38,17 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tcg_run(tmp_path_factory)
 
 
-def test_report_writes_tables_and_figures(runs: Runs) -> None:
+@pytest.fixture(scope="module")
+def tiny_report(runs: Runs) -> tuple[str, str]:
+    """`faultbench report` of the tiny run, figures and all (seconds to draw), made once for
+    the tests of what it writes: (its stdout, the report.txt it wrote)."""
     result = faultbench("report", runs.tiny)
-    text = (runs.tiny / "report.txt").read_text()
-    assert text in result.stdout
+    return result.stdout, (runs.tiny / "report.txt").read_text()
+
+
+def test_report_writes_tables_and_figures(runs: Runs, tiny_report: tuple[str, str]) -> None:
+    stdout, text = tiny_report
+    assert text in stdout
     assert not width_ok(text)
     assert os.uname().release in text and "plane native" in " ".join(text.split())
     assert "95% CI: distribution-free order-statistic" in text
@@ -168,8 +175,7 @@ def test_booted_run_rows_per_kernel_with_boots_and_rounds(kernels: Path) -> None
     assert (kernels / "figures" / "kernels.png").stat().st_size < 300_000  # mail-sized
 
 
-def test_known_cis_need_no_legend_note(runs: Runs) -> None:
-    faultbench("report", runs.tiny)
+def test_known_cis_need_no_legend_note(runs: Runs, tiny_report: tuple[str, str]) -> None:
     for name in ("uffd-modes", "mappers", "sparse"):
         assert "CI unknown" not in (runs.tiny / "figures" / f"{name}.svg").read_text()
 
