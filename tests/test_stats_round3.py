@@ -23,7 +23,7 @@ from faultbench.analysis.estimators import POWER, detectable, state_step
 from faultbench.analysis.memory import count_totals, memory_section, sessions
 from faultbench.analysis.profile import phase_costs
 from faultbench.analysis.replicates import ICOUNT_STATE_STEP, compare_rows, footer_note
-from faultbench.analysis.report import report_text, write_report
+from faultbench.analysis.report import write_report
 
 ROOT = Path(__file__).resolve().parent.parent
 COST_MODEL = ROOT / "results" / "tcg-icount-cost-model"
@@ -84,14 +84,25 @@ def test_cost_model_reads_no_profiled_time(twins: tuple[Path, Path]) -> None:
     assert plain and plain == slowed
 
 
-def test_report_tables_read_no_profiled_time(twins: tuple[Path, Path]) -> None:
-    def timing_part(run: Path) -> str:
-        df = _load(run)
-        text = report_text(df, next(iter(df.attrs["meta"].values())))
-        # the profile section shows the profiled samples' own time, as such
-        return text.split("\nKernel profiles (")[0]
+@pytest.fixture(scope="module")
+def reports(twins: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+            ) -> list[tuple[str, dict[str, bytes]]]:
+    """Each twin's report (report_text's tables) and figures (name: SVG), written once:
+    the report of the cost-model run takes seconds, its figures more."""
+    out = tmp_path_factory.mktemp("reports")
+    written = []
+    for i, run in enumerate(twins):
+        text, paths = write_report(run, out=out / str(i))
+        written.append((text, {p.name: p.read_bytes() for p in paths if p.suffix == ".svg"}))
+    return written
 
-    plain, slowed = (timing_part(run) for run in twins)
+
+def test_report_tables_read_no_profiled_time(
+        twins: tuple[Path, Path], reports: list[tuple[str, dict[str, bytes]]]) -> None:
+    for run in twins:
+        _load(run)
+    # the profile section shows the profiled samples' own time, as such
+    plain, slowed = (text.split("\nKernel profiles (")[0] for text, _ in reports)
     assert "medians over rounds (6)" in plain.replace("\n  ", " ")
     assert plain == slowed
 
@@ -105,11 +116,8 @@ def test_compare_reads_no_profiled_time(twins: tuple[Path, Path]) -> None:
     assert plain == slowed
 
 
-def test_figures_draw_no_profiled_time(twins: tuple[Path, Path], tmp_path: Path) -> None:
-    drawn = []
-    for i, run in enumerate(twins):
-        _, paths = write_report(run, out=tmp_path / str(i))
-        drawn.append({p.name: p.read_bytes() for p in paths if p.suffix == ".svg"})
+def test_figures_draw_no_profiled_time(reports: list[tuple[str, dict[str, bytes]]]) -> None:
+    drawn = [svgs for _, svgs in reports]
     assert "break-even.svg" in drawn[0] and drawn[0] == drawn[1]
 
 
