@@ -180,7 +180,8 @@ def _run(tmp_path: Path, name: str) -> Path:
 def test_report_out_refuses_another_runs_directory(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    a, b = _run(tmp_path, "a"), _run(tmp_path, "b")
+    a = _run(tmp_path, "a")
+    b = shutil.copytree(a, tmp_path / "b")  # another run's directory: a copy is one
     assert cli.main(["report", str(b), "--no-figures"]) == 0
     before = (b / "report.txt").read_bytes()
     capsys.readouterr()
