@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from analysis_runs import faultbench, measured_again, table_row
+from inprocess import in_process
 from test_hardening_round2 import cli, refused
 from test_hardening_round11_labels import SEEDED
 
@@ -76,7 +77,7 @@ def test_a_tmpfs_huge_some_scenarios_leave_unset_is_a_row_of_its_own(tmp_path: P
     done = faultbench("compare", f"{run}:always", f"{run}:unset", "--by", "tmpfs_huge")
     assert "new tmpfs_huge=unset" in done.stdout
     assert table_row(done.stdout, "all")[3] == "2r/2", done.stdout  # one row, each side's
-    refused(cli("compare", f"{run}:always", f"{run}:never", "--by", "tmpfs_huge"), "compare",
+    refused(in_process("compare", f"{run}:always", f"{run}:never", "--by", "tmpfs_huge"), "compare",
             "no samples with tmpfs_huge=never (values: always, unset)")
 
 
@@ -127,7 +128,7 @@ def test_knob_values_past_two_to_the_53_stay_apart(tmp_path: Path) -> None:
 def test_seeds_past_two_to_the_53_are_two_seeds(tmp_path: Path) -> None:
     runs = [_run(tmp_path, f"s{seed}", SEEDED.format(seed=seed))
             for seed in (2**53, 2**53 + 1)]
-    refused(cli("compare", *runs), "compare",
+    refused(in_process("compare", *runs), "compare",
             "no scenario in common: they differ in seed (9007199254740992 vs "
             "9007199254740993)")
     done = faultbench("compare", f"{runs[0]}:{2**53}", f"{runs[1]}:{2**53 + 1}", "--by", "seed")
