@@ -24,6 +24,7 @@ import pytest
 from console import one_line
 from groups import HOST
 from images import require_boot_image
+from inprocess import in_process
 
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
 from faultbench.measurement.knobs.knoblock import LOCK_PATH
@@ -128,7 +129,7 @@ def test_root_refuses_a_run_directory_nobody_owns_and_writes_through_no_link(
     # nobody plants links where root will write
     _as_nobody("ln", "-s", str(target), str(run / "report.txt"))
     _as_nobody("ln", "-s", str(shared_dir / "secret"), str(run / "figures"))
-    report = _cli("report", str(run))
+    report = in_process("report", run)  # what report writes, not its process: in this one
     assert report.returncode == 2
     assert f"owned by uid {NOBODY}" in one_line(report.stderr)
     _as_nobody("rm", str(run / "samples.jsonl"))
@@ -150,7 +151,7 @@ def test_links_and_hard_links_in_roots_own_directory_are_never_written_through(
     assert done.returncode == 0, done.stderr
     # a replaced file is renamed over a planted link, never written through it
     (run / "report.txt").symlink_to(target)
-    report = _cli("report", str(run), "--no-figures")
+    report = in_process("report", run, "--no-figures")
     assert report.returncode == 0, report.stderr
     assert target.read_bytes() == before
     assert not (run / "report.txt").is_symlink()
@@ -159,7 +160,7 @@ def test_links_and_hard_links_in_roots_own_directory_are_never_written_through(
     os.link(target, run / "report.txt")
     (run / "figures").mkdir()
     (run / "figures" / "distributions.png").symlink_to(target)
-    report = _cli("report", str(run))
+    report = in_process("report", run)
     assert report.returncode == 0, report.stderr
     assert target.read_bytes() == before
     assert (run / "report.txt").read_text().startswith(report.stdout[:40])

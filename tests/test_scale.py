@@ -31,6 +31,7 @@ import pytest
 from analysis_runs import measured_again
 from groups import HOST, SCALE_RUN
 from images import require_boot_image
+from inprocess import in_process
 
 from faultbench.measurement.booted.boot_order import BootPlanError, shard_positions
 from faultbench.measurement.booted.jobs import HEADROOM_MIB, default_jobs
@@ -328,18 +329,21 @@ def test_native_runs_of_two_machines_merge_with_machine_as_a_factor(tmp_path: Pa
     # a plain copy holds identical samples, which merge refuses as one measurement
     other = _copy(measured_again(tmp_path / "here", tmp_path / "again"), tmp_path / "there",
                   lambda m: m["provenance"]["host"].update(name="other-machine"))
-    done = faultbench("merge", tmp_path / "here", tmp_path / "here", "--out",
-                      tmp_path / "same", check=False)
+    # merge, report and compare in this process (tests/inprocess.py)
+    done = in_process("merge", tmp_path / "here", tmp_path / "here", "--out",
+                      tmp_path / "same")
     assert done.returncode == 2 and f"both from machine {host}" in done.stderr
-    faultbench("merge", tmp_path / "here", other, "--out", tmp_path / "fleet")
+    done = in_process("merge", tmp_path / "here", other, "--out", tmp_path / "fleet")
+    assert done.returncode == 0, done.stderr
     rows = samples(tmp_path / "fleet")
     assert {r["machine"] for r in rows} == {host, "other-machine"}
-    report = faultbench("report", tmp_path / "fleet").stdout
+    done = in_process("report", tmp_path / "fleet", "--no-figures")
+    assert done.returncode == 0, done.stderr
     # never pooled: every row of the table names its machine
-    assert f"machine={host}" in report and "machine=other-machine" in report
-    done = faultbench("compare", f"{tmp_path / 'fleet'}:{host}",
+    assert f"machine={host}" in done.stdout and "machine=other-machine" in done.stdout
+    done = in_process("compare", f"{tmp_path / 'fleet'}:{host}",
                       f"{tmp_path / 'fleet'}:other-machine", "--by", "machine")
-    assert "memfd" in done.stdout
+    assert done.returncode == 0 and "memfd" in done.stdout, done.stderr
     pyperf = json.loads((tmp_path / "fleet" / "pyperf.json").read_text())
     names = {b["metadata"]["name"] for b in pyperf["benchmarks"]}
     assert all(",machine=" in name for name in names)
