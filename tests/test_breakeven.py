@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,7 @@ from groups import HOST
 
 import faultbench as fb
 from faultbench.analysis.breakeven import (
+    CostModel,
     break_even,
     cost_models,
     populate_rows,
@@ -73,6 +76,21 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "run"
 
 
+@dataclass(frozen=True)
+class Analysed:
+    """What several tests read of the sweep, computed once: each bootstraps for seconds."""
+
+    models: list[CostModel]
+    json: dict[str, Any]
+    section: str
+
+
+@pytest.fixture(scope="module")
+def analysed(sweep: Path) -> Analysed:
+    df = fb.load(sweep)
+    return Analysed(cost_models(df), report_json(df), report_section(df))
+
+
 @HOST
 def test_the_sweep_switches_fault_around_as_intended(sweep: Path) -> None:
     df = fb.load(sweep)
@@ -110,11 +128,11 @@ def test_crossover_lies_inside_the_window(sweep: Path) -> None:
 
 
 @HOST
-def test_cost_model_gives_what_on_and_off_identify(sweep: Path) -> None:
+def test_cost_model_gives_what_on_and_off_identify(analysed: Analysed) -> None:
     """Natively only two pages-per-fault values exist (off: 1, on: 16): a and b are not
     separately identified and are not printed; the cost of one fault at each value is, and
     c comes from the populate rows' touch-only time."""
-    [model] = cost_models(fb.load(sweep))
+    [model] = analysed.models
     assert model.residual is not None and model.residual <= 0.10
     # only strides inside the 16-page window enter: 5 strides, on and off
     assert len(model.scenarios) == 10 and "stride:32 uffd=none" not in model.scenarios
@@ -134,16 +152,17 @@ def test_cost_model_gives_what_on_and_off_identify(sweep: Path) -> None:
 
 
 @HOST
-def test_report_section_json_and_figure(sweep: Path, tmp_path: Path) -> None:
+def test_report_section_json_and_figure(sweep: Path, analysed: Analysed,
+                                        tmp_path: Path) -> None:
     df = fb.load(sweep)
-    text = report_section(df)
+    text = analysed.section
     assert not width_ok(text)
     text = " ".join(text.split())  # unwrapped
     assert "crossing (touch, headline): stride" in text
     assert "a, ns per fault" not in text and "no a and b: a and b not identified" in text
     assert "c pinned from the populate rows' touch-only time" in text
     assert "it assumes the model is right" in text
-    data = json.loads(json.dumps(report_json(df)))
+    data = json.loads(json.dumps(analysed.json))
     assert set(data) == {"break_even", "cost_model", "floor"}
     entry = data["break_even"][0]
     assert {"stride", "pages_per_window", "ci", "teardown_counted", "missing_strides"} <= set(
@@ -465,12 +484,13 @@ def test_bootstrap_intervals_cover_the_constants_and_say_what_they_assume() -> N
 
 @HOST
 @pytest.mark.skipif(unavailable() is not None, reason=f"no kernel profiles: {unavailable()}")
-def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path) -> None:
+def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path,
+                                                          analysed: Analysed) -> None:
     """a from the fixed phases per fault over every profiled fit row, b from the
     fault-around and rmap phases per page mapped over the rows that map ahead; in the JSON
     and the break-even section, where the regression has no a and b natively."""
     df = fb.load(sweep)
-    [model] = cost_models(df)
+    [model] = analysed.models
     check = model.profile
     assert check is not None and not model.fits
     # the fit rows: no populate step, strides within the 64K window
@@ -495,9 +515,9 @@ def test_the_cost_model_measures_a_and_b_from_the_profile(sweep: Path) -> None:
     for constant in (a, b):
         assert constant.profile > 0 and constant.profile_ci[0] < one_page.ci[1]
     assert (a.model, b.model, a.overlap) == (None, None, None)
-    [cost] = report_json(df)["cost_model"]
+    [cost] = analysed.json["cost_model"]
     assert cost["profile"]["constants"][0]["profile"] == pytest.approx(a.profile)
-    text = report_section(df)
+    text = analysed.section
     assert "kernel profile (10 rows" in text and "not identified" in text
     assert not width_ok(text)
 
