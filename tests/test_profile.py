@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from inprocess import in_process
 
 from faultbench import Spec, load, measure_mappers
 from faultbench.analysis.profile import PHASE_NAMES, TEARDOWN, phase_costs, phase_of, section
@@ -88,14 +90,22 @@ def test_unprofiled_samples_carry_no_profile():
     assert not sample.profiled and sample.profile is None
 
 
-@needs_profiles
-def test_a_profiled_run_stores_marks_and_reports(tmp_path: Path):
-    workload = tmp_path / "tiny.toml"
-    workload.write_text(TINY)
-    out = tmp_path / "run"
-    done = subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(out), "-q"],
-                          capture_output=True, text=True, timeout=300)
+@pytest.fixture(scope="module")
+def profiled_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real run of TINY, made once for the tests that read it (copied by one that adds
+    to it)."""
+    where = tmp_path_factory.mktemp("profiled")
+    (where / "tiny.toml").write_text(TINY)
+    done = subprocess.run([*FAULTBENCH, "run", str(where / "tiny.toml"), "--out",
+                           str(where / "run"), "-q"], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr
+    return where / "run"
+
+
+@needs_profiles
+def test_a_profiled_run_stores_marks_and_reports(profiled_run: Path, tmp_path: Path):
+    out = shutil.copytree(profiled_run, tmp_path / "run")
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     profiled = [s for s in samples if s["profiled"]]
     assert len(profiled) == 2 and {s["round"] for s in profiled} == {2}
@@ -128,14 +138,9 @@ def test_a_profiled_run_stores_marks_and_reports(tmp_path: Path):
 
 
 @needs_profiles
-def test_compare_profile_side_by_side(tmp_path: Path):
-    workload = tmp_path / "tiny.toml"
-    workload.write_text(TINY)
-    out = tmp_path / "run"
-    subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(out), "-q"], check=True,
-                   capture_output=True, timeout=300)
-    done = subprocess.run([*FAULTBENCH, "compare", f"{out}:none", f"{out}:wp", "--by", "uffd",
-                           "--profile"], capture_output=True, text=True, timeout=120)
+def test_compare_profile_side_by_side(profiled_run: Path):
+    out = profiled_run
+    done = in_process("compare", f"{out}:none", f"{out}:wp", "--by", "uffd", "--profile")
     assert done.returncode == 0, done.stderr
     text = done.stdout[done.stdout.index("Kernel profiles"):]
     assert "fault-around" in text and "lookup" in text
