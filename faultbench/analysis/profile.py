@@ -12,7 +12,8 @@ shown), but not, to first order, the shares.
 
 from __future__ import annotations
 
-import json
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,14 @@ from faultbench.analysis.stats import median_ci
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.profile import USER
 from faultbench.measurement.rundir.checks import profile_problem
-from faultbench.measurement.rundir.results import PROFILES, most_lines, run_file_lines
+from faultbench.measurement.rundir.results import (
+    PROFILES,
+    json_lines,
+    most_lines,
+    run_file_lines,
+    unique_key,
+)
+from faultbench.measurement.rundir.runfiles import Repeats
 from faultbench.measurement.rundir.safefile import SafeDir
 
 
@@ -89,26 +97,24 @@ TOP_SYMBOLS = 8
 # memory an untrusted file of up to 1 GiB costs report to about 0.75 GB.
 MAX_STACK_ROWS = 500_000
 
-_EXACT = {f: p.name for p in reversed(PHASES) for f in p.functions if not f.endswith("*")}
-_PREFIX = [(f[:-1], p.name) for p in PHASES for f in p.functions if f.endswith("*")]
-_RANK = {p.name: i for i, p in enumerate(PHASES)}
-
-
-def _phase_of_function(name: str) -> str | None:
-    base = name.split(".", 1)[0].split(" ", 1)[0]  # foo.isra.0, foo [module]
-    found = _EXACT.get(base)
-    for prefix, phase in _PREFIX:
-        if base.startswith(prefix) and (found is None or _RANK[phase] < _RANK[found]):
-            found = phase
-    return found
+# A stack's phase in C, not a Python step a frame: the frames (each after a `;`, one put
+# first) that start with a function of PHASES (a name, then its end: `.isra.0`, ` [module]`,
+# the next frame; or a prefix), each phase's before the next one's, so that a frame is the
+# first phase naming it. A stack may have many thousands of distinct functions, and a report
+# half a million stacks.
+_FUNCTIONS = re.compile(";(" + "|".join(
+    re.escape(f[:-1]) if f.endswith("*") else rf"{re.escape(f)}(?=[. ;]|\Z)"
+    for p in PHASES for f in p.functions) + ")")
+_TOKEN_RANK = {f.rstrip("*"): i for i, p in reversed(list(enumerate(PHASES)))
+               for f in p.functions}
 
 
 def phase_of(stack: str) -> str:
     """The phase of one folded loop stack (root first, `;`-separated)."""
     if stack == USER:
         return USER_PHASE
-    found = [p for p in map(_phase_of_function, stack.split(";")) if p is not None]
-    return min(found, key=_RANK.__getitem__) if found else OTHER
+    found = set(_FUNCTIONS.findall(";" + stack))
+    return PHASES[min(map(_TOKEN_RANK.__getitem__, found))].name if found else OTHER
 
 
 def read_profiles(run_dir: Path, meta: dict[str, Any]
@@ -116,27 +122,37 @@ def read_profiles(run_dir: Path, meta: dict[str, Any]
     """profiles.jsonl's valid lines (untrusted: a line without its keys and counts is
     skipped and counted), None without the file, and how many were skipped; `meta`: the
     run's meta.json as loaded ({} without one), which bounds how many lines are read
-    (most_lines)."""
-    records: list[dict[str, Any]] = []
+    (most_lines). An exact copy of a line is kept (one sample's profile written twice);
+    two lines that differ for one sample (unique_key) are both skipped, as samples.jsonl's
+    are (results.parse_samples): neither can be preferred."""
+    records: list[dict[str, Any] | None] = []
+    kept: dict[tuple[Any, ...], list[int]] = {}  # a sample's key -> indices of its lines
+    differ: set[tuple[Any, ...]] = set()
+    repeats = Repeats()
     bad = rows = 0
     # never through a link, regular files only
     with SafeDir.reading(run_dir) as directory, \
             run_file_lines(directory, PROFILES, most_lines(meta)) as lines:
         if lines is None:
             return None, 0
-        for line in lines:
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except (ValueError, RecursionError):
-                record = None
-            if profile_problem(record) is None and rows + _stacks(record) <= MAX_STACK_ROWS:
-                records.append(record)
-                rows += _stacks(record)
-            else:
+        for number, raw, record in json_lines(lines):
+            if (record is None or profile_problem(record) is not None
+                    or rows + _stacks(record) > MAX_STACK_ROWS or unique_key(record) in differ):
                 bad += 1
-    return records, bad
+                continue
+            key = unique_key(record)
+            if (repeat := repeats.of(key, number, raw)) is not None and not repeat[1]:
+                differ.add(key)  # this line and those kept of its sample (copies) go
+                gone = kept.pop(key)
+                for index in gone:
+                    rows -= _stacks(records[index] or {})
+                    records[index] = None
+                bad += 1 + len(gone)
+                continue
+            kept.setdefault(key, []).append(len(records))
+            records.append(record)
+            rows += _stacks(record)
+    return [r for r in records if r is not None], bad
 
 
 def _stacks(record: dict[str, Any]) -> int:
@@ -182,7 +198,8 @@ def _profiled(df: pd.DataFrame) -> pd.DataFrame:
 
 def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (profiled valid sample, part, stack): the sample's label columns, role,
-    `part`, `stack`, `count`, and per part `samples`, `unresolved`, `lost`. Only profiles
+    `part`, `stack`, `count`, `phase` (loop rows), and per part `samples`, `unresolved`,
+    `lost`. Only profiles
     whose sample is in `df` (valid, not a warm-up) count: a discarded boot's do not.
     `.attrs["coverage"]`: the Coverage of the join."""
     # a sample's identity (results.unique_key): without `machine`, a merged run's last
@@ -190,17 +207,17 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["scenario", "boot", "round", "mapper", "machine"]
     rows: list[dict[str, Any]] = []
     lines = skipped = 0
+    weights: dict[int, int] = {}  # a profile's _line -> the lines of profiles.jsonl it is
     no_file = []
     for run, path in df.attrs.get("paths", {}).items():
-        # a sample measured again (resumed, or its boot retried) has a later profile line:
-        # the last one is its sample's
         profiles, bad = read_profiles(Path(path), df.attrs["meta"][run])
         skipped += bad
         if profiles is None:
             no_file.append(run)
-        latest = {tuple(r.get(k) for k in keys): r for r in profiles or ()}
-        for record in latest.values():
+        copies = Counter(unique_key(r) for r in profiles or ())  # lines of each sample's
+        for record in {unique_key(r): r for r in profiles or ()}.values():
             lines += 1
+            weights[lines] = copies[unique_key(record)]
             for part in ("loop", "munmap"):
                 data = record.get(part)
                 if not data:
@@ -222,13 +239,19 @@ def stack_frame(df: pd.DataFrame) -> pd.DataFrame:
         stacks["_machine"] = stacks["machine"].fillna("")
         stacks = stacks.drop(columns=["boot", "machine"]).merge(
             joined, on=["run", "scenario", "_boot", "round", "mapper", "_machine"], how="inner")
+        # each distinct loop stack once: one recurs in every round's profile of a row, and
+        # every part of this frame (profile_check's per round) has its phase
+        loop = stacks["part"] == "loop"
+        phase = {stack: phase_of(stack) for stack in stacks.loc[loop, "stack"].unique()}
+        stacks["phase"] = stacks["stack"].map(phase).where(loop)
     without = profiled[~profiled.index.isin(stacks.get("_sample", ()))]
     stacks.attrs["coverage"] = Coverage(
         profiled_samples=len(profiled), without_profile=len(without),
         none_recorded=without["null_reasons"].map(
             lambda d: (d or {}).get("profile")).dropna().value_counts().to_dict(),
         runs_without_file=no_file,
-        unmatched_lines=lines - stacks.get("_line", pd.Series()).nunique(),
+        unmatched_lines=sum(weights.values()) - sum(
+            weights[line] for line in stacks.get("_line", pd.Series()).unique()),
         skipped_lines=skipped)
     return stacks
 
@@ -284,7 +307,7 @@ def phase_costs(df: pd.DataFrame, stacks: pd.DataFrame | None = None) -> list[Ph
     if stacks.empty:
         return []
     keys = [*label_columns(df), "role"]
-    stacks = stacks.assign(label=labels(stacks, keys), phase=stacks["stack"].map(phase_of))
+    stacks = stacks.assign(label=labels(stacks, keys))
     ok = df[df["ok"]].assign(label=lambda d: labels(d, keys))
     medians = median_ci(ok, ["label"], "ns_per_page").set_index("label")["median"]
     unmap = median_ci(ok, ["label"], "munmap_ns_per_page").set_index("label")["median"]
@@ -341,7 +364,7 @@ def section(df: pd.DataFrame) -> str:
     coverage: Coverage = stacks.attrs["coverage"]
     skipped = (f"{coverage.skipped_lines} line(s) of {PROFILES} skipped: not a valid profile "
                "(cut short by a kill or a full disk, or edited; or past the stacks a report "
-               "holds).") if coverage.skipped_lines else ""
+               "holds; or one of two that differ for one sample).") * bool(coverage.skipped_lines)
     note = "".join(wrap(text) for text in (
         skipped, coverage.note(len(df.attrs.get("paths", {})) > 1)) if text)
     if not costs:

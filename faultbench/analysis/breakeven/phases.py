@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.breakeven.rows import REPLICATES, interval
-from faultbench.analysis.profile import PhaseCosts, phase_costs
+from faultbench.analysis.profile import PhaseCosts, phase_costs, stack_frame
 
 FIXED = ("entry/exit", "VMA lookup", "lookup")
 MAPPING = ("fault-around", "rmap+memcg")
@@ -62,10 +62,11 @@ def profile_check(rows: pd.DataFrame, a: tuple[float, list[float] | None] | None
     """The profile's a and b over `rows` (a model's scenarios, profiled and unprofiled
     samples, with the run's attrs), each beside the model's (value, CI) when it has one.
     None when no row of them was profiled."""
-    costs = phase_costs(rows)
+    stacks = stack_frame(rows)  # read once: each unit's costs are of a part of it
+    costs = phase_costs(rows, stacks)
     if not costs:
         return None
-    table = _RoundTable(rows, costs)
+    table = _RoundTable(rows, costs, stacks)
     rng = np.random.default_rng(seed)
     draws = (rng.multinomial(table.units, np.full(table.units, 1 / table.units), replicates),
              rng.multinomial(len(costs), np.full(len(costs), 1 / len(costs)), replicates))
@@ -96,7 +97,8 @@ class _RoundTable:
     each phase, so that rounds and rows can be drawn again. A row's cost of some phases per
     touched page is their share of its drawn rounds' samples x its unprofiled median."""
 
-    def __init__(self, rows: pd.DataFrame, costs: list[PhaseCosts]) -> None:
+    def __init__(self, rows: pd.DataFrame, costs: list[PhaseCosts],
+                 stacks: pd.DataFrame) -> None:
         profiled = (rows["profiled"].astype(bool) & ~rows["warmup"] & (rows["status"] == "ok")
                     & ~rows["drifted"])
         unit = rows["boot"].fillna(-1).astype(str) + "/" + rows["round"].astype(str)
@@ -112,7 +114,7 @@ class _RoundTable:
         for j, name in enumerate(kept):
             only = rows[~profiled | (unit == name)]
             only.attrs = rows.attrs
-            for cost in phase_costs(only):
+            for cost in phase_costs(only, stacks[stacks["_sample"].isin(only.index)]):
                 i = index.get(cost.label)
                 if i is None:
                     continue

@@ -314,6 +314,12 @@ def _count(value: Any) -> bool:
 # faults take few paths); room for 35 times that, so that `report`, which holds a row per
 # stack, is not made to hold an untrusted file many times over.
 MAX_PROFILE_STACKS = 4096
+# Frames one stack may have: native/profile.c asks perf for at most FB_PROFILE_MAX_STACK (32)
+# kernel frames a sample (perf_event_attr.sample_max_stack: the kernel records no more than
+# asked, and refuses to be asked more than kernel.perf_event_max_stack, which goes up to 640K
+# (kernel/events/callchain.c)), and measurement.profile.fold adds none. A longer stack is not
+# one faultbench recorded, and report classifies every frame of every stack.
+MAX_PROFILE_FRAMES = 32
 
 
 def profile_problem(record: Any) -> str | None:
@@ -350,6 +356,9 @@ def profile_problem(record: Any) -> str | None:
                     f"{MAX_PROFILE_STACKS} a profile has room for")
         if not all(isinstance(s, str) and _count(n) for s, n in data["stacks"].items()):
             return f"{part}: a stack is not a name with a count"
+        if any(s.count(";") >= MAX_PROFILE_FRAMES for s in data["stacks"]):
+            return (f"{part}: a stack of more than the {MAX_PROFILE_FRAMES} frames faultbench "
+                    "records")
         if sum(data["stacks"].values()) != data["samples"]:
             return f"{part}: its stacks do not add up to its samples"
     return None

@@ -37,6 +37,7 @@ from faultbench.measurement.rundir.runfiles import (
     PYPERF,
     SAMPLES,
     WORKER_LOG,
+    Repeats,
     missing_file,
     most_lines,
     read_path,
@@ -119,18 +120,15 @@ def parse_samples(
     run may set (knob_names_problem)."""
     records: list[dict[str, Any]] = []
     bad = 0
-    seen: dict[tuple[Any, ...], tuple[int, bytes]] = {}  # key -> first line: number, text
+    repeats = Repeats()
     knobs: set[str] = set()
     for number, raw, record in json_lines(lines):
         problem = "not a JSON object" if record is None else (
             sample_problem(record, rounds=rounds) if validate else None)
         drop: tuple[int, ...] = (number,)
         if problem is None and validate:
-            first, text = seen.setdefault(unique_key(record), (number, raw.strip()))
-            if first != number:
-                # a copy of the line is one sample written twice: the copy goes; two
-                # measurements of one sample cannot both count, nor one be preferred
-                copy = text == raw.strip()
+            if (repeat := repeats.of(unique_key(record), number, raw)) is not None:
+                first, copy = repeat  # a copy goes; of two measurements, both
                 which = ", ".join(f"{key} {record[key]}" for key in ("boot", "round", "mapper")
                                   if record.get(key) is not None)
                 problem = (f"the sample of line {first} again (scenario {record['scenario']}, "

@@ -6,6 +6,7 @@ bounded line at a time, each file and line under a cap, no planted link followed
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -70,6 +71,23 @@ def run_files(boots: int) -> Iterator[tuple[tuple[str, ...], int]]:
         yield (BOOTS_DIR, f"{index}.json"), MAX_BYTES[META]
         for name in BOOT_FILES:
             yield (BOOTS_DIR, boot_dir_name(index), name), RUN_FILES[name]
+
+
+class Repeats:
+    """The lines of a JSON-lines file whose key an earlier line had. A copy of that line is
+    one record written twice; a line that differs is one sample measured differently, and
+    neither of the two can be preferred. Each first line is held as its digest only: a
+    profiles.jsonl line may be 64 MiB."""
+
+    def __init__(self) -> None:
+        self._first: dict[tuple[Any, ...], tuple[int, bytes]] = {}
+
+    def of(self, key: tuple[Any, ...], number: int, raw: bytes) -> tuple[int, bool] | None:
+        """None for the first line of `key` (line `number`, bytes `raw`); for a later one,
+        the first's number and whether this line is an exact copy of it."""
+        digest = hashlib.blake2b(raw.strip()).digest()
+        first, seen = self._first.setdefault(key, (number, digest))
+        return None if first == number else (first, seen == digest)
 
 
 def read_run_file(directory: SafeDir, name: str) -> bytes | None:
