@@ -44,9 +44,8 @@ from faultbench.measurement.run_checks import (
     refuse_relative_dir,
     settable_knobs,
 )
-from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH
+from faultbench.measurement.rundir.meta_checks import FORMAT, HARNESS_EPOCH
 from faultbench.measurement.rundir.results import (
-    FORMAT,
     PROFILES,
     WORKER_LOG,
     RunDir,

@@ -1,12 +1,19 @@
-"""meta.json's provenance, kernels and boots checked as untrusted input, for
-results.check_meta (the one place every reader of meta.json goes through). Standard library
-only.
+"""meta.json checked as untrusted input: check_meta, the one place every reader of meta.json
+goes through, and its provenance, kernels, boots and merged parts. Standard library only.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
+
+from faultbench.measurement.rundir.checks import short
+from faultbench.measurement.rundir.safefile import ResultsError
+from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
+from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
+
+FORMAT = "faultbench-run/1"
 
 BOOT_STATUSES = ("pending", "running", "ok", "failed", "interrupted")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -194,3 +201,82 @@ def shard_problem(meta: dict[str, Any]) -> str | None:
     if not all("plan_index" in boot for boot in meta.get("boots", [])):
         return "a shard's boots must each say their plan_index"
     return None
+
+
+_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII)  # utc_now
+
+
+def check_meta(meta: Any, path: Path) -> dict[str, Any]:
+    """meta.json's content, validated as untrusted input: what resuming, reporting and
+    comparing read from it has the type and range they rely on (ResultsError otherwise)."""
+    def refuse(problem: str) -> ResultsError:
+        return ResultsError(f"{path}: {problem}")
+
+    if not isinstance(meta, dict):
+        raise refuse(f"not a faultbench meta.json (a JSON {type(meta).__name__}, not an object)")
+    if meta.get("format") != FORMAT:
+        raise refuse(f"format {short(meta.get('format'))}, expected {FORMAT!r} (written by "
+                     "another faultbench version, or not by faultbench)")
+    workload = meta.get("workload")
+    if not isinstance(workload, dict):
+        raise refuse("workload is not an object")
+    for key, low, high in (("repetitions", 1, MAX_MEASUREMENTS), ("warmups", 0, MAX_MEASUREMENTS),
+                           ("seed", 0, MAX_SEED), ("profile", 0, MAX_PROFILE_ROUNDS)):
+        value = workload.get(key, 0 if key == "profile" else None)  # runs from before it
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise refuse(f"workload.{key} is {short(value)}, not an integer from {low} to "
+                         f"{high}")
+    for key in ("name", "plane"):
+        value = workload.get(key) if key == "name" else meta.get(key)
+        if not isinstance(value, str):
+            raise refuse(f"{key} is {short(value)}, not a string")
+    scenarios = meta.get("scenarios")
+    if not isinstance(scenarios, list) or not scenarios:
+        raise refuse("scenarios is not a non-empty list")
+    rounds = workload["warmups"] + workload["repetitions"] + workload.get("profile", 0)
+    if len(scenarios) * rounds > MAX_MEASUREMENTS:
+        raise refuse(f"{len(scenarios):,} scenarios x {rounds:,} rounds are more than the "
+                     f"{MAX_MEASUREMENTS:,} measurements a run may make")
+    names = set()
+    settings: dict[tuple[Spec, frozenset[tuple[str, str]]], str] = {}
+    for index, scenario in enumerate(scenarios):
+        if not (isinstance(scenario, dict) and isinstance(scenario.get("name"), str)
+                and isinstance(scenario.get("knobs"), dict)):
+            raise refuse(f"scenarios[{index}] is not an object with a name, spec and knobs")
+        try:
+            spec = Spec.from_dict(scenario.get("spec")).normalized()
+        except SpecError as exc:
+            raise refuse(f"scenario {scenario['name']}: {exc}") from None
+        if scenario["name"] in names:
+            raise refuse(f"scenario {scenario['name']} is listed twice")
+        names.add(scenario["name"])
+        # the analysis makes a row of a spec and knob values ("60" and 60 one value): two
+        # scenarios of one would be pooled into it, the other's name gone
+        setting = spec, frozenset((k, str(v)) for k, v in scenario["knobs"].items())
+        if (other := settings.setdefault(setting, scenario["name"])) != scenario["name"]:
+            raise refuse(f"scenarios {other} and {scenario['name']} have one spec and knobs: "
+                         "their samples would be one row")
+    for key in ("skipped", "kernels", "boots"):
+        value = meta.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise refuse(f"{key} is not a list of objects")
+    if not all(isinstance(s.get("scenario"), str) for s in meta.get("skipped", [])):
+        raise refuse("skipped has an entry without a scenario name")
+    for key in ("started_utc", "finished_utc"):  # merge orders runs made elsewhere by them
+        value = meta.get(key)
+        if value is not None and not (isinstance(value, str) and _UTC.fullmatch(value)):
+            raise refuse(f"{key} is not a time (YYYY-MM-DDTHH:MM:SSZ) or null")
+    problem = meta_problem(meta, workload["repetitions"])
+    if problem:
+        raise refuse(problem)
+    memory = meta.get("guest_memory")
+    if memory is not None and not _is_size(memory):
+        raise refuse(f"guest_memory is {short(memory)}, not a size such as '512M'")
+    return meta
+
+
+def _is_size(value: Any) -> bool:
+    try:
+        return isinstance(value, str) and parse_size(value) > 0
+    except SpecError:
+        return False

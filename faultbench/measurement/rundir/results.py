@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shlex
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,11 +21,10 @@ from faultbench.measurement.rundir.checks import (
     knob_names_problem,
     run_rounds,
     sample_problem,
-    short,
 )
 from faultbench.measurement.rundir.dirlock import LOCK_NAME, DirLock
 from faultbench.measurement.rundir.identity import check_samples_match
-from faultbench.measurement.rundir.meta_checks import meta_problem
+from faultbench.measurement.rundir.meta_checks import check_meta
 from faultbench.measurement.rundir.renew import renew_files
 from faultbench.measurement.rundir.runfiles import (
     BOOTS_DIR,
@@ -45,10 +43,7 @@ from faultbench.measurement.rundir.runfiles import (
     run_file_lines,
 )
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
-from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
-from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
-FORMAT = "faultbench-run/1"
 APPENDED = (SAMPLES, PROFILES, WORKER_LOG, DISCARDED)  # what a run adds to; all else replaced
 # Linux's PATH_MAX (a path the kernel takes, its NUL included) less room for a directory and
 # a file in it of NAME_MAX (255) each: a report's figures/NAME.png, a boot's
@@ -62,7 +57,6 @@ def resume_command(path: Path | str) -> str:
     return f"faultbench run --resume {shlex.quote(str(path))}"
 
 
-_UTC = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z", re.ASCII)  # utc_now
 
 
 def read_samples(
@@ -145,82 +139,6 @@ def parse_samples(
     return records, bad
 
 
-def check_meta(meta: Any, path: Path) -> dict[str, Any]:
-    """meta.json's content, validated as untrusted input: what resuming, reporting and
-    comparing read from it has the type and range they rely on (ResultsError otherwise)."""
-    def refuse(problem: str) -> ResultsError:
-        return ResultsError(f"{path}: {problem}")
-
-    if not isinstance(meta, dict):
-        raise refuse(f"not a faultbench meta.json (a JSON {type(meta).__name__}, not an object)")
-    if meta.get("format") != FORMAT:
-        raise refuse(f"format {short(meta.get('format'))}, expected {FORMAT!r} (written by "
-                     "another faultbench version, or not by faultbench)")
-    workload = meta.get("workload")
-    if not isinstance(workload, dict):
-        raise refuse("workload is not an object")
-    for key, low, high in (("repetitions", 1, MAX_MEASUREMENTS), ("warmups", 0, MAX_MEASUREMENTS),
-                           ("seed", 0, MAX_SEED), ("profile", 0, MAX_PROFILE_ROUNDS)):
-        value = workload.get(key, 0 if key == "profile" else None)  # runs from before it
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            raise refuse(f"workload.{key} is {short(value)}, not an integer from {low} to "
-                         f"{high}")
-    for key in ("name", "plane"):
-        value = workload.get(key) if key == "name" else meta.get(key)
-        if not isinstance(value, str):
-            raise refuse(f"{key} is {short(value)}, not a string")
-    scenarios = meta.get("scenarios")
-    if not isinstance(scenarios, list) or not scenarios:
-        raise refuse("scenarios is not a non-empty list")
-    rounds = workload["warmups"] + workload["repetitions"] + workload.get("profile", 0)
-    if len(scenarios) * rounds > MAX_MEASUREMENTS:
-        raise refuse(f"{len(scenarios):,} scenarios x {rounds:,} rounds are more than the "
-                     f"{MAX_MEASUREMENTS:,} measurements a run may make")
-    names = set()
-    settings: dict[tuple[Spec, frozenset[tuple[str, str]]], str] = {}
-    for index, scenario in enumerate(scenarios):
-        if not (isinstance(scenario, dict) and isinstance(scenario.get("name"), str)
-                and isinstance(scenario.get("knobs"), dict)):
-            raise refuse(f"scenarios[{index}] is not an object with a name, spec and knobs")
-        try:
-            spec = Spec.from_dict(scenario.get("spec")).normalized()
-        except SpecError as exc:
-            raise refuse(f"scenario {scenario['name']}: {exc}") from None
-        if scenario["name"] in names:
-            raise refuse(f"scenario {scenario['name']} is listed twice")
-        names.add(scenario["name"])
-        # the analysis makes a row of a spec and knob values ("60" and 60 one value): two
-        # scenarios of one would be pooled into it, the other's name gone
-        setting = spec, frozenset((k, str(v)) for k, v in scenario["knobs"].items())
-        if (other := settings.setdefault(setting, scenario["name"])) != scenario["name"]:
-            raise refuse(f"scenarios {other} and {scenario['name']} have one spec and knobs: "
-                         "their samples would be one row")
-    for key in ("skipped", "kernels", "boots"):
-        value = meta.get(key, [])
-        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise refuse(f"{key} is not a list of objects")
-    if not all(isinstance(s.get("scenario"), str) for s in meta.get("skipped", [])):
-        raise refuse("skipped has an entry without a scenario name")
-    for key in ("started_utc", "finished_utc"):  # merge orders runs made elsewhere by them
-        value = meta.get(key)
-        if value is not None and not (isinstance(value, str) and _UTC.fullmatch(value)):
-            raise refuse(f"{key} is not a time (YYYY-MM-DDTHH:MM:SSZ) or null")
-    problem = meta_problem(meta, workload["repetitions"])
-    if problem:
-        raise refuse(problem)
-    memory = meta.get("guest_memory")
-    if memory is not None and not _is_size(memory):
-        raise refuse(f"guest_memory is {short(memory)}, not a size such as '512M'")
-    return meta
-
-
-def _is_size(value: Any) -> bool:
-    try:
-        return isinstance(value, str) and parse_size(value) > 0
-    except SpecError:
-        return False
-
-
 def nothing_left(meta: dict[str, Any]) -> bool:
     """Whether the run of `meta` is done: finished, and none of its boots to redo."""
     return bool(meta.get("finished_utc")) and all(
@@ -267,6 +185,14 @@ def unique_key(record: dict[str, Any]) -> tuple[Any, ...]:
     """What a sample of any run holds once: sample_key, and the machine in a merged run of
     several (each repeats every other key)."""
     return (*sample_key(record), record.get("machine"))
+
+
+def _key(line: bytes) -> tuple[Any, ...] | None:
+    """The sample_key of a profiles.jsonl line, None if it is no profile."""
+    try:
+        return sample_key(json.loads(line))
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        return None
 
 
 def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
@@ -364,8 +290,9 @@ class RunDir:
         # started); samples without one are refused below, by read_meta
         meta = self.read_meta() if self.dir.is_file(META) else {}
         most = most_lines(meta)
+        last_profile = None
         if strict:
-            self._cut_partial_line(PROFILES, most)  # or the next profile is glued to it
+            last_profile = self._cut_partial_line(PROFILES, most)  # or the next is glued to it
             self._cut_partial_line(SAMPLES, most)
         path = self.path / SAMPLES
         with run_file_lines(self.dir, SAMPLES, most) as lines:
@@ -375,6 +302,10 @@ class RunDir:
             records, _ = parse_samples(lines, path, strict=strict, validate=True,
                                        rounds=run_rounds(meta))
         check_samples_match(meta, records, path)
+        if last_profile is not None and _key(last_profile[1]) not in map(sample_key, records):
+            # its sample's line never written (runner.py writes the profile first): measured
+            # again, it would have two profiles, and neither would be used (read_profiles)
+            self.dir.truncate(PROFILES, last_profile[0])
         return records
 
     def read_meta(self) -> dict[str, Any]:
@@ -384,16 +315,19 @@ class RunDir:
     def write_meta(self, meta: dict[str, Any]) -> None:
         self.dir.replace(META, json.dumps(meta, indent=1) + "\n")
 
-    def _cut_partial_line(self, name: str, most: int) -> None:
+    def _cut_partial_line(self, name: str, most: int) -> tuple[int, bytes] | None:
         """The JSON-lines file `name` (if any) cut after its last newline: the rest is what a
-        kill or a full disk cut short."""
+        kill or a full disk cut short. Its last complete line then, and where it starts."""
+        last = None
         with run_file_lines(self.dir, name, most) as lines:
             if lines is None:
-                return
-            for _ in lines:
-                pass
+                return None
+            for line in lines:
+                if line.endswith(b"\n"):
+                    last = (lines.complete - len(line), line)
         if lines.partial:
             self.dir.truncate(name, lines.complete)
+        return last
 
     def rewrite_samples(self, records: list[dict[str, Any]]) -> None:
         """samples.jsonl replaced, atomically, by `records`."""
