@@ -5,8 +5,9 @@ FaultbenchError. Analysis: load (run directories -> one DataFrame), run_info (wh
 was measured, for titles), median_ci (medians with their 95% CI per group), make_figures (a
 run's figures), report_text (a run's report.txt). Importing faultbench loads only the
 measurement plane (the standard library and the compiled cffi module), so it also runs
-quickly inside emulated guests; the analysis names bring in pandas and matplotlib on first
-use. docs/architecture.md maps the modules; anything not named here may change.
+quickly inside emulated guests; the analysis names bring in pandas on first use (and
+make_figures matplotlib). docs/architecture.md maps the modules; anything not named here may
+change.
 """
 
 from typing import Any

@@ -1,6 +1,6 @@
 """The break-even figure: ns per touched page against access density, fault-around on vs off.
 
-Analysis plane (matplotlib, via analysis.figures, which selects the Agg backend).
+Analysis plane (matplotlib, via analysis.mpl, which selects the Agg backend).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 from faultbench.analysis.breakeven import BreakEven, break_even
 from faultbench.analysis.figure_text import drawable, figure_names
-from faultbench.analysis.figures import SIZE, STYLE, ns_label, plt, save, title
+from faultbench.analysis.figures import SIZE, STYLE, ns_label, save, title
+from faultbench.analysis.mpl import FixedLocator, FuncFormatter, LogLocator, NullFormatter, plt
 from faultbench.measurement.spec import format_size
 
 # black, told apart by marker and dash (a knob sweep has one per populate call and value)

@@ -81,13 +81,13 @@ def _escaped(char: str) -> str:
 
 
 def _glyphs() -> frozenset[int]:
-    from matplotlib import font_manager
+    from faultbench.analysis.mpl import font_manager
 
     return _charmap(font_manager.findfont(font_manager.FontProperties()))
 
 
 @functools.cache
 def _charmap(font_file: str) -> frozenset[int]:
-    from matplotlib import ft2font
+    from faultbench.analysis.mpl import ft2font
 
     return frozenset(ft2font.FT2Font(font_file).get_charmap())

@@ -1,7 +1,4 @@
-"""Figures of a run, PNG and SVG, sized and lettered to be read in a cover letter.
-
-The Agg backend is selected before pyplot is imported: reports are made on headless machines.
-"""
+"""Figures of a run, PNG and SVG, sized and lettered to be read in a cover letter."""
 
 from __future__ import annotations
 
@@ -12,19 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # after use("Agg"): pyplot picks its backend on import
 import numpy as np
 import pandas as pd
-from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
 from faultbench.analysis.figure_text import drawable, figure_names
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo, time_unit
 from faultbench.analysis.labels import knob_order, label_columns, labels, sort_labels
+from faultbench.analysis.mpl import FuncFormatter, Line2D, LogLocator, NullFormatter, plt
 from faultbench.analysis.stats import median_ci
 from faultbench.errors import printable
 from faultbench.measurement.rundir.safefile import SafeDir

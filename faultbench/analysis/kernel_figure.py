@@ -17,12 +17,12 @@ from faultbench.analysis.figures import (
     log_scale,
     log_ticks,
     ns_label,
-    plt,
     save,
     title,
 )
 from faultbench.analysis.frame import RunInfo
 from faultbench.analysis.labels import label_columns, labels
+from faultbench.analysis.mpl import plt
 from faultbench.analysis.stats import median_ci
 from faultbench.measurement.rundir.safefile import SafeDir
 

@@ -2,7 +2,7 @@
 against fault_around_bytes, one line per guest memory (one run each, or several runs loaded
 together).
 
-Analysis plane (matplotlib, via analysis.figures, which selects the Agg backend).
+Analysis plane (matplotlib, via analysis.mpl, which selects the Agg backend).
 """
 
 from __future__ import annotations
@@ -10,12 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.ticker import FuncFormatter
 
 from faultbench.analysis.figure_text import drawable
-from faultbench.analysis.figures import NO_CI, STYLE, _errbars, plt, save, title
+from faultbench.analysis.figures import NO_CI, STYLE, _errbars, save, title
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, RunInfo
 from faultbench.analysis.memory import sessions
+from faultbench.analysis.mpl import FuncFormatter, plt
 from faultbench.analysis.stats import median_ci
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.spec import format_size
