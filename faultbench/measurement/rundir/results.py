@@ -302,7 +302,8 @@ class RunDir:
             records, _ = parse_samples(lines, path, strict=strict, validate=True,
                                        rounds=run_rounds(meta))
         check_samples_match(meta, records, path)
-        if last_profile is not None and _key(last_profile[1]) not in map(sample_key, records):
+        key = _key(last_profile[1]) if last_profile is not None else None
+        if key is not None and key not in map(sample_key, records):
             # its sample's line never written (runner.py writes the profile first): measured
             # again, it would have two profiles, and neither would be used (read_profiles)
             self.dir.truncate(PROFILES, last_profile[0])
