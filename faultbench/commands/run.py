@@ -296,6 +296,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
     """What refuses `run --resume` of the run of `meta` (checked): asked before a file of
     it is renewed (RunDir.existing), so a refused resume writes nothing."""
     from faultbench.measurement.booted import guest
+    from faultbench.measurement.booted.boots import check_unchanged
     from faultbench.measurement.run_checks import (
         nothing_to_resume,
         refuse_other_harness,
@@ -314,8 +315,6 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
         refuse_relative_dir(meta, path)  # a native run's: in execute()
         guest.check_timeouts_from_env()  # before a boot is marked running
         guest.check_shared_dir(str(run_dir.path))
-        from faultbench.measurement.booted.boots import check_unchanged
-
         for kernel in meta["kernels"]:
             check_unchanged(kernel)
         return

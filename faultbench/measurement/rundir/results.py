@@ -19,6 +19,7 @@ from faultbench.errors import not_a_file
 from faultbench.measurement.rundir.checks import (
     RunRounds,
     knob_names_problem,
+    profile_problem,
     run_rounds,
     sample_problem,
 )
@@ -187,12 +188,14 @@ def unique_key(record: dict[str, Any]) -> tuple[Any, ...]:
     return (*sample_key(record), record.get("machine"))
 
 
-def _key(line: bytes) -> tuple[Any, ...] | None:
-    """The sample_key of a profiles.jsonl line, None if it is no profile."""
+def _profile_key(line: bytes) -> tuple[Any, ...] | None:
+    """The sample_key of a profiles.jsonl line, None if it is no profile (profile_problem,
+    as the readers judge it)."""
     try:
-        return sample_key(json.loads(line))
-    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        record = json.loads(line)
+    except (ValueError, RecursionError):
         return None
+    return sample_key(record) if profile_problem(record) is None else None
 
 
 def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
@@ -302,7 +305,7 @@ class RunDir:
             records, _ = parse_samples(lines, path, strict=strict, validate=True,
                                        rounds=run_rounds(meta))
         check_samples_match(meta, records, path)
-        key = _key(last_profile[1]) if last_profile is not None else None
+        key = _profile_key(last_profile[1]) if last_profile is not None else None
         if key is not None and key not in map(sample_key, records):
             # its sample's line never written (runner.py writes the profile first): measured
             # again, it would have two profiles, and neither would be used (read_profiles)
