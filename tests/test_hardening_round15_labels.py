@@ -29,11 +29,24 @@ def _image() -> str:
     return image
 
 
-@pytest.mark.parametrize("label", ["unset", "a ", " a", "\ta", "a\u00a0", "a\x1b[2J"])
+@pytest.mark.parametrize("label", ["unset", "a ", " a", "\ta", "a\u00a0", "a\x1b[2J",
+                                   "a,b", ",", "a,b,c"])
 def test_a_label_compare_cannot_select_or_tell_apart_is_refused(label: str) -> None:
     with pytest.raises(RunError, match=re.escape(f"label {label!r}: ") + ".*a label is "
-                       "printable text with no spaces at its ends, other than `unset`"):
+                       "printable text with no spaces at its ends and no `,` or `=`, other "
+                       "than `unset`"):
         parse_kernel(f"{label}={_image()}")
+
+
+def test_an_empty_label_is_refused_not_taken_for_the_release() -> None:
+    """`--kernel =IMAGE` named a label and gave none: the release was taken silently."""
+    with pytest.raises(RunError, match=re.escape("label '': a label cannot be empty")):
+        parse_kernel(f"={_image()}")
+
+
+def test_a_bad_label_is_refused_before_the_image_is_looked_at() -> None:
+    with pytest.raises(RunError, match=re.escape("label 'a,b': ")):
+        parse_kernel("a,b=/nonexistent/bzImage")
 
 
 @pytest.mark.parametrize("label", ["a b", "Unset", "base-6.1", "x:y"])

@@ -20,18 +20,21 @@ class BootPlanError(FaultbenchError, ValueError):
 
 
 # what a kernel label may be: every table shows it and `compare RUN:LABEL` selects by it
-LABEL_RULE = ("a label is printable text with no spaces at its ends, other than `unset` "
-              "(the name `compare` gives a value left unset)")
+LABEL_RULE = ("a label is printable text with no spaces at its ends and no `,` or `=`, other "
+              "than `unset` (the name `compare` gives a value left unset)")
 
 
 def label_fault(label: str) -> str | None:
     """Why `label` cannot name a kernel, or None. Shown on the terminal and stored as the
     kernel's name: no control characters; spaces at its ends would make two labels that
-    look the same in a table; `compare RUN:unset` selects samples with no kernel, as with
-    a knob left unset, so a kernel named so could never be compared."""
+    look the same in a table; `,` and `=` are what scenario names and `--baseline KNOB=VALUE`
+    split on; `compare RUN:unset` selects samples with no kernel, as with a knob left unset,
+    so a kernel named so could never be compared."""
+    if not label:
+        return f"a label cannot be empty (leave out `LABEL=` for the image's release); {LABEL_RULE}"
     if not label.isprintable():
         return f"control characters are not allowed in a label; {LABEL_RULE}"
-    if label != label.strip() or label == UNSET:
+    if label != label.strip() or label == UNSET or "," in label or "=" in label:
         return LABEL_RULE
     return None
 

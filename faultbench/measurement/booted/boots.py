@@ -60,7 +60,7 @@ from faultbench.measurement.rundir.results import (
     resume_command,
     run_file_lines,
 )
-from faultbench.measurement.rundir.runfiles import boot_dir_name
+from faultbench.measurement.rundir.runfiles import MAX_BYTES, RUN_FILES, boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import SpecError, format_size, parse_size
@@ -71,6 +71,7 @@ GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
 BUILD_RECORD_MAX = 1 << 20  # a real one is under 2 KB
+BOOT_LOG_KEPT = 16 << 20  # of a boot's worker.log, which holds its worker's stderr
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,11 @@ def parse_kernel(text: str) -> Kernel:
     """`[LABEL=]IMAGE_OR_TREE`: a bzImage/vmlinuz file, or a kernel build tree whose
     arch/x86/boot/bzImage exists. The label defaults to the image's release."""
     label, sep, target = text.partition("=")
-    if not sep or "/" in label:
+    explicit = bool(sep) and "/" not in label
+    if not explicit:
         label, target = "", text
+    elif fault := label_fault(label):  # refused before the image is looked at, or read
+        raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
     if not target:
         raise RunError(f"--kernel {text!r}: give a kernel image or build tree")
     path = Path(target).expanduser()
@@ -139,7 +143,7 @@ def parse_kernel(text: str) -> Kernel:
                 raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
             release = version.split()[0]
             label = label or release
-            if fault := label_fault(label):
+            if not explicit and (fault := label_fault(label)):
                 raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
             fh.seek(0)
             digest = _sha256(fh)  # the one long read, of an image every check passed
@@ -275,10 +279,12 @@ def read_samples_lenient(run_dir: RunDir, most: int) -> list[dict[str, Any]]:
 
 
 def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
-    """boots/<index>.json as the guest left it, if it is well formed."""
+    """boots/<index>.json as the guest left it, if it is well formed: held to meta.json's
+    cap, and never read through a link (the guest, or whoever owns the directory, wrote it)."""
     try:
-        data = json.loads((run_dir.path / BOOTS_DIR / f"{index}.json").read_text())
-    except (OSError, ValueError):
+        with run_dir.dir.sub(BOOTS_DIR) as boots:
+            data = json.loads(boots.read_bytes(f"{index}.json", MAX_BYTES[META]) or b"")
+    except (ResultsError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
 
@@ -301,15 +307,28 @@ def _collect(run_dir: RunDir, index: int) -> None:
             records = own.read_samples()  # strictly: a bad line fails the boot
             with run_file_lines(own.dir, PROFILES, most_lines(own.read_meta())) as lines:
                 profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
-            log = own.dir.read_bytes(WORKER_LOG)
+            log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
         finally:
             own.dir.close()
         if profiles:
             run_dir.append_lines(PROFILES, profiles)
         run_dir.append_lines(SAMPLES, records)
-        if log:
-            with run_dir.open_log() as fh:
-                fh.write(log)
+        if log is not None:
+            with log, run_dir.open_log() as fh:
+                _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
+
+
+def _append_log(log: IO[bytes], out: IO[bytes], name: str) -> None:
+    """A boot's worker log (its worker's stderr, empty in a good run) appended to the run's,
+    its first BOOT_LOG_KEPT bytes only: whoever owns the run directory can plant a sparse
+    gigabyte there, which root would write out dense."""
+    kept = 0
+    while kept < BOOT_LOG_KEPT and (chunk := log.read(min(1 << 20, BOOT_LOG_KEPT - kept))):
+        out.write(chunk)
+        kept += len(chunk)
+    rest = os.fstat(log.fileno()).st_size - kept
+    if rest > 0:
+        out.write(f"\n[faultbench: the last {rest:,} bytes of {name} not kept]\n".encode())
 
 
 def _remove_done_dirs(run_dir: RunDir, meta: dict[str, Any]) -> None:
