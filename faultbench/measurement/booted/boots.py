@@ -310,18 +310,18 @@ def _collect(run_dir: RunDir, index: int) -> None:
             log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
         finally:
             own.dir.close()
-        if profiles:
-            run_dir.append_lines(PROFILES, profiles)
-        run_dir.append_lines(SAMPLES, records)
-        if log is not None:
-            with log, run_dir.open_log() as fh:
-                _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
+        with log or contextlib.nullcontext():
+            if profiles:
+                run_dir.append_lines(PROFILES, profiles)
+            run_dir.append_lines(SAMPLES, records)
+            if log is not None:
+                with run_dir.open_log() as fh:
+                    _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
 
 
 def _append_log(log: IO[bytes], out: IO[bytes], name: str) -> None:
-    """A boot's worker log (its worker's stderr, empty in a good run) appended to the run's,
-    its first BOOT_LOG_KEPT bytes only: whoever owns the run directory can plant a sparse
-    gigabyte there, which root would write out dense."""
+    """A boot's worker log (its worker's stderr) appended to the run's, its first BOOT_LOG_KEPT
+    bytes only: the run directory's owner can plant a sparse GiB, which root would write out."""
     kept = 0
     while kept < BOOT_LOG_KEPT and (chunk := log.read(min(1 << 20, BOOT_LOG_KEPT - kept))):
         out.write(chunk)
