@@ -77,9 +77,10 @@ def test_a_copy_of_a_run_is_the_same_samples(tmp_path: Path) -> None:
     refused = faultbench("compare", QUICK, copy, check=False)
     assert refused.returncode == 2 and not refused.stdout
     assert one_line(refused.stderr) == (
-        f"faultbench compare: BASE and NEW are the same samples ({QUICK} and {copy} hold "
-        "identical samples): a run compared with itself tests nothing (give two runs, or two "
-        "values with --by)")
+        f"faultbench compare: BASE and NEW are the same samples ({QUICK} and {copy}): one "
+        "measurement on both sides tests nothing (a run or its copy, a merged run and a part of "
+        "it, two resumes of one interrupted run); compare runs measured apart, or two values of "
+        "one run with --by")
     assert faultbench("compare", f"{QUICK}:none", f"{copy}:none", "--by", "uffd",
                       check=False).returncode == 2
     # two values of the copy's samples are two sides, as they are of the one run

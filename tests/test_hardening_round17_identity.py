@@ -13,7 +13,7 @@ from pathlib import Path
 from analysis_runs import faultbench, measured_again
 from console import one_line
 
-from faultbench.measurement.rundir.identity import samples_fingerprint
+from faultbench.measurement.rundir.identity import measurements
 
 QUICK = Path(__file__).parents[1] / "results" / "native-quick"
 
@@ -29,11 +29,15 @@ def _reversed_copy(to: Path, host: str | None = None) -> Path:
     return to
 
 
-def test_the_fingerprint_ignores_line_order_but_not_a_changed_sample() -> None:
+def test_measurements_ignore_line_order_but_not_a_changed_time() -> None:
     records = [json.loads(line) for line in (QUICK / "samples.jsonl").open()]
-    assert samples_fingerprint(reversed(records)) == samples_fingerprint(records)
-    changed = [dict(records[0], touch_ns=records[0]["touch_ns"] + 1), *records[1:]]
-    assert samples_fingerprint(changed) != samples_fingerprint(records)
+    meta = json.loads((QUICK / "meta.json").read_text())
+    assert measurements(reversed(records), meta) == measurements(records, meta)
+    first = next(i for i, r in enumerate(records) if r["status"] == "ok" and not r["warmup"])
+    changed = [*records[:first], dict(records[first], touch_ns=records[first]["touch_ns"] + 1),
+               *records[first + 1:]]
+    assert len(measurements(changed, meta) & measurements(records, meta)) == \
+        len(measurements(records, meta)) - 1
 
 
 def test_compare_refuses_a_copy_with_its_lines_reversed(tmp_path: Path) -> None:
@@ -41,7 +45,7 @@ def test_compare_refuses_a_copy_with_its_lines_reversed(tmp_path: Path) -> None:
     done = faultbench("compare", QUICK, copy, check=False)
     assert done.returncode == 2 and not done.stdout
     # the same line as for a plain copy (test_hardening_round13_cli)
-    assert f"same samples ({QUICK} and {copy} hold identical samples)" in one_line(done.stderr)
+    assert f"are the same samples ({QUICK} and {copy}):" in one_line(done.stderr)
 
 
 def test_merge_refuses_a_reversed_copy_as_a_second_machine(tmp_path: Path) -> None:
@@ -49,8 +53,8 @@ def test_merge_refuses_a_reversed_copy_as_a_second_machine(tmp_path: Path) -> No
     done = faultbench("merge", "--out", tmp_path / "merged", QUICK, copy, check=False)
     assert done.returncode == 2 and not (tmp_path / "merged").exists()
     assert one_line(done.stderr) == (
-        f"faultbench merge: {QUICK} and {copy} hold identical samples: a copy of one run is "
-        "not a second measurement; merge runs measured apart")
-    # the control: reversed and measured apart (one time a nanosecond off), it merges
+        f"faultbench merge: {QUICK} and {copy} share 216 measured sample(s): a copy of one "
+        "run, or a run and a part of it, is not a second measurement; merge runs measured apart")
+    # the control: reversed and measured apart (every time a nanosecond off), it merges
     apart = measured_again(copy, tmp_path / "apart")
     faultbench("merge", "--out", tmp_path / "merged", QUICK, apart)

@@ -259,6 +259,10 @@ def test_merged_shards_are_the_unsharded_run(merged_shards: dict[str, Any]) -> N
     for command in (["report", merged], ["compare", merged, "--by", "kernel"]):
         done = faultbench(*command)
         assert "boots" in done.stdout or "results in" in done.stdout
+    # a merged run against one of its shards: that shard's samples on both sides (R20-2)
+    shard = merged_shards["base"] / "shard1"
+    done = in_process("compare", f"{merged}:a", f"{shard}:a", "--by", "kernel")
+    assert done.returncode == 2 and "are the same samples" in done.stderr
 
 
 def _copy(src: Path, dst: Path, edit: Any = None) -> Path:

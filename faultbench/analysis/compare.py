@@ -47,6 +47,7 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows
 from faultbench.analysis.text import wrap
 from faultbench.errors import printable
+from faultbench.measurement.rundir.identity import MEASURED_TIMES, measurements
 from faultbench.measurement.rundir.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import (
     SpecError,
@@ -115,6 +116,28 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
             f"{role} {side.path}: no samples with {by}={side.value} (values: {values})"
         )
     return chosen
+
+
+def _check_measured_apart(base: pd.DataFrame, new: pd.DataFrame, metas: list[dict[str, Any]],
+                          shown: str) -> None:
+    """Refuse sides that share a measured sample (identity.measurements): a run against
+    itself, a copy of it (cp -r, a second checkout of a shipped one, whatever lines no table
+    uses were edited in it), a merged run against one of its parts, two resumes of one
+    interrupted run. Tested against themselves, its samples would give confidence intervals
+    of nothing."""
+    sides = [measurements(side[list(_MEASUREMENT_COLUMNS)].to_dict("records"), meta)
+             for side, meta in zip((base, new), metas, strict=True)]
+    if shared := len(sides[0] & sides[1]):
+        what = ("are the same samples" if sides[0] == sides[1] else
+                f"share {shared:,} of their {max(map(len, sides)):,} measured samples")
+        raise AnalysisError(f"BASE and NEW {what} ({shown}): one measurement on both sides "
+                            "tests nothing (a run or its copy, a merged run and a part of it, "
+                            "two resumes of one interrupted run); compare runs measured "
+                            "apart, or two values of one run with --by")
+
+
+_MEASUREMENT_COLUMNS = ("scenario", "round", "mapper", "boot", *MEASURED_TIMES, "status",
+                        "warmup", "profiled")
 
 
 def _value_word(by: str, value: Any) -> str:
@@ -361,28 +384,17 @@ def compare_runs(
         base_arg, new_arg = implied_kernels(base_arg)
     base_side = parse_side(base_arg, by, "BASE")
     new_side = parse_side(new_arg, by, "NEW")
-    base_df = load(base_side.path, fingerprint=True)
+    base_df = load(base_side.path)
     same = new_side.path.resolve() == base_side.path.resolve()
-    new_df = base_df if same else load(new_side.path, fingerprint=True)
-    # a copy of the run (cp -r, a second checkout of a shipped one) is the same samples
-    # too: tested against themselves they would print confidence intervals of nothing. A
-    # copy whose samples.jsonl lost lines (invalid, unreadable) is not: its notes differ
-    copy = not same and all(
-        list(base_df.attrs[key].values()) == list(new_df.attrs[key].values())
-        for key in ("fingerprints", "dropped"))
-    if (same or copy) and (by is None or match_text(by, side_value(by, base_side.value))
-                           == match_text(by, side_value(by, new_side.value))):
-        shown = f"{base_arg} and {new_arg} hold identical samples" if copy else base_arg
-        raise AnalysisError(f"BASE and NEW are the same samples ({shown}): a run "
-                            "compared with itself tests nothing (give two runs, or two "
-                            "values with --by)")
+    new_df = base_df if same else load(new_side.path)
     if strict:
         base_df = exclude_interfered(base_df)
         new_df = base_df if same else exclude_interfered(new_df)
     base = select(base_df, base_side, by, "BASE")
     new = select(new_df, new_side, by, "NEW")
-    check_planes(base, new, force)
     metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
+    _check_measured_apart(base, new, metas, base_arg if same else f"{base_arg} and {new_arg}")
+    check_planes(base, new, force)
     if not force and (mismatch := epoch_mismatch(*metas)):
         raise AnalysisError(mismatch)
     infos = [run_info(meta, d) for meta, d in zip(metas, (base_df, new_df), strict=True)]

@@ -17,7 +17,7 @@ import pandas as pd
 
 from faultbench.analysis.dropped import Dropped
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
+from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.results import (
     MAX_LINES,
     META,
@@ -172,19 +172,17 @@ def check_run_dir(run: Path) -> None:
         raise AnalysisError(f"{run}: not a directory (expected a faultbench run directory)")
 
 
-def _read_run(run: Path | SafeDir, fingerprint: bool
-              ) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+def _read_run(run: Path | SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     """One run's frame, its files read through the directory's descriptor (opened here
     for a path): never through a link, regular files only."""
     if isinstance(run, SafeDir):
-        return _read_files(run, fingerprint)
+        return _read_files(run)
     check_run_dir(run)
     with SafeDir.reading(run) as directory:
-        return _read_files(directory, fingerprint)
+        return _read_files(directory)
 
 
-def _read_files(directory: SafeDir, fingerprint: bool
-                ) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
+def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropped]:
     run_dir = directory.path
     samples_path = run_dir / SAMPLES
     meta: dict[str, Any] = {}
@@ -213,8 +211,6 @@ def _read_files(directory: SafeDir, fingerprint: bool
     knobs = pd.DataFrame(frame.pop("knobs").tolist(), index=frame.index, dtype=object)
     frame = pd.concat([frame, spec, knobs], axis=1)
     frame.attrs["knob_columns"] = list(knobs.columns)
-    if fingerprint:  # a fifth of the load's time: only compare's copy check needs it
-        frame.attrs["fingerprint"] = samples_fingerprint(records)
     return frame, meta, dropped
 
 
@@ -326,8 +322,7 @@ def _registered(df: pd.DataFrame) -> pd.Series:
     return recorded.where(recorded.notna(), derived).astype(bool)
 
 
-def load(runs: str | Path | SafeDir | Sequence[str | Path],
-         fingerprint: bool = False) -> pd.DataFrame:
+def load(runs: str | Path | SafeDir | Sequence[str | Path]) -> pd.DataFrame:
     """One row per sample of one or several run directories (docs/results.md).
 
     Columns: every Sample field, the spec's fields, one column per knob, and derived ones:
@@ -339,8 +334,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path],
     and `kernel`, `boot` (None for runs without booted kernels). Several runs add a `run`
     column (the directory name).
     `.attrs`: `meta` (meta.json per run), `knob_columns`, `bad_lines` per run, `dropped`
-    (per run, the lines not loaded and why: unreadable, invalid, duplicate), `fingerprints`
-    (with `fingerprint`: per run, its valid samples' samples_fingerprint), `paths` (the
+    (per run, the lines not loaded and why: unreadable, invalid, duplicate), `paths` (the
     directory per run name). `profiled` samples (kernel-profiled, slower) are never `ok`.
     A SafeDir (a run directory already opened) is read through its descriptor.
     """
@@ -353,11 +347,10 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path],
     metas: dict[str, dict[str, Any]] = {}
     bad_lines: dict[str, int] = {}
     dropped: dict[str, Dropped] = {}
-    fingerprints: dict[str, str] = {}
     knob_columns: list[str] = []
     paths_by_name: dict[str, str] = {}
     for path in paths:
-        frame, meta, lost = _read_run(path, fingerprint)
+        frame, meta, lost = _read_run(path)
         where = path.path if isinstance(path, SafeDir) else path
         name = _unique_name(where, metas)
         paths_by_name[name] = str(where)
@@ -365,8 +358,6 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path],
         metas[name] = meta
         bad_lines[name] = lost.unreadable
         dropped[name] = lost
-        if fingerprint:
-            fingerprints[name] = frame.attrs["fingerprint"]
         knob_columns += [c for c in frame.attrs["knob_columns"] if c not in knob_columns]
         frames.append(frame)
     df = pd.concat(frames, ignore_index=True)
@@ -374,7 +365,7 @@ def load(runs: str | Path | SafeDir | Sequence[str | Path],
         df = df.drop(columns="run")
     df = _derive(df, knob_columns)
     df.attrs = {"meta": SharedMeta(metas), "knob_columns": knob_columns, "bad_lines": bad_lines,
-                "dropped": dropped, "fingerprints": fingerprints, "paths": paths_by_name}
+                "dropped": dropped, "paths": paths_by_name}
     return df
 
 

@@ -8,15 +8,15 @@ sample was measured at the value read back. Standard library only.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.rundir.checks import clock_of, short
 from faultbench.measurement.rundir.runfiles import META, merged_parts
 from faultbench.measurement.rundir.safefile import ResultsError
+
+MEASURED_TIMES = ("mmap_ns", "touch_ns", "munmap_ns")
 
 
 def _machines(meta: dict[str, Any]) -> set[str | None]:
@@ -93,12 +93,26 @@ def _check_parts_sampled(meta: dict[str, Any], records: list[dict[str, Any]],
                            f"{len(sampled):,}): the two files are from different runs")
 
 
-def samples_fingerprint(records: Iterable[dict[str, Any]]) -> str:
-    """What tells two runs' samples apart: the same for a copy of a run (cp -r, a second
-    checkout of a shipped one, its meta.json edited), whose samples are one measurement,
-    not two: compare refuses to test them against each other, merge to take them as two
-    machines'. A second run of the same scenarios differs in every timing. The order of the
-    lines says nothing (a resume appends, `tac` reverses): the records' digests are sorted."""
-    digests = sorted(hashlib.sha256(json.dumps(record, sort_keys=True).encode()).digest()
-                     for record in records)
-    return hashlib.sha256(b"".join(digests)).hexdigest()
+def measurements(records: Iterable[Mapping[str, Any]], meta: dict[str, Any]) -> set[tuple]:
+    """Each measured sample of a run (ok, neither a warm-up nor profiled: what its tables
+    use) as what makes it one measurement: where it sits (scenario, round, mapper), its three
+    times, and, in a booted run, its boot as meta.json records it (start, end, the guest's
+    own clock reading). Two runs measured apart share none of these: a wall clock's
+    nanoseconds do not repeat all three times of a sample. The instruction clock's can (a
+    guest counts the same instructions each boot), and there the boot tells them apart. A
+    copy of a run shares them all whatever else was edited in it; a merged run shares those
+    of each of its parts, and two resumes of one interrupted run those measured before it
+    stopped. compare refuses to test such samples against themselves, merge to count them
+    twice."""
+    boots = {boot.get("index"): (boot.get("kernel"), boot.get("started_utc"),
+                                 boot.get("finished_utc"), _guest_clock(boot.get("guest")))
+             for boot in meta.get("boots", ()) if isinstance(boot, dict)}
+    return {(r["scenario"], r["round"], r["mapper"], boots.get(r.get("boot")),
+             *(r.get(time) for time in MEASURED_TIMES))
+            for r in records
+            if r.get("status") == "ok" and not r.get("warmup") and not r.get("profiled")}
+
+
+def _guest_clock(guest: Any) -> str | None:
+    stamp = guest.get("collected_utc") if isinstance(guest, dict) else None
+    return stamp if isinstance(stamp, str) else None

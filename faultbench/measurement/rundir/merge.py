@@ -30,7 +30,7 @@ from typing import Any
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.rundir.checks import UNSET, profile_problem
-from faultbench.measurement.rundir.identity import check_samples_match, samples_fingerprint
+from faultbench.measurement.rundir.identity import check_samples_match, measurements
 from faultbench.measurement.rundir.meta_checks import UTS_MAX_BYTES
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -230,14 +230,18 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
 
 
 def _check_measured_apart(parts: list[Part]) -> None:
-    """Refuse two parts holding the same samples (a copy of one run, its host name edited):
+    """Refuse two parts sharing a measured sample (identity.measurements: a copy of one run,
+    its host name or any line no table uses edited; a merged run and one of its parts):
     merged, one measurement would count as two machines' or two shards'."""
-    seen: dict[str, Path] = {}
+    owner: dict[tuple, Path] = {}
     for part in parts:
-        first = seen.setdefault(samples_fingerprint(part.samples), part.path)
-        if first != part.path:
-            raise MergeError(f"{first} and {part.path} hold identical samples: a copy of one "
-                             "run is not a second measurement; merge runs measured apart")
+        mine = measurements(part.samples, part.meta)
+        if clash := next((owner[key] for key in mine if key in owner), None):
+            shared = sum(owner.get(key) == clash for key in mine)
+            raise MergeError(f"{clash} and {part.path} share {shared:,} measured sample(s): a "
+                             "copy of one run, or a run and a part of it, is not a second "
+                             "measurement; merge runs measured apart")
+        owner.update(dict.fromkeys(mine, part.path))
 
 
 def _remove_written(directory: SafeDir) -> None:
