@@ -118,6 +118,14 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
     return chosen
 
 
+def _leave_unset(df: pd.DataFrame, other: pd.DataFrame, knob: str) -> None:
+    """A knob the other side's run set and this one never did: every scenario of this run
+    left it unset (`RUN:unset` selects them all)."""
+    if knob not in df.columns and knob in other.attrs.get("knob_columns", ()):
+        df[knob] = pd.Series(None, index=df.index, dtype=object)
+        df.attrs["knob_columns"] = [*df.attrs.get("knob_columns", ()), knob]
+
+
 def _check_measured_apart(base: pd.DataFrame, new: pd.DataFrame, metas: list[dict[str, Any]],
                           shown: str) -> None:
     """Refuse sides that share a measured sample (identity.measurements): a run against
@@ -387,6 +395,9 @@ def compare_runs(
     base_df = load(base_side.path)
     same = new_side.path.resolve() == base_side.path.resolve()
     new_df = base_df if same else load(new_side.path)
+    if by is not None and not same:
+        _leave_unset(base_df, new_df, by)
+        _leave_unset(new_df, base_df, by)
     if strict:
         base_df = exclude_interfered(base_df)
         new_df = base_df if same else exclude_interfered(new_df)
