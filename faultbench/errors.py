@@ -8,6 +8,7 @@ raises them and say which part refused. Standard library only.
 from __future__ import annotations
 
 import os
+import shlex
 import stat
 
 
@@ -27,6 +28,21 @@ def printable_lines(text: str) -> str:
     and report.txt, whose text comes in part from results files (a host or workload name, a
     profiled stack's function name: untrusted input)."""
     return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def shell_word(path: str | os.PathLike[str]) -> str:
+    """`path` as a command a hint shows it, for a shell (bash) to read back as the same file:
+    quoted; `./` before a leading dash, which the command would take for an option; bytes
+    that are no UTF-8 text, and control characters, as $'\\xNN' (shlex would quote the
+    surrogates Python decodes them to, naming another file)."""
+    text = os.fspath(path)
+    if text.startswith("-"):
+        text = "./" + text
+    raw = os.fsencode(text)
+    if raw.decode("utf-8", "replace") == text and text.isprintable():
+        return shlex.quote(text)
+    return "$'" + "".join(chr(b) if 0x20 <= b < 0x7F and b not in b"'\\" else f"\\x{b:02x}"
+                          for b in raw) + "'"
 
 
 _KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),

@@ -1,12 +1,17 @@
 """Round twenty's command-line findings: `compare RUN:unset OTHER:V --by KNOB` was refused as
 an "unknown knob" when RUN never set KNOB, though `unset` is documented to select the
 scenarios that leave it unset, and the plain compare of the two runs pointed at `--by`
-(R20-3). Real runs through the CLI."""
+(R20-3); the hints printed for a run directory named `-x`, or not UTF-8, named no run
+(R20-4). Real runs through the CLI."""
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from analysis_runs import faultbench
 from groups import HOST
 
@@ -43,3 +48,23 @@ def test_a_run_that_never_set_a_knob_is_its_unset_side(tmp_path: Path) -> None:
     unknown = faultbench("compare", f"{plain}:unset", f"{pinned}:never", "--by", "thp.bogus",
                          check=False)
     assert unknown.returncode == 2 and "unknown knob 'thp.bogus'" in unknown.stderr
+
+
+def _cli(cwd: Path, *args: str | bytes) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "faultbench", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("name", [b"-x", b"r\xff\xfe", b"a\nb"])
+def test_a_hint_names_the_run_so_that_the_shell_finds_it(tmp_path: Path, name: bytes) -> None:
+    """R20-4: the hints quoted a path with shlex: `faultbench report -x` is an option to
+    argparse, and a name that is no UTF-8 came out as its surrogates, another file."""
+    (tmp_path / "w.toml").write_text(WORKLOAD)
+    assert _cli(tmp_path, "run", "w.toml", b"--out=" + name, "-q").returncode == 0
+    again = _cli(tmp_path, "run", "w.toml", b"--out=" + name, "-q")
+    assert again.returncode == 2
+    hint = re.search(r"\((faultbench report .*) shows it\)", again.stderr)
+    assert hint, again.stderr
+    shown = subprocess.run(["bash", "-c", f"{sys.executable} -m {hint[1]} --no-figures"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert shown.returncode == 0 and "uffd=wp" in shown.stdout, shown.stderr

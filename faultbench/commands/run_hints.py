@@ -14,15 +14,14 @@ if TYPE_CHECKING:
 def recovery(bad: BadSampleLine) -> str:
     """How to resume past the lines a strict read refused: by deleting them, which the user
     does (faultbench drops no sample it cannot vouch for, nor picks one of two)."""
-    import shlex
-
+    from faultbench.errors import shell_word
     from faultbench.measurement.rundir.results import resume_command
 
     which = (f"lines {' and '.join(map(str, bad.lines))}" if len(bad.lines) > 1
              else f"line {bad.lines[0]}")
     script = ";".join(f"{n}d" for n in bad.lines)
     return (f"resuming builds on every line: delete {which} (sed -i '{script}' "
-            f"{shlex.quote(str(bad.path))}; keep a copy to look at), then "
+            f"{shell_word(bad.path)}; keep a copy to look at), then "
             f"{resume_command(bad.path.parent)}; a sample then missing is measured again (in "
             "a booted run, if its boot had not finished)")
 
@@ -44,6 +43,7 @@ def interrupted_hint(run_dir: RunDir | None) -> str:
     """What an interruption leaves: a run whose meta.json is sealed (finished_utc) has all
     its samples, and `--resume` would say there is nothing to resume; otherwise how to go on."""
     from faultbench.errors import FaultbenchError
+    from faultbench.measurement.rundir.results import report_command
 
     if run_dir is None:
         return ""
@@ -53,7 +53,7 @@ def interrupted_hint(run_dir: RunDir | None) -> str:
         finished = None
     if finished:
         return (f" after the run finished: every sample is in {run_dir.path}; see them with: "
-                f"faultbench report {run_dir.path}")
+                f"{report_command(run_dir.path)}")
     return resume_hint(run_dir.path)
 
 

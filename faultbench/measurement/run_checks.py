@@ -23,6 +23,7 @@ from faultbench.measurement.knobs.catalog import (
 )
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, harness_epoch, same_harness
+from faultbench.measurement.rundir.results import report_command
 from faultbench.measurement.spec import SpecError, clipped, shown
 from faultbench.measurement.workload import Scenario, Workload
 
@@ -104,8 +105,8 @@ def settable_knobs(workload: Workload) -> Workload:
 
 def nothing_to_resume(path: Path | str, finished: str) -> RunError:
     """The refusal of `--resume` for a run that finished at `finished`."""
-    return RunError(f"{path} finished at {finished}; nothing to resume (faultbench report "
-                    f"{path} shows it)")
+    return RunError(f"{path} finished at {finished}; nothing to resume ({report_command(path)} "
+                    "shows it)")
 
 
 def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
@@ -119,8 +120,8 @@ def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
             raise RunError(
                 f"{path} measured in the relative dir {shown(written)} (a run from before "
                 "dirs were recorded absolute) and meta.json does not say what it was "
-                "relative to: a resume could measure in another directory; faultbench report "
-                f"{path} shows its samples, and a new run records the directory")
+                "relative to: a resume could measure in another directory; "
+                f"{report_command(path)} shows its samples, and a new run records the directory")
 
 
 def refuse_other_harness(meta: dict[str, Any], path: Path | str) -> None:
@@ -134,7 +135,7 @@ def refuse_other_harness(meta: dict[str, Any], path: Path | str) -> None:
     that = f"faultbench {clipped(str(version), 40)}" + (
         f" (git {clipped(str(revision), 60)})" if revision else "")
     finish = (f"finish it with {that}, the one that started it, or start a new run "
-              f"(faultbench report {path} shows its samples)")
+              f"({report_command(path)} shows its samples)")
     if not same_harness((epoch, HARNESS_EPOCH), {meta["plane"]}):
         raise RunError(f"{path} was measured at harness epoch {epoch} and this faultbench "
                        f"measures at epoch {HARNESS_EPOCH}, which counts other things in a "
@@ -165,4 +166,4 @@ def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
         raise RunError(f"{path} was measured on {said(*there)} and this is {said(*here)}: "
                        "resuming here would pool the samples of both under the first one's "
                        "name; resume it on that kernel and host, or start a new run "
-                       f"(faultbench report {path} shows its samples)")
+                       f"({report_command(path)} shows its samples)")

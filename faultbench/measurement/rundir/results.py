@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import not_a_file
+from faultbench.errors import not_a_file, shell_word
 from faultbench.measurement.rundir.checks import (
     RunRounds,
     knob_names_problem,
@@ -55,7 +54,12 @@ RUN_PATH_MAX = 4096 - 1 - 2 * (1 + 255)
 
 def resume_command(path: Path | str) -> str:
     """The command that continues the run in `path`, quoted for a shell."""
-    return f"faultbench run --resume {shlex.quote(str(path))}"
+    return f"faultbench run --resume {shell_word(path)}"
+
+
+def report_command(path: Path | str) -> str:
+    """The command that shows the run in `path`, quoted for a shell."""
+    return f"faultbench report {shell_word(path)}"
 
 
 
@@ -156,8 +160,8 @@ def _occupied(path: Path, directory: SafeDir, resumable: bool) -> str:
     except ResultsError:  # what is wrong with it is resume's to say
         finished = False
     if finished:
-        return (f"{path} already holds a finished run (faultbench report "
-                f"{shlex.quote(str(path))} shows it): --out names a new or empty directory")
+        return (f"{path} already holds a finished run ({report_command(path)} shows it): "
+                "--out names a new or empty directory")
     return f"{path} already exists and is not empty (continue it with {resume_command(path)})"
 
 
