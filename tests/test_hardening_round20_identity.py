@@ -1,4 +1,5 @@
-"""Round twenty, whether two runs are one measurement (R20-1, R20-2). Runs were told apart by
+"""Round twenty, whether two runs are one measurement (R20-1, R20-2), and whether a scenario
+meta.json records as skipped was measured (R20-5). Runs were told apart by
 a digest of every sample line, warm-ups and profiled rounds included, which no table uses:
 a copy of a run with one warm-up's context-switch count bumped, or one profiled line cut,
 and its host name edited, merged as a second machine, every row 0% apart; a copy without
@@ -88,3 +89,24 @@ def test_two_resumes_of_one_run_share_what_was_measured_before_it_stopped(
     done = faultbench("compare", QUICK, fork, check=False)
     assert done.returncode == 2
     assert f"share {shared:,} of their {_measured(QUICK):,} measured samples" in done.stderr
+
+
+def test_a_scenario_recorded_as_skipped_has_no_measured_sample(tmp_path: Path) -> None:
+    """R20-5: meta.json's `skipped` was never checked against the samples: the report printed
+    a scenario's rows and, under them, that the kernel had refused it."""
+    copy = _copy(QUICK, tmp_path / "copy", lambda records: records, host=None)
+    meta = json.loads((copy / "meta.json").read_text())
+    name = meta["scenarios"][0]["name"]
+    meta["skipped"] = [{"scenario": name, "reason": "the kernel refused it: EINVAL"}]
+    (copy / "meta.json").write_text(json.dumps(meta))
+    done = faultbench("report", copy, "--no-figures", "--out", tmp_path / "out", check=False)
+    assert done.returncode == 2 and not (tmp_path / "out").exists()
+    assert one_line(done.stderr) == (
+        f"faultbench report: {copy / 'samples.jsonl'}: has measured samples of scenario "
+        f"{name}, which its meta.json records as skipped (not measured): the two files are "
+        "from different runs")
+    # the control: a knob axis the run could not apply, which no sample names, is a note
+    meta["skipped"] = [{"scenario": "knob axis vm.nonexistent", "reason": "no such sysctl"}]
+    (copy / "meta.json").write_text(json.dumps(meta))
+    done = faultbench("report", copy, "--no-figures", "--out", tmp_path / "out")
+    assert "skipped knob axis vm.nonexistent: no such sysctl" in done.stdout

@@ -40,6 +40,10 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
     boots = {b["index"]: b["kernel"] for b in meta.get("boots") or []} or {None: None}
     _check_parts_sampled(meta, records, path)
     machines = _machines(meta)
+    # what the run did not measure: a scenario (a knob axis) it could not apply, for every
+    # kernel or for one (kernel); its samples, if any, say so (status unsupported)
+    skipped = {(s["scenario"], s.get("kernel") if isinstance(s.get("kernel"), str) else None)
+               for s in meta.get("skipped") or ()}
     for record in records:
         name, kernel, boot = record.get("scenario"), record.get("kernel"), record.get("boot")
         if kernel not in labels:
@@ -69,6 +73,9 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
         elif record["spec"] != specs[name]:
             problem = (f"the samples of scenario {name} were measured with another spec than "
                        f"its {META} gives")
+        elif record["status"] == "ok" and ((name, None) in skipped or (name, kernel) in skipped):
+            problem = (f"has measured samples of scenario {name}, which its {META} records as "
+                       "skipped (not measured)")
         else:
             continue
         raise ResultsError(f"{path}: {problem}: the two files are from different runs")
