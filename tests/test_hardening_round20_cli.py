@@ -2,7 +2,8 @@
 an "unknown knob" when RUN never set KNOB, though `unset` is documented to select the
 scenarios that leave it unset, and the plain compare of the two runs pointed at `--by`
 (R20-3); the hints printed for a run directory named `-x`, or not UTF-8, named no run
-(R20-4). Real runs through the CLI."""
+(R20-4); `report --out DIR` removed a user's own plot and replaced their report.txt
+(R20-6). Real runs through the CLI."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from pathlib import Path
 
 import pytest
 from analysis_runs import faultbench
+from console import one_line
 from groups import HOST
+
+RESULTS = Path(__file__).parents[1] / "results"
 
 WORKLOAD = """
 repetitions = 3
@@ -68,3 +72,26 @@ def test_a_hint_names_the_run_so_that_the_shell_finds_it(tmp_path: Path, name: b
     shown = subprocess.run(["bash", "-c", f"{sys.executable} -m {hint[1]} --no-figures"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert shown.returncode == 0 and "uffd=wp" in shown.stdout, shown.stderr
+
+
+def test_report_out_removes_only_what_a_report_drew(tmp_path: Path) -> None:
+    """R20-6: `report --out DIR` removed every file named like a figure in DIR/figures, a
+    user's own plot among them, and replaced a DIR/report.txt no report had written."""
+    out = tmp_path / "out"
+    (out / "figures").mkdir(parents=True)
+    (out / "figures" / "myplot.png").write_text("precious")
+    (out / "report.txt").write_text("my notes\n")
+    refused = faultbench("report", RESULTS / "example", "--out", out, check=False)
+    assert refused.returncode == 2
+    assert one_line(refused.stderr) == (
+        f"faultbench report: --out {out}: its report.txt is no faultbench report, and this "
+        "would replace it; move it away or choose another directory")
+    assert (out / "report.txt").read_text() == "my notes\n"
+    (out / "report.txt").unlink()
+    faultbench("report", RESULTS / "example", "--out", out)
+    drawn = {p.name for p in (out / "figures").glob("*.[ps][nv]g")} - {"myplot.png"}
+    assert drawn
+    for again in (["--no-figures"], []):  # a report's own report.txt and figures are replaced
+        faultbench("report", RESULTS / "example", "--out", out, *again)
+        assert (out / "figures" / "myplot.png").read_text() == "precious"
+    assert {p.name for p in (out / "figures").glob("*.[ps][nv]g")} == drawn | {"myplot.png"}

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from faultbench.errors import printable
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.rundir.tempfiles import TEMP_NAME_EXTRA
 
 # The characters a figure's file name keeps of a group's text; runs of others become "_".
@@ -33,17 +34,29 @@ MAX_STEM = 255 - TEMP_NAME_EXTRA - len(".png")
 # A file a report may have drawn: a name figure_names (or a fixed one) gives, as save() saves
 # it. Temp files start with "." and are not one.
 _FIGURE_FILE = re.compile(r"[A-Za-z0-9_=+-][A-Za-z0-9_.=+-]*\.(?:png|svg)")
+# In `report --out DIR`'s figures/: what the last report drew there, one name a line. DIR
+# may hold anything else of its owner's, a plot of their own named as a figure among it.
+DRAWN = ".drawn-by-faultbench-report"
+_DRAWN_MAX = 1 << 20  # a report draws tens of figures; their names are under 256 bytes each
 
 
-def remove_figures(dir_fd: int) -> None:
-    """The figures in the directory open as `dir_fd`: files of a figure's name only, never
-    a link (nor through one: unlinking does not follow), nothing else of anyone's."""
-    for entry in os.listdir(dir_fd):
-        if not _FIGURE_FILE.fullmatch(entry):
-            continue
+def remove_drawn(figures: SafeDir) -> None:
+    """The figures the last report listed in DRAWN, and the list: files of a figure's name
+    only, never a link (nor through one: unlinking does not follow), nothing it did not
+    draw. A figures/ without the list (a report before it, or the owner's) loses nothing."""
+    try:
+        listed = (figures.read_bytes(DRAWN, _DRAWN_MAX) or b"").decode("ascii").split("\n")
+    except (ResultsError, UnicodeDecodeError):
+        listed = []  # not a list a report wrote: what it names is not taken for figures
+    for entry in [*filter(_FIGURE_FILE.fullmatch, listed), DRAWN]:
         with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISREG(os.stat(entry, dir_fd=dir_fd, follow_symlinks=False).st_mode):
-                os.unlink(entry, dir_fd=dir_fd)
+            if stat.S_ISREG(os.stat(entry, dir_fd=figures.fd, follow_symlinks=False).st_mode):
+                os.unlink(entry, dir_fd=figures.fd)
+
+
+def record_drawn(figures: SafeDir, drawn: Iterable[str]) -> None:
+    """DRAWN: the figures this report wrote into `figures`, for the next one to remove."""
+    figures.replace(DRAWN, "".join(f"{name}\n" for name in drawn))
 
 
 def figure_names(prefix: str, texts: Iterable[str]) -> dict[str, str]:

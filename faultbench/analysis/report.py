@@ -30,7 +30,7 @@ from faultbench.analysis.dropped import (
     knob_drift_left_out,
     unmeasured_notes,
 )
-from faultbench.analysis.figure_text import remove_figures
+from faultbench.analysis.figure_text import record_drawn, remove_drawn
 from faultbench.analysis.frame import (
     AnalysisError,
     RunInfo,
@@ -60,6 +60,10 @@ from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
 from faultbench.errors import printable_lines
 from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
+
+REPORT = "report.txt"
+REPORT_TITLE = "faultbench report"
+REPORT_HEAD = f"{REPORT_TITLE}: workload".encode()  # how every report.txt begins (header())
 
 NO_VALID_SAMPLES = ("the run has no valid samples (all warm-ups, errors, unsupported or "
                     "measured while someone else had changed a knob)")
@@ -194,7 +198,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any],
         raise AnalysisError(NO_VALID_SAMPLES)
     info = run_info(meta, df)
     label_cols = label_columns(df)
-    parts = [header(info, "faultbench report"), machine_line(meta)]
+    parts = [header(info, REPORT_TITLE), machine_line(meta)]
     if meta and not meta.get("finished_utc"):
         parts.append(wrap("NOTE: the run has not finished (still running, or interrupted: "
                           "faultbench run --resume DIR); these are the samples so far."))
@@ -246,15 +250,14 @@ def write_report(
         directory = source if out is None else stack.enter_context(
             SafeDir.open(out, create=True))
         elsewhere = not os.path.samestat(os.fstat(directory.fd), os.fstat(source.fd))
-        if elsewhere and directory.is_file(META):
-            raise AnalysisError(f"--out {out} is another run's directory (it has {META}), "
-                                "whose report this would replace; choose one that is not a run")
-        directory.replace("report.txt", text)
+        if elsewhere:
+            _check_out(directory, out)
+        directory.replace(REPORT, text)
         if elsewhere and directory.is_dir("figures"):
             # DIR takes reports of any run, again and again: figures of an earlier report (of
             # another run, or ones this one does not draw) would stand beside this one's
             with directory.sub("figures") as earlier:
-                remove_figures(earlier.fd)
+                remove_drawn(earlier)
         if not figures:
             return text, []
         # matplotlib only when figures are drawn: `faultbench run` prints summary() too
@@ -270,7 +273,24 @@ def write_report(
             made += _breakeven_figures(df, info, figures_dir)
             made += kernels_figure(df, info, figures_dir)
             made += memory_figure(df, info, figures_dir)
+            if elsewhere:
+                record_drawn(figures_dir, (path.name for path in made))
     return text, made
+
+
+def _check_out(directory: SafeDir, out: Path | None) -> None:
+    """Refuse a `--out` whose report.txt this would replace with no word: a run's (its
+    meta.json), or a file a report did not write."""
+    if directory.is_file(META):
+        raise AnalysisError(f"--out {out} is another run's directory (it has {META}), "
+                            "whose report this would replace; choose one that is not a run")
+    fh = directory.open_reading(REPORT) if directory.is_file(REPORT) else None
+    if fh is not None:
+        with fh:
+            head = fh.read(len(REPORT_HEAD))
+        if head != REPORT_HEAD:
+            raise AnalysisError(f"--out {out}: its {REPORT} is no faultbench report, and this "
+                                "would replace it; move it away or choose another directory")
 
 
 def _breakeven_figures(df: pd.DataFrame, info: RunInfo, out_dir: SafeDir) -> list[Path]:
