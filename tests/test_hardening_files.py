@@ -25,6 +25,7 @@ from console import one_line
 from groups import HOST
 from images import require_boot_image
 from inprocess import in_process
+from test_runner import _cmdline
 
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
 from faultbench.measurement.knobs.knoblock import LOCK_PATH
@@ -573,10 +574,8 @@ def test_sigkill_during_kernel_leaves_no_scratch_image_and_no_qemu(
     deadline = time.monotonic() + 120
     while True:
         dirs, pids = _guest_leftovers(scratch_root)
-        if (dirs and when == "scratch-disk") or any(
-            b"qemu-system" in Path(f"/proc/{p}/cmdline").read_bytes()
-            for p in pids if Path(f"/proc/{p}").exists()
-        ):
+        if (dirs and when == "scratch-disk") or any(b"qemu-system" in _cmdline(p)
+                                                    for p in pids):
             break
         assert time.monotonic() < deadline and proc.poll() is None, "the guest never started"
         time.sleep(0.01)

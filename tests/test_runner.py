@@ -186,6 +186,13 @@ def resumable(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, str
     return tmp / "whole", killed, whole.stderr
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:  # gone since it was listed
+        return b""
+
+
 def _children(pid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
@@ -295,7 +302,9 @@ def run_with_a_crash(tmp_path: Path) -> RunDir:
     def kill_the_worker_at_the_third(unit: object) -> None:
         seen.append(1)
         if len(seen) == 3:
-            [worker] = _children(os.getpid())
+            # this process's worker: another test of this xdist worker may have left a child
+            [worker] = [pid for pid in _children(os.getpid())
+                        if b"faultbench.measurement.worker" in _cmdline(pid)]
             os.kill(worker, signal.SIGKILL)
 
     execute(run_dir, quiet=True, on_unit=kill_the_worker_at_the_third)
