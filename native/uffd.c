@@ -184,11 +184,21 @@ int fb_uffd_stop(struct fb_uffd *u, struct fb_result *r)
 	r->uffd_events = u->events;
 	r->uffd_ns = u->serve_ns;
 	released = u->timed_out || u->interrupted;
-	if (u->interrupted)
+	/* a served range has no unserved count: its faults are served as they come, and the
+	 * one pending when the loop is stopped is released by the unregistering */
+	if (u->interrupted && u->serve)
+		fb_fail(r, FB_ERROR, "interrupted by %s after %lld userfaultfd fault(s) served; "
+			"the range was unregistered to release the faulting thread",
+			fb_signal_name(u->interrupted), (long long)u->events);
+	else if (u->interrupted)
 		fb_fail(r, FB_ERROR, "interrupted by %s with %lld of %lld userfaultfd fault(s) "
 			"unserved; the range was unregistered to release the faulting thread",
 			fb_signal_name(u->interrupted), (long long)u->unserved,
 			(long long)u->events);
+	else if (u->timed_out && u->serve)
+		fb_fail(r, FB_ERROR, "deadline exceeded: the touch loop did not finish in time "
+			"(%lld userfaultfd fault(s) served); the range was unregistered to "
+			"release the faulting thread", (long long)u->events);
 	else if (u->timed_out)
 		fb_fail(r, FB_ERROR, "deadline exceeded with %lld of %lld userfaultfd fault(s) "
 			"left unserved; the range was unregistered to release the faulting thread",

@@ -243,7 +243,11 @@ def test_a_signal_restores_the_knobs(
     assert journal.exists()
     refused = _cli("measure", "--size", "1M", "--set", "vm.swappiness=20")
     assert refused.returncode == 2
-    assert f"another faultbench run (pid {proc.pid}:" in one_line(refused.stderr)
+    # the holder named as what it is (R21-4: every one was "faultbench run")
+    assert f"another faultbench measure (pid {proc.pid}:" in one_line(refused.stderr)
+    live = _cli("restore")
+    assert live.returncode == 2 and f"`faultbench measure` (pid {proc.pid}) is still running " \
+        "and restores its knobs itself when it ends" in one_line(live.stderr)
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == (130 if signum == signal.SIGINT else 128 + signum), err

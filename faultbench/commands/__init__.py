@@ -32,13 +32,14 @@ class FilesystemError(FaultbenchError, OSError):
     """A file faultbench had to read or write and could not; the message names it."""
 
 
-def check_text(value: str | None, option: str, empty: bool = False) -> str | None:
+def check_text(value: str | None, option: str, empty: bool = False,
+               give: str = "a path or name") -> str | None:
     """`value` when a path or name may be made of it: no NUL byte (the kernel takes paths as
-    C strings) and, unless `empty`, not empty."""
+    C strings) and, unless `empty`, not empty (`give`: what the option takes instead)."""
     if value is not None and "\0" in value:
         raise ArgumentError(f"{option} {value!r}: a path, name or value has no NUL bytes")
     if value is not None and not value and not empty:
-        raise ArgumentError(f"{option} '': give a path or name")
+        raise ArgumentError(f"{option} '': give {give}")
     return value
 
 

@@ -61,8 +61,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.analysis.compare import compare_runs
 
-    for value, name in ((args.base, "BASE"), (args.new, "NEW"), (args.by, "--by")):
+    for value, name in ((args.base, "BASE"), (args.new, "NEW")):
         check_text(value, name)
+    check_text(args.by, "--by", give="a knob or a spec field")
     with filesystem_errors(f"reading {args.base} and {args.new}"):
         text = compare_runs(args.base, args.new, args.by, args.metric, args.format, args.force,
                             args.strict, args.brief, args.profile)

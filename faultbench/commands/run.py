@@ -100,10 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for value, option in ((args.out, "--out"), (args.resume, "--resume"),
-                          *((k, "--kernel") for k in args.kernel or ()),
-                          *((s, "--set") for s in args.set), *((f, "--only") for f in args.only)):
+    for value, option in ((args.workload, "WORKLOAD"), (args.out, "--out"),
+                          (args.resume, "--resume"), *((k, "--kernel") for k in args.kernel or ())):
         check_text(value, option)
+    for value in args.set:
+        check_text(value, "--set", give="KNOB=V1[,V2...]")
+    for value in args.only:
+        check_text(value, "--only", give="FIELD=V1[,V2...] or a pattern on the scenario name")
     from faultbench.measurement.rundir.results import BadSampleLine, ResultsError
 
     try:

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.workload import WorkloadError, load, shipped, workload_dirs
 
-    if args.workload:
+    if args.workload is not None:
         _show(load(check_text(args.workload, "WORKLOAD")))
         return 0
     found = shipped()

@@ -60,7 +60,8 @@ def collect(host_knobs: bool = True) -> dict[str, Any]:
         if share > 0:
             used[comm] = used.get(comm, 0.0) + share
     busiest = sorted(used.items(), key=lambda item: -item[1])
-    state["others"] = [[printable(name), round(share, 2)] for name, share in busiest[:3]]
+    # the name as the kernel has it (at most 15 bytes): describe() cuts, then escapes it
+    state["others"] = [[name, round(share, 2)] for name, share in busiest[:3]]
     state["others_cpu"] = round(sum(used.values()), 2)
     try:
         state["governor"] = Path(GOVERNOR).read_text().strip()

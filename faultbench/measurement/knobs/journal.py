@@ -144,7 +144,7 @@ def refuse_if_journal(path: str) -> None:
         if (held := _holds_mount(data)) is not None:
             raise LiveJournal(f"{held} (journal {path})")
         raise LiveJournal(
-            f"another faultbench run (pid {data['pid']}) is changing kernel knobs (journal "
+            f"{_writer(data)} (pid {data['pid']}) is changing kernel knobs (journal "
             f"{path}); wait for it to finish"
         )
     knobs = data.get("knobs")
@@ -393,8 +393,8 @@ def restore_journal(path: str | None = None) -> list[str]:
         if (held := _holds_mount(data)) is not None:
             raise KnobError(f"{held}; stop it (kill {data['pid']}) instead")
         raise KnobError(
-            f"faultbench run pid {data['pid']} is still running and restores its knobs itself "
-            f"when it ends; stop it (kill {data['pid']}) instead"
+            f"{_writer(data)} (pid {data['pid']}) is still running and restores its knobs "
+            f"itself when it ends; stop it (kill {data['pid']}) instead"
         )
     # `unmount`: what a run of faultbench 0.4 or before mounted for all to see (later
     # runs mount in a namespace of their own, which ends with them)

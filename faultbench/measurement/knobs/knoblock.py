@@ -45,12 +45,21 @@ def _holder(record: dict) -> str:
     return f"pid {pid}: `{printable(clipped(command))}`, since {printable(clipped(since, 40))}"
 
 
-def _is_restore(record: dict) -> bool:
-    """Whether the holder is `faultbench restore` (its recorded command: untrusted, only
-    read to choose the words)."""
+def _subcommand(record: dict) -> str | None:
+    """The holder's faultbench command (`run`, `measure`, `restore`), from its recorded
+    command line: untrusted, only read to choose the words."""
     words = str(record.get("command", "")).split()
-    return len(words) > 1 and os.path.basename(words[0]) in ("faultbench", "__main__.py") \
-        and words[1] == "restore"
+    known = len(words) > 1 and os.path.basename(words[0]) in ("faultbench", "__main__.py") \
+        and words[1] in ("run", "measure", "restore")
+    return words[1] if known else None
+
+
+def _is_restore(record: dict) -> bool:
+    return _subcommand(record) == "restore"
+
+
+def _who(record: dict) -> str:
+    return f"faultbench {command}" if (command := _subcommand(record)) else "faultbench process"
 
 
 def _journal_of(record: dict) -> str | None:
@@ -144,7 +153,7 @@ class KnobLock:
                     raise KnobError(f"another `faultbench restore` ({_holder(holder)}) is "
                                     "putting kernel knobs back; wait for it to finish") \
                         from None
-                raise KnobError(f"another faultbench run ({_holder(holder)}) is changing "
+                raise KnobError(f"another {_who(holder)} ({_holder(holder)}) is changing "
                                 "kernel knobs; wait for it to finish") from None
             try:
                 same = os.stat(name, dir_fd=self._dir_fd, follow_symlinks=False).st_ino == \
@@ -170,7 +179,7 @@ class KnobLock:
         left = _journal_of(record)
         if left and left != os.path.abspath(self.journal) and os.path.lexists(left):
             self._close()
-            raise KnobError(f"a faultbench run that did not end ({_holder(record)}) left "
+            raise KnobError(f"a {_who(record)} that did not end ({_holder(record)}) left "
                             f"kernel knobs changed, journal {printable(left)}; run "
                             "`faultbench restore` first")
 

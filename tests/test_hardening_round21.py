@@ -1,0 +1,63 @@
+"""Round twenty-one's findings: a busy process named with escape sequences was shown cut
+inside its escaped text (R21-8); a served userfaultfd range past its deadline said "0 of N
+fault(s) left unserved" (R21-3); empty arguments were taken (`run ""` ran the default
+workload) or answered with words of another option (R21-1, R21-5). Real processes, a real
+measurement and the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from console import one_line
+
+from faultbench.measurement.machine import collect, describe
+
+NAME = "\x1b[31mRED\x07\n"  # 9 bytes: PR_SET_NAME keeps up to 15
+
+
+def test_a_busy_process_named_with_escapes_is_shown_whole_and_escaped() -> None:
+    spin = textwrap.dedent(f"""
+        import ctypes, time
+        ctypes.CDLL(None).prctl(15, {NAME.encode()!r})  # PR_SET_NAME
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            pass
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        state = collect(host_knobs=False)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert [NAME, pytest.approx(1.0, abs=0.5)] in [list(o) for o in state["others"]]
+    line, _ = describe(state) or ("", [])
+    assert "\\x1b[31mRED\\x07\\n " in line and "\x1b" not in line
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "faultbench", *args], capture_output=True,
+                          text=True, timeout=300, check=False)
+
+
+def test_a_served_range_past_its_deadline_says_what_was_served() -> None:
+    done = _cli("measure", "--size", "64M", "--deadline", "0.001", "--repeat", "1",
+                "--uffd", "missing", "--backing", "anon")
+    assert done.returncode == 1
+    assert "error: deadline exceeded: the touch loop did not finish in time (" in done.stdout
+    assert "left unserved" not in done.stdout
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["run", ""], "faultbench run: WORKLOAD '': give a path or name"),
+    (["workloads", ""], "faultbench workloads: WORKLOAD '': give a path or name"),
+    (["run", "quick", "--only", ""],
+     "faultbench run: --only '': give FIELD=V1[,V2...] or a pattern on the scenario name"),
+    (["run", "quick", "--set", ""], "faultbench run: --set '': give KNOB=V1[,V2...]"),
+    (["compare", "a", "b", "--by", ""], "faultbench compare: --by '': give a knob or a spec field"),
+])
+def test_an_empty_argument_is_refused_in_the_options_words(args: list[str], said: str) -> None:
+    done = _cli(*args)
+    assert done.returncode == 2 and one_line(done.stderr) == said
