@@ -1,20 +1,24 @@
 """Round twenty-one's findings: a busy process named with escape sequences was shown cut
 inside its escaped text (R21-8); a served userfaultfd range past its deadline said "0 of N
 fault(s) left unserved" (R21-3); empty arguments were taken (`run ""` ran the default
-workload) or answered with words of another option (R21-1, R21-5). Real processes, a real
-measurement and the real CLI."""
+workload) or answered with words of another option (R21-1, R21-5); compare named neither
+of two runs' hosts (R21-7). Real processes, a real measurement and the real CLI."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
+from analysis_runs import measured_again
 from console import one_line
 
 from faultbench.measurement.machine import collect, describe
 
+QUICK = Path(__file__).parents[1] / "results" / "native-quick"
 NAME = "\x1b[31mRED\x07\n"  # 9 bytes: PR_SET_NAME keeps up to 15
 
 
@@ -61,3 +65,17 @@ def test_a_served_range_past_its_deadline_says_what_was_served() -> None:
 def test_an_empty_argument_is_refused_in_the_options_words(args: list[str], said: str) -> None:
     done = _cli(*args)
     assert done.returncode == 2 and one_line(done.stderr) == said
+
+
+def test_compare_of_two_machines_runs_names_both(tmp_path: Path) -> None:
+    """R21-7: two native runs of different hosts were compared with neither named, the
+    change reading as one machine's drift."""
+    other = measured_again(QUICK, tmp_path / "other")
+    meta = json.loads((other / "meta.json").read_text())
+    meta["provenance"]["host"]["name"] = "m2"
+    (other / "meta.json").write_text(json.dumps(meta))
+    done = _cli("compare", str(QUICK), str(other))
+    assert done.returncode == 0, done.stderr
+    assert " on vm vs m2; plane native" in " ".join(done.stdout.split("\n\n")[0].split())
+    assert " vs m2" not in _cli("compare", str(QUICK), str(measured_again(
+        QUICK, tmp_path / "same-host"))).stdout

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from faultbench.analysis.compare_checks import check_measured_apart, leave_unset
 from faultbench.analysis.compare_text import footer, render
 from faultbench.analysis.dropped import sides_notes
 from faultbench.analysis.frame import (
@@ -47,7 +48,6 @@ from faultbench.analysis.profile import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows
 from faultbench.analysis.text import wrap
 from faultbench.errors import printable
-from faultbench.measurement.rundir.identity import MEASURED_TIMES, measurements
 from faultbench.measurement.rundir.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import (
     SpecError,
@@ -116,36 +116,6 @@ def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFr
             f"{role} {side.path}: no samples with {by}={side.value} (values: {values})"
         )
     return chosen
-
-
-def _leave_unset(df: pd.DataFrame, other: pd.DataFrame, knob: str) -> None:
-    """A knob the other side's run set and this one never did: every scenario of this run
-    left it unset (`RUN:unset` selects them all)."""
-    if knob not in df.columns and knob in other.attrs.get("knob_columns", ()):
-        df[knob] = pd.Series(None, index=df.index, dtype=object)
-        df.attrs["knob_columns"] = [*df.attrs.get("knob_columns", ()), knob]
-
-
-def _check_measured_apart(base: pd.DataFrame, new: pd.DataFrame, metas: list[dict[str, Any]],
-                          shown: str) -> None:
-    """Refuse sides that share a measured sample (identity.measurements): a run against
-    itself, a copy of it (cp -r, a second checkout of a shipped one, whatever lines no table
-    uses were edited in it), a merged run against one of its parts, two resumes of one
-    interrupted run. Tested against themselves, its samples would give confidence intervals
-    of nothing."""
-    sides = [measurements(side[list(_MEASUREMENT_COLUMNS)].to_dict("records"), meta)
-             for side, meta in zip((base, new), metas, strict=True)]
-    if shared := len(sides[0] & sides[1]):
-        what = ("are the same samples" if sides[0] == sides[1] else
-                f"share {shared:,} of their {max(map(len, sides)):,} measured samples")
-        raise AnalysisError(f"BASE and NEW {what} ({shown}): one measurement on both sides "
-                            "tests nothing (a run or its copy, a merged run and a part of it, "
-                            "two resumes of one interrupted run); compare runs measured "
-                            "apart, or two values of one run with --by")
-
-
-_MEASUREMENT_COLUMNS = ("scenario", "round", "mapper", "boot", *MEASURED_TIMES, "status",
-                        "warmup", "profiled")
 
 
 def _value_word(by: str, value: Any) -> str:
@@ -396,15 +366,15 @@ def compare_runs(
     same = new_side.path.resolve() == base_side.path.resolve()
     new_df = base_df if same else load(new_side.path)
     if by is not None and not same:
-        _leave_unset(base_df, new_df, by)
-        _leave_unset(new_df, base_df, by)
+        leave_unset(base_df, new_df, by)
+        leave_unset(new_df, base_df, by)
     if strict:
         base_df = exclude_interfered(base_df)
         new_df = base_df if same else exclude_interfered(new_df)
     base = select(base_df, base_side, by, "BASE")
     new = select(new_df, new_side, by, "NEW")
     metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
-    _check_measured_apart(base, new, metas, base_arg if same else f"{base_arg} and {new_arg}")
+    check_measured_apart(base, new, metas, base_arg if same else f"{base_arg} and {new_arg}")
     check_planes(base, new, force)
     if not force and (mismatch := epoch_mismatch(*metas)):
         raise AnalysisError(mismatch)
@@ -419,6 +389,8 @@ def compare_runs(
         title += f" (Linux {infos[0].kernel} vs {infos[1].kernel})"
     else:
         title += f" (Linux {infos[0].kernel})"
+    if infos[0].host != infos[1].host:  # two machines: the change may be theirs
+        title += f" on {infos[0].host} vs {infos[1].host}"
     title += "; plane " + " vs ".join(sorted({i.plane_label() for i in infos}))
     samples = pd.concat([base, new])
     samples = samples[samples["ok"] | samples["interfered"]]
