@@ -2,7 +2,8 @@
 inside its escaped text (R21-8); a served userfaultfd range past its deadline said "0 of N
 fault(s) left unserved" (R21-3); empty arguments were taken (`run ""` ran the default
 workload) or answered with words of another option (R21-1, R21-5); compare named neither
-of two runs' hosts (R21-7). Real processes, a real measurement and the real CLI."""
+of two runs' hosts (R21-7); merge said "differ in workload" for another --only
+(R21-6). Real processes, a real measurement and the real CLI."""
 
 from __future__ import annotations
 
@@ -79,3 +80,17 @@ def test_compare_of_two_machines_runs_names_both(tmp_path: Path) -> None:
     assert " on vm vs m2; plane native" in " ".join(done.stdout.split("\n\n")[0].split())
     assert " vs m2" not in _cli("compare", str(QUICK), str(measured_again(
         QUICK, tmp_path / "same-host"))).stdout
+
+
+def test_merge_names_the_option_two_machines_runs_differ_in(tmp_path: Path) -> None:
+    """R21-6: runs of one workload file made with another --only were refused as differing
+    "in workload", which says nothing of what to change."""
+    other = measured_again(QUICK, tmp_path / "other")
+    meta = json.loads((other / "meta.json").read_text())
+    meta["provenance"]["host"]["name"] = "m2"
+    meta["workload"]["command_line"] = {"only": ["seq"]}
+    (other / "meta.json").write_text(json.dumps(meta))
+    done = _cli("merge", "--out", str(tmp_path / "merged"), str(QUICK), str(other))
+    assert done.returncode == 2
+    assert one_line(done.stderr) == (f"faultbench merge: {other} and {QUICK} differ in workload "
+                                     "(--only): they are not parts of one run")

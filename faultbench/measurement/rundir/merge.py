@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.rundir.checks import UNSET, profile_problem
 from faultbench.measurement.rundir.identity import check_samples_match, measurements
@@ -144,9 +144,31 @@ def _check_same(parts: list[Part], keys: Iterable[tuple[str, str]]) -> None:
     first = parts[0]
     for part in parts[1:]:
         for key, name in keys:
-            if _value(first.meta, key) != _value(part.meta, key):
-                raise MergeError(f"{part.path} and {first.path} differ in {name}: they are "
-                                 "not parts of one run")
+            if (ours := _value(first.meta, key)) != (theirs := _value(part.meta, key)):
+                raise MergeError(f"{part.path} and {first.path} differ in "
+                                 f"{name}{_which(ours, theirs)}: they are not parts of one run")
+
+
+def _which(ours: Any, theirs: Any) -> str:
+    """What in two records differs, as a user set it: a workload made from one file with
+    another `--only`, `--set`, `--repetitions` or `--profile` differs there, not in its
+    file (its `command_line`, named as the options)."""
+    if not (isinstance(ours, dict) and isinstance(theirs, dict)):
+        return ""
+    names = []
+    for key in sorted(set(ours) | set(theirs), key=str):
+        if ours.get(key) == theirs.get(key):
+            continue
+        mine, other = ours.get(key), theirs.get(key)
+        if key == "command_line" and isinstance(mine or {}, dict) and \
+                isinstance(other or {}, dict):
+            options = set(mine or {}) | set(other or {})
+            names += [f"--{o}" for o in sorted(options, key=str)
+                      if (mine or {}).get(o) != (other or {}).get(o)]
+        else:
+            names.append(str(key))
+    names = [n for n in names if f"--{n}" not in names]  # the option, not what it set too
+    return f" ({printable(', '.join(names)[:200])})" if names else ""
 
 
 def _check_version(parts: list[Part]) -> None:
