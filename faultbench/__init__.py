@@ -10,12 +10,12 @@ make_figures matplotlib). docs/architecture.md maps the modules; anything not na
 change.
 """
 
+from faultbench.measurement import startup
+
+if startup.is_the_command():
+    startup.exit_quietly_until_started()  # before the imports below, which take a while
+
 from typing import Any
-
-from faultbench.measurement import signals
-
-if signals.is_the_command():
-    signals.exit_quietly_until_started()  # before the imports below, which take a while
 
 from faultbench._version import __version__
 from faultbench.errors import FaultbenchError

@@ -3,7 +3,8 @@ inside its escaped text (R21-8); a served userfaultfd range past its deadline sa
 fault(s) left unserved" (R21-3); empty arguments were taken (`run ""` ran the default
 workload) or answered with words of another option (R21-1, R21-5); compare named neither
 of two runs' hosts (R21-7); merge said "differ in workload" for another --only
-(R21-6). Real processes, a real measurement and the real CLI."""
+(R21-6); a Ctrl-C while the command imported gave a traceback (R21-2). Real processes, a
+real measurement and the real CLI."""
 
 from __future__ import annotations
 
@@ -94,3 +95,22 @@ def test_merge_names_the_option_two_machines_runs_differ_in(tmp_path: Path) -> N
     assert done.returncode == 2
     assert one_line(done.stderr) == (f"faultbench merge: {other} and {QUICK} differ in workload "
                                      "(--only): they are not parts of one run")
+
+
+def test_the_command_quiets_signals_before_any_other_import() -> None:
+    """R21-2: a Ctrl-C in the command's first milliseconds gave a traceback from imports run
+    before its handlers (typing, and signals.py's contextlib, random, threading). The
+    package's first import is measurement/startup.py, which imports only what the
+    interpreter has loaded already."""
+    import ast
+
+    root = Path(__file__).parents[1] / "faultbench"
+    package = ast.parse((root / "__init__.py").read_text())
+    first = next(node for node in package.body if isinstance(node, ast.Import | ast.ImportFrom))
+    assert isinstance(first, ast.ImportFrom) and first.module == "faultbench.measurement" \
+        and [a.name for a in first.names] == ["startup"]
+    startup = ast.parse((root / "measurement" / "startup.py").read_text())
+    imported = {a.name for node in startup.body if isinstance(node, ast.Import)
+                for a in node.names} | {node.module for node in startup.body
+                                        if isinstance(node, ast.ImportFrom)}
+    assert imported <= {"__future__", "os", "signal", "sys", "types"}, imported
