@@ -34,13 +34,18 @@ def test_a_busy_process_named_with_escapes_is_shown_whole_and_escaped() -> None:
     """)
     proc = subprocess.Popen([sys.executable, "-c", spin])
     try:
-        state = collect(host_knobs=False)
+        for _ in range(5):  # among the three busiest, which other tests' guests may be too
+            state = collect(host_knobs=False)
+            mine = [o for o in state["others"] if o[0] == "\\x1b[31mRED\\x07\\n"]  # escaped
+            if mine:
+                break
     finally:
         proc.kill()
         proc.wait()
-    assert [NAME, pytest.approx(1.0, abs=0.5)] in [list(o) for o in state["others"]]
-    line, _ = describe(state) or ("", [])
-    assert "\\x1b[31mRED\\x07\\n " in line and "\x1b" not in line
+    assert mine, state["others"]
+    # shown whole: other busy processes (another test's) may be busier, so it alone
+    line, _ = describe({**state, "others": mine}) or ("", [])
+    assert "(\\x1b[31mRED\\x07\\n " in line and "\x1b" not in line
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

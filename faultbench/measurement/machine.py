@@ -60,8 +60,7 @@ def collect(host_knobs: bool = True) -> dict[str, Any]:
         if share > 0:
             used[comm] = used.get(comm, 0.0) + share
     busiest = sorted(used.items(), key=lambda item: -item[1])
-    # the name as the kernel has it (at most 15 bytes): describe() cuts, then escapes it
-    state["others"] = [[name, round(share, 2)] for name, share in busiest[:3]]
+    state["others"] = [[printable(name), round(share, 2)] for name, share in busiest[:3]]
     state["others_cpu"] = round(sum(used.values()), 2)
     try:
         state["governor"] = Path(GOVERNOR).read_text().strip()
@@ -106,8 +105,10 @@ def describe(state: Any, plane: Any = "native") -> tuple[str, list[str]] | None:
     try:
         load = [float(state["load"][0])]
         cpus, others_cpu = int(state["cpus"]), float(state["others_cpu"])
-        # other users' process names: a name set with PR_SET_NAME may carry escape sequences
-        others = [(printable(str(name)[:16]), float(share)) for name, share in state["others"][:2]]
+        # other users' process names: a name set with PR_SET_NAME may carry escape sequences,
+        # stored escaped (collect); 15 bytes escaped are at most 60 characters, so a cut at 64
+        # bounds a planted name without cutting a real one inside an escape
+        others = [(printable(str(name)[:64]), float(share)) for name, share in state["others"][:2]]
         governor = state["governor"]
     except (KeyError, IndexError, TypeError, ValueError, OverflowError):  # int(Infinity)
         return None
