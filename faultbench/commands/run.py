@@ -302,6 +302,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
     from faultbench.measurement.booted.boots import check_unchanged
     from faultbench.measurement.run_checks import (
         nothing_to_resume,
+        refuse_misnamed,
         refuse_other_harness,
         refuse_other_machine,
         refuse_relative_dir,
@@ -315,6 +316,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
         if nothing_left(meta):
             raise nothing_to_resume(path, meta["finished_utc"])
         refuse_other_harness(meta, path)  # its kernels: checked by sha256
+        refuse_misnamed(meta, path)
         refuse_relative_dir(meta, path)  # a native run's: in execute()
         guest.check_timeouts_from_env()  # before a boot is marked running
         guest.check_shared_dir(str(run_dir.path))
@@ -330,6 +332,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
         # merge takes finished runs only; no one host could measure it again
         raise nothing_to_resume(path, meta["finished_utc"])
     refuse_other_harness(meta, path)
+    refuse_misnamed(meta, path)
     refuse_other_machine(meta, path)  # before a knob is put back
     if meta.get("finished_utc") and not unmeasured(meta, run_dir.read_samples(strict=False),
                                                    None):

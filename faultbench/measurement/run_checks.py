@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench._version import __version__
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.knobs.catalog import (
     KnobError,
     check_coupled,
@@ -22,6 +22,7 @@ from faultbench.measurement.knobs.catalog import (
     resolve,
 )
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
+from faultbench.measurement.naming import scenario_name
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, harness_epoch, same_harness
 from faultbench.measurement.rundir.results import report_command
 from faultbench.measurement.spec import SpecError, clipped, shown
@@ -122,6 +123,19 @@ def refuse_relative_dir(meta: dict[str, Any], path: Path | str) -> None:
                 "dirs were recorded absolute) and meta.json does not say what it was "
                 "relative to: a resume could measure in another directory; "
                 f"{report_command(path)} shows its samples, and a new run records the directory")
+
+
+def refuse_misnamed(meta: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a run whose meta.json gives a scenario knobs (or a spec) its name
+    does not say: a resume writes what `knobs` holds to the kernel and files the samples
+    under the name, one scenario that would then be two rows, each labelled wrong."""
+    for data in meta["scenarios"]:  # check_meta: objects whose spec normalizes
+        scenario = Scenario.from_dict(data)
+        if (named := scenario_name(scenario.spec, scenario.knobs)) != scenario.name:
+            raise RunError(f"{path}: meta.json's scenario {printable(scenario.name)} has the "
+                           f"spec and knobs of {printable(named)}: a resume would set those "
+                           f"and file them under the first name; {report_command(path)} shows "
+                           "its samples, and a new run measures what its name says")
 
 
 def refuse_other_harness(meta: dict[str, Any], path: Path | str) -> None:
