@@ -22,7 +22,7 @@ from faultbench.measurement.knobs.catalog import (
     validate,
     write,
 )
-from faultbench.measurement.knobs.knoblock import KnobLock, recorded_journal
+from faultbench.measurement.knobs.knoblock import KnobLock, faultbench_command, recorded_journal
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
 from faultbench.measurement.rundir.tempfiles import (
@@ -117,8 +117,7 @@ def _writer(data: dict) -> str:
     program = os.path.basename(words[0]) if words else ""
     if program == "worker.py":
         return "the measuring worker of a `faultbench run`"
-    if program in ("faultbench", "__main__.py") and len(words) > 1 and \
-            words[1] in ("measure", "run"):
+    if faultbench_command(words) in ("measure", "run"):
         return f"`faultbench {words[1]}`"
     return "a process measuring with faultbench"
 

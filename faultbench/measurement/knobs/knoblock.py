@@ -45,13 +45,16 @@ def _holder(record: dict) -> str:
     return f"pid {pid}: `{printable(clipped(command))}`, since {printable(clipped(since, 40))}"
 
 
-def _subcommand(record: dict) -> str | None:
-    """The holder's faultbench command (`run`, `measure`, `restore`), from its recorded
-    command line: untrusted, only read to choose the words."""
-    words = str(record.get("command", "")).split()
+def faultbench_command(words: list[str]) -> str | None:
+    """The faultbench command (`run`, `measure`, `restore`) a recorded command line is of,
+    or None: untrusted (a lock's or a journal's), only read to choose the words."""
     known = len(words) > 1 and os.path.basename(words[0]) in ("faultbench", "__main__.py") \
         and words[1] in ("run", "measure", "restore")
     return words[1] if known else None
+
+
+def _subcommand(record: dict) -> str | None:
+    return faultbench_command(str(record.get("command", "")).split())
 
 
 def _is_restore(record: dict) -> bool:
