@@ -375,8 +375,9 @@ BAD_RUNS: dict[str, tuple[Callable[[Path, Runs], Path], str, str]] = {
         "workload.repetitions", "workload.repetitions"),
     "meta-skipped-strings": (corrupt_meta(lambda m: m.update(skipped=["x"])),
                              "skipped is not", "skipped is not"),
-    "meta-scenario-renamed": (corrupt_meta(renamed), "does not list", "does not list"),
-    "meta-spec-changed": (corrupt_meta(spec_changed), "another spec", "another spec"),
+    # a resume refuses first a scenario whose spec and knobs make another name (R22-1)
+    "meta-scenario-renamed": (corrupt_meta(renamed), "does not list", "has the spec and knobs of"),
+    "meta-spec-changed": (corrupt_meta(spec_changed), "another spec", "has the spec and knobs of"),
     "meta-of-another-workload": (another_workloads_meta, "does not list", "does not list"),
     "meta-not-utf8": (write_file("meta.json", b'{"format": "\xff"}'), "not UTF-8",
                       "not UTF-8"),
