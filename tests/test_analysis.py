@@ -112,6 +112,8 @@ def test_booted_run_carries_kernel_and_boot(tmp_path_factory: pytest.TempPathFac
     assert [k["label"] for k in meta["kernels"]] == ["a", "b"]
     plan = {b["index"]: b["kernel"] for b in meta["boots"]}
     assert sorted(plan.values()) == ["a", "a", "b", "b"]
+    # Debian's image (CONFIG_PVH) is booted without its decompressor (measurement/booted/pvh.py)
+    assert {b["entry"] for b in meta["boots"]} == {"pvh"}
     # every sample's kernel is the one its boot booted
     assert (df["boot"].map(plan) == df["kernel"]).all()
     assert label_columns(df)[0] == "kernel"

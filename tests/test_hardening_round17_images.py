@@ -71,7 +71,7 @@ def test_an_image_over_the_cap_is_refused_in_one_line_before_it_is_read(
         check_unchanged({"label": "big", "image": str(image), "sha256": "0" * 64})
     assert str(refusal.value) == f"kernel big: {why}"
     with SafeDir.open(tmp_path / "boot", create=True) as into:  # a boot's own copy
-        assert pinned_copy(str(image), "0" * 64, into, "RESUME") == (why, "")
+        assert pinned_copy(str(image), "0" * 64, into, "RESUME") == (why, "", None)
         assert os.listdir(into.fd) == []
 
 

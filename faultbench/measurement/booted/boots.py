@@ -384,8 +384,8 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             try:
                 with run_dir.dir.sub(BOOTS_DIR) as boots, \
                         boots.sub(boot_dir_name(index)) as own:
-                    why, copy = pinned_copy(image, kernel["sha256"], own,
-                                            resume_command(run_dir.path))
+                    why, copy, boot["entry"] = pinned_copy(image, kernel["sha256"], own,
+                                                           resume_command(run_dir.path))
             except ResultsError as exc:  # the copy could not be written (a full disk)
                 return str(exc)
             if why:
@@ -396,7 +396,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
                                              cancel=cancel)
             except guest.GuestError as exc:
                 return str(exc).replace(copy, f"{image} (a copy)")
-            finally:  # QEMU is gone: 10 MB less in a failed boot's directory
+            finally:  # QEMU is gone: 10-70 MB less in a failed boot's directory
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(copy)
             return None if status == 0 else f"the guest's run exited with status {status}"

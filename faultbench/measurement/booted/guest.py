@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
-from faultbench.measurement.booted import watchdog
+from faultbench.measurement.booted import pvh, watchdog
 from faultbench.measurement.booted.imagecheck import VNG_RULE, vng_refuses
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
@@ -67,7 +67,7 @@ KILL_GRACE_S = 5.0
 # caches' traffic. SLAB freelist randomization (CONFIG_SLAB_FREELIST_RANDOM) has no boot
 # parameter in 6.1 (mm/slub.c seeds it unconditionally) and stays.
 DETERMINISM_PARAMS = ("nokaslr", "randomize_kstack_offset=off", "page_alloc.shuffle=0",
-                      "norandmaps", "slab_nomerge")
+                      "norandmaps", "slab_nomerge", "no5lvl")
 # The instruction clock. shift=0: the virtual clock advances 1 ns per guest instruction;
 # sleep=on: an idle guest's clock waits in real time (with sleep=off it jumps to the next
 # timer, and in-guest timeouts over 9p waits fired in moments; docs/icount.md).
@@ -125,7 +125,7 @@ def requirements(kernel: str) -> list[str]:
     elif not os.access(kernel, os.R_OK):
         missing.append(f"kernel image {kernel} is not readable by uid {os.geteuid()} (Debian "
                        "installs images root-only: run as root, or pass a readable copy)")
-    elif image_version(kernel) is None:
+    elif image_version(kernel) is None and not pvh.is_unpacked(kernel):
         missing.append(f"{kernel} {NOT_A_KERNEL}")
     if not shutil.which(qemu_binary()):
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")

@@ -15,6 +15,7 @@ import string
 from pathlib import Path
 from typing import Any
 
+from faultbench.measurement.booted import pvh
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
 
 # virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
@@ -75,33 +76,40 @@ def image_refusal(image: str, fd: int) -> str | None:
     return None
 
 
-def pinned_copy(image: str, sha256: str, into: SafeDir, resume: str) -> tuple[str | None, str]:
-    """(None, the path of a private copy of `image` in `into`) when `image` still has the
-    run's `sha256`, else (why not, ""): the boot is refused, not run. Read as untrusted
-    input: never through a link, never a FIFO, refused as image_refusal refuses it.
-    `resume`: the command that resumes the run."""
+def pinned_copy(image: str, sha256: str, into: SafeDir,
+                resume: str) -> tuple[str | None, str, str | None]:
+    """(None, the path of a private copy of `image` in `into`, how QEMU is to start it)
+    when `image` still has the run's `sha256`, else (why not, "", None): the boot is
+    refused, not run. Read as untrusted input: never through a link, never a FIFO, refused
+    as image_refusal refuses it. The copy is the kernel unpacked for a PVH start when the
+    image allows one (pvh.py), else the image itself. `resume`: the command that resumes
+    the run."""
     try:
         with SafeDir.reading(Path(image).parent) as directory:
             fh = directory.open_reading(Path(image).name)
             if fh is None:
                 return (f"{image} is gone since the run started: put it back and resume "
-                        f"({resume})"), ""
+                        f"({resume})"), "", None
             with fh:
                 if why := image_refusal(image, fh.fileno()):
-                    return why, ""
+                    return why, "", None
                 data = fh.read(IMAGE_MAX + 1)  # grown since: its sha256 is not the run's
     except ResultsError as exc:
-        return str(exc), ""
+        return str(exc), "", None
     except OSError as exc:
-        return f"cannot read {image}: {exc.strerror}", ""
+        return f"cannot read {image}: {exc.strerror}", "", None
     now = hashlib.sha256(data).hexdigest()
     if now != sha256:
         return changed(image, sha256, now) + (
             f": this boot was not run; put back the image the run started with and resume "
-            f"({resume}), or start a new run for the new one"), ""
+            f"({resume}), or start a new run for the new one"), "", None
     with into.replacing(IMAGE_COPY, binary=True) as fh:
-        fh.write(data)
-    return None, os.path.abspath(into.path / IMAGE_COPY)
+        entry = pvh.PVH if pvh.unpack(data, fh) else pvh.BZIMAGE
+        if entry == pvh.BZIMAGE:
+            fh.seek(0)
+            fh.truncate()
+            fh.write(data)
+    return None, os.path.abspath(into.path / IMAGE_COPY), entry
 
 
 def changed(image: str, was: str, now: str) -> str:

@@ -1,0 +1,66 @@
+"""Booting a bzImage's kernel through PVH (measurement/booted/pvh.py): Debian's image unpacks
+to the ELF QEMU starts directly; anything else (a damaged or foreign payload, an unpacked
+size past the cap) falls back to the image itself. The boot itself is tested by every booted
+run (tests/test_analysis.py checks its recorded entry)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from pathlib import Path
+
+import pytest
+from images import require_boot_image
+
+from faultbench.measurement.booted import pvh
+from faultbench.measurement.booted.imagecheck import IMAGE_COPY, pinned_copy
+from faultbench.measurement.image import image_version
+from faultbench.measurement.rundir.safefile import SafeDir
+
+
+def _payload_at(image: bytes) -> int:
+    return ((image[0x1F1] or 4) + 1) * 512 + struct.unpack_from("<I", image, 0x248)[0]
+
+
+def test_the_image_unpacks_to_an_elf_of_its_own_release(tmp_path: Path) -> None:
+    image = Path(require_boot_image())
+    out = tmp_path / "vmlinux"
+    with out.open("wb") as fh:
+        assert pvh.unpack(image.read_bytes(), fh)
+    assert pvh.is_unpacked(str(out))
+    assert not pvh.is_unpacked(str(image))  # a bzImage is not an ELF
+    release = (image_version(str(image)) or "").split()[0]
+    assert f"Linux version {release} ".encode() in out.read_bytes()
+
+
+def test_an_unpacked_kernel_past_the_cap_is_not_written_past_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pvh, "UNPACKED_MAX", 4 << 20)
+    out = io.BytesIO()
+    assert not pvh.unpack(Path(require_boot_image()).read_bytes(), out)
+    assert len(out.getvalue()) <= 4 << 20
+
+
+@pytest.mark.parametrize("damage", ["format", "stream", "cut"])
+def test_a_payload_it_cannot_unpack_boots_as_the_image_itself(tmp_path: Path,
+                                                              damage: str) -> None:
+    data = bytearray(Path(require_boot_image()).read_bytes())
+    at = _payload_at(data)
+    if damage == "format":  # a magic no standard-library decompressor reads (zstd's)
+        data[at:at + 4] = b"\x28\xb5\x2f\xfd"
+    elif damage == "stream":
+        data[at + 4096:at + 4160] = bytes(64)
+    else:  # the payload's length beyond the file
+        struct.pack_into("<I", data, 0x24C, len(data))
+    image = tmp_path / "bzImage"
+    image.write_bytes(data)
+    assert not pvh.unpack(bytes(data), io.BytesIO())
+    own = tmp_path / "own"
+    own.mkdir()
+    with SafeDir.reading(own) as into:
+        why, copy, entry = pinned_copy(str(image), hashlib.sha256(data).hexdigest(), into,
+                                       "RESUME")
+    assert (why, entry) == (None, pvh.BZIMAGE)
+    assert Path(copy) == own / IMAGE_COPY
+    assert Path(copy).read_bytes() == data
