@@ -42,13 +42,15 @@ def test_an_unpacked_kernel_past_the_cap_is_not_written_past_it(
     assert len(out.getvalue()) <= 4 << 20
 
 
-@pytest.mark.parametrize("damage", ["format", "stream", "cut"])
+@pytest.mark.parametrize("damage", ["format", "stream", "cut", "bzip2"])
 def test_a_payload_it_cannot_unpack_boots_as_the_image_itself(tmp_path: Path,
                                                               damage: str) -> None:
     data = bytearray(Path(require_boot_image()).read_bytes())
     at = _payload_at(data)
     if damage == "format":  # a magic no standard-library decompressor reads (zstd's)
         data[at:at + 4] = b"\x28\xb5\x2f\xfd"
+    elif damage == "bzip2":  # a bzip2 payload cut short (R24-1: an OSError, not caught)
+        data[at:at + 68] = b"BZh9" + bytes(64)
     elif damage == "stream":
         data[at + 4096:at + 4160] = bytes(64)
     else:  # the payload's length beyond the file

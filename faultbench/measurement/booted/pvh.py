@@ -134,8 +134,8 @@ def unpack(image: bytes, out: IO[bytes]) -> bool:
             if written > UNPACKED_MAX:
                 return False
             out.write(chunk)
-    except (ValueError, lzma.LZMAError, zlib.error, EOFError):
-        return False
+    except (ValueError, lzma.LZMAError, zlib.error, EOFError, OSError):
+        return False  # bz2 says "Invalid data stream" with an OSError
     return any(_has_pvh_entry(bytes(note)) for note in notes)
 
 
