@@ -16,7 +16,9 @@ from faultbench.measurement.rundir.checks import clock_of, short
 from faultbench.measurement.rundir.runfiles import META, merged_parts
 from faultbench.measurement.rundir.safefile import ResultsError
 
-MEASURED_TIMES = ("mmap_ns", "touch_ns", "munmap_ns")
+# the times a table compares (the touch loop, munmap); mmap_ns is in none, and a copy with
+# it edited was taken for another measurement
+MEASURED_TIMES = ("touch_ns", "munmap_ns")
 
 
 def _machines(meta: dict[str, Any]) -> set[str | None]:
@@ -100,20 +102,21 @@ def _check_parts_sampled(meta: dict[str, Any], records: list[dict[str, Any]],
                            f"{len(sampled):,}): the two files are from different runs")
 
 
-def measurements(records: Iterable[Mapping[str, Any]], meta: dict[str, Any]) -> set[tuple]:
+def measurements(records: Iterable[Mapping[str, Any]],
+                 meta: dict[str, Any] | None) -> set[tuple]:
     """Each measured sample of a run (ok, neither a warm-up nor profiled: what its tables
-    use) as what makes it one measurement: where it sits (scenario, round, mapper), its three
-    times, and, in a booted run, its boot as meta.json records it (start, end, the guest's
-    own clock reading). Two runs measured apart share none of these: a wall clock's
-    nanoseconds do not repeat all three times of a sample. The instruction clock's can (a
+    use) as what makes it one measurement: where it sits (scenario, round, mapper), the
+    times its tables compare, and, in a booted run, its boot as meta.json records it (start,
+    end, the guest's own clock reading). Two runs measured apart share none of these: a wall
+    clock's nanoseconds do not repeat both times of a sample. The instruction clock's can (a
     guest counts the same instructions each boot), and there the boot tells them apart. A
-    copy of a run shares them all whatever else was edited in it; a merged run shares those
-    of each of its parts, and two resumes of one interrupted run those measured before it
-    stopped. compare refuses to test such samples against themselves, merge to count them
-    twice."""
+    copy of a run shares them all unless those very fields were edited in it; a merged run
+    shares those of each of its parts, and two resumes of one interrupted run those measured
+    before it stopped. compare refuses to test such samples against themselves, merge to
+    count them twice. `meta` None: the samples alone, boots not told apart."""
     boots = {boot.get("index"): (boot.get("kernel"), boot.get("started_utc"),
                                  boot.get("finished_utc"), _guest_clock(boot.get("guest")))
-             for boot in meta.get("boots", ()) if isinstance(boot, dict)}
+             for boot in (meta or {}).get("boots", ()) if isinstance(boot, dict)}
     return {(r["scenario"], r["round"], r["mapper"], boots.get(r.get("boot")),
              *(r.get(time) for time in MEASURED_TIMES))
             for r in records
