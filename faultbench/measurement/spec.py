@@ -182,14 +182,14 @@ def absolute_dir(path: str) -> str:
     matches as itself wherever it is given.
 
     A run records its specs and a resume measures them wherever it is started: a relative
-    `dir` would then name another directory, or none. `a/../b` is left for the kernel to
-    walk, since `a` may be a symbolic link (pathlib drops only `.` parts and repeated or
-    trailing slashes)."""
-    if path.startswith("/"):
-        return str(PurePath(path))
-    try:
-        return str(PurePath(os.getcwd(), path))
-    except OSError as exc:  # the working directory was removed
+    `dir` would then name another directory, or none. A `..` part is refused: `a/../b` is `b`
+    only if `a` is no symbolic link, and kept as written it names one directory two ways."""
+    if ".." in PurePath(path).parts:
+        raise SpecError(f"dir {shown(path, 200)}: '..' is not folded (the part before it may be a "
+                        "symbolic link) and would give the directory a second name; leave it out")
+    try:  # for a relative one: the working directory may have been removed
+        return str(PurePath(path) if path.startswith("/") else PurePath(os.getcwd(), path))
+    except OSError as exc:
         raise SpecError(f"dir {shown(path)} is relative to the working directory, which "
                         f"cannot be read: {exc.strerror}") from None
 

@@ -32,7 +32,7 @@ from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boot_order import (
     BootPlanError,
     boot_order,
-    label_fault,
+    label_refusal,
     shard_positions,
     split_rounds,
 )
@@ -116,8 +116,8 @@ def parse_kernel(text: str) -> Kernel:
     explicit = bool(sep) and "/" not in label
     if not explicit:
         label, target = "", text
-    elif fault := label_fault(label):  # refused before the image is looked at, or read
-        raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
+    elif why := label_refusal(text, label):  # refused before the image is looked at, or read
+        raise RunError(why)
     if not target:
         raise RunError(f"--kernel {text!r}: give a kernel image or build tree")
     path = Path(target).expanduser()
@@ -143,8 +143,8 @@ def parse_kernel(text: str) -> Kernel:
                 raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
             release = version.split()[0]
             label = label or release
-            if not explicit and (fault := label_fault(label)):
-                raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
+            if not explicit and (why := label_refusal(text, label)):
+                raise RunError(why)
             fh.seek(0)
             digest = _sha256(fh)  # the one long read, of an image every check passed
     except PermissionError:
