@@ -57,7 +57,7 @@ from faultbench.analysis.report_header import header, machine_line
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
 from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
-from faultbench.errors import printable_lines
+from faultbench.errors import error_text, printable_lines
 from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
 
@@ -178,7 +178,8 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
         notes.append("hit%: share of the row's valid samples that were hit. " + interference)
     bad = df[df["status"] != "ok"]
     if len(bad):
-        counts = bad.groupby(["status", "error"], dropna=False).size()
+        counts = bad.assign(error=bad["error"].map(error_text)).groupby(
+            ["status", "error"]).size()
         notes += [f"{n} {status} sample(s): {error}" for (status, error), n in counts.items()]
     reasons = pd.DataFrame(df["null_reasons"].map(lambda d: d or {}).tolist())
     reasons = reasons[[c for c in SHOWN_FIELDS if c in reasons]]

@@ -17,7 +17,7 @@ from faultbench.commands import (
     integer,
     number,
 )
-from faultbench.errors import printable
+from faultbench.errors import error_text, printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -170,7 +170,7 @@ def describe(sample: Sample) -> str:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
-        return f"{head}: {sample.status}: {printable(sample.error or '')}"
+        return f"{head}: {sample.status}: {printable(error_text(sample.error))}"
     # on the instruction clock a virtual ns is one guest instruction: say so in the unit
     unit = "insn" if sample.clock == "icount" else "ns"
     return (
