@@ -40,9 +40,11 @@ class AskedError(BuildError):
     run): exit 2, as for a bad argument, even when a build finds it."""
 
 
-def patch_sha256(path: Path) -> str:
-    """The sha256 of a patch file, read in blocks from one open (the name, in another user's
-    directory, may be a FIFO by now); AskedError when it cannot be read, is over
+def read_patch(path: Path) -> tuple[bytes, str]:
+    """A patch file's bytes and their sha256, read once from one open: the name, in another
+    user's directory, may be a FIFO by now, or other bytes by the time `patch` would read
+    it again (what is applied is what was hashed into the cache key). AskedError when it
+    cannot be read, is over
     MAX_PATCH_BYTES (said before it is read), or holds no diff header: `patch` applies
     nothing else, and any other file (a key, /etc/shadow) would be hashed into the cache key
     and fail only once a build has started."""
@@ -54,23 +56,23 @@ def patch_sha256(path: Path) -> str:
             raise AskedError(f"patch {shown} is {exc.strerror} bytes a patch may have: too "
                              "large to be one") from None
         raise AskedError(f"cannot read patch {shown}: {exc.strerror}") from None
-    digest, size, previous, headers = hashlib.sha256(), 0, b"", False
+    digest, content, previous, headers = hashlib.sha256(), bytearray(), b"", False
     with os.fdopen(fd, "rb") as stream:
         # line by line, each at most 64 KiB: a file without newlines is not one line in
         # memory
         while line := _read_line(stream, shown):
             digest.update(line)
-            size += len(line)
+            content += line
             headers = headers or line.startswith(b"diff --git ") or (
                 previous.startswith(b"--- ") and line.startswith(b"+++ "))
             previous = line
-            if size > MAX_PATCH_BYTES:  # it grew after the check
+            if len(content) > MAX_PATCH_BYTES:  # it grew after the check
                 raise AskedError(f"patch {shown} is over the {MAX_PATCH_BYTES:,} bytes a "
                                  "patch may have: too large to be one")
     if not headers:
         raise AskedError(f"{shown} is not a patch: it has no diff headers (--- and +++, or "
                          "diff --git)")
-    return digest.hexdigest()
+    return bytes(content), digest.hexdigest()
 
 
 def _read_line(stream: IO[bytes], shown: str) -> bytes:
