@@ -23,6 +23,7 @@ from faultbench.measurement.rundir.safefile import (
     ResultsError,
     SafeDir,
     open_regular,
+    who_can_change,
 )
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
@@ -108,12 +109,25 @@ def open_entry(root: Path, key: str, create: bool) -> SafeDir:
 
 def _refused(root: Path, key: str, exc: ResultsError) -> BuildError:
     if isinstance(exc, ForeignOwnerError):
-        # not "make it root's", as for a results directory: its image would then be
-        # trusted as root's own build
-        return BuildError(f"cache entry {root / key} is {exc.who}: root neither builds in nor "
-                          "boots from an entry another user can change (its image could be "
-                          f"theirs); remove it (rm -rf {root / key}) and build again")
+        return _foreign(root / key, exc.who)
     return BuildError(f"cache {root}: {exc}")
+
+
+def _foreign(entry: Path, who: str, name: str | None = None) -> BuildError:
+    """The entry, or its file `name`, is another user's to change. Not "make it root's", as
+    for a results directory: its image would then be trusted as root's own build."""
+    what, it = (f"cache entry {entry}", "it") if name is None else (entry / name, "the entry")
+    return BuildError(f"{what} is {who}: root neither builds in nor boots from an entry "
+                      "another user can change (its image could be theirs); remove "
+                      f"{it} (rm -rf {entry}) and build again")
+
+
+def _check_file(entry: SafeDir, name: str, stream: IO[bytes] | None) -> None:
+    """As root, refuse the entry's open file `name` another user can change, as open_entry
+    refuses the entry: root's entry may hold one (a `cp -a` of their build, a chmod)."""
+    who = stream and who_can_change(os.fstat(stream.fileno()))
+    if who:
+        raise _foreign(entry.path, who, name)
 
 
 def _open_lock(entry: SafeDir, create: bool = True) -> int | None:
@@ -162,14 +176,19 @@ def locked_entry(root: Path, key: str) -> Iterator[SafeDir]:
 
 def cached_image(entry: SafeDir) -> Path | None:
     """The entry's bzImage, if it has one whose sha256 is the one its meta.json records;
-    BuildError for one that is not (someone else's, or changed since it was built)."""
+    BuildError for one that is not (someone else's, or changed since it was built), or
+    when another user can change either file."""
     if not entry.is_file("bzImage"):
         return None
     image = entry.path / "bzImage"
     try:
-        meta = json.loads(entry.read_bytes("meta.json", META_MAX_BYTES) or b"null")
+        record = entry.open_reading("meta.json", META_MAX_BYTES)
+        with record or contextlib.nullcontext():
+            _check_file(entry, "meta.json", record)
+            meta = json.loads(record.read(META_MAX_BYTES + 1) if record else b"null")
         with os.fdopen(os.open("bzImage", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                dir_fd=entry.fd), "rb") as stream:
+            _check_file(entry, "bzImage", stream)  # before root reads it
             actual = sha256_stream(stream)
     except (ResultsError, OSError, ValueError):
         meta, actual = None, None

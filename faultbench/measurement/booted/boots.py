@@ -297,9 +297,9 @@ def _prepare(run_dir: RunDir, meta: dict[str, Any], index: int) -> None:
 
 
 def _collect(run_dir: RunDir, index: int) -> None:
-    """A finished boot's samples, profiles and worker log added to the run's own files by
-    this one process, then its directory removed. A kill in between is safe: the boot is not
-    yet `ok`, so a resume sets its samples aside and boots it again."""
+    """A finished boot's profiles, worker log and samples (last: a boot failed by the others
+    has none in samples.jsonl, check_samples_match) added to the run's files by this one
+    process. A kill in between is safe: the boot is not yet `ok`, a resume sets them aside."""
     with run_dir.dir.sub(BOOTS_DIR) as boots:
         own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
                      boots.sub(boot_dir_name(index)))
@@ -313,10 +313,10 @@ def _collect(run_dir: RunDir, index: int) -> None:
         with log or contextlib.nullcontext():
             if profiles:
                 run_dir.append_lines(PROFILES, profiles)
-            run_dir.append_lines(SAMPLES, records)
             if log is not None:
                 with run_dir.open_log() as fh:
                     _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
+            run_dir.append_lines(SAMPLES, records)
 
 
 def _append_log(log: IO[bytes], out: IO[bytes], name: str) -> None:
