@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,7 +23,7 @@ from faultbench.analysis.compare_checks import (
     unfinished_notes,
 )
 from faultbench.analysis.compare_text import footer, render
-from faultbench.analysis.dropped import sides_notes
+from faultbench.analysis.dropped import sides_lacking_notes, sides_notes
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     METRICS,
@@ -55,11 +55,11 @@ from faultbench.errors import printable
 from faultbench.measurement.rundir.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import (
     SpecError,
-    absolute_dir,
     format_size,
     parse_float,
     parse_size,
 )
+from faultbench.measurement.specdir import absolute_dir, folded_dir
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
 LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
@@ -173,7 +173,7 @@ def match_text(column: str, value: Any) -> str:
     if is_unset(value):
         return ""
     if column == "dir":  # as absolute_dir normalizes it: a run's older records kept `x/`
-        return str(PurePosixPath(str(value)))
+        return folded_dir(str(value))
     if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:
         return str(value)
     if isinstance(value, int | np.integer):  # bool too: pagemap true is 1
@@ -401,8 +401,8 @@ def compare_runs(
     samples = samples[samples["ok"] | samples["interfered"]]
     if strict:
         samples.attrs["excluded"] = int(samples["interfered"].sum())
-    unfinished = unfinished_notes(metas, same)
-    notes = unfinished + sides_notes(side_rows(base_df, base_side, by),
+    incomplete = unfinished_notes(metas, same) + sides_lacking_notes((base_df, new_df), metas, same)
+    notes = incomplete + sides_notes(side_rows(base_df, base_side, by),
                                      side_rows(new_df, new_side, by), same) + \
         harness_notes(*metas) + alike
     if fmt_name == "lkp":

@@ -33,9 +33,9 @@ from faultbench.measurement.spec import (
     UFFD_MODES,
     Sample,
     Spec,
-    absolute_dir,
     format_size,
 )
+from faultbench.measurement.specdir import absolute_dir
 
 # Samples stream out one by one, so this bound is no memory limit: it catches a typo (10^9
 # samples take weeks) while "until interrupted" stays possible.

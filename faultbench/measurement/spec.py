@@ -11,7 +11,6 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
 from faultbench.errors import FaultbenchError
@@ -173,25 +172,6 @@ def canonical_fill(text: str) -> str:
     kind, chunk = parse_fill(text)
     return f"write:{format_size(chunk)}" if kind == "write" and chunk != DEFAULT_FILL_CHUNK \
         else kind
-
-
-def absolute_dir(path: str) -> str:
-    """A workload's `dir` (or `measure --dir`, `--only dir=`, compare's `--by dir` values)
-    as the directory it names from here: a relative one joined to the working directory,
-    each written one way (`/a/b/` and `/a//./b` are `/a/b`), so that the same directory
-    matches as itself wherever it is given.
-
-    A run records its specs and a resume measures them wherever it is started: a relative
-    `dir` would then name another directory, or none. A `..` part is refused: `a/../b` is `b`
-    only if `a` is no symbolic link, and kept as written it names one directory two ways."""
-    if ".." in PurePath(path).parts:
-        raise SpecError(f"dir {shown(path, 200)}: '..' is not folded (the part before it may be a "
-                        "symbolic link) and would give the directory a second name; leave it out")
-    try:  # for a relative one: the working directory may have been removed
-        return str(PurePath(path) if path.startswith("/") else PurePath(os.getcwd(), path))
-    except OSError as exc:
-        raise SpecError(f"dir {shown(path)} is relative to the working directory, which "
-                        f"cannot be read: {exc.strerror}") from None
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -30,7 +30,6 @@ from faultbench.measurement.spec import (
     UFFD_MAPPERS,
     UFFD_MODES,
     SpecError,
-    absolute_dir,
     canonical_pattern,
     parse_fill,
     parse_float,
@@ -39,6 +38,7 @@ from faultbench.measurement.spec import (
     parse_size,
     shown,
 )
+from faultbench.measurement.specdir import absolute_dir
 
 # The axes whose values are one of a fixed list.
 _CHOICES: dict[str, tuple[str, ...]] = {
