@@ -30,6 +30,12 @@ def printable_lines(text: str) -> str:
     return "\n".join(printable(line) for line in text.split("\n"))
 
 
+def error_text(error: object) -> str:
+    """A sample's error for a line that names it: a sample may carry none (null in
+    samples.jsonl, NaN in a DataFrame), which is said, not shown as "None" or "nan"."""
+    return error if isinstance(error, str) and error else "(no error text)"
+
+
 def shell_word(path: str | os.PathLike[str]) -> str:
     """`path` as a command a hint shows it, for a shell (bash) to read back as the same file:
     quoted; `./` before a leading dash, which the command would take for an option; bytes

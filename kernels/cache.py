@@ -23,6 +23,7 @@ from faultbench.measurement.rundir.safefile import (
     ResultsError,
     SafeDir,
     open_regular,
+    who_can_change,
 )
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
@@ -40,9 +41,11 @@ class AskedError(BuildError):
     run): exit 2, as for a bad argument, even when a build finds it."""
 
 
-def patch_sha256(path: Path) -> str:
-    """The sha256 of a patch file, read in blocks from one open (the name, in another user's
-    directory, may be a FIFO by now); AskedError when it cannot be read, is over
+def read_patch(path: Path) -> tuple[bytes, str]:
+    """A patch file's bytes and their sha256, read once from one open: the name, in another
+    user's directory, may be a FIFO by now, or other bytes by the time `patch` would read
+    it again (what is applied is what was hashed into the cache key). AskedError when it
+    cannot be read, is over
     MAX_PATCH_BYTES (said before it is read), or holds no diff header: `patch` applies
     nothing else, and any other file (a key, /etc/shadow) would be hashed into the cache key
     and fail only once a build has started."""
@@ -54,23 +57,23 @@ def patch_sha256(path: Path) -> str:
             raise AskedError(f"patch {shown} is {exc.strerror} bytes a patch may have: too "
                              "large to be one") from None
         raise AskedError(f"cannot read patch {shown}: {exc.strerror}") from None
-    digest, size, previous, headers = hashlib.sha256(), 0, b"", False
+    digest, content, previous, headers = hashlib.sha256(), bytearray(), b"", False
     with os.fdopen(fd, "rb") as stream:
         # line by line, each at most 64 KiB: a file without newlines is not one line in
         # memory
         while line := _read_line(stream, shown):
             digest.update(line)
-            size += len(line)
+            content += line
             headers = headers or line.startswith(b"diff --git ") or (
                 previous.startswith(b"--- ") and line.startswith(b"+++ "))
             previous = line
-            if size > MAX_PATCH_BYTES:  # it grew after the check
+            if len(content) > MAX_PATCH_BYTES:  # it grew after the check
                 raise AskedError(f"patch {shown} is over the {MAX_PATCH_BYTES:,} bytes a "
                                  "patch may have: too large to be one")
     if not headers:
         raise AskedError(f"{shown} is not a patch: it has no diff headers (--- and +++, or "
                          "diff --git)")
-    return digest.hexdigest()
+    return bytes(content), digest.hexdigest()
 
 
 def _read_line(stream: IO[bytes], shown: str) -> bytes:
@@ -106,12 +109,25 @@ def open_entry(root: Path, key: str, create: bool) -> SafeDir:
 
 def _refused(root: Path, key: str, exc: ResultsError) -> BuildError:
     if isinstance(exc, ForeignOwnerError):
-        # not "make it root's", as for a results directory: its image would then be
-        # trusted as root's own build
-        return BuildError(f"cache entry {root / key} is {exc.who}: root neither builds in nor "
-                          "boots from an entry another user can change (its image could be "
-                          f"theirs); remove it (rm -rf {root / key}) and build again")
+        return _foreign(root / key, exc.who)
     return BuildError(f"cache {root}: {exc}")
+
+
+def _foreign(entry: Path, who: str, name: str | None = None) -> BuildError:
+    """The entry, or its file `name`, is another user's to change. Not "make it root's", as
+    for a results directory: its image would then be trusted as root's own build."""
+    what, it = (f"cache entry {entry}", "it") if name is None else (entry / name, "the entry")
+    return BuildError(f"{what} is {who}: root neither builds in nor boots from an entry "
+                      "another user can change (its image could be theirs); remove "
+                      f"{it} (rm -rf {entry}) and build again")
+
+
+def _check_file(entry: SafeDir, name: str, stream: IO[bytes] | None) -> None:
+    """As root, refuse the entry's open file `name` another user can change, as open_entry
+    refuses the entry: root's entry may hold one (a `cp -a` of their build, a chmod)."""
+    who = stream and who_can_change(os.fstat(stream.fileno()))
+    if who:
+        raise _foreign(entry.path, who, name)
 
 
 def _open_lock(entry: SafeDir, create: bool = True) -> int | None:
@@ -160,14 +176,19 @@ def locked_entry(root: Path, key: str) -> Iterator[SafeDir]:
 
 def cached_image(entry: SafeDir) -> Path | None:
     """The entry's bzImage, if it has one whose sha256 is the one its meta.json records;
-    BuildError for one that is not (someone else's, or changed since it was built)."""
+    BuildError for one that is not (someone else's, or changed since it was built), or
+    when another user can change either file."""
     if not entry.is_file("bzImage"):
         return None
     image = entry.path / "bzImage"
     try:
-        meta = json.loads(entry.read_bytes("meta.json", META_MAX_BYTES) or b"null")
+        record = entry.open_reading("meta.json", META_MAX_BYTES)
+        with record or contextlib.nullcontext():
+            _check_file(entry, "meta.json", record)
+            meta = json.loads(record.read(META_MAX_BYTES + 1) if record else b"null")
         with os.fdopen(os.open("bzImage", os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC,
                                dir_fd=entry.fd), "rb") as stream:
+            _check_file(entry, "bzImage", stream)  # before root reads it
             actual = sha256_stream(stream)
     except (ResultsError, OSError, ValueError):
         meta, actual = None, None

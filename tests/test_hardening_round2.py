@@ -491,7 +491,7 @@ def test_out_that_is_not_a_directory_is_named_so(tmp_path: Path, out: str) -> No
 def test_a_knob_named_twice_in_a_workload_is_refused(tmp_path: Path) -> None:
     extra = '[knobs]\n"vm.swappiness" = [60]\n"/proc/sys/vm/swappiness" = [61]\n'
     refused(cli("workloads", workload(tmp_path, extra=extra)), "workloads",
-            "names the knob vm.swappiness again")
+            "vm.swappiness is given twice; list all its values under one name")
 
 
 def test_stride_spellings_are_one_scenario(tmp_path: Path) -> None:

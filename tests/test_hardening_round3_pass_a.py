@@ -46,7 +46,7 @@ def _inputs(tmp_path: Path):
     patch.write_text("--- /dev/null\n+++ b/faultbench-new-file\n@@ -0,0 +1 @@\n+x\n")
     digest = hashlib.sha256(patch.read_bytes()).hexdigest()
     return build.Inputs("1.0", "0" * 64, "vng 0", build.CONFIG_FRAGMENT,
-                        (build.Patch(patch.name, patch, digest),))
+                        (build.Patch(patch.name, patch, digest, patch.read_bytes()),))
 
 
 def _plant_base(cache: Path, inputs, marker: Path, uid: int, gid: int,

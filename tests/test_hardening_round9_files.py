@@ -18,7 +18,7 @@ from kbuild import BUILD, KERNELS
 from test_hardening_round4_input import fb
 from test_hardening_round8 import one_scenario
 
-from kernels.cache import patch_sha256
+from kernels.cache import read_patch
 
 TREE = Path(__file__).parents[1]
 
@@ -74,7 +74,7 @@ FIFO_READERS = {
                      "boots.parse_kernel(FIFO)"),
     "measure --kernel": ("from faultbench.measurement.image import image_version\n"
                          "print(image_version(FIFO))"),
-    "kernels/build --patch": "from kernels.cache import patch_sha256\npatch_sha256(FIFO)",
+    "kernels/build --patch": "from kernels.cache import read_patch\nread_patch(FIFO)",
 }
 
 
@@ -120,10 +120,11 @@ def test_a_patch_is_hashed_in_blocks_to_the_same_sha256(tmp_path: Path) -> None:
     """Read line by line now: the hash is the whole file's, and headers after a line longer
     than a read are still found."""
     for shipped in sorted((KERNELS / "patches").glob("*/*.patch")):
-        assert patch_sha256(shipped) == hashlib.sha256(shipped.read_bytes()).hexdigest()
+        data = shipped.read_bytes()
+        assert read_patch(shipped) == (data, hashlib.sha256(data).hexdigest())
     late = tmp_path / "late.patch"
     late.write_bytes(b"x" * (3 << 20) + b"\n--- a/f\n+++ b/f\n@@ -1 +1 @@\n-a\n+b\n")
-    assert patch_sha256(late) == hashlib.sha256(late.read_bytes()).hexdigest()
+    assert read_patch(late) == (late.read_bytes(), hashlib.sha256(late.read_bytes()).hexdigest())
 
 
 # Each reader given a FIFO, as it gets one when another user swaps the name for a FIFO after

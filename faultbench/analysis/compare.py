@@ -11,15 +11,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from faultbench.analysis.compare_checks import check_measured_apart, leave_unset
+from faultbench.analysis.compare_checks import (
+    check_measured_apart,
+    leave_unset,
+    unfinished_notes,
+)
 from faultbench.analysis.compare_text import footer, render
-from faultbench.analysis.dropped import sides_notes
+from faultbench.analysis.dropped import sides_lacking_notes, sides_notes
 from faultbench.analysis.frame import (
     FAULT_AROUND_KNOB,
     METRICS,
@@ -44,18 +48,18 @@ from faultbench.analysis.labels import (
     spec_order,
 )
 from faultbench.analysis.memory import compare_section as memory_compare
-from faultbench.analysis.profile import compare_section as profile_compare
+from faultbench.analysis.profile_compare import compare_section as profile_compare
 from faultbench.analysis.replicates import compare_rows
 from faultbench.analysis.text import wrap
 from faultbench.errors import printable
 from faultbench.measurement.rundir.meta_checks import epoch_mismatch
 from faultbench.measurement.spec import (
     SpecError,
-    absolute_dir,
     format_size,
     parse_float,
     parse_size,
 )
+from faultbench.measurement.specdir import absolute_dir, folded_dir
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
 LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
@@ -169,7 +173,7 @@ def match_text(column: str, value: Any) -> str:
     if is_unset(value):
         return ""
     if column == "dir":  # as absolute_dir normalizes it: a run's older records kept `x/`
-        return str(PurePosixPath(str(value)))
+        return folded_dir(str(value))
     if column in LABEL_FIELDS and column not in NUMERIC_FIELDS:
         return str(value)
     if isinstance(value, int | np.integer):  # bool too: pagemap true is 1
@@ -374,7 +378,8 @@ def compare_runs(
     base = select(base_df, base_side, by, "BASE")
     new = select(new_df, new_side, by, "NEW")
     metas = [next(iter(d.attrs["meta"].values())) for d in (base_df, new_df)]
-    check_measured_apart(base, new, metas, base_arg if same else f"{base_arg} and {new_arg}")
+    alike = check_measured_apart(base, new, metas,
+                                 base_arg if same else f"{base_arg} and {new_arg}")
     check_planes(base, new, force)
     if not force and (mismatch := epoch_mismatch(*metas)):
         raise AnalysisError(mismatch)
@@ -396,8 +401,10 @@ def compare_runs(
     samples = samples[samples["ok"] | samples["interfered"]]
     if strict:
         samples.attrs["excluded"] = int(samples["interfered"].sum())
-    notes = sides_notes(side_rows(base_df, base_side, by), side_rows(new_df, new_side, by),
-                        same) + harness_notes(*metas)
+    incomplete = unfinished_notes(metas, same) + sides_lacking_notes((base_df, new_df), metas, same)
+    notes = incomplete + sides_notes(side_rows(base_df, base_side, by),
+                                     side_rows(new_df, new_side, by), same) + \
+        harness_notes(*metas) + alike
     if fmt_name == "lkp":
         from faultbench.analysis.compare_format import lkp, only_in_note
 
@@ -408,6 +415,8 @@ def compare_runs(
     from faultbench.analysis.compare_format import only_in_note
 
     table = compare(base, new, metric, by)
+    table.attrs["unfinished"] = [role for role, meta in zip(("BASE", "NEW"), metas, strict=True)
+                                 if not meta.get("finished_utc")]
     notes = only_in_note(table) + notes
     if fmt_name == "json":
         from faultbench.analysis.compare_format import as_json

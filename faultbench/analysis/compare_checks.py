@@ -20,14 +20,15 @@ def leave_unset(df: pd.DataFrame, other: pd.DataFrame, knob: str) -> None:
 
 
 def check_measured_apart(base: pd.DataFrame, new: pd.DataFrame, metas: list[dict[str, Any]],
-                          shown: str) -> None:
+                          shown: str) -> list[str]:
     """Refuse sides that share a measured sample (identity.measurements): a run against
     itself, a copy of it (cp -r, a second checkout of a shipped one, whatever lines no table
     uses were edited in it), a merged run against one of its parts, two resumes of one
     interrupted run. Tested against themselves, its samples would give confidence intervals
-    of nothing."""
-    sides = [measurements(side[list(_MEASUREMENT_COLUMNS)].to_dict("records"), meta)
-             for side, meta in zip((base, new), metas, strict=True)]
+    of nothing. Booted sides whose samples are all alike but for their boots' records (two
+    guests can count alike; a copy with its boot records edited does too) get a note."""
+    records = [side[list(_MEASUREMENT_COLUMNS)].to_dict("records") for side in (base, new)]
+    sides = [measurements(r, meta) for r, meta in zip(records, metas, strict=True)]
     if shared := len(sides[0] & sides[1]):
         what = ("are the same samples" if sides[0] == sides[1] else
                 f"share {shared:,} of their {max(map(len, sides)):,} measured samples")
@@ -35,7 +36,25 @@ def check_measured_apart(base: pd.DataFrame, new: pd.DataFrame, metas: list[dict
                             "tests nothing (a run or its copy, a merged run and a part of it, "
                             "two resumes of one interrupted run); compare runs measured "
                             "apart, or two values of one run with --by")
+    alike = [measurements(r, None) for r in records]
+    if alike[0] and alike[0] == alike[1]:
+        return ["NOTE: every measured sample of BASE has the times of NEW's in its place "
+                "(scenario, round, mapper), and only their boots' records tell them apart: "
+                "guests can count alike, but so would a copy of one run with its boot "
+                "records edited. Check that these runs were measured apart."]
+    return []
 
 
 _MEASUREMENT_COLUMNS = ("scenario", "round", "mapper", "boot", *MEASURED_TIMES, "status",
                         "warmup", "profiled")
+
+
+def unfinished_notes(metas: list[dict[str, Any]], same: bool) -> list[str]:
+    """A note for each side whose run has not finished (still running, or interrupted):
+    its rows hold the rounds measured so far, which a finished run would add to."""
+    roles = ["BASE and NEW" if same else role
+             for role, meta in zip(("BASE", "NEW"), metas, strict=True)
+             if not meta.get("finished_utc")][:1 if same else 2]
+    return [f"{role}: the run has not finished (still running, or interrupted: faultbench "
+            "run --resume DIR); its rows are of the samples so far." for role in roles]
+

@@ -114,6 +114,7 @@ def as_json(table: pd.DataFrame, metric: str, title: str, footer: str) -> str:
         "unit": metric_unit(metric, planes), "alpha": table.attrs.get("alpha"),
         "tested": table.attrs.get("tested"), "power": table.attrs.get("power"),
         "rows": rows, "only_in": table.attrs.get("only_in", {"BASE": [], "NEW": []}),
+        "unfinished": table.attrs.get("unfinished", []),
         "footer": " ".join(footer.split()),
     }, indent=2, allow_nan=False) + "\n"
 

@@ -1,6 +1,7 @@
 """What a load left out of a run's frame, and the notes that say so: samples.jsonl lines it
 could not use (Dropped), samples measured while someone else had changed a knob, and
-meta.json scenarios left with no valid sample."""
+meta.json scenarios left with no valid sample, and the measurements of a finished run's plan
+its samples.jsonl lacks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+
+from faultbench.measurement.rundir.merge import lacking_measurements
 
 # meta.json scenarios named in the note on those without a valid sample; the rest are counted
 UNMEASURED_SHOWN = 5
@@ -120,3 +123,32 @@ def unmeasured_notes(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     return [f"NOTE: {len(missing)} of meta.json's {len(planned)} scenarios "
             f"{'has' if len(missing) == 1 else 'have'} no valid sample and no row ({shown}); "
             "faultbench run --resume DIR measures the samples missing."]
+
+
+def lacking_note(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """The note on a run that says it is done (finished, or boots recorded as done) but whose
+    samples lack measurements of its plan, as merge refuses it for (lacking_measurements):
+    its rows hold fewer rounds than the run has. Of the frame's samples, read once."""
+    records = df[["scenario", "boot", "round", "mapper", "status", "error"]].to_dict("records")
+    found = list(lacking_measurements(meta, records))
+    if not found:
+        return []
+    count = sum(len(units) for _, units in found)
+    native = found[0][0] is None
+    # a resume measures a finished native run's missing units again, not a done boot's,
+    # nor a merge of machines' (no one host measured it)
+    resume = "; faultbench run --resume DIR measures them again" if native and not \
+        meta.get("merged") else ""
+    return [f"NOTE: the run lacks the samples of {count} measurement(s) of "
+            f"{'its plan' if native else 'the boots it records as done'} (its samples.jsonl "
+            f"was cut short or edited){resume}."]
+
+
+def sides_lacking_notes(frames: tuple[pd.DataFrame, pd.DataFrame],
+                        metas: list[dict[str, Any]], same: bool) -> list[str]:
+    """compare's lacking_note of each side's run, marked BASE: or NEW: (once, unmarked, when
+    both sides are one run)."""
+    if same:
+        return lacking_note(frames[0], metas[0])
+    return [f"{role}: {note}" for role, df, meta in zip(("BASE", "NEW"), frames, metas, strict=True)
+            for note in lacking_note(df, meta)]

@@ -26,6 +26,7 @@ from faultbench.measurement.rundir.results import (
     json_lines,
     knob_names_problem,
     most_lines,
+    no_samples_yet,
     parse_meta,
     read_run_file,
     run_file_lines,
@@ -187,11 +188,13 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     samples_path = run_dir / SAMPLES
     meta: dict[str, Any] = {}
     with run_file_lines(directory, SAMPLES, MAX_LINES) as lines:
-        if lines is None:
-            raise AnalysisError(f"{run_dir}: not a faultbench run directory (no {SAMPLES})")
         meta_bytes = read_run_file(directory, META)
         if meta_bytes is not None:
             meta = parse_meta(meta_bytes, run_dir / META)
+        if lines is None:
+            why = no_samples_yet(run_dir, meta) if meta else None
+            raise AnalysisError(why or f"{run_dir}: not a faultbench run directory (no {SAMPLES})")
+        if meta:
             lines.most = most_lines(meta)  # known only now: meta.json read second
         # each line checked as it is read: a bad one is not held while the rest are read
         records, dropped = _valid((record for _, _, record in json_lines(lines)),

@@ -191,6 +191,15 @@ class Coverage:
                 f"have no kernel profile: {'; '.join(why)}.")
 
 
+def coverage_notes(coverage: Coverage, several: bool) -> tuple[str, str]:
+    """The note on profiles.jsonl lines skipped and the note on profiled samples left
+    without a profile, each "" when there is nothing to say."""
+    skipped = (f"{coverage.skipped_lines} line(s) of {PROFILES} skipped: not a valid profile "
+               "(cut short by a kill or a full disk, or edited; or past the stacks a report "
+               "holds; or one of two that differ for one sample).") * bool(coverage.skipped_lines)
+    return skipped, coverage.note(several)
+
+
 def _profiled(df: pd.DataFrame) -> pd.DataFrame:
     """The samples profiles belong to: valid ones (not warm-ups) of the profiled rounds."""
     return df[(df["status"] == "ok") & df["profiled"] & ~df["warmup"] & ~df["drifted"]]
@@ -351,7 +360,7 @@ def _boot_ranges(loop: pd.DataFrame, total: int) -> dict[str, tuple[float, float
     return {str(p): (float(shares[p].min()), float(shares[p].max())) for p in shares.columns}
 
 
-def _pct(share: float) -> str:
+def share_pct(share: float) -> str:
     return f"{100 * share:.1f}%"
 
 
@@ -361,12 +370,8 @@ def section(df: pd.DataFrame) -> str:
     profiles, but for the notes on lines skipped and profiled samples left without one."""
     stacks = stack_frame(df)
     costs = phase_costs(df, stacks)
-    coverage: Coverage = stacks.attrs["coverage"]
-    skipped = (f"{coverage.skipped_lines} line(s) of {PROFILES} skipped: not a valid profile "
-               "(cut short by a kill or a full disk, or edited; or past the stacks a report "
-               "holds; or one of two that differ for one sample).") * bool(coverage.skipped_lines)
-    note = "".join(wrap(text) for text in (
-        skipped, coverage.note(len(df.attrs.get("paths", {})) > 1)) if text)
+    note = "".join(wrap(text) for text in coverage_notes(
+        stacks.attrs["coverage"], len(df.attrs.get("paths", {})) > 1) if text)
     if not costs:
         return note
     icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
@@ -388,7 +393,7 @@ def section(df: pd.DataFrame) -> str:
         for phase in PHASE_NAMES:
             if not c.shares[phase]:
                 continue
-            row = [phase, _pct(c.shares[phase]), fmt(c.phases[phase])]
+            row = [phase, share_pct(c.shares[phase]), fmt(c.phases[phase])]
             if spread:
                 low, high = c.boot_shares.get(phase, (0.0, 0.0))
                 row.append(f"{100 * low:.1f}-{100 * high:.1f}%")
@@ -398,50 +403,9 @@ def section(df: pd.DataFrame) -> str:
         out.append(text_table(["phase", "share", per_page] + (["boots"] if spread else []),
                               rows))
         out.append(text_table(["top symbols (self)", "share", per_page], [
-            [name, _pct(share), fmt(share * c.ns_per_page)]
+            [name, share_pct(share), fmt(share * c.ns_per_page)]
             for name, share in c.symbols[:TOP_SYMBOLS]]))
         if c.teardown_symbols:
             out.append(wrap("munmap: " + ", ".join(
-                f"{name} {_pct(share)}" for name, share in c.teardown_symbols[:4])))
+                f"{name} {share_pct(share)}" for name, share in c.teardown_symbols[:4])))
     return "".join(out) + ("\n" + note if note else "")
-
-
-def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,
-                    new_name: str) -> str:
-    """`compare --profile`: per row both sides have profiles for, the phase and top symbol
-    shares and ns per touched page side by side, with the change of ns/page. `base`, `new`:
-    every row of each side (profiled ones too), so the compared field has one value in each
-    and is in no label."""
-    sides = [{c.label: c for c in phase_costs(d)} for d in (base, new)]
-    common = [label for label in sides[0] if label in sides[1]]
-    if not common:
-        return wrap("No row has kernel profiles on both sides (run with --profile).")
-    icount = pd.concat([base, new])["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()
-    unit = "insn" if icount else "ns"
-    out = [wrap(f"Kernel profiles: base {base_name}, new {new_name}; share of the loop's "
-                f"samples and {unit} per touched page (share x unprofiled median).")]
-    for label in common:
-        b, n = sides[0][label], sides[1][label]
-        out.append("\n" + wrap(f"{label}: {b.samples:,} vs {n.samples:,} samples, "
-                               f"{b.unresolved} vs {n.unresolved} unresolved"))
-        rows = [[p, _pct(b.shares[p]), fmt(b.phases[p]), _pct(n.shares[p]), fmt(n.phases[p]),
-                 _change(b.phases[p], n.phases[p])]
-                for p in PHASE_NAMES if b.shares[p] or n.shares[p]]
-        rows.append([TEARDOWN, "", fmt(b.phases[TEARDOWN]), "", fmt(n.phases[TEARDOWN]),
-                     _change(b.phases[TEARDOWN], n.phases[TEARDOWN])])
-        out.append(text_table(["phase", "base", f"{unit}/pg", "new", f"{unit}/pg", "change"],
-                              rows))
-        names = list(dict.fromkeys([s for s, _ in b.symbols[:TOP_SYMBOLS]]
-                                   + [s for s, _ in n.symbols[:TOP_SYMBOLS]]))
-        bs, ns_ = dict(b.symbols), dict(n.symbols)
-        out.append(text_table(["symbol (self)", "base", "new", "change"], [
-            [s, _pct(bs.get(s, 0.0)), _pct(ns_.get(s, 0.0)),
-             _change(bs.get(s, 0.0) * b.ns_per_page, ns_.get(s, 0.0) * n.ns_per_page)]
-            for s in names]))
-    out.append(wrap(f"change: of {unit} per touched page. A symbol's share is of its own side's "
-                    "samples; base and new may be different kernels, whose functions differ."))
-    return "".join(out)
-
-
-def _change(base: float, new: float) -> str:
-    return fmt_pct(100 * (new / base - 1)) if base and base == base else "-"

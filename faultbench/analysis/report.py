@@ -28,6 +28,7 @@ from faultbench.analysis.dropped import (
     dropped_json,
     dropped_notes,
     knob_drift_left_out,
+    lacking_note,
     unmeasured_notes,
 )
 from faultbench.analysis.figure_text import record_drawn, remove_drawn
@@ -57,7 +58,7 @@ from faultbench.analysis.report_header import header, machine_line
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
 from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
-from faultbench.errors import printable_lines
+from faultbench.errors import error_text, printable_lines
 from faultbench.measurement.rundir.results import META
 from faultbench.measurement.rundir.safefile import SafeDir
 
@@ -178,7 +179,8 @@ def footer(df: pd.DataFrame, skipped: list[dict[str, Any]]) -> str:
         notes.append("hit%: share of the row's valid samples that were hit. " + interference)
     bad = df[df["status"] != "ok"]
     if len(bad):
-        counts = bad.groupby(["status", "error"], dropna=False).size()
+        counts = bad.assign(error=bad["error"].map(error_text)).groupby(
+            ["status", "error"]).size()
         notes += [f"{n} {status} sample(s): {error}" for (status, error), n in counts.items()]
     reasons = pd.DataFrame(df["null_reasons"].map(lambda d: d or {}).tolist())
     reasons = reasons[[c for c in SHOWN_FIELDS if c in reasons]]
@@ -204,6 +206,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any],
                           "faultbench run --resume DIR); these are the samples so far."))
     if meta.get("finished_utc"):  # an unfinished run lacks samples anyway (its note says)
         parts += [wrap(note) for note in unmeasured_notes(df, meta)]
+    parts += [wrap(note) for note in lacking_note(df, meta)]
     parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
     # a knob one value of which is set and the rest left unset is no sweep (its rows say)
     swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols

@@ -13,7 +13,7 @@ from faultbench.analysis.labels import grouped_rows, knob_order, label_columns, 
 from faultbench.analysis.report import interference_note, unit_legend
 from faultbench.analysis.stats import median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
-from faultbench.errors import printable
+from faultbench.errors import error_text, printable
 from faultbench.measurement.rundir.safefile import SafeDir
 
 
@@ -68,6 +68,6 @@ def unmeasured_note(df: pd.DataFrame) -> str:
     first = bad.groupby("scenario", sort=True).first()
     return wrap("No valid sample (so no row) for: " + "; ".join(
         # the mapper's error is text a child process wrote: its control characters show
-        f"{name}: {row.status}: {printable(str(row.error)[:120])}" if row.status != "ok" else
+        f"{name}: {row.status}: {printable(error_text(row.error)[:120])}" if row.status != "ok" else
         f"{name}: measured while someone else had changed a knob (knob_drift)"
         for name, row in first.iterrows()))

@@ -67,27 +67,36 @@ def baselines(df: pd.DataFrame, swept: list[str], given: str | Sequence[str] | N
         knob, named, value = text.partition("=")
         # a knob's name has no "=", a text value may: "x=y" names a knob only if x is one's
         if named and is_knob_name(knob):
-            if knob not in swept:
-                raise AnalysisError(f"--baseline {text}: this run sweeps {', '.join(swept)}, "
-                                    f"not {knob}")
-            candidates = [knob]
+            candidates = [knob] if knob in swept else []
         else:
             candidates, value = swept, text
         found = {k: level for k in candidates
                  if (level := _level(value, _levels(df, k))) is not None}
-        if len(candidates) == 1 and not found:
-            raise AnalysisError(f"--baseline {text} is not a value of {candidates[0]} in this "
-                                f"run: {_shown(candidates[0], _levels(df, candidates[0]))}")
         if not found:
-            raise AnalysisError(f"--baseline {text} is not a value of any knob this run "
-                                "sweeps: " + "; ".join(f"{k}: {_shown(k, _levels(df, k))}"
-                                                       for k in candidates))
+            raise AnalysisError(_not_a_baseline(df, text, candidates, swept))
         for k, level in found.items():
             if k in chosen and chosen[k][1] != level:
                 raise AnalysisError(f"--baseline {chosen[k][0]} and --baseline {text} are "
                                     f"both baselines of {k}: give one")
             chosen[k] = (text, level)
     return {k: level for k, (_, level) in chosen.items()}
+
+
+def _not_a_baseline(df: pd.DataFrame, text: str, candidates: list[str], swept: list[str]
+                    ) -> str:
+    """Why --baseline `text` is the level of no knob it was looked for in (`candidates`).
+    Text with "=" that is no knob's value names its knob: a knob not swept (or no knob, such
+    as a spec field) is what is wrong with it, not the value."""
+    knob, named, value = text.partition("=")
+    if not knob or (named and not value):
+        return f"--baseline {text!r}: give KNOB=VALUE or VALUE"
+    if named and knob not in candidates:
+        return f"--baseline {text}: this run sweeps {', '.join(swept)}, not {knob}"
+    if len(candidates) == 1:
+        return (f"--baseline {text} is not a value of {candidates[0]} in this run: "
+                f"{_shown(candidates[0], _levels(df, candidates[0]))}")
+    return (f"--baseline {text} is not a value of any knob this run sweeps: "
+            + "; ".join(f"{k}: {_shown(k, _levels(df, k))}" for k in candidates))
 
 
 def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: Any) -> str:

@@ -17,7 +17,7 @@ from faultbench.commands import (
     integer,
     number,
 )
-from faultbench.errors import printable
+from faultbench.errors import error_text, printable
 from faultbench.measurement.spec import (
     ACCESSES,
     BACKINGS,
@@ -33,9 +33,9 @@ from faultbench.measurement.spec import (
     UFFD_MODES,
     Sample,
     Spec,
-    absolute_dir,
     format_size,
 )
+from faultbench.measurement.specdir import absolute_dir
 
 # Samples stream out one by one, so this bound is no memory limit: it catches a typo (10^9
 # samples take weeks) while "until interrupted" stays possible.
@@ -170,7 +170,7 @@ def describe(sample: Sample) -> str:
         head += f" mapper {sample.mapper + 1}/{spec['mappers']}"
     head += "".join(f" {name}={value}" for name, value in sample.knobs.items())
     if sample.status != "ok":
-        return f"{head}: {sample.status}: {printable(sample.error or '')}"
+        return f"{head}: {sample.status}: {printable(error_text(sample.error))}"
     # on the instruction clock a virtual ns is one guest instruction: say so in the unit
     unit = "insn" if sample.clock == "icount" else "ns"
     return (

@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     check_text(args.run_dir, "RUN_DIR")
     check_text(args.out, "--out")
+    for value in args.baseline or ():
+        check_text(value, "--baseline", give="KNOB=VALUE or VALUE")
     if args.json:
         from faultbench.analysis.report import report_data
 

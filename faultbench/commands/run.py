@@ -403,7 +403,7 @@ def _report(run_dir: RunDir) -> int:
     changed a knob: what every statistic reads) or most of them failed or drifted (a lost
     worker's one error leaves it 0)."""
     from faultbench.analysis.summary import summary
-    from faultbench.errors import printable
+    from faultbench.errors import error_text, printable
     from faultbench.measurement.rundir.results import META, PYPERF, SAMPLES
     from faultbench.measurement.spec import clipped
 
@@ -416,9 +416,9 @@ def _report(run_dir: RunDir) -> int:
     if failed:
         # an error sample is final (a resume does not measure it again): said where a
         # script's log keeps it, not only in the summary's notes
+        first = printable(clipped(error_text(failed[0]["error"])))
         print(f"faultbench run: {len(failed)} of {len(records)} samples failed (status "
-              f"\"error\" in {SAMPLES}); the first: {printable(clipped(str(failed[0]['error'])))}",
-              file=sys.stderr)
+              f"\"error\" in {SAMPLES}); the first: {first}", file=sys.stderr)
     why = Counter(_unusable(r) for r in records if not r["warmup"])
     measured, usable = why.total(), why.pop(None, 0)
     if measured and not usable:

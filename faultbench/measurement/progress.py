@@ -9,6 +9,7 @@ import sys
 import time
 from typing import IO, Any
 
+from faultbench.errors import error_text
 from faultbench.measurement.spec import format_size
 from faultbench.measurement.workload import Unit
 
@@ -110,7 +111,7 @@ def _brief(samples: list[dict[str, Any]]) -> str:
     """One measurement's result: faults and ns per page, a range over several mappers."""
     bad = [s for s in samples if s["status"] != "ok"]
     if bad:
-        return f"{bad[0]['status']}: {bad[0]['error']}"
+        return f"{bad[0]['status']}: {error_text(bad[0]['error'])}"
 
     def span(key: str, form: str) -> str:
         values = sorted(s[key] for s in samples)

@@ -11,7 +11,6 @@ import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import PurePath
 from typing import Any
 
 from faultbench.errors import FaultbenchError
@@ -173,25 +172,6 @@ def canonical_fill(text: str) -> str:
     kind, chunk = parse_fill(text)
     return f"write:{format_size(chunk)}" if kind == "write" and chunk != DEFAULT_FILL_CHUNK \
         else kind
-
-
-def absolute_dir(path: str) -> str:
-    """A workload's `dir` (or `measure --dir`, `--only dir=`, compare's `--by dir` values)
-    as the directory it names from here: a relative one joined to the working directory,
-    each written one way (`/a/b/` and `/a//./b` are `/a/b`), so that the same directory
-    matches as itself wherever it is given.
-
-    A run records its specs and a resume measures them wherever it is started: a relative
-    `dir` would then name another directory, or none. `a/../b` is left for the kernel to
-    walk, since `a` may be a symbolic link (pathlib drops only `.` parts and repeated or
-    trailing slashes)."""
-    if path.startswith("/"):
-        return str(PurePath(path))
-    try:
-        return str(PurePath(os.getcwd(), path))
-    except OSError as exc:  # the working directory was removed
-        raise SpecError(f"dir {shown(path)} is relative to the working directory, which "
-                        f"cannot be read: {exc.strerror}") from None
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

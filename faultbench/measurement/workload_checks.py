@@ -30,7 +30,6 @@ from faultbench.measurement.spec import (
     UFFD_MAPPERS,
     UFFD_MODES,
     SpecError,
-    absolute_dir,
     canonical_pattern,
     parse_fill,
     parse_float,
@@ -39,6 +38,7 @@ from faultbench.measurement.spec import (
     parse_size,
     shown,
 )
+from faultbench.measurement.specdir import absolute_dir
 
 # The axes whose values are one of a fixed list.
 _CHOICES: dict[str, tuple[str, ...]] = {
@@ -54,6 +54,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "populate": POPULATES,
 }
 
+
+# where a workload lists every value of a knob it names twice (knobs.requested.given_twice)
+UNDER_ONE_NAME = "under one name"
 
 # A thousand times the largest shipped workload: a file is read whole and parsed in memory,
 # and a 2 GB one costs gigabytes and seconds before it is found not to be TOML.
@@ -132,7 +135,7 @@ def knob_table(
     data: dict[str, Any], key: str, where: str, fail: Callable[[str, str], None]
 ) -> dict[str, list[Any]]:
     """Knob name -> values. Dotted names written unquoted (thp.enabled = ...) arrive as
-    nested tables; they are joined back."""
+    nested tables; they are joined back, so the same name written quoted too is refused."""
     out: dict[str, list[Any]] = {}
 
     def walk(table: dict[str, Any], prefix: str) -> None:
@@ -140,6 +143,11 @@ def knob_table(
             full = f"{prefix}{name}"
             if isinstance(value, dict):
                 walk(value, f"{full}.")
+                continue
+            if full in out:  # TOML keeps `vm.swappiness = ..` and `"vm.swappiness" = ..` apart
+                from faultbench.measurement.knobs.requested import given_twice
+
+                fail(f"{where}.{full}", given_twice(full, UNDER_ONE_NAME))
                 continue
             values = value if isinstance(value, list) else [value]
             bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int | str)]
@@ -162,7 +170,7 @@ def check_knobs(
     if not any(matrices):
         return [{} for _ in matrices]
     from faultbench.measurement.knobs.catalog import MAX_KNOBS, KnobError
-    from faultbench.measurement.knobs.requested import parse_set_options
+    from faultbench.measurement.knobs.requested import given_twice, parse_set_options
 
     checked = []
     for knobs in matrices:
@@ -176,7 +184,7 @@ def check_knobs(
                 fail(f"knobs.{name}", str(exc))
                 continue
             if canonical in axes:  # vm.swappiness and /proc/sys/vm/swappiness
-                fail(f"knobs.{name}", f"names the knob {canonical} again: give each knob once")
+                fail(f"knobs.{name}", given_twice(canonical, UNDER_ONE_NAME))
             axes[canonical] = parsed
         checked.append(axes)
     names = {name for axes in checked for name in axes}

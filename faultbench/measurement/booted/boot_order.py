@@ -10,33 +10,52 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.rundir.checks import UNSET
-from faultbench.measurement.spec import SpecError, parse_int
+from faultbench.measurement.rundir.meta_checks import UTS_MAX_BYTES
+from faultbench.measurement.spec import SpecError, clipped, parse_int, shown
 
 
 class BootPlanError(FaultbenchError, ValueError):
     """A boot plan that cannot be made; the message says how to fix the request."""
 
 
-# what a kernel label may be: every table shows it and `compare RUN:LABEL` selects by it
+# what a kernel label may be: every table shows it and `compare RUN:LABEL` selects by it;
+# as long as the longest release (uname's), which is what a label defaults to
+LABEL_MAX_BYTES = UTS_MAX_BYTES
 LABEL_RULE = ("a label is printable text with no spaces at its ends and no `,` or `=`, other "
-              "than `unset` (the name `compare` gives a value left unset)")
+              "than `unset` (the name `compare` gives a value left unset), of at most "
+              f"{LABEL_MAX_BYTES} bytes of UTF-8")
 
 
 def label_fault(label: str) -> str | None:
     """Why `label` cannot name a kernel, or None. Shown on the terminal and stored as the
-    kernel's name: no control characters; spaces at its ends would make two labels that
-    look the same in a table; `,` and `=` are what scenario names and `--baseline KNOB=VALUE`
-    split on; `compare RUN:unset` selects samples with no kernel, as with a knob left unset,
-    so a kernel named so could never be compared."""
+    kernel's name, in every row: UTF-8 (a byte that is not arrives from argv as a surrogate,
+    which is called what it is, not a control character), no longer than a release, no
+    control characters; spaces at its ends would make two labels that look the same in a
+    table; `,` and `=` are what scenario names and `--baseline KNOB=VALUE` split on;
+    `compare RUN:unset` selects samples with no kernel, as with a knob left unset, so a
+    kernel named so could never be compared."""
     if not label:
         return f"a label cannot be empty (leave out `LABEL=` for the image's release); {LABEL_RULE}"
+    try:
+        size = len(label.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"it has bytes that are not UTF-8; {LABEL_RULE}"
+    if size > LABEL_MAX_BYTES:
+        return f"it is {size:,} bytes long; {LABEL_RULE}"
     if not label.isprintable():
         return f"control characters are not allowed in a label; {LABEL_RULE}"
     if label != label.strip() or label == UNSET or "," in label or "=" in label:
         return LABEL_RULE
     return None
+
+
+def label_refusal(text: str, label: str) -> str | None:
+    """The refusal of `--kernel TEXT` whose label cannot name a kernel, or None; both clipped,
+    since a label too long to take may be thousands of bytes."""
+    fault = label_fault(label)
+    return fault and f"--kernel {clipped(printable(text), 80)}: label {shown(label)}: {fault}"
 
 
 def boot_order(labels: Sequence[str], boots: int) -> list[tuple[str, int]]:

@@ -32,7 +32,7 @@ from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boot_order import (
     BootPlanError,
     boot_order,
-    label_fault,
+    label_refusal,
     shard_positions,
     split_rounds,
 )
@@ -116,8 +116,8 @@ def parse_kernel(text: str) -> Kernel:
     explicit = bool(sep) and "/" not in label
     if not explicit:
         label, target = "", text
-    elif fault := label_fault(label):  # refused before the image is looked at, or read
-        raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
+    elif why := label_refusal(text, label):  # refused before the image is looked at, or read
+        raise RunError(why)
     if not target:
         raise RunError(f"--kernel {text!r}: give a kernel image or build tree")
     path = Path(target).expanduser()
@@ -143,8 +143,8 @@ def parse_kernel(text: str) -> Kernel:
                 raise RunError(f"--kernel {text}: {image} {NOT_A_KERNEL}")
             release = version.split()[0]
             label = label or release
-            if not explicit and (fault := label_fault(label)):
-                raise RunError(f"--kernel {printable(text)}: label {label!r}: {fault}")
+            if not explicit and (why := label_refusal(text, label)):
+                raise RunError(why)
             fh.seek(0)
             digest = _sha256(fh)  # the one long read, of an image every check passed
     except PermissionError:
@@ -297,9 +297,9 @@ def _prepare(run_dir: RunDir, meta: dict[str, Any], index: int) -> None:
 
 
 def _collect(run_dir: RunDir, index: int) -> None:
-    """A finished boot's samples, profiles and worker log added to the run's own files by
-    this one process, then its directory removed. A kill in between is safe: the boot is not
-    yet `ok`, so a resume sets its samples aside and boots it again."""
+    """A finished boot's profiles, worker log and samples (last: a boot failed by the others
+    has none in samples.jsonl, check_samples_match) added to the run's files by this one
+    process. A kill in between is safe: the boot is not yet `ok`, a resume sets them aside."""
     with run_dir.dir.sub(BOOTS_DIR) as boots:
         own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
                      boots.sub(boot_dir_name(index)))
@@ -313,10 +313,10 @@ def _collect(run_dir: RunDir, index: int) -> None:
         with log or contextlib.nullcontext():
             if profiles:
                 run_dir.append_lines(PROFILES, profiles)
-            run_dir.append_lines(SAMPLES, records)
             if log is not None:
                 with run_dir.open_log() as fh:
                     _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
+            run_dir.append_lines(SAMPLES, records)
 
 
 def _append_log(log: IO[bytes], out: IO[bytes], name: str) -> None:

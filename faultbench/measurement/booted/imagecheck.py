@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.booted import pvh
+from faultbench.measurement.rundir.identity import runs_version
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
 
 # virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
@@ -118,15 +119,13 @@ def changed(image: str, was: str, now: str) -> str:
 
 def kernel_mismatch(kernel: dict[str, Any], guest: Any) -> str | None:
     """Why the kernel the guest reports (its boot record's `guest.kernel`) is not the run's
-    `kernel`, or None. The release must be the image's; the version (`uname -v`, "#1 SMP
-    ... date") must end the image's header version, which a rebuild of the same release
-    changes."""
+    `kernel`, or None: the release must be the image's, the version (`uname -v`) its
+    (runs_version)."""
     ran = guest.get("kernel") if isinstance(guest, dict) else None
     ran = ran if isinstance(ran, dict) else {}
     release, version = ran.get("release"), ran.get("version")
-    expected = kernel.get("version")
-    if release == kernel.get("release") and isinstance(version, str) and version and (
-            not isinstance(expected, str) or expected.endswith(version)):
+    if release == kernel.get("release") and isinstance(version, str) and version and \
+            runs_version(kernel, version):
         return None
     return (f"the guest ran kernel {release} ({version}), not the run's {kernel['label']} "
-            f"({expected}): its samples were not added")
+            f"({kernel.get('version')}): its samples were not added")

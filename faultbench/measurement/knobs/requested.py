@@ -29,9 +29,19 @@ WATERMARK_SCALE_MAX = 1000  # vm.watermark_scale_factor: 10% of memory (the kern
 WATERMARK_BOOST_MAX = 150000  # vm.watermark_boost_factor: ten times the kernel's default
 RESERVES = ("vm.admin_reserve_kbytes", "vm.user_reserve_kbytes")  # at most 1/MIN_FREE_SHARE
 HUGE_POOLS = ("vm.nr_hugepages", "vm.nr_hugepages_mempolicy", "vm.nr_overcommit_hugepages")
-BOUNDED = ("vm.panic_on_oom", "vm.min_free_kbytes", *HUGE_POOLS, *RESERVES,
-           "vm.mmap_min_addr", "vm.unprivileged_userfaultfd", "vm.max_map_count",
-           "vm.overcommit_memory", "vm.watermark_scale_factor", "vm.watermark_boost_factor")
+# the machine's defences, not its memory management: the lowest address a process may map,
+# whether unprivileged users may create a userfaultfd, which group may create SHM_HUGETLB
+# segments (huge pages past RLIMIT_MEMLOCK); faultbench measures as root and needs none
+SECURITY = ("vm.mmap_min_addr", "vm.unprivileged_userfaultfd", "vm.hugetlb_shm_group")
+BOUNDED = ("vm.panic_on_oom", "vm.min_free_kbytes", *HUGE_POOLS, *RESERVES, *SECURITY,
+           "vm.max_map_count", "vm.overcommit_memory", "vm.watermark_scale_factor",
+           "vm.watermark_boost_factor")
+
+
+def given_twice(name: str, where: str) -> str:
+    """The refusal of a knob given twice (`--set`, a workload's knob table), whose first
+    values would otherwise be dropped without a word; `where`: where to list them all."""
+    return f"{name} is given twice; list all its values {where}"
 
 
 def parse_set_options(
@@ -51,7 +61,7 @@ def parse_set_options(
             raise KnobError(f"--set wants NAME=V1[,V2...], got {option!r}")
         knob = resolve(name, file_dir)
         if knob.name in seen:
-            raise KnobError(f"{knob.name} is given twice; list all its values in one --set")
+            raise KnobError(given_twice(knob.name, "in one --set"))
         seen.add(knob.name)
         values = [validate(knob, v) for v in items]
         for value in values:
@@ -86,7 +96,7 @@ def check_requested(knob: Knob, value: str) -> None:
     if knob.name == "vm.max_map_count" and isinstance(current, int) and number < current:
         raise KnobError(f"vm.max_map_count={number}: below its {current} it limits every "
                         "process on the machine while the run lasts; faultbench only raises it")
-    if knob.name in ("vm.mmap_min_addr", "vm.unprivileged_userfaultfd") and number != current:
+    if knob.name in SECURITY and number != current:
         raise KnobError(f"{knob.name}={number}: a security setting of the whole machine, not "
                         "one of memory management; faultbench (root) needs no change to it")
     if knob.name in NO_ZERO:

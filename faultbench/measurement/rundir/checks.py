@@ -21,6 +21,7 @@ from faultbench.measurement.spec import (
     Sample,
     Spec,
     SpecError,
+    parse_size,
 )
 
 # Sample fields by kind, from the Sample dataclass itself so that a new field is checked too.
@@ -205,6 +206,9 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
     if isinstance(page_size, bool) or not isinstance(page_size, int) or not (
             0 < page_size <= _MAX_PAGE_SIZE and page_size & (page_size - 1) == 0):
         return f"{where}: page_size is {short(page_size)}, not a power of two up to 1G"
+    problem = _pages_problem(record)
+    if problem is not None:
+        return f"{where}: {problem}"
     for key in _FLOAT_FIELDS:
         value = record.get(key)
         high = _FLOAT_MAX.get(key, float(_INT64_MAX))
@@ -223,6 +227,28 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
             return (f"{where}: status ok with touch_ns 0 (a loop below the clock's "
                     "resolution: not a measurement)")
         return _per_page_problem(record, where)
+    return None
+
+
+def _pages_problem(record: dict[str, Any]) -> str | None:
+    """Why a sample counts more pages than its mappings hold, or None. A mapper maps its
+    spec's size once (native/mapper_block.c refuses a mapper's report of more, as here), an
+    app-launch session's sums are of its launches, each mapping one app's files of that
+    size; folios count each present page of the range once (native/folios.c)."""
+    spec = record["spec"]
+    pages = parse_size(spec.get("size", Spec.size)) // record["page_size"]
+    held = "its mapping holds"
+    if spec.get("apps", Spec.apps):
+        pages *= record.get("launches_done") or 0
+        held = "its launches' mappings hold"
+    folios = record.get("folios") or {}
+    counts = [(key, record.get(key))
+              for key in ("pages_touched", "pages_mapped", "resident_before_pages")]
+    counts.append(("the pages of its folios", sum(
+        n for n in folios.values() if isinstance(n, int) and not isinstance(n, bool))))
+    for name, count in counts:
+        if count is not None and count > pages:
+            return f"{name} {count}, more than the {pages} pages {held}"
     return None
 
 

@@ -12,11 +12,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement.rundir.checks import clock_of, short
+from faultbench.measurement.rundir.checks import RunRounds, clock_of, run_rounds, short
 from faultbench.measurement.rundir.runfiles import META, merged_parts
 from faultbench.measurement.rundir.safefile import ResultsError
 
-MEASURED_TIMES = ("mmap_ns", "touch_ns", "munmap_ns")
+# the times a table compares (the touch loop, munmap); mmap_ns is in none, and a copy with
+# it edited was taken for another measurement
+MEASURED_TIMES = ("touch_ns", "munmap_ns")
 
 
 def _machines(meta: dict[str, Any]) -> set[str | None]:
@@ -36,8 +38,10 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
     specs = {s["name"]: s["spec"] for s in meta["scenarios"]}
     # a native run's samples carry no kernel and no boot; a booted one's, one of its
     # kernels' labels and the boot they were measured in, which booted that kernel
-    labels = {k["label"] for k in meta.get("kernels") or []} or {None}
-    boots = {b["index"]: b["kernel"] for b in meta.get("boots") or []} or {None: None}
+    kernels = {k["label"]: k for k in meta.get("kernels") or []}
+    labels = set(kernels) or {None}
+    boots = {b["index"]: b for b in meta.get("boots") or []} or {None: {"kernel": None}}
+    rounds = run_rounds(meta)
     _check_parts_sampled(meta, records, path)
     machines = _machines(meta)
     # what the run did not measure: a scenario (a knob axis) it could not apply, for every
@@ -52,9 +56,9 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
             problem = (f"has samples of boot {short(boot)}, which its {META} does not list"
                        if boot is not None else
                        f"has samples of no boot, and its {META} records a booted run")
-        elif kernel != boots[boot]:
+        elif kernel != boots[boot]["kernel"]:
             problem = (f"has samples of kernel {short(kernel)} in boot {boot}, which its "
-                       f"{META} records as booting kernel {short(boots[boot])}")
+                       f"{META} records as booting kernel {short(boots[boot]['kernel'])}")
         elif record.get("machine") not in machines:
             merge = "no merge of machines" if None in machines else "a merge of others"
             problem = (f"has samples of machine {short(record.get('machine'))}, and its "
@@ -76,9 +80,45 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
         elif record["status"] == "ok" and ((name, None) in skipped or (name, kernel) in skipped):
             problem = (f"has measured samples of scenario {name}, which its {META} records as "
                        "skipped (not measured)")
-        else:
+        elif boot is None or not (problem := _boot_problem(record, boots[boot],
+                                                           kernels[kernel], rounds)):
             continue
         raise ResultsError(f"{path}: {problem}: the two files are from different runs")
+
+
+def _boot_problem(record: dict[str, Any], boot: dict[str, Any], kernel: dict[str, Any],
+                  rounds: RunRounds) -> str | None:
+    """Why a booted run's sample, of the kernel its boot booted, is not of that boot as
+    meta.json records it, or None: a boot whose samples are counted, a round of its share,
+    the kernel's sha256 and release as the guest tagged them."""
+    index = boot["index"]
+    # a failed or interrupted boot's samples stay in its boots/N.d (set aside in
+    # discarded.jsonl on resume), a pending one has none; a running one's may be here: a
+    # kill between adding them and recording the boot as done (resume sets them aside)
+    if boot["status"] not in ("ok", "running"):
+        return f"has samples of boot {index}, which its {META} records as {boot['status']}"
+    first, stop = boot["rounds"]
+    measured = record["round"] - rounds.warmups  # from 0, as `rounds` counts them
+    if 0 <= measured < rounds.repetitions and not first <= measured < stop:
+        return (f"has samples of measured round {measured + 1} in boot {index}, whose share "
+                f"its {META} records as rounds {first + 1}-{stop}")
+    # each null in samples of a harness older than these tags
+    tags = {"sha256": record.get("kernel_sha256"), "release": record.get("kernel_release"),
+            "version": record.get("kernel_version")}
+    wrong = next((key for key, value in tags.items() if value is not None and not (
+        runs_version(kernel, value) if key == "version" else value == kernel[key])), None)
+    if wrong is None:
+        return None
+    return (f"has samples of boot {index} tagged kernel {wrong} {short(tags[wrong])}, and its "
+            f"{META} records kernel {short(kernel['label'])} with {wrong} {short(kernel[wrong])}")
+
+
+def runs_version(kernel: dict[str, Any], version: str) -> bool:
+    """Whether `version` (a guest's `uname -v`, "#1 SMP ... date") is meta.json's `kernel`'s:
+    the end of its image header's version, which a rebuild of the same release changes (any,
+    when the header had none)."""
+    expected = kernel.get("version")
+    return not isinstance(expected, str) or expected.endswith(version)
 
 
 def _check_parts_sampled(meta: dict[str, Any], records: list[dict[str, Any]],
@@ -100,20 +140,21 @@ def _check_parts_sampled(meta: dict[str, Any], records: list[dict[str, Any]],
                            f"{len(sampled):,}): the two files are from different runs")
 
 
-def measurements(records: Iterable[Mapping[str, Any]], meta: dict[str, Any]) -> set[tuple]:
+def measurements(records: Iterable[Mapping[str, Any]],
+                 meta: dict[str, Any] | None) -> set[tuple]:
     """Each measured sample of a run (ok, neither a warm-up nor profiled: what its tables
-    use) as what makes it one measurement: where it sits (scenario, round, mapper), its three
-    times, and, in a booted run, its boot as meta.json records it (start, end, the guest's
-    own clock reading). Two runs measured apart share none of these: a wall clock's
-    nanoseconds do not repeat all three times of a sample. The instruction clock's can (a
+    use) as what makes it one measurement: where it sits (scenario, round, mapper), the
+    times its tables compare, and, in a booted run, its boot as meta.json records it (start,
+    end, the guest's own clock reading). Two runs measured apart share none of these: a wall
+    clock's nanoseconds do not repeat both times of a sample. The instruction clock's can (a
     guest counts the same instructions each boot), and there the boot tells them apart. A
-    copy of a run shares them all whatever else was edited in it; a merged run shares those
-    of each of its parts, and two resumes of one interrupted run those measured before it
-    stopped. compare refuses to test such samples against themselves, merge to count them
-    twice."""
+    copy of a run shares them all unless those very fields were edited in it; a merged run
+    shares those of each of its parts, and two resumes of one interrupted run those measured
+    before it stopped. compare refuses to test such samples against themselves, merge to
+    count them twice. `meta` None: the samples alone, boots not told apart."""
     boots = {boot.get("index"): (boot.get("kernel"), boot.get("started_utc"),
                                  boot.get("finished_utc"), _guest_clock(boot.get("guest")))
-             for boot in meta.get("boots", ()) if isinstance(boot, dict)}
+             for boot in (meta or {}).get("boots", ()) if isinstance(boot, dict)}
     return {(r["scenario"], r["round"], r["mapper"], boots.get(r.get("boot")),
              *(r.get(time) for time in MEASURED_TIMES))
             for r in records

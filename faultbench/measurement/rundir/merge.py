@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,7 @@ from faultbench.measurement.rundir.results import (
 from faultbench.measurement.rundir.safefile import SafeDir
 from faultbench.measurement.runner import BootShare, unmeasured, utc_now
 from faultbench.measurement.spec import clipped
+from faultbench.measurement.workload import Unit
 
 # What must be equal for runs to be parts of one: meta.json keys, and how a refusal names
 # them. The workload's file path may differ between machines; its content may not. So may
@@ -106,23 +107,32 @@ def _read(path: Path) -> Part:
 
 
 def _check_complete(part: Part) -> None:
-    """Refuse a finished run, or a boot recorded as done, whose samples.jsonl lacks samples
-    (a file cut or edited): merged, it would look complete. A boot not done, or a native run
-    not finished, is refused or redone by what follows."""
-    shares = [BootShare(b["index"], *b["rounds"], {}) for b in part.meta.get("boots", [])
-              if b.get("status") == "ok"]
-    if not part.meta.get("kernels") and part.meta.get("finished_utc") is not None:
+    """Refuse a part whose samples.jsonl lacks samples it says it has (lacking_measurements):
+    merged, it would look complete."""
+    found = next(lacking_measurements(part.meta, part.samples), None)
+    if found is not None:
+        share, lacking = found
+        where = "" if share is None else f" boot {share.index} (recorded as done)"
+        raise MergeError(
+            f"{part.path}:{where} lacks the samples of {len(lacking)} measurement(s) "
+            f"(first: scenario {lacking[0].scenario.name}, round {lacking[0].round}): its "
+            f"{SAMPLES} was cut short or edited: merge it as it was written, or measure "
+            "it again")
+
+
+def lacking_measurements(meta: dict[str, Any], records: list[dict[str, Any]]
+                         ) -> Iterator[tuple[BootShare | None, list[Unit]]]:
+    """Of a finished native run (share None), or of each boot recorded as done, the planned
+    measurements `records` lack: a samples.jsonl cut or edited. A boot not done, or a native
+    run not finished, lacks samples by its own account (a resume measures them)."""
+    shares: list[BootShare | None] = [BootShare(b["index"], *b["rounds"], {})
+                                      for b in meta.get("boots", []) if b.get("status") == "ok"]
+    if not meta.get("kernels") and meta.get("finished_utc") is not None:
         shares = [None]
     for share in shares:
-        lacking = unmeasured(part.meta, part.samples, share)
+        lacking = unmeasured(meta, records, share)
         if lacking:
-            where = "" if share is None else f" boot {share.index} (recorded as done)"
-            first = lacking[0]
-            raise MergeError(
-                f"{part.path}:{where} lacks the samples of {len(lacking)} measurement(s) "
-                f"(first: scenario {first.scenario.name}, round {first.round}): its "
-                f"{SAMPLES} was cut short or edited: merge it as it was written, or measure "
-                "it again")
+            yield share, lacking
 
 
 def _json_object(raw: bytes | None) -> dict[str, Any] | None:

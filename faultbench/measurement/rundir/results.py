@@ -62,6 +62,17 @@ def report_command(path: Path | str) -> str:
     return f"faultbench report {shell_word(path)}"
 
 
+def no_samples_yet(path: Path, meta: dict[str, Any]) -> str | None:
+    """Why a run that has not finished has no samples.jsonl yet, and how to go on; None for a
+    finished one, whose samples.jsonl is lost, not to come. A booted run's samples wait in
+    boots/N.d/ until their boot completes: a run interrupted in its first boot has none yet."""
+    if meta.get("finished_utc"):
+        return None
+    what = ("a booted run that has not finished, none of its boots complete yet (a boot's "
+            "samples, in boots/N.d/ until then, join the run's when it completes)"
+            if meta.get("kernels") else
+            "a run that has not finished, and no sample of it is recorded yet")
+    return f"{path}: {what}: no samples to show; continue with: {resume_command(path)}"
 
 
 def read_samples(
