@@ -276,7 +276,9 @@ def _copy(src: Path, dst: Path, edit: Any = None) -> Path:
 
 @pytest.mark.parametrize(("edit", "message"), [
     (lambda m: m["workload"].update(seed=12), "differ in workload"),
-    (lambda m: m["kernels"][1].update(sha256="0" * 64), "booted other kernels"),
+    # a meta.json edited to another kernel is not its samples' (each carries its kernel's
+    # sha256, R24-4): refused before the shards are compared
+    (lambda m: m["kernels"][1].update(sha256="0" * 64), "tagged kernel sha256"),
     # the shards are wall-clock: a meta.json edited to another plane is not its samples'
     (lambda m: m.update(plane="tcg-icount"), "has samples of plane 'tcg-guest'"),
     (lambda m: m["clock"].update(kernel_params=""), "differ in clock"),

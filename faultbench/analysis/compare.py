@@ -21,6 +21,7 @@ from faultbench.analysis.compare_checks import (
     check_measured_apart,
     leave_unset,
     unfinished_notes,
+    unfinished_sides,
 )
 from faultbench.analysis.compare_text import footer, render
 from faultbench.analysis.dropped import sides_lacking_notes, sides_notes
@@ -401,7 +402,9 @@ def compare_runs(
     samples = samples[samples["ok"] | samples["interfered"]]
     if strict:
         samples.attrs["excluded"] = int(samples["interfered"].sum())
-    incomplete = unfinished_notes(metas, same) + sides_lacking_notes((base_df, new_df), metas, same)
+    unfinished = unfinished_sides(metas)
+    incomplete = unfinished_notes(unfinished, same) + \
+        sides_lacking_notes((base_df, new_df), metas, same)
     notes = incomplete + sides_notes(side_rows(base_df, base_side, by),
                                      side_rows(new_df, new_side, by), same) + \
         harness_notes(*metas) + alike
@@ -415,8 +418,7 @@ def compare_runs(
     from faultbench.analysis.compare_format import only_in_note
 
     table = compare(base, new, metric, by)
-    table.attrs["unfinished"] = [role for role, meta in zip(("BASE", "NEW"), metas, strict=True)
-                                 if not meta.get("finished_utc")]
+    table.attrs["unfinished"] = unfinished
     notes = only_in_note(table) + notes
     if fmt_name == "json":
         from faultbench.analysis.compare_format import as_json

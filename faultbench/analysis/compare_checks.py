@@ -49,12 +49,16 @@ _MEASUREMENT_COLUMNS = ("scenario", "round", "mapper", "boot", *MEASURED_TIMES, 
                         "warmup", "profiled")
 
 
-def unfinished_notes(metas: list[dict[str, Any]], same: bool) -> list[str]:
-    """A note for each side whose run has not finished (still running, or interrupted):
-    its rows hold the rounds measured so far, which a finished run would add to."""
-    roles = ["BASE and NEW" if same else role
-             for role, meta in zip(("BASE", "NEW"), metas, strict=True)
-             if not meta.get("finished_utc")][:1 if same else 2]
+def unfinished_sides(metas: list[dict[str, Any]]) -> list[str]:
+    """BASE, NEW, both or neither: the sides whose run has not finished (still running, or
+    interrupted), whose rows hold the rounds measured so far."""
+    return [role for role, meta in zip(("BASE", "NEW"), metas, strict=True)
+            if not meta.get("finished_utc")]
+
+
+def unfinished_notes(sides: list[str], same: bool) -> list[str]:
+    """A note for each unfinished side (unfinished_sides); one for both sides of one run."""
+    roles = ["BASE and NEW"] if same and sides else sides
     return [f"{role}: the run has not finished (still running, or interrupted: faultbench "
             "run --resume DIR); its rows are of the samples so far." for role in roles]
 

@@ -238,8 +238,10 @@ def _pages_problem(record: dict[str, Any]) -> str | None:
     spec = record["spec"]
     pages = parse_size(spec.get("size", Spec.size)) // record["page_size"]
     held = "its mapping holds"
-    if spec.get("apps", Spec.apps):
-        pages *= record.get("launches_done") or 0
+    if apps := spec.get("apps", Spec.apps):
+        # the launches the session was to make (spec.py: `launches`, or twice each app):
+        # launches_done, at most that, is a count an edit may have emptied
+        pages *= spec.get("launches", Spec.launches) or 2 * apps
         held = "its launches' mappings hold"
     folios = record.get("folios") or {}
     counts = [(key, record.get(key))
