@@ -39,7 +39,34 @@ def memory() -> dict[str, str]:
     return out
 
 
+def _state(run: str) -> dict[str, str]:
+    """A run's commit and epoch, and how busy the host was as it started (its report's
+    header: the load average and the other processes' CPU)."""
+    from quoted.common import meta
+
+    m = meta(run)
+    state = m["machine_state"]
+    return {"commit": m["provenance"]["faultbench"]["git_revision"][:7],
+            "epoch": str(m["harness_epoch"]), "load": f"{state['load'][0]:.1f}",
+            "others_cpu": f"{state['others_cpu']:.1f}",
+            "others": ", ".join(f"{name} {cpu * 100:.0f}%" for name, cpu in state["others"])}
+
+
+def runs() -> dict[str, str]:
+    """The two app-launch runs of the results section, and the large-folio one."""
+    small, big, folios = (_state(r) for r in ("tcg-memory-256M", "tcg-memory-1G",
+                                              "tcg-memory-large-folios"))
+    assert small["commit"] == big["commit"] and small["epoch"] == big["epoch"]
+    return {**small, "g_load": big["load"], "g_others_cpu": big["others_cpu"],
+            **{f"f_{k}": v for k, v in folios.items()}}
+
+
 CLAIMS = [
+    Claim(DOC, "both from a clean checkout of commit {commit}, harness epoch {epoch} (TCG,", runs),
+    Claim(DOC, "one run after the other, at load {load} and {g_load} as each started, other "
+          "processes using {others_cpu} CPU ({others}) and {g_others_cpu} CPU", runs),
+    Claim(DOC, "from a clean checkout of commit {f_commit}, harness epoch {f_epoch}, at load "
+          "{f_load} as it started, other processes using {f_others_cpu} CPU", runs),
     Claim(DOC, "Over {launches} launches per setting, 4K had {st_4k} direct reclaim, 16K and "
           "64K none, and 2M {st_2m}, in every one of its {st_2m_any} sessions (permutation p = "
           "{st_2m_p} against 4K). Refaults: {rf_4k} at 4K, {rf_16k} at 16K, {rf_64k} at 64K "

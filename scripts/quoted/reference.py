@@ -79,7 +79,8 @@ def controls() -> dict[str, str]:
     detect = [r["detect_pct"] for r in full if r["detect_pct"] is not None]
     half = sorted((r["ci_pct"][1] - r["ci_pct"][0]) / 2 for r in full)
     changes = " and ".join(f"{control[m]['change_pct']:+.2f}%" for m in marked)
-    return {"dense": f"{max(dense):.1f}", "sparse": f"{max(sparse):.2f}",
+    # two significant digits however small (a sparse control moved by 0.0024%, not "0.00")
+    return {"dense": f"{max(dense):.1f}", "sparse": f"{max(sparse):.2g}",
             # what compare marks among them: "none of them marked" or the rows, their
             # changes and their medians
             "marked_text": (
@@ -96,8 +97,21 @@ def controls() -> dict[str, str]:
 
 def patch_counts() -> dict[str, str]:
     rows = kernel_rows("uffd-2020-patch")
+    control = [label for label in rows
+               if "uffd=none" in label or "uffd=wp" in label or "reg=later [first]" in label]
+    changed = {label: r for label, r in rows.items() if label not in control}
+    exact = [label for label, r in rows.items() if r["exact"]]
+    # the significant rows are the rows the patch changes, and which rows are exact
+    every = all(r["significant"] for r in changed.values()) and not any(
+        r["significant"] for label, r in rows.items() if label in control)
     return {"significant": str(sum(r["significant"] for r in rows.values())),
-            "rows": str(len(rows)), "wp": n(rows["seq uffd=wp x4 [later]"]["new"]["median"])}
+            "rows": str(len(rows)), "wp": n(rows["seq uffd=wp x4 [later]"]["new"]["median"]),
+            "which": ("every row the patch changes and no other" if every else
+                      "not exactly the rows the patch changes"),
+            "exact": ", ".join(f"`{label}`" for label in exact),
+            "exact_what": ("a row the patch leaves alone" if all(label in control
+                                                                  for label in exact)
+                           else "a row the patch changes")}
 
 
 def _minutes(seconds: float) -> str:
@@ -129,17 +143,24 @@ def patch_run() -> dict[str, str]:
 
 
 def sweep() -> dict[str, str]:
-    """The sweep's kernel and the host's load average when it started."""
-    provenance = meta("tcg-fault-around-sweep")["provenance"]
+    """The sweep's kernel, its epoch and commit, and how busy the host was when it started
+    (the load average and the other processes' CPU, as its report's header says)."""
+    run = meta("tcg-fault-around-sweep")
     release = load("tcg-fault-around-sweep")["kernel_release"].dropna().iloc[0]
-    return {"load": f"{provenance['load_average'][0]:.1f}", "release": release}
+    state = run["machine_state"]
+    return {"load": f"{run['provenance']['load_average'][0]:.1f}", "release": release,
+            "epoch": str(run["harness_epoch"]),
+            "commit": run["provenance"]["faultbench"]["git_revision"][:7],
+            "others_cpu": f"{state['others_cpu']:.1f}",
+            "others": ", ".join(f"{name} {cpu * 100:.0f}%" for name, cpu in state["others"])}
 
 
 CLAIMS = [
     Claim(DOC, "`faultbench run fault-around-sweep --kernel /boot/vmlinuz-{release} --clock "
           "wall`", sweep),
-    Claim(DOC, "harness epoch 1, from a clean checkout with nothing else running: load average "
-          "{load} at its start", sweep),
+    Claim(DOC, "harness epoch {epoch}, from a clean checkout of commit {commit}: load average "
+          "{load} at its start, with other processes using {others_cpu} CPU ({others})",
+          sweep),
     Claim(DOC, "The native run had no other process beside it (its load average still "
           "{load} from earlier work); {hits} of its {valid} valid samples are flagged in the "
           "`hit` column.", native_quick),
@@ -168,8 +189,9 @@ CLAIMS = [
     Claim(DOC, "the changes of rows that touch 2,048 pages have 95% CIs of ±{half}% (median; "
           "at most ±{half_max}%), and `detect`, the smallest change each row's test would "
           "find, is {lo}-{hi}% for them", controls),
-    Claim(DOC, "{significant} of {rows} timing rows are significant after Holm",
-          patch_counts),
+    Claim(DOC, "{significant} of {rows} timing rows are significant after Holm: {which} "
+          "(one more, {exact}, {exact_what}, is `exact`: every sample of each kernel had the "
+          "same count, so it is not tested)", patch_counts),
     Claim(DOC, "the same as uffd-wp ({wp})", patch_counts),
     Claim(DOC, "The first rows of the timing comparison ({rows} rows in all", patch_counts),
     Claim("docs/scale.md", "two guests at once, {day}) took {took} from start to finish "

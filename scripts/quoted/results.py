@@ -25,6 +25,11 @@ def _aa_split() -> dict[str, str]:
                    key=lambda side: side.median())
     loops = (row["ns_per_page"] * row["pages_touched"]).round()
     [ticks] = row["ticks"].unique()
+    # the loops count one of two values, and the higher one falls in the upper side's boots
+    fewer, more = sorted(loops.unique())
+    upper = set(row.loc[loops == more, "boot"])
+    assert upper == set(sides[1].index), (upper, sides)
+    assert (row[loops == more].groupby("boot").size() == 1).all()
     return {"pattern": marked["pattern"], "uffd": marked["uffd"], "p": f"{marked['p_adj']:.2g}",
             "low": f"{n(sides[0].min(), 2)}-{n(sides[0].max(), 2)}",
             "high": f"{n(sides[1].min(), 2)}-{n(sides[1].max(), 2)}",
@@ -32,13 +37,22 @@ def _aa_split() -> dict[str, str]:
             "pct": f"{100 * (sides[1].median() / sides[0].median() - 1):.2g}",
             "loops_lo": n(loops.min()), "loops_hi": n(loops.max()),
             "pages": n(row["pages_touched"].median()),
-            "ticks": {1: "one", 2: "two", 3: "three"}.get(int(ticks), str(int(ticks)))}
+            "ticks": {0: "no timer tick", 1: "one timer tick", 2: "two timer ticks",
+                      3: "three timer ticks"}.get(int(ticks), f"{int(ticks)} timer ticks"),
+            "loops": str(len(loops)), "at_lo": str(int((loops == fewer).sum())),
+            "at_hi": str(int((loops == more).sum())), "upper": str(len(upper)),
+            "more": n(more - fewer), "tested": str(int(table["p_adj"].notna().sum()))}
 
 
 CLAIMS = [
     Claim("docs/results.md", "The one split that marks a row ({pattern}, uffd {uffd}, Holm p = "
           "{p}) puts the boots whose medians are {low} instructions per page against those at "
           "{high}: {step} instructions per page touched apart, {pct}%. The row's loops took "
-          "{ticks} timer ticks each and counted {loops_lo} to {loops_hi} instructions over "
-          "their {pages} pages", _aa_split),
+          "{ticks} each and counted {loops_lo} to {loops_hi} instructions over their {pages} "
+          "pages: {at_lo} of its {loops} loops counted {loops_lo} and {at_hi} counted "
+          "{loops_hi}, one in each of the {upper} upper boots", _aa_split),
+    Claim("docs/results.md", "the moderated t shrinks the row's variance towards that of all "
+          "{tested} tested rows", _aa_split),
+    Claim("docs/results.md", "calls a {pct}% difference between boots of one image, {more} "
+          "instructions in one loop of each of {upper} boots, significant", _aa_split),
 ]
