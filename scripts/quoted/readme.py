@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from quoted.breakeven import crossing
 from quoted.common import Claim
-from quoted.memory import memory
+from quoted.memory import folio_memory, memory
 from quoted.profiles import constant, native_profile
 from quoted.reference import native_quick, patch_faults, patch_later, patch_run, patch_sparse
 
@@ -38,6 +38,8 @@ CLAIMS = [
     Claim(DOC, "{launches} per setting: at `fault_around_bytes=2M` {st_2m} direct reclaims and "
           "{rf_2m} refaults in all, in every session, against {st_4k} and {rf_4k} at 4K "
           "(permutation p = {st_2m_p})", memory),
+    Claim(DOC, "launches from XFS refaulted {xfs_rf_4k_per} and {xfs_rf_64k_per} pages each "
+          "at 4K and 64K (ext4: about none)", folio_memory),
     Claim(DOC, "reports medians with CIs, {on} ns/page for this row in the reference run "
           "below", native_quick),
 ]
