@@ -48,7 +48,7 @@ def test_a_signal_missing_from_the_old_list_restores_the_knobs(tmp_path: Path,
         preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        err = signalled_once_set(run, values, signum)
+        err = signalled_once_set(run, values, signum, measuring=tmp_path / "out" / "worker.log")
     finally:
         run.kill()
         run.wait()

@@ -35,11 +35,14 @@ def _swappiness() -> int:
     return int(Path("/proc/sys/vm/swappiness").read_text())
 
 
-def signalled_once_set(command: subprocess.Popen[str], values: list[int], signum: int) -> str:
+def signalled_once_set(command: subprocess.Popen[str], values: list[int], signum: int,
+                       measuring: Path | None = None) -> str:
     """The stderr of `command`, sent `signum` once it has set vm.swappiness to one of
-    `values`."""
+    `values` (and, with `measuring`, once that file exists: a run sets each value once
+    before its directory exists, to refuse two the kernel reads back alike)."""
     deadline = time.monotonic() + 60
-    while _swappiness() not in values and time.monotonic() < deadline:
+    while (_swappiness() not in values or (measuring and not measuring.exists())) and \
+            time.monotonic() < deadline:
         time.sleep(0.05)
     assert _swappiness() in values, "the run never set the knob"
     command.send_signal(signum)

@@ -279,6 +279,8 @@ def run(args: argparse.Namespace) -> int:
         with contextlib.ExitStack() as stack:
             session = stack.enter_context(KnobSession(
                 [name for name, _ in axes], file_dir=spec.dir)) if axes else None
+            if session:
+                session.tell_apart(list(knobs.cross_product(axes)))
             for setting in knobs.cross_product(axes):  # [{}] without axes
                 applied = session.apply(setting) if session else {}
                 for _ in range(args.warmups):

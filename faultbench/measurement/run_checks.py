@@ -21,6 +21,13 @@ from faultbench.measurement.knobs.catalog import (
     read_ahead_path,
     resolve,
 )
+from faultbench.measurement.knobs.journal import (
+    check_journal_writable,
+    journal_path,
+    refuse_if_journal,
+)
+from faultbench.measurement.knobs.knoblock import KnobLock
+from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.naming import scenario_name
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, harness_epoch, same_harness
@@ -102,6 +109,23 @@ def settable_knobs(workload: Workload) -> Workload:
                     raise KnobError(f"{option}: {exc}") from None
                 workload = workload.without_knobs({name}, str(exc))
     return workload
+
+
+def check_knob_settings(workload: Workload) -> None:
+    """Refused now, not after the directory exists (a run that never measured anything must
+    leave nothing to --resume): a journal that cannot be written, or another's left, and
+    two settings the kernel reads back alike (each written once, and restored)."""
+    with KnobLock(journal_path()):
+        refuse_if_journal(journal_path())
+        check_journal_writable(journal_path())
+    with KnobSession(workload.knob_names(),
+                     file_dir=read_ahead_dir(workload.scenarios)) as session:
+        session.tell_apart(knob_settings(workload.scenarios))
+
+
+def knob_settings(scenarios: Iterable[Scenario]) -> list[dict[str, str]]:
+    """Each knob setting of `scenarios` once, in their order."""
+    return [dict(setting) for setting in dict.fromkeys(tuple(s.knobs.items()) for s in scenarios)]
 
 
 def nothing_to_resume(path: Path | str, finished: str) -> RunError:

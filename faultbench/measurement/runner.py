@@ -25,12 +25,6 @@ from typing import IO, Any
 
 from faultbench.errors import FaultbenchError
 from faultbench.measurement.knobs.catalog import KnobError, ValueRefused, thp_names
-from faultbench.measurement.knobs.journal import (
-    check_journal_writable,
-    journal_path,
-    refuse_if_journal,
-)
-from faultbench.measurement.knobs.knoblock import KnobLock
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.tmpfs import release_killed
 from faultbench.measurement.knobs.watch import KnobWatch
@@ -38,7 +32,9 @@ from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.run_checks import (
     RunError,
+    check_knob_settings,
     check_resources,
+    knob_settings,
     nothing_to_resume,
     read_ahead_dir,
     refuse_relative_dir,
@@ -236,11 +232,7 @@ def start(
         reasons = "; ".join(f"{s['scenario']}: {s['reason']}" for s in workload.skipped[:3])
         raise RunError(f"nothing to run in workload {workload.name}: {reasons}")
     if plane is None and workload.knob_names():
-        # refused now, not after the directory exists (a run that never measured anything
-        # must leave nothing to --resume)
-        with KnobLock(journal_path()):
-            refuse_if_journal(journal_path())
-            check_journal_writable(journal_path())
+        check_knob_settings(workload)
     run_dir = RunDir.create(out)
     try:
         run_dir.write_meta({
@@ -329,6 +321,8 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
             stack.callback(run_dir.close)
             knobs = stack.enter_context(KnobSession(
                 knob_names, file_dir=read_ahead_dir(scenarios))) if knob_names else None
+            if knobs is not None:  # a guest's, and a resumed run's (checked again)
+                knobs.tell_apart(knob_settings(scenarios))
             worker = Worker(log)
             stack.callback(worker.close)
             applied: dict[str, Any] | None = None

@@ -15,6 +15,7 @@ from faultbench.measurement.knobs.catalog import (
     COUPLED,
     Knob,
     KnobError,
+    ValueRefused,
     check_settable,
     partner,
     read_value,
@@ -131,6 +132,24 @@ class KnobSession:
                 self._expected.update(readback)
             return readback
 
+    def tell_apart(self, settings: list[dict[str, str]]) -> None:
+        """Apply each setting once and refuse, before anything is measured, two that the
+        kernel reads back alike (`node` and `Default` of vm.numa_zonelist_order, or two
+        vm.nr_hugepages it cannot allocate): their samples, labelled by what was read back,
+        would be pooled into one row. A setting the kernel refuses is left to the caller."""
+        seen: dict[tuple[tuple[str, int | str], ...], dict[str, str]] = {}
+        for setting in settings:
+            try:
+                readback = tuple(sorted(self.apply(setting).items()))
+            except ValueRefused:
+                continue
+            other = seen.setdefault(readback, setting)
+            if other != setting:
+                read = ", ".join(f"{name}={value}" for name, value in readback)
+                raise KnobError(f"{_setting_text(other)} and {_setting_text(setting)} both "
+                                f"read back as {read}: measured, they would be one row; "
+                                "sweep values the kernel tells apart")
+
     def drift(self) -> dict[str, list[int | str]]:
         """Knobs someone else changed since the session last set them (or since it began,
         for those not set yet): {name: [expected, found]}."""
@@ -180,3 +199,7 @@ class KnobSession:
                   "`faultbench restore`", file=sys.stderr)
         else:
             print(f"faultbench: {name}: kernel knobs restored", file=sys.stderr)
+
+
+def _setting_text(setting: dict[str, str]) -> str:
+    return ",".join(f"{name}={value}" for name, value in setting.items())
