@@ -20,6 +20,7 @@ import pandas as pd
 from faultbench.analysis.compare_checks import (
     check_measured_apart,
     leave_unset,
+    relabelled_kernel_notes,
     unfinished_notes,
     unfinished_sides,
 )
@@ -407,7 +408,8 @@ def compare_runs(
         sides_lacking_notes((base_df, new_df), metas, same)
     notes = incomplete + sides_notes(side_rows(base_df, base_side, by),
                                      side_rows(new_df, new_side, by), same) + \
-        harness_notes(*metas) + alike
+        harness_notes(*metas) + alike + \
+        ([] if same or by == "kernel" else relabelled_kernel_notes(base, new, metas))
     if fmt_name == "lkp":
         from faultbench.analysis.compare_format import lkp, only_in_note
 

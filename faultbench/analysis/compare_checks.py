@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from faultbench.analysis.frame import AnalysisError
+from faultbench.analysis.frame import AnalysisError, booted_kernels
 from faultbench.measurement.rundir.identity import MEASURED_TIMES, measurements
 
 
@@ -62,3 +62,17 @@ def unfinished_notes(sides: list[str], same: bool) -> list[str]:
     return [f"{role}: the run has not finished (still running, or interrupted: faultbench "
             "run --resume DIR); its rows are of the samples so far." for role in roles]
 
+
+def relabelled_kernel_notes(base: pd.DataFrame, new: pd.DataFrame,
+                            metas: list[dict[str, Any]]) -> list[str]:
+    """A note for each kernel label both sides' rows carry that names another kernel (by
+    sha256) in each run: rows match on the label, so each such row tests one kernel against
+    another (`--kernel A=6.1 --kernel B=6.12` against the same images the other way round)."""
+    kernels = [booted_kernels(meta) for meta in metas]
+    labels = [set(side.loc[side["ok"], "kernel"].dropna().astype(str)) for side in (base, new)]
+    return [f"NOTE: kernel {label} is Linux {kernels[0][label][0]} (sha {kernels[0][label][1]}) "
+            f"in BASE and Linux {kernels[1][label][0]} (sha {kernels[1][label][1]}) in NEW: "
+            f"its rows compare two kernels under one label."
+            for label in sorted(labels[0] & labels[1])
+            if label in kernels[0] and label in kernels[1]
+            and kernels[0][label][1] != kernels[1][label][1]]
