@@ -247,8 +247,8 @@ def run(args: argparse.Namespace) -> int:
                             "running kernel is timed on the wall clock)")
     if args.kernel:
         from faultbench.measurement.booted import guest
-        from faultbench.measurement.booted.imagecheck import image_refusal
-        from faultbench.measurement.rundir.regular import open_regular
+        from faultbench.measurement.booted.imagecheck import private_copy
+        from faultbench.measurement.rundir.safefile import ResultsError
 
         kvm, clock = guest.resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
@@ -256,20 +256,18 @@ def run(args: argparse.Namespace) -> int:
         missing = guest.requirements(os.path.abspath(args.kernel))
         if missing:  # before saying it boots
             raise guest.GuestError(f"--kernel {args.kernel}: {'; '.join(missing)}")
-        guest.check_image_path(os.path.abspath(args.kernel))
-        # QEMU reads the image itself: refused as a run's image is (its owner, its size)
-        real = os.path.realpath(args.kernel)
-        fd = open_regular(real)
-        try:
-            why = image_refusal(real, fd)
-        finally:
-            os.close(fd)
-        if why:
-            raise guest.GuestError(printable(f"--kernel {args.kernel}: {why}"))
-        # a boot prints nothing for a minute or more (under TCG): say what is going on
-        print(f"faultbench measure: booting {printable(args.kernel)} "
-              f"({guest.plane_for(kvm, clock)})", file=sys.stderr, flush=True)
-        return guest.run_cli_in_guest(args.kernel, _argv_without_kernel(args._argv), clock=clock)
+        # QEMU opens what it boots by name, seconds later: it boots a private copy of the
+        # bytes checked (refused as a run's image is: its owner, its size), as a run does
+        with contextlib.ExitStack() as stack:
+            try:
+                copy, _ = stack.enter_context(private_copy(os.path.realpath(args.kernel)))
+            except ResultsError as exc:
+                raise guest.GuestError(printable(f"--kernel {args.kernel}: {exc}")) from None
+            # a boot prints nothing for a minute or more (under TCG): say what is going on
+            print(f"faultbench measure: booting {printable(args.kernel)} "
+                  f"({guest.plane_for(kvm, clock)})", file=sys.stderr, flush=True)
+            return guest.run_cli_in_guest(copy, _argv_without_kernel(args._argv), clock=clock,
+                                          private=os.path.dirname(copy), shown=args.kernel)
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = drifted = 0

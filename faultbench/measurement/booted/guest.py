@@ -39,11 +39,7 @@ from faultbench.measurement.booted.scratch import (
     scratch_disk,
     venv_bin,
 )
-from faultbench.measurement.image import (
-    NOT_A_KERNEL,
-    boot_images,
-    image_version,
-)
+from faultbench.measurement.image import NOT_A_KERNEL, boot_images, image_version
 from faultbench.measurement.knobs.sysfs import cpu_flags
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import CLOCKS, SpecError, parse_float
@@ -235,6 +231,7 @@ def run_in_guest(
     env: dict[str, str] | None = None,
     clock: str | None = None,
     cancel: threading.Event | None = None,
+    private: str | None = None,
 ) -> int:
     """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
 
@@ -243,7 +240,8 @@ def run_in_guest(
     the guest never ran the command, or it outlived `timeout_s` (default
     $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then). Setting `cancel` (from another
     thread: only the main thread sees signals) kills the guest within a second, or keeps
-    it from starting, and raises GuestError.
+    it from starting, and raises GuestError. `private`: a directory of the caller's (its copy
+    of `kernel`) that the watchdog removes too should we die.
     """
     kernel = os.path.abspath(kernel)
     check_image_path(kernel)
@@ -263,6 +261,8 @@ def run_in_guest(
     _write_bytecode()
     watchdog_end = _start_watchdog()
     try:
+        if private:
+            os.write(watchdog_end, f"scratch {private}\n".encode())
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
                      watchdog_end, cancel or threading.Event())
     finally:
@@ -437,14 +437,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
             pipe.close()
 
 
-def run_cli_in_guest(
-    kernel: str, argv: list[str], rwdir: str | None = None, timeout_s: float | None = None,
-    memory: str = "1G", clock: str | None = None,
-) -> int:
-    """`faultbench <argv>` inside `kernel` (the options as for run_in_guest); its output
-    becomes ours, its status our status."""
+def run_cli_in_guest(kernel: str, argv: list[str], clock: str | None = None,
+                     private: str | None = None, shown: str | None = None) -> int:
+    """`faultbench <argv>` inside `kernel` (`clock`, `private`: as for run_in_guest; `shown`:
+    the image `kernel` is a copy of, named in messages); its output becomes ours, its status
+    our status."""
     try:
         return run_in_guest(kernel, [sys.executable, "-P", "-m", "faultbench", *argv],
-                            rwdir=rwdir, timeout_s=timeout_s, memory=memory, clock=clock)
+                            clock=clock, private=private)
     except GuestError as exc:
-        raise GuestError(f"--kernel {kernel}: {exc}") from None
+        shown = shown or kernel
+        raise GuestError(f"--kernel {shown}: {str(exc).replace(kernel, shown)}") from None

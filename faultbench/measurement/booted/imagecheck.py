@@ -9,9 +9,13 @@ under the first one's name), and the guest's own `uname -r`/`-v` is checked agai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+import shutil
 import string
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,40 +81,72 @@ def image_refusal(image: str, fd: int) -> str | None:
     return None
 
 
-def pinned_copy(image: str, sha256: str, into: SafeDir,
-                resume: str) -> tuple[str | None, str, str | None]:
-    """(None, the path of a private copy of `image` in `into`, how QEMU is to start it)
-    when `image` still has the run's `sha256`, else (why not, "", None): the boot is
-    refused, not run. Read as untrusted input: never through a link, never a FIFO, refused
-    as image_refusal refuses it. The copy is the kernel unpacked for a PVH start when the
-    image allows one (pvh.py), else the image itself. `resume`: the command that resumes
-    the run."""
+def read_image(image: str) -> tuple[str | None, bytes | None]:
+    """The image at the resolved path `image` read once, as untrusted input: never through a
+    link, never a FIFO, refused as image_refusal refuses it. (None, its bytes), (None, None)
+    when it is gone, or (why not, None)."""
     try:
         with SafeDir.reading(Path(image).parent) as directory:
             fh = directory.open_reading(Path(image).name)
             if fh is None:
-                return (f"{image} is gone since the run started: put it back and resume "
-                        f"({resume})"), "", None
+                return None, None
             with fh:
                 if why := image_refusal(image, fh.fileno()):
-                    return why, "", None
-                data = fh.read(IMAGE_MAX + 1)  # grown since: its sha256 is not the run's
+                    return why, None
+                return None, fh.read(IMAGE_MAX + 1)  # grown since: a run's sha256 tells
     except ResultsError as exc:
-        return str(exc), "", None
+        return str(exc), None
     except OSError as exc:
-        return f"cannot read {image}: {exc.strerror}", "", None
-    now = hashlib.sha256(data).hexdigest()
-    if now != sha256:
-        return changed(image, sha256, now) + (
-            f": this boot was not run; put back the image the run started with and resume "
-            f"({resume}), or start a new run for the new one"), "", None
-    with into.replacing(IMAGE_COPY, binary=True) as fh:
+        return f"cannot read {image}: {exc.strerror}", None
+
+
+def boot_copy(data: bytes, into: SafeDir) -> tuple[str, str]:
+    """(the path of the copy of the image `data` written to `into`, how QEMU is to start it):
+    the kernel unpacked for a PVH start when the image allows one (pvh.py), else the image
+    itself. Root's alone (0600): Debian installs its images so, and QEMU runs as root."""
+    with into.replacing(IMAGE_COPY, binary=True, mode=0o600) as fh:
         entry = pvh.PVH if pvh.unpack(data, fh) else pvh.BZIMAGE
         if entry == pvh.BZIMAGE:
             fh.seek(0)
             fh.truncate()
             fh.write(data)
-    return None, os.path.abspath(into.path / IMAGE_COPY), entry
+    return os.path.abspath(into.path / IMAGE_COPY), entry
+
+
+def pinned_copy(image: str, sha256: str, into: SafeDir,
+                resume: str) -> tuple[str | None, str, str | None]:
+    """(None, the path of a private copy of `image` in `into`, how QEMU is to start it:
+    boot_copy) when `image` still has the run's `sha256`, else (why not, "", None): the boot
+    is refused, not run. `resume`: the command that resumes the run."""
+    why, data = read_image(image)
+    if data is None:
+        return why or (f"{image} is gone since the run started: put it back and resume "
+                       f"({resume})"), "", None
+    now = hashlib.sha256(data).hexdigest()
+    if now != sha256:
+        return changed(image, sha256, now) + (
+            f": this boot was not run; put back the image the run started with and resume "
+            f"({resume}), or start a new run for the new one"), "", None
+    return None, *boot_copy(data, into)
+
+
+@contextlib.contextmanager
+def private_copy(image: str) -> Iterator[tuple[str, str]]:
+    """boot_copy of the image at the resolved path `image` (read_image; ResultsError saying
+    why not), in a directory of $TMPDIR that only root can read, removed on the way out.
+    For `measure --kernel`, which boots an image once: QEMU opens what it boots by name,
+    seconds after the image was checked, when a link to it may lead to another file."""
+    why, data = read_image(image)
+    if data is None:
+        raise ResultsError(why or f"{image}: no such file")
+    made = tempfile.mkdtemp(prefix="faultbench-kernel-")
+    try:
+        # its parents checked: another user who could rename it could swap the copy
+        with SafeDir.open(Path(made), advice="set TMPDIR to a directory only root can "
+                                             "change") as into:
+            yield boot_copy(data, into)
+    finally:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 def changed(image: str, was: str, now: str) -> str:

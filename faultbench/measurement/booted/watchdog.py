@@ -3,12 +3,13 @@
 `python -P -m faultbench.measurement.booted.watchdog`:
 
 The host keeps the write end of our stdin and tells us, one line each, `scratch DIR` (the
-guest's scratch directory, as soon as it exists) and `group PGID` (vng's process group, as
-soon as it starts). If the pipe closes without the host saying `done` — the host was
-killed, even with SIGKILL, which no handler sees — we kill the guest's process group (vng,
-virtme-run and QEMU, which would otherwise run on and keep writing into the results
-directory) and remove the scratch directory (its 2 GiB disk image). Started before either
-exists, so no moment of the host's life leaves them behind.
+guest's scratch directory, as soon as it exists, and any other directory of the boot's) and
+`group PGID` (vng's process group, as soon as it starts). If the pipe closes without the
+host saying `done` — the host was killed, even with SIGKILL, which no handler sees — we kill
+the guest's process group (vng, virtme-run and QEMU, which would otherwise run on and keep
+writing into the results directory) and remove the scratch directories (a 2 GiB disk image,
+`measure --kernel`'s copy of its image). Started before vng and the guest's scratch exist,
+so no moment of the host's life leaves them behind.
 Runs in its own session, so a Ctrl-C at the terminal does not end it first. Standard library.
 """
 
@@ -36,13 +37,13 @@ def kill_group(group: int) -> None:
 
 
 def main(argv: list[str]) -> int:
-    scratch: str | None = None
+    scratch: list[str] = []
     group: int | None = None
     done = False
     for line in sys.stdin.buffer:  # until the host closes its end, or dies
         word, _, value = line.strip().partition(b" ")
         if word == b"scratch":
-            scratch = value.decode()
+            scratch.append(value.decode())
         elif word == b"group":
             group = int(value)
         elif word == DONE:
@@ -50,8 +51,8 @@ def main(argv: list[str]) -> int:
     if not done:  # the host cleans up after itself when it can
         if group is not None:
             kill_group(group)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+        for directory in scratch:
+            shutil.rmtree(directory, ignore_errors=True)
     return 0
 
 

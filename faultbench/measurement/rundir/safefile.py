@@ -297,10 +297,10 @@ class SafeDir:
         return sub
 
     @contextlib.contextmanager
-    def replacing(self, name: str, binary: bool = False) -> Iterator[IO[Any]]:
+    def replacing(self, name: str, binary: bool = False, mode: int = 0o666) -> Iterator[IO[Any]]:
         """A file object whose content replaces `name` when the block ends without error:
         atomically and durably (readers see the old file or the new one, even after power
-        loss). Written to a fresh temp file, so nothing planted at `name` is opened."""
+        loss). Written to a fresh temp file (`mode`), so nothing planted at `name` is opened."""
         try:
             if stat.S_ISDIR(os.stat(name, dir_fd=self.fd, follow_symlinks=False).st_mode):
                 raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
@@ -310,7 +310,7 @@ class SafeDir:
             raise ResultsError(_why(exc, self.path / name)) from None
         tmp = temp_name(name)
         try:
-            fd = create_exclusive(self.fd, tmp)
+            fd = create_exclusive(self.fd, tmp, mode)
         except OSError as exc:
             raise ResultsError(_why(exc, self.path / name)) from None
         try:
