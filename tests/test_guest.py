@@ -232,7 +232,8 @@ def test_init_finds_the_stand_ins_first(tmp_path: Path) -> None:
     """The `PATH=` kernel parameter names the stand-ins first, then the system's directories
     (the initramfs's busybox /init runs with it too); a path a parameter cannot hold gives
     none, and the guest runs udev as virtme-ng-init does."""
-    name, _, value = scratch.init_path(str(tmp_path)).partition("=")
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    name, _, value = scratch.init_path(fd, str(tmp_path)).partition("=")
     assert name == "PATH"
     first, *rest = value.split(":")
     assert {"/usr/bin", "/bin"} <= set(rest)
@@ -240,4 +241,5 @@ def test_init_finds_the_stand_ins_first(tmp_path: Path) -> None:
         assert os.access(Path(first, tool), os.X_OK)
     spaced = tmp_path / "a b"
     spaced.mkdir()
-    assert scratch.init_path(str(spaced)) == ""
+    assert scratch.init_path(fd, str(spaced)) == ""
+    os.close(fd)

@@ -300,6 +300,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
     it is renewed (RunDir.existing), so a refused resume writes nothing."""
     from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.boots import check_unchanged
+    from faultbench.measurement.booted.imagecheck import tmpdir_refusal
     from faultbench.measurement.run_checks import (
         nothing_to_resume,
         refuse_misnamed,
@@ -320,6 +321,8 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
         refuse_relative_dir(meta, path)  # a native run's: in execute()
         guest.check_timeouts_from_env()  # before a boot is marked running
         guest.check_shared_dir(str(run_dir.path))
+        if why := tmpdir_refusal():
+            raise RunError(why)
         for kernel in meta["kernels"]:
             check_unchanged(kernel)
         return

@@ -28,15 +28,13 @@ from pathlib import Path
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
 from faultbench.measurement.booted import pvh, watchdog
-from faultbench.measurement.booted.imagecheck import VNG_RULE, vng_refuses
+from faultbench.measurement.booted.imagecheck import VNG_RULE, tmpdir_refusal, vng_refuses
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
+    SCRATCH_NEEDS,
     STARTED,
     STATUS,
-    guest_env,
-    guest_script,
-    init_path,
-    scratch_disk,
+    fill,
     venv_bin,
 )
 from faultbench.measurement.image import NOT_A_KERNEL, boot_images, image_version
@@ -130,8 +128,8 @@ def requirements(kernel: str) -> list[str]:
     if not find_busybox():
         missing.append("busybox not found (virtme-ng builds its initramfs with it): "
                        "apt-get install busybox-static")
-    if char := vng_refuses(tmp := tempfile.gettempdir()):  # each boot shares a dir there
-        missing.append(f"TMPDIR {printable(tmp)} has {char}: {VNG_RULE}; set another TMPDIR")
+    if why := tmpdir_refusal():  # each boot shares a directory there with its guest
+        missing.append(why)
     return missing
 
 
@@ -276,27 +274,28 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
           watchdog_end: int, cancel: threading.Event) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
-        script = os.path.join(scratch, "run.sh")
-        disk = scratch_disk(scratch)
-        xfs = scratch_disk(scratch, "xfs") if disk else None
-        Path(script).write_text(guest_script(argv, scratch, guest_env(env), disk is not None,
-                                        xfs is not None))
+        try:
+            disks, script, init = fill(scratch, argv, env)
+        except OSError as exc:  # not the results directory's fault, as run() would say
+            raise GuestError(printable(
+                f"cannot write the guest's scratch disks in $TMPDIR ({os.path.dirname(scratch)})"
+                f": {exc.strerror or exc}; they need {SCRATCH_NEEDS}: free some, or "
+                "point TMPDIR at a filesystem with room")) from None
         command = [
             find_vng() or "vng", "--force-9p", "--run", kernel, "--memory", memory,
             "--cpus", str(cpus),
             "--append", f"faultbench.plane={plane_for(kvm, clock)} "
                         f"module_blacklist={','.join(MODULE_BLACKLIST)} "
-                        + " ".join(DETERMINISM_PARAMS) + f" {init_path(scratch)}",
+                        + " ".join(DETERMINISM_PARAMS) + f" {init}",
             "--rwdir", scratch, "--exec", f"sh {shlex.quote(script)}",
         ]
         if not kvm:
             command.insert(2, "--disable-kvm")
         if clock == "icount":
             command[-2:-2] = [f"--qemu-opts={ICOUNT_QEMU_OPTS}"]
-        for image in (disk, xfs):
-            if image:
-                # "=": the value starts with a dash; format given, or QEMU warns it guessed raw
-                command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
+        for image in disks:
+            # "=": the value starts with a dash; format given, or QEMU warns it guessed raw
+            command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
         vng_status, said = _run_streaming(command, timeout_s, watchdog_end, scratch, cancel)

@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from faultbench.errors import printable
 from faultbench.measurement.booted import pvh
 from faultbench.measurement.rundir.identity import runs_version
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
@@ -40,6 +41,24 @@ def vng_refuses(path: str) -> str | None:
         if char not in VNG_PATH_CHARS:
             shown = repr(char) if char.isprintable() else ""
             return f"{shown} (U+{ord(char):04X})".lstrip()
+    return None
+
+
+def tmpdir_refusal() -> str | None:
+    """Why a boot may not make its scratch directory in the directory tempfile uses
+    ($TMPDIR, else /tmp), or None. The host writes the guest's disk images and the script
+    the guest runs as root there, by name: as root, a directory another user can change, or
+    one under such a directory, would let them swap in their own script or a link to a file
+    of root's for mkfs to format. A sticky one (/tmp) is fine: no one else may rename root's
+    directory there."""
+    tmp = tempfile.gettempdir()
+    if char := vng_refuses(tmp):
+        return f"TMPDIR {printable(tmp)} has {char}: {VNG_RULE}; set another TMPDIR"
+    try:
+        SafeDir.open(Path(tmp), sticky_ok=True, advice="unset TMPDIR, or point it at a "
+                     "directory only root can change").close()
+    except ResultsError as exc:
+        return printable(f"TMPDIR, where a boot's scratch disks and script go: {exc}")
     return None
 
 

@@ -10,11 +10,18 @@ import shutil
 import subprocess
 import sys
 
+from faultbench.measurement.rundir.tempfiles import create_exclusive
+
 STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
+SCRIPT = "run.sh"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
 # of its own the `file` backing would have no disk filesystem to measure. A sparse ext4 image
 # (virtio-blk) is mounted on /var/tmp, the `file` backing's default directory.
 SCRATCH_DISK_BYTES = 2 << 30
+# What a boot's two images take in $TMPDIR: mkfs writes up to about 65 MB of each (ext4's
+# journal, XFS's log; e2fsprogs 1.47, xfsprogs 6.1), and they grow as the guest writes to them
+SCRATCH_NEEDS = "up to 140 MB there to start, more as the guest writes to them (2 GiB each at most)"
 SCRATCH_MOUNT = "/var/tmp"
 # A second, XFS image (large page-cache folios since 5.18) is mounted below it: `--dir
 # /var/tmp/xfs` measures a file on XFS in the guest.
@@ -50,37 +57,69 @@ def venv_bin() -> str:
     return os.path.dirname(sys.executable)
 
 
-def scratch_disk(directory: str, fstype: str = "ext4") -> str | None:
-    """A sparse image of `fstype` (ext4, xfs) in `directory` for the guest, or None without
-    its mkfs."""
+def fill(scratch: str, argv: list[str], env: dict[str, str] | None) -> tuple[
+        list[str], str, str]:
+    """Write a boot's files into its new scratch directory `scratch`: (its disk images, the
+    path of the script the guest runs, init_path's parameter). Each is created new (O_EXCL,
+    never through a link) in the directory opened once, so nothing planted there is written,
+    formatted or run. An OSError (a full $TMPDIR, a failed mkfs) leaves what was made for the
+    caller to remove with the directory."""
+    fd = os.open(scratch, _DIR_FLAGS)
+    try:
+        disk = scratch_disk(fd, scratch)
+        xfs = scratch_disk(fd, scratch, "xfs") if disk else None
+        with os.fdopen(create_exclusive(fd, SCRIPT), "w") as f:
+            f.write(guest_script(argv, scratch, guest_env(env), disk is not None,
+                                 xfs is not None))
+        return [d for d in (disk, xfs) if d], os.path.join(scratch, SCRIPT), init_path(
+            fd, scratch)
+    finally:
+        os.close(fd)
+
+
+def scratch_disk(dir_fd: int, directory: str, fstype: str = "ext4") -> str | None:
+    """A sparse image of `fstype` (ext4, xfs) made in `directory` (open at `dir_fd`) for the
+    guest, or None without its mkfs. OSError when it cannot be made: a mkfs that fails (on a
+    full disk) would otherwise leave the guest a filesystem other than the one asked for."""
     name = f"mkfs.{fstype}"
     mkfs = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
     if mkfs is None:
         return None
-    image = os.path.join(directory, f"scratch-{fstype}.img")
-    with open(image, "wb") as f:
-        f.truncate(SCRATCH_DISK_BYTES)
-    force = "-F" if fstype == "ext4" else "-f"
+    image = f"scratch-{fstype}.img"
+    fd = create_exclusive(dir_fd, image, 0o600)
     try:
-        done = subprocess.run([mkfs, "-q", force, image], capture_output=True, check=False)
-    except OSError:  # found but not executable: as if absent
-        return None
-    return image if done.returncode == 0 else None
+        os.ftruncate(fd, SCRATCH_DISK_BYTES)
+        try:
+            # mkfs formats the file just created, through its descriptor, never a name
+            done = subprocess.run([mkfs, "-q", "-F" if fstype == "ext4" else "-f",
+                                   f"/dev/fd/{fd}"], capture_output=True, check=False,
+                                  pass_fds=(fd,))
+        except OSError:  # found but not executable: as if absent
+            return None
+    finally:
+        os.close(fd)
+    if done.returncode != 0:
+        said = done.stderr.decode(errors="replace").strip().splitlines()
+        raise OSError(f"{name} failed ({said[-1] if said else 'it said nothing'})")
+    return os.path.join(directory, image)
 
 
-def init_path(directory: str) -> str:
-    """Write the stand-ins for the guest's init into `directory`; the `PATH=` kernel
-    parameter that makes init find them ("" where a parameter cannot hold the path: init
-    then runs udev as before)."""
+def init_path(dir_fd: int, directory: str) -> str:
+    """Write the stand-ins for the guest's init into `directory` (open at `dir_fd`); the
+    `PATH=` kernel parameter that makes init find them ("" where a parameter cannot hold the
+    path: init then runs udev as before)."""
     bin_dir = os.path.join(directory, INIT_BIN)
     if any(c.isspace() or c in "\"'" for c in bin_dir):
         return ""
-    os.mkdir(bin_dir)
-    for name, text in _INIT_STAND_INS.items():
-        path = os.path.join(bin_dir, name)
-        with open(path, "w") as f:
-            f.write(text)
-        os.chmod(path, 0o755)
+    os.mkdir(INIT_BIN, dir_fd=dir_fd)
+    bin_fd = os.open(INIT_BIN, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        for name, text in _INIT_STAND_INS.items():
+            with os.fdopen(create_exclusive(bin_fd, name), "w") as f:
+                f.write(text)
+                os.fchmod(f.fileno(), 0o755)
+    finally:
+        os.close(bin_fd)
     # the system's directories too: the initramfs's /init (busybox sh) runs with this PATH
     return f"PATH={bin_dir}:{_SYSTEM_PATH}"
 
