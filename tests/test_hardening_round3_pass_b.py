@@ -17,7 +17,7 @@ from groups import HOST
 
 from faultbench.analysis.report import machine_line
 from faultbench.measurement import machine
-from faultbench.measurement.booted import guest
+from faultbench.measurement.booted.checkout import package_root
 from faultbench.measurement.booted.jobs import jobs_record
 from faultbench.measurement.image import image_version
 from faultbench.measurement.knobs import sysfs
@@ -217,5 +217,5 @@ def test_the_watchdog_imports_the_faultbench_it_was_started_from() -> None:
     done = subprocess.run(
         [sys.executable, "-S", "-P", "-m", "faultbench.measurement.booted.watchdog"],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60, check=False,
-        env={**os.environ, "PYTHONPATH": os.pathsep.join([guest._package_root(), *site_dirs])})
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([package_root(), *site_dirs])})
     assert done.returncode == 0 and done.stderr == "", done.stderr

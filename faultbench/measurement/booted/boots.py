@@ -9,8 +9,8 @@ boot) into a directory of its own, `boots/<index>.d`, and writes `boots/<index>.
 host then adds the samples to the run's files, records the boot's outcome and goes on,
 whatever it was. Several guests may run at once (jobs.py): each writes only its own files.
 `--resume` redoes exactly the boots that did not finish; the samples of an unfinished boot
-are set aside in discarded.jsonl (a boot is the unit: half of one is not mixed with
-another). Standard library only.
+are set aside in discarded.jsonl, their profiles in discarded-profiles.jsonl (setaside.py: a
+boot is the unit, half of one is not mixed with another). Standard library only.
 """
 
 from __future__ import annotations
@@ -44,12 +44,12 @@ from faultbench.measurement.booted.imagecheck import (
     pinned_copy,
 )
 from faultbench.measurement.booted.jobs import run_in_order
+from faultbench.measurement.booted.setaside import set_aside
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.measure import meminfo
 from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
-    DISCARDED,
     META,
     PROFILES,
     SAMPLES,
@@ -246,38 +246,6 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
                        "new run")
 
 
-def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
-    """Move an unfinished boot's samples to discarded.jsonl; returns how many. They are in
-    its boot directory (see _collect), or in samples.jsonl for a run started before boots
-    had one, or killed between adding a boot's samples and recording it as done."""
-    records = run_dir.read_samples()
-    most = most_lines(run_dir.read_meta())
-    keep = [r for r in records if r.get("boot") != boot]
-    gone = [r for r in records if r.get("boot") == boot]
-    with run_dir.dir.sub(BOOTS_DIR) as boots:
-        if boots.is_dir(boot_dir_name(boot)):
-            partial = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(boot),
-                             boots.sub(boot_dir_name(boot)))
-            try:
-                gone += read_samples_lenient(partial, most)
-            finally:
-                partial.dir.close()
-            boots.remove_tree(boot_dir_name(boot))
-    if gone:
-        run_dir.append_lines(DISCARDED, ({**record, "discarded": reason} for record in gone))
-        if len(keep) < len(records):
-            run_dir.rewrite_samples(keep)
-    return len(gone)
-
-
-def read_samples_lenient(run_dir: RunDir, most: int) -> list[dict[str, Any]]:
-    """The readable samples of an unfinished boot's directory (kept as discarded, not used);
-    `most`: most_lines of the run's meta.json."""
-    with run_file_lines(run_dir.dir, SAMPLES, most) as lines:
-        records, _ = parse_samples(lines or (), run_dir.path / SAMPLES, strict=False)
-    return records
-
-
 def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
     """boots/<index>.json as the guest left it, if it is well formed: held to meta.json's
     cap, and never read through a link (the guest, or whoever owns the directory, wrote it)."""
@@ -299,7 +267,8 @@ def _prepare(run_dir: RunDir, meta: dict[str, Any], index: int) -> None:
 def _collect(run_dir: RunDir, index: int) -> None:
     """A finished boot's profiles, worker log and samples (last: a boot failed by the others
     has none in samples.jsonl, check_samples_match) added to the run's files by this one
-    process. A kill in between is safe: the boot is not yet `ok`, a resume sets them aside."""
+    process. A kill in between is safe: the boot is not yet `ok`, a resume sets them (its
+profiles too) aside."""
     with run_dir.dir.sub(BOOTS_DIR) as boots:
         own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
                      boots.sub(boot_dir_name(index)))

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
 from faultbench.measurement.booted import pvh, watchdog
+from faultbench.measurement.booted.checkout import package_root, write_bytecode
 from faultbench.measurement.booted.imagecheck import VNG_RULE, tmpdir_refusal, vng_refuses
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
@@ -256,7 +257,7 @@ def run_in_guest(
         raise GuestError(f"{cpus} vCPUs under the instruction clock: Debian 6.1 hangs bringing "
                          "up a second vCPU under -icount (docs/icount.md); use one, or --clock "
                          "wall")
-    _write_bytecode()
+    write_bytecode()
     watchdog_end = _start_watchdog()
     try:
         if private:
@@ -348,56 +349,44 @@ def _start_watchdog() -> int:
     try:
         subprocess.Popen([sys.executable, "-P", "-m", "faultbench.measurement.booted.watchdog"],
                          stdin=read_end, stdout=subprocess.DEVNULL,
-                         start_new_session=True, env={**os.environ, "PYTHONPATH": _package_root()})
+                         start_new_session=True, env={**os.environ, "PYTHONPATH": package_root()})
     finally:
         os.close(read_end)
     return write_end
 
 
-def _write_bytecode() -> None:
-    """Compile faultbench's modules into their __pycache__ where missing or stale. The guest
-    cannot write bytecode (its root is the host's, read-only), so a checkout whose host never
-    writes it (PYTHONDONTWRITEBYTECODE=1) had every boot compile the measurement plane under
-    emulation, ~0.8 s of guest instructions (docs/scale.md). Best effort: a read-only
-    checkout boots as before."""
-    import compileall  # here: only a booting host needs it
-
-    with contextlib.suppress(OSError):
-        compileall.compile_dir(os.path.join(_package_root(), "faultbench"), quiet=2)
-
-
-def _package_root() -> str:
-    """The directory holding the `faultbench` package (faultbench/measurement/booted/..)."""
-    return str(Path(__file__).resolve().parents[3])
-
-
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
                      started: str, cancel: threading.Event) -> bytes:
-    """The last lines it printed, once both its pipes are closed."""
+    """The last lines it printed, once both its pipes are closed. Past the deadline, what
+    waits is read for a second more: a host stopped (Ctrl-Z) past it may resume to a guest
+    that ended in time, its end of file waiting (see runner._readline); not to one printing on."""
     assert proc.stdout is not None and proc.stderr is not None
     sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
     start_limit = timeout_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
     start_by: float | None = time.monotonic() + start_limit
-    tail = b""
+    tail, read_until = b"", math.inf  # read_until: the second past the deadline
     with selectors.DefaultSelector() as selector:
         for fd in sinks:
             selector.register(fd, selectors.EVENT_READ)
         while selector.get_map():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise late
-            if start_by is not None and time.monotonic() > start_by:
+            now = time.monotonic()
+            if start_by is not None and now > start_by:
                 if not os.path.exists(started):
                     raise _not_started(start_limit, tail)
                 start_by = None
             if cancel.is_set():
                 raise GuestError("the guest was stopped (the run was interrupted)")
-            for key, _ in selector.select(timeout=min(remaining, 1.0)):
+            ready = selector.select(timeout=min(deadline - now, 1.0))  # past it: no waiting
+            if now >= deadline:
+                read_until = min(read_until, now + 1.0)
+                if not ready or now > read_until:
+                    raise late
+            for key, _ in ready:
                 chunk = os.read(key.fd, 65536)
                 if not chunk:
                     selector.unregister(key.fd)
                     continue
-                tail = b"\n".join((tail + chunk).splitlines()[-SHOWN_LINES:])
+                tail = b"".join((tail + chunk).splitlines(keepends=True)[-SHOWN_LINES:])
                 sink = sinks[key.fd]
                 sink.flush()
                 sink.buffer.write(chunk)

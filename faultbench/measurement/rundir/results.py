@@ -29,6 +29,7 @@ from faultbench.measurement.rundir.renew import renew_files
 from faultbench.measurement.rundir.runfiles import (
     BOOTS_DIR,
     DISCARDED,
+    DISCARDED_PROFILES,
     MAX_LINES,
     META,
     PROFILES,
@@ -44,7 +45,8 @@ from faultbench.measurement.rundir.runfiles import (
 )
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
-APPENDED = (SAMPLES, PROFILES, WORKER_LOG, DISCARDED)  # what a run adds to; all else replaced
+# what a run adds to; all else replaced
+APPENDED = (SAMPLES, PROFILES, WORKER_LOG, DISCARDED, DISCARDED_PROFILES)
 # Linux's PATH_MAX (a path the kernel takes, its NUL included) less room for a directory and
 # a file in it of NAME_MAX (255) each: a report's figures/NAME.png, a boot's
 # boots/N.d/kernel-image (QEMU is handed it by path). A run directory made one component at a

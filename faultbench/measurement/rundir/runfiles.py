@@ -23,6 +23,7 @@ PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
 BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
+DISCARDED_PROFILES = "discarded-profiles.jsonl"  # their kernel profiles
 
 # report and load read anyone's run, whose owner can make a file far larger than memory (a
 # sparse one costs nothing). meta.json holds about 1 KB a scenario, and a workload has at
@@ -41,14 +42,15 @@ MAX_LINES = MAX_BYTES[SAMPLES] // 512
 
 # Every file faultbench writes in a run directory, and the most bytes each may hold: what a
 # resume renews (measurement.rundir.renew), and nothing else there is opened. The caps are
-# their readers' (MAX_BYTES); discarded.jsonl holds samples set aside, pyperf.json the
-# samples' values, worker.log what the worker says of them, and neither is read back on a
-# resume: each keeps 1 GiB, the one cap all had before. boots/N.json is a boot's machine
+# their readers' (MAX_BYTES); discarded.jsonl holds samples set aside (and
+# discarded-profiles.jsonl their profiles), pyperf.json the samples' values, worker.log what
+# the worker says of them, and none is read back on a resume: each keeps 1 GiB, the one cap
+# all had before. boots/N.json is a boot's machine
 # state, as meta.json holds one; boots/N.d/ gets a copy of meta.json and the boot's own
 # files (its kernel-image is written afresh for each boot, and read by nothing before).
 RUN_FILES = {META: MAX_BYTES[META], SAMPLES: MAX_BYTES[SAMPLES],
              PROFILES: MAX_BYTES[PROFILES], DISCARDED: MAX_BYTES[SAMPLES],
-             WORKER_LOG: 1 << 30, PYPERF: 1 << 30}
+             DISCARDED_PROFILES: MAX_BYTES[PROFILES], WORKER_LOG: 1 << 30, PYPERF: 1 << 30}
 BOOT_FILES = (META, SAMPLES, PROFILES, WORKER_LOG)
 # All of them together: a boot's files hold its share of the run's samples, profiles and
 # log on their way to the run's own, so a run within its files' caps is within their sum.
