@@ -167,21 +167,28 @@ def test_measure_with_kernel_streams_guest_samples(image: str, tmp_path: Path) -
     From a directory with a `faultbench` directory in it (a checkout after a plain `pip
     install .`, which has no compiled module): with `-P`, the guest runs the installed
     package, not that one. On the wall clock, the faster boot (the knob scenarios' boot
-    covers the instruction clock)."""
+    covers the instruction clock). The image named through a link (R25-1: the private copy
+    of the bytes checked is booted), and nothing of the boot left in TMPDIR."""
     shadow = tmp_path / "faultbench"
     shadow.mkdir()
     (shadow / "__init__.py").write_text("raise SystemExit('the shadow was imported')\n")
+    (tmp_path / "links").mkdir()
+    (tmp_path / "links" / "k").symlink_to(image)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
     done = subprocess.run(
-        [sys.executable, "-P", "-m", "faultbench", "measure", "--kernel", image, "--backing",
-         "file", "--size", "16M", "--json", "--set", "fault_around_bytes=4096,65536",
-         "--clock", "wall"],
+        [sys.executable, "-P", "-m", "faultbench", "measure", "--kernel",
+         str(tmp_path / "links" / "k"), "--backing", "file", "--size", "16M", "--json", "--set",
+         "fault_around_bytes=4096,65536", "--clock", "wall"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600,
         # the host's journal path (R7-5: passed into the guest, where the host's files are
         # read-only, it failed every knob write there after a whole boot)
-        env={**os.environ, "FAULTBENCH_JOURNAL": str(tmp_path / "host" / "journal.json")},
+        env={**os.environ, "FAULTBENCH_JOURNAL": str(tmp_path / "host" / "journal.json"),
+             "TMPDIR": str(scratch)},
     )
     assert done.returncode == 0, done.stderr
     assert "shadow" not in done.stderr and not (tmp_path / "host").exists()
+    assert list(scratch.iterdir()) == []
     samples = [json.loads(line) for line in done.stdout.splitlines()]
     assert [s["knobs"]["fault_around_bytes"] for s in samples] == [4096, 65536]
     assert {s["plane"] for s in samples} == {_expected_plane("wall")}

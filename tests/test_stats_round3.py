@@ -97,14 +97,17 @@ def reports(twins: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
     return written
 
 
-def test_report_tables_read_no_profiled_time(
+def test_report_tables_and_figures_read_no_profiled_time(
         twins: tuple[Path, Path], reports: list[tuple[str, dict[str, bytes]]]) -> None:
+    """One test of both: in two, each xdist worker wrote the reports (about 40 s apiece)."""
     for run in twins:
         _load(run)
     # the profile section shows the profiled samples' own time, as such
     plain, slowed = (text.split("\nKernel profiles (")[0] for text, _ in reports)
     assert "medians over rounds (6)" in plain.replace("\n  ", " ")
     assert plain == slowed
+    drawn = [svgs for _, svgs in reports]
+    assert "break-even.svg" in drawn[0] and drawn[0] == drawn[1]
 
 
 def test_compare_reads_no_profiled_time(twins: tuple[Path, Path]) -> None:
@@ -114,11 +117,6 @@ def test_compare_reads_no_profiled_time(twins: tuple[Path, Path]) -> None:
 
     plain, slowed = (table(run) for run in twins)
     assert plain == slowed
-
-
-def test_figures_draw_no_profiled_time(reports: list[tuple[str, dict[str, bytes]]]) -> None:
-    drawn = [svgs for _, svgs in reports]
-    assert "break-even.svg" in drawn[0] and drawn[0] == drawn[1]
 
 
 @pytest.mark.parametrize(("per_side", "tested"), [(3, 10), (3, 40), (5, 1)])
