@@ -47,11 +47,11 @@ class _Stdout:
     def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream
 
-    def _call(self, name: str, *args: Any) -> Any:
+    def _call(self, name: str, *args: Any, binary: bool = False) -> Any:
         if self._stream is None:
             raise OutputError("cannot write standard output: it is closed")
         try:
-            return getattr(self._stream, name)(*args)
+            return getattr(self._stream.buffer if binary else self._stream, name)(*args)
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -68,6 +68,8 @@ class _Stdout:
 
     def isatty(self) -> bool:
         return self._stream is not None and self._stream.isatty()
+
+    buffer = property(lambda self: _Binary(self))
 
     def discard(self) -> None:
         """What is still buffered goes nowhere (see _discard_output)."""
@@ -86,13 +88,13 @@ class _Stderr:
     def __init__(self, stream: TextIO | None) -> None:
         self._stream = stream if stream is not None else _null()
 
-    def _call(self, name: str, *args: Any) -> Any:
+    def _call(self, name: str, *args: Any, binary: bool = False) -> Any:
         try:
-            return getattr(self._stream, name)(*args)
+            return getattr(self._stream.buffer if binary else self._stream, name)(*args)
         except (OSError, ValueError):
             _discard_output(self._stream)  # what it still buffers too, when Python exits
             self._stream = _null()
-            return getattr(self._stream, name)(*args)
+            return getattr(self._stream.buffer if binary else self._stream, name)(*args)
 
     def write(self, text: str) -> int:
         return self._call("write", text)
@@ -100,11 +102,28 @@ class _Stderr:
     def flush(self) -> None:
         self._call("flush")
 
+    buffer = property(lambda self: _Binary(self))
+
     def isatty(self) -> bool:
         return bool(self._call("isatty"))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+class _Binary:
+    """The `buffer` of a _Stdout or _Stderr, whose writes fail as its text's do: a booted
+    guest's output is copied there as it comes, and a full or closed standard output is
+    then the same one line, not a traceback."""
+
+    def __init__(self, text: _Stdout | _Stderr) -> None:
+        self._text = text
+
+    def write(self, data: bytes) -> int:
+        return int(self._text._call("write", data, binary=True))
+
+    def flush(self) -> None:
+        self._text._call("flush", binary=True)
 
 
 def _null() -> TextIO:

@@ -72,8 +72,8 @@ FIFO_READERS = {
     "run --kernel": ("from faultbench.measurement.booted import boots\n"
                      "boots.not_a_file = lambda path: None  # checked while it was a file\n"
                      "boots.parse_kernel(FIFO)"),
-    "measure --kernel": ("from faultbench.measurement.image import image_version\n"
-                         "print(image_version(FIFO))"),
+    "measure --kernel": ("from faultbench.measurement.booted.imagecheck import boot_refusal\n"
+                         "print(boot_refusal(FIFO))"),
     "kernels/build --patch": "from kernels.cache import read_patch\nread_patch(FIFO)",
 }
 
@@ -92,8 +92,9 @@ def test_a_name_swapped_for_a_fifo_after_its_check_is_refused_not_waited_on(
                               timeout=30, env={**os.environ, "PYTHONPATH": str(TREE)})
     except subprocess.TimeoutExpired:
         pytest.fail(f"{reader}: blocked opening a FIFO")
-    if reader == "measure --kernel":  # requirements() says the image is no kernel then
-        assert done.returncode == 0 and done.stdout == "None\n", done.stderr
+    if reader == "measure --kernel":  # requirements() says so then
+        assert done.returncode == 0 and done.stdout == (
+            f"kernel image {fifo}: a FIFO, not a regular file\n"), done.stderr
     else:
         assert done.returncode == 1 and done.stderr.rstrip().endswith(
             f"{fifo}: a FIFO, not a regular file" if reader != "workload" else

@@ -28,8 +28,9 @@ def test_the_image_unpacks_to_an_elf_of_its_own_release(tmp_path: Path) -> None:
     out = tmp_path / "vmlinux"
     with out.open("wb") as fh:
         assert pvh.unpack(image.read_bytes(), fh)
-    assert pvh.is_unpacked(str(out))
-    assert not pvh.is_unpacked(str(image))  # a bzImage is not an ELF
+    with out.open("rb") as unpacked, image.open("rb") as bzimage:
+        assert pvh.is_unpacked(unpacked)
+        assert not pvh.is_unpacked(bzimage)  # a bzImage is not an ELF
     release = (image_version(str(image)) or "").split()[0]
     assert f"Linux version {release} ".encode() in out.read_bytes()
 

@@ -250,6 +250,9 @@ def run(args: argparse.Namespace) -> int:
         from faultbench.measurement.booted.imagecheck import private_copy
         from faultbench.measurement.rundir.safefile import ResultsError
 
+        # a boot takes a minute or more: a closed standard output, or one that fails even
+        # an empty write (/dev/full), is said (OutputError) before it, not after
+        sys.stdout.write("")
         kvm, clock = guest.resolve_clock(args.clock)
         if clock == "icount" and spec.mappers > 1 and spec.mapper_mode == "concurrent":
             raise ArgumentError(CONCURRENT_ON_ICOUNT)

@@ -135,7 +135,7 @@ def parse_kernel(text: str) -> Kernel:
         raise RunError(f"--kernel {text}: {why}")
     image = str(path.resolve())
     try:  # checked, read and hashed from one open: the name may be another file by now
-        with os.fdopen(open_regular(image), "rb") as fh:
+        with os.fdopen(open_regular(image, follow=False), "rb") as fh:
             if why := image_refusal(image, fh.fileno()):
                 raise RunError(printable(f"--kernel {text}: {why}"))
             version = header_version(fh)
@@ -233,7 +233,7 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
                                  "where the run started with the image itself: put the image "
                                  "back at that path to finish it, or start a new run"))
     try:
-        with os.fdopen(open_regular(image), "rb") as fh:
+        with os.fdopen(open_regular(image, follow=False), "rb") as fh:
             why = image_refusal(image, fh.fileno())
             now = "" if why else _sha256(fh)
     except OSError as exc:

@@ -27,9 +27,14 @@ import time
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
-from faultbench.measurement.booted import pvh, watchdog
+from faultbench.measurement.booted import watchdog
 from faultbench.measurement.booted.checkout import package_root, write_bytecode
-from faultbench.measurement.booted.imagecheck import VNG_RULE, tmpdir_refusal, vng_refuses
+from faultbench.measurement.booted.imagecheck import (
+    VNG_RULE,
+    boot_refusal,
+    tmpdir_refusal,
+    vng_refuses,
+)
 from faultbench.measurement.booted.scratch import (
     SCRATCH_MOUNT,
     SCRATCH_NEEDS,
@@ -38,7 +43,7 @@ from faultbench.measurement.booted.scratch import (
     fill,
     venv_bin,
 )
-from faultbench.measurement.image import NOT_A_KERNEL, boot_images, image_version
+from faultbench.measurement.image import boot_images
 from faultbench.measurement.knobs.sysfs import cpu_flags
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import CLOCKS, SpecError, parse_float
@@ -120,8 +125,8 @@ def requirements(kernel: str) -> list[str]:
     elif not os.access(kernel, os.R_OK):
         missing.append(f"kernel image {kernel} is not readable by uid {os.geteuid()} (Debian "
                        "installs images root-only: run as root, or pass a readable copy)")
-    elif image_version(kernel) is None and not pvh.is_unpacked(kernel):
-        missing.append(f"{kernel} {NOT_A_KERNEL}")
+    elif why := boot_refusal(kernel):
+        missing.append(why)
     if not shutil.which(qemu_binary()):
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
     if not find_vng():

@@ -21,7 +21,9 @@ from typing import Any
 
 from faultbench.errors import printable
 from faultbench.measurement.booted import pvh
+from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.rundir.identity import runs_version
+from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
 
 # virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
@@ -98,6 +100,25 @@ def image_refusal(image: str, fd: int) -> str | None:
         return (f"{image} is {st.st_size:,} bytes, over the {IMAGE_MAX:,} a kernel image may "
                 "have (a bzImage is about 10 MB): too large to be one")
     return None
+
+
+def boot_refusal(kernel: str) -> str | None:
+    """Why `kernel` is no image QEMU could boot (refused as image_refusal refuses one, not a
+    regular file, no kernel), or None. Who may change it is asked before a byte of it is
+    read: its directories are then root's, and no one can swap another file in under its
+    name. It is then opened once, by its resolved path, never through a link and never
+    blocking: a FIFO another user swapped in would hang root's open for ever, a link to a
+    device would have root open the device."""
+    real = os.path.realpath(kernel)
+    try:
+        if why := image_distrust(real):
+            return distrust_advice(why)
+        with os.fdopen(open_regular(real, follow=False), "rb") as fh:
+            if header_version(fh) is not None or pvh.is_unpacked(fh):
+                return None
+    except OSError as exc:
+        return printable(f"kernel image {kernel}: {exc.strerror}")
+    return f"{kernel} {NOT_A_KERNEL}"
 
 
 def read_image(image: str) -> tuple[str | None, bytes | None]:

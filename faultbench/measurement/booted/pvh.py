@@ -139,12 +139,12 @@ def unpack(image: bytes, out: IO[bytes]) -> bool:
     return any(_has_pvh_entry(bytes(note)) for note in notes)
 
 
-def is_unpacked(path: str) -> bool:
-    """Whether `path` is a kernel unpack() wrote: an ELF that QEMU boots through PVH."""
+def is_unpacked(fh: IO[bytes]) -> bool:
+    """Whether the file open at `fh` is a kernel unpack() wrote: an ELF that QEMU boots
+    through PVH (read at its offsets, whatever `fh`'s own)."""
     try:
-        with open(path, "rb") as fh:
-            ranges = _note_ranges(fh.read(_HEAD))
-            notes = [os.pread(fh.fileno(), size, offset) for offset, size in ranges or ()]
+        ranges = _note_ranges(os.pread(fh.fileno(), _HEAD, 0))
+        notes = [os.pread(fh.fileno(), size, offset) for offset, size in ranges or ()]
     except OSError:
         return False
     return any(_has_pvh_entry(note) for note in notes)
