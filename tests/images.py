@@ -8,7 +8,8 @@ import os
 import pytest
 
 from faultbench.measurement.booted import guest
-from faultbench.measurement.image import default_image
+from faultbench.measurement.image import default_image, header_version
+from faultbench.measurement.rundir.regular import open_regular
 
 TEST_KERNEL_ENV = "FAULTBENCH_TEST_KERNEL"
 
@@ -28,3 +29,12 @@ def require_boot_image() -> str:
         pytest.skip(f"cannot boot a kernel image here: {'; '.join(missing)}")
     assert image is not None
     return image
+
+
+def image_version(image: str) -> str | None:
+    """header_version of the image at `image`; None when it cannot be read as a file."""
+    try:
+        with os.fdopen(open_regular(image), "rb") as fh:
+            return header_version(fh)
+    except OSError:
+        return None

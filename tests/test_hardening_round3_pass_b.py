@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from console import one_line
 from groups import HOST
+from images import image_version
 
 from faultbench.analysis.report import machine_line
 from faultbench.measurement import machine
 from faultbench.measurement.booted.checkout import package_root
 from faultbench.measurement.booted.jobs import jobs_record
-from faultbench.measurement.image import image_version
 from faultbench.measurement.knobs import sysfs
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
 

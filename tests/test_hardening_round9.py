@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from console import one_line
-from images import require_boot_image
+from images import image_version, require_boot_image
 from test_hardening_round4_input import fb
 from test_hardening_round8 import one_scenario
 
@@ -25,7 +25,7 @@ from faultbench.commands.run import _start_booted
 from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boots import parse_kernel, run_boots
 from faultbench.measurement.booted.imagecheck import image_distrust, vng_refuses
-from faultbench.measurement.image import boot_images, image_version
+from faultbench.measurement.image import boot_images
 from faultbench.measurement.rundir.results import RunDir
 from faultbench.measurement.runner import RunError
 from faultbench.measurement.workload import load

@@ -11,11 +11,10 @@ import struct
 from pathlib import Path
 
 import pytest
-from images import require_boot_image
+from images import image_version, require_boot_image
 
 from faultbench.measurement.booted import pvh
 from faultbench.measurement.booted.imagecheck import IMAGE_COPY, pinned_copy
-from faultbench.measurement.image import image_version
 from faultbench.measurement.rundir.safefile import SafeDir
 
 

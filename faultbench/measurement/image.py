@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import IO
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.regular import open_regular
 
 _HEADER_MAGIC_AT = 0x202  # "HdrS" (Documentation/arch/x86/boot.rst)
 _VERSION_POINTER_AT = 0x20E
@@ -21,19 +20,10 @@ NOT_A_KERNEL = ("is not a bootable x86 kernel image (no bzImage setup header wit
                 "string: \"HdrS\" at offset 0x202)")
 
 
-def image_version(image: str) -> str | None:
-    """The version string an x86 bzImage carries in its setup header (what `file` shows):
-    release, builder, build number and date. None for anything else (a FIFO too): QEMU
-    given such a file waits for ever instead of failing."""
-    try:
-        with os.fdopen(open_regular(image), "rb") as fh:
-            return header_version(fh)
-    except OSError:
-        return None
-
-
 def header_version(fh: IO[bytes]) -> str | None:
-    """image_version's, of the image open at `fh` (read from its current offset)."""
+    """The version string an x86 bzImage open at `fh` carries in its setup header (what `file`
+    shows; read from its current offset): release, builder, build number and date. None for
+    anything else: QEMU given such a file waits for ever instead of failing."""
     head = fh.read(0x10000)
     if head[_HEADER_MAGIC_AT:_HEADER_MAGIC_AT + 4] != b"HdrS" or \
             len(head) < _VERSION_POINTER_AT + 2:
