@@ -325,7 +325,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
     # with several guests at once their progress displays would fight over one terminal
     guest_quiet = quiet or jobs > 1
 
-    def start(boot: dict[str, Any]) -> Callable[[threading.Event], str | None]:
+    def start(boot: dict[str, Any]) -> Callable[[threading.Event], str | None] | None:
         index = boot["index"]
         if boot["attempts"]:
             dropped = set_aside(run_dir, index, f"boot {index} attempt {boot['attempts']} "
@@ -337,7 +337,12 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
         boot.update(status="running", attempts=boot["attempts"] + 1, started_utc=utc_now(),
                     finished_utc=None, reason=None)
         run_dir.write_meta(meta)
-        _prepare(run_dir, meta, index)
+        try:
+            _prepare(run_dir, meta, index)
+        except ResultsError as exc:  # its own directory (a link there): this boot's alone,
+            # so the guests running go on (an error in the run's own files stops them all)
+            failed(boot, str(exc))
+            return None
         first, stop = boot["rounds"]
         if not quiet:
             print(f"faultbench run: boot {index + 1}/{total}: {kernel['label']} "
@@ -385,16 +390,21 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             except ResultsError as exc:
                 reason = f"its samples cannot be read back: {exc}"
         boot["guest"] = report.get("guest") if report else None
-        boot.update(status="ok" if reason is None else "failed", finished_utc=utc_now(),
-                    reason=reason)
         if report:
             _merge_unsupported(meta, boot["kernel"], report.get("unsupported"))
+        if reason is not None:
+            failed(boot, reason)
+            return
+        boot.update(status="ok", finished_utc=utc_now(), reason=None)
         run_dir.write_meta(meta)
-        if reason is None:
-            with run_dir.dir.sub(BOOTS_DIR) as boots:
-                boots.remove_tree(boot_dir_name(index))
-        elif not quiet:
-            print(f"faultbench run: boot {index + 1}/{total} failed: {reason}",
+        with run_dir.dir.sub(BOOTS_DIR) as boots:
+            boots.remove_tree(boot_dir_name(index))
+
+    def failed(boot: dict[str, Any], reason: str) -> None:
+        boot.update(status="failed", finished_utc=utc_now(), reason=reason)
+        run_dir.write_meta(meta)
+        if not quiet:
+            print(f"faultbench run: boot {boot['index'] + 1}/{total} failed: {reason}",
                   file=sys.stderr, flush=True)
 
     def stopped(boot: dict[str, Any]) -> None:

@@ -36,11 +36,11 @@ from faultbench.measurement.booted.imagecheck import (
     vng_refuses,
 )
 from faultbench.measurement.booted.scratch import (
-    SCRATCH_MOUNT,
     SCRATCH_NEEDS,
     STARTED,
     STATUS,
     fill,
+    hidden_in_guest,
     venv_bin,
 )
 from faultbench.measurement.image import boot_images
@@ -186,14 +186,13 @@ def qemu_version() -> str | None:
 
 def check_shared_dir(path: str) -> None:
     """Refuse a host directory the guest could not write back: one whose absolute path (as
-    _boot passes it) virtme-ng refuses or splits, or one under SCRATCH_MOUNT, where the
-    guest's scratch disk hides whatever the host shares."""
+    _boot passes it) virtme-ng refuses or splits, or one the guest's scratch disk hides
+    (hidden_in_guest)."""
     if char := vng_refuses(whole := os.path.abspath(path)):
         raise GuestError(f"{printable(whole)} has {char}: {VNG_RULE}, so no boot could write "
                          "there; choose another directory")
-    real = os.path.realpath(path)
-    if os.path.commonpath([real, SCRATCH_MOUNT]) == SCRATCH_MOUNT:
-        raise GuestError(f"{path} is under {SCRATCH_MOUNT}, where the guest mounts its scratch "
+    if point := hidden_in_guest(path):
+        raise GuestError(f"{path} is under {point}, where the guest mounts its scratch "
                          "disk: what it writes there would never reach the host; choose "
                          "another directory")
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from faultbench.errors import printable
 from faultbench.measurement.booted import pvh
+from faultbench.measurement.booted.scratch import hidden_in_guest
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.rundir.identity import runs_version
 from faultbench.measurement.rundir.regular import open_regular
@@ -52,10 +53,15 @@ def tmpdir_refusal() -> str | None:
     the guest runs as root there, by name: as root, a directory another user can change, or
     one under such a directory, would let them swap in their own script or a link to a file
     of root's for mkfs to format. A sticky one (/tmp) is fine: no one else may rename root's
-    directory there."""
+    directory there. The guest sees the scratch directory at its host path: never one its
+    own scratch disk would hide (hidden_in_guest)."""
     tmp = tempfile.gettempdir()
     if char := vng_refuses(tmp):
         return f"TMPDIR {printable(tmp)} has {char}: {VNG_RULE}; set another TMPDIR"
+    if point := hidden_in_guest(tmp):
+        return (f"TMPDIR {tmp} is at or under {point}, where the guest mounts its scratch disk "
+                "over the boot's scratch directory, so no boot could leave its status there: "
+                f"unset TMPDIR, or point it at a directory outside {point}")
     try:
         SafeDir.open(Path(tmp), sticky_ok=True, advice="unset TMPDIR, or point it at a "
                      "directory only root can change").close()

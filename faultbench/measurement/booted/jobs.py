@@ -60,7 +60,7 @@ def jobs_record(requested: int | None, clock: str, memory: str,
     return {"count": count, "source": source}, warning
 
 
-Start = Callable[[dict[str, Any]], Callable[[threading.Event], Any]]
+Start = Callable[[dict[str, Any]], Callable[[threading.Event], Any] | None]
 
 
 def run_in_order(boots: list[dict[str, Any]], jobs: int, start: Start,
@@ -69,10 +69,11 @@ def run_in_order(boots: list[dict[str, Any]], jobs: int, start: Start,
     """Run `boots` in their order, at most `jobs` at once.
 
     `start(boot)` (main thread) prepares a boot and returns what a worker thread runs: a
-    function of a cancel event. `end(boot, future)` (main thread) records its outcome, in
-    the order boots end. On an interruption (or any exception) every running guest is
-    cancelled and waited for (so none outlives the call), `stopped(boot)` records each, and
-    the exception propagates.
+    function of a cancel event; or None when it refused the boot before its guest started
+    (and recorded why), and the others go on. `end(boot, future)` (main thread) records
+    its outcome, in the order boots end. On an interruption (or any exception) every running
+    guest is cancelled and waited for (so none outlives the call), `stopped(boot)` records
+    each, and the exception propagates.
     Each boot's `concurrent_with` lists the boots that ran at some moment beside it.
     """
     queue = list(boots)
@@ -84,11 +85,14 @@ def run_in_order(boots: list[dict[str, Any]], jobs: int, start: Start,
             while queue or running:
                 while queue and len(running) < jobs:
                     boot = queue.pop(0)
+                    body = start(boot)
+                    if body is None:
+                        continue
                     boot["concurrent_with"] = sorted(b["index"] for b in running.values())
                     for other in running.values():
                         other["concurrent_with"] = sorted({*other["concurrent_with"],
                                                            boot["index"]})
-                    running[pool.submit(start(boot), cancel)] = boot
+                    running[pool.submit(body, cancel)] = boot
                 done, _ = wait(running, timeout=1.0, return_when=FIRST_COMPLETED)
                 for future in sorted(done, key=lambda f: running[f]["index"]):
                     end(running.pop(future), future)

@@ -26,6 +26,9 @@ SCRATCH_MOUNT = "/var/tmp"
 # A second, XFS image (large page-cache folios since 5.18) is mounted below it: `--dir
 # /var/tmp/xfs` measures a file on XFS in the guest.
 XFS_SCRATCH_MOUNT = "/var/tmp/xfs"
+# What the script mounts once init has mounted the directories the host shares (init's own
+# mounts, /tmp's overlay among them, come first and hide none of them).
+GUEST_MOUNTS = (SCRATCH_MOUNT, XFS_SCRATCH_MOUNT)
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 # virtme-ng-init (1.42) always runs udev coldplug and systemd-tmpfiles, with no option to skip
 # them, and they were a quarter of a TCG boot (docs/scale.md). It runs both through PATH,
@@ -50,6 +53,15 @@ _INIT_STAND_INS = {
                 "exec udevadm \"$@\"\n"),
     "systemd-tmpfiles": "#!/bin/sh\n# faultbench: nothing in the guest needs tmpfiles.d\n",
 }
+
+
+def hidden_in_guest(path: str) -> str | None:
+    """The mount point in GUEST_MOUNTS at or above the host directory `path` (as named, or
+    resolved), or None: shared with the guest at its own path, it would be hidden there
+    by the disk mounted over it, and nothing the guest writes in it would reach the host."""
+    named, real = os.path.abspath(path), os.path.realpath(path)
+    return next((point for point in GUEST_MOUNTS for p in (named, real)
+                 if os.path.commonpath([p, point]) == point), None)
 
 
 def venv_bin() -> str:
