@@ -110,8 +110,9 @@ def test_a_shard_booting_another_kernel_than_its_plan_position_is_refused(
         tmp_path: Path) -> None:
     one, two = shards(AA, tmp_path, change=_position_rebooted)
     assert merge_refused(one, two, out=tmp_path / "merged") == (
-        f"faultbench merge: {two}: its boot 0 at plan position 1 is kernel a's boot 0 (rounds "
-        "0-2), where the plan has kernel b's boot 0 (rounds 0-2): not a shard of this run")
+        f"faultbench merge: {two / 'meta.json'}: its boot 0 at plan position 1 is kernel a's "
+        "boot 0 (rounds 0-2), where the plan has kernel b's boot 0 (rounds 0-2): not a shard "
+        "of this run")
 
 
 def _profile_samples(run: Path, *args: str) -> dict[str, int]:

@@ -46,6 +46,7 @@ from faultbench.analysis.labels import (
     knob_order,
     label_columns,
     labels,
+    several_kernels,
     sort_labels,
     spec_order,
 )
@@ -305,13 +306,15 @@ def compare(
     # what varies among the rows, or did before --strict left some out: labels stay stable
     # (concat keeps attrs only when every frame has the same, so the knobs are named here)
     left_out = [_matched_values(side.loc[~side["ok"]], keys[:-1]) for side in sides]
-    varying = label_columns(pd.concat([table, *left_out]), extra=table.attrs["knob_columns"])
+    kernels = several_kernels(base) or several_kernels(new)  # concat keeps no meta
+    varying = label_columns(pd.concat([table, *left_out]), extra=table.attrs["knob_columns"],
+                            kernels=kernels)
     table.attrs["label_columns"] = [*(c for c in varying if c in keys), "role"]
     table["label"] = labels(table, table.attrs["label_columns"])
     # named apart from the table's rows, by what tells them from those too
     one_sided = _one_sided(sides, keys, metric)
     naming = label_columns(pd.concat([table, *one_sided.values()]),
-                           extra=table.attrs["knob_columns"])
+                           extra=table.attrs["knob_columns"], kernels=kernels)
     table.attrs["only_in"] = {role: list(labels(rows, [*(c for c in naming if c in keys),
                                                        "role"]))
                               for role, rows in one_sided.items()}

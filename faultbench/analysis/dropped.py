@@ -125,6 +125,23 @@ def unmeasured_notes(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
             "faultbench run --resume DIR measures the samples missing."]
 
 
+def kernels_unmeasured_note(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
+    """The note naming a booted run's kernels without one valid sample, which no row
+    shows though the header names them (every boot of the kernel failed, or its samples
+    were lost). A shard's kernels that none of its boots boot are another shard's."""
+    valid = set(df.loc[df["ok"] | df.get("interfered", False), "kernel"])
+    booted = {boot["kernel"] for boot in meta.get("boots") or []}
+    missing = [k["label"] for k in meta.get("kernels") or []
+               if k["label"] in booted and k["label"] not in valid]
+    if not missing:
+        return []
+    unfinished = {b["kernel"] for b in meta.get("boots") or [] if b["status"] != "ok"}
+    resume = "; faultbench run --resume DIR redoes the boots that did not finish" if \
+        unfinished & set(missing) else ""
+    return [f"NOTE: kernel {', '.join(missing)} {'has' if len(missing) == 1 else 'have'} no "
+            f"valid sample and no row{resume}."]
+
+
 def lacking_note(df: pd.DataFrame, meta: dict[str, Any]) -> list[str]:
     """The note on a run that says it is done (finished, or boots recorded as done) but whose
     samples lack measurements of its plan, as merge refuses it for (lacking_measurements):

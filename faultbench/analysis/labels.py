@@ -68,12 +68,24 @@ def varies(column: pd.Series) -> bool:
     return column.astype(str).where(column.notna()).nunique(dropna=False) > 1
 
 
-def label_columns(df: pd.DataFrame, extra: Sequence[str] = ()) -> list[str]:
+def label_columns(df: pd.DataFrame, extra: Sequence[str] = (),
+                  kernels: bool | None = None) -> list[str]:
     """The spec and knob columns that vary among valid rows (with those --strict left out,
-    so that rows keep their labels): what tells rows apart."""
+    so that rows keep their labels): what tells rows apart; and `kernel` when `kernels`
+    (None: several_kernels(df)) whether it varies or not."""
     candidates = [*LABEL_FIELDS, *df.attrs.get("knob_columns", []), *extra]
     valid = df[df["ok"] | df.get("interfered", False)] if "ok" in df else df
-    return [c for c in candidates if c in valid and tells_apart(valid, c)]
+    kept = several_kernels(df) if kernels is None else kernels
+    return [c for c in candidates if c in valid and (tells_apart(valid, c) or (
+        c == "kernel" and kept))]
+
+
+def several_kernels(df: pd.DataFrame) -> bool:
+    """Whether a run of `df` booted several kernels. Its rows keep their kernel even when
+    one kernel alone has valid samples (every boot of another failed): the header names
+    every kernel, so rows with no kernel would be no kernel's in particular."""
+    return any(len(meta.get("kernels") or []) > 1
+               for meta in df.attrs.get("meta", {}).values())
 
 
 def tells_apart(df: pd.DataFrame, column: str) -> bool:

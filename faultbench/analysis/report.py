@@ -27,6 +27,7 @@ from faultbench.analysis.breakeven import (
 from faultbench.analysis.dropped import (
     dropped_json,
     dropped_notes,
+    kernels_unmeasured_note,
     knob_drift_left_out,
     lacking_note,
     unmeasured_notes,
@@ -206,7 +207,8 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any],
                           "faultbench run --resume DIR); these are the samples so far."))
     if meta.get("finished_utc"):  # an unfinished run lacks samples anyway (its note says)
         parts += [wrap(note) for note in unmeasured_notes(df, meta)]
-    parts += [wrap(note) for note in lacking_note(df, meta)]
+    parts += [wrap(note) for note in [*kernels_unmeasured_note(df, meta),
+                                      *lacking_note(df, meta)]]
     parts += [constants_line(df, label_cols), "\n", scenario_table(df, label_cols)]
     # a knob one value of which is set and the rest left unset is no sweep (its rows say)
     swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from faultbench.analysis.dropped import drift_notes
+from faultbench.analysis.dropped import drift_notes, kernels_unmeasured_note
 from faultbench.analysis.frame import load, run_info, time_unit
 from faultbench.analysis.labels import grouped_rows, knob_order, label_columns, labels, sort_labels
 from faultbench.analysis.report import interference_note, unit_legend
@@ -52,7 +52,7 @@ def summary(run_dir: Path | SafeDir) -> str:
     cells, groups = grouped_rows(table, [*label_cols, "role"], headers,
                                  rows.to_numpy().tolist())
     text = wrap(head) + text_table(headers, cells, groups=groups)
-    notes = [interference_note(df), *drift_notes(df)]
+    notes = [interference_note(df), *drift_notes(df), *kernels_unmeasured_note(df, meta)]
     return text + "".join(wrap(n) for n in notes if n) + unmeasured_note(df)
 
 

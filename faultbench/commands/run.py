@@ -349,7 +349,7 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     for the run's clock); pyperf.json and the summary on the host."""
     from faultbench.measurement.booted.boots import guest_memory, run_boots
     from faultbench.measurement.booted.clocks import run_clock
-    from faultbench.measurement.booted.jobs import jobs_record
+    from faultbench.measurement.booted.jobs import attempt_jobs, jobs_record
     from faultbench.measurement.rundir.results import resume_command
     from faultbench.measurement.runner import utc_now
 
@@ -361,16 +361,9 @@ def _booted(run_dir: Any, quiet: bool, jobs: int | None) -> int:
     elif not quiet and record["count"] > 1:
         print(f"faultbench run: {record['count']} guests at once ({record['source']})",
               file=sys.stderr)
-    earlier = meta.get("jobs")
-    if isinstance(earlier, dict) and isinstance(earlier.get("count"), int) and \
-            earlier["count"] != record["count"]:
-        # a resume: the record is of every boot of the run, not of this attempt's only
-        record = {"count": max(earlier["count"], record["count"]),
-                  "source": f"{earlier.get('source')}; resumed with {record['count']} "
-                            f"({record['source']})"}
-    meta["jobs"] = record
+    count, meta["jobs"] = attempt_jobs(meta.get("jobs"), record)
     run_dir.write_meta(meta)
-    meta = run_boots(run_dir, quiet=quiet, jobs=record["count"])
+    meta = run_boots(run_dir, quiet=quiet, jobs=count)
     failed = [b for b in meta["boots"] if b["status"] != "ok"]
     if not failed:
         meta["finished_utc"] = utc_now()

@@ -9,10 +9,10 @@ masquerading as a difference between kernels.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from faultbench.errors import FaultbenchError, printable
-from faultbench.measurement.rundir.checks import UNSET
-from faultbench.measurement.rundir.meta_checks import UTS_MAX_BYTES
+from faultbench.measurement.rundir.checks import UNSET, UTS_MAX_BYTES
 from faultbench.measurement.spec import SpecError, clipped, parse_int, shown
 
 
@@ -143,3 +143,36 @@ def shard_positions(plan_boots: int, index: int, count: int) -> list[int]:
         raise BootPlanError(f"--shard {index}/{count}: the run has only {plan_boots} boots, "
                             f"so at most {plan_boots} shards")
     return list(range(index - 1, plan_boots, count))
+
+
+def plan_problem(meta: dict[str, Any], repetitions: int) -> str | None:
+    """Why a booted run's boots (a shard's: at their plan positions) are not the plan `run`
+    makes of its kernels, boots_per_kernel and `repetitions`, or None. A boot whose rounds
+    overlap another's measures those rounds twice, and its samples would be pooled with the
+    other's; a boots_per_kernel that is not the run's would be reported as the run's.
+    meta.json's types are checked already (meta_checks.booted_problem)."""
+    per_kernel = meta["boots_per_kernel"]
+    try:
+        order = boot_order([kernel["label"] for kernel in meta["kernels"]], per_kernel)
+        shares = split_rounds(repetitions, per_kernel)
+    except BootPlanError as exc:
+        return f"its boot plan cannot be made: {exc}"
+    made = (f"its {len(meta['kernels'])} kernel(s) at boots_per_kernel {per_kernel} make a "
+            f"plan of {len(order)} boots")
+    # a shard's plan size against its kernels' is merge's to refuse, with the other shards
+    shard = meta.get("shard")
+    if not shard and len(order) != len(meta["boots"]):
+        return f"{made}, and it has {len(meta['boots'])}: not the run's boot plan"
+    for boot in meta["boots"]:
+        position = boot.get("plan_index", boot["index"])
+        if position >= len(order):
+            return f"{made}, and its boot {boot['index']} is at plan position {position}"
+        label, nth = order[position]
+        rounds = [shares[nth].start, shares[nth].stop]
+        if (boot["kernel"], boot["kernel_boot"], boot["rounds"]) != (label, nth, rounds):
+            return (f"its boot {boot['index']} at plan position {position} is kernel "
+                    f"{boot['kernel']}'s boot {boot['kernel_boot']} (rounds {boot['rounds'][0]}-"
+                    f"{boot['rounds'][1]}), where the plan has kernel {label}'s boot {nth} "
+                    f"(rounds {rounds[0]}-{rounds[1]}): "
+                    + ("not a shard of this run" if shard else "not the run's boot plan"))
+    return None

@@ -60,6 +60,21 @@ def jobs_record(requested: int | None, clock: str, memory: str,
     return {"count": count, "source": source}, warning
 
 
+def attempt_jobs(earlier: Any, record: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """How many guests at once this attempt runs, and meta.json's `jobs` once it has, given
+    this attempt's `record` (jobs_record: its --jobs or the default) and the run's `earlier`
+    one (None for a new run). The attempt runs its own count: a resume given a lower --jobs
+    (less memory, or the wall clock) gets it. The record keeps the most guests at once any
+    attempt ran, since a boot of the run may have shared the machine with that many, and
+    each attempt's count in its source."""
+    if not (isinstance(earlier, dict) and isinstance(earlier.get("count"), int)
+            and earlier["count"] != record["count"]):
+        return record["count"], record
+    return record["count"], {
+        "count": max(earlier["count"], record["count"]),
+        "source": f"{earlier.get('source')}; resumed with {record['count']} ({record['source']})"}
+
+
 Start = Callable[[dict[str, Any]], Callable[[threading.Event], Any] | None]
 
 

@@ -82,6 +82,10 @@ def clock_of(plane: str) -> str:
 # pooled with a set value; so no merged machine may be named it (merge).
 UNSET = "unset"
 
+# uname's fields hold at most 64 bytes (__NEW_UTS_LEN): a longer host name or release is no
+# machine's, and would label every row and figure of the merged run
+UTS_MAX_BYTES = 64
+
 
 @dataclasses.dataclass(frozen=True)
 class RunRounds:

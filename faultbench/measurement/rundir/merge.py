@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import FaultbenchError, printable
-from faultbench.measurement.booted.boot_order import BootPlanError, boot_order, split_rounds
 from faultbench.measurement.rundir.checks import UNSET, profile_problem
 from faultbench.measurement.rundir.identity import check_samples_match, measurements
 from faultbench.measurement.rundir.meta_checks import UTS_MAX_BYTES
@@ -201,30 +200,6 @@ def _kernels(meta: dict[str, Any]) -> list[tuple[str, str]]:
     return [(k["label"], k["sha256"]) for k in meta.get("kernels", [])]
 
 
-def _plan(part: Part) -> list[tuple[str, int, list[int]]]:
-    """Each plan position's (kernel, that kernel's boot, rounds), as `run` planned them."""
-    meta = part.meta
-    try:
-        order = boot_order([label for label, _ in _kernels(meta)], meta["boots_per_kernel"])
-        shares = split_rounds(meta["workload"]["repetitions"], meta["boots_per_kernel"])
-    except BootPlanError as exc:
-        raise MergeError(f"{part.path}: its boot plan cannot be made: {exc}") from None
-    return [(label, nth, [shares[nth].start, shares[nth].stop]) for label, nth in order]
-
-
-def _check_plan(part: Part, plan: list[tuple[str, int, list[int]]]) -> None:
-    """Refuse a shard whose boot at a plan position is not the plan's boot there: merged, a
-    kernel would be booted twice there and another never, with nothing left to resume."""
-    for boot in part.meta["boots"]:
-        label, nth, rounds = plan[boot["plan_index"]]
-        if (boot["kernel"], boot["kernel_boot"], boot["rounds"]) != (label, nth, rounds):
-            raise MergeError(
-                f"{part.path}: its boot {boot['index']} at plan position {boot['plan_index']} "
-                f"is kernel {boot['kernel']}'s boot {boot['kernel_boot']} (rounds "
-                f"{boot['rounds'][0]}-{boot['rounds'][1]}), where the plan has kernel {label}'s "
-                f"boot {nth} (rounds {rounds[0]}-{rounds[1]}): not a shard of this run")
-
-
 def merge(paths: list[Path], out: Path) -> dict[str, Any]:
     """Merge the runs in `paths` into the new run directory `out`; its meta.json."""
     if len(paths) < 2:
@@ -336,12 +311,11 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
     if missing:
         raise MergeError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: give "
                          "every shard's run directory")
-    plan = _plan(first)
-    if len(plan) != plan_boots:
+    # each shard's boots are its plan positions' boots (check_meta: plan_problem), and the
+    # shards have one plan: the same kernels, in one order, boots per kernel and workload
+    if (made := len(_kernels(first.meta)) * first.meta["boots_per_kernel"]) != plan_boots:
         raise MergeError(f"{first.path}: its shard is of a plan of {plan_boots} boots, and its "
-                         f"kernels and boots per kernel make {len(plan)}")
-    for part in parts:
-        _check_plan(part, plan)
+                         f"kernels and boots per kernel make {made}")
     boots: dict[int, dict[str, Any]] = {}
     samples: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []

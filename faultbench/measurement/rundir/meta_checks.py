@@ -8,7 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from faultbench.measurement.rundir.checks import short
+from faultbench.measurement.booted.boot_order import plan_problem
+from faultbench.measurement.rundir.checks import UTS_MAX_BYTES, short
 from faultbench.measurement.rundir.safefile import ResultsError
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
@@ -27,11 +28,6 @@ def meta_problem(meta: dict[str, Any], repetitions: int) -> str | None:
     """What is wrong with meta.json's provenance, epoch, command, kernels or boots."""
     return (provenance_problem(meta) or epoch_problem(meta) or merged_problem(meta)
             or booted_problem(meta, repetitions))
-
-
-# uname's fields hold at most 64 bytes (__NEW_UTS_LEN): a longer host name or release is no
-# machine's, and would label every row and figure of the merged run
-UTS_MAX_BYTES = 64
 
 
 def merged_problem(meta: dict[str, Any]) -> str | None:
@@ -186,7 +182,7 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
         if not all(isinstance(boot.get(k), str | None)
                    for k in ("reason", "started_utc", "finished_utc")):
             return f"boots[{index}]: reason and times must be strings or null"
-    return None
+    return plan_problem(meta, repetitions) if kernels else None
 
 
 
