@@ -154,3 +154,12 @@ def test_a_resumes_jobs_is_what_that_attempt_runs() -> None:
                         jobs_record(2, "icount", "512M", 4)[0])[0] == 2
     assert attempt_jobs(None, {"count": 2, "source": "--jobs"}) == (
         2, {"count": 2, "source": "--jobs"})
+
+
+def test_compare_by_kernel_profiles_still_match_rows_across_the_kernels() -> None:
+    """Rows keep their kernel in a run of several (R26-3), but not one side of it compared
+    `--by kernel`: there the kernel is what differs, and the profiles' rows matched none."""
+    run = RESULTS / "tcg-icount-profile-kernels"
+    text = faultbench("compare", run, "--by", "kernel", "--profile").stdout
+    assert "No row has kernel profiles on both sides" not in text
+    assert "\nuffd=none: " in text

@@ -440,7 +440,7 @@ def compare_runs(
     if profile:
         text += "\n" + profile_compare(side_rows(base_df, base_side, by),
                                        side_rows(new_df, new_side, by), base_side.name,
-                                       new_side.name)
+                                       new_side.name, by)
     return text
 
 

@@ -308,14 +308,16 @@ def _leaf_shares(part: pd.DataFrame) -> list[tuple[str, float]]:
     return [(str(k), float(v / total)) for k, v in counts.items()] if total else []
 
 
-def phase_costs(df: pd.DataFrame, stacks: pd.DataFrame | None = None) -> list[PhaseCosts]:
+def phase_costs(df: pd.DataFrame, stacks: pd.DataFrame | None = None,
+                kernels: bool | None = None) -> list[PhaseCosts]:
     """Per row of the report's scenario table (label, mapper role, kernel) that has kernel
     profiles: the phase split of its cost per touched page. `df`: `faultbench.load(RUN)`;
-    `stacks`: its stack_frame, if already made."""
+    `stacks`: its stack_frame, if already made; `kernels`: whether labels name the kernel
+    (label_columns; False for one kernel of a run compared `--by kernel`)."""
     stacks = stack_frame(df) if stacks is None else stacks
     if stacks.empty:
         return []
-    keys = [*label_columns(df), "role"]
+    keys = [*label_columns(df, kernels=kernels), "role"]
     stacks = stacks.assign(label=labels(stacks, keys))
     ok = df[df["ok"]].assign(label=lambda d: labels(d, keys))
     medians = median_ci(ok, ["label"], "ns_per_page").set_index("label")["median"]

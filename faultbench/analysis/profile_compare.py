@@ -20,14 +20,15 @@ from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
 
 def compare_section(base: pd.DataFrame, new: pd.DataFrame, base_name: str,
-                    new_name: str) -> str:
+                    new_name: str, by: str | None = None) -> str:
     """`compare --profile`: per row both sides have profiles for, the phase and top symbol
     shares and ns per touched page side by side, with the change of ns/page. `base`, `new`:
-    every row of each side (profiled ones too), so the compared field has one value in each
-    and is in no label."""
+    every row of each side (profiled ones too), so the compared field (`by`) has one value
+    in each and is in no label."""
     frames = [stack_frame(d) for d in (base, new)]
-    sides = [{c.label: c for c in phase_costs(d, f)} for d, f in zip((base, new), frames,
-                                                                     strict=True)]
+    kernels = False if by == "kernel" else None
+    sides = [{c.label: c for c in phase_costs(d, f, kernels)}
+             for d, f in zip((base, new), frames, strict=True)]
     common = [label for label in sides[0] if label in sides[1]]
     notes = _notes(sides, frames, (base_name, new_name), (base, new))
     if not common:
