@@ -221,12 +221,12 @@ def _check_dir(path: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT
+    from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT, disks_for
     from faultbench.measurement.knobs import catalog as knobs
     from faultbench.measurement.knobs.requested import parse_set_options
     from faultbench.measurement.knobs.session import KnobSession
     from faultbench.measurement.knobs.watch import KnobWatch
-    from faultbench.measurement.measure import check_resources, measure_mappers
+    from faultbench.measurement.measure import backing_dir, check_resources, measure_mappers
 
     # a guest's XFS scratch disk exists only in the guest
     if check_text(args.dir, "--dir") is not None and not (
@@ -270,7 +270,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"faultbench measure: booting {printable(args.kernel)} "
                   f"({guest.plane_for(kvm, clock)})", file=sys.stderr, flush=True)
             return guest.run_cli_in_guest(copy, _argv_without_kernel(args._argv), clock=clock,
-                                          private=os.path.dirname(copy), shown=args.kernel)
+                                          private=os.path.dirname(copy), shown=args.kernel,
+                                          filesystems=disks_for([backing_dir(spec)]))
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = drifted = 0

@@ -44,9 +44,10 @@ from faultbench.measurement.booted.imagecheck import (
     pinned_copy,
 )
 from faultbench.measurement.booted.jobs import run_in_order
+from faultbench.measurement.booted.scratch import disks_for
 from faultbench.measurement.booted.setaside import set_aside
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
-from faultbench.measurement.measure import meminfo
+from faultbench.measurement.measure import backing_dir, meminfo
 from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -63,7 +64,7 @@ from faultbench.measurement.rundir.results import (
 from faultbench.measurement.rundir.runfiles import MAX_BYTES, RUN_FILES, boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
-from faultbench.measurement.spec import SpecError, format_size, parse_size
+from faultbench.measurement.spec import Spec, SpecError, format_size, parse_size
 
 BOOT_OVERHEAD_S = 300.0  # boot, start-up and slack on top of the samples' deadlines, per boot
 GUEST_MIN_MEMORY_MIB = 1024
@@ -352,6 +353,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
                 str(run_dir.path), str(index)] + (["-q"] if guest_quiet else [])
         image, timeout_s = kernel["image"], boot_timeout(meta, boot)
         memory, clock = guest_memory(meta), run_clock(meta)
+        filesystems = disks_for(backing_dir(Spec.from_dict(s["spec"])) for s in meta["scenarios"])
 
         def body(cancel: threading.Event) -> str | None:
             # the image as hashed now, never the path: a `make` may rewrite it mid-run
@@ -367,7 +369,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             try:
                 status = guest.run_in_guest(copy, argv, rwdir=str(run_dir.path),
                                              timeout_s=timeout_s, memory=memory, clock=clock,
-                                             cancel=cancel)
+                                             cancel=cancel, filesystems=filesystems)
             except guest.GuestError as exc:
                 return str(exc).replace(copy, f"{image} (a copy)")
             finally:  # QEMU is gone: 10-70 MB less in a failed boot's directory

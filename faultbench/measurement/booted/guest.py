@@ -24,6 +24,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
@@ -36,6 +37,7 @@ from faultbench.measurement.booted.imagecheck import (
     vng_refuses,
 )
 from faultbench.measurement.booted.scratch import (
+    SCRATCH_FILESYSTEMS,
     SCRATCH_NEEDS,
     STARTED,
     STATUS,
@@ -235,6 +237,7 @@ def run_in_guest(
     clock: str | None = None,
     cancel: threading.Event | None = None,
     private: str | None = None,
+    filesystems: Collection[str] = SCRATCH_FILESYSTEMS,
 ) -> int:
     """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
 
@@ -244,7 +247,8 @@ def run_in_guest(
     $FAULTBENCH_GUEST_TIMEOUT_S or 1800 s; it is killed then). Setting `cancel` (from another
     thread: only the main thread sees signals) kills the guest within a second, or keeps
     it from starting, and raises GuestError. `private`: a directory of the caller's (its copy
-    of `kernel`) that the watchdog removes too should we die.
+    of `kernel`) that the watchdog removes too should we die. `filesystems`: the scratch
+    disks to give it (scratch.disks_for).
     """
     kernel = os.path.abspath(kernel)
     check_image_path(kernel)
@@ -267,7 +271,7 @@ def run_in_guest(
         if private:
             os.write(watchdog_end, f"scratch {private}\n".encode())
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
-                     watchdog_end, cancel or threading.Event())
+                     watchdog_end, cancel or threading.Event(), filesystems)
     finally:
         with contextlib.suppress(OSError):
             os.write(watchdog_end, watchdog.DONE + b"\n")
@@ -276,11 +280,11 @@ def run_in_guest(
 
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
           cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
-          watchdog_end: int, cancel: threading.Event) -> int:
+          watchdog_end: int, cancel: threading.Event, filesystems: Collection[str]) -> int:
     with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
         os.write(watchdog_end, f"scratch {scratch}\n".encode())
         try:
-            disks, script, init = fill(scratch, argv, env)
+            disks, script, init = fill(scratch, argv, env, filesystems)
         except OSError as exc:  # not the results directory's fault, as run() would say
             raise GuestError(printable(
                 f"cannot write the guest's scratch disks in $TMPDIR ({os.path.dirname(scratch)})"
@@ -430,13 +434,14 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 
 
 def run_cli_in_guest(kernel: str, argv: list[str], clock: str | None = None,
-                     private: str | None = None, shown: str | None = None) -> int:
-    """`faultbench <argv>` inside `kernel` (`clock`, `private`: as for run_in_guest; `shown`:
-    the image `kernel` is a copy of, named in messages); its output becomes ours, its status
-    our status."""
+                     private: str | None = None, shown: str | None = None,
+                     filesystems: Collection[str] = SCRATCH_FILESYSTEMS) -> int:
+    """`faultbench <argv>` inside `kernel` (`clock`, `private`, `filesystems`: as for
+    run_in_guest; `shown`: the image `kernel` is a copy of, named in messages); its output
+    becomes ours, its status our status."""
     try:
         return run_in_guest(kernel, [sys.executable, "-P", "-m", "faultbench", *argv],
-                            clock=clock, private=private)
+                            clock=clock, private=private, filesystems=filesystems)
     except GuestError as exc:
         shown = shown or kernel
         raise GuestError(f"--kernel {shown}: {str(exc).replace(kernel, shown)}") from None

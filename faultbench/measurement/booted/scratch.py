@@ -9,6 +9,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Collection, Iterable
 
 from faultbench.measurement.rundir.tempfiles import create_exclusive
 
@@ -26,9 +27,12 @@ SCRATCH_MOUNT = "/var/tmp"
 # A second, XFS image (large page-cache folios since 5.18) is mounted below it: `--dir
 # /var/tmp/xfs` measures a file on XFS in the guest.
 XFS_SCRATCH_MOUNT = "/var/tmp/xfs"
-# What the script mounts once init has mounted the directories the host shares (init's own
-# mounts, /tmp's overlay among them, come first and hide none of them).
-GUEST_MOUNTS = (SCRATCH_MOUNT, XFS_SCRATCH_MOUNT)
+# What the script mounts, in this order (XFS's below ext4's), once init has mounted the
+# directories the host shares (init's own mounts, /tmp's overlay among them, come first and
+# hide none of them): a disk's mount point and filesystem.
+SCRATCH_DISKS = ((SCRATCH_MOUNT, "ext4"), (XFS_SCRATCH_MOUNT, "xfs"))
+GUEST_MOUNTS = tuple(point for point, _ in SCRATCH_DISKS)
+SCRATCH_FILESYSTEMS = tuple(fs for _, fs in SCRATCH_DISKS)
 _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 # virtme-ng-init (1.42) always runs udev coldplug and systemd-tmpfiles, with no option to skip
 # them, and they were a quarter of a TCG boot (docs/scale.md). It runs both through PATH,
@@ -64,26 +68,42 @@ def hidden_in_guest(path: str) -> str | None:
                  if os.path.commonpath([p, point]) == point), None)
 
 
+def disks_for(directories: Iterable[str]) -> tuple[str, ...]:
+    """The scratch disks (SCRATCH_FILESYSTEMS) a guest needs to create files in
+    `directories` (its scenarios' backing directories, "" for none): ext4 for one under
+    /var/tmp, XFS for one under /var/tmp/xfs. A guest creating none there gets none: making
+    and mounting both took 4-5 s of a 30 s TCG boot, and moved no instruction count
+    (docs/scale.md)."""
+    wanted = set()
+    for directory in filter(None, directories):
+        path = os.path.abspath(directory)  # relative: to the cwd the guest's script starts in
+        holding = [fs for point, fs in SCRATCH_DISKS
+                   if os.path.commonpath([path, point]) == point]
+        wanted.update(holding[-1:])  # the deepest mount holding it: XFS's is below ext4's
+    return tuple(fs for fs in SCRATCH_FILESYSTEMS if fs in wanted)
+
+
 def venv_bin() -> str:
     """The bin directory of the running Python (the venv's, where pip put vng)."""
     return os.path.dirname(sys.executable)
 
 
-def fill(scratch: str, argv: list[str], env: dict[str, str] | None) -> tuple[
-        list[str], str, str]:
-    """Write a boot's files into its new scratch directory `scratch`: (its disk images, the
-    path of the script the guest runs, init_path's parameter). Each is created new (O_EXCL,
-    never through a link) in the directory opened once, so nothing planted there is written,
-    formatted or run. An OSError (a full $TMPDIR, a failed mkfs) leaves what was made for the
-    caller to remove with the directory."""
+def fill(scratch: str, argv: list[str], env: dict[str, str] | None,
+         filesystems: Collection[str] = SCRATCH_FILESYSTEMS) -> tuple[list[str], str, str]:
+    """Write a boot's files into its new scratch directory `scratch`: (its disk images, one
+    per filesystem of `filesystems` (disks_for), the path of the script the guest runs,
+    init_path's parameter). Each is created new (O_EXCL, never through a link) in the
+    directory opened once, so nothing planted there is written, formatted or run. An
+    OSError (a full $TMPDIR, a failed mkfs) leaves what was made for the caller to remove
+    with the directory."""
     fd = os.open(scratch, _DIR_FLAGS)
     try:
-        disk = scratch_disk(fd, scratch)
-        xfs = scratch_disk(fd, scratch, "xfs") if disk else None
+        disks = {fs: scratch_disk(fd, scratch, fs) for fs in SCRATCH_FILESYSTEMS
+                 if fs in filesystems}
+        made = [fs for fs, image in disks.items() if image]
         with os.fdopen(create_exclusive(fd, SCRIPT), "w") as f:
-            f.write(guest_script(argv, scratch, guest_env(env), disk is not None,
-                                 xfs is not None))
-        return [d for d in (disk, xfs) if d], os.path.join(scratch, SCRIPT), init_path(
+            f.write(guest_script(argv, scratch, guest_env(env), made))
+        return [disks[fs] for fs in made], os.path.join(scratch, SCRIPT), init_path(
             fd, scratch)
     finally:
         os.close(fd)
@@ -136,18 +156,15 @@ def init_path(dir_fd: int, directory: str) -> str:
     return f"PATH={bin_dir}:{_SYSTEM_PATH}"
 
 
-def guest_script(argv: list[str], scratch: str, env: dict[str, str], disk: bool,
-            xfs: bool = False) -> str:
+def guest_script(argv: list[str], scratch: str, env: dict[str, str],
+                 filesystems: Collection[str]) -> str:
     exports = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in sorted(env.items()))
-    # udev would have loaded virtio_blk on seeing the disk; none runs (init_path)
-    mount = (
-        "modprobe -q virtio_blk 2>/dev/null\n"
-        "for dev in /dev/vd? /dev/sd?; do "
-        f"mount -t ext4 \"$dev\" {SCRATCH_MOUNT} 2>/dev/null && break; done\n"
-    ) if disk else ""
-    if disk and xfs:
-        mount += (f"mkdir -p {XFS_SCRATCH_MOUNT} && for dev in /dev/vd? /dev/sd?; do "
-                  f"mount -t xfs \"$dev\" {XFS_SCRATCH_MOUNT} 2>/dev/null && break; done\n")
+    # udev would have loaded virtio_blk on seeing a disk; none runs (init_path)
+    mount = "modprobe -q virtio_blk 2>/dev/null\n" if filesystems else ""
+    for point, fs in SCRATCH_DISKS:
+        if fs in filesystems:  # each disk is tried as each filesystem: QEMU names them vda..
+            mount += (f"mkdir -p {point} && for dev in /dev/vd? /dev/sd?; do "
+                      f"mount -t {fs} \"$dev\" {point} 2>/dev/null && break; done\n")
     return (
         "#!/bin/sh\n"
         f": > {shlex.quote(os.path.join(scratch, STARTED))}\n"
