@@ -34,6 +34,18 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A module-scoped fixture is made once on each worker that runs a test using it: the
+    ungrouped tests using one are kept on one worker (a group per module), so that it is
+    made once (test_stats_round3's two reports with figures took 40 s, on both workers)."""
+    for item in items:
+        info = getattr(item, "_fixtureinfo", None)
+        if info is None or item.get_closest_marker("xdist_group") is not None:
+            continue
+        if any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
+            item.add_marker(pytest.mark.xdist_group(f"module:{item.module.__name__}"))
+
+
 def _alone(item: pytest.Item | None) -> bool:
     return item is not None and item.get_closest_marker(ALONE.name) is not None
 

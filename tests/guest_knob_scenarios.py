@@ -16,7 +16,7 @@ import time
 
 KNOB = "/sys/kernel/debug/fault_around_bytes"
 SWEEP = (4096, 16384, 65536, 2097152)
-SIZE = "64M"
+SIZE = "16M"
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 JOURNAL = os.environ["FAULTBENCH_JOURNAL"]
 

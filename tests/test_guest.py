@@ -23,7 +23,7 @@ from faultbench.measurement.booted import guest, scratch
 from faultbench.measurement.spec import parse_size
 
 HERE = Path(__file__).parent
-SIZE = "64M"
+SIZE = "16M"
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 GUEST_JOURNAL = "/run/faultbench/journal.json"  # the guest's /run is its own tmpfs
 
