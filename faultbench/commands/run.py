@@ -107,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
         check_text(value, "--set", give="KNOB=V1[,V2...]")
     for value in args.only:
         check_text(value, "--only", give="FIELD=V1[,V2...] or a pattern on the scenario name")
+    check_text(args.memory, "--memory", give="a size such as 512M")
     from faultbench.measurement.rundir.results import BadSampleLine, ResultsError
 
     try:
@@ -299,7 +300,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
     """What refuses `run --resume` of the run of `meta` (checked): asked before a file of
     it is renewed (RunDir.existing), so a refused resume writes nothing."""
     from faultbench.measurement.booted import guest
-    from faultbench.measurement.booted.boots import check_unchanged
+    from faultbench.measurement.booted.boots import check_unchanged, checked_memory
     from faultbench.measurement.booted.imagecheck import tmpdir_refusal
     from faultbench.measurement.run_checks import (
         nothing_to_resume,
@@ -308,7 +309,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
         refuse_other_machine,
         refuse_relative_dir,
     )
-    from faultbench.measurement.rundir.results import nothing_left
+    from faultbench.measurement.rundir.results import META, nothing_left
     from faultbench.measurement.runner import RunError, unmeasured
     from faultbench.measurement.spec import shown
 
@@ -323,6 +324,8 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
         guest.check_shared_dir(str(run_dir.path))
         if why := tmpdir_refusal():
             raise RunError(why)
+        if meta.get("guest_memory"):  # the load checked it as a size; this machine's is ours
+            checked_memory(meta["guest_memory"], f"{run_dir.path / META}: guest_memory")
         for kernel in meta["kernels"]:
             check_unchanged(kernel)
         return

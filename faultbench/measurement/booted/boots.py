@@ -44,6 +44,7 @@ from faultbench.measurement.booted.imagecheck import (
     pinned_copy,
 )
 from faultbench.measurement.booted.jobs import run_in_order
+from faultbench.measurement.booted.memsize import guest_size
 from faultbench.measurement.booted.scratch import disks_for
 from faultbench.measurement.booted.setaside import set_aside
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
@@ -64,11 +65,10 @@ from faultbench.measurement.rundir.results import (
 from faultbench.measurement.rundir.runfiles import MAX_BYTES, RUN_FILES, boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
-from faultbench.measurement.spec import Spec, SpecError, format_size, parse_size
+from faultbench.measurement.spec import Spec, SpecError, format_size
 
 BOOT_OVERHEAD_S = 300.0  # boot, start-up and slack on top of the samples' deadlines, per boot
 GUEST_MIN_MEMORY_MIB = 1024
-GUEST_FLOOR_MIB = 128
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
 BUILD_RECORD_MAX = 1 << 20  # a real one is under 2 KB
@@ -198,30 +198,33 @@ def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
 def guest_memory(meta: dict[str, Any]) -> str:
     """The memory the run's guests boot with: as the run recorded it (`--memory`, or the
     workload's `guest_memory`), else enough for the largest scenario."""
-    if meta.get("guest_memory"):
-        return str(meta["guest_memory"])
+    if meta.get("guest_memory"):  # as virtme-ng takes it: "1G", never "1g" (it adds M)
+        return format_size(guest_size(meta["guest_memory"]))
     largest = max(s["spec"]["size"] for s in meta["scenarios"])
     return f"{max(GUEST_MIN_MEMORY_MIB, 3 * largest // 2**20 + 512)}M"
 
 
 def chosen_memory(option: str | None, workload_memory: str | None) -> tuple[str | None, str]:
     """The guest memory a new run asks for and where it came from; None: sized by
-    guest_memory() from the scenarios. Below GUEST_FLOOR_MIB the guest's Python does not
-    start."""
-    text, source = (option, "--memory") if option else (workload_memory, "workload")
+    guest_memory() from the scenarios."""
+    text, source = (option, "--memory") if option is not None else (workload_memory, "workload")
     if text is None:
         return None, "default (1.5x the largest scenario + 512M, at least 1G)"
+    return checked_memory(text, source), source
+
+
+def checked_memory(text: str, source: str) -> str:
+    """`text` as a guest of this machine may be given it (memsize.guest_size, and no more
+    than the machine has), in format_size's form; RunError naming `source` otherwise."""
     try:
-        size = parse_size(text)
+        size = guest_size(text)
     except SpecError as exc:
         raise RunError(f"{source}: {exc}") from None
-    if size < GUEST_FLOOR_MIB << 20:
-        raise RunError(f"{source}: a guest needs at least {GUEST_FLOOR_MIB}M, got {text}")
     host_kb = meminfo().get("MemTotal")
     if host_kb is not None and size > host_kb * 1024:
         raise RunError(f"{source}: {text} is more memory than this machine has "
                        f"({host_kb / 2**20:.1f} GiB)")
-    return format_size(size), source
+    return format_size(size)
 
 
 def check_unchanged(kernel: dict[str, Any]) -> None:

@@ -311,11 +311,13 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
         try:
             return int(Path(scratch, STATUS).read_text())
         except (OSError, ValueError):
+            seen = "see the messages above" if said else "it printed nothing"
             raise GuestError(
+                f"the guest (QEMU) ended after its command had started, before it finished "
+                f"(virtme-ng exit {vng_status}; {seen})"
+                if os.path.exists(os.path.join(scratch, STARTED)) else  # it booted `kernel`
                 f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
-                f"it may not boot {kernel} "
-                f"({'see the messages above' if said else 'it printed nothing'})"
-            ) from None
+                f"it may not boot {kernel} ({seen})") from None
 
 
 def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,

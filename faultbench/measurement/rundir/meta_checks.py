@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.measurement.booted.boot_order import plan_problem
+from faultbench.measurement.booted.memsize import guest_size
 from faultbench.measurement.rundir.checks import UTS_MAX_BYTES, short
 from faultbench.measurement.rundir.safefile import ResultsError
 from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
@@ -267,8 +268,13 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
     if problem:
         raise refuse(problem)
     memory = meta.get("guest_memory")
-    if memory is not None and not _is_size(memory):
-        raise refuse(f"guest_memory is {short(memory)}, not a size such as '512M'")
+    if memory is not None:
+        if not _is_size(memory):
+            raise refuse(f"guest_memory is {short(memory)}, not a size such as '512M'")
+        try:  # what a resume boots with: a size no guest boots with fails every boot again
+            guest_size(memory)
+        except SpecError as exc:
+            raise refuse(f"guest_memory: {exc}") from None
     return meta
 
 
