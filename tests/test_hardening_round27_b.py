@@ -152,3 +152,12 @@ def test_a_guest_whose_qemu_is_killed_while_it_measures_is_not_blamed_on_its_ker
     assert reason.startswith(KILLED) and "may not boot" not in reason, reason
     assert f"faultbench run: boot 1/1 failed: {reason}" in said(stderr), stderr
     assert not _qemu_with_scratch(tmp) and list(tmp.iterdir()) == []
+
+
+
+def test_a_memory_of_no_whole_kib_is_refused() -> None:
+    """A byte count format_size cannot write with a suffix would reach virtme-ng bare, and
+    it reads a bare number as MiB: 134217729 bytes would have asked QEMU for 128 TiB."""
+    with pytest.raises(RunError, match="--memory: give a guest's memory in whole KiB"):
+        chosen_memory("134217729", None)
+    assert chosen_memory("1572864K", None) == ("1536M", "--memory")

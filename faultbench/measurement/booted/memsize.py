@@ -17,4 +17,6 @@ def guest_size(text: Any) -> int:
     size = parse_size(text)
     if size < GUEST_FLOOR_MIB << 20:
         raise SpecError(f"a guest needs at least {GUEST_FLOOR_MIB}M, got {shown(text)}")
+    if size % 1024:  # format_size would write a bare byte count, which virtme-ng reads as MiB
+        raise SpecError(f"give a guest's memory in whole KiB (QEMU's unit), got {shown(text)}")
     return size
