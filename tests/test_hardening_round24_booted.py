@@ -65,7 +65,12 @@ def _boot_zero(**values: Any) -> Callable[[list[Record]], None]:
 
 
 def _boot(index: int, **values: Any) -> Callable[[Meta], None]:
-    return lambda meta: meta["boots"][index].update(values)
+    """Boot `index` given `values`; a run with a boot that is not ok has not finished."""
+    def change(meta: Meta) -> None:
+        meta["boots"][index].update(values)
+        if meta["boots"][index]["status"] != "ok":
+            meta["finished_utc"] = None
+    return change
 
 
 CASES = {
@@ -120,8 +125,7 @@ def test_a_running_boots_samples_are_read(tmp_path: Path) -> None:
     """A kill between adding a boot's samples and recording it as done leaves them there,
     with the boot `running` (a resume sets them aside): the run is still reported."""
     copy = _copy(AA, tmp_path / "run",
-                 meta=lambda meta: (_boot(5, status="running")(meta),
-                                    meta.update(finished_utc=None)))
+                 meta=_boot(5, status="running"))
     faultbench("report", "--json", copy)
 
 
@@ -137,6 +141,7 @@ def test_a_shard_keeping_a_failed_boots_samples_is_not_merged(tmp_path: Path) ->
     def failed(index: int, meta: Meta, samples: list[Record]) -> None:
         if index == 1:
             meta["boots"][0].update(status="failed", reason="x")
+            meta["finished_utc"] = None
     one, two = shards(AA, tmp_path, change=failed)
     assert merge_refused(one, two, out=tmp_path / "merged") == (
         f"faultbench merge: {one}/samples.jsonl: has samples of boot 0, which its meta.json "

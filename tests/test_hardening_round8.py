@@ -192,6 +192,7 @@ def test_a_bad_guest_timeout_is_refused_before_a_resume_touches_a_boot(
     shutil.copytree(SHIPPED / "tcg-icount-profile-kernels", run)
     meta = json.loads((run / "meta.json").read_text())
     meta["boots"][-1].update(status="failed", reason="the guest printed nothing")
+    meta["finished_utc"] = None
     (run / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     before = (run / "meta.json").read_bytes()
     done = subprocess.run([sys.executable, "-m", "faultbench", "run", "--resume", str(run)],

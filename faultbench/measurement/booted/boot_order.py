@@ -8,6 +8,7 @@ masquerading as a difference between kernels.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -73,7 +74,8 @@ def boot_order(labels: Sequence[str], boots: int) -> list[tuple[str, int]]:
     """
     if not labels:
         raise BootPlanError("no kernels to boot: give at least one --kernel")
-    repeated = sorted({label for label in labels if list(labels).count(label) > 1})
+    # counted once: a meta.json's kernels are checked on every load, and may be many
+    repeated = sorted(label for label, count in Counter(labels).items() if count > 1)
     if repeated:
         raise BootPlanError(
             f"kernel label(s) {', '.join(repeated)} given twice: give each --kernel its own "
@@ -163,8 +165,24 @@ def plan_problem(meta: dict[str, Any], repetitions: int) -> str | None:
     shard = meta.get("shard")
     if not shard and len(order) != len(meta["boots"]):
         return f"{made}, and it has {len(meta['boots'])}: not the run's boot plan"
+    # a position is one boot's: two boots at one would measure its rounds twice, and a
+    # position no boot is at, a kernel's boot, would never be booted. A run's boots are at
+    # their indices; a shard's at distinct positions of its own (shard())
+    mine = (set(shard_positions(shard["plan_boots"], shard["index"], shard["count"]))
+            if shard else set())
+    claimed: dict[int, int] = {}
     for boot in meta["boots"]:
         position = boot.get("plan_index", boot["index"])
+        if not shard and position != boot["index"]:
+            return (f"its boot {boot['index']} is at plan position {position}, its boot "
+                    f"{position}'s: not the run's boot plan")
+        if shard and position not in mine:
+            return (f"its boot {boot['index']} is at plan position {position}, which is not "
+                    f"one of shard {shard['index']}/{shard['count']}'s: not a shard of this "
+                    "run")
+        if (first := claimed.setdefault(position, boot["index"])) != boot["index"]:
+            return (f"its boots {first} and {boot['index']} are both at plan position "
+                    f"{position}: not a shard of this run")
         if position >= len(order):
             return f"{made}, and its boot {boot['index']} is at plan position {position}"
         label, nth = order[position]

@@ -311,8 +311,9 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
     if missing:
         raise MergeError(f"shard {', '.join(f'{i}/{count}' for i in missing)} missing: give "
                          "every shard's run directory")
-    # each shard's boots are its plan positions' boots (check_meta: plan_problem), and the
-    # shards have one plan: the same kernels, in one order, boots per kernel and workload
+    # each shard's boots are its plan positions' boots, at distinct positions of its own, so
+    # no two shards' collide (check_meta: plan_problem), and the shards have one plan: the
+    # same kernels, in one order, boots per kernel and workload
     if (made := len(_kernels(first.meta)) * first.meta["boots_per_kernel"]) != plan_boots:
         raise MergeError(f"{first.path}: its shard is of a plan of {plan_boots} boots, and its "
                          f"kernels and boots per kernel make {made}")
@@ -325,9 +326,6 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
         local = {}
         for boot in part.meta["boots"]:
             position = boot["plan_index"]
-            if position in boots:
-                raise MergeError(f"{part.path}: boot {position} of the plan is in two "
-                                 "shards: duplicate boots")
             local[boot["index"]] = position
             boots[position] = {**{k: v for k, v in boot.items() if k != "plan_index"},
                                "index": position, "shard": index}

@@ -172,6 +172,11 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
             return f"boots[{index}] names no kernel of kernels"
         if boot.get("status") not in BOOT_STATUSES:
             return f"boots[{index}]: status is not one of {', '.join(BOOT_STATUSES)}"
+        if meta.get("finished_utc") and boot["status"] != "ok":
+            # no run writes it, and the report would show the run as done, pooling the
+            # samples of a boot that never finished
+            return (f"boots[{index}] is {boot['status']}, and finished_utc says the run "
+                    "finished (a run finishes when every boot is ok)")
         if not (_int(boot.get("kernel_boot"), 0, len(boots)) and _int(boot.get("attempts"),
                                                                       0, 10**6)):
             return f"boots[{index}]: kernel_boot and attempts must be counts"
