@@ -32,6 +32,7 @@ from analysis_runs import measured_again
 from groups import HOST, SCALE_RUN
 from images import require_boot_image
 from inprocess import in_process
+from test_hardening_round17_merge import shards
 
 from faultbench.measurement.booted.boot_order import BootPlanError, shard_positions
 from faultbench.measurement.booted.jobs import HEADROOM_MIB, default_jobs
@@ -39,6 +40,7 @@ from faultbench.measurement.knobs import sysfs
 from faultbench.measurement.measure import meminfo
 
 FAULTBENCH = [sys.executable, "-P", "-m", "faultbench"]
+AA = Path(__file__).parents[1] / "results" / "icount-aa"  # a booted run of kernels a and b
 WORKLOAD = """\
 description = "scale tests: two boots of four small scenarios"
 repetitions = 2
@@ -283,8 +285,10 @@ def _copy(src: Path, dst: Path, edit: Any = None) -> Path:
     (lambda m: m.update(plane="tcg-icount"), "has samples of plane 'tcg-guest'"),
     (lambda m: m["clock"].update(kernel_params=""), "differ in clock"),
     (lambda m: m.update(harness_epoch=m["harness_epoch"] + 1), "differ in harness epoch"),
-    (lambda m: m["shard"].update(index=1), "are both shard 1/2: their boots are duplicates"),
-    (lambda m: m["shard"].update(index=3, count=3, plan_boots=3), "is shard 3/3 of a plan of 3"),
+    # a shard record edited alone no longer holds its boot's plan position (R27-1)
+    (lambda m: m["shard"].update(index=1), "is not one of shard 1/2's: not a shard of this run"),
+    (lambda m: m["shard"].update(index=3, count=3, plan_boots=3),
+     "is not one of shard 3/3's: not a shard of this run"),
 ])
 @SCALE_RUN
 def test_merge_refuses_parts_of_different_runs(merged_shards: dict[str, Any], tmp_path: Path,
@@ -296,13 +300,10 @@ def test_merge_refuses_parts_of_different_runs(merged_shards: dict[str, Any], tm
     assert len(done.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
 
 
-@SCALE_RUN
-def test_merge_names_the_missing_shard(merged_shards: dict[str, Any], tmp_path: Path) -> None:
-    base = merged_shards["base"]
-    third = _copy(base / "shard2", tmp_path / "s", lambda m: m["shard"].update(
-        count=3, index=3, plan_boots=3))
-    first = _copy(base / "shard1", tmp_path / "f", lambda m: m["shard"].update(
-        count=3, plan_boots=3))
+def test_merge_names_the_missing_shard(tmp_path: Path) -> None:
+    """Shards 1 and 3 of three, split from a real booted run as `--shard I/3` would have
+    measured them."""
+    first, _, third = shards(AA, tmp_path, count=3)
     done = faultbench("merge", first, third, "--out", tmp_path / "out", check=False)
     assert done.returncode == 2 and "shard 2/3 missing" in done.stderr, done.stderr
 
