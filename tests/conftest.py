@@ -34,6 +34,7 @@ def pytest_configure(config: pytest.Config) -> None:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the node ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A module-scoped fixture is made once on each worker that runs a test using it: the
     ungrouped tests using one are kept on one worker (a group per module), so that it is
