@@ -57,3 +57,13 @@ def test_only_the_disks_asked_for_are_made_and_mounted(tmp_path: Path,
     assert ("modprobe -q virtio_blk" in text) == bool(filesystems)
     for point, fs in scratch.SCRATCH_DISKS:
         assert (f"mount -t {fs} \"$dev\" {point} " in text) == (fs in filesystems)
+
+
+def test_a_dir_reached_through_a_link_gets_the_disk_it_leads_to(tmp_path: Path) -> None:
+    """R28-1: the guest resolves the host's links, so a `dir` that is a link to /var/tmp
+    (or /var/tmp/xfs) lands on its scratch mount; without the disk it was a tmpfs there and
+    every file scenario in it was skipped as unsupported."""
+    (tmp_path / "vt").symlink_to("/var/tmp")
+    (tmp_path / "vx").symlink_to("/var/tmp/xfs")
+    assert scratch.disks_for([str(tmp_path / "vt")]) == ("ext4",)
+    assert scratch.disks_for([str(tmp_path / "vx" / "sub")]) == ("xfs",)

@@ -76,10 +76,12 @@ def disks_for(directories: Iterable[str]) -> tuple[str, ...]:
     (docs/scale.md)."""
     wanted = set()
     for directory in filter(None, directories):
-        path = os.path.abspath(directory)  # relative: to the cwd the guest's script starts in
-        holding = [fs for point, fs in SCRATCH_DISKS
-                   if os.path.commonpath([path, point]) == point]
-        wanted.update(holding[-1:])  # the deepest mount holding it: XFS's is below ext4's
+        # as named (relative: to the cwd the guest's script starts in) and resolved: the
+        # guest sees the host's links, so a link to /var/tmp leads to its scratch mount too
+        for path in {os.path.abspath(directory), os.path.realpath(directory)}:
+            holding = [fs for point, fs in SCRATCH_DISKS
+                       if os.path.commonpath([path, point]) == point]
+            wanted.update(holding[-1:])  # the deepest mount holding it: XFS's below ext4's
     return tuple(fs for fs in SCRATCH_FILESYSTEMS if fs in wanted)
 
 
