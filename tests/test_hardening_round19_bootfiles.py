@@ -13,7 +13,8 @@ from images import require_boot_image
 from test_hardening_round9 import _booted_run, _stand_in
 
 from faultbench.measurement.booted import guest
-from faultbench.measurement.booted.boots import BOOT_LOG_KEPT, run_boots
+from faultbench.measurement.booted.bootresult import BOOT_LOG_KEPT
+from faultbench.measurement.booted.boots import run_boots
 
 
 def test_a_boot_report_behind_a_link_is_not_read(tmp_path: Path,
@@ -27,8 +28,9 @@ def test_a_boot_report_behind_a_link_is_not_read(tmp_path: Path,
     monkeypatch.setattr(guest, "run_in_guest", _stand_in([], then=lambda: plant(run_dir.path)))
     meta = run_boots(run_dir, quiet=True)
     assert meta["boots"][0]["status"] == "failed"
-    assert meta["boots"][0]["reason"] == ("the guest ended without recording the boot as "
-                                          "complete")
+    assert meta["boots"][0]["reason"] == (
+        f"its report boots/0.json is refused: {run_dir.path}/boots/0.json is a symbolic link: "
+        "faultbench does not read results through one; remove it")
 
 
 def test_a_planted_sparse_worker_log_is_not_written_out_dense(

@@ -25,7 +25,7 @@ from test_hardening_round5_merge import merge_refused
 from test_hardening_round17_merge import shards
 from test_kernels import have_build_dependencies
 
-from faultbench.measurement.booted.boots import _collect
+from faultbench.measurement.booted.bootresult import _collect
 from faultbench.measurement.rundir.results import RunDir
 from faultbench.measurement.rundir.safefile import ResultsError
 
@@ -165,7 +165,7 @@ def test_a_boot_failed_while_collected_adds_no_samples(tmp_path: Path) -> None:
     run_dir = RunDir(run)
     try:
         with pytest.raises(ResultsError):
-            _collect(run_dir, 0)
+            _collect(run_dir, run_dir.read_meta(), {"index": 0, "rounds": [0, 2]})
     finally:
         run_dir.dir.close()
     assert [r for r in _lines(run / "samples.jsonl") if r["boot"] == 0] == []

@@ -71,7 +71,7 @@ def _append(path: Path, records: list[dict]) -> None:
 
 def test_a_resume_sets_aside_the_profiles_of_a_boot_killed_after_they_were_added(
         tmp_path: Path) -> None:
-    """R25-4: a kill after boots._collect added a boot's profiles and samples, before the boot
+    """R25-4: a kill after bootresult._collect added a boot's profiles and samples, before the boot
     was recorded as done, leaves both in the run's files; the resume (set_aside) moves the
     profiles out with the samples, so the redone boot's profile is each sample's only one."""
     run = shutil.copytree(SHIPPED, tmp_path / "run")

@@ -26,8 +26,9 @@ from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boots import parse_kernel, run_boots
 from faultbench.measurement.booted.imagecheck import image_distrust, vng_refuses
 from faultbench.measurement.image import boot_images
+from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.rundir.results import RunDir
-from faultbench.measurement.runner import RunError
+from faultbench.measurement.runner import BootShare, RunError, every_mapper, unmeasured
 from faultbench.measurement.workload import load
 
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root refuses other users' images")
@@ -71,6 +72,26 @@ def _guest_kernel(image: str) -> dict[str, str]:
     return {"release": banner[1].decode(), "version": banner[2].decode()}
 
 
+def _share_samples(run: Path, index: int, ran: dict[str, str]) -> None:
+    """A sample of every measurement of boot `index`'s share, as the guest writes them (the
+    host fails a boot whose share lacks one): each an error, since no guest measured it."""
+    own = RunDir(run / "boots" / f"{index}.d")
+    meta = own.read_meta()
+    share = meta["boots"][index]
+    kernel = next(k for k in meta["kernels"] if k["label"] == share["kernel"])
+    tags = {"kernel": kernel["label"], "boot": index, "kernel_release": ran["release"],
+            "kernel_version": ran["version"], "kernel_sha256": kernel["sha256"]}
+    for unit in unmeasured(meta, [], BootShare(index, *share["rounds"], tags)):
+        spec = unit.scenario.spec
+        for sample in every_mapper([sample_without_result(
+                spec, meta["plane"], "error", "a stand-in: no guest measured it").to_dict()],
+                                   spec.mappers):
+            own.append({**sample, "knobs": {}, "scenario": unit.scenario.name,
+                        "round": unit.round, "warmup": unit.warmup, "profiled": False,
+                        **tags})
+    own.close()
+
+
 def _stand_in(booted: list[str], reports: str | None = None,
               then: Any = None) -> Any:
     """guest.run_in_guest as a boot that finished: the boot's report, with the kernel of the
@@ -79,9 +100,10 @@ def _stand_in(booted: list[str], reports: str | None = None,
     def boot(kernel: str, argv: list[str], rwdir: str, **_: Any) -> int:
         booted.append(_guest_kernel(kernel)["version"])
         index = int(argv[5])
+        ran = _guest_kernel(reports or kernel)
+        _share_samples(Path(rwdir), index, ran)
         RunDir(Path(rwdir)).write_boot_report(index, {
-            "boot": index, "complete": True, "unsupported": {},
-            "guest": {"kernel": _guest_kernel(reports or kernel)}})
+            "boot": index, "complete": True, "guest": {"kernel": ran}})
         if then:
             then()
         return 0

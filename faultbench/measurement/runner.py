@@ -272,8 +272,8 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
     KeyboardInterrupt (Ctrl-C) or Terminated (SIGTERM) propagates after knobs are restored
     and the worker is stopped; samples already written stay, and execute() on the same
     directory resumes. `on_unit` is called before each measurement. With `boot`, only that
-    boot's share is measured and meta.json and pyperf.json are left to the host; the meta
-    returned then has the kernel's refusals in `unsupported`."""
+    boot's share is measured and meta.json and pyperf.json are left to the host (which
+    reads the kernel's refusals from the boot's samples, bootresult.py)."""
     meta = run_dir.read_meta()
     scenarios = [Scenario.from_dict(s) for s in meta["scenarios"]]
     workload = meta["workload"]
@@ -282,7 +282,7 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
         records = [r for r in records if r.get("boot") == boot.index]
     boot_index = None if boot is None else boot.index
     done = {sample_key(r) for r in records}
-    unsupported = _unsupported(records)
+    unsupported = refused_scenarios(records)
 
     profile_rounds = workload.get("profile", 0)
     if profile_rounds:  # the profiler's module only for a run that profiles
@@ -381,7 +381,7 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
         raise RunError(f"{exc}; the samples so far are kept: continue with "
                        f"{resume_command(run_dir.path)}") from None
     if boot is not None:
-        return {**meta, "unsupported": unsupported}
+        return meta
     known = {s["scenario"] for s in meta["skipped"]}
     meta["skipped"] += [
         {"scenario": name, "reason": f"the kernel refused it: {reason}"}
@@ -423,13 +423,14 @@ def unmeasured(meta: dict[str, Any], records: list[dict[str, Any]],
     index = None if boot is None else boot.index
     mine = [r for r in records if r.get("boot") == index]
     done = {sample_key(r) for r in mine}
-    unsupported = _unsupported(mine)
+    unsupported = refused_scenarios(mine)
     return [u for u in share_units(scenarios, meta["workload"], boot, 0)
             if is_pending(u, done, unsupported, index)]
 
 
-def _unsupported(records: list[dict[str, Any]]) -> dict[str, str]:
-    """Scenarios the kernel refused in an earlier part of this run: not measured again."""
+def refused_scenarios(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Scenarios the kernel refused in `records` (every sample of a round unsupported), and
+    why: not measured again."""
     by_measurement: dict[tuple[str, int], list[dict[str, Any]]] = {}
     for record in records:
         by_measurement.setdefault((record["scenario"], record["round"]), []).append(record)

@@ -36,11 +36,11 @@ from faultbench.measurement.booted.boot_order import (
     shard_positions,
     split_rounds,
 )
+from faultbench.measurement.booted.bootresult import finish
 from faultbench.measurement.booted.clocks import run_clock
 from faultbench.measurement.booted.imagecheck import (
     changed,
     image_refusal,
-    kernel_mismatch,
     pinned_copy,
 )
 from faultbench.measurement.booted.jobs import run_in_order
@@ -53,16 +53,10 @@ from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     META,
-    PROFILES,
-    SAMPLES,
-    WORKER_LOG,
     RunDir,
-    most_lines,
-    parse_samples,
     resume_command,
-    run_file_lines,
 )
-from faultbench.measurement.rundir.runfiles import MAX_BYTES, RUN_FILES, boot_dir_name
+from faultbench.measurement.rundir.runfiles import boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
 from faultbench.measurement.spec import Spec, SpecError, format_size
@@ -72,7 +66,6 @@ GUEST_MIN_MEMORY_MIB = 1024
 TREE_IMAGE = "arch/x86/boot/bzImage"
 BUILD_RECORD = "meta.json"  # what kernels/build writes beside the images it caches
 BUILD_RECORD_MAX = 1 << 20  # a real one is under 2 KB
-BOOT_LOG_KEPT = 16 << 20  # of a boot's worker.log, which holds its worker's stderr
 
 
 @dataclass(frozen=True)
@@ -250,58 +243,11 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
                        "new run")
 
 
-def _boot_report(run_dir: RunDir, index: int) -> dict[str, Any] | None:
-    """boots/<index>.json as the guest left it, if it is well formed: held to meta.json's
-    cap, and never read through a link (the guest, or whoever owns the directory, wrote it)."""
-    try:
-        with run_dir.dir.sub(BOOTS_DIR) as boots:
-            data = json.loads(boots.read_bytes(f"{index}.json", MAX_BYTES[META]) or b"")
-    except (ResultsError, ValueError, RecursionError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _prepare(run_dir: RunDir, meta: dict[str, Any], index: int) -> None:
     """boots/<index>.d: the directory the guest writes the boot's samples to (a copy of
     meta.json, read by the guest), so that guests running at once never share a file."""
     with run_dir.dir.sub(BOOTS_DIR) as boots, boots.sub(boot_dir_name(index)) as own:
         own.replace(META, json.dumps(meta, indent=1) + "\n")
-
-
-def _collect(run_dir: RunDir, index: int) -> None:
-    """A finished boot's profiles, worker log and samples (last: a boot failed by the others
-    has none in samples.jsonl, check_samples_match) added to the run's files by this one
-    process. A kill in between is safe: the boot is not yet `ok`, a resume sets them (its
-profiles too) aside."""
-    with run_dir.dir.sub(BOOTS_DIR) as boots:
-        own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
-                     boots.sub(boot_dir_name(index)))
-        try:
-            records = own.read_samples()  # strictly: a bad line fails the boot
-            with run_file_lines(own.dir, PROFILES, most_lines(own.read_meta())) as lines:
-                profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
-            log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
-        finally:
-            own.dir.close()
-        with log or contextlib.nullcontext():
-            if profiles:
-                run_dir.append_lines(PROFILES, profiles)
-            if log is not None:
-                with run_dir.open_log() as fh:
-                    _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
-            run_dir.append_lines(SAMPLES, records)
-
-
-def _append_log(log: IO[bytes], out: IO[bytes], name: str) -> None:
-    """A boot's worker log (its worker's stderr) appended to the run's, its first BOOT_LOG_KEPT
-    bytes only: the run directory's owner can plant a sparse GiB, which root would write out."""
-    kept = 0
-    while kept < BOOT_LOG_KEPT and (chunk := log.read(min(1 << 20, BOOT_LOG_KEPT - kept))):
-        out.write(chunk)
-        kept += len(chunk)
-    rest = os.fstat(log.fileno()).st_size - kept
-    if rest > 0:
-        out.write(f"\n[faultbench: the last {rest:,} bytes of {name} not kept]\n".encode())
 
 
 def _remove_done_dirs(run_dir: RunDir, meta: dict[str, Any]) -> None:
@@ -325,6 +271,9 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
     for kernel in kernels.values():
         check_unchanged(kernel)
     _remove_done_dirs(run_dir, meta)
+    # what bootresult.finish may not record as skipped for a kernel (check_samples_match)
+    measured = {(r["scenario"], r["kernel"]) for r in run_dir.read_samples()
+                if r["status"] == "ok"}
     total = len(meta["boots"])
     # with several guests at once their progress displays would fight over one terminal
     guest_quiet = quiet or jobs > 1
@@ -383,20 +332,8 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
 
     def end(boot: dict[str, Any], outcome: Future[str | None]) -> None:
         index = boot["index"]
-        reason = outcome.result()
-        report = _boot_report(run_dir, index)
-        if reason is None and (report is None or not report.get("complete")):
-            reason = "the guest ended without recording the boot as complete"
-        if reason is None:
-            reason = kernel_mismatch(kernels[boot["kernel"]], report.get("guest"))
-        if reason is None:
-            try:
-                _collect(run_dir, index)
-            except ResultsError as exc:
-                reason = f"its samples cannot be read back: {exc}"
-        boot["guest"] = report.get("guest") if report else None
-        if report:
-            _merge_unsupported(meta, boot["kernel"], report.get("unsupported"))
+        reason = finish(run_dir, meta, boot, kernels[boot["kernel"]], outcome.result(),
+                        measured)
         if reason is not None:
             failed(boot, reason)
             return
@@ -423,12 +360,3 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
         run_dir.rewrite_samples(in_plan_order)
     return meta
 
-
-def _merge_unsupported(meta: dict[str, Any], label: str, unsupported: Any) -> None:
-    if not isinstance(unsupported, dict):
-        return
-    known = {(s["scenario"], s.get("kernel")) for s in meta["skipped"]}
-    for name, reason in sorted(unsupported.items()):
-        if (name, label) not in known:
-            meta["skipped"].append({"scenario": name, "kernel": label,
-                                    "reason": f"kernel {label} refused it: {reason}"})

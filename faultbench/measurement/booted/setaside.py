@@ -1,5 +1,5 @@
 """What a resume does with a boot that did not finish: its samples and their kernel profiles,
-in its boot directory or already in the run's files (a kill between boots._collect adding
+in its boot directory or already in the run's files (a kill between bootresult._collect adding
 them and the boot recorded as done), moved to discarded.jsonl and discarded-profiles.jsonl.
 A boot is the unit: its redone attempt's samples and profiles are then the only ones used (a
 sample with two different profiles would have neither, read_profiles). Standard library only."""
@@ -26,7 +26,7 @@ from faultbench.measurement.rundir.safefile import SafeDir
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     """Move an unfinished boot's samples to discarded.jsonl, and their profiles to
     discarded-profiles.jsonl; returns how many samples. They are in its boot directory (see
-    boots._collect), or in the run's files for a run started before boots had one, or killed
+    bootresult._collect), or in the run's files for a run started before boots had one, or killed
     between adding a boot's samples and recording it as done."""
     records = run_dir.read_samples()  # a profile line cut short is cut off here too
     most = most_lines(run_dir.read_meta())

@@ -1,0 +1,164 @@
+"""What the host takes from a finished boot: the guest's report (boots/<index>.json) and the
+samples in boots/<index>.d, added to the run's files only when they are the boot's whole
+share. Both come back from the guest, which runs the kernel under test: untrusted input.
+The run's own record of what was skipped is made from the samples, never from the guest's
+word, so that no boot can make meta.json contradict samples.jsonl (refused on every load)
+or grow it past what faultbench reads. Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import IO, Any
+
+from faultbench.measurement.booted.imagecheck import kernel_mismatch
+from faultbench.measurement.rundir.results import (
+    BOOTS_DIR,
+    PROFILES,
+    SAMPLES,
+    WORKER_LOG,
+    RunDir,
+    most_lines,
+    parse_samples,
+    run_file_lines,
+)
+from faultbench.measurement.rundir.runfiles import RUN_FILES, boot_dir_name
+from faultbench.measurement.rundir.safefile import ResultsError
+from faultbench.measurement.runner import BootShare, refused_scenarios, unmeasured
+
+# a real report is the guest's provenance and a flag, under 4 KB; each boot's `guest` is
+# kept in meta.json, whose own cap must hold the records of every boot of a run
+REPORT_MAX = 64 << 10
+BOOT_LOG_KEPT = 16 << 20  # of a boot's worker.log, which holds its worker's stderr
+REASON_KEPT = 500  # of a sample's error, quoted in meta.json's `skipped` once per scenario
+
+
+def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: dict[str, Any],
+           reason: str | None, measured: set[tuple[str, str]]) -> str | None:
+    """Why the boot that ended (`reason`: why the guest failed, None if it exited 0) is not
+    done, or None once its samples are added to the run's files and the kernel's
+    scenarios it found unsupported to meta's `skipped`. `measured`: the (scenario, kernel
+    label) pairs with ok samples in the run, updated here."""
+    index = boot["index"]
+    report, why = _report(run_dir, index)
+    guest = report.get("guest") if report else None
+    boot["guest"] = guest if isinstance(guest, dict) else None
+    if reason is None:
+        reason = why
+    if reason is None and not (report and report.get("complete")):
+        reason = "the guest ended without recording the boot as complete"
+    if reason is None:
+        reason = kernel_mismatch(kernel, guest)
+    if reason is None:
+        try:
+            records = _collect(run_dir, meta, boot)
+        except ResultsError as exc:
+            reason = f"its samples cannot be read back: {exc}"
+        except _ShareMissing as exc:
+            reason = str(exc)
+        else:
+            _skip_unsupported(meta, kernel["label"], records, measured)
+    return reason
+
+
+class _ShareMissing(Exception):
+    """The guest recorded its boot complete, and its samples lack part of its share."""
+
+
+def _report(run_dir: RunDir, index: int) -> tuple[dict[str, Any] | None, str | None]:
+    """boots/<index>.json as the guest left it, if it is well formed, and why not otherwise
+    (None when there is none: a guest that never started). Never read through a link (the
+    guest, or whoever owns the directory, wrote it)."""
+    name = f"{BOOTS_DIR}/{index}.json"
+    try:
+        with run_dir.dir.sub(BOOTS_DIR) as boots:
+            data = boots.read_bytes(f"{index}.json", REPORT_MAX)
+    except ResultsError as exc:
+        return None, f"its report {name} is refused: {exc}"
+    try:
+        report = json.loads(data or b"")
+    except (ValueError, RecursionError):
+        return None, None if data is None else f"its report {name} is not valid JSON"
+    if not isinstance(report, dict):
+        return None, f"its report {name} is not a JSON object"
+    return report, None
+
+
+def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
+             ) -> list[dict[str, Any]]:
+    """A finished boot's profiles, worker log and samples (last: a boot failed by the others
+    has none in samples.jsonl, check_samples_match) added to the run's files by this one
+    process, once its samples hold its whole share; those samples. A kill in between is
+    safe: the boot is not yet `ok`, a resume sets them (its profiles too) aside."""
+    index = boot["index"]
+    with run_dir.dir.sub(BOOTS_DIR) as boots:
+        own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
+                     boots.sub(boot_dir_name(index)))
+        try:
+            records = own.read_samples()  # strictly: a bad line fails the boot
+            _check_share(meta, boot, records)
+            with run_file_lines(own.dir, PROFILES, most_lines(own.read_meta())) as lines:
+                profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
+            log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
+        finally:
+            own.dir.close()
+        with log or contextlib.nullcontext():
+            if profiles:
+                run_dir.append_lines(PROFILES, profiles)
+            if log is not None:
+                with run_dir.open_log() as fh:
+                    _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
+            run_dir.append_lines(SAMPLES, records)
+    return records
+
+
+def _check_share(meta: dict[str, Any], boot: dict[str, Any],
+                 records: list[dict[str, Any]]) -> None:
+    """_ShareMissing unless `records` hold every measurement of the boot's share (less the
+    scenarios its samples show the kernel refused): recorded done, a boot's missing rounds
+    would never be measured, since a resume redoes only the boots not done."""
+    share = BootShare(boot["index"], *boot["rounds"], {})
+    lacking = unmeasured(meta, records, share)
+    if not lacking:
+        return
+    first = lacking[0]
+    warmups = meta["workload"]["warmups"]
+    where = (f"warm-up round {first.round + 1}" if first.warmup
+             else f"measured round {first.round - warmups + 1}")
+    total = len(unmeasured(meta, [], share))
+    raise _ShareMissing(
+        f"the guest recorded the boot complete, but {len(lacking)} of the {total} "
+        f"measurements of its share have no sample (the first: scenario "
+        f"{first.scenario.name}, {where}): its samples were not added")
+
+
+def _skip_unsupported(meta: dict[str, Any], label: str, records: list[dict[str, Any]],
+                      measured: set[tuple[str, str]]) -> None:
+    """meta's `skipped` for kernel `label` as the boot's samples show it: a scenario whose
+    samples of a round were all refused (runner: never measured again in that boot) is
+    skipped, unless a boot of this kernel measured it; one this boot measured is skipped
+    no longer (another boot found it unsupported: a setting the kernel refused once)."""
+    ok = {r["scenario"] for r in records if r["status"] == "ok"}
+    measured.update((name, label) for name in ok)
+    meta["skipped"] = [s for s in meta["skipped"]
+                       if not (s.get("kernel") == label and s["scenario"] in ok)]
+    known = {(s["scenario"], s.get("kernel")) for s in meta["skipped"]}
+    for name, reason in sorted(refused_scenarios(records).items()):
+        if (name, label) not in known and (name, label) not in measured:
+            meta["skipped"].append({"scenario": name, "kernel": label,
+                                    "reason": f"kernel {label} refused it: "
+                                              f"{reason[:REASON_KEPT]}"})
+
+
+def _append_log(log: IO[bytes], out: IO[bytes], name: str) -> None:
+    """A boot's worker log (its worker's stderr) appended to the run's, its first BOOT_LOG_KEPT
+    bytes only: the run directory's owner can plant a sparse GiB, which root would write out."""
+    kept = 0
+    while kept < BOOT_LOG_KEPT and (chunk := log.read(min(1 << 20, BOOT_LOG_KEPT - kept))):
+        out.write(chunk)
+        kept += len(chunk)
+    rest = os.fstat(log.fileno()).st_size - kept
+    if rest > 0:
+        out.write(f"\n[faultbench: the last {rest:,} bytes of {name} not kept]\n".encode())
