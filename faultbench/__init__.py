@@ -10,10 +10,18 @@ make_figures matplotlib). docs/architecture.md maps the modules; anything not na
 change.
 """
 
-from faultbench.measurement import startup
+import _signal  # the interpreter's own, loaded before any faultbench code runs (signal is not)
 
-if startup.is_the_command():
-    startup.exit_quietly_until_started()  # before the imports below, which take a while
+# Every signal is held while startup is imported and says what one does to the command (end
+# it with a line), then delivered: one that came during the import gave a traceback.
+_unheld = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+try:
+    from faultbench.measurement import startup
+
+    if startup.is_the_command():
+        startup.exit_quietly_until_started()  # before the imports below, which take a while
+finally:
+    _signal.pthread_sigmask(_signal.SIG_SETMASK, _unheld)
 
 from typing import Any
 

@@ -417,7 +417,8 @@ META_EDITS = {
                            boots=[{"index": 0, "kernel": "a"}]),
         "kernels[0] has no sha256"),
     "boot-of-no-kernel": (
-        lambda m: m.update(kernels=[{"label": "a", "image": "/x", "sha256": "0" * 64}],
+        lambda m: m.update(kernels=[{"label": "a", "image": "/x", "sha256": "0" * 64,
+                                     "release": None, "tree": None}],
                            boots_per_kernel=1, boots=[{"index": 0, "kernel": "b"}]),
         "boots[0] names no kernel"),
 }

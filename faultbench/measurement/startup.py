@@ -1,7 +1,7 @@
 """What the faultbench command does about signals before anything else is imported: a
 terminating signal then ends it at once, with one line (signals.py takes over once it has
-started). Only os, signal and sys, which the interpreter has loaded anyway: every import
-before these handlers is a window in which Ctrl-C gives a traceback.
+started). Only os, signal and sys: every import before these handlers is a window in which
+Ctrl-C gives a traceback, and faultbench/__init__.py holds every signal while this one is.
 
 Standard library only.
 """

@@ -10,8 +10,9 @@ turns off anyway). A payload compressed in a format the standard library cannot 
 lzo, zstd), or a kernel with no PVH note, is booted as the bzImage it is.
 
 Measurement plane: standard library only. The image is anyone's file, already checked
-against the run's sha256: what it unpacks to is bounded (UNPACKED_MAX), never trusted to
-stop by itself.
+against the run's sha256: what it unpacks to is bounded (by its ELF headers, and
+UNPACKED_MAX), never trusted to stop by itself, and unpacked no further than it needs to
+know it cannot boot through PVH.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import os
 import struct
 import zlib
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, NamedTuple
 
 PVH = "pvh"  # a boot's `entry`: how QEMU started its kernel
 BZIMAGE = "bzImage"
@@ -31,6 +32,7 @@ UNPACKED_MAX = 512 << 20  # Debian's 6.1 vmlinux is 66 MB; its debug info is nev
 _CHUNK = 1 << 20
 _HEAD = 64 << 10  # an ELF's header and program headers are its first few hundred bytes
 _XEN_NOTE_PHYS32_ENTRY = 18
+_NOTE_SEGMENTS_MAX = 8  # a vmlinux has one
 _PT_NOTE = 4
 
 
@@ -77,38 +79,56 @@ def _payload(image: bytes) -> bytes | None:
     return image[start + offset:start + offset + length]
 
 
-def _note_ranges(head: bytes) -> list[tuple[int, int]] | None:
-    """The (offset, size) of each PT_NOTE segment of the x86-64 ELF that `head` begins, or
-    None when `head` does not begin one (or its notes are not a few small segments)."""
+class _Elf(NamedTuple):
+    """What the header and program headers of an x86-64 ELF say."""
+
+    notes: list[tuple[int, int]]  # (offset, size) of each PT_NOTE segment
+    size: int  # the file's: through its last segment or section header, whichever is later
+
+    def unpacked_max(self) -> int:
+        """How many bytes its unpacked payload may have. What follows the ELF is its
+        relocations (arch/x86/boot/compressed: vmlinux.bin, then vmlinux.relocs), a 4-byte
+        entry per relocated word of its segments: at most as many bytes as the ELF."""
+        return min(UNPACKED_MAX, 2 * self.size)
+
+
+def _elf(head: bytes) -> _Elf | None:
+    """The _Elf that `head` begins, or None when it begins none, or its notes are not a few
+    small segments (a vmlinux has one, of a few hundred bytes)."""
     if head[:5] != b"\x7fELF\x02" or len(head) < 64 or struct.unpack_from("<H", head, 18)[0] != 62:
         return None
-    phoff, = struct.unpack_from("<Q", head, 32)
-    phentsize, phnum = struct.unpack_from("<HH", head, 54)
+    phoff, shoff = struct.unpack_from("<QQ", head, 32)
+    phentsize, phnum, shentsize, shnum = struct.unpack_from("<HHHH", head, 54)
     if phentsize < 56 or phoff + phnum * phentsize > len(head):
         return None
-    ranges = []
+    notes, size = [], shoff + shnum * shentsize
     for n in range(phnum):
         at = phoff + n * phentsize
+        offset, _, _, filesz = struct.unpack_from("<QQQQ", head, at + 8)
+        size = max(size, offset + filesz)
         if struct.unpack_from("<I", head, at)[0] == _PT_NOTE:
-            offset, _, _, size = struct.unpack_from("<QQQQ", head, at + 8)
-            ranges.append((offset, size))
-    return ranges if sum(size for _, size in ranges) <= _CHUNK else None
+            notes.append((offset, filesz))
+    if len(notes) > _NOTE_SEGMENTS_MAX or sum(n for _, n in notes) > _CHUNK:
+        return None
+    return _Elf(notes, size)
 
 
 def _has_pvh_entry(notes: bytes) -> bool:
     """Whether the ELF notes `notes` hold the one QEMU boots a kernel by."""
-    while len(notes) >= 12:
-        namesz, descsz, kind = struct.unpack_from("<III", notes)
-        if notes[12:12 + namesz] == b"Xen\0" and kind == _XEN_NOTE_PHYS32_ENTRY:
+    at = 0
+    while at + 12 <= len(notes):
+        namesz, descsz, kind = struct.unpack_from("<III", notes, at)
+        if notes[at + 12:at + 12 + namesz] == b"Xen\0" and kind == _XEN_NOTE_PHYS32_ENTRY:
             return True
-        notes = notes[12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4:]
+        at += 12 + (namesz + 3) // 4 * 4 + (descsz + 3) // 4 * 4
     return False
 
 
 def unpack(image: bytes, out: IO[bytes]) -> bool:
     """The kernel of the bzImage `image` written to `out` as the ELF QEMU boots through PVH;
     False, with `out` left to the caller to empty, when it cannot be (format, no note, too
-    large or damaged)."""
+    large or damaged). It stops as soon as it knows: once the notes are read and none is
+    the PVH one, or past the size the ELF's headers allow."""
     payload = _payload(image)
     formats = [unpacked for magic, unpacked in _FORMATS if payload and payload.startswith(magic)]
     if not formats:
@@ -120,31 +140,36 @@ def unpack(image: bytes, out: IO[bytes]) -> bool:
             head += chunk
             if len(head) >= _HEAD:
                 break
-        ranges = _note_ranges(head)
-        if not ranges:
+        elf = _elf(head)
+        if not elf or not elf.notes:
             return False
-        notes = [bytearray(size) for _, size in ranges]
-        written = 0
+        notes = [bytearray(size) for _, size in elf.notes]
+        notes_end = max(offset + size for offset, size in elf.notes)
+        written, found = 0, False
         for chunk in itertools.chain([head], chunks):
-            for (offset, size), note in zip(ranges, notes, strict=True):
+            for (offset, size), note in zip(elf.notes, notes, strict=True):
                 low, high = max(offset, written), min(offset + size, written + len(chunk))
                 if low < high:
                     note[low - offset:high - offset] = chunk[low - written:high - written]
             written += len(chunk)
-            if written > UNPACKED_MAX:
+            if written > elf.unpacked_max():
                 return False
+            if not found and written >= notes_end:
+                if not any(_has_pvh_entry(bytes(note)) for note in notes):
+                    return False
+                found = True
             out.write(chunk)
     except (ValueError, lzma.LZMAError, zlib.error, EOFError, OSError):
         return False  # bz2 says "Invalid data stream" with an OSError
-    return any(_has_pvh_entry(bytes(note)) for note in notes)
+    return found
 
 
 def is_unpacked(fh: IO[bytes]) -> bool:
     """Whether the file open at `fh` is a kernel unpack() wrote: an ELF that QEMU boots
     through PVH (read at its offsets, whatever `fh`'s own)."""
     try:
-        ranges = _note_ranges(os.pread(fh.fileno(), _HEAD, 0))
-        notes = [os.pread(fh.fileno(), size, offset) for offset, size in ranges or ()]
+        elf = _elf(os.pread(fh.fileno(), _HEAD, 0))
+        notes = [os.pread(fh.fileno(), size, offset) for offset, size in (elf.notes if elf else ())]
     except OSError:
         return False
     return any(_has_pvh_entry(note) for note in notes)

@@ -152,7 +152,8 @@ def booted_problem(meta: dict[str, Any], repetitions: int) -> str | None:
             return f"kernels[{index}] has no image path"
         if not isinstance(kernel.get("sha256"), str) or not _SHA256.fullmatch(kernel["sha256"]):
             return f"kernels[{index}] has no sha256 (64 hex digits)"
-        if not all(isinstance(kernel.get(k), str | None) for k in ("release", "tree")):
+        # present, as every run writes them: a sample's release tag is checked against it
+        if not all(k in kernel and isinstance(kernel[k], str | None) for k in ("release", "tree")):
             return f"kernels[{index}]: release and tree must be strings or null"
     if bool(kernels) != bool(boots):
         return "kernels and boots go together (a booted run has both)"
