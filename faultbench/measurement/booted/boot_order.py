@@ -154,17 +154,21 @@ def plan_problem(meta: dict[str, Any], repetitions: int) -> str | None:
     other's; a boots_per_kernel that is not the run's would be reported as the run's.
     meta.json's types are checked already (meta_checks.booted_problem)."""
     per_kernel = meta["boots_per_kernel"]
+    shard = meta.get("shard")
+    planned = len(meta["kernels"]) * per_kernel
+    made = (f"its {len(meta['kernels'])} kernel(s) at boots_per_kernel {per_kernel} make a "
+            f"plan of {planned} boots")
+    # the plan's size first, from the counts: a small file may claim one of billions of boots
+    # (a shard's against its kernels' is merge's to refuse, with the other shards)
+    if not shard and planned != len(meta["boots"]):
+        return f"{made}, and it has {len(meta['boots'])}: not the run's boot plan"
+    if shard and planned > shard["plan_boots"]:
+        return f"{made}, and its shard is of a plan of {shard['plan_boots']}"
     try:
-        order = boot_order([kernel["label"] for kernel in meta["kernels"]], per_kernel)
         shares = split_rounds(repetitions, per_kernel)
+        order = boot_order([kernel["label"] for kernel in meta["kernels"]], per_kernel)
     except BootPlanError as exc:
         return f"its boot plan cannot be made: {exc}"
-    made = (f"its {len(meta['kernels'])} kernel(s) at boots_per_kernel {per_kernel} make a "
-            f"plan of {len(order)} boots")
-    # a shard's plan size against its kernels' is merge's to refuse, with the other shards
-    shard = meta.get("shard")
-    if not shard and len(order) != len(meta["boots"]):
-        return f"{made}, and it has {len(meta['boots'])}: not the run's boot plan"
     # a position is one boot's: two boots at one would measure its rounds twice, and a
     # position no boot is at, a kernel's boot, would never be booted. A run's boots are at
     # their indices; a shard's at distinct positions of its own (shard())

@@ -26,6 +26,7 @@ from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.rundir.identity import runs_version
 from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
+from faultbench.measurement.spec import clipped
 
 # virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
 # "[a-zA-Z0-9_+ /.-]"; "=" would split GUEST=HOST), and vng pastes those paths and --run's
@@ -209,5 +210,7 @@ def kernel_mismatch(kernel: dict[str, Any], guest: Any) -> str | None:
     if release == kernel.get("release") and isinstance(version, str) and version and \
             runs_version(kernel, version):
         return None
-    return (f"the guest ran kernel {release} ({version}), not the run's {kernel['label']} "
+    # both come from the guest: escaped and cut, as printed and as meta.json's reason
+    return (f"the guest ran kernel {printable(clipped(str(release), 80))} "
+            f"({printable(clipped(str(version), 120))}), not the run's {kernel['label']} "
             f"({kernel.get('version')}): its samples were not added")
