@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,25 +20,15 @@ from console import said
 from images import require_boot_image
 from test_guest import _qemu_with_scratch
 from test_hardening_round3_input import fb, refused
-from test_hardening_round26_f import _without_b
+from test_hardening_round26_f import _copy, _without_b
 
 from faultbench.measurement.booted.boots import chosen_memory, guest_memory
 from faultbench.measurement.measure import meminfo
 from faultbench.measurement.runner import RunError
 
-AA = Path(__file__).parents[1] / "results" / "icount-aa"  # a booted run of kernels a and b
 WORKLOAD = ('description = "x"\nrepetitions = {reps}\nwarmups = 0\n[defaults]\n'
             'backing = "memfd"\nsize = "{size}"\n[[matrix]]\npattern = "seq"\n')
 KILLED = "the guest (QEMU) ended after its command had started, before it finished"
-
-
-def _copy(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> Path:
-    run = tmp_path / "run"
-    shutil.copytree(AA, run)
-    meta = json.loads((run / "meta.json").read_text())
-    change(meta)
-    (run / "meta.json").write_text(json.dumps(meta, indent=1))
-    return run
 
 
 def test_an_empty_memory_is_refused_in_one_line(tmp_path: Path) -> None:
