@@ -1,4 +1,4 @@
-"""Hostile pass, round twenty-nine (/work/hostile29/round29-REPRO.md): a booted meta.json
+"""Hostile pass, round twenty-nine: a booted meta.json
 claiming a plan of billions of boots, built before it was checked (R29-1); the kernel a
 guest says it ran, printed raw on root's terminal (R29-2)."""
 
