@@ -1,7 +1,8 @@
 """Runs INSIDE a booted kernel image (see test_guest.py): one boot, every knob scenario.
 
 Usage: python guest_knob_scenarios.py OUT.json
-Writes what it saw to OUT.json (a host directory shared with --rwdir); the host test asserts.
+Writes what it saw to OUT.json (in a host directory shared with --rwdir, the only one the
+guest may write: it tries the directory above too); the host test asserts.
 Standard library only, like everything that runs in the guest.
 """
 
@@ -110,6 +111,16 @@ def main() -> int:
         "after_restore": knob(),
         "journal_after_restore": os.path.exists(JOURNAL),
     }
+    # beside the shared directory: what a booted run's guest would do to the run's files
+    # from its boot's own directory (the host test checks that nothing reached the host)
+    beside = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[1]))),
+                          "written-by-the-guest")
+    try:
+        with open(beside, "w") as f:
+            f.write("the guest wrote this\n")
+        out["beside"] = "written"
+    except OSError as exc:
+        out["beside"] = exc.strerror
     with open(sys.argv[1], "w") as f:
         json.dump(out, f, indent=1)
     return 0

@@ -45,13 +45,16 @@ def image() -> str:
 def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One boot: the sweep, a SIGINT-ed run, a SIGKILL-ed run and `faultbench restore`."""
     out = tmp_path_factory.mktemp("guest")
+    shared = out / "shared"  # as a booted run shares only its boot's directory, boots/N.d
+    shared.mkdir()
     started = time.monotonic()
     status = guest.run_in_guest(
-        image, [sys.executable, str(HERE / "guest_knob_scenarios.py"), str(out / "out.json")],
-        rwdir=str(out), timeout_s=900, env={"FAULTBENCH_JOURNAL": GUEST_JOURNAL},
+        image, [sys.executable, str(HERE / "guest_knob_scenarios.py"), str(shared / "out.json")],
+        rwdir=str(shared), timeout_s=900, env={"FAULTBENCH_JOURNAL": GUEST_JOURNAL},
     )
     assert status == 0
-    data = json.loads((out / "out.json").read_text())
+    data = json.loads((shared / "out.json").read_text())
+    data["beside_on_host"] = sorted(p.name for p in out.iterdir())
     data["boot_s"] = time.monotonic() - started
     print(f"guest scenarios took {data['boot_s']:.1f} s")
     return data
@@ -135,6 +138,14 @@ def test_guest_runs_no_udev_coldplug(scenarios: dict) -> None:
 
 
 @GUEST_SCENARIOS
+def test_the_guest_writes_nothing_beside_its_shared_directory(scenarios: dict) -> None:
+    """R29-5: a booted run shared its whole directory read-write, and a guest could rewrite
+    the run's samples; now each boot's own (boots.py), and no write above it reaches the
+    host, whatever the guest made of it (its tmpfs took it, or the read-only root refused)."""
+    assert scenarios["beside"] in ("written", "Read-only file system")
+    assert scenarios["beside_on_host"] == ["shared"]
+
+
 def test_sigint_restores_the_knob(scenarios: dict) -> None:
     run = scenarios["sigint"]
     assert run["during"] is not None and run["during"] != scenarios["original"]

@@ -22,14 +22,15 @@ def test_a_boot_report_behind_a_link_is_not_read(tmp_path: Path,
     run_dir = _booted_run(tmp_path, Path(require_boot_image()), boots=1)
 
     def plant(path: Path) -> None:
-        report = path / "boots" / "0.json"
+        report = path / "boots" / "0.d" / "report.json"
         report.rename(tmp_path / "elsewhere.json")
         report.symlink_to(tmp_path / "elsewhere.json")
     monkeypatch.setattr(guest, "run_in_guest", _stand_in([], then=lambda: plant(run_dir.path)))
     meta = run_boots(run_dir, quiet=True)
     assert meta["boots"][0]["status"] == "failed"
     assert meta["boots"][0]["reason"] == (
-        f"its report boots/0.json is refused: {run_dir.path}/boots/0.json is a symbolic link: "
+        f"its report boots/0.d/report.json is refused: {run_dir.path}/boots/0.d/report.json "
+        "is a symbolic link: "
         "faultbench does not read results through one; remove it")
 
 

@@ -68,10 +68,11 @@ def _guest(samples: list[Record], report: Callable[[Record], Any] = lambda r: r,
 
     def boot(kernel: str, argv: list[str], rwdir: str, **_: Any) -> int:
         assert int(argv[5]) == LAST
-        boots = Path(rwdir) / "boots"
-        _write_lines(boots / f"{LAST}.d" / "samples.jsonl", samples)
+        own = Path(rwdir)  # the one directory the guest is given, its boot's
+        assert (own.parent.name, own.name) == ("boots", f"{LAST}.d")
+        _write_lines(own / "samples.jsonl", samples)
         text = raw if raw is not None else json.dumps(report(dict(shipped))).encode()
-        (boots / f"{LAST}.json").write_bytes(text)
+        (own / "report.json").write_bytes(text)
         return 0
     return boot
 
@@ -144,9 +145,9 @@ def test_an_oversized_report_fails_its_boot_and_the_resume_finishes_the_run(
     names = {f"x{i}": "r" for i in range(100_000)}  # 1.6 MB: within meta.json's 64 MiB cap
     boot = _finish(run_dir, monkeypatch, _guest(samples, lambda r: {**r, "unsupported": names}))
     assert boot["status"] == "failed"
-    report = run_dir.path / "boots" / f"{LAST}.json"
+    report = run_dir.path / "boots" / f"{LAST}.d" / "report.json"
     assert boot["reason"] == (
-        f"its report boots/{LAST}.json is refused: {report} is {report.stat().st_size:,} "
+        f"its report boots/{LAST}.d/report.json is refused: {report} is {report.stat().st_size:,} "
         "bytes, over the 65,536 faultbench reads of such a file (the ones it writes are far "
         "smaller): not read")
     assert (run_dir.path / "meta.json").stat().st_size < 100_000
@@ -158,7 +159,7 @@ def test_a_report_of_no_json_object_fails_its_boot(
     run_dir, samples = _unfinished(tmp_path)
     boot = _finish(run_dir, monkeypatch, _guest(samples, raw=b"[" * 50_000))
     assert (boot["status"], boot["reason"]) == (
-        "failed", f"its report boots/{LAST}.json is not valid JSON")
+        "failed", f"its report boots/{LAST}.d/report.json is not valid JSON")
 
 
 # ---- R28-5: a boot reported complete, its share not measured -------------------------------

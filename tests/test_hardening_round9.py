@@ -23,6 +23,7 @@ from test_hardening_round8 import one_scenario
 
 from faultbench.commands.run import _start_booted
 from faultbench.measurement.booted import guest
+from faultbench.measurement.booted.boot_guest import write_report
 from faultbench.measurement.booted.boots import parse_kernel, run_boots
 from faultbench.measurement.booted.imagecheck import image_distrust, vng_refuses
 from faultbench.measurement.image import boot_images
@@ -72,10 +73,10 @@ def _guest_kernel(image: str) -> dict[str, str]:
     return {"release": banner[1].decode(), "version": banner[2].decode()}
 
 
-def _share_samples(run: Path, index: int, ran: dict[str, str]) -> None:
-    """A sample of every measurement of boot `index`'s share, as the guest writes them (the
-    host fails a boot whose share lacks one): each an error, since no guest measured it."""
-    own = RunDir(run / "boots" / f"{index}.d")
+def _share_samples(own: RunDir, index: int, ran: dict[str, str]) -> None:
+    """A sample of every measurement of boot `index`'s share, as the guest writes them in its
+    own directory `own` (the host fails a boot whose share lacks one): each an error, since
+    no guest measured it."""
     meta = own.read_meta()
     share = meta["boots"][index]
     kernel = next(k for k in meta["kernels"] if k["label"] == share["kernel"])
@@ -101,9 +102,9 @@ def _stand_in(booted: list[str], reports: str | None = None,
         booted.append(_guest_kernel(kernel)["version"])
         index = int(argv[5])
         ran = _guest_kernel(reports or kernel)
-        _share_samples(Path(rwdir), index, ran)
-        RunDir(Path(rwdir)).write_boot_report(index, {
-            "boot": index, "complete": True, "guest": {"kernel": ran}})
+        own = RunDir(Path(rwdir))  # the only directory the guest is given: its boot's
+        _share_samples(own, index, ran)
+        write_report(own, {"boot": index, "complete": True, "guest": {"kernel": ran}})
         if then:
             then()
         return 0

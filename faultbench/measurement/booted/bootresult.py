@@ -1,9 +1,10 @@
-"""What the host takes from a finished boot: the guest's report (boots/<index>.json) and the
-samples in boots/<index>.d, added to the run's files only when they are the boot's whole
-share. Both come back from the guest, which runs the kernel under test: untrusted input.
-The run's own record of what was skipped is made from the samples, never from the guest's
-word, so that no boot can make meta.json contradict samples.jsonl (refused on every load)
-or grow it past what faultbench reads. Standard library only.
+"""What the host takes from a finished boot: the guest's report (boots/<index>.d/report.json,
+kept as boots/<index>.json) and the samples in boots/<index>.d, added to the run's files only
+when they are the boot's whole share. Both come back from the guest, which runs the kernel
+under test: untrusted input, read against the host's meta.json, never the guest's copy. The
+run's own record of what was skipped is made from the samples, never from the guest's word,
+so that no boot can make meta.json contradict samples.jsonl (refused on every load) or grow
+it past what faultbench reads. Standard library only.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from faultbench.measurement.rundir.results import (
     parse_samples,
     run_file_lines,
 )
-from faultbench.measurement.rundir.runfiles import RUN_FILES, boot_dir_name
+from faultbench.measurement.rundir.runfiles import BOOT_REPORT, RUN_FILES, boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError
 from faultbench.measurement.runner import BootShare, refused_scenarios, unmeasured
 
@@ -56,7 +57,7 @@ def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: 
             records = _collect(run_dir, meta, boot)
         except ResultsError as exc:
             reason = f"its samples cannot be read back: {exc}"
-        except _ShareMissing as exc:
+        except (_ShareMissing, _NotAdded) as exc:
             reason = str(exc)
         else:
             _skip_unsupported(meta, kernel["label"], records, measured)
@@ -67,14 +68,19 @@ class _ShareMissing(Exception):
     """The guest recorded its boot complete, and its samples lack part of its share."""
 
 
+class _NotAdded(Exception):
+    """A boot's samples were read, and one of the run's own files refused them."""
+
+
 def _report(run_dir: RunDir, index: int) -> tuple[dict[str, Any] | None, str | None]:
-    """boots/<index>.json as the guest left it, if it is well formed, and why not otherwise
-    (None when there is none: a guest that never started). Never read through a link (the
-    guest, or whoever owns the directory, wrote it)."""
-    name = f"{BOOTS_DIR}/{index}.json"
+    """The guest's report as it left it, if it is well formed, and why not otherwise (None
+    when there is none: a guest that never started); a well-formed one is kept as
+    boots/<index>.json. Never read through a link (the guest, or whoever owns the directory,
+    wrote it)."""
+    name = f"{BOOTS_DIR}/{boot_dir_name(index)}/{BOOT_REPORT}"
     try:
-        with run_dir.dir.sub(BOOTS_DIR) as boots:
-            data = boots.read_bytes(f"{index}.json", REPORT_MAX)
+        with run_dir.dir.sub(BOOTS_DIR) as boots, boots.sub(boot_dir_name(index)) as own:
+            data = own.read_bytes(BOOT_REPORT, REPORT_MAX)
     except ResultsError as exc:
         return None, f"its report {name} is refused: {exc}"
     try:
@@ -83,6 +89,7 @@ def _report(run_dir: RunDir, index: int) -> tuple[dict[str, Any] | None, str | N
         return None, None if data is None else f"its report {name} is not valid JSON"
     if not isinstance(report, dict):
         return None, f"its report {name} is not a JSON object"
+    run_dir.write_boot_report(index, report)
     return report, None
 
 
@@ -97,13 +104,14 @@ def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
         own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
                      boots.sub(boot_dir_name(index)))
         try:
-            records = own.read_samples()  # strictly: a bad line fails the boot
+            records = own.read_samples(meta=meta)  # strictly: a bad line fails the boot
             _check_share(meta, boot, records)
-            with run_file_lines(own.dir, PROFILES, most_lines(own.read_meta())) as lines:
+            with run_file_lines(own.dir, PROFILES, most_lines(meta)) as lines:
                 profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
             log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
         finally:
             own.dir.close()
+    try:
         with log or contextlib.nullcontext():
             if profiles:
                 run_dir.append_lines(PROFILES, profiles)
@@ -111,6 +119,9 @@ def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
                 with run_dir.open_log() as fh:
                     _append_log(log, fh, f"{BOOTS_DIR}/{boot_dir_name(index)}/{WORKER_LOG}")
             run_dir.append_lines(SAMPLES, records)
+    except ResultsError as exc:
+        raise _NotAdded(f"its samples were read, but cannot be added to the run's files: "
+                        f"{exc}") from None
     return records
 
 

@@ -5,9 +5,10 @@ version string read from the bzImage header, the build record `kernels/build` le
 an image), and the boot plan, a balanced interleaved order (A B B A A B) in which every boot
 runs the workload's warm-up rounds and an equal share of its measured rounds. Each boot runs
 `measurement.booted.boot_guest` inside the guest, which appends its samples (tagged with kernel and
-boot) into a directory of its own, `boots/<index>.d`, and writes `boots/<index>.json`; the
-host then adds the samples to the run's files, records the boot's outcome and goes on,
-whatever it was. Several guests may run at once (jobs.py): each writes only its own files.
+boot) into a directory of its own, `boots/<index>.d`, the only one of the run it can write,
+and leaves its report there; the host then adds the samples to the run's files, records the
+boot's outcome (bootresult.py) and goes on, whatever it was. Several guests may run at once
+(jobs.py): none can change another's files, nor the run's.
 `--resume` redoes exactly the boots that did not finish; the samples of an unfinished boot
 are set aside in discarded.jsonl, their profiles in discarded-profiles.jsonl (setaside.py: a
 boot is the unit, half of one is not mixed with another). Standard library only.
@@ -305,6 +306,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
                 str(run_dir.path), str(index)] + (["-q"] if guest_quiet else [])
         image, timeout_s = kernel["image"], boot_timeout(meta, boot)
         memory, clock = guest_memory(meta), run_clock(meta)
+        own_dir = run_dir.path / BOOTS_DIR / boot_dir_name(index)
         filesystems = disks_for(backing_dir(Spec.from_dict(s["spec"])) for s in meta["scenarios"])
 
         def body(cancel: threading.Event) -> str | None:
@@ -319,7 +321,9 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             if why:
                 return why
             try:
-                status = guest.run_in_guest(copy, argv, rwdir=str(run_dir.path),
+                # its own directory only: a guest could rewrite the run's samples, or
+                # another boot's, and nothing after would notice
+                status = guest.run_in_guest(copy, argv, rwdir=str(own_dir),
                                              timeout_s=timeout_s, memory=memory, clock=clock,
                                              cancel=cancel, filesystems=filesystems)
             except guest.GuestError as exc:

@@ -302,13 +302,16 @@ class RunDir:
             raise
         return run_dir
 
-    def read_samples(self, strict: bool = True) -> list[dict[str, Any]]:
+    def read_samples(self, strict: bool = True, meta: dict[str, Any] | None = None
+                     ) -> list[dict[str, Any]]:
         """Every complete line, strictly (for resuming); a last line cut short by a kill is
         removed from the file, so the sample is measured again and never half-recorded.
-        Not `strict`: read only, a bad line (one cut short too) skipped."""
+        Not `strict`: read only, a bad line (one cut short too) skipped. `meta`: the run's,
+        checked against instead of the directory's own (a boot's, whose guest can write it)."""
         # a directory holding no meta.json yet has no samples either (a run cut short as it
         # started); samples without one are refused below, by read_meta
-        meta = self.read_meta() if self.dir.is_file(META) else {}
+        if meta is None:
+            meta = self.read_meta() if self.dir.is_file(META) else {}
         most = most_lines(meta)
         last_profile = None
         if strict:
@@ -377,7 +380,8 @@ class RunDir:
         return self.dir.appending(WORKER_LOG, binary=True)
 
     def write_boot_report(self, index: int, report: dict[str, Any]) -> None:
-        """boots/<index>.json, replaced atomically."""
+        """boots/<index>.json, replaced atomically: the host's copy of what the guest reported
+        (boots/<index>.d/report.json, once read and checked)."""
         with self.dir.sub(BOOTS_DIR) as boots:
             boots.replace(f"{index}.json", json.dumps(report, indent=1) + "\n")
 

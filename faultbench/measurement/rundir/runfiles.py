@@ -21,7 +21,8 @@ SAMPLES = "samples.jsonl"
 PROFILES = "profiles.jsonl"  # kernel profiles of the profiled samples (docs/results.md)
 PYPERF = "pyperf.json"
 WORKER_LOG = "worker.log"
-BOOTS_DIR = "boots"  # a booted run's per-boot records, written by the guest
+BOOTS_DIR = "boots"  # a booted run's per-boot records
+BOOT_REPORT = "report.json"  # in boots/N.d: the guest's word on its boot, read back as untrusted
 DISCARDED = "discarded.jsonl"  # samples of boots that did not finish, set aside
 DISCARDED_PROFILES = "discarded-profiles.jsonl"  # their kernel profiles
 
@@ -46,8 +47,9 @@ MAX_LINES = MAX_BYTES[SAMPLES] // 512
 # discarded-profiles.jsonl their profiles), pyperf.json the samples' values, worker.log what
 # the worker says of them, and none is read back on a resume: each keeps 1 GiB, the one cap
 # all had before. boots/N.json is a boot's machine
-# state, as meta.json holds one; boots/N.d/ gets a copy of meta.json and the boot's own
-# files (its kernel-image is written afresh for each boot, and read by nothing before).
+# state, as meta.json holds one (the guest's report, as the host read it); boots/N.d/, the
+# one directory its guest may write, gets a copy of meta.json and the boot's own files (its
+# kernel-image is written afresh for each boot, and read by nothing before).
 RUN_FILES = {META: MAX_BYTES[META], SAMPLES: MAX_BYTES[SAMPLES],
              PROFILES: MAX_BYTES[PROFILES], DISCARDED: MAX_BYTES[SAMPLES],
              DISCARDED_PROFILES: MAX_BYTES[PROFILES], WORKER_LOG: 1 << 30, PYPERF: 1 << 30}
@@ -71,6 +73,7 @@ def run_files(boots: int) -> Iterator[tuple[tuple[str, ...], int]]:
         yield (name,), most
     for index in range(boots):
         yield (BOOTS_DIR, f"{index}.json"), MAX_BYTES[META]
+        yield (BOOTS_DIR, boot_dir_name(index), BOOT_REPORT), MAX_BYTES[META]
         for name in BOOT_FILES:
             yield (BOOTS_DIR, boot_dir_name(index), name), RUN_FILES[name]
 
