@@ -316,7 +316,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
                         boots.sub(boot_dir_name(index)) as own:
                     why, copy, boot["entry"] = pinned_copy(image, kernel["sha256"], own,
                                                            resume_command(run_dir.path))
-            except ResultsError as exc:  # the copy could not be written (a full disk)
+            except ResultsError as exc:  # no copy: not written (a full disk), a damaged image
                 return str(exc)
             if why:
                 return why

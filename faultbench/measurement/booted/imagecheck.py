@@ -147,12 +147,18 @@ def read_image(image: str) -> tuple[str | None, bytes | None]:
         return f"cannot read {image}: {exc.strerror}", None
 
 
-def boot_copy(data: bytes, into: SafeDir) -> tuple[str, str]:
-    """(the path of the copy of the image `data` written to `into`, how QEMU is to start it):
-    the kernel unpacked for a PVH start when the image allows one (pvh.py), else the image
-    itself. Root's alone (0600): Debian installs its images so, and QEMU runs as root."""
+def boot_copy(image: str, data: bytes, into: SafeDir) -> tuple[str, str]:
+    """(the path of the copy of `image`, its bytes `data`, written to `into`, how QEMU is to
+    start it): the kernel unpacked for a PVH start when the image allows one (pvh.py), else
+    the image itself. Root's alone (0600): Debian installs its images so, and QEMU runs as
+    root. ResultsError when it cannot be written, or when the image's compressed kernel is
+    damaged (pvh.Damaged)."""
     with into.replacing(IMAGE_COPY, binary=True, mode=0o600) as fh:
-        entry = pvh.PVH if pvh.unpack(data, fh) else pvh.BZIMAGE
+        try:
+            entry = pvh.PVH if pvh.unpack(data, fh) else pvh.BZIMAGE
+        except pvh.Damaged as exc:
+            raise ResultsError(f"{image}: its compressed kernel is damaged ({exc}), so it "
+                               "was not booted") from None
         if entry == pvh.BZIMAGE:
             fh.seek(0)
             fh.truncate()
@@ -163,8 +169,9 @@ def boot_copy(data: bytes, into: SafeDir) -> tuple[str, str]:
 def pinned_copy(image: str, sha256: str, into: SafeDir,
                 resume: str) -> tuple[str | None, str, str | None]:
     """(None, the path of a private copy of `image` in `into`, how QEMU is to start it:
-    boot_copy) when `image` still has the run's `sha256`, else (why not, "", None): the boot
-    is refused, not run. `resume`: the command that resumes the run."""
+    boot_copy, and its ResultsError) when `image` still has the run's `sha256`, else (why
+    not, "", None): the boot is refused, not run. `resume`: the command that resumes the
+    run."""
     why, data = read_image(image)
     if data is None:
         return why or (f"{image} is gone since the run started: put it back and resume "
@@ -174,7 +181,7 @@ def pinned_copy(image: str, sha256: str, into: SafeDir,
         return changed(image, sha256, now) + (
             f": this boot was not run; put back the image the run started with and resume "
             f"({resume}), or start a new run for the new one"), "", None
-    return None, *boot_copy(data, into)
+    return None, *boot_copy(image, data, into)
 
 
 @contextlib.contextmanager
@@ -191,7 +198,7 @@ def private_copy(image: str) -> Iterator[tuple[str, str]]:
         # its parents checked: another user who could rename it could swap the copy
         with SafeDir.open(Path(made), advice="set TMPDIR to a directory only root can "
                                              "change") as into:
-            yield boot_copy(data, into)
+            yield boot_copy(image, data, into)
     finally:
         shutil.rmtree(made, ignore_errors=True)
 

@@ -7,12 +7,13 @@ built with CONFIG_PVH, Debian's among them); the host unpacks the same payload i
 of a second. The kernel that runs is the image's own code either way: only its loader
 differs (the decompressor would also place the kernel at random, which a guest's `nokaslr`
 turns off anyway). A payload compressed in a format the standard library cannot read (lz4,
-lzo, zstd), or a kernel with no PVH note, is booted as the bzImage it is.
+lzo, zstd), or a kernel with no PVH note, is booted as the bzImage it is. One whose stream
+is damaged (Damaged) is not booted at all.
 
 Measurement plane: standard library only. The image is anyone's file, already checked
-against the run's sha256: what it unpacks to is bounded (by its ELF headers, and
-UNPACKED_MAX), never trusted to stop by itself, and unpacked no further than it needs to
-know it cannot boot through PVH.
+against the run's sha256: what it unpacks to is bounded (by RATIO_MAX times its compressed
+length, its ELF headers, and UNPACKED_MAX), never trusted to stop by itself, and unpacked no
+further than it needs to know it cannot boot through PVH.
 """
 
 from __future__ import annotations
@@ -29,11 +30,21 @@ from typing import IO, NamedTuple
 PVH = "pvh"  # a boot's `entry`: how QEMU started its kernel
 BZIMAGE = "bzImage"
 UNPACKED_MAX = 512 << 20  # Debian's 6.1 vmlinux is 66 MB; its debug info is never in a bzImage
+# A kernel compresses 3-10 times (Debian 6.1's XZ 8.1, kernels/build's gzip 3.4-3.7); zeros
+# compress a thousandfold and more, and the ELF headers that would bound them are the
+# image's own: only the payload's length costs the image's author as many bytes as it allows.
+RATIO_MAX = 32
 _CHUNK = 1 << 20
 _HEAD = 64 << 10  # an ELF's header and program headers are its first few hundred bytes
 _XEN_NOTE_PHYS32_ENTRY = 18
 _NOTE_SEGMENTS_MAX = 8  # a vmlinux has one
 _PT_NOTE = 4
+
+
+class Damaged(Exception):
+    """The payload's stream is damaged. Booted, the bzImage would halt in its decompressor,
+    printing nothing, until the guest start timeout (10 minutes a boot, and a resume), or
+    (a wrong checksum, which the kernel's gunzip does not check) run bytes no one built."""
 
 
 def _chunks_of(payload: bytes, make: Callable[[], object]) -> Iterator[bytes]:
@@ -59,12 +70,24 @@ def _gzip_chunks(payload: bytes) -> Iterator[bytes]:
         yield chunk
 
 
-_FORMATS: tuple[tuple[bytes, Callable[[bytes], Iterator[bytes]]], ...] = (
-    (b"\xfd7zXZ\x00", lambda p: _chunks_of(p, lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ))),
-    (b"\x5d\x00\x00", lambda p: _chunks_of(p, lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE))),
-    (b"BZh", lambda p: _chunks_of(p, bz2.BZ2Decompressor)),
-    (b"\x1f\x8b", _gzip_chunks),
+_FORMATS: tuple[tuple[bytes, str, Callable[[bytes], Iterator[bytes]]], ...] = (
+    (b"\xfd7zXZ\x00", "xz",
+     lambda p: _chunks_of(p, lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ))),
+    (b"\x5d\x00\x00", "lzma",
+     lambda p: _chunks_of(p, lambda: lzma.LZMADecompressor(lzma.FORMAT_ALONE))),
+    (b"BZh", "bzip2", lambda p: _chunks_of(p, bz2.BZ2Decompressor)),
+    (b"\x1f\x8b", "gzip", _gzip_chunks),
 )
+
+
+def _checked(chunks: Iterator[bytes], name: str) -> Iterator[bytes]:
+    """`chunks`, a failure of their decompressor raised as Damaged, and only that: a failure
+    to write the copy is no fault of the image."""
+    try:
+        yield from chunks
+    except (ValueError, lzma.LZMAError, zlib.error, OSError) as exc:
+        # bz2 says "Invalid data stream" with an OSError
+        raise Damaged(f"{name}: {exc}") from None
 
 
 def _payload(image: bytes) -> bytes | None:
@@ -85,11 +108,12 @@ class _Elf(NamedTuple):
     notes: list[tuple[int, int]]  # (offset, size) of each PT_NOTE segment
     size: int  # the file's: through its last segment or section header, whichever is later
 
-    def unpacked_max(self) -> int:
-        """How many bytes its unpacked payload may have. What follows the ELF is its
-        relocations (arch/x86/boot/compressed: vmlinux.bin, then vmlinux.relocs), a 4-byte
-        entry per relocated word of its segments: at most as many bytes as the ELF."""
-        return min(UNPACKED_MAX, 2 * self.size)
+    def unpacked_max(self, packed: int) -> int:
+        """How many bytes its unpacked payload, `packed` bytes compressed, may have. What
+        follows the ELF is its relocations (arch/x86/boot/compressed: vmlinux.bin, then
+        vmlinux.relocs), a 4-byte entry per relocated word of its segments: at most as many
+        bytes as the ELF."""
+        return min(UNPACKED_MAX, 2 * self.size, RATIO_MAX * packed)
 
 
 def _elf(head: bytes) -> _Elf | None:
@@ -127,40 +151,43 @@ def _has_pvh_entry(notes: bytes) -> bool:
 def unpack(image: bytes, out: IO[bytes]) -> bool:
     """The kernel of the bzImage `image` written to `out` as the ELF QEMU boots through PVH;
     False, with `out` left to the caller to empty, when it cannot be (format, no note, too
-    large or damaged). It stops as soon as it knows: once the notes are read and none is
-    the PVH one, or past the size the ELF's headers allow."""
-    payload = _payload(image)
-    formats = [unpacked for magic, unpacked in _FORMATS if payload and payload.startswith(magic)]
+    large); Damaged, `out` likewise, when its stream is damaged where it was unpacked. It
+    stops as soon as it knows: once the notes are read and none is the PVH one, or past the
+    size its length and the ELF's headers allow."""
+    payload = _payload(image) or b""
+    formats = [(name, unpacked) for magic, name, unpacked in _FORMATS
+               if payload.startswith(magic)]
     if not formats:
         return False
-    chunks = formats[0](payload)  # type: ignore[arg-type]
-    try:
-        head = b""
-        for chunk in chunks:  # the ELF header and program headers: the first bytes
-            head += chunk
-            if len(head) >= _HEAD:
-                break
-        elf = _elf(head)
-        if not elf or not elf.notes:
+    name, unpacked = formats[0]
+    chunks = _checked(unpacked(payload), name)
+    head = b""
+    for chunk in chunks:  # the ELF header and program headers: the first bytes
+        head += chunk
+        if len(head) >= _HEAD:
+            break
+    elf = _elf(head)
+    if not elf or not elf.notes:
+        return False
+    limit = elf.unpacked_max(len(payload))
+    notes = [bytearray(size) for _, size in elf.notes]
+    notes_end = max(offset + size for offset, size in elf.notes)
+    if notes_end > limit:  # no need to unpack up to it to know
+        return False
+    written, found = 0, False
+    for chunk in itertools.chain([head], chunks):
+        for (offset, size), note in zip(elf.notes, notes, strict=True):
+            low, high = max(offset, written), min(offset + size, written + len(chunk))
+            if low < high:
+                note[low - offset:high - offset] = chunk[low - written:high - written]
+        written += len(chunk)
+        if written > limit:
             return False
-        notes = [bytearray(size) for _, size in elf.notes]
-        notes_end = max(offset + size for offset, size in elf.notes)
-        written, found = 0, False
-        for chunk in itertools.chain([head], chunks):
-            for (offset, size), note in zip(elf.notes, notes, strict=True):
-                low, high = max(offset, written), min(offset + size, written + len(chunk))
-                if low < high:
-                    note[low - offset:high - offset] = chunk[low - written:high - written]
-            written += len(chunk)
-            if written > elf.unpacked_max():
+        if not found and written >= notes_end:
+            if not any(_has_pvh_entry(bytes(note)) for note in notes):
                 return False
-            if not found and written >= notes_end:
-                if not any(_has_pvh_entry(bytes(note)) for note in notes):
-                    return False
-                found = True
-            out.write(chunk)
-    except (ValueError, lzma.LZMAError, zlib.error, EOFError, OSError):
-        return False  # bz2 says "Invalid data stream" with an OSError
+            found = True
+        out.write(chunk)
     return found
 
 
