@@ -15,6 +15,7 @@ import os
 from typing import IO, Any
 
 from faultbench.measurement.booted.imagecheck import kernel_mismatch
+from faultbench.measurement.rundir.identity import measured_not_skipped
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     PROFILES,
@@ -153,8 +154,7 @@ def _skip_unsupported(meta: dict[str, Any], label: str, records: list[dict[str, 
     no longer (another boot found it unsupported: a setting the kernel refused once)."""
     ok = {r["scenario"] for r in records if r["status"] == "ok"}
     measured.update((name, label) for name in ok)
-    meta["skipped"] = [s for s in meta["skipped"]
-                       if not (s.get("kernel") == label and s["scenario"] in ok)]
+    meta["skipped"] = measured_not_skipped(meta["skipped"], records)
     known = {(s["scenario"], s.get("kernel")) for s in meta["skipped"]}
     for name, reason in sorted(refused_scenarios(records).items()):
         if (name, label) not in known and (name, label) not in measured:

@@ -30,6 +30,43 @@ def _machines(meta: dict[str, Any]) -> set[str | None]:
     return {part.get("machine") for part in parts}
 
 
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _skip_keys(skipped: Iterable[dict[str, Any]]) -> set[tuple[Any, str | None, str | None]]:
+    """meta.json's `skipped` as (scenario, kernel, machine): an entry for one kernel, or one
+    machine of a merge, or (None) every one."""
+    return {(s["scenario"], _text_or_none(s.get("kernel")), _text_or_none(s.get("machine")))
+            for s in skipped}
+
+
+def _skipped_for(keys: set[tuple[Any, str | None, str | None]], record: dict[str, Any]) -> bool:
+    """Whether `keys` (_skip_keys) skip the sample `record`'s scenario for its kernel and
+    machine."""
+    return any((record.get("scenario"), kernel, machine) in keys
+               for kernel in (None, record.get("kernel"))
+               for machine in (None, record.get("machine")))
+
+
+def measured_not_skipped(skipped: list[dict[str, Any]], records: Iterable[dict[str, Any]]
+                         ) -> list[dict[str, Any]]:
+    """`skipped` less the entries that `records`' ok samples measured: a scenario a boot of a
+    kernel refused (a setting it refused once) and another boot of it measured is not
+    skipped for that kernel, or check_samples_match would refuse the run on every load."""
+    measured: dict[Any, set[tuple[Any, Any]]] = {}
+    for r in records:
+        if r.get("status") == "ok":
+            measured.setdefault(r.get("scenario"), set()).add((r.get("kernel"), r.get("machine")))
+    kept = []
+    for entry in skipped:
+        kernel, machine = _text_or_none(entry.get("kernel")), _text_or_none(entry.get("machine"))
+        if not any(kernel in (None, k) and machine in (None, m)
+                   for k, m in measured.get(entry["scenario"], ())):
+            kept.append(entry)
+    return kept
+
+
 def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], path: Path) -> None:
     """Refuse samples that are not of this meta.json's run (another run's meta.json, or
     another workload's samples): mixing them would label one scenario's numbers with
@@ -45,9 +82,8 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
     _check_parts_sampled(meta, records, path)
     machines = _machines(meta)
     # what the run did not measure: a scenario (a knob axis) it could not apply, for every
-    # kernel or for one (kernel); its samples, if any, say so (status unsupported)
-    skipped = {(s["scenario"], s.get("kernel") if isinstance(s.get("kernel"), str) else None)
-               for s in meta.get("skipped") or ()}
+    # kernel or one, on every machine or one; its samples, if any, say so (status unsupported)
+    skipped = _skip_keys(meta.get("skipped") or ())
     for record in records:
         name, kernel, boot = record.get("scenario"), record.get("kernel"), record.get("boot")
         if kernel not in labels:
@@ -77,7 +113,7 @@ def check_samples_match(meta: dict[str, Any], records: list[dict[str, Any]], pat
         elif record["spec"] != specs[name]:
             problem = (f"the samples of scenario {name} were measured with another spec than "
                        f"its {META} gives")
-        elif record["status"] == "ok" and ((name, None) in skipped or (name, kernel) in skipped):
+        elif record["status"] == "ok" and _skipped_for(skipped, record):
             problem = (f"has measured samples of scenario {name}, which its {META} records as "
                        "skipped (not measured)")
         elif boot is None or not (problem := _boot_problem(record, boots[boot],

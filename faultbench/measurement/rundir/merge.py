@@ -29,7 +29,11 @@ from typing import Any
 
 from faultbench.errors import FaultbenchError, printable
 from faultbench.measurement.rundir.checks import UNSET, profile_problem
-from faultbench.measurement.rundir.identity import check_samples_match, measurements
+from faultbench.measurement.rundir.identity import (
+    check_samples_match,
+    measured_not_skipped,
+    measurements,
+)
 from faultbench.measurement.rundir.meta_checks import UTS_MAX_BYTES
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -339,7 +343,8 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
         raise MergeError(f"the shards hold {len(boots)} of the plan's {plan_boots} boots")
     meta = {k: v for k, v in first.meta.items() if k not in ("shard", "jobs")}
     meta.update(boots=[boots[i] for i in range(plan_boots)],
-                skipped=_union(p.meta["skipped"] for p in parts),
+                # a scenario one shard's boots of a kernel refused and another's measured
+                skipped=measured_not_skipped(_union(p.meta["skipped"] for p in parts), samples),
                 started_utc=_started(parts),
                 finished_utc=_finished(parts),
                 merged={"kind": "shards", "merged_utc": utc_now(),
@@ -350,6 +355,7 @@ def _shards(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
 def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                           list[dict[str, Any]], dict[int, dict[str, Any]]]:
     seen: dict[str, Path] = {}
+    skipped: list[dict[str, Any]] = []
     samples: list[dict[str, Any]] = []
     profiles: list[dict[str, Any]] = []
     for part in parts:
@@ -396,6 +402,9 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
                              f"{alike!r}: names that differ only in case or spaces are "
                              "ambiguous; merge runs whose host names differ otherwise")
         seen[machine] = part.path
+        # one machine's skip, not another's: the scenario may be measured elsewhere
+        skipped += [{**entry, "machine": machine, "reason": f"on {machine}: {entry.get('reason')}"}
+                    for entry in part.meta["skipped"]]
         samples += [{**r, "machine": machine} for r in part.samples]
         profiles += [{**r, "machine": machine} for r in part.profiles]
     first = parts[0]
@@ -404,7 +413,7 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
     meta = {**{k: v for k, v in first.meta.items() if k != "machine_state"},
             "provenance": {"host": {"name": ", ".join(seen)},
                            "kernel": {"release": " / ".join(releases)}},
-            "skipped": _union(p.meta["skipped"] for p in parts),
+            "skipped": skipped,
             "started_utc": _started(parts),
             "finished_utc": _finished(parts),
             "merged": {"kind": "machines", "merged_utc": utc_now(),
