@@ -6,15 +6,19 @@ blamed on reading the boot's samples back. Its boot's samples were also checked 
 own copy of meta.json, which it can write. Each case redoes the last boot of a copy of
 results/icount-aa with a stand-in guest (round 28's); the host's side is the real code. That
 nothing a guest writes above its shared directory reaches the host is test_guest's, in a real
-guest."""
+guest. Last, another of round 28's known-left list: a default guest memory larger than this
+machine's."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from images import require_boot_image
 from test_hardening_round28_c import (
     LAST,
     _finish,
@@ -23,6 +27,8 @@ from test_hardening_round28_c import (
     _redone,
     _unfinished,
 )
+
+from faultbench.measurement.measure import meminfo
 
 
 def test_each_guest_is_given_its_boots_own_directory_alone(
@@ -84,3 +90,21 @@ def test_a_run_file_that_refuses_a_boots_samples_is_named_as_such(
     log.unlink()
     _redone(run_dir, monkeypatch, samples)
 
+
+
+def test_a_default_guest_memory_over_this_machines_is_refused_before_the_run(
+        tmp_path: Path) -> None:
+    """Known-left in round 28: a given --memory was checked against this machine's memory,
+    the default one (3x the largest scenario + 512M) never: QEMU would fail every boot."""
+    half = meminfo()["MemTotal"] // 2 >> 10  # MiB: 3x it is more than the machine has
+    workload = tmp_path / "big.toml"
+    workload.write_text(f'description = "a guest too large"\nrepetitions = 1\n\n[[matrix]]\n'
+                        f'backing = "memfd"\nsize = "{half}M"\n')
+    done = subprocess.run([sys.executable, "-m", "faultbench", "run", str(workload),
+                           "--kernel", f"a={require_boot_image()}", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert done.stderr.startswith(
+        "faultbench run: the guests' memory, by default (3x the largest scenario + 512M, at "
+        f"least 1G): {3 * half + 512}M is more memory than this machine has (")
+    assert not (tmp_path / "run").exists()

@@ -66,7 +66,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory", metavar="SIZE",
         help="the booted guest's memory, e.g. 384M (default: the workload's guest_memory, "
-        "else 1.5x its largest scenario + 512M, at least 1G); recorded in meta.json",
+        "else 3x its largest scenario + 512M, at least 1G); recorded in meta.json",
     )
     parser.add_argument(
         "--clock", choices=("icount", "wall"),
@@ -266,6 +266,8 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     size, source = booting.chosen_memory(memory, workload.guest_memory)
     if size is None:
         size = booting.guest_memory({"scenarios": [s.to_dict() for s in workload.scenarios]})
+        # as a given size is: a guest for the largest scenario may not fit on this machine
+        booting.checked_memory(size, f"the guests' memory, by {source}")
     kvm, clock = guest.resolve_clock(clock)
     if clock == "icount":
         workload = without_concurrent_mappers(workload)

@@ -203,7 +203,7 @@ def chosen_memory(option: str | None, workload_memory: str | None) -> tuple[str 
     guest_memory() from the scenarios."""
     text, source = (option, "--memory") if option is not None else (workload_memory, "workload")
     if text is None:
-        return None, "default (1.5x the largest scenario + 512M, at least 1G)"
+        return None, "default (3x the largest scenario + 512M, at least 1G)"
     return checked_memory(text, source), source
 
 
