@@ -25,9 +25,8 @@ from test_hardening_round5_merge import merge_refused
 from test_hardening_round17_merge import shards
 from test_kernels import have_build_dependencies
 
-from faultbench.measurement.booted.bootresult import _collect
+from faultbench.measurement.booted.bootresult import _collect, _NotAdded
 from faultbench.measurement.rundir.results import RunDir
-from faultbench.measurement.rundir.safefile import ResultsError
 
 RESULTS = Path(__file__).parents[1] / "results"
 AA, PATCH = RESULTS / "icount-aa", RESULTS / "uffd-2020-patch"  # boots: a b b a a b
@@ -164,13 +163,13 @@ def test_a_boot_failed_while_collected_adds_no_samples(tmp_path: Path) -> None:
     (run / "worker.log").symlink_to(tmp_path / "elsewhere.log")
     run_dir = RunDir(run)
     try:
-        with pytest.raises(ResultsError):
+        with pytest.raises(_NotAdded, match="cannot be added to the run's files"):
             _collect(run_dir, run_dir.read_meta(), {"index": 0, "rounds": [0, 2]})
     finally:
         run_dir.dir.close()
     assert [r for r in _lines(run / "samples.jsonl") if r["boot"] == 0] == []
     recorded = json.loads((run / "meta.json").read_text())  # as the host then records it
-    _boot(0, status="failed", reason="its samples cannot be read back")(recorded)
+    _boot(0, status="failed", reason="its samples were read, but cannot be added")(recorded)
     (run / "meta.json").write_text(json.dumps(recorded))
     faultbench("report", "--json", run)
 
