@@ -108,3 +108,4 @@ def test_a_default_guest_memory_over_this_machines_is_refused_before_the_run(
         "faultbench run: the guests' memory, by default (3x the largest scenario + 512M, at "
         f"least 1G): {3 * half + 512}M is more memory than this machine has (")
     assert not (tmp_path / "run").exists()
+

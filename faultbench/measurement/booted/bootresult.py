@@ -15,6 +15,7 @@ import os
 from typing import IO, Any
 
 from faultbench.measurement.booted.imagecheck import kernel_mismatch
+from faultbench.measurement.rundir.checks import short
 from faultbench.measurement.rundir.identity import measured_not_skipped
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -58,15 +59,16 @@ def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: 
             records = _collect(run_dir, meta, boot)
         except ResultsError as exc:
             reason = f"its samples cannot be read back: {exc}"
-        except (_ShareMissing, _NotAdded) as exc:
+        except (_NotItsShare, _NotAdded) as exc:
             reason = str(exc)
         else:
             _skip_unsupported(meta, kernel["label"], records, measured)
     return reason
 
 
-class _ShareMissing(Exception):
-    """The guest recorded its boot complete, and its samples lack part of its share."""
+class _NotItsShare(Exception):
+    """The guest recorded its boot complete, and its samples are not its share: part is
+    missing, or some are another boot's."""
 
 
 class _NotAdded(Exception):
@@ -80,7 +82,7 @@ def _report(run_dir: RunDir, index: int) -> tuple[dict[str, Any] | None, str | N
     wrote it)."""
     name = f"{BOOTS_DIR}/{boot_dir_name(index)}/{BOOT_REPORT}"
     try:
-        with run_dir.dir.sub(BOOTS_DIR) as boots, boots.sub(boot_dir_name(index)) as own:
+        with run_dir.boots() as boots, boots.sub(boot_dir_name(index)) as own:
             data = own.read_bytes(BOOT_REPORT, REPORT_MAX)
     except ResultsError as exc:
         return None, f"its report {name} is refused: {exc}"
@@ -101,14 +103,14 @@ def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
     process, once its samples hold its whole share; those samples. A kill in between is
     safe: the boot is not yet `ok`, a resume sets them (its profiles too) aside."""
     index = boot["index"]
-    with run_dir.dir.sub(BOOTS_DIR) as boots:
+    with run_dir.boots() as boots:
         own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
                      boots.sub(boot_dir_name(index)))
         try:
             records = own.read_samples(meta=meta)  # strictly: a bad line fails the boot
-            _check_share(meta, boot, records)
             with run_file_lines(own.dir, PROFILES, most_lines(meta)) as lines:
                 profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
+            _check_share(meta, boot, records, profiles)
             log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
         finally:
             own.dir.close()
@@ -126,11 +128,21 @@ def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
     return records
 
 
-def _check_share(meta: dict[str, Any], boot: dict[str, Any],
-                 records: list[dict[str, Any]]) -> None:
-    """_ShareMissing unless `records` hold every measurement of the boot's share (less the
-    scenarios its samples show the kernel refused): recorded done, a boot's missing rounds
-    would never be measured, since a resume redoes only the boots not done."""
+def _check_share(meta: dict[str, Any], boot: dict[str, Any], records: list[dict[str, Any]],
+                 profiles: list[dict[str, Any]]) -> None:
+    """_NotItsShare unless `records` and `profiles` are all of this boot, and `records`
+    hold every measurement of its share (less the scenarios its samples show the kernel
+    refused). A sample of another boot would stand beside that boot's own, or for one not
+    measured yet (the run's files refused on every load either way); and recorded done, a
+    boot's missing rounds would never be measured, since a resume redoes only the boots
+    not done."""
+    for what, lines in (("samples", records), ("profiles", profiles)):
+        stray = next((r for r in lines if r.get("boot") != boot["index"]), None)
+        if stray is not None:
+            raise _NotItsShare(
+                f"its {what} hold {sum(r.get('boot') != boot['index'] for r in lines)} of "
+                f"another boot (the first: boot {short(stray.get('boot'))}, scenario "
+                f"{short(stray.get('scenario'))}): its samples were not added")
     share = BootShare(boot["index"], *boot["rounds"], {})
     lacking = unmeasured(meta, records, share)
     if not lacking:
@@ -140,7 +152,7 @@ def _check_share(meta: dict[str, Any], boot: dict[str, Any],
     where = (f"warm-up round {first.round + 1}" if first.warmup
              else f"measured round {first.round - warmups + 1}")
     total = len(unmeasured(meta, [], share))
-    raise _ShareMissing(
+    raise _NotItsShare(
         f"the guest recorded the boot complete, but {len(lacking)} of the {total} "
         f"measurements of its share have no sample (the first: scenario "
         f"{first.scenario.name}, {where}): its samples were not added")

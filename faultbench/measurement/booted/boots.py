@@ -247,13 +247,13 @@ def check_unchanged(kernel: dict[str, Any]) -> None:
 def _prepare(run_dir: RunDir, meta: dict[str, Any], index: int) -> None:
     """boots/<index>.d: the directory the guest writes the boot's samples to (a copy of
     meta.json, read by the guest), so that guests running at once never share a file."""
-    with run_dir.dir.sub(BOOTS_DIR) as boots, boots.sub(boot_dir_name(index)) as own:
+    with run_dir.boots() as boots, boots.sub(boot_dir_name(index)) as own:
         own.replace(META, json.dumps(meta, indent=1) + "\n")
 
 
 def _remove_done_dirs(run_dir: RunDir, meta: dict[str, Any]) -> None:
     """Directories of boots recorded as done (a kill after the record, before the removal)."""
-    with run_dir.dir.sub(BOOTS_DIR) as boots:
+    with run_dir.boots() as boots:
         for boot in meta["boots"]:
             if boot["status"] == "ok" and boots.is_dir(boot_dir_name(boot["index"])):
                 boots.remove_tree(boot_dir_name(boot["index"]))
@@ -312,7 +312,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
         def body(cancel: threading.Event) -> str | None:
             # the image as hashed now, never the path: a `make` may rewrite it mid-run
             try:
-                with run_dir.dir.sub(BOOTS_DIR) as boots, \
+                with run_dir.boots() as boots, \
                         boots.sub(boot_dir_name(index)) as own:
                     why, copy, boot["entry"] = pinned_copy(image, kernel["sha256"], own,
                                                            resume_command(run_dir.path))
@@ -343,7 +343,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             return
         boot.update(status="ok", finished_utc=utc_now(), reason=None)
         run_dir.write_meta(meta)
-        with run_dir.dir.sub(BOOTS_DIR) as boots:
+        with run_dir.boots() as boots:
             boots.remove_tree(boot_dir_name(index))
 
     def failed(boot: dict[str, Any], reason: str) -> None:

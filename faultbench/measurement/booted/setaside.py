@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from faultbench.measurement.rundir.checks import profile_problem, run_rounds
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
     DISCARDED,
@@ -29,17 +30,19 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     bootresult._collect), or in the run's files for a run started before boots had one, or killed
     between adding a boot's samples and recording it as done."""
     records = run_dir.read_samples()  # a profile line cut short is cut off here too
-    most = most_lines(run_dir.read_meta())
+    meta = run_dir.read_meta()
+    most = most_lines(meta)
     keep = [r for r in records if r.get("boot") != boot]
     gone = [r for r in records if r.get("boot") == boot]
     numbers, profiles = _profiles(run_dir.dir, boot, most)
-    with run_dir.dir.sub(BOOTS_DIR) as boots:
+    with run_dir.boots() as boots:
         if boots.is_dir(boot_dir_name(boot)):
             partial = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(boot),
                              boots.sub(boot_dir_name(boot)))
             try:
-                gone += read_samples_lenient(partial, most)
-                profiles += _profiles(partial.dir, None, most)[1]
+                # only the boot's own samples and profiles: its guest wrote the directory
+                gone += read_samples_lenient(partial, meta, boot)
+                profiles += _profiles(partial.dir, boot, most)[1]
             finally:
                 partial.dir.close()
             boots.remove_tree(boot_dir_name(boot))
@@ -57,23 +60,26 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     return len(gone)
 
 
-def _profiles(directory: SafeDir, boot: int | None, most: int
+def _profiles(directory: SafeDir, boot: int, most: int
               ) -> tuple[set[int], list[dict[str, Any]]]:
-    """The lines of boot `boot` (None: every line) in profiles.jsonl of `directory`: their
-    numbers and objects. A line that holds none stays where it is: its readers skip it."""
+    """The profiles of boot `boot` in profiles.jsonl of `directory`: their line numbers and
+    objects. A line that holds none stays where it is: its readers skip it."""
     numbers: set[int] = set()
     profiles: list[dict[str, Any]] = []
     with run_file_lines(directory, PROFILES, most) as lines:
         for number, _, record in json_lines(lines or ()):
-            if record is not None and (boot is None or record.get("boot") == boot):
+            if record is not None and record.get("boot") == boot and \
+                    profile_problem(record) is None:
                 numbers.add(number)
                 profiles.append(record)
     return numbers, profiles
 
 
-def read_samples_lenient(run_dir: RunDir, most: int) -> list[dict[str, Any]]:
-    """The readable samples of an unfinished boot's directory (kept as discarded, not used);
-    `most`: most_lines of the run's meta.json."""
-    with run_file_lines(run_dir.dir, SAMPLES, most) as lines:
-        records, _ = parse_samples(lines or (), run_dir.path / SAMPLES, strict=False)
-    return records
+def read_samples_lenient(run_dir: RunDir, meta: dict[str, Any], boot: int
+                         ) -> list[dict[str, Any]]:
+    """The samples of boot `boot` in an unfinished boot's directory (kept as discarded, not
+    used) that are samples of the run of `meta`: any other line is left out."""
+    with run_file_lines(run_dir.dir, SAMPLES, most_lines(meta)) as lines:
+        records, _ = parse_samples(lines or (), run_dir.path / SAMPLES, strict=False,
+                                   validate=True, rounds=run_rounds(meta))
+    return [r for r in records if r.get("boot") == boot]

@@ -379,10 +379,22 @@ class RunDir:
         """worker.log, for appending; the caller closes it."""
         return self.dir.appending(WORKER_LOG, binary=True)
 
+    def boots(self) -> SafeDir:
+        """boots/, made if missing, and root's alone (0700) whatever it was: each boot's guest
+        writes in its boots/<index>.d as root, in any mode (9p passes it through), so a
+        setuid file or a copy of a root-only file there must be out of other users' reach."""
+        boots = self.dir.sub(BOOTS_DIR)
+        try:
+            os.fchmod(boots.fd, 0o700)
+        except OSError as exc:
+            boots.close()
+            raise ResultsError(f"cannot make {boots.path} private: {exc.strerror}") from None
+        return boots
+
     def write_boot_report(self, index: int, report: dict[str, Any]) -> None:
         """boots/<index>.json, replaced atomically: the host's copy of what the guest reported
         (boots/<index>.d/report.json, once read and checked)."""
-        with self.dir.sub(BOOTS_DIR) as boots:
+        with self.boots() as boots:
             boots.replace(f"{index}.json", json.dumps(report, indent=1) + "\n")
 
     def close(self) -> None:
