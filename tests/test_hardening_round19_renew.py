@@ -7,6 +7,7 @@ every refusal is made."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,13 @@ def test_a_resume_copies_only_what_faultbench_writes(finished: Path, tmp_path: P
     run = _interrupted(finished, tmp_path / "run")
     strangers = _strangers(run)
     before = _state(run)
-    done = faultbench("run", "--resume", run, "-q", check=False)
+    # held open: a new file could take the number of an inode freed meanwhile
+    held = [os.open(run / name, os.O_RDONLY) for name in ("meta.json", "worker.log")]
+    try:
+        done = faultbench("run", "--resume", run, "-q", check=False)
+    finally:
+        for fd in held:
+            os.close(fd)
     assert done.returncode == 0, done.stderr
     after = _state(run)
     assert {p: after[p] for p in strangers} == {p: before[p] for p in strangers}

@@ -256,7 +256,18 @@ def _remove_done_dirs(run_dir: RunDir, meta: dict[str, Any]) -> None:
     with run_dir.boots() as boots:
         for boot in meta["boots"]:
             if boot["status"] == "ok" and boots.is_dir(boot_dir_name(boot["index"])):
-                boots.remove_tree(boot_dir_name(boot["index"]))
+                _remove_done_dir(boots, boot["index"], len(meta["boots"]))
+
+
+def _remove_done_dir(boots: SafeDir, index: int, total: int) -> None:
+    """A done boot's directory removed, or left with a line that says why: the boot is
+    recorded done and its samples are the run's, so the run goes on (the guest filled the
+    directory, and no tree it leaves there may stop the run)."""
+    try:
+        boots.remove_tree(boot_dir_name(index))
+    except ResultsError as exc:
+        print(f"faultbench run: boot {index + 1}/{total} is done, and its directory was left: "
+              f"{exc}", file=sys.stderr, flush=True)
 
 
 def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, Any]:
@@ -328,23 +339,28 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
                                              cancel=cancel, filesystems=filesystems)
             except guest.GuestError as exc:
                 return str(exc).replace(copy, f"{image} (a copy)")
-            finally:  # QEMU is gone: 10-70 MB less in a failed boot's directory
-                with contextlib.suppress(FileNotFoundError):
+            finally:  # QEMU is gone: 10-70 MB less in a failed boot's directory; the guest
+                # may have put anything at that path, which goes with the directory later
+                with contextlib.suppress(OSError):
                     os.unlink(copy)
             return None if status == 0 else f"the guest's run exited with status {status}"
         return body
 
     def end(boot: dict[str, Any], outcome: Future[str | None]) -> None:
-        index = boot["index"]
-        reason = finish(run_dir, meta, boot, kernels[boot["kernel"]], outcome.result(),
-                        measured)
+        try:
+            reason = finish(run_dir, meta, boot, kernels[boot["kernel"]], outcome.result(),
+                            measured)
+        except Exception as exc:  # the run stops; run_in_order no longer counts this boot
+            # as running, so it is recorded here, or it would stay `running` with no reason
+            failed(boot, printable(str(exc)) or type(exc).__name__)
+            raise
         if reason is not None:
             failed(boot, reason)
             return
         boot.update(status="ok", finished_utc=utc_now(), reason=None)
         run_dir.write_meta(meta)
         with run_dir.boots() as boots:
-            boots.remove_tree(boot_dir_name(index))
+            _remove_done_dir(boots, boot["index"], total)
 
     def failed(boot: dict[str, Any], reason: str) -> None:
         boot.update(status="failed", finished_utc=utc_now(), reason=reason)

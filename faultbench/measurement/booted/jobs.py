@@ -88,7 +88,8 @@ def run_in_order(boots: list[dict[str, Any]], jobs: int, start: Start,
     (and recorded why), and the others go on. `end(boot, future)` (main thread) records
     its outcome, in the order boots end. On an interruption (or any exception) every running
     guest is cancelled and waited for (so none outlives the call), `stopped(boot)` records
-    each, and the exception propagates.
+    each, and the exception propagates (a boot whose `end` raised is not among them: `end`
+    records it).
     Each boot's `concurrent_with` lists the boots that ran at some moment beside it.
     """
     queue = list(boots)

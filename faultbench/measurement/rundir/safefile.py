@@ -27,8 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, printable, shell_word
 from faultbench.measurement.rundir.regular import NotRegularFile, open_regular
+from faultbench.measurement.rundir.removal import remove_tree
 from faultbench.measurement.rundir.tempfiles import (
     create_exclusive,
     remove_dead_temp_files,
@@ -421,21 +422,17 @@ class SafeDir:
             return False
 
     def remove_tree(self, name: str) -> None:
-        """Directory `name` and everything in it removed; no link is followed (a link is
-        removed, never what it points to). Missing: nothing to do."""
+        """Directory `name` and everything in it removed, however deep (removal.remove_tree:
+        no link followed, a link itself removed). Missing: nothing to do."""
+        where = self.path / name
         try:
-            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=self.fd)
-        except FileNotFoundError:
-            return
+            remove_tree(self.fd, name)
         except OSError as exc:
-            raise ResultsError(_why(exc, self.path / name)) from None
-        with SafeDir(self.path / name, fd) as inner:
-            for entry in os.listdir(fd):
-                if inner.is_dir(entry):
-                    inner.remove_tree(entry)
-                else:
-                    os.unlink(entry, dir_fd=fd)
-        os.rmdir(name, dir_fd=self.fd)
+            if exc.errno == errno.ELOOP:  # `name` is a link (inside, links are unlinked)
+                raise ResultsError(_why(exc, where)) from None
+            raise ResultsError(printable(
+                f"cannot remove {where}: {exc.filename}: {exc.strerror}; remove it (rm -rf "
+                f"{shell_word(where)})")) from None
 
     def truncate(self, name: str, size: int) -> None:
         fd = self.open_existing(name, os.O_WRONLY)
