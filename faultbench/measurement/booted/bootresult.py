@@ -28,12 +28,16 @@ from faultbench.measurement.rundir.results import (
     run_file_lines,
 )
 from faultbench.measurement.rundir.runfiles import BOOT_REPORT, RUN_FILES, boot_dir_name
-from faultbench.measurement.rundir.safefile import ResultsError
+from faultbench.measurement.rundir.safefile import ForeignOwnerError, ResultsError
 from faultbench.measurement.runner import BootShare, refused_scenarios, unmeasured
 
 # a real report is the guest's provenance and a flag, under 4 KB; each boot's `guest` is
-# kept in meta.json, whose own cap must hold the records of every boot of a run
+# kept in meta.json, whose own cap must hold the records of every boot of a run: what is
+# read, and what is kept as written out (indented, which can grow a file of empty lists
+# 400 times), are capped both
 REPORT_MAX = 64 << 10
+REPORT_KEPT_MAX = 16 << 10
+REPORT_DEPTH_MAX = 8  # a real one nests 3 deep; json's own limit, about 1,000, is too late
 BOOT_LOG_KEPT = 16 << 20  # of a boot's worker.log, which holds its worker's stderr
 REASON_KEPT = 500  # of a sample's error, quoted in meta.json's `skipped` once per scenario
 
@@ -57,8 +61,8 @@ def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: 
     if reason is None:
         try:
             records = _collect(run_dir, meta, boot)
-        except ResultsError as exc:
-            reason = f"its samples cannot be read back: {exc}"
+        except _Unreadable as exc:
+            reason = str(exc)
         except (_NotItsShare, _NotAdded) as exc:
             reason = str(exc)
         else:
@@ -75,6 +79,19 @@ class _NotAdded(Exception):
     """A boot's samples were read, and one of the run's own files refused them."""
 
 
+class _Unreadable(Exception):
+    """A file of the boot's directory could not be read back."""
+
+
+def _guests_doing(exc: ResultsError) -> str:
+    """`exc`'s text, or for an owner that is not root's what it is: inside boots/, root's
+    alone, only root and the guests write, so the guest gave it away (9p passes its chown
+    on), and a resume sets the boot's directory aside as it is."""
+    if isinstance(exc, ForeignOwnerError):
+        return f"the guest gave its directory or files to another owner ({exc.who}): not read"
+    return str(exc)
+
+
 def _report(run_dir: RunDir, index: int) -> tuple[dict[str, Any] | None, str | None]:
     """The guest's report as it left it, if it is well formed, and why not otherwise (None
     when there is none: a guest that never started); a well-formed one is kept as
@@ -85,15 +102,41 @@ def _report(run_dir: RunDir, index: int) -> tuple[dict[str, Any] | None, str | N
         with run_dir.boots() as boots, boots.sub(boot_dir_name(index)) as own:
             data = own.read_bytes(BOOT_REPORT, REPORT_MAX)
     except ResultsError as exc:
-        return None, f"its report {name} is refused: {exc}"
+        return None, f"its report {name} is refused: {_guests_doing(exc)}"
     try:
         report = json.loads(data or b"")
     except (ValueError, RecursionError):
         return None, None if data is None else f"its report {name} is not valid JSON"
     if not isinstance(report, dict):
         return None, f"its report {name} is not a JSON object"
+    if why := _not_plain(report):
+        return None, f"its report {name} is refused: {why}"
     run_dir.write_boot_report(index, report)
     return report, None
+
+
+def _not_plain(report: dict[str, Any]) -> str | None:
+    """Why `report` is no JSON faultbench keeps in meta.json and boots/N.json, or None: one
+    nested past REPORT_DEPTH_MAX (the next load of meta.json would refuse it, or writing it
+    raise RecursionError), with NaN, infinities or lone surrogates (no JSON another tool
+    reads), or over REPORT_KEPT_MAX written out."""
+    stack: list[tuple[Any, int]] = [(report, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > REPORT_DEPTH_MAX:
+                return f"it nests deeper than {REPORT_DEPTH_MAX} levels"
+            items = value.values() if isinstance(value, dict) else value
+            stack += [(item, depth + 1) for item in items]
+    try:
+        json.dumps(report, ensure_ascii=False, allow_nan=False).encode()
+    except ValueError:  # NaN or an infinity; a lone surrogate (UnicodeEncodeError)
+        return "it holds a NaN, an infinity or a lone surrogate, which is no JSON"
+    written = json.dumps(report, indent=1)  # as write_boot_report writes it
+    if len(written) > REPORT_KEPT_MAX:
+        return (f"written out it is {len(written):,} bytes, over the {REPORT_KEPT_MAX:,} "
+                "faultbench keeps of a boot's report")
+    return None
 
 
 def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
@@ -104,14 +147,23 @@ def _collect(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any]
     safe: the boot is not yet `ok`, a resume sets them (its profiles too) aside."""
     index = boot["index"]
     with run_dir.boots() as boots:
-        own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
-                     boots.sub(boot_dir_name(index)))
+        try:
+            own = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(index),
+                         boots.sub(boot_dir_name(index)))
+        except ResultsError as exc:
+            raise _Unreadable(f"its directory cannot be read back: {_guests_doing(exc)}"
+                              ) from None
+        what = "samples"
         try:
             records = own.read_samples(meta=meta)  # strictly: a bad line fails the boot
+            what = "profiles"
             with run_file_lines(own.dir, PROFILES, most_lines(meta)) as lines:
                 profiles, _ = parse_samples(lines or (), own.path / PROFILES, strict=True)
             _check_share(meta, boot, records, profiles)
+            what = "worker log"
             log = own.dir.open_reading(WORKER_LOG, RUN_FILES[WORKER_LOG])
+        except ResultsError as exc:
+            raise _Unreadable(f"its {what} cannot be read back: {_guests_doing(exc)}") from None
         finally:
             own.dir.close()
     try:

@@ -21,7 +21,7 @@ from faultbench.measurement.rundir.results import (
     run_file_lines,
 )
 from faultbench.measurement.rundir.runfiles import DISCARDED_PROFILES, boot_dir_name
-from faultbench.measurement.rundir.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import ForeignOwnerError, SafeDir
 
 
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
@@ -37,14 +37,17 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
     numbers, profiles = _profiles(run_dir.dir, boot, most)
     with run_dir.boots() as boots:
         if boots.is_dir(boot_dir_name(boot)):
-            partial = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(boot),
-                             boots.sub(boot_dir_name(boot)))
             try:
-                # only the boot's own samples and profiles: its guest wrote the directory
-                gone += read_samples_lenient(partial, meta, boot)
-                profiles += _profiles(partial.dir, boot, most)[1]
-            finally:
-                partial.dir.close()
+                partial = RunDir(run_dir.path / BOOTS_DIR / boot_dir_name(boot),
+                                 boots.sub(boot_dir_name(boot)))
+                try:
+                    # only the boot's own samples and profiles: its guest wrote the directory
+                    gone += read_samples_lenient(partial, meta, boot)
+                    profiles += _profiles(partial.dir, boot, most)[1]
+                finally:
+                    partial.dir.close()
+            except ForeignOwnerError:
+                pass  # the guest gave them away (boots/ is root's alone): read none, remove all
             boots.remove_tree(boot_dir_name(boot))
     if profiles:  # before they leave profiles.jsonl: a kill in between copies them twice
         run_dir.append_lines(DISCARDED_PROFILES, ({**p, "discarded": reason} for p in profiles))
