@@ -146,6 +146,7 @@ def test_the_guest_writes_nothing_beside_its_shared_directory(scenarios: dict) -
     assert scenarios["beside_on_host"] == ["shared"]
 
 
+@GUEST_SCENARIOS
 def test_sigint_restores_the_knob(scenarios: dict) -> None:
     run = scenarios["sigint"]
     assert run["during"] is not None and run["during"] != scenarios["original"]
