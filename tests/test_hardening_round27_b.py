@@ -23,6 +23,7 @@ from test_hardening_round3_input import fb, refused
 from test_hardening_round26_f import _copy, _without_b
 
 from faultbench.measurement.booted.boots import chosen_memory, guest_memory
+from faultbench.measurement.booted.scratch import GUEST_SHARE
 from faultbench.measurement.measure import meminfo
 from faultbench.measurement.runner import RunError
 
@@ -103,7 +104,7 @@ def test_a_recorded_guest_memory_boots_as_virtme_ng_reads_it() -> None:
 def _started(tmp: Path, limit_s: float) -> bool:
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if list(tmp.glob("faultbench-guest-*/started")):
+        if list(tmp.glob(f"faultbench-guest-*/{GUEST_SHARE}/started")):
             return True
         time.sleep(0.2)
     return False

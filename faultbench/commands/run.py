@@ -251,7 +251,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     from faultbench.measurement.booted import boots as booting
     from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.boot_order import BootPlanError, parse_shard
-    from faultbench.measurement.booted.clocks import without_concurrent_mappers
+    from faultbench.measurement.booted.clocks import clock_record, without_concurrent_mappers
     from faultbench.measurement.runner import RunError, start
 
     try:
@@ -279,7 +279,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
         **sharded,
-        "clock": guest.clock_record(clock, kvm), **extra,
+        "clock": clock_record(clock, kvm), **extra,
         "guest_memory": size, "guest_memory_source": source,
     })
 

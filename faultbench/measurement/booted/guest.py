@@ -25,7 +25,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Collection
-from pathlib import Path
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
 from faultbench.measurement.booted import watchdog
@@ -37,12 +36,14 @@ from faultbench.measurement.booted.imagecheck import (
     vng_refuses,
 )
 from faultbench.measurement.booted.scratch import (
+    GUEST_SHARE,
     SCRATCH_FILESYSTEMS,
     SCRATCH_NEEDS,
     STARTED,
-    STATUS,
     fill,
+    guest_status,
     hidden_in_guest,
+    remove_private,
     venv_bin,
 )
 from faultbench.measurement.image import boot_images
@@ -161,31 +162,6 @@ def resolve_clock(requested: str | None) -> tuple[bool, str]:
     return False, requested or "icount"
 
 
-def clock_record(clock: str, kvm: bool) -> dict[str, object]:
-    """What meta.json says of the clock the guest's timings were taken on."""
-    if clock == "icount":
-        return {"name": "icount", "qemu_opts": ICOUNT_QEMU_OPTS, "vcpus": 1,
-                "unit": "virtual ns; at shift=0 one virtual ns is one guest instruction "
-                        "(user and kernel), not a cycle",
-                "qemu": qemu_version(), "kernel_params": " ".join(DETERMINISM_PARAMS)}
-    return {"name": "wall", "source": "KVM guest clock" if kvm else
-            "TCG guest clock, driven by the host's real time", "qemu": qemu_version(),
-            "kernel_params": " ".join(DETERMINISM_PARAMS)}
-
-
-def qemu_version() -> str | None:
-    binary = shutil.which(qemu_binary())
-    if binary is None:
-        return None
-    try:
-        done = subprocess.run([binary, "--version"], capture_output=True, text=True,
-                              timeout=30, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    first = done.stdout.splitlines()[:1]
-    return first[0].strip() if first else None
-
-
 def check_shared_dir(path: str) -> None:
     """Refuse a host directory the guest could not write back: one whose absolute path (as
     _boot passes it) virtme-ng refuses or splits, or one the guest's scratch disk hides
@@ -281,13 +257,19 @@ def run_in_guest(
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
           cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
           watchdog_end: int, cancel: threading.Event, filesystems: Collection[str]) -> int:
-    with tempfile.TemporaryDirectory(prefix="faultbench-guest-") as scratch:
-        os.write(watchdog_end, f"scratch {scratch}\n".encode())
+    # The guest's share, `scratch`, sits in a directory of root's alone that is not shared:
+    # the guest writes as root in any mode (a setuid program) and may chmod what it is given.
+    # virtme-ng's own files go there too: virtme_ret is read back by name, through links.
+    private = tempfile.mkdtemp(prefix="faultbench-guest-")
+    try:
+        os.write(watchdog_end, f"scratch {private}\n".encode())
+        scratch = os.path.join(private, GUEST_SHARE)
+        os.mkdir(scratch, 0o700)
         try:
             disks, script, init = fill(scratch, argv, env, filesystems)
         except OSError as exc:  # not the results directory's fault, as run() would say
             raise GuestError(printable(
-                f"cannot write the guest's scratch disks in $TMPDIR ({os.path.dirname(scratch)})"
+                f"cannot write the guest's scratch disks in $TMPDIR ({os.path.dirname(private)})"
                 f": {exc.strerror or exc}; they need {SCRATCH_NEEDS}: free some, or "
                 "point TMPDIR at a filesystem with room")) from None
         command = [
@@ -307,21 +289,24 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             command[-2:-2] = [f"--qemu-opts=-drive file={image},format=raw,if=virtio"]
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
-        vng_status, said = _run_streaming(command, timeout_s, watchdog_end, scratch, cancel)
-        try:
-            return int(Path(scratch, STATUS).read_text())
-        except (OSError, ValueError):
-            seen = "see the messages above" if said else "it printed nothing"
-            raise GuestError(
-                f"the guest (QEMU) ended after its command had started, before it finished "
-                f"(virtme-ng exit {vng_status}; {seen})"
-                if os.path.exists(os.path.join(scratch, STARTED)) else  # it booted `kernel`
-                f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
-                f"it may not boot {kernel} ({seen})") from None
+        vng_status, said = _run_streaming(command, timeout_s, watchdog_end, scratch, private,
+                                          cancel)
+        status = guest_status(scratch)
+        if status is not None:
+            return status
+        seen = "see the messages above" if said else "it printed nothing"
+        raise GuestError(
+            f"the guest (QEMU) ended after its command had started, before it finished "
+            f"(virtme-ng exit {vng_status}; {seen})"
+            if os.path.lexists(os.path.join(scratch, STARTED)) else  # it booted `kernel`
+            f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
+            f"it may not boot {kernel} ({seen})")
+    finally:
+        remove_private(private)
 
 
 def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
-                   scratch: str, cancel: threading.Event) -> tuple[int, bool]:
+                   scratch: str, private: str, cancel: threading.Event) -> tuple[int, bool]:
     """Run vng in its own process group; copy its output as it comes; kill it on timeout,
     on `cancel`, or when the guest's script has not started (left STARTED in `scratch`) in
     time. The watchdog is told the group, to kill it should we die without doing so. Its
@@ -330,8 +315,9 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
         raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
     host_env["PATH"] = f"{venv_bin()}:{host_env.get('PATH', '/usr/bin:/bin')}"
-    # virtme-ng's temp files (virtme_ret*) into the scratch: a killed vng never removes them
-    host_env["TMPDIR"] = scratch
+    # virtme-ng's temp files (virtme_ret*) beside the guest's share, never in it: a killed
+    # vng never removes them, and the guest could swap them for links
+    host_env["TMPDIR"] = private
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=host_env, start_new_session=True)

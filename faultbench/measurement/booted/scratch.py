@@ -1,19 +1,24 @@
 """The guest's side of a boot: the scratch disks it mounts (ext4 on /var/tmp, XFS below it),
 the environment its command sees, and the script that runs the command and leaves its
-status. Standard library only."""
+status, and, once it has ended, that status and the removal of what it left. Standard
+library only."""
 
 from __future__ import annotations
 
 import os
 import shlex
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Collection, Iterable
 
+from faultbench.errors import printable
+from faultbench.measurement.rundir.removal import remove_directory
 from faultbench.measurement.rundir.tempfiles import create_exclusive
 
 STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
+GUEST_SHARE = "shared"  # the guest's scratch directory, in its boot's private one
 SCRIPT = "run.sh"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # The guest's root is the host's, read-only over 9p, and its /var/tmp a tmpfs: without a disk
@@ -189,3 +194,33 @@ def guest_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env.update(extra or {})
     return env
+
+
+def guest_status(scratch: str) -> int | None:
+    """The exit status the guest's script left in `scratch`, or None. The guest wrote the
+    file: never read through a link (its stdin, /dev/zero), nor more than a status."""
+    try:
+        fd = os.open(os.path.join(scratch, STATUS),
+                     os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 16) if stat.S_ISREG(os.fstat(fd).st_mode) else b""
+    finally:
+        os.close(fd)
+    try:
+        status = int(text)
+    except ValueError:
+        return None
+    return status if 0 <= status <= 255 else None
+
+
+def remove_private(private: str) -> None:
+    """A boot's private directory (its guest's scratch directory in it) removed, whatever
+    the guest left there; what cannot be (an immutable file) is said in one line."""
+    try:
+        remove_directory(private)
+    except OSError as exc:
+        print(printable(f"faultbench: the guest's scratch directory {private} was left: "
+                        f"{exc.filename}: {exc.strerror}; remove it (rm -rf {private})"),
+              file=sys.stderr)

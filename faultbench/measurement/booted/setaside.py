@@ -21,7 +21,7 @@ from faultbench.measurement.rundir.results import (
     run_file_lines,
 )
 from faultbench.measurement.rundir.runfiles import DISCARDED_PROFILES, boot_dir_name
-from faultbench.measurement.rundir.safefile import ForeignOwnerError, SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
 
 def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
@@ -46,8 +46,8 @@ def set_aside(run_dir: RunDir, boot: int, reason: str) -> int:
                     profiles += _profiles(partial.dir, boot, most)[1]
                 finally:
                     partial.dir.close()
-            except ForeignOwnerError:
-                pass  # the guest gave them away (boots/ is root's alone): read none, remove all
+            except ResultsError:
+                pass  # what its guest made unreadable (given away, a link): set aside unread
             boots.remove_tree(boot_dir_name(boot))
     if profiles:  # before they leave profiles.jsonl: a kill in between copies them twice
         run_dir.append_lines(DISCARDED_PROFILES, ({**p, "discarded": reason} for p in profiles))

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
 import time
+
+from faultbench.measurement.rundir.removal import remove_directory
 
 DONE = b"done"
 GRACE_S = 5.0
@@ -51,8 +52,9 @@ def main(argv: list[str]) -> int:
     if not done:  # the host cleans up after itself when it can
         if group is not None:
             kill_group(group)
-        for directory in scratch:
-            shutil.rmtree(directory, ignore_errors=True)
+        for directory in scratch:  # the guest filled them: no recursion however deep
+            with contextlib.suppress(OSError):
+                remove_directory(directory)
     return 0
 
 

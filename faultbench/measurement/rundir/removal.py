@@ -55,6 +55,17 @@ def remove_tree(dir_fd: int, name: str) -> None:
         raise
 
 
+def remove_directory(path: str) -> None:
+    """The directory at `path` removed as remove_tree removes one (its last component never
+    followed); missing: nothing to do."""
+    parent = os.open(os.path.dirname(os.path.abspath(path)),
+                     os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        remove_tree(parent, os.path.basename(os.path.abspath(path)))
+    finally:
+        os.close(parent)
+
+
 def _opened(dir_fd: int, name: str) -> tuple[int, str, list[str]]:
     """Directory `name` of `dir_fd` (never a link) opened: its fd, name and entries."""
     fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)

@@ -46,17 +46,14 @@ MAX_LINES = MAX_BYTES[SAMPLES] // 512
 # their readers' (MAX_BYTES); discarded.jsonl holds samples set aside (and
 # discarded-profiles.jsonl their profiles), pyperf.json the samples' values, worker.log what
 # the worker says of them, and none is read back on a resume: each keeps 1 GiB, the one cap
-# all had before. boots/N.json is a boot's machine
-# state, as meta.json holds one (the guest's report, as the host read it); boots/N.d/, the
-# one directory its guest may write, gets a copy of meta.json and the boot's own files (its
-# kernel-image is written afresh for each boot, and read by nothing before).
+# all had before. boots/N.json is a boot's machine state, as meta.json holds one (the
+# guest's report, as the host read it). boots/N.d/ is not renewed: it is the directory its
+# guest wrote (in root's boots/), whatever the guest made of it, and a resume only sets an
+# unfinished boot's aside, reading what it can as untrusted, then removes it.
 RUN_FILES = {META: MAX_BYTES[META], SAMPLES: MAX_BYTES[SAMPLES],
              PROFILES: MAX_BYTES[PROFILES], DISCARDED: MAX_BYTES[SAMPLES],
              DISCARDED_PROFILES: MAX_BYTES[PROFILES], WORKER_LOG: 1 << 30, PYPERF: 1 << 30}
-BOOT_FILES = (META, SAMPLES, PROFILES, WORKER_LOG)
-# All of them together: a boot's files hold its share of the run's samples, profiles and
-# log on their way to the run's own, so a run within its files' caps is within their sum.
-RUN_FILES_MOST = sum(RUN_FILES.values())
+RUN_FILES_MOST = sum(RUN_FILES.values())  # all of them together
 
 
 def boot_dir_name(index: int) -> str:
@@ -73,9 +70,6 @@ def run_files(boots: int) -> Iterator[tuple[tuple[str, ...], int]]:
         yield (name,), most
     for index in range(boots):
         yield (BOOTS_DIR, f"{index}.json"), MAX_BYTES[META]
-        yield (BOOTS_DIR, boot_dir_name(index), BOOT_REPORT), MAX_BYTES[META]
-        for name in BOOT_FILES:
-            yield (BOOTS_DIR, boot_dir_name(index), name), RUN_FILES[name]
 
 
 class Repeats:
