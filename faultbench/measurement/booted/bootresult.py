@@ -54,7 +54,7 @@ def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: 
     boot["guest"] = guest if isinstance(guest, dict) else None
     if reason is None:
         reason = why
-    if reason is None and not (report and report.get("complete")):
+    if reason is None and not (report and report.get("complete") is True):
         reason = "the guest ended without recording the boot as complete"
     if reason is None:
         reason = kernel_mismatch(kernel, guest)

@@ -245,7 +245,7 @@ def run_in_guest(
     watchdog_end = _start_watchdog()
     try:
         if private:
-            os.write(watchdog_end, f"scratch {private}\n".encode())
+            _tell(watchdog_end, f"scratch {private}")
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
                      watchdog_end, cancel or threading.Event(), filesystems)
     finally:
@@ -262,7 +262,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
     # virtme-ng's own files go there too: virtme_ret is read back by name, through links.
     private = tempfile.mkdtemp(prefix="faultbench-guest-")
     try:
-        os.write(watchdog_end, f"scratch {private}\n".encode())
+        _tell(watchdog_end, f"scratch {private}")
         scratch = os.path.join(private, GUEST_SHARE)
         os.mkdir(scratch, 0o700)
         try:
@@ -321,11 +321,11 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=host_env, start_new_session=True)
-    os.write(watchdog_end, f"group {proc.pid}\n".encode())
     deadline = time.monotonic() + timeout_s
     late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
                       f"(raise {TIMEOUT_ENV} if it needs longer)")
     try:
+        _tell(watchdog_end, f"group {proc.pid}")  # inside: a dead watchdog stops the guest
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
             tail = _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED),
@@ -336,6 +336,16 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
                 raise late from None
     finally:
         _kill_group(proc)
+
+
+def _tell(watchdog_end: int, line: str) -> None:
+    """`line` told to the watchdog; GuestError when it is gone (killed): without it, a
+    guest would outlive our own death."""
+    try:
+        os.write(watchdog_end, f"{line}\n".encode())
+    except OSError as exc:
+        raise GuestError(f"the guest's watchdog, which stops it should faultbench die, is "
+                         f"gone ({exc.strerror}): no guest runs without it") from None
 
 
 def _start_watchdog() -> int:
