@@ -12,8 +12,11 @@ beside the default journal, needs no group.
 
 ALONE (with HOST): a test that sets a knob other tests' counts depend on (a THP knob to
 `always`: every memfd's faults change) runs with no other test beside it (tests/conftest.py).
-The knobs the shipped workloads pin (thp.shmem_enabled = never, this machine's default),
-vm.swappiness and thp.defrag change no count.
+So does one that sets any THP knob to another value: a native run watches every THP knob it
+does not set, and leaves out what it measured while one changed (`knob_drift`), so a test
+beside it would lose samples (thp.defrag changes no count, but is watched). The knobs the
+shipped workloads pin (thp.shmem_enabled = never, this machine's default) and vm.swappiness
+change nothing another test sees.
 
 The others keep the tests that share one guest run (a session- or module-scoped run that
 boots) on one worker, so that the guests boot once, not once per worker. What most of them

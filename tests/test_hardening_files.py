@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from console import one_line
-from groups import HOST
+from groups import ALONE, HOST
 from images import require_boot_image
 from inprocess import in_process
 from test_runner import _cmdline
@@ -177,6 +177,7 @@ def test_links_and_hard_links_in_roots_own_directory_are_never_written_through(
 
 
 @HOST
+@ALONE
 def test_the_journal_temp_file_is_never_a_planted_link(
     shared_dir: Path, other_defrag: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -235,6 +236,7 @@ def _stop(proc: subprocess.Popen[str], signum: int = signal.SIGINT) -> str:
 
 
 @HOST
+@ALONE
 def test_runs_with_different_journals_exclude_each_other(
     tmp_path: Path, other_defrag: str
 ) -> None:
@@ -274,6 +276,7 @@ def test_runs_with_different_journals_exclude_each_other(
 
 
 @HOST
+@ALONE
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject a signal")
 @pytest.mark.parametrize("syscall", ["fsync", "linkat"])
 def test_sigterm_while_the_journal_is_written_leaves_nothing(
@@ -298,6 +301,7 @@ def test_sigterm_while_the_journal_is_written_leaves_nothing(
 
 
 @HOST
+@ALONE
 def test_a_knob_changed_by_hand_is_marked_reported_and_restored(
     journal: Path, other_defrag: str
 ) -> None:
@@ -325,6 +329,7 @@ def test_a_knob_changed_by_hand_is_marked_reported_and_restored(
 
 
 @HOST
+@ALONE
 def test_a_knob_changed_by_hand_is_not_silently_overwritten_at_exit(
     journal: Path, other_defrag: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -342,6 +347,7 @@ def test_a_knob_changed_by_hand_is_not_silently_overwritten_at_exit(
 
 
 @HOST
+@ALONE
 def test_a_run_marks_samples_measured_under_a_drifted_knob(
     tmp_path: Path, journal: Path, other_defrag: str
 ) -> None:
@@ -392,6 +398,7 @@ BURSTS = [
 
 
 @HOST
+@ALONE
 @pytest.mark.parametrize("command", ["measure", "run"])
 def test_signal_bursts_and_ctrl_c_at_start_up_end_in_a_line_not_a_traceback(
     command: str, tmp_path: Path, journal: Path, other_defrag: str
@@ -477,6 +484,7 @@ BAD_JOURNALS = {
 
 
 @HOST
+@ALONE
 @pytest.mark.parametrize("case", list(BAD_JOURNALS))
 def test_restore_accepts_only_what_the_knob_rules_allow(
     case: str, journal: Path, other_defrag: str
@@ -588,6 +596,7 @@ def test_sigkill_during_kernel_leaves_no_scratch_image_and_no_qemu(
 
 
 @HOST
+@ALONE
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace to inject a signal")
 def test_a_journal_temp_file_left_by_sigkill_is_removed_by_the_next_run(
     journal: Path, other_defrag: str

@@ -35,7 +35,7 @@ def test_a_guest_that_ended_before_a_stop_past_the_deadline_is_collected(
     proc.wait()  # it ended while we were stopped
     try:
         tail = guest._copy_until_exit(proc, time.monotonic() - 100, guest.GuestError("late"),
-                                      str(started), threading.Event())
+                                      str(started), threading.Event(), sys.stdout)
     finally:
         guest._kill_group(proc)
     assert sorted(tail.splitlines()) == [b"booted", b"its last line"]
@@ -51,7 +51,7 @@ def test_a_guest_printing_on_past_the_deadline_is_late(tmp_path: Path) -> None:
     try:
         with pytest.raises(guest.GuestError, match="late"):
             guest._copy_until_exit(proc, begun - 100, guest.GuestError("late"), str(started),
-                                   threading.Event())
+                                   threading.Event(), sys.stdout)
     finally:
         guest._kill_group(proc)
     assert time.monotonic() - begun < 10

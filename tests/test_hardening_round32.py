@@ -56,7 +56,7 @@ def _lying_vng(seen: dict[str, Any]) -> Any:
     """guest._run_streaming as a guest that opens its scratch directory to everyone, plants
     a file there, leaves a nest 1,100 deep, and exits 0."""
     def run(command: list[str], timeout_s: float, watchdog_end: int, scratch: str,
-            private: str, cancel: Any) -> tuple[int, bool]:
+            private: str, cancel: Any, stdout: Any, held: int) -> tuple[int, bool]:
         share = Path(scratch)
         share.chmod(0o777)
         (share / "planted").write_text("root's\n")

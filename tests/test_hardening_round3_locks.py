@@ -168,6 +168,18 @@ def _journal_left_behind(custom: Path, pid: int, value: str, original: str) -> N
         f"(journal {custom}); run `faultbench restore` first" in doctor.stdout
     assert "=> knob sweeps: refused now:" in doctor.stdout
     assert "sysctl/THP sweeps natively: possible" not in doctor.stdout
+    # round 34: a command that sets no knob measures at the values left, and says so
+    left = (f"WARNING: a previous run (pid {pid}) did not restore vm.swappiness (journal "
+            f"{custom}): measured at the kernel knobs it left changed, not the machine's own")
+    run = custom.parent.parent / "at-the-knobs-left"
+    for argv in (["measure", "--size", "1M"], ["run", "quick", "--out", run, "-q",
+                                                "--repetitions", "1", "--only", "uffd=none"]):
+        done = subprocess.run([*FAULTBENCH, *map(str, argv)], capture_output=True, text=True,
+                              env=plain, timeout=300)
+        assert done.returncode == 0 and f"faultbench {argv[0]}: {left}" in done.stderr, \
+            done.stderr
+    meta = json.loads((run / "meta.json").read_text())
+    assert meta["machine_state"]["knob_writer"]["left"].startswith(f"a previous run (pid {pid})")
     restore = subprocess.run([*FAULTBENCH, "restore"], capture_output=True, text=True,
                              env=plain, timeout=120)
     assert restore.returncode == 0, restore.stderr

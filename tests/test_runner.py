@@ -16,7 +16,7 @@ from typing import Any
 import pyperf
 import pytest
 from analysis_runs import faultbench, tcg_run
-from groups import HOST, SWEEP_RUN
+from groups import ALONE, HOST, SWEEP_RUN
 
 from faultbench.measurement.knobs.catalog import THP_DIR, read_value, resolve
 from faultbench.measurement.knobs.sysfs import bracket_choices
@@ -228,6 +228,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_sample_set(
     assert not list(resumed.glob(".*.tmp"))
 
 
+@ALONE  # shmem THP switched on changes every memfd's faults for a test beside it
 @HOST
 def test_resume_after_kill_9_puts_the_journaled_knob_back_first(tmp_path: Path) -> None:
     choices, current = bracket_choices(Path(THP_SHMEM).read_text())

@@ -223,9 +223,11 @@ def _check_dir(path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT, disks_for
     from faultbench.measurement.knobs import catalog as knobs
+    from faultbench.measurement.knobs.journal import knobs_left
     from faultbench.measurement.knobs.requested import parse_set_options
     from faultbench.measurement.knobs.session import KnobSession
     from faultbench.measurement.knobs.watch import KnobWatch
+    from faultbench.measurement.machine import knob_writer_warning
     from faultbench.measurement.measure import backing_dir, check_resources, measure_mappers
 
     # a guest's XFS scratch disk exists only in the guest
@@ -275,6 +277,8 @@ def run(args: argparse.Namespace) -> int:
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = drifted = 0
+    if not axes and (left := knobs_left()) is not None:
+        print(f"faultbench measure: {knob_writer_warning({'left': left})}", file=sys.stderr)
     # the THP settings it does not set, which another faultbench may change meanwhile
     watch = KnobWatch(n for n in knobs.thp_names() if n not in dict(axes))
     try:

@@ -184,7 +184,7 @@ def _run(args: argparse.Namespace) -> int:
 
             def begin(out: Path) -> RunDir:
                 return _start_booted(workload, out, kernels, args.boots, args.clock, extra,
-                                     args.memory, args.shard) if kernels else \
+                                     args.memory, args.shard, args.jobs) if kernels else \
                     start(workload, out, extra=extra)
 
             try:
@@ -247,11 +247,12 @@ def _say_machine_state(state: dict[str, Any], quiet: bool, plane: str) -> None:
 
 def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int | None,
                   clock: str | None, extra: dict[str, Any], memory: str | None = None,
-                  shard: str | None = None) -> Any:
+                  shard: str | None = None, jobs: int | None = None) -> Any:
     from faultbench.measurement.booted import boots as booting
     from faultbench.measurement.booted import guest
     from faultbench.measurement.booted.boot_order import BootPlanError, parse_shard
     from faultbench.measurement.booted.clocks import clock_record, without_concurrent_mappers
+    from faultbench.measurement.booted.jobs import refuse_over_memory
     from faultbench.measurement.runner import RunError, start
 
     try:
@@ -276,6 +277,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
     sharded: dict[str, Any] = {}
     if shard_of:
         plan, sharded["shard"] = booting.shard(plan, *shard_of)
+    refuse_over_memory(jobs and min(jobs, len(plan)), size)
     return start(workload, out, plane=guest.plane_for(kvm, clock), extra={
         "kernels": [k.to_dict() for k in kernels], "boots_per_kernel": boots, "boots": plan,
         **sharded,
@@ -407,6 +409,7 @@ def _report(run_dir: RunDir) -> int:
     from faultbench.errors import error_text, printable
     from faultbench.measurement.rundir.results import META, PYPERF, SAMPLES
     from faultbench.measurement.spec import clipped
+    from faultbench.measurement.workload import KNOB_AXIS
 
     written = [n for n in (SAMPLES, META, PYPERF) if run_dir.dir.is_file(n)]
     print(f"results in {run_dir.path}/ ({', '.join(written)})")
@@ -420,6 +423,12 @@ def _report(run_dir: RunDir) -> int:
         first = printable(clipped(error_text(failed[0]["error"])))
         print(f"faultbench run: {len(failed)} of {len(records)} samples failed (status "
               f"\"error\" in {SAMPLES}); the first: {first}", file=sys.stderr)
+    refused = [s for s in run_dir.read_meta()["skipped"]
+               if not s["scenario"].startswith(KNOB_AXIS)]  # those said as the run began
+    if refused:
+        print(f"faultbench run: {len(refused)} scenario(s) skipped (`skipped` in {META}); "
+              f"the first: {printable(clipped(refused[0]['scenario']))}: "
+              f"{printable(clipped(refused[0]['reason']))}", file=sys.stderr)
     why = Counter(_unusable(r) for r in records if not r["warmup"])
     measured, usable = why.total(), why.pop(None, 0)
     if measured and not usable:

@@ -77,15 +77,20 @@ def collect(host_knobs: bool = True) -> dict[str, Any]:
 def knob_writer(null_reasons: dict[str, str]) -> dict[str, Any] | None:
     """The live holder of the knob lock ({pid, command}): a run started then measures at
     the values it set for a while, not at the machine's own (it sweeps them, and puts them
-    back when it ends). The lock keeps knob writers apart; a run that only reads cannot
+    back when it ends). With none, a killed writer's journal ({left: in words}): its values
+    stay until `faultbench restore`. The lock keeps knob writers apart; a run that only reads cannot
     wait for it, not knowing it ever sets none."""
+    from faultbench.measurement.knobs.journal import knobs_left
     from faultbench.measurement.knobs.knoblock import LOCK_PATH, live_holder
 
     try:
-        return live_holder()
+        holder = live_holder()
     except OSError as exc:
         null_reasons["knob_writer"] = f"{LOCK_PATH}: {exc.strerror}"
         return None
+    if holder is None and (left := knobs_left()) is not None:
+        return {"pid": None, "command": None, "left": left}  # killed: what it set stays
+    return holder
 
 
 def busy(state: dict[str, Any]) -> bool:
@@ -131,6 +136,9 @@ def knob_writer_warning(writer: Any) -> str | None:
     """The warning for knob_writer (read back from a meta.json: untrusted); None for none."""
     if not isinstance(writer, dict):
         return None
+    if isinstance(left := writer.get("left"), str):
+        return (f"WARNING: {printable(left[:300])}: measured at the kernel knobs it left "
+                "changed, not the machine's own (`faultbench restore` puts them back)")
     pid, command = writer.get("pid"), writer.get("command")
     holder = ", ".join(
         ([f"pid {pid}"] if isinstance(pid, int) and not isinstance(pid, bool) else [])

@@ -8,6 +8,7 @@ worker takes the next one.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -106,14 +107,20 @@ class Worker:
             p for p in (package_root, env.get("PYTHONPATH")) if p
         )
         self._buffer = b""
-        self._proc = subprocess.Popen(
-            # -P: the faultbench this runner imported, not one in the working directory
-            [sys.executable, "-P", "-m", "faultbench.measurement.worker"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
-            # its own process group: killing it takes its mapper processes along, and a
-            # Ctrl-C at the terminal reaches only the parent, which stops it cleanly
-            start_new_session=True,
-        )
+        try:
+            self._proc = subprocess.Popen(
+                # -P: the faultbench this runner imported, not one in the working directory
+                [sys.executable, "-P", "-m", "faultbench.measurement.worker"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, env=env,
+                # its own process group: killing it takes its mapper processes along, and a
+                # Ctrl-C at the terminal reaches only the parent, which stops it cleanly
+                start_new_session=True,
+            )
+        except OSError as exc:  # its pipes or the process itself (ulimit -n, -u)
+            limit = (" (the limit on open files: raise `ulimit -n`)"
+                     if exc.errno in (errno.EMFILE, errno.ENFILE) else "")
+            raise RunError(f"cannot start the measuring worker: {exc.strerror or exc}"
+                           f"{limit}") from None
         assert self._proc.stdout is not None
         # A worker that cannot even start would otherwise cost every sample of the run.
         try:

@@ -334,9 +334,11 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
             try:
                 # its own directory only: a guest could rewrite the run's samples, or
                 # another boot's, and nothing after would notice
+                # its stdout on our stderr: the run's stdout is the host's own summary
                 status = guest.run_in_guest(copy, argv, rwdir=str(own_dir),
                                              timeout_s=timeout_s, memory=memory, clock=clock,
-                                             cancel=cancel, filesystems=filesystems)
+                                             cancel=cancel, filesystems=filesystems,
+                                             stdout=sys.stderr)
             except guest.GuestError as exc:
                 return str(exc).replace(copy, f"{image} (a copy)")
             finally:  # QEMU is gone: 10-70 MB less in a failed boot's directory; the guest

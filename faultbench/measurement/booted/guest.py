@@ -21,14 +21,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Collection
+from typing import TextIO
 
 from faultbench.errors import FaultbenchError, not_a_file, printable
 from faultbench.measurement.booted import watchdog
 from faultbench.measurement.booted.checkout import package_root, write_bytecode
+from faultbench.measurement.booted.held import make_held, remove_left
 from faultbench.measurement.booted.imagecheck import (
     VNG_RULE,
     boot_refusal,
@@ -46,6 +47,7 @@ from faultbench.measurement.booted.scratch import (
     remove_private,
     venv_bin,
 )
+from faultbench.measurement.booted.shown import GuestStream
 from faultbench.measurement.image import boot_images
 from faultbench.measurement.knobs.sysfs import cpu_flags
 from faultbench.measurement.signals import signals_raise
@@ -214,8 +216,10 @@ def run_in_guest(
     cancel: threading.Event | None = None,
     private: str | None = None,
     filesystems: Collection[str] = SCRATCH_FILESYSTEMS,
+    stdout: TextIO | None = None,
 ) -> int:
-    """Boot `kernel`, run `argv` in it, stream its stdout/stderr to ours; its exit status.
+    """Boot `kernel`, run `argv` in it, show its stdout on `stdout` (default: ours) and its
+    stderr on ours, escaped (shown.py); its exit status.
 
     `rwdir` is a host directory the guest may write (same path inside). `clock` is `icount`
     or `wall` (None: see resolve_clock). Raises GuestError when something needed is missing,
@@ -242,12 +246,14 @@ def run_in_guest(
                          "up a second vCPU under -icount (docs/icount.md); use one, or --clock "
                          "wall")
     write_bytecode()
+    remove_left()  # of runs killed with their watchdogs
     watchdog_end = _start_watchdog()
     try:
         if private:
             _tell(watchdog_end, f"scratch {private}")
         return _boot(kernel, argv, rwdir, timeout_s, memory, cpus, env, kvm, clock,
-                     watchdog_end, cancel or threading.Event(), filesystems)
+                     watchdog_end, cancel or threading.Event(), filesystems,
+                     sys.stdout if stdout is None else stdout)
     finally:
         with contextlib.suppress(OSError):
             os.write(watchdog_end, watchdog.DONE + b"\n")
@@ -256,11 +262,12 @@ def run_in_guest(
 
 def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, memory: str,
           cpus: int, env: dict[str, str] | None, kvm: bool, clock: str,
-          watchdog_end: int, cancel: threading.Event, filesystems: Collection[str]) -> int:
+          watchdog_end: int, cancel: threading.Event, filesystems: Collection[str],
+          stdout: TextIO) -> int:
     # The guest's share, `scratch`, sits in a directory of root's alone that is not shared:
     # the guest writes as root in any mode (a setuid program) and may chmod what it is given.
     # virtme-ng's own files go there too: virtme_ret is read back by name, through links.
-    private = tempfile.mkdtemp(prefix="faultbench-guest-")
+    private, held = make_held("faultbench-guest-")
     try:
         _tell(watchdog_end, f"scratch {private}")
         scratch = os.path.join(private, GUEST_SHARE)
@@ -290,7 +297,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
         if rwdir:
             command[-2:-2] = ["--rwdir", os.path.abspath(rwdir)]
         vng_status, said = _run_streaming(command, timeout_s, watchdog_end, scratch, private,
-                                          cancel)
+                                          cancel, stdout, held)
         status = guest_status(scratch)
         if status is not None:
             return status
@@ -303,14 +310,16 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             f"it may not boot {kernel} ({seen})")
     finally:
         remove_private(private)
+        os.close(held)
 
 
 def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
-                   scratch: str, private: str, cancel: threading.Event) -> tuple[int, bool]:
+                   scratch: str, private: str, cancel: threading.Event,
+                   stdout: TextIO, held: int) -> tuple[int, bool]:
     """Run vng in its own process group; copy its output as it comes; kill it on timeout,
     on `cancel`, or when the guest's script has not started (left STARTED in `scratch`) in
-    time. The watchdog is told the group, to kill it should we die without doing so. Its
-    exit status, and whether it printed anything."""
+    time. The watchdog is told the group, to kill it should we die without doing so; vng
+    holds `private` too (held.py). Its exit status, and whether it printed anything."""
     if cancel.is_set():
         raise GuestError("stopped before the guest started")
     host_env = dict(os.environ)
@@ -320,7 +329,8 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     host_env["TMPDIR"] = private
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=host_env, start_new_session=True)
+                            stderr=subprocess.PIPE, env=host_env, start_new_session=True,
+                            pass_fds=(held,))
     deadline = time.monotonic() + timeout_s
     late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
                       f"(raise {TIMEOUT_ENV} if it needs longer)")
@@ -329,7 +339,7 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
         # SIGTERM/SIGHUP unwind like Ctrl-C does, so the guest is killed on the way out
         with signals_raise((signal.SIGTERM, signal.SIGHUP)):
             tail = _copy_until_exit(proc, deadline, late, os.path.join(scratch, STARTED),
-                                    cancel)
+                                    cancel, stdout)
             try:
                 return proc.wait(timeout=max(deadline - time.monotonic(), 0.1)), bool(tail)
             except subprocess.TimeoutExpired:
@@ -362,12 +372,14 @@ def _start_watchdog() -> int:
 
 
 def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: GuestError,
-                     started: str, cancel: threading.Event) -> bytes:
-    """The last lines it printed, once both its pipes are closed. Past the deadline, what
+                     started: str, cancel: threading.Event, stdout: TextIO) -> bytes:
+    """The last lines it printed, once both its pipes are closed; its stdout shown on
+    `stdout`, its stderr on ours (both escaped: shown.py). Past the deadline, what
     waits is read for a second more: a host stopped (Ctrl-Z) past it may resume to a guest
     that ended in time, its end of file waiting (see runner._readline); not to one printing on."""
     assert proc.stdout is not None and proc.stderr is not None
-    sinks = {proc.stdout.fileno(): sys.stdout, proc.stderr.fileno(): sys.stderr}
+    sinks = {proc.stdout.fileno(): GuestStream(stdout),
+             proc.stderr.fileno(): GuestStream(sys.stderr)}
     start_limit = timeout_from_env(START_TIMEOUT_ENV, DEFAULT_START_TIMEOUT_S)
     start_by: float | None = time.monotonic() + start_limit
     tail, read_until = b"", math.inf  # read_until: the second past the deadline
@@ -389,14 +401,11 @@ def _copy_until_exit(proc: subprocess.Popen[bytes], deadline: float, late: Guest
                     raise late
             for key, _ in ready:
                 chunk = os.read(key.fd, 65536)
+                sinks[key.fd].write(chunk, end=not chunk)
                 if not chunk:
                     selector.unregister(key.fd)
                     continue
                 tail = b"".join((tail + chunk).splitlines(keepends=True)[-SHOWN_LINES:])
-                sink = sinks[key.fd]
-                sink.flush()
-                sink.buffer.write(chunk)
-                sink.buffer.flush()
     return tail
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from faultbench.errors import printable
 from faultbench.measurement.booted import pvh
+from faultbench.measurement.booted.held import make_held
 from faultbench.measurement.booted.scratch import hidden_in_guest
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.rundir.identity import runs_version
@@ -193,7 +194,7 @@ def private_copy(image: str) -> Iterator[tuple[str, str]]:
     why, data = read_image(image)
     if data is None:
         raise ResultsError(why or f"{image}: no such file")
-    made = tempfile.mkdtemp(prefix="faultbench-kernel-")
+    made, held = make_held("faultbench-kernel-")
     try:
         # its parents checked: another user who could rename it could swap the copy
         with SafeDir.open(Path(made), advice="set TMPDIR to a directory only root can "
@@ -201,6 +202,7 @@ def private_copy(image: str) -> Iterator[tuple[str, str]]:
             yield boot_copy(image, data, into)
     finally:
         shutil.rmtree(made, ignore_errors=True)
+        os.close(held)
 
 
 def changed(image: str, was: str, now: str) -> str:

@@ -20,6 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from faultbench.measurement.measure import meminfo
+from faultbench.measurement.runner import RunError
 from faultbench.measurement.signals import signals_raise
 from faultbench.measurement.spec import parse_size
 
@@ -44,10 +45,24 @@ def default_jobs(clock: str, memory: str) -> tuple[int, str]:
                             f"+ {HEADROOM_MIB}M")
 
 
+def refuse_over_memory(requested: int | None, memory: str) -> None:
+    """RunError when `requested` guests of `memory` at once (--jobs; the default is fitted
+    to the memory available) need more memory than this machine has."""
+    total_kb = meminfo().get("MemTotal")
+    if requested is None or requested < 2 or total_kb is None:
+        return
+    need = requested * (parse_size(memory) + (HEADROOM_MIB << 20))
+    if need > total_kb * 1024:
+        raise RunError(f"--jobs {requested}: {requested} guests of {memory} (+ {HEADROOM_MIB}M "
+                       f"each for QEMU) need {need / 2**30:.1f} GiB, more memory than this "
+                       f"machine has ({total_kb / 2**20:.1f} GiB): ask for fewer")
+
+
 def jobs_record(requested: int | None, clock: str, memory: str,
                 boots: int) -> tuple[dict[str, Any], str | None]:
     """meta.json's `jobs` (how many guests at once, and why) and the warning to print; never
     more guests than the `boots` left to run."""
+    refuse_over_memory(requested and min(requested, boots), memory)
     if requested is None:
         count, why = default_jobs(clock, memory)
         source = f"default: {why}"

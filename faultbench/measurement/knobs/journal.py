@@ -146,14 +146,31 @@ def refuse_if_journal(path: str) -> None:
             f"{_writer(data)} (pid {data['pid']}) is changing kernel knobs (journal "
             f"{path}); wait for it to finish"
         )
+    raise KnobError(f"{_left(data, path)}; run `faultbench restore` first")
+
+
+def _left(data: dict, path: str) -> str:
+    """What the dead writer of the journal at `path` left changed, in words."""
     knobs = data.get("knobs")
     names = ", ".join(str(k.get("name", "?")) if isinstance(k, dict) else "?"
                       for k in (knobs if isinstance(knobs, list) else []))
-    raise KnobError(
-        f"a previous run (pid {data.get('pid')}) did not restore "
-        f"{names or ('its tmpfs mount' if data.get('unmount') else 'its knobs')} "
-        f"(journal {path}); run `faultbench restore` first"
-    )
+    return (f"a previous run (pid {data.get('pid')}) did not restore "
+            f"{names or ('its tmpfs mount' if data.get('unmount') else 'its knobs')} "
+            f"(journal {path})")
+
+
+def knobs_left() -> str | None:
+    """The knobs a killed run left changed (its journal, read as refuse_if_journal does), in
+    words; None when there are none, or no journal can be read (as another user:
+    /run/faultbench is root's). A run that sets no knob measures at them, and says so."""
+    for path in journals():
+        try:
+            data = _load_journal(path)
+        except KnobError:  # not a journal of ours: restore and doctor say why
+            continue
+        if data is not None and data.get("knobs") and not _owner_alive(data):
+            return _left(data, path)
+    return None
 
 
 def missing_dirs(directory: str) -> list[str]:

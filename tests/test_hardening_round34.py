@@ -1,0 +1,170 @@
+"""Round thirty-four: a booted run's guest printed onto root's terminal whatever it liked
+(escape sequences, any volume), and onto `run`'s stdout beside the host's summary (R34-1);
+what a guest returns (its provenance in meta.json, its worker log) was kept in a run
+directory every user could read, and it can read any of the host's files (R34-3); a low
+limit on open files ended `run` in a traceback (R34-2). Round 3's journal test covers R34-4
+(a command that sets no knob, run after a killed knob writer, says it measured at the knobs
+left)."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from analysis_runs import killed_kernels_run
+from groups import KERNELS_RUN
+from images import require_boot_image
+
+from faultbench.measurement.booted import guest, held
+from faultbench.measurement.booted.shown import SHOWN_MAX
+from faultbench.measurement.measure import meminfo
+
+FAULTBENCH = [sys.executable, "-m", "faultbench"]
+
+
+def _shown(tmp_path: Path, script: str, capfd: pytest.CaptureFixture[str]) -> tuple[str, str]:
+    """What the host shows of a guest (its pipes: a shell running `script`), the guest's
+    stdout sent to our stderr as a booted run's is."""
+    started = tmp_path / "started"
+    started.touch()
+    proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        guest._copy_until_exit(proc, time.monotonic() + 60, guest.GuestError("late"),
+                               str(started), threading.Event(), sys.stderr)
+    finally:
+        proc.wait()
+    return capfd.readouterr()
+
+
+def test_a_guests_output_reaches_the_terminal_escaped_and_never_on_runs_stdout(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    out, err = _shown(tmp_path, r"printf '\033]0;PWN\007\033[2J\033[31mRED\r\n'; "
+                      r"printf 'B\033[5mLINK \233\061m\ttab\n' >&2", capfd)
+    assert out == ""
+    assert "\x1b" not in err and "\x07" not in err and "\x9b" not in err and "\r" not in err
+    assert "\\x1b]0;PWN\\x07\\x1b[2J\\x1b[31mRED\n" in err  # a console line's \r\n: a line
+    assert "B\\x1b[5mLINK \\x9b1m\ttab\n" in err  # no UTF-8: as \xNN
+
+
+def test_a_guest_that_prints_on_and_on_is_shown_up_to_a_bound(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    _, err = _shown(tmp_path, f"head -c {SHOWN_MAX + (1 << 20)} /dev/zero | tr '\\0' a", capfd)
+    assert len(err) < SHOWN_MAX + 200
+    assert err.endswith(f"[the guest printed more than {SHOWN_MAX >> 20} MiB here: the rest "
+                        "is not shown]\n")
+
+
+@KERNELS_RUN
+@pytest.mark.skipif(os.geteuid() != 0, reason="other users' reach is root's problem")
+def test_a_booted_runs_directory_is_out_of_other_users_reach(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Its guest could have put a copy of /etc/shadow into its provenance: the guest's record
+    is in meta.json, its log in worker.log (a real booted run, resumed after a kill)."""
+    run = killed_kernels_run(tmp_path_factory).run
+    assert run.stat().st_mode & 0o777 == 0o700
+    other = subprocess.run(["cat", str(run / "meta.json")], capture_output=True, text=True,
+                           user=65534, group=65534, check=False)
+    assert other.returncode != 0 and "Permission denied" in other.stderr
+
+
+def test_a_low_limit_on_open_files_ends_a_run_in_one_line(tmp_path: Path) -> None:
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (10, 10))
+    done = subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(tmp_path / "r"),
+                           "-q"], capture_output=True, text=True, preexec_fn=few_files,
+                          timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines()[-1] == (
+        "faultbench run: cannot start the measuring worker: Too many open files (the limit "
+        "on open files: raise `ulimit -n`)"), done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_private_directory_no_live_process_holds_is_removed_by_the_next_boot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """R34-5: a run killed together with its watchdog (its whole cgroup) left its guest's
+    scratch directory, GiB-sized disks in it, for ever. Here its maker is SIGKILLed."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # read $TMPDIR again
+    maker = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\n"
+         "from faultbench.measurement.booted.held import make_held\n"
+         "print(make_held('faultbench-guest-')[0], flush=True)\ntime.sleep(600)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert maker.stdout is not None
+        left = Path(maker.stdout.readline().strip())
+        (left / "shared").mkdir()
+        (left / "shared" / "scratch-ext4.img").write_bytes(b"disk")
+        live, fd = held.make_held("faultbench-kernel-")  # this process holds it
+        unmarked = Path(tempfile.mkdtemp(prefix="faultbench-guest-"))  # an older faultbench's
+        capfd.readouterr()
+        held.remove_left()
+        assert left.is_dir() and Path(live).is_dir()  # both held
+        maker.kill()
+        maker.wait()
+        held.remove_left()
+        assert not left.exists() and Path(live).is_dir() and unmarked.is_dir()
+        assert capfd.readouterr().err == (
+            f"faultbench: removed {left}, left by a run killed with its watchdog\n")
+        os.close(fd)
+    finally:
+        maker.kill()
+        maker.wait()
+        tempfile.tempdir = None
+
+
+def _run(tmp_path: Path, name: str, matrix: str, *options: str) -> subprocess.CompletedProcess[str]:
+    workload = tmp_path / f"{name}.toml"
+    workload.write_text(f"repetitions = 2\n[[matrix]]\nsize = \"1M\"\n{matrix}")
+    return subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(tmp_path / name),
+                           "-q", *options], capture_output=True, text=True, timeout=300,
+                          check=False)
+
+
+@pytest.mark.skipif(meminfo().get("HugePages_Free", 0) > 0, reason="huge pages reserved here")
+def test_a_run_says_which_scenario_the_kernel_refused(tmp_path: Path) -> None:
+    """Minor: with -q it said nothing, and its summary's one row was labelled `all`."""
+    done = _run(tmp_path, "huge", 'backing = ["hugetlb", "memfd"]\n')
+    assert done.returncode == 0, done.stderr
+    assert ("faultbench run: 1 scenario(s) skipped (`skipped` in meta.json); the first: "
+            "hugetlb,1M,shared,read,warm,seq,uffd=none: the kernel refused it: hugetlb needs "
+            "1M of free huge pages") in done.stderr
+
+
+def test_two_runs_compared_at_a_value_each_are_named(tmp_path: Path) -> None:
+    """Minor: `compare A:V1 B:V2 --by FIELD` titled its table with the values alone."""
+    for name in ("a", "b"):
+        assert _run(tmp_path, name, 'backing = "memfd"\npattern = ["seq", "sparse"]\n'
+                    ).returncode == 0
+    done = subprocess.run([*FAULTBENCH, "compare", "a:seq", "b:sparse", "--by", "pattern"],
+                          capture_output=True, text=True, timeout=300, check=False,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "base a pattern=seq, new b pattern=sparse" in " ".join(done.stdout.split())
+
+
+def test_guests_at_once_that_would_not_fit_in_memory_are_refused_before_anything(
+        tmp_path: Path) -> None:
+    """Minor: an explicit --jobs was never checked against memory (the default is fitted to
+    it): two guests of 20G started on a 23.5 GiB machine."""
+    image = require_boot_image()
+    each = meminfo()["MemTotal"] * 6 // 10 >> 10  # one fits, two do not
+    done = _run(tmp_path, "jobs", 'backing = "memfd"\n', "--kernel", image, "--memory",
+                f"{each}M", "--boots", "2", "--jobs", "2")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(f"faultbench run: --jobs 2: 2 guests of {each}M (+ 256M each "
+                                  "for QEMU) need ")
+    assert not (tmp_path / "jobs").exists()
