@@ -2,9 +2,11 @@
 (escape sequences, any volume), and onto `run`'s stdout beside the host's summary (R34-1);
 what a guest returns (its provenance in meta.json, its worker log) was kept in a run
 directory every user could read, and it can read any of the host's files (R34-3); a low
-limit on open files ended `run` in a traceback (R34-2). Round 3's journal test covers R34-4
-(a command that sets no knob, run after a killed knob writer, says it measured at the knobs
-left)."""
+limit on open files ended `run` in a traceback (R34-2); a run killed with its watchdog left
+its guest's scratch directory for ever (R34-5); a resume after a THP setting changed pooled
+both settings in every row (R34-6); and three minor ones. Round 3's journal test covers
+R34-4 (a command that sets no knob, run after a killed knob writer, says it measured at the
+knobs left)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from analysis_runs import killed_kernels_run
-from groups import KERNELS_RUN
+from groups import ALONE, HOST, KERNELS_RUN
 from images import require_boot_image
 
 from faultbench.measurement.booted import guest, held
@@ -168,3 +170,36 @@ def test_guests_at_once_that_would_not_fit_in_memory_are_refused_before_anything
     assert done.stderr.startswith(f"faultbench run: --jobs 2: 2 guests of {each}M (+ 256M each "
                                   "for QEMU) need ")
     assert not (tmp_path / "jobs").exists()
+
+
+@ALONE  # it changes thp.defrag, which every native run beside it watches
+@HOST
+@pytest.mark.skipif(os.geteuid() != 0, reason="THP settings need root")
+def test_a_resume_where_a_thp_setting_changed_is_refused(tmp_path: Path) -> None:
+    """R34-6: the resume measured the rest at the new setting, pooled with the old in every
+    row, under the setting meta.json records."""
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 200\n[[matrix]]\nbacking = "memfd"\nsize = "8M"\n')
+    run, defrag = tmp_path / "run", Path("/sys/kernel/mm/transparent_hugepage/defrag")
+    proc = subprocess.Popen([*FAULTBENCH, "run", str(workload), "--out", str(run), "-q"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not ((run / "samples.jsonl").exists()
+               and (run / "samples.jsonl").read_text().count("\n") >= 2):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    proc.terminate()
+    assert proc.wait() == 143
+    choices = defrag.read_text().split()
+    then = next(c for c in choices if c.startswith("["))[1:-1]
+    other = next(c for c in choices if not c.startswith("["))
+    try:
+        defrag.write_text(other)
+        done = subprocess.run([*FAULTBENCH, "run", "--resume", str(run), "-q"],
+                              capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        defrag.write_text(then)
+    assert done.returncode == 2 and done.stderr.endswith(
+        f"faultbench run: {run} was measured with thp.defrag {then} then, {other} now: resuming "
+        "now would pool samples of both settings under the first; put it back (`faultbench "
+        "restore`, if a killed run left it) or start a new run\n"), done.stderr

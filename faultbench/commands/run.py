@@ -308,6 +308,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
     from faultbench.measurement.booted.imagecheck import tmpdir_refusal
     from faultbench.measurement.run_checks import (
         nothing_to_resume,
+        refuse_changed_knobs,
         refuse_misnamed,
         refuse_other_harness,
         refuse_other_machine,
@@ -344,6 +345,7 @@ def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, An
     refuse_other_harness(meta, path)
     refuse_misnamed(meta, path)
     refuse_other_machine(meta, path)  # before a knob is put back
+    refuse_changed_knobs(meta, path)  # those it sets are the journal's to put back
     if meta.get("finished_utc") and not unmeasured(meta, run_dir.read_samples(strict=False),
                                                    None):
         # execute() says so too, of the samples as the renewal left them

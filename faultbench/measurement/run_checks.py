@@ -19,6 +19,7 @@ from faultbench.measurement.knobs.catalog import (
     check_knob_backing,
     check_settable,
     read_ahead_path,
+    read_value,
     resolve,
 )
 from faultbench.measurement.knobs.journal import (
@@ -183,6 +184,43 @@ def refuse_other_harness(meta: dict[str, Any], path: Path | str) -> None:
         raise RunError(f"{path} was started by faultbench {clipped(str(version), 40)} and this "
                        f"is {__version__}: a resume would add this version's samples to a run "
                        f"meta.json credits to that one; {finish}")
+
+
+def refuse_changed_knobs(meta: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a native run where a knob its provenance records (THP settings,
+    fault_around_bytes, read_ahead_kb), and none of its scenarios sets, reads otherwise
+    now: its new samples would be pooled with the old ones in every row, credited to the
+    setting meta.json records. Called once the run's own journal is replayed."""
+    from faultbench.measurement.rundir.provenance import file_dir
+    from faultbench.measurement.spec import Spec
+
+    provenance = meta.get("provenance")
+    if not isinstance(provenance, dict):
+        return
+    set_here = {name for scenario in meta.get("scenarios", []) for name in scenario["knobs"]}
+    recorded: dict[str, Any] = {}
+    for part in ("thp", "knobs"):
+        if isinstance(values := provenance.get(part), dict):
+            recorded.update(values)
+    try:
+        where = file_dir(Spec.from_dict(s["spec"]) for s in meta["scenarios"])
+    except (KeyError, TypeError, SpecError):
+        where = None
+    changed = []
+    for name, then in recorded.items():
+        if name in set_here or isinstance(then, bool) or not isinstance(then, (int, str)):
+            continue  # set by the run itself, or not read then
+        try:
+            now = read_value(resolve(name, where))
+        except (KnobError, OSError):
+            continue
+        if str(now) != str(then):
+            changed.append(f"{clipped(printable(name), 60)} {clipped(printable(str(then)), 40)} "
+                           f"then, {now} now")
+    if changed:
+        raise RunError(f"{path} was measured with {'; '.join(changed)}: resuming now would "
+                       "pool samples of both settings under the first; put it back (`faultbench "
+                       "restore`, if a killed run left it) or start a new run")
 
 
 def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
