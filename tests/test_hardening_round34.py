@@ -10,6 +10,7 @@ knobs left)."""
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -20,7 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
-from analysis_runs import killed_kernels_run
+from analysis_runs import killed_kernels_run, measured_again
 from groups import ALONE, HOST, KERNELS_RUN
 from images import require_boot_image
 
@@ -203,3 +204,21 @@ def test_a_resume_where_a_thp_setting_changed_is_refused(tmp_path: Path) -> None
         f"faultbench run: {run} was measured with thp.defrag {then} then, {other} now: resuming "
         "now would pool samples of both settings under the first; put it back (`faultbench "
         "restore`, if a killed run left it) or start a new run\n"), done.stderr
+
+
+def test_two_runs_at_different_thp_settings_are_said_to_be(tmp_path: Path) -> None:
+    """R34-4: a run after a killed run's leftover (THP on for memfd) against one without:
+    seq -89.8%, and no line said why. Here the second run's provenance says it."""
+    assert _run(tmp_path, "a", 'backing = "memfd"\n').returncode == 0
+    other = measured_again(tmp_path / "a", tmp_path / "b")
+    meta = json.loads((other / "meta.json").read_text())
+    then = meta["provenance"]["thp"]["thp.shmem_enabled"]
+    meta["provenance"]["thp"]["thp.shmem_enabled"] = "always" if then != "always" else "never"
+    (other / "meta.json").write_text(json.dumps(meta))
+    done = subprocess.run([*FAULTBENCH, "compare", "a", "b"], capture_output=True, text=True,
+                          timeout=300, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    now = meta["provenance"]["thp"]["thp.shmem_enabled"]
+    assert ("BASE and NEW ran at different kernel settings that no scenario of theirs set "
+            f"(their provenance): thp.shmem_enabled {then} vs {now}; part of any change here "
+            "may be that.") in " ".join(done.stdout.split())

@@ -1,9 +1,11 @@
-"""Notes a comparison prints when its two runs were measured by harnesses that differ in a
-way that alone moves instruction counts (`faultbench compare`)."""
+"""Notes a comparison prints when its two runs were measured by harnesses, or at machine
+settings, that differ in a way that alone moves counts (`faultbench compare`)."""
 
 from __future__ import annotations
 
 import re
+
+from faultbench.errors import printable
 
 # The first version whose mapper processes exec faultbench/_mapper (before: a fork of the
 # measuring Python process, whose mappings each fault's VMA lookup walked; docs/overhead.md).
@@ -43,7 +45,36 @@ def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
             "instruction clock before harness epoch 2 that alone moved rows whose loops "
             "take about one timer tick by up to 1.7%, mostly upwards with more guests "
             "(docs/scale.md); part of any change here may be that.")
-    return notes
+    return notes + _knob_notes(base_meta, new_meta)
+
+
+def _knob_notes(base_meta: dict, new_meta: dict) -> list[str]:
+    """A note when two native runs ran at THP settings, fault_around_bytes or read_ahead_kb
+    (their provenance) that differ, where no scenario of either set them: a killed run's
+    leftover, or a setting changed by hand, moves every row it touches."""
+    values = []
+    for meta in (base_meta, new_meta):
+        provenance = meta.get("provenance")
+        if meta.get("kernels") or not isinstance(provenance, dict):
+            return []  # a booted run's knobs are its guests'
+        recorded = {}
+        for part in ("thp", "knobs"):
+            if isinstance(found := provenance.get(part), dict):
+                recorded.update(found)
+        values.append(recorded)
+    set_by_runs = {str(name) for meta in (base_meta, new_meta)
+                   for scenario in meta.get("scenarios", [])
+                   if isinstance(scenario, dict) and isinstance(scenario.get("knobs"), dict)
+                   for name in scenario["knobs"]}
+    differ = [f"{name} {values[0][name]} vs {values[1][name]}"
+              for name in sorted(set(values[0]) & set(values[1]) - set_by_runs, key=str)
+              if values[0][name] is not None and values[1][name] is not None
+              and values[0][name] != values[1][name]]
+    if not differ:
+        return []
+    shown = printable("; ".join(differ[:4]))[:400] + ("; ..." if len(differ) > 4 else "")
+    return [f"BASE and NEW ran at different kernel settings that no scenario of theirs set "
+            f"(their provenance): {shown}; part of any change here may be that."]
 
 
 def _jobs(meta: dict) -> int | None:
