@@ -87,7 +87,8 @@ def test_runs_of_other_seeds_compare_by_seed_and_a_refusal_names_it(tmp_path: Pa
     refused(in_process("compare", *runs), "compare",
             "no scenario in common: they differ in seed (1 vs 2)")
     done = faultbench("compare", f"{runs[0]}:1", f"{runs[1]}:2", "--by", "seed")
-    assert "base seed=1, new seed=2" in " ".join(done.stdout.split())
+    words = " ".join(done.stdout.split())  # two runs: each named beside its value
+    assert "s1 seed=1, new" in words and "s2 seed=2 (Linux" in words
     assert table_row(done.stdout, "seq") and table_row(done.stdout, "random"), done.stdout
 
 

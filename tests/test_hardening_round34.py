@@ -44,6 +44,9 @@ def _shown(tmp_path: Path, script: str, capfd: pytest.CaptureFixture[str]) -> tu
                                str(started), threading.Event(), sys.stderr)
     finally:
         proc.wait()
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
     return capfd.readouterr()
 
 
@@ -95,30 +98,27 @@ def test_a_low_limit_on_open_files_ends_a_run_in_one_line(tmp_path: Path) -> Non
 
 
 def test_a_private_directory_no_live_process_holds_is_removed_by_the_next_boot(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
-) -> None:
+        tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     """R34-5: a run killed together with its watchdog (its whole cgroup) left its guest's
     scratch directory, GiB-sized disks in it, for ever. Here its maker is SIGKILLed."""
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    tempfile.tempdir = None  # read $TMPDIR again
     maker = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\n"
          "from faultbench.measurement.booted.held import make_held\n"
-         "print(make_held('faultbench-guest-')[0], flush=True)\ntime.sleep(600)"],
-        stdout=subprocess.PIPE, text=True)
+         f"print(make_held('faultbench-guest-', {str(tmp_path)!r})[0], flush=True)\n"
+         "time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert maker.stdout is not None
     try:
-        assert maker.stdout is not None
         left = Path(maker.stdout.readline().strip())
         (left / "shared").mkdir()
         (left / "shared" / "scratch-ext4.img").write_bytes(b"disk")
-        live, fd = held.make_held("faultbench-kernel-")  # this process holds it
-        unmarked = Path(tempfile.mkdtemp(prefix="faultbench-guest-"))  # an older faultbench's
+        live, fd = held.make_held("faultbench-kernel-", str(tmp_path))  # held here
+        unmarked = Path(tempfile.mkdtemp(prefix="faultbench-guest-", dir=tmp_path))  # older
         capfd.readouterr()
-        held.remove_left()
+        held.remove_left(str(tmp_path))
         assert left.is_dir() and Path(live).is_dir()  # both held
         maker.kill()
         maker.wait()
-        held.remove_left()
+        held.remove_left(str(tmp_path))
         assert not left.exists() and Path(live).is_dir() and unmarked.is_dir()
         assert capfd.readouterr().err == (
             f"faultbench: removed {left}, left by a run killed with its watchdog\n")
@@ -126,7 +126,7 @@ def test_a_private_directory_no_live_process_holds_is_removed_by_the_next_boot(
     finally:
         maker.kill()
         maker.wait()
-        tempfile.tempdir = None
+        maker.stdout.close()
 
 
 def _run(tmp_path: Path, name: str, matrix: str, *options: str) -> subprocess.CompletedProcess[str]:

@@ -171,9 +171,9 @@ def _journal_left_behind(custom: Path, pid: int, value: str, original: str) -> N
     # round 34: a command that sets no knob measures at the values left, and says so
     left = (f"WARNING: a previous run (pid {pid}) did not restore vm.swappiness (journal "
             f"{custom}): measured at the kernel knobs it left changed, not the machine's own")
-    run = custom.parent.parent / "at-the-knobs-left"
-    for argv in (["measure", "--size", "1M"], ["run", "quick", "--out", run, "-q",
-                                                "--repetitions", "1", "--only", "uffd=none"]):
+    run, workload = custom.parent.parent / "at-the-knobs-left", custom.parent.parent / "w.toml"
+    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+    for argv in (["measure", "--size", "1M"], ["run", workload, "--out", run, "-q"]):
         done = subprocess.run([*FAULTBENCH, *map(str, argv)], capture_output=True, text=True,
                               env=plain, timeout=300)
         assert done.returncode == 0 and f"faultbench {argv[0]}: {left}" in done.stderr, \

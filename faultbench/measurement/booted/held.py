@@ -22,10 +22,10 @@ PREFIXES = ("faultbench-guest-", "faultbench-kernel-")
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def make_held(prefix: str) -> tuple[str, int]:
-    """A new directory of $TMPDIR (only ours, 0700), and the fd that holds it: it is held
-    until that fd, and every copy of it (vng's), is closed."""
-    path = tempfile.mkdtemp(prefix=prefix)
+def make_held(prefix: str, where: str | None = None) -> tuple[str, int]:
+    """A new directory of `where` (default: $TMPDIR; only ours, 0700), and the fd that holds
+    it: it is held until that fd, and every copy of it (vng's), is closed."""
+    path = tempfile.mkdtemp(prefix=prefix, dir=where)
     fd = os.open(os.path.join(path, HELD + ".new"),
                  os.O_RDONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
@@ -38,11 +38,11 @@ def make_held(prefix: str) -> tuple[str, int]:
     return path, fd
 
 
-def remove_left() -> None:
-    """Removes the directories of PREFIXES in $TMPDIR that are ours and that no live
-    process holds, each said in one line. One without a HELD file (being made, or made by
-    an older faultbench) is left alone."""
-    where = tempfile.gettempdir()
+def remove_left(where: str | None = None) -> None:
+    """Removes the directories of PREFIXES in `where` (default: $TMPDIR) that are ours and
+    that no live process holds, each said in one line. One without a HELD file (being made,
+    or made by an older faultbench) is left alone."""
+    where = where or tempfile.gettempdir()
     try:
         names = [n for n in os.listdir(where) if n.startswith(PREFIXES)]
     except OSError:
