@@ -232,6 +232,22 @@ def merged_shards(parallel_run: dict[str, Any]) -> dict[str, Any]:
             "unsharded": parallel_run["run"]}
 
 
+@SCALE_RUN
+def test_merged_booted_shards_are_out_of_other_users_reach_with_or_without_boots(
+        merged_shards: dict[str, Any], tmp_path: Path) -> None:
+    """R35-2: meta.json holds what the guests returned (which may be any of the host's
+    files): a merge of shards copied without their boots/ made a 0755 directory of it."""
+    base, copies = merged_shards["base"], []
+    for shard in ("shard1", "shard2"):
+        copies.append(tmp_path / shard)
+        copies[-1].mkdir()
+        for name in ("meta.json", "samples.jsonl", "pyperf.json"):
+            shutil.copy(base / shard / name, copies[-1] / name)
+    faultbench("merge", *copies, "--out", tmp_path / "merged")
+    for run in (merged_shards["merged"], tmp_path / "merged", base / "shard1"):
+        assert run.stat().st_mode & 0o777 == 0o700, run
+
+
 def _per_row(run: Path, metric: str) -> dict[tuple[str, str], float]:
     values = defaultdict(list)
     for r in samples(run):

@@ -117,10 +117,8 @@ class Worker:
                 start_new_session=True,
             )
         except OSError as exc:  # its pipes or the process itself (ulimit -n, -u)
-            limit = (" (the limit on open files: raise `ulimit -n`)"
-                     if exc.errno in (errno.EMFILE, errno.ENFILE) else "")
             raise RunError(f"cannot start the measuring worker: {exc.strerror or exc}"
-                           f"{limit}") from None
+                           f"{_limit_hint(exc)}") from None
         assert self._proc.stdout is not None
         # A worker that cannot even start would otherwise cost every sample of the run.
         try:
@@ -220,6 +218,11 @@ def every_mapper(samples: list[dict[str, Any]], mappers: int) -> list[dict[str, 
     return samples + [{**samples[0], "mapper": m} for m in range(len(samples), mappers)]
 
 
+def _limit_hint(exc: OSError) -> str:
+    return (" (the limit on open files: raise `ulimit -n`)"
+            if exc.errno in (errno.EMFILE, errno.ENFILE) else "")
+
+
 def start(
     workload: Workload, out: Path, plane: str | None = None, extra: dict[str, Any] | None = None
 ) -> RunDir:
@@ -242,6 +245,11 @@ def start(
         check_knob_settings(workload)
     run_dir = RunDir.create(out)
     try:
+        try:
+            provenance = collect(file_dir(s.spec for s in workload.scenarios))
+        except OSError as exc:
+            raise RunError(f"cannot read this machine's provenance: {exc.filename}: "
+                           f"{exc.strerror}{_limit_hint(exc)}") from None
         run_dir.write_meta({
             "format": FORMAT,
             "faultbench_version": __version__,
@@ -249,7 +257,7 @@ def start(
             "workload": workload.meta(),
             "scenarios": [s.to_dict() for s in workload.scenarios],
             "skipped": workload.skipped,
-            "provenance": collect(file_dir(s.spec for s in workload.scenarios)),
+            "provenance": provenance,
             "plane": plane or current_plane(),
             "started_utc": utc_now(),
             "finished_utc": None,

@@ -224,6 +224,8 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
     _check_measured_apart(parts)  # after what is wrong with a part itself
     run_dir = RunDir.create(out, resumable=False)
     try:
+        if booted[0]:  # its meta.json holds what the guests returned, boots/ or not
+            run_dir.make_private()
         run_dir.append_lines(SAMPLES, samples)
         if profiles:
             run_dir.append_lines(PROFILES, profiles)

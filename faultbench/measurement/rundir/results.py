@@ -379,17 +379,21 @@ class RunDir:
         """worker.log, for appending; the caller closes it."""
         return self.dir.appending(WORKER_LOG, binary=True)
 
-    def boots(self) -> SafeDir:
-        """boots/, made if missing; it and the run directory are root's alone (0700) whatever
-        they were. Each boot's guest writes in its boots/<index>.d as root, in any mode (9p
-        passes it through), so a setuid file or a copy of a root-only file there must be out
-        of other users' reach; and it can read any of the host's files, and return them in
-        what the run keeps of it (its provenance in meta.json, its worker log, even the
-        digits of its samples)."""
+    def make_private(self) -> None:
+        """The run directory root's alone (0700), as a booted run's is: its guests can read
+        any of the host's files, and return them in what the run keeps of them (their
+        provenance in meta.json, their worker logs, even the digits of their samples)."""
         try:
             os.fchmod(self.dir.fd, 0o700)
         except OSError as exc:
             raise ResultsError(f"cannot make {self.path} private: {exc.strerror}") from None
+
+    def boots(self) -> SafeDir:
+        """boots/, made if missing; it and the run directory are root's alone (0700) whatever
+        they were (make_private). Each boot's guest writes in its boots/<index>.d as root, in
+        any mode (9p passes it through), so a setuid file or a copy of a root-only file there
+        must be out of other users' reach."""
+        self.make_private()
         boots = self.dir.sub(BOOTS_DIR)
         try:
             os.fchmod(boots.fd, 0o700)
