@@ -7,6 +7,7 @@ raises them and say which part refused. Standard library only.
 
 from __future__ import annotations
 
+import errno
 import os
 import shlex
 import stat
@@ -28,6 +29,12 @@ def printable_lines(text: str) -> str:
     and report.txt, whose text comes in part from results files (a host or workload name, a
     profiled stack's function name: untrusted input)."""
     return "\n".join(printable(line) for line in text.split("\n"))
+
+
+def limit_hint(exc: OSError) -> str:
+    """What to say after an OSError that a resource limit caused (ulimit -n)."""
+    return (" (the limit on open files: raise `ulimit -n`)"
+            if exc.errno in (errno.EMFILE, errno.ENFILE) else "")
 
 
 def error_text(error: object) -> str:

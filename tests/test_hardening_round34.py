@@ -127,7 +127,8 @@ def test_a_private_directory_no_live_process_holds_is_removed_by_the_next_boot(
         held.remove_left(str(tmp_path))
         assert not left.exists() and Path(live).is_dir() and unmarked.is_dir()
         assert capfd.readouterr().err == (
-            f"faultbench: removed {left}, left by a run killed with its watchdog\n")
+            f"faultbench: removed {left}, which an earlier boot left (killed with its "
+            "watchdog, or its removal cut short)\n")
         os.close(fd)
     finally:
         maker.kill()

@@ -8,7 +8,6 @@ worker takes the next one.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import random
@@ -24,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, limit_hint
 from faultbench.measurement.knobs.catalog import KnobError, ValueRefused, thp_names
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.tmpfs import release_killed
@@ -118,7 +117,7 @@ class Worker:
             )
         except OSError as exc:  # its pipes or the process itself (ulimit -n, -u)
             raise RunError(f"cannot start the measuring worker: {exc.strerror or exc}"
-                           f"{_limit_hint(exc)}") from None
+                           f"{limit_hint(exc)}") from None
         assert self._proc.stdout is not None
         # A worker that cannot even start would otherwise cost every sample of the run.
         try:
@@ -218,11 +217,6 @@ def every_mapper(samples: list[dict[str, Any]], mappers: int) -> list[dict[str, 
     return samples + [{**samples[0], "mapper": m} for m in range(len(samples), mappers)]
 
 
-def _limit_hint(exc: OSError) -> str:
-    return (" (the limit on open files: raise `ulimit -n`)"
-            if exc.errno in (errno.EMFILE, errno.ENFILE) else "")
-
-
 def start(
     workload: Workload, out: Path, plane: str | None = None, extra: dict[str, Any] | None = None
 ) -> RunDir:
@@ -249,7 +243,7 @@ def start(
             provenance = collect(file_dir(s.spec for s in workload.scenarios))
         except OSError as exc:
             raise RunError(f"cannot read this machine's provenance: {exc.filename}: "
-                           f"{exc.strerror}{_limit_hint(exc)}") from None
+                           f"{exc.strerror}{limit_hint(exc)}") from None
         run_dir.write_meta({
             "format": FORMAT,
             "faultbench_version": __version__,

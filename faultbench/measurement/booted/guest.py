@@ -21,12 +21,13 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Collection
 from typing import TextIO
 
-from faultbench.errors import FaultbenchError, not_a_file, printable
+from faultbench.errors import FaultbenchError, limit_hint, not_a_file, printable
 from faultbench.measurement.booted import watchdog
 from faultbench.measurement.booted.checkout import package_root, write_bytecode
 from faultbench.measurement.booted.held import make_held, remove_left
@@ -247,7 +248,11 @@ def run_in_guest(
                          "wall")
     write_bytecode()
     remove_left()  # of runs killed with their watchdogs
-    watchdog_end = _start_watchdog()
+    try:
+        watchdog_end = _start_watchdog()
+    except OSError as exc:
+        raise GuestError(f"cannot start the guest's watchdog: {exc.strerror or exc}"
+                         f"{limit_hint(exc)}") from None
     try:
         if private:
             _tell(watchdog_end, f"scratch {private}")
@@ -267,7 +272,12 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
     # The guest's share, `scratch`, sits in a directory of root's alone that is not shared:
     # the guest writes as root in any mode (a setuid program) and may chmod what it is given.
     # virtme-ng's own files go there too: virtme_ret is read back by name, through links.
-    private, held = make_held("faultbench-guest-")
+    try:
+        private, held = make_held("faultbench-guest-")
+    except OSError as exc:
+        raise GuestError(printable(f"cannot make the guest's scratch directory in $TMPDIR "
+                                   f"({tempfile.gettempdir()}): {exc.strerror or exc}"
+                                   f"{limit_hint(exc)}")) from None
     try:
         _tell(watchdog_end, f"scratch {private}")
         scratch = os.path.join(private, GUEST_SHARE)
@@ -328,9 +338,13 @@ def _run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     # vng never removes them, and the guest could swap them for links
     host_env["TMPDIR"] = private
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=host_env, start_new_session=True,
-                            pass_fds=(held,))
+    try:
+        proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=host_env, start_new_session=True,
+                                pass_fds=(held,))
+    except OSError as exc:
+        raise GuestError(f"cannot start virtme-ng: {exc.strerror or exc}{limit_hint(exc)}"
+                         ) from None
     deadline = time.monotonic() + timeout_s
     late = GuestError(f"the guest did not finish within {timeout_s:.0f} s and was killed "
                       f"(raise {TIMEOUT_ENV} if it needs longer)")

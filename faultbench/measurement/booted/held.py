@@ -56,11 +56,17 @@ def remove_left(where: str | None = None) -> None:
                 continue
             if not _unheld(path):
                 continue
-            remove_directory(path)
+            remove_held(path)
         except OSError:  # gone meanwhile (its watchdog), or not ours to judge
             continue
-        print(printable(f"faultbench: removed {path}, left by a run killed with its "
-                        "watchdog"), file=sys.stderr)
+        print(printable(f"faultbench: removed {path}, which an earlier boot left (killed "
+                        "with its watchdog, or its removal cut short)"), file=sys.stderr)
+
+
+def remove_held(path: str) -> None:
+    """The directory at `path` removed, its HELD file last: one a removal cut short (an
+    fd limit, a kill) is still found and removed by a later boot."""
+    remove_directory(path, last=HELD)
 
 
 def _unheld(path: str) -> bool:

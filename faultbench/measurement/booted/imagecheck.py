@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import shutil
 import string
 import tempfile
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from typing import Any
 
 from faultbench.errors import printable
 from faultbench.measurement.booted import pvh
-from faultbench.measurement.booted.held import make_held
+from faultbench.measurement.booted.held import make_held, remove_held
 from faultbench.measurement.booted.scratch import hidden_in_guest
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.rundir.identity import runs_version
@@ -49,6 +48,11 @@ def vng_refuses(path: str) -> str | None:
     return None
 
 
+# What a boot writes in $TMPDIR before its scratch disks (scratch.SCRATCH_NEEDS): 64 MB at
+# most in a `measure --kernel` of Debian's 6.1 (its unpacked image is most of it)
+TMPDIR_NEEDS = 128 << 20
+
+
 def tmpdir_refusal() -> str | None:
     """Why a boot may not make its scratch directory in the directory tempfile uses
     ($TMPDIR, else /tmp), or None. The host writes the guest's disk images and the script
@@ -69,6 +73,16 @@ def tmpdir_refusal() -> str | None:
                      "directory only root can change").close()
     except ResultsError as exc:
         return printable(f"TMPDIR, where a boot's scratch disks and script go: {exc}")
+    try:
+        st = os.statvfs(tmp)
+    except OSError:
+        return None  # said where a boot writes there
+    if (free := st.f_bavail * st.f_frsize) < TMPDIR_NEEDS:
+        # else virtme-ng fails in a traceback, and the boot looked like the kernel's failure
+        return printable(f"TMPDIR {tmp} has {free / 2**20:.1f} MiB free: a boot needs "
+                         f"{TMPDIR_NEEDS >> 20} MiB there (virtme-ng's initramfs, the guest's "
+                         "scratch, `measure --kernel`'s copy of the image): free some, or "
+                         "point TMPDIR at a filesystem with room")
     return None
 
 
@@ -201,7 +215,8 @@ def private_copy(image: str) -> Iterator[tuple[str, str]]:
                                              "change") as into:
             yield boot_copy(image, data, into)
     finally:
-        shutil.rmtree(made, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            remove_held(made)
         os.close(held)
 
 

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Collection, Iterable
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.removal import remove_directory
+from faultbench.measurement.booted.held import remove_held
 from faultbench.measurement.rundir.tempfiles import create_exclusive
 
 STARTED, STATUS = "started", "status"  # what the guest's script writes in its scratch dir
@@ -219,7 +219,7 @@ def remove_private(private: str) -> None:
     """A boot's private directory (its guest's scratch directory in it) removed, whatever
     the guest left there; what cannot be (an immutable file) is said in one line."""
     try:
-        remove_directory(private)
+        remove_held(private)
     except OSError as exc:
         print(printable(f"faultbench: the guest's scratch directory {private} was left: "
                         f"{exc.filename}: {exc.strerror}; remove it (rm -rf {private})"),

@@ -21,7 +21,7 @@ import signal
 import sys
 import time
 
-from faultbench.measurement.rundir.removal import remove_directory
+from faultbench.measurement.booted.held import remove_held
 
 DONE = b"done"
 GRACE_S = 5.0
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
             kill_group(group)
         for directory in scratch:  # the guest filled them: no recursion however deep
             with contextlib.suppress(OSError):
-                remove_directory(directory)
+                remove_held(directory)
     return 0
 
 

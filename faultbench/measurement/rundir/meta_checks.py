@@ -266,6 +266,8 @@ def check_meta(meta: Any, path: Path) -> dict[str, Any]:
             raise refuse(f"{key} is not a list of objects")
     if not all(isinstance(s.get("scenario"), str) for s in meta.get("skipped", [])):
         raise refuse("skipped has an entry without a scenario name")
+    if not all(isinstance(s.get("reason"), str) for s in meta.get("skipped", [])):
+        raise refuse("skipped has an entry without a reason (text)")
     for key in ("started_utc", "finished_utc"):  # merge orders runs made elsewhere by them
         value = meta.get(key)
         if value is not None and not (isinstance(value, str) and _UTC.fullmatch(value)):

@@ -15,16 +15,21 @@ MOST_OPEN = 64
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def remove_tree(dir_fd: int, name: str) -> None:
+def remove_tree(dir_fd: int, name: str, last: str | None = None) -> None:
     """Directory `name` of `dir_fd` and everything in it removed; missing: nothing to do.
     Each directory is opened O_NOFOLLOW relative to its parent's fd, and a link is unlinked,
     never followed. A directory MOST_OPEN levels down is renamed into the top one (the same
     filesystem) and removed from there later: at most MOST_OPEN fds open, and each entry
-    handled once, whatever the depth. OSError (its filename the entry's name) otherwise."""
+    handled once, whatever the depth. `last`: an entry of the top directory removed after
+    everything else in it (a removal cut short leaves it). OSError (its filename the
+    entry's name) otherwise."""
     try:
         top = _opened(dir_fd, name)
     except FileNotFoundError:
         return
+    if last in top[2]:  # entries are taken from the end
+        top[2].remove(last)
+        top[2].insert(0, last)
     # the directories open, top first: fd, name in the one above, entries still to remove
     stack = [top]
     try:
@@ -55,13 +60,13 @@ def remove_tree(dir_fd: int, name: str) -> None:
         raise
 
 
-def remove_directory(path: str) -> None:
+def remove_directory(path: str, last: str | None = None) -> None:
     """The directory at `path` removed as remove_tree removes one (its last component never
-    followed); missing: nothing to do."""
+    followed; `last` as there); missing: nothing to do."""
     parent = os.open(os.path.dirname(os.path.abspath(path)),
                      os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        remove_tree(parent, os.path.basename(os.path.abspath(path)))
+        remove_tree(parent, os.path.basename(os.path.abspath(path)), last)
     finally:
         os.close(parent)
 

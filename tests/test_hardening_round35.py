@@ -1,0 +1,90 @@
+"""Round thirty-five: a `skipped` entry of meta.json without a reason let a resume finish the
+run and then end in a traceback (R35-3); a booted run with no room in $TMPDIR printed
+virtme-ng's traceback and blamed the kernel (R35-4); at a low limit on open files, a boot
+thread's Popen raised a traceback, and a scratch directory whose removal was cut short lost
+the file that marks it, so no later boot removed it (R35-5). R35-1 is round 34's open-files
+test; R35-2 (merge of booted shards without boots/) is test_scale's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from images import require_boot_image
+
+from faultbench.measurement.booted import held
+
+FAULTBENCH = [sys.executable, "-m", "faultbench"]
+
+
+def test_a_skipped_entry_without_a_reason_is_refused_at_load(tmp_path: Path) -> None:
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+    run = tmp_path / "run"
+    subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(run), "-q"], check=True,
+                   capture_output=True, timeout=120)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["skipped"], meta["finished_utc"] = [{"scenario": "a", "reason": None}], None
+    (run / "meta.json").write_text(json.dumps(meta))
+    for argv in (["run", "--resume", str(run), "-q"], ["report", str(run), "--no-figures"]):
+        done = subprocess.run([*FAULTBENCH, *argv], capture_output=True, text=True,
+                              timeout=120, check=False)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "skipped has an entry without a reason (text)" in done.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_tmpdir_without_room_refuses_a_booted_run_before_it_starts(tmp_path: Path) -> None:
+    image = require_boot_image()
+    tiny = tmp_path / "tiny"
+    tiny.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k,mode=700", "tmpfs", str(tiny)],
+                   check=True)
+    try:
+        done = subprocess.run([*FAULTBENCH, "run", "quick-guest", "--kernel", image, "--out",
+                               str(tmp_path / "run"), "-q"], capture_output=True, text=True,
+                              timeout=300, check=False, env={**os.environ, "TMPDIR": str(tiny)})
+    finally:
+        subprocess.run(["umount", str(tiny)], check=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"TMPDIR {tiny} has 0.5 MiB free: a boot needs 128 MiB there" in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_private_directory_whose_removal_was_cut_short_is_still_removed_later(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Its HELD file, which marks it as a boot's, is removed last: a removal that stops
+    early (here its first unlink fails, as at an fd limit) leaves it for a later boot."""
+    made, fd = held.make_held("faultbench-guest-", str(tmp_path))
+    os.close(fd)  # its boot is gone
+    for n in range(30):
+        (Path(made) / f"entry-{n}").write_text("")
+    unlinked: list[str] = []
+    real_unlink = os.unlink
+
+    def unlink(path: str, *, dir_fd: int | None = None) -> None:
+        unlinked.append(os.path.basename(path))
+        real_unlink(path, dir_fd=dir_fd)
+    monkeypatch.setattr(os, "unlink", unlink)
+    held.remove_held(made)
+    assert unlinked[-1] == held.HELD and len(unlinked) == 31
+
+    made, fd = held.make_held("faultbench-guest-", str(tmp_path))
+    os.close(fd)
+    (Path(made) / "run.sh").write_text("")
+
+    def failing(path: str, *, dir_fd: int | None = None) -> None:
+        raise OSError(24, "Too many open files")
+    monkeypatch.setattr(os, "unlink", failing)
+    with pytest.raises(OSError):
+        held.remove_held(made)
+    monkeypatch.setattr(os, "unlink", real_unlink)
+    assert (Path(made) / held.HELD).exists()
+    held.remove_left(str(tmp_path))
+    assert not Path(made).exists()
+    assert "which an earlier boot left" in capfd.readouterr().err
