@@ -3,17 +3,22 @@ run and then end in a traceback (R35-3); a booted run with no room in $TMPDIR pr
 virtme-ng's traceback and blamed the kernel (R35-4); at a low limit on open files, a boot
 thread's Popen raised a traceback, and a scratch directory whose removal was cut short lost
 the file that marks it, so no later boot removed it (R35-5). R35-1 is round 34's open-files
-test; R35-2 (merge of booted shards without boots/) is test_scale's."""
+test; R35-2 (merge of booted shards without boots/) is test_scale's. A booted run's report
+written elsewhere held its guests' text in a file every user could read (R35-6)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+from analysis_runs import faultbench, killed_kernels_run
+from groups import KERNELS_RUN
 from images import require_boot_image
 
 from faultbench.measurement.booted import held
@@ -88,3 +93,22 @@ def test_a_private_directory_whose_removal_was_cut_short_is_still_removed_later(
     held.remove_left(str(tmp_path))
     assert not Path(made).exists()
     assert "which an earlier boot left" in capfd.readouterr().err
+
+
+@KERNELS_RUN
+@pytest.mark.skipif(os.geteuid() != 0, reason="other users' reach is root's problem")
+def test_a_booted_runs_report_written_elsewhere_is_out_of_other_users_reach(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """In a directory others can reach (not under pytest's, root's alone)."""
+    run = killed_kernels_run(tmp_path_factory).run
+    public = Path(tempfile.mkdtemp(prefix="faultbench-r35-", dir="/tmp"))
+    try:
+        public.chmod(0o755)
+        out = public / "report"
+        faultbench("report", run, "--out", out, "--no-figures")
+        assert out.stat().st_mode & 0o777 == 0o700
+        other = subprocess.run(["cat", str(out / "report.txt")], capture_output=True,
+                               text=True, user=65534, group=65534, check=False)
+        assert other.returncode != 0 and "Permission denied" in other.stderr
+    finally:
+        shutil.rmtree(public)

@@ -180,6 +180,11 @@ def _journal_left_behind(custom: Path, pid: int, value: str, original: str) -> N
             done.stderr
     meta = json.loads((run / "meta.json").read_text())
     assert meta["machine_state"]["knob_writer"]["left"].startswith(f"a previous run (pid {pid})")
+    SWAPPINESS.write_text(original)  # put back by hand: nothing left to warn of
+    done = subprocess.run([*FAULTBENCH, "measure", "--size", "1M"], capture_output=True,
+                          text=True, env=plain, timeout=300)
+    assert done.returncode == 0 and "did not restore" not in done.stderr, done.stderr
+    SWAPPINESS.write_text(value)
     restore = subprocess.run([*FAULTBENCH, "restore"], capture_output=True, text=True,
                              env=plain, timeout=120)
     assert restore.returncode == 0, restore.stderr

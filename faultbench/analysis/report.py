@@ -257,6 +257,8 @@ def write_report(
         elsewhere = not os.path.samestat(os.fstat(directory.fd), os.fstat(source.fd))
         if elsewhere:
             _check_out(directory, out)
+            if meta.get("kernels"):  # what its guests returned is in the text: as private
+                _make_private(directory, out)  # as the run's own directory (docs/kernels.md)
         directory.replace(REPORT, text)
         if elsewhere and directory.is_dir("figures"):
             # DIR takes reports of any run, again and again: figures of an earlier report (of
@@ -281,6 +283,14 @@ def write_report(
             if elsewhere:
                 record_drawn(figures_dir, (path.name for path in made))
     return text, made
+
+
+def _make_private(directory: SafeDir, out: Path | None) -> None:
+    try:
+        os.fchmod(directory.fd, 0o700)
+    except OSError as exc:
+        raise AnalysisError(f"--out {out}: cannot make it private ({exc.strerror}), as a "
+                            "booted run's report must be: its guests' text is in it") from None
 
 
 def _check_out(directory: SafeDir, out: Path | None) -> None:

@@ -222,5 +222,6 @@ def remove_private(private: str) -> None:
         remove_held(private)
     except OSError as exc:
         print(printable(f"faultbench: the guest's scratch directory {private} was left: "
-                        f"{exc.filename}: {exc.strerror}; remove it (rm -rf {private})"),
+                        f"{exc.filename or private}: {exc.strerror}; remove it (rm -rf "
+                        f"{private})"),
               file=sys.stderr)

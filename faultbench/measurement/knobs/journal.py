@@ -149,27 +149,39 @@ def refuse_if_journal(path: str) -> None:
     raise KnobError(f"{_left(data, path)}; run `faultbench restore` first")
 
 
-def _left(data: dict, path: str) -> str:
-    """What the dead writer of the journal at `path` left changed, in words."""
+def _left(data: dict, path: str, names: str = "") -> str:
+    """What the dead writer of the journal at `path` left changed (`names`, else every
+    knob it journaled), in words."""
     knobs = data.get("knobs")
-    names = ", ".join(str(k.get("name", "?")) if isinstance(k, dict) else "?"
-                      for k in (knobs if isinstance(knobs, list) else []))
+    names = names or ", ".join(str(k.get("name", "?")) if isinstance(k, dict) else "?"
+                               for k in (knobs if isinstance(knobs, list) else []))
     return (f"a previous run (pid {data.get('pid')}) did not restore "
             f"{names or ('its tmpfs mount' if data.get('unmount') else 'its knobs')} "
             f"(journal {path})")
 
 
 def knobs_left() -> str | None:
-    """The knobs a killed run left changed (its journal, read as refuse_if_journal does), in
-    words; None when there are none, or no journal can be read (as another user:
-    /run/faultbench is root's). A run that sets no knob measures at them, and says so."""
+    """The knobs a killed run left changed (its journal, read as refuse_if_journal does, and
+    those of its knobs that do not read as their originals now), in words; None when there
+    are none, or no journal can be read (as another user: /run/faultbench is root's). A run
+    that sets no knob measures at them, and says so."""
     for path in journals():
         try:
             data = _load_journal(path)
         except KnobError:  # not a journal of ours: restore and doctor say why
             continue
-        if data is not None and data.get("knobs") and not _owner_alive(data):
-            return _left(data, path)
+        if data is None or not isinstance(data.get("knobs"), list) or _owner_alive(data):
+            continue
+        changed = []
+        for entry in data["knobs"]:
+            try:
+                knob, original = _journal_entry(entry, path)
+            except KnobError:
+                return _left(data, path)  # restore says what is wrong with it
+            if not _reads_as(knob, original):
+                changed.append(knob.name)
+        if changed:
+            return _left(data, path, ", ".join(changed))
     return None
 
 
