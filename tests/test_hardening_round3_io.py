@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import measured_again
 from console import one_line, said
+from groups import HOST
 from images import require_boot_image
 from inprocess import in_process
 
@@ -284,6 +285,7 @@ def test_resume_cuts_a_partial_profile_line(small_run: Path, tmp_path: Path) -> 
 
 # ---- N15: a FIFO where an append goes ----------------------------------------------------
 
+@HOST  # its resume must print one line: beside a knob writer, it warns of it first
 @pytest.mark.parametrize("name", ["worker.log", "profiles.jsonl"])
 def test_fifo_in_a_run_directory_is_refused(small_run: Path, tmp_path: Path,
                                             name: str) -> None:
