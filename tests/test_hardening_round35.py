@@ -4,12 +4,16 @@ virtme-ng's traceback and blamed the kernel (R35-4); at a low limit on open file
 thread's Popen raised a traceback, and a scratch directory whose removal was cut short lost
 the file that marks it, so no later boot removed it (R35-5). R35-1 is round 34's open-files
 test; R35-2 (merge of booted shards without boots/) is test_scale's. A booted run's report
-written elsewhere held its guests' text in a file every user could read (R35-6)."""
+written elsewhere held its guests' text in a file every user could read (R35-6); then its
+fix made any existing --out directory private, whatever else it held (R36-1); at low limits
+on open files `report --out` ended in a traceback (R36-2), and a boot's QEMU fell short and
+the kernel was blamed (R36-3)."""
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -104,6 +108,15 @@ def test_a_booted_runs_report_written_elsewhere_is_out_of_other_users_reach(
     public = Path(tempfile.mkdtemp(prefix="faultbench-r35-", dir="/tmp"))
     try:
         public.chmod(0o755)
+        (public / "other.txt").write_text("shared\n")
+        # R36-1: an existing directory others share is refused, never made private
+        done = faultbench("report", run, "--out", public, "--no-figures", check=False)
+        assert done.returncode == 2 and done.stderr == (
+            f"faultbench report: --out {public}: other users can reach it, and a booted run's "
+            "report holds what its guests returned (docs/kernels.md): give a new directory, "
+            "or one only you can reach\n"), done.stderr
+        assert public.stat().st_mode & 0o777 == 0o755
+        assert sorted(p.name for p in public.iterdir()) == ["other.txt"]
         out = public / "report"
         faultbench("report", run, "--out", out, "--no-figures")
         assert out.stat().st_mode & 0o777 == 0o700
@@ -112,3 +125,37 @@ def test_a_booted_runs_report_written_elsewhere_is_out_of_other_users_reach(
         assert other.returncode != 0 and "Permission denied" in other.stderr
     finally:
         shutil.rmtree(public)
+
+
+def test_a_low_limit_on_open_files_ends_a_report_elsewhere_in_one_line(tmp_path: Path) -> None:
+    """R36-2: listing the figures' directory for dead temp files, at 7."""
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 2\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+    subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(tmp_path / "run"), "-q"],
+                   check=True, capture_output=True, timeout=120)
+    for limit in range(5, 13):
+        def few_files(limit: int = limit) -> None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
+        done = subprocess.run([*FAULTBENCH, "report", str(tmp_path / "run"), "--out",
+                               str(tmp_path / f"out{limit}")], capture_output=True, text=True,
+                              preexec_fn=few_files, timeout=120, check=False)
+        assert done.returncode in (0, 2) and "Traceback" not in done.stderr, (limit, done.stderr)
+        assert done.returncode == 0 or (done.stderr.count("\n") == 1
+                                        and "Too many open files" in done.stderr), done.stderr
+
+
+def test_a_boot_under_a_low_limit_on_open_files_is_refused_before_it_starts(
+        tmp_path: Path) -> None:
+    """R36-3: QEMU fell short of its virtio event fds, the guest ended, and the boot said
+    the kernel may not boot."""
+    image = require_boot_image()
+
+    def few_files() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+    done = subprocess.run([*FAULTBENCH, "run", "quick-guest", "--kernel", image, "--out",
+                           str(tmp_path / "run"), "-q"], capture_output=True, text=True,
+                          preexec_fn=few_files, timeout=300, check=False)
+    assert done.returncode == 2 and done.stderr == (
+        "faultbench run: the limit on open files is 100: a boot needs 256 (QEMU, virtme-ng and "
+        "the guest's worker, which inherits it): raise `ulimit -n`\n"), done.stderr
+    assert not (tmp_path / "run").exists()

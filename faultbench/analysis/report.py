@@ -286,8 +286,15 @@ def write_report(
 
 
 def _make_private(directory: SafeDir, out: Path | None) -> None:
+    """A new --out private; an existing one (that holds other files, or that others share)
+    is never changed, and refused unless it is private already."""
     try:
-        os.fchmod(directory.fd, 0o700)
+        if directory.made_here:
+            os.fchmod(directory.fd, 0o700)
+        elif os.fstat(directory.fd).st_mode & 0o077:
+            raise AnalysisError(f"--out {out}: other users can reach it, and a booted run's "
+                                "report holds what its guests returned (docs/kernels.md): give "
+                                "a new directory, or one only you can reach")
     except OSError as exc:
         raise AnalysisError(f"--out {out}: cannot make it private ({exc.strerror}), as a "
                             "booted run's report must be: its guests' text is in it") from None

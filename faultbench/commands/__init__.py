@@ -12,7 +12,7 @@ import errno
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, limit_hint
 from faultbench.measurement.spec import SpecError, parse_float, parse_int, shown
 
 # What a filesystem the user chose can answer to a write or a read: full, read-only, not
@@ -20,7 +20,7 @@ from faultbench.measurement.spec import SpecError, parse_float, parse_int, shown
 FILESYSTEM_ERRNOS = frozenset({
     errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EISDIR,
     errno.ENOTDIR, errno.ENOENT, errno.EEXIST, errno.ENAMETOOLONG, errno.ELOOP, errno.EFBIG,
-    errno.EIO, errno.EMLINK, errno.ETXTBSY, errno.ESTALE,
+    errno.EIO, errno.EMLINK, errno.ETXTBSY, errno.ESTALE, errno.EMFILE, errno.ENFILE,
 })
 
 
@@ -60,7 +60,8 @@ def filesystem_errors(where: str) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in FILESYSTEM_ERRNOS:
             raise
-        raise FilesystemError(f"{exc.filename or where}: {exc.strerror}") from None
+        raise FilesystemError(f"{exc.filename or where}: {exc.strerror}{limit_hint(exc)}"
+                              ) from None
 
 
 def integer(text: str) -> int:

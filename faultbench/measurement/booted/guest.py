@@ -15,6 +15,7 @@ import contextlib
 import math
 import os
 import platform
+import resource
 import selectors
 import shlex
 import shutil
@@ -66,6 +67,9 @@ SHOWN_LINES = 5  # the guest's last lines quoted when it is killed for not start
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
 KILL_GRACE_S = 5.0
+# Open files a boot needs: QEMU's virtio event fds failed at a limit of 40, and at 64 the
+# guest's worker, which inherits the limit, could not start (Debian 6.1, quick-guest)
+GUEST_FILES = 256
 # Randomization a guest can switch off, so that two runs of one image execute the same
 # instructions (docs/icount.md, "Counts that repeat across runs"): KASLR, the per-syscall
 # kernel stack offset, the page allocator's free-list shuffle, the worker's and mappers'
@@ -142,6 +146,12 @@ def requirements(kernel: str) -> list[str]:
                        "apt-get install busybox-static")
     if why := tmpdir_refusal():  # each boot shares a directory there with its guest
         missing.append(why)
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < GUEST_FILES:
+        # else QEMU falls short of its virtio event fds and the guest ends: the kernel blamed
+        missing.append(f"the limit on open files is {soft}: a boot needs {GUEST_FILES} "
+                       "(QEMU, virtme-ng and the guest's worker, which inherits it): raise "
+                       "`ulimit -n`")
     return missing
 
 

@@ -264,6 +264,11 @@ class SafeDir:
             os.close(self._made[0])
             self._made = None
 
+    @property
+    def made_here(self) -> bool:
+        """Whether opening it made it."""
+        return self._made is not None
+
     def remove_if_made(self) -> None:
         """The directory removed if opening it made it and it is empty again (rmdir removes
         no other: not a link, not a directory someone put in its place, not one that holds
