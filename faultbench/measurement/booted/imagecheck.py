@@ -51,6 +51,7 @@ def vng_refuses(path: str) -> str | None:
 # What a boot writes in $TMPDIR before its scratch disks (scratch.SCRATCH_NEEDS): 64 MB at
 # most in a `measure --kernel` of Debian's 6.1 (its unpacked image is most of it)
 TMPDIR_NEEDS = 128 << 20
+TMPDIR_INODES = 256  # a boot makes a few dozen files there
 
 
 def tmpdir_refusal() -> str | None:
@@ -77,10 +78,13 @@ def tmpdir_refusal() -> str | None:
         st = os.statvfs(tmp)
     except OSError:
         return None  # said where a boot writes there
-    if (free := st.f_bavail * st.f_frsize) < TMPDIR_NEEDS:
-        # else virtme-ng fails in a traceback, and the boot looked like the kernel's failure
-        return printable(f"TMPDIR {tmp} has {free / 2**20:.1f} MiB free: a boot needs "
-                         f"{TMPDIR_NEEDS >> 20} MiB there (virtme-ng's initramfs, the guest's "
+    free = st.f_bavail * st.f_frsize
+    # else virtme-ng fails in a traceback, and the boot looked like the kernel's failure;
+    # f_files 0: a filesystem that counts no inodes
+    if free < TMPDIR_NEEDS or (st.f_files and st.f_favail < TMPDIR_INODES):
+        return printable(f"TMPDIR {tmp} has {free / 2**20:.1f} MiB and {st.f_favail:,} "
+                         f"inodes free: a boot needs {TMPDIR_NEEDS >> 20} MiB and "
+                         f"{TMPDIR_INODES} inodes there (virtme-ng's initramfs, the guest's "
                          "scratch, `measure --kernel`'s copy of the image): free some, or "
                          "point TMPDIR at a filesystem with room")
     return None
