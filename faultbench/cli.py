@@ -186,6 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None:
         argv = sys.argv[1:]
     _reserve_standard_fds()
+    # never a file or directory others may write, whatever umask we were given (000: every
+    # directory made 0777, then refused as another user's, and root's meta.json rewritable)
+    os.umask(os.umask(0o022) | 0o022)
     # text the stream's encoding lacks (a host named café under LC_ALL=C, where stdout is
     # ASCII with surrogateescape; any locale with PYTHONIOENCODING=ascii) is printed with
     # escapes, not a UnicodeEncodeError after report.txt is written. Whatever the handler:

@@ -162,6 +162,22 @@ def test_a_boot_under_a_low_limit_on_open_files_is_refused_before_it_starts(
                            str(tmp_path / "run"), "-q"], capture_output=True, text=True,
                           preexec_fn=few_files, timeout=300, check=False)
     assert done.returncode == 2 and done.stderr == (
-        "faultbench run: the limit on open files is 100: a boot needs 256 (QEMU, virtme-ng and "
+        "faultbench run: the limit on open files is 100: a boot needs 1024 (QEMU, virtme-ng and "
         "the guest's worker, which inherits it): raise `ulimit -n`\n"), done.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_a_umask_of_000_makes_nothing_others_may_write(tmp_path: Path) -> None:
+    """R37-1: at umask 000 every directory faultbench made was 0777, then refused as another
+    user's and left; a resume rewrote root's meta.json 0666."""
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 2\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+    run = tmp_path / "new" / "run"
+    for argv in (["run", str(workload), "--out", str(run), "-q"],
+                 ["report", str(run), "--out", str(tmp_path / "report")]):
+        done = subprocess.run([*FAULTBENCH, *argv], capture_output=True, text=True, timeout=120,
+                              check=False, preexec_fn=lambda: os.umask(0))
+        assert done.returncode == 0, done.stderr
+    made = [run.parent, run, *run.iterdir(), tmp_path / "report",
+            *(tmp_path / "report").rglob("*")]
+    assert [p for p in made if p.lstat().st_mode & 0o022] == []

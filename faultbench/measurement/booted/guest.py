@@ -67,9 +67,10 @@ SHOWN_LINES = 5  # the guest's last lines quoted when it is killed for not start
 MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod", "cryptd",
                     "sr_mod", "cdrom", "floppy", "pcspkr", "psmouse", "serio_raw")
 KILL_GRACE_S = 5.0
-# Open files a boot needs: QEMU's virtio event fds failed at a limit of 40, and at 64 the
-# guest's worker, which inherits the limit, could not start (Debian 6.1, quick-guest)
-GUEST_FILES = 256
+# Open files a boot needs: QEMU's virtio event fds fell short at a limit of 384, and the
+# guest's worker, which inherits the limit, could not start at 450 (Debian 6.1,
+# quick-guest; 512 was enough)
+GUEST_FILES = 1024
 # Randomization a guest can switch off, so that two runs of one image execute the same
 # instructions (docs/icount.md, "Counts that repeat across runs"): KASLR, the per-syscall
 # kernel stack offset, the page allocator's free-list shuffle, the worker's and mappers'
