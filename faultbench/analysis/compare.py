@@ -389,10 +389,8 @@ def compare_runs(
     if not force and (mismatch := epoch_mismatch(*metas)):
         raise AnalysisError(mismatch)
     infos = [run_info(meta, d) for meta, d in zip(metas, (base_df, new_df), strict=True)]
-    # two runs compared at a knob's values: which run is which, too
-    base_name, new_name = (base_side.name, new_side.name) if same or by is None else (
-        f"{base_side.path} {base_side.name}", f"{new_side.path} {new_side.name}")
-    title = f"base {base_name}, new {new_name}"
+    title = (f"base {base_side.name}, new {new_side.name}" if same or by is None else  # which
+             f"base {base_side.path} {base_side.name}, new {new_side.path} {new_side.name}")
     if by == "kernel":
         kernels = [booted_kernels(meta).get(str(side.value)) for meta, side in
                    zip(metas, (base_side, new_side), strict=True)]

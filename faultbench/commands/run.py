@@ -415,9 +415,8 @@ def _report(run_dir: RunDir) -> int:
 
     written = [n for n in (SAMPLES, META, PYPERF) if run_dir.dir.is_file(n)]
     print(f"results in {run_dir.path}/ ({', '.join(written)})")
-    text = summary(run_dir.dir)
-    print(text, end="")
-    records = run_dir.read_samples()
+    print(summary(run_dir.dir), end="")
+    records, meta = run_dir.read_samples(), run_dir.read_meta()
     failed = [r for r in records if r["status"] == "error"]
     if failed:
         # an error sample is final (a resume does not measure it again): said where a
@@ -425,12 +424,11 @@ def _report(run_dir: RunDir) -> int:
         first = printable(clipped(error_text(failed[0]["error"])))
         print(f"faultbench run: {len(failed)} of {len(records)} samples failed (status "
               f"\"error\" in {SAMPLES}); the first: {first}", file=sys.stderr)
-    refused = [s for s in run_dir.read_meta()["skipped"]
-               if not s["scenario"].startswith(KNOB_AXIS)]  # those said as the run began
-    if refused:
+    # the kernel's refusals (a knob axis's were said as the run began)
+    if refused := [s for s in meta["skipped"] if not s["scenario"].startswith(KNOB_AXIS)]:
+        first = printable(f"{clipped(refused[0]['scenario'])}: {clipped(refused[0]['reason'])}")
         print(f"faultbench run: {len(refused)} scenario(s) skipped (`skipped` in {META}); "
-              f"the first: {printable(clipped(refused[0]['scenario']))}: "
-              f"{printable(clipped(refused[0]['reason']))}", file=sys.stderr)
+              f"the first: {first}", file=sys.stderr)
     why = Counter(_unusable(r) for r in records if not r["warmup"])
     measured, usable = why.total(), why.pop(None, 0)
     if measured and not usable:

@@ -150,8 +150,7 @@ def refuse_if_journal(path: str) -> None:
 
 
 def _left(data: dict, path: str, names: str = "") -> str:
-    """What the dead writer of the journal at `path` left changed (`names`, else every
-    knob it journaled), in words."""
+    """What the journal at `path` says its dead writer left changed (`names`, else all)."""
     knobs = data.get("knobs")
     names = names or ", ".join(str(k.get("name", "?")) if isinstance(k, dict) else "?"
                                for k in (knobs if isinstance(knobs, list) else []))
@@ -161,10 +160,8 @@ def _left(data: dict, path: str, names: str = "") -> str:
 
 
 def knobs_left() -> str | None:
-    """The knobs a killed run left changed (its journal, read as refuse_if_journal does, and
-    those of its knobs that do not read as their originals now), in words; None when there
-    are none, or no journal can be read (as another user: /run/faultbench is root's). A run
-    that sets no knob measures at them, and says so."""
+    """The knobs a killed run's journal names that do not read as their originals, in words;
+    None for none, or no journal readable (as another user: /run/faultbench is root's)."""
     for path in journals():
         try:
             data = _load_journal(path)
@@ -172,14 +169,11 @@ def knobs_left() -> str | None:
             continue
         if data is None or not isinstance(data.get("knobs"), list) or _owner_alive(data):
             continue
-        changed = []
-        for entry in data["knobs"]:
-            try:
-                knob, original = _journal_entry(entry, path)
-            except KnobError:
-                return _left(data, path)  # restore says what is wrong with it
-            if not _reads_as(knob, original):
-                changed.append(knob.name)
+        try:
+            entries = [_journal_entry(entry, path) for entry in data["knobs"]]
+            changed = [knob.name for knob, original in entries if not _reads_as(knob, original)]
+        except KnobError:
+            return _left(data, path)  # restore says what is wrong with it
         if changed:
             return _left(data, path, ", ".join(changed))
     return None

@@ -264,10 +264,7 @@ class SafeDir:
             os.close(self._made[0])
             self._made = None
 
-    @property
-    def made_here(self) -> bool:
-        """Whether opening it made it."""
-        return self._made is not None
+    made_here = property(lambda self: self._made is not None, doc="Whether opening made it.")
 
     def remove_if_made(self) -> None:
         """The directory removed if opening it made it and it is empty again (rmdir removes
