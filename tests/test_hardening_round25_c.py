@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from faultbench.measurement.booted import guest
+from faultbench.measurement.booted import guest, vngproc
 from faultbench.measurement.booted.setaside import set_aside
 from faultbench.measurement.rundir.results import RunDir
 from faultbench.measurement.rundir.runfiles import DISCARDED_PROFILES
@@ -34,10 +34,10 @@ def test_a_guest_that_ended_before_a_stop_past_the_deadline_is_collected(
     proc = _child("echo booted; echo its last line >&2")
     proc.wait()  # it ended while we were stopped
     try:
-        tail = guest._copy_until_exit(proc, time.monotonic() - 100, guest.GuestError("late"),
+        tail = vngproc.copy_until_exit(proc, time.monotonic() - 100, vngproc.GuestError("late"),
                                       str(started), threading.Event(), sys.stdout)
     finally:
-        guest._kill_group(proc)
+        vngproc.kill_group(proc)
     assert sorted(tail.splitlines()) == [b"booted", b"its last line"]
 
 
@@ -50,10 +50,10 @@ def test_a_guest_printing_on_past_the_deadline_is_late(tmp_path: Path) -> None:
     begun = time.monotonic()
     try:
         with pytest.raises(guest.GuestError, match="late"):
-            guest._copy_until_exit(proc, begun - 100, guest.GuestError("late"), str(started),
+            vngproc.copy_until_exit(proc, begun - 100, vngproc.GuestError("late"), str(started),
                                    threading.Event(), sys.stdout)
     finally:
-        guest._kill_group(proc)
+        vngproc.kill_group(proc)
     assert time.monotonic() - begun < 10
 
 

@@ -20,8 +20,8 @@ from test_hardening_round28_d import PVH_NOTE, _bzimage, _vmlinux
 from test_pvh import _payload_at
 
 from faultbench.measurement.booted import pvh
-from faultbench.measurement.booted.guest import START_TIMEOUT_ENV
 from faultbench.measurement.booted.imagecheck import pinned_copy
+from faultbench.measurement.booted.vngproc import START_TIMEOUT_ENV
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
 

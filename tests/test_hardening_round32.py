@@ -53,7 +53,7 @@ def test_the_guests_status_is_read_as_the_guests(tmp_path: Path, made: Any,
 
 
 def _lying_vng(seen: dict[str, Any]) -> Any:
-    """guest._run_streaming as a guest that opens its scratch directory to everyone, plants
+    """guest.run_streaming as a guest that opens its scratch directory to everyone, plants
     a file there, leaves a nest 1,100 deep, and exits 0."""
     def run(command: list[str], timeout_s: float, watchdog_end: int, scratch: str,
             private: str, cancel: Any, stdout: Any, held: int) -> tuple[int, bool]:
@@ -73,7 +73,7 @@ def _lying_vng(seen: dict[str, Any]) -> Any:
 def test_a_guest_reaches_no_one_through_its_scratch_directory_and_leaves_nothing(
         monkeypatch: pytest.MonkeyPatch) -> None:
     seen: dict[str, Any] = {}
-    monkeypatch.setattr(guest, "_run_streaming", _lying_vng(seen))
+    monkeypatch.setattr(guest, "run_streaming", _lying_vng(seen))
     assert guest.run_in_guest(require_boot_image(), ["true"], timeout_s=60) == 0
     assert seen["mode"] == 0o700
     assert seen["others"].returncode != 0 and "Permission denied" in seen["others"].stderr

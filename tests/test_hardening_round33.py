@@ -25,7 +25,7 @@ def test_a_boot_whose_watchdog_is_gone_ends_in_one_line_and_leaves_nothing(
         read_end, write_end = os.pipe()
         os.close(read_end)
         return write_end
-    monkeypatch.setattr(guest, "_start_watchdog", gone)
+    monkeypatch.setattr(guest, "start_watchdog", gone)
     with pytest.raises(guest.GuestError, match=r"^the guest's watchdog, which stops it should "
                        r"faultbench die, is gone \(Broken pipe\): no guest runs without it$"):
         guest.run_in_guest(require_boot_image(), ["true"], timeout_s=60)

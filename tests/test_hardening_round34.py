@@ -25,7 +25,7 @@ from analysis_runs import killed_kernels_run, measured_again
 from groups import ALONE, HOST, KERNELS_RUN
 from images import require_boot_image
 
-from faultbench.measurement.booted import guest, held
+from faultbench.measurement.booted import held, vngproc
 from faultbench.measurement.booted.shown import SHOWN_MAX
 from faultbench.measurement.measure import meminfo
 
@@ -40,7 +40,7 @@ def _shown(tmp_path: Path, script: str, capfd: pytest.CaptureFixture[str]) -> tu
     proc = subprocess.Popen(["sh", "-c", script], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
     try:
-        guest._copy_until_exit(proc, time.monotonic() + 60, guest.GuestError("late"),
+        vngproc.copy_until_exit(proc, time.monotonic() + 60, vngproc.GuestError("late"),
                                str(started), threading.Event(), sys.stderr)
     finally:
         proc.wait()

@@ -25,7 +25,7 @@ from images import require_boot_image
 
 from faultbench import cli
 from faultbench.analysis.compare import match_text
-from faultbench.measurement.booted import guest
+from faultbench.measurement.booted import guest, vngproc
 from faultbench.measurement.knobs.catalog import KnobError
 from faultbench.measurement.knobs.requested import parse_set_options
 from faultbench.measurement.rundir.pyperf_suite import metadata_text
@@ -272,10 +272,10 @@ def test_a_shard_in_other_digits_is_refused_in_one_line(tmp_path: Path, shard: s
 def test_digits_of_other_scripts_are_refused_in_values_too(
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(guest.TIMEOUT_ENV, "\u0666\u0660")
+    monkeypatch.setenv(vngproc.TIMEOUT_ENV, "\u0666\u0660")
     with pytest.raises(guest.GuestError, match="give seconds above 0"):
         guest.timeout_from_env()
-    monkeypatch.setenv(guest.TIMEOUT_ENV, "60")
+    monkeypatch.setenv(vngproc.TIMEOUT_ENV, "60")
     assert guest.timeout_from_env() == 60
     # compare RUN:VALUE: a knob value given in other digits matches no run's value
     knob = "vm.swappiness"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from faultbench.errors import not_a_file, printable
-from faultbench.measurement.booted import guest
+from faultbench.measurement.booted import guest, vngproc
 from faultbench.measurement.booted.boot_order import (
     BootPlanError,
     boot_order,
@@ -182,7 +182,7 @@ def shard(plan_boots: list[dict[str, Any]], index: int,
 def boot_timeout(meta: dict[str, Any], boot: dict[str, Any]) -> float:
     """The samples' deadlines for this boot's rounds plus boot and start-up time, or
     $FAULTBENCH_GUEST_TIMEOUT_S when that is set (a boot that hangs costs no more)."""
-    if os.environ.get(guest.TIMEOUT_ENV):
+    if os.environ.get(vngproc.TIMEOUT_ENV):
         return guest.timeout_from_env()
     rounds = meta["workload"]["warmups"] + boot["rounds"][1] - boot["rounds"][0]
     per_round = sum(s["spec"]["deadline_s"] * s["spec"]["mappers"] for s in meta["scenarios"])

@@ -29,11 +29,11 @@ from faultbench.measurement.knobs.journal import (
     drop_journal,
     journal_path,
     process_start,
-    put_back,
     refuse_if_journal,
     write_journal,
 )
 from faultbench.measurement.knobs.knoblock import KnobLock
+from faultbench.measurement.knobs.replay import put_back
 from faultbench.measurement.knobs.requested import check_requested
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.signals import TERMINATING, blocked, signal_name, signals_raise
