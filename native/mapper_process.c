@@ -89,8 +89,11 @@ static void reap(pid_t pid, int64_t kill_at, int alone, struct fb_result *r)
 	if (r->status != FB_OK)
 		return;
 	if (WIFSIGNALED(status))
-		fb_fail(r, FB_ERROR, "mapper process died: %s (signal %d)",
-			strsignal(WTERMSIG(status)), WTERMSIG(status));
+		/* SIGBUS is the kernel's answer to a fault on a file page it cannot have */
+		fb_fail(r, FB_ERROR, "mapper process died: %s (signal %d)%s",
+			strsignal(WTERMSIG(status)), WTERMSIG(status),
+			WTERMSIG(status) == SIGBUS ? ": a page of its file could not be had "
+			"(its filesystem full, or the file cut short)" : "");
 	else if (WEXITSTATUS(status) == EXEC_FAILED)
 		fb_fail(r, FB_ERROR, "mapper process could not exec the mapper program");
 	else if (WEXITSTATUS(status) != 0)

@@ -72,7 +72,10 @@ def udev_state() -> dict[str, object]:
 
 def main() -> int:
     original = knob()
-    out: dict[str, object] = {"original": original, "udev": udev_state()}
+    with open("/proc/meminfo") as meminfo:
+        total_kb = int(meminfo.readline().split()[1])  # MemTotal
+    out: dict[str, object] = {"original": original, "udev": udev_state(),
+                              "mem_total_kb": total_kb}
     sweep = run([sys.executable, "-X", "importtime", "-m", "faultbench"], "measure",
                 "--backing", "memfd", "--size", SIZE, "--json",
                 "--set", "fault_around_bytes=" + ",".join(map(str, SWEEP)))

@@ -43,16 +43,27 @@ def image() -> str:
 
 @pytest.fixture(scope="session")
 def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """One boot: the sweep, a SIGINT-ed run, a SIGKILL-ed run and `faultbench restore`."""
+    """One boot: the sweep, a SIGINT-ed run, a SIGKILL-ed run and `faultbench restore`. Its
+    HOME holds a virtme-ng configuration that would take away the instruction clock, boot
+    more memory and run another command (R38-1): none of it may reach the guest."""
     out = tmp_path_factory.mktemp("guest")
     shared = out / "shared"  # as a booted run shares only its boot's directory, boots/N.d
     shared.mkdir()
+    home = tmp_path_factory.mktemp("home")
+    (home / vngproc.VNG_CONFIG).parent.mkdir(parents=True)
+    (home / vngproc.VNG_CONFIG).write_text(json.dumps({"default_opts": {
+        "qemu_opts": ["-name", "not-faultbench"], "memory": "1500M",
+        "exec": f"echo ran > {home}/exec-ran"}}))
     started = time.monotonic()
-    status = guest.run_in_guest(
-        image, [sys.executable, str(HERE / "guest_knob_scenarios.py"), str(shared / "out.json")],
-        rwdir=str(shared), timeout_s=900, env={"FAULTBENCH_JOURNAL": GUEST_JOURNAL},
-    )
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HOME", str(home))
+        status = guest.run_in_guest(
+            image, [sys.executable, str(HERE / "guest_knob_scenarios.py"),
+                    str(shared / "out.json")],
+            rwdir=str(shared), timeout_s=900, env={"FAULTBENCH_JOURNAL": GUEST_JOURNAL},
+        )
     assert status == 0
+    assert not (home / "exec-ran").exists(), "virtme-ng ran its configuration's command"
     data = json.loads((shared / "out.json").read_text())
     data["beside_on_host"] = sorted(p.name for p in out.iterdir())
     data["boot_s"] = time.monotonic() - started
@@ -113,6 +124,14 @@ def test_instruction_clock_repeats_within_a_boot(scenarios: dict) -> None:
     touch = [s["touch_ns"] for s in samples]
     print(f"instruction clock, 16M memfd uffd=wp: {touch} virtual ns")
     assert (max(touch) - min(touch)) / min(touch) < 0.01, touch
+
+
+@GUEST_SCENARIOS
+def test_the_guest_has_the_memory_asked_for_whatever_virtme_ng_is_configured_to_give(
+        scenarios: dict) -> None:
+    """run_in_guest's 1G, not the 1500M of the virtme-ng configuration in HOME (R38-1): the
+    kernel keeps some of it, 60-200 MiB at 1G here."""
+    assert 700 * 1024 < scenarios["mem_total_kb"] <= 1024 * 1024, scenarios["mem_total_kb"]
 
 
 @GUEST_SCENARIOS

@@ -17,6 +17,7 @@ import pandas as pd
 
 from faultbench.analysis.dropped import Dropped
 from faultbench.errors import FaultbenchError
+from faultbench.measurement.rundir.checks import folios_valid
 from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.results import (
     MAX_LINES,
@@ -75,22 +76,12 @@ def metric_unit(metric: str, planes: Iterable[str] = ("native",)) -> str:
 
 # folio_pages_<size> (e.g. folio_pages_64K): a sample's present pages in folios of that size
 FOLIO_PREFIX = "folio_pages_"
-_MAX_ORDER = 40  # far above any folio; a larger order in a file is not one
-
-
 def _folio_sizes(folios: Any, page_size: int) -> dict[int, int] | None:
-    """A sample's `folios` (pages per order, read as untrusted input) as pages per folio
-    size in bytes; None if it is absent or not such an object."""
-    if not isinstance(folios, dict) or not page_size > 0:
+    """A sample's `folios` (pages per order; a line whose `folios` is not was dropped at
+    load, checks.folios_valid) as pages per folio size in bytes; None if it is absent."""
+    if not isinstance(folios, dict) or not folios_valid(folios) or not page_size > 0:
         return None
-    sizes: dict[int, int] = {}
-    for order, pages in folios.items():
-        if not (isinstance(order, str) and order.isascii() and order.isdigit()
-                and int(order) <= _MAX_ORDER and isinstance(pages, int)
-                and not isinstance(pages, bool) and 0 <= pages < 1 << 63):
-            return None
-        sizes[page_size << int(order)] = pages
-    return sizes
+    return {page_size << int(order): pages for order, pages in folios.items()}
 
 
 def folio_text(rows: pd.DataFrame) -> str:

@@ -108,13 +108,14 @@ def run(args: argparse.Namespace) -> int:
     for value in args.only:
         check_text(value, "--only", give="FIELD=V1[,V2...] or a pattern on the scenario name")
     check_text(args.memory, "--memory", give="a size such as 512M")
+    from faultbench.measurement.run_checks import WorkerStartError
     from faultbench.measurement.rundir.results import BadSampleLine, ResultsError
 
     try:
         with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
             return _run(args)
-    except FilesystemError as exc:
-        raise FilesystemError(f"{exc}{resume_hint(started(args))}") from None
+    except (FilesystemError, WorkerStartError) as exc:
+        raise type(exc)(f"{exc}{resume_hint(started(args))}") from None
     except BadSampleLine as exc:
         raise ResultsError(f"{exc}; {recovery(exc)}") from None
 

@@ -138,7 +138,8 @@ def check_resources(spec: Spec) -> None:
             f"only {available_kb / 2**20:.1f} GiB is available (refusing above "
             f"{MEMORY_SHARE:.0%})"
         )
-    if spec.backing == "file":
+    # a tmpfs of faultbench's own (tmpfs_huge) is sized for it; a given one may be full
+    if spec.backing == "file" or (spec.backing == "tmpfs" and not spec.tmpfs_huge):
         _check_disk(spec, spec.size)
 
 
@@ -181,8 +182,8 @@ def _check_disk(spec: Spec, size: int) -> None:
     free_disk = stat.f_bavail * stat.f_frsize
     if size > DISK_SHARE * free_disk:
         raise SpecError(
-            f"size {format_size(size)} needs that much disk in {directory}, which has "
-            f"{free_disk / 2**30:.1f} GiB free (refusing above {DISK_SHARE:.0%})"
+            f"size {format_size(size)} needs that much room in {directory}, which has "
+            f"{free_disk / 2**20:,.1f} MiB free (refusing above {DISK_SHARE:.0%})"
         )
 
 

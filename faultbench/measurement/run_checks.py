@@ -41,6 +41,11 @@ class RunError(FaultbenchError, RuntimeError):
     """A run that cannot start or continue; the message says why and what to do."""
 
 
+class WorkerStartError(RunError):
+    """The measuring worker did not start (`ulimit -n`, `-u`): the run directory stays, for
+    `run --resume` once the limit allows it."""
+
+
 def check_resources(workload: Workload, here: bool) -> None:
     """Refuse (RunError, with the figures) a matrix whose largest scenario would not fit in
     a safe share of memory or disk here; a booted guest's memory, disks and directories

@@ -32,6 +32,7 @@ from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.progress import Progress, say_drift
 from faultbench.measurement.run_checks import (
     RunError,
+    WorkerStartError,
     check_knob_settings,
     check_resources,
     knob_settings,
@@ -102,9 +103,7 @@ class Worker:
     def _start(self) -> subprocess.Popen[bytes]:
         package_root = str(Path(__file__).resolve().parents[2])
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (package_root, env.get("PYTHONPATH")) if p
-        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
         self._buffer = b""
         try:
             self._proc = subprocess.Popen(
@@ -116,8 +115,8 @@ class Worker:
                 start_new_session=True,
             )
         except OSError as exc:  # its pipes or the process itself (ulimit -n, -u)
-            raise RunError(f"cannot start the measuring worker: {exc.strerror or exc}"
-                           f"{limit_hint(exc)}") from None
+            raise WorkerStartError(f"cannot start the measuring worker: "
+                                   f"{exc.strerror or exc}{limit_hint(exc)}") from None
         assert self._proc.stdout is not None
         # A worker that cannot even start would otherwise cost every sample of the run.
         try:

@@ -63,6 +63,7 @@ MODULE_BLACKLIST = ("kvm", "kvm_amd", "kvm_intel", "ahci", "libata", "scsi_mod",
 # guest's worker, which inherits the limit, could not start at 450 (Debian 6.1,
 # quick-guest; 512 was enough)
 GUEST_FILES = 1024
+FULL_BELOW = 1 << 20  # bytes free in $TMPDIR under which a failed boot names it full
 # Randomization a guest can switch off, so that two runs of one image execute the same
 # instructions (docs/icount.md, "Counts that repeat across runs"): KASLR, the per-syscall
 # kernel stack offset, the page allocator's free-list shuffle, the worker's and mappers'
@@ -295,7 +296,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
         status = guest_status(scratch)
         if status is not None:
             return status
-        seen = "see the messages above" if said else "it printed nothing"
+        seen = ("see the messages above" if said else "it printed nothing") + _full(private)
         raise GuestError(
             f"the guest (QEMU) ended after its command had started, before it finished "
             f"(virtme-ng exit {vng_status}; {seen})"
@@ -305,6 +306,20 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
     finally:
         remove_private(private)
         os.close(held)
+
+
+def _full(private: str) -> str:
+    """What to add when the filesystem of `$TMPDIR` (holding `private`) is full: the guest's
+    scratch disks, its script and its status live there, and a guest writing to a full one
+    ends (`echo: I/O error`) with nothing else naming it."""
+    try:
+        found = os.statvfs(private)
+    except OSError:
+        return ""
+    if found.f_bavail * found.f_frsize >= FULL_BELOW and found.f_favail:
+        return ""
+    return (f"; $TMPDIR ({printable(os.path.dirname(private))}) is full: free some, or point "
+            "TMPDIR at a filesystem with room")
 
 
 def run_cli_in_guest(kernel: str, argv: list[str], clock: str | None = None,

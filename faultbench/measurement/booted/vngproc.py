@@ -31,6 +31,7 @@ DEFAULT_START_TIMEOUT_S = 600.0
 START_TIMEOUT_ENV = "FAULTBENCH_GUEST_START_TIMEOUT_S"
 SHOWN_LINES = 5  # the guest's last lines quoted when it is killed for not starting
 KILL_GRACE_S = 5.0
+VNG_CONFIG = ".config/virtme-ng/virtme-ng.conf"  # under HOME: the first virtme-ng reads
 
 
 class GuestError(FaultbenchError):
@@ -68,6 +69,7 @@ def run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     host_env["TMPDIR"] = private
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     try:
+        host_env["HOME"] = vng_home(private)
         proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, env=host_env, start_new_session=True,
                                 pass_fds=(held,))
@@ -89,6 +91,25 @@ def run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
                 raise late from None
     finally:
         kill_group(proc)
+
+
+def vng_home(directory: str) -> str:
+    """A home for virtme-ng, new in `directory` (ours alone), whose configuration says
+    nothing. vng applies the `default_opts` of the first of ~/.config/virtme-ng/virtme-ng.conf,
+    ~/.virtme-ng.conf and /etc/virtme-ng.conf over its command line (virtme_ng/run.py), and
+    `vng --kconfig` adds ~/.config/virtme-ng/kernel.config: they replaced the instruction
+    clock, the memory and the command a guest ran, and `sudo -E` keeps a user's HOME. What
+    a guest is, is faultbench's command line alone (docs/kernels.md)."""
+    home = os.path.join(directory, "vng-home")
+    config = os.path.join(home, VNG_CONFIG)
+    os.makedirs(os.path.dirname(config), mode=0o700)
+    fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    try:
+        os.write(fd, b"{}\n")  # every setting virtme-ng's own default
+    finally:
+        os.close(fd)
+    return home
 
 
 def tell(watchdog_end: int, line: str) -> None:

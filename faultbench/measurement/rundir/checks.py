@@ -28,6 +28,7 @@ from faultbench.measurement.spec import (
 _INT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type in ("int", "int | None"))
 _FLOAT_FIELDS = tuple(f.name for f in dataclasses.fields(Sample) if f.type == "float | None")
 _INT64_MAX = (1 << 63) - 1
+FOLIO_MAX_ORDER = 40  # far above any folio; a larger order in a file is not one
 _MAX_PAGE_SIZE = 1 << 30  # no page is larger (x86's gigantic pages)
 # A sample ends at its deadline, so no page took longer; more faults than this per page
 # touched is not a measurement either. Bounds for plausibility, and to keep tables narrow.
@@ -192,6 +193,8 @@ def sample_problem(record: dict[str, Any], in_run: bool = True,
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= _INT64_MAX
             for v in vmstat.values()):
         return f"{where}: vmstat is {short(vmstat)}, not an object of counter deltas"
+    if not folios_valid(record.get("folios") or {}):
+        return f"{where}: folios is {short(record['folios'])}, not {{order: pages}}"
     problem = _spec_problem(record.get("spec"))
     if problem is not None:
         return f"{where}: spec: {problem}"
@@ -287,6 +290,15 @@ def _phase_problem(record: dict[str, Any], rounds: RunRounds) -> str | None:
                     f"{'one' if flag is False else 'not one'} of the run's {which} "
                     f"{stop - first} of {rounds.total}")
     return None
+
+
+def folios_valid(folios: dict[Any, Any]) -> bool:
+    """Whether `folios` is present pages by folio order (native/folios.c): orders up to
+    FOLIO_MAX_ORDER, pages a count."""
+    return all(isinstance(order, str) and order.isascii() and order.isdigit()
+               and int(order) <= FOLIO_MAX_ORDER and isinstance(pages, int)
+               and not isinstance(pages, bool) and 0 <= pages <= _INT64_MAX
+               for order, pages in folios.items())
 
 
 def _knob_value(value: Any) -> bool:

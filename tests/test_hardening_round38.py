@@ -1,0 +1,88 @@
+"""Round thirty-eight: virtme-ng's own configuration (`default_opts` in ~/.config/virtme-ng,
+~/.virtme-ng.conf or /etc/virtme-ng.conf) overrode the options faultbench gave it, the
+instruction clock, the memory and the guest's command among them, and under `sudo -E` a
+user's HOME made it run that user's command as root (R38-1, R38-2: test_guest's one
+scenarios boot runs with such a configuration in HOME). Minor: a guest that filled
+$TMPDIR during its boot ended without anything naming $TMPDIR."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from images import require_boot_image
+
+FAULTBENCH = [sys.executable, "-m", "faultbench"]
+
+# run_in_guest with virtme-ng replaced by a guest that starts its command, fills $TMPDIR
+# and ends as QEMU does when its guest dies (255); the host's side is real
+_FILLING_GUEST = """
+import os, sys
+from faultbench.measurement.booted import guest
+from faultbench.measurement.booted.scratch import STARTED
+
+def filling(command, timeout_s, watchdog_end, scratch, private, cancel, stdout, held):
+    open(os.path.join(scratch, STARTED), "w").close()
+    with open(os.path.join(private, "disk"), "wb") as disk:
+        try:
+            while True:
+                disk.write(bytes(1 << 20))
+                disk.flush()
+        except OSError:
+            pass
+    return 255, True
+
+guest.run_streaming = filling
+try:
+    guest.run_in_guest(sys.argv[1], ["true"], timeout_s=60)
+except guest.GuestError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_guest_that_fills_tmpdir_during_its_boot_names_it(tmp_path: Path) -> None:
+    image = require_boot_image()
+    small = tmp_path / "small"
+    small.mkdir(mode=0o700)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=140m,mode=700", "tmpfs", str(small)],
+                   check=True)
+    try:
+        done = subprocess.run([sys.executable, "-c", _FILLING_GUEST, image],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, "TMPDIR": str(small)})
+        left = os.listdir(small)
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout.startswith("the guest (QEMU) ended after its command had started"), \
+        done.stdout
+    assert f"; $TMPDIR ({small}) is full: free some, or point TMPDIR at a filesystem with " \
+        "room" in done.stdout, done.stdout
+    assert left == [], left  # the filled scratch directory went with the boot
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+def test_a_tmpfs_dir_without_room_for_the_file_is_refused_before_anything(
+        tmp_path: Path) -> None:
+    """R38 minor: a tmpfs `dir` was not checked against its free room (memfd is, against
+    memory), and each sample whose file did not fit ended in a SIGBUS error, for good."""
+    shm = tmp_path / "shm"
+    shm.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(shm)], check=True)
+    try:
+        (shm / "someone-elses").write_bytes(bytes(12 << 20))
+        workload = tmp_path / "w.toml"
+        workload.write_text(f'repetitions = 1\n[[matrix]]\nbacking = "tmpfs"\nsize = "16M"\n'
+                            f'dir = "{shm}"\nfill = ["write", "hole-read"]\n')
+        done = subprocess.run([*FAULTBENCH, "run", str(workload), "--out",
+                               str(tmp_path / "run"), "-q"], capture_output=True, text=True,
+                              timeout=120, check=False)
+    finally:
+        subprocess.run(["umount", str(shm)], check=True)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"size 16M needs that much room in {shm}, which has 8.0 MiB free" in done.stderr
+    assert not (tmp_path / "run").exists()
