@@ -86,3 +86,40 @@ def test_a_tmpfs_dir_without_room_for_the_file_is_refused_before_anything(
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert f"size 16M needs that much room in {shm}, which has 8.0 MiB free" in done.stderr
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="other users' programs are root's problem")
+def test_a_qemu_on_path_that_another_user_can_swap_is_not_run(tmp_path: Path) -> None:
+    """R38 minor: root ran the first qemu-system-x86_64 on PATH, a directory of another
+    user's among them (sudo keeps a user's PATH where secure_path is unset)."""
+    image = require_boot_image()
+    theirs = tmp_path / "bin"
+    theirs.mkdir()
+    fake = theirs / "qemu-system-x86_64"
+    fake.write_text(f"#!/bin/sh\ntouch {tmp_path}/ran\nexit 1\n")
+    fake.chmod(0o755)
+    os.chown(theirs, 65534, 65534)
+    done = subprocess.run([*FAULTBENCH, "run", "quick-guest", "--kernel", image, "--out",
+                           str(tmp_path / "run"), "-q"], capture_output=True, text=True,
+                          timeout=120, check=False,
+                          env={**os.environ, "PATH": f"{theirs}:{os.environ['PATH']}"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert (f"qemu-system-x86_64, which a boot runs as root: {fake}: its directory {theirs} "
+            "is owned by uid 65534 (nobody); put root's own first on PATH") in done.stderr
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "run").exists()
+
+
+def test_a_worker_that_cannot_start_names_what_could_not_be_run(tmp_path: Path) -> None:
+    """R38 minor: "Permission denied" alone, as a user the interpreter's directory is closed
+    to; the OSError's file is named (here an interpreter that is not there)."""
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; sys.executable = '/nonexistent/python3'; "
+         "from faultbench.cli import main; sys.exit(main(sys.argv[1:]))", "run", str(workload),
+         "--out", str(tmp_path / "run"), "-q"],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith("faultbench run: cannot start the measuring worker: No such "
+                                  "file or directory (/nonexistent/python3); samples so far "
+                                  f"are in {tmp_path / 'run'}"), done.stderr

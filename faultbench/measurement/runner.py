@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError, limit_hint
+from faultbench.errors import FaultbenchError, limit_hint, printable
 from faultbench.measurement.knobs.catalog import KnobError, ValueRefused, thp_names
 from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.tmpfs import release_killed
@@ -115,8 +115,9 @@ class Worker:
                 start_new_session=True,
             )
         except OSError as exc:  # its pipes or the process itself (ulimit -n, -u)
-            raise WorkerStartError(f"cannot start the measuring worker: "
-                                   f"{exc.strerror or exc}{limit_hint(exc)}") from None
+            raise WorkerStartError(printable(  # filename: the interpreter it could not run
+                f"cannot start the measuring worker: {exc.strerror or exc}"
+                f"{f' ({exc.filename})' if exc.filename else ''}{limit_hint(exc)}")) from None
         assert self._proc.stdout is not None
         # A worker that cannot even start would otherwise cost every sample of the run.
         try:

@@ -30,6 +30,7 @@ from faultbench.measurement.booted.held import make_held, remove_left
 from faultbench.measurement.booted.imagecheck import (
     VNG_RULE,
     boot_refusal,
+    program_refusal,
     tmpdir_refusal,
     vng_refuses,
 )
@@ -127,13 +128,15 @@ def requirements(kernel: str) -> list[str]:
                        "installs images root-only: run as root, or pass a readable copy)")
     elif why := boot_refusal(kernel):
         missing.append(why)
-    if not shutil.which(qemu_binary()):
+    if not (qemu := shutil.which(qemu_binary())):
         missing.append(f"{qemu_binary()} not found: apt-get install qemu-system-x86")
     if not find_vng():
         missing.append("virtme-ng (vng) not found: pip install virtme-ng")
-    if not find_busybox():
+    if not (busybox := find_busybox()):
         missing.append("busybox not found (virtme-ng builds its initramfs with it): "
                        "apt-get install busybox-static")
+    missing += filter(None, (program_refusal(name, found) for name, found in
+                             ((qemu_binary(), qemu), ("busybox", busybox)) if found))
     if why := tmpdir_refusal():  # each boot shares a directory there with its guest
         missing.append(why)
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)

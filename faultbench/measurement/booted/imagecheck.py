@@ -107,6 +107,17 @@ def image_distrust(image: str, st: os.stat_result | None = None) -> str | None:
     return None
 
 
+def program_refusal(name: str, found: str) -> str | None:
+    """As root, why a program a boot runs as root (QEMU, busybox), found on PATH at `found`,
+    is one another user could swap for their own (image_distrust of the path and of where
+    its links lead), or None. `sudo` keeps a user's PATH where its secure_path is unset."""
+    for path in dict.fromkeys((found, os.path.realpath(found))):
+        if why := image_distrust(path):
+            return printable(f"{name}, which a boot runs as root: {why}; put root's own "
+                             "first on PATH")
+    return None
+
+
 def distrust_advice(why: str) -> str:
     return (f"{why}: root boots no image another user can change (the guest reads this "
             "machine's files as root and writes the results directory); copy it where only "
