@@ -7,6 +7,7 @@ $TMPDIR during its boot ended without anything naming $TMPDIR."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -123,3 +124,22 @@ def test_a_worker_that_cannot_start_names_what_could_not_be_run(tmp_path: Path) 
     assert done.stderr.startswith("faultbench run: cannot start the measuring worker: No such "
                                   "file or directory (/nonexistent/python3); samples so far "
                                   f"are in {tmp_path / 'run'}"), done.stderr
+
+
+@pytest.mark.parametrize("plane", ["kvm-guest", "qemu", 7])
+def test_a_native_runs_provenance_on_another_plane_is_refused_at_load(
+        tmp_path: Path, plane: object) -> None:
+    """R38 minor: a native run's provenance.plane is where its samples were measured; one
+    saying otherwise (or no plane at all) was read without a word."""
+    workload = tmp_path / "w.toml"
+    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
+    run = tmp_path / "run"
+    subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(run), "-q"], check=True,
+                   capture_output=True, timeout=120)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["provenance"]["plane"] = plane
+    (run / "meta.json").write_text(json.dumps(meta))
+    done = subprocess.run([*FAULTBENCH, "report", str(run), "--no-figures"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "provenance.plane is " in done.stderr and "(plane 'native')" in done.stderr

@@ -12,7 +12,7 @@ from faultbench.measurement.booted.boot_order import plan_problem
 from faultbench.measurement.booted.memsize import guest_size
 from faultbench.measurement.rundir.checks import UTS_MAX_BYTES, short
 from faultbench.measurement.rundir.safefile import ResultsError
-from faultbench.measurement.spec import MAX_SEED, Spec, SpecError, parse_size
+from faultbench.measurement.spec import MAX_SEED, PLANES, Spec, SpecError, parse_size
 from faultbench.measurement.workload import MAX_MEASUREMENTS, MAX_PROFILE_ROUNDS
 
 FORMAT = "faultbench-run/1"
@@ -92,6 +92,13 @@ def provenance_problem(meta: dict[str, Any]) -> str | None:
             return f"provenance.{part} is not an object"
         if not isinstance(value.get(key), str | None):
             return f"provenance.{part}.{key} is not a string"
+    # where `faultbench run` ran: a native run's samples were measured there, a booted
+    # run's in its guests (meta.json `plane`), on a host of any plane
+    plane = provenance.get("plane")
+    if plane is not None and (plane not in PLANES or (not meta.get("kernels")
+                                                      and plane != meta.get("plane"))):
+        return (f"provenance.plane is {short(plane)}, not where the run's samples say it "
+                f"ran (plane {short(meta.get('plane'))})")
     return None
 
 
