@@ -113,6 +113,9 @@ def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     subprocess.run(["truncate", "-s", "512M", str(image)], check=True)
     mount.mkdir()
     subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
+    # attaching a file sets its loop device's read-ahead from the file's disk, and detaching
+    # leaves it: put back as found
+    read_ahead = {p: p.read_text() for p in Path("/sys/block").glob("loop*/queue/read_ahead_kb")}
     done = subprocess.run(["mount", "-o", "loop", str(image), str(mount)], capture_output=True,
                           text=True, check=False)
     if done.returncode != 0:
@@ -128,3 +131,6 @@ def xfs_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                        check=True, pass_fds=(made_in,))  # -o loop: the loop device goes too
         os.close(made_in)
         image.unlink()
+        for path, value in read_ahead.items():
+            if path.read_text() != value:
+                path.write_text(value)
