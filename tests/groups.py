@@ -20,9 +20,9 @@ change nothing another test sees.
 
 The others keep the tests that share one guest run (a session- or module-scoped run that
 boots) on one worker, so that the guests boot once, not once per worker. What most of them
-read was counted in a guest, or (the notebook) comes from shipped results: no host knob
-changes it, so they run beside an ALONE test too, rather than make it wait minutes for them
-(UNTOUCHED_BY_HOST_KNOBS).
+read was counted in a guest, or (the notebook, the docs' quoted numbers) comes from shipped
+results: no host knob changes it, so they run beside an ALONE test too, rather than make it
+wait minutes for them (UNTOUCHED_BY_HOST_KNOBS).
 """
 
 from __future__ import annotations
@@ -54,8 +54,12 @@ def shared_dir(basetemp: Path) -> Path:
 # test_notebook's one execution of the notebook
 NOTEBOOK_RUN = pytest.mark.xdist_group("notebook-run")
 
+# test_docs' quoted numbers: each shipped run they quote is loaded once (scripts/quoted's
+# caches), not once on each worker
+DOC_CLAIMS = pytest.mark.xdist_group("doc-claims")
+
 # the groups whose tests an ALONE test need not wait for (see above); not SWEEP_RUN, some of
 # whose tests may make analysis_runs.native_runs, memfd counted on the host
 UNTOUCHED_BY_HOST_KNOBS = frozenset(
     mark.args[0] for mark in (KERNELS_RUN, GUEST_SCENARIOS, SCALE_RUN, MEMORY_RUN,
-                              NOTEBOOK_RUN))
+                              NOTEBOOK_RUN, DOC_CLAIMS))

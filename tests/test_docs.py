@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from groups import ALONE, HOST
+from groups import ALONE, DOC_CLAIMS, HOST
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,6 +76,7 @@ def test_a_stale_block_is_told_apart_from_masked_timings() -> None:
                                       "(+3.1%)"])
 
 
+@DOC_CLAIMS
 @pytest.mark.parametrize("claim", claims.CLAIMS,
                          ids=[f"{c.doc}:{c.text[:30]}" for c in claims.CLAIMS])
 def test_a_quoted_number_is_what_its_result_gives(claim) -> None:
