@@ -294,3 +294,28 @@ def test_source_6_12_without_its_package_is_refused_with_the_apt_line(tmp_path):
 def test_unknown_source_is_an_argument_error():
     done = run_build("--source", "5.10", "--check-only")
     assert done.returncode == 2 and "invalid choice: '5.10'" in done.stderr
+
+
+def test_vng_kconfig_reads_no_virtme_ng_configuration_of_the_user(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """R38-1: `vng --kconfig` adds ~/.config/virtme-ng/kernel.config to the kernel's config,
+    and applies the default_opts of ~/.config/virtme-ng/virtme-ng.conf: it runs with a HOME
+    of its own, whose configuration says nothing. A stand-in vng says what it was given."""
+    home = tmp_path / "home"
+    (home / ".config" / "virtme-ng").mkdir(parents=True)
+    (home / ".config" / "virtme-ng" / "kernel.config").write_text("CONFIG_KVM=y\n")
+    monkeypatch.setenv("HOME", str(home))
+    seen = tmp_path / "seen"
+    vng = tmp_path / "bin" / "vng"
+    vng.parent.mkdir()
+    vng.write_text(f'#!/bin/sh\n{{ echo "$HOME"; ls -A "$HOME/.config/virtme-ng"; '
+                   f'cat "$HOME/.config/virtme-ng/virtme-ng.conf"; }} > {seen}\nexit 3\n')
+    vng.chmod(0o755)
+    (tmp_path / "entry" / "tree").mkdir(parents=True)
+    with pytest.raises(build.BuildError, match="exit 3"):
+        build.configure(tmp_path / "entry" / "tree", str(vng), tmp_path / "build.log",
+                        build.Progress())
+    given_home, *listed = seen.read_text().splitlines()
+    assert given_home != str(home) and given_home.startswith(str(tmp_path / "entry"))
+    assert listed == ["virtme-ng.conf", "{}"]
+    assert os.listdir(tmp_path / "entry") == ["tree"]  # its home went with it
