@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from images import require_boot_image
+from test_hardening_round28_c import _finish, _guest, _redone, _unfinished
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 
@@ -144,3 +145,20 @@ def test_a_native_runs_provenance_on_another_plane_is_refused_at_load(
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "provenance.plane is " in done.stderr and "(plane 'native')" in done.stderr
+
+
+@pytest.mark.parametrize("total_kb", [1461436, 400000, "983712", None])
+def test_a_guest_with_other_memory_than_it_was_booted_with_fails_its_boot(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, total_kb: object) -> None:
+    """R38-1's second half: a guest of 1500M (virtme-ng's configuration had booted one) or
+    of far less than the run's 1024M measures another machine: its boot fails, and a
+    resume redoes it. A stand-in guest reports the shipped report's memory changed; the
+    host's side is real (test_hardening_round28_c)."""
+    run_dir, samples = _unfinished(tmp_path)
+    boot = _finish(run_dir, monkeypatch, _guest(samples, lambda r: {
+        **r, "guest": {**r["guest"], "memory": {**r["guest"]["memory"],
+                                               "total_kb": total_kb}}}))
+    assert boot["status"] == "failed"
+    assert boot["reason"] == (f"the guest reports {total_kb!r} kB of memory, not that of the "
+                              "1G it was booted with: its samples were not added")
+    _redone(run_dir, monkeypatch, samples)

@@ -30,6 +30,7 @@ from faultbench.measurement.image import boot_images
 from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.rundir.results import RunDir
 from faultbench.measurement.runner import BootShare, RunError, every_mapper, unmeasured
+from faultbench.measurement.spec import parse_size
 from faultbench.measurement.workload import load
 
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root refuses other users' images")
@@ -98,13 +99,16 @@ def _stand_in(booted: list[str], reports: str | None = None,
     """guest.run_in_guest as a boot that finished: the boot's report, with the kernel of the
     image it was handed (or of `reports`), written where the guest writes it. `booted` gets
     the kernel of each image handed."""
-    def boot(kernel: str, argv: list[str], rwdir: str, **_: Any) -> int:
+    def boot(kernel: str, argv: list[str], rwdir: str, memory: str, **_: Any) -> int:
         booted.append(_guest_kernel(kernel)["version"])
         index = int(argv[5])
         ran = _guest_kernel(reports or kernel)
         own = RunDir(Path(rwdir))  # the only directory the guest is given: its boot's
         _share_samples(own, index, ran)
-        write_report(own, {"boot": index, "complete": True, "guest": {"kernel": ran}})
+        # what its kernel leaves of the memory it was booted with: 96% of 1G here
+        left = {"total_kb": parse_size(memory) * 96 // 100 // 1024}
+        write_report(own, {"boot": index, "complete": True,
+                           "guest": {"kernel": ran, "memory": left}})
         if then:
             then()
         return 0

@@ -30,6 +30,7 @@ from faultbench.measurement.rundir.results import (
 from faultbench.measurement.rundir.runfiles import BOOT_REPORT, RUN_FILES, boot_dir_name
 from faultbench.measurement.rundir.safefile import ForeignOwnerError, ResultsError
 from faultbench.measurement.runner import BootShare, refused_scenarios, unmeasured
+from faultbench.measurement.spec import format_size
 
 # a real report is the guest's provenance and a flag, under 4 KB; each boot's `guest` is
 # kept in meta.json, whose own cap must hold the records of every boot of a run: what is
@@ -43,11 +44,12 @@ REASON_KEPT = 500  # of a sample's error, quoted in meta.json's `skipped` once p
 
 
 def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: dict[str, Any],
-           reason: str | None, measured: set[tuple[str, str]]) -> str | None:
+           reason: str | None, measured: set[tuple[str, str]], memory: int) -> str | None:
     """Why the boot that ended (`reason`: why the guest failed, None if it exited 0) is not
     done, or None once its samples are added to the run's files and the kernel's
     scenarios it found unsupported to meta's `skipped`. `measured`: the (scenario, kernel
-    label) pairs with ok samples in the run, updated here."""
+    label) pairs with ok samples in the run, updated here; `memory`: the bytes the guest
+    was booted with."""
     index = boot["index"]
     report, why = _report(run_dir, index)
     guest = report.get("guest") if report else None
@@ -57,7 +59,7 @@ def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: 
     if reason is None and not (report and report.get("complete") is True):
         reason = "the guest ended without recording the boot as complete"
     if reason is None:
-        reason = kernel_mismatch(kernel, guest)
+        reason = kernel_mismatch(kernel, guest) or _memory_mismatch(memory, guest)
     if reason is None:
         try:
             records = _collect(run_dir, meta, boot)
@@ -68,6 +70,19 @@ def finish(run_dir: RunDir, meta: dict[str, Any], boot: dict[str, Any], kernel: 
         else:
             _skip_unsupported(meta, kernel["label"], records, measured)
     return reason
+
+
+def _memory_mismatch(memory: int, guest: Any) -> str | None:
+    """Why the memory the guest reports (its MemTotal) is not that of a guest booted with
+    `memory` bytes, or None: the kernel keeps 4-18% of it here (18% at 256M). A guest of
+    another size (virtme-ng's own configuration once gave one) measures another machine."""
+    found = guest.get("memory") if isinstance(guest, dict) else None
+    total_kb = found.get("total_kb") if isinstance(found, dict) else None
+    if isinstance(total_kb, int) and not isinstance(total_kb, bool) and \
+            memory // 2 < total_kb * 1024 <= memory:
+        return None
+    return (f"the guest reports {short(total_kb)} kB of memory, not that of the "
+            f"{format_size(memory)} it was booted with: its samples were not added")
 
 
 class _NotItsShare(Exception):

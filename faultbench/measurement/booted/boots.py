@@ -60,7 +60,7 @@ from faultbench.measurement.rundir.results import (
 from faultbench.measurement.rundir.runfiles import boot_dir_name
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.runner import RunError, utc_now
-from faultbench.measurement.spec import Spec, SpecError, format_size
+from faultbench.measurement.spec import Spec, SpecError, format_size, parse_size
 
 BOOT_OVERHEAD_S = 300.0  # boot, start-up and slack on top of the samples' deadlines, per boot
 GUEST_MIN_MEMORY_MIB = 1024
@@ -351,7 +351,7 @@ def run_boots(run_dir: RunDir, quiet: bool = False, jobs: int = 1) -> dict[str, 
     def end(boot: dict[str, Any], outcome: Future[str | None]) -> None:
         try:
             reason = finish(run_dir, meta, boot, kernels[boot["kernel"]], outcome.result(),
-                            measured)
+                            measured, parse_size(guest_memory(meta)))
         except Exception as exc:  # the run stops; run_in_order no longer counts this boot
             # as running, so it is recorded here, or it would stay `running` with no reason
             failed(boot, printable(str(exc)) or type(exc).__name__)
