@@ -213,6 +213,11 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
     try:
         if signals.is_the_command():
             signals.started()
+        from faultbench.measurement.trust import trusted_environment
+
+        if changed := trusted_environment():  # before anything reads HOME, PATH, ...
+            print(printable(f"faultbench {args.command}: WARNING: as root, nothing another "
+                            f"user can change is used: {'; '.join(changed)}"), file=sys.stderr)
         status = importlib.import_module(args._module).run(args)
         signals.raise_swallowed()
         sys.stdout.flush()

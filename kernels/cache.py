@@ -23,8 +23,8 @@ from faultbench.measurement.rundir.safefile import (
     ResultsError,
     SafeDir,
     open_regular,
-    who_can_change,
 )
+from faultbench.measurement.trust import who_can_change
 
 META_MAX_BYTES = 1 << 20  # a few hundred bytes in a real entry
 # The shipped patches are a few KiB: a patch over this is a mistake, or a (sparse) file
@@ -125,7 +125,7 @@ def _foreign(entry: Path, who: str, name: str | None = None) -> BuildError:
 def _check_file(entry: SafeDir, name: str, stream: IO[bytes] | None) -> None:
     """As root, refuse the entry's open file `name` another user can change, as open_entry
     refuses the entry: root's entry may hold one (a `cp -a` of their build, a chmod)."""
-    who = stream and who_can_change(os.fstat(stream.fileno()))
+    who = stream and who_can_change(os.fstat(stream.fileno()), where=stream.fileno())
     if who:
         raise _foreign(entry.path, who, name)
 

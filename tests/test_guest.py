@@ -45,7 +45,8 @@ def image() -> str:
 def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     """One boot: the sweep, a SIGINT-ed run, a SIGKILL-ed run and `faultbench restore`. Its
     HOME holds a virtme-ng configuration that would take away the instruction clock, boot
-    more memory and run another command (R38-1): none of it may reach the guest."""
+    more memory and run another command (R38-1), and QEMU_MODULE_DIR a TCG module that is
+    none (R39-3): none of it may reach the guest."""
     out = tmp_path_factory.mktemp("guest")
     shared = out / "shared"  # as a booted run shares only its boot's directory, boots/N.d
     shared.mkdir()
@@ -54,9 +55,13 @@ def scenarios(image: str, tmp_path_factory: pytest.TempPathFactory) -> dict:
     (home / vngproc.VNG_CONFIG).write_text(json.dumps({"default_opts": {
         "qemu_opts": ["-name", "not-faultbench"], "memory": "1500M",
         "exec": f"echo ran > {home}/exec-ran"}}))
+    # and QEMU's modules would come from here (R39-3): a TCG that cannot load
+    modules = tmp_path_factory.mktemp("qemu-modules")
+    (modules / "accel-tcg-x86_64.so").write_bytes(b"not a module")
     started = time.monotonic()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(home))
+        patch.setenv("QEMU_MODULE_DIR", str(modules))
         status = guest.run_in_guest(
             image, [sys.executable, str(HERE / "guest_knob_scenarios.py"),
                     str(shared / "out.json")],

@@ -25,12 +25,13 @@ from faultbench.commands.run import _start_booted
 from faultbench.measurement.booted import guest
 from faultbench.measurement.booted.boot_guest import write_report
 from faultbench.measurement.booted.boots import parse_kernel, run_boots
-from faultbench.measurement.booted.imagecheck import image_distrust, vng_refuses
+from faultbench.measurement.booted.imagecheck import vng_refuses
 from faultbench.measurement.image import boot_images
 from faultbench.measurement.measure import sample_without_result
 from faultbench.measurement.rundir.results import RunDir
 from faultbench.measurement.runner import BootShare, RunError, every_mapper, unmeasured
 from faultbench.measurement.spec import parse_size
+from faultbench.measurement.trust import distrust
 from faultbench.measurement.workload import load
 
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root refuses other users' images")
@@ -272,13 +273,13 @@ def test_an_image_in_a_directory_another_user_can_change_is_refused(tmp_path: Pa
     tree = tmp_path / "linux"
     image = _image_in(tree / "boot")
     os.chown(tree, NOBODY, NOBODY)
-    assert image_distrust(str(image)) == f"{image}: its directory {tree} is owned by uid " \
+    assert distrust(str(image)) == f"{image}: its directory {tree} is owned by uid " \
         f"{NOBODY} (nobody)"
     with pytest.raises(RunError, match="root boots no image another user can change"):
         parse_kernel(str(tmp_path / "linux" / "boot" / "bzImage"))
     os.chown(tree, 0, NOBODY)
     tree.chmod(0o775)
-    assert image_distrust(str(image)) == f"{image}: its directory {tree} is writable by " \
+    assert distrust(str(image)) == f"{image}: its directory {tree} is writable by " \
         "other users"
 
 
@@ -289,7 +290,7 @@ def test_an_image_of_roots_in_a_sticky_directory_is_booted(tmp_path: Path) -> No
     shared.mkdir()
     shared.chmod(0o1777)
     image = _image_in(shared)
-    assert image_distrust(str(image)) is None
+    assert distrust(str(image)) is None
     assert parse_kernel(str(image)).sha256 == _digest(image)
 
 

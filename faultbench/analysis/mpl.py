@@ -4,8 +4,10 @@ skip its import, a quarter of a second).
 
 matplotlib reads its settings at import, from a `matplotlibrc` in the working directory
 first: root running faultbench in /tmp would take another user's (whose backend or style can
-make every figure fail). Imported here from /. The Agg backend is selected before pyplot is
-imported: reports are made on headless machines.
+make every figure fail). Imported here from /. Then every setting is put back to
+matplotlib's own defaults: a `matplotlibrc` of the user's (~/.config/matplotlib,
+$MPLCONFIGDIR) drew figures blank, and a report's figures are the same whoever draws them.
+The Agg backend is selected before pyplot is imported: reports are made on headless machines.
 """
 
 import contextlib
@@ -19,6 +21,8 @@ import matplotlib.pyplot as plt  # after use("Agg"): pyplot picks its backend on
 from matplotlib import font_manager, ft2font
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
+
+matplotlib.rcdefaults()  # the backend stays: rcdefaults leaves it
 
 __all__ = ["FixedLocator", "FuncFormatter", "Line2D", "LogLocator", "NullFormatter",
            "font_manager", "ft2font", "plt"]

@@ -305,7 +305,7 @@ def _boot(kernel: str, argv: list[str], rwdir: str | None, timeout_s: float, mem
             f"(virtme-ng exit {vng_status}; {seen})"
             if os.path.lexists(os.path.join(scratch, STARTED)) else  # it booted `kernel`
             f"the guest ended without finishing the command (virtme-ng exit {vng_status}): "
-            f"it may not boot {kernel} ({seen})")
+            f"QEMU did not start, or it may not boot {kernel} ({seen})")
     finally:
         remove_private(private)
         os.close(held)

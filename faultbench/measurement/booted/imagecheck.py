@@ -25,8 +25,9 @@ from faultbench.measurement.booted.scratch import hidden_in_guest
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
 from faultbench.measurement.rundir.identity import runs_version
 from faultbench.measurement.rundir.regular import open_regular
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.spec import clipped
+from faultbench.measurement.trust import distrust
 
 # virtme-run takes only these in --rwdir/--rodir (virtme/commands/run.py, _SAFE_PATH_PATTERN
 # "[a-zA-Z0-9_+ /.-]"; "=" would split GUEST=HOST), and vng pastes those paths and --run's
@@ -90,31 +91,13 @@ def tmpdir_refusal() -> str | None:
     return None
 
 
-def image_distrust(image: str, st: os.stat_result | None = None) -> str | None:
-    """As root, who other than root could change the image at the resolved path `image`:
-    the file itself (`st`: its status from the descriptor it is read from, else stat'ed by
-    name), or a directory above it (a sticky one, /tmp, protects root's files); None when no
-    one. The guest sees the host's files as root and writes the results directory, so such
-    a user's kernel would run with root's files."""
-    path = Path(image)
-    who = who_can_change(st or os.stat(path))
-    if who:
-        return f"{image} is {who}"
-    for parent in path.parents:
-        who = who_can_change(os.stat(parent), sticky_ok=True)
-        if who:
-            return f"{image}: its directory {parent} is {who}"
-    return None
-
-
 def program_refusal(name: str, found: str) -> str | None:
     """As root, why a program a boot runs as root (QEMU, busybox), found on PATH at `found`,
-    is one another user could swap for their own (image_distrust of the path and of where
-    its links lead), or None. `sudo` keeps a user's PATH where its secure_path is unset."""
-    for path in dict.fromkeys((found, os.path.realpath(found))):
-        if why := image_distrust(path):
-            return printable(f"{name}, which a boot runs as root: {why}; put root's own "
-                             "first on PATH")
+    is one another user could swap for their own (trust.distrust: a link in a directory of
+    root's to a file of theirs too), or None."""
+    if why := distrust(found):
+        return printable(f"{name}, which a boot runs as root: {why}; put root's own first "
+                         "on PATH")
     return None
 
 
@@ -131,7 +114,7 @@ def image_refusal(image: str, fd: int) -> str | None:
     hour. Someone other than root can change it (distrust_advice), or it is over IMAGE_MAX,
     which no boot could copy (pinned_copy) and no resume could then finish."""
     st = os.fstat(fd)
-    if why := image_distrust(image, st):
+    if why := distrust(image, st):
         return distrust_advice(why)
     if st.st_size > IMAGE_MAX:
         return (f"{image} is {st.st_size:,} bytes, over the {IMAGE_MAX:,} a kernel image may "
@@ -148,7 +131,7 @@ def boot_refusal(kernel: str) -> str | None:
     device would have root open the device."""
     real = os.path.realpath(kernel)
     try:
-        if why := image_distrust(real):
+        if why := distrust(real):
             return distrust_advice(why)
         with os.fdopen(open_regular(real, follow=False), "rb") as fh:
             if header_version(fh) is not None or pvh.is_unpacked(fh):

@@ -67,6 +67,7 @@ def run_streaming(command: list[str], timeout_s: float, watchdog_end: int,
     # virtme-ng's temp files (virtme_ret*) beside the guest's share, never in it: a killed
     # vng never removes them, and the guest could swap them for links
     host_env["TMPDIR"] = private
+    host_env.pop("QEMU_MODULE_DIR", None)  # its installed modules: the QEMU the run records
     # Pipes, never our stdout directly: QEMU reopens a regular-file stdout at offset 0.
     try:
         host_env["HOME"] = vng_home(private)

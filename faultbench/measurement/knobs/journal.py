@@ -20,12 +20,13 @@ from faultbench.measurement.knobs.catalog import (
 from faultbench.measurement.knobs.knoblock import KnobLock, faultbench_command, recorded_journal
 from faultbench.measurement.knobs.replay import journal_entry, put_back, reads_back_as
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, who_can_change
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.rundir.tempfiles import (
     create_exclusive,
     remove_dead_temp_files,
     temp_name,
 )
+from faultbench.measurement.trust import who_can_change
 
 DEFAULT_JOURNAL = "/run/faultbench/journal.json"
 # A real journal names a few knobs; anything larger is not one (and is not read whole).
@@ -63,7 +64,7 @@ def _load_journal(path: str) -> dict | None:
     except OSError as exc:
         raise KnobError(f"journal {path}: cannot read it: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as f:
-        _check_journal_file(os.fstat(fd), path)  # the file opened is the one checked
+        _check_journal_file(os.fstat(fd), path, fd)  # the file opened is the one checked
         try:
             text = f.read(JOURNAL_MAX_BYTES + 1)
         except OSError as exc:
@@ -81,14 +82,14 @@ def _load_journal(path: str) -> dict | None:
     return data
 
 
-def _check_journal_file(st: os.stat_result, path: str) -> None:
+def _check_journal_file(st: os.stat_result, path: str, fd: int | None = None) -> None:
     if stat.S_ISLNK(st.st_mode):
         raise KnobError(f"journal {path} is a symbolic link: faultbench reads a journal only "
                         "from a regular file; give the real path")
     if not stat.S_ISREG(st.st_mode):
         raise KnobError(f"journal {path} is not a regular file (a directory, FIFO or "
                         "device): check --journal or $FAULTBENCH_JOURNAL")
-    who = who_can_change(st)
+    who = who_can_change(st, where=path if fd is None else fd)
     if who:
         # found both by restore and by a run about to start: neither wrote anything
         raise KnobError(f"journal {path} is {who}: root does not restore knobs from a file "

@@ -18,8 +18,9 @@ import time
 
 from faultbench.errors import printable
 from faultbench.measurement.knobs.catalog import KnobError
-from faultbench.measurement.rundir.safefile import ResultsError, check_owner, who_can_change
+from faultbench.measurement.rundir.safefile import ResultsError, check_owner
 from faultbench.measurement.spec import clipped
+from faultbench.measurement.trust import who_can_change
 
 # One per machine (a booted guest has its own /run), wherever the journal is.
 LOCK_PATH = "/run/faultbench/lock"
@@ -76,7 +77,7 @@ def _lock_file() -> tuple[os.stat_result, dict]:
     fd = os.open(LOCK_PATH, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(fd)
-        trusted = stat.S_ISREG(st.st_mode) and not who_can_change(st)
+        trusted = stat.S_ISREG(st.st_mode) and not who_can_change(st, where=fd)
         return st, _record(f.read(_RECORD_MAX)) if trusted else {}
 
 

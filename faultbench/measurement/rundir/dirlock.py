@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 from faultbench.errors import printable
-from faultbench.measurement.rundir.safefile import ResultsError, SafeDir, owner_name
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
+from faultbench.measurement.trust import owner_name
 
 LOCK_NAME = ".lock"
 _ATTEMPTS = 5

@@ -107,14 +107,19 @@ def git_revision(checkout: Path | None = None) -> tuple[str | None, str]:
         return None, "not running from a git checkout"
     if not shutil.which("git"):
         return None, "git is not installed"
-    git = ["git", "-C", str(here), "-c", f"safe.directory={here}"]
+    git = ["git", "-C", str(here), "-c", f"safe.directory={here}", "-c", "core.fsmonitor=false"]
+    # the checkout's own state, whoever runs it: no GIT_DIR or GIT_WORK_TREE naming another
+    # repository, no user's or system's configuration (`git status` runs a core.fsmonitor
+    # program; under `sudo -E` a user's ~/.gitconfig ran theirs as root)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(GIT_CONFIG_NOSYSTEM="1", GIT_CONFIG_GLOBAL=os.devnull)
     try:
         done = subprocess.run([*git, "describe", "--always", "--abbrev=40"],
-                              capture_output=True, text=True, check=False,
+                              capture_output=True, text=True, check=False, env=env,
                               timeout=GIT_TIMEOUT_S)
         changed = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no", "--",
                                   ".", ":(exclude)results"], capture_output=True, text=True,
-                                 check=False, timeout=GIT_TIMEOUT_S)
+                                 check=False, env=env, timeout=GIT_TIMEOUT_S)
     except subprocess.TimeoutExpired:
         # status stats every tracked file: over 9p in a guest on a busy host, minutes
         return None, f"git took over {GIT_TIMEOUT_S} s"

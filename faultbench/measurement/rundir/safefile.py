@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import pwd
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +34,7 @@ from faultbench.measurement.rundir.tempfiles import (
     remove_dead_temp_files,
     temp_name,
 )
+from faultbench.measurement.trust import owner_name, who_can_change
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
@@ -53,29 +53,6 @@ def _why(exc: OSError, path: Path) -> str:
     return f"cannot write {path}: {exc.strerror}"
 
 
-def owner_name(uid: int) -> str:
-    try:
-        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _others_can_write(st: os.stat_result) -> bool:
-    return bool(st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != 0))
-
-
-def who_can_change(st: os.stat_result, sticky_ok: bool = False) -> str | None:
-    """As root, who other than root may change this file or directory ("owned by uid N
-    (name)", "writable by other users"); None when no one (or not running as root)."""
-    if os.geteuid() != 0:
-        return None
-    if st.st_uid != 0:
-        return f"owned by {owner_name(st.st_uid)}"
-    if _others_can_write(st) and not (sticky_ok and st.st_mode & stat.S_ISVTX):
-        return "writable by other users"
-    return None
-
-
 class ForeignOwnerError(ResultsError):
     """A directory someone other than root can change (check_owner); `who` says who."""
 
@@ -90,7 +67,7 @@ def check_owner(fd: int, path: Path | str, sticky_ok: bool = False,
     with `sticky_ok` a sticky one (/tmp) is accepted: for files created only O_EXCL and
     linked into place, which no one else may then rename or remove. `advice`: what the
     refusal says to do instead of making the directory root's."""
-    who = who_can_change(os.fstat(fd), sticky_ok)
+    who = who_can_change(os.fstat(fd), sticky_ok, fd)
     if who:
         advice = advice or (f"run as its owner, or make it root's first (chown -R root: "
                             f"{path}; chmod go-w {path})")
@@ -103,7 +80,7 @@ def check_parent(parent_fd: int, path: Path, advice: str | None = None) -> None:
     """As root, refuse a directory whose parent another user can change: they could rename
     it away and plant a link in its place. A sticky parent (/tmp) is safe: only root may
     rename root's directory there. `advice`: as check_owner's."""
-    who = who_can_change(os.fstat(parent_fd), sticky_ok=True)
+    who = who_can_change(os.fstat(parent_fd), sticky_ok=True, where=parent_fd)
     if who:
         advice = advice or (f"choose another place, or make the parent root's (chown root: "
                             f"{path.parent}; chmod go-w {path.parent})")
@@ -118,7 +95,7 @@ def _link_distrust(dir_fd: int, name: str) -> str | None:
     link = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
     if link.st_uid != 0:
         return f"owned by {owner_name(link.st_uid)}"
-    who = who_can_change(os.fstat(dir_fd), sticky_ok=True)
+    who = who_can_change(os.fstat(dir_fd), sticky_ok=True, where=dir_fd)
     return f"in a directory {who}" if who else None
 
 
@@ -369,7 +346,8 @@ class SafeDir:
     def _foreign_file(self, st: os.stat_result, name: str) -> str | None:
         """Why root may not append to this file: unlike one replaced, it keeps its owner, who
         could rewrite root's lines later (a partial run `cp -a`'d in, a `chown root:` of DIR)."""
-        who = None if self.any_owner else who_can_change(st)
+        who = None if self.any_owner else who_can_change(
+            st, where=f"/proc/self/fd/{self.fd}/{name}")
         return who and (f"{self.path / name} is {who}: root does not add to a file another "
                         "user can change (they could rewrite its lines afterwards); make the "
                         f"run root's (chown -R root: {self.path}; chmod -R go-w {self.path})")

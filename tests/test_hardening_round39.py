@@ -1,0 +1,165 @@
+"""Round thirty-nine: as root, faultbench took what another user can change from its
+environment (`sudo -E` keeps HOME and other variables): matplotlib wrote its font cache
+through their link and drew with their matplotlibrc (R39-1, R39-2), QEMU loaded their module
+(R39-3: test_guest's scenarios boot runs with such a QEMU_MODULE_DIR), programs came from
+their PATH entry (R39-4), git ran their core.fsmonitor for the provenance (R39-5); and a POSIX
+ACL giving another user write passed every owner check (R39-6)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from images import require_boot_image
+
+from faultbench.measurement.trust import distrust, trusted_environment
+
+FAULTBENCH = [sys.executable, "-m", "faultbench"]
+NOBODY = 65534
+ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="what root trusts is root's problem")
+WORKLOAD = 'repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n'
+
+
+def _acl_for(path: Path, uid: int) -> None:
+    """The ACL `setfacl -m u:UID:rw` leaves (setfacl is not installed everywhere): owner,
+    the named user, group, mask, other (acl_ea.h's layout)."""
+    undefined = 0xFFFFFFFF
+    entries = [(0x01, 6, undefined), (0x02, 6, uid), (0x04, 4, undefined), (0x10, 6, undefined),
+               (0x20, 4, undefined)]
+    os.setxattr(path, "system.posix_acl_access",
+                struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries))
+
+
+def _theirs(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chown(path, NOBODY, NOBODY)
+    return path
+
+
+@ROOT
+def test_an_acl_giving_another_user_write_is_another_users_change(tmp_path: Path) -> None:
+    """R39-6: root:root 0664 plus `u:nobody:rw` read as root's group's write alone."""
+    plain, shared = tmp_path / "plain", tmp_path / "shared"
+    for path in (plain, shared):
+        path.write_bytes(b"x")
+        path.chmod(0o664)
+    _acl_for(shared, NOBODY)
+    assert distrust(str(plain)) is None  # root's group alone may write it
+    assert distrust(str(shared)) == f"{shared} is writable by other users"
+    image = tmp_path / "boot" / "vmlinuz"
+    image.parent.mkdir()
+    image.write_bytes(Path(require_boot_image()).read_bytes())
+    image.chmod(0o644)
+    _acl_for(image.parent, NOBODY)
+    done = subprocess.run([*FAULTBENCH, "run", "quick-guest", "--kernel", str(image), "--out",
+                           str(tmp_path / "run"), "-q"], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 2 and "root boots no image another user can change" in \
+        done.stderr, done.stderr
+    assert not (tmp_path / "run").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    _acl_for(out, NOBODY)
+    done = subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out",
+                           str(out / "run"), "-q"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 2 and f"{out} is writable by other users" in done.stderr, \
+        done.stderr
+
+
+def _workload(tmp_path: Path) -> Path:
+    workload = tmp_path / "w.toml"
+    workload.write_text(WORKLOAD)
+    return workload
+
+
+@ROOT
+def test_another_users_home_git_config_and_path_are_not_used(tmp_path: Path) -> None:
+    """R39-5 and R39-4: their ~/.gitconfig's core.fsmonitor and their `mount`, `git` on PATH
+    ran as root in a native run; R39-1: root's matplotlib made ~/.config in their home."""
+    home = _theirs(tmp_path / "home")
+    ran = tmp_path / "ran"
+    bin_dir = _theirs(home / "bin")
+    for name in ("git", "mount", "umount", "systemd-detect-virt"):
+        program = bin_dir / name
+        program.write_text(f"#!/bin/sh\necho {name} >> {ran}\nexit 1\n")
+        program.chmod(0o755)
+    monitor = home / "monitor"
+    monitor.write_text(f"#!/bin/sh\necho fsmonitor >> {ran}\n")
+    monitor.chmod(0o755)
+    (home / ".gitconfig").write_text(f"[core]\n\tfsmonitor = {monitor}\n")
+    env = {**os.environ, "HOME": str(home), "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "XDG_CONFIG_HOME": str(home / ".config")}
+    run = tmp_path / "run"
+    done = subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(run),
+                           "-q"], capture_output=True, text=True, timeout=120, check=False,
+                          env=env)
+    assert done.returncode == 0, done.stderr
+    assert not ran.exists(), ran.read_text()
+    said = done.stderr.splitlines()[0]
+    assert said.startswith("faultbench run: WARNING: as root, nothing another user can change "
+                           f"is used: HOME ({home} is owned by uid {NOBODY} (nobody)): ")
+    assert f"XDG_CONFIG_HOME ({home} is owned by uid {NOBODY} (nobody)): unset" in said
+    assert f"PATH entries {bin_dir}: left out" in said
+    revision = json.loads((run / "meta.json").read_text())["provenance"]["faultbench"]
+    assert revision["git_revision"] is not None, revision
+    done = subprocess.run([*FAULTBENCH, "report", str(run), "--out", str(tmp_path / "rep")],
+                          capture_output=True, text=True, timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in home.iterdir()) == [".gitconfig", "bin", "monitor"]
+
+
+def test_git_describes_the_checkout_whatever_git_dir_says(tmp_path: Path) -> None:
+    """R39 minor: GIT_DIR (or GIT_WORK_TREE, a user's configuration) decided the recorded
+    revision: another repository's commit was recorded as faultbench's."""
+    other = tmp_path / "other"
+    subprocess.run(["git", "init", "-q", str(other)], check=True)
+    subprocess.run(["git", "-C", str(other), "-c", "user.name=x", "-c", "user.email=x@x",
+                    "commit", "-q", "--allow-empty", "-m", "not faultbench"], check=True)
+    theirs = subprocess.run(["git", "-C", str(other), "rev-parse", "HEAD"], check=True,
+                            capture_output=True, text=True).stdout.strip()
+    code = ("from faultbench.measurement.rundir.provenance import git_revision; "
+            "print(git_revision()[0])")
+    plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout
+    aimed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True, env={**os.environ, "GIT_DIR": str(other / ".git")})
+    assert aimed.stdout == plain and theirs not in plain, (plain, theirs)
+
+
+@ROOT
+def test_a_matplotlib_cache_link_and_rc_of_another_user_are_not_followed(
+        tmp_path: Path) -> None:
+    """R39-1: root rewrote the file their font-cache link named; R39-2: their matplotlibrc
+    drew root's figures blank. $MPLCONFIGDIR is theirs here (HOME: test above)."""
+    run = tmp_path / "run"
+    subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(run), "-q"],
+                   check=True, capture_output=True, timeout=120)
+    victim = tmp_path / "victim"
+    victim.write_text("root's\n")
+    theirs = _theirs(tmp_path / "mpl")
+    for name in ("fontlist-v330.json", "fontlist-v390.json", "fontlist-v3.11.0.json"):
+        (theirs / name).symlink_to(victim)
+    (theirs / "matplotlibrc").write_text("lines.linewidth: 0\nlines.markersize: 0\n"
+                                         "patch.linewidth: 0\n")
+    figures = {}
+    for name, env in (("theirs", {"MPLCONFIGDIR": str(theirs)}), ("plain", {})):
+        done = subprocess.run([*FAULTBENCH, "report", str(run), "--out", str(tmp_path / name)],
+                              capture_output=True, text=True, timeout=120, check=False,
+                              env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        figures[name] = {p.name: p.read_bytes() for p in (tmp_path / name / "figures").iterdir()}
+    assert victim.read_text() == "root's\n"
+    assert figures["theirs"] == figures["plain"] and figures["plain"]
+
+
+def test_the_environment_is_left_alone_when_nothing_in_it_is_anothers() -> None:
+    """The suite's own environment (root's HOME and PATH here), as a user's is: unchanged."""
+    before = dict(os.environ)
+    assert trusted_environment() == []
+    assert dict(os.environ) == before
