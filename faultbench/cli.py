@@ -231,6 +231,12 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
         return 2
     except signals.INTERRUPTED as exc:
         return _interrupted(args.command, exc)
+    except (MemoryError, ImportError) as exc:  # `ulimit -v`: pandas' libraries do not map
+        cause = (f"cannot import {exc.name or 'a module'} ({exc})"
+                 if isinstance(exc, ImportError) else "out of memory")
+        print(printable(f"faultbench {args.command}: {cause}: raise the limit on address "
+                        "space (`ulimit -v`), free memory, or reinstall"), file=sys.stderr)
+        return 2
     except BrokenPipeError:
         # the reader (e.g. `| head`) has gone; say nothing more on a closed pipe
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - must outlive this frame

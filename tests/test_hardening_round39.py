@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from faultbench.measurement.trust import distrust, trusted_environment
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 NOBODY = 65534
+RESULTS = Path(__file__).parents[1] / "results"
 ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="what root trusts is root's problem")
 WORKLOAD = 'repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n'
 
@@ -163,3 +165,79 @@ def test_the_environment_is_left_alone_when_nothing_in_it_is_anothers() -> None:
     before = dict(os.environ)
     assert trusted_environment() == []
     assert dict(os.environ) == before
+
+
+@pytest.mark.parametrize(("key", "value"), [("model", "AMD EPYC fake"), ("count", 96)])
+def test_a_resume_on_other_processors_under_the_same_host_name_is_refused(
+        tmp_path: Path, key: str, value: object) -> None:
+    """R39 minor: the host name and kernel were checked, not the hardware: a run copied to
+    another machine of the same name (a cloud image's, a disk moved) resumed there."""
+    run = tmp_path / "run"
+    subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(run), "-q"],
+                   check=True, capture_output=True, timeout=120)
+    meta = json.loads((run / "meta.json").read_text())
+    meta["provenance"]["cpu"][key], meta["finished_utc"] = value, None
+    (run / "meta.json").write_text(json.dumps(meta))
+    lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)
+    (run / "samples.jsonl").write_text("".join(lines[:-1]))
+    done = subprocess.run([*FAULTBENCH, "run", "--resume", str(run), "-q"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"{run} was measured on " in done.stderr and "CPUs" in done.stderr
+    assert (run / "samples.jsonl").read_text() == "".join(lines[:-1])
+
+
+def test_compare_says_a_run_was_measured_at_knobs_another_run_left(tmp_path: Path) -> None:
+    """R39 minor: `run` warned, and meta.json recorded, that a killed run had left
+    vm.swappiness changed; `compare` of that run said nothing of it (its provenance records
+    THP settings, fault_around_bytes and read_ahead_kb, not every sysctl)."""
+    runs = []
+    for name in ("base", "new"):
+        runs.append(tmp_path / name)
+        subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(runs[-1]),
+                        "-q"], check=True, capture_output=True, timeout=120)
+    meta = json.loads((runs[1] / "meta.json").read_text())
+    meta["machine_state"]["knob_writer"] = {"pid": None, "command": None,
+                                           "left": "vm.swappiness (journal j, run 7)"}
+    (runs[1] / "meta.json").write_text(json.dumps(meta))
+    done = subprocess.run([*FAULTBENCH, "compare", *map(str, runs)], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "NEW was measured at knobs a killed run had left changed (vm.swappiness (journal " \
+        "j, run 7)), not at the machine's own" in " ".join(done.stdout.split()), done.stdout
+
+
+def test_a_low_limit_on_address_space_ends_a_report_in_one_line() -> None:
+    """R39 minor: `ulimit -v` 60,000 KiB gave a MemoryError or ImportError traceback (numpy
+    and pandas' libraries do not map); it is one line."""
+    def small() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (60_000 << 10, 60_000 << 10))
+    done = subprocess.run([*FAULTBENCH, "report", str(RESULTS / "native-quick"),
+                           "--no-figures"], capture_output=True, text=True, timeout=120,
+                          check=False, preexec_fn=small)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert done.stderr.startswith(("faultbench report: cannot import ",
+                                   "faultbench report: out of memory")), done.stderr
+    assert "raise the limit on address space (`ulimit -v`)" in done.stderr
+
+
+def test_a_private_native_runs_report_elsewhere_is_private_too(tmp_path: Path) -> None:
+    """R39 minor: a run made under umask 077 (0700, its files 0600) reported with --out
+    gave a 0755 directory of 0644 files: its numbers and its host's facts, for anyone."""
+    run = tmp_path / "run"
+    subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(run), "-q"],
+                   check=True, capture_output=True, timeout=120,
+                   preexec_fn=lambda: os.umask(0o077))
+    assert run.stat().st_mode & 0o777 == 0o700
+    out = tmp_path / "report"
+    subprocess.run([*FAULTBENCH, "report", str(run), "--out", str(out), "--no-figures"],
+                   check=True, capture_output=True, timeout=120)
+    assert out.stat().st_mode & 0o777 == 0o700
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    done = subprocess.run([*FAULTBENCH, "report", str(run), "--out", str(shared),
+                           "--no-figures"], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 2 and done.stderr == (
+        f"faultbench report: --out {shared}: other users can reach it, and {run} is private, "
+        "and so is its report: give a new directory, or one only you can reach\n"), done.stderr

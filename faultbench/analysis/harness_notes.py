@@ -45,7 +45,7 @@ def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
             "instruction clock before harness epoch 2 that alone moved rows whose loops "
             "take about one timer tick by up to 1.7%, mostly upwards with more guests "
             "(docs/scale.md); part of any change here may be that.")
-    return notes + _knob_notes(base_meta, new_meta)
+    return notes + _knob_notes(base_meta, new_meta) + _writer_notes(base_meta, new_meta)
 
 
 def _knob_notes(base_meta: dict, new_meta: dict) -> list[str]:
@@ -75,6 +75,25 @@ def _knob_notes(base_meta: dict, new_meta: dict) -> list[str]:
     shown = printable("; ".join(differ[:4]))[:400] + ("; ..." if len(differ) > 4 else "")
     return [f"BASE and NEW ran at different kernel settings that no scenario of theirs set "
             f"(their provenance): {shown}; part of any change here may be that."]
+
+
+def _writer_notes(base_meta: dict, new_meta: dict) -> list[str]:
+    """A note for a run measured at knobs another faultbench had set (machine_state's
+    knob_writer: a live one, or what a killed one left), which its own provenance does not
+    name when it is no THP setting, fault_around_bytes or read_ahead_kb (vm.swappiness)."""
+    notes = []
+    for side, meta in (("BASE", base_meta), ("NEW", new_meta)):
+        state = meta.get("machine_state")
+        writer = state.get("knob_writer") if isinstance(state, dict) else None
+        if not isinstance(writer, dict):
+            continue
+        left = writer.get("left")
+        what = (f"at knobs a killed run had left changed ({printable(str(left))[:300]})"
+                if left else f"while another faultbench (pid {printable(str(writer.get('pid')))}"
+                ") held the knob lock, at the knobs it had set")
+        notes.append(f"{side} was measured {what}, not at the machine's own; part of any "
+                     "change here may be that.")
+    return notes
 
 
 def _jobs(meta: dict) -> int | None:

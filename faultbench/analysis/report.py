@@ -258,7 +258,11 @@ def write_report(
         if elsewhere:
             _check_out(directory, out)
             if meta.get("kernels"):  # what its guests returned is in the text: as private
-                _make_private(directory, out)  # as the run's own directory (docs/kernels.md)
+                # as the run's own directory (docs/kernels.md)
+                _make_private(directory, out, "a booted run's report holds what its guests "
+                              "returned (docs/kernels.md)")
+            elif not os.fstat(source.fd).st_mode & 0o077:  # its numbers, its host's facts
+                _make_private(directory, out, f"{run_dir} is private, and so is its report")
         directory.replace(REPORT, text)
         if elsewhere and directory.is_dir("figures"):
             # DIR takes reports of any run, again and again: figures of an earlier report (of
@@ -285,19 +289,18 @@ def write_report(
     return text, made
 
 
-def _make_private(directory: SafeDir, out: Path | None) -> None:
+def _make_private(directory: SafeDir, out: Path | None, why: str) -> None:
     """A new --out private; an existing one (that holds other files, or that others share)
-    is never changed, and refused unless it is private already."""
+    is never changed, and refused unless it is private already. `why`: why it must be."""
     try:
         if directory.made_here:
             os.fchmod(directory.fd, 0o700)
         elif os.fstat(directory.fd).st_mode & 0o077:
-            raise AnalysisError(f"--out {out}: other users can reach it, and a booted run's "
-                                "report holds what its guests returned (docs/kernels.md): give "
-                                "a new directory, or one only you can reach")
+            raise AnalysisError(f"--out {out}: other users can reach it, and {why}: give a "
+                                "new directory, or one only you can reach")
     except OSError as exc:
-        raise AnalysisError(f"--out {out}: cannot make it private ({exc.strerror}), as a "
-                            "booted run's report must be: its guests' text is in it") from None
+        raise AnalysisError(f"--out {out}: cannot make it private ({exc.strerror}), and "
+                            f"{why}") from None
 
 
 def _check_out(directory: SafeDir, out: Path | None) -> None:

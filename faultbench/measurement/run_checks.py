@@ -32,6 +32,7 @@ from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.naming import scenario_name
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, harness_epoch, same_harness
+from faultbench.measurement.rundir.provenance import cpuinfo_fields
 from faultbench.measurement.rundir.results import report_command
 from faultbench.measurement.spec import SpecError, clipped, shown
 from faultbench.measurement.workload import Scenario, Workload
@@ -248,3 +249,14 @@ def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
                        "resuming here would pool the samples of both under the first one's "
                        "name; resume it on that kernel and host, or start a new run "
                        f"({report_command(path)} shows its samples)")
+    # a host name is no machine's identity (cloud images' "localhost", a disk moved to other
+    # hardware): its processors, as recorded
+    cpu = provenance.get("cpu", {})
+    there_cpu = cpu.get("count"), cpu.get("model")
+    here_cpu = os.cpu_count(), cpuinfo_fields().get("model name")
+    if there_cpu != here_cpu:
+        raise RunError(f"{path} was measured on {clipped(str(there_cpu[0]), 20)} CPUs "
+                       f"({clipped(str(there_cpu[1]), 80)}) and this machine has "
+                       f"{here_cpu[0]} ({here_cpu[1]}): resuming here would pool two "
+                       "machines' samples under the first; resume it there, or start a new "
+                       "run")
