@@ -241,3 +241,20 @@ def test_a_private_native_runs_report_elsewhere_is_private_too(tmp_path: Path) -
     assert done.returncode == 2 and done.stderr == (
         f"faultbench report: --out {shared}: other users can reach it, and {run} is private, "
         "and so is its report: give a new directory, or one only you can reach\n"), done.stderr
+
+
+@ROOT
+def test_a_bytecode_prefix_of_another_users_is_not_used_past_the_start(tmp_path: Path) -> None:
+    """R39-7: PYTHONPYCACHEPREFIX naming their directory: root wrote its bytecode there and
+    ran what they put in its place. Python reads it before faultbench starts; from then on
+    nothing is read or written there (pandas, imported for the report, is not), and the
+    Pythons faultbench starts do not get it."""
+    prefix = _theirs(tmp_path / "pyc")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    done = subprocess.run([*FAULTBENCH, "report", str(RESULTS / "native-quick"),
+                           "--no-figures"], capture_output=True, text=True, timeout=120,
+                          check=False, env={**env, "PYTHONPYCACHEPREFIX": str(prefix)})
+    assert done.returncode == 0, done.stderr
+    assert f"PYTHONPYCACHEPREFIX ({prefix} is owned by uid {NOBODY} (nobody)): unset" in \
+        done.stderr.splitlines()[0]
+    assert not list(prefix.rglob("pandas")), "pandas was imported through their prefix"

@@ -5,7 +5,8 @@ paths. Standard library only.
 as root reads its configuration there, some of it code: virtme-ng's `default_opts` (an
 `exec`), git's `core.fsmonitor` (run by `git status` for the provenance), matplotlib's
 `matplotlibrc` and the font cache it writes, through links, QEMU's modules
-(`QEMU_MODULE_DIR`), and every program on PATH. As root, faultbench replaces a HOME another
+(`QEMU_MODULE_DIR`), every program on PATH, and Python's own (`PYTHONPYCACHEPREFIX`: the
+bytecode of the Pythons faultbench starts). As root, faultbench replaces a HOME another
 user can change by root's own (as `sudo -H` would), unsets the other such variables and
 leaves such directories out of PATH, saying so in one line (cli.py).
 """
@@ -16,13 +17,18 @@ import errno
 import os
 import pwd
 import stat
+import sys
 from pathlib import Path
 
 # variables naming where a program faultbench runs (or matplotlib, in this process) reads
 # its configuration or code, or writes its cache
 LOCATIONS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
              "MPLCONFIGDIR", "QEMU_MODULE_DIR", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
-             "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR", "GIT_DIR", "GIT_WORK_TREE")
+             "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR", "GIT_DIR", "GIT_WORK_TREE",
+             "PYTHONPYCACHEPREFIX", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP")
+# ... and lists of them: the programs and Python modules the processes it starts run (its
+# worker, watchdog and guests are Pythons too; this one read its own at its start)
+SEARCH_PATHS = ("PATH", "PYTHONPATH")
 
 
 def owner_name(uid: int) -> str:
@@ -103,11 +109,14 @@ def trusted_environment() -> list[str]:
         if value is not None and (why := _distrusted(value)):
             del os.environ[name]
             changed.append(f"{name} ({why}): unset")
-    entries = os.environ.get("PATH", "").split(":")
-    left = [entry for entry in entries if _distrusted(entry)]
-    if left:
-        os.environ["PATH"] = ":".join(e for e in entries if e not in left)
-        changed.append(f"PATH entries {', '.join(left)}: left out")
+    if "PYTHONPYCACHEPREFIX" not in os.environ:
+        sys.pycache_prefix = None  # what this process imports from now on
+    for name in SEARCH_PATHS:
+        entries = os.environ.get(name, "").split(":")
+        left = [entry for entry in entries if _distrusted(entry)]
+        if left and os.environ.get(name):
+            os.environ[name] = ":".join(e for e in entries if e not in left)
+            changed.append(f"{name} entries {', '.join(e or repr(e) for e in left)}: left out")
     return changed
 
 
