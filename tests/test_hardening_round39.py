@@ -258,3 +258,29 @@ def test_a_bytecode_prefix_of_another_users_is_not_used_past_the_start(tmp_path:
     assert f"PYTHONPYCACHEPREFIX ({prefix} is owned by uid {NOBODY} (nobody)): unset" in \
         done.stderr.splitlines()[0]
     assert not list(prefix.rglob("pandas")), "pandas was imported through their prefix"
+
+
+def test_compare_by_machine_says_the_machines_ran_at_other_settings(tmp_path: Path) -> None:
+    """R39 minor: of a merged fleet run, `compare --by machine` said nothing of machines at
+    different THP settings, which `compare` of the same two runs names (the merged meta.json
+    keeps each machine's provenance)."""
+    runs = []
+    for name in ("m1", "m2"):
+        runs.append(tmp_path / name)
+        subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(runs[-1]),
+                        "-q"], check=True, capture_output=True, timeout=120)
+    meta = json.loads((runs[1] / "meta.json").read_text())
+    meta["provenance"]["host"]["name"] = "other-machine"
+    thp = meta["provenance"]["thp"]
+    thp["thp.shmem_enabled"] = "advise" if thp["thp.shmem_enabled"] != "advise" else "never"
+    (runs[1] / "meta.json").write_text(json.dumps(meta))
+    merged = tmp_path / "merged"
+    subprocess.run([*FAULTBENCH, "merge", *map(str, runs), "--out", str(merged)], check=True,
+                   capture_output=True, timeout=120)
+    here = json.loads((runs[0] / "meta.json").read_text())["provenance"]["host"]["name"]
+    done = subprocess.run([*FAULTBENCH, "compare", f"{merged}:{here}",
+                           f"{merged}:other-machine", "--by", "machine"], capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "BASE and NEW ran at different kernel settings that no scenario of theirs set " \
+        "(their provenance): thp.shmem_enabled" in " ".join(done.stdout.split()), done.stdout

@@ -412,7 +412,7 @@ def compare_runs(
         sides_lacking_notes((base_df, new_df), metas, same)
     notes = incomplete + sides_notes(side_rows(base_df, base_side, by),
                                      side_rows(new_df, new_side, by), same) + \
-        harness_notes(*metas) + alike + \
+        harness_notes(*metas, by, (base_side.value, new_side.value)) + alike + \
         ([] if same or by == "kernel" else relabelled_kernel_notes(base, new, metas))
     if fmt_name == "lkp":
         from faultbench.analysis.compare_format import lkp, only_in_note

@@ -4,6 +4,7 @@ settings, that differ in a way that alone moves counts (`faultbench compare`).""
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from faultbench.errors import printable
 
@@ -23,10 +24,12 @@ def _version(meta: dict) -> tuple[int, int] | None:
     return int(major), int(minor)
 
 
-def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
+def harness_notes(base_meta: dict, new_meta: dict, by: str | None = None,
+                  values: tuple[Any, Any] = (None, None)) -> list[str]:
     """A note when one run's mappers ran in a fork of Python and the other's in the mapper
     program, or when two instruction-clock runs had different numbers of guests at once:
-    either alone moves instruction counts by up to 1-2%."""
+    either alone moves instruction counts by up to 1-2%; and of kernel settings the two
+    sides ran at (`by` machine: the two machines, `values`, of a merged fleet run)."""
     notes = []
     versions = [_version(meta) for meta in (base_meta, new_meta)]
     if None not in versions and (versions[0] >= EXEC_MAPPER_VERSION) != (
@@ -45,7 +48,23 @@ def harness_notes(base_meta: dict, new_meta: dict) -> list[str]:
             "instruction clock before harness epoch 2 that alone moved rows whose loops "
             "take about one timer tick by up to 1.7%, mostly upwards with more guests "
             "(docs/scale.md); part of any change here may be that.")
+    if by == "machine":
+        base_meta, new_meta = (_machine_meta(base_meta, values[0]),
+                               _machine_meta(new_meta, values[1]))
     return notes + _knob_notes(base_meta, new_meta) + _writer_notes(base_meta, new_meta)
+
+
+def _machine_meta(meta: dict, machine: Any) -> dict:
+    """What a merged fleet run's meta.json keeps of one machine's part (its provenance and
+    machine state), as that part's own meta.json; {} when it keeps none."""
+    merged = meta.get("merged")
+    parts = merged.get("from") if isinstance(merged, dict) else None
+    part = next((p for p in parts if isinstance(p, dict) and p.get("machine") == machine),
+                None) if isinstance(parts, list) else None
+    if part is None:
+        return {}
+    return {"provenance": part.get("provenance"), "machine_state": part.get("machine_state"),
+            "scenarios": meta.get("scenarios", [])}
 
 
 def _knob_notes(base_meta: dict, new_meta: dict) -> list[str]:
