@@ -385,7 +385,7 @@ def test_a_folios_value_that_is_not_one_is_an_invalid_line(tmp_path: Path) -> No
     """samples.jsonl is untrusted: a malformed folios object drops its line, counted as
     invalid (R38 minor: it used to stay, its folios left out without a word)."""
     sample = measure(Spec(backing="memfd", size=1 << 20)).to_dict()
-    bad = ({"x": 1}, {"0": -1}, [1], {"99": 1}, {"0": True}, {"\u0661": 1})
+    bad = ({"x": 1}, {"0": -1}, [1], {"99": 1}, {"0": True}, {"\u0661": 1}, {"01": 1})
     lines = [sample, *({**sample, "folios": each} for each in bad)]
     (tmp_path / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines))
     frame = load(tmp_path)

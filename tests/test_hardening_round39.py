@@ -279,3 +279,17 @@ def test_compare_by_machine_says_the_machines_ran_at_other_settings(tmp_path: Pa
     assert done.returncode == 0, done.stderr
     assert "BASE and NEW ran at different kernel settings that no scenario of theirs set " \
         "(their provenance): thp.shmem_enabled" in " ".join(done.stdout.split()), done.stdout
+
+
+@ROOT
+def test_a_shared_sticky_directory_as_out_is_refused_with_advice_that_keeps_it_shared(
+        tmp_path: Path) -> None:
+    """R39 minor: `--out /tmp` was told to `chown -R root: /tmp; chmod go-w /tmp`."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    done = subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(shared),
+                           "-q"], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr.endswith(
+        f"give a directory of your own in it (mkdir {shared}/NAME)\n"), done.stderr
+    assert "chmod" not in done.stderr

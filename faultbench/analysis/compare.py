@@ -247,7 +247,7 @@ def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
         raise AnalysisError(
             f"BASE was measured on {'/'.join(sorted(planes_base))} and NEW on "
             f"{'/'.join(sorted(planes_new))}: timings from different planes (native, KVM "
-            "guest, TCG emulation) are not comparable (--force compares anyway)"
+            "guest, TCG emulation) are not comparable (--force: the scenarios they share)"
         )
 
 

@@ -134,8 +134,8 @@ def check_resources(spec: Spec) -> None:
     available_kb = meminfo().get("MemAvailable")
     if available_kb is not None and in_memory > MEMORY_SHARE * available_kb * 1024:
         raise SpecError(
-            f"size {format_size(spec.size)} needs {in_memory / 2**30:.1f} GiB of memory but "
-            f"only {available_kb / 2**20:.1f} GiB is available (refusing above "
+            f"size {format_size(spec.size)} needs {in_memory / 2**20:,.0f} MiB of memory but "
+            f"only {available_kb / 2**10:,.0f} MiB is available (refusing above "
             f"{MEMORY_SHARE:.0%})"
         )
     # a tmpfs of faultbench's own (tmpfs_huge) is sized for it; a given one may be full

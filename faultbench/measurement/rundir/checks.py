@@ -296,7 +296,8 @@ def folios_valid(folios: dict[Any, Any]) -> bool:
     """Whether `folios` is present pages by folio order (native/folios.c): orders up to
     FOLIO_MAX_ORDER, pages a count."""
     return all(isinstance(order, str) and order.isascii() and order.isdigit()
-               and int(order) <= FOLIO_MAX_ORDER and isinstance(pages, int)
+               and int(order) <= FOLIO_MAX_ORDER and str(int(order)) == order  # "01" is 1
+               and isinstance(pages, int)
                and not isinstance(pages, bool) and 0 <= pages <= _INT64_MAX
                for order, pages in folios.items())
 

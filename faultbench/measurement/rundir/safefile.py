@@ -67,10 +67,13 @@ def check_owner(fd: int, path: Path | str, sticky_ok: bool = False,
     with `sticky_ok` a sticky one (/tmp) is accepted: for files created only O_EXCL and
     linked into place, which no one else may then rename or remove. `advice`: what the
     refusal says to do instead of making the directory root's."""
-    who = who_can_change(os.fstat(fd), sticky_ok, fd)
+    st = os.fstat(fd)
+    who = who_can_change(st, sticky_ok, fd)
     if who:
-        advice = advice or (f"run as its owner, or make it root's first (chown -R root: "
-                            f"{path}; chmod go-w {path})")
+        shared = st.st_uid == 0 and st.st_mode & stat.S_ISVTX  # /tmp: never to be chmodded
+        advice = advice or (f"give a directory of your own in it (mkdir {path}/NAME)"
+                            if shared else f"run as its owner, or make it root's first "
+                            f"(chown -R root: {path}; chmod go-w {path})")
         raise ForeignOwnerError(f"{path} is {who}: root does not write into a directory "
                                 f"another user can change (they could redirect the writes); "
                                 f"{advice}", who)
