@@ -233,6 +233,8 @@ def _command(argv: list[str], stdout: TextIO | None) -> int:
     except signals.INTERRUPTED as exc:
         return _interrupted(args.command, exc)
     except (MemoryError, ImportError) as exc:  # `ulimit -v`: pandas' libraries do not map
+        if (signal_exc := signals.replaced(exc)) is not None:  # Ctrl-C inside an import
+            return _interrupted(args.command, signal_exc)
         cause = (f"cannot import {exc.name or 'a module'} ({exc})"
                  if isinstance(exc, ImportError) else "out of memory")
         print(printable(f"faultbench {args.command}: {cause}: raise the limit on address "

@@ -93,21 +93,27 @@ def test_a_tmpfs_dir_without_room_for_the_file_is_refused_before_anything(
 @pytest.mark.skipif(os.geteuid() != 0, reason="other users' programs are root's problem")
 def test_a_qemu_on_path_that_another_user_can_swap_is_not_run(tmp_path: Path) -> None:
     """R38 minor: root ran the first qemu-system-x86_64 on PATH, a directory of another
-    user's among them (sudo keeps a user's PATH where secure_path is unset)."""
+    user's among them (sudo keeps a user's PATH where secure_path is unset). Such a PATH
+    entry is left out now (round 39, test_hardening_round39); what remains is a link in a
+    directory of root's to their program."""
     image = require_boot_image()
-    theirs = tmp_path / "bin"
+    theirs = tmp_path / "theirs"
     theirs.mkdir()
     fake = theirs / "qemu-system-x86_64"
     fake.write_text(f"#!/bin/sh\ntouch {tmp_path}/ran\nexit 1\n")
     fake.chmod(0o755)
     os.chown(theirs, 65534, 65534)
+    roots = tmp_path / "bin"
+    roots.mkdir()
+    (roots / "qemu-system-x86_64").symlink_to(fake)
     done = subprocess.run([*FAULTBENCH, "run", "quick-guest", "--kernel", image, "--out",
                            str(tmp_path / "run"), "-q"], capture_output=True, text=True,
                           timeout=120, check=False,
-                          env={**os.environ, "PATH": f"{theirs}:{os.environ['PATH']}"})
+                          env={**os.environ, "PATH": f"{roots}:{os.environ['PATH']}"})
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert (f"qemu-system-x86_64, which a boot runs as root: {fake}: its directory {theirs} "
-            "is owned by uid 65534 (nobody); put root's own first on PATH") in done.stderr
+    assert (f"qemu-system-x86_64, which a boot runs as root: {roots / 'qemu-system-x86_64'}: "
+            f"its directory {theirs} is owned by uid 65534 (nobody); put root's own first on "
+            "PATH") in done.stderr, done.stderr
     assert not (tmp_path / "ran").exists() and not (tmp_path / "run").exists()
 
 

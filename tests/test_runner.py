@@ -346,7 +346,7 @@ def test_a_matrix_beyond_memory_is_refused_with_the_figure(tmp_path: Path) -> No
                     '[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
     done = faultbench("run", path, "--out", tmp_path / "out", check=False)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert f"memfd,{size}," in done.stderr and "GiB" in done.stderr
+    assert f"memfd,{size}," in done.stderr and " MiB is available" in done.stderr
     assert "available" in done.stderr
     assert not (tmp_path / "out").exists()
 
