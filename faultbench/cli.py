@@ -210,13 +210,12 @@ def main(argv: list[str] | None = None) -> int:
 def _command(argv: list[str], stdout: TextIO | None) -> int:
     from faultbench.measurement.trust import trusted_environment
 
-    changed = trusted_environment()  # before any command's module reads HOME, PATH, ...
     args = build_parser().parse_args(argv)
     args._argv = argv
     try:
         if signals.is_the_command():
             signals.started()
-        if changed:
+        if changed := trusted_environment():  # before the command reads HOME, PATH, ...
             print(printable(f"faultbench {args.command}: WARNING: as root, nothing another "
                             f"user can change is used: {'; '.join(changed)}"), file=sys.stderr)
         status = importlib.import_module(args._module).run(args)

@@ -11,7 +11,9 @@ The Agg backend is selected before pyplot is imported: reports are made on headl
 """
 
 import contextlib
+import os
 
+os.environ.pop("MPLBACKEND", None)  # read at import, and Agg is what reports are drawn with
 with contextlib.chdir("/"):
     import matplotlib
 

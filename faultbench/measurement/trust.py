@@ -1,14 +1,14 @@
-"""What root may trust: a path no other user can change, and an environment cut down to such
-paths. Standard library only.
+"""What root may trust: a path no other user can change, and an environment cut down to what
+its programs need. Standard library only.
 
-`sudo -E` keeps a user's HOME, XDG directories and other variables, and what faultbench runs
-as root reads its configuration there, some of it code: virtme-ng's `default_opts` (an
-`exec`), git's `core.fsmonitor` (run by `git status` for the provenance), matplotlib's
-`matplotlibrc` and the font cache it writes, through links, QEMU's modules
-(`QEMU_MODULE_DIR`), every program on PATH, and Python's own (`PYTHONPYCACHEPREFIX`: the
-bytecode of the Pythons faultbench starts). As root, faultbench replaces a HOME another
-user can change by root's own (as `sudo -H` would), unsets the other such variables and
-leaves such directories out of PATH, saying so in one line (cli.py).
+`sudo -E` keeps a user's environment, and what faultbench runs as root reads configuration
+there, some of it code: virtme-ng's `default_opts` (an `exec`), git's `core.fsmonitor` (run
+by `git status` for the provenance), matplotlib's `matplotlibrc` and the font cache it
+writes, through links, QEMU's modules (`QEMU_MODULE_DIR`), mke2fs's and libmount's files,
+every program on PATH. As root, faultbench keeps only the variables it and its programs need
+(KEPT), replaces a HOME another user can change by root's own (as `sudo -H` would) and leaves
+such directories out of PATH, saying so in one line (cli.py); and it refuses to go on when
+Python has read such a place as it started.
 """
 
 from __future__ import annotations
@@ -17,18 +17,28 @@ import errno
 import os
 import pwd
 import stat
-import sys
 from pathlib import Path
 
-# variables naming where a program faultbench runs (or matplotlib, in this process) reads
-# its configuration or code, or writes its cache
-LOCATIONS = ("XDG_CONFIG_HOME", "XDG_CACHE_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME",
-             "MPLCONFIGDIR", "QEMU_MODULE_DIR", "GIT_CONFIG_GLOBAL", "GIT_CONFIG_SYSTEM",
-             "GIT_EXEC_PATH", "GIT_TEMPLATE_DIR", "GIT_DIR", "GIT_WORK_TREE",
-             "PYTHONPYCACHEPREFIX", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONSTARTUP")
-# ... and lists of them: the programs and Python modules the processes it starts run (its
-# worker, watchdog and guests are Pythons too; this one read its own at its start)
-SEARCH_PATHS = ("PATH", "PYTHONPATH")
+from faultbench.errors import FaultbenchError
+
+# As root, what of its environment faultbench keeps (the rest is dropped): its own
+# variables, the locale and terminal, and what Python and its programs need to find their
+# files. Every other variable some program it runs reads is an input no one vetted: under
+# `sudo -E` a user's HOME, XDG_* and MPLCONFIGDIR (configuration and caches written through
+# links), QEMU_MODULE_DIR (code), GIT_* (git's configuration, a core.fsmonitor program),
+# MKE2FS_CONFIG (the guest's scratch disk's layout), LIBMOUNT_UTAB (a file mount creates),
+# MAGIC (the database virtme-ng's `file` reads).
+KEPT = frozenset(("PATH", "HOME", "TMPDIR", "LANG", "LANGUAGE", "TERM", "TZ", "USER",
+                  "LOGNAME", "SHELL", "COLUMNS", "LINES", "NO_COLOR", "VIRTUAL_ENV",
+                  "PYTHONPATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE",
+                  "PYTHONIOENCODING", "PYTHONHASHSEED", "PYTHONFAULTHANDLER"))
+KEPT_PREFIXES = ("FAULTBENCH_", "LC_", "SUDO_")
+# Python's own, read when it starts, before any faultbench code: a place another user can
+# change there may have run their code already, so a command is refused, not continued
+PYTHON_STARTUP = ("PYTHONPATH", "PYTHONPYCACHEPREFIX", "PYTHONHOME", "PYTHONSTARTUP",
+                  "PYTHONUSERBASE", "PYTHONPLATLIBDIR")
+# where a booted guest runs faultbench as root: its environment is faultbench's own script's
+GUEST_MARK = "faultbench.plane="
 
 
 def owner_name(uid: int) -> str:
@@ -92,32 +102,47 @@ def distrust(path: str, st: os.stat_result | None = None) -> str | None:
     return None
 
 
+class Untrusted(FaultbenchError):
+    """Python read a place another user can change before faultbench started."""
+
+
 def trusted_environment() -> list[str]:
-    """As root, HOME, PATH and the LOCATIONS without what another user can change, in this
-    process's environment (so in every program it starts): HOME becomes root's own home,
-    such PATH entries (and relative ones) are left out, the other variables unset. What was
-    changed, one phrase each; [] when nothing was, or not root."""
-    if os.geteuid() != 0:
+    """As root on a machine of its own (not in a guest of faultbench's), this process's
+    environment (so every program it starts) cut down to KEPT: HOME another user can change
+    becomes root's own, as `sudo -H` gives; such PATH entries, and relative ones, are left
+    out. What was changed, one phrase each ([] when nothing was, or not root). Untrusted
+    when a PYTHON_STARTUP variable names such a place."""
+    if os.geteuid() != 0 or _in_guest():
         return []
+    for name in PYTHON_STARTUP:
+        for entry in os.environ.get(name, "").split(":") if name == "PYTHONPATH" else \
+                [os.environ.get(name, "")]:
+            if entry and (why := _distrusted(entry)):
+                raise Untrusted(f"{name} ({why}) was read by Python as it started, before "
+                                "faultbench: it may have run code of another user's as root "
+                                f"already; run without it (`sudo -E` keeps {name})")
+    for name in list(os.environ):
+        if name not in KEPT and not name.startswith(KEPT_PREFIXES):
+            del os.environ[name]
     changed = []
     home = os.environ.get("HOME")
     if home is not None and (why := _distrusted(home)):
         os.environ["HOME"] = pwd.getpwuid(0).pw_dir
         changed.append(f"HOME ({why}): {os.environ['HOME']} instead")
-    for name in LOCATIONS:
-        value = os.environ.get(name)
-        if value is not None and (why := _distrusted(value)):
-            del os.environ[name]
-            changed.append(f"{name} ({why}): unset")
-    if "PYTHONPYCACHEPREFIX" not in os.environ:
-        sys.pycache_prefix = None  # what this process imports from now on
-    for name in SEARCH_PATHS:
-        entries = os.environ.get(name, "").split(":")
-        left = [entry for entry in entries if _distrusted(entry)]
-        if left and os.environ.get(name):
-            os.environ[name] = ":".join(e for e in entries if e not in left)
-            changed.append(f"{name} entries {', '.join(e or repr(e) for e in left)}: left out")
+    entries = os.environ.get("PATH", "").split(":")
+    left = [entry for entry in entries if _distrusted(entry)]
+    if left and os.environ.get("PATH"):
+        os.environ["PATH"] = ":".join(e for e in entries if e not in left)
+        changed.append(f"PATH entries {', '.join(e or repr(e) for e in left)}: left out")
     return changed
+
+
+def _in_guest() -> bool:
+    try:
+        with open("/proc/cmdline") as cmdline:
+            return GUEST_MARK in cmdline.read()
+    except OSError:
+        return False
 
 
 def _distrusted(path: str) -> str | None:
