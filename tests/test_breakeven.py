@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,13 +72,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("userfaultfd wp registration needs root here")
     base = tmp_path_factory.mktemp("breakeven")
     (base / "reduced.toml").write_text(REDUCED)
-    # ahead of the other worker's guests (QEMU at a full CPU each): the tests below read
-    # what the analysis makes of a quiet machine's timings, and under the suite's load the
-    # cost model's residual rose past its 10% twice (0.1004, 0.1035), which changes the
-    # report's branch; the counts they check do not move
-    subprocess.run([sys.executable, "-m", "faultbench", "run", base / "reduced.toml", "--out",
-                    base / "run", "-q"], check=True, capture_output=True, timeout=600,
-                   preexec_fn=lambda: os.nice(-10))
+    faultbench("run", base / "reduced.toml", "--out", base / "run", "-q")
     return base / "run"
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from console import one_line
-from groups import HOST
+from groups import ALONE, HOST
 
 from faultbench.measurement.knobs.catalog import KnobError, cross_product
 from faultbench.measurement.knobs.journal import JOURNAL_FORMAT
@@ -28,7 +28,9 @@ from faultbench.measurement.knobs.session import KnobSession
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 # the machine's real knobs, and a securityfs mounted where every process sees it
-pytestmark = HOST
+# thp.defrag changes beside a native run of the other worker, which would lose samples to
+# knob drift (the module fixture of test_hardening_round12_samples did): alone
+pytestmark = [HOST, ALONE]
 SWAPPINESS = "/proc/sys/vm/swappiness"
 DEFRAG = "/sys/kernel/mm/transparent_hugepage/defrag"
 PAGE = os.sysconf("SC_PAGE_SIZE")
