@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from analysis_runs import make_run
 from images import require_boot_image
 from test_hardening_round28_c import _finish, _guest, _redone, _unfinished
 
@@ -139,11 +140,7 @@ def test_a_native_runs_provenance_on_another_plane_is_refused_at_load(
         tmp_path: Path, plane: object) -> None:
     """R38 minor: a native run's provenance.plane is where its samples were measured; one
     saying otherwise (or no plane at all) was read without a word."""
-    workload = tmp_path / "w.toml"
-    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
-    run = tmp_path / "run"
-    subprocess.run([*FAULTBENCH, "run", str(workload), "--out", str(run), "-q"], check=True,
-                   capture_output=True, timeout=120)
+    run = make_run(tmp_path, "run", 'repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "1M"\n')
     meta = json.loads((run / "meta.json").read_text())
     meta["provenance"]["plane"] = plane
     (run / "meta.json").write_text(json.dumps(meta))

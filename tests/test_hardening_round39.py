@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from analysis_runs import make_run
 from images import require_boot_image
 
 from faultbench.measurement.trust import distrust
@@ -80,13 +81,6 @@ def _workload(tmp_path: Path) -> Path:
     return workload
 
 
-def _measured(tmp_path: Path, name: str = "run") -> Path:
-    """A finished native run of WORKLOAD in tmp_path/name."""
-    subprocess.run([*FAULTBENCH, "run", str(_workload(tmp_path)), "--out", str(tmp_path / name),
-                    "-q"], check=True, capture_output=True, timeout=120)
-    return tmp_path / name
-
-
 @ROOT
 def test_another_users_home_git_config_and_path_are_not_used(tmp_path: Path) -> None:
     """R39-5 and R39-4: their ~/.gitconfig's core.fsmonitor and their `mount`, `git` on PATH
@@ -145,7 +139,7 @@ def test_a_matplotlib_cache_link_and_rc_of_another_user_are_not_followed(
         tmp_path: Path) -> None:
     """R39-1: root rewrote the file their font-cache link named; R39-2: their matplotlibrc
     drew root's figures blank. $MPLCONFIGDIR is theirs here (HOME: test above)."""
-    run = _measured(tmp_path)
+    run = make_run(tmp_path, "run", WORKLOAD)
     victim = tmp_path / "victim"
     victim.write_text("root's\n")
     theirs = _theirs(tmp_path / "mpl")
@@ -189,7 +183,7 @@ def test_a_resume_on_other_processors_under_the_same_host_name_is_refused(
         tmp_path: Path, key: str, value: object) -> None:
     """R39 minor: the host name and kernel were checked, not the hardware: a run copied to
     another machine of the same name (a cloud image's, a disk moved) resumed there."""
-    run = _measured(tmp_path)
+    run = make_run(tmp_path, "run", WORKLOAD)
     meta = json.loads((run / "meta.json").read_text())
     meta["provenance"]["cpu"][key], meta["finished_utc"] = value, None
     (run / "meta.json").write_text(json.dumps(meta))
@@ -206,7 +200,7 @@ def test_compare_says_a_run_was_measured_at_knobs_another_run_left(tmp_path: Pat
     """R39 minor: `run` warned, and meta.json recorded, that a killed run had left
     vm.swappiness changed; `compare` of that run said nothing of it (its provenance records
     THP settings, fault_around_bytes and read_ahead_kb, not every sysctl)."""
-    runs = [_measured(tmp_path, name) for name in ("base", "new")]
+    runs = [make_run(tmp_path, name, WORKLOAD) for name in ("base", "new")]
     meta = json.loads((runs[1] / "meta.json").read_text())
     meta["machine_state"]["knob_writer"] = {"pid": None, "command": None,
                                            "left": "vm.swappiness (journal j, run 7)"}
@@ -279,7 +273,9 @@ def test_compare_by_machine_says_the_machines_ran_at_other_settings(tmp_path: Pa
     """R39 minor: of a merged fleet run, `compare --by machine` said nothing of machines at
     different THP settings, which `compare` of the same two runs names (the merged meta.json
     keeps each machine's provenance)."""
-    runs = [_measured(tmp_path, name) for name in ("m1", "m2")]
+    for name in ("m1", "m2"):  # one workload name (the file's), as two machines' runs have
+        (tmp_path / name).mkdir()
+    runs = [make_run(tmp_path / name, "run", WORKLOAD) for name in ("m1", "m2")]
     meta = json.loads((runs[1] / "meta.json").read_text())
     meta["provenance"]["host"]["name"] = "other-machine"
     thp = meta["provenance"]["thp"]
