@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import shutil
@@ -61,6 +62,27 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     host.lock exclusively; every other test holds it shared, but for the groups no host knob
     touches (UNTOUCHED_BY_HOST_KNOBS). A worker waiting for it holds the turnstile, so that
     the other cannot keep the shared lock forever by taking it again test after test."""
+    with _environment_kept():
+        return (yield from _host_lock_held(item, nextitem))
+
+
+@contextlib.contextmanager
+def _environment_kept() -> Iterator[None]:
+    """As root, cli.main cuts os.environ down to what it trusts (measurement/trust.py), as
+    it should for the programs it starts. Run in a test's own process (tests/inprocess.py),
+    that took PYTEST_XDIST_WORKER from the worker for the rest of the session: it stopped
+    taking host.lock, and ALONE tests ran beside it (a native run lost its samples to
+    thp.defrag changed under it). Each test, fixtures included, leaves it as it found it."""
+    kept = dict(os.environ)
+    try:
+        yield
+    finally:
+        if os.environ != kept:
+            os.environ.clear()
+            os.environ.update(kept)
+
+
+def _host_lock_held(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     group = item.get_closest_marker("xdist_group")
     if not os.environ.get("PYTEST_XDIST_WORKER") or (
             group is not None and group.args[0] in UNTOUCHED_BY_HOST_KNOBS):

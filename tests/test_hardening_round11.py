@@ -34,8 +34,25 @@ def _records(run: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
 
 
-def _rewritten(source: Path, to: Path, records: list[dict[str, Any]]) -> Path:
+def _rewritten(source: Path, to: Path, records: list[dict[str, Any]],
+               swept: bool = False) -> Path:
+    """A copy of `source` with `records` as its samples. `swept`: records given other knob
+    values than their scenarios set (a sweep made of a run that swept nothing) each get a
+    scenario of that setting in meta.json, as a run of that sweep has them: a line whose
+    knobs are not its scenario's is invalid (checks.knob_setting_problem)."""
     shutil.copytree(source, to)
+    if swept:
+        meta = json.loads((to / "meta.json").read_text())
+        given = {scenario["name"]: scenario for scenario in meta["scenarios"]}
+        scenarios: dict[str, dict[str, Any]] = {}
+        for record in records:
+            scenario, knobs = given[record["scenario"]], record["knobs"]
+            name = scenario["name"] if knobs in (scenario["knobs"], {}) else ",".join(
+                [scenario["name"], *(f"{knob}={value}" for knob, value in knobs.items())])
+            scenarios.setdefault(name, {**scenario, "name": name, "knobs": knobs})
+            record["scenario"] = name
+        meta["scenarios"] = list(scenarios.values())
+        (to / "meta.json").write_text(json.dumps(meta))
     (to / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     return to
 

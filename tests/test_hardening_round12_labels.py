@@ -117,6 +117,12 @@ def test_knob_values_past_two_to_the_53_stay_apart(tmp_path: Path) -> None:
         if value is not None:
             record["knobs"]["vm.swappiness"] = 2**64 - 31 + value  # ...595 and ...605
     samples.write_text("".join(json.dumps(r) + "\n" for r in records))
+    meta = json.loads((run / "meta.json").read_text())
+    for scenario in meta["scenarios"]:  # as the run's scenarios set them
+        if "vm.swappiness" in scenario["knobs"]:
+            scenario["knobs"]["vm.swappiness"] = str(2**64 - 31 + int(
+                scenario["knobs"]["vm.swappiness"]))
+    (run / "meta.json").write_text(json.dumps(meta))
     assert sorted(_scenarios(run)) == [("vm.swappiness=18446744073709551595", 2),
                                        ("vm.swappiness=18446744073709551605", 2),
                                        ("vm.swappiness=unset", 2)]

@@ -54,7 +54,7 @@ def _with_knob(base: Path, to: Path, low: int, high: int) -> Path:
     for record in records:
         if record["spec"]["pattern"] == "seq":
             record["knobs"] = {"vm.swappiness": high if record["spec"]["map_offset"] else low}
-    return _rewritten(base, to, records)
+    return _rewritten(base, to, records, swept=True)
 
 
 def _knob_words(text: str) -> list[str]:

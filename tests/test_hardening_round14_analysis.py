@@ -78,7 +78,7 @@ def test_a_knob_read_as_text_in_one_sample_is_its_own_level(tmp_path: Path) -> N
         record["knobs"] = {"vm.swappiness": 10 if record["round"] % 2 else 60}
     odd = next(r for r in records if r["status"] == "ok" and not r["warmup"])
     odd["knobs"] = {"vm.swappiness": "x"}
-    copy = _rewritten(RESULTS / "native-quick", tmp_path / "run", records)
+    copy = _rewritten(RESULTS / "native-quick", tmp_path / "run", records, swept=True)
     done = fb("report", "--out", tmp_path / "out", copy)
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
     text = (tmp_path / "out" / "report.txt").read_text()

@@ -22,7 +22,8 @@ def two_knobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for record in records:
         record["knobs"] = {"vm.swappiness": 61 if record["round"] % 2 else 10,
                            "thp.shmem_enabled": "never" if record["round"] % 4 < 2 else "advise"}
-    return _rewritten(RESULTS / "native-quick", tmp_path_factory.mktemp("r17") / "run", records)
+    return _rewritten(RESULTS / "native-quick", tmp_path_factory.mktemp("r17") / "run", records,
+                      swept=True)
 
 
 def _against(two_knobs: Path, *baselines: str) -> tuple[str, str]:

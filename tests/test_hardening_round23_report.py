@@ -79,7 +79,8 @@ def swept(tmp_path_factory: pytest.TempPathFactory) -> Path:
     records = _records(RESULTS / "native-quick")
     for record in records:
         record["knobs"] = {"vm.swappiness": 60 if record["round"] % 2 else 10}
-    return _rewritten(RESULTS / "native-quick", tmp_path_factory.mktemp("r23") / "run", records)
+    return _rewritten(RESULTS / "native-quick", tmp_path_factory.mktemp("r23") / "run", records,
+                      swept=True)
 
 
 @pytest.mark.parametrize(("baseline", "said"), [

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ import pytest
 from analysis_runs import make_run
 from images import require_boot_image
 from test_hardening_round28_c import _finish, _guest, _redone, _unfinished
+
+from faultbench.analysis.summary import summary
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
 
@@ -165,3 +168,18 @@ def test_a_guest_with_other_memory_than_it_was_booted_with_fails_its_boot(
     assert boot["reason"] == (f"the guest reports {total_kb!r} kB of memory, not that of the "
                               "1G it was booted with: its samples were not added")
     _redone(run_dir, monkeypatch, samples)
+
+
+def test_a_booted_run_of_one_scenario_labels_its_rows_by_kernel_alone(tmp_path: Path) -> None:
+    """R38 m7: with one scenario the summary's rows read "base:" and "patched:", a kernel's
+    heading with nothing under it."""
+    run = Path(shutil.copytree(Path(__file__).parents[1] / "results" / "uffd-2020-patch",
+                               tmp_path / "run"))
+    meta = json.loads((run / "meta.json").read_text())
+    meta["scenarios"] = meta["scenarios"][:1]
+    (run / "meta.json").write_text(json.dumps(meta))
+    lines = (run / "samples.jsonl").read_text().splitlines(keepends=True)
+    (run / "samples.jsonl").write_text("".join(
+        line for line in lines if json.loads(line)["scenario"] == meta["scenarios"][0]["name"]))
+    rows = summary(run).split("-\n", 1)[1].splitlines()
+    assert [row.split()[0] for row in rows if row[:1].isalpha()] == ["base", "patched"]

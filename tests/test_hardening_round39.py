@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import resource
+import shutil
 import struct
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 import pytest
 from analysis_runs import make_run
 from images import require_boot_image
+from inprocess import in_process
 
 from faultbench.measurement.trust import distrust
 
@@ -305,3 +307,54 @@ def test_a_shared_sticky_directory_as_out_is_refused_with_advice_that_keeps_it_s
     assert done.returncode == 2 and done.stderr.endswith(
         f"give a directory of your own in it (mkdir {shared}/NAME)\n"), done.stderr
     assert "chmod" not in done.stderr
+
+
+def test_samples_at_other_knob_values_than_their_scenario_are_refused(tmp_path: Path) -> None:
+    """R39 m8 (R38 m2): a line's `knobs` was not checked against its scenario's, and rows are
+    keyed by them: every sample of a sweep rewritten to one value pooled all its settings
+    into rows that hold them all, and report said nothing. They are invalid lines now."""
+    run = Path(shutil.copytree(RESULTS / "tcg-fault-around-sweep", tmp_path / "run"))
+    records = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
+    assert len({r["knobs"]["fault_around_bytes"] for r in records}) == 10
+    for record in records:
+        record["knobs"]["fault_around_bytes"] = 4096
+    (run / "samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    done = in_process("report", run, "--json")
+    assert done.returncode == 0, done.stderr
+    data = json.loads(done.stdout)
+    # only the 4096 scenarios' lines (6 of 60 scenarios) are their own; the rest are
+    # invalid lines, dropped
+    assert len(data["scenarios"]) == 6
+    assert data["dropped_lines"]["invalid"] == {
+        "knobs other than its scenario's in meta.json": len(records) * 9 // 10}
+
+
+def test_a_knob_value_spelled_as_another_number_is_refused_as_baseline_refuses_it() -> None:
+    """R39 m10 (R38 m6): `compare RUN:1e2 --by vm.swappiness` matched 100 and titled its
+    table 1e2, where `--baseline 1e2` is refused. A size is still a size (64K)."""
+    run = RESULTS / "tcg-fault-around-sweep"
+    for value in ("6.5536e4", "65536.0"):
+        done = in_process("compare", f"{run}:4096", f"{run}:{value}", "--by",
+                          "fault_around_bytes")
+        assert done.returncode == 2 and done.stderr == (
+            f"faultbench compare: NEW '{run}:{value}': write fault_around_bytes's value as the "
+            "kernel reads it back: a number in integer digits, as --baseline takes it\n")
+        done = in_process("report", run, "--no-figures", "--baseline", value)
+        assert done.returncode == 2 and "is not a value of" in done.stderr, done.stderr
+    done = in_process("compare", f"{run}:4096", f"{run}:64K", "--by", "fault_around_bytes")
+    assert done.returncode == 0, done.stderr
+    assert "new fault_around_bytes=64K" in " ".join(done.stdout.split())
+
+
+def test_a_scenario_past_the_guests_memory_is_refused_before_any_boot(tmp_path: Path) -> None:
+    """R39 minor: a 120M memfd with `--memory 128M` booted, and the guest refused it after
+    22 s, each boot again: the run says so before booting."""
+    workload = tmp_path / "big.toml"
+    workload.write_text('repetitions = 1\n[[matrix]]\nbacking = "memfd"\nsize = "120M"\n')
+    done = subprocess.run([*FAULTBENCH, "run", str(workload), "--kernel", require_boot_image(),
+                           "--memory", "128M", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and done.stderr == (
+        "faultbench run: size 120M needs 120 MiB of memory, more than 80% of the guests' 128M "
+        "(--memory): give them more\n")
+    assert not (tmp_path / "run").exists()

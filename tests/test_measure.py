@@ -164,7 +164,8 @@ def test_later_mappers_of_a_warm_file_still_fault():
 def test_concurrent_thread_mappers():
     samples = measure_mappers(Spec(backing="memfd", size=SIZE, mappers=2,
                                    mapper_mode="concurrent", mapper_kind="thread"))
-    assert all(s.status == "ok" and 0 < faults(s) < PAGES / 4 for s in samples)
+    assert all(s.status == "ok" and 0 < faults(s) < PAGES / 4 for s in samples), [
+        (s.status, s.error, faults(s), s.pages_mapped) for s in samples]
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pandas as pd
 
 from faultbench.analysis.dropped import Dropped
 from faultbench.errors import FaultbenchError
-from faultbench.measurement.rundir.checks import folios_valid
+from faultbench.measurement.rundir.checks import folios_valid, knob_setting_problem
 from faultbench.measurement.rundir.identity import check_samples_match
 from faultbench.measurement.rundir.results import (
     MAX_LINES,
@@ -189,7 +189,8 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
             lines.most = most_lines(meta)  # known only now: meta.json read second
         # each line checked as it is read: a bad one is not held while the rest are read
         records, dropped = _valid((record for _, _, record in json_lines(lines)),
-                                  run_rounds(meta) if meta else None)
+                                  run_rounds(meta) if meta else None,
+                                  {s["name"]: s["knobs"] for s in meta.get("scenarios", ())})
     if not records and not (dropped.unreadable or dropped.invalid):
         raise AnalysisError(f"{run_dir}: the run has no samples (samples.jsonl is empty)")
     if not records:
@@ -208,10 +209,10 @@ def _read_files(directory: SafeDir) -> tuple[pd.DataFrame, dict[str, Any], Dropp
     return frame, meta, dropped
 
 
-def _valid(records: Iterable[dict[str, Any] | None], rounds: RunRounds | None
-           ) -> tuple[list[dict[str, Any]], Dropped]:
+def _valid(records: Iterable[dict[str, Any] | None], rounds: RunRounds | None,
+           settings: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], Dropped]:
     """The records that are valid samples, each (scenario, boot, round, mapper) once; a
-    None is a line that held no JSON object."""
+    None is a line that held no JSON object. `settings`: each scenario's knobs."""
     dropped = Dropped()
     seen: set[tuple[Any, ...]] = set()
     knobs: set[str] = set()
@@ -221,7 +222,8 @@ def _valid(records: Iterable[dict[str, Any] | None], rounds: RunRounds | None
             dropped.unreadable += 1
             continue
         problem = (sample_problem(record, in_run=False, rounds=rounds)
-                   or knob_names_problem(record, knobs))
+                   or knob_names_problem(record, knobs)
+                   or knob_setting_problem(record, settings))
         if problem is not None:
             # the kind of problem, without the scenario it was found in
             kind = problem.split(": ", 1)[-1] if problem.startswith("scenario ") else problem

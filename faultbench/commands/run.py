@@ -270,6 +270,7 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
         size = booting.guest_memory({"scenarios": [s.to_dict() for s in workload.scenarios]})
         # as a given size is: a guest for the largest scenario may not fit on this machine
         booting.checked_memory(size, f"the guests' memory, by {source}")
+    booting.refuse_past_guest_memory((s.spec for s in workload.scenarios), size, source)
     kvm, clock = guest.resolve_clock(clock)
     if clock == "icount":
         workload = without_concurrent_mappers(workload)

@@ -120,6 +120,14 @@ def check_backing_dir(spec: Spec) -> None:
         raise SpecError(f"dir: {exc}") from None
 
 
+def memory_needed(spec: Spec) -> int:
+    """The memory a sample (not an app session) holds: its shared pages, in the page cache
+    unless on a disk file or hugetlbfs, and each mapper's private copy when it writes."""
+    copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
+    in_page_cache = 0 if spec.backing in ("file", "hugetlb") else spec.size
+    return spec.size * copies + in_page_cache
+
+
 def check_resources(spec: Spec) -> None:
     """Refuse, before anything is created, a sample this machine cannot hold, or whose
     backing directory root must not write into."""
@@ -128,9 +136,7 @@ def check_resources(spec: Spec) -> None:
         _check_app_memory(spec)
         _check_disk(spec, spec.size * spec.apps)
         return
-    copies = spec.mappers if spec.map == "private" and spec.access == "write" else 0
-    in_page_cache = 0 if spec.backing in ("file", "hugetlb") else spec.size
-    in_memory = spec.size * copies + in_page_cache
+    in_memory = memory_needed(spec)
     available_kb = meminfo().get("MemAvailable")
     if available_kb is not None and in_memory > MEMORY_SHARE * available_kb * 1024:
         raise SpecError(

@@ -22,7 +22,7 @@ import json
 import os
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -49,7 +49,7 @@ from faultbench.measurement.booted.memsize import guest_size
 from faultbench.measurement.booted.scratch import disks_for
 from faultbench.measurement.booted.setaside import set_aside
 from faultbench.measurement.image import NOT_A_KERNEL, header_version
-from faultbench.measurement.measure import backing_dir, meminfo
+from faultbench.measurement.measure import MEMORY_SHARE, backing_dir, meminfo, memory_needed
 from faultbench.measurement.rundir.regular import open_regular
 from faultbench.measurement.rundir.results import (
     BOOTS_DIR,
@@ -219,6 +219,18 @@ def checked_memory(text: str, source: str) -> str:
         raise RunError(f"{source}: {text} is more memory than this machine has "
                        f"({host_kb / 2**20:.1f} GiB)")
     return format_size(size)
+
+
+def refuse_past_guest_memory(specs: Iterable[Spec], memory: str, source: str) -> None:
+    """RunError, before anything boots, for a scenario needing more than MEMORY_SHARE of
+    the guests' whole memory: the guest (whose kernel and faultbench hold some of it) would
+    refuse it only after booting, each boot again."""
+    size = guest_size(memory)
+    for spec in specs:
+        if not spec.apps and memory_needed(spec) > MEMORY_SHARE * size:
+            raise RunError(f"size {format_size(spec.size)} needs {memory_needed(spec) / 2**20:,.0f}"
+                           f" MiB of memory, more than {MEMORY_SHARE:.0%} of the guests' "
+                           f"{memory} ({source}): give them more")
 
 
 def check_unchanged(kernel: dict[str, Any]) -> None:

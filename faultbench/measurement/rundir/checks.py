@@ -321,6 +321,24 @@ def knob_names_problem(record: dict[str, Any], seen: set[str]) -> str | None:
     return None
 
 
+def knob_setting_problem(record: dict[str, Any],
+                         settings: dict[str, dict[str, Any]]) -> str | None:
+    """Why a sample's knobs are not its scenario's (`settings`: meta.json's knobs of each
+    scenario), or None. A run reads each knob back as it wrote it, or does not measure
+    (catalog.reads_as); a sample it could not set has none. Rows are keyed by these values:
+    a line with others would be pooled into another setting's row."""
+    written, read_back = settings.get(record.get("scenario")), record.get("knobs")
+    # a scenario meta.json does not list refuses the whole run (check_samples_match); a
+    # line of a harness from before `knobs` has none
+    if written is None or read_back is None or (read_back == {} and record["status"] != "ok"):
+        return None
+    if set(read_back) == set(written) and all(
+            str(read_back[name]).split() == str(value).split()
+            for name, value in written.items()):
+        return None
+    return f"scenario {record['scenario']}: knobs other than its scenario's in meta.json"
+
+
 def _spec_problem(spec: Any) -> str | None:
     """Why `spec` is not a valid spec, or None; a run's samples share a few specs, so each
     distinct one is checked once."""
