@@ -274,7 +274,7 @@ def test_a_python_start_up_variable_naming_another_users_place_is_refused(
 def test_compare_by_machine_says_the_machines_ran_at_other_settings(tmp_path: Path) -> None:
     """R39 minor: of a merged fleet run, `compare --by machine` said nothing of machines at
     different THP settings, which `compare` of the same two runs names (the merged meta.json
-    keeps each machine's provenance)."""
+    keeps each machine's provenance). Round 41: the merge of a private run is private."""
     for name in ("m1", "m2"):  # one workload name (the file's), as two machines' runs have
         (tmp_path / name).mkdir()
     runs = [make_run(tmp_path / name, "run", WORKLOAD) for name in ("m1", "m2")]
@@ -286,6 +286,12 @@ def test_compare_by_machine_says_the_machines_ran_at_other_settings(tmp_path: Pa
     merged = tmp_path / "merged"
     subprocess.run([*FAULTBENCH, "merge", *map(str, runs), "--out", str(merged)], check=True,
                    capture_output=True, timeout=120)
+    # round 41: the merge of a private run (made at umask 077) was world-readable
+    assert merged.stat().st_mode & 0o077
+    runs[1].chmod(0o700)
+    subprocess.run([*FAULTBENCH, "merge", *map(str, runs), "--out", str(tmp_path / "private")],
+                   check=True, capture_output=True, timeout=120)
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o700
     here = json.loads((runs[0] / "meta.json").read_text())["provenance"]["host"]["name"]
     done = subprocess.run([*FAULTBENCH, "compare", f"{merged}:{here}",
                            f"{merged}:other-machine", "--by", "machine"], capture_output=True,
@@ -329,17 +335,20 @@ def test_samples_at_other_knob_values_than_their_scenario_are_refused(tmp_path: 
         "knobs other than its scenario's in meta.json": len(records) * 9 // 10}
 
 
-def test_a_knob_value_spelled_as_another_number_is_refused_as_baseline_refuses_it() -> None:
+def test_a_knob_value_spelled_as_another_number_is_refused_as_baseline_refuses_it(
+        tmp_path: Path) -> None:
     """R39 m10 (R38 m6): `compare RUN:1e2 --by vm.swappiness` matched 100 and titled its
-    table 1e2, where `--baseline 1e2` is refused. A size is still a size (64K)."""
+    table 1e2, where `--baseline 1e2` is refused; round 41: `061` was taken, and titled so.
+    A size is still a size (64K)."""
     run = RESULTS / "tcg-fault-around-sweep"
-    for value in ("6.5536e4", "65536.0"):
+    for value in ("6.5536e4", "65536.0", "065536"):
         done = in_process("compare", f"{run}:4096", f"{run}:{value}", "--by",
                           "fault_around_bytes")
         assert done.returncode == 2 and done.stderr == (
             f"faultbench compare: NEW '{run}:{value}': write fault_around_bytes's value as the "
             "kernel reads it back: a number in integer digits, as --baseline takes it\n")
-        done = in_process("report", run, "--no-figures", "--baseline", value)
+        done = in_process("report", run, "--no-figures", "--out", tmp_path / value,
+                          "--baseline", value)
         assert done.returncode == 2 and "is not a value of" in done.stderr, done.stderr
     done = in_process("compare", f"{run}:4096", f"{run}:64K", "--by", "fault_around_bytes")
     assert done.returncode == 0, done.stderr

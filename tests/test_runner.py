@@ -230,9 +230,15 @@ def test_kill_9_then_resume_gives_the_uninterrupted_sample_set(
 
 @ALONE  # shmem THP switched on changes every memfd's faults for a test beside it
 @HOST
-def test_resume_after_kill_9_puts_the_journaled_knob_back_first(tmp_path: Path) -> None:
+@pytest.mark.parametrize("by_hand", [False, True])
+def test_resume_after_kill_9_puts_the_journaled_knob_back_first(
+        tmp_path: Path, by_hand: bool) -> None:
+    """With `by_hand`, an admin set the knob after the kill to a value the run never set
+    (round 41: the resume said it "restored" it as left by the interrupted run)."""
     choices, current = bracket_choices(Path(THP_SHMEM).read_text())
     values = [c for c in ("advise", "always", "never") if c in choices and c != current][:2]
+    hand = next(c for c in ("within_size", "advise", "always", "never")
+                if c in choices and c not in (current, *values))
     (tmp_path / "knob.toml").write_text(
         'repetitions = 40\n[[matrix]]\nbacking = "memfd"\nsize = "8M"\nuffd = "wp"\n'
         f'knobs."thp.shmem_enabled" = {json.dumps(values)}\n')
@@ -247,11 +253,17 @@ def test_resume_after_kill_9_puts_the_journaled_knob_back_first(tmp_path: Path) 
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert (tmp_path / "journal.json").exists()
-    assert read_value(resolve("thp.shmem_enabled")) in values  # left changed by the kill
+    left = read_value(resolve("thp.shmem_enabled"))
+    assert left in values  # left changed by the kill
+    if by_hand:
+        Path(THP_SHMEM).write_text(hand)
     done = subprocess.run([sys.executable, "-m", "faultbench", "run", "--resume", str(run), "-q"],
                           capture_output=True, text=True, env=env, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert "restored thp.shmem_enabled" in done.stderr
+    assert (f"faultbench run: restored thp.shmem_enabled: {hand} -> {current} ({hand} is no "
+            "value the interrupted run set: someone changed it since)\n" if by_hand else
+            f"faultbench run: restored thp.shmem_enabled: {left} -> {current} (left by the "
+            "interrupted run)\n") in done.stderr, done.stderr
     assert read_value(resolve("thp.shmem_enabled")) == current
     assert not (tmp_path / "journal.json").exists()
     assert len(records(run)) == 2 * 41

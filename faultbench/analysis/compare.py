@@ -49,6 +49,7 @@ from faultbench.analysis.labels import (
     several_kernels,
     sort_labels,
     spec_order,
+    spelled_number,
 )
 from faultbench.analysis.memory import compare_section as memory_compare
 from faultbench.analysis.profile_compare import compare_section as profile_compare
@@ -92,20 +93,11 @@ def parse_side(text: str, by: str | None, role: str) -> Side:
         value = f"{head}:{value}"
     if not sep or not path or not value:
         raise AnalysisError(f"{role} {text!r}: with --by {by}, give RUN_DIR:VALUE")
-    if by not in (*ROW_FIELDS, *_UNRECORDED) and _spelled_number(value):
+    if by not in (*ROW_FIELDS, *_UNRECORDED) and spelled_number(value):
         # 1e2 matched 100 and titled its table 1e2, where --baseline 1e2 is refused
         raise AnalysisError(f"{role} {text!r}: write {by}'s value as the kernel reads it "
                             "back: a number in integer digits, as --baseline takes it")
     return Side(Path(path), value, f"{by}={value}")
-
-
-def _spelled_number(value: str) -> bool:
-    """A number in another spelling than a knob's integer digits: 1e2, 100.0."""
-    try:
-        parse_float(value)
-    except ValueError:
-        return False
-    return re.fullmatch(r"-?[0-9]+", value) is None
 
 
 def select(df: pd.DataFrame, side: Side, by: str | None, role: str) -> pd.DataFrame:

@@ -4,6 +4,7 @@ the order tables list values in. Shared by reports, comparisons and figures.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import PurePosixPath
 from typing import Any
@@ -24,6 +25,7 @@ from faultbench.measurement.spec import (
     UFFD_MAPPERS,
     UFFD_MODES,
     format_size,
+    parse_float,
 )
 
 # The shape of an app-launch session (apps > 0); they say nothing of other scenarios.
@@ -196,6 +198,16 @@ def labels(df: pd.DataFrame, columns: Sequence[str], heading: bool = False) -> p
     # a kernel's "base:" heads the rest of a row's label, and a heading; alone (a run of one
     # scenario), it is the row's label
     return (joined if heading else joined.str.removesuffix(":")).replace("", "all")
+
+
+def spelled_number(text: str) -> bool:
+    """A number spelled otherwise than a knob reads back, in integer digits: 1e2, 100.0, 061
+    (compare's RUN:VALUE and --baseline refuse it; in the files 60 and 60.0 are one value)."""
+    try:
+        parse_float(text)
+    except ValueError:
+        return False
+    return re.fullmatch(r"-?(0|[1-9][0-9]*)", text) is None
 
 
 def spec_order(column: pd.Series, given: Sequence[str] = ()) -> pd.Series:

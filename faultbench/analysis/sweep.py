@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 
 from faultbench.analysis.frame import FAULT_AROUND_KNOB, AnalysisError, time_unit
-from faultbench.analysis.labels import format_value, labels, spec_order
+from faultbench.analysis.labels import format_value, labels, spec_order, spelled_number
 from faultbench.analysis.stats import median_ci, unit_count
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 from faultbench.measurement.knobs.catalog import is_knob_name
@@ -40,6 +40,8 @@ def default_baseline(knob: str, values: pd.Series) -> Any:
 def _level(text: str, values: pd.Series) -> Any:
     """`text` as the knob's values are stored (sizes may be written 64K) if it is one of
     them, else None."""
+    if spelled_number(text):
+        return None
     try:
         value: Any = parse_size(text)
     except SpecError:

@@ -180,8 +180,19 @@ def describe(sample: Sample) -> str:
         f"{'pages mapped not walked' if sample.pages_mapped is None else sample.pages_mapped}"
         f"{'' if sample.pages_mapped is None else ' pages mapped'}, "
         f"munmap {sample.munmap_ns / max(sample.pages_touched, 1):.0f} {unit}/page"
-        f" [{sample.plane}]" + _profile_text(sample)
+        f" [{sample.plane}]" + _perf_text(sample) + _profile_text(sample)
     )
+
+
+def _perf_text(sample: Sample) -> str:
+    """The perf counts `--perf` asked for, or why each could not be counted."""
+    if not sample.spec.get("perf"):
+        return ""
+    counts = [f"{name.removeprefix('perf_')} {value}" if (value := getattr(sample, name))
+              is not None else f"{name.removeprefix('perf_')} null: "
+              f"{printable(sample.null_reasons.get(name, 'no reason recorded'))}"
+              for name in ("perf_page_faults", "cycles", "instructions")]
+    return f" [perf {'; '.join(counts)}]"
 
 
 def _profile_text(sample: Sample) -> str:

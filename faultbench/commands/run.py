@@ -400,8 +400,10 @@ def _restore_knobs(meta: dict[str, Any]) -> None:
         return
     from faultbench.measurement.knobs.journal import restore_journal
 
-    for line in restore_journal():
-        print(f"faultbench run: restored {line} (left by the interrupted run)", file=sys.stderr)
+    written = {name: {str(s["knobs"][name]) for s in meta["scenarios"] if name in s["knobs"]}
+               for scenario in meta["scenarios"] for name in scenario["knobs"]}
+    for line in restore_journal(written=written):
+        print(f"faultbench run: restored {line}", file=sys.stderr)
 
 
 def _report(run_dir: RunDir) -> int:

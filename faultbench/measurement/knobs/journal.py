@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from faultbench.measurement.knobs.catalog import (
+    Knob,
     KnobError,
     read_value,
     reads_as,
@@ -306,15 +307,29 @@ def journal_problems() -> list[str]:
     return problems
 
 
-def restore_journal(path: str | None = None) -> list[str]:
+def _put_back_line(knob: Knob, original: str, written: dict[str, set[str]] | None) -> str:
+    now = read_value(knob)
+    line = f"{knob.name}: {now} -> {original}"
+    if written is None:
+        return line
+    if any(str(now).split() == value.split() for value in written.get(knob.name, ())):
+        return f"{line} (left by the interrupted run)"
+    # someone set it after the kill: the original goes back as a live run's restore does
+    return f"{line} ({now} is no value the interrupted run set: someone changed it since)"
+
+
+def restore_journal(path: str | None = None,
+                    written: dict[str, set[str]] | None = None) -> list[str]:
     """Replay a stale journal (`path`, or each of journals()): the restored knobs as
     'name: now -> original' lines ('name: original, already as found' for one that was).
+    `written`: the values the killed run could have set, by knob (a resume knows them from
+    its meta.json): each line says whether the value it found is one of them.
 
     Raises KnobError if the run that wrote it is alive or something could not be restored
     (the journal is kept then, so the restore can be retried).
     """
     if path is None:
-        return [line for found in journals() for line in restore_journal(found)]
+        return [line for found in journals() for line in restore_journal(found, written)]
     data = _load_journal(path)
     if data is None:
         return []
@@ -346,7 +361,7 @@ def restore_journal(path: str | None = None) -> list[str]:
                 # written: "never -> never" would say it was
                 done.append(f"{knob.name}: {original}, already as found"
                             if reads_as(knob, original)
-                            else f"{knob.name}: {read_value(knob)} -> {original}")
+                            else _put_back_line(knob, original, written))
         problems = put_back(entries)
         if lock is not None:
             lock.keep_record = bool(problems)  # the journal is kept: a later restore finds it

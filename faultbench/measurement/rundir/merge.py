@@ -77,6 +77,7 @@ class Part:
     samples: list[dict[str, Any]]
     profiles: list[dict[str, Any]]
     reports: dict[int, dict[str, Any]]
+    private: bool  # out of other users' reach (0700): a booted run, or one made at umask 077
 
 
 def _read(path: Path) -> Part:
@@ -104,7 +105,8 @@ def _read(path: Path) -> Part:
                     report = _json_object(raw)
                     if report is not None:
                         reports[boot["index"]] = report
-    part = Part(path, meta, samples, profiles, reports)
+        private = not os.fstat(directory.fd).st_mode & 0o077
+    part = Part(path, meta, samples, profiles, reports, private)
     _check_complete(part)
     return part
 
@@ -224,7 +226,9 @@ def merge(paths: list[Path], out: Path) -> dict[str, Any]:
     _check_measured_apart(parts)  # after what is wrong with a part itself
     run_dir = RunDir.create(out, resumable=False)
     try:
-        if booted[0]:  # its meta.json holds what the guests returned, boots/ or not
+        # a booted run's meta.json holds what its guests returned, boots/ or not; and the
+        # merge of a private run is no more readable than it was
+        if booted[0] or any(part.private for part in parts):
             run_dir.make_private()
         run_dir.append_lines(SAMPLES, samples)
         if profiles:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from faultbench.errors import printable
+from faultbench.measurement.rundir.checks import clock_of
 from faultbench.measurement.rundir.results import benchmark_name
 
 _EDGE_SPACES = re.compile(r"^ +| +$")
@@ -26,20 +27,24 @@ def metadata_text(text: str) -> str:
 
 
 def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any:
-    """A pyperf BenchmarkSuite: one benchmark per scenario (per mapper when several), one run
-    per round with one value, seconds per touched page; warm-ups ride on the first run as
+    """A pyperf BenchmarkSuite: one benchmark per scenario (per kernel, machine and mapper
+    when several: benchmark_name), one run per round with one value, seconds per touched
+    page (guest instructions on the instruction clock); warm-ups ride on the first run as
     pyperf warm-ups. None when no sample succeeded."""
     import pyperf
 
     by_bench: dict[str, list[dict[str, Any]]] = {}
+    several = len(meta.get("kernels") or ()) > 1
     for record in records:
         # a sample measured while someone else had changed a knob measured another setting
         if record["status"] == "ok" and record.get("ns_per_page") and \
                 not record.get("knob_drift"):
-            by_bench.setdefault(benchmark_name(record), []).append(record)
+            by_bench.setdefault(benchmark_name(record, several), []).append(record)
     knobs = {s["name"]: s["knobs"] for s in meta["scenarios"]}
+    # on the instruction clock a virtual ns is one guest instruction, not a time
+    icount = clock_of(meta["plane"]) == "icount"
     common = {
-        "unit": "second",
+        "unit": "integer" if icount else "second",
         "loops": 1,
         "faultbench_plane": meta["plane"],
         "faultbench_workload": meta["workload"]["name"],
@@ -48,19 +53,28 @@ def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any
     release = provenance.get("kernel", {}).get("release")
     if release:
         common["platform"] = f"Linux-{release}"
+    # a booted run measured in its guests, each kernel its own platform
+    guests = {k["label"]: k.get("release") for k in meta.get("kernels") or []}
     if provenance.get("host", {}).get("name"):
         common["hostname"] = provenance["host"]["name"]
     benchmarks = []
     for name, group in by_bench.items():
         group.sort(key=lambda r: r["round"])
-        warmups = [(1, r["ns_per_page"] * 1e-9) for r in group if r["warmup"]]
-        values = [r["ns_per_page"] * 1e-9 for r in group
+        scale = 1 if icount else 1e-9
+        warmups = [(1, r["ns_per_page"] * scale) for r in group if r["warmup"]]
+        values = [r["ns_per_page"] * scale for r in group
                   if not r["warmup"] and not r.get("profiled")]
         if not values:
             continue
         first = group[0]
         metadata: dict[str, Any] = {**common, "name": name, "faultbench_scenario":
                                     first["scenario"], "faultbench_mapper": first["mapper"]}
+        if first.get("kernel") is not None:
+            metadata["faultbench_kernel"] = first["kernel"]
+            if guests.get(first["kernel"]):
+                metadata["platform"] = f"Linux-{guests[first['kernel']]}"
+            else:  # not the host's: a guest's, which the run did not record
+                metadata.pop("platform", None)
         for knob, value in knobs.get(first["scenario"], {}).items():
             metadata[f"knob_{knob}"] = value
         metadata = {key: value if isinstance(value, int | float) else metadata_text(str(value))

@@ -221,10 +221,14 @@ def profile_record(sample: dict[str, Any], profile: dict[str, Any]) -> dict[str,
     return {**{k: sample[k] for k in keys if k in sample}, **profile}
 
 
-def benchmark_name(record: dict[str, Any]) -> str:
-    """pyperf benchmark of a sample: the scenario, per mapper when there are several (first
-    and later mappers measure different things), per machine in a merged run of several."""
-    name = record["scenario"] + (f",machine={record['machine']}" if "machine" in record else "")
+def benchmark_name(record: dict[str, Any], kernels: bool) -> str:
+    """pyperf benchmark of a sample: the scenario, per kernel of a run that booted several
+    (`kernels`; of one, its names are a native run's, so that `pyperf compare_to` pairs two
+    runs' benchmarks), per machine in a merged run of several, per mapper when there are
+    several (first and later mappers measure different things)."""
+    name = record["scenario"] + "".join(
+        f",{key}={record[key]}" for key in ("kernel", "machine")
+        if record.get(key) is not None and (key != "kernel" or kernels))
     return f"{name},mapper={record['mapper']}" if record["spec"]["mappers"] > 1 else name
 
 
