@@ -9,6 +9,7 @@ the round otherwise (Mann-Whitney U on per-round medians); Holm-adjusted over th
 from __future__ import annotations
 
 import re
+import sys
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -323,6 +324,8 @@ def compare(
     table.attrs["only_in"] = {role: list(labels(rows, [*(c for c in naming if c in keys),
                                                        "role"]))
                               for role, rows in one_sided.items()}
+    gone = _left_by_strict(sides, keys, metric)
+    table.attrs["strict_gone"] = list(labels(gone, [*(c for c in varying if c in keys), "role"]))
     table = sort_labels(table, table.attrs["label_columns"], knob_order(base, new))
     table.attrs.update(attrs)
     table.attrs["planes"] = sorted({*base["plane"].unique(), *new["plane"].unique()})
@@ -340,6 +343,17 @@ def _one_sided(sides: list[pd.DataFrame], keys: list[str],
         rows = side[[row in mine - other for row in side[keys].itertuples(index=False, name=None)]]
         only[role] = _matched_values(rows.drop_duplicates(keys), keys[:-1]).assign(ok=True)
     return only
+
+
+def _left_by_strict(sides: list[pd.DataFrame], keys: list[str], metric: str) -> pd.DataFrame:
+    """One sample of each row both sides have valid values in, but one of them only in
+    samples --strict left out (every one preempted or stolen from): no row of the table,
+    and in neither side alone, so named apart."""
+    both = set.intersection(*(_valid_rows(side, keys, metric) for side in sides))
+    kept = set.intersection(*(_valid_rows(side[side["ok"]], keys, metric) for side in sides))
+    rows = pd.concat(sides)
+    rows = rows[[row in both - kept for row in rows[keys].itertuples(index=False, name=None)]]
+    return _matched_values(rows.drop_duplicates(keys), keys[:-1]).assign(ok=True)
 
 
 def _valid_rows(side: pd.DataFrame, keys: list[str], metric: str) -> set[tuple[Any, ...]]:
@@ -438,7 +452,8 @@ def compare_runs(
             table, metric, metric_unit(metric, samples["plane"].unique()), not same, samples),
             *notes]))
     text = render(table, fmt_name, metric, title, samples, not same, brief)
-    if fmt_name == "csv":  # rows only; the cost model and the notes are prose
+    if fmt_name == "csv":  # rows only: the notes are prose, on stderr, where they are read
+        sys.stderr.write("".join(wrap(note) for note in notes))
         return text
     text += "".join(wrap(note) for note in notes)  # --brief too: they say what is missing
     if not brief:

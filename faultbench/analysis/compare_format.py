@@ -114,13 +114,15 @@ def as_json(table: pd.DataFrame, metric: str, title: str, footer: str) -> str:
         "unit": metric_unit(metric, planes), "alpha": table.attrs.get("alpha"),
         "tested": table.attrs.get("tested"), "power": table.attrs.get("power"),
         "rows": rows, "only_in": table.attrs.get("only_in", {"BASE": [], "NEW": []}),
+        "left_by_strict": table.attrs.get("strict_gone", []),
         "unfinished": table.attrs.get("unfinished", []),
         "footer": " ".join(footer.split()),
     }, indent=2, allow_nan=False) + "\n"
 
 
 def only_in_note(table: pd.DataFrame) -> list[str]:
-    """The sentence naming the rows left out of a comparison because one side lacks them."""
+    """The sentences naming the rows left out of a comparison: one side lacks them, or
+    --strict left one side no sample there."""
     parts = []
     for role, names in table.attrs.get("only_in", {}).items():
         if names:
@@ -128,5 +130,12 @@ def only_in_note(table: pd.DataFrame) -> list[str]:
                 f" and {len(names) - ONLY_IN_SHOWN} more" if len(names) > ONLY_IN_SHOWN else "")
             parts.append(f"{len(names)} row{'s' * (len(names) > 1)} only in {role} ({shown})")
     verb = "is" if len(parts) == 1 and parts[0].startswith("1 ") else "are"
-    return [f"NOTE: {' and '.join(parts)} {verb} not compared: the other side has no "
-            "valid sample there."] if parts else []
+    notes = [f"NOTE: {' and '.join(parts)} {verb} not compared: the other side has no "
+             "valid sample there."] if parts else []
+    if gone := table.attrs.get("strict_gone"):
+        shown = ", ".join(gone[:ONLY_IN_SHOWN]) + (
+            f" and {len(gone) - ONLY_IN_SHOWN} more" if len(gone) > ONLY_IN_SHOWN else "")
+        notes.append(f"NOTE: {len(gone)} row{'s' * (len(gone) > 1)} ({shown}) "
+                     f"{'is' if len(gone) == 1 else 'are'} not compared: --strict left out "
+                     "every sample of one side there (preempted or stolen from).")
+    return notes

@@ -28,8 +28,9 @@ def harness_notes(base_meta: dict, new_meta: dict, by: str | None = None,
                   values: tuple[Any, Any] = (None, None)) -> list[str]:
     """A note when one run's mappers ran in a fork of Python and the other's in the mapper
     program, or when two instruction-clock runs had different numbers of guests at once:
-    either alone moves instruction counts by up to 1-2%; and of kernel settings the two
-    sides ran at (`by` machine: the two machines, `values`, of a merged fleet run)."""
+    either alone moves instruction counts by up to 1-2%; of kernel settings the two sides
+    ran at (`by` machine: the two machines, `values`, of a merged fleet run); and of guests
+    that shared the host's CPUs on the wall clock."""
     notes = []
     versions = [_version(meta) for meta in (base_meta, new_meta)]
     if None not in versions and (versions[0] >= EXEC_MAPPER_VERSION) != (
@@ -51,7 +52,8 @@ def harness_notes(base_meta: dict, new_meta: dict, by: str | None = None,
     if by == "machine":
         base_meta, new_meta = (_machine_meta(base_meta, values[0]),
                                _machine_meta(new_meta, values[1]))
-    return notes + _knob_notes(base_meta, new_meta) + _writer_notes(base_meta, new_meta)
+    return (notes + _knob_notes(base_meta, new_meta) + _writer_notes(base_meta, new_meta)
+            + _contention_notes(base_meta, new_meta))
 
 
 def _machine_meta(meta: dict, machine: Any) -> dict:
@@ -115,12 +117,34 @@ def _writer_notes(base_meta: dict, new_meta: dict) -> list[str]:
     return notes
 
 
-def _jobs(meta: dict) -> int | None:
-    """How many guests at once an instruction-clock run had; None for any other run (or a
-    record that is not a small count: meta.json is untrusted input)."""
+def _contention_notes(base_meta: dict, new_meta: dict) -> list[str]:
+    return [f"{side}'s guests ran {count} at once on the wall clock (--jobs): sharing the "
+            "host's CPUs they slowed each other down, which moves wall-clock times; part of "
+            "any change here may be that."
+            for side, meta in (("BASE", base_meta), ("NEW", new_meta))
+            if (count := wall_clock_jobs(meta)) is not None]
+
+
+def _guests_at_once(meta: dict) -> int | None:
+    """How many guests at once a booted run had; None for a native run (or a record that
+    is not a small count: meta.json is untrusted input)."""
     jobs = meta.get("jobs")
     count = jobs.get("count") if isinstance(jobs, dict) else None
-    if meta.get("plane") != "tcg-icount" or isinstance(count, bool) or \
-            not isinstance(count, int) or not 1 <= count <= 4096:
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 4096:
+        return None
+    return count
+
+
+def _jobs(meta: dict) -> int | None:
+    """How many guests at once an instruction-clock run had; None for any other run."""
+    return _guests_at_once(meta) if meta.get("plane") == "tcg-icount" else None
+
+
+def wall_clock_jobs(meta: dict) -> int | None:
+    """How many guests at once a booted wall-clock run had, when more than one: they shared
+    the host's CPUs, which moves wall-clock times (the run warned, and so do report and
+    compare); None otherwise."""
+    count = _guests_at_once(meta)
+    if meta.get("plane") == "tcg-icount" or not meta.get("kernels") or not count or count < 2:
         return None
     return count

@@ -156,7 +156,7 @@ def _several_mappers(df: pd.DataFrame) -> pd.Series:
     return pd.Series(False, index=df.index)
 
 
-def labels(df: pd.DataFrame, columns: Sequence[str], heading: bool = False) -> pd.Series:
+def labels(df: pd.DataFrame, columns: Sequence[str]) -> pd.Series:
     """One short human label per row from the given columns.
 
     Fields that only matter with several mappers (their mode, which ones register with
@@ -194,10 +194,7 @@ def labels(df: pd.DataFrame, columns: Sequence[str], heading: bool = False) -> p
             words = df[column].map(lambda walked: "" if walked else "no-pagemap")
         parts.append(words)
     joined = parts[0].str.cat(parts[1:], sep=" ") if len(parts) > 1 else parts[0]
-    joined = joined.str.split().str.join(" ")
-    # a kernel's "base:" heads the rest of a row's label, and a heading; alone (a run of one
-    # scenario), it is the row's label
-    return (joined if heading else joined.str.removesuffix(":")).replace("", "all")
+    return joined.str.split().str.join(" ").replace("", "all")
 
 
 def spelled_number(text: str) -> bool:
@@ -282,7 +279,7 @@ def split_labels(df: pd.DataFrame, columns: Sequence[str], room: int
     full = labels(df, columns)
     single = _several_mappers(df).eq(False) if "mappers" in columns else False
     for k in range(1, len(columns)):
-        heading, rest = labels(df, columns[:k], heading=True), labels(df, columns[k:])
+        heading, rest = labels(df, columns[:k]), labels(df, columns[k:])
         alone = (heading.map(heading.value_counts()) == 1) & (rest == "all")
         rest = rest.mask((rest == "all") & single, "x1").replace("all", "-")
         if rest[~alone].str.len().max() + 2 <= room if (~alone).any() else True:

@@ -366,14 +366,28 @@ def share_pct(share: float) -> str:
     return f"{100 * share:.1f}%"
 
 
+def _none_profiled(df: pd.DataFrame) -> str:
+    """The note on a finished run whose workload asks for profiled rounds and that has none:
+    the profiler was not available where it ran, which the run said once, on its stderr."""
+    metas = df.attrs.get("meta", {}).values()
+    asked = max((m["workload"].get("profile", 0) for m in metas), default=0)
+    if not asked or df["profiled"].any() or any(m.get("finished_utc") is None for m in metas):
+        return ""
+    return (f"NOTE: the workload asks for {asked} kernel-profiled round(s) per scenario, and "
+            "the run has none: the profiler was not available where it ran (not root, "
+            "kernel.perf_event_paranoid above 1, or no perf events), as `faultbench run` "
+            "said then.")
+
+
 def section(df: pd.DataFrame) -> str:
     """The report's profile section: per row, phases and top symbols with share and ns per
     touched page, the sampling's completeness and the profiler's cost. Empty without
     profiles, but for the notes on lines skipped and profiled samples left without one."""
     stacks = stack_frame(df)
     costs = phase_costs(df, stacks)
-    note = "".join(wrap(text) for text in coverage_notes(
-        stacks.attrs["coverage"], len(df.attrs.get("paths", {})) > 1) if text)
+    note = "".join(wrap(text) for text in [*coverage_notes(
+        stacks.attrs["coverage"], len(df.attrs.get("paths", {})) > 1), _none_profiled(df)]
+        if text)
     if not costs:
         return note
     icount = df["plane"].isin(INSTRUCTION_CLOCK_PLANES).any()

@@ -60,8 +60,9 @@ from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
 from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
 from faultbench.errors import error_text, printable_lines
+from faultbench.measurement.rundir.dirlock import DirLock
 from faultbench.measurement.rundir.results import META
-from faultbench.measurement.rundir.safefile import SafeDir
+from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 
 REPORT = "report.txt"
 REPORT_TITLE = "faultbench report"
@@ -96,8 +97,12 @@ def interference_note(df: pd.DataFrame) -> str:
     note = (f"hit: samples whose timed loop was preempted (nivcsw > 0) or saw steal time: "
             f"{hit} of {valid} valid samples. ")
     if "excluded" in df.attrs:
-        return note + ("--strict: they are excluded from every number above (a row "
-                       "left with no sample is not shown).")
+        valid = df[df["ok"] | df["interfered"]]
+        label = labels(valid, label_columns(df))
+        gone = list(dict.fromkeys(label[~label.isin(label[valid["ok"]])]))
+        return note + "--strict: they are excluded from every number above" + (
+            f"; it left no sample of {len(gone)} row(s), not shown: {'; '.join(gone)}."
+            if gone else ".")
     return note + "They are included; --strict excludes them."
 
 
@@ -247,6 +252,14 @@ def write_report(
     with contextlib.ExitStack() as stack:
         source = stack.enter_context(SafeDir.reading(run_dir) if out else SafeDir.open(
             run_dir, advice="give --out DIR to write the report elsewhere"))
+        if out is None:  # not into a run still measured: its report.txt would stay, stale
+            lock = DirLock(source)
+            try:
+                lock.acquire("being written")
+            except ResultsError as exc:
+                raise AnalysisError(f"{exc}, or give --out DIR to report it as it is now") \
+                    from None
+            stack.callback(lock.release)
         df = load(source)
         if strict:
             df = exclude_interfered(df)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from faultbench.analysis.frame import RunInfo
+from faultbench.analysis.harness_notes import wall_clock_jobs
 from faultbench.analysis.text import wrap
 from faultbench.measurement.rundir.runfiles import merged_parts
 
@@ -46,6 +47,10 @@ def machine_line(meta: dict[str, Any]) -> str:
             line, warnings = described
             lines.append(wrap(f"At the start{name}, {line}."
                               + "".join(f" {warning}." for warning in warnings)))
+    if (count := wall_clock_jobs(meta)) is not None:
+        lines.append(wrap(f"NOTE: its guests ran {count} at once on the wall clock (--jobs): "
+                          "sharing the host's CPUs they slowed each other down, which moves "
+                          "wall-clock times (the instruction clock is not moved)."))
     return "".join(lines)
 
 

@@ -29,7 +29,8 @@ def summary(run_dir: Path | SafeDir) -> str:
                 + unmeasured_note(df))
     label_cols = label_columns(df)
     keys = [*label_cols, "role", "label"]
-    data = ok.assign(label=labels(ok, keys[:-1]),
+    # a kernel's "base:" heads the rest of a label; in a run of one scenario it is the label
+    data = ok.assign(label=labels(ok, keys[:-1]).str.removesuffix(":"),
                      per_fault=ok["mapped_per_touched"]
                      / ok["faults_per_page"].where(ok["faults_per_page"] > 0))
     # by label alone: a key that is None for some rows (dir, tmpfs_huge) matches no row in

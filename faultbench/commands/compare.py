@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--format", choices=FORMATS, default="text",
-        help="text (default), markdown, csv (rows only), json (rows and footer, "
-        "docs/results.md), lkp (time, faults, pages mapped and munmap per scenario, as the "
+        help="text (default), markdown, csv (rows only; the notes on stderr), json (rows and "
+        "footer, docs/results.md), lkp (time, faults, pages mapped and munmap per scenario, as the "
         "kernel test robot prints them)",
     )
     parser.add_argument(

@@ -390,6 +390,12 @@ def _machines(parts: list[Part]) -> tuple[dict[str, Any], list[dict[str, Any]],
             raise MergeError(f"{part.path} is from machine {machine!r}, whose name has a ',', "
                              "':' or '=': it cannot name a level of the `machine` factor; "
                              "merge runs of hosts whose names have none")
+        if not machine.isascii():
+            # a host name is ASCII (RFC 1123; punycode for others): one that is not may
+            # look like another (a Cyrillic em for an m, fullwidth letters) and be read as it
+            raise MergeError(f"{part.path} is from machine {machine!a}, whose name is "
+                             "not ASCII: a reader could not tell it from a name it looks "
+                             "like; merge runs of hosts with ASCII names")
         if machine == UNSET:
             # `compare RUN:unset` selects the samples of no machine, as of no knob
             raise MergeError(f"{part.path} is from machine {machine!r}, the name `compare` "
