@@ -139,7 +139,7 @@ def _fitted(model: CostModel | dict[str, Any]) -> bool:
     assert residual is not None and 0 < residual < 1
     if residual <= MAX_RESIDUAL:
         return True
-    assert reason == f"does not fit: residual {100 * residual:.1f}% > {100 * MAX_RESIDUAL:.0f}%"
+    assert reason == f"does not fit: residual {100 * residual:.2f}% > {100 * MAX_RESIDUAL:.0f}%"
     return False
 
 

@@ -234,11 +234,10 @@ def _check_dir(path: str) -> None:
 def run(args: argparse.Namespace) -> int:
     from faultbench.measurement.booted.scratch import XFS_SCRATCH_MOUNT, disks_for
     from faultbench.measurement.knobs import catalog as knobs
-    from faultbench.measurement.knobs.journal import knobs_left
     from faultbench.measurement.knobs.requested import parse_set_options
     from faultbench.measurement.knobs.session import KnobSession
     from faultbench.measurement.knobs.watch import KnobWatch
-    from faultbench.measurement.machine import knob_writer_warning
+    from faultbench.measurement.machine import knob_writer, knob_writer_warning
     from faultbench.measurement.measure import backing_dir, check_resources, measure_mappers
 
     # a guest's XFS scratch disk exists only in the guest
@@ -288,8 +287,9 @@ def run(args: argparse.Namespace) -> int:
     check_resources(spec)  # before any knob is touched
     profile = args.profile and _can_profile()
     failed = drifted = 0
-    if not axes and (left := knobs_left()) is not None:
-        print(f"faultbench measure: {knob_writer_warning({'left': left})}", file=sys.stderr)
+    # a live knob writer's values (as `run` warns of them), or a killed one's left changed
+    if not axes and (warning := knob_writer_warning(knob_writer({}))) is not None:
+        print(f"faultbench measure: {warning}", file=sys.stderr)
     # the THP settings it does not set, which another faultbench may change meanwhile
     watch = KnobWatch(n for n in knobs.thp_names() if n not in dict(axes))
     try:

@@ -385,10 +385,8 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
                     unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
                 progress.update(unit, samples)
     except KnobError as exc:
-        if not records:
-            raise RunError(str(exc)) from None
-        raise RunError(f"{exc}; the samples so far are kept: continue with "
-                       f"{resume_command(run_dir.path)}") from None
+        kept = "the samples so far are kept" if records else f"{run_dir.path} holds no sample yet"
+        raise RunError(f"{exc}; {kept}; continue with: {resume_command(run_dir.path)}") from None
     if boot is not None:
         return meta
     known = {s["scenario"] for s in meta["skipped"]}

@@ -280,7 +280,7 @@ def _one_cost_model(part: pd.DataFrame, touch: pd.DataFrame, group: str, backing
     }
     if residual > MAX_RESIDUAL:
         return CostModel(**common, **{**none, **shown, "per_fault": []},
-                         reason=f"does not fit: residual {100 * residual:.1f}% > "
+                         reason=f"does not fit: residual {100 * residual:.2f}% > "
                                 f"{100 * MAX_RESIDUAL:.0f}%")
     if not separate:
         return CostModel(**common, **{**none, **shown, "ns_per_touch": touch_ns},

@@ -194,12 +194,21 @@ def _journal_dir(path: str) -> SafeDir:
     `restore` can find. Nor a sticky one (/tmp): another user could make the file at the
     journal's path, or at a mount journal's beside it (mount-PID.json, PIDs are guessed),
     and so stop every knob writer or tmpfs sample until root removes it."""
+    where = Path(os.path.dirname(os.path.abspath(path)))
     try:
-        return SafeDir.open(Path(os.path.dirname(os.path.abspath(path))), create=True,
-                            advice="keep root's journal in a directory only root may write "
-                                   "(FAULTBENCH_JOURNAL)")
+        directory = SafeDir.open(where, create=True, advice="keep root's journal in a "
+                                 "directory only root may write (FAULTBENCH_JOURNAL)")
     except ResultsError as exc:
         raise KnobError(f"cannot write the restore journal {path}: {exc}") from None
+    # /run/faultbench is root's alone (0700: who changes knobs, since when, is root's to
+    # know), whichever writer made it, a mount journal's (umask's mode) or the lock's
+    if directory.made_here or where == Path(DEFAULT_JOURNAL).parent:
+        try:
+            os.fchmod(directory.fd, 0o700)
+        except OSError as exc:
+            directory.close()
+            raise KnobError(f"cannot make {where} private: {exc.strerror}") from None
+    return directory
 
 
 def write_journal(path: str, data: dict) -> list[str]:

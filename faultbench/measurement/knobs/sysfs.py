@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from faultbench.errors import FaultbenchError
+from faultbench.errors import FaultbenchError, limit_hint
 
 DEBUGFS = "/sys/kernel/debug"
 SECURITYFS = "/sys/kernel/security"
@@ -163,7 +163,7 @@ def run_mount_tool(argv: list[str]) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(argv, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise MountError(f"cannot run {argv[0]}: {exc.strerror}") from None
+        raise MountError(f"cannot run {argv[0]}: {exc.strerror}{limit_hint(exc)}") from None
 
 
 def _mount(fstype: str, target: str) -> None:

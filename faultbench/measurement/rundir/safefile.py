@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from faultbench.errors import FaultbenchError, printable, shell_word
+from faultbench.errors import FaultbenchError, limit_hint, printable, shell_word
 from faultbench.measurement.rundir.regular import NotRegularFile, open_regular
 from faultbench.measurement.rundir.removal import remove_tree
 from faultbench.measurement.rundir.tempfiles import (
@@ -197,7 +197,8 @@ class SafeDir:
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
-            raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
+            raise ResultsError(f"cannot open the directory {path}: {exc.strerror}"
+                               f"{limit_hint(exc)}") from None
         if made is None:
             os.close(parent)
         safe = cls(path, fd, None if made is None else (parent, made), any_owner)
@@ -228,7 +229,8 @@ class SafeDir:
         except OSError as exc:
             if exc.errno == errno.ENOTDIR:
                 raise ResultsError(f"{path} is not a directory") from None
-            raise ResultsError(f"cannot open the directory {path}: {exc.strerror}") from None
+            raise ResultsError(f"cannot open the directory {path}: {exc.strerror}"
+                               f"{limit_hint(exc)}") from None
 
     def __enter__(self) -> SafeDir:
         return self
