@@ -204,10 +204,10 @@ def _journal_dir(path: str) -> SafeDir:
     # know), whichever writer made it, a mount journal's (umask's mode) or the lock's
     if directory.made_here or where == Path(DEFAULT_JOURNAL).parent:
         try:
-            os.fchmod(directory.fd, 0o700)
-        except OSError as exc:
+            directory.make_private()
+        except ResultsError as exc:
             directory.close()
-            raise KnobError(f"cannot make {where} private: {exc.strerror}") from None
+            raise KnobError(str(exc)) from None
     return directory
 
 

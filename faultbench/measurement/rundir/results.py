@@ -387,10 +387,7 @@ class RunDir:
         """The run directory root's alone (0700), as a booted run's is: its guests can read
         any of the host's files, and return them in what the run keeps of them (their
         provenance in meta.json, their worker logs, even the digits of their samples)."""
-        try:
-            os.fchmod(self.dir.fd, 0o700)
-        except OSError as exc:
-            raise ResultsError(f"cannot make {self.path} private: {exc.strerror}") from None
+        self.dir.make_private()
 
     def boots(self) -> SafeDir:
         """boots/, made if missing; it and the run directory are root's alone (0700) whatever
@@ -400,10 +397,10 @@ class RunDir:
         self.make_private()
         boots = self.dir.sub(BOOTS_DIR)
         try:
-            os.fchmod(boots.fd, 0o700)
-        except OSError as exc:
+            boots.make_private()
+        except ResultsError:
             boots.close()
-            raise ResultsError(f"cannot make {boots.path} private: {exc.strerror}") from None
+            raise
         return boots
 
     def write_boot_report(self, index: int, report: dict[str, Any]) -> None:

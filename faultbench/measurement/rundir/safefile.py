@@ -238,6 +238,13 @@ class SafeDir:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def make_private(self) -> None:
+        """The directory its owner's alone (0700); ResultsError when it cannot be."""
+        try:
+            os.fchmod(self.fd, 0o700)
+        except OSError as exc:
+            raise ResultsError(f"cannot make {self.path} private: {exc.strerror}") from None
+
     def close(self) -> None:
         if self.fd >= 0:
             os.close(self.fd)
