@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from console import one_line
 from groups import HOST
 from inprocess import in_process
 
@@ -65,11 +66,10 @@ def test_every_limit_on_open_files_is_named_and_a_left_run_can_be_resumed(
         if done.returncode == 0:
             continue
         failed += 1
-        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-        assert "(the limit on open files: raise `ulimit -n`)" in done.stderr, done.stderr
+        line = one_line(done.stderr)  # (a busy machine's warning aside)
+        assert done.returncode == 2 and "(the limit on open files: raise `ulimit -n`)" in line
         if run.exists():
-            assert done.stderr.endswith(f"; continue with: faultbench run --resume {run}\n"), \
-                done.stderr
+            assert line.endswith(f"; continue with: faultbench run --resume {run}"), line
     assert failed  # the lowest limits fail
 
 
@@ -93,10 +93,11 @@ def test_measure_beside_a_knob_writer_says_it_measured_at_its_knobs(tmp_path: Pa
         done = subprocess.run([*FAULTBENCH, "measure", "--size", "1M", "--repeat", "1"],
                               capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr
-        assert done.stderr.startswith(f"faultbench measure: WARNING: another faultbench (pid "
-                                      f"{writer.pid}, `"), done.stderr
-        assert done.stderr.endswith("`) held the knob lock: measured at the kernel knobs it "
-                                    "had changed, not the machine's own\n"), done.stderr
+        [line] = [line for line in done.stderr.splitlines() if "knob lock" in line]
+        assert line.startswith(f"faultbench measure: WARNING: another faultbench (pid "
+                               f"{writer.pid}, `"), done.stderr
+        assert line.endswith("`) held the knob lock: measured at the kernel knobs it had "
+                             "changed, not the machine's own"), done.stderr
     finally:
         writer.terminate()
         writer.wait(timeout=60)
