@@ -260,3 +260,11 @@ def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
                        f"{here_cpu[0]} ({here_cpu[1]}): resuming here would pool two "
                        "machines' samples under the first; resume it there, or start a new "
                        "run")
+    # on one machine, the CPUs it may run on (taskset, a cgroup's cpuset, isolcpus) are part
+    # of what a sample measured: one CPU shared with everything, or two
+    usable = len(os.sched_getaffinity(0))
+    if cpu.get("usable") is not None and cpu.get("usable") != usable:
+        raise RunError(f"{path} was measured with {clipped(str(cpu.get('usable')), 20)} usable "
+                       f"CPU(s) and this process may use {usable} (taskset, a cpuset, "
+                       "isolcpus): resuming here would pool samples of both under the first; "
+                       "resume it on the same CPUs, or start a new run")
