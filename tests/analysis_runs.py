@@ -354,3 +354,13 @@ def table_row(text: str, label: str) -> list[str]:
 def width_ok(text: str, width: int = 72) -> list[str]:
     """The lines wider than `width` (none expected)."""
     return [line for line in text.splitlines() if len(line) > width]
+
+
+def measuring(run: Path, proc: subprocess.Popen, lines: int = 2) -> None:
+    """Wait, up to a minute, until the run `proc` makes in `run` has written `lines` samples:
+    it is measuring, its directory locked and its knobs set."""
+    deadline = time.monotonic() + 60
+    while not ((run / "samples.jsonl").exists()
+               and (run / "samples.jsonl").read_text().count("\n") >= lines):
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.01)

@@ -12,11 +12,10 @@ import os
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from analysis_runs import measured_again
+from analysis_runs import measured_again, measuring
 from inprocess import in_process
 
 from faultbench.measurement.rundir.pyperf_suite import pyperf_suite
@@ -179,11 +178,7 @@ def test_a_run_still_measured_is_not_reported_into(tmp_path: Path) -> None:
     proc = subprocess.Popen([*FAULTBENCH, "run", str(workload), "--out", str(run), "-q"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not ((run / "samples.jsonl").exists()
-                   and (run / "samples.jsonl").read_text().count("\n") >= 2):
-            assert time.monotonic() < deadline and proc.poll() is None
-            time.sleep(0.01)
+        measuring(run, proc)
         done = in_process("report", run, "--no-figures")
         assert done.returncode == 2 and done.stderr.startswith(
             f"faultbench report: {run} is being written by another faultbench process (pid "

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from analysis_runs import measuring
 from console import one_line
 from groups import HOST
 from inprocess import in_process
@@ -85,11 +86,7 @@ def test_measure_beside_a_knob_writer_says_it_measured_at_its_knobs(tmp_path: Pa
                                "--out", str(run), "-q"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while not ((run / "samples.jsonl").exists()
-                   and (run / "samples.jsonl").read_text().count("\n") >= 2):
-            assert time.monotonic() < deadline and writer.poll() is None
-            time.sleep(0.01)
+        measuring(run, writer)
         done = subprocess.run([*FAULTBENCH, "measure", "--size", "1M", "--repeat", "1"],
                               capture_output=True, text=True, timeout=120, check=False)
         assert done.returncode == 0, done.stderr

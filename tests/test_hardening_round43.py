@@ -7,10 +7,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from analysis_runs import measuring
 from console import one_line
 
 FAULTBENCH = [sys.executable, "-m", "faultbench"]
@@ -28,11 +28,7 @@ def test_a_resume_on_other_usable_cpus_is_refused(tmp_path: Path) -> None:
     proc = subprocess.Popen([*FAULTBENCH, "run", str(workload), "--out", str(run), "-q"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             preexec_fn=lambda: os.sched_setaffinity(0, {one}))
-    deadline = time.monotonic() + 60
-    while not ((run / "samples.jsonl").exists()
-               and (run / "samples.jsonl").read_text().count("\n") >= 2):
-        assert time.monotonic() < deadline and proc.poll() is None
-        time.sleep(0.01)
+    measuring(run, proc)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 143
     before = (run / "samples.jsonl").read_text()

@@ -21,7 +21,7 @@ from groups import ALONE, HOST
 from images import require_boot_image
 from test_hardening_round4_input import fb
 
-from faultbench.commands.run import recorded_command
+from faultbench.commands.run_hints import recorded_command
 from faultbench.measurement.knobs.catalog import KnobError, resolve
 from faultbench.measurement.knobs.requested import parse_set_options
 from faultbench.measurement.run_checks import RunError

@@ -20,6 +20,8 @@ import pandas as pd
 
 from faultbench.analysis.compare_checks import (
     check_measured_apart,
+    check_planes,
+    implied_kernels,
     leave_unset,
     relabelled_kernel_notes,
     unfinished_notes,
@@ -246,17 +248,6 @@ def differences(base: pd.DataFrame, new: pd.DataFrame, keys: list[str]) -> str:
         f"{key} ({shown(values[key][0])} vs {shown(values[key][1])})" for key in apart[:3])
 
 
-def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
-    planes_base = set(base["plane"].unique())
-    planes_new = set(new["plane"].unique())
-    if planes_base != planes_new and not force:
-        raise AnalysisError(
-            f"BASE was measured on {'/'.join(sorted(planes_base))} and NEW on "
-            f"{'/'.join(sorted(planes_new))}: timings from different planes (native, KVM "
-            "guest, TCG emulation) are not comparable (--force: the scenarios they share)"
-        )
-
-
 def compare(
     base: pd.DataFrame, new: pd.DataFrame, metric: str = "ns_per_page", by: str | None = None
 ) -> pd.DataFrame:
@@ -361,17 +352,6 @@ def _valid_rows(side: pd.DataFrame, keys: list[str], metric: str) -> set[tuple[A
     --strict left out (interfered) counted too."""
     valid = side[(side["ok"] | side["interfered"]) & side[metric].notna()]
     return set(valid[keys].itertuples(index=False, name=None))
-
-
-def implied_kernels(run: str) -> tuple[str, str]:
-    """`compare RUN --by kernel`: RUN:first and RUN:second of a run of exactly two kernels."""
-    df = load(Path(run))
-    labels_ = list(booted_kernels(next(iter(df.attrs["meta"].values()))))
-    if len(labels_) != 2:
-        shown = ", ".join(labels_) or "none"
-        raise AnalysisError(f"{run}: compare RUN --by kernel needs a run of two kernels "
-                            f"(this one has: {shown}); give BASE and NEW as RUN:LABEL")
-    return f"{run}:{labels_[0]}", f"{run}:{labels_[1]}"
 
 
 def compare_runs(

@@ -1,13 +1,15 @@
-"""What `faultbench compare` settles about its two sides before it tests them: a knob only
-one side's run set, and whether the sides are one measurement. Analysis plane."""
+"""What `faultbench compare` settles about its two sides before it tests them: the two runs
+`--by kernel` implies, a knob only one side's run set, whether the sides are one measurement
+and of one plane. Analysis plane."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from faultbench.analysis.frame import AnalysisError, booted_kernels
+from faultbench.analysis.frame import AnalysisError, booted_kernels, load
 from faultbench.measurement.rundir.identity import MEASURED_TIMES, measurements
 
 
@@ -76,3 +78,25 @@ def relabelled_kernel_notes(base: pd.DataFrame, new: pd.DataFrame,
             for label in sorted(labels[0] & labels[1])
             if label in kernels[0] and label in kernels[1]
             and kernels[0][label][1] != kernels[1][label][1]]
+
+
+def check_planes(base: pd.DataFrame, new: pd.DataFrame, force: bool) -> None:
+    planes_base = set(base["plane"].unique())
+    planes_new = set(new["plane"].unique())
+    if planes_base != planes_new and not force:
+        raise AnalysisError(
+            f"BASE was measured on {'/'.join(sorted(planes_base))} and NEW on "
+            f"{'/'.join(sorted(planes_new))}: timings from different planes (native, KVM "
+            "guest, TCG emulation) are not comparable (--force: the scenarios they share)"
+        )
+
+
+def implied_kernels(run: str) -> tuple[str, str]:
+    """`compare RUN --by kernel`: RUN:first and RUN:second of a run of exactly two kernels."""
+    df = load(Path(run))
+    labels_ = list(booted_kernels(next(iter(df.attrs["meta"].values()))))
+    if len(labels_) != 2:
+        shown = ", ".join(labels_) or "none"
+        raise AnalysisError(f"{run}: compare RUN --by kernel needs a run of two kernels "
+                            f"(this one has: {shown}); give BASE and NEW as RUN:LABEL")
+    return f"{run}:{labels_[0]}", f"{run}:{labels_[1]}"

@@ -18,7 +18,13 @@ from faultbench.commands import (
     filesystem_errors,
     integer,
 )
-from faultbench.commands.run_hints import interrupted_hint, recovery, resume_hint, started
+from faultbench.commands.run_hints import (
+    interrupted_hint,
+    recorded_command,
+    recovery,
+    resume_hint,
+    started,
+)
 
 if TYPE_CHECKING:
     from faultbench.measurement.rundir.results import RunDir
@@ -286,20 +292,6 @@ def _start_booted(workload: Workload, out: Path, kernels: list[Any], boots: int 
         "clock": clock_record(clock, kvm), **extra,
         "guest_memory": size, "guest_memory_source": source,
     })
-
-
-def recorded_command(argv: list[str]) -> list[str]:
-    """The command line meta.json records (scripts/reference-results reruns it): the
-    results directory, which differs from run to run, as {out}."""
-    command, after_out = ["faultbench", "run"], False
-    for arg in argv[1:] if argv[:1] == ["run"] else argv:
-        # argparse takes any unambiguous prefix: --ou is --out ("--o" is also --only's)
-        name, equals, _ = arg.partition("=")
-        out = len(name) > len("--o") and "--out".startswith(name)
-        command.append("{out}" if after_out else "--out={out}" if out and equals
-                       else "--out" if out else arg)
-        after_out = out and not equals
-    return command
 
 
 def _refuse_resume(args: argparse.Namespace, run_dir: RunDir, meta: dict[str, Any]) -> None:

@@ -1,5 +1,5 @@
-"""What `faultbench run` tells a user whose run stopped: how to resume it, or why there is
-nothing to resume."""
+"""What `faultbench run` tells a user whose run stopped (how to resume it, or why there is
+nothing to resume), and the command meta.json records to run it again."""
 
 from __future__ import annotations
 
@@ -64,3 +64,17 @@ def resume_hint(path: Path | None) -> str:
     if path is None:
         return ""
     return f"; samples so far are in {path}; continue with: {resume_command(path)}"
+
+
+def recorded_command(argv: list[str]) -> list[str]:
+    """The command line meta.json records (scripts/reference-results reruns it): the
+    results directory, which differs from run to run, as {out}."""
+    command, after_out = ["faultbench", "run"], False
+    for arg in argv[1:] if argv[:1] == ["run"] else argv:
+        # argparse takes any unambiguous prefix: --ou is --out ("--o" is also --only's)
+        name, equals, _ = arg.partition("=")
+        out = len(name) > len("--o") and "--out".startswith(name)
+        command.append("{out}" if after_out else "--out={out}" if out and equals
+                       else "--out" if out else arg)
+        after_out = out and not equals
+    return command
