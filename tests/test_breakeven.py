@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,13 +179,16 @@ def test_report_section_json_and_figure(sweep: Path, analysed: Analysed,
     assert not width_ok(text)
     text = " ".join(text.split())  # unwrapped
     assert "crossing (touch, headline): stride" in text and "a, ns per fault" not in text
-    if _fitted(analysed.models[0]):
+    model = analysed.models[0]
+    if _fitted(model):
         assert "no a and b: a and b not identified" in text
         assert "c pinned from the populate rows' touch-only time" in text
         assert "residual " in text
     else:
-        assert "no constants: does not fit: residual" in text
-        assert "c pinned" not in text and "residual " not in text.split("does not fit")[1]
+        assert f"no constants: {model.reason}" in text
+        # the refusal's residual is the only one printed, and nothing fitted follows it
+        assert "c pinned" not in text
+        assert re.findall(r"residual \d[\d.]*%", text) == [f"residual {100 * model.residual:.2f}%"]
     assert "it assumes the model is right" in text
     data = json.loads(json.dumps(analysed.json))
     assert set(data) == {"break_even", "cost_model", "floor"}

@@ -162,10 +162,15 @@ def test_later_mappers_of_a_warm_file_still_fault():
 
 @needs_root
 def test_concurrent_thread_mappers():
-    samples = measure_mappers(Spec(backing="memfd", size=SIZE, mappers=2,
-                                   mapper_mode="concurrent", mapper_kind="thread"))
-    assert all(s.status == "ok" and 0 < faults(s) < PAGES / 4 for s in samples), [
-        (s.status, s.error, faults(s), s.pages_mapped) for s in samples]
+    """Twenty rounds: threads that placed their mappings at once found the same gap and
+    failed each other's MAP_FIXED_NOREPLACE (mapper 1 failed in 64 of 200 rounds)."""
+    spec = Spec(backing="memfd", size=SIZE, mappers=2, mapper_mode="concurrent",
+                mapper_kind="thread")
+    for _ in range(20):
+        samples = measure_mappers(spec)
+        assert all(s.status == "ok" and 0 < faults(s) < PAGES / 4 for s in samples), [
+            (s.mapper, s.status, s.error, s.faults_minor, s.faults_major, s.pages_mapped)
+            for s in samples]
 
 
 @pytest.fixture
