@@ -480,6 +480,10 @@ BAD_JOURNALS = {
                                    "original": "sometimes"}]}, "not one of"),
     "unmount-not-a-list": ({"unmount": "/sys/kernel/debug", "knobs": []}, "must be lists"),
     "bdi-read-ahead": (None, "outside what faultbench may change"),
+    # round 43 m1: the last entry won, and the lines said "60 -> 55", "60 -> 70"
+    "named-twice": ({"knobs": [{"name": "vm.swappiness", "path": SWAPPINESS, "original": "55"},
+                               {"name": "vm.swappiness", "path": SWAPPINESS, "original": "70"}]},
+                    "vm.swappiness named twice (a run journals each knob once"),
 }
 
 

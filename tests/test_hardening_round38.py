@@ -134,8 +134,8 @@ def test_a_worker_that_cannot_start_names_what_could_not_be_run(tmp_path: Path) 
     last = done.stderr.splitlines()[-1]  # after a warning of a busy machine, if any
     assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
     assert last.startswith("faultbench run: cannot start the measuring worker: No such file "
-                           "or directory (/nonexistent/python3); samples so far are in "
-                           f"{tmp_path / 'run'}"), done.stderr
+                           f"or directory (/nonexistent/python3); {tmp_path / 'run'} holds "
+                           "no sample yet"), done.stderr
 
 
 @pytest.mark.parametrize("plane", ["kvm-guest", "qemu", 7])

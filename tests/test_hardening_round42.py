@@ -71,6 +71,11 @@ def test_every_limit_on_open_files_is_named_and_a_left_run_can_be_resumed(
         assert done.returncode == 2 and "(the limit on open files: raise `ulimit -n`)" in line
         if run.exists():
             assert line.endswith(f"; continue with: faultbench run --resume {run}"), line
+            # round 43 m2: at 13 to 15 it said "samples so far are in" a run holding none
+            samples = run / "samples.jsonl"
+            held = samples.exists() and samples.stat().st_size > 0
+            assert (f"; samples so far are in {run};" if held
+                    else f"; {run} holds no sample yet;") in line, line
     assert failed  # the lowest limits fail
 
 

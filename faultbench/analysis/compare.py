@@ -69,7 +69,6 @@ from faultbench.measurement.spec import (
 from faultbench.measurement.specdir import absolute_dir, folded_dir
 
 # The metrics `--format lkp` puts side by side, as test-robot reports do.
-LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
 # Knobs and spec fields whose values are byte counts: --by accepts 64K for them.
 SIZE_FIELDS = (FAULT_AROUND_KNOB, "size")
 # The spec fields rows match on (and --by may name): the labels' and the workload's seed,
@@ -414,10 +413,10 @@ def compare_runs(
         harness_notes(*metas, by, (base_side.value, new_side.value)) + alike + \
         ([] if same or by == "kernel" else relabelled_kernel_notes(base, new, metas))
     if fmt_name == "lkp":
-        from faultbench.analysis.compare_format import lkp, only_in_note
+        from faultbench.analysis.compare_format import lkp, lkp_tables, only_in_note
 
-        tables = {m: compare(base, new, m, by) for m in LKP_METRICS}
-        notes = only_in_note(tables[LKP_METRICS[0]]) + notes
+        tables, left_out = lkp_tables(lambda lkp_metric: compare(base, new, lkp_metric, by))
+        notes = only_in_note(next(iter(tables.values()))) + left_out + notes
         return lkp(tables, base_side.name, new_side.name, title, brief) + "".join(
             wrap(note) for note in notes)
     from faultbench.analysis.compare_format import only_in_note

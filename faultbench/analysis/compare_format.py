@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import pandas as pd
 
-from faultbench.analysis.frame import COUNT_METRICS, metric_unit
+from faultbench.analysis.frame import COUNT_METRICS, AnalysisError, metric_unit
 from faultbench.analysis.text import fmt, fmt_fixed, fmt_pct, wrap
 
 # rows named in the note on rows only one side has; the rest are counted
@@ -18,6 +19,22 @@ ONLY_IN_SHOWN = 5
 # LKP prints a side's relative standard deviation only above this many percent.
 LKP_QUIET_PCT = 2
 BACKSLASH = "\\"
+LKP_METRICS = ("ns_per_page", "faults_per_page", "mapped_per_touched", "munmap_ns_per_page")
+
+
+def lkp_tables(compare: Callable[[str], pd.DataFrame]
+               ) -> tuple[dict[str, pd.DataFrame], list[str]]:
+    """compare's table of each LKP metric the runs hold, and a note for each they do not
+    (pages mapped, of a run with pagemap = false); the first, time, they must hold."""
+    tables, left_out = {}, []
+    for metric in LKP_METRICS:
+        try:
+            tables[metric] = compare(metric)
+        except AnalysisError as exc:
+            if metric == LKP_METRICS[0]:
+                raise
+            left_out.append(f"Not shown: {metric}, as {exc}.")
+    return tables, left_out
 
 
 def _stddev(value: float) -> str:

@@ -55,7 +55,7 @@ from faultbench.analysis.labels import (
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs, stack_frame
 from faultbench.analysis.profile import section as profile_section
-from faultbench.analysis.report_header import header, machine_line
+from faultbench.analysis.report_header import header, machine_line, unlike_the_machine
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
 from faultbench.analysis.text import fmt, fmt_fixed, text_table, wrap
@@ -214,7 +214,7 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any],
         parts += [wrap(note) for note in unmeasured_notes(df, meta)]
     parts += [wrap(note) for note in [*kernels_unmeasured_note(df, meta),
                                       *lacking_note(df, meta)]]
-    parts += [constants_line(df, label_cols), _unlike_the_machine(df, meta, label_cols), "\n",
+    parts += [constants_line(df, label_cols), unlike_the_machine(df, meta, label_cols), "\n",
               scenario_table(df, label_cols)]
     # a knob one value of which is set and the rest left unset is no sweep (its rows say)
     swept = [knob for knob in df.attrs.get("knob_columns", []) if knob in label_cols
@@ -234,25 +234,6 @@ def report_text(df: pd.DataFrame, meta: dict[str, Any],
     parts.append(footer(df, meta.get("skipped") or []))
     # report.txt is read in a terminal too; the command's output is escaped in cli.py
     return printable_lines("".join(parts))
-
-
-def _unlike_the_machine(df: pd.DataFrame, meta: dict[str, Any], label_cols: list[str]) -> str:
-    """The knobs every row set to another value than the machine's own (its provenance,
-    taken before the run set any: THP settings, fault_around_bytes), which no row's label
-    names, every row having them. Not for a booted run: its guests' own are not recorded."""
-    provenance = meta.get("provenance") if isinstance(meta.get("provenance"), dict) else {}
-    own = {**(provenance.get("thp") or {}), **(provenance.get("knobs") or {})}
-    ok = df[df["ok"]]
-    unlike = []
-    for knob in df.attrs.get("knob_columns", []):
-        values = ok[knob] if knob in ok else pd.Series(dtype=object)
-        if meta.get("kernels") or knob in label_cols or own.get(knob) is None or \
-                values.isna().any() or values.nunique() != 1:
-            continue
-        value = values.iloc[0]
-        if str(value).split() != str(own[knob]).split():
-            unlike.append(f"{knob}={value} (this machine's own: {own[knob]})")
-    return wrap("Set for every row: " + ", ".join(unlike) + ".") if unlike else ""
 
 
 def write_report(

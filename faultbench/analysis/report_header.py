@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
+
 from faultbench.analysis.frame import RunInfo
 from faultbench.analysis.harness_notes import wall_clock_jobs
 from faultbench.analysis.text import wrap
@@ -62,3 +64,53 @@ def _part_name(part: dict[str, Any]) -> str:
     if isinstance(shard, dict) and all(isinstance(shard.get(k), int) for k in ("index", "count")):
         return f" of shard {shard['index']}/{shard['count']}{where}"
     return where
+
+
+def unlike_the_machine(df: pd.DataFrame, meta: dict[str, Any], label_cols: list[str]) -> str:
+    """The knobs every row set to another value than the machine's own (THP settings,
+    fault_around_bytes, as recorded before the run set any: a native run's provenance, each
+    boot's guest in a booted run), which no row's label names, every row having them."""
+    own, whose = _own_values(meta)
+    ok = df[df["ok"]]
+    unlike = []
+    for knob in df.attrs.get("knob_columns", []):
+        values = ok[knob] if knob in ok else pd.Series(dtype=object)
+        if knob in label_cols or knob not in own or values.isna().any() or \
+                values.nunique() != 1:
+            continue
+        value = str(values.iloc[0])
+        if any(value.split() != mine.split() for mine in own[knob].values()):
+            unlike.append(f"{knob}={value} ({whose}: {_by_side(own[knob])})")
+    return wrap("Set for every row: " + ", ".join(unlike) + ".") if unlike else ""
+
+
+def _own_values(meta: dict[str, Any]) -> tuple[dict[str, dict[str, str]], str]:
+    """By knob, each machine's own value: keyed by kernel label in a booted run, whose
+    guests record theirs before their run sets any ("a/b" if a kernel's boots differ). And
+    whose they are, in words. meta.json is untrusted: what is no object is passed over."""
+    def recorded(provenance: Any) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for part in ("thp", "knobs"):
+            if isinstance(provenance, dict) and isinstance(provenance.get(part), dict):
+                found.update(provenance[part])
+        return found
+
+    if not meta.get("kernels"):
+        return ({knob: {"": str(value)} for knob, value in recorded(
+            meta.get("provenance")).items() if value is not None}, "this machine's own")
+    seen: dict[str, dict[str, list[str]]] = {}
+    for boot in meta.get("boots") or []:
+        if isinstance(boot, dict):
+            for knob, value in recorded(boot.get("guest")).items():
+                values = seen.setdefault(knob, {}).setdefault(str(boot.get("kernel")), [])
+                if value is not None and str(value) not in values:
+                    values.append(str(value))
+    return ({knob: {side: "/".join(values) for side, values in sides.items() if values}
+             for knob, sides in seen.items()}, "the guests' own")
+
+
+def _by_side(own: dict[str, str]) -> str:
+    """One value when every kernel's guests had it, else each kernel's."""
+    if len(set(own.values())) == 1:
+        return next(iter(own.values()))
+    return ", ".join(f"{side} {value}" for side, value in own.items())

@@ -22,7 +22,6 @@ from faultbench.commands.run_hints import (
     interrupted_hint,
     recorded_command,
     recovery,
-    resume_hint,
     started,
 )
 
@@ -115,13 +114,14 @@ def run(args: argparse.Namespace) -> int:
         check_text(value, "--only", give="FIELD=V1[,V2...] or a pattern on the scenario name")
     check_text(args.memory, "--memory", give="a size such as 512M")
     from faultbench.measurement.run_checks import WorkerStartError
-    from faultbench.measurement.rundir.results import BadSampleLine, ResultsError
+    from faultbench.measurement.rundir.results import BadSampleLine, ResultsError, resume_hint
 
     try:
         with filesystem_errors(f"writing {args.resume or args.out or 'the results directory'}"):
             return _run(args)
     except (FilesystemError, WorkerStartError) as exc:
-        raise type(exc)(f"{exc}{resume_hint(started(args))}") from None
+        path = started(args)
+        raise type(exc)(f"{exc}{resume_hint(path) if path else ''}") from None
     except BadSampleLine as exc:
         raise ResultsError(f"{exc}; {recovery(exc)}") from None
 

@@ -38,12 +38,11 @@ def started(args: argparse.Namespace) -> Path | None:
         return None
 
 
-
 def interrupted_hint(run_dir: RunDir | None) -> str:
     """What an interruption leaves: a run whose meta.json is sealed (finished_utc) has all
     its samples, and `--resume` would say there is nothing to resume; otherwise how to go on."""
     from faultbench.errors import FaultbenchError
-    from faultbench.measurement.rundir.results import report_command
+    from faultbench.measurement.rundir.results import report_command, resume_hint
 
     if run_dir is None:
         return ""
@@ -56,14 +55,6 @@ def interrupted_hint(run_dir: RunDir | None) -> str:
                 f"{report_command(run_dir.path)}")
     return resume_hint(run_dir.path)
 
-
-
-def resume_hint(path: Path | None) -> str:
-    from faultbench.measurement.rundir.results import resume_command
-
-    if path is None:
-        return ""
-    return f"; samples so far are in {path}; continue with: {resume_command(path)}"
 
 
 def recorded_command(argv: list[str]) -> list[str]:

@@ -32,8 +32,8 @@ from faultbench.measurement.knobs.session import KnobSession
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted
 from faultbench.measurement.naming import scenario_name
 from faultbench.measurement.rundir.meta_checks import HARNESS_EPOCH, harness_epoch, same_harness
-from faultbench.measurement.rundir.provenance import cpuinfo_fields
-from faultbench.measurement.rundir.results import report_command
+from faultbench.measurement.rundir.provenance import cpuinfo_fields, kernel_cmdline
+from faultbench.measurement.rundir.results import META, report_command
 from faultbench.measurement.spec import SpecError, clipped, shown
 from faultbench.measurement.workload import Scenario, Workload
 
@@ -175,7 +175,8 @@ def refuse_other_harness(meta: dict[str, Any], path: Path | str) -> None:
     things in a sample, compare's epoch check then judges by half the run). Another version
     at the same epoch is refused too: nothing says what else it changed."""
     epoch, version = harness_epoch(meta), meta.get("faultbench_version")
-    recorded = meta.get("provenance", {}).get("faultbench")
+    provenance = meta.get("provenance")
+    recorded = provenance.get("faultbench") if isinstance(provenance, dict) else None
     revision = recorded.get("git_revision") if isinstance(recorded, dict) else None
     that = f"faultbench {clipped(str(version), 40)}" + (
         f" (git {clipped(str(revision), 60)})" if revision else "")
@@ -235,8 +236,16 @@ def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
     pooled with the old ones, and meta.json, report and compare would credit them all to
     the first kernel on the first host. (A booted run's kernels are its images, pinned by
     sha256.)"""
-    provenance = meta.get("provenance", {})
-    kernel, host = provenance.get("kernel", {}), provenance.get("host", {})
+    provenance = meta.get("provenance")
+    parts = {part: provenance.get(part) if isinstance(provenance, dict) else None
+             for part in ("kernel", "host", "cpu")}
+    if not all(isinstance(value, dict) for value in parts.values()):
+        lacking = "provenance" if not isinstance(provenance, dict) else ", ".join(
+            f"provenance.{part}" for part, value in parts.items() if not isinstance(value, dict))
+        raise RunError(f"{Path(path) / META}: no {lacking}: nothing says which kernel and "
+                       "machine measured its samples, so a resume could pool another's with "
+                       f"them; start a new run ({report_command(path)} shows its samples)")
+    kernel, host, cpu = parts["kernel"], parts["host"], parts["cpu"]
     uname = os.uname()
     there = kernel.get("release"), kernel.get("version"), host.get("name")
     here = uname.release, uname.version, uname.nodename
@@ -249,9 +258,20 @@ def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
                        "resuming here would pool the samples of both under the first one's "
                        "name; resume it on that kernel and host, or start a new run "
                        f"({report_command(path)} shows its samples)")
+    # one kernel booted with other parameters (mitigations=, transparent_hugepage=, ...)
+    then, now = kernel.get("cmdline"), kernel_cmdline()
+    if isinstance(then, str) and now is not None and sorted(then.split()) != sorted(now.split()):
+        def words(these: list[str]) -> str:
+            return clipped(printable(" ".join(these)), 200)
+
+        differ = [f"{kind} {words(these)}, which this boot {has}" for kind, these, has in (
+            ("with", [w for w in then.split() if w not in now.split()], "lacks"),
+            ("without", [w for w in now.split() if w not in then.split()], "has")) if these]
+        raise RunError(f"{path} was measured under another kernel command line: "
+                       f"{'; '.join(differ)}: resuming here would pool the samples of both "
+                       "under the first; boot with the first again, or start a new run")
     # a host name is no machine's identity (cloud images' "localhost", a disk moved to other
     # hardware): its processors, as recorded
-    cpu = provenance.get("cpu", {})
     there_cpu = cpu.get("count"), cpu.get("model")
     here_cpu = os.cpu_count(), cpuinfo_fields().get("model name")
     if there_cpu != here_cpu:

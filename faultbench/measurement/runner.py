@@ -47,7 +47,7 @@ from faultbench.measurement.rundir.results import (
     WORKER_LOG,
     RunDir,
     profile_record,
-    resume_command,
+    resume_hint,
     sample_key,
 )
 from faultbench.measurement.signals import signal_name, signals_raise
@@ -385,8 +385,7 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
                     unsupported[unit.scenario.name] = samples[0]["error"] or "unsupported"
                 progress.update(unit, samples)
     except KnobError as exc:
-        kept = "the samples so far are kept" if records else f"{run_dir.path} holds no sample yet"
-        raise RunError(f"{exc}; {kept}; continue with: {resume_command(run_dir.path)}") from None
+        raise RunError(f"{exc}{resume_hint(run_dir.path)}") from None
     if boot is not None:
         return meta
     known = {s["scenario"] for s in meta["skipped"]}

@@ -19,7 +19,7 @@ from faultbench.measurement.knobs.catalog import (
     reads_as,
 )
 from faultbench.measurement.knobs.knoblock import KnobLock, faultbench_command, recorded_journal
-from faultbench.measurement.knobs.replay import journal_entry, put_back, reads_back_as
+from faultbench.measurement.knobs.replay import journal_entries, put_back, reads_back_as
 from faultbench.measurement.knobs.sysfs import DEBUGFS, mounted, release_own_tmpfs, umount
 from faultbench.measurement.rundir.safefile import ResultsError, SafeDir
 from faultbench.measurement.rundir.tempfiles import (
@@ -168,7 +168,7 @@ def knobs_left() -> str | None:
         if data is None or not isinstance(data.get("knobs"), list) or _owner_alive(data):
             continue
         try:
-            entries = [journal_entry(entry, path) for entry in data["knobs"]]
+            entries = journal_entries(data["knobs"], path)
             changed = [knob.name for knob, original in entries if not reads_back_as(knob, original)]
         except KnobError:
             return _left(data, path)  # restore says what is wrong with it
@@ -355,7 +355,7 @@ def restore_journal(path: str | None = None,
     if not isinstance(knobs, list) or not isinstance(unmount, list):
         raise KnobError(f"journal {path}: `knobs` and `unmount` must be lists; nothing was "
                         "restored")
-    entries = [journal_entry(e, path) for e in knobs]
+    entries = journal_entries(knobs, path)
     done: list[str] = []
     problems: list[str] = []
     # a journal of mounts only (tmpfs.py) writes no knob: it need not wait for the knob lock,

@@ -57,6 +57,18 @@ def journal_entry(entry: object, path: str) -> tuple[Knob, str]:
         raise KnobError(f"journal {path}: original {exc}; nothing was restored") from None
 
 
+def journal_entries(entries: list[object], path: str) -> list[tuple[Knob, str]]:
+    """Every entry of a journal's `knobs`, checked by journal_entry. A run journals each knob
+    once, with the value it found: a knob named twice has two originals, and no way to tell
+    which one is the machine's."""
+    knobs = [journal_entry(entry, path) for entry in entries]
+    names = [knob.name for knob, _ in knobs]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise KnobError(f"journal {path}: {', '.join(twice)} named twice (a run journals each "
+                        "knob once, with the value it found); nothing was restored")
+    return knobs
+
+
 def put_back(knobs: list[tuple[Knob, str]]) -> list[str]:
     """Write every original back (last set first), verify; the problems, one line each.
     One that cannot be written stops no other. A knob already reading its original is not

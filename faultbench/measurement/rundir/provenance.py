@@ -150,6 +150,14 @@ def machine_paths_out(cmdline: str) -> str:
     return re.sub(r"\bvirtme_chdir=\S*", "virtme_chdir=<cwd>", cmdline)
 
 
+def kernel_cmdline() -> str | None:
+    """The running kernel's command line as provenance records it: machine_paths_out."""
+    try:
+        return machine_paths_out(Path("/proc/cmdline").read_text().strip())
+    except OSError:
+        return None
+
+
 GUEST_GIT = ("not described in a guest: its checkout is the host's, whose revision the "
              "run's provenance records (git describe over 9p took 20-40 s a boot)")
 
@@ -168,9 +176,7 @@ def collect(file_dir: str | None = None, git: bool = True) -> dict[str, Any]:
     facts.put("kernel.release", uname.release)
     facts.put("kernel.version", uname.version)
     facts.put("kernel.machine", uname.machine)
-    facts.read("kernel.cmdline", "/proc/cmdline")
-    if facts.data.get("kernel", {}).get("cmdline"):
-        facts.data["kernel"]["cmdline"] = machine_paths_out(facts.data["kernel"]["cmdline"])
+    facts.put("kernel.cmdline", kernel_cmdline(), "/proc/cmdline not readable")
     facts.put("kernel.lockdown", lockdown(), "securityfs not readable (needs root)")
     facts.put("page_size", knobs.page_size())
     facts.put("ptrs_per_pte", knobs.ptrs_per_pte())

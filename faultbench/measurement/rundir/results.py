@@ -59,6 +59,17 @@ def resume_command(path: Path | str) -> str:
     return f"faultbench run --resume {shell_word(path)}"
 
 
+def resume_hint(path: Path) -> str:
+    """How a message about a run left unfinished ends: where its samples are, or that it
+    holds none yet, and the command that continues it."""
+    try:
+        held = os.lstat(path / SAMPLES).st_size > 0
+    except OSError:
+        held = False
+    where = f"samples so far are in {path}" if held else f"{path} holds no sample yet"
+    return f"; {where}; continue with: {resume_command(path)}"
+
+
 def report_command(path: Path | str) -> str:
     """The command that shows the run in `path`, quoted for a shell."""
     return f"faultbench report {shell_word(path)}"
