@@ -13,7 +13,9 @@ independently may count as n:
   boots (each is an independent start of everything).
 - With one boot per side (native runs, one guest boot each) nothing above the round was
   repeated, so the round is the unit, and drift between boots or runs is invisible to the test
-  (compare's footer says so for two separate runs).
+  (compare's footer says so for two separate runs). Not on the instruction clock: there a
+  boot's rounds repeat to the instruction while boots of one image land a few instructions
+  apart, so timings of one boot a side, the sides in different boots, are not tested.
 
 Columns used: `round` (always; `faultbench.load` provides it), and whichever of `run`, `kernel`,
 `boot` exist (`BOOT_COLUMNS`): a frame without them is one boot. Rows with `ok` False (warm-ups,
@@ -41,6 +43,7 @@ from faultbench.analysis.estimators import (
     variance_prior,
     welch_log,
 )
+from faultbench.analysis.frame import COUNT_METRICS
 
 ALPHA = 0.05
 # On the instruction clock, before loops started right after a tick (TICK_ALIGNED_EPOCH),
@@ -58,6 +61,7 @@ MODERATED_METHOD = "moderated t-test on log per-boot medians"
 ROUND_METHOD = "Mann-Whitney U on per-round medians"
 EXACT_METHOD = "exact: no variation within either side"
 FEW_BOOTS_METHOD = "untested: one side has a single boot, the other several"
+ONE_BOOT_APART_METHOD = "untested: one boot a side on the instruction clock"
 NONPOSITIVE_METHOD = "untested: a unit value <= 0"
 # One line per method for compare's footer; `footer_note` picks those a table used.
 REFERENCES = {
@@ -73,6 +77,11 @@ REFERENCES = {
                   "exact and no test is made (*: the sides differ; =: both sides equal)",
     FEW_BOOTS_METHOD: "?: one side has a single boot, so its boot-to-boot variation is "
                       "unknown; not tested, change is the ratio of medians",
+    ONE_BOOT_APART_METHOD: "?: on the instruction clock a boot's rounds repeat to the "
+                           "instruction, but boots of one image land a few instructions "
+                           "apart: with one boot a side, in different boots, the change "
+                           "cannot be told from the boots' own levels (--boots 2 or more "
+                           "tests it); not tested, change is the ratio of medians",
     NONPOSITIVE_METHOD: "?: a unit value is <= 0, where the tests (on logs) do not apply; "
                         "not tested, change is the ratio of medians",
 }
@@ -143,7 +152,9 @@ def compare_rows(
 
     The unit is chosen per row: with >= 2 boots on both sides, the boot (Welch's t-test on the
     log of per-boot medians); with one boot on both sides, the round (Mann-Whitney U over
-    per-round medians, mappers pooled); one boot against several is not tested (p NaN).
+    per-round medians, mappers pooled), except timings on the instruction clock with the
+    sides in different boots (ONE_BOOT_APART_METHOD); one boot against several is not
+    tested (p NaN).
 
     Why Welch on per-boot log medians: a boot comparison has few units (3 vs 3 by default).
     An exact permutation test over boot labels has only C(6,3) = 20 arrangements, so its
@@ -220,7 +231,8 @@ def compare_rows(
                for row in both.drop(columns=ROW_ID).itertuples(index=False)]
     spreads = [pooled_log_variance(*r[1:3]) for r in records if _boot_test(*r)]
     prior = variance_prior(*zip(*spreads, strict=True)) if spreads else None
-    rows = [_compare_one(*record, prior) for record in records]
+    apart = metric not in COUNT_METRICS and _instruction_clock_boots_apart(base_df, new_df)
+    rows = [_compare_one(*record, prior, apart) for record in records]
     sides = [f"{side}_{name}" for side in ("base", "new") for name in (
         "boots", "units", "samples", "dropped", "median", "spread_pct", "gmean", "sd_pct")]
     columns = ["unit", *sides, "ratio", "median_ratio", "ci_lo", "ci_hi", "p", "min_p",
@@ -260,6 +272,19 @@ def compare_rows(
 def _pct_range(ratios: pd.Series) -> str:
     low, high = (f"{100 * (r - 1):.2g}" for r in (ratios.min(), ratios.max()))
     return f"{low}%" if low == high else f"{low}-{high}%"
+
+
+def _instruction_clock_boots_apart(base_df: pd.DataFrame, new_df: pd.DataFrame) -> bool:
+    """Whether both sides were timed on the instruction clock, each in boots of its own (a
+    kernel against another, or two runs): a boot's rounds then repeat to the instruction,
+    and one boot a side says nothing of how far apart boots land. Fault counts are not
+    timings: a kernel's own, they repeat across boots."""
+    sides = [df[df["ok"]] if "ok" in df else df for df in (base_df, new_df)]
+    if not all(len(side) and "clock" in side and (side["clock"] == "icount").all()
+               for side in sides):
+        return False
+    return any(set(sides[0][column]).isdisjoint(set(sides[1][column]))
+               for column in boot_columns(sides[0]) if column in sides[1])
 
 
 def _tick_states(*frames: pd.DataFrame) -> bool:
@@ -364,13 +389,18 @@ def _boot_test(unit: str, base: np.ndarray, new: np.ndarray, row: dict[str, obje
 
 
 def _compare_one(unit: str, base: np.ndarray, new: np.ndarray, row: dict[str, object],
-                 prior: Prior | None) -> tuple[object, ...]:
+                 prior: Prior | None, apart: bool) -> tuple[object, ...]:
+    """`apart`: _instruction_clock_boots_apart, which leaves a row of one boot a side
+    untested, constant or not."""
     base_boots, new_boots = row["boot_values_base"], row["boot_values_new"]
     base_median, new_median = float(np.median(base)), float(np.median(new))
     median_ratio = _ratio(new_median, base_median)
     ratio, p, ci, min_p, se, df = median_ratio, np.nan, (np.nan, np.nan), np.nan, np.nan, np.nan
-    exact = bool(row["constant_base"]) and bool(row["constant_new"])
-    if exact:
+    exact = bool(row["constant_base"]) and bool(row["constant_new"]) and not (
+        apart and unit == "round")
+    if apart and unit == "round":
+        method = ONE_BOOT_APART_METHOD
+    elif exact:
         ci, min_p, method = (ratio, ratio), 0.0, EXACT_METHOD
     elif unit == "boot" and min(len(base), len(new)) < 2:
         method = FEW_BOOTS_METHOD

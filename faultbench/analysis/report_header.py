@@ -67,19 +67,21 @@ def _part_name(part: dict[str, Any]) -> str:
 
 
 def unlike_the_machine(df: pd.DataFrame, meta: dict[str, Any], label_cols: list[str]) -> str:
-    """The knobs every row set to another value than the machine's own (THP settings,
-    fault_around_bytes, as recorded before the run set any: a native run's provenance, each
-    boot's guest in a booted run), which no row's label names, every row having them."""
+    """The knobs every row set, which no row's label names, every row having them: each one
+    set to another value than the machine's own (THP settings and fault_around_bytes, as
+    recorded before the run set any: a native run's provenance, each boot's guest in a
+    booted run), and each one whose own value no record holds (sysctls, read_ahead_kb)."""
     own, whose = _own_values(meta)
     ok = df[df["ok"]]
     unlike = []
     for knob in df.attrs.get("knob_columns", []):
         values = ok[knob] if knob in ok else pd.Series(dtype=object)
-        if knob in label_cols or knob not in own or values.isna().any() or \
-                values.nunique() != 1:
+        if knob in label_cols or values.isna().any() or values.nunique() != 1:
             continue
         value = str(values.iloc[0])
-        if any(value.split() != mine.split() for mine in own[knob].values()):
+        if not own.get(knob):
+            unlike.append(f"{knob}={value} ({whose}: not recorded)")
+        elif any(value.split() != mine.split() for mine in own[knob].values()):
             unlike.append(f"{knob}={value} ({whose}: {_by_side(own[knob])})")
     return wrap("Set for every row: " + ", ".join(unlike) + ".") if unlike else ""
 

@@ -28,13 +28,26 @@ def _levels(df: pd.DataFrame, knob: str) -> pd.Series:
     return df.loc[df["ok"] & df[knob].notna(), knob].map(_sweep_level)
 
 
-def default_baseline(knob: str, values: pd.Series) -> Any:
-    """The smallest value, a number before any text: a knob's values read back as numbers
-    in some samples and as text in others (lines of merged machines, or edited ones) do not
-    compare with `<`."""
+def default_baseline(knob: str, values: pd.Series, listed: Sequence[Any] = ()) -> Any:
+    """fault_around_bytes 4096 (off); for a knob set by words (THP's never, madvise, ...)
+    the first of `listed` (the workload's order) it has samples of: sorted, "always" would
+    come first; otherwise the smallest value, a number before any text (a knob's values
+    read back as numbers in some samples and as text in others do not compare with `<`)."""
     if knob == FAULT_AROUND_KNOB and (values == 4096).any():
         return 4096
+    if all(isinstance(value, str) for value in values):
+        first = next((level for level in map(_sweep_level, listed) if (values == level).any()),
+                     None)
+        if first is not None:
+            return first
     return values.sort_values(key=spec_order, kind="stable").iloc[0]
+
+
+def _listed(df: pd.DataFrame, knob: str) -> list[Any]:
+    """The knob's values in the order its run's scenarios (meta.json) set them."""
+    return [scenario["knobs"][knob] for meta in df.attrs.get("meta", {}).values()
+            for scenario in meta.get("scenarios", [])
+            if isinstance(scenario, dict) and knob in (scenario.get("knobs") or {})]
 
 
 def _level(text: str, values: pd.Series) -> Any:
@@ -110,7 +123,7 @@ def sweep_tables(df: pd.DataFrame, knob: str, label_cols: list[str], baseline: A
         value=_levels(df, knob),
     )
     if baseline is None:
-        baseline = default_baseline(knob, data["value"])
+        baseline = default_baseline(knob, data["value"], _listed(df, knob))
     ns = median_ci(data, ["group", "value"], "ns_per_page")
     faults = data.groupby(["group", "value"], sort=False)["faults_per_page"].median()
     table = ns.merge(faults.rename("faults"), left_on=["group", "value"], right_index=True)

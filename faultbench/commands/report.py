@@ -14,7 +14,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--baseline", metavar="[KNOB=]VALUE", action="append",
         help="knob value that sweep tables compare against (default: 4096 for "
-        "fault_around_bytes, i.e. fault-around off; the smallest value for other knobs); "
+        "fault_around_bytes, i.e. fault-around off; a THP setting's first value as the "
+        "workload lists it; the smallest value for other knobs); "
         "a bare VALUE applies to each swept knob it is a value of; repeat it for several "
         "knobs",
     )

@@ -404,14 +404,18 @@ def _report(run_dir: RunDir) -> int:
     changed a knob: what every statistic reads) or most of them failed or drifted (a lost
     worker's one error leaves it 0)."""
     from faultbench.analysis.summary import summary
-    from faultbench.errors import error_text, printable
+    from faultbench.errors import FaultbenchError, error_text, printable
     from faultbench.measurement.rundir.results import META, PYPERF, SAMPLES
     from faultbench.measurement.spec import clipped
     from faultbench.measurement.workload import KNOB_AXIS
 
     written = [n for n in (SAMPLES, META, PYPERF) if run_dir.dir.is_file(n)]
-    print(f"results in {run_dir.path}/ ({', '.join(written)})")
-    print(summary(run_dir.dir), end="")
+    try:
+        print(f"results in {run_dir.path}/ ({', '.join(written)})")
+        print(summary(run_dir.dir), end="")
+        sys.stdout.flush()
+    except FaultbenchError as exc:  # a closed or full standard output, not the run's fault
+        raise type(exc)(f"{exc}{interrupted_hint(run_dir)}") from None
     records, meta = run_dir.read_samples(), run_dir.read_meta()
     failed = [r for r in records if r["status"] == "error"]
     if failed:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
+import resource
 from pathlib import Path
 
+from faultbench.measurement.knobs.catalog import fault_around_max
 from faultbench.measurement.knobs.sysfs import mount_of
 from faultbench.measurement.knobs.tmpfs import MountError, own_tmpfs
 from faultbench.measurement.profile import PERIOD_NS, open_sink, profiles, read_sink
@@ -136,6 +139,7 @@ def check_resources(spec: Spec) -> None:
         _check_app_memory(spec)
         _check_disk(spec, spec.size * spec.apps)
         return
+    _check_address_space(spec)
     in_memory = memory_needed(spec)
     available_kb = meminfo().get("MemAvailable")
     if available_kb is not None and in_memory > MEMORY_SHARE * available_kb * 1024:
@@ -147,6 +151,28 @@ def check_resources(spec: Spec) -> None:
     # a tmpfs of faultbench's own (tmpfs_huge) is sized for it; a given one may be full
     if spec.backing == "file" or (spec.backing == "tmpfs" and not spec.tmpfs_huge):
         _check_disk(spec, spec.size)
+
+
+def _check_address_space(spec: Spec) -> None:
+    """Refuse a sample whose mappings cannot fit under `ulimit -v` (RLIMIT_AS) beside what
+    this process maps already: mmap would fail with ENOMEM, which names no limit. At least
+    the mapping of each mapper in this process (threads share it) and one placement
+    reservation (native/region.c: two fault-around windows more)."""
+    limit = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if limit == resource.RLIM_INFINITY:
+        return
+    try:
+        found = re.search(r"^VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
+    except OSError:
+        found = None
+    mapped = int(found[1]) * 1024 if found else 0
+    mappers = spec.mappers if spec.mapper_kind == "thread" else 1
+    needed = mappers * spec.size + 2 * fault_around_max()
+    if mapped + needed > limit:
+        raise SpecError(
+            f"size {format_size(spec.size)} needs {needed / 2**20:,.0f} MiB of address space "
+            f"beside the {mapped / 2**20:,.0f} MiB this process maps, and the limit on "
+            f"address space is {limit / 2**20:,.0f} MiB: raise `ulimit -v`")
 
 
 def _check_app_memory(spec: Spec) -> None:

@@ -84,12 +84,15 @@ def fault_around_bytes() -> tuple[int | None, str]:
         return None, f"debugfs: {exc}"
 
 
-def detect_virt() -> str | None:
+def detect_virt(vm_only: bool = False) -> str | None:
+    """systemd-detect-virt's answer. `vm_only` in a booted guest: its root is the host's
+    (9p), whose container markers (/.dockerenv, /run/.containerenv) are not the guest's."""
     tool = shutil.which("systemd-detect-virt")
     if not tool:
         return None
     try:
-        done = subprocess.run([tool], capture_output=True, text=True, check=False, timeout=10)
+        done = subprocess.run([tool, *(["--vm"] if vm_only else [])], capture_output=True,
+                              text=True, check=False, timeout=10)
     except (OSError, subprocess.TimeoutExpired):  # not executable; a guest on a busy host
         return None
     return done.stdout.strip() or None
@@ -197,7 +200,7 @@ def collect(file_dir: str | None = None, git: bool = True) -> dict[str, Any]:
 
     flags = cpu_flags()
     facts.put("virtualization.hypervisor_flag", "hypervisor" in flags)
-    facts.put("virtualization.systemd_detect_virt", detect_virt(),
+    facts.put("virtualization.systemd_detect_virt", detect_virt(facts.data["plane"] != "native"),
               "systemd-detect-virt not installed or silent")
     for field in ("sys_vendor", "product_name"):
         facts.read(f"virtualization.dmi_{field}", f"{DMI_DIR}/{field}", "no DMI tables")
