@@ -21,7 +21,7 @@ def two_knobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     records = _records(RESULTS / "native-quick")
     for record in records:
         record["knobs"] = {"vm.swappiness": 61 if record["round"] % 2 else 10,
-                           "thp.shmem_enabled": "never" if record["round"] % 4 < 2 else "advise"}
+                           "thp.shmem_enabled": "advise" if record["round"] % 4 < 2 else "never"}
     return _rewritten(RESULTS / "native-quick", tmp_path_factory.mktemp("r17") / "run", records,
                       swept=True)
 
