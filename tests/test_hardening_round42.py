@@ -100,6 +100,8 @@ def test_measure_beside_a_knob_writer_says_it_measured_at_its_knobs(tmp_path: Pa
                                f"{writer.pid}, `"), done.stderr
         assert line.endswith("`) held the knob lock: measured at the kernel knobs it had "
                              "changed, not the machine's own"), done.stderr
+        # round 45 F1: its command was cut at 80 characters, before the knob it sets
+        assert "--set vm.swappiness=61 --out" in line, line
     finally:
         writer.terminate()
         writer.wait(timeout=60)

@@ -54,11 +54,13 @@ def blind_line(table: pd.DataFrame) -> str:
     blind = int((tested >= 2).sum())
     if not blind:
         return ""
+    if blind == len(tested) and tested.min() == np.inf:
+        return wrap("NOTE: this table cannot detect any change: too few units for any p to "
+                    "pass Holm's threshold; a row without * is no evidence of no change.")
     if blind == len(tested):
-        least = ("no change at all: too few units for any p to pass Holm's threshold"
-                 if tested.min() == np.inf else f"{detect_cell(tested.min())} or more")
         return wrap(f"NOTE: this table cannot detect a change below 2x in any tested row "
-                    f"(detect: {least}); a row without * is no evidence of no change.")
+                    f"(detect: {detect_cell(tested.min())} or more); a row without * is no "
+                    "evidence of no change.")
     return wrap(f"NOTE: {blind} of {len(tested)} tested rows cannot detect a change below 2x "
                 "(detect column); without * they are no evidence of no change.")
 

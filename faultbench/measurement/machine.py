@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from faultbench.errors import printable
+from faultbench.measurement.spec import clipped
 
 GOVERNOR = "/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"
 # How long the other processes' CPU time is watched; short enough not to delay a run.
@@ -142,6 +143,6 @@ def knob_writer_warning(writer: Any) -> str | None:
     pid, command = writer.get("pid"), writer.get("command")
     holder = ", ".join(
         ([f"pid {pid}"] if isinstance(pid, int) and not isinstance(pid, bool) else [])
-        + ([f"`{printable(command[:80])}`"] if isinstance(command, str) else []))
+        + ([f"`{printable(clipped(command))}`"] if isinstance(command, str) else []))
     return (f"WARNING: another faultbench{f' ({holder})' if holder else ''} held the knob "
             "lock: measured at the kernel knobs it had changed, not the machine's own")

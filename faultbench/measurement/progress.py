@@ -21,7 +21,10 @@ class Progress:
     """A bar with counts and ETA on a terminal, one short line per measurement otherwise."""
 
     def __init__(self, total: int, done: int, quiet: bool, stream: IO[str] | None = None,
-                 names: list[str] | None = None):
+                 names: list[str] | None = None, eta: bool = True):
+        """`eta` False: no ETA. A guest on the instruction clock times it in guest
+        instructions (one virtual ns each), which passed about 4 times slower than the
+        host's seconds the user waits in."""
         # sys.stderr as it is now: the command replaced Python's (cli._Stderr)
         self.stream = stream or sys.stderr
         self.total, self.done, self.quiet = total, done, quiet
@@ -31,6 +34,7 @@ class Progress:
         self.tty = self.stream.isatty()
         self.start = time.monotonic()
         self.measured = 0
+        self.eta = eta
 
     def update(self, unit: Unit, samples: list[dict[str, Any]]) -> None:
         self.done += 1
@@ -38,13 +42,13 @@ class Progress:
         if self.quiet:
             return
         elapsed = time.monotonic() - self.start
-        eta = _clock(elapsed / self.measured * (self.total - self.done))
+        eta = _clock(elapsed / self.measured * (self.total - self.done)) if self.eta else ""
         if self.tty:
             width = 30
             filled = width * self.done // max(self.total, 1)
             self.stream.write(
                 f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
-                f"ETA {eta} "
+                + (f"ETA {eta} " if eta else "")
             )
         else:
             self.stream.write(line(self.done, self.total, eta, unit, samples, self.common)
@@ -59,10 +63,11 @@ class Progress:
 
 def line(done: int, total: int, eta: str, unit: Unit, samples: list[dict[str, Any]],
          common: set[str] | frozenset[str] = frozenset()) -> str:
-    """`[12/165] ETA 3:05 r2 seq uffd=wp: 0.063 flt/pg 310 ns/pg`: the scenario name without
-    the `common` parts, in the words report tables use, at most WIDTH columns: the name
-    gives way first (its middle elided), then the result."""
-    head = f"[{done}/{total}] ETA {eta} {'warm-up ' if unit.warmup else ''}r{unit.round} "
+    """`[12/165] ETA 3:05 r2 seq uffd=wp: 0.063 flt/pg 310 ns/pg` (no ETA when `eta` is
+    empty): the scenario name without the `common` parts, in the words report tables use, at
+    most WIDTH columns: the name gives way first (its middle elided), then the result."""
+    head = (f"[{done}/{total}] {f'ETA {eta} ' if eta else ''}"
+            f"{'warm-up ' if unit.warmup else ''}r{unit.round} ")
     result = _brief(samples)
     name = " ".join(_table_words(p) for p in unit.scenario.name.split(",")
                     if p not in common) or _table_words(unit.scenario.name)

@@ -318,7 +318,8 @@ def execute(run_dir: RunDir, quiet: bool = False, on_unit: Callable[[Unit], None
         refuse_relative_dir(meta, run_dir.path)
     plane = meta["plane"]
     knob_names = sorted({name for s in scenarios for name in s.knobs})
-    progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios])
+    progress = Progress(total, total - todo, quiet, names=[s.name for s in scenarios],
+                        eta=plane != "tcg-icount")
     try:
         with ExitStack() as stack:
             # unwound in reverse: worker stopped, then knobs restored, then files closed
