@@ -56,7 +56,6 @@ def interrupted_hint(run_dir: RunDir | None) -> str:
     return resume_hint(run_dir.path)
 
 
-
 def recorded_command(argv: list[str]) -> list[str]:
     """The command line meta.json records (scripts/reference-results reruns it): the
     results directory, which differs from run to run, as {out}."""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import resource
 from pathlib import Path
 
@@ -78,9 +77,15 @@ def current_plane() -> str:
 
 def meminfo() -> dict[str, int]:
     """/proc/meminfo read once: field -> number (kB for sizes, a count for HugePages_*)."""
+    return proc_numbers("/proc/meminfo")
+
+
+def proc_numbers(path: str) -> dict[str, int]:
+    """A /proc file of `Name: number [kB]` lines (meminfo, status) read once: name -> number,
+    lines whose value is no number left out."""
     fields: dict[str, int] = {}
     try:
-        text = Path("/proc/meminfo").read_text()
+        text = Path(path).read_text()
     except OSError:
         return fields
     for line in text.splitlines():
@@ -161,11 +166,7 @@ def _check_address_space(spec: Spec) -> None:
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit == resource.RLIM_INFINITY:
         return
-    try:
-        found = re.search(r"^VmSize:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        found = None
-    mapped = int(found[1]) * 1024 if found else 0
+    mapped = proc_numbers("/proc/self/status").get("VmSize", 0) * 1024
     mappers = spec.mappers if spec.mapper_kind == "thread" else 1
     needed = mappers * spec.size + 2 * fault_around_max()
     if mapped + needed > limit:

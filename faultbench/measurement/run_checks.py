@@ -260,13 +260,15 @@ def refuse_other_machine(meta: dict[str, Any], path: Path | str) -> None:
                        f"({report_command(path)} shows its samples)")
     # one kernel booted with other parameters (mitigations=, transparent_hugepage=, ...)
     then, now = kernel.get("cmdline"), kernel_cmdline()
-    if isinstance(then, str) and now is not None and sorted(then.split()) != sorted(now.split()):
-        def words(these: list[str]) -> str:
-            return clipped(printable(" ".join(these)), 200)
-
-        differ = [f"{kind} {words(these)}, which this boot {has}" for kind, these, has in (
-            ("with", [w for w in then.split() if w not in now.split()], "lacks"),
-            ("without", [w for w in now.split() if w not in then.split()], "has")) if these]
+    then_words, now_words = (text.split() if isinstance(text, str) else None
+                             for text in (then, now))
+    if then_words is not None and now_words is not None and \
+            sorted(then_words) != sorted(now_words):
+        differ = [f"{kind} {clipped(printable(' '.join(these)), 200)}, which this boot {has}"
+                  for kind, these, has in (
+                      ("with", [w for w in then_words if w not in now_words], "lacks"),
+                      ("without", [w for w in now_words if w not in then_words], "has"))
+                  if these]
         raise RunError(f"{path} was measured under another kernel command line: "
                        f"{'; '.join(differ)}: resuming here would pool the samples of both "
                        "under the first; boot with the first again, or start a new run")

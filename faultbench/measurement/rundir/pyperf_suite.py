@@ -43,6 +43,7 @@ def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any
     knobs = {s["name"]: s["knobs"] for s in meta["scenarios"]}
     # on the instruction clock a virtual ns is one guest instruction, not a time
     icount = clock_of(meta["plane"]) == "icount"
+    scale = 1 if icount else 1e-9
     common = {
         "unit": "integer" if icount else "second",
         "loops": 1,
@@ -60,7 +61,6 @@ def pyperf_suite(meta: dict[str, Any], records: Iterable[dict[str, Any]]) -> Any
     benchmarks = []
     for name, group in by_bench.items():
         group.sort(key=lambda r: r["round"])
-        scale = 1 if icount else 1e-9
         warmups = [(1, r["ns_per_page"] * scale) for r in group if r["warmup"]]
         values = [r["ns_per_page"] * scale for r in group
                   if not r["warmup"] and not r.get("profiled")]
