@@ -172,6 +172,11 @@ class Coverage:
     unmatched_lines: int  # valid lines joined to no profiled sample
     skipped_lines: int  # lines not a valid profile (read_profiles)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Coverage:
+        # pandas deep-copies a frame's attrs into every frame made from it: shared instead,
+        # as frame.Shared is (nothing changes a Coverage once made)
+        return self
+
     def note(self, several: bool) -> str:
         """The note on the samples without a profile, and why; "" when none lacks one."""
         if not self.without_profile:
@@ -302,8 +307,7 @@ class PhaseCosts:
 
 
 def _leaf_shares(part: pd.DataFrame) -> list[tuple[str, float]]:
-    leaves = part.assign(leaf=part["stack"].str.rsplit(";", n=1).str[-1])
-    counts = leaves.groupby("leaf")["count"].sum().sort_values(ascending=False, kind="stable")
+    counts = part.groupby("leaf")["count"].sum().sort_values(ascending=False, kind="stable")
     total = counts.sum()
     return [(str(k), float(v / total)) for k, v in counts.items()] if total else []
 
@@ -317,22 +321,20 @@ def phase_costs(df: pd.DataFrame, stacks: pd.DataFrame | None = None,
     stacks = stack_frame(df) if stacks is None else stacks
     if stacks.empty:
         return []
-    keys = [*label_columns(df, kernels=kernels), "role"]
-    stacks = stacks.assign(label=labels(stacks, keys))
-    ok = df[df["ok"]].assign(label=lambda d: labels(d, keys))
+    keys, stacks, ok = _labelled(df, stacks, kernels)
+    stacks = stacks.assign(leaf=stacks["stack"].str.rsplit(";", n=1).str[-1])
+    by_label = dict(tuple(stacks.groupby("label", sort=False)))  # each in the frame's order
     medians = median_ci(ok, ["label"], "ns_per_page").set_index("label")["median"]
     unmap = median_ci(ok, ["label"], "munmap_ns_per_page").set_index("label")["median"]
     per_page = ok.groupby("label")[["faults_per_page", "mapped_per_touched"]].median()
     out = []
     order = sort_labels(stacks.drop_duplicates("label"), keys, knob_order(df))
     for label in order["label"]:
-        rows = stacks[stacks["label"] == label]
+        rows = by_label[label]
         loop, munmap = rows[rows["part"] == "loop"], rows[rows["part"] == "munmap"]
-        total = loop["count"].sum()
+        total, shares = _shares(loop)
         if label not in medians.index or not total:
             continue
-        counts = loop.groupby("phase")["count"].sum()
-        shares = {p: float(counts.get(p, 0) / total) for p in PHASE_NAMES}
         phases = {p: s * float(medians[label]) for p, s in shares.items()}
         phases[TEARDOWN] = float(unmap.get(label, float("nan")))
         per_sample = loop.drop_duplicates(["run", "_boot", "round", "mapper"])
@@ -351,6 +353,37 @@ def phase_costs(df: pd.DataFrame, stacks: pd.DataFrame | None = None,
             teardown_symbols=_leaf_shares(munmap), boot_shares=_boot_ranges(loop, total),
         ))
     return out
+
+
+def loop_shares(df: pd.DataFrame, stacks: pd.DataFrame) -> dict[str, tuple[int, dict[str, float]]]:
+    """Per label of phase_costs(df, stacks): its loop samples and each phase's share of
+    them, and nothing else phase_costs works out (profile_check asks again per round)."""
+    if stacks.empty:
+        return {}
+    _, stacks, ok = _labelled(df, stacks, None)
+    timed = set(ok.loc[ok["ns_per_page"].notna(), "label"])  # what median_ci gives a median
+    loops = stacks[stacks["part"] == "loop"]
+    out = {}
+    for label, loop in loops.groupby("label", sort=False):
+        total, shares = _shares(loop)
+        if label in timed and total:
+            out[str(label)] = (total, shares)
+    return out
+
+
+def _labelled(df: pd.DataFrame, stacks: pd.DataFrame, kernels: bool | None
+              ) -> tuple[list[str], pd.DataFrame, pd.DataFrame]:
+    """The label keys, and the stacks and the valid samples of `df` with their label."""
+    keys = [*label_columns(df, kernels=kernels), "role"]
+    return (keys, stacks.assign(label=labels(stacks, keys)),
+            df[df["ok"]].assign(label=lambda d: labels(d, keys)))
+
+
+def _shares(loop: pd.DataFrame) -> tuple[int, dict[str, float]]:
+    """A row's loop samples, and each phase's share of them."""
+    total = int(loop["count"].sum())
+    counts = loop.groupby("phase")["count"].sum()
+    return total, {p: float(counts.get(p, 0) / total) if total else 0.0 for p in PHASE_NAMES}
 
 
 def _boot_ranges(loop: pd.DataFrame, total: int) -> dict[str, tuple[float, float]]:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from faultbench.analysis.breakeven.rows import REPLICATES, interval
-from faultbench.analysis.profile import PhaseCosts, phase_costs, stack_frame
+from faultbench.analysis.profile import PhaseCosts, loop_shares, phase_costs, stack_frame
 
 FIXED = ("entry/exit", "VMA lookup", "lookup")
 MAPPING = ("fault-around", "rmap+memcg")
@@ -114,14 +114,15 @@ class _RoundTable:
         for j, name in enumerate(kept):
             only = rows[~profiled | (unit == name)]
             only.attrs = rows.attrs
-            for cost in phase_costs(only, stacks[stacks["_sample"].isin(only.index)]):
-                i = index.get(cost.label)
+            shared = loop_shares(only, stacks[stacks["_sample"].isin(only.index)])
+            for label, (samples, shares) in shared.items():
+                i = index.get(label)
                 if i is None:
                     continue
-                self.samples[i, j] = cost.samples
-                for phase, share in cost.shares.items():
+                self.samples[i, j] = samples
+                for phase, share in shares.items():
                     self.phase.setdefault(phase, np.zeros_like(self.samples))[i, j] = \
-                        share * cost.samples
+                        share * samples
 
     def _counts(self, phases: tuple[str, ...]) -> np.ndarray:
         zero = np.zeros_like(self.samples)
