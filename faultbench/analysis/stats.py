@@ -63,8 +63,8 @@ def median_ci(df: pd.DataFrame, keys: Sequence[str], metric: str) -> pd.DataFram
     grouped = rounds.groupby(_GROUP, sort=False)
     out = grouped["value"].agg(n="count", median="median", mean="mean", std="std")
     out["n_samples"] = grouped["n_samples"].sum()
-    out["n_boots"] = (grouped[boots].apply(lambda g: len(g.drop_duplicates())) if boots
-                      else 1)
+    out["n_boots"] = (rounds.drop_duplicates([_GROUP, *boots]).groupby(_GROUP, sort=False).size()
+                      if boots else 1)
     n = out["n"].to_numpy()
     low = [_lower_rank(int(count)) for count in n]
     ranked = rounds.sort_values([_GROUP, "value"]).assign(
