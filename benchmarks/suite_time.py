@@ -23,12 +23,17 @@ from pathlib import Path
 OUT_ENV = "SUITE_TIME_DIR"  # where each worker writes its lines (this benchmark's own)
 _started: dict[str, tuple[float, float, float]] = {}
 _controller = False  # pytest-xdist's controller: its workers run the tests and record them
+_out: Path | None = None
 
 
 def pytest_configure(config: object) -> None:
-    global _controller
+    # read once: a test running faultbench in its own process has it cut os.environ down
+    # to what root trusts (measurement/trust.py) until the test ends
+    global _controller, _out
     _controller = (not hasattr(config, "workerinput")
                    and bool(config.getoption("numprocesses", None)))  # type: ignore[attr-defined]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    _out = Path(os.environ[OUT_ENV]) / f"{worker}.jsonl"
 
 
 def _cpu() -> tuple[float, float]:
@@ -48,8 +53,8 @@ def pytest_runtest_logfinish(nodeid: str, location: object) -> None:
         return
     wall, own, children = _started.pop(nodeid)
     own_now, children_now = _cpu()
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
-    with open(Path(os.environ[OUT_ENV]) / f"{worker}.jsonl", "a") as out:
+    assert _out is not None
+    with open(_out, "a") as out:
         out.write(json.dumps({"test": nodeid, "wall": time.monotonic() - wall,
                               "own": own_now - own, "children": children_now - children})
                   + "\n")

@@ -150,6 +150,38 @@ def test_one_drifted_sample_of_several_leaves_the_status_0(profiled_run: Path,
 
 @HOST  # holds the machine-wide knob lock: a knob-writing test beside it would be refused
 @pytest.mark.skipif(os.geteuid() != 0, reason="the knob lock is root's")
+def test_a_resume_beside_a_knob_writer_says_so_once_it_is_accepted(tmp_path: Path) -> None:
+    """A resume refused for its files is that one line, whoever holds the knob lock (it was
+    preceded by the warning that another faultbench did: a refusal two lines long, and
+    every test of a refusal failed beside a knob-writing test); an accepted one says it
+    before measuring, once."""
+    finished = make_run(tmp_path, "run", TINY.format(reps=3))
+    runs = {}
+    for name in ("bad", "good"):
+        runs[name] = tmp_path / name
+        shutil.copytree(finished, runs[name])
+        lines = (runs[name] / "samples.jsonl").read_text().splitlines(keepends=True)
+        if name == "bad":  # a sample without its knobs: refused, naming line 2
+            record = json.loads(lines[1])
+            del record["knobs"]
+            lines[1] = json.dumps(record) + "\n"
+        (runs[name] / "samples.jsonl").write_text("".join(lines[:2]))
+        meta = json.loads((runs[name] / "meta.json").read_text())
+        (runs[name] / "meta.json").write_text(json.dumps({**meta, "finished_utc": None}))
+    with KnobLock(str(tmp_path / "journal.json")):
+        refused = faultbench("run", "--resume", runs["bad"], check=False)
+        resumed = faultbench("run", "--resume", runs["good"], "-q", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "samples.jsonl:2: " in refused.stderr, \
+        refused.stderr
+    assert resumed.returncode == 0, resumed.stderr
+    warnings = [ln for ln in resumed.stderr.splitlines() if "knob lock" in ln]
+    assert len(warnings) == 1 and warnings[0].startswith(
+        f"faultbench run: WARNING: another faultbench (pid {os.getpid()}, "), resumed.stderr
+
+
+@HOST  # holds the machine-wide knob lock: a knob-writing test beside it would be refused
+@pytest.mark.skipif(os.geteuid() != 0, reason="the knob lock is root's")
 def test_a_run_without_knobs_beside_a_knob_writer_says_so(tmp_path: Path) -> None:
     """R12-9: a run with knobs beside another knob writer is refused; one without started
     and was measured at the other's knob values, recorded as the machine's, with no word.

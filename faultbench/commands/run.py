@@ -20,6 +20,7 @@ from faultbench.commands import (
 )
 from faultbench.commands.run_hints import (
     interrupted_hint,
+    knob_writer_said_once,
     recorded_command,
     recovery,
     started,
@@ -138,6 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     )
 
     run_dir: RunDir | None = None
+    on_unit = None
     try:
         # first: the options below ask for --kernel, which --resume refuses as well
         if args.resume and (
@@ -169,10 +171,7 @@ def _run(args: argparse.Namespace) -> int:
                 return _booted(run_dir, args.quiet, args.jobs)
             _restore_knobs(meta)
             if not any(s["knobs"] for s in meta["scenarios"]):  # (a knob writer: locked)
-                from faultbench.measurement import machine
-
-                if warning := machine.knob_writer_warning(machine.knob_writer({})):
-                    print(f"faultbench run: {warning}", file=sys.stderr)
+                on_unit = knob_writer_said_once()
         else:
             workload = _workload(args)
             if args.profile is not None:
@@ -211,7 +210,7 @@ def _run(args: argparse.Namespace) -> int:
                 if skipped["scenario"].startswith(KNOB_AXIS):
                     print(f"faultbench run: {skipped['scenario']} skipped: {skipped['reason']}",
                           file=sys.stderr)
-        execute(run_dir, quiet=args.quiet)
+        execute(run_dir, quiet=args.quiet, on_unit=on_unit)
         return _report(run_dir)
     except INTERRUPTED as exc:
         print(f"\nfaultbench run: interrupted{interrupted_hint(run_dir)}", file=sys.stderr)

@@ -4,8 +4,10 @@ nothing to resume), and the command meta.json records to run it again."""
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from faultbench.measurement.rundir.results import BadSampleLine, RunDir
@@ -25,6 +27,24 @@ def recovery(bad: BadSampleLine) -> str:
             f"{resume_command(bad.path.parent)}; a sample then missing is measured again (in "
             "a booted run, if its boot had not finished)")
 
+
+def knob_writer_said_once() -> Callable[[Any], None]:
+    """execute()'s on_unit for a resume that sets no knob: before its first measurement, the
+    warning that another faultbench is changing the knobs. Not before: a resume refused for
+    its files stays one line, as a new run's refusal does (its warning follows acceptance)."""
+    said = False
+
+    def say(unit: Any) -> None:
+        nonlocal said
+        if said:
+            return
+        said = True
+        from faultbench.measurement import machine
+
+        if warning := machine.knob_writer_warning(machine.knob_writer({})):
+            print(f"faultbench run: {warning}", file=sys.stderr)
+
+    return say
 
 
 def started(args: argparse.Namespace) -> Path | None:
