@@ -1,5 +1,6 @@
 """What `faultbench run` tells a user whose run stopped (how to resume it, or why there is
-nothing to resume), and the command meta.json records to run it again."""
+nothing to resume), a resume's warning of another faultbench changing the knobs, and the
+command meta.json records to run it again."""
 
 from __future__ import annotations
 
