@@ -14,7 +14,8 @@ import pytest
 from inprocess import in_process
 
 from faultbench import Spec, load, measure_mappers
-from faultbench.analysis.profile import PHASE_NAMES, TEARDOWN, phase_costs, phase_of, section
+from faultbench.analysis.profile import PHASE_NAMES, TEARDOWN, phase_costs, phase_of
+from faultbench.analysis.profile_section import section
 from faultbench.analysis.report import report_data
 from faultbench.measurement.profile import (
     USER,

@@ -13,9 +13,9 @@ from faultbench.analysis.profile import (
     TOP_SYMBOLS,
     coverage_notes,
     phase_costs,
-    share_pct,
     stack_frame,
 )
+from faultbench.analysis.profile_section import share_pct
 from faultbench.analysis.text import fmt, fmt_pct, text_table, wrap
 
 

@@ -54,7 +54,7 @@ from faultbench.analysis.labels import (
 )
 from faultbench.analysis.memory import memory_section
 from faultbench.analysis.profile import phase_costs, stack_frame
-from faultbench.analysis.profile import section as profile_section
+from faultbench.analysis.profile_section import section as profile_section
 from faultbench.analysis.report_header import header, machine_line, unlike_the_machine
 from faultbench.analysis.stats import CI_METHOD, median_ci, unit_count
 from faultbench.analysis.sweep import baselines, sweep_tables
