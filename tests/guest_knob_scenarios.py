@@ -49,8 +49,10 @@ def start_loop(original: int) -> tuple[subprocess.Popen[str], int | None]:
 
 def udev_state() -> dict[str, object]:
     """What udev did in this boot: its processes still running, the devices it recorded
-    (coldplug records every device; faultbench's guests let it see only virtio-ports), and
-    whether the scratch disk, which no udev rule loaded a driver for, is mounted."""
+    (coldplug records every device; faultbench's guests let it see none), the
+    /dev/virtio-ports links init found (faultbench's stand-in made them, as udev's rule
+    would), whether the scratch disk, which no udev rule loaded a driver for, is mounted,
+    and the read-ahead of each 9p mount (the stand-in for tmpfiles set the root's)."""
     processes = []
     for entry in os.listdir("/proc"):
         try:
@@ -67,7 +69,15 @@ def udev_state() -> dict[str, object]:
                        else device)
     with open("/proc/mounts") as f:
         mounts = [line.split()[1:3] for line in f]
-    return {"processes": processes, "subsystems": sorted(subsystems), "mounts": mounts}
+    ports = "/dev/virtio-ports"
+    links = {name: os.readlink(os.path.join(ports, name)) for name in os.listdir(ports)}
+    read_ahead = {}
+    for bdi in os.listdir("/sys/class/bdi"):
+        if bdi.startswith("9p-"):
+            with open(f"/sys/class/bdi/{bdi}/read_ahead_kb") as f:
+                read_ahead[bdi] = int(f.read())
+    return {"processes": processes, "subsystems": sorted(subsystems), "mounts": mounts,
+            "links": links, "read_ahead_kb": read_ahead}
 
 
 def main() -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -153,12 +154,20 @@ def test_guest_never_imports_numpy_or_pandas(scenarios: dict) -> None:
 
 @GUEST_SCENARIOS
 def test_guest_runs_no_udev_coldplug(scenarios: dict) -> None:
-    """virtme-ng-init's coldplug is narrowed to virtio-ports and udevd stopped (scratch.py):
-    no udev process is left, and the scratch disk is mounted without udev's driver load."""
+    """virtme-ng-init's coldplug is replaced by the virtio-ports links udev's rule would make,
+    and udevd stopped (scratch.py): udev recorded no device and no udev process is left,
+    the links name each port init needs, the scratch disk is mounted without udev's driver
+    load, and the root's 9p mount reads ahead."""
     udev = scenarios["udev"]
     assert udev["processes"] == []
-    assert udev["subsystems"] == ["virtio-ports"]
+    assert udev["subsystems"] == []
+    links = udev["links"]
+    assert {"virtme.stdin", "virtme.stdout", "virtme.stderr", "virtme.ret"} <= set(links)
+    assert all(re.fullmatch(r"\.\./vport\d+p\d+", target) for target in links.values()), links
     assert ["/var/tmp", "ext4"] in udev["mounts"]
+    # the root's, mounted first; the shares mounted after the stand-in ran keep none
+    root = min(udev["read_ahead_kb"], key=lambda bdi: int(bdi.removeprefix("9p-")))
+    assert udev["read_ahead_kb"][root] == 512, udev["read_ahead_kb"]
 
 
 @GUEST_SCENARIOS

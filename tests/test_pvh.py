@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 from images import image_version, require_boot_image
 
-from faultbench.measurement.booted import pvh
+from faultbench.measurement.booted import pvh, vngproc
 from faultbench.measurement.booted.imagecheck import IMAGE_COPY, pinned_copy
 from faultbench.measurement.rundir.safefile import SafeDir
 
@@ -63,3 +65,29 @@ def test_a_payload_it_cannot_unpack_boots_as_the_image_itself(tmp_path: Path,
     assert (why, entry) == (None, pvh.BZIMAGE)
     assert Path(copy) == own / IMAGE_COPY
     assert Path(copy).read_bytes() == data
+
+
+def test_virtme_ng_reads_an_unpacked_kernels_release_through_the_stand_in(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """virtme-ng's own version probe (`file`, then `strings`) gives the same release with
+    the stand-in first on PATH as without it, and the stand-in leaves any other file to the
+    real `strings`; a bzImage, whose release `file` names, gets no stand-in."""
+    from virtme.commands.run import get_kernel_version
+
+    image = Path(require_boot_image())
+    vmlinux = tmp_path / "vmlinux"
+    with vmlinux.open("wb") as fh:
+        assert pvh.unpack(image.read_bytes(), fh)
+    release = (image_version(str(image)) or "").split()[0]
+    assert get_kernel_version(str(vmlinux)) == release  # the real strings
+    bin_dir = vngproc.version_stand_in(str(tmp_path), str(vmlinux))
+    assert bin_dir is not None
+    stand_in = Path(bin_dir, "strings")
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    assert get_kernel_version(str(vmlinux)) == release
+    other = tmp_path / "other"
+    other.write_bytes(b"\0Linux version 9.9.9-other\0")
+    assert get_kernel_version(str(other)) == "9.9.9-other"
+    said = subprocess.run([stand_in, str(vmlinux)], capture_output=True, text=True, check=True)
+    assert said.stdout == f"Linux version {release}\n"
+    assert vngproc.version_stand_in(str(tmp_path / "none"), str(image)) is None

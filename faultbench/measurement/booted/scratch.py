@@ -42,25 +42,40 @@ _PASSED_ENV = ("HOME", "LANG", "LC_ALL", "TERM", "PYTHONPATH", "VIRTUAL_ENV")
 # virtme-ng-init (1.42) always runs udev coldplug and systemd-tmpfiles, with no option to skip
 # them, and they were a quarter of a TCG boot (docs/scale.md). It runs both through PATH,
 # which it extends rather than replaces, and the kernel hands `PATH=` from its command line to
-# init as environment: so the guest's init finds these stand-ins first. Coldplug is narrowed
-# to the virtio-ports subsystem: udev's rule for it makes the /dev/virtio-ports/virtme.*
-# links init needs for the command's stdout, stderr and exit status. Nothing else in a
+# init as environment: so the guest's init finds these stand-ins first. Coldplug becomes
+# the /dev/virtio-ports/virtme.* links init needs for the command's stdout, stderr and exit
+# status, made as udev's rule for virtio-ports would (a port not named yet: that subsystem's
+# coldplug), 1 s of a TCG boot less than udev's trigger and settle. Nothing else in a
 # measurement guest needs udev: devtmpfs makes the device nodes, and the one module a guest
 # needs that only udev would load (virtio_blk, for the scratch disks) the script loads. The
-# udev daemon is told to exit once that has settled, so no udev process runs beside the
-# measurement.
+# udev daemon is told to exit, so no udev process runs beside the measurement. The root, the
+# host's over 9p with no cache, reads no ahead (v9fs sets none): every page of every program
+# and library a guest starts came in a 9p request of its own (1,041 for `python -S -c pass`)
+# until tmpfiles' stand-in set the root's read-ahead; the only 9p mount by then.
 INIT_BIN = "init-bin"
 _SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 _INIT_STAND_INS = {
     "udevadm": ("#!/bin/sh\n"
-                "# faultbench: coldplug only virtio-ports, then stop the daemon\n"
+                "# faultbench: make udev's virtio-ports links, then stop the daemon\n"
                 f"PATH={_SYSTEM_PATH}\n"
                 "case \"$1\" in\n"
-                "trigger) exec udevadm \"$@\" --subsystem-match=virtio-ports ;;\n"
-                "settle) udevadm \"$@\"; exec udevadm control --exit ;;\n"
+                "trigger)  # called twice, for subsystems and for devices\n"
+                "  [ -d /dev/virtio-ports ] && exit 0\n"
+                "  mkdir /dev/virtio-ports\n"
+                "  for port in /sys/class/virtio-ports/vport*; do\n"
+                "    read -r name < \"$port/name\" && [ -n \"$name\" ] &&\n"
+                "      ln -sfn \"../${port##*/}\" \"/dev/virtio-ports/$name\" ||\n"
+                "      { udevadm \"$@\" --subsystem-match=virtio-ports; exec udevadm settle; }\n"
+                "  done\n"
+                "  exit 0 ;;\n"
+                "settle) exec udevadm control --exit ;;\n"
                 "esac\n"
                 "exec udevadm \"$@\"\n"),
-    "systemd-tmpfiles": "#!/bin/sh\n# faultbench: nothing in the guest needs tmpfiles.d\n",
+    "systemd-tmpfiles": ("#!/bin/sh\n# faultbench: nothing in the guest needs tmpfiles.d;\n"
+                         "# the root (9p) reads ahead\n"
+                         "for ra in /sys/class/bdi/9p-*/read_ahead_kb; do\n"
+                         "  echo 512 > \"$ra\" 2>/dev/null\n"
+                         "done\n"),
 }
 
 
