@@ -8,7 +8,10 @@ so is what the filesystem answers: both are the user's input, refused in one lin
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
+import importlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -78,3 +81,20 @@ def number(text: str) -> float:
         return parse_float(text)
     except SpecError:
         raise argparse.ArgumentTypeError(f"invalid number value: {shown(text)}") from None
+
+
+@contextmanager
+def imported_meanwhile(module: str) -> Iterator[None]:
+    """`module` imported in a thread while the block runs, and done by its end: for a block
+    that mostly waits. An import that fails here is left to the one that uses the module,
+    which raises it where it belongs."""
+    def load() -> None:
+        with contextlib.suppress(Exception):
+            importlib.import_module(module)
+
+    thread = threading.Thread(target=load, name=f"import {module}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()

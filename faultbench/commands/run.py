@@ -16,6 +16,7 @@ from faultbench.commands import (
     check_count,
     check_text,
     filesystem_errors,
+    imported_meanwhile,
     integer,
 )
 from faultbench.commands.run_hints import (
@@ -184,8 +185,9 @@ def _run(args: argparse.Namespace) -> int:
             stamp = utc_now().replace("-", "").replace(":", "")
             out = Path(args.out or f"results/{stamp}-{workload.name}")
             from faultbench.measurement import machine
-
-            state = machine.collect(host_knobs=not kernels)
+            # collect() mostly waits through its window: the summary's pandas loads meanwhile
+            with imported_meanwhile("faultbench.analysis.summary"):
+                state = machine.collect(host_knobs=not kernels)
             extra = {"machine_state": state, "command": recorded_command(args._argv)}
 
             def begin(out: Path) -> RunDir:
