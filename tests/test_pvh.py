@@ -90,4 +90,12 @@ def test_virtme_ng_reads_an_unpacked_kernels_release_through_the_stand_in(
     assert get_kernel_version(str(other)) == "9.9.9-other"
     said = subprocess.run([stand_in, str(vmlinux)], capture_output=True, text=True, check=True)
     assert said.stdout == f"Linux version {release}\n"
+    # named through a link, it answers the resolved name too: virtme-ng resolves links
+    (tmp_path / "link").symlink_to(tmp_path)
+    (tmp_path / "linked").mkdir()
+    linked = vngproc.version_stand_in(str(tmp_path / "linked"), str(tmp_path / "link/vmlinux"))
+    assert linked is not None
+    said = subprocess.run([Path(linked, "strings"), str(vmlinux)], capture_output=True,
+                          text=True, check=True)
+    assert said.stdout == f"Linux version {release}\n"
     assert vngproc.version_stand_in(str(tmp_path / "none"), str(image)) is None

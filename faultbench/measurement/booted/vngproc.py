@@ -143,7 +143,9 @@ def version_stand_in(directory: str, kernel: str) -> str | None:
                  os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o700)
     with os.fdopen(fd, "w") as f:
         f.write("#!/bin/sh\n# faultbench: the line virtme-ng looks for, read already\n"
-                f"if [ $# = 1 ] && [ \"$1\" = {shlex.quote(kernel)} ]; then\n"
+                # virtme-ng names the kernel with its links resolved
+                f"if [ $# = 1 ] && {{ [ \"$1\" = {shlex.quote(kernel)} ] || "
+                f"[ \"$1\" = {shlex.quote(os.path.realpath(kernel))} ]; }}; then\n"
                 f"  echo {shlex.quote(banner)}\n"
                 + (f"else\n  exec {shlex.quote(real)} \"$@\"\n" if real else "")
                 + "fi\n")
