@@ -13,6 +13,7 @@ import selectors
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -128,10 +129,12 @@ def version_stand_in(directory: str, kernel: str) -> str | None:
     which it keeps the first `Linux version (\\S{3,})`: 2 CPU-s of the host's for each
     boot of Debian's 6.1 (docs/scale.md). The stand-in prints that line, found here the
     same way (in one run of printable characters), for `kernel` alone."""
-    with open(kernel, "rb") as fh:
-        if fh.read(4) != b"\x7fELF":
+    # the boot's own copy, but read as any file: never through a link, nor a FIFO's wait
+    fd = os.open(kernel, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or fh.read(4) != b"\x7fELF":
             return None
-        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as image:
+        with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as image:
             found = _BANNER.search(image)
             if found is None:
                 return None
